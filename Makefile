@@ -1,0 +1,40 @@
+# The front door. All build logic lives in CMakeLists.txt.
+BUILD ?= build
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+PREFIX ?= /usr/local
+
+.PHONY: all check demo bench install asan fuzz format clean
+
+all: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS)
+
+check: all
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+demo: all
+	sh examples/demo.sh $(BUILD)
+
+bench: all
+	sh bench/run.sh $(BUILD)
+
+install: all
+	cmake --install $(BUILD)
+
+# The test suite under AddressSanitizer and UBSan (what CI runs second).
+asan:
+	$(MAKE) check BUILD=build-asan CMAKE_FLAGS="-DMPCONN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+
+# libFuzzer targets, a short run each (clang).
+fuzz:
+	$(MAKE) all BUILD=build-fuzz CMAKE_FLAGS="-DCMAKE_C_COMPILER=clang -DMPCONN_FUZZ=ON -DMPCONN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
+	ctest --test-dir build-fuzz -L fuzz --output-on-failure
+
+format:
+	clang-format -i include/*.h src/*.[ch] src/proto/*.[ch] tools/*.c tests/*.[ch] tests/unit/*.c examples/*.c bench/*.c
+
+clean:
+	rm -rf build build-asan build-fuzz build-clang

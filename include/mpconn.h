@@ -1,0 +1,353 @@
+/* mpconn: Python's multiprocessing.connection for C.
+ * The one public header. Every type is opaque; every function returns 0 (or a
+ * documented non-negative result) on success and a negative code on failure. */
+#ifndef MPCONN_H
+#define MPCONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(MPCONN_BUILDING)
+#define MPCONN_API __attribute__((visibility("default")))
+#else
+#define MPCONN_API
+#endif
+
+#define MPCONN_VERSION_MAJOR 0
+#define MPCONN_VERSION_MINOR 1
+#define MPCONN_VERSION_PATCH 0
+#define MPCONN_VERSION_STRING "0.1.0"
+
+MPCONN_API const char *mpconn_version(void);
+
+/* ------------------------------------------------------------------ errors */
+
+/* Negative errno values (-ECONNREFUSED, -ETIMEDOUT, -ENOMEM, ...) report OS
+ * errors. The library's own codes live below MPCONN_EBASE. */
+enum {
+    MPCONN_EBASE = -10000,
+    MPCONN_EEOF = -10001,       /* peer closed between messages (EOFError) */
+    MPCONN_EEOFMSG = -10002,    /* end of stream inside a message; connection broken */
+    MPCONN_EMSGSIZE = -10003,   /* message longer than maxlength / max message size */
+    MPCONN_ESHORTBUF = -10004,  /* recv_bytes_into: buffer too short; message kept */
+    MPCONN_EAUTH = -10005,      /* authentication failed (wrong key, rejected) */
+    MPCONN_EAUTHPROTO = -10006, /* handshake protocol violation */
+    MPCONN_ENOKEY = -10007,     /* one side has an authkey, the other none */
+    MPCONN_EPROTO = -10008,     /* malformed frame header */
+    MPCONN_EBROKEN = -10009,    /* connection unusable after an earlier error */
+    MPCONN_ECLOSED = -10010,    /* handle closed */
+    MPCONN_ENOTREADABLE = -10011,
+    MPCONN_ENOTWRITABLE = -10012,
+    MPCONN_EADDR = -10013,      /* bad address syntax */
+    MPCONN_ENOTSUP = -10014,    /* not available on this platform */
+    MPCONN_EADDRINUSE = -10015, /* a live listener owns the address */
+    MPCONN_EPEER = -10016,      /* peer credentials refused (uid policy) */
+    MPCONN_EPICKLE = -10017,    /* malformed pickle */
+    MPCONN_EREFUSED = -10018,   /* pickle would import or call something */
+    MPCONN_ELIMIT = -10019,     /* a decoder limit was exceeded */
+    MPCONN_ETYPE = -10020,      /* value of the wrong type (pack/unpack/accessors) */
+    MPCONN_ESYNTAX = -10021,    /* Python literal syntax error */
+    MPCONN_ERANGE = -10022,     /* integer does not fit the requested C type */
+    MPCONN_ERECURSIVE = -10023, /* value contains itself */
+    MPCONN_EUNHASHABLE = -10024 /* unhashable dict key or set item */
+};
+
+/* A short static description of any code (negative errno included). */
+MPCONN_API const char *mpconn_strerror(int code);
+
+/* ----------------------------------------------------------------- options */
+
+/* Options shared by listeners, clients and connections. Copied when passed to
+ * a constructor, so the caller may free or reuse them right after.
+ * Not thread-safe; a given opts object is used by one thread at a time. */
+typedef struct mpconn_opts mpconn_opts;
+
+MPCONN_API int mpconn_opts_new(mpconn_opts **out);
+MPCONN_API void mpconn_opts_free(mpconn_opts *o);
+
+/* The authkey enables the mutual HMAC handshake. The bytes are copied. */
+MPCONN_API int mpconn_opts_set_authkey(mpconn_opts *o, const void *key, size_t len);
+/* Digest of the challenge this side delivers: "sha256" (default), "md5",
+ * "sha384", "sha3_256", "sha3_384"; or "legacy" for the 20-byte challenge of
+ * CPython <= 3.11 (answered with raw HMAC-MD5). */
+MPCONN_API int mpconn_opts_set_digest(mpconn_opts *o, const char *name);
+/* 0 refuses MD5 in any form (legacy answers, {md5} challenges). Default 1. */
+MPCONN_API int mpconn_opts_set_allow_md5(mpconn_opts *o, int allow);
+/* Seconds for the whole handshake of one connection; < 0 waits forever.
+ * Default 20. */
+MPCONN_API int mpconn_opts_set_handshake_timeout(mpconn_opts *o, double seconds);
+/* Seconds for connect(); < 0 (default) waits as long as the OS does. */
+MPCONN_API int mpconn_opts_set_connect_timeout(mpconn_opts *o, double seconds);
+/* Per-call timeouts of the connections made; < 0 (default) blocks. */
+MPCONN_API int mpconn_opts_set_send_timeout(mpconn_opts *o, double seconds);
+MPCONN_API int mpconn_opts_set_recv_timeout(mpconn_opts *o, double seconds);
+/* Largest message a connection accepts; 0 (default) is no limit. */
+MPCONN_API int mpconn_opts_set_max_message(mpconn_opts *o, uint64_t bytes);
+/* listen() backlog; default 128. */
+MPCONN_API int mpconn_opts_set_backlog(mpconn_opts *o, int backlog);
+/* Permission bits of a Unix socket file; default: as the umask leaves them. */
+MPCONN_API int mpconn_opts_set_mode(mpconn_opts *o, unsigned mode);
+/* Accept only Unix-socket peers whose uid is in the list (copied); n = 0
+ * clears the list. Without a list an abstract-namespace listener that has
+ * no authkey accepts only its own uid. */
+MPCONN_API int mpconn_opts_set_allowed_uids(mpconn_opts *o, const uid_t *uids, size_t n);
+/* Let an abstract-namespace listener without authkey accept any uid. */
+MPCONN_API int mpconn_opts_set_abstract_any_uid(mpconn_opts *o, int allow);
+/* Pickle protocol used by mpconn_conn_send (2..5); default 4. */
+MPCONN_API int mpconn_opts_set_pickle_protocol(mpconn_opts *o, int protocol);
+/* Decoder limits used by mpconn_conn_recv and mpconn_value_decode; 0 keeps
+ * the default. Defaults: depth 1000, items 10,000,000, memo 1,000,000,
+ * allocation 1 GiB. */
+MPCONN_API int mpconn_opts_set_decode_limits(mpconn_opts *o, size_t max_depth, size_t max_items,
+                                             size_t max_memo, size_t max_alloc);
+
+/* -------------------------------------------------------------- connection */
+
+/* A message-oriented connection over a socket or a pipe. One thread uses a
+ * connection at a time, as in CPython; mpconn_conn_set_send_lock makes
+ * concurrent sends from several threads safe. */
+typedef struct mpconn_conn mpconn_conn;
+
+enum { MPCONN_READABLE = 1, MPCONN_WRITABLE = 2 };
+
+/* Wraps fd (any stream socket or pipe end). Takes ownership of fd on success
+ * only: mpconn_conn_free closes it. flags: MPCONN_READABLE | MPCONN_WRITABLE.
+ * opts may be NULL. */
+MPCONN_API int mpconn_conn_from_fd(mpconn_conn **out, int fd, int flags, const mpconn_opts *opts);
+/* Closes (if open) and frees. NULL is a no-op. */
+MPCONN_API void mpconn_conn_free(mpconn_conn *c);
+/* Closes the fd; the handle stays valid for state queries until freed. */
+MPCONN_API int mpconn_conn_close(mpconn_conn *c);
+/* The fd, still owned by the connection; -1 once closed. */
+MPCONN_API int mpconn_conn_fileno(const mpconn_conn *c);
+/* Hands the fd to the caller and frees the connection. Bytes already read
+ * ahead into the connection's buffer are lost, so detach between messages. */
+MPCONN_API int mpconn_conn_detach(mpconn_conn *c);
+MPCONN_API int mpconn_conn_readable(const mpconn_conn *c);
+MPCONN_API int mpconn_conn_writable(const mpconn_conn *c);
+MPCONN_API int mpconn_conn_closed(const mpconn_conn *c);
+/* What went wrong last, with addresses and causes. Owned by c. */
+MPCONN_API const char *mpconn_conn_errmsg(const mpconn_conn *c);
+
+/* seconds < 0: block. A timeout inside a message keeps what was read and
+ * the next call continues the same message. */
+MPCONN_API int mpconn_conn_set_timeouts(mpconn_conn *c, double send_seconds, double recv_seconds);
+MPCONN_API int mpconn_conn_set_max_message(mpconn_conn *c, uint64_t bytes);
+MPCONN_API int mpconn_conn_set_send_lock(mpconn_conn *c, int enable);
+
+/* Sends len bytes from buf as one message. */
+MPCONN_API int mpconn_conn_send_bytes(mpconn_conn *c, const void *buf, size_t len);
+/* send_bytes(buf, offset, size) of CPython: size (size_t)-1 means the rest. */
+MPCONN_API int mpconn_conn_send_slice(mpconn_conn *c, const void *buf, size_t buflen,
+                                      size_t offset, size_t size);
+/* Sends strlen(s) bytes (no terminator), as the original package did. */
+MPCONN_API int mpconn_conn_send_string(mpconn_conn *c, const char *s);
+
+/* Receives one message into a new buffer (*out, freed by the caller with
+ * free(); never NULL on success, even for an empty message). maxlength 0 is
+ * no limit; a longer message fails with MPCONN_EMSGSIZE and the connection
+ * is no longer readable (as in CPython). */
+MPCONN_API int mpconn_conn_recv_bytes(mpconn_conn *c, void **out, size_t *len, size_t maxlength);
+/* Receives one message into buf at offset; *len is its size. When it does
+ * not fit, returns MPCONN_ESHORTBUF with *len set to its size and keeps the
+ * whole message: the next receive of any kind returns it. */
+MPCONN_API int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t offset,
+                                           size_t *len);
+/* One message as a NUL-terminated string (freed with free()). */
+MPCONN_API int mpconn_conn_recv_string(mpconn_conn *c, char **out, size_t maxlength);
+
+/* 1 when a message (or EOF) can be read without blocking, 0 on timeout.
+ * seconds < 0 waits forever; 0 does not wait. Counts buffered bytes. */
+MPCONN_API int mpconn_conn_poll(mpconn_conn *c, double seconds);
+
+/* File descriptor passing over a Unix socket, the wire form of
+ * multiprocessing.reduction.send_handle/recv_handle: one byte holding the fd
+ * count with SCM_RIGHTS. CPython waits for an 'A' acknowledgement only on
+ * macOS; pass ack = 1 to speak to such a peer. The sent fd stays the
+ * caller's; the received fd is the caller's (close-on-exec). */
+MPCONN_API int mpconn_conn_send_fd(mpconn_conn *c, int fd, int ack);
+MPCONN_API int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack);
+
+/* ---------------------------------------------------------------- pipes */
+
+/* duplex: a socketpair, both ends read and write. Otherwise a pipe():
+ * *a reads, *b writes. Both ends are the caller's. */
+MPCONN_API int mpconn_pipe(mpconn_conn **a, mpconn_conn **b, int duplex, const mpconn_opts *opts);
+
+/* ------------------------------------------------------- listener, client */
+
+/* Addresses: "HOST:PORT", "[V6]:PORT", a path (contains '/'), "@NAME"
+ * (Linux abstract namespace), with optional "tcp:" or "unix:" prefixes.
+ * NULL or "" for a listener: a Unix socket at a fresh temporary path. */
+typedef struct mpconn_listener mpconn_listener;
+
+/* errmsg (may be NULL) receives the reason on failure. opts may be NULL. */
+MPCONN_API int mpconn_listener_open(mpconn_listener **out, const char *address,
+                                    const mpconn_opts *opts, char *errmsg, size_t errlen);
+/* Closes the socket, removes a Unix socket file it created, frees. */
+MPCONN_API void mpconn_listener_free(mpconn_listener *l);
+/* Returns the next authenticated connection (*out is the caller's). Peers
+ * that fail the handshake, time out or are refused by policy are dropped
+ * and reported to the reject callback; the listener goes on serving.
+ * Handshakes of several peers proceed concurrently. timeout < 0 waits forever;
+ * on timeout returns -ETIMEDOUT. */
+MPCONN_API int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout);
+/* The real address in mpconn syntax ("127.0.0.1:40123", "/tmp/...").
+ * Owned by l. */
+MPCONN_API const char *mpconn_listener_address(const mpconn_listener *l);
+MPCONN_API int mpconn_listener_fileno(const mpconn_listener *l);
+MPCONN_API const char *mpconn_listener_errmsg(const mpconn_listener *l);
+/* Peer of the last accepted connection: address string (owned by l) and, for
+ * Unix sockets, its credentials (pid/uid/gid -1 when unknown). */
+MPCONN_API const char *mpconn_listener_last_accepted(const mpconn_listener *l, pid_t *pid,
+                                                     uid_t *uid, gid_t *gid);
+/* Called for each rejected peer with the error code and a message naming the
+ * peer; the message is valid during the call only. */
+typedef void (*mpconn_reject_cb)(void *data, int code, const char *message);
+MPCONN_API void mpconn_listener_on_reject(mpconn_listener *l, mpconn_reject_cb cb, void *data);
+
+/* Connects and, with an authkey, authenticates. *out is the caller's. */
+MPCONN_API int mpconn_client(mpconn_conn **out, const char *address, const mpconn_opts *opts,
+                             char *errmsg, size_t errlen);
+
+/* ------------------------------------------------------------------ wait */
+
+/* One entry of mpconn_wait: exactly one of conn, listener, or fd (>= 0). */
+typedef struct mpconn_waitable {
+    mpconn_conn *conn;
+    mpconn_listener *listener;
+    int fd;
+    int ready; /* out: 1 when ready */
+} mpconn_waitable;
+
+/* Returns how many are ready (0 on timeout). seconds < 0 waits forever. */
+MPCONN_API int mpconn_wait(mpconn_waitable *items, size_t n, double seconds);
+
+/* ---------------------------------------------------------------- values */
+
+/* Plain Python values: reference counted, shared when referenced twice. A
+ * value is used by one thread at a time. Constructors return a new reference
+ * (NULL only when out of memory or, for str, on invalid UTF-8);
+ * mpconn_value_free drops one. */
+typedef struct mpconn_value mpconn_value;
+
+typedef enum mpconn_type {
+    MPCONN_NONE,
+    MPCONN_BOOL,
+    MPCONN_INT,
+    MPCONN_FLOAT,
+    MPCONN_STR,
+    MPCONN_BYTES,
+    MPCONN_BYTEARRAY,
+    MPCONN_LIST,
+    MPCONN_TUPLE,
+    MPCONN_DICT,
+    MPCONN_SET,
+    MPCONN_FROZENSET
+} mpconn_type;
+
+MPCONN_API mpconn_value *mpconn_value_ref(mpconn_value *v);
+MPCONN_API void mpconn_value_free(mpconn_value *v);
+
+MPCONN_API mpconn_value *mpconn_value_none(void);
+MPCONN_API mpconn_value *mpconn_value_bool(int b);
+MPCONN_API mpconn_value *mpconn_value_int(int64_t i);
+/* An integer of any size: sign and big-endian magnitude (copied). */
+MPCONN_API mpconn_value *mpconn_value_bigint(int negative, const uint8_t *magnitude, size_t len);
+MPCONN_API mpconn_value *mpconn_value_float(double d);
+/* UTF-8 text, validated and copied; NULL when invalid. */
+MPCONN_API mpconn_value *mpconn_value_str(const char *s);
+MPCONN_API mpconn_value *mpconn_value_strn(const char *s, size_t len);
+MPCONN_API mpconn_value *mpconn_value_bytes(const void *p, size_t len);
+MPCONN_API mpconn_value *mpconn_value_bytearray(const void *p, size_t len);
+MPCONN_API mpconn_value *mpconn_value_list(void);
+MPCONN_API mpconn_value *mpconn_value_tuple(void);
+MPCONN_API mpconn_value *mpconn_value_dict(void);
+MPCONN_API mpconn_value *mpconn_value_set(void);
+MPCONN_API mpconn_value *mpconn_value_frozenset(void);
+
+/* Builders take over (steal) the references they are given, also on
+ * failure, so calls nest: mpconn_value_append(l, mpconn_value_int(1)).
+ * A NULL argument fails with -ENOMEM. */
+MPCONN_API int mpconn_value_append(mpconn_value *seq, mpconn_value *item); /* list, tuple */
+MPCONN_API int mpconn_value_add(mpconn_value *set, mpconn_value *item);    /* set, frozenset */
+/* Keeps the first insertion position of an equal key, as Python does. */
+MPCONN_API int mpconn_value_dict_set(mpconn_value *dict, mpconn_value *key, mpconn_value *val);
+
+MPCONN_API mpconn_type mpconn_value_type(const mpconn_value *v);
+MPCONN_API const char *mpconn_type_name(mpconn_type t); /* "int", "dict", ... */
+/* Items of a container, bytes of str/bytes/bytearray, 0 otherwise. */
+MPCONN_API size_t mpconn_value_len(const mpconn_value *v);
+/* Borrowed item i of a list, tuple, set or frozenset (insertion order), or
+ * key i of a dict; NULL when out of range. */
+MPCONN_API mpconn_value *mpconn_value_item(const mpconn_value *v, size_t i);
+/* Borrowed value i of a dict (pairs with mpconn_value_item). */
+MPCONN_API mpconn_value *mpconn_value_dict_value(const mpconn_value *v, size_t i);
+/* Borrowed value for key, NULL when absent. */
+MPCONN_API mpconn_value *mpconn_value_dict_get(const mpconn_value *dict, const mpconn_value *key);
+MPCONN_API mpconn_value *mpconn_value_dict_get_str(const mpconn_value *dict, const char *key);
+
+MPCONN_API int mpconn_value_get_bool(const mpconn_value *v, int *out);
+/* MPCONN_ERANGE when the integer does not fit. Bools are ints, as in Python. */
+MPCONN_API int mpconn_value_get_int(const mpconn_value *v, int64_t *out);
+/* Sign and big-endian magnitude (no leading zero bytes; zero has len 0),
+ * borrowed from v. */
+MPCONN_API int mpconn_value_get_bigint(const mpconn_value *v, int *negative,
+                                       const uint8_t **magnitude, size_t *len);
+/* Ints convert to double as Python's float() does. */
+MPCONN_API int mpconn_value_get_float(const mpconn_value *v, double *out);
+/* Borrowed, NUL-terminated (the text itself may contain NUL). */
+MPCONN_API int mpconn_value_get_str(const mpconn_value *v, const char **s, size_t *len);
+/* bytes or bytearray, borrowed. */
+MPCONN_API int mpconn_value_get_bytes(const mpconn_value *v, const void **p, size_t *len);
+
+/* Python's == (1 == 1.0 == True, order of dict/set irrelevant): 1 or 0. */
+MPCONN_API int mpconn_value_equal(const mpconn_value *a, const mpconn_value *b);
+
+/* Pickles v (protocol 2..5, 0 for the default 4) into a new buffer freed
+ * with free(). */
+MPCONN_API int mpconn_value_encode(const mpconn_value *v, int protocol, void **out, size_t *len);
+/* Unpickles plain values only; opts (may be NULL) gives the limits. *out is
+ * the caller's. errmsg (may be NULL) names what failed. */
+MPCONN_API int mpconn_value_decode(const void *buf, size_t len, const mpconn_opts *opts,
+                                   mpconn_value **out, char *errmsg, size_t errlen);
+
+/* Python's repr(v), NUL-terminated, freed with free(). */
+MPCONN_API int mpconn_value_repr(const mpconn_value *v, char **out, size_t *len);
+/* JSON text (see README for the mapping), freed with free(). */
+MPCONN_API int mpconn_value_json(const mpconn_value *v, char **out, size_t *len);
+/* Parses a Python literal as ast.literal_eval accepts it for these types.
+ * On error errmsg says what and at which column (1-based). */
+MPCONN_API int mpconn_value_parse(const char *text, size_t len, mpconn_value **out, char *errmsg,
+                                  size_t errlen);
+
+/* Builds a value from a format (see README "Values at a glance"):
+ *   n None  b bool(int)  i int  I int64_t  f double  s str(const char *)
+ *   s# str(const char *, size_t)  y# bytes(const void *, size_t)
+ *   O value (new reference taken)  o value (stolen)
+ *   [..] list  (..) tuple  {k:v ..} dict   separators ',' ':' and spaces
+ * NULL when out of memory or the format is bad. */
+MPCONN_API mpconn_value *mpconn_pack(const char *fmt, ...);
+/* Pulls fields out of v by the same format with pointer arguments (s gives a
+ * borrowed const char *, O a borrowed mpconn_value *); in a dict format
+ * "{s:i}" the key is a const char * argument. '?' after a dict key's value
+ * makes it optional (left untouched when absent). errmsg names the path of a
+ * mismatch, e.g. "['args'][1]: expected int, got str". */
+MPCONN_API int mpconn_unpack(const mpconn_value *v, char *errmsg, size_t errlen, const char *fmt,
+                             ...);
+
+/* Objects on connections: send pickles with the connection's protocol; recv
+ * unpickles with its limits. A decoding error consumes the message whole and
+ * leaves the connection usable. */
+MPCONN_API int mpconn_conn_send(mpconn_conn *c, const mpconn_value *v);
+MPCONN_API int mpconn_conn_recv(mpconn_conn *c, mpconn_value **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,177 @@
+/* Internal interfaces shared across mpconn's source files (prefix mpci_).
+ * Nothing here is exported; layer 1 (frame, auth, pickle) does no I/O. */
+#ifndef MPCI_H
+#define MPCI_H
+
+#include "mpconn.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define MPCI_ERRMSG_MAX 256
+
+/* ------------------------------------------------------------ error text */
+
+/* Formats into dst (capacity cap, may be NULL/0) and returns code, so that
+ * "return mpci_err(buf, n, code, ...)" both records and reports. */
+int mpci_err(char *dst, size_t cap, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int mpci_verr(char *dst, size_t cap, int code, const char *fmt, va_list ap);
+void mpci_copy_msg(char *dst, size_t cap, const char *src);
+
+/* ---------------------------------------------------------------- opts */
+
+struct mpconn_opts {
+    unsigned char *authkey; /* NULL: no authentication */
+    size_t authkey_len;
+    char digest[16]; /* "sha256", ..., or "legacy" */
+    int allow_md5;
+    double handshake_timeout;
+    double connect_timeout;
+    double send_timeout;
+    double recv_timeout;
+    uint64_t max_message;
+    int backlog;
+    int mode; /* -1: leave as umask gives */
+    uid_t *uids;
+    size_t nuids;
+    int abstract_any_uid;
+    int pickle_protocol;
+    size_t max_depth, max_items, max_memo, max_alloc;
+};
+
+void mpci_opts_defaults(struct mpconn_opts *o);
+/* Deep copy into dst (whose own storage is released first). */
+int mpci_opts_copy(struct mpconn_opts *dst, const struct mpconn_opts *src);
+void mpci_opts_clear(struct mpconn_opts *o);
+
+/* ------------------------------------------------------- frame (layer 1) */
+
+#define MPCI_HDR_MAX 12
+
+/* Writes the header of a len-byte payload; returns 4 or 12. */
+size_t mpci_frame_header(uint8_t out[MPCI_HDR_MAX], uint64_t len);
+
+/* Incremental header decoder: bytes may arrive in any split. */
+typedef struct mpci_hdr {
+    uint8_t buf[MPCI_HDR_MAX];
+    size_t have;
+} mpci_hdr;
+
+static inline void mpci_hdr_reset(mpci_hdr *h) { h->have = 0; }
+/* Consumes at most what the header needs from p[0..n); *used says how much.
+ * Returns 1 with *len set when the header is complete, 0 when more bytes are
+ * needed, MPCONN_EPROTO for a negative length other than -1. */
+int mpci_hdr_feed(mpci_hdr *h, const uint8_t *p, size_t n, size_t *used, uint64_t *len);
+
+/* Whole-message decoder for small bounded messages (handshake, async use):
+ * the payload buffer grows only as bytes arrive. */
+typedef struct mpci_msgdec {
+    mpci_hdr hdr;
+    uint64_t len;  /* payload length once the header is complete */
+    int in_body;   /* header complete */
+    uint8_t *data; /* payload collected so far */
+    size_t got, cap;
+    uint64_t max; /* 0: no limit */
+} mpci_msgdec;
+
+void mpci_msgdec_init(mpci_msgdec *d, uint64_t max);
+void mpci_msgdec_free(mpci_msgdec *d);
+/* Returns 1 when a message is complete (*used bytes consumed; take it with
+ * mpci_msgdec_take), 0 when all n bytes were consumed and more are needed,
+ * or a negative code (MPCONN_EPROTO, MPCONN_EMSGSIZE, -ENOMEM). */
+int mpci_msgdec_feed(mpci_msgdec *d, const uint8_t *p, size_t n, size_t *used);
+/* Hands over the completed payload (caller frees; non-NULL) and resets. */
+uint8_t *mpci_msgdec_take(mpci_msgdec *d, size_t *len);
+
+/* ------------------------------------------------ authentication (layer 1) */
+
+#define MPCI_AUTH_MSG_MAX 256 /* the cap CPython puts on handshake messages */
+#define MPCI_NONCE_LEN 40
+#define MPCI_LEGACY_NONCE_LEN 20
+
+enum { MPCI_AUTH_SERVER, MPCI_AUTH_CLIENT };
+enum { MPCI_AUTH_NEED_INPUT, MPCI_AUTH_DONE, MPCI_AUTH_FAILED };
+
+/* The challenge-response machine of one side. It consumes whole messages and
+ * produces whole messages (at most two queued at a time: the client sends its
+ * own challenge right behind its answer, saving a round trip). Randomness
+ * comes in through the nonce so the machine is deterministic. */
+typedef struct mpci_auth {
+    int role, state, step;
+    int code;                      /* failure code once FAILED */
+    char errmsg[MPCI_ERRMSG_MAX];  /* failure reason once FAILED */
+    const uint8_t *key;            /* borrowed for the machine's life */
+    size_t keylen;
+    int allow_md5;
+    uint8_t challenge[MPCI_AUTH_MSG_MAX]; /* the MESSAGE we delivered (sans #CHALLENGE#) */
+    size_t challenge_len;
+    uint8_t out[2][MPCI_AUTH_MSG_MAX + 16];
+    size_t outlen[2];
+    int nout, outhead;
+} mpci_auth;
+
+/* digest: "sha256", "md5", "sha384", "sha3_256", "sha3_384" or "legacy".
+ * nonce must hold MPCI_NONCE_LEN bytes (the first 20 are used for legacy).
+ * A server queues its challenge at once. Returns 0 or -EINVAL. */
+int mpci_auth_init(mpci_auth *a, int role, const uint8_t *key, size_t keylen, const char *digest,
+                   int allow_md5, const uint8_t *nonce);
+/* Feeds one received message; returns the new state. */
+int mpci_auth_feed(mpci_auth *a, const uint8_t *msg, size_t len);
+/* Next message to send, in order; returns 0 when none is queued. The
+ * pointer stays valid until the next feed. */
+int mpci_auth_next_out(mpci_auth *a, const uint8_t **msg, size_t *len);
+
+/* HMAC of msg with the named digest into out (EVP_MAX_MD_SIZE room);
+ * returns its length or a negative code. */
+int mpci_hmac(const char *digest, const uint8_t *key, size_t keylen, const uint8_t *msg,
+              size_t len, uint8_t *out);
+/* Kernel randomness (getrandom). */
+int mpci_random(uint8_t *buf, size_t len);
+
+/* ------------------------------------------------------------- addresses */
+
+typedef struct mpci_addr {
+    int family; /* AF_INET, AF_INET6, AF_UNIX */
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    int abstract;    /* AF_UNIX in the abstract namespace */
+    char host[256];  /* host part as written (for name resolution) */
+    char port[16];
+    int need_resolve; /* host is a name, not a numeric address */
+} mpci_addr;
+
+/* Parses mpconn's address syntax. Names are not resolved here. */
+int mpci_addr_parse(mpci_addr *a, const char *text, char *errmsg, size_t errlen);
+/* Formats a socket address in mpconn syntax. */
+void mpci_addr_format(const struct sockaddr *sa, socklen_t len, char *out, size_t cap);
+
+/* --------------------------------------------------------------- clock */
+
+double mpci_now(void); /* CLOCK_MONOTONIC seconds */
+/* Milliseconds left until deadline (< 0: no deadline) for poll(): -1 when
+ * none, 0 when passed. */
+int mpci_poll_ms(double deadline);
+double mpci_deadline(double seconds); /* < 0 when seconds < 0 */
+
+/* ------------------------------------------------------- pickle (layer 1) */
+
+/* Defined in src/proto; the connection calls these. */
+int mpci_pickle_encode(const mpconn_value *v, int protocol, void **out, size_t *len);
+int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts *opts,
+                       mpconn_value **out, char *errmsg, size_t errlen);
+
+/* ----------------------------------------------------------- connection */
+
+/* Internal access for the listener and client. */
+int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts *opts,
+                  int is_unix);
+void mpci_conn_seterr(mpconn_conn *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Bytes already buffered (for wait/poll). */
+size_t mpci_conn_buffered(const mpconn_conn *c);
+
+#endif

@@ -1,0 +1,204 @@
+/* mpconn_opts: the settings every listener, client and connection copies. */
+#include "mpci.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void mpci_opts_defaults(struct mpconn_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    strcpy(o->digest, "sha256");
+    o->allow_md5 = 1;
+    o->handshake_timeout = 20.0;
+    o->connect_timeout = -1;
+    o->send_timeout = -1;
+    o->recv_timeout = -1;
+    o->backlog = 128;
+    o->mode = -1;
+    o->pickle_protocol = 4;
+    o->max_depth = 1000;
+    o->max_items = 10000000;
+    o->max_memo = 1000000;
+    o->max_alloc = (size_t)1 << 30;
+}
+
+void mpci_opts_clear(struct mpconn_opts *o)
+{
+    if (o->authkey) {
+        /* The key is a secret: do not leave it in freed memory. */
+        memset(o->authkey, 0, o->authkey_len);
+        free(o->authkey);
+    }
+    free(o->uids);
+    o->authkey = NULL;
+    o->uids = NULL;
+}
+
+int mpci_opts_copy(struct mpconn_opts *dst, const struct mpconn_opts *src)
+{
+    struct mpconn_opts tmp = *src;
+    tmp.authkey = NULL;
+    tmp.uids = NULL;
+    if (src->authkey) {
+        tmp.authkey = malloc(src->authkey_len ? src->authkey_len : 1);
+        if (!tmp.authkey)
+            return -ENOMEM;
+        memcpy(tmp.authkey, src->authkey, src->authkey_len);
+    }
+    if (src->nuids) {
+        tmp.uids = malloc(src->nuids * sizeof *src->uids);
+        if (!tmp.uids) {
+            free(tmp.authkey);
+            return -ENOMEM;
+        }
+        memcpy(tmp.uids, src->uids, src->nuids * sizeof *src->uids);
+    }
+    if (dst != src)
+        mpci_opts_clear(dst);
+    *dst = tmp;
+    return 0;
+}
+
+int mpconn_opts_new(mpconn_opts **out)
+{
+    *out = malloc(sizeof **out);
+    if (!*out)
+        return -ENOMEM;
+    mpci_opts_defaults(*out);
+    return 0;
+}
+
+void mpconn_opts_free(mpconn_opts *o)
+{
+    if (!o)
+        return;
+    mpci_opts_clear(o);
+    free(o);
+}
+
+int mpconn_opts_set_authkey(mpconn_opts *o, const void *key, size_t len)
+{
+    unsigned char *copy = NULL;
+    if (key) {
+        copy = malloc(len ? len : 1);
+        if (!copy)
+            return -ENOMEM;
+        memcpy(copy, key, len);
+    }
+    if (o->authkey) {
+        memset(o->authkey, 0, o->authkey_len);
+        free(o->authkey);
+    }
+    o->authkey = copy;
+    o->authkey_len = key ? len : 0;
+    return 0;
+}
+
+static const char *const digests[] = {"md5", "sha256", "sha384", "sha3_256", "sha3_384", "legacy"};
+
+int mpconn_opts_set_digest(mpconn_opts *o, const char *name)
+{
+    for (size_t i = 0; i < sizeof digests / sizeof *digests; i++) {
+        if (name && strcmp(name, digests[i]) == 0) {
+            strcpy(o->digest, digests[i]);
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int mpconn_opts_set_allow_md5(mpconn_opts *o, int allow)
+{
+    o->allow_md5 = allow != 0;
+    return 0;
+}
+
+int mpconn_opts_set_handshake_timeout(mpconn_opts *o, double seconds)
+{
+    o->handshake_timeout = seconds;
+    return 0;
+}
+
+int mpconn_opts_set_connect_timeout(mpconn_opts *o, double seconds)
+{
+    o->connect_timeout = seconds;
+    return 0;
+}
+
+int mpconn_opts_set_send_timeout(mpconn_opts *o, double seconds)
+{
+    o->send_timeout = seconds;
+    return 0;
+}
+
+int mpconn_opts_set_recv_timeout(mpconn_opts *o, double seconds)
+{
+    o->recv_timeout = seconds;
+    return 0;
+}
+
+int mpconn_opts_set_max_message(mpconn_opts *o, uint64_t bytes)
+{
+    o->max_message = bytes;
+    return 0;
+}
+
+int mpconn_opts_set_backlog(mpconn_opts *o, int backlog)
+{
+    if (backlog < 0)
+        return -EINVAL;
+    o->backlog = backlog;
+    return 0;
+}
+
+int mpconn_opts_set_mode(mpconn_opts *o, unsigned mode)
+{
+    if (mode > 07777)
+        return -EINVAL;
+    o->mode = (int)mode;
+    return 0;
+}
+
+int mpconn_opts_set_allowed_uids(mpconn_opts *o, const uid_t *uids, size_t n)
+{
+    uid_t *copy = NULL;
+    if (n) {
+        copy = malloc(n * sizeof *uids);
+        if (!copy)
+            return -ENOMEM;
+        memcpy(copy, uids, n * sizeof *uids);
+    }
+    free(o->uids);
+    o->uids = copy;
+    o->nuids = n;
+    return 0;
+}
+
+int mpconn_opts_set_abstract_any_uid(mpconn_opts *o, int allow)
+{
+    o->abstract_any_uid = allow != 0;
+    return 0;
+}
+
+int mpconn_opts_set_pickle_protocol(mpconn_opts *o, int protocol)
+{
+    if (protocol < 2 || protocol > 5)
+        return -EINVAL;
+    o->pickle_protocol = protocol;
+    return 0;
+}
+
+int mpconn_opts_set_decode_limits(mpconn_opts *o, size_t max_depth, size_t max_items,
+                                  size_t max_memo, size_t max_alloc)
+{
+    if (max_depth)
+        o->max_depth = max_depth;
+    if (max_items)
+        o->max_items = max_items;
+    if (max_memo)
+        o->max_memo = max_memo;
+    if (max_alloc)
+        o->max_alloc = max_alloc;
+    return 0;
+}

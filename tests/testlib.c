@@ -1,0 +1,187 @@
+/* The harness behind tests/testlib.h. */
+#include "testlib.h"
+
+#include <ctype.h>
+
+#define TESTLIB_MAX 512
+
+static struct {
+    const char *name;
+    testlib_fn fn;
+} cases[TESTLIB_MAX];
+static int ncases;
+
+void testlib_register(const char *name, testlib_fn fn)
+{
+    if (ncases == TESTLIB_MAX) {
+        fprintf(stderr, "too many test cases\n");
+        exit(2);
+    }
+    cases[ncases].name = name;
+    cases[ncases].fn = fn;
+    ncases++;
+}
+
+int testlib_main(int argc, char **argv)
+{
+    if (argc < 2) {
+        for (int i = 0; i < ncases; i++)
+            printf("%s\n", cases[i].name);
+        return 0;
+    }
+    for (int i = 0; i < ncases; i++) {
+        if (strcmp(cases[i].name, argv[1]) == 0) {
+            cases[i].fn();
+            return 0;
+        }
+    }
+    fprintf(stderr, "no test case named %s\n", argv[1]);
+    return 2;
+}
+
+const char *testlib_data_path(const char *file)
+{
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/%s", MPCONN_TEST_DATA, file);
+    return path;
+}
+
+char *testlib_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "cannot open %s\n", path);
+        exit(1);
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    size_t r;
+    while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) {
+            cap *= 2;
+            char *nb = realloc(buf, cap + 1);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = nb;
+        }
+    }
+    fclose(f);
+    if (!buf) {
+        fprintf(stderr, "out of memory reading %s\n", path);
+        exit(1);
+    }
+    buf[n] = 0;
+    if (len)
+        *len = n;
+    return buf;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+unsigned char *testlib_unhex(const char *hex, size_t *len)
+{
+    size_t n = strlen(hex) / 2;
+    unsigned char *out = malloc(n + 1);
+    CHECK(out != NULL);
+    for (size_t i = 0; i < n; i++) {
+        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        CHECK(hi >= 0 && lo >= 0);
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    *len = n;
+    return out;
+}
+
+static const char *find_key(const char *line, const char *key)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *p = strstr(line, pat);
+    return p ? p + strlen(pat) : NULL;
+}
+
+static void put_utf8(char **o, unsigned cp)
+{
+    unsigned char *q = (unsigned char *)*o;
+    if (cp < 0x80) {
+        *q++ = (unsigned char)cp;
+    } else if (cp < 0x800) {
+        *q++ = (unsigned char)(0xc0 | cp >> 6);
+        *q++ = (unsigned char)(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+        *q++ = (unsigned char)(0xe0 | cp >> 12);
+        *q++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+        *q++ = (unsigned char)(0x80 | (cp & 0x3f));
+    } else {
+        *q++ = (unsigned char)(0xf0 | cp >> 18);
+        *q++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+        *q++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+        *q++ = (unsigned char)(0x80 | (cp & 0x3f));
+    }
+    *o = (char *)q;
+}
+
+static unsigned hex4(const char *p)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++)
+        v = v << 4 | (unsigned)hexval(p[i]);
+    return v;
+}
+
+char *testlib_json_str(const char *line, const char *key)
+{
+    const char *p = find_key(line, key);
+    if (!p || *p != '"')
+        return NULL;
+    p++;
+    char *out = malloc(strlen(p) + 1), *o = out;
+    CHECK(out != NULL);
+    while (*p && *p != '"') {
+        if (*p != '\\') {
+            *o++ = *p++;
+            continue;
+        }
+        p++;
+        switch (*p) {
+        case 'n': *o++ = '\n'; p++; break;
+        case 't': *o++ = '\t'; p++; break;
+        case 'r': *o++ = '\r'; p++; break;
+        case 'b': *o++ = '\b'; p++; break;
+        case 'f': *o++ = '\f'; p++; break;
+        case 'u': {
+            unsigned cp = hex4(p + 1);
+            p += 5;
+            if (cp >= 0xd800 && cp < 0xdc00 && p[0] == '\\' && p[1] == 'u') {
+                unsigned lo = hex4(p + 2);
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                p += 6;
+            }
+            put_utf8(&o, cp);
+            break;
+        }
+        default: *o++ = *p++; break;
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+long long testlib_json_int(const char *line, const char *key)
+{
+    const char *p = find_key(line, key);
+    if (!p || !(isdigit((unsigned char)*p) || *p == '-'))
+        return -1;
+    return strtoll(p, NULL, 10);
+}
