@@ -96,10 +96,13 @@ uint8_t *mpci_msgdec_take(mpci_msgdec *d, size_t *len);
 enum { MPCI_AUTH_SERVER, MPCI_AUTH_CLIENT };
 enum { MPCI_AUTH_NEED_INPUT, MPCI_AUTH_DONE, MPCI_AUTH_FAILED };
 
+#define MPCI_AUTH_QUEUE 3
+
 /* The challenge-response machine of one side. It consumes whole messages and
- * produces whole messages (at most two queued at a time: the client sends its
- * own challenge right behind its answer, saving a round trip). Randomness
- * comes in through the nonce so the machine is deterministic. */
+ * produces whole messages (at most MPCI_AUTH_QUEUE queued at a time: the
+ * client sends its own challenge right behind its answer, saving a round
+ * trip; a server fed without draining holds challenge, WELCOME and answer).
+ * Randomness comes in through the nonce so the machine is deterministic. */
 typedef struct mpci_auth {
     int role, state, step;
     int code;                      /* failure code once FAILED */
@@ -109,8 +112,8 @@ typedef struct mpci_auth {
     int allow_md5;
     uint8_t challenge[MPCI_AUTH_MSG_MAX]; /* the MESSAGE we delivered (sans #CHALLENGE#) */
     size_t challenge_len;
-    uint8_t out[2][MPCI_AUTH_MSG_MAX + 16];
-    size_t outlen[2];
+    uint8_t out[MPCI_AUTH_QUEUE][MPCI_AUTH_MSG_MAX + 16];
+    size_t outlen[MPCI_AUTH_QUEUE];
     int nout, outhead;
 } mpci_auth;
 
@@ -148,6 +151,10 @@ typedef struct mpci_addr {
 int mpci_addr_parse(mpci_addr *a, const char *text, char *errmsg, size_t errlen);
 /* Formats a socket address in mpconn syntax. */
 void mpci_addr_format(const struct sockaddr *sa, socklen_t len, char *out, size_t cap);
+/* Fills a->sa for a need_resolve host with getaddrinfo (IPv4, as CPython's
+ * (host, port) addresses are; first result). No-op for other addresses.
+ * Errors name the host. */
+int mpci_addr_resolve(mpci_addr *a, char *errmsg, size_t errlen);
 
 /* --------------------------------------------------------------- clock */
 
@@ -173,5 +180,37 @@ void mpci_conn_seterr(mpconn_conn *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Bytes already buffered (for wait/poll). */
 size_t mpci_conn_buffered(const mpconn_conn *c);
+/* Bytes read past the handshake belong to the first message. */
+int mpci_conn_prefill(mpconn_conn *c, const uint8_t *p, size_t n);
+/* This side has no authkey: treat a first #CHALLENGE# as MPCONN_ENOKEY. */
+void mpci_conn_set_check_first(mpconn_conn *c);
+
+/* ------------------------------------------------------------ handshake */
+
+/* Drives one side's mpci_auth over a non-blocking fd: framing of handshake
+ * messages, queued output, a deadline. Used concurrently for many peers by
+ * the listener and alone by the client. */
+typedef struct mpci_hs {
+    int fd;
+    mpci_auth auth;
+    mpci_msgdec dec;
+    uint8_t out[2 * (MPCI_HDR_MAX + MPCI_AUTH_MSG_MAX + 16)];
+    size_t outlen, outpos;
+    uint8_t left[1024]; /* bytes that followed the last handshake message */
+    size_t nleft;
+    double deadline;
+    int state; /* MPCI_AUTH_NEED_INPUT, _DONE, _FAILED */
+    int code;
+    char errmsg[MPCI_ERRMSG_MAX];
+} mpci_hs;
+
+int mpci_hs_init(mpci_hs *h, int fd, int role, const struct mpconn_opts *o);
+/* poll() events the handshake waits for. */
+short mpci_hs_events(const mpci_hs *h);
+/* Does what the fd allows without blocking; returns h->state. DONE only
+ * once all output is written; FAILED after a best-effort flush. */
+int mpci_hs_progress(mpci_hs *h);
+void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void mpci_hs_clear(mpci_hs *h);
 
 #endif

@@ -1,0 +1,135 @@
+/* mpconn_client: connect (with an optional timeout) and, with an authkey,
+ * run the client side of the handshake before handing out the connection. */
+#include "mpci.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+/* TCP connects non-blocking under poll(). A Unix connect() either succeeds,
+ * is refused at once, or waits for room in the backlog, which SO_SNDTIMEO
+ * bounds. Either way the fd comes out non-blocking, for the handshake. */
+static int connect_fd(const mpci_addr *a, const char *address, double timeout, int *out,
+                      char *errmsg, size_t errlen)
+{
+    int is_unix = a->family == AF_UNIX;
+    int fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC | (is_unix ? 0 : SOCK_NONBLOCK), 0);
+    if (fd < 0)
+        return mpci_err(errmsg, errlen, -errno, "cannot create a socket for %s: %s", address,
+                        strerror(errno));
+    int r = 0;
+    if (is_unix && timeout >= 0) {
+        struct timeval tv = {(time_t)timeout, (suseconds_t)((timeout - (double)(time_t)timeout) * 1e6)};
+        if (tv.tv_sec == 0 && tv.tv_usec == 0)
+            tv.tv_usec = 1000;
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
+    while (connect(fd, (const struct sockaddr *)&a->sa, a->salen) < 0) {
+        if (errno == EINTR && is_unix)
+            continue;
+        if (is_unix || (errno != EINPROGRESS && errno != EINTR)) {
+            r = errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
+            break;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        double deadline = mpci_deadline(timeout);
+        int pr;
+        while ((pr = poll(&p, 1, mpci_poll_ms(deadline))) < 0 && errno == EINTR) {
+        }
+        if (pr == 0) {
+            r = -ETIMEDOUT;
+        } else if (pr < 0) {
+            r = -errno;
+        } else {
+            int soerr = 0;
+            socklen_t sl = sizeof soerr;
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+            r = -soerr;
+        }
+        break;
+    }
+    if (r == 0 && is_unix) {
+        struct timeval zero = {0, 0};
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &zero, sizeof zero);
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+            r = -errno;
+    }
+    if (r < 0) {
+        close(fd);
+        return mpci_err(errmsg, errlen, r, "cannot connect to %s: %s", address, strerror(-r));
+    }
+    *out = fd;
+    return 0;
+}
+
+static int handshake(int fd, const struct mpconn_opts *o, const char *address, mpci_hs *hs,
+                     char *errmsg, size_t errlen)
+{
+    int r = mpci_hs_init(hs, fd, MPCI_AUTH_CLIENT, o);
+    if (r < 0)
+        return mpci_err(errmsg, errlen, r, "cannot start the handshake: %s", mpconn_strerror(r));
+    while (mpci_hs_progress(hs) == MPCI_AUTH_NEED_INPUT) {
+        struct pollfd p = {.fd = fd, .events = mpci_hs_events(hs)};
+        int pr = poll(&p, 1, mpci_poll_ms(hs->deadline));
+        if (pr < 0 && errno != EINTR)
+            return mpci_err(errmsg, errlen, -errno, "handshake with %s: %s", address,
+                            strerror(errno));
+        if (pr == 0)
+            return mpci_err(errmsg, errlen, -ETIMEDOUT,
+                            "handshake with %s timed out (does the listener have no authkey?)",
+                            address);
+    }
+    if (hs->state == MPCI_AUTH_FAILED)
+        return mpci_err(errmsg, errlen, hs->code, "authentication with %s failed: %s", address,
+                        hs->errmsg);
+    return 0;
+}
+
+int mpconn_client(mpconn_conn **out, const char *address, const mpconn_opts *opts, char *errmsg,
+                  size_t errlen)
+{
+    struct mpconn_opts defaults;
+    if (!opts) {
+        mpci_opts_defaults(&defaults);
+        opts = &defaults;
+    }
+    if (!address || !*address)
+        return mpci_err(errmsg, errlen, MPCONN_EADDR, "no address given");
+    mpci_addr a;
+    int r = mpci_addr_parse(&a, address, errmsg, errlen);
+    if (r < 0)
+        return r;
+    if (a.need_resolve && (r = mpci_addr_resolve(&a, errmsg, errlen)) < 0)
+        return r;
+    int fd = -1;
+    if ((r = connect_fd(&a, address, opts->connect_timeout, &fd, errmsg, errlen)) < 0)
+        return r;
+    mpci_hs hs;
+    memset(&hs, 0, sizeof hs);
+    if (opts->authkey) {
+        r = handshake(fd, opts, address, &hs, errmsg, errlen);
+        mpci_hs_clear(&hs);
+        if (r < 0) {
+            close(fd);
+            return r;
+        }
+    }
+    mpconn_conn *c;
+    if ((r = mpci_conn_new(&c, fd, MPCONN_READABLE | MPCONN_WRITABLE, opts,
+                           a.family == AF_UNIX)) < 0) {
+        close(fd);
+        return mpci_err(errmsg, errlen, r, "cannot set up the connection: %s", mpconn_strerror(r));
+    }
+    if (hs.nleft)
+        mpci_conn_prefill(c, hs.left, hs.nleft);
+    if (!opts->authkey)
+        mpci_conn_set_check_first(c);
+    *out = c;
+    return 0;
+}

@@ -1,0 +1,871 @@
+/* mpconn_conn: multiprocessing.connection's Connection over one fd. Framing
+ * comes from layer 1; this file moves the bytes: writev for header+payload,
+ * a read-ahead buffer for small messages, direct reads for large ones, and
+ * state that survives timeouts so the stream never loses its place. */
+#define _GNU_SOURCE /* MSG_CMSG_CLOEXEC, pipe2 */
+#include "mpci.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RBUF_SIZE (64 * 1024)
+#define MAX_STASHED_FDS 16
+#define CHALLENGE_PREFIX "#CHALLENGE#"
+
+struct mpconn_conn {
+    int fd;
+    int flags; /* MPCONN_READABLE | MPCONN_WRITABLE, cleared as CPython does */
+    int is_socket, is_unix;
+    int closed;
+    int read_broken;  /* stream position lost: no further reads */
+    int write_broken; /* a message was cut short: no further writes */
+    int nonblocking;  /* fd is O_NONBLOCK (a timeout is set) */
+    int check_first;  /* no authkey here: a first #CHALLENGE# means the peer wants one */
+    double send_timeout, recv_timeout;
+    uint64_t max_message;
+    struct mpconn_opts opts;
+    int use_lock;
+    pthread_mutex_t lock;
+    char errmsg[MPCI_ERRMSG_MAX];
+
+    /* read side */
+    uint8_t *rbuf;
+    size_t rpos, rend;
+    mpci_hdr hdr;
+    int in_body;     /* header complete, payload pending */
+    uint64_t msglen; /* payload length once in_body */
+    uint8_t *pend;   /* payload received so far (kept across timeouts) */
+    size_t pend_got, pend_cap;
+    int pend_complete; /* a whole message is kept (after ESHORTBUF) */
+    int stash[MAX_STASHED_FDS];
+    int nstash;
+};
+
+void mpci_conn_seterr(mpconn_conn *c, int code, const char *fmt, ...)
+{
+    (void)code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    va_end(ap);
+}
+
+static int fail(mpconn_conn *c, int code, const char *what)
+{
+    if (code > MPCONN_EBASE && code < 0)
+        mpci_conn_seterr(c, code, "%s: %s", what, strerror(-code));
+    else
+        mpci_conn_seterr(c, code, "%s: %s", what, mpconn_strerror(code));
+    return code;
+}
+
+static int set_nonblocking(int fd, int on)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    int nfl = on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
+    if (nfl != fl && fcntl(fd, F_SETFL, nfl) < 0)
+        return -errno;
+    return 0;
+}
+
+static int apply_timeouts(mpconn_conn *c)
+{
+    int want = c->send_timeout >= 0 || c->recv_timeout >= 0;
+    if (want == c->nonblocking || c->closed)
+        return 0;
+    int r = set_nonblocking(c->fd, want);
+    if (r == 0)
+        c->nonblocking = want;
+    return r;
+}
+
+int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts *opts,
+                  int is_unix)
+{
+    mpconn_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->rbuf = malloc(RBUF_SIZE);
+    if (!c->rbuf) {
+        free(c);
+        return -ENOMEM;
+    }
+    mpci_opts_defaults(&c->opts);
+    if (opts && mpci_opts_copy(&c->opts, opts) < 0) {
+        free(c->rbuf);
+        free(c);
+        return -ENOMEM;
+    }
+    /* The connection has no use for the key after the handshake. */
+    if (c->opts.authkey) {
+        memset(c->opts.authkey, 0, c->opts.authkey_len);
+        free(c->opts.authkey);
+        c->opts.authkey = NULL;
+    }
+    struct stat st;
+    c->is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+    if (c->is_socket && is_unix < 0) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        is_unix = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX;
+    }
+    c->is_unix = c->is_socket && is_unix > 0;
+    c->fd = fd;
+    c->flags = flags & (MPCONN_READABLE | MPCONN_WRITABLE);
+    c->send_timeout = c->opts.send_timeout;
+    c->recv_timeout = c->opts.recv_timeout;
+    c->max_message = c->opts.max_message;
+    int fl = fcntl(fd, F_GETFL);
+    c->nonblocking = fl >= 0 && (fl & O_NONBLOCK);
+    pthread_mutex_init(&c->lock, NULL);
+    int r = apply_timeouts(c);
+    if (r < 0) {
+        mpci_opts_clear(&c->opts);
+        pthread_mutex_destroy(&c->lock);
+        free(c->rbuf);
+        free(c);
+        return r;
+    }
+    *out = c;
+    return 0;
+}
+
+int mpconn_conn_from_fd(mpconn_conn **out, int fd, int flags, const mpconn_opts *opts)
+{
+    if (!out || fd < 0 || !(flags & (MPCONN_READABLE | MPCONN_WRITABLE)))
+        return -EINVAL;
+    int fdfl = fcntl(fd, F_GETFD);
+    if (fdfl < 0)
+        return -errno;
+    fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC);
+    return mpci_conn_new(out, fd, flags, opts, -1);
+}
+
+void mpci_conn_set_check_first(mpconn_conn *c) { c->check_first = 1; }
+
+int mpci_conn_prefill(mpconn_conn *c, const uint8_t *p, size_t n)
+{
+    if (n > RBUF_SIZE - c->rend)
+        return -ENOBUFS;
+    memcpy(c->rbuf + c->rend, p, n);
+    c->rend += n;
+    return 0;
+}
+
+static void close_stash(mpconn_conn *c)
+{
+    for (int i = 0; i < c->nstash; i++)
+        close(c->stash[i]);
+    c->nstash = 0;
+}
+
+int mpconn_conn_close(mpconn_conn *c)
+{
+    if (!c || c->closed)
+        return 0;
+    c->closed = 1;
+    close_stash(c);
+    int r = close(c->fd) < 0 && errno != EINTR ? -errno : 0;
+    c->fd = -1;
+    return r;
+}
+
+void mpconn_conn_free(mpconn_conn *c)
+{
+    if (!c)
+        return;
+    mpconn_conn_close(c);
+    free(c->rbuf);
+    free(c->pend);
+    mpci_opts_clear(&c->opts);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+int mpconn_conn_detach(mpconn_conn *c)
+{
+    if (!c || c->closed)
+        return -EBADF;
+    int fd = c->fd;
+    c->closed = 1;
+    c->fd = -1;
+    mpconn_conn_free(c);
+    return fd;
+}
+
+int mpconn_conn_fileno(const mpconn_conn *c) { return c && !c->closed ? c->fd : -1; }
+int mpconn_conn_readable(const mpconn_conn *c) { return !c->closed && (c->flags & MPCONN_READABLE); }
+int mpconn_conn_writable(const mpconn_conn *c) { return !c->closed && (c->flags & MPCONN_WRITABLE); }
+int mpconn_conn_closed(const mpconn_conn *c) { return c->closed; }
+const char *mpconn_conn_errmsg(const mpconn_conn *c) { return c->errmsg; }
+size_t mpci_conn_buffered(const mpconn_conn *c)
+{
+    return (c->rend - c->rpos) + (c->pend_complete ? 1 : 0);
+}
+
+int mpconn_conn_set_timeouts(mpconn_conn *c, double send_seconds, double recv_seconds)
+{
+    c->send_timeout = send_seconds;
+    c->recv_timeout = recv_seconds;
+    return apply_timeouts(c);
+}
+
+int mpconn_conn_set_max_message(mpconn_conn *c, uint64_t bytes)
+{
+    c->max_message = bytes;
+    return 0;
+}
+
+int mpconn_conn_set_send_lock(mpconn_conn *c, int enable)
+{
+    c->use_lock = enable != 0;
+    return 0;
+}
+
+/* Waits until fd is ready for events or the deadline passes. */
+static int wait_fd(int fd, short events, double deadline)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    for (;;) {
+        int r = poll(&p, 1, mpci_poll_ms(deadline));
+        if (r > 0)
+            return 0;
+        if (r == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+/* ------------------------------------------------------------- writing */
+
+/* Writes to a pipe with SIGPIPE blocked for this thread only; a SIGPIPE the
+ * write raised is consumed so the process never sees it. */
+static ssize_t pipe_writev(int fd, const struct iovec *iov, int n)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    sigpending(&pending);
+    int was_pending = sigismember(&pending, SIGPIPE);
+    ssize_t w = writev(fd, iov, n);
+    int saved = errno;
+    if (w < 0 && saved == EPIPE && !was_pending) {
+        const struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
+    return w;
+}
+
+static ssize_t raw_writev(mpconn_conn *c, struct iovec *iov, int n)
+{
+    if (!c->is_socket)
+        return pipe_writev(c->fd, iov, n);
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    return sendmsg(c->fd, &m, MSG_NOSIGNAL);
+}
+
+static int write_all(mpconn_conn *c, struct iovec *iov, int n, size_t total)
+{
+    double deadline = mpci_deadline(c->send_timeout);
+    size_t sent = 0;
+    while (n > 0) {
+        ssize_t w = raw_writev(c, iov, n);
+        if (w < 0) {
+            int e = errno;
+            if (e == EINTR)
+                continue;
+            if (e == EAGAIN || e == EWOULDBLOCK) {
+                int r = wait_fd(c->fd, POLLOUT, deadline);
+                if (r == 0)
+                    continue;
+                e = -r;
+            }
+            if (sent > 0 && sent < total)
+                c->write_broken = 1;
+            if (e == EPIPE || e == ECONNRESET)
+                return fail(c, -e, "send: the peer has closed the connection");
+            return fail(c, -e, e == ETIMEDOUT && sent > 0 ? "send timed out inside a message"
+                                                           : "send");
+        }
+        sent += (size_t)w;
+        size_t left = (size_t)w;
+        while (n > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
+    return 0;
+}
+
+static int check_send(mpconn_conn *c)
+{
+    if (c->closed)
+        return fail(c, MPCONN_ECLOSED, "send");
+    if (!(c->flags & MPCONN_WRITABLE))
+        return fail(c, MPCONN_ENOTWRITABLE, "send");
+    if (c->write_broken)
+        return fail(c, MPCONN_EBROKEN, "send: an earlier send stopped inside a message");
+    return 0;
+}
+
+int mpconn_conn_send_bytes(mpconn_conn *c, const void *buf, size_t len)
+{
+    int r = check_send(c);
+    if (r < 0)
+        return r;
+    if (!buf && len)
+        return fail(c, -EINVAL, "send");
+    uint8_t hdr[MPCI_HDR_MAX];
+    struct iovec iov[2] = {{hdr, mpci_frame_header(hdr, len)}, {(void *)buf, len}};
+    if (c->use_lock)
+        pthread_mutex_lock(&c->lock);
+    r = write_all(c, iov, len ? 2 : 1, iov[0].iov_len + len);
+    if (c->use_lock)
+        pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+int mpconn_conn_send_slice(mpconn_conn *c, const void *buf, size_t buflen, size_t offset,
+                           size_t size)
+{
+    if (offset > buflen) {
+        mpci_conn_seterr(c, -EINVAL, "send: buffer length < offset");
+        return -EINVAL;
+    }
+    if (size == (size_t)-1)
+        size = buflen - offset;
+    if (size > buflen - offset) {
+        mpci_conn_seterr(c, -EINVAL, "send: buffer length < offset + size");
+        return -EINVAL;
+    }
+    return mpconn_conn_send_bytes(c, (const uint8_t *)buf + offset, size);
+}
+
+int mpconn_conn_send_string(mpconn_conn *c, const char *s)
+{
+    if (!s)
+        return fail(c, -EINVAL, "send_string");
+    return mpconn_conn_send_bytes(c, s, strlen(s));
+}
+
+/* ------------------------------------------------------------- reading */
+
+/* One read of up to cap bytes. On Unix sockets recvmsg keeps any fds that
+ * arrive (a read without room for them would make the kernel drop them). */
+static ssize_t raw_read(mpconn_conn *c, void *dst, size_t cap)
+{
+    if (!c->is_unix)
+        return read(c->fd, dst, cap);
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int) * MAX_STASHED_FDS)];
+    } ctl;
+    struct iovec iov = {dst, cap};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                       .msg_controllen = sizeof ctl.buf};
+    ssize_t n = recvmsg(c->fd, &m, MSG_CMSG_CLOEXEC);
+    if (n <= 0 || m.msg_controllen == 0)
+        return n;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < nfd; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
+            if (c->nstash < MAX_STASHED_FDS)
+                c->stash[c->nstash++] = fd;
+            else
+                close(fd);
+        }
+    }
+    return n;
+}
+
+/* Reads at least one byte into dst; 0 at end of stream. */
+static ssize_t read_some(mpconn_conn *c, void *dst, size_t cap, double deadline)
+{
+    for (;;) {
+        ssize_t n = raw_read(c, dst, cap);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int r = wait_fd(c->fd, POLLIN, deadline);
+            if (r == 0)
+                continue;
+            return r;
+        }
+        return -errno;
+    }
+}
+
+/* Reads more into the read-ahead buffer; returns bytes read, 0 at EOF. */
+static ssize_t fill(mpconn_conn *c, double deadline)
+{
+    if (c->rpos == c->rend) {
+        c->rpos = c->rend = 0;
+    } else if (c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rend - c->rpos);
+        c->rend -= c->rpos;
+        c->rpos = 0;
+    }
+    ssize_t n = read_some(c, c->rbuf + c->rend, RBUF_SIZE - c->rend, deadline);
+    if (n > 0)
+        c->rend += (size_t)n;
+    return n;
+}
+
+static int read_error(mpconn_conn *c, ssize_t r, const char *what)
+{
+    if (r == 0) {
+        c->read_broken = 1;
+        return fail(c, MPCONN_EEOFMSG, what);
+    }
+    if (r != -ETIMEDOUT && r != -EAGAIN)
+        c->read_broken = 1;
+    return fail(c, (int)r, what);
+}
+
+static int check_recv(mpconn_conn *c)
+{
+    if (c->closed)
+        return fail(c, MPCONN_ECLOSED, "recv");
+    if (!(c->flags & MPCONN_READABLE))
+        return fail(c, MPCONN_ENOTREADABLE, "recv");
+    if (c->read_broken)
+        return fail(c, MPCONN_EBROKEN, "recv: the stream lost its place after an earlier error");
+    return 0;
+}
+
+/* CPython's _bad_message_length: the stream position is lost. */
+static int bad_length(mpconn_conn *c, uint64_t len, uint64_t limit, const char *which)
+{
+    c->flags &= ~MPCONN_READABLE;
+    c->read_broken = 1;
+    mpci_conn_seterr(c, MPCONN_EMSGSIZE,
+                     "bad message length: %llu bytes announced, %s is %llu; the connection is "
+                     "no longer readable",
+                     (unsigned long long)len, which, (unsigned long long)limit);
+    return MPCONN_EMSGSIZE;
+}
+
+/* Completes the header of the next message. */
+static int read_header(mpconn_conn *c, double deadline, size_t maxlength)
+{
+    if (c->in_body)
+        return 0;
+    for (;;) {
+        if (c->rpos < c->rend) {
+            size_t used;
+            int r = mpci_hdr_feed(&c->hdr, c->rbuf + c->rpos, c->rend - c->rpos, &used, &c->msglen);
+            c->rpos += used;
+            if (r < 0) {
+                c->read_broken = 1;
+                return fail(c, r, "recv: negative message length in header");
+            }
+            if (r == 1)
+                break;
+        }
+        ssize_t n = fill(c, deadline);
+        if (n == 0 && c->hdr.have == 0) {
+            mpci_conn_seterr(c, MPCONN_EEOF, "recv: end of file (the peer closed the connection)");
+            return MPCONN_EEOF;
+        }
+        if (n <= 0)
+            return read_error(c, n, "recv");
+    }
+    mpci_hdr_reset(&c->hdr);
+    c->in_body = 1;
+    c->pend_got = 0;
+    if (maxlength && c->msglen > maxlength)
+        return bad_length(c, c->msglen, maxlength, "maxlength");
+    if (c->max_message && c->msglen > c->max_message)
+        return bad_length(c, c->msglen, c->max_message, "the connection's maximum");
+    if (c->msglen > SIZE_MAX / 2)
+        return bad_length(c, c->msglen, SIZE_MAX / 2, "this platform's limit");
+    return 0;
+}
+
+/* Moves payload bytes into dst[*got..want): first from the read-ahead
+ * buffer, then straight from the fd when the rest is large, through the
+ * buffer when it is small (which also picks up the next header). */
+static int read_payload(mpconn_conn *c, uint8_t *dst, size_t *got, size_t want, double deadline)
+{
+    while (*got < want) {
+        size_t avail = c->rend - c->rpos;
+        if (avail) {
+            size_t k = want - *got < avail ? want - *got : avail;
+            memcpy(dst + *got, c->rbuf + c->rpos, k);
+            c->rpos += k;
+            *got += k;
+            continue;
+        }
+        ssize_t n;
+        if (want - *got >= RBUF_SIZE / 2) {
+            n = read_some(c, dst + *got, want - *got, deadline);
+            if (n > 0)
+                *got += (size_t)n;
+        } else {
+            n = fill(c, deadline);
+        }
+        if (n <= 0)
+            return read_error(c, n, "recv");
+    }
+    return 0;
+}
+
+/* Makes room for at least cap payload bytes in the pending buffer. */
+static int pend_reserve(mpconn_conn *c, size_t cap)
+{
+    if (c->pend && c->pend_cap >= cap)
+        return 0;
+    uint8_t *p = realloc(c->pend, cap ? cap : 1);
+    if (!p)
+        return -ENOMEM;
+    c->pend = p;
+    c->pend_cap = cap;
+    return 0;
+}
+
+/* Reads the whole current payload into c->pend. The buffer doubles only
+ * when the bytes that really arrived fill it, so a header that claims much
+ * and sends little costs little. */
+static int read_into_pend(mpconn_conn *c, double deadline)
+{
+    size_t len = (size_t)c->msglen;
+    while (c->pend_got < len) {
+        if (!c->pend || c->pend_got == c->pend_cap) {
+            size_t cap = c->pend_cap < RBUF_SIZE / 2 ? RBUF_SIZE : c->pend_cap * 2;
+            int r = pend_reserve(c, cap < len ? cap : len);
+            if (r < 0)
+                return fail(c, r, "recv");
+        }
+        size_t stop = c->pend_cap < len ? c->pend_cap : len;
+        int r = read_payload(c, c->pend, &c->pend_got, stop, deadline);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static void message_done(mpconn_conn *c)
+{
+    c->in_body = 0;
+    c->pend_complete = 0;
+    c->pend_got = 0;
+}
+
+/* A client without authkey: a challenge as first message means the
+ * listener wants one. Say so and hang up so the listener fails at once. */
+static int check_first_message(mpconn_conn *c, const uint8_t *p, size_t len)
+{
+    if (!c->check_first)
+        return 0;
+    c->check_first = 0;
+    size_t pl = sizeof CHALLENGE_PREFIX - 1;
+    if (len < pl || memcmp(p, CHALLENGE_PREFIX, pl) != 0)
+        return 0;
+    c->read_broken = 1;
+    c->write_broken = 1;
+    shutdown(c->fd, SHUT_RDWR);
+    mpci_conn_seterr(c, MPCONN_ENOKEY,
+                     "the listener sent an authentication challenge but this side has no authkey");
+    return MPCONN_ENOKEY;
+}
+
+int mpconn_conn_recv_bytes(mpconn_conn *c, void **out, size_t *len, size_t maxlength)
+{
+    int r = check_recv(c);
+    if (r < 0)
+        return r;
+    double deadline = mpci_deadline(c->recv_timeout);
+    if (!c->pend_complete) {
+        if ((r = read_header(c, deadline, maxlength)) < 0)
+            return r;
+        if ((r = read_into_pend(c, deadline)) < 0)
+            return r;
+    } else if (maxlength && c->msglen > maxlength) {
+        return bad_length(c, c->msglen, maxlength, "maxlength");
+    }
+    uint8_t *msg = c->pend;
+    if (!msg && !(msg = malloc(1)))
+        return fail(c, -ENOMEM, "recv");
+    size_t n = (size_t)c->msglen;
+    c->pend = NULL;
+    c->pend_cap = 0;
+    message_done(c);
+    if ((r = check_first_message(c, msg, n)) < 0) {
+        free(msg);
+        return r;
+    }
+    *out = msg;
+    *len = n;
+    return 0;
+}
+
+int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t offset,
+                                size_t *len)
+{
+    int r = check_recv(c);
+    if (r < 0)
+        return r;
+    if (offset > buflen) {
+        mpci_conn_seterr(c, -EINVAL, "recv_bytes_into: offset larger than the buffer");
+        return -EINVAL;
+    }
+    double deadline = mpci_deadline(c->recv_timeout);
+    if (!c->pend_complete && (r = read_header(c, deadline, 0)) < 0)
+        return r;
+    size_t n = (size_t)c->msglen, room = buflen - offset;
+    if (n > room) {
+        /* CPython's BufferTooShort: the message is consumed whole and kept. */
+        if (!c->pend_complete) {
+            if ((r = read_into_pend(c, deadline)) < 0)
+                return r;
+            c->pend_complete = 1;
+        }
+        *len = n;
+        mpci_conn_seterr(c, MPCONN_ESHORTBUF,
+                         "recv_bytes_into: message of %zu bytes does not fit in %zu; it is kept "
+                         "for the next receive",
+                         n, room);
+        return MPCONN_ESHORTBUF;
+    }
+    uint8_t *dst = (uint8_t *)buf + offset;
+    size_t got = c->pend_got;
+    if (got)
+        memcpy(dst, c->pend, got);
+    if (!c->pend_complete) {
+        r = read_payload(c, dst, &got, n, deadline);
+        if (r < 0) {
+            /* Keep what arrived so the next call continues this message. */
+            if (r == -ETIMEDOUT && got > c->pend_got) {
+                if (pend_reserve(c, got) < 0) {
+                    c->read_broken = 1;
+                    return fail(c, -ENOMEM, "recv");
+                }
+                memcpy(c->pend, dst, got);
+                c->pend_got = got;
+            }
+            return r;
+        }
+    }
+    free(c->pend);
+    c->pend = NULL;
+    c->pend_cap = 0;
+    message_done(c);
+    if ((r = check_first_message(c, dst, n)) < 0)
+        return r;
+    *len = n;
+    return 0;
+}
+
+int mpconn_conn_recv_string(mpconn_conn *c, char **out, size_t maxlength)
+{
+    void *msg;
+    size_t len;
+    int r = mpconn_conn_recv_bytes(c, &msg, &len, maxlength);
+    if (r < 0)
+        return r;
+    char *s = realloc(msg, len + 1);
+    if (!s) {
+        free(msg);
+        return fail(c, -ENOMEM, "recv_string");
+    }
+    s[len] = 0;
+    *out = s;
+    return 0;
+}
+
+int mpconn_conn_poll(mpconn_conn *c, double seconds)
+{
+    int r = check_recv(c);
+    if (r < 0)
+        return r;
+    if (c->rpos < c->rend || c->pend_complete)
+        return 1;
+    r = wait_fd(c->fd, POLLIN, mpci_deadline(seconds));
+    if (r == 0)
+        return 1;
+    if (r == -ETIMEDOUT)
+        return 0;
+    return fail(c, r, "poll");
+}
+
+/* ----------------------------------------------------------- fd passing */
+
+static int need_unix(mpconn_conn *c, const char *what)
+{
+    if (c->closed)
+        return fail(c, MPCONN_ECLOSED, what);
+    if (!c->is_unix) {
+        mpci_conn_seterr(c, MPCONN_ENOTSUP, "%s: fd passing needs a Unix socket", what);
+        return MPCONN_ENOTSUP;
+    }
+    return 0;
+}
+
+int mpconn_conn_send_fd(mpconn_conn *c, int fd, int ack)
+{
+    int r = need_unix(c, "send_fd");
+    if (r < 0)
+        return r;
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    uint8_t count = 1;
+    struct iovec iov = {&count, 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                       .msg_controllen = sizeof ctl.buf};
+    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(h), &fd, sizeof fd);
+    double deadline = mpci_deadline(c->send_timeout);
+    for (;;) {
+        ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        if (w == 1)
+            break;
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if ((r = wait_fd(c->fd, POLLOUT, deadline)) < 0)
+                return fail(c, r, "send_fd");
+            continue;
+        }
+        return fail(c, w < 0 ? -errno : -EIO, "send_fd");
+    }
+    if (!ack)
+        return 0;
+    uint8_t a = 0;
+    size_t got = 0;
+    double rd = mpci_deadline(c->recv_timeout);
+    if ((r = read_payload(c, &a, &got, 1, rd)) < 0)
+        return r;
+    if (a != 'A') {
+        mpci_conn_seterr(c, MPCONN_EPROTO, "send_fd: did not receive acknowledgement of fd");
+        return MPCONN_EPROTO;
+    }
+    return 0;
+}
+
+int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack)
+{
+    int r = need_unix(c, "recv_fd");
+    if (r < 0)
+        return r;
+    uint8_t count = 0;
+    if (c->rpos < c->rend) {
+        count = c->rbuf[c->rpos++];
+    } else {
+        double deadline = mpci_deadline(c->recv_timeout);
+        ssize_t n = read_some(c, &count, 1, deadline);
+        if (n == 0) {
+            mpci_conn_seterr(c, MPCONN_EEOF, "recv_fd: end of file");
+            return MPCONN_EEOF;
+        }
+        if (n < 0)
+            return read_error(c, n, "recv_fd");
+    }
+    if (c->nstash == 0 || count != 1) {
+        mpci_conn_seterr(c, MPCONN_EPROTO,
+                         "recv_fd: expected one passed fd, got count byte %u and %d fds", count,
+                         c->nstash);
+        return MPCONN_EPROTO;
+    }
+    *fd = c->stash[0];
+    memmove(c->stash, c->stash + 1, (size_t)(c->nstash - 1) * sizeof *c->stash);
+    c->nstash--;
+    if (ack) {
+        uint8_t a = 'A';
+        struct iovec iov = {&a, 1};
+        if ((r = write_all(c, &iov, 1, 1)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- pipes */
+
+int mpconn_pipe(mpconn_conn **a, mpconn_conn **b, int duplex, const mpconn_opts *opts)
+{
+    int fds[2];
+    int r;
+    if (duplex)
+        r = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
+    else
+        r = pipe2(fds, O_CLOEXEC);
+    if (r < 0)
+        return -errno;
+    int fa = duplex ? MPCONN_READABLE | MPCONN_WRITABLE : MPCONN_READABLE;
+    int fb = duplex ? MPCONN_READABLE | MPCONN_WRITABLE : MPCONN_WRITABLE;
+    if ((r = mpci_conn_new(a, fds[0], fa, opts, duplex)) < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return r;
+    }
+    if ((r = mpci_conn_new(b, fds[1], fb, opts, duplex)) < 0) {
+        mpconn_conn_free(*a);
+        *a = NULL;
+        close(fds[1]);
+        return r;
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------- values */
+
+int mpconn_conn_send(mpconn_conn *c, const mpconn_value *v)
+{
+    void *buf;
+    size_t len;
+    int r = mpci_pickle_encode(v, c->opts.pickle_protocol, &buf, &len);
+    if (r < 0)
+        return fail(c, r, "send: cannot pickle the value");
+    r = mpconn_conn_send_bytes(c, buf, len);
+    free(buf);
+    return r;
+}
+
+int mpconn_conn_recv(mpconn_conn *c, mpconn_value **out)
+{
+    void *buf;
+    size_t len;
+    int r = mpconn_conn_recv_bytes(c, &buf, &len, 0);
+    if (r < 0)
+        return r;
+    char msg[MPCI_ERRMSG_MAX];
+    r = mpci_pickle_decode(buf, len, &c->opts, out, msg, sizeof msg);
+    free(buf);
+    if (r < 0)
+        mpci_conn_seterr(c, r, "recv: %s", msg);
+    return r;
+}

@@ -1,0 +1,174 @@
+/* The authentication handshake over a non-blocking fd: the layer-1 auth
+ * machine fed by the layer-1 message decoder, with queued output and a
+ * deadline, so a listener can run many at once and none can stall it. */
+#include "mpci.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(h->errmsg, sizeof h->errmsg, fmt, ap);
+    va_end(ap);
+    h->code = code;
+    h->state = MPCI_AUTH_FAILED;
+}
+
+/* Moves the machine's queued messages, framed, to the output buffer. */
+static void take_output(mpci_hs *h)
+{
+    const uint8_t *m;
+    size_t n;
+    while (mpci_auth_next_out(&h->auth, &m, &n)) {
+        if (h->outpos == h->outlen)
+            h->outpos = h->outlen = 0;
+        if (h->outlen + MPCI_HDR_MAX + n > sizeof h->out) {
+            mpci_hs_fail(h, -ENOBUFS, "handshake output overflow");
+            return;
+        }
+        h->outlen += mpci_frame_header(h->out + h->outlen, n);
+        memcpy(h->out + h->outlen, m, n);
+        h->outlen += n;
+    }
+}
+
+int mpci_hs_init(mpci_hs *h, int fd, int role, const struct mpconn_opts *o)
+{
+    memset(h, 0, sizeof *h);
+    h->fd = fd;
+    h->deadline = mpci_deadline(o->handshake_timeout);
+    mpci_msgdec_init(&h->dec, MPCI_AUTH_MSG_MAX);
+    uint8_t nonce[MPCI_NONCE_LEN];
+    int r = mpci_random(nonce, sizeof nonce);
+    if (r < 0)
+        return r;
+    r = mpci_auth_init(&h->auth, role, o->authkey, o->authkey_len, o->digest, o->allow_md5, nonce);
+    if (r < 0)
+        return r;
+    take_output(h);
+    return 0;
+}
+
+void mpci_hs_clear(mpci_hs *h) { mpci_msgdec_free(&h->dec); }
+
+short mpci_hs_events(const mpci_hs *h) { return h->outpos < h->outlen ? POLLOUT : POLLIN; }
+
+static int flush(mpci_hs *h)
+{
+    while (h->outpos < h->outlen) {
+        ssize_t w = send(h->fd, h->out + h->outpos, h->outlen - h->outpos, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return -errno;
+        }
+        h->outpos += (size_t)w;
+    }
+    return 1;
+}
+
+static void auth_failed(mpci_hs *h)
+{
+    h->code = h->auth.code;
+    snprintf(h->errmsg, sizeof h->errmsg, "%s", h->auth.errmsg);
+    h->state = MPCI_AUTH_FAILED;
+}
+
+/* Feeds bytes to the decoder and whole messages to the machine. */
+static void consume(mpci_hs *h, const uint8_t *p, size_t n)
+{
+    while (n > 0 && h->state == MPCI_AUTH_NEED_INPUT) {
+        size_t used;
+        int r = mpci_msgdec_feed(&h->dec, p, n, &used);
+        p += used;
+        n -= used;
+        if (r == MPCONN_EMSGSIZE) {
+            mpci_hs_fail(h, MPCONN_ENOKEY,
+                         "peer sent a %llu-byte message where the handshake allows at most %d "
+                         "(does it have the authkey?)",
+                         (unsigned long long)h->dec.len, MPCI_AUTH_MSG_MAX);
+            return;
+        }
+        if (r < 0) {
+            mpci_hs_fail(h, r == MPCONN_EPROTO ? MPCONN_EAUTHPROTO : r,
+                         "malformed message header during the handshake");
+            return;
+        }
+        if (r == 0)
+            continue;
+        size_t len;
+        uint8_t *msg = mpci_msgdec_take(&h->dec, &len);
+        if (!msg) {
+            mpci_hs_fail(h, -ENOMEM, "out of memory during the handshake");
+            return;
+        }
+        int st = mpci_auth_feed(&h->auth, msg, len);
+        free(msg);
+        take_output(h);
+        if (st == MPCI_AUTH_FAILED) {
+            auth_failed(h);
+            return;
+        }
+        if (st == MPCI_AUTH_DONE) {
+            /* What follows is the first message of the connection. */
+            if (n > sizeof h->left) {
+                mpci_hs_fail(h, MPCONN_EAUTHPROTO, "too many bytes behind the handshake");
+                return;
+            }
+            memcpy(h->left, p, n);
+            h->nleft = n;
+            return;
+        }
+    }
+}
+
+int mpci_hs_progress(mpci_hs *h)
+{
+    if (h->state == MPCI_AUTH_FAILED) {
+        flush(h); /* best effort: let the peer read #FAILURE# */
+        return h->state;
+    }
+    for (;;) {
+        int r = flush(h);
+        if (r < 0) {
+            mpci_hs_fail(h, r, "peer went away during the handshake: %s", strerror(-r));
+            return h->state;
+        }
+        if (r == 0)
+            return h->state; /* wait for POLLOUT */
+        if (h->auth.state == MPCI_AUTH_DONE) {
+            h->state = MPCI_AUTH_DONE;
+            return h->state;
+        }
+        uint8_t buf[512];
+        ssize_t n = recv(h->fd, buf, sizeof buf, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return h->state;
+            mpci_hs_fail(h, -errno, "handshake: %s", strerror(errno));
+            return h->state;
+        }
+        if (n == 0) {
+            mpci_hs_fail(h, MPCONN_EAUTH,
+                         "peer closed the connection during the handshake (wrong or missing "
+                         "authkey?)");
+            return h->state;
+        }
+        consume(h, buf, (size_t)n);
+        if (h->state == MPCI_AUTH_FAILED) {
+            flush(h);
+            return h->state;
+        }
+    }
+}

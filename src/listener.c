@@ -1,0 +1,447 @@
+/* mpconn_listener: binds an address, accepts peers and authenticates them.
+ * Handshakes run side by side on non-blocking fds under one poll(), so a
+ * slow or silent peer delays nobody; accept() hands out only peers that
+ * passed. */
+#define _GNU_SOURCE /* accept4, SO_PEERCRED, struct ucred */
+#include "mpci.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MAX_PENDING 256
+
+typedef struct pending {
+    mpci_hs hs;
+    char peer[128];
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+} pending;
+
+struct mpconn_listener {
+    int fd;
+    mpci_addr addr;
+    struct mpconn_opts opts;
+    char address[160];
+    char errmsg[MPCI_ERRMSG_MAX];
+    /* A socket file we created, removed on close if it is still ours. */
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    dev_t dev;
+    ino_t ino;
+    char tmpdir[64]; /* the temporary directory made for an unnamed listener */
+    pending **pend;
+    size_t npend;
+    char last[128];
+    pid_t last_pid;
+    uid_t last_uid;
+    gid_t last_gid;
+    mpconn_reject_cb on_reject;
+    void *on_reject_data;
+};
+
+static int lerr(mpconn_listener *l, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int lerr(mpconn_listener *l, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    mpci_verr(l->errmsg, sizeof l->errmsg, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static void reject(mpconn_listener *l, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reject(mpconn_listener *l, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    mpci_verr(l->errmsg, sizeof l->errmsg, code, fmt, ap);
+    va_end(ap);
+    if (l->on_reject)
+        l->on_reject(l->on_reject_data, code, l->errmsg);
+}
+
+/* A socket file whose listener died refuses connections; a live one does not. */
+static int socket_file_is_stale(const mpci_addr *a)
+{
+    struct stat st;
+    const struct sockaddr_un *un = (const struct sockaddr_un *)&a->sa;
+    if (lstat(un->sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
+        return 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int stale = connect(fd, (const struct sockaddr *)&a->sa, a->salen) < 0 && errno == ECONNREFUSED;
+    close(fd);
+    return stale;
+}
+
+static int bind_unix(mpconn_listener *l)
+{
+    const struct sockaddr_un *un = (const struct sockaddr_un *)&l->addr.sa;
+    if (bind(l->fd, (const struct sockaddr *)&l->addr.sa, l->addr.salen) < 0) {
+        int e = errno;
+        if (e != EADDRINUSE)
+            return lerr(l, -e, "cannot bind %s: %s", l->address, strerror(e));
+        if (l->addr.abstract || !socket_file_is_stale(&l->addr))
+            return lerr(l, MPCONN_EADDRINUSE, "cannot bind %s: address in use by a live listener",
+                        l->address);
+        unlink(un->sun_path);
+        if (bind(l->fd, (const struct sockaddr *)&l->addr.sa, l->addr.salen) < 0)
+            return lerr(l, -errno, "cannot bind %s: %s", l->address, strerror(errno));
+    }
+    if (l->addr.abstract)
+        return 0;
+    struct stat st;
+    snprintf(l->path, sizeof l->path, "%s", un->sun_path);
+    if (stat(l->path, &st) == 0) {
+        l->dev = st.st_dev;
+        l->ino = st.st_ino;
+    }
+    /* Nobody can connect before listen(), so narrowing the mode here leaves
+     * no window with the wider one. */
+    if (l->opts.mode >= 0 && chmod(l->path, (mode_t)l->opts.mode) < 0)
+        return lerr(l, -errno, "cannot set mode of %s: %s", l->path, strerror(errno));
+    return 0;
+}
+
+static void remove_socket_file(mpconn_listener *l)
+{
+    struct stat st;
+    if (l->path[0] && stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+        unlink(l->path);
+    l->path[0] = 0;
+    if (l->tmpdir[0])
+        rmdir(l->tmpdir);
+    l->tmpdir[0] = 0;
+}
+
+static int temp_address(mpconn_listener *l, char *buf, size_t cap)
+{
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base || strlen(base) > 40)
+        base = "/tmp";
+    snprintf(l->tmpdir, sizeof l->tmpdir, "%s/mpconn-XXXXXX", base);
+    if (!mkdtemp(l->tmpdir)) {
+        int e = errno;
+        l->tmpdir[0] = 0;
+        return lerr(l, -e, "cannot create a temporary directory in %s: %s", base, strerror(e));
+    }
+    snprintf(buf, cap, "%s/listener", l->tmpdir);
+    return 0;
+}
+
+static int open_socket(mpconn_listener *l, const char *address)
+{
+    char tmp[128];
+    int r;
+    if (!address || !*address) {
+        if ((r = temp_address(l, tmp, sizeof tmp)) < 0)
+            return r;
+        address = tmp;
+    }
+    snprintf(l->address, sizeof l->address, "%s", address);
+    if ((r = mpci_addr_parse(&l->addr, address, l->errmsg, sizeof l->errmsg)) < 0)
+        return r;
+    if (l->addr.need_resolve &&
+        (r = mpci_addr_resolve(&l->addr, l->errmsg, sizeof l->errmsg)) < 0)
+        return r;
+    l->fd = socket(l->addr.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (l->fd < 0)
+        return lerr(l, -errno, "cannot create a socket for %s: %s", address, strerror(errno));
+    if (l->addr.family == AF_UNIX) {
+        if ((r = bind_unix(l)) < 0)
+            return r;
+    } else {
+        int one = 1;
+        setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(l->fd, (const struct sockaddr *)&l->addr.sa, l->addr.salen) < 0) {
+            int e = errno;
+            return lerr(l, e == EADDRINUSE ? MPCONN_EADDRINUSE : -e, "cannot bind %s: %s",
+                        address, strerror(e));
+        }
+    }
+    if (listen(l->fd, l->opts.backlog) < 0)
+        return lerr(l, -errno, "cannot listen on %s: %s", address, strerror(errno));
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (l->addr.family != AF_UNIX && getsockname(l->fd, (struct sockaddr *)&ss, &sl) == 0)
+        mpci_addr_format((struct sockaddr *)&ss, sl, l->address, sizeof l->address);
+    else if (l->addr.family == AF_UNIX)
+        mpci_addr_format((struct sockaddr *)&l->addr.sa, l->addr.salen, l->address,
+                         sizeof l->address);
+    return 0;
+}
+
+int mpconn_listener_open(mpconn_listener **out, const char *address, const mpconn_opts *opts,
+                         char *errmsg, size_t errlen)
+{
+    mpconn_listener *l = calloc(1, sizeof *l);
+    if (!l)
+        return mpci_err(errmsg, errlen, -ENOMEM, "out of memory");
+    l->fd = -1;
+    mpci_opts_defaults(&l->opts);
+    int r = opts ? mpci_opts_copy(&l->opts, opts) : 0;
+    if (r == 0)
+        r = open_socket(l, address);
+    if (r < 0) {
+        mpci_copy_msg(errmsg, errlen, r == -ENOMEM && !l->errmsg[0] ? "out of memory" : l->errmsg);
+        mpconn_listener_free(l);
+        return r;
+    }
+    *out = l;
+    return 0;
+}
+
+static void drop_pending(mpconn_listener *l, size_t i)
+{
+    pending *p = l->pend[i];
+    close(p->hs.fd);
+    mpci_hs_clear(&p->hs);
+    free(p);
+    l->pend[i] = l->pend[--l->npend];
+}
+
+void mpconn_listener_free(mpconn_listener *l)
+{
+    if (!l)
+        return;
+    while (l->npend)
+        drop_pending(l, l->npend - 1);
+    free(l->pend);
+    if (l->fd >= 0)
+        close(l->fd);
+    remove_socket_file(l);
+    mpci_opts_clear(&l->opts);
+    free(l);
+}
+
+const char *mpconn_listener_address(const mpconn_listener *l) { return l->address; }
+int mpconn_listener_fileno(const mpconn_listener *l) { return l->fd; }
+const char *mpconn_listener_errmsg(const mpconn_listener *l) { return l->errmsg; }
+
+const char *mpconn_listener_last_accepted(const mpconn_listener *l, pid_t *pid, uid_t *uid,
+                                          gid_t *gid)
+{
+    if (pid)
+        *pid = l->last_pid;
+    if (uid)
+        *uid = l->last_uid;
+    if (gid)
+        *gid = l->last_gid;
+    return l->last;
+}
+
+void mpconn_listener_on_reject(mpconn_listener *l, mpconn_reject_cb cb, void *data)
+{
+    l->on_reject = cb;
+    l->on_reject_data = data;
+}
+
+/* Abstract sockets have no file permissions (CVE-2022-42919): without an
+ * authkey or an explicit uid list only our own uid gets in. */
+static int peer_allowed(mpconn_listener *l, const pending *p)
+{
+    if (l->addr.family != AF_UNIX)
+        return 1;
+    if (l->opts.nuids) {
+        for (size_t i = 0; i < l->opts.nuids; i++)
+            if (l->opts.uids[i] == p->uid)
+                return 1;
+        return 0;
+    }
+    if (l->addr.abstract && !l->opts.authkey && !l->opts.abstract_any_uid)
+        return p->uid == getuid();
+    return 1;
+}
+
+static int make_conn(mpconn_listener *l, pending *p, mpconn_conn **out)
+{
+    mpconn_conn *c;
+    int r = mpci_conn_new(&c, p->hs.fd, MPCONN_READABLE | MPCONN_WRITABLE, &l->opts,
+                          l->addr.family == AF_UNIX);
+    if (r < 0)
+        return r;
+    if (p->hs.nleft && (r = mpci_conn_prefill(c, p->hs.left, p->hs.nleft)) < 0) {
+        mpconn_conn_free(c);
+        return r;
+    }
+    snprintf(l->last, sizeof l->last, "%s", p->peer);
+    l->last_pid = p->pid;
+    l->last_uid = p->uid;
+    l->last_gid = p->gid;
+    *out = c;
+    return 0;
+}
+
+/* Accepts what the backlog holds, without blocking. */
+static int accept_new(mpconn_listener *l)
+{
+    for (int round = 0; round < 64 && l->npend < MAX_PENDING; round++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of resources: report, keep the listener, try later. */
+                reject(l, -errno, "accept on %s: %s", l->address, strerror(errno));
+                return 0;
+            }
+            return lerr(l, -errno, "accept on %s: %s", l->address, strerror(errno));
+        }
+        pending *p = calloc(1, sizeof *p);
+        pending **np = p ? realloc(l->pend, (l->npend + 1) * sizeof *np) : NULL;
+        if (!np) {
+            free(p);
+            close(fd);
+            reject(l, -ENOMEM, "out of memory accepting a peer on %s", l->address);
+            continue;
+        }
+        l->pend = np;
+        p->pid = -1;
+        p->uid = (uid_t)-1;
+        p->gid = (gid_t)-1;
+        if (l->addr.family == AF_UNIX) {
+            struct ucred cr;
+            socklen_t cl = sizeof cr;
+            if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
+                p->pid = cr.pid;
+                p->uid = cr.uid;
+                p->gid = cr.gid;
+            }
+            snprintf(p->peer, sizeof p->peer, "%s (pid %ld, uid %ld)", l->address, (long)p->pid,
+                     (long)p->uid);
+        } else {
+            mpci_addr_format((struct sockaddr *)&ss, sl, p->peer, sizeof p->peer);
+        }
+        if (!peer_allowed(l, p)) {
+            reject(l, MPCONN_EPEER, "refused peer %s: uid not allowed", p->peer);
+            close(fd);
+            free(p);
+            continue;
+        }
+        if (l->opts.authkey) {
+            int r = mpci_hs_init(&p->hs, fd, MPCI_AUTH_SERVER, &l->opts);
+            if (r < 0) {
+                reject(l, r, "cannot start the handshake with %s: %s", p->peer,
+                       mpconn_strerror(r));
+                close(fd);
+                free(p);
+                continue;
+            }
+            mpci_hs_progress(&p->hs); /* the challenge leaves now, not a poll later */
+        } else {
+            p->hs.fd = fd;
+            p->hs.deadline = -1;
+            p->hs.state = MPCI_AUTH_DONE;
+        }
+        l->pend[l->npend++] = p;
+    }
+    return 0;
+}
+
+/* Returns a finished peer if there is one, dropping failed and late ones. */
+static int harvest(mpconn_listener *l, mpconn_conn **out)
+{
+    double now = mpci_now();
+    for (size_t i = 0; i < l->npend;) {
+        pending *p = l->pend[i];
+        if (p->hs.state == MPCI_AUTH_DONE) {
+            int r = make_conn(l, p, out);
+            if (r < 0) {
+                reject(l, r, "cannot set up the connection of %s: %s", p->peer,
+                       mpconn_strerror(r));
+                drop_pending(l, i);
+                continue;
+            }
+            mpci_hs_clear(&p->hs);
+            free(p);
+            l->pend[i] = l->pend[--l->npend];
+            return 1;
+        }
+        if (p->hs.state == MPCI_AUTH_FAILED) {
+            reject(l, p->hs.code, "authentication of %s failed: %s", p->peer, p->hs.errmsg);
+            drop_pending(l, i);
+            continue;
+        }
+        if (p->hs.deadline >= 0 && now >= p->hs.deadline) {
+            reject(l, -ETIMEDOUT, "authentication of %s timed out", p->peer);
+            drop_pending(l, i);
+            continue;
+        }
+        i++;
+    }
+    return 0;
+}
+
+int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout)
+{
+    if (l->fd < 0)
+        return lerr(l, MPCONN_ECLOSED, "accept: listener is closed");
+    double deadline = mpci_deadline(timeout);
+    struct pollfd *pfd = NULL;
+    size_t pfd_cap = 0;
+    int result;
+    for (;;) {
+        if (harvest(l, out)) {
+            result = 0;
+            break;
+        }
+        if (pfd_cap < l->npend + 1) {
+            struct pollfd *np = realloc(pfd, (l->npend + 1) * sizeof *np);
+            if (!np) {
+                result = lerr(l, -ENOMEM, "accept: out of memory");
+                break;
+            }
+            pfd = np;
+            pfd_cap = l->npend + 1;
+        }
+        /* Sleep until the earliest of: the caller's deadline, a handshake's. */
+        double wake = deadline;
+        size_t n = 0;
+        if (l->npend < MAX_PENDING)
+            pfd[n++] = (struct pollfd){.fd = l->fd, .events = POLLIN};
+        for (size_t i = 0; i < l->npend; i++) {
+            pfd[n++] = (struct pollfd){.fd = l->pend[i]->hs.fd, .events = mpci_hs_events(&l->pend[i]->hs)};
+            double d = l->pend[i]->hs.deadline;
+            if (d >= 0 && (wake < 0 || d < wake))
+                wake = d;
+        }
+        int pr = poll(pfd, n, mpci_poll_ms(wake));
+        if (pr < 0 && errno != EINTR) {
+            result = lerr(l, -errno, "accept: poll: %s", strerror(errno));
+            break;
+        }
+        size_t base = l->npend < MAX_PENDING ? 1 : 0;
+        size_t npend_polled = l->npend;
+        if (pr > 0) {
+            for (size_t i = 0; i < npend_polled; i++)
+                if (pfd[base + i].revents)
+                    mpci_hs_progress(&l->pend[i]->hs);
+            if (base && pfd[0].revents && (result = accept_new(l)) < 0)
+                break;
+        }
+        if (deadline >= 0 && mpci_now() >= deadline) {
+            if (harvest(l, out))
+                result = 0;
+            else
+                result = lerr(l, -ETIMEDOUT, "accept on %s: timed out", l->address);
+            break;
+        }
+    }
+    free(pfd);
+    return result;
+}

@@ -1,0 +1,120 @@
+/* Message framing of multiprocessing.connection, without I/O: the length
+ * header (4-byte signed big-endian, or -1 then 8 bytes) and decoders that
+ * accept the stream in any split. */
+#include "mpci.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t mpci_frame_header(uint8_t out[MPCI_HDR_MAX], uint64_t len)
+{
+    if (len <= 0x7fffffff) {
+        for (int i = 0; i < 4; i++)
+            out[i] = (uint8_t)(len >> (24 - 8 * i));
+        return 4;
+    }
+    memset(out, 0xff, 4);
+    for (int i = 0; i < 8; i++)
+        out[4 + i] = (uint8_t)(len >> (56 - 8 * i));
+    return 12;
+}
+
+static uint64_t be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+int mpci_hdr_feed(mpci_hdr *h, const uint8_t *p, size_t n, size_t *used, uint64_t *len)
+{
+    size_t take = 0;
+    for (;;) {
+        size_t need = h->have < 4 ? 4 : MPCI_HDR_MAX;
+        size_t k = need - h->have;
+        if (k > n - take)
+            k = n - take;
+        memcpy(h->buf + h->have, p + take, k);
+        h->have += k;
+        take += k;
+        *used = take;
+        if (h->have < need)
+            return 0;
+        if (need == 4) {
+            uint32_t v = (uint32_t)be(h->buf, 4);
+            if (v == 0xffffffffu)
+                continue; /* the 8-byte length follows */
+            if (v & 0x80000000u)
+                return MPCONN_EPROTO;
+            *len = v;
+            return 1;
+        }
+        *len = be(h->buf + 4, 8);
+        return 1;
+    }
+}
+
+void mpci_msgdec_init(mpci_msgdec *d, uint64_t max)
+{
+    memset(d, 0, sizeof *d);
+    d->max = max;
+}
+
+void mpci_msgdec_free(mpci_msgdec *d)
+{
+    free(d->data);
+    d->data = NULL;
+    d->got = d->cap = 0;
+}
+
+int mpci_msgdec_feed(mpci_msgdec *d, const uint8_t *p, size_t n, size_t *used)
+{
+    size_t off = 0;
+    *used = 0;
+    if (!d->in_body) {
+        size_t u;
+        int r = mpci_hdr_feed(&d->hdr, p, n, &u, &d->len);
+        off = u;
+        *used = off;
+        if (r <= 0)
+            return r;
+        if (d->max && d->len > d->max)
+            return MPCONN_EMSGSIZE;
+        d->in_body = 1;
+        d->got = 0;
+    }
+    uint64_t want = d->len - d->got;
+    size_t k = n - off;
+    if (k > want)
+        k = (size_t)want;
+    if (d->got + k > d->cap || !d->data) {
+        /* Grow with what really arrived, never with what the header claims. */
+        size_t cap = d->cap ? d->cap : 64;
+        while (cap < d->got + k)
+            cap *= 2;
+        if (cap > d->len)
+            cap = (size_t)d->len;
+        uint8_t *nd = realloc(d->data, cap ? cap : 1);
+        if (!nd)
+            return -ENOMEM;
+        d->data = nd;
+        d->cap = cap;
+    }
+    memcpy(d->data + d->got, p + off, k);
+    d->got += k;
+    *used = off + k;
+    return d->got == d->len ? 1 : 0;
+}
+
+uint8_t *mpci_msgdec_take(mpci_msgdec *d, size_t *len)
+{
+    uint8_t *data = d->data ? d->data : malloc(1);
+    *len = d->got;
+    d->data = NULL;
+    d->got = d->cap = 0;
+    d->in_body = 0;
+    mpci_hdr_reset(&d->hdr);
+    return data;
+}
