@@ -841,31 +841,4 @@ int mpconn_pipe(mpconn_conn **a, mpconn_conn **b, int duplex, const mpconn_opts 
     return 0;
 }
 
-/* --------------------------------------------------------------- values */
-
-int mpconn_conn_send(mpconn_conn *c, const mpconn_value *v)
-{
-    void *buf;
-    size_t len;
-    int r = mpci_pickle_encode(v, c->opts.pickle_protocol, &buf, &len);
-    if (r < 0)
-        return fail(c, r, "send: cannot pickle the value");
-    r = mpconn_conn_send_bytes(c, buf, len);
-    free(buf);
-    return r;
-}
-
-int mpconn_conn_recv(mpconn_conn *c, mpconn_value **out)
-{
-    void *buf;
-    size_t len;
-    int r = mpconn_conn_recv_bytes(c, &buf, &len, 0);
-    if (r < 0)
-        return r;
-    char msg[MPCI_ERRMSG_MAX];
-    r = mpci_pickle_decode(buf, len, &c->opts, out, msg, sizeof msg);
-    free(buf);
-    if (r < 0)
-        mpci_conn_seterr(c, r, "recv: %s", msg);
-    return r;
-}
+const struct mpconn_opts *mpci_conn_opts(const mpconn_conn *c) { return &c->opts; }

@@ -20,7 +20,7 @@
 
 typedef struct pending {
     mpci_hs hs;
-    char peer[128];
+    char peer[224];
     pid_t pid;
     uid_t uid;
     gid_t gid;
@@ -39,7 +39,7 @@ struct mpconn_listener {
     char tmpdir[64]; /* the temporary directory made for an unnamed listener */
     pending **pend;
     size_t npend;
-    char last[128];
+    char last[224];
     pid_t last_pid;
     uid_t last_uid;
     gid_t last_gid;

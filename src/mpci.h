@@ -182,6 +182,8 @@ void mpci_conn_seterr(mpconn_conn *c, int code, const char *fmt, ...)
 size_t mpci_conn_buffered(const mpconn_conn *c);
 /* Bytes read past the handshake belong to the first message. */
 int mpci_conn_prefill(mpconn_conn *c, const uint8_t *p, size_t n);
+/* The options the connection was made with (pickle protocol, limits). */
+const struct mpconn_opts *mpci_conn_opts(const mpconn_conn *c);
 /* This side has no authkey: treat a first #CHALLENGE# as MPCONN_ENOKEY. */
 void mpci_conn_set_check_first(mpconn_conn *c);
 

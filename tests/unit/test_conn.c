@@ -1,0 +1,582 @@
+/* Connections over pipes and socketpairs: framing on the wire, every size
+ * class, receive into a buffer, limits, EOF forms, timeouts that keep the
+ * stream's place, fd passing, SIGPIPE, poll and wait. */
+#define _GNU_SOURCE
+#include "mpci.h"
+#include "testlib.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void duplex(mpconn_conn **a, mpconn_conn **b) { CHECK_INT(mpconn_pipe(a, b, 1, NULL), 0); }
+
+static uint8_t *pattern(size_t n)
+{
+    uint8_t *p = malloc(n ? n : 1);
+    CHECK(p != NULL);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(i * 7 + 3);
+    return p;
+}
+
+/* Writes raw bytes to the peer of a connection. */
+static void raw_write(int fd, const void *p, size_t n)
+{
+    CHECK_INT(write(fd, p, n), (ssize_t)n);
+}
+
+TEST(wire_bytes_match_cpython_framing)
+{
+    int fds[2];
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE | MPCONN_WRITABLE, NULL), 0);
+    CHECK_INT(mpconn_conn_send_bytes(c, "\x03\x0a\x11\x18\x1f", 5), 0);
+    uint8_t got[16];
+    CHECK_INT(read(fds[1], got, sizeof got), 9);
+    CHECK_MEM(got, "\x00\x00\x00\x05\x03\x0a\x11\x18\x1f", 9);
+    CHECK_INT(mpconn_conn_send_bytes(c, "", 0), 0);
+    CHECK_INT(read(fds[1], got, sizeof got), 4);
+    CHECK_MEM(got, "\x00\x00\x00\x00", 4);
+    mpconn_conn_free(c);
+    close(fds[1]);
+}
+
+struct sender {
+    mpconn_conn *c;
+    const uint8_t *buf;
+    size_t len;
+    int result;
+};
+
+static void *send_thread(void *arg)
+{
+    struct sender *s = arg;
+    s->result = mpconn_conn_send_bytes(s->c, s->buf, s->len);
+    return NULL;
+}
+
+static void roundtrip_size(size_t n)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    uint8_t *p = pattern(n);
+    struct sender s = {a, p, n, -1};
+    pthread_t t;
+    pthread_create(&t, NULL, send_thread, &s);
+    void *msg;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(b, &msg, &len, 0), 0);
+    pthread_join(t, NULL);
+    CHECK_INT(s.result, 0);
+    CHECK_INT(len, n);
+    CHECK(memcmp(msg, p, n) == 0);
+    free(msg);
+    /* and into a caller buffer at an offset */
+    pthread_create(&t, NULL, send_thread, &s);
+    uint8_t *dst = malloc(n + 10);
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, dst, n + 10, 10, &len), 0);
+    pthread_join(t, NULL);
+    CHECK_INT(len, n);
+    CHECK(memcmp(dst + 10, p, n) == 0);
+    free(dst);
+    free(p);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(sizes_0_1_16384_16385_1m)
+{
+    size_t sizes[] = {0, 1, 16384, 16385, 65535, 65536, 200000, 1 << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        roundtrip_size(sizes[i]);
+}
+
+TEST(size_64m)
+{
+    roundtrip_size((size_t)64 << 20);
+}
+
+TEST(many_small_messages_in_one_read)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    for (int i = 0; i < 100; i++) {
+        char m[16];
+        snprintf(m, sizeof m, "msg %d", i);
+        CHECK_INT(mpconn_conn_send_string(a, m), 0);
+    }
+    for (int i = 0; i < 100; i++) {
+        char *s, m[16];
+        snprintf(m, sizeof m, "msg %d", i);
+        CHECK_INT(mpconn_conn_recv_string(b, &s, 0), 0);
+        CHECK_STR(s, m);
+        free(s);
+    }
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(send_slice_checks_bounds)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    const char buf[] = "0123456789";
+    CHECK_INT(mpconn_conn_send_slice(a, buf, 10, 2, 3), 0);
+    CHECK_INT(mpconn_conn_send_slice(a, buf, 10, 7, (size_t)-1), 0);
+    CHECK_INT(mpconn_conn_send_slice(a, buf, 10, 11, 0), -EINVAL);
+    CHECK_INT(mpconn_conn_send_slice(a, buf, 10, 8, 3), -EINVAL);
+    char *s;
+    CHECK_INT(mpconn_conn_recv_string(b, &s, 0), 0);
+    CHECK_STR(s, "234");
+    free(s);
+    CHECK_INT(mpconn_conn_recv_string(b, &s, 0), 0);
+    CHECK_STR(s, "789");
+    free(s);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(recv_into_too_short_keeps_message)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    uint8_t *p = pattern(100);
+    CHECK_INT(mpconn_conn_send_bytes(a, p, 100), 0);
+    CHECK_INT(mpconn_conn_send_bytes(a, "next", 4), 0);
+    uint8_t small[10];
+    size_t len = 0;
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, small, sizeof small, 0, &len), MPCONN_ESHORTBUF);
+    CHECK_INT(len, 100);
+    CHECK(strstr(mpconn_conn_errmsg(b), "100") != NULL);
+    CHECK_INT(mpconn_conn_poll(b, 0), 1);
+    /* still too short: same answer, nothing lost */
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, small, sizeof small, 5, &len), MPCONN_ESHORTBUF);
+    uint8_t big[200];
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, big, sizeof big, 50, &len), 0);
+    CHECK_INT(len, 100);
+    CHECK(memcmp(big + 50, p, 100) == 0);
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, big, sizeof big, 0, &len), 0);
+    CHECK_INT(len, 4);
+    CHECK_MEM(big, "next", 4);
+    free(p);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(recv_bytes_after_short_buffer)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    CHECK_INT(mpconn_conn_send_bytes(a, "0123456789abcdef", 16), 0);
+    uint8_t small[4];
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, small, sizeof small, 0, &len), MPCONN_ESHORTBUF);
+    void *m;
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), 0);
+    CHECK_INT(len, 16);
+    CHECK_MEM(m, "0123456789abcdef", 16);
+    free(m);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(maxlength_makes_unreadable)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    CHECK_INT(mpconn_conn_send_bytes(a, "0123456789", 10), 0);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 5), MPCONN_EMSGSIZE);
+    CHECK(strstr(mpconn_conn_errmsg(b), "bad message length") != NULL);
+    CHECK_INT(mpconn_conn_readable(b), 0);
+    CHECK_INT(mpconn_conn_writable(b), 1);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_ENOTREADABLE);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(huge_claim_allocates_nothing_up_front)
+{
+    int fds[2];
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE, NULL), 0);
+    /* -1 then 2^62, a few bytes, then the peer vanishes. */
+    const uint8_t h[] = {0xff, 0xff, 0xff, 0xff, 0x40, 0, 0, 0, 0, 0, 0, 0, 'a', 'b'};
+    raw_write(fds[1], h, sizeof h);
+    close(fds[1]);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EEOFMSG);
+    CHECK(strstr(mpconn_conn_errmsg(c), "end of file during message") != NULL);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EBROKEN);
+    mpconn_conn_free(c);
+}
+
+TEST(max_message_checked_before_allocation)
+{
+    int fds[2];
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE, NULL), 0);
+    CHECK_INT(mpconn_conn_set_max_message(c, 1000), 0);
+    const uint8_t h[] = {0, 0, 0x10, 0};
+    raw_write(fds[1], h, sizeof h);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EMSGSIZE);
+    CHECK(strstr(mpconn_conn_errmsg(c), "4096") != NULL);
+    mpconn_conn_free(c);
+    close(fds[1]);
+}
+
+TEST(negative_length_is_protocol_error)
+{
+    int fds[2];
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE, NULL), 0);
+    raw_write(fds[1], "\xff\xff\xff\x00", 4);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EPROTO);
+    mpconn_conn_free(c);
+    close(fds[1]);
+}
+
+TEST(eof_between_messages)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    CHECK_INT(mpconn_conn_send_bytes(a, "x", 1), 0);
+    mpconn_conn_free(a);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), 0);
+    free(m);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_EEOF);
+    /* EOF stays EOF, it is not a broken stream */
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_EEOF);
+    mpconn_conn_free(b);
+}
+
+TEST(eof_inside_header)
+{
+    int fds[2];
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE, NULL), 0);
+    raw_write(fds[1], "\0\0", 2);
+    close(fds[1]);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EEOFMSG);
+    mpconn_conn_free(c);
+}
+
+TEST(timeout_inside_message_continues)
+{
+    int fds[2];
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE, NULL), 0);
+    CHECK_INT(mpconn_conn_set_timeouts(c, -1, 0.05), 0);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), -ETIMEDOUT);
+    raw_write(fds[1], "\0\0", 2); /* half a header */
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), -ETIMEDOUT);
+    raw_write(fds[1], "\0\6ab", 4); /* rest of header, part of payload */
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), -ETIMEDOUT);
+    raw_write(fds[1], "cdef", 4);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), 0);
+    CHECK_INT(len, 6);
+    CHECK_MEM(m, "abcdef", 6);
+    free(m);
+    /* the same with recv_bytes_into, a large message read straight into the buffer */
+    size_t n = 300000;
+    uint8_t *p = pattern(n), *dst = malloc(n);
+    uint8_t h[4] = {0, (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+    raw_write(fds[1], h, 4);
+    raw_write(fds[1], p, 100000);
+    CHECK_INT(mpconn_conn_recv_bytes_into(c, dst, n, 0, &len), -ETIMEDOUT);
+    raw_write(fds[1], p + 100000, n - 100000);
+    memset(dst, 0, n);
+    CHECK_INT(mpconn_conn_recv_bytes_into(c, dst, n, 0, &len), 0);
+    CHECK_INT(len, n);
+    CHECK(memcmp(dst, p, n) == 0);
+    free(p);
+    free(dst);
+    mpconn_conn_free(c);
+    close(fds[1]);
+}
+
+TEST(send_timeout)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    CHECK_INT(mpconn_conn_set_timeouts(a, 0.05, -1), 0);
+    size_t n = 64 << 20;
+    uint8_t *p = calloc(1, n);
+    CHECK_INT(mpconn_conn_send_bytes(a, p, n), -ETIMEDOUT);
+    /* part of the message left: the stream can no longer carry messages */
+    CHECK_INT(mpconn_conn_send_bytes(a, "x", 1), MPCONN_EBROKEN);
+    free(p);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(write_to_closed_peer_no_sigpipe)
+{
+    /* Default SIGPIPE disposition: a raised signal would kill the test. */
+    signal(SIGPIPE, SIG_DFL);
+    mpconn_conn *r, *w;
+    CHECK_INT(mpconn_pipe(&r, &w, 0, NULL), 0);
+    mpconn_conn_free(r);
+    CHECK_INT(mpconn_conn_send_bytes(w, "hello", 5), -EPIPE);
+    CHECK(strstr(mpconn_conn_errmsg(w), "closed") != NULL);
+    mpconn_conn_free(w);
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    mpconn_conn_free(b);
+    int res = mpconn_conn_send_bytes(a, "hello", 5);
+    CHECK(res == -EPIPE || res == -ECONNRESET);
+    mpconn_conn_free(a);
+    sigset_t pending;
+    sigpending(&pending);
+    CHECK(!sigismember(&pending, SIGPIPE));
+}
+
+TEST(one_way_pipe_ends)
+{
+    mpconn_conn *r, *w;
+    CHECK_INT(mpconn_pipe(&r, &w, 0, NULL), 0);
+    CHECK_INT(mpconn_conn_readable(r), 1);
+    CHECK_INT(mpconn_conn_writable(r), 0);
+    CHECK_INT(mpconn_conn_readable(w), 0);
+    CHECK_INT(mpconn_conn_writable(w), 1);
+    CHECK_INT(mpconn_conn_send_bytes(r, "x", 1), MPCONN_ENOTWRITABLE);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(w, &m, &len, 0), MPCONN_ENOTREADABLE);
+    CHECK_INT(mpconn_conn_send_bytes(w, "pipe", 4), 0);
+    CHECK_INT(mpconn_conn_recv_bytes(r, &m, &len, 0), 0);
+    CHECK_MEM(m, "pipe", 4);
+    free(m);
+    mpconn_conn_free(r);
+    mpconn_conn_free(w);
+}
+
+TEST(close_and_state)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    CHECK(mpconn_conn_fileno(a) >= 0);
+    CHECK_INT(mpconn_conn_closed(a), 0);
+    CHECK_INT(mpconn_conn_close(a), 0);
+    CHECK_INT(mpconn_conn_closed(a), 1);
+    CHECK_INT(mpconn_conn_fileno(a), -1);
+    CHECK_INT(mpconn_conn_send_bytes(a, "x", 1), MPCONN_ECLOSED);
+    CHECK_INT(mpconn_conn_close(a), 0);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+    mpconn_conn_free(NULL);
+}
+
+TEST(fds_are_cloexec)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    CHECK(fcntl(mpconn_conn_fileno(a), F_GETFD) & FD_CLOEXEC);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+    CHECK_INT(mpconn_pipe(&a, &b, 0, NULL), 0);
+    CHECK(fcntl(mpconn_conn_fileno(b), F_GETFD) & FD_CLOEXEC);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(poll_counts_buffered_bytes)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    CHECK_INT(mpconn_conn_poll(b, 0), 0);
+    CHECK_INT(mpconn_conn_poll(b, 0.02), 0);
+    CHECK_INT(mpconn_conn_send_bytes(a, "one", 3), 0);
+    CHECK_INT(mpconn_conn_send_bytes(a, "two", 3), 0);
+    CHECK_INT(mpconn_conn_poll(b, -1), 1);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), 0);
+    free(m);
+    /* "two" sits in b's read buffer now, not in the socket */
+    CHECK_INT(mpconn_conn_poll(b, 0), 1);
+    mpconn_waitable w[2] = {{.conn = b, .fd = -1}, {.conn = a, .fd = -1}};
+    CHECK_INT(mpconn_wait(w, 2, 5), 1);
+    CHECK_INT(w[0].ready, 1);
+    CHECK_INT(w[1].ready, 0);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), 0);
+    free(m);
+    CHECK_INT(mpconn_wait(w, 2, 0.02), 0);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(wait_many_beyond_fd_setsize)
+{
+    enum { N = 600 };
+    mpconn_conn *a[N], *b[N];
+    struct rlimit;
+    mpconn_waitable *w = calloc(N, sizeof *w);
+    int made = 0;
+    for (int i = 0; i < N; i++) {
+        if (mpconn_pipe(&a[i], &b[i], 1, NULL) < 0)
+            break;
+        w[i].conn = b[i];
+        w[i].fd = -1;
+        made++;
+    }
+    CHECK(made > 500); /* enough fds for fds >= 1024 */
+    CHECK_INT(mpconn_conn_send_bytes(a[made - 1], "z", 1), 0);
+    CHECK_INT(mpconn_wait(w, (size_t)made, 5), 1);
+    CHECK_INT(w[made - 1].ready, 1);
+    for (int i = 0; i < made; i++) {
+        mpconn_conn_free(a[i]);
+        mpconn_conn_free(b[i]);
+    }
+    free(w);
+}
+
+TEST(fd_passing)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    int p[2];
+    CHECK_INT(pipe(p), 0);
+    /* a message, then an fd, then a message: the fd survives read-ahead */
+    CHECK_INT(mpconn_conn_send_bytes(a, "before", 6), 0);
+    CHECK_INT(mpconn_conn_send_fd(a, p[1], 0), 0);
+    CHECK_INT(mpconn_conn_send_bytes(a, "after", 5), 0);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), 0);
+    CHECK_MEM(m, "before", 6);
+    free(m);
+    int got = -1;
+    CHECK_INT(mpconn_conn_recv_fd(b, &got, 0), 0);
+    CHECK(got >= 0 && got != p[1]);
+    CHECK(fcntl(got, F_GETFD) & FD_CLOEXEC);
+    CHECK_INT(write(got, "via fd", 6), 6);
+    char buf[8];
+    CHECK_INT(read(p[0], buf, sizeof buf), 6);
+    CHECK_MEM(buf, "via fd", 6);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), 0);
+    CHECK_MEM(m, "after", 5);
+    free(m);
+    close(got);
+    close(p[0]);
+    close(p[1]);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+struct fdack {
+    mpconn_conn *c;
+    int fd;
+    int result;
+};
+
+static void *recv_fd_ack(void *arg)
+{
+    struct fdack *f = arg;
+    f->result = mpconn_conn_recv_fd(f->c, &f->fd, 1);
+    return NULL;
+}
+
+TEST(fd_passing_with_ack)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    struct fdack f = {b, -1, -1};
+    pthread_t t;
+    pthread_create(&t, NULL, recv_fd_ack, &f);
+    CHECK_INT(mpconn_conn_send_fd(a, 0, 1), 0);
+    pthread_join(t, NULL);
+    CHECK_INT(f.result, 0);
+    CHECK(f.fd >= 0);
+    close(f.fd);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(fd_passing_needs_unix_socket)
+{
+    mpconn_conn *r, *w;
+    CHECK_INT(mpconn_pipe(&r, &w, 0, NULL), 0);
+    CHECK_INT(mpconn_conn_send_fd(w, 0, 0), MPCONN_ENOTSUP);
+    mpconn_conn_free(r);
+    mpconn_conn_free(w);
+}
+
+struct locker {
+    mpconn_conn *c;
+    int id;
+};
+
+static void *lock_sender(void *arg)
+{
+    struct locker *l = arg;
+    uint8_t *p = malloc(100000);
+    memset(p, 'a' + l->id, 100000);
+    for (int i = 0; i < 20; i++)
+        CHECK_INT(mpconn_conn_send_bytes(l->c, p, 100000), 0);
+    free(p);
+    return NULL;
+}
+
+TEST(send_lock_keeps_messages_whole)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    CHECK_INT(mpconn_conn_set_send_lock(a, 1), 0);
+    pthread_t t[3];
+    struct locker l[3];
+    for (int i = 0; i < 3; i++) {
+        l[i] = (struct locker){a, i};
+        pthread_create(&t[i], NULL, lock_sender, &l[i]);
+    }
+    for (int k = 0; k < 60; k++) {
+        void *m;
+        size_t len;
+        CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), 0);
+        CHECK_INT(len, 100000);
+        uint8_t *p = m;
+        for (size_t i = 1; i < len; i++)
+            CHECK(p[i] == p[0]);
+        free(m);
+    }
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(detach_returns_fd)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    int fd = mpconn_conn_fileno(a);
+    CHECK_INT(mpconn_conn_detach(a), fd);
+    CHECK(fcntl(fd, F_GETFD) >= 0);
+    close(fd);
+    mpconn_conn_free(b);
+}
+
+TESTLIB_MAIN
