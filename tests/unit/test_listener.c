@@ -1,0 +1,435 @@
+/* Listener and client in one process: every address family, the temporary
+ * address, port 0, authentication outcomes, concurrent handshakes, socket
+ * file handling and peer policy. */
+#define _GNU_SOURCE
+#include "mpci.h"
+#include "testlib.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static mpconn_opts *opts_key(const char *key, const char *digest)
+{
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    if (key)
+        CHECK_INT(mpconn_opts_set_authkey(o, key, strlen(key)), 0);
+    if (digest)
+        CHECK_INT(mpconn_opts_set_digest(o, digest), 0);
+    return o;
+}
+
+struct client_job {
+    const char *address;
+    mpconn_opts *opts;
+    int result;
+    int recv_result;
+    char errmsg[256];
+    char reply[64];
+};
+
+/* Connects, sends "ping" right away, waits for one reply. */
+static void *client_thread(void *arg)
+{
+    struct client_job *j = arg;
+    mpconn_conn *c;
+    j->result = mpconn_client(&c, j->address, j->opts, j->errmsg, sizeof j->errmsg);
+    if (j->result < 0)
+        return NULL;
+    mpconn_conn_send_string(c, "ping");
+    char *s;
+    j->recv_result = mpconn_conn_recv_string(c, &s, 0);
+    if (j->recv_result == 0) {
+        snprintf(j->reply, sizeof j->reply, "%s", s);
+        free(s);
+    } else {
+        snprintf(j->errmsg, sizeof j->errmsg, "%s", mpconn_conn_errmsg(c));
+    }
+    mpconn_conn_free(c);
+    return NULL;
+}
+
+struct rejects {
+    int count;
+    int last_code;
+    char last[256];
+};
+
+static void on_reject(void *data, int code, const char *message)
+{
+    struct rejects *r = data;
+    r->count++;
+    r->last_code = code;
+    snprintf(r->last, sizeof r->last, "%s", message);
+}
+
+/* Serves one client that says "ping", answers "pong". */
+static void serve_one(mpconn_listener *l)
+{
+    mpconn_conn *c;
+    CHECK_INT(mpconn_listener_accept(l, &c, 10), 0);
+    char *s;
+    CHECK_INT(mpconn_conn_recv_string(c, &s, 0), 0);
+    CHECK_STR(s, "ping");
+    free(s);
+    CHECK_INT(mpconn_conn_send_string(c, "pong"), 0);
+    mpconn_conn_free(c);
+}
+
+static void exchange(const char *address, mpconn_opts *lo, mpconn_opts *co)
+{
+    mpconn_listener *l;
+    char err[256];
+    int r = mpconn_listener_open(&l, address, lo, err, sizeof err);
+    if (r < 0)
+        fprintf(stderr, "listener_open(%s): %s\n", address ? address : "(null)", err);
+    CHECK_INT(r, 0);
+    struct client_job j = {.address = mpconn_listener_address(l), .opts = co};
+    pthread_t t;
+    pthread_create(&t, NULL, client_thread, &j);
+    serve_one(l);
+    pthread_join(t, NULL);
+    if (j.result < 0)
+        fprintf(stderr, "client: %s\n", j.errmsg);
+    CHECK_INT(j.result, 0);
+    CHECK_INT(j.recv_result, 0);
+    CHECK_STR(j.reply, "pong");
+    mpconn_listener_free(l);
+}
+
+TEST(unix_path)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mpconn-test-%d.sock", (int)getpid());
+    exchange(path, NULL, NULL);
+    CHECK(access(path, F_OK) != 0); /* removed on close */
+}
+
+TEST(temporary_address)
+{
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, NULL, NULL, NULL, 0), 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s", mpconn_listener_address(l));
+    CHECK(strncmp(path, "/", 1) == 0);
+    struct stat st;
+    CHECK_INT(stat(path, &st), 0);
+    CHECK(S_ISSOCK(st.st_mode));
+    mpconn_listener_free(l);
+    CHECK(access(path, F_OK) != 0);
+    *strrchr(path, '/') = 0;
+    CHECK(access(path, F_OK) != 0); /* and its directory */
+    exchange(NULL, NULL, NULL);
+}
+
+TEST(tcp_port_zero)
+{
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:0", NULL, NULL, 0), 0);
+    const char *a = mpconn_listener_address(l);
+    CHECK(strncmp(a, "127.0.0.1:", 10) == 0);
+    CHECK(atoi(a + 10) > 0);
+    mpconn_listener_free(l);
+    exchange("127.0.0.1:0", NULL, NULL);
+}
+
+TEST(tcp_ipv6)
+{
+    exchange("[::1]:0", NULL, NULL);
+}
+
+TEST(tcp_prefix_and_localhost_name)
+{
+    exchange("tcp:localhost:0", NULL, NULL);
+}
+
+TEST(abstract_namespace)
+{
+    char name[64];
+    snprintf(name, sizeof name, "@mpconn-test-%d", (int)getpid());
+    exchange(name, NULL, NULL);
+}
+
+TEST(auth_every_digest)
+{
+    const char *digests[] = {"sha256", "md5", "sha384", "sha3_256", "sha3_384", "legacy"};
+    for (size_t i = 0; i < sizeof digests / sizeof *digests; i++) {
+        mpconn_opts *lo = opts_key("secret password", digests[i]);
+        mpconn_opts *co = opts_key("secret password", "sha384");
+        exchange("127.0.0.1:0", lo, co);
+        mpconn_opts_free(lo);
+        mpconn_opts_free(co);
+    }
+}
+
+TEST(auth_empty_key)
+{
+    mpconn_opts *lo = opts_key("", NULL), *co = opts_key("", NULL);
+    exchange(NULL, lo, co);
+    mpconn_opts_free(lo);
+    mpconn_opts_free(co);
+}
+
+/* Opens a keyed listener with a reject counter. */
+static mpconn_listener *keyed_listener(const char *key, struct rejects *rj, double hs_timeout)
+{
+    mpconn_opts *o = opts_key(key, NULL);
+    if (hs_timeout > 0)
+        mpconn_opts_set_handshake_timeout(o, hs_timeout);
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:0", o, NULL, 0), 0);
+    mpconn_opts_free(o);
+    mpconn_listener_on_reject(l, on_reject, rj);
+    return l;
+}
+
+TEST(wrong_key_rejected_listener_keeps_serving)
+{
+    struct rejects rj = {0};
+    mpconn_listener *l = keyed_listener("right", &rj, 0);
+    mpconn_opts *bad = opts_key("wrong", NULL), *good = opts_key("right", NULL);
+    struct client_job jb = {.address = mpconn_listener_address(l), .opts = bad};
+    pthread_t t;
+    pthread_create(&t, NULL, client_thread, &jb);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_listener_accept(l, &c, 1), -ETIMEDOUT);
+    pthread_join(t, NULL);
+    CHECK_INT(jb.result, MPCONN_EAUTH);
+    CHECK(strstr(jb.errmsg, "rejected") != NULL);
+    CHECK_INT(rj.count, 1);
+    CHECK_INT(rj.last_code, MPCONN_EAUTH);
+    CHECK(strstr(rj.last, "127.0.0.1") != NULL);
+    struct client_job jg = {.address = mpconn_listener_address(l), .opts = good};
+    pthread_create(&t, NULL, client_thread, &jg);
+    serve_one(l);
+    pthread_join(t, NULL);
+    CHECK_INT(jg.result, 0);
+    CHECK_STR(jg.reply, "pong");
+    mpconn_opts_free(bad);
+    mpconn_opts_free(good);
+    mpconn_listener_free(l);
+}
+
+TEST(client_without_key_fails_promptly)
+{
+    struct rejects rj = {0};
+    mpconn_listener *l = keyed_listener("right", &rj, 0);
+    struct client_job j = {.address = mpconn_listener_address(l), .opts = NULL};
+    pthread_t t;
+    pthread_create(&t, NULL, client_thread, &j);
+    mpconn_conn *c;
+    double t0 = mpci_now();
+    CHECK_INT(mpconn_listener_accept(l, &c, 5), -ETIMEDOUT);
+    pthread_join(t, NULL);
+    CHECK_INT(j.result, 0);
+    CHECK_INT(j.recv_result, MPCONN_ENOKEY);
+    CHECK(strstr(j.errmsg, "authkey") != NULL);
+    CHECK_INT(rj.count, 1); /* the listener saw it fail long before its timeout */
+    CHECK(mpci_now() - t0 < 6);
+    mpconn_listener_free(l);
+}
+
+TEST(listener_without_key_client_with_key_times_out)
+{
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:0", NULL, NULL, 0), 0);
+    mpconn_opts *co = opts_key("k", NULL);
+    mpconn_opts_set_handshake_timeout(co, 0.3);
+    mpconn_conn *c;
+    char err[256];
+    CHECK_INT(mpconn_client(&c, mpconn_listener_address(l), co, err, sizeof err), -ETIMEDOUT);
+    CHECK(strstr(err, "no authkey") != NULL);
+    mpconn_opts_free(co);
+    mpconn_listener_free(l);
+}
+
+TEST(silent_peer_does_not_block_others)
+{
+    struct rejects rj = {0};
+    mpconn_listener *l = keyed_listener("k", &rj, 3);
+    mpci_addr a;
+    CHECK_INT(mpci_addr_parse(&a, mpconn_listener_address(l), NULL, 0), 0);
+    int silent = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK_INT(connect(silent, (struct sockaddr *)&a.sa, a.salen), 0);
+    mpconn_opts *co = opts_key("k", NULL);
+    struct client_job j = {.address = mpconn_listener_address(l), .opts = co};
+    pthread_t t;
+    double t0 = mpci_now();
+    pthread_create(&t, NULL, client_thread, &j);
+    serve_one(l);
+    CHECK(mpci_now() - t0 < 2); /* well before the silent peer's 3 s */
+    pthread_join(t, NULL);
+    CHECK_INT(j.result, 0);
+    /* the silent one is dropped at its deadline and reported */
+    mpconn_conn *c;
+    CHECK_INT(mpconn_listener_accept(l, &c, 4), -ETIMEDOUT);
+    CHECK_INT(rj.count, 1);
+    CHECK_INT(rj.last_code, -ETIMEDOUT);
+    close(silent);
+    mpconn_opts_free(co);
+    mpconn_listener_free(l);
+}
+
+TEST(garbage_answer_rejected)
+{
+    struct rejects rj = {0};
+    mpconn_listener *l = keyed_listener("k", &rj, 0);
+    mpci_addr a;
+    CHECK_INT(mpci_addr_parse(&a, mpconn_listener_address(l), NULL, 0), 0);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK_INT(connect(s, (struct sockaddr *)&a.sa, a.salen), 0);
+    CHECK_INT(write(s, "\0\0\0\5hello", 9), 9);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_listener_accept(l, &c, 1), -ETIMEDOUT);
+    CHECK_INT(rj.count, 1);
+    CHECK(rj.last_code == MPCONN_ENOKEY || rj.last_code == MPCONN_EAUTH);
+    /* and an oversized answer */
+    int s2 = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK_INT(connect(s2, (struct sockaddr *)&a.sa, a.salen), 0);
+    CHECK_INT(write(s2, "\0\0\x10\0", 4), 4);
+    CHECK_INT(mpconn_listener_accept(l, &c, 1), -ETIMEDOUT);
+    CHECK_INT(rj.count, 2);
+    CHECK(strstr(rj.last, "4096") != NULL);
+    close(s);
+    close(s2);
+    mpconn_listener_free(l);
+}
+
+TEST(live_listener_not_stolen_stale_replaced)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mpconn-test-live-%d.sock", (int)getpid());
+    mpconn_listener *l1, *l2;
+    CHECK_INT(mpconn_listener_open(&l1, path, NULL, NULL, 0), 0);
+    char err[256];
+    CHECK_INT(mpconn_listener_open(&l2, path, NULL, err, sizeof err), MPCONN_EADDRINUSE);
+    CHECK(strstr(err, path) != NULL);
+    mpconn_listener_free(l1);
+    /* a stale socket file: bound, never listening, left behind */
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof un.sun_path, "%s", path);
+    CHECK_INT(bind(s, (struct sockaddr *)&un, sizeof un), 0);
+    close(s);
+    CHECK_INT(access(path, F_OK), 0);
+    exchange(path, NULL, NULL);
+    /* a regular file is never removed */
+    FILE *f = fopen(path, "w");
+    fclose(f);
+    CHECK(mpconn_listener_open(&l2, path, NULL, err, sizeof err) < 0);
+    CHECK_INT(access(path, F_OK), 0);
+    unlink(path);
+}
+
+TEST(socket_file_mode)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mpconn-test-mode-%d.sock", (int)getpid());
+    mpconn_opts *o = opts_key(NULL, NULL);
+    CHECK_INT(mpconn_opts_set_mode(o, 0600), 0);
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, path, o, NULL, 0), 0);
+    struct stat st;
+    CHECK_INT(stat(path, &st), 0);
+    CHECK_INT(st.st_mode & 07777, 0600);
+    mpconn_listener_free(l);
+    mpconn_opts_free(o);
+}
+
+TEST(peer_credentials_and_uid_policy)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mpconn-test-cred-%d.sock", (int)getpid());
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, path, NULL, NULL, 0), 0);
+    struct client_job j = {.address = path};
+    pthread_t t;
+    pthread_create(&t, NULL, client_thread, &j);
+    serve_one(l);
+    pthread_join(t, NULL);
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    mpconn_listener_last_accepted(l, &pid, &uid, &gid);
+    CHECK_INT(pid, getpid());
+    CHECK_INT(uid, getuid());
+    CHECK_INT(gid, getgid());
+    mpconn_listener_free(l);
+
+    mpconn_opts *o = opts_key(NULL, NULL);
+    uid_t other = getuid() + 1;
+    CHECK_INT(mpconn_opts_set_allowed_uids(o, &other, 1), 0);
+    struct rejects rj = {0};
+    CHECK_INT(mpconn_listener_open(&l, path, o, NULL, 0), 0);
+    mpconn_listener_on_reject(l, on_reject, &rj);
+    struct client_job j2 = {.address = path};
+    pthread_create(&t, NULL, client_thread, &j2);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_listener_accept(l, &c, 1), -ETIMEDOUT);
+    pthread_join(t, NULL);
+    CHECK_INT(rj.count, 1);
+    CHECK_INT(rj.last_code, MPCONN_EPEER);
+    CHECK(j2.recv_result < 0);
+    mpconn_listener_free(l);
+    mpconn_opts_free(o);
+}
+
+TEST(accept_timeout)
+{
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:0", NULL, NULL, 0), 0);
+    mpconn_conn *c;
+    double t0 = mpci_now();
+    CHECK_INT(mpconn_listener_accept(l, &c, 0.1), -ETIMEDOUT);
+    CHECK(mpci_now() - t0 >= 0.09);
+    CHECK_INT(mpconn_listener_accept(l, &c, 0), -ETIMEDOUT);
+    mpconn_listener_free(l);
+}
+
+TEST(bad_addresses)
+{
+    mpconn_listener *l;
+    char err[256];
+    CHECK_INT(mpconn_listener_open(&l, "\\\\.\\pipe\\foo", NULL, err, sizeof err), MPCONN_ENOTSUP);
+    CHECK(strstr(err, "not available") != NULL);
+    CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:99999", NULL, err, sizeof err), MPCONN_EADDR);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_client(&c, "/nonexistent/dir/sock", NULL, err, sizeof err), -ENOENT);
+    CHECK(strstr(err, "/nonexistent/dir/sock") != NULL);
+    CHECK_INT(mpconn_client(&c, "", NULL, err, sizeof err), MPCONN_EADDR);
+}
+
+TEST(connect_refused_names_address)
+{
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:0", NULL, NULL, 0), 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "%s", mpconn_listener_address(l));
+    mpconn_listener_free(l);
+    mpconn_conn *c;
+    char err[256];
+    CHECK_INT(mpconn_client(&c, addr, NULL, err, sizeof err), -ECONNREFUSED);
+    CHECK(strstr(err, addr) != NULL);
+}
+
+TEST(wait_on_listener)
+{
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, NULL, NULL, NULL, 0), 0);
+    mpconn_waitable w = {.listener = l, .fd = -1};
+    CHECK_INT(mpconn_wait(&w, 1, 0.01), 0);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_client(&c, mpconn_listener_address(l), NULL, NULL, 0), 0);
+    CHECK_INT(mpconn_wait(&w, 1, 5), 1);
+    mpconn_conn *s;
+    CHECK_INT(mpconn_listener_accept(l, &s, 5), 0);
+    mpconn_conn_free(s);
+    mpconn_conn_free(c);
+    mpconn_listener_free(l);
+}
+
+TESTLIB_MAIN
