@@ -1,0 +1,78 @@
+#!/bin/sh
+# make demo: runs the examples end to end, printing what each side sends and
+# receives; then a C Listener answering a Python Client, and the mpconn
+# command, where python3 exists. Cleans up after itself.
+set -eu
+BUILD=${1:-build}
+EX="$BUILD/examples"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/mpconn-demo-XXXXXX")
+PIDS=""
+cleanup() {
+    for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+# Starts a server in the background and waits for its "listening on" line.
+start() {
+    out="$1"
+    shift
+    "$@" >"$out" 2>&1 &
+    PIDS="$PIDS $!"
+    i=0
+    until grep -q "listening on" "$out" 2>/dev/null; do
+        i=$((i + 1))
+        if [ $i -gt 100 ]; then
+            echo "demo: server did not start: $*" >&2
+            cat "$out" >&2
+            exit 1
+        fi
+        sleep 0.05
+    done
+    sed -n 's/^listening on //p' "$out"
+}
+
+echo "== 1. Listener and Client with the authkey 'secret password' (TCP, port chosen by the system)"
+addr=$(start "$TMP/echo.out" "$EX/echo_listener" 127.0.0.1:0 1)
+echo "listener: listening on $addr"
+"$EX/echo_client" "$addr" | sed 's/^/client:   /'
+wait
+sed 's/^/listener: /' "$TMP/echo.out" | grep -v "listening on"
+
+echo
+echo "== 2. Echo server on a Unix socket (mode 0600)"
+start "$TMP/unix.out" "$EX/unix_echo_server" "$TMP/echo.sock" 1 >/dev/null
+echo "server:   listening on $TMP/echo.sock ($(stat -c %A "$TMP/echo.sock"))"
+"$EX/unix_echo_client" "$TMP/echo.sock" alpha beta gamma | sed 's/^/client:   /'
+wait
+sed 's/^/server:   /' "$TMP/unix.out" | grep -v "listening on"
+
+echo
+echo "== 3. A parent and a forked child over a Pipe"
+"$EX/pipe_fork"
+
+if command -v python3 >/dev/null 2>&1; then
+    echo
+    echo "== 4. A C Listener answering a Python multiprocessing.connection Client"
+    addr=$(start "$TMP/py.out" "$EX/echo_listener" "$TMP/py.sock" 1)
+    echo "C listener: listening on $addr"
+    python3 - "$addr" <<'PY'
+import sys
+from multiprocessing.connection import Client
+with Client(sys.argv[1], authkey=b'secret password') as c:
+    for obj in [{'op': 'add', 'args': [1, 2.5, 'x']}, (1, 'two', b'three'), list(range(5))]:
+        c.send(obj)
+        back = c.recv()
+        print(f"python client: sent {obj!r}, got back {back!r}")
+PY
+    wait
+    sed 's/^/C listener: /' "$TMP/py.out" | grep -v "listening on"
+fi
+
+if [ -x "$BUILD/mpconn" ] && [ -f examples/demo_cli.sh ]; then
+    echo
+    echo "== 5. The mpconn command"
+    sh examples/demo_cli.sh "$BUILD"
+fi
+echo
+echo "demo: done"
