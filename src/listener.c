@@ -144,6 +144,10 @@ static int open_socket(mpconn_listener *l, const char *address)
 {
     char tmp[128];
     int r;
+    if (l->opts.authkey && !l->opts.allow_md5 &&
+        (strcmp(l->opts.digest, "md5") == 0 || strcmp(l->opts.digest, "legacy") == 0))
+        return lerr(l, -EINVAL, "the %s challenge needs MD5, which these options refuse",
+                    l->opts.digest);
     if (!address || !*address) {
         if ((r = temp_address(l, tmp, sizeof tmp)) < 0)
             return r;

@@ -58,7 +58,7 @@ char *testlib_read_file(const char *path, size_t *len);
 /* Decodes hex into a new buffer; caller frees. */
 unsigned char *testlib_unhex(const char *hex, size_t *len);
 /* Extracts the string value of "key" from one JSON line (flat objects of
- * strings, numbers and null, as in tests/data/*.jsonl); NULL when absent or
+ * strings, numbers and null, as in the tests/data jsonl files); NULL when absent or
  * null. Caller frees. Handles \" \\ \uXXXX escapes. */
 char *testlib_json_str(const char *line, const char *key);
 /* The integer value of "key" in one JSON line; -1 when absent. */

@@ -1,0 +1,351 @@
+/* The mutual HMAC challenge/response of multiprocessing.connection as a
+ * sans-I/O machine: whole messages in, whole messages out, both roles, the
+ * legacy (CPython <= 3.11, raw HMAC-MD5) and the {digest} (>= 3.12) forms. */
+#include "mpci.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#define CHALLENGE "#CHALLENGE#"
+#define WELCOME "#WELCOME#"
+#define FAILURE "#FAILURE#"
+#define CHALLENGE_LEN (sizeof CHALLENGE - 1)
+#define WELCOME_LEN (sizeof WELCOME - 1)
+#define FAILURE_LEN (sizeof FAILURE - 1)
+#define MD5_LEN 16
+#define NAME_MAX_LEN 8 /* "sha3_384" */
+
+/* Where each role is in its sequence. The server delivers first, then
+ * answers; the client answers first, then delivers. */
+enum {
+    SERVER_WAIT_ANSWER,
+    SERVER_WAIT_CHALLENGE,
+    SERVER_WAIT_RESULT,
+    CLIENT_WAIT_CHALLENGE,
+    CLIENT_WAIT_RESULT,
+    CLIENT_WAIT_ANSWER
+};
+
+/* The names CPython accepts inside the braces; anything else is refused
+ * before it reaches OpenSSL, whose name space is far larger. */
+static const char *const digests[] = {"md5", "sha256", "sha384", "sha3_256", "sha3_384"};
+
+static const char *known_digest(const uint8_t *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof digests / sizeof digests[0]; i++)
+        if (strlen(digests[i]) == len && memcmp(digests[i], name, len) == 0)
+            return digests[i];
+    return NULL;
+}
+
+/* A "{name}" prefix: returns the prefix length with *name set to a known
+ * digest (NULL when the name is not one), or 0 when there is no prefix. */
+static size_t brace_prefix(const uint8_t *msg, size_t len, const char **name)
+{
+    *name = NULL;
+    if (len < 2 || msg[0] != '{')
+        return 0;
+    for (size_t i = 1; i < len && i <= NAME_MAX_LEN + 1; i++) {
+        if (msg[i] == '}') {
+            *name = known_digest(msg + 1, i - 1);
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+/* Peer bytes quoted in a message, made safe to print. */
+static const char *printable(char *dst, size_t cap, const uint8_t *src, size_t n)
+{
+    size_t i = 0;
+    for (; i < n && i + 1 < cap; i++)
+        dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? (char)src[i] : '?';
+    dst[i] = 0;
+    return dst;
+}
+
+static int fail(mpci_auth *a, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(mpci_auth *a, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    mpci_verr(a->errmsg, sizeof a->errmsg, code, fmt, ap);
+    va_end(ap);
+    a->code = code;
+    a->state = MPCI_AUTH_FAILED;
+    return a->state;
+}
+
+static int queue(mpci_auth *a, const void *head, size_t headlen, const void *body, size_t bodylen)
+{
+    if (a->nout == MPCI_AUTH_QUEUE || headlen + bodylen > sizeof a->out[0])
+        return -1;
+    memcpy(a->out[a->nout], head, headlen);
+    if (bodylen)
+        memcpy(a->out[a->nout] + headlen, body, bodylen);
+    a->outlen[a->nout] = headlen + bodylen;
+    a->nout++;
+    return 0;
+}
+
+/* Messages already handed out are dropped here, not in next_out, so the
+ * pointer next_out returned stays valid until the next feed. */
+static void compact(mpci_auth *a)
+{
+    int keep = a->nout - a->outhead;
+    for (int i = 0; i < keep; i++) {
+        memmove(a->out[i], a->out[a->outhead + i], a->outlen[a->outhead + i]);
+        a->outlen[i] = a->outlen[a->outhead + i];
+    }
+    a->nout = keep;
+    a->outhead = 0;
+}
+
+static int queue_failure(mpci_auth *a)
+{
+    /* Told to the peer before failing, as CPython does; the I/O layer
+     * flushes it before closing. */
+    return queue(a, FAILURE, FAILURE_LEN, NULL, 0);
+}
+
+/* Checks the peer's answer to the challenge we delivered and queues WELCOME
+ * or FAILURE. Returns 0 when accepted, else the failed state. */
+static int verify_answer(mpci_auth *a, const uint8_t *msg, size_t len)
+{
+    const char *name = NULL;
+    const uint8_t *mac = msg;
+    size_t maclen = len;
+
+    /* Length first, as CPython does: a 16-byte legacy MAC may begin with '{'. */
+    if (len == MD5_LEN) {
+        name = "md5";
+        if (!a->allow_md5) {
+            queue_failure(a);
+            return fail(a, MPCONN_EAUTH,
+                        "peer answered with a legacy HMAC-MD5 digest (CPython <= 3.11), "
+                        "but MD5 is refused (allow_md5 is off)");
+        }
+    } else {
+        size_t plen = brace_prefix(msg, len, &name);
+        if (plen == 0) {
+            queue_failure(a);
+            return fail(a, MPCONN_ENOKEY,
+                        "peer did not answer the challenge (does it have the authkey?)");
+        }
+        if (!name) {
+            queue_failure(a);
+            char shown[NAME_MAX_LEN + 3];
+            return fail(a, MPCONN_EAUTHPROTO, "peer answered with an unsupported digest %s",
+                        printable(shown, sizeof shown, msg, plen));
+        }
+        if (strcmp(name, "md5") == 0 && !a->allow_md5) {
+            queue_failure(a);
+            return fail(a, MPCONN_EAUTH,
+                        "peer answered with an {md5} digest, but MD5 is refused "
+                        "(allow_md5 is off)");
+        }
+        mac += plen;
+        maclen -= plen;
+    }
+
+    uint8_t expect[64];
+    int n = mpci_hmac(name, a->key, a->keylen, a->challenge, a->challenge_len, expect);
+    if (n < 0) {
+        queue_failure(a);
+        return fail(a, n, "cannot compute HMAC-%s: %s", name, mpconn_strerror(n));
+    }
+    if ((size_t)n != maclen || CRYPTO_memcmp(expect, mac, maclen) != 0) {
+        queue_failure(a);
+        return fail(a, MPCONN_EAUTH, "digest received was wrong");
+    }
+    if (queue(a, WELCOME, WELCOME_LEN, NULL, 0) < 0)
+        return fail(a, -ENOBUFS, "authentication output queue full");
+    return 0;
+}
+
+/* Answers a "#CHALLENGE#"-prefixed message (prefix already checked).
+ * Returns 0 when the answer is queued, else the failed state. */
+static int answer_challenge(mpci_auth *a, const uint8_t *msg, size_t len)
+{
+    const uint8_t *m = msg + CHALLENGE_LEN;
+    size_t mlen = len - CHALLENGE_LEN;
+    if (mlen < MPCI_LEGACY_NONCE_LEN)
+        return fail(a, MPCONN_EAUTHPROTO, "challenge too short: %zu bytes (at least %d expected)",
+                    mlen, MPCI_LEGACY_NONCE_LEN);
+
+    const char *name = NULL;
+    size_t plen = 0;
+    /* CPython >= 3.12 reads 20 bytes as legacy whatever they hold: a random
+     * legacy nonce starts with '{' once in 256 handshakes. */
+    if (mlen != MPCI_LEGACY_NONCE_LEN) {
+        plen = brace_prefix(m, mlen, &name);
+        if (m[0] == '{' && !name) {
+            char shown[NAME_MAX_LEN + 3];
+            return fail(a, MPCONN_EAUTHPROTO, "challenge asks for an unsupported digest: %s",
+                        printable(shown, sizeof shown, m, plen ? plen : sizeof shown - 1));
+        }
+    }
+    if (!name) {
+        /* Unprefixed: a CPython <= 3.11 server, which wants raw HMAC-MD5. */
+        if (!a->allow_md5)
+            return fail(a, MPCONN_EAUTH,
+                        "peer sent a legacy challenge (CPython <= 3.11) that must be answered "
+                        "with HMAC-MD5, but MD5 is refused (allow_md5 is off)");
+        name = "md5";
+        plen = 0;
+    } else if (strcmp(name, "md5") == 0 && !a->allow_md5) {
+        return fail(a, MPCONN_EAUTH,
+                    "peer's challenge asks for an {md5} answer, but MD5 is refused "
+                    "(allow_md5 is off)");
+    }
+
+    uint8_t mac[64];
+    int n = mpci_hmac(name, a->key, a->keylen, m, mlen, mac);
+    if (n < 0)
+        return fail(a, n, "cannot compute HMAC-%s: %s", name, mpconn_strerror(n));
+    if (queue(a, m, plen, mac, (size_t)n) < 0)
+        return fail(a, -ENOBUFS, "authentication output queue full");
+    return 0;
+}
+
+static int has_prefix(const uint8_t *msg, size_t len, const char *prefix, size_t plen)
+{
+    return len >= plen && memcmp(msg, prefix, plen) == 0;
+}
+
+static int is_exactly(const uint8_t *msg, size_t len, const char *word, size_t wlen)
+{
+    return len == wlen && memcmp(msg, word, wlen) == 0;
+}
+
+static int queue_own_challenge(mpci_auth *a)
+{
+    if (queue(a, CHALLENGE, CHALLENGE_LEN, a->challenge, a->challenge_len) < 0)
+        return fail(a, -ENOBUFS, "authentication output queue full");
+    return 0;
+}
+
+int mpci_auth_init(mpci_auth *a, int role, const uint8_t *key, size_t keylen, const char *digest,
+                   int allow_md5, const uint8_t *nonce)
+{
+    if (!a)
+        return -EINVAL;
+    memset(a, 0, sizeof *a);
+    a->state = MPCI_AUTH_FAILED;
+    a->code = -EINVAL;
+    if ((role != MPCI_AUTH_SERVER && role != MPCI_AUTH_CLIENT) || (!key && keylen) || !nonce ||
+        !digest)
+        return mpci_err(a->errmsg, sizeof a->errmsg, -EINVAL, "invalid authentication setup");
+
+    int legacy = strcmp(digest, "legacy") == 0;
+    const char *name = legacy ? "md5" : known_digest((const uint8_t *)digest, strlen(digest));
+    if (!name)
+        return mpci_err(a->errmsg, sizeof a->errmsg, -EINVAL, "unknown digest \"%s\"", digest);
+    if (!allow_md5 && strcmp(name, "md5") == 0)
+        return mpci_err(a->errmsg, sizeof a->errmsg, -EINVAL,
+                        "digest \"%s\" needs MD5, which allow_md5 = 0 refuses", digest);
+
+    a->role = role;
+    a->key = key;
+    a->keylen = keylen;
+    a->allow_md5 = allow_md5;
+    if (legacy) {
+        memcpy(a->challenge, nonce, MPCI_LEGACY_NONCE_LEN);
+        a->challenge_len = MPCI_LEGACY_NONCE_LEN;
+    } else {
+        size_t nlen = strlen(name);
+        a->challenge[0] = '{';
+        memcpy(a->challenge + 1, name, nlen);
+        a->challenge[nlen + 1] = '}';
+        memcpy(a->challenge + nlen + 2, nonce, MPCI_NONCE_LEN);
+        a->challenge_len = nlen + 2 + MPCI_NONCE_LEN;
+    }
+    a->state = MPCI_AUTH_NEED_INPUT;
+    a->code = 0;
+    if (role == MPCI_AUTH_SERVER) {
+        a->step = SERVER_WAIT_ANSWER;
+        if (queue_own_challenge(a) != 0)
+            return a->code;
+    } else {
+        a->step = CLIENT_WAIT_CHALLENGE;
+    }
+    return 0;
+}
+
+/* WELCOME or FAILURE from the peer about our answer. */
+static int read_verdict(mpci_auth *a, const uint8_t *msg, size_t len)
+{
+    if (is_exactly(msg, len, WELCOME, WELCOME_LEN))
+        return 0;
+    if (is_exactly(msg, len, FAILURE, FAILURE_LEN))
+        return fail(a, MPCONN_EAUTH, "digest sent was rejected");
+    return fail(a, MPCONN_EAUTHPROTO,
+                "expected #WELCOME# or #FAILURE# from the peer, got a %zu-byte message", len);
+}
+
+int mpci_auth_feed(mpci_auth *a, const uint8_t *msg, size_t len)
+{
+    if (a->state != MPCI_AUTH_NEED_INPUT)
+        return a->state;
+    compact(a);
+    if (!msg && len)
+        return fail(a, -EINVAL, "no message given");
+    int first = a->step == SERVER_WAIT_ANSWER || a->step == CLIENT_WAIT_CHALLENGE;
+    if (len > MPCI_AUTH_MSG_MAX)
+        return fail(a, MPCONN_EAUTHPROTO, "handshake message of %zu bytes exceeds %d bytes%s", len,
+                    MPCI_AUTH_MSG_MAX, first ? " (does the peer have the authkey?)" : "");
+
+    switch (a->step) {
+    case SERVER_WAIT_ANSWER:
+        if (verify_answer(a, msg, len) != 0)
+            return a->state;
+        a->step = SERVER_WAIT_CHALLENGE;
+        break;
+    case SERVER_WAIT_CHALLENGE:
+        if (!has_prefix(msg, len, CHALLENGE, CHALLENGE_LEN))
+            return fail(a, MPCONN_EAUTHPROTO,
+                        "expected the peer's #CHALLENGE#, got a %zu-byte message without it", len);
+        if (answer_challenge(a, msg, len) != 0)
+            return a->state;
+        a->step = SERVER_WAIT_RESULT;
+        break;
+    case SERVER_WAIT_RESULT:
+        if (read_verdict(a, msg, len) != 0)
+            return a->state;
+        a->state = MPCI_AUTH_DONE;
+        break;
+    case CLIENT_WAIT_CHALLENGE:
+        if (!has_prefix(msg, len, CHALLENGE, CHALLENGE_LEN))
+            return fail(a, MPCONN_ENOKEY,
+                        "peer sent data instead of a challenge (it has no authkey?)");
+        if (answer_challenge(a, msg, len) != 0 || queue_own_challenge(a) != 0)
+            return a->state;
+        a->step = CLIENT_WAIT_RESULT;
+        break;
+    case CLIENT_WAIT_RESULT:
+        if (read_verdict(a, msg, len) != 0)
+            return a->state;
+        a->step = CLIENT_WAIT_ANSWER;
+        break;
+    case CLIENT_WAIT_ANSWER:
+        if (verify_answer(a, msg, len) != 0)
+            return a->state;
+        a->state = MPCI_AUTH_DONE;
+        break;
+    default: return fail(a, -EINVAL, "authentication machine in an unknown step");
+    }
+    return a->state;
+}
+
+int mpci_auth_next_out(mpci_auth *a, const uint8_t **msg, size_t *len)
+{
+    if (a->outhead >= a->nout)
+        return 0;
+    *msg = a->out[a->outhead];
+    *len = a->outlen[a->outhead];
+    a->outhead++;
+    return 1;
+}
