@@ -319,7 +319,7 @@ MPCONN_API int mpconn_value_decode(const void *buf, size_t len, const mpconn_opt
 
 /* Python's repr(v), NUL-terminated, freed with free(). */
 MPCONN_API int mpconn_value_repr(const mpconn_value *v, char **out, size_t *len);
-/* JSON text (see README for the mapping), freed with free(). */
+/* JSON text (mapping in docs/json.md), freed with free(). */
 MPCONN_API int mpconn_value_json(const mpconn_value *v, char **out, size_t *len);
 /* Parses a Python literal as ast.literal_eval accepts it for these types.
  * On error errmsg says what and at which column (1-based). */

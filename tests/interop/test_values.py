@@ -1,0 +1,402 @@
+"""Property tests of mpconn's values against CPython: random nested values
+go through pickle (both directions), repr, the literal parser and JSON, and
+must agree with pickle, repr(), ast.literal_eval and json.dumps.
+
+Run as `python3 test_values.py CASE` (ctest does, with MPCONN_BUILD set);
+every case uses a fixed seed and a bounded number of values. The C side is
+tests/interop/valtool.c, driven in batch mode (length-prefixed records)."""
+
+import ast
+import json
+import math
+import os
+import pickle
+import random
+import struct
+import subprocess
+import sys
+import warnings
+
+N = 300  # random values per case
+
+
+def valtool(cmd, inputs, proto=None):
+    """Runs valtool over a batch; returns [(ok, bytes)] in order."""
+    exe = os.path.join(os.environ['MPCONN_BUILD'], 'tests', 'valtool')
+    args = [exe, cmd] + ([str(proto)] if proto is not None else []) + ['-n']
+    data = b''.join(struct.pack('>I', len(x)) + x for x in inputs)
+    r = subprocess.run(args, input=data, capture_output=True, timeout=120)
+    if r.returncode != 0:
+        raise AssertionError(f'valtool {cmd} exited {r.returncode}: {r.stderr[-2000:]!r}')
+    out, pos = [], 0
+    buf = r.stdout
+    while pos < len(buf):
+        status = buf[pos]
+        n = struct.unpack('>I', buf[pos + 1:pos + 5])[0]
+        out.append((status == 0, buf[pos + 5:pos + 5 + n]))
+        pos += 5 + n
+    assert len(out) == len(inputs), (len(out), len(inputs))
+    return out
+
+
+# ------------------------------------------------------------ generators
+
+POOLS = [
+    (0x20, 0x7e), (0x00, 0x1f), (0x7f, 0xa0), (0xa1, 0xff), (0x100, 0x2fff),
+    (0x3000, 0xd7ff), (0xe000, 0xffff), (0x10000, 0x10ffff), (0x370, 0x380),
+    (0x2000, 0x2030), (0xe0000, 0xe0080),
+]
+
+
+def rand_str(rng):
+    n = rng.choice([0, 1, 2, 5, 12, 30])
+    out = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.15:
+            out.append(rng.choice('\'"\\\n\r\t\x00 '))
+        else:
+            lo, hi = rng.choice(POOLS)
+            cp = rng.randint(lo, hi)
+            if 0xd800 <= cp <= 0xdfff:  # mpconn str values are valid UTF-8
+                cp = 0xfffd
+            out.append(chr(cp))
+    return ''.join(out)
+
+
+def rand_int(rng):
+    r = rng.random()
+    if r < 0.4:
+        return rng.randint(-300, 300)
+    if r < 0.7:
+        return rng.randint(-2**64, 2**64)
+    if r < 0.9:
+        b = rng.choice([63, 64, 65, 127, 128, 200])
+        return rng.choice([-1, 1]) * (2**b + rng.randint(-2, 2))
+    return rng.randint(-10**rng.randint(20, 1000), 10**rng.randint(20, 1000))
+
+
+def rand_float(rng, allow_nonfinite):
+    r = rng.random()
+    if r < 0.3:
+        x = struct.unpack('<d', rng.getrandbits(64).to_bytes(8, 'little'))[0]
+        if math.isfinite(x) or allow_nonfinite:
+            return x
+        return 1.5
+    if r < 0.6:
+        return rng.choice([0.0, -0.0, 0.1, 1e16, 1e-5, 1e22, 5e-324, 1.0, 123456789012345.0,
+                           1.2345678901234567e+19, 2.5, -1e-300])
+    if r < 0.65 and allow_nonfinite:
+        return rng.choice([math.inf, -math.inf])
+    return rng.uniform(-1e6, 1e6) * 10**rng.randint(-20, 20)
+
+
+def rand_hashable(rng, depth, literal):
+    r = rng.random()
+    if depth > 0 and r < 0.15:
+        return tuple(rand_hashable(rng, depth - 1, literal) for _ in range(rng.randint(0, 3)))
+    if depth > 0 and r < 0.2 and not literal:
+        return frozenset(rand_hashable(rng, depth - 1, literal) for _ in range(rng.randint(0, 3)))
+    return rand_scalar(rng, literal, hashable=True)
+
+
+def rand_scalar(rng, literal, hashable=False):
+    r = rng.random()
+    if r < 0.08:
+        return None
+    if r < 0.15:
+        return rng.random() < 0.5
+    if r < 0.4:
+        return rand_int(rng)
+    if r < 0.55:
+        return rand_float(rng, not literal)
+    if r < 0.85:
+        return rand_str(rng)
+    b = bytes(rng.getrandbits(8) for _ in range(rng.choice([0, 1, 3, 20])))
+    if not hashable and not literal and rng.random() < 0.3:
+        return bytearray(b)
+    return b
+
+
+def rand_value(rng, depth=4, literal=False):
+    """A random plain value; literal=True keeps to what a literal can write
+    (no bytearray, frozenset, inf or nan)."""
+    r = rng.random()
+    if depth == 0 or r < 0.35:
+        return rand_scalar(rng, literal)
+    n = rng.choice([0, 1, 2, 3, 5])
+    if r < 0.5:
+        return [rand_value(rng, depth - 1, literal) for _ in range(n)]
+    if r < 0.62:
+        return tuple(rand_value(rng, depth - 1, literal) for _ in range(n))
+    if r < 0.85:
+        return {rand_hashable(rng, 2, literal): rand_value(rng, depth - 1, literal)
+                for _ in range(n)}
+    if r < 0.93 or literal:
+        return {rand_hashable(rng, 2, literal) for _ in range(n)}
+    return frozenset(rand_hashable(rng, 2, literal) for _ in range(n))
+
+
+# ---------------------------------------------------------- comparisons
+
+def has_nan(v):
+    if isinstance(v, float):
+        return v != v
+    if isinstance(v, dict):
+        return any(has_nan(k) or has_nan(x) for k, x in v.items())
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return any(has_nan(x) for x in v)
+    return False
+
+
+def shape(v):
+    """Type structure, insensitive to set order: 1 == True == 1.0 is too lax."""
+    if isinstance(v, dict):
+        return ('dict', tuple((shape(k), shape(x)) for k, x in v.items()))
+    if isinstance(v, (set, frozenset)):
+        return (type(v).__name__, tuple(sorted(repr(shape(x)) for x in v)))
+    if isinstance(v, (list, tuple)):
+        return (type(v).__name__, tuple(shape(x) for x in v))
+    return type(v).__name__
+
+
+EVAL_NAMES = {'__builtins__': {}, 'bytearray': bytearray, 'frozenset': frozenset, 'set': set,
+              'inf': math.inf, 'nan': math.nan}
+
+
+def same_repr(c_text, v):
+    """C's repr of a value equals Python's repr(v); where sets make the order
+    differ, the text must still evaluate back to v."""
+    want = repr(v)
+    if c_text == want:
+        return True
+    back = eval(c_text, EVAL_NAMES)  # noqa: S307 - test-only, fixed names
+    if has_nan(v):
+        return False
+    return back == v and shape(back) == shape(v)
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+# ---------------------------------------------------------------- cases
+
+def case_decode_python_pickles():
+    """CPython pickles, every protocol 0-5, decode in C to the same repr."""
+    rng = random.Random(1001)
+    values = [rand_value(rng) for _ in range(N)]
+    for proto in range(0, 6):
+        outs = valtool('decode', [pickle.dumps(v, protocol=proto) for v in values])
+        for v, (ok, text) in zip(values, outs):
+            check(ok, f'proto {proto}: decode failed: {text!r} for {v!r}')
+            check(same_repr(text.decode(), v),
+                  f'proto {proto}: C repr {text.decode()!r} != {v!r}')
+
+
+def case_encode_loads_in_python():
+    """Values built in C from a literal load in CPython as literal_eval's."""
+    rng = random.Random(1002)
+    values = [rand_value(rng, literal=True) for _ in range(N)]
+    texts = [repr(v) for v in values]
+    for proto in range(2, 6):
+        outs = valtool('encode', [t.encode() for t in texts], proto)
+        for t, (ok, data) in zip(texts, outs):
+            check(ok, f'proto {proto}: encode failed: {data!r} for {t}')
+            want = ast.literal_eval(t)
+            got = pickle.loads(data)
+            check(got == want and shape(got) == shape(want),
+                  f'proto {proto}: {t} loaded as {got!r}')
+
+
+def case_c_round_trip():
+    """C encode then C decode gives an equal value, every protocol 2-5."""
+    rng = random.Random(1003)
+    values = [rand_value(rng, literal=True) for _ in range(N)]
+    texts = [repr(v) for v in values]
+    for proto in range(2, 6):
+        outs = valtool('roundtrip', [t.encode() for t in texts], proto)
+        for v, (ok, out) in zip(values, outs):
+            check(ok, f'proto {proto}: round trip failed: {out!r}')
+            check(out.startswith(b'equal '), f'proto {proto}: {out!r} for {v!r}')
+            check(same_repr(out[6:].decode(), v), f'proto {proto}: {out!r} for {v!r}')
+
+
+def variants(rng, v):
+    """Other spellings of a value that literal_eval reads the same."""
+    if isinstance(v, bool) or v is None:
+        return repr(v)
+    if isinstance(v, int):
+        form = rng.choice(['dec', 'hex', 'oct', 'bin', 'under'])
+        sign = '-' if v < 0 else rng.choice(['', '+'])
+        m = abs(v)
+        if form == 'hex':
+            return sign + rng.choice(['0x', '0X']) + format(m, 'x')
+        if form == 'oct':
+            return sign + '0o' + format(m, 'o')
+        if form == 'bin' and m < 2**200:
+            return sign + '0b' + format(m, 'b')
+        if form == 'under':
+            return sign + format(m, '_')
+        return sign + str(m)
+    if isinstance(v, float):
+        return repr(v) if rng.random() < 0.7 else '%.25e' % v
+    if isinstance(v, str):
+        r = rng.random()
+        if r < 0.2 and "'''" not in v and not v.endswith("'") and '\\' not in v \
+                and '\r' not in v and '\x00' not in v:
+            return "'''" + v + "'''"
+        if r < 0.4 and len(v) > 1:
+            return repr(v[:1]) + rng.choice([' ', '', '\t']) + repr(v[1:])
+        return rng.choice(['', 'u', 'U']) + repr(v)
+    if isinstance(v, bytes):
+        return rng.choice(['', 'B']) + repr(v)[1:] if rng.random() < 0.3 else repr(v)
+    sp = lambda: rng.choice(['', ' ', '  ', '\n', ' # c\n'])  # noqa: E731
+    if isinstance(v, list):
+        inner = (',' + sp()).join(variants(rng, x) for x in v)
+        return '[' + sp() + inner + (',' if v and rng.random() < 0.3 else '') + sp() + ']'
+    if isinstance(v, tuple):
+        inner = (',' + sp()).join(variants(rng, x) for x in v)
+        return '(' + inner + (',' if len(v) == 1 or (v and rng.random() < 0.3) else '') + ')'
+    if isinstance(v, dict):
+        inner = (',' + sp()).join(variants(rng, k) + sp() + ':' + sp() + variants(rng, x)
+                                  for k, x in v.items())
+        return '{' + sp() + inner + sp() + '}'
+    if isinstance(v, set):
+        if not v:
+            return 'set()'
+        return '{' + ', '.join(variants(rng, x) for x in v) + '}'
+    return repr(v)
+
+
+def py_literal(text):
+    """('ok', value) or ('err', None), as literal_eval sees the text."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        try:
+            return 'ok', ast.literal_eval(text)
+        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+            return 'err', None
+
+
+def outside_domain(text, value):
+    """Python accepts, mpconn refuses on purpose (documented in literal.c)."""
+    if '\\N' in text:
+        return True
+
+    def walk(v):
+        if isinstance(v, (complex, type(Ellipsis))):
+            return True
+        if isinstance(v, str):
+            return any(0xd800 <= ord(c) <= 0xdfff for c in v)
+        if isinstance(v, dict):
+            return any(walk(k) or walk(x) for k, x in v.items())
+        if isinstance(v, (list, tuple, set, frozenset)):
+            return any(walk(x) for x in v)
+        return False
+    return walk(value)
+
+
+def case_parser_agrees_with_literal_eval():
+    """repr() of random values, respelled, parses as literal_eval does."""
+    rng = random.Random(1004)
+    values = [rand_value(rng, literal=True) for _ in range(N)]
+    texts = [repr(v) for v in values] + [variants(rng, v) for v in values]
+    outs = valtool('parse', [t.encode() for t in texts])
+    for t, (ok, out) in zip(texts, outs):
+        status, want = py_literal(t)
+        check(status == 'ok', f'test bug: Python rejects {t!r}')
+        check(ok, f'C rejects {t!r}: {out.decode(errors="replace")}')
+        check(same_repr(out.decode(), want), f'{t!r}: C gives {out.decode()!r}')
+
+
+def case_parser_rejects_what_literal_eval_rejects():
+    """Mutated literals: C and literal_eval accept and refuse the same texts."""
+    rng = random.Random(1005)
+    base = [repr(rand_value(rng, depth=3, literal=True)) for _ in range(N)]
+    alphabet = list(",()[]{}:'\"\\ -+0x_.e#jbruf\n") + ['set()', 'None', "'''", '1_', '0o']
+    texts = []
+    for t in base:
+        for _ in range(3):
+            s = t
+            for _ in range(rng.randint(1, 3)):
+                i = rng.randint(0, len(s))
+                op = rng.random()
+                if op < 0.4 and s:
+                    s = s[:i] + s[i + 1:]
+                elif op < 0.8:
+                    s = s[:i] + rng.choice(alphabet) + s[i:]
+                else:
+                    s = s[:i] + s[i:i + 1] * 2 + s[i + 1:]
+            texts.append(s)
+    outs = valtool('parse', [t.encode('utf-8', 'surrogatepass') for t in texts])
+    agreed = 0
+    for t, (ok, out) in zip(texts, outs):
+        status, want = py_literal(t)
+        if status == 'ok' and outside_domain(t, want):
+            check(not ok, f'C accepts {t!r}, outside its domain')
+            continue
+        if status == 'err':
+            check(not ok, f'C accepts {t!r} (as {out!r}); literal_eval refuses it')
+            check(out.startswith(b'column '), f'error without a column: {out!r}')
+        else:
+            check(ok, f'C refuses {t!r}: {out.decode(errors="replace")}; '
+                      f'literal_eval gives {want!r}')
+            check(same_repr(out.decode(), want), f'{t!r}: C {out.decode()!r} vs {want!r}')
+        agreed += 1
+    check(agreed > len(texts) // 2, f'too few comparable texts: {agreed}')
+
+
+def case_float_repr_and_parse():
+    """Float text both ways: shortest repr and correctly rounded parsing."""
+    rng = random.Random(1006)
+    xs = [2.0**e for e in range(-1074, 1024)] + [-(2.0**e) * 1.5 for e in range(-1074, 1023)]
+    for _ in range(5000):
+        x = struct.unpack('<d', rng.getrandbits(64).to_bytes(8, 'little'))[0]
+        if math.isfinite(x):
+            xs.append(x)
+    for _ in range(1000):
+        x = float(f'{rng.randint(1, 10**17)}e{rng.randint(-340, 310)}')
+        if math.isfinite(x):
+            xs.append(x)
+    texts = [repr(x) for x in xs] + ['%.30e' % x for x in xs[:500]]
+    outs = valtool('parse', [t.encode() for t in texts])
+    for t, (ok, out) in zip(texts, outs):
+        check(ok, f'{t}: {out!r}')
+        check(out.decode() == repr(float(t)), f'{t}: C gives {out.decode()}')
+
+
+def case_json_matches_json_dumps():
+    """Values JSON holds natively come out exactly as json.dumps writes them."""
+    rng = random.Random(1007)
+
+    def jv(depth):
+        r = rng.random()
+        if depth == 0 or r < 0.4:
+            return rng.choice([None, True, False, rand_int(rng), rand_float(rng, False),
+                               rand_str(rng)])
+        if r < 0.7:
+            return [jv(depth - 1) for _ in range(rng.randint(0, 4))]
+        return {rand_str(rng): jv(depth - 1) for _ in range(rng.randint(0, 4))}
+    values = [jv(4) for _ in range(N)]
+    outs = valtool('json', [repr(v).encode() for v in values])
+    for v, (ok, out) in zip(values, outs):
+        check(ok, f'json failed: {out!r}')
+        check(out.decode() == json.dumps(v), f'{v!r}: {out.decode()!r} != {json.dumps(v)!r}')
+
+
+def main():
+    if hasattr(sys, 'set_int_max_str_digits'):
+        sys.set_int_max_str_digits(0)  # big ints of the tests exceed 4300 digits rarely
+    if len(sys.argv) != 2 or 'case_' + sys.argv[1] not in globals():
+        names = sorted(n[5:] for n in globals() if n.startswith('case_'))
+        print('usage: test_values.py CASE\ncases: ' + ' '.join(names), file=sys.stderr)
+        return 2
+    globals()['case_' + sys.argv[1]]()
+    print('ok', sys.argv[1])
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
