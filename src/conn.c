@@ -648,6 +648,10 @@ int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t
             if ((r = read_into_pend(c, deadline)) < 0)
                 return r;
             c->pend_complete = 1;
+            if ((r = check_first_message(c, c->pend, n)) < 0) {
+                message_done(c);
+                return r;
+            }
         }
         *len = n;
         mpci_conn_seterr(c, MPCONN_ESHORTBUF,

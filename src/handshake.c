@@ -92,7 +92,7 @@ static void consume(mpci_hs *h, const uint8_t *p, size_t n)
         p += used;
         n -= used;
         if (r == MPCONN_EMSGSIZE) {
-            mpci_hs_fail(h, MPCONN_ENOKEY,
+            mpci_hs_fail(h, MPCONN_EAUTHPROTO,
                          "peer sent a %llu-byte message where the handshake allows at most %d "
                          "(does it have the authkey?)",
                          (unsigned long long)h->dec.len, MPCI_AUTH_MSG_MAX);

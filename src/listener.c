@@ -70,19 +70,42 @@ static void reject(mpconn_listener *l, int code, const char *fmt, ...)
         l->on_reject(l->on_reject_data, code, l->errmsg);
 }
 
-/* A socket file whose listener died refuses connections; a live one does not. */
-static int socket_file_is_stale(const mpci_addr *a)
+/* Is some socket listening on this file? /proc/net/unix lists every Unix
+ * socket with the path it was bound to and its flags (0x10000: listening).
+ * Asking this way leaves a live listener alone: a probing connect() would
+ * land in its backlog, and a CPython listener fails its accept() on it.
+ * Returns 1 (live, or cannot tell), 0 (no listener: the file is stale). */
+static int socket_file_is_live(const char *path)
 {
-    struct stat st;
-    const struct sockaddr_un *un = (const struct sockaddr_un *)&a->sa;
-    if (lstat(un->sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
-        return 0;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return 0;
-    int stale = connect(fd, (const struct sockaddr *)&a->sa, a->salen) < 0 && errno == ECONNREFUSED;
-    close(fd);
-    return stale;
+    struct stat mine;
+    if (lstat(path, &mine) < 0 || !S_ISSOCK(mine.st_mode))
+        return 1;
+    FILE *f = fopen("/proc/net/unix", "re");
+    if (!f)
+        return 1;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    char line[512];
+    int live = 0;
+    while (!live && fgets(line, sizeof line, f)) {
+        unsigned long flags;
+        char bound[256];
+        if (sscanf(line, "%*s %*s %*s %lx %*s %*s %*s %255s", &flags, bound) != 2 ||
+            !(flags & 0x10000))
+            continue;
+        const char *bb = strrchr(bound, '/');
+        bb = bb ? bb + 1 : bound;
+        if (strcmp(bb, base) != 0)
+            continue;
+        struct stat st;
+        /* A relative path bound by another process cannot be resolved from
+         * here: a listener with the same file name counts as live. */
+        if (bound[0] != '/' || (stat(bound, &st) == 0 && st.st_dev == mine.st_dev &&
+                                st.st_ino == mine.st_ino))
+            live = 1;
+    }
+    fclose(f);
+    return live;
 }
 
 static int bind_unix(mpconn_listener *l)
@@ -92,7 +115,7 @@ static int bind_unix(mpconn_listener *l)
         int e = errno;
         if (e != EADDRINUSE)
             return lerr(l, -e, "cannot bind %s: %s", l->address, strerror(e));
-        if (l->addr.abstract || !socket_file_is_stale(&l->addr))
+        if (l->addr.abstract || socket_file_is_live(un->sun_path))
             return lerr(l, MPCONN_EADDRINUSE, "cannot bind %s: address in use by a live listener",
                         l->address);
         unlink(un->sun_path);

@@ -308,6 +308,9 @@ TEST(live_listener_not_stolen_stale_replaced)
     char err[256];
     CHECK_INT(mpconn_listener_open(&l2, path, NULL, err, sizeof err), MPCONN_EADDRINUSE);
     CHECK(strstr(err, path) != NULL);
+    /* telling live from stale did not knock on the live listener's door */
+    mpconn_conn *c;
+    CHECK_INT(mpconn_listener_accept(l1, &c, 0.1), -ETIMEDOUT);
     mpconn_listener_free(l1);
     /* a stale socket file: bound, never listening, left behind */
     int s = socket(AF_UNIX, SOCK_STREAM, 0);
