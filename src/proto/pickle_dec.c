@@ -1,0 +1,1343 @@
+/* The safe pickle decoder: plain values only, protocols 0-5. A loop over
+ * opcodes with an explicit stack (never recursion), bounded by the limits in
+ * mpconn_opts, that refuses anything which would import or call code. */
+#include "value_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Python's int() refuses longer decimal strings by default (3.11); so do we,
+ * which also keeps the quadratic decimal conversion cheap. */
+#define MAX_DECIMAL_DIGITS 4300
+/* Rough cost of one value, for the allocation limit. */
+#define VALUE_COST (sizeof(mpconn_value) + 16)
+
+typedef struct dec {
+    const uint8_t *start, *p, *end;
+    mpconn_value **stack;
+    size_t sp, scap;
+    size_t *marks;
+    size_t nmarks, mcap;
+    mpconn_value **memo;
+    size_t memocap, memolen; /* slots allocated, entries set */
+    /* Every container made, each held by one reference until the end, so a
+     * cycle built by a hostile pickle can always be found and broken. */
+    mpconn_value **all;
+    size_t nall, allcap;
+    int maybe_cyclic; /* a container was fetched from the memo or DUPed */
+    size_t items, alloc;
+    size_t max_depth, max_items, max_memo, max_alloc;
+    const uint8_t *op_at; /* the opcode being run, for messages */
+    int op;
+    char *err;
+    size_t errlen;
+} dec;
+
+static const char *op_name(int op)
+{
+    switch (op) {
+    case 0x28: return "MARK";
+    case 0x29: return "EMPTY_TUPLE";
+    case 0x2e: return "STOP";
+    case 0x30: return "POP";
+    case 0x31: return "POP_MARK";
+    case 0x32: return "DUP";
+    case 0x42: return "BINBYTES";
+    case 0x43: return "SHORT_BINBYTES";
+    case 0x46: return "FLOAT";
+    case 0x47: return "BINFLOAT";
+    case 0x49: return "INT";
+    case 0x4a: return "BININT";
+    case 0x4b: return "BININT1";
+    case 0x4c: return "LONG";
+    case 0x4d: return "BININT2";
+    case 0x4e: return "NONE";
+    case 0x50: return "PERSID";
+    case 0x51: return "BINPERSID";
+    case 0x52: return "REDUCE";
+    case 0x53: return "STRING";
+    case 0x54: return "BINSTRING";
+    case 0x55: return "SHORT_BINSTRING";
+    case 0x56: return "UNICODE";
+    case 0x58: return "BINUNICODE";
+    case 0x5d: return "EMPTY_LIST";
+    case 0x61: return "APPEND";
+    case 0x62: return "BUILD";
+    case 0x63: return "GLOBAL";
+    case 0x64: return "DICT";
+    case 0x65: return "APPENDS";
+    case 0x67: return "GET";
+    case 0x68: return "BINGET";
+    case 0x69: return "INST";
+    case 0x6a: return "LONG_BINGET";
+    case 0x6c: return "LIST";
+    case 0x6f: return "OBJ";
+    case 0x70: return "PUT";
+    case 0x71: return "BINPUT";
+    case 0x72: return "LONG_BINPUT";
+    case 0x73: return "SETITEM";
+    case 0x74: return "TUPLE";
+    case 0x75: return "SETITEMS";
+    case 0x7d: return "EMPTY_DICT";
+    case 0x80: return "PROTO";
+    case 0x81: return "NEWOBJ";
+    case 0x82: return "EXT1";
+    case 0x83: return "EXT2";
+    case 0x84: return "EXT4";
+    case 0x85: return "TUPLE1";
+    case 0x86: return "TUPLE2";
+    case 0x87: return "TUPLE3";
+    case 0x88: return "NEWTRUE";
+    case 0x89: return "NEWFALSE";
+    case 0x8a: return "LONG1";
+    case 0x8b: return "LONG4";
+    case 0x8c: return "SHORT_BINUNICODE";
+    case 0x8d: return "BINUNICODE8";
+    case 0x8e: return "BINBYTES8";
+    case 0x8f: return "EMPTY_SET";
+    case 0x90: return "ADDITEMS";
+    case 0x91: return "FROZENSET";
+    case 0x92: return "NEWOBJ_EX";
+    case 0x93: return "STACK_GLOBAL";
+    case 0x94: return "MEMOIZE";
+    case 0x95: return "FRAME";
+    case 0x96: return "BYTEARRAY8";
+    case 0x97: return "NEXT_BUFFER";
+    case 0x98: return "READONLY_BUFFER";
+    default: return NULL;
+    }
+}
+
+__attribute__((format(printf, 3, 4))) static int fail(dec *d, int code, const char *fmt, ...)
+{
+    if (!d->err || !d->errlen)
+        return code;
+    int n = snprintf(d->err, d->errlen, "offset %zu (%s): ", (size_t)(d->op_at - d->start),
+                     op_name(d->op) ? op_name(d->op) : "?");
+    if (n < 0 || (size_t)n >= d->errlen)
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->err + n, d->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static int truncated(dec *d)
+{
+    return fail(d, MPCONN_EPICKLE, "pickle truncated");
+}
+
+static size_t remaining(const dec *d)
+{
+    return (size_t)(d->end - d->p);
+}
+
+/* ----------------------------------------------------------- the stack */
+
+static int count_value(dec *d, size_t payload)
+{
+    d->items++;
+    d->alloc += VALUE_COST + payload;
+    if (d->items > d->max_items)
+        return fail(d, MPCONN_ELIMIT, "more than %zu values", d->max_items);
+    if (d->alloc > d->max_alloc)
+        return fail(d, MPCONN_ELIMIT, "more than %zu bytes allocated", d->max_alloc);
+    return 0;
+}
+
+static int charge(dec *d, size_t bytes)
+{
+    d->alloc += bytes;
+    if (d->alloc > d->max_alloc)
+        return fail(d, MPCONN_ELIMIT, "more than %zu bytes allocated", d->max_alloc);
+    return 0;
+}
+
+/* Pushes a new value (stolen); NULL means out of memory. */
+static int push_new(dec *d, mpconn_value *v, size_t payload)
+{
+    if (!v)
+        return fail(d, -ENOMEM, "out of memory");
+    int rc = count_value(d, payload);
+    if (rc < 0) {
+        mpconn_value_free(v);
+        return rc;
+    }
+    if (mpci_is_container(v)) {
+        if (d->nall == d->allcap) {
+            size_t ncap = d->allcap ? d->allcap * 2 : 64;
+            mpconn_value **n = realloc(d->all, ncap * sizeof *n);
+            if (!n) {
+                mpconn_value_free(v);
+                return fail(d, -ENOMEM, "out of memory");
+            }
+            d->all = n;
+            d->allcap = ncap;
+        }
+        d->all[d->nall++] = mpconn_value_ref(v);
+    }
+    if (d->sp == d->scap) {
+        size_t ncap = d->scap ? d->scap * 2 : 64;
+        mpconn_value **n = realloc(d->stack, ncap * sizeof *n);
+        if (!n) {
+            mpconn_value_free(v);
+            return fail(d, -ENOMEM, "out of memory");
+        }
+        d->stack = n;
+        d->scap = ncap;
+    }
+    d->stack[d->sp++] = v;
+    return 0;
+}
+
+/* Pushes another reference to an existing value. */
+static int push_ref(dec *d, mpconn_value *v)
+{
+    if (d->sp == d->scap) {
+        size_t ncap = d->scap ? d->scap * 2 : 64;
+        mpconn_value **n = realloc(d->stack, ncap * sizeof *n);
+        if (!n)
+            return fail(d, -ENOMEM, "out of memory");
+        d->stack = n;
+        d->scap = ncap;
+    }
+    if (mpci_is_container(v))
+        d->maybe_cyclic = 1;
+    d->stack[d->sp++] = mpconn_value_ref(v);
+    return 0;
+}
+
+static size_t floor_mark(const dec *d)
+{
+    return d->nmarks ? d->marks[d->nmarks - 1] : 0;
+}
+
+/* Items available above the innermost mark. */
+static int need_stack(dec *d, size_t n)
+{
+    if (d->sp - floor_mark(d) < n)
+        return fail(d, MPCONN_EPICKLE, "stack underflow");
+    return 0;
+}
+
+static int pop_mark(dec *d, size_t *at)
+{
+    if (!d->nmarks)
+        return fail(d, MPCONN_EPICKLE, "no MARK on the stack");
+    *at = d->marks[--d->nmarks];
+    return 0;
+}
+
+static int check_item(dec *d, const mpconn_value *v)
+{
+    if (v->type == MPCI_CALLABLE)
+        return fail(d, MPCONN_EREFUSED, "refused: a class object used as a value");
+    return 0;
+}
+
+static int check_depth(dec *d, const mpconn_value *c)
+{
+    if (c->depth > d->max_depth)
+        return fail(d, MPCONN_ELIMIT, "nesting deeper than %zu", d->max_depth);
+    return 0;
+}
+
+/* ------------------------------------------------------------- readers */
+
+static uint64_t le(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* A text line ending in '\n'; *n excludes the newline. */
+static int read_line(dec *d, const uint8_t **line, size_t *n)
+{
+    const uint8_t *nl = memchr(d->p, '\n', remaining(d));
+    if (!nl)
+        return truncated(d);
+    *line = d->p;
+    *n = (size_t)(nl - d->p);
+    d->p = nl + 1;
+    return 0;
+}
+
+/* Two's complement little-endian (LONG1/LONG4) to a value. */
+static mpconn_value *long_from_le(const uint8_t *p, size_t n)
+{
+    if (n == 0)
+        return mpconn_value_int(0);
+    int neg = (p[n - 1] & 0x80) != 0;
+    if (n <= 8) {
+        uint64_t u = le(p, (int)n);
+        if (neg && n < 8)
+            u |= ~(uint64_t)0 << (n * 8);
+        return mpconn_value_int((int64_t)u);
+    }
+    uint8_t *mag = malloc(n);
+    if (!mag)
+        return NULL;
+    /* Big-endian magnitude; negate two's complement on the way. */
+    unsigned carry = 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned b = p[i];
+        if (neg) {
+            b = (~b & 0xFF) + carry;
+            carry = b >> 8;
+            b &= 0xFF;
+        }
+        mag[n - 1 - i] = (uint8_t)b;
+    }
+    mpconn_value *v = mpconn_value_bigint(neg, mag, n);
+    free(mag);
+    return v;
+}
+
+/* Decimal digits (optional sign) to an int value; ESYNTAX-like failures
+ * come back as MPCONN_EPICKLE through *bad. */
+static mpconn_value *decimal_int(const uint8_t *s, size_t n, int *bad)
+{
+    *bad = 1;
+    int neg = 0;
+    if (n && (s[0] == '-' || s[0] == '+')) {
+        neg = s[0] == '-';
+        s++;
+        n--;
+    }
+    if (!n || n > MAX_DECIMAL_DIGITS)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return NULL;
+    *bad = 0;
+    /* Little-endian base 2^32 limbs, multiplied up digit by digit. */
+    size_t cap = n / 9 + 2, used = 1;
+    uint32_t *limb = calloc(cap, sizeof *limb);
+    if (!limb)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t carry = (uint64_t)(s[i] - '0');
+        for (size_t k = 0; k < used; k++) {
+            uint64_t t = (uint64_t)limb[k] * 10 + carry;
+            limb[k] = (uint32_t)t;
+            carry = t >> 32;
+        }
+        if (carry)
+            limb[used++] = (uint32_t)carry;
+    }
+    uint8_t *mag = malloc(used * 4);
+    mpconn_value *v = NULL;
+    if (mag) {
+        for (size_t k = 0; k < used; k++)
+            for (int b = 0; b < 4; b++)
+                mag[(used - 1 - k) * 4 + (size_t)(3 - b)] = (uint8_t)(limb[k] >> (8 * b));
+        v = mpconn_value_bigint(neg, mag, used * 4);
+    }
+    free(mag);
+    free(limb);
+    return v;
+}
+
+static void put_utf8(char **o, uint32_t c)
+{
+    unsigned char *u = (unsigned char *)*o;
+    if (c < 0x80) {
+        *u++ = (unsigned char)c;
+    } else if (c < 0x800) {
+        *u++ = (unsigned char)(0xC0 | c >> 6);
+        *u++ = (unsigned char)(0x80 | (c & 0x3F));
+    } else if (c < 0x10000) {
+        *u++ = (unsigned char)(0xE0 | c >> 12);
+        *u++ = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
+        *u++ = (unsigned char)(0x80 | (c & 0x3F));
+    } else {
+        *u++ = (unsigned char)(0xF0 | c >> 18);
+        *u++ = (unsigned char)(0x80 | ((c >> 12) & 0x3F));
+        *u++ = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
+        *u++ = (unsigned char)(0x80 | (c & 0x3F));
+    }
+    *o = (char *)u;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* UNICODE's raw-unicode-escape: bytes are Latin-1 code points except
+ * \uXXXX and \UXXXXXXXX after an odd run of backslashes. */
+static int raw_unicode_escape(dec *d, const uint8_t *s, size_t n)
+{
+    char *buf = malloc(n * 2 + 1); /* each byte yields at most 2 bytes of UTF-8 */
+    if (!buf)
+        return fail(d, -ENOMEM, "out of memory");
+    char *o = buf;
+    size_t i = 0;
+    while (i < n) {
+        if (s[i] != '\\') {
+            put_utf8(&o, s[i++]);
+            continue;
+        }
+        size_t run = 0;
+        while (i + run < n && s[i + run] == '\\')
+            run++;
+        for (size_t k = 0; k + 1 < run; k++)
+            *o++ = '\\';
+        i += run;
+        if (!(run & 1) || i >= n || (s[i] != 'u' && s[i] != 'U')) {
+            *o++ = '\\';
+            continue;
+        }
+        size_t digits = s[i] == 'u' ? 4 : 8;
+        if (n - i - 1 < digits) {
+            free(buf);
+            return fail(d, MPCONN_EPICKLE, "truncated \\u escape in UNICODE");
+        }
+        uint32_t c = 0;
+        for (size_t k = 0; k < digits; k++) {
+            int h = hexval(s[i + 1 + k]);
+            if (h < 0) {
+                free(buf);
+                return fail(d, MPCONN_EPICKLE, "bad \\u escape in UNICODE");
+            }
+            c = c << 4 | (uint32_t)h;
+        }
+        if (c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
+            free(buf);
+            return fail(d, MPCONN_EPICKLE, "UNICODE escape is not a valid code point");
+        }
+        put_utf8(&o, c);
+        i += 1 + digits;
+    }
+    size_t len = (size_t)(o - buf);
+    mpconn_value *v = mpconn_value_strn(buf, len);
+    free(buf);
+    return push_new(d, v, len);
+}
+
+/* Python 2 str (STRING/BINSTRING/SHORT_BINSTRING): CPython's default
+ * encoding="ASCII" applies, so non-ASCII text is an error, not a guess. */
+static int push_py2_str(dec *d, const uint8_t *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] >= 0x80)
+            return fail(d, MPCONN_EPICKLE, "non-ASCII Python 2 string");
+    return push_new(d, mpconn_value_strn((const char *)s, n), n);
+}
+
+/* STRING: a quoted repr with backslash escapes. */
+static int load_string(dec *d)
+{
+    const uint8_t *s;
+    size_t n;
+    int rc = read_line(d, &s, &n);
+    if (rc < 0)
+        return rc;
+    while (n && (s[n - 1] == '\r' || s[n - 1] == ' '))
+        n--;
+    if (n < 2 || (s[0] != '\'' && s[0] != '"') || s[n - 1] != s[0])
+        return fail(d, MPCONN_EPICKLE, "STRING is not quoted");
+    s++;
+    n -= 2;
+    uint8_t *buf = malloc(n + 1);
+    if (!buf)
+        return fail(d, -ENOMEM, "out of memory");
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\\' || i + 1 == n) {
+            buf[o++] = s[i];
+            continue;
+        }
+        uint8_t c = s[++i];
+        switch (c) {
+        case '\n': break;
+        case '\\': buf[o++] = '\\'; break;
+        case '\'': buf[o++] = '\''; break;
+        case '"': buf[o++] = '"'; break;
+        case 'a': buf[o++] = 7; break;
+        case 'b': buf[o++] = 8; break;
+        case 'f': buf[o++] = 12; break;
+        case 'n': buf[o++] = 10; break;
+        case 'r': buf[o++] = 13; break;
+        case 't': buf[o++] = 9; break;
+        case 'v': buf[o++] = 11; break;
+        case 'x':
+            if (i + 2 < n + 0 && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+                buf[o++] = (uint8_t)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+                i += 2;
+                break;
+            }
+            free(buf);
+            return fail(d, MPCONN_EPICKLE, "bad \\x escape in STRING");
+        default:
+            if (c >= '0' && c <= '7') {
+                unsigned v = c - '0';
+                for (int k = 0; k < 2 && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '7'; k++)
+                    v = v * 8 + (unsigned)(s[++i] - '0');
+                buf[o++] = (uint8_t)v;
+            } else {
+                buf[o++] = '\\';
+                buf[o++] = c;
+            }
+        }
+    }
+    rc = push_py2_str(d, buf, o);
+    free(buf);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- memo */
+
+static int memo_put(dec *d, size_t idx, mpconn_value *v)
+{
+    if (idx >= d->max_memo)
+        return fail(d, MPCONN_ELIMIT, "memo index %zu over the limit of %zu", idx, d->max_memo);
+    if (idx >= d->memocap) {
+        size_t ncap = d->memocap ? d->memocap : 64;
+        while (ncap <= idx)
+            ncap *= 2;
+        if (ncap > d->max_memo)
+            ncap = d->max_memo;
+        int rc = charge(d, (ncap - d->memocap) * sizeof(mpconn_value *));
+        if (rc < 0)
+            return rc;
+        mpconn_value **n = realloc(d->memo, ncap * sizeof *n);
+        if (!n)
+            return fail(d, -ENOMEM, "out of memory");
+        memset(n + d->memocap, 0, (ncap - d->memocap) * sizeof *n);
+        d->memo = n;
+        d->memocap = ncap;
+    }
+    if (d->memo[idx])
+        mpconn_value_free(d->memo[idx]);
+    else
+        d->memolen++;
+    d->memo[idx] = mpconn_value_ref(v);
+    return 0;
+}
+
+static int memo_get(dec *d, size_t idx)
+{
+    if (idx >= d->memocap || !d->memo[idx])
+        return fail(d, MPCONN_EPICKLE, "memo entry %zu is missing", idx);
+    return push_ref(d, d->memo[idx]);
+}
+
+static int parse_index(dec *d, size_t *idx)
+{
+    const uint8_t *s;
+    size_t n;
+    int rc = read_line(d, &s, &n);
+    if (rc < 0)
+        return rc;
+    if (!n || n > 18)
+        return fail(d, MPCONN_EPICKLE, "bad memo index");
+    size_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return fail(d, MPCONN_EPICKLE, "bad memo index");
+        v = v * 10 + (size_t)(s[i] - '0');
+    }
+    *idx = v;
+    return 0;
+}
+
+/* ------------------------------------------------------------ globals */
+
+static int lookup_global(dec *d, const char *mod, size_t mlen, const char *name, size_t nlen)
+{
+    int sub = 0;
+    int builtin = (mlen == 8 && !memcmp(mod, "builtins", 8)) ||
+                  (mlen == 11 && !memcmp(mod, "__builtin__", 11));
+    if (builtin) {
+        if (nlen == 5 && !memcmp(name, "bytes", 5))
+            sub = MPCI_CALL_BYTES;
+        else if (nlen == 9 && !memcmp(name, "bytearray", 9))
+            sub = MPCI_CALL_BYTEARRAY;
+        else if (nlen == 3 && !memcmp(name, "set", 3))
+            sub = MPCI_CALL_SET;
+        else if (nlen == 9 && !memcmp(name, "frozenset", 9))
+            sub = MPCI_CALL_FROZENSET;
+    } else if (mlen == 7 && !memcmp(mod, "_codecs", 7) && nlen == 6 && !memcmp(name, "encode", 6)) {
+        sub = MPCI_CALL_ENCODE;
+    }
+    if (!sub) {
+        /* Name it, but printably and briefly: it comes from the peer. */
+        char m[80], nm[80];
+        size_t i;
+        for (i = 0; i < mlen && i + 1 < sizeof m; i++)
+            m[i] = (mod[i] >= 0x20 && mod[i] < 0x7f) ? mod[i] : '?';
+        m[i] = 0;
+        for (i = 0; i < nlen && i + 1 < sizeof nm; i++)
+            nm[i] = (name[i] >= 0x20 && name[i] < 0x7f) ? name[i] : '?';
+        nm[i] = 0;
+        return fail(d, MPCONN_EREFUSED, "refused %s %s.%s", op_name(d->op), m, nm);
+    }
+    return push_new(d, mpci_value_callable(sub), 0);
+}
+
+static const char *callable_name(int sub)
+{
+    switch (sub) {
+    case MPCI_CALL_BYTES: return "bytes";
+    case MPCI_CALL_BYTEARRAY: return "bytearray";
+    case MPCI_CALL_SET: return "set";
+    case MPCI_CALL_FROZENSET: return "frozenset";
+    default: return "_codecs.encode";
+    }
+}
+
+static int is_latin1_name(const mpconn_value *v)
+{
+    return v->type == MPCONN_STR && ((v->u.s.len == 6 && !memcmp(v->u.s.p, "latin1", 6)) ||
+                                     (v->u.s.len == 7 && !memcmp(v->u.s.p, "latin-1", 7)));
+}
+
+/* str -> Latin-1 bytes of the given type; NULL with *bad when a code point
+ * is above U+00FF. */
+static mpconn_value *latin1_encode(const mpconn_value *s, int type, int *bad)
+{
+    char *out;
+    size_t n = 0;
+    const unsigned char *p = (const unsigned char *)s->u.s.p;
+    for (size_t i = 0; i < s->u.s.len; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            n++;
+    mpconn_value *v = mpci_value_alloc_str(type, n, &out);
+    if (!v)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < s->u.s.len;) {
+        unsigned c = p[i];
+        if (c < 0x80) {
+            out[o++] = (char)c;
+            i++;
+        } else if (c == 0xC2 || c == 0xC3) {
+            out[o++] = (char)(((c & 0x1F) << 6) | (p[i + 1] & 0x3F));
+            i += 2;
+        } else {
+            *bad = 1;
+            mpconn_value_free(v);
+            return NULL;
+        }
+    }
+    return v;
+}
+
+/* REDUCE of one of the recognised callables with plain arguments. */
+static int apply(dec *d, const mpconn_value *fn, const mpconn_value *args)
+{
+    size_t n = args->u.seq.len;
+    const mpconn_value *a0 = n > 0 ? args->u.seq.items[0] : NULL;
+    const mpconn_value *a1 = n > 1 ? args->u.seq.items[1] : NULL;
+    mpconn_value *r = NULL;
+    int bad = 0;
+    switch (fn->sub) {
+    case MPCI_CALL_BYTES:
+    case MPCI_CALL_BYTEARRAY: {
+        int type = fn->sub == MPCI_CALL_BYTES ? MPCONN_BYTES : MPCONN_BYTEARRAY;
+        if (n == 0)
+            r = type == MPCONN_BYTES ? mpconn_value_bytes("", 0) : mpconn_value_bytearray("", 0);
+        else if (n == 1 && (a0->type == MPCONN_BYTES || a0->type == MPCONN_BYTEARRAY))
+            r = type == MPCONN_BYTES ? mpconn_value_bytes(a0->u.s.p, a0->u.s.len)
+                                     : mpconn_value_bytearray(a0->u.s.p, a0->u.s.len);
+        else if (n == 2 && a0->type == MPCONN_STR && is_latin1_name(a1))
+            r = latin1_encode(a0, type, &bad);
+        else
+            goto refuse;
+        break;
+    }
+    case MPCI_CALL_ENCODE:
+        if (n == 2 && a0->type == MPCONN_STR && is_latin1_name(a1))
+            r = latin1_encode(a0, MPCONN_BYTES, &bad);
+        else
+            goto refuse;
+        break;
+    case MPCI_CALL_SET:
+    case MPCI_CALL_FROZENSET: {
+        r = fn->sub == MPCI_CALL_SET ? mpconn_value_set() : mpconn_value_frozenset();
+        if (!r)
+            break;
+        if (n == 0)
+            break;
+        if (n != 1 || (a0->type != MPCONN_LIST && a0->type != MPCONN_TUPLE)) {
+            mpconn_value_free(r);
+            goto refuse;
+        }
+        int rc = mpci_value_reserve(r, a0->u.seq.len);
+        for (size_t i = 0; rc == 0 && i < a0->u.seq.len; i++)
+            rc = mpconn_value_add(r, mpconn_value_ref(a0->u.seq.items[i]));
+        if (rc < 0) {
+            mpconn_value_free(r);
+            if (rc == MPCONN_EUNHASHABLE)
+                return fail(d, rc, "unhashable set item");
+            return fail(d, rc, "out of memory");
+        }
+        break;
+    }
+    default: goto refuse;
+    }
+    if (bad)
+        return fail(d, MPCONN_EPICKLE, "latin-1 encode of a character above U+00FF");
+    return push_new(d, r, mpconn_value_len(r));
+refuse:
+    return fail(d, MPCONN_EREFUSED, "refused REDUCE of %s with these arguments",
+                callable_name(fn->sub));
+}
+
+/* ----------------------------------------------------------- containers */
+
+/* Builds a tuple of the stack items from position at. */
+static int make_tuple(dec *d, size_t at)
+{
+    size_t n = d->sp - at;
+    for (size_t i = at; i < d->sp; i++) {
+        int rc = check_item(d, d->stack[i]);
+        if (rc < 0)
+            return rc;
+    }
+    mpconn_value *t = mpconn_value_tuple();
+    if (!t)
+        return fail(d, -ENOMEM, "out of memory");
+    int rc = charge(d, n * sizeof(mpconn_value *));
+    if (rc == 0 && n)
+        rc = mpci_value_extend(t, d->stack + at, n) < 0 ? fail(d, -ENOMEM, "out of memory") : 0;
+    else
+        for (size_t i = at; i < d->sp; i++)
+            mpconn_value_free(d->stack[i]);
+    d->sp = at;
+    if (rc < 0) {
+        mpconn_value_free(t);
+        return rc;
+    }
+    rc = check_depth(d, t);
+    if (rc < 0) {
+        mpconn_value_free(t);
+        return rc;
+    }
+    return push_new(d, t, 0);
+}
+
+/* Appends stack[at..sp) to the list at stack[at-1]. */
+static int do_appends(dec *d, size_t at)
+{
+    if (at == 0)
+        return fail(d, MPCONN_EPICKLE, "stack underflow");
+    mpconn_value *l = d->stack[at - 1];
+    if (l->type != MPCONN_LIST)
+        return fail(d, MPCONN_EPICKLE, "append to a %s",
+                    l->type == MPCI_CALLABLE ? "class" : mpconn_type_name(l->type));
+    for (size_t i = at; i < d->sp; i++) {
+        int rc = check_item(d, d->stack[i]);
+        if (rc < 0)
+            return rc;
+    }
+    size_t n = d->sp - at;
+    int rc = charge(d, n * sizeof(mpconn_value *));
+    if (rc < 0)
+        return rc;
+    rc = mpci_value_extend(l, d->stack + at, n);
+    d->sp = at;
+    if (rc < 0)
+        return fail(d, -ENOMEM, "out of memory");
+    return check_depth(d, l);
+}
+
+/* Sets pairs stack[at..sp) into the dict at stack[at-1]. */
+static int do_setitems(dec *d, size_t at)
+{
+    if (at == 0)
+        return fail(d, MPCONN_EPICKLE, "stack underflow");
+    mpconn_value *m = d->stack[at - 1];
+    if (m->type != MPCONN_DICT)
+        return fail(d, MPCONN_EPICKLE, "set item on a %s",
+                    m->type == MPCI_CALLABLE ? "class" : mpconn_type_name(m->type));
+    if ((d->sp - at) & 1)
+        return fail(d, MPCONN_EPICKLE, "odd number of items for SETITEMS");
+    for (size_t i = at; i < d->sp; i++) {
+        int rc = check_item(d, d->stack[i]);
+        if (rc < 0)
+            return rc;
+    }
+    int rc = charge(d, (d->sp - at) / 2 * sizeof(mpci_entry) * 2);
+    if (rc < 0)
+        return rc;
+    if (mpci_value_reserve(m, (d->sp - at) / 2) < 0)
+        return fail(d, -ENOMEM, "out of memory");
+    size_t i = at;
+    for (; i < d->sp; i += 2) {
+        rc = mpconn_value_dict_set(m, d->stack[i], d->stack[i + 1]);
+        if (rc < 0)
+            break;
+    }
+    if (rc < 0)
+        for (size_t k = i + 2; k < d->sp; k++)
+            mpconn_value_free(d->stack[k]);
+    d->sp = at;
+    if (rc == MPCONN_EUNHASHABLE)
+        return fail(d, rc, "unhashable dict key");
+    if (rc < 0)
+        return fail(d, rc, "out of memory");
+    return check_depth(d, m);
+}
+
+/* Adds stack[at..sp) to the set s (not on the stack). */
+static int do_additems(dec *d, mpconn_value *s, size_t at)
+{
+    for (size_t i = at; i < d->sp; i++) {
+        int rc = check_item(d, d->stack[i]);
+        if (rc < 0)
+            return rc;
+    }
+    int rc = charge(d, (d->sp - at) * sizeof(mpci_entry) * 2);
+    if (rc < 0)
+        return rc;
+    if (mpci_value_reserve(s, d->sp - at) < 0)
+        return fail(d, -ENOMEM, "out of memory");
+    size_t i = at;
+    for (; i < d->sp; i++) {
+        rc = mpconn_value_add(s, d->stack[i]);
+        if (rc < 0)
+            break;
+    }
+    if (rc < 0)
+        for (size_t k = i + 1; k < d->sp; k++)
+            mpconn_value_free(d->stack[k]);
+    d->sp = at;
+    if (rc == MPCONN_EUNHASHABLE)
+        return fail(d, rc, "unhashable set item");
+    if (rc < 0)
+        return fail(d, rc, "out of memory");
+    return check_depth(d, s);
+}
+
+/* ------------------------------------------------------------- the loop */
+
+static int load_binstr(dec *d, int type, size_t n)
+{
+    if (n > remaining(d))
+        return fail(d, MPCONN_EPICKLE, "length %zu exceeds the %zu bytes left", n, remaining(d));
+    const uint8_t *s = d->p;
+    d->p += n;
+    if (type == MPCONN_STR && !mpci_utf8_valid(s, n))
+        return fail(d, MPCONN_EPICKLE, "invalid UTF-8 in a string");
+    char *data;
+    mpconn_value *v = mpci_value_alloc_str(type, n, &data);
+    if (v && n)
+        memcpy(data, s, n);
+    return push_new(d, v, n);
+}
+
+static int run(dec *d, mpconn_value **out)
+{
+    for (;;) {
+        if (d->p >= d->end)
+            return fail(d, MPCONN_EPICKLE, "pickle ended without STOP");
+        d->op_at = d->p;
+        d->op = *d->p++;
+        int rc = 0;
+        size_t at;
+        const uint8_t *s;
+        size_t n;
+        switch (d->op) {
+        case 0x80: /* PROTO */
+            if (remaining(d) < 1)
+                return truncated(d);
+            if (*d->p > 5)
+                return fail(d, MPCONN_EPICKLE, "unsupported protocol %d", *d->p);
+            d->p++;
+            break;
+        case 0x95: /* FRAME */
+            if (remaining(d) < 8)
+                return truncated(d);
+            {
+                uint64_t flen = le(d->p, 8);
+                d->p += 8;
+                if (flen > remaining(d))
+                    return fail(d, MPCONN_EPICKLE, "frame of %llu bytes exceeds the %zu bytes left",
+                                (unsigned long long)flen, remaining(d));
+            }
+            break;
+        case 0x2e: /* STOP */
+            if (d->nmarks)
+                return fail(d, MPCONN_EPICKLE, "MARK left open at STOP");
+            if (d->sp == 0)
+                return fail(d, MPCONN_EPICKLE, "stack underflow");
+            if (d->sp != 1)
+                return fail(d, MPCONN_EPICKLE, "%zu values left on the stack at STOP", d->sp);
+            if (d->p != d->end)
+                return fail(d, MPCONN_EPICKLE, "%zu trailing bytes after STOP", remaining(d));
+            if ((rc = check_item(d, d->stack[0])) < 0)
+                return rc;
+            *out = d->stack[--d->sp];
+            return 0;
+        case 0x28: /* MARK */
+            if (d->nmarks == d->mcap) {
+                size_t ncap = d->mcap ? d->mcap * 2 : 16;
+                size_t *m = realloc(d->marks, ncap * sizeof *m);
+                if (!m)
+                    return fail(d, -ENOMEM, "out of memory");
+                d->marks = m;
+                d->mcap = ncap;
+            }
+            if (d->nmarks >= d->max_depth)
+                return fail(d, MPCONN_ELIMIT, "more than %zu open MARKs", d->max_depth);
+            d->marks[d->nmarks++] = d->sp;
+            break;
+        case 0x30: /* POP */
+            if (d->nmarks && d->marks[d->nmarks - 1] == d->sp) {
+                d->nmarks--; /* CPython pops a bare MARK too */
+                break;
+            }
+            if ((rc = need_stack(d, 1)) < 0)
+                return rc;
+            mpconn_value_free(d->stack[--d->sp]);
+            break;
+        case 0x31: /* POP_MARK */
+            if ((rc = pop_mark(d, &at)) < 0)
+                return rc;
+            while (d->sp > at)
+                mpconn_value_free(d->stack[--d->sp]);
+            break;
+        case 0x32: /* DUP */
+            if ((rc = need_stack(d, 1)) < 0)
+                return rc;
+            rc = push_ref(d, d->stack[d->sp - 1]);
+            break;
+        case 0x4e: rc = push_new(d, mpconn_value_none(), 0); break;
+        case 0x88: rc = push_new(d, mpconn_value_bool(1), 0); break;
+        case 0x89: rc = push_new(d, mpconn_value_bool(0), 0); break;
+        case 0x4b: /* BININT1 */
+            if (remaining(d) < 1)
+                return truncated(d);
+            rc = push_new(d, mpconn_value_int(*d->p++), 0);
+            break;
+        case 0x4d: /* BININT2 */
+            if (remaining(d) < 2)
+                return truncated(d);
+            rc = push_new(d, mpconn_value_int((int64_t)le(d->p, 2)), 0);
+            d->p += 2;
+            break;
+        case 0x4a: /* BININT */
+            if (remaining(d) < 4)
+                return truncated(d);
+            rc = push_new(d, mpconn_value_int((int32_t)(uint32_t)le(d->p, 4)), 0);
+            d->p += 4;
+            break;
+        case 0x8a: /* LONG1 */
+        case 0x8b: /* LONG4 */
+        {
+            int w = d->op == 0x8a ? 1 : 4;
+            if (remaining(d) < (size_t)w)
+                return truncated(d);
+            uint64_t len = le(d->p, w);
+            if (d->op == 0x8b && (len & 0x80000000u))
+                return fail(d, MPCONN_EPICKLE, "negative LONG4 length");
+            d->p += w;
+            if (len > remaining(d))
+                return fail(d, MPCONN_EPICKLE, "length %llu exceeds the %zu bytes left",
+                            (unsigned long long)len, remaining(d));
+            if ((rc = charge(d, (size_t)len * 2)) < 0)
+                return rc;
+            rc = push_new(d, long_from_le(d->p, (size_t)len), (size_t)len);
+            d->p += len;
+            break;
+        }
+        case 0x49: /* INT */
+        case 0x4c: /* LONG */
+        {
+            if ((rc = read_line(d, &s, &n)) < 0)
+                return rc;
+            if (d->op == 0x49 && n == 2 && s[0] == '0' && (s[1] == '0' || s[1] == '1')) {
+                rc = push_new(d, mpconn_value_bool(s[1] == '1'), 0);
+                break;
+            }
+            if (d->op == 0x4c && n && s[n - 1] == 'L')
+                n--;
+            int bad;
+            mpconn_value *v = decimal_int(s, n, &bad);
+            if (bad)
+                return fail(d, MPCONN_EPICKLE, "bad integer text");
+            rc = push_new(d, v, n / 2);
+            break;
+        }
+        case 0x46: /* FLOAT */
+        {
+            if ((rc = read_line(d, &s, &n)) < 0)
+                return rc;
+            char buf[128];
+            if (n == 0 || n >= sizeof buf)
+                return fail(d, MPCONN_EPICKLE, "bad float text");
+            memcpy(buf, s, n);
+            buf[n] = 0;
+            for (size_t i = 0; i < n; i++)
+                if (!strchr("0123456789+-.eEinfatyINFATY", buf[i]))
+                    return fail(d, MPCONN_EPICKLE, "bad float text");
+            char *endp;
+            double x = strtod(buf, &endp);
+            if (*endp)
+                return fail(d, MPCONN_EPICKLE, "bad float text");
+            rc = push_new(d, mpconn_value_float(x), 0);
+            break;
+        }
+        case 0x47: /* BINFLOAT */
+        {
+            if (remaining(d) < 8)
+                return truncated(d);
+            uint64_t bits = 0;
+            for (int i = 0; i < 8; i++)
+                bits = bits << 8 | d->p[i];
+            d->p += 8;
+            double x;
+            memcpy(&x, &bits, sizeof x);
+            rc = push_new(d, mpconn_value_float(x), 0);
+            break;
+        }
+        case 0x8c: /* SHORT_BINUNICODE */
+            if (remaining(d) < 1)
+                return truncated(d);
+            n = *d->p++;
+            rc = load_binstr(d, MPCONN_STR, n);
+            break;
+        case 0x58: /* BINUNICODE */
+            if (remaining(d) < 4)
+                return truncated(d);
+            n = (size_t)le(d->p, 4);
+            d->p += 4;
+            rc = load_binstr(d, MPCONN_STR, n);
+            break;
+        case 0x8d: /* BINUNICODE8 */
+        case 0x8e: /* BINBYTES8 */
+        case 0x96: /* BYTEARRAY8 */
+        {
+            if (remaining(d) < 8)
+                return truncated(d);
+            uint64_t len = le(d->p, 8);
+            d->p += 8;
+            if (len > remaining(d))
+                return fail(d, MPCONN_EPICKLE, "length %llu exceeds the %zu bytes left",
+                            (unsigned long long)len, remaining(d));
+            rc = load_binstr(d,
+                             d->op == 0x8d   ? MPCONN_STR
+                             : d->op == 0x8e ? MPCONN_BYTES
+                                             : MPCONN_BYTEARRAY,
+                             (size_t)len);
+            break;
+        }
+        case 0x43: /* SHORT_BINBYTES */
+            if (remaining(d) < 1)
+                return truncated(d);
+            n = *d->p++;
+            rc = load_binstr(d, MPCONN_BYTES, n);
+            break;
+        case 0x42: /* BINBYTES */
+            if (remaining(d) < 4)
+                return truncated(d);
+            n = (size_t)le(d->p, 4);
+            d->p += 4;
+            rc = load_binstr(d, MPCONN_BYTES, n);
+            break;
+        case 0x56: /* UNICODE */
+            if ((rc = read_line(d, &s, &n)) < 0)
+                return rc;
+            rc = raw_unicode_escape(d, s, n);
+            break;
+        case 0x53: rc = load_string(d); break;
+        case 0x55: /* SHORT_BINSTRING */
+        case 0x54: /* BINSTRING */
+        {
+            int w = d->op == 0x55 ? 1 : 4;
+            if (remaining(d) < (size_t)w)
+                return truncated(d);
+            uint64_t len = le(d->p, w);
+            if (w == 4 && (len & 0x80000000u))
+                return fail(d, MPCONN_EPICKLE, "negative BINSTRING length");
+            d->p += w;
+            if (len > remaining(d))
+                return fail(d, MPCONN_EPICKLE, "length %llu exceeds the %zu bytes left",
+                            (unsigned long long)len, remaining(d));
+            s = d->p;
+            d->p += len;
+            rc = push_py2_str(d, s, (size_t)len);
+            break;
+        }
+        case 0x5d: rc = push_new(d, mpconn_value_list(), 0); break;
+        case 0x7d: rc = push_new(d, mpconn_value_dict(), 0); break;
+        case 0x8f: rc = push_new(d, mpconn_value_set(), 0); break;
+        case 0x29: rc = push_new(d, mpconn_value_tuple(), 0); break;
+        case 0x6c: /* LIST */
+        {
+            if ((rc = pop_mark(d, &at)) < 0)
+                return rc;
+            mpconn_value *l = mpconn_value_list();
+            /* Slip the new list under its items, then APPENDS them. */
+            if ((rc = push_new(d, l, 0)) < 0)
+                return rc;
+            memmove(d->stack + at + 1, d->stack + at, (d->sp - 1 - at) * sizeof *d->stack);
+            d->stack[at] = l;
+            rc = do_appends(d, at + 1);
+            break;
+        }
+        case 0x64: /* DICT */
+        {
+            if ((rc = pop_mark(d, &at)) < 0)
+                return rc;
+            mpconn_value *m = mpconn_value_dict();
+            if ((rc = push_new(d, m, 0)) < 0)
+                return rc;
+            memmove(d->stack + at + 1, d->stack + at, (d->sp - 1 - at) * sizeof *d->stack);
+            d->stack[at] = m;
+            rc = do_setitems(d, at + 1);
+            break;
+        }
+        case 0x74: /* TUPLE */
+            if ((rc = pop_mark(d, &at)) < 0)
+                return rc;
+            rc = make_tuple(d, at);
+            break;
+        case 0x85:
+        case 0x86:
+        case 0x87: /* TUPLE1..3 */
+            n = (size_t)(d->op - 0x84);
+            if ((rc = need_stack(d, n)) < 0)
+                return rc;
+            rc = make_tuple(d, d->sp - n);
+            break;
+        case 0x61: /* APPEND */
+            if ((rc = need_stack(d, 2)) < 0)
+                return rc;
+            rc = do_appends(d, d->sp - 1);
+            break;
+        case 0x65: /* APPENDS */
+            if ((rc = pop_mark(d, &at)) < 0)
+                return rc;
+            rc = do_appends(d, at);
+            break;
+        case 0x73: /* SETITEM */
+            if ((rc = need_stack(d, 3)) < 0)
+                return rc;
+            rc = do_setitems(d, d->sp - 2);
+            break;
+        case 0x75: /* SETITEMS */
+            if ((rc = pop_mark(d, &at)) < 0)
+                return rc;
+            rc = do_setitems(d, at);
+            break;
+        case 0x90: /* ADDITEMS */
+            if ((rc = pop_mark(d, &at)) < 0)
+                return rc;
+            if (at == 0)
+                return fail(d, MPCONN_EPICKLE, "stack underflow");
+            if (d->stack[at - 1]->type != MPCONN_SET)
+                return fail(d, MPCONN_EPICKLE, "ADDITEMS to a non-set");
+            rc = do_additems(d, d->stack[at - 1], at);
+            break;
+        case 0x91: /* FROZENSET */
+        {
+            if ((rc = pop_mark(d, &at)) < 0)
+                return rc;
+            mpconn_value *f = mpconn_value_frozenset();
+            if ((rc = push_new(d, f, 0)) < 0)
+                return rc;
+            d->sp--; /* keep it off the stack while its items go in */
+            rc = do_additems(d, f, at);
+            if (rc < 0) {
+                mpconn_value_free(f);
+                return rc;
+            }
+            d->stack[d->sp++] = f; /* room exists: the items were above */
+            break;
+        }
+        case 0x70: /* PUT */
+            if ((rc = parse_index(d, &n)) < 0)
+                return rc;
+            goto put;
+        case 0x71: /* BINPUT */
+            if (remaining(d) < 1)
+                return truncated(d);
+            n = *d->p++;
+            goto put;
+        case 0x72: /* LONG_BINPUT */
+            if (remaining(d) < 4)
+                return truncated(d);
+            n = (size_t)le(d->p, 4);
+            d->p += 4;
+            goto put;
+        case 0x94: /* MEMOIZE */
+            n = d->memolen;
+        put:
+            if ((rc = need_stack(d, 1)) < 0)
+                return rc;
+            rc = memo_put(d, n, d->stack[d->sp - 1]);
+            break;
+        case 0x67: /* GET */
+            if ((rc = parse_index(d, &n)) < 0)
+                return rc;
+            rc = memo_get(d, n);
+            break;
+        case 0x68: /* BINGET */
+            if (remaining(d) < 1)
+                return truncated(d);
+            rc = memo_get(d, *d->p++);
+            break;
+        case 0x6a: /* LONG_BINGET */
+            if (remaining(d) < 4)
+                return truncated(d);
+            n = (size_t)le(d->p, 4);
+            d->p += 4;
+            rc = memo_get(d, n);
+            break;
+        case 0x63: /* GLOBAL */
+        {
+            const uint8_t *mod, *name;
+            size_t mlen, nlen;
+            if ((rc = read_line(d, &mod, &mlen)) < 0 || (rc = read_line(d, &name, &nlen)) < 0)
+                return rc;
+            rc = lookup_global(d, (const char *)mod, mlen, (const char *)name, nlen);
+            break;
+        }
+        case 0x93: /* STACK_GLOBAL */
+        {
+            if ((rc = need_stack(d, 2)) < 0)
+                return rc;
+            mpconn_value *mod = d->stack[d->sp - 2], *name = d->stack[d->sp - 1];
+            if (mod->type != MPCONN_STR || name->type != MPCONN_STR)
+                return fail(d, MPCONN_EPICKLE, "STACK_GLOBAL needs two strings");
+            rc = lookup_global(d, mod->u.s.p, mod->u.s.len, name->u.s.p, name->u.s.len);
+            if (rc < 0)
+                return rc;
+            mpconn_value *g = d->stack[--d->sp];
+            d->sp -= 2;
+            mpconn_value_free(mod);
+            mpconn_value_free(name);
+            d->stack[d->sp++] = g;
+            break;
+        }
+        case 0x52: /* REDUCE */
+        {
+            if ((rc = need_stack(d, 2)) < 0)
+                return rc;
+            mpconn_value *fn = d->stack[d->sp - 2], *args = d->stack[d->sp - 1];
+            if (fn->type != MPCI_CALLABLE)
+                return fail(d, MPCONN_EREFUSED, "refused REDUCE of a %s",
+                            mpconn_type_name(fn->type));
+            if (args->type != MPCONN_TUPLE)
+                return fail(d, MPCONN_EPICKLE, "REDUCE arguments are not a tuple");
+            if ((rc = apply(d, fn, args)) < 0)
+                return rc;
+            mpconn_value *r = d->stack[--d->sp];
+            d->sp -= 2;
+            mpconn_value_free(fn);
+            mpconn_value_free(args);
+            d->stack[d->sp++] = r;
+            break;
+        }
+        case 0x62: /* BUILD */
+        case 0x69: /* INST */
+        case 0x6f: /* OBJ */
+        case 0x81: /* NEWOBJ */
+        case 0x92: /* NEWOBJ_EX */
+        case 0x50: /* PERSID */
+        case 0x51: /* BINPERSID */
+        case 0x82: /* EXT1 */
+        case 0x83: /* EXT2 */
+        case 0x84: /* EXT4 */
+        case 0x97: /* NEXT_BUFFER */
+        case 0x98: /* READONLY_BUFFER */
+            if (d->op == 0x69 && read_line(d, &s, &n) == 0) {
+                const uint8_t *name;
+                size_t nlen;
+                if (read_line(d, &name, &nlen) == 0)
+                    return fail(d, MPCONN_EREFUSED, "refused INST %.*s.%.*s",
+                                (int)(n < 60 ? n : 60), (const char *)s,
+                                (int)(nlen < 60 ? nlen : 60), (const char *)name);
+            }
+            return fail(d, MPCONN_EREFUSED, "refused %s", op_name(d->op));
+        default: return fail(d, MPCONN_EPICKLE, "bad opcode 0x%02x", d->op);
+        }
+        if (rc < 0)
+            return rc;
+    }
+}
+
+static void dec_release(dec *d, int cyclic)
+{
+    if (cyclic)
+        mpci_value_break_cycles(d->all, d->nall);
+    for (size_t i = 0; i < d->sp; i++)
+        mpconn_value_free(d->stack[i]);
+    for (size_t i = 0; i < d->memocap; i++)
+        mpconn_value_free(d->memo[i]);
+    for (size_t i = 0; i < d->nall; i++)
+        mpconn_value_free(d->all[i]);
+    free(d->stack);
+    free(d->marks);
+    free(d->memo);
+    free(d->all);
+}
+
+int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts *opts,
+                       mpconn_value **out, char *errmsg, size_t errlen)
+{
+    struct mpconn_opts defaults;
+    if (!opts) {
+        mpci_opts_defaults(&defaults);
+        opts = &defaults;
+    }
+    dec d;
+    memset(&d, 0, sizeof d);
+    d.start = d.p = d.op_at = buf;
+    d.end = buf + len;
+    d.max_depth = opts->max_depth ? opts->max_depth : 1000;
+    d.max_items = opts->max_items ? opts->max_items : 10000000;
+    d.max_memo = opts->max_memo ? opts->max_memo : 1000000;
+    d.max_alloc = opts->max_alloc ? opts->max_alloc : (size_t)1 << 30;
+    d.err = errmsg;
+    d.errlen = errlen;
+    d.op = -1;
+    *out = NULL;
+    if (!buf && len)
+        return mpci_err(errmsg, errlen, -EINVAL, "no buffer");
+    if (len == 0)
+        return mpci_err(errmsg, errlen, MPCONN_EPICKLE, "empty pickle");
+    mpconn_value *v = NULL;
+    int rc = run(&d, &v);
+    if (rc == 0 && d.maybe_cyclic) {
+        /* Any cycle anywhere (even among discarded values) is refused; the
+         * walk covers every container the pickle made. */
+        rc = mpci_value_check_acyclic(d.all, d.nall);
+        if (rc == MPCONN_ERECURSIVE)
+            mpci_err(errmsg, errlen, rc, "recursive structure: a container contains itself");
+        else if (rc < 0)
+            mpci_err(errmsg, errlen, rc, "out of memory");
+    }
+    if (rc < 0 && v) {
+        d.stack[d.sp++] = v; /* there is room: it came off the stack */
+        v = NULL;
+    }
+    dec_release(&d, rc < 0 && d.maybe_cyclic);
+    if (rc < 0)
+        return rc;
+    *out = v;
+    return 0;
+}
+
+int mpconn_value_decode(const void *buf, size_t len, const mpconn_opts *opts, mpconn_value **out,
+                        char *errmsg, size_t errlen)
+{
+    if (!out)
+        return mpci_err(errmsg, errlen, -EINVAL, "no output pointer");
+    return mpci_pickle_decode(buf, len, opts, out, errmsg, errlen);
+}

@@ -1,0 +1,1144 @@
+/* The plain-value type: reference counted Python values with Python's
+ * equality and hashing, insertion-ordered dicts and sets with a hash index,
+ * and iterative release and comparison so deep values never exhaust the stack. */
+#include "value_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* None, True and False are immortal: never written to, so sharing them
+ * between threads is safe. */
+static mpconn_value none_value = {.refs = 1, .type = MPCONN_NONE, .flags = MPCI_F_IMMORTAL};
+static mpconn_value true_value = {
+    .refs = 1, .type = MPCONN_BOOL, .flags = MPCI_F_IMMORTAL, .u.b = 1};
+static mpconn_value false_value = {
+    .refs = 1, .type = MPCONN_BOOL, .flags = MPCI_F_IMMORTAL, .u.b = 0};
+
+/* Dicts and sets this small are searched linearly: cheaper than an index. */
+#define SMALL_MAP 8
+/* Nested equality calls made by key lookups (frozensets of frozensets...)
+ * stop here rather than deepening the C stack without bound. */
+#define MAX_LOOKUP_NEST 200
+
+static mpconn_value *alloc_value(int type, size_t extra)
+{
+    mpconn_value *v = malloc(sizeof *v + extra);
+    if (!v)
+        return NULL;
+    memset(v, 0, sizeof *v);
+    v->refs = 1;
+    v->type = (uint8_t)type;
+    if (mpci_is_container(v))
+        v->depth = 1;
+    return v;
+}
+
+mpconn_value *mpconn_value_ref(mpconn_value *v)
+{
+    if (v && !(v->flags & MPCI_F_IMMORTAL))
+        v->refs++;
+    return v;
+}
+
+/* Queues v (whose count just reached zero) for release, or frees it now
+ * when it holds no references. */
+static void release_one(mpconn_value *v, mpconn_value **pending)
+{
+    if (mpci_is_container(v)) {
+        v->aux.next = *pending;
+        *pending = v;
+    } else {
+        free(v);
+    }
+}
+
+static void drop_child(mpconn_value *c, mpconn_value **pending)
+{
+    if (c && !(c->flags & MPCI_F_IMMORTAL) && --c->refs == 0)
+        release_one(c, pending);
+}
+
+void mpconn_value_free(mpconn_value *v)
+{
+    if (!v || (v->flags & MPCI_F_IMMORTAL) || --v->refs > 0)
+        return;
+    mpconn_value *pending = NULL;
+    release_one(v, &pending);
+    /* A worklist threaded through the dying values themselves: no
+     * allocation and no recursion, whatever the depth. */
+    while (pending) {
+        mpconn_value *c = pending;
+        pending = c->aux.next;
+        if (c->type == MPCONN_LIST || c->type == MPCONN_TUPLE) {
+            for (size_t i = 0; i < c->u.seq.len; i++)
+                drop_child(c->u.seq.items[i], &pending);
+            free(c->u.seq.items);
+        } else {
+            for (size_t i = 0; i < c->u.map.len; i++) {
+                drop_child(c->u.map.ents[i].key, &pending);
+                drop_child(c->u.map.ents[i].val, &pending);
+            }
+            free(c->u.map.ents);
+            free(c->u.map.index);
+        }
+        free(c);
+    }
+}
+
+mpconn_value *mpconn_value_none(void)
+{
+    return &none_value;
+}
+
+mpconn_value *mpconn_value_bool(int b)
+{
+    return b ? &true_value : &false_value;
+}
+
+mpconn_value *mpconn_value_int(int64_t i)
+{
+    mpconn_value *v = alloc_value(MPCONN_INT, 0);
+    if (v)
+        v->u.i.v = i;
+    return v;
+}
+
+mpconn_value *mpconn_value_bigint(int negative, const uint8_t *magnitude, size_t len)
+{
+    while (len && magnitude[0] == 0) {
+        magnitude++;
+        len--;
+    }
+    if (len <= 8) {
+        uint64_t m = 0;
+        for (size_t i = 0; i < len; i++)
+            m = m << 8 | magnitude[i];
+        if (!negative && m <= (uint64_t)INT64_MAX)
+            return mpconn_value_int((int64_t)m);
+        if (negative && m <= (uint64_t)INT64_MAX + 1)
+            return mpconn_value_int(m == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)m);
+    }
+    mpconn_value *v = alloc_value(MPCONN_INT, len);
+    if (!v)
+        return NULL;
+    v->flags |= MPCI_F_BIG;
+    v->u.big.mag = (uint8_t *)(v + 1);
+    v->u.big.len = len;
+    v->u.big.neg = negative ? 1 : 0;
+    memcpy(v->u.big.mag, magnitude, len);
+    return v;
+}
+
+mpconn_value *mpconn_value_float(double d)
+{
+    mpconn_value *v = alloc_value(MPCONN_FLOAT, 0);
+    if (v)
+        v->u.d = d;
+    return v;
+}
+
+int mpci_utf8_valid(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0)
+                lo = 0xA0;
+            else if (c == 0xED)
+                hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F;
+        } else {
+            return 0;
+        }
+        if (n - i <= need)
+            return 0;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return 0;
+        for (size_t k = 2; k <= need; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+mpconn_value *mpci_value_alloc_str(int type, size_t len, char **data)
+{
+    if (len > SIZE_MAX - sizeof(mpconn_value) - 1)
+        return NULL;
+    mpconn_value *v = alloc_value(type, len + 1);
+    if (!v)
+        return NULL;
+    v->u.s.p = (char *)(v + 1);
+    v->u.s.len = len;
+    v->u.s.p[len] = '\0';
+    *data = v->u.s.p;
+    return v;
+}
+
+static mpconn_value *make_str(int type, const void *p, size_t len)
+{
+    char *d;
+    mpconn_value *v = mpci_value_alloc_str(type, len, &d);
+    if (v && len)
+        memcpy(d, p, len);
+    return v;
+}
+
+mpconn_value *mpconn_value_strn(const char *s, size_t len)
+{
+    if (!s && len)
+        return NULL;
+    if (!mpci_utf8_valid(s, len))
+        return NULL;
+    return make_str(MPCONN_STR, s, len);
+}
+
+mpconn_value *mpconn_value_str(const char *s)
+{
+    return s ? mpconn_value_strn(s, strlen(s)) : NULL;
+}
+
+mpconn_value *mpconn_value_bytes(const void *p, size_t len)
+{
+    return (p || !len) ? make_str(MPCONN_BYTES, p, len) : NULL;
+}
+
+mpconn_value *mpconn_value_bytearray(const void *p, size_t len)
+{
+    return (p || !len) ? make_str(MPCONN_BYTEARRAY, p, len) : NULL;
+}
+
+mpconn_value *mpconn_value_list(void)
+{
+    return alloc_value(MPCONN_LIST, 0);
+}
+mpconn_value *mpconn_value_tuple(void)
+{
+    return alloc_value(MPCONN_TUPLE, 0);
+}
+mpconn_value *mpconn_value_dict(void)
+{
+    return alloc_value(MPCONN_DICT, 0);
+}
+mpconn_value *mpconn_value_set(void)
+{
+    return alloc_value(MPCONN_SET, 0);
+}
+mpconn_value *mpconn_value_frozenset(void)
+{
+    return alloc_value(MPCONN_FROZENSET, 0);
+}
+
+mpconn_value *mpci_value_callable(int sub)
+{
+    mpconn_value *v = alloc_value(MPCI_CALLABLE, 0);
+    if (v)
+        v->sub = (uint16_t)sub;
+    return v;
+}
+
+/* ------------------------------------------------------------- building */
+
+static void note_child(mpconn_value *parent, const mpconn_value *child)
+{
+    if (mpci_is_container(child) && child->depth + 1 > parent->depth)
+        parent->depth = child->depth + 1;
+}
+
+int mpci_value_reserve(mpconn_value *c, size_t n)
+{
+    if (c->type == MPCONN_LIST || c->type == MPCONN_TUPLE) {
+        if (c->u.seq.cap - c->u.seq.len >= n)
+            return 0;
+        size_t want = c->u.seq.len + n, cap = c->u.seq.cap ? c->u.seq.cap : 4;
+        if (want < c->u.seq.len || want > SIZE_MAX / sizeof(mpconn_value *) / 2)
+            return -ENOMEM;
+        while (cap < want)
+            cap *= 2;
+        mpconn_value **p = realloc(c->u.seq.items, cap * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        c->u.seq.items = p;
+        c->u.seq.cap = cap;
+        return 0;
+    }
+    if (c->u.map.cap - c->u.map.len >= n)
+        return 0;
+    size_t want = c->u.map.len + n, cap = c->u.map.cap ? c->u.map.cap : 4;
+    if (want < c->u.map.len || want > UINT32_MAX / 4)
+        return -ENOMEM;
+    while (cap < want)
+        cap *= 2;
+    mpci_entry *e = realloc(c->u.map.ents, cap * sizeof *e);
+    if (!e)
+        return -ENOMEM;
+    c->u.map.ents = e;
+    c->u.map.cap = cap;
+    return 0;
+}
+
+int mpconn_value_append(mpconn_value *seq, mpconn_value *item)
+{
+    if (!seq || !item) {
+        mpconn_value_free(item);
+        return -ENOMEM;
+    }
+    if (seq->type != MPCONN_LIST && seq->type != MPCONN_TUPLE) {
+        mpconn_value_free(item);
+        return MPCONN_ETYPE;
+    }
+    if (seq->u.seq.len == seq->u.seq.cap && mpci_value_reserve(seq, 1) < 0) {
+        mpconn_value_free(item);
+        return -ENOMEM;
+    }
+    seq->u.seq.items[seq->u.seq.len++] = item;
+    seq->flags &= (uint8_t)~MPCI_F_HASHED;
+    note_child(seq, item);
+    return 0;
+}
+
+int mpci_value_extend(mpconn_value *seq, mpconn_value **items, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (mpci_value_reserve(seq, n) < 0) {
+        for (size_t i = 0; i < n; i++)
+            mpconn_value_free(items[i]);
+        return -ENOMEM;
+    }
+    memcpy(seq->u.seq.items + seq->u.seq.len, items, n * sizeof *items);
+    seq->u.seq.len += n;
+    seq->flags &= (uint8_t)~MPCI_F_HASHED;
+    for (size_t i = 0; i < n; i++)
+        note_child(seq, items[i]);
+    return 0;
+}
+
+/* ------------------------------------------------------------- hashing */
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+static uint64_t hash_bytes(const void *p, size_t n, uint64_t seed)
+{
+    const unsigned char *s = p;
+    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ULL;
+    }
+    return mix64(h ^ n);
+}
+
+static uint64_t hash_double_bits(double d)
+{
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    return mix64(bits ^ 0x5851f42d4c957f2dULL);
+}
+
+/* Equal numbers hash alike: an integral float in int64 range hashes as
+ * that int; other floats and big ints hash by their double value (a big
+ * int equal to a float converts to exactly that float). */
+static uint64_t hash_float(double d)
+{
+    if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == trunc(d))
+        return mix64((uint64_t)(int64_t)d);
+    return hash_double_bits(d);
+}
+
+int mpci_bigint_to_double(const mpconn_value *v, double *out)
+{
+    const uint8_t *m = v->u.big.mag;
+    size_t len = v->u.big.len;
+    /* The top 64 bits plus a sticky bit for the rest round exactly once,
+     * to nearest even, as Python's int-to-float does. */
+    uint64_t top = 0;
+    size_t take = len < 8 ? len : 8;
+    for (size_t i = 0; i < take; i++)
+        top = top << 8 | m[i];
+    int sticky = 0;
+    for (size_t i = take; i < len; i++)
+        if (m[i])
+            sticky = 1;
+    if (take == 8) {
+        /* Normalise so the top byte is non-zero with all 64 bits used. */
+        int lead = 0;
+        while (!(top >> 63)) {
+            top <<= 1;
+            lead++;
+        }
+        if (lead && len > 8) {
+            top |= (uint64_t)m[8] >> (8 - lead);
+            if ((uint8_t)(m[8] << lead))
+                sticky = 1;
+            for (size_t i = 9; i < len && !sticky; i++)
+                if (m[i])
+                    sticky = 1;
+        }
+        top |= (uint64_t)sticky;
+        long shift = (long)(len - 8) * 8 - lead;
+        if (shift > 2000) {
+            *out = v->u.big.neg ? -HUGE_VAL : HUGE_VAL;
+            return MPCONN_ERANGE;
+        }
+        double d = ldexp((double)top, (int)shift);
+        if (isinf(d)) {
+            *out = v->u.big.neg ? -HUGE_VAL : HUGE_VAL;
+            return MPCONN_ERANGE;
+        }
+        *out = v->u.big.neg ? -d : d;
+        return 0;
+    }
+    *out = v->u.big.neg ? -(double)top : (double)top;
+    return 0;
+}
+
+/* Whether the big int is exactly representable as a double. */
+static int bigint_exact_double(const mpconn_value *v)
+{
+    const uint8_t *m = v->u.big.mag;
+    size_t len = v->u.big.len;
+    size_t bits = len * 8;
+    for (uint8_t t = m[0]; !(t & 0x80); t <<= 1)
+        bits--;
+    if (bits > 1024)
+        return 0;
+    if (bits <= 53)
+        return 1;
+    size_t low = bits - 53; /* these low bits must all be zero */
+    for (size_t i = 0; i < low / 8; i++)
+        if (m[len - 1 - i])
+            return 0;
+    if (low % 8 && (m[len - 1 - low / 8] & ((1u << (low % 8)) - 1)))
+        return 0;
+    return 1;
+}
+
+static int scalar_hash(const mpconn_value *v, uint64_t *out)
+{
+    switch (v->type) {
+    case MPCONN_NONE: *out = 0x2545f4914f6cdd1dULL; return 0;
+    case MPCONN_BOOL: *out = mix64((uint64_t)v->u.b); return 0;
+    case MPCONN_INT:
+        if (v->flags & MPCI_F_BIG) {
+            double d;
+            mpci_bigint_to_double(v, &d);
+            *out = hash_double_bits(d);
+        } else {
+            *out = mix64((uint64_t)v->u.i.v);
+        }
+        return 0;
+    case MPCONN_FLOAT: *out = hash_float(v->u.d); return 0;
+    case MPCONN_STR: *out = hash_bytes(v->u.s.p, v->u.s.len, 1); return 0;
+    case MPCONN_BYTES: *out = hash_bytes(v->u.s.p, v->u.s.len, 2); return 0;
+    case MPCONN_FROZENSET: {
+        /* Order-independent; items already carry their hashes. */
+        uint64_t h = 0x9e3779b97f4a7c15ULL ^ v->u.map.len;
+        for (size_t i = 0; i < v->u.map.len; i++)
+            h += mix64(v->u.map.ents[i].hash ^ 0x632be59bd9b4e019ULL);
+        *out = mix64(h);
+        return 0;
+    }
+    default: return MPCONN_EUNHASHABLE;
+    }
+}
+
+/* Tuples hash iteratively: an explicit stack of partly hashed tuples. */
+struct hframe {
+    const mpconn_value *t;
+    size_t i;
+    uint64_t acc;
+};
+
+int mpci_value_hash(const mpconn_value *v, uint64_t *out)
+{
+    if (v->type != MPCONN_TUPLE)
+        return scalar_hash(v, out);
+    if (v->flags & MPCI_F_HASHED) {
+        *out = v->aux.hash;
+        return 0;
+    }
+    struct hframe local[32], *st = local;
+    size_t sp = 0, cap = 32;
+    int rc = 0;
+    st[sp++] = (struct hframe){v, 0, 0x345678ULL};
+    uint64_t result = 0;
+    while (sp) {
+        struct hframe *f = &st[sp - 1];
+        if (f->i == f->t->u.seq.len) {
+            uint64_t h = mix64(f->acc ^ f->t->u.seq.len);
+            mpconn_value *t = (mpconn_value *)f->t; /* the cache is not part of the value */
+            t->aux.hash = h;
+            t->flags |= MPCI_F_HASHED;
+            sp--;
+            if (sp)
+                st[sp - 1].acc = (st[sp - 1].acc ^ h) * 1000003ULL;
+            else
+                result = h;
+            continue;
+        }
+        const mpconn_value *c = f->t->u.seq.items[f->i++];
+        uint64_t h;
+        if (c->type == MPCONN_TUPLE && !(c->flags & MPCI_F_HASHED)) {
+            if (sp == cap) {
+                size_t ncap = cap * 2;
+                struct hframe *n =
+                    st == local ? malloc(ncap * sizeof *n) : realloc(st, ncap * sizeof *n);
+                if (!n) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                if (st == local)
+                    memcpy(n, local, sizeof local);
+                st = n;
+                cap = ncap;
+            }
+            st[sp++] = (struct hframe){c, 0, 0x345678ULL};
+            continue;
+        }
+        if (c->type == MPCONN_TUPLE)
+            h = c->aux.hash;
+        else if ((rc = scalar_hash(c, &h)) < 0)
+            break;
+        f->acc = (f->acc ^ h) * 1000003ULL;
+    }
+    if (st != local)
+        free(st);
+    if (rc == 0)
+        *out = result;
+    return rc;
+}
+
+/* ------------------------------------------------------------ equality */
+
+static int is_number(const mpconn_value *v)
+{
+    return v->type == MPCONN_BOOL || v->type == MPCONN_INT || v->type == MPCONN_FLOAT;
+}
+
+static int num_equal(const mpconn_value *a, const mpconn_value *b)
+{
+    if (a->type == MPCONN_FLOAT && b->type != MPCONN_FLOAT) {
+        const mpconn_value *t = a;
+        a = b;
+        b = t;
+    }
+    /* Now only b can be a float unless both are. */
+    if (a->type == MPCONN_FLOAT)
+        return a->u.d == b->u.d;
+    int abig = (a->flags & MPCI_F_BIG) != 0;
+    if (b->type == MPCONN_FLOAT) {
+        double d = b->u.d;
+        if (!abig) {
+            int64_t i = a->type == MPCONN_BOOL ? a->u.b : a->u.i.v;
+            return d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == trunc(d) &&
+                   (int64_t)d == i;
+        }
+        double ad;
+        if (!bigint_exact_double(a) || mpci_bigint_to_double(a, &ad) < 0)
+            return 0;
+        return ad == d;
+    }
+    int bbig = (b->flags & MPCI_F_BIG) != 0;
+    if (abig || bbig) {
+        if (!abig || !bbig)
+            return 0; /* normalised: a big int never fits int64 */
+        return a->u.big.neg == b->u.big.neg && a->u.big.len == b->u.big.len &&
+               memcmp(a->u.big.mag, b->u.big.mag, a->u.big.len) == 0;
+    }
+    int64_t x = a->type == MPCONN_BOOL ? a->u.b : a->u.i.v;
+    int64_t y = b->type == MPCONN_BOOL ? b->u.b : b->u.i.v;
+    return x == y;
+}
+
+static int kind(int type)
+{
+    switch (type) {
+    case MPCONN_BOOL:
+    case MPCONN_INT:
+    case MPCONN_FLOAT: return MPCONN_INT;
+    case MPCONN_BYTEARRAY: return MPCONN_BYTES;
+    case MPCONN_FROZENSET: return MPCONN_SET;
+    default: return type;
+    }
+}
+
+static long map_find(const mpconn_value *m, const mpconn_value *key, uint64_t h, int nest);
+
+/* 1 equal, 0 not, -1 needs a container walk. */
+static int shallow_equal(const mpconn_value *a, const mpconn_value *b)
+{
+    if (kind(a->type) != kind(b->type))
+        return 0;
+    if (is_number(a))
+        return num_equal(a, b);
+    switch (a->type) {
+    case MPCONN_NONE: return 1;
+    case MPCONN_STR:
+    case MPCONN_BYTES:
+    case MPCONN_BYTEARRAY:
+        return a->u.s.len == b->u.s.len && memcmp(a->u.s.p, b->u.s.p, a->u.s.len) == 0;
+    case MPCONN_LIST:
+    case MPCONN_TUPLE: return a->u.seq.len == b->u.seq.len ? -1 : 0;
+    case MPCONN_DICT:
+    case MPCONN_SET:
+    case MPCONN_FROZENSET: return a->u.map.len == b->u.map.len ? -1 : 0;
+    case MPCI_CALLABLE: return a->sub == b->sub;
+    default: return 0;
+    }
+}
+
+struct eframe {
+    const mpconn_value *a, *b;
+    size_t i;
+};
+
+static int equal_nest(const mpconn_value *a, const mpconn_value *b, int nest)
+{
+    int r = shallow_equal(a, b);
+    if (r >= 0)
+        return r;
+    if (nest > MAX_LOOKUP_NEST)
+        return 0;
+    struct eframe local[32], *st = local;
+    size_t sp = 0, cap = 32;
+    st[sp++] = (struct eframe){a, b, 0};
+    int result = 1;
+    while (sp && result) {
+        struct eframe *f = &st[sp - 1];
+        const mpconn_value *x, *y;
+        if (f->a->type == MPCONN_LIST || f->a->type == MPCONN_TUPLE) {
+            if (f->i == f->a->u.seq.len) {
+                sp--;
+                continue;
+            }
+            x = f->a->u.seq.items[f->i];
+            y = f->b->u.seq.items[f->i];
+            f->i++;
+        } else {
+            if (f->i == f->a->u.map.len) {
+                sp--;
+                continue;
+            }
+            const mpci_entry *e = &f->a->u.map.ents[f->i++];
+            long j = map_find(f->b, e->key, e->hash, nest + 1);
+            if (j < 0) {
+                result = 0;
+                break;
+            }
+            if (f->a->type != MPCONN_DICT)
+                continue;
+            x = e->val;
+            y = f->b->u.map.ents[j].val;
+        }
+        if (x == y)
+            continue; /* identity first, as Python's containers do */
+        r = shallow_equal(x, y);
+        if (r == 0) {
+            result = 0;
+        } else if (r < 0) {
+            if (sp == cap) {
+                size_t ncap = cap * 2;
+                struct eframe *n =
+                    st == local ? malloc(ncap * sizeof *n) : realloc(st, ncap * sizeof *n);
+                if (!n) {
+                    result = 0;
+                    break;
+                }
+                if (st == local)
+                    memcpy(n, local, sizeof local);
+                st = n;
+                cap = ncap;
+            }
+            st[sp++] = (struct eframe){x, y, 0};
+        }
+    }
+    if (st != local)
+        free(st);
+    return result;
+}
+
+int mpconn_value_equal(const mpconn_value *a, const mpconn_value *b)
+{
+    if (!a || !b)
+        return a == b;
+    return equal_nest(a, b, 0);
+}
+
+/* ----------------------------------------------------------- dict / set */
+
+static int keys_match(const mpci_entry *e, const mpconn_value *key, uint64_t h, int nest)
+{
+    return e->key == key || (e->hash == h && equal_nest(e->key, key, nest));
+}
+
+/* Entry number of key, or -1. */
+static long map_find(const mpconn_value *m, const mpconn_value *key, uint64_t h, int nest)
+{
+    if (!m->u.map.index) {
+        for (size_t i = 0; i < m->u.map.len; i++)
+            if (keys_match(&m->u.map.ents[i], key, h, nest))
+                return (long)i;
+        return -1;
+    }
+    size_t mask = m->u.map.icap - 1;
+    for (size_t s = h & mask;; s = (s + 1) & mask) {
+        uint32_t slot = m->u.map.index[s];
+        if (!slot)
+            return -1;
+        if (keys_match(&m->u.map.ents[slot - 1], key, h, nest))
+            return (long)slot - 1;
+    }
+}
+
+static void index_insert(uint32_t *index, size_t icap, uint64_t h, uint32_t slot)
+{
+    size_t mask = icap - 1;
+    size_t s = h & mask;
+    while (index[s])
+        s = (s + 1) & mask;
+    index[s] = slot;
+}
+
+static int index_grow(mpconn_value *m)
+{
+    size_t icap = 32;
+    while (icap < m->u.map.len * 2 + 2)
+        icap *= 2;
+    uint32_t *index = calloc(icap, sizeof *index);
+    if (!index)
+        return -ENOMEM;
+    for (size_t i = 0; i < m->u.map.len; i++)
+        index_insert(index, icap, m->u.map.ents[i].hash, (uint32_t)(i + 1));
+    free(m->u.map.index);
+    m->u.map.index = index;
+    m->u.map.icap = icap;
+    return 0;
+}
+
+/* Inserts key (and val for dicts); steals both. */
+static int map_insert(mpconn_value *m, mpconn_value *key, mpconn_value *val)
+{
+    uint64_t h;
+    int rc = mpci_value_hash(key, &h);
+    if (rc < 0)
+        goto fail;
+    long j = map_find(m, key, h, 0);
+    if (j >= 0) {
+        mpci_entry *e = &m->u.map.ents[j];
+        mpconn_value_free(key); /* Python keeps the first key */
+        if (m->type == MPCONN_DICT) {
+            mpconn_value *old = e->val;
+            e->val = val;
+            note_child(m, val);
+            mpconn_value_free(old);
+        }
+        return 0;
+    }
+    if (m->u.map.len == m->u.map.cap && (rc = mpci_value_reserve(m, 1)) < 0)
+        goto fail;
+    size_t n = m->u.map.len;
+    if (n + 1 > SMALL_MAP && (!m->u.map.index || (n + 1) * 2 > m->u.map.icap)) {
+        m->u.map.len = n; /* index the existing entries, then add this one */
+        if ((rc = index_grow(m)) < 0)
+            goto fail;
+    }
+    m->u.map.ents[n] = (mpci_entry){h, key, val};
+    m->u.map.len = n + 1;
+    if (m->u.map.index)
+        index_insert(m->u.map.index, m->u.map.icap, h, (uint32_t)(n + 1));
+    note_child(m, key);
+    if (val)
+        note_child(m, val);
+    return 0;
+fail:
+    mpconn_value_free(key);
+    mpconn_value_free(val);
+    return rc;
+}
+
+int mpconn_value_dict_set(mpconn_value *dict, mpconn_value *key, mpconn_value *val)
+{
+    if (!dict || !key || !val) {
+        mpconn_value_free(key);
+        mpconn_value_free(val);
+        return -ENOMEM;
+    }
+    if (dict->type != MPCONN_DICT) {
+        mpconn_value_free(key);
+        mpconn_value_free(val);
+        return MPCONN_ETYPE;
+    }
+    return map_insert(dict, key, val);
+}
+
+int mpconn_value_add(mpconn_value *set, mpconn_value *item)
+{
+    if (!set || !item) {
+        mpconn_value_free(item);
+        return -ENOMEM;
+    }
+    if (set->type != MPCONN_SET && set->type != MPCONN_FROZENSET) {
+        mpconn_value_free(item);
+        return MPCONN_ETYPE;
+    }
+    int rc = map_insert(set, item, NULL);
+    if (rc == 0)
+        set->flags &= (uint8_t)~MPCI_F_HASHED;
+    return rc;
+}
+
+/* ------------------------------------------------------------ accessors */
+
+mpconn_type mpconn_value_type(const mpconn_value *v)
+{
+    return (mpconn_type)v->type;
+}
+
+const char *mpconn_type_name(mpconn_type t)
+{
+    switch (t) {
+    case MPCONN_NONE: return "NoneType";
+    case MPCONN_BOOL: return "bool";
+    case MPCONN_INT: return "int";
+    case MPCONN_FLOAT: return "float";
+    case MPCONN_STR: return "str";
+    case MPCONN_BYTES: return "bytes";
+    case MPCONN_BYTEARRAY: return "bytearray";
+    case MPCONN_LIST: return "list";
+    case MPCONN_TUPLE: return "tuple";
+    case MPCONN_DICT: return "dict";
+    case MPCONN_SET: return "set";
+    case MPCONN_FROZENSET: return "frozenset";
+    }
+    return "unknown";
+}
+
+size_t mpconn_value_len(const mpconn_value *v)
+{
+    if (!v)
+        return 0;
+    switch (v->type) {
+    case MPCONN_STR:
+    case MPCONN_BYTES:
+    case MPCONN_BYTEARRAY: return v->u.s.len;
+    case MPCONN_LIST:
+    case MPCONN_TUPLE: return v->u.seq.len;
+    case MPCONN_DICT:
+    case MPCONN_SET:
+    case MPCONN_FROZENSET: return v->u.map.len;
+    default: return 0;
+    }
+}
+
+mpconn_value *mpconn_value_item(const mpconn_value *v, size_t i)
+{
+    if (!v)
+        return NULL;
+    if (v->type == MPCONN_LIST || v->type == MPCONN_TUPLE)
+        return i < v->u.seq.len ? v->u.seq.items[i] : NULL;
+    if (v->type == MPCONN_DICT || v->type == MPCONN_SET || v->type == MPCONN_FROZENSET)
+        return i < v->u.map.len ? v->u.map.ents[i].key : NULL;
+    return NULL;
+}
+
+mpconn_value *mpconn_value_dict_value(const mpconn_value *v, size_t i)
+{
+    if (!v || v->type != MPCONN_DICT || i >= v->u.map.len)
+        return NULL;
+    return v->u.map.ents[i].val;
+}
+
+mpconn_value *mpconn_value_dict_get(const mpconn_value *dict, const mpconn_value *key)
+{
+    uint64_t h;
+    if (!dict || !key || dict->type != MPCONN_DICT || mpci_value_hash(key, &h) < 0)
+        return NULL;
+    long j = map_find(dict, key, h, 0);
+    return j < 0 ? NULL : dict->u.map.ents[j].val;
+}
+
+mpconn_value *mpconn_value_dict_get_str(const mpconn_value *dict, const char *key)
+{
+    if (!dict || !key || dict->type != MPCONN_DICT)
+        return NULL;
+    size_t n = strlen(key);
+    /* A stack-built str: no allocation for the common lookup. */
+    mpconn_value k;
+    memset(&k, 0, sizeof k);
+    k.refs = 1;
+    k.type = MPCONN_STR;
+    k.flags = MPCI_F_IMMORTAL;
+    k.u.s.p = (char *)key;
+    k.u.s.len = n;
+    uint64_t h = hash_bytes(key, n, 1);
+    long j = map_find(dict, &k, h, 0);
+    return j < 0 ? NULL : dict->u.map.ents[j].val;
+}
+
+int mpconn_value_get_bool(const mpconn_value *v, int *out)
+{
+    if (!v || v->type != MPCONN_BOOL)
+        return MPCONN_ETYPE;
+    *out = v->u.b;
+    return 0;
+}
+
+int mpconn_value_get_int(const mpconn_value *v, int64_t *out)
+{
+    if (!v)
+        return MPCONN_ETYPE;
+    if (v->type == MPCONN_BOOL) {
+        *out = v->u.b;
+        return 0;
+    }
+    if (v->type != MPCONN_INT)
+        return MPCONN_ETYPE;
+    if (v->flags & MPCI_F_BIG)
+        return MPCONN_ERANGE;
+    *out = v->u.i.v;
+    return 0;
+}
+
+int mpconn_value_get_bigint(const mpconn_value *v, int *negative, const uint8_t **magnitude,
+                            size_t *len)
+{
+    if (!v || (v->type != MPCONN_INT && v->type != MPCONN_BOOL))
+        return MPCONN_ETYPE;
+    if (v->flags & MPCI_F_BIG) {
+        *negative = v->u.big.neg;
+        *magnitude = v->u.big.mag;
+        *len = v->u.big.len;
+        return 0;
+    }
+    static const uint8_t one = 1;
+    if (v->type == MPCONN_BOOL) {
+        *negative = 0;
+        *magnitude = &one;
+        *len = v->u.b ? 1 : 0;
+        return 0;
+    }
+    int64_t i = v->u.i.v;
+    uint64_t m = i < 0 ? (uint64_t)0 - (uint64_t)i : (uint64_t)i;
+    /* The magnitude lives in the value so the pointer can be borrowed. */
+    mpconn_value *w = (mpconn_value *)v;
+    size_t n = 0;
+    for (int k = 7; k >= 0; k--) {
+        uint8_t b = (uint8_t)(m >> (k * 8));
+        if (b || n)
+            w->u.i.mag[n++] = b;
+    }
+    *negative = i < 0;
+    *magnitude = w->u.i.mag;
+    *len = n;
+    return 0;
+}
+
+int mpconn_value_get_float(const mpconn_value *v, double *out)
+{
+    if (!v)
+        return MPCONN_ETYPE;
+    switch (v->type) {
+    case MPCONN_FLOAT: *out = v->u.d; return 0;
+    case MPCONN_BOOL: *out = v->u.b; return 0;
+    case MPCONN_INT:
+        if (v->flags & MPCI_F_BIG)
+            return mpci_bigint_to_double(v, out);
+        *out = (double)v->u.i.v;
+        return 0;
+    default: return MPCONN_ETYPE;
+    }
+}
+
+int mpconn_value_get_str(const mpconn_value *v, const char **s, size_t *len)
+{
+    if (!v || v->type != MPCONN_STR)
+        return MPCONN_ETYPE;
+    *s = v->u.s.p;
+    if (len)
+        *len = v->u.s.len;
+    return 0;
+}
+
+int mpconn_value_get_bytes(const mpconn_value *v, const void **p, size_t *len)
+{
+    if (!v || (v->type != MPCONN_BYTES && v->type != MPCONN_BYTEARRAY))
+        return MPCONN_ETYPE;
+    *p = v->u.s.p;
+    if (len)
+        *len = v->u.s.len;
+    return 0;
+}
+
+/* --------------------------------------------------------------- cycles */
+
+/* Children of a container, one at a time: lists and tuples by index, maps
+ * by key then value. */
+static mpconn_value *child_at(const mpconn_value *c, size_t k)
+{
+    if (c->type == MPCONN_LIST || c->type == MPCONN_TUPLE)
+        return k < c->u.seq.len ? c->u.seq.items[k] : NULL;
+    if (k / 2 >= c->u.map.len)
+        return NULL;
+    const mpci_entry *e = &c->u.map.ents[k / 2];
+    return (k & 1) ? e->val : e->key;
+}
+
+static size_t child_count(const mpconn_value *c)
+{
+    if (c->type == MPCONN_LIST || c->type == MPCONN_TUPLE)
+        return c->u.seq.len;
+    return c->u.map.len * 2;
+}
+
+struct cframe {
+    mpconn_value *c;
+    size_t k;
+};
+
+/* Depth-first walk with colours. Returns 1 when a back edge (a cycle) was
+ * seen, 0 when none, -ENOMEM. Every container reached is appended to
+ * *seen (so its marks can be cleared). */
+static int walk(mpconn_value **roots, size_t nroots, mpconn_value ***seen, size_t *nseen,
+                int stop_at_cycle)
+{
+    struct cframe *st = NULL;
+    size_t sp = 0, cap = 0, scap = 0;
+    int found = 0, rc = 0;
+    for (size_t r = 0; r < nroots && !(found && stop_at_cycle); r++) {
+        mpconn_value *root = roots[r];
+        if (!root || !mpci_is_container(root) || (root->flags & (MPCI_F_GREY | MPCI_F_BLACK)))
+            continue;
+        mpconn_value *push = root;
+        for (;;) {
+            if (push) {
+                if (sp == cap || *nseen == scap) {
+                    size_t ncap = cap ? cap * 2 : 64;
+                    size_t nscap = scap ? scap * 2 : 64;
+                    struct cframe *n = realloc(st, ncap * sizeof *n);
+                    if (n) {
+                        st = n;
+                        cap = ncap;
+                    }
+                    mpconn_value **s = realloc(*seen, nscap * sizeof *s);
+                    if (s) {
+                        *seen = s;
+                        scap = nscap;
+                    }
+                    if (!n || !s) {
+                        rc = -ENOMEM;
+                        goto out;
+                    }
+                }
+                push->flags |= MPCI_F_GREY;
+                (*seen)[(*nseen)++] = push;
+                st[sp++] = (struct cframe){push, 0};
+                push = NULL;
+            }
+            if (!sp)
+                break;
+            struct cframe *f = &st[sp - 1];
+            if (f->k == child_count(f->c)) {
+                f->c->flags = (uint8_t)((f->c->flags & ~MPCI_F_GREY) | MPCI_F_BLACK);
+                sp--;
+                continue;
+            }
+            mpconn_value *ch = child_at(f->c, f->k++);
+            if (!ch || !mpci_is_container(ch) || (ch->flags & MPCI_F_BLACK))
+                continue;
+            if (ch->flags & MPCI_F_GREY) {
+                found = 1;
+                if (stop_at_cycle)
+                    goto out;
+                continue;
+            }
+            push = ch;
+        }
+    }
+out:
+    free(st);
+    return rc < 0 ? rc : found;
+}
+
+static void clear_marks(mpconn_value **seen, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        seen[i]->flags &= (uint8_t) ~(MPCI_F_GREY | MPCI_F_BLACK);
+}
+
+int mpci_value_check_acyclic(mpconn_value **roots, size_t n)
+{
+    mpconn_value **seen = NULL;
+    size_t nseen = 0;
+    int rc = walk(roots, n, &seen, &nseen, 1);
+    clear_marks(seen, nseen);
+    free(seen);
+    if (rc < 0)
+        return rc;
+    return rc ? MPCONN_ERECURSIVE : 0;
+}
+
+void mpci_value_break_cycles(mpconn_value **roots, size_t n)
+{
+    mpconn_value **seen = NULL;
+    size_t nseen = 0;
+    int rc = walk(roots, n, &seen, &nseen, 0);
+    clear_marks(seen, nseen);
+    if (rc < 0) {
+        /* Out of memory while walking: the containers seen so far still get
+         * emptied below, the rest may leak; nothing unsafe happens. */
+    }
+    /* Hold every container, empty them all, then let go: whatever was in a
+     * cycle now has no references from inside it. */
+    for (size_t i = 0; i < nseen; i++)
+        mpconn_value_ref(seen[i]);
+    for (size_t i = 0; i < nseen; i++) {
+        mpconn_value *c = seen[i];
+        if (c->type == MPCONN_LIST || c->type == MPCONN_TUPLE) {
+            size_t len = c->u.seq.len;
+            c->u.seq.len = 0;
+            for (size_t k = 0; k < len; k++)
+                mpconn_value_free(c->u.seq.items[k]);
+        } else {
+            size_t len = c->u.map.len;
+            c->u.map.len = 0;
+            free(c->u.map.index);
+            c->u.map.index = NULL;
+            c->u.map.icap = 0;
+            for (size_t k = 0; k < len; k++) {
+                mpconn_value_free(c->u.map.ents[k].key);
+                mpconn_value_free(c->u.map.ents[k].val);
+            }
+        }
+    }
+    for (size_t i = 0; i < nseen; i++)
+        mpconn_value_free(seen[i]);
+    free(seen);
+}

@@ -1,0 +1,283 @@
+/* The value type: constructors, Python's equality and hashing rules, dict
+ * and set behaviour, reference stealing, and deep values without recursion. */
+#include "testlib.h"
+
+#include "mpconn.h"
+
+#include <errno.h>
+#include <math.h>
+
+TEST(scalars)
+{
+    mpconn_value *v = mpconn_value_int(-5);
+    int64_t i;
+    CHECK(mpconn_value_type(v) == MPCONN_INT);
+    CHECK_INT(mpconn_value_get_int(v, &i), 0);
+    CHECK_INT(i, -5);
+    double d;
+    CHECK_INT(mpconn_value_get_float(v, &d), 0);
+    CHECK(d == -5.0);
+    const char *s;
+    CHECK_INT(mpconn_value_get_str(v, &s, NULL), MPCONN_ETYPE);
+    mpconn_value_free(v);
+    CHECK_STR(mpconn_type_name(MPCONN_FROZENSET), "frozenset");
+    CHECK_STR(mpconn_type_name(MPCONN_NONE), "NoneType");
+    mpconn_value_free(NULL);
+}
+
+TEST(str_validation)
+{
+    mpconn_value *ok = mpconn_value_str("\xc3\xa9");
+    CHECK(ok != NULL);
+    mpconn_value_free(ok);
+    CHECK(mpconn_value_str("\xc0\x80") == NULL);         /* overlong NUL */
+    CHECK(mpconn_value_str("\xed\xa0\x80") == NULL);     /* surrogate */
+    CHECK(mpconn_value_str("\xf4\x90\x80\x80") == NULL); /* above U+10FFFF */
+    CHECK(mpconn_value_str("\xe2\x82") == NULL);         /* truncated */
+    mpconn_value *v = mpconn_value_strn("a\0b", 3);
+    const char *s;
+    size_t n;
+    CHECK_INT(mpconn_value_get_str(v, &s, &n), 0);
+    CHECK_INT(n, 3);
+    CHECK_INT(s[3], 0);
+    CHECK_INT(mpconn_value_len(v), 3);
+    mpconn_value_free(v);
+}
+
+TEST(bigint_normalised)
+{
+    const uint8_t small[] = {0, 0, 0x01, 0x00};
+    mpconn_value *v = mpconn_value_bigint(1, small, sizeof small);
+    int64_t i;
+    CHECK_INT(mpconn_value_get_int(v, &i), 0);
+    CHECK_INT(i, -256);
+    mpconn_value *w = mpconn_value_int(-256);
+    CHECK(mpconn_value_equal(v, w));
+    mpconn_value_free(v);
+    mpconn_value_free(w);
+    const uint8_t min[] = {0x80, 0, 0, 0, 0, 0, 0, 0};
+    v = mpconn_value_bigint(1, min, 8);
+    CHECK_INT(mpconn_value_get_int(v, &i), 0);
+    CHECK(i == INT64_MIN);
+    mpconn_value_free(v);
+    v = mpconn_value_bigint(0, min, 8); /* 2**63 does not fit */
+    CHECK_INT(mpconn_value_get_int(v, &i), MPCONN_ERANGE);
+    int neg;
+    const uint8_t *mag;
+    size_t len;
+    CHECK_INT(mpconn_value_get_bigint(v, &neg, &mag, &len), 0);
+    CHECK_INT(len, 8);
+    CHECK_INT(mag[0], 0x80);
+    double d;
+    CHECK_INT(mpconn_value_get_float(v, &d), 0);
+    CHECK(d == 9223372036854775808.0);
+    /* 2**63 == 2.0**63 and they hash alike (found as a dict key). */
+    mpconn_value *f = mpconn_value_float(9223372036854775808.0);
+    CHECK(mpconn_value_equal(v, f));
+    mpconn_value *dict = mpconn_value_dict();
+    CHECK_INT(mpconn_value_dict_set(dict, mpconn_value_ref(v), mpconn_value_int(1)), 0);
+    CHECK(mpconn_value_dict_get(dict, f) != NULL);
+    mpconn_value_free(dict);
+    mpconn_value_free(f);
+    mpconn_value_free(v);
+    v = mpconn_value_int(0);
+    CHECK_INT(mpconn_value_get_bigint(v, &neg, &mag, &len), 0);
+    CHECK_INT(len, 0);
+    mpconn_value_free(v);
+    /* 2**64 + 1 is not exactly a double: not equal to 2.0**64. */
+    const uint8_t odd[] = {1, 0, 0, 0, 0, 0, 0, 0, 1};
+    v = mpconn_value_bigint(0, odd, sizeof odd);
+    f = mpconn_value_float(18446744073709551616.0);
+    CHECK(!mpconn_value_equal(v, f));
+    mpconn_value_free(v);
+    mpconn_value_free(f);
+}
+
+TEST(numeric_equality_and_hash)
+{
+    mpconn_value *one = mpconn_value_int(1), *onef = mpconn_value_float(1.0),
+                 *t = mpconn_value_bool(1);
+    CHECK(mpconn_value_equal(one, onef));
+    CHECK(mpconn_value_equal(one, t));
+    CHECK(mpconn_value_equal(onef, t));
+    mpconn_value *d = mpconn_value_dict();
+    CHECK_INT(mpconn_value_dict_set(d, mpconn_value_ref(one), mpconn_value_str("int")), 0);
+    /* Same key: the value is replaced and the first key kept. */
+    CHECK_INT(mpconn_value_dict_set(d, mpconn_value_ref(onef), mpconn_value_str("float")), 0);
+    CHECK_INT(mpconn_value_dict_set(d, t, mpconn_value_str("bool")), 0);
+    CHECK_INT(mpconn_value_len(d), 1);
+    CHECK(mpconn_value_type(mpconn_value_item(d, 0)) == MPCONN_INT);
+    const char *s;
+    CHECK_INT(mpconn_value_get_str(mpconn_value_dict_value(d, 0), &s, NULL), 0);
+    CHECK_STR(s, "bool");
+    mpconn_value_free(d);
+    mpconn_value *z = mpconn_value_float(0.0), *mz = mpconn_value_float(-0.0);
+    CHECK(mpconn_value_equal(z, mz));
+    mpconn_value *nan = mpconn_value_float(NAN);
+    CHECK(!mpconn_value_equal(nan, nan));
+    /* A nan key is found only by identity. */
+    mpconn_value *set = mpconn_value_set();
+    CHECK_INT(mpconn_value_add(set, mpconn_value_ref(nan)), 0);
+    CHECK_INT(mpconn_value_add(set, mpconn_value_ref(nan)), 0);
+    CHECK_INT(mpconn_value_len(set), 1);
+    CHECK_INT(mpconn_value_add(set, mpconn_value_float(NAN)), 0);
+    CHECK_INT(mpconn_value_len(set), 2);
+    mpconn_value_free(set);
+    mpconn_value_free(nan);
+    mpconn_value_free(z);
+    mpconn_value_free(mz);
+    mpconn_value_free(one);
+    mpconn_value_free(onef);
+}
+
+TEST(container_equality)
+{
+    mpconn_value *a = mpconn_pack("{s:[i,f],s:(s,n)}", "x", 1, 2.0, "y", "z");
+    mpconn_value *b = mpconn_pack("{s:(s,n),s:[f,i]}", "y", "z", "x", 1.0, 2);
+    CHECK(mpconn_value_equal(a, b));
+    mpconn_value *c = mpconn_pack("{s:(s,n),s:[f,i,i]}", "y", "z", "x", 1.0, 2, 3);
+    CHECK(!mpconn_value_equal(a, c));
+    /* list != tuple, set == frozenset, bytes == bytearray as in Python. */
+    mpconn_value *l = mpconn_pack("[i]", 1), *t = mpconn_pack("(i)", 1);
+    CHECK(!mpconn_value_equal(l, t));
+    mpconn_value *s = mpconn_value_set(), *fs = mpconn_value_frozenset();
+    mpconn_value_add(s, mpconn_value_int(1));
+    mpconn_value_add(s, mpconn_value_int(2));
+    mpconn_value_add(fs, mpconn_value_int(2));
+    mpconn_value_add(fs, mpconn_value_int(1));
+    CHECK(mpconn_value_equal(s, fs));
+    mpconn_value *by = mpconn_value_bytes("ab", 2), *ba = mpconn_value_bytearray("ab", 2);
+    CHECK(mpconn_value_equal(by, ba));
+    mpconn_value *str = mpconn_value_str("ab");
+    CHECK(!mpconn_value_equal(by, str));
+    mpconn_value *objs[] = {a, b, c, l, t, s, fs, by, ba, str};
+    for (size_t i = 0; i < sizeof objs / sizeof objs[0]; i++)
+        mpconn_value_free(objs[i]);
+}
+
+TEST(unhashable)
+{
+    mpconn_value *d = mpconn_value_dict();
+    CHECK_INT(mpconn_value_dict_set(d, mpconn_value_list(), mpconn_value_none()),
+              MPCONN_EUNHASHABLE);
+    CHECK_INT(mpconn_value_dict_set(d, mpconn_pack("(i,[])", 1), mpconn_value_none()),
+              MPCONN_EUNHASHABLE);
+    CHECK_INT(mpconn_value_dict_set(d, mpconn_value_bytearray("", 0), mpconn_value_none()),
+              MPCONN_EUNHASHABLE);
+    mpconn_value *s = mpconn_value_set();
+    CHECK_INT(mpconn_value_add(s, mpconn_value_dict()), MPCONN_EUNHASHABLE);
+    CHECK_INT(mpconn_value_add(s, mpconn_value_set()), MPCONN_EUNHASHABLE);
+    /* Hashable containers: tuples of scalars, frozensets. */
+    CHECK_INT(mpconn_value_add(s, mpconn_pack("(i,(s,n))", 1, "a")), 0);
+    CHECK_INT(mpconn_value_add(s, mpconn_value_frozenset()), 0);
+    CHECK_INT(mpconn_value_len(s), 2);
+    CHECK_INT(mpconn_value_len(d), 0);
+    mpconn_value_free(s);
+    mpconn_value_free(d);
+}
+
+TEST(builders_steal_on_failure)
+{
+    /* Under ASan any leak here fails the test. */
+    mpconn_value *i = mpconn_value_int(3);
+    CHECK_INT(mpconn_value_append(i, mpconn_value_str("x")), MPCONN_ETYPE);
+    CHECK_INT(mpconn_value_append(NULL, mpconn_value_str("x")), -ENOMEM);
+    CHECK_INT(mpconn_value_dict_set(i, mpconn_value_str("k"), mpconn_value_str("v")), MPCONN_ETYPE);
+    mpconn_value *d = mpconn_value_dict();
+    CHECK_INT(mpconn_value_dict_set(d, NULL, mpconn_value_str("v")), -ENOMEM);
+    CHECK_INT(mpconn_value_add(i, mpconn_value_str("x")), MPCONN_ETYPE);
+    mpconn_value *t = mpconn_value_tuple();
+    CHECK_INT(mpconn_value_append(t, mpconn_value_int(1)), 0); /* tuples build by append */
+    CHECK_INT(mpconn_value_len(t), 1);
+    mpconn_value_free(t);
+    mpconn_value_free(d);
+    mpconn_value_free(i);
+}
+
+TEST(dict_order_and_lookup)
+{
+    mpconn_value *d = mpconn_value_dict();
+    char key[32];
+    for (int i = 0; i < 1001; i++) {
+        snprintf(key, sizeof key, "k%d", 1000 - i);
+        CHECK_INT(mpconn_value_dict_set(d, mpconn_value_str(key), mpconn_value_int(i)), 0);
+    }
+    CHECK_INT(mpconn_value_len(d), 1001);
+    const char *s;
+    CHECK_INT(mpconn_value_get_str(mpconn_value_item(d, 0), &s, NULL), 0);
+    CHECK_STR(s, "k1000");
+    for (int i = 0; i < 1001; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        mpconn_value *v = mpconn_value_dict_get_str(d, key);
+        CHECK(v != NULL);
+        int64_t x;
+        mpconn_value_get_int(v, &x);
+        CHECK_INT(x, 1000 - i);
+    }
+    CHECK(mpconn_value_dict_get_str(d, "nope") == NULL);
+    /* Re-setting keeps the position. */
+    CHECK_INT(mpconn_value_dict_set(d, mpconn_value_str("k1000"), mpconn_value_none()), 0);
+    CHECK_INT(mpconn_value_len(d), 1001);
+    CHECK(mpconn_value_type(mpconn_value_dict_value(d, 0)) == MPCONN_NONE);
+    CHECK(mpconn_value_item(d, 1001) == NULL);
+    mpconn_value_free(d);
+}
+
+TEST(big_set_speed)
+{
+    /* 200k distinct ints, each looked up: fails by timeout if O(n). */
+    mpconn_value *s = mpconn_value_set();
+    for (int i = 0; i < 200000; i++)
+        CHECK_INT(mpconn_value_add(s, mpconn_value_int(i * 7919LL)), 0);
+    for (int i = 0; i < 200000; i++)
+        CHECK_INT(mpconn_value_add(s, mpconn_value_float(i * 7919.0)), 0);
+    CHECK_INT(mpconn_value_len(s), 200000);
+    mpconn_value_free(s);
+}
+
+TEST(deep_free_and_equal)
+{
+    /* A million nested lists built through the API: compare and free
+     * without recursion. */
+    mpconn_value *a = mpconn_value_list(), *b = mpconn_value_list();
+    for (int i = 0; i < 1000000; i++) {
+        mpconn_value *na = mpconn_value_list(), *nb = mpconn_value_list();
+        CHECK_INT(mpconn_value_append(na, a), 0);
+        CHECK_INT(mpconn_value_append(nb, b), 0);
+        a = na;
+        b = nb;
+    }
+    CHECK(mpconn_value_equal(a, b));
+    CHECK_INT(mpconn_value_append(mpconn_value_item(b, 0), mpconn_value_none()), 0);
+    CHECK(!mpconn_value_equal(a, b));
+    mpconn_value_free(a);
+    mpconn_value_free(b);
+    /* Deep tuples as a dict key: hashing is iterative too. */
+    mpconn_value *t = mpconn_value_tuple();
+    for (int i = 0; i < 200000; i++) {
+        mpconn_value *n = mpconn_value_tuple();
+        mpconn_value_append(n, t);
+        t = n;
+    }
+    mpconn_value *d = mpconn_value_dict();
+    CHECK_INT(mpconn_value_dict_set(d, t, mpconn_value_none()), 0);
+    mpconn_value_free(d);
+}
+
+TEST(refcount_sharing)
+{
+    mpconn_value *s = mpconn_value_str("x");
+    mpconn_value *l = mpconn_value_list();
+    mpconn_value_append(l, mpconn_value_ref(s));
+    mpconn_value_append(l, mpconn_value_ref(s));
+    mpconn_value_free(s);
+    CHECK(mpconn_value_item(l, 0) == mpconn_value_item(l, 1));
+    mpconn_value_free(l);
+    /* None/True/False are shared and survive extra frees of references. */
+    mpconn_value *n = mpconn_value_none();
+    CHECK(n == mpconn_value_none());
+    mpconn_value_free(n);
+    CHECK(mpconn_value_type(mpconn_value_none()) == MPCONN_NONE);
+}
+
+TESTLIB_MAIN
