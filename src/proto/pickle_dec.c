@@ -440,8 +440,8 @@ static int push_py2_str(dec *d, const uint8_t *s, size_t n)
 /* STRING: a quoted repr with backslash escapes. */
 static int load_string(dec *d)
 {
-    const uint8_t *s;
-    size_t n;
+    const uint8_t *s = NULL;
+    size_t n = 0;
     int rc = read_line(d, &s, &n);
     if (rc < 0)
         return rc;
@@ -537,8 +537,8 @@ static int memo_get(dec *d, size_t idx)
 
 static int parse_index(dec *d, size_t *idx)
 {
-    const uint8_t *s;
-    size_t n;
+    const uint8_t *s = NULL;
+    size_t n = 0;
     int rc = read_line(d, &s, &n);
     if (rc < 0)
         return rc;
@@ -848,9 +848,9 @@ static int run(dec *d, mpconn_value **out)
         d->op_at = d->p;
         d->op = *d->p++;
         int rc = 0;
-        size_t at;
-        const uint8_t *s;
-        size_t n;
+        size_t at = 0;
+        const uint8_t *s = NULL;
+        size_t n = 0;
         switch (d->op) {
         case 0x80: /* PROTO */
             if (remaining(d) < 1)
@@ -1201,8 +1201,8 @@ static int run(dec *d, mpconn_value **out)
             break;
         case 0x63: /* GLOBAL */
         {
-            const uint8_t *mod, *name;
-            size_t mlen, nlen;
+            const uint8_t *mod = NULL, *name = NULL;
+            size_t mlen = 0, nlen = 0;
             if ((rc = read_line(d, &mod, &mlen)) < 0 || (rc = read_line(d, &name, &nlen)) < 0)
                 return rc;
             rc = lookup_global(d, (const char *)mod, mlen, (const char *)name, nlen);
@@ -1257,8 +1257,8 @@ static int run(dec *d, mpconn_value **out)
         case 0x97: /* NEXT_BUFFER */
         case 0x98: /* READONLY_BUFFER */
             if (d->op == 0x69 && read_line(d, &s, &n) == 0) {
-                const uint8_t *name;
-                size_t nlen;
+                const uint8_t *name = NULL;
+                size_t nlen = 0;
                 if (read_line(d, &name, &nlen) == 0)
                     return fail(d, MPCONN_EREFUSED, "refused INST %.*s.%.*s",
                                 (int)(n < 60 ? n : 60), (const char *)s,

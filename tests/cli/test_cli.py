@@ -1,0 +1,860 @@
+#!/usr/bin/env python3
+"""The mpconn command run as a user would, against CPython's multiprocessing.connection.
+
+Each `def case_NAME()` is its own CTest entry (`cli.test_cli.NAME`), run as
+`python3 test_cli.py NAME` from the build directory with MPCONN_BUILD and MPCONN_SOURCE
+set. Every subprocess has a timeout and every loop is bounded.
+"""
+import ast
+import base64
+import json
+import os
+import pickle
+import re
+import select
+import selectors
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from multiprocessing.connection import AuthenticationError, Client, Listener
+from multiprocessing.reduction import ForkingPickler
+
+BUILD = os.environ.get("MPCONN_BUILD", os.getcwd())
+SOURCE = os.environ.get("MPCONN_SOURCE", os.path.join(os.path.dirname(__file__), "..", ".."))
+MPCONN = os.path.join(BUILD, "mpconn")
+TIMEOUT = 10  # seconds for any one subprocess or wait
+KEY_ENV = "MPCONN_TEST_KEY"
+LEGACY_PYTHON = sys.version_info < (3, 12)  # answers every challenge with raw HMAC-MD5
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def run(*args, input=None, env=None, timeout=TIMEOUT):
+    """Runs mpconn to completion; returns the CompletedProcess (bytes)."""
+    return subprocess.run([MPCONN, *args], input=input, capture_output=True, timeout=timeout,
+                          env=env)
+
+
+def key_env(key="secret", **more):
+    env = dict(os.environ)
+    env[KEY_ENV] = key
+    env.update(more)
+    return env
+
+
+def py_address(addr):
+    """mpconn address text -> what multiprocessing.connection takes."""
+    if addr.startswith("@"):
+        return "\0" + addr[1:]
+    if addr.startswith("/"):
+        return addr
+    host, _, port = addr.rpartition(":")
+    return (host.strip("[]"), int(port))
+
+
+def mp_address(addr):
+    """multiprocessing address -> mpconn address text."""
+    if isinstance(addr, tuple):
+        return "%s:%d" % addr
+    return addr
+
+
+def check(cond, what, *context):
+    if not cond:
+        raise AssertionError(what + "".join("\n  " + repr(c) for c in context))
+
+
+def expect_fail(result, status, pattern):
+    """Asserts the exit status and a stderr line matching pattern (a regex)."""
+    err = result.stderr.decode(errors="replace")
+    check(result.returncode == status,
+          "exit status %d, expected %d" % (result.returncode, status), err)
+    check(re.search(pattern, err), "stderr does not match %r" % pattern, err)
+    check(err.startswith("mpconn"), "stderr does not start with 'mpconn'", err)
+
+
+def same(a, b):
+    """Equality that also compares types (1 != 1.0 != True) and -0.0 / nan."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return repr(a) == repr(b)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return len(a) == len(b) and all(
+            same(ka, kb) and same(va, vb) for (ka, va), (kb, vb) in zip(a.items(), b.items()))
+    return a == b
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Serve:
+    """A running `mpconn serve`, with its output collected without blocking."""
+
+    def __init__(self, *args, address=None, env=None):
+        argv = [MPCONN, "serve"] + ([address] if address is not None else []) + list(args)
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self.buf = {"out": b"", "err": b""}
+        self.sel = selectors.DefaultSelector()
+        for name, f in (("out", self.p.stdout), ("err", self.p.stderr)):
+            os.set_blocking(f.fileno(), False)
+            self.sel.register(f, selectors.EVENT_READ, name)
+        try:
+            m = self.wait_for("err", rb"listening on (\S+)\n")
+        except AssertionError:
+            self.kill()
+            raise
+        self.address = m.group(1).decode()
+        self.py = py_address(self.address)
+
+    def pump(self, timeout):
+        for key, _ in self.sel.select(timeout):
+            data = key.fileobj.read1(65536)
+            if data is None:  # nothing after all (non-blocking)
+                continue
+            if not data:
+                self.sel.unregister(key.fileobj)
+            else:
+                self.buf[key.data] += data
+
+    def wait_for(self, stream, pattern, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern, self.buf[stream])
+            if m:
+                return m
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.sel.get_map():
+                raise AssertionError("serve: no %r on std%s; out=%r err=%r rc=%r" % (
+                    pattern, stream, self.buf["out"], self.buf["err"], self.p.poll()))
+            self.pump(min(left, 0.2))
+
+    def lines(self, n, timeout=TIMEOUT):
+        """The first n lines of standard output, as text."""
+        self.wait_for("out", rb"(?:.*\n){%d}" % n, timeout)
+        return self.buf["out"].decode().split("\n")[:n]
+
+    def err(self):
+        return self.buf["err"].decode(errors="replace")
+
+    def wait(self, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while self.sel.get_map() and time.monotonic() < deadline:
+            self.pump(0.1)
+        return self.p.wait(timeout=max(0.1, deadline - time.monotonic()))
+
+    def stop(self, sig=signal.SIGTERM):
+        self.p.send_signal(sig)
+        return self.wait()
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(timeout=TIMEOUT)
+        self.sel.close()
+        for f in (self.p.stdout, self.p.stderr):
+            if not f.closed:
+                f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
+class PyListener:
+    """A CPython Listener in a thread that accepts one client and runs handler(conn)."""
+
+    def __init__(self, handler, address=None, family=None, authkey=None):
+        if address is None and family is None:
+            address = ("127.0.0.1", 0)
+        self.l = Listener(address, family=family, authkey=authkey)
+        self.l._listener._socket.settimeout(TIMEOUT)  # a bounded accept()
+        self.address = mp_address(self.l.address)
+        self.result = None
+        self.error = None
+        self.t = threading.Thread(target=self._run, args=(handler,), daemon=True)
+        self.t.start()
+
+    def _run(self, handler):
+        try:
+            with self.l.accept() as conn:
+                self.result = handler(conn)
+        except BaseException as e:  # reported by join()
+            self.error = e
+
+    def join(self):
+        self.t.join(TIMEOUT)
+        check(not self.t.is_alive(), "the Python listener did not finish")
+        self.l.close()
+        return self.result
+
+
+def recv_all(conn, limit=100):
+    """Receives objects until the peer closes."""
+    out = []
+    for _ in range(limit):
+        if not conn.poll(TIMEOUT):
+            raise AssertionError("no message from mpconn within %ss" % TIMEOUT)
+        try:
+            out.append(conn.recv_bytes())
+        except EOFError:
+            return out
+    return out
+
+
+# Literals as users write them, each checked against ast.literal_eval.
+LITERALS = [
+    "{'op': 'add', 'args': [1, 2.5]}",
+    "None", "True", "False", "0", "-7", "123456789012345678901234567890",
+    "-1", "0.1", "-0.0", "1e300", "'héllo \\n wörld 🐍'",
+    "b'\\x00\\xffbytes'", "(1,)", "()", "[]", "{}", "{1, 2, 3}",
+    "[(1, 'a'), {'k': [None, b'']}, {-1: 2.5}]", "'quote\\'s \"double\"'",
+]
+
+
+# ------------------------------------------------------------ top level
+
+
+def case_help():
+    r = run("--help")
+    check(r.returncode == 0 and b"mpconn serve" in r.stdout and b"mpconn send" in r.stdout
+          and b"mpconn bench" in r.stdout, "mpconn --help", r)
+    for cmd in ("serve", "send", "bench"):
+        r = run(cmd, "--help")
+        check(r.returncode == 0, cmd + " --help status", r)
+        check(r.stdout.startswith(b"usage: mpconn " + cmd.encode()), cmd + " --help text", r)
+        r = run(cmd, "-h")
+        check(r.returncode == 0 and r.stdout.startswith(b"usage:"), cmd + " -h", r)
+
+
+def case_version():
+    r = run("--version")
+    check(r.returncode == 0, "status", r)
+    with open(os.path.join(SOURCE, "CMakeLists.txt")) as f:
+        version = re.search(r"project\(mpconn VERSION (\S+)", f.read()).group(1)
+    check(r.stdout == ("mpconn %s\n" % version).encode(), "version text", r.stdout, version)
+
+
+def case_usage_errors():
+    cases = [
+        ([], r"usage: mpconn"),
+        (["frobnicate"], r"unknown command 'frobnicate'"),
+        (["--bogus"], r"unknown option '--bogus'"),
+        (["serve", "--bogus"], r"unknown option '--bogus'"),
+        (["send", "/tmp/x", "1", "--timeout"], r"'--timeout' needs an argument"),
+        (["send"], r"missing ADDRESS"),
+        (["send", "/tmp/x", "--authkey-env", "A", "--authkey-file", "/dev/null"],
+         r"--authkey-env and --authkey-file exclude each other"),
+        (["serve", "--authkey-env", "A", "--authkey-file", "/dev/null"], r"exclude each other"),
+        (["send", "/tmp/x", "--timeout", "abc"], r"--timeout: 'abc' is not a number"),
+        (["send", "/tmp/x", "--timeout", "-1"], r"--timeout"),
+        (["serve", "--count", "0"], r"--count: '0'"),
+        (["serve", "--count", "2x"], r"--count"),
+        (["serve", "--mode", "999"], r"--mode: '999' is not an octal mode"),
+        (["serve", "--max-message", "-1"], r"--max-message: '-1'"),
+        (["send", "/tmp/x", "--protocol", "9"], r"--protocol: '9'"),
+        (["send", "/tmp/x", "--bytes", "--protocol", "2"], r"--protocol"),
+        (["send", "/tmp/x", "--format", "xml"], r"--format: 'xml'"),
+        (["send", "/tmp/x", "--digest", "crc32"], r"--digest: 'crc32'"),
+        (["serve", "--echo=1"], r"takes no argument"),
+        (["serve", "/tmp/a", "/tmp/b"], r"unexpected argument '/tmp/b'"),
+        (["bench", "--kind", "bogus"], r"--kind: 'bogus'"),
+        (["bench", "--sizes", "1,x"], r"--sizes"),
+        (["bench", "--seconds", "0"], r"--seconds"),
+    ]
+    for argv, pattern in cases:
+        r = run(*argv)
+        expect_fail(r, 2, pattern)
+        check(r.stdout == b"", "usage error printed on stdout", argv, r.stdout)
+
+
+# ------------------------------------------------------------------- send
+
+
+def case_send_to_python_listener():
+    pl = PyListener(recv_all)
+    r = run("send", pl.address, *LITERALS)
+    check(r.returncode == 0, "send failed", r)
+    got = [pickle.loads(m) for m in pl.join()]
+    check(pl.error is None, "listener error", pl.error)
+    check(len(got) == len(LITERALS), "message count", got)
+    for text, obj in zip(LITERALS, got):
+        check(same(obj, ast.literal_eval(text)), "value differs", text, obj)
+
+
+def case_send_unix_authkey_env():
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "sock")
+        pl = PyListener(lambda c: c.recv(), address=path, family="AF_UNIX", authkey=b"s3cret")
+        r = run("send", path, "{'a': [1, 2]}", "--authkey-env", KEY_ENV, env=key_env("s3cret"))
+        check(r.returncode == 0, "send failed", r)
+        check(pl.join() == {"a": [1, 2]} and pl.error is None, "received", pl.result, pl.error)
+
+
+def case_send_authkey_file_exact_bytes():
+    with tempfile.TemporaryDirectory() as d:
+        keyfile = os.path.join(d, "key")
+        with open(keyfile, "wb") as f:
+            f.write(b"k\x00ey\n")  # a NUL and a newline: the key is the file, byte for byte
+        pl = PyListener(lambda c: c.recv(), authkey=b"k\x00ey\n")
+        r = run("send", pl.address, "42", "--authkey-file", keyfile)
+        check(r.returncode == 0, "send failed", r)
+        check(pl.join() == 42 and pl.error is None, "received", pl.result, pl.error)
+        # The same key without its newline is a different key.
+        with open(keyfile, "wb") as f:
+            f.write(b"k\x00ey")
+        pl = PyListener(lambda c: c.recv(), authkey=b"k\x00ey\n")
+        r = run("send", pl.address, "42", "--authkey-file", keyfile)
+        pl.join()
+        expect_fail(r, 1, r"authentication")
+        check(isinstance(pl.error, AuthenticationError), "listener error", pl.error)
+
+
+def case_send_authkey_missing():
+    env = dict(os.environ)
+    env.pop(KEY_ENV, None)
+    r = run("send", "/nonexistent/x", "1", "--authkey-env", KEY_ENV, env=env)
+    expect_fail(r, 1, r"environment variable %s is not set" % KEY_ENV)
+    r = run("send", "/nonexistent/x", "1", "--authkey-file", "/nonexistent/key")
+    expect_fail(r, 1, r"cannot read /nonexistent/key")
+    r = run("serve", "--authkey-file", "/dev/null")
+    expect_fail(r, 1, r"/dev/null is empty")
+
+
+def case_send_wrong_key():
+    pl = PyListener(lambda c: c.recv(), authkey=b"right")
+    r = run("send", pl.address, "1", "--authkey-env", KEY_ENV, env=key_env("wrong"))
+    pl.join()
+    expect_fail(r, 1, r"authentication with %s failed" % re.escape(pl.address))
+    check(isinstance(pl.error, AuthenticationError), "listener error", pl.error)
+
+
+def case_send_protocol():
+    for proto in (2, 3, 4, 5):
+        pl = PyListener(lambda c: c.recv_bytes())
+        r = run("send", pl.address, "[1, 'two', (3.0,)]", "--protocol", str(proto))
+        check(r.returncode == 0, "send failed", r)
+        data = pl.join()
+        check(data[:2] == bytes([0x80, proto]), "protocol byte", proto, data)
+        check(pickle.loads(data) == [1, "two", (3.0,)], "value", data)
+
+
+def case_send_bytes():
+    pl = PyListener(recv_all)
+    r = run("send", "--bytes", pl.address, "héllo", "", "{'not': 'parsed'}")
+    check(r.returncode == 0, "send failed", r)
+    got = pl.join()
+    check(got == ["héllo".encode(), b"", b"{'not': 'parsed'}"], "bytes received", got)
+    # '-' with --bytes: every line is a message, empty ones included.
+    pl = PyListener(recv_all)
+    r = run("send", "--bytes", pl.address, "-", input=b"one\n\nthree\n")
+    check(r.returncode == 0, "send failed", r)
+    got = pl.join()
+    check(got == [b"one", b"", b"three"], "stdin bytes received", got)
+
+
+def case_send_stdin():
+    lines = ["{'x': 1}", "", "  [1, 2]", "'last'"]
+    pl = PyListener(recv_all)
+    r = run("send", pl.address, "0", "-", "99", input="\n".join(lines).encode())
+    check(r.returncode == 0, "send failed", r)
+    got = [pickle.loads(m) for m in pl.join()]
+    check(got == [0, {"x": 1}, [1, 2], "last", 99], "received in order", got)
+
+
+def case_send_bad_literal():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    addr = "127.0.0.1:%d" % srv.getsockname()[1]
+    try:
+        r = run("send", addr, "1", "{'a': }", "3")
+        expect_fail(r, 2, r"bad literal in VALUE 2: .*column \d+")
+        r = run("send", addr, "-", input=b"1\n[2,\n3\n")
+        expect_fail(r, 2, r"standard input line 2: .*column \d+")
+        # Nothing was sent: nobody even connected.
+        ready, _, _ = select.select([srv], [], [], 0.3)
+        check(not ready, "mpconn connected although a literal was bad")
+    finally:
+        srv.close()
+
+
+def case_send_connection_refused():
+    port = free_port()
+    r = run("send", "127.0.0.1:%d" % port, "1")
+    expect_fail(r, 1, r"^mpconn: cannot connect to 127\.0\.0\.1:%d: Connection refused\n$" % port)
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "nobody")
+        r = run("send", path, "1")
+        expect_fail(r, 1, r"cannot connect to %s: No such file or directory" % re.escape(path))
+    r = run("send", "not an address", "1")
+    expect_fail(r, 1, r"not an address")
+
+
+def case_send_handshake_timeout():
+    # A listener that accepts and never sends its challenge.
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    addr = "127.0.0.1:%d" % srv.getsockname()[1]
+    try:
+        t0 = time.monotonic()
+        r = run("send", addr, "1", "--authkey-env", KEY_ENV, "--timeout", "0.5", env=key_env())
+        expect_fail(r, 1, r"handshake with %s timed out" % re.escape(addr))
+        check(time.monotonic() - t0 < 5, "the timeout was not applied")
+    finally:
+        srv.close()
+
+
+def case_send_reply_timeout():
+    done = threading.Event()
+    pl = PyListener(lambda c: (c.recv(), done.wait(TIMEOUT)))
+    r = run("send", pl.address, "1", "--reply", "--timeout", "0.5")
+    done.set()
+    pl.join()
+    expect_fail(r, 1, r"no reply from %s within 0\.5 seconds" % re.escape(pl.address))
+
+
+def case_send_reply_peer_closed():
+    pl = PyListener(lambda c: c.recv())
+    r = run("send", pl.address, "1", "--reply")
+    pl.join()
+    expect_fail(r, 1, r"%s closed the connection without replying" % re.escape(pl.address))
+
+
+def case_send_reply_formats():
+    with Serve("--echo", "-q") as s:
+        r = run("send", "--reply", s.address, *LITERALS)
+        check(r.returncode == 0, "send --reply failed", r)
+        lines = r.stdout.decode().splitlines()
+        check(lines == [repr(ast.literal_eval(t)) for t in LITERALS], "repr replies", lines)
+        r = run("send", "--reply", "--format", "json", s.address, "{'a': [1, 2.5, None]}",
+                "(True, 'é')")
+        check(r.stdout.decode().splitlines() == [json.dumps({"a": [1, 2.5, None]}),
+                                                 json.dumps([True, "é"])], "json replies", r)
+        r = run("send", "--reply", "--format", "hex", "--protocol", "2", s.address, "[1]")
+        check(r.stdout.decode().strip() == pickle.dumps([1], protocol=2).hex(), "hex reply", r)
+        r = run("send", "--reply", "--bytes", s.address, "raw")
+        check(r.stdout == b"b'raw'\n", "bytes reply", r)
+
+
+def case_send_no_legacy_md5():
+    # An mpconn listener sending the legacy 20-byte challenge wants an MD5 answer.
+    with Serve("--digest", "legacy", "--authkey-env", KEY_ENV, "-q", env=key_env()) as s:
+        r = run("send", s.address, "1", "--authkey-env", KEY_ENV, env=key_env())
+        check(r.returncode == 0, "legacy handshake with MD5 allowed", r)
+        r = run("send", s.address, "1", "--authkey-env", KEY_ENV, "--no-legacy-md5",
+                env=key_env())
+        expect_fail(r, 1, r"authentication with .* failed")
+        s.wait_for("err", rb"authentication of .* failed")
+    if LEGACY_PYTHON:
+        pl = PyListener(lambda c: c.recv(), authkey=b"secret")
+        r = run("send", pl.address, "1", "--authkey-env", KEY_ENV, "--no-legacy-md5",
+                env=key_env())
+        pl.join()
+        expect_fail(r, 1, r"authentication with .* failed")
+
+
+def case_send_no_key_to_auth_server():
+    with Serve("-q", "--authkey-env", KEY_ENV, env=key_env()) as s:
+        r = run("send", "--reply", s.address, "1")
+        expect_fail(r, 1, r"sent an authentication challenge but this side has no authkey")
+        s.wait_for("err", rb"authentication of .* failed")
+        check(s.p.poll() is None, "the server stopped")
+
+
+def case_send_nothing():
+    # No VALUE: connect, authenticate, close; a way to check a listener is there.
+    pl = PyListener(recv_all, authkey=b"secret")
+    r = run("send", pl.address, "--authkey-env", KEY_ENV, env=key_env())
+    check(r.returncode == 0 and r.stdout == b"", "send without values", r)
+    check(pl.join() == [] and pl.error is None, "received", pl.result, pl.error)
+
+
+def case_send_digests():
+    for digest in ("sha256", "sha384", "sha3_256", "sha3_384", "md5", "legacy"):
+        with Serve("--echo", "-q", "--authkey-env", KEY_ENV, "--digest", digest,
+                   env=key_env()) as s:
+            r = run("send", "--reply", "--digest", digest, "--authkey-env", KEY_ENV, s.address,
+                    "'%s'" % digest, env=key_env())
+            check(r.returncode == 0 and r.stdout == b"'%s'\n" % digest.encode(), digest, r)
+
+
+# ------------------------------------------------------------------ serve
+
+
+# Objects a Python client sends; serve must print exactly repr() of each.
+PY_VALUES = [
+    {"op": "add", "args": [1, 2.5]}, None, True, False, 0, -1, 2 ** 100, -(2 ** 64),
+    0.1, -0.0, 1e16, 1.5e-300, float("inf"), float("-inf"), float("nan"),
+    "", "héllo\n\t'\"\\ \x00 \x7f \u200b 🐍", b"", b"\x00\xff'\"", bytearray(b"ba"),
+    [], (), (1,), {}, {1: "a", (2, 3): [4], None: b"x", 2.5: True},
+    {3, 1, 2}, frozenset({"a"}), set(), frozenset(), [[[[[]]]]],
+]
+
+
+def case_serve_repr_of_python_values():
+    with Serve() as s:
+        with Client(s.py) as c:
+            for v in PY_VALUES:
+                c.send(v)
+        lines = s.lines(len(PY_VALUES))
+        for v, line in zip(PY_VALUES, lines):
+            check(line == repr(v), "repr differs", v, line)
+
+
+def case_serve_non_pickle_as_bytes():
+    import datetime
+    import decimal
+    data = [b"hello", b"\x00\x01\xfe\xff", b"", b"line\nbreak", "é".encode()]
+    with Serve() as s:
+        with Client(s.py) as c:
+            for d in data:
+                c.send_bytes(d)
+            # Pickles of what mpconn will not decode show as the pickle's bytes.
+            for obj in (datetime.date(2024, 1, 2), decimal.Decimal("1.5")):
+                c.send(obj)
+        lines = s.lines(len(data) + 2)
+        expected = [repr(d) for d in data] + [
+            repr(bytes(ForkingPickler.dumps(o))) for o in
+            (datetime.date(2024, 1, 2), decimal.Decimal("1.5"))]
+        check(lines == expected, "bytes lines", lines, expected)
+
+
+def case_serve_format_json():
+    objs = [{"a": [1, 2.5, None, True]}, "é\n", [1, (2, 3)], 10 ** 30]
+    with Serve("--format", "json") as s:
+        with Client(s.py) as c:
+            for o in objs:
+                c.send(o)
+            c.send_bytes(b"\x00raw")
+        lines = s.lines(len(objs) + 1)
+        check(lines[:-1] == [json.dumps(o) for o in objs], "json lines", lines)
+        check(json.loads(lines[-1]) == {"$bytes": base64.b64encode(b"\x00raw").decode()},
+              "json of a non-pickle message", lines[-1])
+
+
+def case_serve_format_hex():
+    with Serve("--format", "hex") as s:
+        with Client(s.py) as c:
+            c.send_bytes(b"\x00\x01abc")
+            c.send({"k": 1})
+            c.send_bytes(b"")
+        lines = s.lines(3)
+        check(lines == ["0001616263", bytes(ForkingPickler.dumps({"k": 1})).hex(), ""],
+              "hex lines", lines)
+
+
+def echo_round(address, authkey=None, big=True):
+    """A Python client has objects and bytes echoed, unchanged."""
+    with Client(address, authkey=authkey) as c:
+        for v in PY_VALUES[:-3] + ([{"x": list(range(1000))}] if big else []):
+            c.send(v)
+            back = c.recv()
+            check(same(back, v) or (v != v and back != back), "echo of object", v, back)
+        for data in (b"", b"raw \x00 bytes") + ((os.urandom(1 << 20),) if big else ()):
+            c.send_bytes(data)
+            check(c.recv_bytes() == data, "echo of bytes", len(data))
+
+
+def case_serve_echo():
+    with Serve("--echo", "-q") as s:
+        echo_round(s.py)
+        s.stop()
+        check(s.p.returncode == 0, "exit status", s.err())
+
+
+def case_serve_echo_authkey():
+    with tempfile.TemporaryDirectory() as d:
+        keyfile = os.path.join(d, "key")
+        with open(keyfile, "wb") as f:
+            f.write(b"file key")
+        with Serve("--echo", "-q", "--authkey-file", keyfile) as s:
+            echo_round(s.py, authkey=b"file key")
+        with Serve("--echo", "-q", "--authkey-env", KEY_ENV, env=key_env("env key")) as s:
+            echo_round(s.py, authkey=b"env key")
+            # mpconn on both ends.
+            r = run("send", "--reply", "--authkey-env", KEY_ENV, s.address, "[1, 2]",
+                    env=key_env("env key"))
+            check(r.returncode == 0 and r.stdout == b"[1, 2]\n", "mpconn send --reply", r)
+
+
+def case_serve_wrong_key_keeps_serving():
+    with Serve("--echo", "-q", "--authkey-env", KEY_ENV, env=key_env("right")) as s:
+        try:
+            Client(s.py, authkey=b"wrong")
+            raise AssertionError("a wrong key was accepted")
+        except AuthenticationError:
+            pass
+        s.wait_for("err", rb"mpconn: authentication of .* failed")
+        r = run("send", s.address, "1", "--authkey-env", KEY_ENV, env=key_env("wrong too"))
+        expect_fail(r, 1, r"authentication with .* failed")
+        echo_round(s.py, authkey=b"right")
+        check(s.p.poll() is None, "the server stopped")
+
+
+def case_serve_no_legacy_md5():
+    with Serve("--echo", "-q", "--authkey-env", KEY_ENV, "--no-legacy-md5", env=key_env()) as s:
+        r = run("send", "--reply", s.address, "7", "--authkey-env", KEY_ENV, env=key_env())
+        check(r.returncode == 0 and r.stdout == b"7\n", "sha256 client", r)
+        if LEGACY_PYTHON:
+            try:
+                Client(s.py, authkey=b"secret")
+                raise AssertionError("a legacy MD5 answer was accepted")
+            except AuthenticationError:
+                pass
+            s.wait_for("err", rb"authentication of .* failed")
+        else:
+            echo_round(s.py, authkey=b"secret")
+        check(s.p.poll() is None, "the server stopped")
+
+
+def case_serve_count():
+    with Serve("--count", "2") as s:
+        for i in range(2):
+            with Client(s.py) as c:
+                c.send(i)
+        check(s.wait() == 0, "exit status after --count", s.err())
+        check(s.buf["out"] == b"0\n1\n", "output", s.buf["out"])
+
+
+def signal_case(sig):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "sock")
+        with Serve(address=path) as s:
+            check(s.address == path, "address printed", s.address)
+            check(stat.S_ISSOCK(os.stat(path).st_mode), "no socket file")
+            with Client(path) as c:  # a client still connected
+                c.send("hi")
+                s.lines(1)
+                check(s.stop(sig) == 0, "exit status", s.err())
+            check(not os.path.exists(path), "socket file left behind")
+    # The temporary socket of an address-less serve goes too.
+    with Serve() as s:
+        check(os.path.exists(s.address), "temporary socket", s.address)
+        check(s.stop(sig) == 0, "exit status", s.err())
+        check(not os.path.exists(s.address), "temporary socket left behind")
+
+
+def case_serve_sigint():
+    signal_case(signal.SIGINT)
+
+
+def case_serve_sigterm():
+    signal_case(signal.SIGTERM)
+
+
+def case_serve_port0():
+    with Serve(address="127.0.0.1:0") as s:
+        m = re.fullmatch(r"127\.0\.0\.1:(\d+)", s.address)
+        check(m and int(m.group(1)) != 0, "real port printed", s.address)
+        with Client(("127.0.0.1", int(m.group(1)))) as c:
+            c.send("port")
+        check(s.lines(1) == ["'port'"], "message", s.buf)
+
+
+def case_serve_ipv6():
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        print("no IPv6 loopback; skipped")
+        return
+    with Serve("--echo", "-q", address="[::1]:0") as s:
+        check(re.fullmatch(r"\[::1\]:\d+", s.address), "v6 address", s.address)
+        r = run("send", "--reply", s.address, "'v6'")
+        check(r.stdout == b"'v6'\n", "v6 echo", r)
+
+
+def case_serve_abstract():
+    if not sys.platform.startswith("linux"):
+        return
+    name = "@mpconn-cli-test-%d" % os.getpid()
+    with Serve("--echo", "-q", address=name) as s:
+        check(s.address == name, "abstract address", s.address)
+        with Client("\0" + name[1:]) as c:
+            c.send(1)
+            check(c.recv() == 1, "abstract echo")
+
+
+def case_serve_mode():
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "sock")
+        with Serve("--mode", "600", address=path):
+            check(stat.S_IMODE(os.stat(path).st_mode) == 0o600, "mode",
+                  oct(os.stat(path).st_mode))
+
+
+def case_serve_max_message():
+    with Serve("--echo", "-q", "--max-message", "100") as s:
+        with Client(s.py) as c:
+            c.send_bytes(b"x" * 100)
+            check(c.recv_bytes() == b"x" * 100, "a message at the limit")
+            c.send_bytes(b"x" * 101)
+            try:
+                c.recv_bytes()
+                raise AssertionError("a message over the limit was echoed")
+            except (EOFError, ConnectionResetError):
+                pass
+        s.wait_for("err", rb"bad message length: 101 bytes")
+        echo_round(s.py, big=False)  # still serving
+    # The default limit is 64 MiB: a header claiming more is refused at once.
+    with Serve("-q") as s:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.settimeout(TIMEOUT)
+        sock.connect(s.address)
+        sock.sendall((64 * 1024 * 1024 + 1).to_bytes(4, "big"))
+        s.wait_for("err", rb"bad message length: 67108865 bytes")
+        check(sock.recv(1) == b"", "connection not closed")
+        sock.close()
+
+
+def case_serve_concurrent():
+    with Serve("--echo", "-q") as s:
+        # A client stuck in the middle of a message blocks nobody.
+        stuck = socket.socket(socket.AF_UNIX)
+        stuck.settimeout(TIMEOUT)
+        stuck.connect(s.address)
+        stuck.sendall(b"\x00\x00\x00\x10abc")
+        clients = [Client(s.py) for _ in range(5)]
+        for i, c in enumerate(clients):
+            c.send(("hello", i))
+        for i, c in reversed(list(enumerate(clients))):
+            check(c.recv() == ("hello", i), "reply to client %d" % i)
+        # The stuck one finishes its message and gets it back.
+        stuck.sendall(b"d" * 13)
+        data = b""
+        for _ in range(100):
+            if len(data) >= 20:
+                break
+            chunk = stuck.recv(64)
+            if not chunk:
+                break
+            data += chunk
+        check(data == b"\x00\x00\x00\x10abc" + b"d" * 13, "the split message", data)
+        for c in clients:
+            c.close()
+        stuck.close()
+
+
+def case_serve_broken_client():
+    with Serve("--echo", "-q") as s:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.settimeout(TIMEOUT)
+        sock.connect(s.address)
+        sock.sendall(b"\x00\x00\x00\x0aabc")  # 10 announced, 3 sent, then gone
+        sock.close()
+        s.wait_for("err", rb"mpconn: .*end of file")
+        echo_round(s.py)
+
+
+def case_serve_idle_timeout():
+    with Serve("--echo", "-q", "--timeout", "0.5") as s:
+        with Client(s.py) as c:
+            c.send(1)
+            check(c.recv() == 1, "echo before the timeout")
+            t0 = time.monotonic()
+            check(c.poll(TIMEOUT), "the server did not close an idle client")
+            try:
+                c.recv()
+                raise AssertionError("message from the server")
+            except EOFError:
+                pass
+            check(time.monotonic() - t0 < 5, "closed too late")
+        s.wait_for("err", rb"no message for 0\.5 seconds")
+        echo_round(s.py)
+
+
+def case_serve_address_errors():
+    r = run("serve", "/nonexistent-dir/sock")
+    expect_fail(r, 1, r"cannot bind /nonexistent-dir/sock")
+    with Serve(address="127.0.0.1:0") as s:
+        r = run("serve", s.address)
+        expect_fail(r, 1, r"cannot bind %s" % re.escape(s.address))
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "sock")
+            with Serve(address=path):
+                r = run("serve", path)
+                expect_fail(r, 1, r"address in use")
+    r = run("serve", "127.0.0.1:99999")
+    expect_fail(r, 1, r"out of range")
+
+
+def case_serve_stdout_closed():
+    # A reader that goes away is an error (exit 1), and the socket file still goes.
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "sock")
+        with Serve(address=path) as s:
+            s.sel.unregister(s.p.stdout)
+            s.p.stdout.close()
+            with Client(path) as c:
+                c.send("nobody reads this")
+            check(s.wait() == 1, "exit status", s.err())
+            check("cannot write to standard output" in s.err(), "message", s.err())
+            check(not os.path.exists(path), "socket file left behind")
+
+
+def case_serve_verbose():
+    with Serve("-v") as s:
+        with Client(s.py) as c:
+            c.send(1)
+        s.wait_for("err", rb"connection from ")
+        s.wait_for("err", rb"closed the connection")
+
+
+# ------------------------------------------------------------------ bench
+
+
+def case_bench():
+    r = run("bench", "--seconds", "0.05", "--sizes", "64,1k", "--kind",
+            "rtt,throughput,handshake", timeout=60)
+    check(r.returncode == 0, "bench failed", r)
+    rows = [l.split() for l in r.stdout.decode().splitlines()]
+    check(rows[0] == ["kind", "transport", "size", "messages/s", "MB/s"], "header", rows[0])
+    kinds = {(row[0], row[1]) for row in rows[1:]}
+    check(kinds == {(k, t) for k in ("rtt", "throughput", "handshake")
+                    for t in ("socketpair", "unix", "tcp")} - {("handshake", "socketpair")},
+          "rows", rows)
+    check(all(float(row[3]) > 0 for row in rows[1:]), "rates", rows)
+
+
+# ------------------------------------------------------------------- demo
+
+
+def case_demo():
+    script = os.path.join(SOURCE, "examples", "demo_cli.sh")
+    r = subprocess.run(["sh", script, BUILD], capture_output=True, timeout=60)
+    check(r.returncode == 0, "demo failed", r.stdout.decode(), r.stderr.decode())
+
+
+def main():
+    names = sorted(n[5:] for n in globals() if n.startswith("case_"))
+    if len(sys.argv) != 2 or sys.argv[1] not in names:
+        print("usage: test_cli.py CASE\ncases: " + " ".join(names), file=sys.stderr)
+        return 2
+    if not os.access(MPCONN, os.X_OK):
+        print("no mpconn binary at " + MPCONN, file=sys.stderr)
+        return 1
+    globals()["case_" + sys.argv[1]]()
+    print("ok " + sys.argv[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,343 @@
+/* mpconn bench: a quick measurement of round trips, one-way throughput and
+ * authenticated handshakes over a socketpair, a Unix socket and TCP loopback.
+ * The peer runs in a forked child; the parent measures. The full comparison
+ * with a raw C baseline and CPython is bench/ (make bench). */
+#include "cli.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char bench_help[] =
+    "usage: mpconn bench [options]\n"
+    "\n"
+    "Measure the library over a socketpair, a Unix socket and TCP loopback, with the peer in\n"
+    "a child process, and print messages (or handshakes) per second and payload MB/s.\n"
+    "\n"
+    "options:\n"
+    "  --kind KIND            rtt (default): send, wait for the echo; throughput: send one\n"
+    "                         way as fast as possible; handshake: connect + authenticate;\n"
+    "                         a comma-separated list runs several\n"
+    "  --sizes LIST           message sizes in bytes, k/M suffixes allowed\n"
+    "                         (default 64,4k,64k,1M)\n"
+    "  --seconds S            duration of each measurement (default 1)\n"
+    "  --transport LIST       socketpair,unix,tcp (default: all three; handshake skips\n"
+    "                         socketpair, which has no handshake)\n"
+    "  --digest NAME          challenge digest of the handshake benchmark (default sha256)\n"
+    "  -h, --help             show this help\n"
+    "\n"
+    "MB/s counts payload bytes (10^6) carried one way per second.\n";
+
+enum { OPT_HELP = 1, OPT_KIND, OPT_SIZES, OPT_SECONDS, OPT_TRANSPORT, OPT_DIGEST };
+
+static const cli_optspec bench_specs[] = {
+    {"help", 'h', CLI_ARG_NONE, OPT_HELP},
+    {"kind", 0, CLI_ARG_REQUIRED, OPT_KIND},
+    {"sizes", 0, CLI_ARG_REQUIRED, OPT_SIZES},
+    {"seconds", 0, CLI_ARG_REQUIRED, OPT_SECONDS},
+    {"transport", 0, CLI_ARG_REQUIRED, OPT_TRANSPORT},
+    {"digest", 0, CLI_ARG_REQUIRED, OPT_DIGEST},
+    {NULL, 0, 0, 0},
+};
+
+/* The key of the handshake benchmark: it protects nothing. */
+static const char bench_key[] = "mpconn bench key";
+
+enum { KIND_RTT = 1, KIND_THROUGHPUT = 2, KIND_HANDSHAKE = 4 };
+enum { T_SOCKETPAIR = 1, T_UNIX = 2, T_TCP = 4 };
+static const char *const kind_names[] = {"rtt", "throughput", "handshake"};
+static const char *const transport_names[] = {"socketpair", "unix", "tcp"};
+
+#define MAX_SIZES 32
+#define MAX_SIZE ((uint64_t)1 << 30)
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* "rtt,handshake" against names[] -> bit mask; 0 on an unknown name. */
+static int parse_names(const char *list, const char *const *names, int nnames)
+{
+    int mask = 0;
+    const char *p = list;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        int found = 0;
+        for (int i = 0; i < nnames; i++)
+            if (strlen(names[i]) == n && strncmp(names[i], p, n) == 0) {
+                mask |= 1 << i;
+                found = 1;
+            }
+        if (!found)
+            return 0;
+        if (!p[n])
+            return mask;
+        p += n + 1;
+    }
+}
+
+static int parse_sizes(const char *list, uint64_t *sizes, size_t *n)
+{
+    *n = 0;
+    const char *p = list;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        char tmp[32];
+        if (len == 0 || len >= sizeof tmp || *n == MAX_SIZES)
+            return -1;
+        memcpy(tmp, p, len);
+        tmp[len] = 0;
+        uint64_t mul = 1;
+        if (tmp[len - 1] == 'k' || tmp[len - 1] == 'K')
+            mul = 1024;
+        else if (tmp[len - 1] == 'm' || tmp[len - 1] == 'M')
+            mul = 1024 * 1024;
+        if (mul > 1)
+            tmp[len - 1] = 0;
+        uint64_t v;
+        if (cli_parse_u64(tmp, &v) < 0 || v > MAX_SIZE / mul)
+            return -1;
+        sizes[(*n)++] = v * mul;
+        if (!p[len])
+            return 0;
+        p += len + 1;
+    }
+}
+
+/* ------------------------------------------------------------ the peer */
+
+typedef struct peer {
+    int kind;
+    size_t size;
+    char address[200];
+    const mpconn_opts *opts;
+} peer;
+
+/* Runs in the child: echo (rtt), count and acknowledge (throughput) or
+ * connect again and again (handshake), until the parent goes away. */
+static void run_peer(const peer *pr, mpconn_conn *c)
+{
+    if (pr->kind == KIND_HANDSHAKE) {
+        for (;;) {
+            if (mpconn_client(&c, pr->address, pr->opts, NULL, 0) < 0)
+                return;
+            mpconn_conn_free(c);
+        }
+    }
+    for (;;) {
+        void *buf;
+        size_t len;
+        if (mpconn_conn_recv_bytes(c, &buf, &len, 0) < 0)
+            return;
+        int r = 0;
+        if (pr->kind == KIND_RTT)
+            r = mpconn_conn_send_bytes(c, buf, len);
+        else if (len != pr->size) /* the end marker of a throughput run */
+            r = mpconn_conn_send_bytes(c, "", 0);
+        free(buf);
+        if (r < 0)
+            return;
+    }
+}
+
+/* Forks the peer; *mine is the parent's connected end (NULL for handshake,
+ * where the parent keeps *l and accepts). Returns the child's pid or -1. */
+static pid_t start(int kind, int transport, size_t size, const mpconn_opts *opts,
+                   mpconn_conn **mine, mpconn_listener **l)
+{
+    peer pr = {kind, size, "", opts};
+    mpconn_conn *a = NULL, *b = NULL;
+    char errmsg[256] = "";
+    int r;
+    *mine = NULL;
+    *l = NULL;
+    if (transport == T_SOCKETPAIR) {
+        if ((r = mpconn_pipe(&a, &b, 1, NULL)) < 0) {
+            cli_error("bench: socketpair: %s", mpconn_strerror(r));
+            return -1;
+        }
+    } else {
+        r = mpconn_listener_open(l, transport == T_UNIX ? NULL : "127.0.0.1:0", opts, errmsg,
+                                 sizeof errmsg);
+        if (r < 0) {
+            cli_error("bench: %s", errmsg);
+            return -1;
+        }
+        snprintf(pr.address, sizeof pr.address, "%s", mpconn_listener_address(*l));
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        cli_error("bench: fork: %s", strerror(errno));
+        mpconn_conn_free(a);
+        mpconn_conn_free(b);
+        mpconn_listener_free(*l);
+        *l = NULL;
+        return -1;
+    }
+    if (pid == 0) {
+        /* The child never frees the listener: that would remove the
+         * parent's socket file. */
+        mpconn_conn_free(a);
+        if (transport != T_SOCKETPAIR && kind != KIND_HANDSHAKE &&
+            mpconn_client(&b, pr.address, opts, NULL, 0) < 0)
+            _exit(1);
+        run_peer(&pr, b);
+        _exit(0);
+    }
+    mpconn_conn_free(b);
+    if (transport == T_SOCKETPAIR) {
+        *mine = a;
+    } else if (kind != KIND_HANDSHAKE) {
+        r = mpconn_listener_accept(*l, mine, 10.0);
+        if (r < 0)
+            cli_error("bench: %s", mpconn_listener_errmsg(*l));
+        mpconn_listener_free(*l);
+        *l = NULL;
+        if (r < 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            return -1;
+        }
+    }
+    return pid;
+}
+
+/* ----------------------------------------------------------- measuring */
+
+/* Runs one measurement; *count is messages (or handshakes), *secs the time. */
+static int measure(int kind, int transport, size_t size, double seconds, const mpconn_opts *opts,
+                   double *count, double *secs)
+{
+    mpconn_conn *c;
+    mpconn_listener *l;
+    pid_t pid = start(kind, transport, size, opts, &c, &l);
+    if (pid < 0)
+        return -1;
+    unsigned char *msg = calloc(size ? size : 1, 1);
+    int r = msg ? 0 : -ENOMEM;
+    double n = 0, t0 = now(), t = t0;
+    while (r == 0 && t - t0 < seconds) {
+        if (kind == KIND_HANDSHAKE) {
+            mpconn_conn *h;
+            if ((r = mpconn_listener_accept(l, &h, 10.0)) == 0)
+                mpconn_conn_free(h);
+        } else if ((r = mpconn_conn_send_bytes(c, msg, size)) == 0 && kind == KIND_RTT) {
+            void *buf;
+            size_t len;
+            if ((r = mpconn_conn_recv_bytes(c, &buf, &len, 0)) == 0)
+                free(buf);
+        }
+        if (r == 0)
+            n++;
+        t = now();
+    }
+    if (r == 0 && kind == KIND_THROUGHPUT) {
+        /* The time counts until the peer has taken every message. */
+        void *buf;
+        size_t len;
+        if ((r = mpconn_conn_send_bytes(c, msg, size ? 0 : 1)) == 0 &&
+            (r = mpconn_conn_recv_bytes(c, &buf, &len, 0)) == 0)
+            free(buf);
+        t = now();
+    }
+    if (r < 0)
+        cli_error("bench %s over %s: %s", kind_names[kind >> 1], transport_names[transport >> 1],
+                  l   ? mpconn_listener_errmsg(l)
+                  : c ? mpconn_conn_errmsg(c)
+                      : mpconn_strerror(r));
+    free(msg);
+    mpconn_conn_free(c);
+    mpconn_listener_free(l);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    *count = n;
+    *secs = t - t0;
+    return r < 0 ? -1 : 0;
+}
+
+int cli_bench(int argc, char **argv)
+{
+    cli_parser p = {"bench", argc, argv, 1, 0};
+    int kinds = KIND_RTT, transports = T_SOCKETPAIR | T_UNIX | T_TCP;
+    uint64_t sizes[MAX_SIZES] = {64, 4096, 65536, 1048576};
+    size_t nsizes = 4;
+    double seconds = 1;
+    const char *digest = NULL;
+    int id;
+    const char *arg;
+    while ((id = cli_next(&p, bench_specs, &arg)) != -1) {
+        switch (id) {
+        case -2: return CLI_USAGE;
+        case 0: return cli_usage_error("bench", "unexpected argument '%s'", arg);
+        case OPT_HELP: fputs(bench_help, stdout); return CLI_OK;
+        case OPT_KIND:
+            if (!(kinds = parse_names(arg, kind_names, 3)))
+                return cli_usage_error("bench", "--kind: '%s' is not rtt, throughput, handshake",
+                                       arg);
+            break;
+        case OPT_TRANSPORT:
+            if (!(transports = parse_names(arg, transport_names, 3)))
+                return cli_usage_error("bench", "--transport: '%s' is not socketpair, unix, tcp",
+                                       arg);
+            break;
+        case OPT_SIZES:
+            if (parse_sizes(arg, sizes, &nsizes) < 0)
+                return cli_usage_error("bench", "--sizes: '%s' is not a list of sizes", arg);
+            break;
+        case OPT_SECONDS:
+            if (cli_parse_double(arg, &seconds) < 0 || seconds <= 0 || seconds > 3600)
+                return cli_usage_error("bench", "--seconds: '%s' is not a duration in seconds",
+                                       arg);
+            break;
+        case OPT_DIGEST: digest = arg; break;
+        }
+    }
+    mpconn_opts *hs_opts;
+    if (mpconn_opts_new(&hs_opts) < 0) {
+        cli_error("out of memory");
+        return CLI_FAIL;
+    }
+    mpconn_opts_set_authkey(hs_opts, bench_key, sizeof bench_key - 1);
+    if (digest && mpconn_opts_set_digest(hs_opts, digest) < 0) {
+        mpconn_opts_free(hs_opts);
+        return cli_usage_error("bench", "--digest: '%s' is not a digest name", digest);
+    }
+    printf("%-11s %-11s %10s %14s %10s\n", "kind", "transport", "size", "messages/s", "MB/s");
+    int status = CLI_OK;
+    for (int k = KIND_RTT; k <= KIND_HANDSHAKE; k <<= 1) {
+        if (!(kinds & k))
+            continue;
+        for (int t = T_SOCKETPAIR; t <= T_TCP; t <<= 1) {
+            if (!(transports & t) || (k == KIND_HANDSHAKE && t == T_SOCKETPAIR))
+                continue;
+            size_t ns = k == KIND_HANDSHAKE ? 1 : nsizes;
+            for (size_t i = 0; i < ns; i++) {
+                double n, secs;
+                size_t size = k == KIND_HANDSHAKE ? 0 : (size_t)sizes[i];
+                if (measure(k, t, size, seconds, k == KIND_HANDSHAKE ? hs_opts : NULL, &n, &secs) <
+                    0) {
+                    status = CLI_FAIL;
+                    continue;
+                }
+                double rate = secs > 0 ? n / secs : 0;
+                if (k == KIND_HANDSHAKE)
+                    printf("%-11s %-11s %10s %14.1f %10s\n", kind_names[k >> 1],
+                           transport_names[t >> 1], "-", rate, "-");
+                else
+                    printf("%-11s %-11s %10zu %14.1f %10.2f\n", kind_names[k >> 1],
+                           transport_names[t >> 1], size, rate, rate * (double)size / 1e6);
+                fflush(stdout);
+            }
+        }
+    }
+    mpconn_opts_free(hs_opts);
+    return status;
+}
