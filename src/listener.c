@@ -414,6 +414,21 @@ static int harvest(mpconn_listener *l, mpconn_conn **out)
     return 0;
 }
 
+size_t mpci_listener_pending(const mpconn_listener *l, struct pollfd *out, size_t cap,
+                             double *wake, int *ready_now)
+{
+    for (size_t i = 0; i < l->npend; i++) {
+        const mpci_hs *hs = &l->pend[i]->hs;
+        if (hs->state != MPCI_AUTH_NEED_INPUT)
+            *ready_now = 1;
+        if (hs->deadline >= 0 && (*wake < 0 || hs->deadline < *wake))
+            *wake = hs->deadline;
+        if (i < cap)
+            out[i] = (struct pollfd){.fd = hs->fd, .events = mpci_hs_events(hs)};
+    }
+    return l->npend;
+}
+
 int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout)
 {
     if (l->fd < 0)

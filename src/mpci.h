@@ -187,6 +187,14 @@ const struct mpconn_opts *mpci_conn_opts(const mpconn_conn *c);
 /* This side has no authkey: treat a first #CHALLENGE# as MPCONN_ENOKEY. */
 void mpci_conn_set_check_first(mpconn_conn *c);
 
+/* For mpconn_wait: the fds of the listener's handshakes under way (up to
+ * cap written to out; the count is returned), the earliest handshake
+ * deadline folded into *wake (< 0: none), *ready_now set when a finished
+ * handshake waits to be accepted. */
+struct pollfd;
+size_t mpci_listener_pending(const mpconn_listener *l, struct pollfd *out, size_t cap,
+                             double *wake, int *ready_now);
+
 /* ------------------------------------------------------------ handshake */
 
 /* Drives one side's mpci_auth over a non-blocking fd: framing of handshake

@@ -62,14 +62,16 @@ static void repr_str(mpci_sbuf *b, const char *s, size_t len)
     mpci_sbuf_putc(b, q);
 }
 
-static void repr_bytes(mpci_sbuf *b, const unsigned char *p, size_t len)
+/* CPython's bytearray repr (3.11) escapes a single quote even inside
+ * double quotes; bytes does not. */
+static void repr_bytes(mpci_sbuf *b, const unsigned char *p, size_t len, int is_bytearray)
 {
     char q = pick_quote(p, len);
     mpci_sbuf_putc(b, 'b');
     mpci_sbuf_putc(b, q);
     for (size_t i = 0; i < len; i++) {
         unsigned c = p[i];
-        if (c == (unsigned)q || c == '\\') {
+        if (c == (unsigned)q || c == '\\' || (is_bytearray && c == '\'')) {
             mpci_sbuf_putc(b, '\\');
             mpci_sbuf_putc(b, (char)c);
         } else if (c == '\t') {
@@ -127,7 +129,7 @@ static int repr_scalar(mpci_sbuf *b, const mpconn_value *v, mpconn_type t)
             return rc;
         if (t == MPCONN_BYTEARRAY)
             mpci_sbuf_put(b, "bytearray(", 10);
-        repr_bytes(b, p, n);
+        repr_bytes(b, p, n, t == MPCONN_BYTEARRAY);
         if (t == MPCONN_BYTEARRAY)
             mpci_sbuf_putc(b, ')');
         return 0;

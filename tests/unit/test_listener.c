@@ -435,4 +435,36 @@ TEST(wait_on_listener)
     mpconn_listener_free(l);
 }
 
+TEST(wait_sees_handshakes_under_way)
+{
+    struct rejects rj = {0};
+    mpconn_listener *l = keyed_listener("k", &rj, 0);
+    mpconn_opts *co = opts_key("k", NULL);
+    struct client_job j = {.address = mpconn_listener_address(l), .opts = co};
+    pthread_t t;
+    pthread_create(&t, NULL, client_thread, &j);
+    mpconn_waitable w = {.listener = l, .fd = -1};
+    mpconn_conn *c = NULL;
+    double t0 = mpci_now();
+    /* An event loop: wait, then accept without blocking. Each wait must
+     * wake for the handshake's own traffic, not sleep out its timeout. */
+    for (int round = 0; round < 50 && !c; round++) {
+        CHECK_INT(mpconn_wait(&w, 1, 5), 1);
+        int r = mpconn_listener_accept(l, &c, 0);
+        CHECK(r == 0 || r == -ETIMEDOUT);
+    }
+    CHECK(c != NULL);
+    CHECK(mpci_now() - t0 < 3);
+    char *s;
+    CHECK_INT(mpconn_conn_recv_string(c, &s, 0), 0);
+    CHECK_STR(s, "ping");
+    free(s);
+    CHECK_INT(mpconn_conn_send_string(c, "pong"), 0);
+    pthread_join(t, NULL);
+    CHECK_INT(j.result, 0);
+    mpconn_conn_free(c);
+    mpconn_opts_free(co);
+    mpconn_listener_free(l);
+}
+
 TESTLIB_MAIN

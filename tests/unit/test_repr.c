@@ -159,7 +159,7 @@ TEST(bytes)
         check_repr(mpconn_value_bytes(cases[i].in, cases[i].len), cases[i].want);
     check_repr(mpconn_value_bytearray("abc", 3), "bytearray(b'abc')");
     check_repr(mpconn_value_bytearray("", 0), "bytearray(b'')");
-    check_repr(mpconn_value_bytearray("\xff'", 2), "bytearray(b\"\\xff'\")");
+    check_repr(mpconn_value_bytearray("\xff'", 2), "bytearray(b\"\\xff\\'\")");
 }
 
 /* Decimal of a big-endian magnitude by decimal-digit Horner steps: slow and
