@@ -12,14 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* While a handshake may be in progress inside the listener the loop wakes at
- * this period: mpconn_wait sees the listening socket only, not the peers the
- * listener is still authenticating. */
-#define HANDSHAKE_TICK 0.01
 /* A sender that does not read its echoes is dropped after this long (unless
  * --timeout says otherwise), so it cannot stall the other clients. */
 #define DEFAULT_ECHO_TIMEOUT 30.0
-#define DEFAULT_HANDSHAKE_TIMEOUT 20.0
 
 static const char serve_help[] =
     "usage: mpconn serve [ADDRESS] [options]\n"
@@ -84,12 +79,10 @@ typedef struct server {
     const mpconn_opts *opts;
     client *clients;
     size_t n, cap;
-    int echo, quiet, verbose, format, has_key;
+    int echo, quiet, verbose, format;
     double timeout;      /* idle limit per client; < 0 none */
-    double hs_timeout;   /* handshake limit */
     double echo_timeout; /* send limit of an echo */
     long count, served;
-    double hs_until; /* tick until then: handshakes may be pending */
 } server;
 
 static double now(void)
@@ -246,7 +239,8 @@ static int run(server *s, int wake_r)
         }
         items[0] = (mpconn_waitable){.fd = wake_r};
         items[1] = (mpconn_waitable){.listener = s->l, .fd = -1};
-        double t = now(), wait_s = s->hs_until > t ? HANDSHAKE_TICK : -1;
+        /* mpconn_wait also wakes for the listener's handshakes under way. */
+        double t = now(), wait_s = -1;
         for (size_t i = 0; i < s->n; i++) {
             items[2 + i] = (mpconn_waitable){.conn = s->clients[i].conn, .fd = -1};
             double d = s->clients[i].idle_deadline;
@@ -287,14 +281,9 @@ static int run(server *s, int wake_r)
         drop_done(s);
         if (s->count > 0 && s->served >= s->count)
             break;
-        int listener_ready = r > 0 && items[1].ready;
-        if (listener_ready || s->hs_until > t) {
-            if (accept_ready(s) < 0) {
-                status = CLI_FAIL;
-                break;
-            }
-            if (listener_ready && s->has_key)
-                s->hs_until = now() + s->hs_timeout + 1;
+        if (r > 0 && items[1].ready && accept_ready(s) < 0) {
+            status = CLI_FAIL;
+            break;
         }
     }
 out:
@@ -356,9 +345,7 @@ int cli_serve(int argc, char **argv)
         mpconn_opts_set_mode(opts, (unsigned)mode);
     s.opts = opts;
     s.format = common.format;
-    s.has_key = common.authkey_env || common.authkey_file;
     s.timeout = common.timeout;
-    s.hs_timeout = common.timeout >= 0 ? common.timeout : DEFAULT_HANDSHAKE_TIMEOUT;
     s.echo_timeout = common.timeout >= 0 ? common.timeout : DEFAULT_ECHO_TIMEOUT;
 
     int wake[2];
