@@ -437,6 +437,59 @@ static int push_py2_str(dec *d, const uint8_t *s, size_t n)
     return push_new(d, mpconn_value_strn((const char *)s, n), n);
 }
 
+/* FLOAT's text ("1.5", "-2e-07", "inf"). strtod reads the decimal point
+ * of the program's locale, so the point is taken out first: "1.5e-3" goes
+ * to strtod as "15e-4", which reads the same in every locale. */
+static int text_float(const uint8_t *s, size_t n, double *out)
+{
+    char buf[160];
+    size_t o = 0, i = 0, nfrac = 0, ndigits = 0;
+    int seen_point = 0;
+    if (n == 0 || n > 120)
+        return -1;
+    if (s[i] == '+' || s[i] == '-')
+        buf[o++] = (char)s[i++];
+    size_t digits_from = i;
+    for (; i < n && ((s[i] >= '0' && s[i] <= '9') || (s[i] == '.' && !seen_point)); i++) {
+        if (s[i] == '.') {
+            seen_point = 1;
+            continue;
+        }
+        buf[o++] = (char)s[i];
+        nfrac += seen_point;
+        ndigits++;
+    }
+    int special = i == digits_from;
+    if (special) { /* inf, nan and their spellings: no point involved */
+        for (; i < n && s[i] && strchr("infatyINFATY", s[i]); i++)
+            buf[o++] = (char)s[i];
+    } else if (ndigits == 0) {
+        return -1; /* a lone point */
+    }
+    long long exp = 0;
+    if (!special && i < n && (s[i] == 'e' || s[i] == 'E')) {
+        int neg = 0;
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            neg = s[i++] == '-';
+        if (i == n)
+            return -1;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            if (exp < 100000)
+                exp = exp * 10 + (s[i] - '0');
+        exp = neg ? -exp : exp;
+    }
+    if (i != n)
+        return -1;
+    if (special)
+        buf[o] = 0;
+    else
+        snprintf(buf + o, sizeof buf - o, "e%lld", exp - (long long)nfrac);
+    char *endp;
+    *out = strtod(buf, &endp);
+    return *endp ? -1 : 0;
+}
+
 /* STRING: a quoted repr with backslash escapes. */
 static int load_string(dec *d)
 {
@@ -977,17 +1030,8 @@ static int run(dec *d, mpconn_value **out)
         {
             if ((rc = read_line(d, &s, &n)) < 0)
                 return rc;
-            char buf[128];
-            if (n == 0 || n >= sizeof buf)
-                return fail(d, MPCONN_EPICKLE, "bad float text");
-            memcpy(buf, s, n);
-            buf[n] = 0;
-            for (size_t i = 0; i < n; i++)
-                if (!strchr("0123456789+-.eEinfatyINFATY", buf[i]))
-                    return fail(d, MPCONN_EPICKLE, "bad float text");
-            char *endp;
-            double x = strtod(buf, &endp);
-            if (*endp)
+            double x;
+            if (text_float(s, n, &x) < 0)
                 return fail(d, MPCONN_EPICKLE, "bad float text");
             rc = push_new(d, mpconn_value_float(x), 0);
             break;
