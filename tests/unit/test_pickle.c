@@ -5,7 +5,6 @@
 #include "proto/value_internal.h"
 
 #include <math.h>
-#include <time.h>
 
 /* A byte-string literal and its length (it may hold NULs). */
 #define PK(lit) lit, sizeof(lit) - 1
@@ -520,9 +519,8 @@ TEST(memo_bomb_costs_references)
     memcpy(pk + n, "e\x86.", 3);
     n += 3;
     CHECK(n <= cap);
-    clock_t t0 = clock();
+    /* 200,000 GETs of a 1000-item list: shared, not copied (the same pointer). */
     mpconn_value *v = decode_ok(pk, n);
-    CHECK((double)(clock() - t0) / CLOCKS_PER_SEC < 5.0);
     mpconn_value *outer = mpconn_value_item(v, 1);
     CHECK_INT(mpconn_value_len(outer), 200000);
     CHECK(mpconn_value_item(outer, 0) == mpconn_value_item(outer, 199999));
