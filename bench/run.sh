@@ -1,0 +1,185 @@
+#!/bin/sh
+# make bench: runs the C benchmarks (mpconn vs a raw C baseline) and the
+# CPython one, then prints one table of ratios against the targets and writes
+# it to BUILD/bench/results.md. Usage: sh bench/run.sh [BUILD]
+#
+# Environment: BENCH_REPS (8), BENCH_TIME (seconds per repetition, 0.2),
+# BENCH_ROUNDS (2: the C and CPython programs alternate, REPS split over them),
+# BENCH_CPU (the CPU every process is pinned to; default the last one;
+# "none" to let the scheduler place them), PYTHON (python3).
+set -u
+
+BUILD=${1:-build}
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=$BUILD/bench
+REPS=${BENCH_REPS:-8}
+SECS=${BENCH_TIME:-0.2}
+PYTHON=${PYTHON:-python3}
+
+for b in bench_conn bench_values; do
+    if [ ! -x "$BIN/$b" ]; then
+        echo "bench: $BIN/$b is missing; build first (make bench BUILD=$BUILD)" >&2
+        exit 1
+    fi
+done
+
+# Pinning everything to one CPU makes ping-pong numbers repeatable (no
+# cross-CPU wake-ups, no migrations) on a small shared machine.
+PIN=
+CPU=${BENCH_CPU:-}
+if [ "$CPU" != none ] && command -v taskset >/dev/null 2>&1; then
+    if [ -z "$CPU" ]; then
+        n=$(nproc 2>/dev/null || echo 1)
+        CPU=$((n - 1))
+    fi
+    PIN="taskset -c $CPU"
+else
+    CPU=none
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/mpconn-bench.XXXXXX") || exit 1
+trap 'rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
+OUT=$TMP/results.txt
+: >"$OUT"
+
+have_py=0
+if command -v "$PYTHON" >/dev/null 2>&1 && "$PYTHON" "$HERE/bench_py.py" --gen "$TMP"; then
+    have_py=1
+else
+    echo "bench: no CPython ($PYTHON): its column stays empty, and pickle needs it" >&2
+fi
+
+# The C and CPython programs run one after the other, so they would see
+# different background load; alternating them in rounds (each round a share
+# of the repetitions) spreads the load over both.
+ROUNDS=${BENCH_ROUNDS:-2}
+per=$(((REPS + ROUNDS - 1) / ROUNDS))
+start=$(date +%s)
+round=1
+while [ $round -le "$ROUNDS" ]; do
+    echo "bench: round $round/$ROUNDS: C connections (reps $per x ${SECS}s, cpu $CPU)..." >&2
+    $PIN "$BIN/bench_conn" --reps "$per" --time "$SECS" >>"$OUT" || echo "bench: bench_conn failed" >&2
+    if [ $have_py = 1 ]; then
+        echo "bench: round $round/$ROUNDS: C values..." >&2
+        $PIN "$BIN/bench_values" --reps "$per" --time "$SECS" --data "$TMP" >>"$OUT" ||
+            echo "bench: bench_values failed" >&2
+        echo "bench: round $round/$ROUNDS: CPython $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')..." >&2
+        $PIN "$PYTHON" "$HERE/bench_py.py" --reps "$per" --time "$SECS" >>"$OUT" ||
+            echo "bench: bench_py.py failed" >&2
+    fi
+    round=$((round + 1))
+done
+end=$(date +%s)
+
+# One row per line: result id | what | mpconn's implementation | the
+# reference of the target (raw, py, or mem for an upper bound) | target.
+cat >"$TMP/rows" <<'EOF'
+rtt_socketpair_1|round trip 1 B, socketpair|mpconn|raw|0.95
+rtt_socketpair_64|round trip 64 B, socketpair|mpconn|raw|0.95
+rtt_socketpair_4096|round trip 4 KiB, socketpair|mpconn|raw|0.95
+rtt_unix_1|round trip 1 B, Unix socket|mpconn|raw|0.95
+rtt_unix_64|round trip 64 B, Unix socket|mpconn|raw|0.95
+rtt_unix_4096|round trip 4 KiB, Unix socket|mpconn|raw|0.95
+rtt_tcp_1|round trip 1 B, TCP|mpconn|raw|0.95
+rtt_tcp_64|round trip 64 B, TCP|mpconn|raw|0.95
+rtt_tcp_4096|round trip 4 KiB, TCP|mpconn|raw|0.95
+rtt_socketpair_1|round trip 1 B, socketpair, recv_bytes (alloc)|mpconn_alloc|raw|0.95
+rtt_socketpair_64|round trip 64 B, socketpair, recv_bytes (alloc)|mpconn_alloc|raw|0.95
+rtt_socketpair_4096|round trip 4 KiB, socketpair, recv_bytes (alloc)|mpconn_alloc|raw|0.95
+rtt_unix_1|round trip 1 B, Unix socket, recv_bytes (alloc)|mpconn_alloc|raw|0.95
+rtt_unix_64|round trip 64 B, Unix socket, recv_bytes (alloc)|mpconn_alloc|raw|0.95
+rtt_unix_4096|round trip 4 KiB, Unix socket, recv_bytes (alloc)|mpconn_alloc|raw|0.95
+rtt_tcp_1|round trip 1 B, TCP, recv_bytes (alloc)|mpconn_alloc|raw|0.95
+rtt_tcp_64|round trip 64 B, TCP, recv_bytes (alloc)|mpconn_alloc|raw|0.95
+rtt_tcp_4096|round trip 4 KiB, TCP, recv_bytes (alloc)|mpconn_alloc|raw|0.95
+tput_socketpair_1MiB|one-way 1 MiB messages, socketpair, recv_bytes_into|mpconn|raw|0.90
+tput_socketpair_64MiB|one-way 64 MiB messages, socketpair, recv_bytes_into|mpconn|raw|0.90
+tput_unix_1MiB|one-way 1 MiB messages, Unix socket, recv_bytes_into|mpconn|raw|0.90
+tput_unix_64MiB|one-way 64 MiB messages, Unix socket, recv_bytes_into|mpconn|raw|0.90
+mem_recv_64MiB|peak RSS growth receiving 64 MiB with recv_bytes|mpconn|mem|68
+setup_unix|authenticated connect+close, Unix socket (sha256)|mpconn|py|3
+setup_unix|authenticated connect+close, Unix socket (legacy)|mpconn_legacy|py|3
+setup_tcp|authenticated connect+close, TCP (sha256)|mpconn|py|3
+setup_tcp|authenticated connect+close, TCP (legacy)|mpconn_legacy|py|3
+pickle_small_encode|pickle encode, small dict|mpconn|py|1.0
+pickle_small_decode|pickle decode, small dict|mpconn|py|1.0
+pickle_big_encode|pickle encode, ~1 MiB structure|mpconn|py|1.0
+pickle_big_decode|pickle decode, ~1 MiB structure|mpconn|py|1.0
+obj_rtt_socketpair|object round trip (send/recv small dict) vs raw 64 B, socketpair|mpconn|raw|0.85
+EOF
+
+awk -F'\t' -v reps="$((per * ROUNDS))" -v rounds="$ROUNDS" -v secs="$SECS" -v cpu="$CPU" '
+function num(x) {
+    if (x >= 100) return sprintf("%.0f", x)
+    if (x >= 10) return sprintf("%.1f", x)
+    return sprintf("%.2f", x)
+}
+function cell(id, impl) {
+    if (!((id, impl) in best)) return "n/a"
+    if (best[id, impl] == med[id, impl]) return num(best[id, impl])
+    return num(best[id, impl]) " (" num(med[id, impl]) ")"
+}
+function ratio(id, a, b) {
+    if (!((id, a) in best) || !((id, b) in best) || best[id, b] <= 0) return ""
+    return best[id, a] / best[id, b]
+}
+function fmt_ratio(r) { return r == "" ? "n/a" : sprintf("%.2f", r) }
+FILENAME == ARGV[1] {
+    # Several rounds: the best of the bests (the lowest for memory), the
+    # median of the medians.
+    if ($1 == "RESULT") {
+        k = $2 SUBSEP $3; unit[$2] = $6
+        low = $6 == "MiB"
+        if (!(k in best) || (low ? $4 < best[k] : $4 > best[k])) best[k] = $4
+        n = ++nmed[k]; meds[k, n] = $5
+        for (i = n; i > 1 && meds[k, i - 1] > meds[k, i]; i--) {
+            t = meds[k, i]; meds[k, i] = meds[k, i - 1]; meds[k, i - 1] = t
+        }
+        med[k] = n % 2 ? meds[k, (n + 1) / 2] : (meds[k, n / 2] + meds[k, n / 2 + 1]) / 2
+    }
+    else if ($1 == "MISSING") missing = missing "\n" $2
+    next
+}
+{
+    n = split($0, f, "|")
+    if (n < 5) next
+    id = f[1]; mp = f[3]; ref = f[4]; tgt = f[5]
+    rr = ratio(id, mp, "raw"); rp = ratio(id, mp, "py"); pr = ratio(id, "py", "raw")
+    if (ref == "mem") {
+        target = "<= " tgt " MiB"
+        have = ((id, mp) in best)
+        ok = have && best[id, mp] <= tgt
+    } else {
+        target = ">= " tgt "x " (ref == "py" ? "CPython" : "raw")
+        r = ref == "py" ? rp : rr
+        have = r != ""
+        ok = have && r >= tgt
+    }
+    verdict = have ? (ok ? "PASS" : "MISS") : "n/a"
+    if (have) { if (ok) npass++; else nmiss++ } else nna++
+    printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", f[2], unit[id] == "" ? "" : unit[id],
+        cell(id, "raw"), cell(id, mp), cell(id, "py"), fmt_ratio(rr), fmt_ratio(rp), fmt_ratio(pr),
+        target, verdict
+}
+BEGIN {
+    print "| What | Unit | raw C | mpconn | CPython | mpconn/raw | mpconn/CPython | CPython/raw | Target | Result |"
+    print "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+}
+END {
+    printf "\nBest of %d repetitions of %ss in %d rounds (median in parentheses); ratios from the best. ", reps, secs, rounds
+    printf "Rates: higher is better. All processes pinned to CPU %s. ", cpu
+    printf "%d PASS, %d MISS, %d n/a.\n", npass, nmiss, nna
+    if (missing != "") printf "Not measured:%s\n", missing
+}
+' "$OUT" "$TMP/rows" >"$TMP/table.md"
+
+{
+    cat "$TMP/table.md"
+    printf '\n%s; %s; %s; %s s.\n' "$(uname -srm)" \
+        "$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')" \
+        "$([ $have_py = 1 ] && "$PYTHON" -c 'import sys; print("CPython " + sys.version.split()[0])')" \
+        "$((end - start))"
+} >"$BIN/results.md"
+cat "$BIN/results.md"
+echo "bench: table written to $BIN/results.md" >&2
