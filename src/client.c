@@ -11,55 +11,57 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-/* TCP connects non-blocking under poll(). A Unix connect() either succeeds,
- * is refused at once, or waits for room in the backlog, which SO_SNDTIMEO
- * bounds. Either way the fd comes out non-blocking, for the handshake. */
-static int connect_fd(const mpci_addr *a, const char *address, double timeout, int *out,
-                      char *errmsg, size_t errlen)
+/* Without a timeout connect() simply blocks: one system call. With one,
+ * TCP connects non-blocking under poll(), and a Unix connect() (which either
+ * succeeds, is refused at once, or waits for room in the backlog) is bounded
+ * by SO_SNDTIMEO. The fd comes out non-blocking when a handshake follows. */
+static int connect_fd(const mpci_addr *a, const char *address, double timeout, int nonblock,
+                      int *out, char *errmsg, size_t errlen)
 {
     int is_unix = a->family == AF_UNIX;
-    int fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC | (is_unix ? 0 : SOCK_NONBLOCK), 0);
+    int poll_connect = !is_unix && timeout >= 0;
+    int fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC | (poll_connect ? SOCK_NONBLOCK : 0), 0);
     if (fd < 0)
         return mpci_err(errmsg, errlen, -errno, "cannot create a socket for %s: %s", address,
                         strerror(errno));
-    int r = 0;
-    if (is_unix && timeout >= 0) {
-        struct timeval tv = {(time_t)timeout, (suseconds_t)((timeout - (double)(time_t)timeout) * 1e6)};
+    int r = 0, sndtimeo = is_unix && timeout >= 0;
+    if (sndtimeo) {
+        struct timeval tv = {(time_t)timeout,
+                             (suseconds_t)((timeout - (double)(time_t)timeout) * 1e6)};
         if (tv.tv_sec == 0 && tv.tv_usec == 0)
             tv.tv_usec = 1000;
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     }
-    while (connect(fd, (const struct sockaddr *)&a->sa, a->salen) < 0) {
-        if (errno == EINTR && is_unix)
-            continue;
-        if (is_unix || (errno != EINPROGRESS && errno != EINTR)) {
-            r = errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
-            break;
-        }
-        struct pollfd p = {.fd = fd, .events = POLLOUT};
-        double deadline = mpci_deadline(timeout);
-        int pr;
-        while ((pr = poll(&p, 1, mpci_poll_ms(deadline))) < 0 && errno == EINTR) {
-        }
-        if (pr == 0) {
+    if (connect(fd, (const struct sockaddr *)&a->sa, a->salen) < 0) {
+        r = -errno;
+        if (r == -EAGAIN && is_unix)
             r = -ETIMEDOUT;
-        } else if (pr < 0) {
-            r = -errno;
-        } else {
-            int soerr = 0;
-            socklen_t sl = sizeof soerr;
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-            r = -soerr;
+        /* Interrupted or in progress: the connection goes on; wait for it. */
+        if (r == -EINPROGRESS || (r == -EINTR && !is_unix)) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            double deadline = mpci_deadline(timeout);
+            int pr;
+            while ((pr = poll(&p, 1, mpci_poll_ms(deadline))) < 0 && errno == EINTR) {
+            }
+            if (pr == 0) {
+                r = -ETIMEDOUT;
+            } else if (pr < 0) {
+                r = -errno;
+            } else {
+                int soerr = 0;
+                socklen_t sl = sizeof soerr;
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+                r = -soerr;
+            }
         }
-        break;
     }
-    if (r == 0 && is_unix) {
+    if (r == 0 && sndtimeo) {
         struct timeval zero = {0, 0};
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &zero, sizeof zero);
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-            r = -errno;
     }
+    /* A fresh socket has no other status flags to keep. */
+    if (r == 0 && nonblock != poll_connect && fcntl(fd, F_SETFL, nonblock ? O_NONBLOCK : 0) < 0)
+        r = -errno;
     if (r < 0) {
         close(fd);
         return mpci_err(errmsg, errlen, r, "cannot connect to %s: %s", address, strerror(-r));
@@ -71,11 +73,13 @@ static int connect_fd(const mpci_addr *a, const char *address, double timeout, i
 static int handshake(int fd, const struct mpconn_opts *o, const char *address, mpci_hs *hs,
                      char *errmsg, size_t errlen)
 {
-    int r = mpci_hs_init(hs, fd, MPCI_AUTH_CLIENT, o);
+    int r = mpci_hs_init(hs, fd, MPCI_AUTH_CLIENT, o, NULL);
     if (r < 0)
         return mpci_err(errmsg, errlen, r, "cannot start the handshake: %s", mpconn_strerror(r));
-    while (mpci_hs_progress(hs) == MPCI_AUTH_NEED_INPUT) {
-        struct pollfd p = {.fd = fd, .events = mpci_hs_events(hs)};
+    struct pollfd p = {.fd = fd};
+    while (mpci_hs_progress(hs, p.revents & (POLLIN | POLLHUP | POLLERR)) == MPCI_AUTH_NEED_INPUT) {
+        p.events = mpci_hs_events(hs);
+        p.revents = 0;
         int pr = poll(&p, 1, mpci_poll_ms(hs->deadline));
         if (pr < 0 && errno != EINTR)
             return mpci_err(errmsg, errlen, -errno, "handshake with %s: %s", address,
@@ -108,7 +112,8 @@ int mpconn_client(mpconn_conn **out, const char *address, const mpconn_opts *opt
     if (a.need_resolve && (r = mpci_addr_resolve(&a, errmsg, errlen)) < 0)
         return r;
     int fd = -1;
-    if ((r = connect_fd(&a, address, opts->connect_timeout, &fd, errmsg, errlen)) < 0)
+    int keyed = opts->authkey != NULL;
+    if ((r = connect_fd(&a, address, opts->connect_timeout, keyed, &fd, errmsg, errlen)) < 0)
         return r;
     mpci_hs hs;
     memset(&hs, 0, sizeof hs);
@@ -121,8 +126,8 @@ int mpconn_client(mpconn_conn **out, const char *address, const mpconn_opts *opt
         }
     }
     mpconn_conn *c;
-    if ((r = mpci_conn_new(&c, fd, MPCONN_READABLE | MPCONN_WRITABLE, opts,
-                           a.family == AF_UNIX)) < 0) {
+    int kind = (a.family == AF_UNIX ? MPCI_FD_UNIX : MPCI_FD_INET) | (keyed ? MPCI_FD_NONBLOCK : 0);
+    if ((r = mpci_conn_new(&c, fd, MPCONN_READABLE | MPCONN_WRITABLE, opts, kind)) < 0) {
         close(fd);
         return mpci_err(errmsg, errlen, r, "cannot set up the connection: %s", mpconn_strerror(r));
     }

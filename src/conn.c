@@ -31,6 +31,7 @@ struct mpconn_conn {
     int read_broken;  /* stream position lost: no further reads */
     int write_broken; /* a message was cut short: no further writes */
     int nonblocking;  /* fd is O_NONBLOCK (a timeout is set) */
+    int fdflags;      /* the fd's status flags as last set, to skip F_GETFL */
     int check_first;  /* no authkey here: a first #CHALLENGE# means the peer wants one */
     double send_timeout, recv_timeout;
     uint64_t max_message;
@@ -70,30 +71,22 @@ static int fail(mpconn_conn *c, int code, const char *what)
     return code;
 }
 
-static int set_nonblocking(int fd, int on)
-{
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0)
-        return -errno;
-    int nfl = on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
-    if (nfl != fl && fcntl(fd, F_SETFL, nfl) < 0)
-        return -errno;
-    return 0;
-}
-
+/* Blocking I/O without timeouts costs one system call per read or write;
+ * with a timeout the fd turns non-blocking and poll() bounds the wait. */
 static int apply_timeouts(mpconn_conn *c)
 {
     int want = c->send_timeout >= 0 || c->recv_timeout >= 0;
     if (want == c->nonblocking || c->closed)
         return 0;
-    int r = set_nonblocking(c->fd, want);
-    if (r == 0)
-        c->nonblocking = want;
-    return r;
+    int fl = want ? c->fdflags | O_NONBLOCK : c->fdflags & ~O_NONBLOCK;
+    if (fcntl(c->fd, F_SETFL, fl) < 0)
+        return -errno;
+    c->fdflags = fl;
+    c->nonblocking = want;
+    return 0;
 }
 
-int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts *opts,
-                  int is_unix)
+int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts *opts, int kind)
 {
     mpconn_conn *c = calloc(1, sizeof *c);
     if (!c)
@@ -115,21 +108,28 @@ int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts
         free(c->opts.authkey);
         c->opts.authkey = NULL;
     }
-    struct stat st;
-    c->is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
-    if (c->is_socket && is_unix < 0) {
+    if ((kind & MPCI_FD_KIND) == MPCI_FD_UNKNOWN) {
+        struct stat st;
+        c->is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
-        is_unix = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX;
+        c->is_unix = c->is_socket && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+                     ss.ss_family == AF_UNIX;
+        c->fdflags = fcntl(fd, F_GETFL);
+        if (c->fdflags < 0)
+            c->fdflags = 0;
+    } else {
+        /* Made by the library: what it is and how it is set is known. */
+        c->is_socket = (kind & MPCI_FD_KIND) != MPCI_FD_PIPE;
+        c->is_unix = (kind & MPCI_FD_KIND) == MPCI_FD_UNIX;
+        c->fdflags = kind & MPCI_FD_NONBLOCK ? O_NONBLOCK : 0;
     }
-    c->is_unix = c->is_socket && is_unix > 0;
+    c->nonblocking = (c->fdflags & O_NONBLOCK) != 0;
     c->fd = fd;
     c->flags = flags & (MPCONN_READABLE | MPCONN_WRITABLE);
     c->send_timeout = c->opts.send_timeout;
     c->recv_timeout = c->opts.recv_timeout;
     c->max_message = c->opts.max_message;
-    int fl = fcntl(fd, F_GETFL);
-    c->nonblocking = fl >= 0 && (fl & O_NONBLOCK);
     pthread_mutex_init(&c->lock, NULL);
     int r = apply_timeouts(c);
     if (r < 0) {
@@ -151,7 +151,7 @@ int mpconn_conn_from_fd(mpconn_conn **out, int fd, int flags, const mpconn_opts 
     if (fdfl < 0)
         return -errno;
     fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC);
-    return mpci_conn_new(out, fd, flags, opts, -1);
+    return mpci_conn_new(out, fd, flags, opts, MPCI_FD_UNKNOWN);
 }
 
 void mpci_conn_set_check_first(mpconn_conn *c) { c->check_first = 1; }
@@ -831,12 +831,13 @@ int mpconn_pipe(mpconn_conn **a, mpconn_conn **b, int duplex, const mpconn_opts 
         return -errno;
     int fa = duplex ? MPCONN_READABLE | MPCONN_WRITABLE : MPCONN_READABLE;
     int fb = duplex ? MPCONN_READABLE | MPCONN_WRITABLE : MPCONN_WRITABLE;
-    if ((r = mpci_conn_new(a, fds[0], fa, opts, duplex)) < 0) {
+    int kind = duplex ? MPCI_FD_UNIX : MPCI_FD_PIPE;
+    if ((r = mpci_conn_new(a, fds[0], fa, opts, kind)) < 0) {
         close(fds[0]);
         close(fds[1]);
         return r;
     }
-    if ((r = mpci_conn_new(b, fds[1], fb, opts, duplex)) < 0) {
+    if ((r = mpci_conn_new(b, fds[1], fb, opts, kind)) < 0) {
         mpconn_conn_free(*a);
         *a = NULL;
         close(fds[1]);

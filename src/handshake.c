@@ -39,16 +39,19 @@ static void take_output(mpci_hs *h)
     }
 }
 
-int mpci_hs_init(mpci_hs *h, int fd, int role, const struct mpconn_opts *o)
+int mpci_hs_init(mpci_hs *h, int fd, int role, const struct mpconn_opts *o, const uint8_t *nonce)
 {
     memset(h, 0, sizeof *h);
     h->fd = fd;
     h->deadline = mpci_deadline(o->handshake_timeout);
     mpci_msgdec_init(&h->dec, MPCI_AUTH_MSG_MAX);
-    uint8_t nonce[MPCI_NONCE_LEN];
-    int r = mpci_random(nonce, sizeof nonce);
-    if (r < 0)
-        return r;
+    uint8_t fresh[MPCI_NONCE_LEN];
+    int r;
+    if (!nonce) {
+        if ((r = mpci_random(fresh, sizeof fresh)) < 0)
+            return r;
+        nonce = fresh;
+    }
     r = mpci_auth_init(&h->auth, role, o->authkey, o->authkey_len, o->digest, o->allow_md5, nonce);
     if (r < 0)
         return r;
@@ -131,7 +134,7 @@ static void consume(mpci_hs *h, const uint8_t *p, size_t n)
     }
 }
 
-int mpci_hs_progress(mpci_hs *h)
+int mpci_hs_progress(mpci_hs *h, int readable)
 {
     if (h->state == MPCI_AUTH_FAILED) {
         flush(h); /* best effort: let the peer read #FAILURE# */
@@ -149,6 +152,10 @@ int mpci_hs_progress(mpci_hs *h)
             h->state = MPCI_AUTH_DONE;
             return h->state;
         }
+        /* Only read what poll() announced: a read that finds nothing is a
+         * system call spent on every step of every handshake. */
+        if (!readable)
+            return h->state;
         uint8_t buf[512];
         ssize_t n = recv(h->fd, buf, sizeof buf, 0);
         if (n < 0) {
@@ -170,5 +177,6 @@ int mpci_hs_progress(mpci_hs *h)
             flush(h);
             return h->state;
         }
+        readable = (size_t)n == sizeof buf; /* a full read may have left more */
     }
 }

@@ -45,6 +45,10 @@ struct mpconn_listener {
     gid_t last_gid;
     mpconn_reject_cb on_reject;
     void *on_reject_data;
+    /* Challenge nonces drawn from the kernel in batches: one getrandom()
+     * serves many handshakes. */
+    uint8_t pool[32 * MPCI_NONCE_LEN];
+    size_t pool_left;
 };
 
 static int lerr(mpconn_listener *l, int code, const char *fmt, ...)
@@ -294,8 +298,8 @@ static int peer_allowed(mpconn_listener *l, const pending *p)
 static int make_conn(mpconn_listener *l, pending *p, mpconn_conn **out)
 {
     mpconn_conn *c;
-    int r = mpci_conn_new(&c, p->hs.fd, MPCONN_READABLE | MPCONN_WRITABLE, &l->opts,
-                          l->addr.family == AF_UNIX);
+    int kind = (l->addr.family == AF_UNIX ? MPCI_FD_UNIX : MPCI_FD_INET) | MPCI_FD_NONBLOCK;
+    int r = mpci_conn_new(&c, p->hs.fd, MPCONN_READABLE | MPCONN_WRITABLE, &l->opts, kind);
     if (r < 0)
         return r;
     if (p->hs.nleft && (r = mpci_conn_prefill(c, p->hs.left, p->hs.nleft)) < 0) {
@@ -310,10 +314,23 @@ static int make_conn(mpconn_listener *l, pending *p, mpconn_conn **out)
     return 0;
 }
 
-/* Accepts what the backlog holds, without blocking. */
+static const uint8_t *next_nonce(mpconn_listener *l)
+{
+    if (l->pool_left < MPCI_NONCE_LEN) {
+        if (mpci_random(l->pool, sizeof l->pool) < 0)
+            return NULL;
+        l->pool_left = sizeof l->pool;
+    }
+    l->pool_left -= MPCI_NONCE_LEN;
+    return l->pool + l->pool_left;
+}
+
+/* Accepts one peer from the backlog, without blocking. One per wake-up:
+ * the next poll() says whether more wait, and draining to EAGAIN would cost
+ * a system call per accepted peer. */
 static int accept_new(mpconn_listener *l)
 {
-    for (int round = 0; round < 64 && l->npend < MAX_PENDING; round++) {
+    for (int round = 0; round < 4 && l->npend < MAX_PENDING; round++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -361,7 +378,8 @@ static int accept_new(mpconn_listener *l)
             continue;
         }
         if (l->opts.authkey) {
-            int r = mpci_hs_init(&p->hs, fd, MPCI_AUTH_SERVER, &l->opts);
+            const uint8_t *nonce = next_nonce(l);
+            int r = nonce ? mpci_hs_init(&p->hs, fd, MPCI_AUTH_SERVER, &l->opts, nonce) : -EIO;
             if (r < 0) {
                 reject(l, r, "cannot start the handshake with %s: %s", p->peer,
                        mpconn_strerror(r));
@@ -369,13 +387,14 @@ static int accept_new(mpconn_listener *l)
                 free(p);
                 continue;
             }
-            mpci_hs_progress(&p->hs); /* the challenge leaves now, not a poll later */
+            mpci_hs_progress(&p->hs, 0); /* the challenge leaves now, not a poll later */
         } else {
             p->hs.fd = fd;
             p->hs.deadline = -1;
             p->hs.state = MPCI_AUTH_DONE;
         }
         l->pend[l->npend++] = p;
+        return 0;
     }
     return 0;
 }
@@ -472,7 +491,8 @@ int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout
         if (pr > 0) {
             for (size_t i = 0; i < npend_polled; i++)
                 if (pfd[base + i].revents)
-                    mpci_hs_progress(&l->pend[i]->hs);
+                    mpci_hs_progress(&l->pend[i]->hs,
+                                     pfd[base + i].revents & (POLLIN | POLLHUP | POLLERR));
             if (base && pfd[0].revents && (result = accept_new(l)) < 0)
                 break;
         }

@@ -173,9 +173,14 @@ int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts 
 
 /* ----------------------------------------------------------- connection */
 
+/* What the fd of a new connection is, when the library made it (saves
+ * asking the kernel); MPCI_FD_NONBLOCK may be or-ed in. */
+enum { MPCI_FD_UNKNOWN = 0, MPCI_FD_PIPE = 1, MPCI_FD_INET = 2, MPCI_FD_UNIX = 3 };
+#define MPCI_FD_KIND 3
+#define MPCI_FD_NONBLOCK 4
+
 /* Internal access for the listener and client. */
-int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts *opts,
-                  int is_unix);
+int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts *opts, int kind);
 void mpci_conn_seterr(mpconn_conn *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Bytes already buffered (for wait/poll). */
@@ -214,12 +219,14 @@ typedef struct mpci_hs {
     char errmsg[MPCI_ERRMSG_MAX];
 } mpci_hs;
 
-int mpci_hs_init(mpci_hs *h, int fd, int role, const struct mpconn_opts *o);
+/* nonce: MPCI_NONCE_LEN random bytes, or NULL to draw them here. */
+int mpci_hs_init(mpci_hs *h, int fd, int role, const struct mpconn_opts *o, const uint8_t *nonce);
 /* poll() events the handshake waits for. */
 short mpci_hs_events(const mpci_hs *h);
-/* Does what the fd allows without blocking; returns h->state. DONE only
- * once all output is written; FAILED after a best-effort flush. */
-int mpci_hs_progress(mpci_hs *h);
+/* Does what the fd allows without blocking, reading only when readable
+ * (poll() said so); returns h->state. DONE only once all output is written;
+ * FAILED after a best-effort flush. */
+int mpci_hs_progress(mpci_hs *h, int readable);
 void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void mpci_hs_clear(mpci_hs *h);
 
