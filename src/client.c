@@ -14,9 +14,9 @@
 /* Without a timeout connect() simply blocks: one system call. With one,
  * TCP connects non-blocking under poll(), and a Unix connect() (which either
  * succeeds, is refused at once, or waits for room in the backlog) is bounded
- * by SO_SNDTIMEO. The fd comes out non-blocking when a handshake follows. */
-static int connect_fd(const mpci_addr *a, const char *address, double timeout, int nonblock,
-                      int *out, char *errmsg, size_t errlen)
+ * by SO_SNDTIMEO. The fd comes out blocking, as the connection wants it. */
+static int connect_fd(const mpci_addr *a, const char *address, double timeout, int *out,
+                      char *errmsg, size_t errlen)
 {
     int is_unix = a->family == AF_UNIX;
     int poll_connect = !is_unix && timeout >= 0;
@@ -60,7 +60,7 @@ static int connect_fd(const mpci_addr *a, const char *address, double timeout, i
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &zero, sizeof zero);
     }
     /* A fresh socket has no other status flags to keep. */
-    if (r == 0 && nonblock != poll_connect && fcntl(fd, F_SETFL, nonblock ? O_NONBLOCK : 0) < 0)
+    if (r == 0 && poll_connect && fcntl(fd, F_SETFL, 0) < 0)
         r = -errno;
     if (r < 0) {
         close(fd);
@@ -112,8 +112,7 @@ int mpconn_client(mpconn_conn **out, const char *address, const mpconn_opts *opt
     if (a.need_resolve && (r = mpci_addr_resolve(&a, errmsg, errlen)) < 0)
         return r;
     int fd = -1;
-    int keyed = opts->authkey != NULL;
-    if ((r = connect_fd(&a, address, opts->connect_timeout, keyed, &fd, errmsg, errlen)) < 0)
+    if ((r = connect_fd(&a, address, opts->connect_timeout, &fd, errmsg, errlen)) < 0)
         return r;
     mpci_hs hs;
     memset(&hs, 0, sizeof hs);
@@ -126,7 +125,7 @@ int mpconn_client(mpconn_conn **out, const char *address, const mpconn_opts *opt
         }
     }
     mpconn_conn *c;
-    int kind = (a.family == AF_UNIX ? MPCI_FD_UNIX : MPCI_FD_INET) | (keyed ? MPCI_FD_NONBLOCK : 0);
+    int kind = a.family == AF_UNIX ? MPCI_FD_UNIX : MPCI_FD_INET;
     if ((r = mpci_conn_new(&c, fd, MPCONN_READABLE | MPCONN_WRITABLE, opts, kind)) < 0) {
         close(fd);
         return mpci_err(errmsg, errlen, r, "cannot set up the connection: %s", mpconn_strerror(r));

@@ -51,6 +51,9 @@ struct mpconn_conn {
     int pend_complete; /* a whole message is kept (after ESHORTBUF) */
     int stash[MAX_STASHED_FDS];
     int nstash;
+
+    uint8_t *sbuf; /* reused by mpconn_conn_send for pickles */
+    size_t scap;
 };
 
 void mpci_conn_seterr(mpconn_conn *c, int code, const char *fmt, ...)
@@ -190,6 +193,7 @@ void mpconn_conn_free(mpconn_conn *c)
     mpconn_conn_close(c);
     free(c->rbuf);
     free(c->pend);
+    free(c->sbuf);
     mpci_opts_clear(&c->opts);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -343,6 +347,29 @@ int mpconn_conn_send_bytes(mpconn_conn *c, const void *buf, size_t len)
     if (c->use_lock)
         pthread_mutex_lock(&c->lock);
     r = write_all(c, iov, len ? 2 : 1, iov[0].iov_len + len);
+    if (c->use_lock)
+        pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+void mpci_conn_scratch(mpconn_conn *c, uint8_t ***buf, size_t **cap)
+{
+    *buf = &c->sbuf;
+    *cap = &c->scap;
+}
+
+int mpci_conn_send_framed(mpconn_conn *c, uint8_t *buf, size_t len)
+{
+    int r = check_send(c);
+    if (r < 0)
+        return r;
+    uint8_t hdr[MPCI_HDR_MAX];
+    size_t hl = mpci_frame_header(hdr, len);
+    memcpy(buf + MPCI_HDR_MAX - hl, hdr, hl);
+    struct iovec iov = {buf + MPCI_HDR_MAX - hl, hl + len};
+    if (c->use_lock)
+        pthread_mutex_lock(&c->lock);
+    r = write_all(c, &iov, 1, hl + len);
     if (c->use_lock)
         pthread_mutex_unlock(&c->lock);
     return r;
@@ -625,6 +652,36 @@ int mpconn_conn_recv_bytes(mpconn_conn *c, void **out, size_t *len, size_t maxle
     }
     *out = msg;
     *len = n;
+    return 0;
+}
+
+int mpci_conn_recv_view(mpconn_conn *c, const uint8_t **p, size_t *len, void **owned)
+{
+    *owned = NULL;
+    int r = check_recv(c);
+    if (r < 0)
+        return r;
+    if (!c->pend_complete) {
+        if ((r = read_header(c, mpci_deadline(c->recv_timeout), 0)) < 0)
+            return r;
+        size_t n = (size_t)c->msglen;
+        if (c->pend_got == 0 && c->rend - c->rpos >= n) {
+            /* Whole in the read-ahead buffer: no copy, no allocation. */
+            const uint8_t *m = c->rbuf + c->rpos;
+            c->rpos += n;
+            message_done(c);
+            if ((r = check_first_message(c, m, n)) < 0)
+                return r;
+            *p = m;
+            *len = n;
+            return 0;
+        }
+    }
+    void *msg;
+    if ((r = mpconn_conn_recv_bytes(c, &msg, len, 0)) < 0)
+        return r;
+    *owned = msg;
+    *p = msg;
     return 0;
 }
 

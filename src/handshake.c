@@ -1,6 +1,9 @@
-/* The authentication handshake over a non-blocking fd: the layer-1 auth
- * machine fed by the layer-1 message decoder, with queued output and a
- * deadline, so a listener can run many at once and none can stall it. */
+/* The authentication handshake without blocking: the layer-1 auth machine
+ * fed by the layer-1 message decoder, with queued output and a deadline, so
+ * a listener can run many at once and none can stall it. Each call is made
+ * non-blocking (MSG_DONTWAIT), so the fd itself stays as the connection
+ * wants it and no fcntl() is spent switching. */
+#define _GNU_SOURCE /* MSG_DONTWAIT */
 #include "mpci.h"
 
 #include <errno.h>
@@ -66,7 +69,7 @@ short mpci_hs_events(const mpci_hs *h) { return h->outpos < h->outlen ? POLLOUT 
 static int flush(mpci_hs *h)
 {
     while (h->outpos < h->outlen) {
-        ssize_t w = send(h->fd, h->out + h->outpos, h->outlen - h->outpos, MSG_NOSIGNAL);
+        ssize_t w = send(h->fd, h->out + h->outpos, h->outlen - h->outpos, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -157,7 +160,7 @@ int mpci_hs_progress(mpci_hs *h, int readable)
         if (!readable)
             return h->state;
         uint8_t buf[512];
-        ssize_t n = recv(h->fd, buf, sizeof buf, 0);
+        ssize_t n = recv(h->fd, buf, sizeof buf, MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

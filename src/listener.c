@@ -49,6 +49,7 @@ struct mpconn_listener {
      * serves many handshakes. */
     uint8_t pool[32 * MPCI_NONCE_LEN];
     size_t pool_left;
+    mpci_mac_cache macs;
 };
 
 static int lerr(mpconn_listener *l, int code, const char *fmt, ...)
@@ -222,6 +223,7 @@ int mpconn_listener_open(mpconn_listener **out, const char *address, const mpcon
     l->fd = -1;
     mpci_opts_defaults(&l->opts);
     int r = opts ? mpci_opts_copy(&l->opts, opts) : 0;
+    mpci_mac_cache_init(&l->macs, l->opts.authkey, l->opts.authkey_len);
     if (r == 0)
         r = open_socket(l, address);
     if (r < 0) {
@@ -252,6 +254,7 @@ void mpconn_listener_free(mpconn_listener *l)
     if (l->fd >= 0)
         close(l->fd);
     remove_socket_file(l);
+    mpci_mac_cache_clear(&l->macs);
     mpci_opts_clear(&l->opts);
     free(l);
 }
@@ -298,7 +301,7 @@ static int peer_allowed(mpconn_listener *l, const pending *p)
 static int make_conn(mpconn_listener *l, pending *p, mpconn_conn **out)
 {
     mpconn_conn *c;
-    int kind = (l->addr.family == AF_UNIX ? MPCI_FD_UNIX : MPCI_FD_INET) | MPCI_FD_NONBLOCK;
+    int kind = l->addr.family == AF_UNIX ? MPCI_FD_UNIX : MPCI_FD_INET;
     int r = mpci_conn_new(&c, p->hs.fd, MPCONN_READABLE | MPCONN_WRITABLE, &l->opts, kind);
     if (r < 0)
         return r;
@@ -333,7 +336,7 @@ static int accept_new(mpconn_listener *l)
     for (int round = 0; round < 4 && l->npend < MAX_PENDING; round++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
-        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -387,6 +390,7 @@ static int accept_new(mpconn_listener *l)
                 free(p);
                 continue;
             }
+            p->hs.auth.macs = &l->macs;
             mpci_hs_progress(&p->hs, 0); /* the challenge leaves now, not a poll later */
         } else {
             p->hs.fd = fd;

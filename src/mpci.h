@@ -93,6 +93,22 @@ uint8_t *mpci_msgdec_take(mpci_msgdec *d, size_t *len);
 #define MPCI_NONCE_LEN 40
 #define MPCI_LEGACY_NONCE_LEN 20
 
+/* Keyed HMAC contexts kept by a listener, one per digest, made on first
+ * use (OpenSSL types kept opaque here). */
+#define MPCI_MAC_DIGESTS 5
+typedef struct mpci_mac_cache {
+    const uint8_t *key; /* borrowed */
+    size_t keylen;
+    void *mac;                     /* EVP_MAC */
+    void *keyed[MPCI_MAC_DIGESTS]; /* EVP_MAC_CTX, keyed */
+} mpci_mac_cache;
+
+void mpci_mac_cache_init(mpci_mac_cache *c, const uint8_t *key, size_t keylen);
+void mpci_mac_cache_clear(mpci_mac_cache *c);
+/* mpci_hmac through the cache when c holds this key (c may be NULL). */
+int mpci_hmac_cached(mpci_mac_cache *c, const char *digest, const uint8_t *key, size_t keylen,
+                     const uint8_t *msg, size_t len, uint8_t *out);
+
 enum { MPCI_AUTH_SERVER, MPCI_AUTH_CLIENT };
 enum { MPCI_AUTH_NEED_INPUT, MPCI_AUTH_DONE, MPCI_AUTH_FAILED };
 
@@ -109,6 +125,7 @@ typedef struct mpci_auth {
     char errmsg[MPCI_ERRMSG_MAX];  /* failure reason once FAILED */
     const uint8_t *key;            /* borrowed for the machine's life */
     size_t keylen;
+    mpci_mac_cache *macs;          /* borrowed, may be NULL */
     int allow_md5;
     uint8_t challenge[MPCI_AUTH_MSG_MAX]; /* the MESSAGE we delivered (sans #CHALLENGE#) */
     size_t challenge_len;
@@ -168,6 +185,10 @@ double mpci_deadline(double seconds); /* < 0 when seconds < 0 */
 
 /* Defined in src/proto; the connection calls these. */
 int mpci_pickle_encode(const mpconn_value *v, int protocol, void **out, size_t *len);
+/* Encodes into *buf (capacity *cap, grown with realloc and kept by the
+ * caller, also on failure) from offset on; *len is the pickle's length. */
+int mpci_pickle_encode_into(const mpconn_value *v, int protocol, uint8_t **buf, size_t *cap,
+                            size_t offset, size_t *len);
 int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts *opts,
                        mpconn_value **out, char *errmsg, size_t errlen);
 
@@ -187,6 +208,15 @@ void mpci_conn_seterr(mpconn_conn *c, int code, const char *fmt, ...)
 size_t mpci_conn_buffered(const mpconn_conn *c);
 /* Bytes read past the handshake belong to the first message. */
 int mpci_conn_prefill(mpconn_conn *c, const uint8_t *p, size_t n);
+/* Sends payload bytes already placed at buf + MPCI_HDR_MAX (the header is
+ * written in front of them): one contiguous write. */
+int mpci_conn_send_framed(mpconn_conn *c, uint8_t *buf, size_t len);
+/* A reusable send buffer owned by the connection. */
+void mpci_conn_scratch(mpconn_conn *c, uint8_t ***buf, size_t **cap);
+/* The next whole message, in place when it sits whole in the read-ahead
+ * buffer (valid until the next receive; *owned NULL), else in a buffer the
+ * caller frees (*owned). */
+int mpci_conn_recv_view(mpconn_conn *c, const uint8_t **p, size_t *len, void **owned);
 /* The options the connection was made with (pickle protocol, limits). */
 const struct mpconn_opts *mpci_conn_opts(const mpconn_conn *c);
 /* This side has no authkey: treat a first #CHALLENGE# as MPCONN_ENOKEY. */
@@ -202,7 +232,7 @@ size_t mpci_listener_pending(const mpconn_listener *l, struct pollfd *out, size_
 
 /* ------------------------------------------------------------ handshake */
 
-/* Drives one side's mpci_auth over a non-blocking fd: framing of handshake
+/* Drives one side's mpci_auth over a socket, without blocking: framing of handshake
  * messages, queued output, a deadline. Used concurrently for many peers by
  * the listener and alone by the client. */
 typedef struct mpci_hs {

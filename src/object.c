@@ -1,34 +1,45 @@
 /* Objects on connections: a pickle of plain values per message, encoded
- * and decoded by layer 1 with the connection's protocol and limits. */
+ * and decoded by layer 1 with the connection's protocol and limits. The
+ * pickle is written behind room for its header in a buffer the connection
+ * keeps, and read where it lies in the read-ahead buffer when it can be:
+ * a small object costs no allocation for its bytes either way. */
 #include "mpci.h"
 
 #include <stdlib.h>
 
 int mpconn_conn_send(mpconn_conn *c, const mpconn_value *v)
 {
-    void *buf;
-    size_t len;
-    int r = mpci_pickle_encode(v, mpci_conn_opts(c)->pickle_protocol, &buf, &len);
+    uint8_t **buf;
+    size_t *cap, len;
+    mpci_conn_scratch(c, &buf, &cap);
+    int r = mpci_pickle_encode_into(v, mpci_conn_opts(c)->pickle_protocol, buf, cap,
+                                    MPCI_HDR_MAX, &len);
     if (r < 0) {
         mpci_conn_seterr(c, r, "send: cannot pickle the value: %s", mpconn_strerror(r));
         return r;
     }
-    r = mpconn_conn_send_bytes(c, buf, len);
-    free(buf);
+    r = mpci_conn_send_framed(c, *buf, len);
+    /* A one-off large object should not pin its memory to the connection. */
+    if (*cap > 1 << 20) {
+        free(*buf);
+        *buf = NULL;
+        *cap = 0;
+    }
     return r;
 }
 
 int mpconn_conn_recv(mpconn_conn *c, mpconn_value **out)
 {
-    void *buf;
+    const uint8_t *p;
     size_t len;
-    int r = mpconn_conn_recv_bytes(c, &buf, &len, 0);
+    void *owned;
+    int r = mpci_conn_recv_view(c, &p, &len, &owned);
     if (r < 0)
         return r;
     /* The message was read whole, so a decoding error leaves the stream intact. */
     char msg[MPCI_ERRMSG_MAX];
-    r = mpci_pickle_decode(buf, len, mpci_conn_opts(c), out, msg, sizeof msg);
-    free(buf);
+    r = mpci_pickle_decode(p, len, mpci_conn_opts(c), out, msg, sizeof msg);
+    free(owned);
     if (r < 0)
         mpci_conn_seterr(c, r, "recv: %s", msg);
     return r;

@@ -682,9 +682,10 @@ static int save(enc *e, const mpconn_value *root)
     return e->err;
 }
 
-int mpci_pickle_encode(const mpconn_value *v, int protocol, void **out, size_t *len)
+int mpci_pickle_encode_into(const mpconn_value *v, int protocol, uint8_t **buf, size_t *cap,
+                            size_t offset, size_t *len)
 {
-    if (!v || !out || !len)
+    if (!v || !buf || !cap || !len)
         return -EINVAL;
     if (protocol == 0)
         protocol = 4;
@@ -692,6 +693,11 @@ int mpci_pickle_encode(const mpconn_value *v, int protocol, void **out, size_t *
         return -EINVAL;
     enc e;
     memset(&e, 0, sizeof e);
+    e.buf = *buf;
+    e.cap = *cap;
+    if (e.cap < offset && grow(&e, offset) < 0)
+        return -ENOMEM;
+    e.len = offset;
     e.proto = protocol;
     e.frame_start = SIZE_MAX;
     uint8_t *p = room(&e, 2);
@@ -708,12 +714,24 @@ int mpci_pickle_encode(const mpconn_value *v, int protocol, void **out, size_t *
     }
     free(e.memo);
     free(e.st);
+    *buf = e.buf;
+    *cap = e.cap;
+    *len = e.len - offset;
+    return rc;
+}
+
+int mpci_pickle_encode(const mpconn_value *v, int protocol, void **out, size_t *len)
+{
+    if (!out)
+        return -EINVAL;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    int rc = mpci_pickle_encode_into(v, protocol, &buf, &cap, 0, len);
     if (rc < 0) {
-        free(e.buf);
+        free(buf);
         return rc;
     }
-    *out = e.buf;
-    *len = e.len;
+    *out = buf;
     return 0;
 }
 

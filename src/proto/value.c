@@ -17,7 +17,7 @@ static mpconn_value false_value = {
     .refs = 1, .type = MPCONN_BOOL, .flags = MPCI_F_IMMORTAL, .u.b = 0};
 
 /* Dicts and sets this small are searched linearly: cheaper than an index. */
-#define SMALL_MAP 8
+#define SMALL_MAP 16
 /* Nested equality calls made by key lookups (frozensets of frozensets...)
  * stop here rather than deepening the C stack without bound. */
 #define MAX_LOOKUP_NEST 200
@@ -456,8 +456,17 @@ static int scalar_hash(const mpconn_value *v, uint64_t *out)
         }
         return 0;
     case MPCONN_FLOAT: *out = hash_float(v->u.d); return 0;
-    case MPCONN_STR: *out = hash_bytes(v->u.s.p, v->u.s.len, 1); return 0;
-    case MPCONN_BYTES: *out = hash_bytes(v->u.s.p, v->u.s.len, 2); return 0;
+    case MPCONN_STR:
+    case MPCONN_BYTES:
+        /* Keys are often one shared string (a pickle's memo), so the hash is
+         * kept on the value: it never changes. */
+        if (!(v->flags & MPCI_F_HASHED)) {
+            mpconn_value *w = (mpconn_value *)v; /* the cache is not part of the value */
+            w->aux.hash = hash_bytes(v->u.s.p, v->u.s.len, v->type == MPCONN_STR ? 1 : 2);
+            w->flags |= MPCI_F_HASHED;
+        }
+        *out = v->aux.hash;
+        return 0;
     case MPCONN_FROZENSET: {
         /* Order-independent; items already carry their hashes. */
         uint64_t h = 0x9e3779b97f4a7c15ULL ^ v->u.map.len;
@@ -699,7 +708,18 @@ static int keys_match(const mpci_entry *e, const mpconn_value *key, uint64_t h, 
     return e->key == key || (e->hash == h && equal_nest(e->key, key, nest));
 }
 
-/* Entry number of key, or -1. */
+/* The index slot of a hash. The map's address salts it, so a peer that
+ * knows the hash function still cannot aim many keys at one slot. */
+static size_t home_slot(const mpconn_value *m, uint64_t h)
+{
+    return (size_t)mix64(h ^ (uint64_t)(uintptr_t)m) & (m->u.map.icap - 1);
+}
+
+/* Legitimate keys never probe this far at half load; keys crafted to
+ * collide in the full 64-bit hash would make inserts quadratic. */
+#define MAX_PROBES 512
+
+/* Entry number of key, -1 when absent, -2 when its probe run is too long. */
 static long map_find(const mpconn_value *m, const mpconn_value *key, uint64_t h, int nest)
 {
     if (!m->u.map.index) {
@@ -709,19 +729,21 @@ static long map_find(const mpconn_value *m, const mpconn_value *key, uint64_t h,
         return -1;
     }
     size_t mask = m->u.map.icap - 1;
-    for (size_t s = h & mask;; s = (s + 1) & mask) {
+    size_t s = home_slot(m, h);
+    for (int probes = 0; probes < MAX_PROBES; probes++, s = (s + 1) & mask) {
         uint32_t slot = m->u.map.index[s];
         if (!slot)
             return -1;
         if (keys_match(&m->u.map.ents[slot - 1], key, h, nest))
             return (long)slot - 1;
     }
+    return -2;
 }
 
-static void index_insert(uint32_t *index, size_t icap, uint64_t h, uint32_t slot)
+static void index_insert(const mpconn_value *m, uint32_t *index, uint64_t h, uint32_t slot)
 {
-    size_t mask = icap - 1;
-    size_t s = h & mask;
+    size_t mask = m->u.map.icap - 1;
+    size_t s = home_slot(m, h);
     while (index[s])
         s = (s + 1) & mask;
     index[s] = slot;
@@ -735,11 +757,11 @@ static int index_grow(mpconn_value *m)
     uint32_t *index = calloc(icap, sizeof *index);
     if (!index)
         return -ENOMEM;
-    for (size_t i = 0; i < m->u.map.len; i++)
-        index_insert(index, icap, m->u.map.ents[i].hash, (uint32_t)(i + 1));
     free(m->u.map.index);
     m->u.map.index = index;
     m->u.map.icap = icap;
+    for (size_t i = 0; i < m->u.map.len; i++)
+        index_insert(m, index, m->u.map.ents[i].hash, (uint32_t)(i + 1));
     return 0;
 }
 
@@ -751,6 +773,10 @@ static int map_insert(mpconn_value *m, mpconn_value *key, mpconn_value *val)
     if (rc < 0)
         goto fail;
     long j = map_find(m, key, h, 0);
+    if (j == -2) {
+        rc = MPCONN_ELIMIT;
+        goto fail;
+    }
     if (j >= 0) {
         mpci_entry *e = &m->u.map.ents[j];
         mpconn_value_free(key); /* Python keeps the first key */
@@ -773,7 +799,7 @@ static int map_insert(mpconn_value *m, mpconn_value *key, mpconn_value *val)
     m->u.map.ents[n] = (mpci_entry){h, key, val};
     m->u.map.len = n + 1;
     if (m->u.map.index)
-        index_insert(m->u.map.index, m->u.map.icap, h, (uint32_t)(n + 1));
+        index_insert(m, m->u.map.index, h, (uint32_t)(n + 1));
     note_child(m, key);
     if (val)
         note_child(m, val);

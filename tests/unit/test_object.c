@@ -1,0 +1,160 @@
+/* Values over connections: send/recv with the reused send buffer and the
+ * in-place receive, large objects, decode errors that leave the connection
+ * usable, protocol and limit options. */
+#include "mpci.h"
+#include "testlib.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static mpconn_value *small_dict(int i)
+{
+    return mpconn_pack("{s:s,s:[i,f,s]}", "op", "add", "args", i, 2.5, "x");
+}
+
+TEST(send_recv_many_small)
+{
+    mpconn_conn *a, *b;
+    CHECK_INT(mpconn_pipe(&a, &b, 1, NULL), 0);
+    /* several messages queued: later ones come out of the read-ahead buffer */
+    for (int i = 0; i < 50; i++) {
+        mpconn_value *v = small_dict(i);
+        CHECK_INT(mpconn_conn_send(a, v), 0);
+        mpconn_value_free(v);
+    }
+    for (int i = 0; i < 50; i++) {
+        mpconn_value *got, *want = small_dict(i);
+        CHECK_INT(mpconn_conn_recv(b, &got), 0);
+        CHECK(mpconn_value_equal(got, want));
+        mpconn_value_free(got);
+        mpconn_value_free(want);
+    }
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+struct big_sender {
+    mpconn_conn *c;
+    mpconn_value *v;
+    int result;
+};
+
+static void *send_big(void *arg)
+{
+    struct big_sender *s = arg;
+    s->result = mpconn_conn_send(s->c, s->v);
+    return NULL;
+}
+
+TEST(large_object_then_small)
+{
+    mpconn_conn *a, *b;
+    CHECK_INT(mpconn_pipe(&a, &b, 1, NULL), 0);
+    mpconn_value *big = mpconn_value_list();
+    char *blob = malloc(1000);
+    memset(blob, 'z', 1000);
+    for (int i = 0; i < 3000; i++)
+        CHECK_INT(mpconn_value_append(big, mpconn_value_bytes(blob, 1000)), 0);
+    free(blob);
+    struct big_sender s = {a, big, -1};
+    pthread_t t;
+    pthread_create(&t, NULL, send_big, &s);
+    mpconn_value *got;
+    CHECK_INT(mpconn_conn_recv(b, &got), 0); /* 3 MB: read through a buffer of its own */
+    pthread_join(t, NULL);
+    CHECK_INT(s.result, 0);
+    CHECK(mpconn_value_equal(got, big));
+    mpconn_value_free(got);
+    mpconn_value *v = small_dict(7), *w;
+    CHECK_INT(mpconn_conn_send(a, v), 0);
+    CHECK_INT(mpconn_conn_recv(b, &w), 0);
+    CHECK(mpconn_value_equal(v, w));
+    mpconn_value_free(v);
+    mpconn_value_free(w);
+    mpconn_value_free(big);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(wire_is_framed_pickle)
+{
+    int fds[2];
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE | MPCONN_WRITABLE, NULL), 0);
+    mpconn_value *v = mpconn_value_none();
+    CHECK_INT(mpconn_conn_send(c, v), 0);
+    uint8_t got[16];
+    /* protocol 4: PROTO 4, NONE, STOP, in one frame header of 4 bytes */
+    CHECK_INT(read(fds[1], got, sizeof got), 8);
+    CHECK_MEM(got, "\x00\x00\x00\x04\x80\x04N.", 8);
+    mpconn_value_free(v);
+    mpconn_conn_free(c);
+    close(fds[1]);
+}
+
+TEST(protocol_option)
+{
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_pickle_protocol(o, 2), 0);
+    CHECK_INT(mpconn_opts_set_pickle_protocol(o, 6), -EINVAL);
+    mpconn_conn *a, *b;
+    CHECK_INT(mpconn_pipe(&a, &b, 1, o), 0);
+    mpconn_value *v = mpconn_value_int(1);
+    CHECK_INT(mpconn_conn_send(a, v), 0);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), 0);
+    CHECK_INT(len, 5);
+    CHECK_MEM(m, "\x80\x02K\x01.", 5);
+    free(m);
+    mpconn_value_free(v);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+    mpconn_opts_free(o);
+}
+
+TEST(decode_error_leaves_connection_usable)
+{
+    mpconn_conn *a, *b;
+    CHECK_INT(mpconn_pipe(&a, &b, 1, NULL), 0);
+    /* GLOBAL os.system: refused, and the message is consumed whole */
+    const char evil[] = "cos\nsystem\n(S'echo pwned'\ntR.";
+    CHECK_INT(mpconn_conn_send_bytes(a, evil, sizeof evil - 1), 0);
+    CHECK_INT(mpconn_conn_send_bytes(a, "not a pickle", 12), 0);
+    mpconn_value *v = mpconn_value_str("after"), *got;
+    CHECK_INT(mpconn_conn_send(a, v), 0);
+    CHECK_INT(mpconn_conn_recv(b, &got), MPCONN_EREFUSED);
+    CHECK(strstr(mpconn_conn_errmsg(b), "os.system") != NULL);
+    CHECK(mpconn_conn_recv(b, &got) < 0);
+    CHECK_INT(mpconn_conn_recv(b, &got), 0);
+    CHECK(mpconn_value_equal(got, v));
+    mpconn_value_free(got);
+    mpconn_value_free(v);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(decode_limits_from_options)
+{
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_decode_limits(o, 0, 10, 0, 0), 0);
+    mpconn_conn *a, *b;
+    CHECK_INT(mpconn_pipe(&a, &b, 1, o), 0);
+    mpconn_value *l = mpconn_value_list();
+    for (int i = 0; i < 100; i++)
+        CHECK_INT(mpconn_value_append(l, mpconn_value_int(i)), 0);
+    CHECK_INT(mpconn_conn_send(a, l), 0);
+    mpconn_value *got;
+    CHECK_INT(mpconn_conn_recv(b, &got), MPCONN_ELIMIT);
+    mpconn_value_free(l);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+    mpconn_opts_free(o);
+}
+
+TESTLIB_MAIN
