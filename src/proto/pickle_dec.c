@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 /* Python's int() refuses longer decimal strings by default (3.11); so do we,
@@ -34,7 +35,22 @@ typedef struct dec {
     int op;
     char *err;
     size_t errlen;
+    /* First storage of the arrays above, so a small pickle allocates
+     * nothing but its values. */
+    mpconn_value *stack0[32], *memo0[32], *all0[16];
+    size_t marks0[8];
 } dec;
+
+/* Grows an array that may still sit in its inline first storage. */
+static void *grow_array(void *cur, const void *first, size_t oldcap, size_t ncap, size_t elem)
+{
+    if (cur != first)
+        return realloc(cur, ncap * elem);
+    void *n = malloc(ncap * elem);
+    if (n && oldcap)
+        memcpy(n, cur, oldcap * elem);
+    return n;
+}
 
 static const char *op_name(int op)
 {
@@ -169,8 +185,8 @@ static int push_new(dec *d, mpconn_value *v, size_t payload)
     }
     if (mpci_is_container(v)) {
         if (d->nall == d->allcap) {
-            size_t ncap = d->allcap ? d->allcap * 2 : 64;
-            mpconn_value **n = realloc(d->all, ncap * sizeof *n);
+            size_t ncap = d->allcap * 2;
+            mpconn_value **n = grow_array(d->all, d->all0, d->allcap, ncap, sizeof *n);
             if (!n) {
                 mpconn_value_free(v);
                 return fail(d, -ENOMEM, "out of memory");
@@ -181,8 +197,8 @@ static int push_new(dec *d, mpconn_value *v, size_t payload)
         d->all[d->nall++] = mpconn_value_ref(v);
     }
     if (d->sp == d->scap) {
-        size_t ncap = d->scap ? d->scap * 2 : 64;
-        mpconn_value **n = realloc(d->stack, ncap * sizeof *n);
+        size_t ncap = d->scap * 2;
+        mpconn_value **n = grow_array(d->stack, d->stack0, d->scap, ncap, sizeof *n);
         if (!n) {
             mpconn_value_free(v);
             return fail(d, -ENOMEM, "out of memory");
@@ -198,8 +214,8 @@ static int push_new(dec *d, mpconn_value *v, size_t payload)
 static int push_ref(dec *d, mpconn_value *v)
 {
     if (d->sp == d->scap) {
-        size_t ncap = d->scap ? d->scap * 2 : 64;
-        mpconn_value **n = realloc(d->stack, ncap * sizeof *n);
+        size_t ncap = d->scap * 2;
+        mpconn_value **n = grow_array(d->stack, d->stack0, d->scap, ncap, sizeof *n);
         if (!n)
             return fail(d, -ENOMEM, "out of memory");
         d->stack = n;
@@ -558,7 +574,7 @@ static int memo_put(dec *d, size_t idx, mpconn_value *v)
     if (idx >= d->max_memo)
         return fail(d, MPCONN_ELIMIT, "memo index %zu over the limit of %zu", idx, d->max_memo);
     if (idx >= d->memocap) {
-        size_t ncap = d->memocap ? d->memocap : 64;
+        size_t ncap = d->memocap;
         while (ncap <= idx)
             ncap *= 2;
         if (ncap > d->max_memo)
@@ -566,7 +582,7 @@ static int memo_put(dec *d, size_t idx, mpconn_value *v)
         int rc = charge(d, (ncap - d->memocap) * sizeof(mpconn_value *));
         if (rc < 0)
             return rc;
-        mpconn_value **n = realloc(d->memo, ncap * sizeof *n);
+        mpconn_value **n = grow_array(d->memo, d->memo0, d->memocap, ncap, sizeof *n);
         if (!n)
             return fail(d, -ENOMEM, "out of memory");
         memset(n + d->memocap, 0, (ncap - d->memocap) * sizeof *n);
@@ -938,8 +954,8 @@ static int run(dec *d, mpconn_value **out)
             return 0;
         case 0x28: /* MARK */
             if (d->nmarks == d->mcap) {
-                size_t ncap = d->mcap ? d->mcap * 2 : 16;
-                size_t *m = realloc(d->marks, ncap * sizeof *m);
+                size_t ncap = d->mcap * 2;
+                size_t *m = grow_array(d->marks, d->marks0, d->mcap, ncap, sizeof *m);
                 if (!m)
                     return fail(d, -ENOMEM, "out of memory");
                 d->marks = m;
@@ -1326,10 +1342,14 @@ static void dec_release(dec *d, int cyclic)
         mpconn_value_free(d->memo[i]);
     for (size_t i = 0; i < d->nall; i++)
         mpconn_value_free(d->all[i]);
-    free(d->stack);
-    free(d->marks);
-    free(d->memo);
-    free(d->all);
+    if (d->stack != d->stack0)
+        free(d->stack);
+    if (d->marks != d->marks0)
+        free(d->marks);
+    if (d->memo != d->memo0)
+        free(d->memo);
+    if (d->all != d->all0)
+        free(d->all);
 }
 
 int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts *opts,
@@ -1341,7 +1361,16 @@ int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts 
         opts = &defaults;
     }
     dec d;
-    memset(&d, 0, sizeof d);
+    memset(&d, 0, offsetof(dec, stack0));
+    d.stack = d.stack0;
+    d.scap = sizeof d.stack0 / sizeof *d.stack0;
+    d.memo = d.memo0;
+    d.memocap = sizeof d.memo0 / sizeof *d.memo0;
+    memset(d.memo0, 0, sizeof d.memo0);
+    d.all = d.all0;
+    d.allcap = sizeof d.all0 / sizeof *d.all0;
+    d.marks = d.marks0;
+    d.mcap = sizeof d.marks0 / sizeof *d.marks0;
     d.start = d.p = d.op_at = buf;
     d.end = buf + len;
     d.max_depth = opts->max_depth ? opts->max_depth : 1000;

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #define FRAME_TARGET 65536 /* CPython's _FRAME_SIZE_TARGET */
@@ -43,6 +44,7 @@ typedef struct enc {
     frame *st;
     size_t sp, scap;
     int err;
+    frame st0[16]; /* first storage of st: shallow values allocate nothing */
 } enc;
 
 /* ------------------------------------------------------------- output */
@@ -638,10 +640,12 @@ static void after_child(enc *e, const frame *f)
 static int push_frame(enc *e, const mpconn_value *v)
 {
     if (e->sp == e->scap) {
-        size_t ncap = e->scap ? e->scap * 2 : 32;
-        frame *n = realloc(e->st, ncap * sizeof *n);
+        size_t ncap = e->scap * 2;
+        frame *n = e->st == e->st0 ? malloc(ncap * sizeof *n) : realloc(e->st, ncap * sizeof *n);
         if (!n)
             return e->err = -ENOMEM;
+        if (e->st == e->st0)
+            memcpy(n, e->st0, sizeof e->st0);
         e->st = n;
         e->scap = ncap;
     }
@@ -692,7 +696,9 @@ int mpci_pickle_encode_into(const mpconn_value *v, int protocol, uint8_t **buf, 
     if (protocol < 2 || protocol > 5)
         return -EINVAL;
     enc e;
-    memset(&e, 0, sizeof e);
+    memset(&e, 0, offsetof(enc, st0));
+    e.st = e.st0;
+    e.scap = sizeof e.st0 / sizeof *e.st0;
     e.buf = *buf;
     e.cap = *cap;
     if (e.cap < offset && grow(&e, offset) < 0)
@@ -713,7 +719,8 @@ int mpci_pickle_encode_into(const mpconn_value *v, int protocol, uint8_t **buf, 
         rc = e.err;
     }
     free(e.memo);
-    free(e.st);
+    if (e.st != e.st0)
+        free(e.st);
     *buf = e.buf;
     *cap = e.cap;
     *len = e.len - offset;
