@@ -41,6 +41,7 @@ struct mpconn_opts {
     int abstract_any_uid;
     int pickle_protocol;
     size_t max_depth, max_items, max_memo, max_alloc;
+    int no_pipeline; /* not public: lets make bench measure what pipelining saves */
 };
 
 void mpci_opts_defaults(struct mpconn_opts *o);
@@ -126,6 +127,7 @@ typedef struct mpci_auth {
     const uint8_t *key;            /* borrowed for the machine's life */
     size_t keylen;
     mpci_mac_cache *macs;          /* borrowed, may be NULL */
+    int no_pipeline;               /* client: challenge only after WELCOME, as CPython */
     int allow_md5;
     uint8_t challenge[MPCI_AUTH_MSG_MAX]; /* the MESSAGE we delivered (sans #CHALLENGE#) */
     size_t challenge_len;

@@ -322,12 +322,13 @@ int mpci_auth_feed(mpci_auth *a, const uint8_t *msg, size_t len)
         if (!has_prefix(msg, len, CHALLENGE, CHALLENGE_LEN))
             return fail(a, MPCONN_ENOKEY,
                         "peer sent data instead of a challenge (it has no authkey?)");
-        if (answer_challenge(a, msg, len) != 0 || queue_own_challenge(a) != 0)
+        if (answer_challenge(a, msg, len) != 0 ||
+            (!a->no_pipeline && queue_own_challenge(a) != 0))
             return a->state;
         a->step = CLIENT_WAIT_RESULT;
         break;
     case CLIENT_WAIT_RESULT:
-        if (read_verdict(a, msg, len) != 0)
+        if (read_verdict(a, msg, len) != 0 || (a->no_pipeline && queue_own_challenge(a) != 0))
             return a->state;
         a->step = CLIENT_WAIT_ANSWER;
         break;

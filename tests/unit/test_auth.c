@@ -869,4 +869,29 @@ TEST(done_is_final)
     expect_no_out(&c);
 }
 
+TEST(client_without_pipelining)
+{
+    /* CPython's order: the client's challenge only after #WELCOME#. */
+    mpci_auth c, srv;
+    init_ok(&c, MPCI_AUTH_CLIENT, (const uint8_t *)"k", 1, "sha256", 1, nonce_b);
+    c.no_pipeline = 1;
+    init_ok(&srv, MPCI_AUTH_SERVER, (const uint8_t *)"k", 1, "sha256", 1, nonce_a);
+    const uint8_t *m;
+    size_t len;
+    CHECK_INT(mpci_auth_next_out(&srv, &m, &len), 1);
+    CHECK_INT(feed(&c, m, len), MPCI_AUTH_NEED_INPUT);
+    CHECK_INT(mpci_auth_next_out(&c, &m, &len), 1); /* the answer */
+    CHECK(len == 8 + 32 && memcmp(m, "{sha256}", 8) == 0);
+    CHECK_INT(feed(&srv, m, len), MPCI_AUTH_NEED_INPUT);
+    expect_no_out(&c);
+    expect_out_str(&srv, "#WELCOME#");
+    CHECK_INT(feed_str(&c, "#WELCOME#"), MPCI_AUTH_NEED_INPUT);
+    CHECK_INT(mpci_auth_next_out(&c, &m, &len), 1); /* now the challenge */
+    CHECK(len > CH_LEN && memcmp(m, CH, CH_LEN) == 0);
+    CHECK_INT(feed(&srv, m, len), MPCI_AUTH_NEED_INPUT);
+    CHECK_INT(pump(&srv, &c), 2);
+    CHECK_INT(srv.state, MPCI_AUTH_DONE);
+    CHECK_INT(c.state, MPCI_AUTH_DONE);
+}
+
 TESTLIB_MAIN

@@ -658,8 +658,7 @@ TEST(encode_bad_protocol)
     free(out);
 }
 
-/* A rough speed check against the targets (CPython's C pickle does the
- * small dict in well under 2 us each way on this class of machine). */
+/* Protocol 0 floats are text; no locale may change how they read. */
 TEST(protocol0_float_text)
 {
     static const struct {
