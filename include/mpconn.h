@@ -143,8 +143,8 @@ MPCONN_API int mpconn_conn_set_send_lock(mpconn_conn *c, int enable);
 /* Sends len bytes from buf as one message. */
 MPCONN_API int mpconn_conn_send_bytes(mpconn_conn *c, const void *buf, size_t len);
 /* send_bytes(buf, offset, size) of CPython: size (size_t)-1 means the rest. */
-MPCONN_API int mpconn_conn_send_slice(mpconn_conn *c, const void *buf, size_t buflen,
-                                      size_t offset, size_t size);
+MPCONN_API int mpconn_conn_send_slice(mpconn_conn *c, const void *buf, size_t buflen, size_t offset,
+                                      size_t size);
 /* Sends strlen(s) bytes (no terminator), as the original package did. */
 MPCONN_API int mpconn_conn_send_string(mpconn_conn *c, const char *s);
 

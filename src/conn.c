@@ -157,7 +157,10 @@ int mpconn_conn_from_fd(mpconn_conn **out, int fd, int flags, const mpconn_opts 
     return mpci_conn_new(out, fd, flags, opts, MPCI_FD_UNKNOWN);
 }
 
-void mpci_conn_set_check_first(mpconn_conn *c) { c->check_first = 1; }
+void mpci_conn_set_check_first(mpconn_conn *c)
+{
+    c->check_first = 1;
+}
 
 int mpci_conn_prefill(mpconn_conn *c, const uint8_t *p, size_t n)
 {
@@ -210,11 +213,26 @@ int mpconn_conn_detach(mpconn_conn *c)
     return fd;
 }
 
-int mpconn_conn_fileno(const mpconn_conn *c) { return c && !c->closed ? c->fd : -1; }
-int mpconn_conn_readable(const mpconn_conn *c) { return !c->closed && (c->flags & MPCONN_READABLE); }
-int mpconn_conn_writable(const mpconn_conn *c) { return !c->closed && (c->flags & MPCONN_WRITABLE); }
-int mpconn_conn_closed(const mpconn_conn *c) { return c->closed; }
-const char *mpconn_conn_errmsg(const mpconn_conn *c) { return c->errmsg; }
+int mpconn_conn_fileno(const mpconn_conn *c)
+{
+    return c && !c->closed ? c->fd : -1;
+}
+int mpconn_conn_readable(const mpconn_conn *c)
+{
+    return !c->closed && (c->flags & MPCONN_READABLE);
+}
+int mpconn_conn_writable(const mpconn_conn *c)
+{
+    return !c->closed && (c->flags & MPCONN_WRITABLE);
+}
+int mpconn_conn_closed(const mpconn_conn *c)
+{
+    return c->closed;
+}
+const char *mpconn_conn_errmsg(const mpconn_conn *c)
+{
+    return c->errmsg;
+}
 size_t mpci_conn_buffered(const mpconn_conn *c)
 {
     return (c->rend - c->rpos) + (c->pend_complete ? 1 : 0);
@@ -306,8 +324,8 @@ static int write_all(mpconn_conn *c, struct iovec *iov, int n, size_t total)
                 c->write_broken = 1;
             if (e == EPIPE || e == ECONNRESET)
                 return fail(c, -e, "send: the peer has closed the connection");
-            return fail(c, -e, e == ETIMEDOUT && sent > 0 ? "send timed out inside a message"
-                                                           : "send");
+            return fail(c, -e,
+                        e == ETIMEDOUT && sent > 0 ? "send timed out inside a message" : "send");
         }
         sent += (size_t)w;
         size_t left = (size_t)w;
@@ -411,8 +429,8 @@ static ssize_t raw_read(mpconn_conn *c, void *dst, size_t cap)
         char buf[CMSG_SPACE(sizeof(int) * MAX_STASHED_FDS)];
     } ctl;
     struct iovec iov = {dst, cap};
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                       .msg_controllen = sizeof ctl.buf};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
     ssize_t n = recvmsg(c->fd, &m, MSG_CMSG_CLOEXEC);
     if (n <= 0 || m.msg_controllen == 0)
         return n;
@@ -803,8 +821,8 @@ int mpconn_conn_send_fd(mpconn_conn *c, int fd, int ack)
     memset(&ctl, 0, sizeof ctl);
     uint8_t count = 1;
     struct iovec iov = {&count, 1};
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                       .msg_controllen = sizeof ctl.buf};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
     struct cmsghdr *h = CMSG_FIRSTHDR(&m);
     h->cmsg_level = SOL_SOCKET;
     h->cmsg_type = SCM_RIGHTS;
@@ -903,4 +921,7 @@ int mpconn_pipe(mpconn_conn **a, mpconn_conn **b, int duplex, const mpconn_opts 
     return 0;
 }
 
-const struct mpconn_opts *mpci_conn_opts(const mpconn_conn *c) { return &c->opts; }
+const struct mpconn_opts *mpci_conn_opts(const mpconn_conn *c)
+{
+    return &c->opts;
+}

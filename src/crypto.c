@@ -91,8 +91,8 @@ int mpci_hmac_cached(mpci_mac_cache *c, const char *digest, const uint8_t *key, 
                      const uint8_t *msg, size_t len, uint8_t *out)
 {
     int i = digest ? digest_index(digest) : -1;
-    EVP_MAC_CTX *base = c && i >= 0 && key == c->key && keylen == c->keylen ? keyed_ctx(c, i)
-                                                                              : NULL;
+    EVP_MAC_CTX *base =
+        c && i >= 0 && key == c->key && keylen == c->keylen ? keyed_ctx(c, i) : NULL;
     EVP_MAC_CTX *ctx = base ? EVP_MAC_CTX_dup(base) : NULL;
     if (!ctx)
         return mpci_hmac(digest, key, keylen, msg, len, out);

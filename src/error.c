@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *mpconn_version(void) { return MPCONN_VERSION_STRING; }
+const char *mpconn_version(void)
+{
+    return MPCONN_VERSION_STRING;
+}
 
 const char *mpconn_strerror(int code)
 {

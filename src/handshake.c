@@ -63,14 +63,21 @@ int mpci_hs_init(mpci_hs *h, int fd, int role, const struct mpconn_opts *o, cons
     return 0;
 }
 
-void mpci_hs_clear(mpci_hs *h) { mpci_msgdec_free(&h->dec); }
+void mpci_hs_clear(mpci_hs *h)
+{
+    mpci_msgdec_free(&h->dec);
+}
 
-short mpci_hs_events(const mpci_hs *h) { return h->outpos < h->outlen ? POLLOUT : POLLIN; }
+short mpci_hs_events(const mpci_hs *h)
+{
+    return h->outpos < h->outlen ? POLLOUT : POLLIN;
+}
 
 static int flush(mpci_hs *h)
 {
     while (h->outpos < h->outlen) {
-        ssize_t w = send(h->fd, h->out + h->outpos, h->outlen - h->outpos, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w =
+            send(h->fd, h->out + h->outpos, h->outlen - h->outpos, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0) {
             if (errno == EINTR)
                 continue;

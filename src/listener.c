@@ -105,8 +105,8 @@ static int socket_file_is_live(const char *path)
         struct stat st;
         /* A relative path bound by another process cannot be resolved from
          * here: a listener with the same file name counts as live. */
-        if (bound[0] != '/' || (stat(bound, &st) == 0 && st.st_dev == mine.st_dev &&
-                                st.st_ino == mine.st_ino))
+        if (bound[0] != '/' ||
+            (stat(bound, &st) == 0 && st.st_dev == mine.st_dev && st.st_ino == mine.st_ino))
             live = 1;
     }
     fclose(f);
@@ -184,8 +184,7 @@ static int open_socket(mpconn_listener *l, const char *address)
     snprintf(l->address, sizeof l->address, "%s", address);
     if ((r = mpci_addr_parse(&l->addr, address, l->errmsg, sizeof l->errmsg)) < 0)
         return r;
-    if (l->addr.need_resolve &&
-        (r = mpci_addr_resolve(&l->addr, l->errmsg, sizeof l->errmsg)) < 0)
+    if (l->addr.need_resolve && (r = mpci_addr_resolve(&l->addr, l->errmsg, sizeof l->errmsg)) < 0)
         return r;
     l->fd = socket(l->addr.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (l->fd < 0)
@@ -198,8 +197,8 @@ static int open_socket(mpconn_listener *l, const char *address)
         setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         if (bind(l->fd, (const struct sockaddr *)&l->addr.sa, l->addr.salen) < 0) {
             int e = errno;
-            return lerr(l, e == EADDRINUSE ? MPCONN_EADDRINUSE : -e, "cannot bind %s: %s",
-                        address, strerror(e));
+            return lerr(l, e == EADDRINUSE ? MPCONN_EADDRINUSE : -e, "cannot bind %s: %s", address,
+                        strerror(e));
         }
     }
     if (listen(l->fd, l->opts.backlog) < 0)
@@ -259,9 +258,18 @@ void mpconn_listener_free(mpconn_listener *l)
     free(l);
 }
 
-const char *mpconn_listener_address(const mpconn_listener *l) { return l->address; }
-int mpconn_listener_fileno(const mpconn_listener *l) { return l->fd; }
-const char *mpconn_listener_errmsg(const mpconn_listener *l) { return l->errmsg; }
+const char *mpconn_listener_address(const mpconn_listener *l)
+{
+    return l->address;
+}
+int mpconn_listener_fileno(const mpconn_listener *l)
+{
+    return l->fd;
+}
+const char *mpconn_listener_errmsg(const mpconn_listener *l)
+{
+    return l->errmsg;
+}
 
 const char *mpconn_listener_last_accepted(const mpconn_listener *l, pid_t *pid, uid_t *uid,
                                           gid_t *gid)
@@ -384,8 +392,7 @@ static int accept_new(mpconn_listener *l)
             const uint8_t *nonce = next_nonce(l);
             int r = nonce ? mpci_hs_init(&p->hs, fd, MPCI_AUTH_SERVER, &l->opts, nonce) : -EIO;
             if (r < 0) {
-                reject(l, r, "cannot start the handshake with %s: %s", p->peer,
-                       mpconn_strerror(r));
+                reject(l, r, "cannot start the handshake with %s: %s", p->peer, mpconn_strerror(r));
                 close(fd);
                 free(p);
                 continue;
@@ -412,8 +419,7 @@ static int harvest(mpconn_listener *l, mpconn_conn **out)
         if (p->hs.state == MPCI_AUTH_DONE) {
             int r = make_conn(l, p, out);
             if (r < 0) {
-                reject(l, r, "cannot set up the connection of %s: %s", p->peer,
-                       mpconn_strerror(r));
+                reject(l, r, "cannot set up the connection of %s: %s", p->peer, mpconn_strerror(r));
                 drop_pending(l, i);
                 continue;
             }
@@ -437,8 +443,8 @@ static int harvest(mpconn_listener *l, mpconn_conn **out)
     return 0;
 }
 
-size_t mpci_listener_pending(const mpconn_listener *l, struct pollfd *out, size_t cap,
-                             double *wake, int *ready_now)
+size_t mpci_listener_pending(const mpconn_listener *l, struct pollfd *out, size_t cap, double *wake,
+                             int *ready_now)
 {
     for (size_t i = 0; i < l->npend; i++) {
         const mpci_hs *hs = &l->pend[i]->hs;
@@ -480,7 +486,8 @@ int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout
         if (l->npend < MAX_PENDING)
             pfd[n++] = (struct pollfd){.fd = l->fd, .events = POLLIN};
         for (size_t i = 0; i < l->npend; i++) {
-            pfd[n++] = (struct pollfd){.fd = l->pend[i]->hs.fd, .events = mpci_hs_events(&l->pend[i]->hs)};
+            pfd[n++] =
+                (struct pollfd){.fd = l->pend[i]->hs.fd, .events = mpci_hs_events(&l->pend[i]->hs)};
             double d = l->pend[i]->hs.deadline;
             if (d >= 0 && (wake < 0 || d < wake))
                 wake = d;

@@ -62,7 +62,10 @@ typedef struct mpci_hdr {
     size_t have;
 } mpci_hdr;
 
-static inline void mpci_hdr_reset(mpci_hdr *h) { h->have = 0; }
+static inline void mpci_hdr_reset(mpci_hdr *h)
+{
+    h->have = 0;
+}
 /* Consumes at most what the header needs from p[0..n); *used says how much.
  * Returns 1 with *len set when the header is complete, 0 when more bytes are
  * needed, MPCONN_EPROTO for a negative length other than -1. */
@@ -122,12 +125,12 @@ enum { MPCI_AUTH_NEED_INPUT, MPCI_AUTH_DONE, MPCI_AUTH_FAILED };
  * Randomness comes in through the nonce so the machine is deterministic. */
 typedef struct mpci_auth {
     int role, state, step;
-    int code;                      /* failure code once FAILED */
-    char errmsg[MPCI_ERRMSG_MAX];  /* failure reason once FAILED */
-    const uint8_t *key;            /* borrowed for the machine's life */
+    int code;                     /* failure code once FAILED */
+    char errmsg[MPCI_ERRMSG_MAX]; /* failure reason once FAILED */
+    const uint8_t *key;           /* borrowed for the machine's life */
     size_t keylen;
-    mpci_mac_cache *macs;          /* borrowed, may be NULL */
-    int no_pipeline;               /* client: challenge only after WELCOME, as CPython */
+    mpci_mac_cache *macs; /* borrowed, may be NULL */
+    int no_pipeline;      /* client: challenge only after WELCOME, as CPython */
     int allow_md5;
     uint8_t challenge[MPCI_AUTH_MSG_MAX]; /* the MESSAGE we delivered (sans #CHALLENGE#) */
     size_t challenge_len;
@@ -149,8 +152,8 @@ int mpci_auth_next_out(mpci_auth *a, const uint8_t **msg, size_t *len);
 
 /* HMAC of msg with the named digest into out (EVP_MAX_MD_SIZE room);
  * returns its length or a negative code. */
-int mpci_hmac(const char *digest, const uint8_t *key, size_t keylen, const uint8_t *msg,
-              size_t len, uint8_t *out);
+int mpci_hmac(const char *digest, const uint8_t *key, size_t keylen, const uint8_t *msg, size_t len,
+              uint8_t *out);
 /* Kernel randomness (getrandom). */
 int mpci_random(uint8_t *buf, size_t len);
 
@@ -160,8 +163,8 @@ typedef struct mpci_addr {
     int family; /* AF_INET, AF_INET6, AF_UNIX */
     struct sockaddr_storage sa;
     socklen_t salen;
-    int abstract;    /* AF_UNIX in the abstract namespace */
-    char host[256];  /* host part as written (for name resolution) */
+    int abstract;   /* AF_UNIX in the abstract namespace */
+    char host[256]; /* host part as written (for name resolution) */
     char port[16];
     int need_resolve; /* host is a name, not a numeric address */
 } mpci_addr;
@@ -229,8 +232,8 @@ void mpci_conn_set_check_first(mpconn_conn *c);
  * deadline folded into *wake (< 0: none), *ready_now set when a finished
  * handshake waits to be accepted. */
 struct pollfd;
-size_t mpci_listener_pending(const mpconn_listener *l, struct pollfd *out, size_t cap,
-                             double *wake, int *ready_now);
+size_t mpci_listener_pending(const mpconn_listener *l, struct pollfd *out, size_t cap, double *wake,
+                             int *ready_now);
 
 /* ------------------------------------------------------------ handshake */
 

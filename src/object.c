@@ -12,8 +12,8 @@ int mpconn_conn_send(mpconn_conn *c, const mpconn_value *v)
     uint8_t **buf;
     size_t *cap, len;
     mpci_conn_scratch(c, &buf, &cap);
-    int r = mpci_pickle_encode_into(v, mpci_conn_opts(c)->pickle_protocol, buf, cap,
-                                    MPCI_HDR_MAX, &len);
+    int r = mpci_pickle_encode_into(v, mpci_conn_opts(c)->pickle_protocol, buf, cap, MPCI_HDR_MAX,
+                                    &len);
     if (r < 0) {
         mpci_conn_seterr(c, r, "send: cannot pickle the value: %s", mpconn_strerror(r));
         return r;

@@ -155,11 +155,26 @@ char *testlib_json_str(const char *line, const char *key)
         }
         p++;
         switch (*p) {
-        case 'n': *o++ = '\n'; p++; break;
-        case 't': *o++ = '\t'; p++; break;
-        case 'r': *o++ = '\r'; p++; break;
-        case 'b': *o++ = '\b'; p++; break;
-        case 'f': *o++ = '\f'; p++; break;
+        case 'n':
+            *o++ = '\n';
+            p++;
+            break;
+        case 't':
+            *o++ = '\t';
+            p++;
+            break;
+        case 'r':
+            *o++ = '\r';
+            p++;
+            break;
+        case 'b':
+            *o++ = '\b';
+            p++;
+            break;
+        case 'f':
+            *o++ = '\f';
+            p++;
+            break;
         case 'u': {
             unsigned cp = hex4(p + 1);
             p += 5;

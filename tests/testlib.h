@@ -65,6 +65,9 @@ char *testlib_json_str(const char *line, const char *key);
 long long testlib_json_int(const char *line, const char *key);
 
 #define TESTLIB_MAIN                                                                               \
-    int main(int argc, char **argv) { return testlib_main(argc, argv); }
+    int main(int argc, char **argv)                                                                \
+    {                                                                                              \
+        return testlib_main(argc, argv);                                                           \
+    }
 
 #endif

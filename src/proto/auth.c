@@ -152,8 +152,8 @@ static int verify_answer(mpci_auth *a, const uint8_t *msg, size_t len)
     }
 
     uint8_t expect[64];
-    int n = mpci_hmac_cached(a->macs, name, a->key, a->keylen, a->challenge, a->challenge_len,
-                             expect);
+    int n =
+        mpci_hmac_cached(a->macs, name, a->key, a->keylen, a->challenge, a->challenge_len, expect);
     if (n < 0) {
         queue_failure(a);
         return fail(a, n, "cannot compute HMAC-%s: %s", name, mpconn_strerror(n));
@@ -322,8 +322,7 @@ int mpci_auth_feed(mpci_auth *a, const uint8_t *msg, size_t len)
         if (!has_prefix(msg, len, CHALLENGE, CHALLENGE_LEN))
             return fail(a, MPCONN_ENOKEY,
                         "peer sent data instead of a challenge (it has no authkey?)");
-        if (answer_challenge(a, msg, len) != 0 ||
-            (!a->no_pipeline && queue_own_challenge(a) != 0))
+        if (answer_challenge(a, msg, len) != 0 || (!a->no_pipeline && queue_own_challenge(a) != 0))
             return a->state;
         a->step = CLIENT_WAIT_RESULT;
         break;

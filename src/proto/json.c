@@ -37,7 +37,7 @@ enum { MODE_ARRAY, MODE_OBJECT, MODE_PAIRS };
 static void put_u16(mpci_sbuf *b, uint32_t x)
 {
     static const char hex[] = "0123456789abcdef";
-    char tmp[6] = {'\\', 'u', hex[(x >> 12) & 15], hex[(x >> 8) & 15], hex[(x >> 4) & 15],
+    char tmp[6] = {'\\',       'u', hex[(x >> 12) & 15], hex[(x >> 8) & 15], hex[(x >> 4) & 15],
                    hex[x & 15]};
     mpci_sbuf_put(b, tmp, 6);
 }

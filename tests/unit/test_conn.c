@@ -13,7 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void duplex(mpconn_conn **a, mpconn_conn **b) { CHECK_INT(mpconn_pipe(a, b, 1, NULL), 0); }
+static void duplex(mpconn_conn **a, mpconn_conn **b)
+{
+    CHECK_INT(mpconn_pipe(a, b, 1, NULL), 0);
+}
 
 static uint8_t *pattern(size_t n)
 {

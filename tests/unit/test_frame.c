@@ -131,7 +131,8 @@ static void feed_split(const uint8_t *s, size_t n, size_t a, size_t b, const siz
 TEST(msgdec_every_split)
 {
     /* Three frames: 5 bytes, empty, 3 bytes. */
-    const uint8_t s[] = {0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o', 0, 0, 0, 0, 0, 0, 0, 3, 'a', 'b', 'c'};
+    const uint8_t s[] = {0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o', 0,
+                         0, 0, 0, 0, 0,   0,   3,   'a', 'b', 'c'};
     const size_t lens[] = {5, 0, 3};
     size_t n = sizeof s;
     for (size_t a = 0; a <= n; a++)

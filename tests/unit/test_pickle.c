@@ -664,9 +664,9 @@ TEST(protocol0_float_text)
     static const struct {
         const char *text;
         double want;
-    } ok[] = {{"1.5", 1.5},     {"-2e-07", -2e-07}, {"1e+16", 1e16}, {".5", 0.5},
-              {"5.", 5.0},      {"-0.0", -0.0},     {"0.1", 0.1},    {"123.456E2", 12345.6},
-              {"+7.25", 7.25},  {"inf", INFINITY},  {"-inf", -INFINITY}};
+    } ok[] = {{"1.5", 1.5},    {"-2e-07", -2e-07}, {"1e+16", 1e16},    {".5", 0.5},
+              {"5.", 5.0},     {"-0.0", -0.0},     {"0.1", 0.1},       {"123.456E2", 12345.6},
+              {"+7.25", 7.25}, {"inf", INFINITY},  {"-inf", -INFINITY}};
     for (size_t k = 0; k < sizeof ok / sizeof *ok; k++) {
         char pk[64];
         int n = snprintf(pk, sizeof pk, "F%s\n.", ok[k].text);
