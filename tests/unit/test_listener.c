@@ -467,4 +467,68 @@ TEST(wait_sees_handshakes_under_way)
     mpconn_listener_free(l);
 }
 
+TEST(connect_timeout_on_full_backlog)
+{
+    /* A listener that never accepts, its backlog filled: a Unix connect()
+     * would wait for room, and the connect timeout bounds that wait. */
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mpconn-test-full-%d.sock", (int)getpid());
+    mpconn_opts *o = opts_key(NULL, NULL);
+    CHECK_INT(mpconn_opts_set_backlog(o, 1), 0);
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, path, o, NULL, 0), 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof un.sun_path, "%s", path);
+    int fillers[64], n = 0;
+    while (n < 64) {
+        int s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (connect(s, (struct sockaddr *)&un, sizeof un) < 0) {
+            CHECK_INT(errno, EAGAIN);
+            close(s);
+            break;
+        }
+        fillers[n++] = s;
+    }
+    CHECK(n < 64);
+    CHECK_INT(mpconn_opts_set_connect_timeout(o, 0.2), 0);
+    mpconn_conn *c;
+    char err[256];
+    double t0 = mpci_now();
+    CHECK_INT(mpconn_client(&c, path, o, err, sizeof err), -ETIMEDOUT);
+    CHECK(mpci_now() - t0 >= 0.15);
+    CHECK(strstr(err, path) != NULL);
+    for (int i = 0; i < n; i++)
+        close(fillers[i]);
+    mpconn_listener_free(l);
+    mpconn_opts_free(o);
+}
+
+TEST(connect_timeout_tcp)
+{
+    /* A TCP listener whose accept queue is full drops new SYNs: the
+     * connect is left waiting, and the timeout ends it. */
+    mpconn_opts *o = opts_key(NULL, NULL);
+    CHECK_INT(mpconn_opts_set_backlog(o, 0), 0);
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:0", o, NULL, 0), 0);
+    mpci_addr a;
+    CHECK_INT(mpci_addr_parse(&a, mpconn_listener_address(l), NULL, 0), 0);
+    int fillers[8];
+    for (int i = 0; i < 8; i++) {
+        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fillers[i], (struct sockaddr *)&a.sa, a.salen);
+    }
+    CHECK_INT(mpconn_opts_set_connect_timeout(o, 0.3), 0);
+    mpconn_conn *c;
+    char err[256];
+    double t0 = mpci_now();
+    CHECK_INT(mpconn_client(&c, mpconn_listener_address(l), o, err, sizeof err), -ETIMEDOUT);
+    CHECK(mpci_now() - t0 >= 0.25);
+    CHECK(strstr(err, "timed out") != NULL);
+    for (int i = 0; i < 8; i++)
+        close(fillers[i]);
+    mpconn_listener_free(l);
+    mpconn_opts_free(o);
+}
+
 TESTLIB_MAIN
