@@ -178,6 +178,16 @@ void mpci_addr_format(const struct sockaddr *sa, socklen_t len, char *out, size_
  * Errors name the host. */
 int mpci_addr_resolve(mpci_addr *a, char *errmsg, size_t errlen);
 
+/* Spreads a pointer's bits for open-addressing tables keyed by address. */
+static inline size_t mpci_ptr_hash(const void *p)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)x;
+}
+
 /* --------------------------------------------------------------- clock */
 
 double mpci_now(void); /* CLOCK_MONOTONIC seconds */

@@ -243,12 +243,7 @@ static int dict_mode(const mpconn_value *d)
     return mode;
 }
 
-typedef struct walk {
-    mpci_sbuf out;
-    mpci_ptrset open;
-    mpci_wframe *st;
-    size_t n, cap;
-} walk;
+typedef mpci_walk walk;
 
 static int begin_value(walk *w, const mpconn_value *v)
 {
@@ -265,17 +260,8 @@ static int begin_value(walk *w, const mpconn_value *v)
     }
     if (mpci_ptrset_has(&w->open, v))
         return MPCONN_ERECURSIVE;
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 32;
-        mpci_wframe *st = realloc(w->st, cap * sizeof *st);
-        if (!st)
-            return -ENOMEM;
-        w->st = st;
-        w->cap = cap;
-    }
-    if (mpci_ptrset_add(&w->open, v) != 0)
+    if (mpci_walk_push(w, v, mode) != 0)
         return -ENOMEM;
-    w->st[w->n++] = (mpci_wframe){.v = v, .i = 0, .phase = 0, .mode = mode};
     mpci_sbuf_puts(&w->out, mode == MODE_ARRAY ? "[" : mode == MODE_OBJECT ? "{" : "{\"$dict\": [");
     return 0;
 }
@@ -340,8 +326,7 @@ int mpconn_value_json(const mpconn_value *v, char **out, size_t *len)
         if (child)
             rc = begin_value(&w, child);
     }
-    free(w.st);
-    mpci_ptrset_free(&w.open);
+    mpci_walk_clear(&w);
     if (rc != 0) {
         free(w.out.p);
         return rc;

@@ -143,21 +143,12 @@ static void op_data(enc *e, const uint8_t *hdr, size_t hlen, const void *data, s
 
 /* --------------------------------------------------------------- memo */
 
-static size_t ptr_hash(const void *p)
-{
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return (size_t)x;
-}
-
 static struct memo_slot *memo_find(enc *e, const void *key)
 {
     if (!e->mcap)
         return NULL;
     size_t mask = e->mcap - 1;
-    for (size_t s = ptr_hash(key) & mask;; s = (s + 1) & mask) {
+    for (size_t s = mpci_ptr_hash(key) & mask;; s = (s + 1) & mask) {
         if (e->memo[s].key == key)
             return &e->memo[s];
         if (!e->memo[s].key)
@@ -182,7 +173,7 @@ static void memo_set(enc *e, const void *key, uint32_t idx)
         for (size_t i = 0; i < e->mcap; i++) {
             if (!e->memo[i].key)
                 continue;
-            size_t k = ptr_hash(e->memo[i].key) & (ncap - 1);
+            size_t k = mpci_ptr_hash(e->memo[i].key) & (ncap - 1);
             while (n[k].key)
                 k = (k + 1) & (ncap - 1);
             n[k] = e->memo[i];
@@ -191,7 +182,7 @@ static void memo_set(enc *e, const void *key, uint32_t idx)
         e->memo = n;
         e->mcap = ncap;
     }
-    size_t mask = e->mcap - 1, k = ptr_hash(key) & mask;
+    size_t mask = e->mcap - 1, k = mpci_ptr_hash(key) & mask;
     while (e->memo[k].key)
         k = (k + 1) & mask;
     e->memo[k] = (struct memo_slot){key, idx};

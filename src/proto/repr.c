@@ -144,12 +144,7 @@ static int is_container(mpconn_type t)
            t == MPCONN_FROZENSET;
 }
 
-typedef struct walk {
-    mpci_sbuf out;
-    mpci_ptrset open; /* containers on the stack */
-    mpci_wframe *st;
-    size_t n, cap;
-} walk;
+typedef mpci_walk walk;
 
 static void put_close(walk *w, const mpconn_value *v)
 {
@@ -193,17 +188,8 @@ static int begin_value(walk *w, const mpconn_value *v)
         mpci_sbuf_puts(&w->out, again[t]);
         return 0;
     }
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 32;
-        mpci_wframe *st = realloc(w->st, cap * sizeof *st);
-        if (!st)
-            return -ENOMEM;
-        w->st = st;
-        w->cap = cap;
-    }
-    if (mpci_ptrset_add(&w->open, v) != 0)
+    if (mpci_walk_push(w, v, 0) != 0)
         return -ENOMEM;
-    w->st[w->n++] = (mpci_wframe){.v = v, .i = 0, .phase = 0, .mode = 0};
     mpci_sbuf_puts(&w->out, open[t]);
     return 0;
 }
@@ -243,8 +229,7 @@ int mpconn_value_repr(const mpconn_value *v, char **out, size_t *len)
         return -EINVAL;
     walk w = {0};
     int rc = walk_all(&w, v);
-    free(w.st);
-    mpci_ptrset_free(&w.open);
+    mpci_walk_clear(&w);
     if (rc != 0) {
         free(w.out.p);
         return rc;

@@ -60,4 +60,19 @@ typedef struct mpci_wframe {
     int mode;  /* writer-specific */
 } mpci_wframe;
 
+/* The state of an iterative writer: its output, the containers open on its
+ * stack (also as a set, to notice a value that contains itself). */
+typedef struct mpci_walk {
+    mpci_sbuf out;
+    mpci_ptrset open;
+    mpci_wframe *st;
+    size_t n, cap;
+} mpci_walk;
+
+/* Pushes a frame for container v (the caller checked it is not open yet).
+ * 0 or -ENOMEM. */
+int mpci_walk_push(mpci_walk *w, const mpconn_value *v, int mode);
+/* Frees the stack and the set; the output stays. */
+void mpci_walk_clear(mpci_walk *w);
+
 #endif

@@ -82,21 +82,12 @@ int mpci_sbuf_finish(mpci_sbuf *b, char **out, size_t *len)
 
 /* ---------------------------------------------------------- ptrset */
 
-static size_t ptr_hash(const void *p)
-{
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return (size_t)x;
-}
-
 int mpci_ptrset_has(const mpci_ptrset *s, const void *p)
 {
     if (!s->cap)
         return 0;
     size_t mask = s->cap - 1;
-    for (size_t i = ptr_hash(p) & mask; s->slots[i]; i = (i + 1) & mask)
+    for (size_t i = mpci_ptr_hash(p) & mask; s->slots[i]; i = (i + 1) & mask)
         if (s->slots[i] == p)
             return 1;
     return 0;
@@ -104,7 +95,7 @@ int mpci_ptrset_has(const mpci_ptrset *s, const void *p)
 
 static void ptrset_insert(const void **slots, size_t cap, const void *p)
 {
-    size_t mask = cap - 1, i = ptr_hash(p) & mask;
+    size_t mask = cap - 1, i = mpci_ptr_hash(p) & mask;
     while (slots[i])
         i = (i + 1) & mask;
     slots[i] = p;
@@ -134,7 +125,7 @@ void mpci_ptrset_del(mpci_ptrset *s, const void *p)
 {
     if (!s->cap)
         return;
-    size_t mask = s->cap - 1, i = ptr_hash(p) & mask;
+    size_t mask = s->cap - 1, i = mpci_ptr_hash(p) & mask;
     while (s->slots[i] && s->slots[i] != p)
         i = (i + 1) & mask;
     if (!s->slots[i])
@@ -146,7 +137,7 @@ void mpci_ptrset_del(mpci_ptrset *s, const void *p)
         j = (j + 1) & mask;
         if (!s->slots[j])
             break;
-        size_t home = ptr_hash(s->slots[j]) & mask;
+        size_t home = mpci_ptr_hash(s->slots[j]) & mask;
         /* Move slots[j] into the hole unless its home lies in (i, j]. */
         int between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
         if (!between) {
@@ -410,4 +401,28 @@ uint32_t mpci_utf8_next(const unsigned char *s, size_t len, size_t *i)
     }
     *i = k + 1 + (size_t)need;
     return cp;
+}
+
+int mpci_walk_push(mpci_walk *w, const mpconn_value *v, int mode)
+{
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 32;
+        mpci_wframe *st = realloc(w->st, cap * sizeof *st);
+        if (!st)
+            return -ENOMEM;
+        w->st = st;
+        w->cap = cap;
+    }
+    if (mpci_ptrset_add(&w->open, v) != 0)
+        return -ENOMEM;
+    w->st[w->n++] = (mpci_wframe){.v = v, .i = 0, .phase = 0, .mode = mode};
+    return 0;
+}
+
+void mpci_walk_clear(mpci_walk *w)
+{
+    free(w->st);
+    w->st = NULL;
+    w->n = w->cap = 0;
+    mpci_ptrset_free(&w->open);
 }
