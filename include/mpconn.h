@@ -225,7 +225,11 @@ typedef struct mpconn_waitable {
     int ready; /* out: 1 when ready */
 } mpconn_waitable;
 
-/* Returns how many are ready (0 on timeout). seconds < 0 waits forever. */
+/* Returns how many are ready (0 on timeout). seconds < 0 waits forever.
+ * A connection is ready when a message (or EOF) can be read, counting bytes
+ * it has already buffered; a listener when a peer connects or one of its
+ * handshakes under way can move or has timed out: call
+ * mpconn_listener_accept(l, &c, 0), which may then return -ETIMEDOUT. */
 MPCONN_API int mpconn_wait(mpconn_waitable *items, size_t n, double seconds);
 
 /* ---------------------------------------------------------------- values */
@@ -331,7 +335,8 @@ MPCONN_API int mpconn_value_parse(const char *text, size_t len, mpconn_value **o
  *   s# str(const char *, size_t)  y# bytes(const void *, size_t)
  *   O value (new reference taken)  o value (stolen)
  *   [..] list  (..) tuple  {k:v ..} dict   separators ',' ':' and spaces
- * NULL when out of memory or the format is bad. */
+ * NULL when out of memory or the format is bad (then 'o' arguments after
+ * the point of failure are not released). */
 MPCONN_API mpconn_value *mpconn_pack(const char *fmt, ...);
 /* Pulls fields out of v by the same format with pointer arguments (s gives a
  * borrowed const char *, O a borrowed mpconn_value *); in a dict format
