@@ -3,6 +3,7 @@
 #include "testlib.h"
 
 #include "mpconn.h"
+#include "proto/value_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -278,6 +279,34 @@ TEST(refcount_sharing)
     CHECK(n == mpconn_value_none());
     mpconn_value_free(n);
     CHECK(mpconn_value_type(mpconn_value_none()) == MPCONN_NONE);
+}
+
+TEST(colliding_keys_are_bounded)
+{
+    /* Keys crafted to share one full 64-bit hash (simulated by planting the
+     * cached hash): inserting them must stop with an error, not go
+     * quadratic. */
+    mpconn_value *d = mpconn_value_dict();
+    int rc = 0, n = 0;
+    for (; n < 2000 && rc == 0; n++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", n);
+        mpconn_value *key = mpconn_value_str(k);
+        key->aux.hash = 0x1234;
+        key->flags |= MPCI_F_HASHED;
+        rc = mpconn_value_dict_set(d, key, mpconn_value_int(n));
+    }
+    CHECK_INT(rc, MPCONN_ELIMIT);
+    CHECK(n > 500 && n < 600);
+    /* what went in is still there and found */
+    mpconn_value *probe = mpconn_value_str("k7");
+    probe->aux.hash = 0x1234;
+    probe->flags |= MPCI_F_HASHED;
+    int64_t v;
+    CHECK_INT(mpconn_value_get_int(mpconn_value_dict_get(d, probe), &v), 0);
+    CHECK_INT(v, 7);
+    mpconn_value_free(probe);
+    mpconn_value_free(d);
 }
 
 TESTLIB_MAIN
