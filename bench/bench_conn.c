@@ -505,6 +505,58 @@ static pid_t spawn_raw_server(setup *s)
     return pid;
 }
 
+/* The handshake's messages by hand, without crypto or framing logic: the
+ * sizes mpconn puts on the wire for a {sha256} handshake (challenge;
+ * answer + the client's challenge; WELCOME + answer; WELCOME), each side
+ * reading exactly what it expects. The floor under any implementation of
+ * this protocol on this machine. */
+enum { HS_CHALLENGE = 4 + 11 + 8 + 40, HS_ANSWER = 4 + 8 + 32, HS_WELCOME = 4 + 9 };
+
+static int op_raw_handshake(void *p)
+{
+    setup *s = p;
+    uint8_t buf[256] = {0};
+    int fd = raw_connect(&s->sa, s->salen);
+    if (fd < 0)
+        return fd;
+    int r = raw_read_exact(fd, buf, HS_CHALLENGE);
+    if (r > 0)
+        r = raw_write_all(fd, buf, HS_ANSWER + HS_CHALLENGE);
+    if (r >= 0)
+        r = raw_read_exact(fd, buf, HS_WELCOME + HS_ANSWER);
+    if (r > 0)
+        r = raw_write_all(fd, buf, HS_WELCOME);
+    close(fd);
+    return r < 0 ? r : 0;
+}
+
+static pid_t spawn_raw_handshake_server(setup *s)
+{
+    int l = raw_listen(s->t, &s->sa, &s->salen);
+    pid_t pid = fork();
+    if (pid < 0)
+        bench_die("fork", -errno);
+    if (pid == 0) {
+        bench_close_others(l);
+        uint8_t buf[256] = {0};
+        for (;;) {
+            int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EINTR || errno == ECONNABORTED)
+                    continue;
+                _exit(1);
+            }
+            if (raw_write_all(fd, buf, HS_CHALLENGE) >= 0 &&
+                raw_read_exact(fd, buf, HS_ANSWER + HS_CHALLENGE) > 0 &&
+                raw_write_all(fd, buf, HS_WELCOME + HS_ANSWER) >= 0)
+                raw_read_exact(fd, buf, HS_WELCOME);
+            close(fd);
+        }
+    }
+    close(l);
+    return pid;
+}
+
 /* The listener runs accept in a child until it is killed; the parent keeps
  * the listener object only to remove its socket file afterwards. */
 static pid_t spawn_mp_server(setup *s, mpconn_listener **lp)
@@ -533,7 +585,7 @@ static pid_t spawn_mp_server(setup *s, mpconn_listener **lp)
 
 static void bench_setup(enum transport t)
 {
-    setup raw = {.t = t}, mp = {.t = t}, legacy = {.t = t};
+    setup raw = {.t = t}, mp = {.t = t}, legacy = {.t = t}, rawhs = {.t = t};
     if (mpconn_opts_new(&mp.opts) < 0 || mpconn_opts_new(&legacy.opts) < 0)
         bench_die("mpconn_opts_new", -ENOMEM);
     mpconn_opts_set_authkey(mp.opts, KEY, strlen(KEY));
@@ -541,6 +593,7 @@ static void bench_setup(enum transport t)
     mpconn_opts_set_digest(legacy.opts, "legacy");
     mpconn_listener *l1, *l2;
     pid_t p0 = spawn_raw_server(&raw);
+    pid_t p3 = spawn_raw_handshake_server(&rawhs);
     pid_t p1 = spawn_mp_server(&mp, &l1);
     pid_t p2 = spawn_mp_server(&legacy, &l2);
     /* The same listener, a client that waits for #WELCOME# before sending
@@ -552,20 +605,23 @@ static void bench_setup(enum transport t)
     nopipe.opts->no_pipeline = 1;
     char id[64];
     snprintf(id, sizeof id, "setup_%s", tnames[t]);
-    const char *const impls[] = {"raw", "mpconn", "mpconn_legacy", "mpconn_nopipe"};
-    const bench_op ops[] = {op_raw_setup, op_mp_setup, op_mp_setup, op_mp_setup};
-    void *const ctxs[] = {&raw, &mp, &legacy, &nopipe};
-    bench_compare(id, 4, impls, ops, ctxs, 1.0, "connections/s", 200000);
+    const char *const impls[] = {"raw", "mpconn", "mpconn_legacy", "mpconn_nopipe",
+                                 "raw_handshake"};
+    const bench_op ops[] = {op_raw_setup, op_mp_setup, op_mp_setup, op_mp_setup, op_raw_handshake};
+    void *const ctxs[] = {&raw, &mp, &legacy, &nopipe, &rawhs};
+    bench_compare(id, 5, impls, ops, ctxs, 1.0, "connections/s", 200000);
     mpconn_opts_free(nopipe.opts);
-    pid_t pids[] = {p0, p1, p2};
-    for (int i = 0; i < 3; i++) {
+    pid_t pids[] = {p0, p1, p2, p3};
+    for (int i = 0; i < 4; i++) {
         kill(pids[i], SIGTERM);
         bench_reap(pids[i]);
     }
     mpconn_listener_free(l1);
     mpconn_listener_free(l2);
-    if (t == T_UNIX)
+    if (t == T_UNIX) {
         unlink(((struct sockaddr_un *)&raw.sa)->sun_path);
+        unlink(((struct sockaddr_un *)&rawhs.sa)->sun_path);
+    }
     mpconn_opts_free(mp.opts);
     mpconn_opts_free(legacy.opts);
 }

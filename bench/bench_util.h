@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #define BENCH_MAX_REPS 15
-#define BENCH_MAX_IMPLS 4
+#define BENCH_MAX_IMPLS 8
 
 /* Repetitions and seconds per repetition; set from the command line. */
 static int bench_reps = 5;
@@ -99,6 +99,8 @@ static inline void bench_compare(const char *id, int n, const char *const *impls
                                  const char *unit, long max_ops)
 {
     double rates[BENCH_MAX_IMPLS][BENCH_MAX_REPS];
+    if (n > BENCH_MAX_IMPLS)
+        bench_die("bench_compare: too many implementations", -EINVAL);
     for (int i = 0; i < n; i++)
         bench_run_for(ops[i], ctxs[i], bench_secs / 3, max_ops);
     for (int rep = 0; rep < bench_reps; rep++)

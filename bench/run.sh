@@ -108,6 +108,8 @@ setup_unix|authenticated connect+close, Unix socket (sha256)|mpconn|py|3
 setup_unix|authenticated connect+close, Unix socket (legacy)|mpconn_legacy|py|3
 setup_tcp|authenticated connect+close, TCP (sha256)|mpconn|py|3
 setup_tcp|authenticated connect+close, TCP (legacy)|mpconn_legacy|py|3
+setup_unix|the handshake's messages by hand in C, no crypto (floor), Unix socket|raw_handshake|py|3
+setup_tcp|the handshake's messages by hand in C, no crypto (floor), TCP|raw_handshake|py|3
 setup_unix|authenticated connect+close, Unix socket, client without pipelining|mpconn_nopipe|py|3
 setup_tcp|authenticated connect+close, TCP, client without pipelining|mpconn_nopipe|py|3
 setup_unix_unpinned|authenticated connect+close, Unix socket (sha256), unpinned|mpconn|py|3
