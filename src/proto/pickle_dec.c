@@ -24,6 +24,7 @@ typedef struct dec {
     size_t nmarks, mcap;
     mpconn_value **memo;
     size_t memocap, memolen; /* slots allocated, entries set */
+    size_t memo_hi;          /* 1 + the highest index set: what cleanup visits */
     /* Every container made, each held by one reference until the end, so a
      * cycle built by a hostile pickle can always be found and broken. */
     mpconn_value **all;
@@ -585,9 +586,13 @@ static int memo_put(dec *d, size_t idx, mpconn_value *v)
         mpconn_value **n = grow_array(d->memo, d->memo0, d->memocap, ncap, sizeof *n);
         if (!n)
             return fail(d, -ENOMEM, "out of memory");
-        memset(n + d->memocap, 0, (ncap - d->memocap) * sizeof *n);
         d->memo = n;
         d->memocap = ncap;
+    }
+    /* Slots past memo_hi were never set: cleared only when reached. */
+    if (idx >= d->memo_hi) {
+        memset(d->memo + d->memo_hi, 0, (idx + 1 - d->memo_hi) * sizeof *d->memo);
+        d->memo_hi = idx + 1;
     }
     if (d->memo[idx])
         mpconn_value_free(d->memo[idx]);
@@ -599,7 +604,7 @@ static int memo_put(dec *d, size_t idx, mpconn_value *v)
 
 static int memo_get(dec *d, size_t idx)
 {
-    if (idx >= d->memocap || !d->memo[idx])
+    if (idx >= d->memo_hi || !d->memo[idx])
         return fail(d, MPCONN_EPICKLE, "memo entry %zu is missing", idx);
     return push_ref(d, d->memo[idx]);
 }
@@ -1338,7 +1343,7 @@ static void dec_release(dec *d, int cyclic)
         mpci_value_break_cycles(d->all, d->nall);
     for (size_t i = 0; i < d->sp; i++)
         mpconn_value_free(d->stack[i]);
-    for (size_t i = 0; i < d->memocap; i++)
+    for (size_t i = 0; i < d->memo_hi; i++)
         mpconn_value_free(d->memo[i]);
     for (size_t i = 0; i < d->nall; i++)
         mpconn_value_free(d->all[i]);
@@ -1366,7 +1371,6 @@ int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts 
     d.scap = sizeof d.stack0 / sizeof *d.stack0;
     d.memo = d.memo0;
     d.memocap = sizeof d.memo0 / sizeof *d.memo0;
-    memset(d.memo0, 0, sizeof d.memo0);
     d.all = d.all0;
     d.allcap = sizeof d.all0 / sizeof *d.all0;
     d.marks = d.marks0;
