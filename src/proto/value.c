@@ -22,17 +22,48 @@ static mpconn_value false_value = {
  * stop here rather than deepening the C stack without bound. */
 #define MAX_LOOKUP_NEST 200
 
+/* Containers carry room for a few items right behind the struct: most
+ * messages are small, and this saves an allocation and a free for each. */
+#define INLINE_ITEMS 4
+#define INLINE_ENTRIES 2
+
+static void *inline_items(const mpconn_value *v) { return (void *)(v + 1); }
+
 static mpconn_value *alloc_value(int type, size_t extra)
 {
+    int seq = type == MPCONN_LIST || type == MPCONN_TUPLE;
+    int map = type == MPCONN_DICT || type == MPCONN_SET || type == MPCONN_FROZENSET;
+    if (seq)
+        extra = INLINE_ITEMS * sizeof(mpconn_value *);
+    else if (map)
+        extra = INLINE_ENTRIES * sizeof(mpci_entry);
     mpconn_value *v = malloc(sizeof *v + extra);
     if (!v)
         return NULL;
     memset(v, 0, sizeof *v);
     v->refs = 1;
     v->type = (uint8_t)type;
+    if (seq) {
+        v->u.seq.items = inline_items(v);
+        v->u.seq.cap = INLINE_ITEMS;
+    } else if (map) {
+        v->u.map.ents = inline_items(v);
+        v->u.map.cap = INLINE_ENTRIES;
+    }
     if (mpci_is_container(v))
         v->depth = 1;
     return v;
+}
+
+/* realloc for an items array that may still be the inline one. */
+static void *grow_items(mpconn_value *c, void *items, size_t len, size_t cap, size_t elem)
+{
+    if (items != inline_items(c))
+        return realloc(items, cap * elem);
+    void *p = malloc(cap * elem);
+    if (p)
+        memcpy(p, items, len * elem);
+    return p;
 }
 
 mpconn_value *mpconn_value_ref(mpconn_value *v)
@@ -74,13 +105,15 @@ void mpconn_value_free(mpconn_value *v)
         if (c->type == MPCONN_LIST || c->type == MPCONN_TUPLE) {
             for (size_t i = 0; i < c->u.seq.len; i++)
                 drop_child(c->u.seq.items[i], &pending);
-            free(c->u.seq.items);
+            if (c->u.seq.items != inline_items(c))
+                free(c->u.seq.items);
         } else {
             for (size_t i = 0; i < c->u.map.len; i++) {
                 drop_child(c->u.map.ents[i].key, &pending);
                 drop_child(c->u.map.ents[i].val, &pending);
             }
-            free(c->u.map.ents);
+            if (c->u.map.ents != inline_items(c))
+                free(c->u.map.ents);
             free(c->u.map.index);
         }
         free(c);
@@ -274,7 +307,7 @@ int mpci_value_reserve(mpconn_value *c, size_t n)
             return -ENOMEM;
         while (cap < want)
             cap *= 2;
-        mpconn_value **p = realloc(c->u.seq.items, cap * sizeof *p);
+        mpconn_value **p = grow_items(c, c->u.seq.items, c->u.seq.len, cap, sizeof *p);
         if (!p)
             return -ENOMEM;
         c->u.seq.items = p;
@@ -288,7 +321,7 @@ int mpci_value_reserve(mpconn_value *c, size_t n)
         return -ENOMEM;
     while (cap < want)
         cap *= 2;
-    mpci_entry *e = realloc(c->u.map.ents, cap * sizeof *e);
+    mpci_entry *e = grow_items(c, c->u.map.ents, c->u.map.len, cap, sizeof *e);
     if (!e)
         return -ENOMEM;
     c->u.map.ents = e;
