@@ -385,9 +385,11 @@ def unescape(text):
 
 # --------------------------------------------- CPython >= 3.12 authentication
 # CPython 3.11 (the python3 here) only speaks the legacy form: a 20-byte
-# challenge, answered with raw HMAC-MD5. These follow CPython 3.12's
-# deliver_challenge/answer_challenge line by line so the {digest} form can
-# be tested too, over any object with send_bytes/recv_bytes.
+# challenge, answered with raw HMAC-MD5. The two roles below are a small
+# model of the {digest} handshake of CPython >= 3.12 as the protocol notes
+# describe it (and as the vectors in tests/data/auth.jsonl show), so that
+# form is exercised over real sockets too, on any object with
+# send_bytes/recv_bytes.
 
 CHALLENGE, WELCOME, FAILURE = b'#CHALLENGE#', b'#WELCOME#', b'#FAILURE#'
 DIGESTS = ('md5', 'sha256', 'sha384', 'sha3_256', 'sha3_384')
