@@ -27,7 +27,10 @@ static mpconn_value false_value = {
 #define INLINE_ITEMS 4
 #define INLINE_ENTRIES 2
 
-static void *inline_items(const mpconn_value *v) { return (void *)(v + 1); }
+static void *inline_items(const mpconn_value *v)
+{
+    return (void *)(v + 1);
+}
 
 static mpconn_value *alloc_value(int type, size_t extra)
 {
