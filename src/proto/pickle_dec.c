@@ -589,10 +589,15 @@ static int memo_put(dec *d, size_t idx, mpconn_value *v)
         d->memo = n;
         d->memocap = ncap;
     }
-    /* Slots past memo_hi were never set: cleared only when reached. */
+    /* Slots past memo_hi were never set: cleared only when skipped over.
+     * The usual case, the next index in order, writes without a look. */
     if (idx >= d->memo_hi) {
-        memset(d->memo + d->memo_hi, 0, (idx + 1 - d->memo_hi) * sizeof *d->memo);
+        if (idx > d->memo_hi)
+            memset(d->memo + d->memo_hi, 0, (idx - d->memo_hi) * sizeof *d->memo);
         d->memo_hi = idx + 1;
+        d->memolen++;
+        d->memo[idx] = mpconn_value_ref(v);
+        return 0;
     }
     if (d->memo[idx])
         mpconn_value_free(d->memo[idx]);
