@@ -94,14 +94,8 @@ int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts
     mpconn_conn *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
-    c->rbuf = malloc(RBUF_SIZE);
-    if (!c->rbuf) {
-        free(c);
-        return -ENOMEM;
-    }
     mpci_opts_defaults(&c->opts);
     if (opts && mpci_opts_copy(&c->opts, opts) < 0) {
-        free(c->rbuf);
         free(c);
         return -ENOMEM;
     }
@@ -138,7 +132,6 @@ int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts
     if (r < 0) {
         mpci_opts_clear(&c->opts);
         pthread_mutex_destroy(&c->lock);
-        free(c->rbuf);
         free(c);
         return r;
     }
@@ -162,8 +155,19 @@ void mpci_conn_set_check_first(mpconn_conn *c)
     c->check_first = 1;
 }
 
+/* The read-ahead buffer comes with the first read: a connection that only
+ * sends, or is closed right away, never needs it. */
+static int need_rbuf(mpconn_conn *c)
+{
+    if (!c->rbuf && !(c->rbuf = malloc(RBUF_SIZE)))
+        return -ENOMEM;
+    return 0;
+}
+
 int mpci_conn_prefill(mpconn_conn *c, const uint8_t *p, size_t n)
 {
+    if (need_rbuf(c) < 0)
+        return -ENOMEM;
     if (n > RBUF_SIZE - c->rend)
         return -ENOBUFS;
     memcpy(c->rbuf + c->rend, p, n);
@@ -472,6 +476,8 @@ static ssize_t read_some(mpconn_conn *c, void *dst, size_t cap, double deadline)
 /* Reads more into the read-ahead buffer; returns bytes read, 0 at EOF. */
 static ssize_t fill(mpconn_conn *c, double deadline)
 {
+    if (need_rbuf(c) < 0)
+        return -ENOMEM;
     if (c->rpos == c->rend) {
         c->rpos = c->rend = 0;
     } else if (c->rpos > 0) {
