@@ -357,6 +357,18 @@ static int check_send(mpconn_conn *c)
     return 0;
 }
 
+void mpci_conn_lock(mpconn_conn *c)
+{
+    if (c->use_lock)
+        pthread_mutex_lock(&c->lock);
+}
+
+void mpci_conn_unlock(mpconn_conn *c)
+{
+    if (c->use_lock)
+        pthread_mutex_unlock(&c->lock);
+}
+
 int mpconn_conn_send_bytes(mpconn_conn *c, const void *buf, size_t len)
 {
     int r = check_send(c);
@@ -366,11 +378,9 @@ int mpconn_conn_send_bytes(mpconn_conn *c, const void *buf, size_t len)
         return fail(c, -EINVAL, "send");
     uint8_t hdr[MPCI_HDR_MAX];
     struct iovec iov[2] = {{hdr, mpci_frame_header(hdr, len)}, {(void *)buf, len}};
-    if (c->use_lock)
-        pthread_mutex_lock(&c->lock);
+    mpci_conn_lock(c);
     r = write_all(c, iov, len ? 2 : 1, iov[0].iov_len + len);
-    if (c->use_lock)
-        pthread_mutex_unlock(&c->lock);
+    mpci_conn_unlock(c);
     return r;
 }
 
@@ -389,12 +399,7 @@ int mpci_conn_send_framed(mpconn_conn *c, uint8_t *buf, size_t len)
     size_t hl = mpci_frame_header(hdr, len);
     memcpy(buf + MPCI_HDR_MAX - hl, hdr, hl);
     struct iovec iov = {buf + MPCI_HDR_MAX - hl, hl + len};
-    if (c->use_lock)
-        pthread_mutex_lock(&c->lock);
-    r = write_all(c, &iov, 1, hl + len);
-    if (c->use_lock)
-        pthread_mutex_unlock(&c->lock);
-    return r;
+    return write_all(c, &iov, 1, hl + len);
 }
 
 int mpconn_conn_send_slice(mpconn_conn *c, const void *buf, size_t buflen, size_t offset,

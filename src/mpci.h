@@ -223,10 +223,14 @@ void mpci_conn_seterr(mpconn_conn *c, int code, const char *fmt, ...)
 size_t mpci_conn_buffered(const mpconn_conn *c);
 /* Bytes read past the handshake belong to the first message. */
 int mpci_conn_prefill(mpconn_conn *c, const uint8_t *p, size_t n);
+/* The send lock, when mpconn_conn_set_send_lock enabled it (else no-ops). */
+void mpci_conn_lock(mpconn_conn *c);
+void mpci_conn_unlock(mpconn_conn *c);
 /* Sends payload bytes already placed at buf + MPCI_HDR_MAX (the header is
- * written in front of them): one contiguous write. */
+ * written in front of them): one contiguous write. The caller holds the
+ * send lock. */
 int mpci_conn_send_framed(mpconn_conn *c, uint8_t *buf, size_t len);
-/* A reusable send buffer owned by the connection. */
+/* A reusable send buffer owned by the connection; used under the send lock. */
 void mpci_conn_scratch(mpconn_conn *c, uint8_t ***buf, size_t **cap);
 /* The next whole message, in place when it sits whole in the read-ahead
  * buffer (valid until the next receive; *owned NULL), else in a buffer the

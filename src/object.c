@@ -11,20 +11,23 @@ int mpconn_conn_send(mpconn_conn *c, const mpconn_value *v)
 {
     uint8_t **buf;
     size_t *cap, len;
+    /* The send buffer is the connection's: concurrent senders take turns
+     * from encoding to the last byte written. */
+    mpci_conn_lock(c);
     mpci_conn_scratch(c, &buf, &cap);
     int r = mpci_pickle_encode_into(v, mpci_conn_opts(c)->pickle_protocol, buf, cap, MPCI_HDR_MAX,
                                     &len);
-    if (r < 0) {
+    if (r < 0)
         mpci_conn_seterr(c, r, "send: cannot pickle the value: %s", mpconn_strerror(r));
-        return r;
-    }
-    r = mpci_conn_send_framed(c, *buf, len);
+    else
+        r = mpci_conn_send_framed(c, *buf, len);
     /* A one-off large object should not pin its memory to the connection. */
     if (*cap > 1 << 20) {
         free(*buf);
         *buf = NULL;
         *cap = 0;
     }
+    mpci_conn_unlock(c);
     return r;
 }
 

@@ -157,4 +157,56 @@ TEST(decode_limits_from_options)
     mpconn_opts_free(o);
 }
 
+struct obj_sender {
+    mpconn_conn *c;
+    int id;
+    int result;
+};
+
+static void *send_objects(void *arg)
+{
+    struct obj_sender *s = arg;
+    mpconn_value *v = mpconn_value_list();
+    for (int i = 0; i < 300; i++)
+        mpconn_value_append(v, mpconn_value_int(s->id));
+    s->result = 0;
+    for (int k = 0; k < 200 && s->result == 0; k++)
+        s->result = mpconn_conn_send(s->c, v);
+    mpconn_value_free(v);
+    return NULL;
+}
+
+TEST(send_lock_covers_objects)
+{
+    /* Object sends share the connection's pickle buffer: with the send lock
+     * on, three threads sending at once still deliver whole values. */
+    mpconn_conn *a, *b;
+    CHECK_INT(mpconn_pipe(&a, &b, 1, NULL), 0);
+    CHECK_INT(mpconn_conn_set_send_lock(a, 1), 0);
+    pthread_t t[3];
+    struct obj_sender s[3];
+    for (int i = 0; i < 3; i++) {
+        s[i] = (struct obj_sender){a, i + 1, -1};
+        pthread_create(&t[i], NULL, send_objects, &s[i]);
+    }
+    for (int k = 0; k < 600; k++) {
+        mpconn_value *got;
+        CHECK_INT(mpconn_conn_recv(b, &got), 0);
+        CHECK_INT(mpconn_value_len(got), 300);
+        int64_t first, x;
+        CHECK_INT(mpconn_value_get_int(mpconn_value_item(got, 0), &first), 0);
+        for (size_t i = 1; i < 300; i++) {
+            CHECK_INT(mpconn_value_get_int(mpconn_value_item(got, i), &x), 0);
+            CHECK_INT(x, first);
+        }
+        mpconn_value_free(got);
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_INT(s[i].result, 0);
+    }
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
 TESTLIB_MAIN
