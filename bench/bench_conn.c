@@ -481,7 +481,8 @@ static int op_mp_setup(void *p)
     return 0;
 }
 
-static pid_t spawn_raw_server(setup *s)
+/* A raw listener in a child: serve runs once per accepted fd. */
+static pid_t spawn_raw_server(setup *s, void (*serve)(int fd))
 {
     int l = raw_listen(s->t, &s->sa, &s->salen);
     pid_t pid = fork();
@@ -496,13 +497,18 @@ static pid_t spawn_raw_server(setup *s)
                     continue;
                 _exit(1);
             }
-            uint8_t b = 1;
-            raw_write_all(fd, &b, 1);
+            serve(fd);
             close(fd);
         }
     }
     close(l);
     return pid;
+}
+
+static void serve_one_byte(int fd)
+{
+    uint8_t b = 1;
+    raw_write_all(fd, &b, 1);
 }
 
 /* The handshake's messages by hand, without crypto or framing logic: the
@@ -530,31 +536,13 @@ static int op_raw_handshake(void *p)
     return r < 0 ? r : 0;
 }
 
-static pid_t spawn_raw_handshake_server(setup *s)
+static void serve_raw_handshake(int fd)
 {
-    int l = raw_listen(s->t, &s->sa, &s->salen);
-    pid_t pid = fork();
-    if (pid < 0)
-        bench_die("fork", -errno);
-    if (pid == 0) {
-        bench_close_others(l);
-        uint8_t buf[256] = {0};
-        for (;;) {
-            int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-            if (fd < 0) {
-                if (errno == EINTR || errno == ECONNABORTED)
-                    continue;
-                _exit(1);
-            }
-            if (raw_write_all(fd, buf, HS_CHALLENGE) >= 0 &&
-                raw_read_exact(fd, buf, HS_ANSWER + HS_CHALLENGE) > 0 &&
-                raw_write_all(fd, buf, HS_WELCOME + HS_ANSWER) >= 0)
-                raw_read_exact(fd, buf, HS_WELCOME);
-            close(fd);
-        }
-    }
-    close(l);
-    return pid;
+    uint8_t buf[256] = {0};
+    if (raw_write_all(fd, buf, HS_CHALLENGE) >= 0 &&
+        raw_read_exact(fd, buf, HS_ANSWER + HS_CHALLENGE) > 0 &&
+        raw_write_all(fd, buf, HS_WELCOME + HS_ANSWER) >= 0)
+        raw_read_exact(fd, buf, HS_WELCOME);
 }
 
 /* The listener runs accept in a child until it is killed; the parent keeps
@@ -592,8 +580,8 @@ static void bench_setup(enum transport t)
     mpconn_opts_set_authkey(legacy.opts, KEY, strlen(KEY));
     mpconn_opts_set_digest(legacy.opts, "legacy");
     mpconn_listener *l1, *l2;
-    pid_t p0 = spawn_raw_server(&raw);
-    pid_t p3 = spawn_raw_handshake_server(&rawhs);
+    pid_t p0 = spawn_raw_server(&raw, serve_one_byte);
+    pid_t p3 = spawn_raw_server(&rawhs, serve_raw_handshake);
     pid_t p1 = spawn_mp_server(&mp, &l1);
     pid_t p2 = spawn_mp_server(&legacy, &l2);
     /* The same listener, a client that waits for #WELCOME# before sending
