@@ -56,9 +56,8 @@ struct mpconn_conn {
     size_t scap;
 };
 
-void mpci_conn_seterr(mpconn_conn *c, int code, const char *fmt, ...)
+void mpci_conn_seterr(mpconn_conn *c, const char *fmt, ...)
 {
-    (void)code;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
@@ -68,9 +67,9 @@ void mpci_conn_seterr(mpconn_conn *c, int code, const char *fmt, ...)
 static int fail(mpconn_conn *c, int code, const char *what)
 {
     if (code > MPCONN_EBASE && code < 0)
-        mpci_conn_seterr(c, code, "%s: %s", what, strerror(-code));
+        mpci_conn_seterr(c, "%s: %s", what, strerror(-code));
     else
-        mpci_conn_seterr(c, code, "%s: %s", what, mpconn_strerror(code));
+        mpci_conn_seterr(c, "%s: %s", what, mpconn_strerror(code));
     return code;
 }
 
@@ -406,13 +405,13 @@ int mpconn_conn_send_slice(mpconn_conn *c, const void *buf, size_t buflen, size_
                            size_t size)
 {
     if (offset > buflen) {
-        mpci_conn_seterr(c, -EINVAL, "send: buffer length < offset");
+        mpci_conn_seterr(c, "send: buffer length < offset");
         return -EINVAL;
     }
     if (size == (size_t)-1)
         size = buflen - offset;
     if (size > buflen - offset) {
-        mpci_conn_seterr(c, -EINVAL, "send: buffer length < offset + size");
+        mpci_conn_seterr(c, "send: buffer length < offset + size");
         return -EINVAL;
     }
     return mpconn_conn_send_bytes(c, (const uint8_t *)buf + offset, size);
@@ -523,7 +522,7 @@ static int bad_length(mpconn_conn *c, uint64_t len, uint64_t limit, const char *
 {
     c->flags &= ~MPCONN_READABLE;
     c->read_broken = 1;
-    mpci_conn_seterr(c, MPCONN_EMSGSIZE,
+    mpci_conn_seterr(c,
                      "bad message length: %llu bytes announced, %s is %llu; the connection is "
                      "no longer readable",
                      (unsigned long long)len, which, (unsigned long long)limit);
@@ -549,7 +548,7 @@ static int read_header(mpconn_conn *c, double deadline, size_t maxlength)
         }
         ssize_t n = fill(c, deadline);
         if (n == 0 && c->hdr.have == 0) {
-            mpci_conn_seterr(c, MPCONN_EEOF, "recv: end of file (the peer closed the connection)");
+            mpci_conn_seterr(c, "recv: end of file (the peer closed the connection)");
             return MPCONN_EEOF;
         }
         if (n <= 0)
@@ -649,7 +648,7 @@ static int check_first_message(mpconn_conn *c, const uint8_t *p, size_t len)
     c->read_broken = 1;
     c->write_broken = 1;
     shutdown(c->fd, SHUT_RDWR);
-    mpci_conn_seterr(c, MPCONN_ENOKEY,
+    mpci_conn_seterr(c,
                      "the listener sent an authentication challenge but this side has no authkey");
     return MPCONN_ENOKEY;
 }
@@ -721,7 +720,7 @@ int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t
     if (r < 0)
         return r;
     if (offset > buflen) {
-        mpci_conn_seterr(c, -EINVAL, "recv_bytes_into: offset larger than the buffer");
+        mpci_conn_seterr(c, "recv_bytes_into: offset larger than the buffer");
         return -EINVAL;
     }
     double deadline = mpci_deadline(c->recv_timeout);
@@ -740,7 +739,7 @@ int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t
             }
         }
         *len = n;
-        mpci_conn_seterr(c, MPCONN_ESHORTBUF,
+        mpci_conn_seterr(c,
                          "recv_bytes_into: message of %zu bytes does not fit in %zu; it is kept "
                          "for the next receive",
                          n, room);
@@ -814,7 +813,7 @@ static int need_unix(mpconn_conn *c, const char *what)
     if (c->closed)
         return fail(c, MPCONN_ECLOSED, what);
     if (!c->is_unix) {
-        mpci_conn_seterr(c, MPCONN_ENOTSUP, "%s: fd passing needs a Unix socket", what);
+        mpci_conn_seterr(c, "%s: fd passing needs a Unix socket", what);
         return MPCONN_ENOTSUP;
     }
     return 0;
@@ -861,7 +860,7 @@ int mpconn_conn_send_fd(mpconn_conn *c, int fd, int ack)
     if ((r = read_payload(c, &a, &got, 1, rd)) < 0)
         return r;
     if (a != 'A') {
-        mpci_conn_seterr(c, MPCONN_EPROTO, "send_fd: did not receive acknowledgement of fd");
+        mpci_conn_seterr(c, "send_fd: did not receive acknowledgement of fd");
         return MPCONN_EPROTO;
     }
     return 0;
@@ -879,15 +878,14 @@ int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack)
         double deadline = mpci_deadline(c->recv_timeout);
         ssize_t n = read_some(c, &count, 1, deadline);
         if (n == 0) {
-            mpci_conn_seterr(c, MPCONN_EEOF, "recv_fd: end of file");
+            mpci_conn_seterr(c, "recv_fd: end of file");
             return MPCONN_EEOF;
         }
         if (n < 0)
             return read_error(c, n, "recv_fd");
     }
     if (c->nstash == 0 || count != 1) {
-        mpci_conn_seterr(c, MPCONN_EPROTO,
-                         "recv_fd: expected one passed fd, got count byte %u and %d fds", count,
+        mpci_conn_seterr(c, "recv_fd: expected one passed fd, got count byte %u and %d fds", count,
                          c->nstash);
         return MPCONN_EPROTO;
     }

@@ -217,8 +217,7 @@ enum { MPCI_FD_UNKNOWN = 0, MPCI_FD_PIPE = 1, MPCI_FD_INET = 2, MPCI_FD_UNIX = 3
 
 /* Internal access for the listener and client. */
 int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts *opts, int kind);
-void mpci_conn_seterr(mpconn_conn *c, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void mpci_conn_seterr(mpconn_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Bytes already buffered (for wait/poll). */
 size_t mpci_conn_buffered(const mpconn_conn *c);
 /* Bytes read past the handshake belong to the first message. */

@@ -18,7 +18,7 @@ int mpconn_conn_send(mpconn_conn *c, const mpconn_value *v)
     int r = mpci_pickle_encode_into(v, mpci_conn_opts(c)->pickle_protocol, buf, cap, MPCI_HDR_MAX,
                                     &len);
     if (r < 0)
-        mpci_conn_seterr(c, r, "send: cannot pickle the value: %s", mpconn_strerror(r));
+        mpci_conn_seterr(c, "send: cannot pickle the value: %s", mpconn_strerror(r));
     else
         r = mpci_conn_send_framed(c, *buf, len);
     /* A one-off large object should not pin its memory to the connection. */
@@ -44,6 +44,6 @@ int mpconn_conn_recv(mpconn_conn *c, mpconn_value **out)
     r = mpci_pickle_decode(p, len, mpci_conn_opts(c), out, msg, sizeof msg);
     free(owned);
     if (r < 0)
-        mpci_conn_seterr(c, r, "recv: %s", msg);
+        mpci_conn_seterr(c, "recv: %s", msg);
     return r;
 }
