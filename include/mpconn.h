@@ -64,7 +64,10 @@ MPCONN_API const char *mpconn_strerror(int code);
 
 /* Options shared by listeners, clients and connections. Copied when passed to
  * a constructor, so the caller may free or reuse them right after.
- * Not thread-safe; a given opts object is used by one thread at a time. */
+ * The setters are not thread-safe; once set, one opts may be passed to
+ * constructors in several threads at once. An opts with an authkey keeps
+ * the keyed HMAC state it makes on first use: a client that connects often
+ * should reuse one opts rather than build one per connection. */
 typedef struct mpconn_opts mpconn_opts;
 
 MPCONN_API int mpconn_opts_new(mpconn_opts **out);

@@ -93,17 +93,12 @@ int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts
     mpconn_conn *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
-    mpci_opts_defaults(&c->opts);
-    if (opts && mpci_opts_copy(&c->opts, opts) < 0) {
-        free(c);
-        return -ENOMEM;
-    }
-    /* The connection has no use for the key after the handshake. */
-    if (c->opts.authkey) {
-        memset(c->opts.authkey, 0, c->opts.authkey_len);
-        free(c->opts.authkey);
-        c->opts.authkey = NULL;
-    }
+    /* The key and the uid list served the handshake: a connection keeps
+     * only the plain settings. */
+    if (opts)
+        mpci_opts_copy_plain(&c->opts, opts);
+    else
+        mpci_opts_defaults(&c->opts);
     if ((kind & MPCI_FD_KIND) == MPCI_FD_UNKNOWN) {
         struct stat st;
         c->is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
@@ -129,7 +124,6 @@ int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts
     pthread_mutex_init(&c->lock, NULL);
     int r = apply_timeouts(c);
     if (r < 0) {
-        mpci_opts_clear(&c->opts);
         pthread_mutex_destroy(&c->lock);
         free(c);
         return r;

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -51,54 +52,65 @@ int mpci_hmac(const char *digest, const uint8_t *key, size_t keylen, const uint8
     return (int)outlen;
 }
 
-/* OpenSSL 3 looks the MAC and the digest up by name on every one-shot
- * HMAC(); a listener computes two MACs per peer with the same key, so it
- * keys a context per digest once and copies it for each message. */
-void mpci_mac_cache_init(mpci_mac_cache *c, const uint8_t *key, size_t keylen)
+mpci_mac_keys *mpci_mac_keys_new(const uint8_t *key, size_t keylen)
 {
-    memset(c, 0, sizeof *c);
-    c->key = key;
-    c->keylen = keylen;
-}
-
-void mpci_mac_cache_clear(mpci_mac_cache *c)
-{
-    for (int i = 0; i < MPCI_MAC_DIGESTS; i++)
-        EVP_MAC_CTX_free(c->keyed[i]);
-    EVP_MAC_free(c->mac);
-    memset(c, 0, sizeof *c);
-}
-
-static EVP_MAC_CTX *keyed_ctx(mpci_mac_cache *c, int i)
-{
-    if (c->keyed[i])
-        return c->keyed[i];
-    static const uint8_t empty = 0;
-    if (!c->mac && !(c->mac = EVP_MAC_fetch(NULL, "HMAC", NULL)))
+    mpci_mac_keys *k = calloc(1, sizeof *k);
+    if (!k)
         return NULL;
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(c->mac);
+    if (pthread_mutex_init(&k->lock, NULL) != 0) {
+        free(k);
+        return NULL;
+    }
+    k->key = key;
+    k->keylen = keylen;
+    return k;
+}
+
+void mpci_mac_keys_free(mpci_mac_keys *k)
+{
+    if (!k)
+        return;
+    for (int i = 0; i < MPCI_MAC_DIGESTS; i++)
+        EVP_MAC_CTX_free(k->keyed[i]);
+    pthread_mutex_destroy(&k->lock);
+    free(k);
+}
+
+/* The context keyed for digest i, made once; the caller holds the lock. */
+static EVP_MAC_CTX *keyed_ctx(mpci_mac_keys *k, int i)
+{
+    if (k->keyed[i])
+        return EVP_MAC_init(k->keyed[i], NULL, 0, NULL) ? k->keyed[i] : NULL;
+    static const uint8_t empty = 0;
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    EVP_MAC_free(mac); /* the context holds its own reference */
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)names[i].theirs, 0),
         OSSL_PARAM_construct_end()};
-    if (!ctx || !EVP_MAC_init(ctx, c->keylen ? c->key : &empty, c->keylen, params)) {
+    if (!ctx || !EVP_MAC_init(ctx, k->keylen ? k->key : &empty, k->keylen, params)) {
         EVP_MAC_CTX_free(ctx);
         return NULL;
     }
-    return c->keyed[i] = ctx;
+    return k->keyed[i] = ctx;
 }
 
-int mpci_hmac_cached(mpci_mac_cache *c, const char *digest, const uint8_t *key, size_t keylen,
+int mpci_mac_compute(mpci_mac_keys *k, const char *digest, const uint8_t *key, size_t keylen,
                      const uint8_t *msg, size_t len, uint8_t *out)
 {
     int i = digest ? digest_index(digest) : -1;
-    EVP_MAC_CTX *base =
-        c && i >= 0 && key == c->key && keylen == c->keylen ? keyed_ctx(c, i) : NULL;
-    EVP_MAC_CTX *ctx = base ? EVP_MAC_CTX_dup(base) : NULL;
-    if (!ctx)
+    if (!k || i < 0 || key != k->key || keylen != k->keylen || pthread_mutex_trylock(&k->lock))
         return mpci_hmac(digest, key, keylen, msg, len, out);
+    EVP_MAC_CTX *ctx = keyed_ctx(k, i);
     size_t outlen = 0;
-    int ok = EVP_MAC_update(ctx, msg, len) && EVP_MAC_final(ctx, out, &outlen, EVP_MAX_MD_SIZE);
-    EVP_MAC_CTX_free(ctx);
+    int ok =
+        ctx && EVP_MAC_update(ctx, msg, len) && EVP_MAC_final(ctx, out, &outlen, EVP_MAX_MD_SIZE);
+    if (ctx && !ok) {
+        /* Its state is unknown now: key a fresh one next time. */
+        EVP_MAC_CTX_free(ctx);
+        k->keyed[i] = NULL;
+    }
+    pthread_mutex_unlock(&k->lock);
     return ok ? (int)outlen : mpci_hmac(digest, key, keylen, msg, len, out);
 }
 

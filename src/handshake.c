@@ -58,6 +58,7 @@ int mpci_hs_init(mpci_hs *h, int fd, int role, const struct mpconn_opts *o, cons
     r = mpci_auth_init(&h->auth, role, o->authkey, o->authkey_len, o->digest, o->allow_md5, nonce);
     if (r < 0)
         return r;
+    h->auth.macs = o->macs;
     h->auth.no_pipeline = o->no_pipeline;
     take_output(h);
     return 0;

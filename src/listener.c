@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -18,12 +19,48 @@
 
 #define MAX_PENDING 256
 
-typedef struct pending {
-    mpci_hs hs;
-    char peer[224];
+/* Challenge nonces drawn from the kernel in batches: one getrandom() serves
+ * many handshakes. The pool lives in its own page, which the kernel wipes in
+ * a forked child: a listener shared by forked workers must never hand the
+ * same challenge to two peers, or an answer seen by one could be replayed
+ * to the other. The child finds left == 0 and draws its own. */
+typedef struct nonce_pool {
+    size_t left;
+    uint8_t bytes[32 * MPCI_NONCE_LEN];
+} nonce_pool;
+
+static nonce_pool *pool_new(void)
+{
+#ifdef MADV_WIPEONFORK
+    void *p =
+        mmap(NULL, sizeof(nonce_pool), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    if (madvise(p, sizeof(nonce_pool), MADV_WIPEONFORK) == 0)
+        return p;
+    munmap(p, sizeof(nonce_pool));
+#endif
+    return NULL;
+}
+
+static void pool_free(nonce_pool *p)
+{
+    if (p)
+        munmap(p, sizeof *p);
+}
+
+/* Who a peer is; turned into text only when somebody asks. */
+typedef struct peer_id {
+    struct sockaddr_storage ss;
+    socklen_t sl;
     pid_t pid;
     uid_t uid;
     gid_t gid;
+} peer_id;
+
+typedef struct pending {
+    mpci_hs hs;
+    peer_id who;
 } pending;
 
 struct mpconn_listener {
@@ -37,19 +74,14 @@ struct mpconn_listener {
     dev_t dev;
     ino_t ino;
     char tmpdir[64]; /* the temporary directory made for an unnamed listener */
-    pending **pend;
+    pending *pend[MAX_PENDING];
     size_t npend;
-    char last[224];
-    pid_t last_pid;
-    uid_t last_uid;
-    gid_t last_gid;
+    peer_id last;
+    int has_last;
+    char last_text[224]; /* last, formatted by mpconn_listener_last_accepted */
     mpconn_reject_cb on_reject;
     void *on_reject_data;
-    /* Challenge nonces drawn from the kernel in batches: one getrandom()
-     * serves many handshakes. */
-    uint8_t pool[32 * MPCI_NONCE_LEN];
-    size_t pool_left;
-    mpci_mac_cache macs;
+    nonce_pool *pool; /* NULL: one getrandom() per handshake */
 };
 
 static int lerr(mpconn_listener *l, int code, const char *fmt, ...)
@@ -222,7 +254,8 @@ int mpconn_listener_open(mpconn_listener **out, const char *address, const mpcon
     l->fd = -1;
     mpci_opts_defaults(&l->opts);
     int r = opts ? mpci_opts_copy(&l->opts, opts) : 0;
-    mpci_mac_cache_init(&l->macs, l->opts.authkey, l->opts.authkey_len);
+    if (l->opts.authkey)
+        l->pool = pool_new();
     if (r == 0)
         r = open_socket(l, address);
     if (r < 0) {
@@ -249,11 +282,10 @@ void mpconn_listener_free(mpconn_listener *l)
         return;
     while (l->npend)
         drop_pending(l, l->npend - 1);
-    free(l->pend);
     if (l->fd >= 0)
         close(l->fd);
     remove_socket_file(l);
-    mpci_mac_cache_clear(&l->macs);
+    pool_free(l->pool);
     mpci_opts_clear(&l->opts);
     free(l);
 }
@@ -271,16 +303,31 @@ const char *mpconn_listener_errmsg(const mpconn_listener *l)
     return l->errmsg;
 }
 
+static const char *peer_text(const mpconn_listener *l, const peer_id *w, char *buf, size_t cap)
+{
+    if (l->addr.family == AF_UNIX)
+        snprintf(buf, cap, "%s (pid %ld, uid %ld)", l->address, (long)w->pid, (long)w->uid);
+    else
+        mpci_addr_format((const struct sockaddr *)&w->ss, w->sl, buf, cap);
+    return buf;
+}
+
 const char *mpconn_listener_last_accepted(const mpconn_listener *l, pid_t *pid, uid_t *uid,
                                           gid_t *gid)
 {
     if (pid)
-        *pid = l->last_pid;
+        *pid = l->has_last ? l->last.pid : -1;
     if (uid)
-        *uid = l->last_uid;
+        *uid = l->has_last ? l->last.uid : (uid_t)-1;
     if (gid)
-        *gid = l->last_gid;
-    return l->last;
+        *gid = l->has_last ? l->last.gid : (gid_t)-1;
+    if (!l->has_last)
+        return "";
+    /* Formatted here rather than at every accept: most servers never ask.
+     * The text is the listener's own storage, so it is written through a
+     * non-const pointer; the listener itself was never const. */
+    mpconn_listener *m = (mpconn_listener *)l;
+    return peer_text(l, &l->last, m->last_text, sizeof m->last_text);
 }
 
 void mpconn_listener_on_reject(mpconn_listener *l, mpconn_reject_cb cb, void *data)
@@ -297,12 +344,12 @@ static int peer_allowed(mpconn_listener *l, const pending *p)
         return 1;
     if (l->opts.nuids) {
         for (size_t i = 0; i < l->opts.nuids; i++)
-            if (l->opts.uids[i] == p->uid)
+            if (l->opts.uids[i] == p->who.uid)
                 return 1;
         return 0;
     }
     if (l->addr.abstract && !l->opts.authkey && !l->opts.abstract_any_uid)
-        return p->uid == getuid();
+        return p->who.uid == getuid();
     return 1;
 }
 
@@ -317,23 +364,25 @@ static int make_conn(mpconn_listener *l, pending *p, mpconn_conn **out)
         mpconn_conn_free(c);
         return r;
     }
-    snprintf(l->last, sizeof l->last, "%s", p->peer);
-    l->last_pid = p->pid;
-    l->last_uid = p->uid;
-    l->last_gid = p->gid;
+    l->last = p->who;
+    l->has_last = 1;
     *out = c;
     return 0;
 }
 
+/* NULL lets the handshake draw its own nonce. */
 static const uint8_t *next_nonce(mpconn_listener *l)
 {
-    if (l->pool_left < MPCI_NONCE_LEN) {
-        if (mpci_random(l->pool, sizeof l->pool) < 0)
+    nonce_pool *p = l->pool;
+    if (!p)
+        return NULL;
+    if (p->left < MPCI_NONCE_LEN) {
+        if (mpci_random(p->bytes, sizeof p->bytes) < 0)
             return NULL;
-        l->pool_left = sizeof l->pool;
+        p->left = sizeof p->bytes;
     }
-    l->pool_left -= MPCI_NONCE_LEN;
-    return l->pool + l->pool_left;
+    p->left -= MPCI_NONCE_LEN;
+    return p->bytes + p->left;
 }
 
 /* Accepts one peer from the backlog, without blocking. One per wake-up:
@@ -358,46 +407,42 @@ static int accept_new(mpconn_listener *l)
             return lerr(l, -errno, "accept on %s: %s", l->address, strerror(errno));
         }
         pending *p = calloc(1, sizeof *p);
-        pending **np = p ? realloc(l->pend, (l->npend + 1) * sizeof *np) : NULL;
-        if (!np) {
-            free(p);
+        if (!p) {
             close(fd);
             reject(l, -ENOMEM, "out of memory accepting a peer on %s", l->address);
             continue;
         }
-        l->pend = np;
-        p->pid = -1;
-        p->uid = (uid_t)-1;
-        p->gid = (gid_t)-1;
+        p->who.ss = ss;
+        p->who.sl = sl;
+        p->who.pid = -1;
+        p->who.uid = (uid_t)-1;
+        p->who.gid = (gid_t)-1;
         if (l->addr.family == AF_UNIX) {
             struct ucred cr;
             socklen_t cl = sizeof cr;
             if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
-                p->pid = cr.pid;
-                p->uid = cr.uid;
-                p->gid = cr.gid;
+                p->who.pid = cr.pid;
+                p->who.uid = cr.uid;
+                p->who.gid = cr.gid;
             }
-            snprintf(p->peer, sizeof p->peer, "%s (pid %ld, uid %ld)", l->address, (long)p->pid,
-                     (long)p->uid);
-        } else {
-            mpci_addr_format((struct sockaddr *)&ss, sl, p->peer, sizeof p->peer);
         }
+        char peer[224];
         if (!peer_allowed(l, p)) {
-            reject(l, MPCONN_EPEER, "refused peer %s: uid not allowed", p->peer);
+            reject(l, MPCONN_EPEER, "refused peer %s: uid not allowed",
+                   peer_text(l, &p->who, peer, sizeof peer));
             close(fd);
             free(p);
             continue;
         }
         if (l->opts.authkey) {
-            const uint8_t *nonce = next_nonce(l);
-            int r = nonce ? mpci_hs_init(&p->hs, fd, MPCI_AUTH_SERVER, &l->opts, nonce) : -EIO;
+            int r = mpci_hs_init(&p->hs, fd, MPCI_AUTH_SERVER, &l->opts, next_nonce(l));
             if (r < 0) {
-                reject(l, r, "cannot start the handshake with %s: %s", p->peer, mpconn_strerror(r));
+                reject(l, r, "cannot start the handshake with %s: %s",
+                       peer_text(l, &p->who, peer, sizeof peer), mpconn_strerror(r));
                 close(fd);
                 free(p);
                 continue;
             }
-            p->hs.auth.macs = &l->macs;
             mpci_hs_progress(&p->hs, 0); /* the challenge leaves now, not a poll later */
         } else {
             p->hs.fd = fd;
@@ -414,12 +459,14 @@ static int accept_new(mpconn_listener *l)
 static int harvest(mpconn_listener *l, mpconn_conn **out)
 {
     double now = mpci_now();
+    char peer[224];
     for (size_t i = 0; i < l->npend;) {
         pending *p = l->pend[i];
         if (p->hs.state == MPCI_AUTH_DONE) {
             int r = make_conn(l, p, out);
             if (r < 0) {
-                reject(l, r, "cannot set up the connection of %s: %s", p->peer, mpconn_strerror(r));
+                reject(l, r, "cannot set up the connection of %s: %s",
+                       peer_text(l, &p->who, peer, sizeof peer), mpconn_strerror(r));
                 drop_pending(l, i);
                 continue;
             }
@@ -429,12 +476,14 @@ static int harvest(mpconn_listener *l, mpconn_conn **out)
             return 1;
         }
         if (p->hs.state == MPCI_AUTH_FAILED) {
-            reject(l, p->hs.code, "authentication of %s failed: %s", p->peer, p->hs.errmsg);
+            reject(l, p->hs.code, "authentication of %s failed: %s",
+                   peer_text(l, &p->who, peer, sizeof peer), p->hs.errmsg);
             drop_pending(l, i);
             continue;
         }
         if (p->hs.deadline >= 0 && now >= p->hs.deadline) {
-            reject(l, -ETIMEDOUT, "authentication of %s timed out", p->peer);
+            reject(l, -ETIMEDOUT, "authentication of %s timed out",
+                   peer_text(l, &p->who, peer, sizeof peer));
             drop_pending(l, i);
             continue;
         }

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
 #define MPCI_ERRMSG_MAX 256
@@ -41,12 +42,15 @@ struct mpconn_opts {
     int abstract_any_uid;
     int pickle_protocol;
     size_t max_depth, max_items, max_memo, max_alloc;
-    int no_pipeline; /* not public: lets make bench measure what pipelining saves */
+    int no_pipeline;            /* not public: lets make bench measure what pipelining saves */
+    struct mpci_mac_keys *macs; /* keyed HMAC contexts for authkey, owned; may be NULL */
 };
 
 void mpci_opts_defaults(struct mpconn_opts *o);
-/* Deep copy into dst (whose own storage is released first). */
+/* Deep copy into dst, an initialised opts whose own storage is released. */
 int mpci_opts_copy(struct mpconn_opts *dst, const struct mpconn_opts *src);
+/* The plain settings only: no key, no uid list, nothing to free. */
+void mpci_opts_copy_plain(struct mpconn_opts *dst, const struct mpconn_opts *src);
 void mpci_opts_clear(struct mpconn_opts *o);
 
 /* ------------------------------------------------------- frame (layer 1) */
@@ -97,20 +101,24 @@ uint8_t *mpci_msgdec_take(mpci_msgdec *d, size_t *len);
 #define MPCI_NONCE_LEN 40
 #define MPCI_LEGACY_NONCE_LEN 20
 
-/* Keyed HMAC contexts kept by a listener, one per digest, made on first
- * use (OpenSSL types kept opaque here). */
+/* Keyed HMAC contexts for one key, one per digest, made on first use and
+ * re-initialised for each MAC, which keeps the key (OpenSSL types kept
+ * opaque here). A MAC is one call, so a mutex serialises the few threads
+ * that may share them; a thread that finds it taken computes one-shot
+ * instead of waiting. */
 #define MPCI_MAC_DIGESTS 5
-typedef struct mpci_mac_cache {
+typedef struct mpci_mac_keys {
     const uint8_t *key; /* borrowed */
     size_t keylen;
-    void *mac;                     /* EVP_MAC */
-    void *keyed[MPCI_MAC_DIGESTS]; /* EVP_MAC_CTX, keyed */
-} mpci_mac_cache;
+    pthread_mutex_t lock;
+    void *keyed[MPCI_MAC_DIGESTS]; /* EVP_MAC_CTX */
+} mpci_mac_keys;
 
-void mpci_mac_cache_init(mpci_mac_cache *c, const uint8_t *key, size_t keylen);
-void mpci_mac_cache_clear(mpci_mac_cache *c);
-/* mpci_hmac through the cache when c holds this key (c may be NULL). */
-int mpci_hmac_cached(mpci_mac_cache *c, const char *digest, const uint8_t *key, size_t keylen,
+/* NULL when out of memory (callers then go without). */
+mpci_mac_keys *mpci_mac_keys_new(const uint8_t *key, size_t keylen);
+void mpci_mac_keys_free(mpci_mac_keys *k);
+/* mpci_hmac through k when k (may be NULL) holds this key. */
+int mpci_mac_compute(mpci_mac_keys *k, const char *digest, const uint8_t *key, size_t keylen,
                      const uint8_t *msg, size_t len, uint8_t *out);
 
 enum { MPCI_AUTH_SERVER, MPCI_AUTH_CLIENT };
@@ -129,8 +137,8 @@ typedef struct mpci_auth {
     char errmsg[MPCI_ERRMSG_MAX]; /* failure reason once FAILED */
     const uint8_t *key;           /* borrowed for the machine's life */
     size_t keylen;
-    mpci_mac_cache *macs; /* borrowed, may be NULL */
-    int no_pipeline;      /* client: challenge only after WELCOME, as CPython */
+    mpci_mac_keys *macs; /* borrowed, may be NULL */
+    int no_pipeline;     /* client: challenge only after WELCOME, as CPython */
     int allow_md5;
     uint8_t challenge[MPCI_AUTH_MSG_MAX]; /* the MESSAGE we delivered (sans #CHALLENGE#) */
     size_t challenge_len;

@@ -23,39 +23,68 @@ void mpci_opts_defaults(struct mpconn_opts *o)
     o->max_alloc = (size_t)1 << 30;
 }
 
-void mpci_opts_clear(struct mpconn_opts *o)
+static void forget_key(struct mpconn_opts *o)
 {
+    mpci_mac_keys_free(o->macs);
+    o->macs = NULL;
     if (o->authkey) {
         /* The key is a secret: do not leave it in freed memory. */
         memset(o->authkey, 0, o->authkey_len);
         free(o->authkey);
     }
-    free(o->uids);
     o->authkey = NULL;
+    o->authkey_len = 0;
+}
+
+/* Takes ownership of key (may be NULL). Without room for the keyed HMAC
+ * contexts the handshakes still work, through one-shot HMAC. */
+static void take_key(struct mpconn_opts *o, unsigned char *key, size_t len)
+{
+    forget_key(o);
+    o->authkey = key;
+    o->authkey_len = key ? len : 0;
+    o->macs = key ? mpci_mac_keys_new(key, len) : NULL;
+}
+
+void mpci_opts_clear(struct mpconn_opts *o)
+{
+    forget_key(o);
+    free(o->uids);
     o->uids = NULL;
+}
+
+void mpci_opts_copy_plain(struct mpconn_opts *dst, const struct mpconn_opts *src)
+{
+    *dst = *src;
+    dst->authkey = NULL;
+    dst->authkey_len = 0;
+    dst->macs = NULL;
+    dst->uids = NULL;
+    dst->nuids = 0;
 }
 
 int mpci_opts_copy(struct mpconn_opts *dst, const struct mpconn_opts *src)
 {
-    struct mpconn_opts tmp = *src;
-    tmp.authkey = NULL;
-    tmp.uids = NULL;
+    struct mpconn_opts tmp;
+    mpci_opts_copy_plain(&tmp, src);
+    unsigned char *key = NULL;
     if (src->authkey) {
-        tmp.authkey = malloc(src->authkey_len ? src->authkey_len : 1);
-        if (!tmp.authkey)
+        key = malloc(src->authkey_len ? src->authkey_len : 1);
+        if (!key)
             return -ENOMEM;
-        memcpy(tmp.authkey, src->authkey, src->authkey_len);
+        memcpy(key, src->authkey, src->authkey_len);
     }
     if (src->nuids) {
         tmp.uids = malloc(src->nuids * sizeof *src->uids);
         if (!tmp.uids) {
-            free(tmp.authkey);
+            free(key);
             return -ENOMEM;
         }
         memcpy(tmp.uids, src->uids, src->nuids * sizeof *src->uids);
+        tmp.nuids = src->nuids;
     }
-    if (dst != src)
-        mpci_opts_clear(dst);
+    take_key(&tmp, key, src->authkey_len);
+    mpci_opts_clear(dst);
     *dst = tmp;
     return 0;
 }
@@ -86,12 +115,7 @@ int mpconn_opts_set_authkey(mpconn_opts *o, const void *key, size_t len)
             return -ENOMEM;
         memcpy(copy, key, len);
     }
-    if (o->authkey) {
-        memset(o->authkey, 0, o->authkey_len);
-        free(o->authkey);
-    }
-    o->authkey = copy;
-    o->authkey_len = key ? len : 0;
+    take_key(o, copy, len);
     return 0;
 }
 

@@ -5,6 +5,7 @@
 #include "testlib.h"
 
 #include <errno.h>
+#include <pthread.h>
 
 #define CH "#CHALLENGE#"
 #define CH_LEN 11
@@ -229,6 +230,83 @@ TEST(random_fills)
         nonzero += a[i] != 0;
     CHECK(nonzero > 32);
     CHECK_INT(mpci_random(a, 0), 0);
+}
+
+/* The keyed contexts give what one-shot HMAC gives, for every digest, the
+ * first time and again (re-initialised, the key kept), and never use their
+ * key for another one. */
+TEST(mac_keys_match_one_shot)
+{
+    static const char *const names[] = {"md5", "sha256", "sha384", "sha3_256", "sha3_384"};
+    const uint8_t key[] = "secret password", other[] = "secret passwore";
+    mpci_mac_keys *k = mpci_mac_keys_new(key, 15);
+    CHECK(k != NULL);
+    uint8_t msg[300], got[64], want[64];
+    for (size_t i = 0; i < sizeof msg; i++)
+        msg[i] = (uint8_t)(i * 7 + 1);
+    for (int round = 0; round < 3; round++) {
+        for (size_t d = 0; d < sizeof names / sizeof *names; d++) {
+            for (size_t len = 0; len <= sizeof msg; len += 37 + round) {
+                int n = mpci_hmac(names[d], key, 15, msg, len, want);
+                CHECK(n > 0);
+                CHECK_INT(mpci_mac_compute(k, names[d], key, 15, msg, len, got), n);
+                CHECK_MEM(got, want, (size_t)n);
+                CHECK(k->keyed[d] != NULL); /* kept for the next one */
+                /* another key (or length) goes one-shot, with that key */
+                CHECK_INT(mpci_hmac(names[d], other, 15, msg, len, want), n);
+                CHECK_INT(mpci_mac_compute(k, names[d], other, 15, msg, len, got), n);
+                CHECK_MEM(got, want, (size_t)n);
+                CHECK_INT(mpci_hmac(names[d], key, 14, msg, len, want), n);
+                CHECK_INT(mpci_mac_compute(k, names[d], key, 14, msg, len, got), n);
+                CHECK_MEM(got, want, (size_t)n);
+            }
+        }
+    }
+    CHECK_INT(mpci_mac_compute(k, "sha1", key, 15, msg, 10, got), -EINVAL);
+    CHECK_INT(mpci_mac_compute(NULL, "sha256", key, 15, msg, 10, got), 32);
+    mpci_mac_keys_free(k);
+    mpci_mac_keys_free(NULL);
+}
+
+struct mac_job {
+    mpci_mac_keys *k;
+    const uint8_t *want; /* HMAC-SHA256 of "msg" under the key */
+    int bad;
+};
+
+static void *mac_thread(void *arg)
+{
+    struct mac_job *j = arg;
+    for (int i = 0; i < 2000; i++) {
+        uint8_t got[32];
+        if (mpci_mac_compute(j->k, "sha256", j->k->key, j->k->keylen, (const uint8_t *)"msg", 3,
+                             got) != 32 ||
+            memcmp(got, j->want, 32) != 0)
+            j->bad++;
+    }
+    return NULL;
+}
+
+/* One set of keyed contexts shared by threads, as one opts shared by
+ * clients in several threads: every MAC right, whoever holds the lock. */
+TEST(mac_keys_shared_by_threads)
+{
+    const uint8_t key[] = "k";
+    uint8_t want[32];
+    CHECK_INT(mpci_hmac("sha256", key, 1, (const uint8_t *)"msg", 3, want), 32);
+    mpci_mac_keys *k = mpci_mac_keys_new(key, 1);
+    CHECK(k != NULL);
+    struct mac_job jobs[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (struct mac_job){.k = k, .want = want};
+        CHECK_INT(pthread_create(&t[i], NULL, mac_thread, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_INT(jobs[i].bad, 0);
+    }
+    mpci_mac_keys_free(k);
 }
 
 /* --------------------------------------------------------------- vectors */

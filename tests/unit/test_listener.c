@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static mpconn_opts *opts_key(const char *key, const char *digest)
@@ -166,6 +167,39 @@ TEST(auth_every_digest)
     }
 }
 
+/* A client thread with opts against l, served once; the client's result. */
+static int serve_client(mpconn_listener *l, mpconn_opts *o)
+{
+    struct client_job j = {.address = mpconn_listener_address(l), .opts = o};
+    pthread_t t;
+    CHECK_INT(pthread_create(&t, NULL, client_thread, &j), 0);
+    serve_one(l);
+    pthread_join(t, NULL);
+    return j.result;
+}
+
+/* One opts serves many clients, and keeps keyed HMAC state for its key:
+ * a new key must replace that state, and a listener made from the opts
+ * keeps working after the opts are changed or freed. */
+TEST(opts_reused_across_key_changes)
+{
+    mpconn_opts *o = opts_key("first", NULL);
+    mpconn_listener *l1, *l2;
+    CHECK_INT(mpconn_listener_open(&l1, "127.0.0.1:0", o, NULL, 0), 0);
+    CHECK_INT(serve_client(l1, o), 0);
+    CHECK_INT(serve_client(l1, o), 0);
+    CHECK_INT(mpconn_opts_set_authkey(o, "second", 6), 0);
+    CHECK_INT(mpconn_listener_open(&l2, "127.0.0.1:0", o, NULL, 0), 0);
+    CHECK_INT(serve_client(l2, o), 0);
+    /* the first listener still wants the first key, even with o gone */
+    mpconn_opts *again = opts_key("first", NULL);
+    mpconn_opts_free(o);
+    CHECK_INT(serve_client(l1, again), 0);
+    mpconn_opts_free(again);
+    mpconn_listener_free(l1);
+    mpconn_listener_free(l2);
+}
+
 TEST(auth_empty_key)
 {
     mpconn_opts *lo = opts_key("", NULL), *co = opts_key("", NULL);
@@ -296,6 +330,57 @@ TEST(garbage_answer_rejected)
     CHECK(strstr(rj.last, "4096") != NULL);
     close(s);
     close(s2);
+    mpconn_listener_free(l);
+}
+
+/* Connects a raw socket to l, lets l accept it (the challenge leaves at
+ * once; the answer never comes) and returns the challenge's nonce. */
+static void raw_challenge(mpconn_listener *l, uint8_t nonce[MPCI_NONCE_LEN])
+{
+    mpci_addr a;
+    CHECK_INT(mpci_addr_parse(&a, mpconn_listener_address(l), NULL, 0), 0);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK_INT(connect(s, (struct sockaddr *)&a.sa, a.salen), 0);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_listener_accept(l, &c, 0.1), -ETIMEDOUT);
+    /* header, "#CHALLENGE#{sha256}", nonce */
+    uint8_t msg[4 + 11 + 8 + MPCI_NONCE_LEN];
+    size_t got = 0;
+    while (got < sizeof msg) {
+        ssize_t n = read(s, msg + got, sizeof msg - got);
+        CHECK(n > 0);
+        got += (size_t)n;
+    }
+    CHECK_MEM(msg + 4, "#CHALLENGE#{sha256}", 19);
+    memcpy(nonce, msg + 4 + 19, MPCI_NONCE_LEN);
+    close(s);
+}
+
+/* Forked workers sharing one listener must not issue the same challenge:
+ * an answer seen by one could be replayed to the other. */
+TEST(forked_listener_draws_fresh_nonces)
+{
+    struct rejects rj = {0};
+    mpconn_listener *l = keyed_listener("k", &rj, 5);
+    uint8_t first[MPCI_NONCE_LEN], in_child[MPCI_NONCE_LEN], in_parent[MPCI_NONCE_LEN];
+    raw_challenge(l, first); /* the parent has drawn nonces before the fork */
+    int fds[2];
+    CHECK_INT(pipe(fds), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        raw_challenge(l, in_child);
+        _exit(write(fds[1], in_child, sizeof in_child) == sizeof in_child ? 0 : 1);
+    }
+    int status;
+    CHECK_INT(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_INT(read(fds[0], in_child, sizeof in_child), sizeof in_child);
+    raw_challenge(l, in_parent);
+    CHECK(memcmp(first, in_parent, MPCI_NONCE_LEN) != 0);
+    CHECK(memcmp(in_child, in_parent, MPCI_NONCE_LEN) != 0);
+    close(fds[0]);
+    close(fds[1]);
     mpconn_listener_free(l);
 }
 
