@@ -66,8 +66,9 @@ MPCONN_API const char *mpconn_strerror(int code);
  * a constructor, so the caller may free or reuse them right after.
  * The setters are not thread-safe; once set, one opts may be passed to
  * constructors in several threads at once. An opts with an authkey keeps
- * the keyed HMAC state it makes on first use: a client that connects often
- * should reuse one opts rather than build one per connection. */
+ * keyed HMAC state and a pool of challenge nonces between handshakes: a
+ * client that connects often should reuse one opts rather than build one
+ * per connection. */
 typedef struct mpconn_opts mpconn_opts;
 
 MPCONN_API int mpconn_opts_new(mpconn_opts **out);

@@ -73,7 +73,7 @@ static int connect_fd(const mpci_addr *a, const char *address, double timeout, i
 static int handshake(int fd, const struct mpconn_opts *o, const char *address, mpci_hs *hs,
                      char *errmsg, size_t errlen)
 {
-    int r = mpci_hs_init(hs, fd, MPCI_AUTH_CLIENT, o, NULL);
+    int r = mpci_hs_init(hs, fd, MPCI_AUTH_CLIENT, o);
     if (r < 0)
         return mpci_err(errmsg, errlen, r, "cannot start the handshake: %s", mpconn_strerror(r));
     struct pollfd p = {.fd = fd};

@@ -1,11 +1,14 @@
 /* HMAC over OpenSSL libcrypto and kernel randomness (getrandom), the only two
- * cryptographic needs of the authentication handshake. */
+ * cryptographic needs of the authentication handshake, and the cache of both
+ * that an authkey keeps between handshakes. */
+#define _GNU_SOURCE /* MADV_WIPEONFORK */
 #include "mpci.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 
 #include <openssl/core_names.h>
@@ -52,32 +55,78 @@ int mpci_hmac(const char *digest, const uint8_t *key, size_t keylen, const uint8
     return (int)outlen;
 }
 
-mpci_mac_keys *mpci_mac_keys_new(const uint8_t *key, size_t keylen)
+/* The nonce pool has its own page so that the kernel can wipe it in a
+ * forked child: two processes that share a listener (or a client's opts)
+ * must never issue the same challenge, or an answer seen by one could be
+ * replayed to the other. The child finds left == 0 and draws its own. */
+typedef struct mpci_nonce_pool {
+    size_t left;
+    uint8_t bytes[32 * MPCI_NONCE_LEN];
+} nonce_pool;
+
+static nonce_pool *pool_new(void)
 {
-    mpci_mac_keys *k = calloc(1, sizeof *k);
-    if (!k)
+#ifdef MADV_WIPEONFORK
+    void *p =
+        mmap(NULL, sizeof(nonce_pool), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
         return NULL;
-    if (pthread_mutex_init(&k->lock, NULL) != 0) {
-        free(k);
-        return NULL;
-    }
-    k->key = key;
-    k->keylen = keylen;
-    return k;
+    if (madvise(p, sizeof(nonce_pool), MADV_WIPEONFORK) == 0)
+        return p;
+    munmap(p, sizeof(nonce_pool));
+#endif
+    return NULL;
 }
 
-void mpci_mac_keys_free(mpci_mac_keys *k)
+mpci_auth_cache *mpci_auth_cache_new(const uint8_t *key, size_t keylen)
 {
-    if (!k)
+    mpci_auth_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c);
+        return NULL;
+    }
+    c->key = key;
+    c->keylen = keylen;
+    c->pool = pool_new();
+    return c;
+}
+
+void mpci_auth_cache_free(mpci_auth_cache *c)
+{
+    if (!c)
         return;
     for (int i = 0; i < MPCI_MAC_DIGESTS; i++)
-        EVP_MAC_CTX_free(k->keyed[i]);
-    pthread_mutex_destroy(&k->lock);
-    free(k);
+        EVP_MAC_CTX_free(c->keyed[i]);
+    if (c->pool)
+        munmap(c->pool, sizeof *c->pool);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+int mpci_nonce(mpci_auth_cache *c, uint8_t out[MPCI_NONCE_LEN])
+{
+    if (!c || !c->pool || pthread_mutex_trylock(&c->lock))
+        return mpci_random(out, MPCI_NONCE_LEN);
+    nonce_pool *p = c->pool;
+    int r = 0;
+    if (p->left < MPCI_NONCE_LEN) {
+        r = mpci_random(p->bytes, sizeof p->bytes);
+        p->left = r < 0 ? 0 : sizeof p->bytes;
+    }
+    if (r == 0) {
+        p->left -= MPCI_NONCE_LEN;
+        memcpy(out, p->bytes + p->left, MPCI_NONCE_LEN);
+        /* A nonce leaves the pool once. */
+        memset(p->bytes + p->left, 0, MPCI_NONCE_LEN);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return r;
 }
 
 /* The context keyed for digest i, made once; the caller holds the lock. */
-static EVP_MAC_CTX *keyed_ctx(mpci_mac_keys *k, int i)
+static EVP_MAC_CTX *keyed_ctx(mpci_auth_cache *k, int i)
 {
     if (k->keyed[i])
         return EVP_MAC_init(k->keyed[i], NULL, 0, NULL) ? k->keyed[i] : NULL;
@@ -95,7 +144,7 @@ static EVP_MAC_CTX *keyed_ctx(mpci_mac_keys *k, int i)
     return k->keyed[i] = ctx;
 }
 
-int mpci_mac_compute(mpci_mac_keys *k, const char *digest, const uint8_t *key, size_t keylen,
+int mpci_mac_compute(mpci_auth_cache *k, const char *digest, const uint8_t *key, size_t keylen,
                      const uint8_t *msg, size_t len, uint8_t *out)
 {
     int i = digest ? digest_index(digest) : -1;

@@ -42,23 +42,20 @@ static void take_output(mpci_hs *h)
     }
 }
 
-int mpci_hs_init(mpci_hs *h, int fd, int role, const struct mpconn_opts *o, const uint8_t *nonce)
+int mpci_hs_init(mpci_hs *h, int fd, int role, const struct mpconn_opts *o)
 {
     memset(h, 0, sizeof *h);
     h->fd = fd;
     h->deadline = mpci_deadline(o->handshake_timeout);
     mpci_msgdec_init(&h->dec, MPCI_AUTH_MSG_MAX);
-    uint8_t fresh[MPCI_NONCE_LEN];
-    int r;
-    if (!nonce) {
-        if ((r = mpci_random(fresh, sizeof fresh)) < 0)
-            return r;
-        nonce = fresh;
-    }
+    uint8_t nonce[MPCI_NONCE_LEN];
+    int r = mpci_nonce(o->cache, nonce);
+    if (r < 0)
+        return r;
     r = mpci_auth_init(&h->auth, role, o->authkey, o->authkey_len, o->digest, o->allow_md5, nonce);
     if (r < 0)
         return r;
-    h->auth.macs = o->macs;
+    h->auth.cache = o->cache;
     h->auth.no_pipeline = o->no_pipeline;
     take_output(h);
     return 0;
@@ -98,43 +95,75 @@ static void auth_failed(mpci_hs *h)
     h->state = MPCI_AUTH_FAILED;
 }
 
-/* Feeds bytes to the decoder and whole messages to the machine. */
+/* Gives one whole message to the machine; 1 while the handshake goes on. */
+static int deliver(mpci_hs *h, const uint8_t *msg, size_t len)
+{
+    int st = mpci_auth_feed(&h->auth, msg, len);
+    take_output(h);
+    if (st == MPCI_AUTH_FAILED) {
+        auth_failed(h);
+        return 0;
+    }
+    return st != MPCI_AUTH_DONE;
+}
+
+/* Whether p starts with a whole message (and nothing is half-read before
+ * it): then *hl is its header's length and *len its payload's. */
+static int whole_message(const mpci_hs *h, const uint8_t *p, size_t n, size_t *hl, size_t *len)
+{
+    if (h->dec.in_body || h->dec.hdr.have)
+        return 0;
+    mpci_hdr hdr;
+    mpci_hdr_reset(&hdr);
+    uint64_t l;
+    if (mpci_hdr_feed(&hdr, p, n, hl, &l) != 1 || l > MPCI_AUTH_MSG_MAX || n - *hl < l)
+        return 0;
+    *len = (size_t)l;
+    return 1;
+}
+
+/* Feeds bytes to the machine, whole messages straight from p when they
+ * are there (the usual case), else through the decoder. */
 static void consume(mpci_hs *h, const uint8_t *p, size_t n)
 {
     while (n > 0 && h->state == MPCI_AUTH_NEED_INPUT) {
-        size_t used;
-        int r = mpci_msgdec_feed(&h->dec, p, n, &used);
-        p += used;
-        n -= used;
-        if (r == MPCONN_EMSGSIZE) {
-            mpci_hs_fail(h, MPCONN_EAUTHPROTO,
-                         "peer sent a %llu-byte message where the handshake allows at most %d "
-                         "(does it have the authkey?)",
-                         (unsigned long long)h->dec.len, MPCI_AUTH_MSG_MAX);
-            return;
+        size_t hl, len;
+        int more;
+        if (whole_message(h, p, n, &hl, &len)) {
+            more = deliver(h, p + hl, len);
+            p += hl + len;
+            n -= hl + len;
+        } else {
+            size_t used;
+            int r = mpci_msgdec_feed(&h->dec, p, n, &used);
+            p += used;
+            n -= used;
+            if (r == MPCONN_EMSGSIZE) {
+                mpci_hs_fail(h, MPCONN_EAUTHPROTO,
+                             "peer sent a %llu-byte message where the handshake allows at most %d "
+                             "(does it have the authkey?)",
+                             (unsigned long long)h->dec.len, MPCI_AUTH_MSG_MAX);
+                return;
+            }
+            if (r < 0) {
+                mpci_hs_fail(h, r == MPCONN_EPROTO ? MPCONN_EAUTHPROTO : r,
+                             "malformed message header during the handshake");
+                return;
+            }
+            if (r == 0)
+                continue;
+            uint8_t *msg = mpci_msgdec_take(&h->dec, &len);
+            if (!msg) {
+                mpci_hs_fail(h, -ENOMEM, "out of memory during the handshake");
+                return;
+            }
+            more = deliver(h, msg, len);
+            free(msg);
         }
-        if (r < 0) {
-            mpci_hs_fail(h, r == MPCONN_EPROTO ? MPCONN_EAUTHPROTO : r,
-                         "malformed message header during the handshake");
-            return;
-        }
-        if (r == 0)
-            continue;
-        size_t len;
-        uint8_t *msg = mpci_msgdec_take(&h->dec, &len);
-        if (!msg) {
-            mpci_hs_fail(h, -ENOMEM, "out of memory during the handshake");
-            return;
-        }
-        int st = mpci_auth_feed(&h->auth, msg, len);
-        free(msg);
-        take_output(h);
-        if (st == MPCI_AUTH_FAILED) {
-            auth_failed(h);
-            return;
-        }
-        if (st == MPCI_AUTH_DONE) {
-            /* What follows is the first message of the connection. */
+        if (!more) {
+            if (h->state == MPCI_AUTH_FAILED)
+                return;
+            /* Done: what follows is the first message of the connection. */
             if (n > sizeof h->left) {
                 mpci_hs_fail(h, MPCONN_EAUTHPROTO, "too many bytes behind the handshake");
                 return;

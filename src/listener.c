@@ -11,43 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #define MAX_PENDING 256
-
-/* Challenge nonces drawn from the kernel in batches: one getrandom() serves
- * many handshakes. The pool lives in its own page, which the kernel wipes in
- * a forked child: a listener shared by forked workers must never hand the
- * same challenge to two peers, or an answer seen by one could be replayed
- * to the other. The child finds left == 0 and draws its own. */
-typedef struct nonce_pool {
-    size_t left;
-    uint8_t bytes[32 * MPCI_NONCE_LEN];
-} nonce_pool;
-
-static nonce_pool *pool_new(void)
-{
-#ifdef MADV_WIPEONFORK
-    void *p =
-        mmap(NULL, sizeof(nonce_pool), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    if (madvise(p, sizeof(nonce_pool), MADV_WIPEONFORK) == 0)
-        return p;
-    munmap(p, sizeof(nonce_pool));
-#endif
-    return NULL;
-}
-
-static void pool_free(nonce_pool *p)
-{
-    if (p)
-        munmap(p, sizeof *p);
-}
 
 /* Who a peer is; turned into text only when somebody asks. */
 typedef struct peer_id {
@@ -81,7 +50,6 @@ struct mpconn_listener {
     char last_text[224]; /* last, formatted by mpconn_listener_last_accepted */
     mpconn_reject_cb on_reject;
     void *on_reject_data;
-    nonce_pool *pool; /* NULL: one getrandom() per handshake */
 };
 
 static int lerr(mpconn_listener *l, int code, const char *fmt, ...)
@@ -254,8 +222,6 @@ int mpconn_listener_open(mpconn_listener **out, const char *address, const mpcon
     l->fd = -1;
     mpci_opts_defaults(&l->opts);
     int r = opts ? mpci_opts_copy(&l->opts, opts) : 0;
-    if (l->opts.authkey)
-        l->pool = pool_new();
     if (r == 0)
         r = open_socket(l, address);
     if (r < 0) {
@@ -285,7 +251,6 @@ void mpconn_listener_free(mpconn_listener *l)
     if (l->fd >= 0)
         close(l->fd);
     remove_socket_file(l);
-    pool_free(l->pool);
     mpci_opts_clear(&l->opts);
     free(l);
 }
@@ -370,21 +335,6 @@ static int make_conn(mpconn_listener *l, pending *p, mpconn_conn **out)
     return 0;
 }
 
-/* NULL lets the handshake draw its own nonce. */
-static const uint8_t *next_nonce(mpconn_listener *l)
-{
-    nonce_pool *p = l->pool;
-    if (!p)
-        return NULL;
-    if (p->left < MPCI_NONCE_LEN) {
-        if (mpci_random(p->bytes, sizeof p->bytes) < 0)
-            return NULL;
-        p->left = sizeof p->bytes;
-    }
-    p->left -= MPCI_NONCE_LEN;
-    return p->bytes + p->left;
-}
-
 /* Accepts one peer from the backlog, without blocking. One per wake-up:
  * the next poll() says whether more wait, and draining to EAGAIN would cost
  * a system call per accepted peer. */
@@ -435,7 +385,7 @@ static int accept_new(mpconn_listener *l)
             continue;
         }
         if (l->opts.authkey) {
-            int r = mpci_hs_init(&p->hs, fd, MPCI_AUTH_SERVER, &l->opts, next_nonce(l));
+            int r = mpci_hs_init(&p->hs, fd, MPCI_AUTH_SERVER, &l->opts);
             if (r < 0) {
                 reject(l, r, "cannot start the handshake with %s: %s",
                        peer_text(l, &p->who, peer, sizeof peer), mpconn_strerror(r));

@@ -42,8 +42,8 @@ struct mpconn_opts {
     int abstract_any_uid;
     int pickle_protocol;
     size_t max_depth, max_items, max_memo, max_alloc;
-    int no_pipeline;            /* not public: lets make bench measure what pipelining saves */
-    struct mpci_mac_keys *macs; /* keyed HMAC contexts for authkey, owned; may be NULL */
+    int no_pipeline;               /* not public: lets make bench measure what pipelining saves */
+    struct mpci_auth_cache *cache; /* for authkey, owned; may be NULL */
 };
 
 void mpci_opts_defaults(struct mpconn_opts *o);
@@ -101,25 +101,29 @@ uint8_t *mpci_msgdec_take(mpci_msgdec *d, size_t *len);
 #define MPCI_NONCE_LEN 40
 #define MPCI_LEGACY_NONCE_LEN 20
 
-/* Keyed HMAC contexts for one key, one per digest, made on first use and
- * re-initialised for each MAC, which keeps the key (OpenSSL types kept
- * opaque here). A MAC is one call, so a mutex serialises the few threads
- * that may share them; a thread that finds it taken computes one-shot
- * instead of waiting. */
+/* What the handshakes of one authkey keep between them: a keyed HMAC
+ * context per digest, made on first use and re-initialised for each MAC
+ * (which keeps the key), and a pool of nonces drawn from the kernel in
+ * batches, in a page the kernel wipes in a forked child. A MAC or a nonce
+ * is one call, so a mutex serialises the few threads that may share a
+ * cache; a thread that finds it taken goes one-shot instead of waiting. */
 #define MPCI_MAC_DIGESTS 5
-typedef struct mpci_mac_keys {
+typedef struct mpci_auth_cache {
     const uint8_t *key; /* borrowed */
     size_t keylen;
     pthread_mutex_t lock;
     void *keyed[MPCI_MAC_DIGESTS]; /* EVP_MAC_CTX */
-} mpci_mac_keys;
+    struct mpci_nonce_pool *pool;  /* NULL: a getrandom() per nonce */
+} mpci_auth_cache;
 
 /* NULL when out of memory (callers then go without). */
-mpci_mac_keys *mpci_mac_keys_new(const uint8_t *key, size_t keylen);
-void mpci_mac_keys_free(mpci_mac_keys *k);
-/* mpci_hmac through k when k (may be NULL) holds this key. */
-int mpci_mac_compute(mpci_mac_keys *k, const char *digest, const uint8_t *key, size_t keylen,
+mpci_auth_cache *mpci_auth_cache_new(const uint8_t *key, size_t keylen);
+void mpci_auth_cache_free(mpci_auth_cache *c);
+/* mpci_hmac through c when c (may be NULL) holds this key. */
+int mpci_mac_compute(mpci_auth_cache *c, const char *digest, const uint8_t *key, size_t keylen,
                      const uint8_t *msg, size_t len, uint8_t *out);
+/* A fresh challenge nonce, from c's pool when c (may be NULL) has one. */
+int mpci_nonce(mpci_auth_cache *c, uint8_t out[MPCI_NONCE_LEN]);
 
 enum { MPCI_AUTH_SERVER, MPCI_AUTH_CLIENT };
 enum { MPCI_AUTH_NEED_INPUT, MPCI_AUTH_DONE, MPCI_AUTH_FAILED };
@@ -137,8 +141,8 @@ typedef struct mpci_auth {
     char errmsg[MPCI_ERRMSG_MAX]; /* failure reason once FAILED */
     const uint8_t *key;           /* borrowed for the machine's life */
     size_t keylen;
-    mpci_mac_keys *macs; /* borrowed, may be NULL */
-    int no_pipeline;     /* client: challenge only after WELCOME, as CPython */
+    mpci_auth_cache *cache; /* borrowed, may be NULL */
+    int no_pipeline;        /* client: challenge only after WELCOME, as CPython */
     int allow_md5;
     uint8_t challenge[MPCI_AUTH_MSG_MAX]; /* the MESSAGE we delivered (sans #CHALLENGE#) */
     size_t challenge_len;
@@ -275,8 +279,8 @@ typedef struct mpci_hs {
     char errmsg[MPCI_ERRMSG_MAX];
 } mpci_hs;
 
-/* nonce: MPCI_NONCE_LEN random bytes, or NULL to draw them here. */
-int mpci_hs_init(mpci_hs *h, int fd, int role, const struct mpconn_opts *o, const uint8_t *nonce);
+/* The nonce comes from the opts' cache (or the kernel). */
+int mpci_hs_init(mpci_hs *h, int fd, int role, const struct mpconn_opts *o);
 /* poll() events the handshake waits for. */
 short mpci_hs_events(const mpci_hs *h);
 /* Does what the fd allows without blocking, reading only when readable

@@ -25,8 +25,8 @@ void mpci_opts_defaults(struct mpconn_opts *o)
 
 static void forget_key(struct mpconn_opts *o)
 {
-    mpci_mac_keys_free(o->macs);
-    o->macs = NULL;
+    mpci_auth_cache_free(o->cache);
+    o->cache = NULL;
     if (o->authkey) {
         /* The key is a secret: do not leave it in freed memory. */
         memset(o->authkey, 0, o->authkey_len);
@@ -36,14 +36,14 @@ static void forget_key(struct mpconn_opts *o)
     o->authkey_len = 0;
 }
 
-/* Takes ownership of key (may be NULL). Without room for the keyed HMAC
- * contexts the handshakes still work, through one-shot HMAC. */
+/* Takes ownership of key (may be NULL). Without room for the cache the
+ * handshakes still work, through one-shot HMAC and getrandom. */
 static void take_key(struct mpconn_opts *o, unsigned char *key, size_t len)
 {
     forget_key(o);
     o->authkey = key;
     o->authkey_len = key ? len : 0;
-    o->macs = key ? mpci_mac_keys_new(key, len) : NULL;
+    o->cache = key ? mpci_auth_cache_new(key, len) : NULL;
 }
 
 void mpci_opts_clear(struct mpconn_opts *o)
@@ -58,7 +58,7 @@ void mpci_opts_copy_plain(struct mpconn_opts *dst, const struct mpconn_opts *src
     *dst = *src;
     dst->authkey = NULL;
     dst->authkey_len = 0;
-    dst->macs = NULL;
+    dst->cache = NULL;
     dst->uids = NULL;
     dst->nuids = 0;
 }

@@ -153,7 +153,7 @@ static int verify_answer(mpci_auth *a, const uint8_t *msg, size_t len)
 
     uint8_t expect[64];
     int n =
-        mpci_mac_compute(a->macs, name, a->key, a->keylen, a->challenge, a->challenge_len, expect);
+        mpci_mac_compute(a->cache, name, a->key, a->keylen, a->challenge, a->challenge_len, expect);
     if (n < 0) {
         queue_failure(a);
         return fail(a, n, "cannot compute HMAC-%s: %s", name, mpconn_strerror(n));
@@ -204,7 +204,7 @@ static int answer_challenge(mpci_auth *a, const uint8_t *msg, size_t len)
     }
 
     uint8_t mac[64];
-    int n = mpci_mac_compute(a->macs, name, a->key, a->keylen, m, mlen, mac);
+    int n = mpci_mac_compute(a->cache, name, a->key, a->keylen, m, mlen, mac);
     if (n < 0)
         return fail(a, n, "cannot compute HMAC-%s: %s", name, mpconn_strerror(n));
     if (queue(a, m, plen, mac, (size_t)n) < 0)

@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define CH "#CHALLENGE#"
 #define CH_LEN 11
@@ -235,11 +237,11 @@ TEST(random_fills)
 /* The keyed contexts give what one-shot HMAC gives, for every digest, the
  * first time and again (re-initialised, the key kept), and never use their
  * key for another one. */
-TEST(mac_keys_match_one_shot)
+TEST(auth_cache_macs_match_one_shot)
 {
     static const char *const names[] = {"md5", "sha256", "sha384", "sha3_256", "sha3_384"};
     const uint8_t key[] = "secret password", other[] = "secret passwore";
-    mpci_mac_keys *k = mpci_mac_keys_new(key, 15);
+    mpci_auth_cache *k = mpci_auth_cache_new(key, 15);
     CHECK(k != NULL);
     uint8_t msg[300], got[64], want[64];
     for (size_t i = 0; i < sizeof msg; i++)
@@ -264,12 +266,12 @@ TEST(mac_keys_match_one_shot)
     }
     CHECK_INT(mpci_mac_compute(k, "sha1", key, 15, msg, 10, got), -EINVAL);
     CHECK_INT(mpci_mac_compute(NULL, "sha256", key, 15, msg, 10, got), 32);
-    mpci_mac_keys_free(k);
-    mpci_mac_keys_free(NULL);
+    mpci_auth_cache_free(k);
+    mpci_auth_cache_free(NULL);
 }
 
 struct mac_job {
-    mpci_mac_keys *k;
+    mpci_auth_cache *k;
     const uint8_t *want; /* HMAC-SHA256 of "msg" under the key */
     int bad;
 };
@@ -289,12 +291,12 @@ static void *mac_thread(void *arg)
 
 /* One set of keyed contexts shared by threads, as one opts shared by
  * clients in several threads: every MAC right, whoever holds the lock. */
-TEST(mac_keys_shared_by_threads)
+TEST(auth_cache_shared_by_threads)
 {
     const uint8_t key[] = "k";
     uint8_t want[32];
     CHECK_INT(mpci_hmac("sha256", key, 1, (const uint8_t *)"msg", 3, want), 32);
-    mpci_mac_keys *k = mpci_mac_keys_new(key, 1);
+    mpci_auth_cache *k = mpci_auth_cache_new(key, 1);
     CHECK(k != NULL);
     struct mac_job jobs[4];
     pthread_t t[4];
@@ -306,7 +308,45 @@ TEST(mac_keys_shared_by_threads)
         pthread_join(t[i], NULL);
         CHECK_INT(jobs[i].bad, 0);
     }
-    mpci_mac_keys_free(k);
+    mpci_auth_cache_free(k);
+}
+
+/* The nonce pool: every nonce differs from the others, and a forked child
+ * never draws what its parent draws (the pool's page is wiped in the
+ * child). */
+TEST(auth_cache_nonces_fresh_after_fork)
+{
+    mpci_auth_cache *c = mpci_auth_cache_new((const uint8_t *)"k", 1);
+    CHECK(c != NULL);
+    CHECK(c->pool != NULL); /* Linux >= 4.14 wipes on fork */
+    enum { N = 100 };
+    static uint8_t seen[N][MPCI_NONCE_LEN];
+    for (int i = 0; i < N; i++) {
+        CHECK_INT(mpci_nonce(c, seen[i]), 0);
+        for (int j = 0; j < i; j++)
+            CHECK(memcmp(seen[i], seen[j], MPCI_NONCE_LEN) != 0);
+    }
+    int fds[2];
+    CHECK_INT(pipe(fds), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        uint8_t mine[MPCI_NONCE_LEN];
+        int ok = mpci_nonce(c, mine) == 0 && write(fds[1], mine, sizeof mine) == sizeof mine;
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    CHECK_INT(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    uint8_t child[MPCI_NONCE_LEN], parent[MPCI_NONCE_LEN];
+    CHECK_INT(read(fds[0], child, sizeof child), sizeof child);
+    CHECK_INT(mpci_nonce(c, parent), 0);
+    CHECK(memcmp(child, parent, MPCI_NONCE_LEN) != 0);
+    close(fds[0]);
+    close(fds[1]);
+    mpci_auth_cache_free(c);
+    uint8_t none[MPCI_NONCE_LEN];
+    CHECK_INT(mpci_nonce(NULL, none), 0);
 }
 
 /* --------------------------------------------------------------- vectors */
