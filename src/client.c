@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -70,28 +71,66 @@ static int connect_fd(const mpci_addr *a, const char *address, double timeout, i
     return 0;
 }
 
+/* SO_RCVTIMEO of seconds, rounded up to a microsecond (0 would mean
+ * "forever"); seconds < 0 clears it. */
+static int set_rcvtimeo(int fd, double seconds)
+{
+    struct timeval tv = {0, 0};
+    if (seconds >= 0) {
+        double us = ceil(seconds * 1e6);
+        if (us < 1)
+            us = 1;
+        if (us > 1e15)
+            us = 1e15;
+        tv.tv_sec = (time_t)(us / 1e6);
+        tv.tv_usec = (suseconds_t)(us - (double)tv.tv_sec * 1e6);
+    }
+    return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ? -errno : 0;
+}
+
+/* The client has one peer to wait for, so it reads blocking, bounded by
+ * SO_RCVTIMEO, rather than poll() before every read: a system call and a
+ * wait-queue round fewer per step. The bound is re-armed only when more
+ * than a millisecond of the handshake's time has gone (poll() itself counts
+ * in milliseconds), and cleared before the connection takes the fd. */
+#define REARM_SLACK 0.001
+
 static int handshake(int fd, const struct mpconn_opts *o, const char *address, mpci_hs *hs,
                      char *errmsg, size_t errlen)
 {
     int r = mpci_hs_init(hs, fd, MPCI_AUTH_CLIENT, o);
     if (r < 0)
         return mpci_err(errmsg, errlen, r, "cannot start the handshake: %s", mpconn_strerror(r));
-    struct pollfd p = {.fd = fd};
-    while (mpci_hs_progress(hs, p.revents & (POLLIN | POLLHUP | POLLERR)) == MPCI_AUTH_NEED_INPUT) {
-        p.events = mpci_hs_events(hs);
-        p.revents = 0;
-        int pr = poll(&p, 1, mpci_poll_ms(hs->deadline));
-        if (pr < 0 && errno != EINTR)
-            return mpci_err(errmsg, errlen, -errno, "handshake with %s: %s", address,
-                            strerror(errno));
-        if (pr == 0)
+    hs->blocking_reads = 1;
+    double armed = -1; /* the time left when SO_RCVTIMEO was last set */
+    int readable = 0;
+    while (mpci_hs_progress(hs, readable) == MPCI_AUTH_NEED_INPUT) {
+        double left = hs->deadline < 0 ? -1 : hs->deadline - mpci_now();
+        if (hs->deadline >= 0 && left <= 0)
             return mpci_err(errmsg, errlen, -ETIMEDOUT,
                             "handshake with %s timed out (does the listener have no authkey?)",
                             address);
+        if (mpci_hs_events(hs) & POLLOUT) {
+            /* A full send buffer: wait for room, not for the peer. */
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            if (poll(&p, 1, mpci_poll_ms(hs->deadline)) < 0 && errno != EINTR)
+                return mpci_err(errmsg, errlen, -errno, "handshake with %s: %s", address,
+                                strerror(errno));
+            readable = 0;
+            continue;
+        }
+        if (left >= 0 && (armed < 0 || armed - left > REARM_SLACK)) {
+            if ((r = set_rcvtimeo(fd, left)) < 0)
+                return mpci_err(errmsg, errlen, r, "handshake with %s: %s", address, strerror(-r));
+            armed = left;
+        }
+        readable = 1;
     }
     if (hs->state == MPCI_AUTH_FAILED)
         return mpci_err(errmsg, errlen, hs->code, "authentication with %s failed: %s", address,
                         hs->errmsg);
+    if (armed >= 0 && (r = set_rcvtimeo(fd, -1)) < 0)
+        return mpci_err(errmsg, errlen, r, "handshake with %s: %s", address, strerror(-r));
     return 0;
 }
 

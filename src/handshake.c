@@ -198,10 +198,14 @@ int mpci_hs_progress(mpci_hs *h, int readable)
         if (!readable)
             return h->state;
         uint8_t buf[512];
-        ssize_t n = recv(h->fd, buf, sizeof buf, MSG_DONTWAIT);
+        ssize_t n = recv(h->fd, buf, sizeof buf, h->blocking_reads ? 0 : MSG_DONTWAIT);
         if (n < 0) {
-            if (errno == EINTR)
+            /* A blocking read returns to its caller, who re-arms the bound:
+             * retrying here would restart it at every signal. */
+            if (errno == EINTR && !h->blocking_reads)
                 continue;
+            if (errno == EINTR)
+                return h->state;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return h->state;
             mpci_hs_fail(h, -errno, "handshake: %s", strerror(errno));

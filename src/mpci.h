@@ -274,7 +274,8 @@ typedef struct mpci_hs {
     uint8_t left[1024]; /* bytes that followed the last handshake message */
     size_t nleft;
     double deadline;
-    int state; /* MPCI_AUTH_NEED_INPUT, _DONE, _FAILED */
+    int blocking_reads; /* recv may block: the fd bounds it (SO_RCVTIMEO) */
+    int state;          /* MPCI_AUTH_NEED_INPUT, _DONE, _FAILED */
     int code;
     char errmsg[MPCI_ERRMSG_MAX];
 } mpci_hs;

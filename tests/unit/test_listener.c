@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -275,9 +277,93 @@ TEST(listener_without_key_client_with_key_times_out)
     mpconn_opts_set_handshake_timeout(co, 0.3);
     mpconn_conn *c;
     char err[256];
+    double t0 = mpci_now();
     CHECK_INT(mpconn_client(&c, mpconn_listener_address(l), co, err, sizeof err), -ETIMEDOUT);
+    double took = mpci_now() - t0;
+    CHECK(took >= 0.29 && took < 3);
     CHECK(strstr(err, "no authkey") != NULL);
     mpconn_opts_free(co);
+    mpconn_listener_free(l);
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+}
+
+struct nagger {
+    pthread_t target;
+    volatile int stop;
+};
+
+/* Signals the target every 20 ms for at most 3 s. */
+static void *nag(void *arg)
+{
+    struct nagger *n = arg;
+    for (int i = 0; i < 150 && !n->stop; i++) {
+        pthread_kill(n->target, SIGUSR1);
+        usleep(20000);
+    }
+    return NULL;
+}
+
+/* The client reads blocking under SO_RCVTIMEO, which a signal interrupts:
+ * the handshake's deadline must hold however often that happens. */
+TEST(client_timeout_holds_under_signals)
+{
+    struct sigaction sa = {.sa_handler = on_alarm}; /* no SA_RESTART */
+    sigaction(SIGUSR1, &sa, NULL);
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:0", NULL, NULL, 0), 0);
+    mpconn_opts *co = opts_key("k", NULL);
+    mpconn_opts_set_handshake_timeout(co, 0.5);
+    struct nagger n = {.target = pthread_self()};
+    pthread_t t;
+    CHECK_INT(pthread_create(&t, NULL, nag, &n), 0);
+    mpconn_conn *c;
+    char err[256];
+    double t0 = mpci_now();
+    int r = mpconn_client(&c, mpconn_listener_address(l), co, err, sizeof err);
+    double took = mpci_now() - t0;
+    n.stop = 1;
+    pthread_join(t, NULL);
+    CHECK_INT(r, -ETIMEDOUT);
+    CHECK(took >= 0.49 && took < 2.5); /* not restarted by each signal */
+    mpconn_opts_free(co);
+    mpconn_listener_free(l);
+}
+
+static void *serve_one_thread(void *l)
+{
+    serve_one(l);
+    return NULL;
+}
+
+/* The bound the client's handshake puts on its reads is gone once the
+ * connection has the fd: its blocking reads wait as long as they must. */
+TEST(client_handshake_leaves_no_read_timeout)
+{
+    mpconn_opts *o = opts_key("k", NULL);
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:0", o, NULL, 0), 0);
+    pthread_t t;
+    CHECK_INT(pthread_create(&t, NULL, serve_one_thread, l), 0);
+    mpconn_conn *c;
+    char err[256];
+    CHECK_INT(mpconn_client(&c, mpconn_listener_address(l), o, err, sizeof err), 0);
+    struct timeval tv = {1, 1};
+    socklen_t tl = sizeof tv;
+    CHECK_INT(getsockopt(mpconn_conn_fileno(c), SOL_SOCKET, SO_RCVTIMEO, &tv, &tl), 0);
+    CHECK_INT(tv.tv_sec, 0);
+    CHECK_INT(tv.tv_usec, 0);
+    CHECK_INT(mpconn_conn_send_string(c, "ping"), 0);
+    char *s;
+    CHECK_INT(mpconn_conn_recv_string(c, &s, 0), 0);
+    CHECK_STR(s, "pong");
+    free(s);
+    pthread_join(t, NULL);
+    mpconn_conn_free(c);
+    mpconn_opts_free(o);
     mpconn_listener_free(l);
 }
 
