@@ -100,7 +100,6 @@ static int parse_v6(mpci_addr *a, const char *s, const char *text, char *errmsg,
     int r = parse_port(close + 2, text, errmsg, errlen, &port);
     if (r < 0)
         return r;
-    snprintf(a->port, sizeof a->port, "%u", (unsigned)port);
 
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->sa;
     char addr[sizeof a->host];
@@ -151,7 +150,6 @@ static int parse_tcp(mpci_addr *a, const char *s, const char *text, char *errmsg
     int r = parse_port(colon + 1, text, errmsg, errlen, &port);
     if (r < 0)
         return r;
-    snprintf(a->port, sizeof a->port, "%u", (unsigned)port);
 
     struct sockaddr_in *sin = (struct sockaddr_in *)&a->sa;
     sin->sin_family = AF_INET;
@@ -199,7 +197,10 @@ int mpci_addr_resolve(mpci_addr *a, char *errmsg, size_t errlen)
     hints.ai_family = AF_INET;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
-    int r = getaddrinfo(a->host, a->port, &hints, &res);
+    /* parse_tcp left the port in place for a name too */
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)ntohs(((struct sockaddr_in *)&a->sa)->sin_port));
+    int r = getaddrinfo(a->host, port, &hints, &res);
     if (r != 0) {
         int code = r == EAI_MEMORY ? -ENOMEM : r == EAI_SYSTEM ? -errno : MPCONN_EADDR;
         if (code == 0)

@@ -462,8 +462,9 @@ int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout
     if (l->fd < 0)
         return lerr(l, MPCONN_ECLOSED, "accept: listener is closed");
     double deadline = mpci_deadline(timeout);
-    struct pollfd *pfd = NULL;
-    size_t pfd_cap = 0;
+    /* Room for the usual few pending peers without an allocation per call. */
+    struct pollfd few[8], *pfd = few;
+    size_t pfd_cap = sizeof few / sizeof *few;
     int result;
     for (;;) {
         if (harvest(l, out)) {
@@ -471,11 +472,13 @@ int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout
             break;
         }
         if (pfd_cap < l->npend + 1) {
-            struct pollfd *np = realloc(pfd, (l->npend + 1) * sizeof *np);
+            struct pollfd *np = malloc((l->npend + 1) * sizeof *np);
             if (!np) {
                 result = lerr(l, -ENOMEM, "accept: out of memory");
                 break;
             }
+            if (pfd != few)
+                free(pfd);
             pfd = np;
             pfd_cap = l->npend + 1;
         }
@@ -514,6 +517,7 @@ int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout
             break;
         }
     }
-    free(pfd);
+    if (pfd != few)
+        free(pfd);
     return result;
 }

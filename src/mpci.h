@@ -175,9 +175,8 @@ typedef struct mpci_addr {
     int family; /* AF_INET, AF_INET6, AF_UNIX */
     struct sockaddr_storage sa;
     socklen_t salen;
-    int abstract;   /* AF_UNIX in the abstract namespace */
-    char host[256]; /* host part as written (for name resolution) */
-    char port[16];
+    int abstract;     /* AF_UNIX in the abstract namespace */
+    char host[256];   /* host part as written (for name resolution) */
     int need_resolve; /* host is a name, not a numeric address */
 } mpci_addr;
 

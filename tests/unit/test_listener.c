@@ -394,6 +394,34 @@ TEST(silent_peer_does_not_block_others)
     mpconn_listener_free(l);
 }
 
+/* More pending peers than accept's poll array holds on the stack. */
+TEST(many_silent_peers_then_a_real_one)
+{
+    struct rejects rj = {0};
+    mpconn_listener *l = keyed_listener("k", &rj, 1);
+    mpci_addr a;
+    CHECK_INT(mpci_addr_parse(&a, mpconn_listener_address(l), NULL, 0), 0);
+    enum { SILENT = 20 };
+    int silent[SILENT];
+    mpconn_conn *c;
+    for (int i = 0; i < SILENT; i++) {
+        silent[i] = socket(AF_INET, SOCK_STREAM, 0);
+        CHECK_INT(connect(silent[i], (struct sockaddr *)&a.sa, a.salen), 0);
+    }
+    /* Take all of them in (one accept per wake-up), none answers. */
+    for (int i = 0; i < SILENT && rj.count == 0; i++)
+        CHECK_INT(mpconn_listener_accept(l, &c, 0.02), -ETIMEDOUT);
+    mpconn_opts *co = opts_key("k", NULL);
+    CHECK_INT(serve_client(l, co), 0);
+    /* the silent ones are dropped at their deadline, each reported */
+    CHECK_INT(mpconn_listener_accept(l, &c, 2), -ETIMEDOUT);
+    CHECK_INT(rj.count, SILENT);
+    for (int i = 0; i < SILENT; i++)
+        close(silent[i]);
+    mpconn_opts_free(co);
+    mpconn_listener_free(l);
+}
+
 TEST(garbage_answer_rejected)
 {
     struct rejects rj = {0};
