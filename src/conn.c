@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -33,6 +34,7 @@ struct mpconn_conn {
     int nonblocking;  /* fd is O_NONBLOCK (a timeout is set) */
     int fdflags;      /* the fd's status flags as last set, to skip F_GETFL */
     int check_first;  /* no authkey here: a first #CHALLENGE# means the peer wants one */
+    int rcvtimeo;     /* SO_RCVTIMEO left set by the client's handshake */
     double send_timeout, recv_timeout;
     uint64_t max_message;
     struct mpconn_opts opts;
@@ -88,6 +90,15 @@ static int apply_timeouts(mpconn_conn *c)
     return 0;
 }
 
+static void clear_rcvtimeo(mpconn_conn *c)
+{
+    if (!c->rcvtimeo)
+        return;
+    struct timeval none = {0, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+    c->rcvtimeo = 0;
+}
+
 int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts *opts, int kind)
 {
     mpconn_conn *c = calloc(1, sizeof *c);
@@ -114,6 +125,7 @@ int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts
         c->is_socket = (kind & MPCI_FD_KIND) != MPCI_FD_PIPE;
         c->is_unix = (kind & MPCI_FD_KIND) == MPCI_FD_UNIX;
         c->fdflags = kind & MPCI_FD_NONBLOCK ? O_NONBLOCK : 0;
+        c->rcvtimeo = (kind & MPCI_FD_RCVTIMEO) != 0;
     }
     c->nonblocking = (c->fdflags & O_NONBLOCK) != 0;
     c->fd = fd;
@@ -204,6 +216,7 @@ int mpconn_conn_detach(mpconn_conn *c)
     if (!c || c->closed)
         return -EBADF;
     int fd = c->fd;
+    clear_rcvtimeo(c); /* the fd leaves as the caller would expect it */
     c->closed = 1;
     c->fd = -1;
     mpconn_conn_free(c);
@@ -461,6 +474,13 @@ static ssize_t read_some(mpconn_conn *c, void *dst, size_t cap, double deadline)
             return n;
         if (errno == EINTR)
             continue;
+        if ((errno == EAGAIN || errno == EWOULDBLOCK) && c->rcvtimeo) {
+            /* The handshake's bound ran out on a read of ours: it is no
+             * longer wanted, and clearing it here rather than after every
+             * handshake saves a system call per connection. */
+            clear_rcvtimeo(c);
+            continue;
+        }
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             int r = wait_fd(c->fd, POLLIN, deadline);
             if (r == 0)

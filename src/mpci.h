@@ -221,10 +221,12 @@ int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts 
 /* ----------------------------------------------------------- connection */
 
 /* What the fd of a new connection is, when the library made it (saves
- * asking the kernel); MPCI_FD_NONBLOCK may be or-ed in. */
+ * asking the kernel); MPCI_FD_NONBLOCK and MPCI_FD_RCVTIMEO (SO_RCVTIMEO is
+ * still set from the handshake) may be or-ed in. */
 enum { MPCI_FD_UNKNOWN = 0, MPCI_FD_PIPE = 1, MPCI_FD_INET = 2, MPCI_FD_UNIX = 3 };
 #define MPCI_FD_KIND 3
 #define MPCI_FD_NONBLOCK 4
+#define MPCI_FD_RCVTIMEO 8
 
 /* Internal access for the listener and client. */
 int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts *opts, int kind);

@@ -333,36 +333,54 @@ TEST(client_timeout_holds_under_signals)
     mpconn_listener_free(l);
 }
 
-static void *serve_one_thread(void *l)
+static void *serve_late(void *l)
 {
-    serve_one(l);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_listener_accept(l, &c, 10), 0);
+    usleep(600 * 1000); /* twice the client's handshake timeout */
+    CHECK_INT(mpconn_conn_send_string(c, "late"), 0);
+    mpconn_conn_free(c);
     return NULL;
 }
 
-/* The bound the client's handshake puts on its reads is gone once the
- * connection has the fd: its blocking reads wait as long as they must. */
-TEST(client_handshake_leaves_no_read_timeout)
+static long rcvtimeo_us(int fd)
+{
+    struct timeval tv = {1, 1};
+    socklen_t tl = sizeof tv;
+    CHECK_INT(getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &tl), 0);
+    return (long)tv.tv_sec * 1000000 + (long)tv.tv_usec;
+}
+
+/* The client's handshake bounds its reads with SO_RCVTIMEO and leaves it
+ * for the connection to clear: a blocking read that outlasts it still gets
+ * its message, and a detached fd comes back without it. */
+TEST(client_handshake_bound_does_not_outlive_it)
 {
     mpconn_opts *o = opts_key("k", NULL);
+    mpconn_opts_set_handshake_timeout(o, 0.3);
     mpconn_listener *l;
     CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:0", o, NULL, 0), 0);
     pthread_t t;
-    CHECK_INT(pthread_create(&t, NULL, serve_one_thread, l), 0);
+    CHECK_INT(pthread_create(&t, NULL, serve_late, l), 0);
     mpconn_conn *c;
     char err[256];
     CHECK_INT(mpconn_client(&c, mpconn_listener_address(l), o, err, sizeof err), 0);
-    struct timeval tv = {1, 1};
-    socklen_t tl = sizeof tv;
-    CHECK_INT(getsockopt(mpconn_conn_fileno(c), SOL_SOCKET, SO_RCVTIMEO, &tv, &tl), 0);
-    CHECK_INT(tv.tv_sec, 0);
-    CHECK_INT(tv.tv_usec, 0);
-    CHECK_INT(mpconn_conn_send_string(c, "ping"), 0);
     char *s;
     CHECK_INT(mpconn_conn_recv_string(c, &s, 0), 0);
-    CHECK_STR(s, "pong");
+    CHECK_STR(s, "late");
     free(s);
+    CHECK_INT(rcvtimeo_us(mpconn_conn_fileno(c)), 0);
     pthread_join(t, NULL);
     mpconn_conn_free(c);
+
+    CHECK_INT(pthread_create(&t, NULL, serve_late, l), 0);
+    CHECK_INT(mpconn_client(&c, mpconn_listener_address(l), o, err, sizeof err), 0);
+    CHECK(rcvtimeo_us(mpconn_conn_fileno(c)) > 0); /* still set, to be cleared lazily */
+    int fd = mpconn_conn_detach(c);
+    CHECK(fd >= 0);
+    CHECK_INT(rcvtimeo_us(fd), 0);
+    pthread_join(t, NULL);
+    close(fd);
     mpconn_opts_free(o);
     mpconn_listener_free(l);
 }
