@@ -607,6 +607,34 @@ TEST(handshake_client_rejects_server_answer)
     expect_failed(&s, MPCONN_EAUTH, "digest sent was rejected");
 }
 
+/* A server may answer the client's challenge with another digest than the
+ * one asked for (CPython's verify uses whatever digest the answer names);
+ * a wrong MAC is refused under any of them. */
+TEST(client_verifies_answers_in_any_digest)
+{
+    const char *answers[] = {"sha256", "sha384", "md5", "sha3_256"};
+    for (size_t i = 0; i < 2 * sizeof answers / sizeof *answers; i++) {
+        const char *d = answers[i / 2];
+        int corrupt = i % 2;
+        mpci_auth c;
+        client_after_answer(&c);
+        uint8_t mac[64], ans[80];
+        int n = mpci_hmac(d, (const uint8_t *)"k", 1, c.challenge, c.challenge_len, mac);
+        CHECK(n > 0);
+        if (corrupt)
+            mac[n - 1] ^= 1;
+        size_t dl = strlen(d);
+        ans[0] = '{';
+        memcpy(ans + 1, d, dl);
+        ans[dl + 1] = '}';
+        memcpy(ans + dl + 2, mac, (size_t)n);
+        CHECK_INT(feed_str(&c, "#WELCOME#"), MPCI_AUTH_NEED_INPUT);
+        CHECK_INT(feed(&c, ans, dl + 2 + (size_t)n), corrupt ? MPCI_AUTH_FAILED : MPCI_AUTH_DONE);
+        if (corrupt)
+            CHECK_INT(c.code, MPCONN_EAUTH);
+    }
+}
+
 TEST(output_queue_order_without_draining)
 {
     /* A server fed before its challenge was taken keeps every message in
