@@ -146,6 +146,9 @@ typedef struct mpci_auth {
     int allow_md5;
     uint8_t challenge[MPCI_AUTH_MSG_MAX]; /* the MESSAGE we delivered (sans #CHALLENGE#) */
     size_t challenge_len;
+    const char *own_digest; /* the digest our challenge asks for */
+    uint8_t expect[64];     /* client: the answer it wants, made with its challenge */
+    int expect_len;         /* 0: not made */
     uint8_t out[MPCI_AUTH_QUEUE][MPCI_AUTH_MSG_MAX + 16];
     size_t outlen[MPCI_AUTH_QUEUE];
     int nout, outhead;
