@@ -124,7 +124,7 @@ static int whole_message(const mpci_hs *h, const uint8_t *p, size_t n, size_t *h
 
 /* Feeds bytes to the machine, whole messages straight from p when they
  * are there (the usual case), else through the decoder. */
-static void consume(mpci_hs *h, const uint8_t *p, size_t n)
+void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n)
 {
     while (n > 0 && h->state == MPCI_AUTH_NEED_INPUT) {
         size_t hl, len;
@@ -217,7 +217,7 @@ int mpci_hs_progress(mpci_hs *h, int readable)
                          "authkey?)");
             return h->state;
         }
-        consume(h, buf, (size_t)n);
+        mpci_hs_consume(h, buf, (size_t)n);
         if (h->state == MPCI_AUTH_FAILED) {
             flush(h);
             return h->state;

@@ -288,6 +288,10 @@ typedef struct mpci_hs {
 int mpci_hs_init(mpci_hs *h, int fd, int role, const struct mpconn_opts *o);
 /* poll() events the handshake waits for. */
 short mpci_hs_events(const mpci_hs *h);
+/* Takes bytes from the peer (the I/O-free half of progress): whole
+ * messages go to the auth machine, its answers to the output buffer, and
+ * bytes behind the last handshake message to left. */
+void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n);
 /* Does what the fd allows without blocking, reading only when readable
  * (poll() said so); returns h->state. DONE only once all output is written;
  * FAILED after a best-effort flush. */
