@@ -88,10 +88,10 @@ static int set_rcvtimeo(int fd, double seconds)
 /* The client has one peer to wait for, so it reads blocking, bounded by
  * SO_RCVTIMEO, rather than poll() before every read: a system call and a
  * wait-queue round fewer per step. The bound is re-armed only when more
- * than a millisecond of the handshake's time has gone (poll() itself counts
- * in milliseconds). It stays set when the connection takes the fd, which
- * clears it the first time it runs out (or when the fd is detached): one
- * system call fewer per connection. Returns 1 when it is set, 0, or < 0. */
+ * than a millisecond of the handshake's time has gone (the kernel rounds
+ * SO_RCVTIMEO up to its clock tick anyway, a few milliseconds). It stays set when the connection
+ * takes the fd, which clears it the first time it runs out (or when the fd is detached): one system
+ * call fewer per connection. Returns 1 when it is set, 0, or < 0. */
 #define REARM_SLACK 0.001
 
 static int handshake(int fd, const struct mpconn_opts *o, const char *address, mpci_hs *hs,
