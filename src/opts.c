@@ -77,7 +77,10 @@ int mpci_opts_copy(struct mpconn_opts *dst, const struct mpconn_opts *src)
     if (src->nuids) {
         tmp.uids = malloc(src->nuids * sizeof *src->uids);
         if (!tmp.uids) {
-            free(key);
+            if (key) {
+                memset(key, 0, src->authkey_len);
+                free(key);
+            }
             return -ENOMEM;
         }
         memcpy(tmp.uids, src->uids, src->nuids * sizeof *src->uids);
