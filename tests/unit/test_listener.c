@@ -385,14 +385,22 @@ TEST(client_handshake_bound_does_not_outlive_it)
     mpconn_listener_free(l);
 }
 
+/* A plain TCP socket connected to l, speaking no protocol. */
+static int raw_connect(mpconn_listener *l)
+{
+    mpci_addr a;
+    CHECK_INT(mpci_addr_parse(&a, mpconn_listener_address(l), NULL, 0), 0);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(s >= 0);
+    CHECK_INT(connect(s, (struct sockaddr *)&a.sa, a.salen), 0);
+    return s;
+}
+
 TEST(silent_peer_does_not_block_others)
 {
     struct rejects rj = {0};
     mpconn_listener *l = keyed_listener("k", &rj, 3);
-    mpci_addr a;
-    CHECK_INT(mpci_addr_parse(&a, mpconn_listener_address(l), NULL, 0), 0);
-    int silent = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK_INT(connect(silent, (struct sockaddr *)&a.sa, a.salen), 0);
+    int silent = raw_connect(l);
     mpconn_opts *co = opts_key("k", NULL);
     struct client_job j = {.address = mpconn_listener_address(l), .opts = co};
     pthread_t t;
@@ -417,15 +425,11 @@ TEST(many_silent_peers_then_a_real_one)
 {
     struct rejects rj = {0};
     mpconn_listener *l = keyed_listener("k", &rj, 1);
-    mpci_addr a;
-    CHECK_INT(mpci_addr_parse(&a, mpconn_listener_address(l), NULL, 0), 0);
     enum { SILENT = 20 };
     int silent[SILENT];
     mpconn_conn *c;
-    for (int i = 0; i < SILENT; i++) {
-        silent[i] = socket(AF_INET, SOCK_STREAM, 0);
-        CHECK_INT(connect(silent[i], (struct sockaddr *)&a.sa, a.salen), 0);
-    }
+    for (int i = 0; i < SILENT; i++)
+        silent[i] = raw_connect(l);
     /* Take all of them in (one accept per wake-up), none answers. */
     for (int i = 0; i < SILENT && rj.count == 0; i++)
         CHECK_INT(mpconn_listener_accept(l, &c, 0.02), -ETIMEDOUT);
@@ -444,18 +448,14 @@ TEST(garbage_answer_rejected)
 {
     struct rejects rj = {0};
     mpconn_listener *l = keyed_listener("k", &rj, 0);
-    mpci_addr a;
-    CHECK_INT(mpci_addr_parse(&a, mpconn_listener_address(l), NULL, 0), 0);
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK_INT(connect(s, (struct sockaddr *)&a.sa, a.salen), 0);
+    int s = raw_connect(l);
     CHECK_INT(write(s, "\0\0\0\5hello", 9), 9);
     mpconn_conn *c;
     CHECK_INT(mpconn_listener_accept(l, &c, 1), -ETIMEDOUT);
     CHECK_INT(rj.count, 1);
     CHECK(rj.last_code == MPCONN_ENOKEY || rj.last_code == MPCONN_EAUTH);
     /* and an oversized answer */
-    int s2 = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK_INT(connect(s2, (struct sockaddr *)&a.sa, a.salen), 0);
+    int s2 = raw_connect(l);
     CHECK_INT(write(s2, "\0\0\x10\0", 4), 4);
     CHECK_INT(mpconn_listener_accept(l, &c, 1), -ETIMEDOUT);
     CHECK_INT(rj.count, 2);
@@ -469,10 +469,7 @@ TEST(garbage_answer_rejected)
  * once; the answer never comes) and returns the challenge's nonce. */
 static void raw_challenge(mpconn_listener *l, uint8_t nonce[MPCI_NONCE_LEN])
 {
-    mpci_addr a;
-    CHECK_INT(mpci_addr_parse(&a, mpconn_listener_address(l), NULL, 0), 0);
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK_INT(connect(s, (struct sockaddr *)&a.sa, a.salen), 0);
+    int s = raw_connect(l);
     mpconn_conn *c;
     CHECK_INT(mpconn_listener_accept(l, &c, 0.1), -ETIMEDOUT);
     /* header, "#CHALLENGE#{sha256}", nonce */
