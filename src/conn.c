@@ -37,7 +37,7 @@ struct mpconn_conn {
     int rcvtimeo;     /* SO_RCVTIMEO left set by the client's handshake */
     double send_timeout, recv_timeout;
     uint64_t max_message;
-    struct mpconn_opts opts;
+    struct mpconn_opts opts; /* plain settings only: owns nothing */
     int use_lock;
     pthread_mutex_t lock;
     char errmsg[MPCI_ERRMSG_MAX];
@@ -206,7 +206,6 @@ void mpconn_conn_free(mpconn_conn *c)
     free(c->rbuf);
     free(c->pend);
     free(c->sbuf);
-    mpci_opts_clear(&c->opts);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }

@@ -286,7 +286,7 @@ TEST(listener_without_key_client_with_key_times_out)
     mpconn_listener_free(l);
 }
 
-static void on_alarm(int sig)
+static void on_signal(int sig)
 {
     (void)sig;
 }
@@ -311,7 +311,7 @@ static void *nag(void *arg)
  * the handshake's deadline must hold however often that happens. */
 TEST(client_timeout_holds_under_signals)
 {
-    struct sigaction sa = {.sa_handler = on_alarm}; /* no SA_RESTART */
+    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART */
     sigaction(SIGUSR1, &sa, NULL);
     mpconn_listener *l;
     CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:0", NULL, NULL, 0), 0);
