@@ -202,6 +202,18 @@ static inline size_t mpci_ptr_hash(const void *p)
     return (size_t)x;
 }
 
+/* The value of a hexadecimal digit (either case), or -1. */
+static inline int mpci_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /* --------------------------------------------------------------- clock */
 
 double mpci_now(void); /* CLOCK_MONOTONIC seconds */

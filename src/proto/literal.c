@@ -97,15 +97,11 @@ static int is_ident(int c)
            c >= 0x80;
 }
 
-static int digit_val(int c)
+/* Whether c is a digit of base (at most 16). */
+static int in_base(int c, int base)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return 99;
+    int d = mpci_hexval(c);
+    return d >= 0 && d < base;
 }
 
 /* Checks the whole text once, so later code may step UTF-8 freely. */
@@ -158,7 +154,7 @@ static int digits_to_limbs(token *t, const char *dig, size_t n, int base)
         uint32_t mul = 1, add = 0;
         for (int k = 0; k < chunk && i < n; k++, i++) {
             mul *= (uint32_t)base;
-            add = add * (uint32_t)base + (uint32_t)digit_val(dig[i]);
+            add = add * (uint32_t)base + (uint32_t)mpci_hexval(dig[i]);
         }
         if (limbs_muladd(t, &cap, mul, add) != 0)
             return -ENOMEM;
@@ -174,12 +170,12 @@ static size_t read_digits(lexer *lx, int base, mpci_sbuf *dig)
     for (;;) {
         int c = ch(lx, lx->pos);
         if (c == '_' && n > 0) {
-            if (digit_val(ch(lx, lx->pos + 1)) >= base)
+            if (!in_base(ch(lx, lx->pos + 1), base))
                 return (size_t)-1;
             lx->pos++;
             continue;
         }
-        if (c < 0 || digit_val(c) >= base || (base <= 10 && !(c >= '0' && c <= '9')))
+        if (c < 0 || !in_base(c, base) || (base <= 10 && !(c >= '0' && c <= '9')))
             return n;
         mpci_sbuf_putc(dig, (char)c);
         lx->pos++;
@@ -373,8 +369,8 @@ static int lex_escape(lexer *lx, token *t, size_t bs)
     if (ndig) {
         uint32_t v = 0;
         for (int k = 0; k < ndig; k++) {
-            int d = digit_val(ch(lx, lx->pos));
-            if (d > 15)
+            int d = mpci_hexval(ch(lx, lx->pos));
+            if (d < 0)
                 return fail(lx, bs, MPCONN_ESYNTAX, "truncated \\%c escape", c);
             v = v * 16 + (uint32_t)d;
             lx->pos++;

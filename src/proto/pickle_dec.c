@@ -382,17 +382,6 @@ static void put_utf8(char **o, uint32_t c)
     *o = (char *)u;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* UNICODE's raw-unicode-escape: bytes are Latin-1 code points except
  * \uXXXX and \UXXXXXXXX after an odd run of backslashes. */
 static int raw_unicode_escape(dec *d, const uint8_t *s, size_t n)
@@ -424,7 +413,7 @@ static int raw_unicode_escape(dec *d, const uint8_t *s, size_t n)
         }
         uint32_t c = 0;
         for (size_t k = 0; k < digits; k++) {
-            int h = hexval(s[i + 1 + k]);
+            int h = mpci_hexval(s[i + 1 + k]);
             if (h < 0) {
                 free(buf);
                 return fail(d, MPCONN_EPICKLE, "bad \\u escape in UNICODE");
@@ -544,8 +533,8 @@ static int load_string(dec *d)
         case 't': buf[o++] = 9; break;
         case 'v': buf[o++] = 11; break;
         case 'x':
-            if (i + 2 < n + 0 && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-                buf[o++] = (uint8_t)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            if (i + 2 < n + 0 && mpci_hexval(s[i + 1]) >= 0 && mpci_hexval(s[i + 2]) >= 0) {
+                buf[o++] = (uint8_t)(mpci_hexval(s[i + 1]) * 16 + mpci_hexval(s[i + 2]));
                 i += 2;
                 break;
             }
