@@ -205,12 +205,20 @@ TEST(maxlength_makes_unreadable)
     mpconn_conn_free(b);
 }
 
-TEST(huge_claim_allocates_nothing_up_front)
+/* A socketpair whose fds[0] is read through a new connection (returned)
+ * and whose fds[1] the test writes raw bytes to. */
+static mpconn_conn *reading_end(int fds[2])
 {
-    int fds[2];
     CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
     mpconn_conn *c;
     CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE, NULL), 0);
+    return c;
+}
+
+TEST(huge_claim_allocates_nothing_up_front)
+{
+    int fds[2];
+    mpconn_conn *c = reading_end(fds);
     /* -1 then 2^62, a few bytes, then the peer vanishes. */
     const uint8_t h[] = {0xff, 0xff, 0xff, 0xff, 0x40, 0, 0, 0, 0, 0, 0, 0, 'a', 'b'};
     raw_write(fds[1], h, sizeof h);
@@ -226,9 +234,7 @@ TEST(huge_claim_allocates_nothing_up_front)
 TEST(max_message_checked_before_allocation)
 {
     int fds[2];
-    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    mpconn_conn *c;
-    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE, NULL), 0);
+    mpconn_conn *c = reading_end(fds);
     CHECK_INT(mpconn_conn_set_max_message(c, 1000), 0);
     const uint8_t h[] = {0, 0, 0x10, 0};
     raw_write(fds[1], h, sizeof h);
@@ -243,9 +249,7 @@ TEST(max_message_checked_before_allocation)
 TEST(negative_length_is_protocol_error)
 {
     int fds[2];
-    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    mpconn_conn *c;
-    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE, NULL), 0);
+    mpconn_conn *c = reading_end(fds);
     raw_write(fds[1], "\xff\xff\xff\x00", 4);
     void *m;
     size_t len;
@@ -273,9 +277,7 @@ TEST(eof_between_messages)
 TEST(eof_inside_header)
 {
     int fds[2];
-    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    mpconn_conn *c;
-    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE, NULL), 0);
+    mpconn_conn *c = reading_end(fds);
     raw_write(fds[1], "\0\0", 2);
     close(fds[1]);
     void *m;
@@ -287,9 +289,7 @@ TEST(eof_inside_header)
 TEST(timeout_inside_message_continues)
 {
     int fds[2];
-    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    mpconn_conn *c;
-    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE, NULL), 0);
+    mpconn_conn *c = reading_end(fds);
     CHECK_INT(mpconn_conn_set_timeouts(c, -1, 0.05), 0);
     void *m;
     size_t len;
