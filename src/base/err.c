@@ -1,6 +1,6 @@
 /* Error codes to text, and the helpers every module uses to record a
  * detailed message next to the code it returns. */
-#include "mpci.h"
+#include "base/err.h"
 
 #include <stdio.h>
 #include <string.h>

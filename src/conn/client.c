@@ -1,6 +1,9 @@
 /* mpconn_client: connect (with an optional timeout) and, with an authkey,
  * run the client side of the handshake before handing out the connection. */
-#include "mpci.h"
+#include "conn/conn_internal.h"
+#include "conn/handshake_io.h"
+#include "base/clock.h"
+#include "net/address.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -94,25 +97,25 @@ static int set_rcvtimeo(int fd, double seconds)
  * call fewer per connection. Returns 1 when it is set, 0, or < 0. */
 #define REARM_SLACK 0.001
 
-static int handshake(int fd, const struct mpconn_opts *o, const char *address, mpci_hs *hs,
-                     char *errmsg, size_t errlen)
+static int handshake(int fd, int role, const struct mpconn_opts *o, const char *address,
+                     mpci_hs *hs, char *errmsg, size_t errlen)
 {
-    int r = mpci_hs_init(hs, fd, MPCI_AUTH_CLIENT, o);
+    double deadline = mpci_deadline(o->handshake_timeout);
+    int r = mpci_hs_init(hs, role, o);
     if (r < 0)
         return mpci_err(errmsg, errlen, r, "cannot start the handshake: %s", mpconn_strerror(r));
-    hs->blocking_reads = 1;
     double armed = -1; /* the time left when SO_RCVTIMEO was last set */
     int readable = 0;
-    while (mpci_hs_progress(hs, readable) == MPCI_AUTH_NEED_INPUT) {
-        double left = hs->deadline < 0 ? -1 : hs->deadline - mpci_now();
-        if (hs->deadline >= 0 && left <= 0)
+    while (mpci_hs_progress(hs, fd, readable, 1) == MPCI_AUTH_NEED_INPUT) {
+        double left = deadline < 0 ? -1 : deadline - mpci_now();
+        if (deadline >= 0 && left <= 0)
             return mpci_err(errmsg, errlen, -ETIMEDOUT,
                             "handshake with %s timed out (does the listener have no authkey?)",
                             address);
         if (mpci_hs_events(hs) & POLLOUT) {
             /* A full send buffer: wait for room, not for the peer. */
             struct pollfd p = {.fd = fd, .events = POLLOUT};
-            if (poll(&p, 1, mpci_poll_ms(hs->deadline)) < 0 && errno != EINTR)
+            if (poll(&p, 1, mpci_poll_ms(deadline)) < 0 && errno != EINTR)
                 return mpci_err(errmsg, errlen, -errno, "handshake with %s: %s", address,
                                 strerror(errno));
             readable = 0;
@@ -131,8 +134,8 @@ static int handshake(int fd, const struct mpconn_opts *o, const char *address, m
     return armed >= 0;
 }
 
-int mpconn_client(mpconn_conn **out, const char *address, const mpconn_opts *opts, char *errmsg,
-                  size_t errlen)
+static int client(mpconn_conn **out, int role, const char *address, const mpconn_opts *opts,
+                  char *errmsg, size_t errlen)
 {
     struct mpconn_opts defaults;
     if (!opts) {
@@ -153,7 +156,7 @@ int mpconn_client(mpconn_conn **out, const char *address, const mpconn_opts *opt
     mpci_hs hs;
     int kind = a.family == AF_UNIX ? MPCI_FD_UNIX : MPCI_FD_INET;
     if (opts->authkey) {
-        r = handshake(fd, opts, address, &hs, errmsg, errlen);
+        r = handshake(fd, role, opts, address, &hs, errmsg, errlen);
         mpci_hs_clear(&hs);
         if (r < 0) {
             close(fd);
@@ -173,4 +176,16 @@ int mpconn_client(mpconn_conn **out, const char *address, const mpconn_opts *opt
         mpci_conn_set_check_first(c);
     *out = c;
     return 0;
+}
+
+int mpconn_client(mpconn_conn **out, const char *address, const mpconn_opts *opts, char *errmsg,
+                  size_t errlen)
+{
+    return client(out, MPCI_AUTH_CLIENT, address, opts, errmsg, errlen);
+}
+
+int mpci_test_client_serial(mpconn_conn **out, const char *address, const mpconn_opts *opts,
+                            char *errmsg, size_t errlen)
+{
+    return client(out, MPCI_AUTH_CLIENT_SERIAL, address, opts, errmsg, errlen);
 }

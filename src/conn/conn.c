@@ -3,7 +3,9 @@
  * a read-ahead buffer for small messages, direct reads for large ones, and
  * state that survives timeouts so the stream never loses its place. */
 #define _GNU_SOURCE /* MSG_CMSG_CLOEXEC, pipe2 */
-#include "mpci.h"
+#include "conn/conn_internal.h"
+#include "base/clock.h"
+#include "proto/auth.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +24,6 @@
 
 #define RBUF_SIZE (64 * 1024)
 #define MAX_STASHED_FDS 16
-#define CHALLENGE_PREFIX "#CHALLENGE#"
 
 struct mpconn_conn {
     int fd;
@@ -655,8 +656,7 @@ static int check_first_message(mpconn_conn *c, const uint8_t *p, size_t len)
     if (!c->check_first)
         return 0;
     c->check_first = 0;
-    size_t pl = sizeof CHALLENGE_PREFIX - 1;
-    if (len < pl || memcmp(p, CHALLENGE_PREFIX, pl) != 0)
+    if (!mpci_auth_is_challenge(p, len))
         return 0;
     c->read_broken = 1;
     c->write_broken = 1;

@@ -3,8 +3,10 @@
  * pickle is written behind room for its header in a buffer the connection
  * keeps, and read where it lies in the read-ahead buffer when it can be:
  * a small object costs no allocation for its bytes either way. */
-#include "mpci.h"
+#include "conn/conn_internal.h"
+#include "proto/pickle.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
 int mpconn_conn_send(mpconn_conn *c, const mpconn_value *v)
@@ -41,9 +43,17 @@ int mpconn_conn_recv(mpconn_conn *c, mpconn_value **out)
         return r;
     /* The message was read whole, so a decoding error leaves the stream intact. */
     char msg[MPCI_ERRMSG_MAX];
-    r = mpci_pickle_decode(p, len, mpci_conn_opts(c), out, msg, sizeof msg);
+    r = mpci_pickle_decode(p, len, &mpci_conn_opts(c)->limits, out, msg, sizeof msg);
     free(owned);
     if (r < 0)
         mpci_conn_seterr(c, "recv: %s", msg);
     return r;
+}
+
+int mpconn_value_decode(const void *buf, size_t len, const mpconn_opts *opts, mpconn_value **out,
+                        char *errmsg, size_t errlen)
+{
+    if (!out)
+        return mpci_err(errmsg, errlen, -EINVAL, "no output pointer");
+    return mpci_pickle_decode(buf, len, opts ? &opts->limits : NULL, out, errmsg, errlen);
 }

@@ -1,7 +1,7 @@
 /* Message framing of multiprocessing.connection, without I/O: the length
  * header (4-byte signed big-endian, or -1 then 8 bytes) and decoders that
  * accept the stream in any split. */
-#include "mpci.h"
+#include "proto/frame.h"
 
 #include <errno.h>
 #include <stdlib.h>

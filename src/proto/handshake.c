@@ -1,18 +1,12 @@
-/* The authentication handshake without blocking: the layer-1 auth machine
- * fed by the layer-1 message decoder, with queued output and a deadline, so
- * a listener can run many at once and none can stall it. Each call is made
- * non-blocking (MSG_DONTWAIT), so the fd itself stays as the connection
- * wants it and no fcntl() is spent switching. */
-#define _GNU_SOURCE /* MSG_DONTWAIT */
-#include "mpci.h"
+/* The byte side of a handshake: the auth machine fed by the message
+ * decoder, its answers framed into an output buffer. No I/O, so a fuzzer
+ * drives it alone and conn/handshake_io.c runs many at once over sockets. */
+#include "proto/handshake.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...)
 {
@@ -40,52 +34,6 @@ static void take_output(mpci_hs *h)
         memcpy(h->out + h->outlen, m, n);
         h->outlen += n;
     }
-}
-
-int mpci_hs_init(mpci_hs *h, int fd, int role, const struct mpconn_opts *o)
-{
-    memset(h, 0, sizeof *h);
-    h->fd = fd;
-    h->deadline = mpci_deadline(o->handshake_timeout);
-    mpci_msgdec_init(&h->dec, MPCI_AUTH_MSG_MAX);
-    uint8_t nonce[MPCI_NONCE_LEN];
-    int r = mpci_nonce(o->cache, nonce);
-    if (r < 0)
-        return r;
-    r = mpci_auth_init(&h->auth, role, o->authkey, o->authkey_len, o->digest, o->allow_md5, nonce);
-    if (r < 0)
-        return r;
-    h->auth.cache = o->cache;
-    h->auth.no_pipeline = o->no_pipeline;
-    take_output(h);
-    return 0;
-}
-
-void mpci_hs_clear(mpci_hs *h)
-{
-    mpci_msgdec_free(&h->dec);
-}
-
-short mpci_hs_events(const mpci_hs *h)
-{
-    return h->outpos < h->outlen ? POLLOUT : POLLIN;
-}
-
-static int flush(mpci_hs *h)
-{
-    while (h->outpos < h->outlen) {
-        ssize_t w =
-            send(h->fd, h->out + h->outpos, h->outlen - h->outpos, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            return -errno;
-        }
-        h->outpos += (size_t)w;
-    }
-    return 1;
 }
 
 static void auth_failed(mpci_hs *h)
@@ -175,53 +123,19 @@ void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n)
     }
 }
 
-int mpci_hs_progress(mpci_hs *h, int readable)
+int mpci_hs_start(mpci_hs *h, int role, const uint8_t *key, size_t keylen, const char *digest,
+                  int allow_md5, const uint8_t nonce[MPCI_NONCE_LEN])
 {
-    if (h->state == MPCI_AUTH_FAILED) {
-        flush(h); /* best effort: let the peer read #FAILURE# */
-        return h->state;
-    }
-    for (;;) {
-        int r = flush(h);
-        if (r < 0) {
-            mpci_hs_fail(h, r, "peer went away during the handshake: %s", strerror(-r));
-            return h->state;
-        }
-        if (r == 0)
-            return h->state; /* wait for POLLOUT */
-        if (h->auth.state == MPCI_AUTH_DONE) {
-            h->state = MPCI_AUTH_DONE;
-            return h->state;
-        }
-        /* Only read what poll() announced: a read that finds nothing is a
-         * system call spent on every step of every handshake. */
-        if (!readable)
-            return h->state;
-        uint8_t buf[512];
-        ssize_t n = recv(h->fd, buf, sizeof buf, h->blocking_reads ? 0 : MSG_DONTWAIT);
-        if (n < 0) {
-            /* A blocking read returns to its caller, who re-arms the bound:
-             * retrying here would restart it at every signal. */
-            if (errno == EINTR && !h->blocking_reads)
-                continue;
-            if (errno == EINTR)
-                return h->state;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return h->state;
-            mpci_hs_fail(h, -errno, "handshake: %s", strerror(errno));
-            return h->state;
-        }
-        if (n == 0) {
-            mpci_hs_fail(h, MPCONN_EAUTH,
-                         "peer closed the connection during the handshake (wrong or missing "
-                         "authkey?)");
-            return h->state;
-        }
-        mpci_hs_consume(h, buf, (size_t)n);
-        if (h->state == MPCI_AUTH_FAILED) {
-            flush(h);
-            return h->state;
-        }
-        readable = (size_t)n == sizeof buf; /* a full read may have left more */
-    }
+    memset(h, 0, sizeof *h);
+    mpci_msgdec_init(&h->dec, MPCI_AUTH_MSG_MAX);
+    int r = mpci_auth_init(&h->auth, role, key, keylen, digest, allow_md5, nonce);
+    if (r < 0)
+        return r;
+    take_output(h);
+    return 0;
+}
+
+void mpci_hs_clear(mpci_hs *h)
+{
+    mpci_msgdec_free(&h->dec);
 }

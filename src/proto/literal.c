@@ -8,7 +8,7 @@
  * digits (CPython limits decimal ones to 4300) and nesting to MAX_DEPTH
  * (CPython's parser stops at 200). Error columns count characters from the
  * start of the whole text, newlines included. */
-#include "text_internal.h"
+#include "proto/text_internal.h"
 
 #include <errno.h>
 #include <stdarg.h>

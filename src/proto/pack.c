@@ -1,7 +1,7 @@
 /* mpconn_pack / mpconn_unpack: build values from a small format language
  * and pull fields back out, naming the path of any mismatch. The recursion
  * here follows the caller's format string, never the data. */
-#include "value_internal.h"
+#include "proto/value_internal.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -1,7 +1,8 @@
 /* The safe pickle decoder: plain values only, protocols 0-5. A loop over
  * opcodes with an explicit stack (never recursion), bounded by the limits in
  * mpconn_opts, that refuses anything which would import or call code. */
-#include "value_internal.h"
+#include "proto/pickle.h"
+#include "proto/value_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -1351,14 +1352,12 @@ static void dec_release(dec *d, int cyclic)
         free(d->all);
 }
 
-int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts *opts,
+int mpci_pickle_decode(const uint8_t *buf, size_t len, const mpci_pickle_limits *limits,
                        mpconn_value **out, char *errmsg, size_t errlen)
 {
-    struct mpconn_opts defaults;
-    if (!opts) {
-        mpci_opts_defaults(&defaults);
-        opts = &defaults;
-    }
+    const mpci_pickle_limits def = MPCI_PICKLE_LIMITS_DEFAULT;
+    if (!limits)
+        limits = &def;
     dec d;
     memset(&d, 0, offsetof(dec, stack0));
     d.stack = d.stack0;
@@ -1371,10 +1370,10 @@ int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts 
     d.mcap = sizeof d.marks0 / sizeof *d.marks0;
     d.start = d.p = d.op_at = buf;
     d.end = buf + len;
-    d.max_depth = opts->max_depth ? opts->max_depth : 1000;
-    d.max_items = opts->max_items ? opts->max_items : 10000000;
-    d.max_memo = opts->max_memo ? opts->max_memo : 1000000;
-    d.max_alloc = opts->max_alloc ? opts->max_alloc : (size_t)1 << 30;
+    d.max_depth = limits->max_depth ? limits->max_depth : def.max_depth;
+    d.max_items = limits->max_items ? limits->max_items : def.max_items;
+    d.max_memo = limits->max_memo ? limits->max_memo : def.max_memo;
+    d.max_alloc = limits->max_alloc ? limits->max_alloc : def.max_alloc;
     d.err = errmsg;
     d.errlen = errlen;
     d.op = -1;
@@ -1403,12 +1402,4 @@ int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts 
         return rc;
     *out = v;
     return 0;
-}
-
-int mpconn_value_decode(const void *buf, size_t len, const mpconn_opts *opts, mpconn_value **out,
-                        char *errmsg, size_t errlen)
-{
-    if (!out)
-        return mpci_err(errmsg, errlen, -EINVAL, "no output pointer");
-    return mpci_pickle_decode(buf, len, opts, out, errmsg, errlen);
 }

@@ -1,7 +1,8 @@
 /* The pickle encoder: values to the bytes CPython's pickle.dumps writes for
  * them (protocols 2-5), framing and memo included. One growing buffer, an
  * explicit stack instead of recursion, shared sub-values become memo GETs. */
-#include "value_internal.h"
+#include "proto/pickle.h"
+#include "proto/value_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>

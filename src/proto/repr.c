@@ -1,7 +1,7 @@
 /* mpconn_value_repr: the text CPython's repr() gives for a plain value.
  * Containers are walked with an explicit stack, so depth costs heap, not C
  * stack; a container met again inside itself prints as Python's "[...]". */
-#include "text_internal.h"
+#include "proto/text_internal.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -4,7 +4,8 @@
 #ifndef MPCI_TEXT_INTERNAL_H
 #define MPCI_TEXT_INTERNAL_H
 
-#include "mpci.h"
+#include "base/err.h"
+#include "base/util.h"
 
 #include <stddef.h>
 #include <stdint.h>

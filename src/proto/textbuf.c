@@ -1,7 +1,7 @@
 /* Shared machinery of the text forms (repr, JSON, literals): output buffer,
  * pointer set, float repr, big-integer decimal conversion, UTF-8 stepping.
  * See text_internal.h for the contracts. */
-#include "text_internal.h"
+#include "proto/text_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>

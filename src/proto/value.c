@@ -1,7 +1,7 @@
 /* The plain-value type: reference counted Python values with Python's
  * equality and hashing, insertion-ordered dicts and sets with a hash index,
  * and iterative release and comparison so deep values never exhaust the stack. */
-#include "value_internal.h"
+#include "proto/value_internal.h"
 
 #include <errno.h>
 #include <math.h>

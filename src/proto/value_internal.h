@@ -3,7 +3,8 @@
 #ifndef MPCI_VALUE_INTERNAL_H
 #define MPCI_VALUE_INTERNAL_H
 
-#include "mpci.h"
+#include "base/err.h"
+#include "base/util.h"
 
 /* Flags on a value. */
 enum {

@@ -2,7 +2,9 @@
  * address, port 0, authentication outcomes, concurrent handshakes, socket
  * file handling and peer policy. */
 #define _GNU_SOURCE
-#include "mpci.h"
+#include "base/clock.h"
+#include "net/address.h"
+#include "proto/auth.h"
 #include "testlib.h"
 
 #include <errno.h>

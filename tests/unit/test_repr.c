@@ -3,6 +3,7 @@
  * arithmetic for big integers. */
 #include "mpconn.h"
 #include "testlib.h"
+#include "proto/pickle.h"
 #include "proto/value_internal.h"
 
 #include <errno.h>
@@ -40,7 +41,7 @@ TEST(vectors)
             unsigned char *pk = testlib_unhex(hex, &n);
             mpconn_value *v = NULL;
             char err[256] = "";
-            if (mpconn_value_decode(pk, n, NULL, &v, err, sizeof err) != 0) {
+            if (mpci_pickle_decode(pk, n, NULL, &v, err, sizeof err) != 0) {
                 fprintf(stderr, "decode failed: %s: %s\n", err, l);
                 exit(1);
             }
