@@ -1,7 +1,9 @@
 /* Error codes to text, and the helpers every module uses to record a
  * detailed message next to the code it returns. */
+#define _GNU_SOURCE /* strerrorname_np */
 #include "base/err.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,35 +16,63 @@ const char *mpconn_strerror(int code)
 {
     switch (code) {
     case 0: return "success";
-    case MPCONN_EEOF: return "end of file: the peer closed the connection";
-    case MPCONN_EEOFMSG: return "got end of file during message";
-    case MPCONN_EMSGSIZE: return "bad message length";
-    case MPCONN_ESHORTBUF: return "buffer too short for the message";
-    case MPCONN_EAUTH: return "authentication failed";
-    case MPCONN_EAUTHPROTO: return "authentication protocol error";
-    case MPCONN_ENOKEY: return "authkey on one side only";
-    case MPCONN_EPROTO: return "malformed message header";
-    case MPCONN_EBROKEN: return "connection broken by an earlier error";
-    case MPCONN_ECLOSED: return "handle is closed";
-    case MPCONN_ENOTREADABLE: return "connection is write-only";
-    case MPCONN_ENOTWRITABLE: return "connection is read-only";
-    case MPCONN_EADDR: return "bad address";
-    case MPCONN_ENOTSUP: return "not available on this platform";
-    case MPCONN_EADDRINUSE: return "address in use by a live listener";
-    case MPCONN_EPEER: return "peer refused by policy";
-    case MPCONN_EPICKLE: return "malformed pickle";
-    case MPCONN_EREFUSED: return "pickle refused: it would import or call something";
-    case MPCONN_ELIMIT: return "decoder limit exceeded";
-    case MPCONN_ETYPE: return "value of the wrong type";
-    case MPCONN_ESYNTAX: return "syntax error";
-    case MPCONN_ERANGE: return "integer out of range";
-    case MPCONN_ERECURSIVE: return "value contains itself";
-    case MPCONN_EUNHASHABLE: return "unhashable value";
+#define TEXT(name, value, text)                                                                    \
+    case MPCONN_##name: return text;
+        MPCONN_ERROR_LIST(TEXT)
+#undef TEXT
     default: break;
     }
     if (code < 0 && code > MPCONN_EBASE)
         return strerror(-code);
     return "unknown error";
+}
+
+#if !(defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32)))
+/* Where the C library cannot name an errno: the ones the library returns. */
+static const char *errno_name(int e)
+{
+    switch (e) {
+#define NAME(e)                                                                                    \
+    case e: return #e;
+        NAME(EACCES)
+        NAME(EADDRINUSE)
+        NAME(EADDRNOTAVAIL)
+        NAME(EAGAIN)
+        NAME(EBADF)
+        NAME(ECONNREFUSED)
+        NAME(ECONNRESET)
+        NAME(EINTR)
+        NAME(EINVAL)
+        NAME(EIO)
+        NAME(ENOBUFS)
+        NAME(ENOENT)
+        NAME(ENOMEM)
+        NAME(ENOTSUP)
+        NAME(EPIPE)
+        NAME(ETIMEDOUT)
+#undef NAME
+    default: return NULL;
+    }
+}
+#else
+static const char *errno_name(int e)
+{
+    return strerrorname_np(e);
+}
+#endif
+
+const char *mpconn_errname(int code)
+{
+    switch (code) {
+    case 0: return "0";
+#define NAME(name, value, text)                                                                    \
+    case MPCONN_##name: return "MPCONN_" #name;
+        MPCONN_ERROR_LIST(NAME)
+#undef NAME
+    default: break;
+    }
+    const char *n = code < 0 && code > MPCONN_EBASE ? errno_name(-code) : NULL;
+    return n ? n : "UNKNOWN";
 }
 
 int mpci_verr(char *dst, size_t cap, int code, const char *fmt, va_list ap)
