@@ -77,8 +77,22 @@ const char *mpconn_errname(int code)
 
 int mpci_verr(char *dst, size_t cap, int code, const char *fmt, va_list ap)
 {
-    if (dst && cap)
-        vsnprintf(dst, cap, fmt, ap);
+    return mpci_verr_prefixed(dst, cap, code, NULL, fmt, ap);
+}
+
+int mpci_verr_prefixed(char *dst, size_t cap, int code, const char *prefix, const char *fmt,
+                       va_list ap)
+{
+    if (!dst || !cap)
+        return code;
+    size_t n = 0;
+    if (prefix) {
+        int k = snprintf(dst, cap, "%s", prefix);
+        if (k < 0 || (size_t)k >= cap)
+            return code;
+        n = (size_t)k;
+    }
+    vsnprintf(dst + n, cap - n, fmt, ap);
     return code;
 }
 

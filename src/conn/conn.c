@@ -63,7 +63,7 @@ void mpci_conn_seterr(mpconn_conn *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    mpci_verr(c->errmsg, sizeof c->errmsg, 0, fmt, ap);
     va_end(ap);
 }
 

@@ -12,9 +12,8 @@ void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(h->errmsg, sizeof h->errmsg, fmt, ap);
+    h->code = mpci_verr(h->errmsg, sizeof h->errmsg, code, fmt, ap);
     va_end(ap);
-    h->code = code;
     h->state = MPCI_AUTH_FAILED;
 }
 

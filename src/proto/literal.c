@@ -76,12 +76,13 @@ static int fail(const lexer *lx, size_t pos, int code, const char *fmt, ...)
     size_t col = 1;
     for (size_t i = 0; i < pos && i < lx->len; i++)
         col += ((unsigned char)lx->s[i] & 0xC0) != 0x80;
-    char what[200];
+    char where[32];
+    snprintf(where, sizeof where, "column %zu: ", col);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
+    mpci_verr_prefixed(lx->errmsg, lx->errlen, code, where, fmt, ap);
     va_end(ap);
-    return mpci_err(lx->errmsg, lx->errlen, code, "column %zu: %s", col, what);
+    return code;
 }
 
 static void token_clear(token *t)
@@ -132,14 +133,10 @@ static int limbs_muladd(token *t, size_t *cap, uint32_t mul, uint32_t add)
         carry = x >> 32;
     }
     if (carry) {
-        if (t->nlimbs == *cap) {
-            size_t nc = *cap ? *cap * 2 : 4;
-            uint32_t *l = realloc(t->limbs, nc * sizeof *l);
-            if (!l)
-                return -ENOMEM;
-            t->limbs = l;
-            *cap = nc;
-        }
+        uint32_t *l = mpci_grow(t->limbs, cap, t->nlimbs + 1, sizeof *l, 4);
+        if (!l)
+            return -ENOMEM;
+        t->limbs = l;
         t->limbs[t->nlimbs++] = (uint32_t)carry;
     }
     return 0;
@@ -295,28 +292,8 @@ bad:
 
 static void put_utf8(mpci_sbuf *b, uint32_t cp)
 {
-    char u[4];
-    size_t n;
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xC0 | (cp >> 6));
-        u[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | (cp >> 12));
-        u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        u[0] = (char)(0xF0 | (cp >> 18));
-        u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    mpci_sbuf_put(b, u, n);
+    uint8_t u[MPCI_UTF8_MAX];
+    mpci_sbuf_put(b, (const char *)u, mpci_utf8_put(u, cp));
 }
 
 /* Consumes a newline (\n, \r\n or \r) at pos if there is one. */
@@ -692,14 +669,10 @@ typedef struct parser {
 
 static int push(parser *p, int kind, size_t pos)
 {
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 16;
-        frame *st = realloc(p->st, cap * sizeof *st);
-        if (!st)
-            return -ENOMEM;
-        p->st = st;
-        p->cap = cap;
-    }
+    frame *st = mpci_grow(p->st, &p->cap, p->n + 1, sizeof *st, 16);
+    if (!st)
+        return -ENOMEM;
+    p->st = st;
     p->st[p->n++] = (frame){.kind = kind, .pos = pos};
     if (kind == F_LIST && !(p->st[p->n - 1].c = mpconn_value_list()))
         return -ENOMEM;

@@ -43,17 +43,6 @@ typedef struct dec {
     size_t marks0[8];
 } dec;
 
-/* Grows an array that may still sit in its inline first storage. */
-static void *grow_array(void *cur, const void *first, size_t oldcap, size_t ncap, size_t elem)
-{
-    if (cur != first)
-        return realloc(cur, ncap * elem);
-    void *n = malloc(ncap * elem);
-    if (n && oldcap)
-        memcpy(n, cur, oldcap * elem);
-    return n;
-}
-
 static const char *op_name(int op)
 {
     switch (op) {
@@ -133,13 +122,12 @@ __attribute__((format(printf, 3, 4))) static int fail(dec *d, int code, const ch
 {
     if (!d->err || !d->errlen)
         return code;
-    int n = snprintf(d->err, d->errlen, "offset %zu (%s): ", (size_t)(d->op_at - d->start),
-                     op_name(d->op) ? op_name(d->op) : "?");
-    if (n < 0 || (size_t)n >= d->errlen)
-        return code;
+    char where[64];
+    snprintf(where, sizeof where, "offset %zu (%s): ", (size_t)(d->op_at - d->start),
+             op_name(d->op) ? op_name(d->op) : "?");
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(d->err + n, d->errlen - (size_t)n, fmt, ap);
+    mpci_verr_prefixed(d->err, d->errlen, code, where, fmt, ap);
     va_end(ap);
     return code;
 }
@@ -188,7 +176,7 @@ static int push_new(dec *d, mpconn_value *v, size_t payload)
     if (mpci_is_container(v)) {
         if (d->nall == d->allcap) {
             size_t ncap = d->allcap * 2;
-            mpconn_value **n = grow_array(d->all, d->all0, d->allcap, ncap, sizeof *n);
+            mpconn_value **n = mpci_resize(d->all, d->all0, d->allcap, ncap, sizeof *n);
             if (!n) {
                 mpconn_value_free(v);
                 return fail(d, -ENOMEM, "out of memory");
@@ -200,7 +188,7 @@ static int push_new(dec *d, mpconn_value *v, size_t payload)
     }
     if (d->sp == d->scap) {
         size_t ncap = d->scap * 2;
-        mpconn_value **n = grow_array(d->stack, d->stack0, d->scap, ncap, sizeof *n);
+        mpconn_value **n = mpci_resize(d->stack, d->stack0, d->scap, ncap, sizeof *n);
         if (!n) {
             mpconn_value_free(v);
             return fail(d, -ENOMEM, "out of memory");
@@ -217,7 +205,7 @@ static int push_ref(dec *d, mpconn_value *v)
 {
     if (d->sp == d->scap) {
         size_t ncap = d->scap * 2;
-        mpconn_value **n = grow_array(d->stack, d->stack0, d->scap, ncap, sizeof *n);
+        mpconn_value **n = mpci_resize(d->stack, d->stack0, d->scap, ncap, sizeof *n);
         if (!n)
             return fail(d, -ENOMEM, "out of memory");
         d->stack = n;
@@ -364,23 +352,7 @@ static mpconn_value *decimal_int(const uint8_t *s, size_t n, int *bad)
 
 static void put_utf8(char **o, uint32_t c)
 {
-    unsigned char *u = (unsigned char *)*o;
-    if (c < 0x80) {
-        *u++ = (unsigned char)c;
-    } else if (c < 0x800) {
-        *u++ = (unsigned char)(0xC0 | c >> 6);
-        *u++ = (unsigned char)(0x80 | (c & 0x3F));
-    } else if (c < 0x10000) {
-        *u++ = (unsigned char)(0xE0 | c >> 12);
-        *u++ = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
-        *u++ = (unsigned char)(0x80 | (c & 0x3F));
-    } else {
-        *u++ = (unsigned char)(0xF0 | c >> 18);
-        *u++ = (unsigned char)(0x80 | ((c >> 12) & 0x3F));
-        *u++ = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
-        *u++ = (unsigned char)(0x80 | (c & 0x3F));
-    }
-    *o = (char *)u;
+    *o += mpci_utf8_put((uint8_t *)*o, c);
 }
 
 /* UNICODE's raw-unicode-escape: bytes are Latin-1 code points except
@@ -573,7 +545,7 @@ static int memo_put(dec *d, size_t idx, mpconn_value *v)
         int rc = charge(d, (ncap - d->memocap) * sizeof(mpconn_value *));
         if (rc < 0)
             return rc;
-        mpconn_value **n = grow_array(d->memo, d->memo0, d->memocap, ncap, sizeof *n);
+        mpconn_value **n = mpci_resize(d->memo, d->memo0, d->memocap, ncap, sizeof *n);
         if (!n)
             return fail(d, -ENOMEM, "out of memory");
         d->memo = n;
@@ -955,7 +927,7 @@ static int run(dec *d, mpconn_value **out)
         case 0x28: /* MARK */
             if (d->nmarks == d->mcap) {
                 size_t ncap = d->mcap * 2;
-                size_t *m = grow_array(d->marks, d->marks0, d->mcap, ncap, sizeof *m);
+                size_t *m = mpci_resize(d->marks, d->marks0, d->mcap, ncap, sizeof *m);
                 if (!m)
                     return fail(d, -ENOMEM, "out of memory");
                 d->marks = m;

@@ -1,10 +1,12 @@
 /* Helpers shared by the text forms of values (repr.c, json.c, literal.c):
  * a growable output buffer, a pointer set for cycle detection, float and
- * integer formatting, UTF-8 stepping, and the printable-character table. */
+ * integer formatting, and the printable-character table. */
 #ifndef MPCI_TEXT_INTERNAL_H
 #define MPCI_TEXT_INTERNAL_H
 
+#include "base/buf.h"
 #include "base/err.h"
+#include "base/utf8.h"
 #include "base/util.h"
 
 #include <stddef.h>
@@ -47,11 +49,6 @@ size_t mpci_float_repr(double d, char *out);
 
 /* Appends an int value in decimal (any size). 0 or a negative code. */
 int mpci_int_decimal(const mpconn_value *v, mpci_sbuf *b);
-
-/* Decodes the code point at s[*i] and advances *i. Accepts the 3-byte forms
- * of surrogates (a str may hold them); a byte that starts no valid sequence
- * comes back as itself, one byte consumed, so callers never loop forever. */
-uint32_t mpci_utf8_next(const unsigned char *s, size_t len, size_t *i);
 
 /* Growable stack of container frames used by the iterative writers. */
 typedef struct mpci_wframe {

@@ -61,12 +61,7 @@ static mpconn_value *alloc_value(int type, size_t extra)
 /* realloc for an items array that may still be the inline one. */
 static void *grow_items(mpconn_value *c, void *items, size_t len, size_t cap, size_t elem)
 {
-    if (items != inline_items(c))
-        return realloc(items, cap * elem);
-    void *p = malloc(cap * elem);
-    if (p)
-        memcpy(p, items, len * elem);
-    return p;
+    return mpci_resize(items, inline_items(c), len, cap, elem);
 }
 
 mpconn_value *mpconn_value_ref(mpconn_value *v)
@@ -173,47 +168,6 @@ mpconn_value *mpconn_value_float(double d)
     if (v)
         v->u.d = d;
     return v;
-}
-
-int mpci_utf8_valid(const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) {
-            need = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2;
-            if (c == 0xE0)
-                lo = 0xA0;
-            else if (c == 0xED)
-                hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3;
-            if (c == 0xF0)
-                lo = 0x90;
-            else if (c == 0xF4)
-                hi = 0x8F;
-        } else {
-            return 0;
-        }
-        if (n - i <= need)
-            return 0;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return 0;
-        for (size_t k = 2; k <= need; k++)
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-        i += need + 1;
-    }
-    return 1;
 }
 
 mpconn_value *mpci_value_alloc_str(int type, size_t len, char **data)

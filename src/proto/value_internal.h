@@ -3,7 +3,9 @@
 #ifndef MPCI_VALUE_INTERNAL_H
 #define MPCI_VALUE_INTERNAL_H
 
+#include "base/buf.h"
 #include "base/err.h"
+#include "base/utf8.h"
 #include "base/util.h"
 
 /* Flags on a value. */
@@ -96,7 +98,5 @@ void mpci_value_break_cycles(mpconn_value **roots, size_t n);
 /* MPCONN_ERECURSIVE when a container reachable from the roots contains
  * itself, 0 when not, -ENOMEM. */
 int mpci_value_check_acyclic(mpconn_value **roots, size_t n);
-/* Strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
-int mpci_utf8_valid(const void *s, size_t n);
 
 #endif
