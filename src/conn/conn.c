@@ -1,17 +1,18 @@
-/* mpconn_conn: multiprocessing.connection's Connection over one fd. Framing
- * comes from layer 1; this file moves the bytes: writev for header+payload,
- * a read-ahead buffer for small messages, direct reads for large ones, and
- * state that survives timeouts so the stream never loses its place. */
-#define _GNU_SOURCE /* MSG_CMSG_CLOEXEC, pipe2 */
+/* mpconn_conn: multiprocessing.connection's Connection over one fd. The
+ * message decoder (proto/frame.h) frames; the transport (net/transport.h)
+ * moves the bytes; this file is the blocking API between them: one write
+ * for header+payload, a read-ahead buffer for small messages, direct reads
+ * for large ones, and state that survives timeouts so the stream never
+ * loses its place. */
 #include "conn/conn_internal.h"
 #include "base/clock.h"
+#include "net/transport.h"
 #include "proto/auth.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,16 +20,16 @@
 #include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #define RBUF_SIZE (64 * 1024)
-#define MAX_STASHED_FDS 16
 
 struct mpconn_conn {
     int fd;
-    int flags; /* MPCONN_READABLE | MPCONN_WRITABLE, cleared as CPython does */
-    int is_socket, is_unix;
+    mpci_fd_transport fdt; /* the plain transport over fd */
+    mpci_transport *tp;    /* what reads and writes go through */
+    int flags;             /* MPCONN_READABLE | MPCONN_WRITABLE, cleared as CPython does */
+    int is_unix;
     int closed;
     int read_broken;  /* stream position lost: no further reads */
     int write_broken; /* a message was cut short: no further writes */
@@ -46,14 +47,9 @@ struct mpconn_conn {
     /* read side */
     uint8_t *rbuf;
     size_t rpos, rend;
-    mpci_hdr hdr;
-    int in_body;     /* header complete, payload pending */
-    uint64_t msglen; /* payload length once in_body */
-    uint8_t *pend;   /* payload received so far (kept across timeouts) */
-    size_t pend_got, pend_cap;
-    int pend_complete; /* a whole message is kept (after ESHORTBUF) */
-    int stash[MAX_STASHED_FDS];
-    int nstash;
+    /* The message being read: its payload so far survives a timeout, and a
+     * whole one is kept after MPCONN_ESHORTBUF. */
+    mpci_msgdec dec;
 
     uint8_t *sbuf; /* reused by mpconn_conn_send for pickles */
     size_t scap;
@@ -111,25 +107,29 @@ int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts
         mpci_opts_copy_plain(&c->opts, opts);
     else
         mpci_opts_defaults(&c->opts);
+    int is_socket;
     if ((kind & MPCI_FD_KIND) == MPCI_FD_UNKNOWN) {
         struct stat st;
-        c->is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+        is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
-        c->is_unix = c->is_socket && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        c->is_unix = is_socket && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
                      ss.ss_family == AF_UNIX;
         c->fdflags = fcntl(fd, F_GETFL);
         if (c->fdflags < 0)
             c->fdflags = 0;
     } else {
         /* Made by the library: what it is and how it is set is known. */
-        c->is_socket = (kind & MPCI_FD_KIND) != MPCI_FD_PIPE;
+        is_socket = (kind & MPCI_FD_KIND) != MPCI_FD_PIPE;
         c->is_unix = (kind & MPCI_FD_KIND) == MPCI_FD_UNIX;
         c->fdflags = kind & MPCI_FD_NONBLOCK ? O_NONBLOCK : 0;
         c->rcvtimeo = (kind & MPCI_FD_RCVTIMEO) != 0;
     }
     c->nonblocking = (c->fdflags & O_NONBLOCK) != 0;
     c->fd = fd;
+    mpci_fdt_init(&c->fdt, fd, is_socket, c->is_unix);
+    c->tp = &c->fdt.base;
+    mpci_msgdec_init(&c->dec, 0); /* the limits are checked here, per call */
     c->flags = flags & (MPCONN_READABLE | MPCONN_WRITABLE);
     c->send_timeout = c->opts.send_timeout;
     c->recv_timeout = c->opts.recv_timeout;
@@ -181,20 +181,12 @@ int mpci_conn_prefill(mpconn_conn *c, const uint8_t *p, size_t n)
     return 0;
 }
 
-static void close_stash(mpconn_conn *c)
-{
-    for (int i = 0; i < c->nstash; i++)
-        close(c->stash[i]);
-    c->nstash = 0;
-}
-
 int mpconn_conn_close(mpconn_conn *c)
 {
     if (!c || c->closed)
         return 0;
     c->closed = 1;
-    close_stash(c);
-    int r = close(c->fd) < 0 && errno != EINTR ? -errno : 0;
+    int r = c->tp->ops->close(c->tp);
     c->fd = -1;
     return r;
 }
@@ -205,7 +197,7 @@ void mpconn_conn_free(mpconn_conn *c)
         return;
     mpconn_conn_close(c);
     free(c->rbuf);
-    free(c->pend);
+    mpci_msgdec_free(&c->dec);
     free(c->sbuf);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -215,8 +207,8 @@ int mpconn_conn_detach(mpconn_conn *c)
 {
     if (!c || c->closed)
         return -EBADF;
-    int fd = c->fd;
     clear_rcvtimeo(c); /* the fd leaves as the caller would expect it */
+    int fd = mpci_fdt_release(&c->fdt);
     c->closed = 1;
     c->fd = -1;
     mpconn_conn_free(c);
@@ -243,9 +235,15 @@ const char *mpconn_conn_errmsg(const mpconn_conn *c)
 {
     return c->errmsg;
 }
+/* A whole message waits in dec (kept after MPCONN_ESHORTBUF). */
+static int kept(const mpconn_conn *c)
+{
+    return mpci_msgdec_complete(&c->dec);
+}
+
 size_t mpci_conn_buffered(const mpconn_conn *c)
 {
-    return (c->rend - c->rpos) + (c->pend_complete ? 1 : 0);
+    return (c->rend - c->rpos) + (kept(c) ? 1 : 0) + c->tp->ops->pending(c->tp);
 }
 
 int mpconn_conn_set_timeouts(mpconn_conn *c, double send_seconds, double recv_seconds)
@@ -267,10 +265,11 @@ int mpconn_conn_set_send_lock(mpconn_conn *c, int enable)
     return 0;
 }
 
-/* Waits until fd is ready for events or the deadline passes. */
-static int wait_fd(int fd, short events, double deadline)
+/* Waits until the transport can go on with events (POLLIN or POLLOUT) or
+ * the deadline passes. */
+static int wait_ready(mpconn_conn *c, short events, double deadline)
 {
-    struct pollfd p = {.fd = fd, .events = events};
+    struct pollfd p = {.fd = c->fd, .events = c->tp->ops->events(c->tp, events)};
     for (;;) {
         int r = poll(&p, 1, mpci_poll_ms(deadline));
         if (r > 0)
@@ -284,48 +283,18 @@ static int wait_fd(int fd, short events, double deadline)
 
 /* ------------------------------------------------------------- writing */
 
-/* Writes to a pipe with SIGPIPE blocked for this thread only; a SIGPIPE the
- * write raised is consumed so the process never sees it. */
-static ssize_t pipe_writev(int fd, const struct iovec *iov, int n)
-{
-    sigset_t pipe_set, old, pending;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    sigpending(&pending);
-    int was_pending = sigismember(&pending, SIGPIPE);
-    ssize_t w = writev(fd, iov, n);
-    int saved = errno;
-    if (w < 0 && saved == EPIPE && !was_pending) {
-        const struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    errno = saved;
-    return w;
-}
-
-static ssize_t raw_writev(mpconn_conn *c, struct iovec *iov, int n)
-{
-    if (!c->is_socket)
-        return pipe_writev(c->fd, iov, n);
-    struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    return sendmsg(c->fd, &m, MSG_NOSIGNAL);
-}
-
 static int write_all(mpconn_conn *c, struct iovec *iov, int n, size_t total)
 {
     double deadline = mpci_deadline(c->send_timeout);
     size_t sent = 0;
     while (n > 0) {
-        ssize_t w = raw_writev(c, iov, n);
+        ssize_t w = c->tp->ops->writev(c->tp, iov, n);
         if (w < 0) {
-            int e = errno;
+            int e = (int)-w;
             if (e == EINTR)
                 continue;
-            if (e == EAGAIN || e == EWOULDBLOCK) {
-                int r = wait_fd(c->fd, POLLOUT, deadline);
+            if (e == EAGAIN) {
+                int r = wait_ready(c, POLLOUT, deadline);
                 if (r == 0)
                     continue;
                 e = -r;
@@ -433,61 +402,29 @@ int mpconn_conn_send_string(mpconn_conn *c, const char *s)
 
 /* ------------------------------------------------------------- reading */
 
-/* One read of up to cap bytes. On Unix sockets recvmsg keeps any fds that
- * arrive (a read without room for them would make the kernel drop them). */
-static ssize_t raw_read(mpconn_conn *c, void *dst, size_t cap)
-{
-    if (!c->is_unix)
-        return read(c->fd, dst, cap);
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int) * MAX_STASHED_FDS)];
-    } ctl;
-    struct iovec iov = {dst, cap};
-    struct msghdr m = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
-    ssize_t n = recvmsg(c->fd, &m, MSG_CMSG_CLOEXEC);
-    if (n <= 0 || m.msg_controllen == 0)
-        return n;
-    for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
-        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < nfd; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
-            if (c->nstash < MAX_STASHED_FDS)
-                c->stash[c->nstash++] = fd;
-            else
-                close(fd);
-        }
-    }
-    return n;
-}
-
 /* Reads at least one byte into dst; 0 at end of stream. */
 static ssize_t read_some(mpconn_conn *c, void *dst, size_t cap, double deadline)
 {
     for (;;) {
-        ssize_t n = raw_read(c, dst, cap);
+        ssize_t n = c->tp->ops->read(c->tp, dst, cap);
         if (n >= 0)
             return n;
-        if (errno == EINTR)
+        if (n == -EINTR)
             continue;
-        if ((errno == EAGAIN || errno == EWOULDBLOCK) && c->rcvtimeo) {
+        if (n == -EAGAIN && c->rcvtimeo) {
             /* The handshake's bound ran out on a read of ours: it is no
              * longer wanted, and clearing it here rather than after every
              * handshake saves a system call per connection. */
             clear_rcvtimeo(c);
             continue;
         }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int r = wait_fd(c->fd, POLLIN, deadline);
+        if (n == -EAGAIN) {
+            int r = wait_ready(c, POLLIN, deadline);
             if (r == 0)
                 continue;
             return r;
         }
-        return -errno;
+        return n;
     }
 }
 
@@ -546,12 +483,12 @@ static int bad_length(mpconn_conn *c, uint64_t len, uint64_t limit, const char *
 /* Completes the header of the next message. */
 static int read_header(mpconn_conn *c, double deadline, size_t maxlength)
 {
-    if (c->in_body)
+    if (c->dec.in_body)
         return 0;
     for (;;) {
         if (c->rpos < c->rend) {
             size_t used;
-            int r = mpci_hdr_feed(&c->hdr, c->rbuf + c->rpos, c->rend - c->rpos, &used, &c->msglen);
+            int r = mpci_msgdec_header(&c->dec, c->rbuf + c->rpos, c->rend - c->rpos, &used);
             c->rpos += used;
             if (r < 0) {
                 c->read_broken = 1;
@@ -561,22 +498,20 @@ static int read_header(mpconn_conn *c, double deadline, size_t maxlength)
                 break;
         }
         ssize_t n = fill(c, deadline);
-        if (n == 0 && c->hdr.have == 0) {
+        if (n == 0 && c->dec.hdr.have == 0) {
             mpci_conn_seterr(c, "recv: end of file (the peer closed the connection)");
             return MPCONN_EEOF;
         }
         if (n <= 0)
             return read_error(c, n, "recv");
     }
-    mpci_hdr_reset(&c->hdr);
-    c->in_body = 1;
-    c->pend_got = 0;
-    if (maxlength && c->msglen > maxlength)
-        return bad_length(c, c->msglen, maxlength, "maxlength");
-    if (c->max_message && c->msglen > c->max_message)
-        return bad_length(c, c->msglen, c->max_message, "the connection's maximum");
-    if (c->msglen > SIZE_MAX / 2)
-        return bad_length(c, c->msglen, SIZE_MAX / 2, "this platform's limit");
+    uint64_t len = c->dec.len;
+    if (maxlength && len > maxlength)
+        return bad_length(c, len, maxlength, "maxlength");
+    if (c->max_message && len > c->max_message)
+        return bad_length(c, len, c->max_message, "the connection's maximum");
+    if (len > SIZE_MAX / 2)
+        return bad_length(c, len, SIZE_MAX / 2, "this platform's limit");
     return 0;
 }
 
@@ -608,45 +543,21 @@ static int read_payload(mpconn_conn *c, uint8_t *dst, size_t *got, size_t want, 
     return 0;
 }
 
-/* Makes room for at least cap payload bytes in the pending buffer. */
-static int pend_reserve(mpconn_conn *c, size_t cap)
+/* Reads the rest of the current payload into the decoder's buffer, which
+ * grows only as the bytes that really arrived fill it, so a header that
+ * claims much and sends little costs little. */
+static int read_into_dec(mpconn_conn *c, double deadline)
 {
-    if (c->pend && c->pend_cap >= cap)
-        return 0;
-    uint8_t *p = realloc(c->pend, cap ? cap : 1);
-    if (!p)
-        return -ENOMEM;
-    c->pend = p;
-    c->pend_cap = cap;
-    return 0;
-}
-
-/* Reads the whole current payload into c->pend. The buffer doubles only
- * when the bytes that really arrived fill it, so a header that claims much
- * and sends little costs little. */
-static int read_into_pend(mpconn_conn *c, double deadline)
-{
-    size_t len = (size_t)c->msglen;
-    while (c->pend_got < len) {
-        if (!c->pend || c->pend_got == c->pend_cap) {
-            size_t cap = c->pend_cap < RBUF_SIZE / 2 ? RBUF_SIZE : c->pend_cap * 2;
-            int r = pend_reserve(c, cap < len ? cap : len);
-            if (r < 0)
-                return fail(c, r, "recv");
-        }
-        size_t stop = c->pend_cap < len ? c->pend_cap : len;
-        int r = read_payload(c, c->pend, &c->pend_got, stop, deadline);
+    mpci_msgdec *d = &c->dec;
+    while (d->got < d->len) {
+        size_t room;
+        if (!mpci_msgdec_room(d, RBUF_SIZE, &room))
+            return fail(c, -ENOMEM, "recv");
+        int r = read_payload(c, d->data, &d->got, d->got + room, deadline);
         if (r < 0)
             return r;
     }
     return 0;
-}
-
-static void message_done(mpconn_conn *c)
-{
-    c->in_body = 0;
-    c->pend_complete = 0;
-    c->pend_got = 0;
 }
 
 /* A client without authkey: a challenge as first message means the
@@ -672,21 +583,18 @@ int mpconn_conn_recv_bytes(mpconn_conn *c, void **out, size_t *len, size_t maxle
     if (r < 0)
         return r;
     double deadline = mpci_deadline(c->recv_timeout);
-    if (!c->pend_complete) {
+    if (!kept(c)) {
         if ((r = read_header(c, deadline, maxlength)) < 0)
             return r;
-        if ((r = read_into_pend(c, deadline)) < 0)
+        if ((r = read_into_dec(c, deadline)) < 0)
             return r;
-    } else if (maxlength && c->msglen > maxlength) {
-        return bad_length(c, c->msglen, maxlength, "maxlength");
+    } else if (maxlength && c->dec.len > maxlength) {
+        return bad_length(c, c->dec.len, maxlength, "maxlength");
     }
-    uint8_t *msg = c->pend;
-    if (!msg && !(msg = malloc(1)))
+    size_t n;
+    uint8_t *msg = mpci_msgdec_take(&c->dec, &n);
+    if (!msg)
         return fail(c, -ENOMEM, "recv");
-    size_t n = (size_t)c->msglen;
-    c->pend = NULL;
-    c->pend_cap = 0;
-    message_done(c);
     if ((r = check_first_message(c, msg, n)) < 0) {
         free(msg);
         return r;
@@ -702,15 +610,15 @@ int mpci_conn_recv_view(mpconn_conn *c, const uint8_t **p, size_t *len, void **o
     int r = check_recv(c);
     if (r < 0)
         return r;
-    if (!c->pend_complete) {
+    if (!kept(c)) {
         if ((r = read_header(c, mpci_deadline(c->recv_timeout), 0)) < 0)
             return r;
-        size_t n = (size_t)c->msglen;
-        if (c->pend_got == 0 && c->rend - c->rpos >= n) {
+        size_t n = (size_t)c->dec.len;
+        if (c->dec.got == 0 && c->rend - c->rpos >= n) {
             /* Whole in the read-ahead buffer: no copy, no allocation. */
             const uint8_t *m = c->rbuf + c->rpos;
             c->rpos += n;
-            message_done(c);
+            mpci_msgdec_next(&c->dec);
             if ((r = check_first_message(c, m, n)) < 0)
                 return r;
             *p = m;
@@ -737,17 +645,16 @@ int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t
         return -EINVAL;
     }
     double deadline = mpci_deadline(c->recv_timeout);
-    if (!c->pend_complete && (r = read_header(c, deadline, 0)) < 0)
+    if (!kept(c) && (r = read_header(c, deadline, 0)) < 0)
         return r;
-    size_t n = (size_t)c->msglen, room = buflen - offset;
+    size_t n = (size_t)c->dec.len, room = buflen - offset;
     if (n > room) {
         /* CPython's BufferTooShort: the message is consumed whole and kept. */
-        if (!c->pend_complete) {
-            if ((r = read_into_pend(c, deadline)) < 0)
+        if (!kept(c)) {
+            if ((r = read_into_dec(c, deadline)) < 0)
                 return r;
-            c->pend_complete = 1;
-            if ((r = check_first_message(c, c->pend, n)) < 0) {
-                message_done(c);
+            if ((r = check_first_message(c, c->dec.data, n)) < 0) {
+                mpci_msgdec_next(&c->dec);
                 return r;
             }
         }
@@ -759,28 +666,22 @@ int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t
         return MPCONN_ESHORTBUF;
     }
     uint8_t *dst = (uint8_t *)buf + offset;
-    size_t got = c->pend_got;
+    size_t got = c->dec.got;
     if (got)
-        memcpy(dst, c->pend, got);
-    if (!c->pend_complete) {
+        memcpy(dst, c->dec.data, got);
+    if (!kept(c)) {
         r = read_payload(c, dst, &got, n, deadline);
         if (r < 0) {
             /* Keep what arrived so the next call continues this message. */
-            if (r == -ETIMEDOUT && got > c->pend_got) {
-                if (pend_reserve(c, got) < 0) {
-                    c->read_broken = 1;
-                    return fail(c, -ENOMEM, "recv");
-                }
-                memcpy(c->pend, dst, got);
-                c->pend_got = got;
+            if (r == -ETIMEDOUT && got > c->dec.got &&
+                mpci_msgdec_append(&c->dec, dst + c->dec.got, got - c->dec.got) < 0) {
+                c->read_broken = 1;
+                return fail(c, -ENOMEM, "recv");
             }
             return r;
         }
     }
-    free(c->pend);
-    c->pend = NULL;
-    c->pend_cap = 0;
-    message_done(c);
+    mpci_msgdec_free(&c->dec); /* the message is the caller's now */
     if ((r = check_first_message(c, dst, n)) < 0)
         return r;
     *len = n;
@@ -809,9 +710,9 @@ int mpconn_conn_poll(mpconn_conn *c, double seconds)
     int r = check_recv(c);
     if (r < 0)
         return r;
-    if (c->rpos < c->rend || c->pend_complete)
+    if (c->rpos < c->rend || kept(c) || c->tp->ops->pending(c->tp))
         return 1;
-    r = wait_fd(c->fd, POLLIN, mpci_deadline(seconds));
+    r = wait_ready(c, POLLIN, mpci_deadline(seconds));
     if (r == 0)
         return 1;
     if (r == -ETIMEDOUT)
@@ -837,33 +738,19 @@ int mpconn_conn_send_fd(mpconn_conn *c, int fd, int ack)
     int r = need_unix(c, "send_fd");
     if (r < 0)
         return r;
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    memset(&ctl, 0, sizeof ctl);
-    uint8_t count = 1;
-    struct iovec iov = {&count, 1};
-    struct msghdr m = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
-    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-    h->cmsg_level = SOL_SOCKET;
-    h->cmsg_type = SCM_RIGHTS;
-    h->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(h), &fd, sizeof fd);
     double deadline = mpci_deadline(c->send_timeout);
     for (;;) {
-        ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        ssize_t w = mpci_fdt_send_fd(&c->fdt, fd, 1);
         if (w == 1)
             break;
-        if (w < 0 && errno == EINTR)
+        if (w == -EINTR)
             continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if ((r = wait_fd(c->fd, POLLOUT, deadline)) < 0)
+        if (w == -EAGAIN) {
+            if ((r = wait_ready(c, POLLOUT, deadline)) < 0)
                 return fail(c, r, "send_fd");
             continue;
         }
-        return fail(c, w < 0 ? -errno : -EIO, "send_fd");
+        return fail(c, w < 0 ? (int)w : -EIO, "send_fd");
     }
     if (!ack)
         return 0;
@@ -897,48 +784,17 @@ int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack)
         if (n < 0)
             return read_error(c, n, "recv_fd");
     }
-    if (c->nstash == 0 || count != 1) {
+    if (c->fdt.npassed == 0 || count != 1) {
         mpci_conn_seterr(c, "recv_fd: expected one passed fd, got count byte %u and %d fds", count,
-                         c->nstash);
+                         c->fdt.npassed);
         return MPCONN_EPROTO;
     }
-    *fd = c->stash[0];
-    memmove(c->stash, c->stash + 1, (size_t)(c->nstash - 1) * sizeof *c->stash);
-    c->nstash--;
+    mpci_fdt_take_fd(&c->fdt, fd);
     if (ack) {
         uint8_t a = 'A';
         struct iovec iov = {&a, 1};
         if ((r = write_all(c, &iov, 1, 1)) < 0)
             return r;
-    }
-    return 0;
-}
-
-/* ---------------------------------------------------------------- pipes */
-
-int mpconn_pipe(mpconn_conn **a, mpconn_conn **b, int duplex, const mpconn_opts *opts)
-{
-    int fds[2];
-    int r;
-    if (duplex)
-        r = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
-    else
-        r = pipe2(fds, O_CLOEXEC);
-    if (r < 0)
-        return -errno;
-    int fa = duplex ? MPCONN_READABLE | MPCONN_WRITABLE : MPCONN_READABLE;
-    int fb = duplex ? MPCONN_READABLE | MPCONN_WRITABLE : MPCONN_WRITABLE;
-    int kind = duplex ? MPCI_FD_UNIX : MPCI_FD_PIPE;
-    if ((r = mpci_conn_new(a, fds[0], fa, opts, kind)) < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return r;
-    }
-    if ((r = mpci_conn_new(b, fds[1], fb, opts, kind)) < 0) {
-        mpconn_conn_free(*a);
-        *a = NULL;
-        close(fds[1]);
-        return r;
     }
     return 0;
 }
