@@ -1,15 +1,16 @@
 /* The public sans-I/O protocol (include/mpconn/proto.h): the reader against
  * CPython's frames in every split, its limits and its end-of-stream count;
  * the auth machine against CPython's vectors and transcripts, two machines
- * talking through memory, and both speaking to the blocking API over real
- * sockets, which shows they are the same protocol. */
+ * talking through memory; and both speaking over real sockets to the
+ * blocking API and to CPython, which shows they are the same protocol. */
 #include <mpconn/proto.h>
 
 #include "testlib.h"
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
+#include <poll.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -598,8 +599,8 @@ TEST(auth_transcript_legacy_wrong_key)
 
 /* ------------------------------------------------ auth: through memory */
 
-/* Moves a's framed output into r, one byte per feed, and b's machine takes
- * every whole message. Returns the number of messages moved. */
+/* Moves the framed output of `from` into r one byte per feed, and `to`
+ * takes every whole message r gives. Returns the messages moved. */
 static int carry(mpconn_auth *from, mpconn_reader *r, mpconn_auth *to)
 {
     const void *out;
@@ -798,6 +799,16 @@ static void send_all(int fd, const void *p, size_t n)
     }
 }
 
+/* One message, framed with the public header writer. */
+static void send_msg(int fd, const char *text)
+{
+    uint8_t buf[64];
+    size_t n = strlen(text), hl = mpconn_frame_header(n, buf);
+    CHECK(hl + n <= sizeof buf);
+    memcpy(buf + hl, text, n);
+    send_all(fd, buf, hl + n);
+}
+
 /* Reads from fd into r until a whole message is there (bounded). */
 static int read_msg(int fd, mpconn_reader *r, void **m, size_t *len)
 {
@@ -925,10 +936,7 @@ static void *proto_client_thread(void *arg)
     pc->done = handshake(fd, a, r);
     snprintf(pc->errmsg, sizeof pc->errmsg, "%s", mpconn_auth_errmsg(a));
     if (pc->done == 1) {
-        uint8_t out[64];
-        size_t hl = mpconn_frame_header(5, out);
-        memcpy(out + hl, "hello", 5);
-        send_all(fd, out, hl + 5);
+        send_msg(fd, "hello");
         void *m;
         size_t len;
         CHECK_INT(read_msg(fd, r, &m, &len), 1);
@@ -1050,49 +1058,201 @@ static void *blocking_client_thread(void *arg)
     return NULL;
 }
 
-/* mpconn_client authenticates with a server made of proto.h alone. */
-TEST(interop_mpconn_client_to_proto_server)
+/* A listening Unix socket at a fresh path under dir (a mkdtemp template). */
+static int unix_listen(char *dir, char *path, size_t cap)
 {
-    char dir[] = "/tmp/mpconn-proto-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
-    char path[64];
-    snprintf(path, sizeof path, "%s/s", dir);
+    snprintf(path, cap, "%s/s", dir);
     int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un un = {.sun_family = AF_UNIX};
+    CHECK(strlen(path) < sizeof un.sun_path);
     strcpy(un.sun_path, path);
     CHECK_INT(bind(lfd, (struct sockaddr *)&un, sizeof un), 0);
     CHECK_INT(listen(lfd, 8), 0);
+    return lfd;
+}
+
+static void unix_unlisten(int lfd, const char *dir, const char *path)
+{
+    close(lfd);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* A server made of proto.h: accepts one peer, authenticates it with the
+ * digest given, expects one message and answers with another. */
+static void serve_one(int lfd, const char *digest, const char *expect, const char *answer)
+{
+    int fd = accept(lfd, NULL, NULL);
+    CHECK(fd >= 0);
+    no_hang(fd);
+    mpconn_auth *a = auth(MPCONN_AUTH_SERVER, "secret password", 15, digest, NULL);
+    mpconn_reader *r = reader(1 << 20);
+    CHECK_INT(handshake(fd, a, r), 1);
+    void *m;
+    size_t len;
+    CHECK_INT(read_msg(fd, r, &m, &len), 1);
+    CHECK_INT(len, strlen(expect));
+    CHECK_MEM(m, expect, len);
+    free(m);
+    send_msg(fd, answer);
+    mpconn_reader_free(r);
+    mpconn_auth_free(a);
+    close(fd);
+}
+
+/* mpconn_client authenticates with a server made of proto.h alone. */
+TEST(interop_mpconn_client_to_proto_server)
+{
+    char dir[] = "/tmp/mpconn-proto-XXXXXX", path[64];
+    int lfd = unix_listen(dir, path, sizeof path);
     for (size_t i = 0; i < NDIGESTS; i++) {
         struct blocking_client bc = {.path = path, .digest = digest_names[i]};
         pthread_t t;
         CHECK_INT(pthread_create(&t, NULL, blocking_client_thread, &bc), 0);
-        int fd = accept(lfd, NULL, NULL);
-        CHECK(fd >= 0);
-        no_hang(fd);
-        mpconn_auth *a =
-            auth(MPCONN_AUTH_SERVER, "secret password", 15, digest_names[NDIGESTS - 1 - i], NULL);
-        mpconn_reader *r = reader(1 << 20);
-        CHECK_INT(handshake(fd, a, r), 1);
-        void *m;
-        size_t len;
-        CHECK_INT(read_msg(fd, r, &m, &len), 1);
-        CHECK_INT(len, 4);
-        CHECK_MEM(m, "ping", 4);
-        free(m);
-        uint8_t out[16];
-        size_t hl = mpconn_frame_header(4, out);
-        memcpy(out + hl, "pong", 4);
-        send_all(fd, out, hl + 4);
+        serve_one(lfd, digest_names[NDIGESTS - 1 - i], "ping", "pong");
         pthread_join(t, NULL);
         CHECK_INT(bc.rc, 0);
         CHECK_STR(bc.reply, "pong");
+    }
+    unix_unlisten(lfd, dir, path);
+}
+
+/* ------------------------------------------------ interop with CPython */
+
+/* The interpreter: $MPCONN_PYTHON (e.g. a CPython >= 3.12, which speaks
+ * the {sha256} handshake), else the python3 on PATH. */
+static const char *python(void)
+{
+    const char *p = getenv("MPCONN_PYTHON");
+    return p && *p ? p : "python3";
+}
+
+/* Runs `python -c script arg` with its stdout on *out (read end). */
+static pid_t spawn_python(const char *script, const char *arg, int *out)
+{
+    int p[2];
+    CHECK_INT(pipe(p), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        execlp(python(), python(), "-c", script, arg, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    *out = p[0];
+    return pid;
+}
+
+/* After the child ended without doing its part: only a missing
+ * interpreter (exit 127) is a skip. */
+static void skipped(pid_t pid)
+{
+    int status;
+    CHECK_INT(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 127);
+    fprintf(stderr, "%s not found: skipped\n", python());
+}
+
+/* Waits (bounded) until fd is readable; 0 when the child ended first. */
+static int wait_readable(int fd, pid_t pid)
+{
+    for (int i = 0; i < 400; i++) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 50) > 0)
+            return 1;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 127);
+            fprintf(stderr, "%s not found: skipped\n", python());
+            return 0;
+        }
+    }
+    CHECK(!"the Python side did not start");
+    return 0;
+}
+
+static void python_succeeded(pid_t pid)
+{
+    int status;
+    CHECK_INT(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status));
+    CHECK_INT(WEXITSTATUS(status), 0);
+}
+
+/* CPython's Client authenticates with a server made of proto.h. */
+TEST(cpython_client_to_proto_server)
+{
+    static const char script[] = "import sys\n"
+                                 "from multiprocessing.connection import Client\n"
+                                 "with Client(sys.argv[1], authkey=b'secret password') as c:\n"
+                                 "    c.send_bytes(b'from python')\n"
+                                 "    assert c.recv_bytes() == b'from C'\n";
+    for (int legacy = 0; legacy < 2; legacy++) {
+        char dir[] = "/tmp/mpconn-proto-XXXXXX", path[64];
+        int lfd = unix_listen(dir, path, sizeof path), out;
+        pid_t pid = spawn_python(script, path, &out);
+        int ready = wait_readable(lfd, pid);
+        if (ready) {
+            serve_one(lfd, legacy ? "legacy" : "sha256", "from python", "from C");
+            python_succeeded(pid);
+        }
+        close(out);
+        unix_unlisten(lfd, dir, path);
+        if (!ready)
+            return;
+    }
+}
+
+/* A client made of proto.h authenticates with CPython's Listener. */
+TEST(proto_client_to_cpython_listener)
+{
+    static const char script[] = "import sys\n"
+                                 "from multiprocessing.connection import Listener\n"
+                                 "with Listener(sys.argv[1], authkey=b'secret password') as l:\n"
+                                 "    print('ready', flush=True)\n"
+                                 "    with l.accept() as c:\n"
+                                 "        c.send_bytes(c.recv_bytes()[::-1])\n";
+    for (size_t i = 0; i < NDIGESTS; i++) {
+        char dir[] = "/tmp/mpconn-proto-XXXXXX";
+        CHECK(mkdtemp(dir) != NULL);
+        char path[64];
+        snprintf(path, sizeof path, "%s/s", dir);
+        int out;
+        pid_t pid = spawn_python(script, path, &out);
+        char line[16] = {0};
+        int ready = wait_readable(out, pid);
+        if (ready && read(out, line, sizeof line - 1) == 0) {
+            skipped(pid); /* the end of its output: it has gone */
+            ready = 0;
+        }
+        if (!ready) {
+            close(out);
+            rmdir(dir);
+            return;
+        }
+        CHECK(strncmp(line, "ready", 5) == 0);
+        int fd = unix_connect(path);
+        mpconn_auth *a = auth(MPCONN_AUTH_CLIENT, "secret password", 15, digest_names[i], NULL);
+        mpconn_reader *r = reader(1 << 20);
+        CHECK_INT(handshake(fd, a, r), 1);
+        send_msg(fd, "abc");
+        void *m;
+        size_t len;
+        CHECK_INT(read_msg(fd, r, &m, &len), 1);
+        CHECK_INT(len, 3);
+        CHECK_MEM(m, "cba", 3);
+        free(m);
+        python_succeeded(pid);
         mpconn_reader_free(r);
         mpconn_auth_free(a);
         close(fd);
+        close(out);
+        rmdir(dir);
     }
-    close(lfd);
-    unlink(path);
-    rmdir(dir);
 }
 
 TESTLIB_MAIN
