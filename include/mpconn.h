@@ -359,4 +359,5 @@ MPCONN_API int mpconn_conn_recv(mpconn_conn *c, mpconn_value **out);
 #ifdef __cplusplus
 }
 #endif
+#include "mpconn/proto.h" /* the protocol without I/O */
 #endif
