@@ -50,6 +50,7 @@ sed 's/^/server:   /' "$TMP/unix.out" | grep -v "listening on"
 echo
 echo "== 3. A parent and a forked child over a Pipe"
 "$EX/pipe_fork"
+printf '\n== 3b. A parent and a child over a plain pipe pair, handshake and all spoken by hand with <mpconn/proto.h>\n'; "$EX/proto_pipe"
 
 if command -v python3 >/dev/null 2>&1; then
     echo

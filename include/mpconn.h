@@ -378,4 +378,5 @@ MPCONN_API int mpconn_conn_recv(mpconn_conn *c, mpconn_value **out);
 #ifdef __cplusplus
 }
 #endif
+#include "mpconn/proto.h" /* the protocol without I/O */
 #endif

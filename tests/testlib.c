@@ -200,3 +200,31 @@ long long testlib_json_int(const char *line, const char *key)
         return -1;
     return strtoll(p, NULL, 10);
 }
+
+unsigned char *testlib_json_hex(const char *line, const char *key, size_t *len)
+{
+    char *hex = testlib_json_str(line, key);
+    *len = 0;
+    if (!hex)
+        return NULL;
+    unsigned char *b = testlib_unhex(hex, len);
+    free(hex);
+    return b;
+}
+
+size_t testlib_read_lines(const char *file, char **text, char *lines[], size_t max)
+{
+    *text = testlib_read_file(testlib_data_path(file), NULL);
+    size_t n = 0;
+    for (char *p = *text; *p && n < max;) {
+        char *nl = strchr(p, '\n');
+        if (nl)
+            *nl = 0;
+        if (*p)
+            lines[n++] = p;
+        if (!nl)
+            break;
+        p = nl + 1;
+    }
+    return n;
+}

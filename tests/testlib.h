@@ -63,6 +63,12 @@ unsigned char *testlib_unhex(const char *hex, size_t *len);
 char *testlib_json_str(const char *line, const char *key);
 /* The integer value of "key" in one JSON line; -1 when absent. */
 long long testlib_json_int(const char *line, const char *key);
+/* The bytes a hex string value of "key" holds (caller frees; *len their
+ * count), NULL when absent or null. */
+unsigned char *testlib_json_hex(const char *line, const char *key, size_t *len);
+/* The non-empty lines of a file in tests/data, at most max, NUL-terminated
+ * in place in *text (caller frees *text). Returns how many. */
+size_t testlib_read_lines(const char *file, char **text, char *lines[], size_t max);
 
 #define TESTLIB_MAIN                                                                               \
     int main(int argc, char **argv)                                                                \

@@ -1,14 +1,14 @@
 /* The cache of keyed HMAC contexts and challenge nonces that an authkey
- * keeps between handshakes, and kernel randomness (getrandom) behind it. */
+ * keeps between handshakes. */
 #define _GNU_SOURCE /* MADV_WIPEONFORK */
 #include "conn/authcache.h"
+#include "base/random.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
@@ -119,19 +119,4 @@ int mpci_mac_compute(mpci_auth_cache *k, const char *digest, const uint8_t *key,
     }
     pthread_mutex_unlock(&k->lock);
     return ok ? (int)outlen : mpci_hmac(digest, key, keylen, msg, len, out);
-}
-
-int mpci_random(uint8_t *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = getrandom(buf, len, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }

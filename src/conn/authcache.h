@@ -7,6 +7,7 @@
 #ifndef MPCI_CONN_AUTHCACHE_H
 #define MPCI_CONN_AUTHCACHE_H
 
+#include "base/random.h"
 #include "proto/auth.h"
 
 #include <pthread.h>
@@ -27,7 +28,5 @@ int mpci_mac_compute(mpci_auth_cache *c, const char *digest, const uint8_t *key,
                      const uint8_t *msg, size_t len, uint8_t *out);
 /* A fresh challenge nonce, from c's pool when c (may be NULL) has one. */
 int mpci_nonce(mpci_auth_cache *c, uint8_t out[MPCI_NONCE_LEN]);
-/* Kernel randomness (getrandom). */
-int mpci_random(uint8_t *buf, size_t len);
 
 #endif

@@ -85,7 +85,8 @@ int mpci_msgdec_header(mpci_msgdec *d, const uint8_t *p, size_t n, size_t *used)
         return r;
     if (d->max && d->len > d->max)
         return MPCONN_EMSGSIZE;
-    mpci_hdr_reset(&d->hdr);
+    /* The header's bytes stay counted in hdr.have until the message is
+     * done (mpconn_reader_pending counts them). */
     d->in_body = 1;
     d->got = 0;
     return 1;

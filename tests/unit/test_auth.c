@@ -24,31 +24,9 @@ typedef struct {
 
 static bytes field(const char *line, const char *key)
 {
-    bytes b = {NULL, 0};
-    char *hex = testlib_json_str(line, key);
-    if (hex) {
-        b.p = testlib_unhex(hex, &b.n);
-        free(hex);
-    }
+    bytes b;
+    b.p = testlib_json_hex(line, key, &b.n);
     return b;
-}
-
-/* The lines of a jsonl file, NUL-terminated in place. */
-static size_t read_lines(const char *file, char **text, char *lines[], size_t max)
-{
-    *text = testlib_read_file(testlib_data_path(file), NULL);
-    size_t n = 0;
-    for (char *p = *text; *p && n < max;) {
-        char *nl = strchr(p, '\n');
-        if (nl)
-            *nl = 0;
-        if (*p)
-            lines[n++] = p;
-        if (!nl)
-            break;
-        p = nl + 1;
-    }
-    return n;
 }
 
 static void expect_out(mpci_auth *a, const void *want, size_t wantlen)
@@ -223,7 +201,7 @@ TEST(hmac_known_answers)
 TEST(vectors_client_answers)
 {
     char *text, *lines[64];
-    size_t n = read_lines("auth.jsonl", &text, lines, 64);
+    size_t n = testlib_read_lines("auth.jsonl", &text, lines, 64);
     CHECK(n >= 24);
     for (size_t i = 0; i < n; i++) {
         bytes key = field(lines[i], "authkey_hex"), ch = field(lines[i], "challenge_hex"),
@@ -253,7 +231,7 @@ TEST(vectors_client_answers)
 TEST(vectors_server_accepts)
 {
     char *text, *lines[64];
-    size_t n = read_lines("auth.jsonl", &text, lines, 64);
+    size_t n = testlib_read_lines("auth.jsonl", &text, lines, 64);
     CHECK(n >= 24);
     int legacy_rows = 0, legacy_client_rows = 0;
     for (size_t i = 0; i < n; i++) {
@@ -291,7 +269,7 @@ TEST(vectors_server_accepts)
 TEST(vectors_server_rejects_flipped_bytes)
 {
     char *text, *lines[64];
-    size_t n = read_lines("auth.jsonl", &text, lines, 64);
+    size_t n = testlib_read_lines("auth.jsonl", &text, lines, 64);
     for (size_t i = 0; i < n; i++) {
         bytes key = field(lines[i], "authkey_hex"), ch = field(lines[i], "challenge_hex"),
               resp = field(lines[i], "response_hex");
@@ -331,7 +309,7 @@ TEST(vectors_server_rejects_flipped_bytes)
 TEST(vectors_server_refuses_md5)
 {
     char *text, *lines[64];
-    size_t n = read_lines("auth.jsonl", &text, lines, 64);
+    size_t n = testlib_read_lines("auth.jsonl", &text, lines, 64);
     int checked = 0;
     for (size_t i = 0; i < n; i++) {
         bytes key = field(lines[i], "authkey_hex"), ch = field(lines[i], "challenge_hex"),
@@ -572,7 +550,7 @@ static int transcript_len(const char *line)
 TEST(transcript_legacy_ok)
 {
     char *text, *lines[4];
-    CHECK_INT(read_lines("handshake-legacy.jsonl", &text, lines, 4), 2);
+    CHECK_INT(testlib_read_lines("handshake-legacy.jsonl", &text, lines, 4), 2);
     const char *line = lines[0];
     CHECK_INT(transcript_len(line), 6);
     bytes skey = field(line, "server_authkey_hex"), ckey = field(line, "client_authkey_hex");
@@ -622,7 +600,7 @@ TEST(transcript_legacy_ok)
 TEST(transcript_legacy_wrong_key)
 {
     char *text, *lines[4];
-    CHECK_INT(read_lines("handshake-legacy.jsonl", &text, lines, 4), 2);
+    CHECK_INT(testlib_read_lines("handshake-legacy.jsonl", &text, lines, 4), 2);
     const char *line = lines[1];
     CHECK_INT(transcript_len(line), 3);
     bytes skey = field(line, "server_authkey_hex"), ckey = field(line, "client_authkey_hex");
