@@ -1,4 +1,4 @@
-/* Tests of src/address.c: every accepted address form, the errors, name
+/* Tests of src/net/address.c: every accepted address form, the errors, name
  * resolution, and formatting back to mpconn syntax. */
 #include "base/err.h"
 #include "net/address.h"
