@@ -4,89 +4,14 @@
 #include "conn/handshake_io.h"
 #include "base/clock.h"
 #include "net/address.h"
+#include "net/socket.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <math.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
-
-/* Without a timeout connect() simply blocks: one system call. With one,
- * TCP connects non-blocking under poll(), and a Unix connect() (which either
- * succeeds, is refused at once, or waits for room in the backlog) is bounded
- * by SO_SNDTIMEO. The fd comes out blocking, as the connection wants it. */
-static int connect_fd(const mpci_addr *a, const char *address, double timeout, int *out,
-                      char *errmsg, size_t errlen)
-{
-    int is_unix = a->family == AF_UNIX;
-    int poll_connect = !is_unix && timeout >= 0;
-    int fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC | (poll_connect ? SOCK_NONBLOCK : 0), 0);
-    if (fd < 0)
-        return mpci_err(errmsg, errlen, -errno, "cannot create a socket for %s: %s", address,
-                        strerror(errno));
-    int r = 0, sndtimeo = is_unix && timeout >= 0;
-    if (sndtimeo) {
-        struct timeval tv = {(time_t)timeout,
-                             (suseconds_t)((timeout - (double)(time_t)timeout) * 1e6)};
-        if (tv.tv_sec == 0 && tv.tv_usec == 0)
-            tv.tv_usec = 1000;
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    }
-    if (connect(fd, (const struct sockaddr *)&a->sa, a->salen) < 0) {
-        r = -errno;
-        if (r == -EAGAIN && is_unix)
-            r = -ETIMEDOUT;
-        /* Interrupted or in progress: the connection goes on; wait for it. */
-        if (r == -EINPROGRESS || (r == -EINTR && !is_unix)) {
-            struct pollfd p = {.fd = fd, .events = POLLOUT};
-            double deadline = mpci_deadline(timeout);
-            int pr;
-            while ((pr = poll(&p, 1, mpci_poll_ms(deadline))) < 0 && errno == EINTR) {
-            }
-            if (pr == 0) {
-                r = -ETIMEDOUT;
-            } else if (pr < 0) {
-                r = -errno;
-            } else {
-                int soerr = 0;
-                socklen_t sl = sizeof soerr;
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-                r = -soerr;
-            }
-        }
-    }
-    if (r == 0 && sndtimeo) {
-        struct timeval zero = {0, 0};
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &zero, sizeof zero);
-    }
-    /* A fresh socket has no other status flags to keep. */
-    if (r == 0 && poll_connect && fcntl(fd, F_SETFL, 0) < 0)
-        r = -errno;
-    if (r < 0) {
-        close(fd);
-        return mpci_err(errmsg, errlen, r, "cannot connect to %s: %s", address, strerror(-r));
-    }
-    *out = fd;
-    return 0;
-}
-
-/* SO_RCVTIMEO of seconds, rounded up to a microsecond (0 would mean
- * "forever"). */
-static int set_rcvtimeo(int fd, double seconds)
-{
-    double us = ceil(seconds * 1e6);
-    if (us < 1)
-        us = 1;
-    if (us > 1e15)
-        us = 1e15;
-    struct timeval tv = {(time_t)(us / 1e6), 0};
-    tv.tv_usec = (suseconds_t)(us - (double)tv.tv_sec * 1e6);
-    return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ? -errno : 0;
-}
 
 /* The client has one peer to wait for, so it reads blocking, bounded by
  * SO_RCVTIMEO, rather than poll() before every read: a system call and a
@@ -122,7 +47,7 @@ static int handshake(int fd, int role, const struct mpconn_opts *o, const char *
             continue;
         }
         if (left >= 0 && (armed < 0 || armed - left > REARM_SLACK)) {
-            if ((r = set_rcvtimeo(fd, left)) < 0)
+            if ((r = mpci_sock_set_rcvtimeo(fd, left)) < 0)
                 return mpci_err(errmsg, errlen, r, "handshake with %s: %s", address, strerror(-r));
             armed = left;
         }
@@ -151,7 +76,7 @@ static int client(mpconn_conn **out, int role, const char *address, const mpconn
     if (a.need_resolve && (r = mpci_addr_resolve(&a, errmsg, errlen)) < 0)
         return r;
     int fd = -1;
-    if ((r = connect_fd(&a, address, opts->connect_timeout, &fd, errmsg, errlen)) < 0)
+    if ((r = mpci_sock_connect(&a, address, opts->connect_timeout, &fd, errmsg, errlen)) < 0)
         return r;
     mpci_hs hs;
     int kind = a.family == AF_UNIX ? MPCI_FD_UNIX : MPCI_FD_INET;

@@ -2,12 +2,13 @@
  * Handshakes run side by side on non-blocking fds under one poll(), so a
  * slow or silent peer delays nobody; accept() hands out only peers that
  * passed. */
-#define _GNU_SOURCE /* accept4, SO_PEERCRED, struct ucred */
+#define _GNU_SOURCE /* accept4 */
 #include "conn/listener_internal.h"
 #include "conn/conn_internal.h"
 #include "conn/handshake_io.h"
 #include "base/clock.h"
 #include "net/address.h"
+#include "net/socket.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -374,13 +375,7 @@ static int accept_new(mpconn_listener *l)
         p->who.uid = (uid_t)-1;
         p->who.gid = (gid_t)-1;
         if (l->addr.family == AF_UNIX) {
-            struct ucred cr;
-            socklen_t cl = sizeof cr;
-            if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
-                p->who.pid = cr.pid;
-                p->who.uid = cr.uid;
-                p->who.gid = cr.gid;
-            }
+            mpci_sock_peercred(fd, &p->who.pid, &p->who.uid, &p->who.gid);
         }
         char peer[224];
         if (!peer_allowed(l, p)) {
