@@ -825,13 +825,27 @@ def case_bench():
     r = run("bench", "--seconds", "0.05", "--sizes", "64,1k", "--kind",
             "rtt,throughput,handshake", timeout=60)
     check(r.returncode == 0, "bench failed", r)
-    rows = [l.split() for l in r.stdout.decode().splitlines()]
+    lines = r.stdout.decode().splitlines()
+    # How it ran comes first: unpinned here, on the CPUs this process may use.
+    check(re.fullmatch(r"# unpinned: both processes may run on CPUs [0-9,-]+ \(--cpu N .*\)",
+                       lines[0]), "placement line", lines[0])
+    rows = [l.split() for l in lines[1:]]
     check(rows[0] == ["kind", "transport", "size", "messages/s", "MB/s"], "header", rows[0])
     kinds = {(row[0], row[1]) for row in rows[1:]}
     check(kinds == {(k, t) for k in ("rtt", "throughput", "handshake")
                     for t in ("socketpair", "unix", "tcp")} - {("handshake", "socketpair")},
           "rows", rows)
     check(all(float(row[3]) > 0 for row in rows[1:]), "rates", rows)
+
+
+def case_bench_cpu():
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    r = run("bench", "--cpu", str(cpu), "--seconds", "0.05", "--sizes", "64", "--transport",
+            "socketpair", timeout=60)
+    check(r.returncode == 0, "bench --cpu failed", r)
+    lines = r.stdout.decode().splitlines()
+    check(lines[0] == "# pinned: both processes on CPU %d" % cpu, "placement line", lines)
+    check(lines[1].split()[0] == "kind" and len(lines) == 3, "table", lines)
 
 
 # ------------------------------------------------------------------- demo
