@@ -804,9 +804,9 @@ int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t
         }
         *len = n;
         mpci_conn_seterr(c,
-                         "recv_bytes_into: message of %zu bytes does not fit in %zu; it is kept "
-                         "for the next receive",
-                         n, room);
+                         "recv_bytes_into: message of %zu byte%s does not fit in %zu; it is "
+                         "kept for the next receive",
+                         n, n == 1 ? "" : "s", room);
         return MPCONN_ESHORTBUF;
     }
     uint8_t *dst = (uint8_t *)buf + offset;

@@ -207,9 +207,10 @@ static int send_one(mpconn_conn *c, const char *address, const payloads *ps, siz
     if (r == MPCONN_ENOKEY || ((r == -EPIPE || r == -ECONNRESET) && challenge_came(c)))
         no_key(address);
     else if (r == -EPIPE || r == -ECONNRESET)
-        cli_error("cannot send message %zu (%zu bytes) to %s: the listener closed the connection "
-                  "before taking it whole (%s); %s",
-                  i + 1, ps->p[i].len, address, strerror(-r), size_hint);
+        cli_error("cannot send message %zu (%zu byte%s) to %s: the listener closed the "
+                  "connection before taking it whole (%s); %s",
+                  i + 1, ps->p[i].len, ps->p[i].len == 1 ? "" : "s", address, strerror(-r),
+                  size_hint);
     else if (r == -ETIMEDOUT)
         cli_error("cannot send message %zu to %s within %s", i + 1, address,
                   cli_seconds(secs, sizeof secs, timeout));

@@ -672,6 +672,23 @@ TEST(usable_recv_short_buffer)
     mpconn_conn_free(b);
 }
 
+TEST(short_buffer_message_counts_bytes_in_words)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    CHECK_INT(mpconn_conn_send_bytes(a, "x", 1), 0);
+    CHECK_INT(mpconn_conn_send_bytes(a, "xy", 2), 0);
+    uint8_t none[1];
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, none, 0, 0, &len), MPCONN_ESHORTBUF);
+    CHECK(strstr(mpconn_conn_errmsg(b), "message of 1 byte does not fit in 0") != NULL);
+    expect_next(b, "x");
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, none, 1, 0, &len), MPCONN_ESHORTBUF);
+    CHECK(strstr(mpconn_conn_errmsg(b), "message of 2 bytes does not fit in 1") != NULL);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
 /* Sends bad (a message that mpconn_conn_recv refuses with code), then a good
  * pickle: the error consumed exactly the bad message. */
 static void decode_error_row(const char *bad, size_t badlen, int code, const mpconn_opts *o)
