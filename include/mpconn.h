@@ -132,14 +132,50 @@ MPCONN_API int mpconn_conn_fileno(const mpconn_conn *c);
 /* Hands the fd to the caller and frees the connection. Bytes already read
  * ahead into the connection's buffer are lost, so detach between messages. */
 MPCONN_API int mpconn_conn_detach(mpconn_conn *c);
+/* 1 while messages can still go that way: 0 once closed, for the end a
+ * one-way pipe lacks, and once an error has lost that direction (see the
+ * table below). */
 MPCONN_API int mpconn_conn_readable(const mpconn_conn *c);
 MPCONN_API int mpconn_conn_writable(const mpconn_conn *c);
 MPCONN_API int mpconn_conn_closed(const mpconn_conn *c);
 /* What went wrong last, with addresses and causes. Owned by c. */
 MPCONN_API const char *mpconn_conn_errmsg(const mpconn_conn *c);
 
+/* Which errors leave a connection usable. "usable": the stream is where it
+ * was, and any call may follow. "lost": that direction is gone for good
+ * (mpconn_conn_readable or _writable says 0, and later calls that way fail
+ * with MPCONN_EBROKEN, or MPCONN_ENOTREADABLE after MPCONN_EMSGSIZE as in
+ * CPython); the other direction still works unless said.
+ *
+ *  receiving (recv_bytes, recv_bytes_into, recv_string, recv)
+ *   -ETIMEDOUT between messages     usable: nothing was taken
+ *   -ETIMEDOUT inside a message     usable: what arrived is kept and the next
+ *                                   receive, of any kind, continues it
+ *   MPCONN_ESHORTBUF                usable: the message is kept whole for the
+ *                                   next receive
+ *   MPCONN_EPICKLE, MPCONN_EREFUSED, MPCONN_ELIMIT, MPCONN_ERECURSIVE,
+ *   MPCONN_EUNHASHABLE (recv)       usable: that message was consumed whole
+ *   MPCONN_EEOF                     the peer closed between messages: every
+ *                                   later receive says so again
+ *   MPCONN_EMSGSIZE                 lost, as in CPython ("bad message length")
+ *   MPCONN_EEOFMSG, MPCONN_EPROTO, other -errno     lost
+ *  sending (send_bytes, send_slice, send_string, send)
+ *   -ETIMEDOUT before any byte      usable: nothing was sent
+ *   -ETIMEDOUT after part of it     lost: the stream stops inside a frame
+ *                                   (the message says "inside a message")
+ *   -EINVAL (a NULL value, slice bounds)   usable: nothing was sent
+ *   -EPIPE, -ECONNRESET             the peer is gone: later sends fail too
+ *  either
+ *   MPCONN_ENOKEY                   lost both ways, and every later call
+ *                                   says MPCONN_ENOKEY: a client without
+ *                                   authkey met the listener's challenge and
+ *                                   hung up, at the first send when the
+ *                                   challenge was already there (nothing was
+ *                                   sent), else at the first receive
+ * Codes not listed (-ENOMEM, ...) are best taken as lost. */
+
 /* seconds < 0: block. A timeout inside a message keeps what was read and
- * the next call continues the same message. */
+ * the next call continues the same message (see the table above). */
 MPCONN_API int mpconn_conn_set_timeouts(mpconn_conn *c, double send_seconds, double recv_seconds);
 MPCONN_API int mpconn_conn_set_max_message(mpconn_conn *c, uint64_t bytes);
 MPCONN_API int mpconn_conn_set_send_lock(mpconn_conn *c, int enable);
@@ -214,6 +250,14 @@ MPCONN_API const char *mpconn_listener_last_accepted(const mpconn_listener *l, p
  * peer; the message is valid during the call only. */
 typedef void (*mpconn_reject_cb)(void *data, int code, const char *message);
 MPCONN_API void mpconn_listener_on_reject(mpconn_listener *l, mpconn_reject_cb cb, void *data);
+
+/* What an address names, from its text alone (no name is resolved, nothing
+ * is touched): MPCONN_ADDR_TCP, MPCONN_ADDR_UNIX (a socket file) or
+ * MPCONN_ADDR_ABSTRACT. MPCONN_EADDR when it does not parse (errmsg, which
+ * may be NULL, says why: a port out of range, a missing port, ...),
+ * MPCONN_ENOTSUP for a form this platform lacks. */
+enum { MPCONN_ADDR_TCP = 1, MPCONN_ADDR_UNIX = 2, MPCONN_ADDR_ABSTRACT = 3 };
+MPCONN_API int mpconn_address_kind(const char *address, char *errmsg, size_t errlen);
 
 /* Connects and, with an authkey, authenticates. *out is the caller's. */
 MPCONN_API int mpconn_client(mpconn_conn **out, const char *address, const mpconn_opts *opts,
