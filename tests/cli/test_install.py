@@ -13,6 +13,10 @@ import subprocess
 import sys
 import tempfile
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import casemain  # noqa: E402
+from casemain import Failure, check  # noqa: E402
+
 BUILD = os.path.abspath(os.environ.get("MPCONN_BUILD", os.getcwd()))
 SOURCE = os.path.abspath(
     os.environ.get("MPCONN_SOURCE", os.path.join(os.path.dirname(__file__), "..", "..")))
@@ -46,15 +50,6 @@ int main(void)
 }
 """
 EXPECTED = "mpconn 0.1.0: {'consumer': [1, 2.5, 'x']}"
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, *what):
-    if not cond:
-        raise Failure("\n".join(str(w) for w in what))
 
 
 def sh(*args, env=None, cwd=None, ok=True):
@@ -211,19 +206,25 @@ def case_find_package_shared_without_openssl():
         check("OpenSSL" in r.stdout + r.stderr, "the failure does not name OpenSSL", r.stderr)
 
 
-def main():
-    names = sorted(n[5:] for n in globals() if n.startswith("case_"))
-    if len(sys.argv) != 2 or sys.argv[1] not in names:
-        print("usage: test_install.py CASE\ncases: " + " ".join(names), file=sys.stderr)
-        return 2
-    try:
-        globals()["case_" + sys.argv[1]]()
-    except Failure as e:
-        print(f"FAIL {sys.argv[1]}: {e}", file=sys.stderr)
-        return 1
-    print(f"ok {sys.argv[1]}")
-    return 0
+def case_installed_examples_build():
+    # The example sources installed beside the docs build against the installed library.
+    with tempfile.TemporaryDirectory() as d:
+        prefix = install(os.path.join(d, "p"))
+        exdir = os.path.join(prefix, "share", "doc", "mpconn", "examples")
+        sources = sorted(f for f in os.listdir(exdir) if f.endswith(".c"))
+        want = sorted(f for f in os.listdir(os.path.join(SOURCE, "examples")) if f.endswith(".c"))
+        check(sources == want, f"installed examples {sources} differ from {want}")
+        check(os.path.exists(os.path.join(exdir, "manager_server.py")), "no manager_server.py")
+        env = pkg_env(prefix)
+        flags = sh("pkg-config", "--cflags", "--libs", "mpconn", env=env).stdout.split()
+        rpath = "-Wl,-rpath," + os.path.join(prefix, "lib")
+        for src in sources:
+            exe = os.path.join(d, src[:-2])
+            sh(c_compiler(), "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Werror", "-o",
+               exe, os.path.join(exdir, src), *flags, rpath)
+        out = sh(os.path.join(d, "fd_passing")).stdout
+        check(out.endswith("child exited with 0\n"), out)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(casemain.main(globals()))
