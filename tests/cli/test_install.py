@@ -226,5 +226,28 @@ def case_installed_examples_build():
         check(out.endswith("child exited with 0\n"), out)
 
 
+def case_man_pages_installed():
+    # man3 holds a page, or a .so pointer to one, under the name of every public function.
+    with open(os.path.join(SOURCE, "include", "mpconn.h")) as f:
+        header = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
+    functions = re.findall(r"^MPCONN_API\b[^;(]*?\b(mpconn_\w+)\s*\(", header, flags=re.M)
+    with tempfile.TemporaryDirectory() as d:
+        prefix = install(os.path.join(d, "p"))
+        man3 = os.path.join(prefix, "share", "man", "man3")
+        missing = [f for f in functions if not os.path.exists(os.path.join(man3, f + ".3"))]
+        check(not missing, "no man3 page for: " + " ".join(missing))
+        check(os.path.exists(os.path.join(prefix, "share", "man", "man1", "mpconn.1")),
+              "no mpconn(1)")
+        if not shutil.which("man"):
+            print("no man command: pages not rendered")
+            return
+        env = dict(os.environ, MANWIDTH="80", MAN_DISABLE_SECCOMP="1")
+        for name, title in (("mpconn_conn_send", "MPCONN_CONN(3)"),
+                            ("mpconn_client", "MPCONN_CLIENT(3)"),
+                            ("mpconn_value_dict_get_str", "MPCONN_VALUE(3)")):
+            out = sh("man", "-M", os.path.join(prefix, "share", "man"), "3", name, env=env).stdout
+            check(title in out, f"man 3 {name} does not show {title}", out[:300])
+
+
 if __name__ == "__main__":
     sys.exit(casemain.main(globals()))

@@ -1,0 +1,26 @@
+# Installs the section 3 pages of docs/man3 and, for every other name in a
+# page's NAME section, a one-line page that points to it (".so"), so that
+# `man 3 mpconn_conn_send` finds mpconn_conn(3).
+file(GLOB MPCONN_MAN3_PAGES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/docs/man3/*.3)
+set(MPCONN_MAN3_LINKDIR ${CMAKE_BINARY_DIR}/man3-links)
+file(REMOVE_RECURSE ${MPCONN_MAN3_LINKDIR})
+file(MAKE_DIRECTORY ${MPCONN_MAN3_LINKDIR})
+foreach(page ${MPCONN_MAN3_PAGES})
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${page})
+  get_filename_component(page_name ${page} NAME_WE)
+  file(READ ${page} text)
+  # NAME holds "name, name, ... \- summary", over one or more lines.
+  if(NOT text MATCHES "\n\\.SH NAME\n([^\n]*(\n[^.\n][^\n]*)*)")
+    message(FATAL_ERROR "${page}: no NAME section")
+  endif()
+  string(REGEX REPLACE "\\\\-.*" "" names "${CMAKE_MATCH_1}")
+  string(REGEX REPLACE "[ \n]+" "" names "${names}")
+  string(REPLACE "," ";" names "${names}")
+  foreach(name ${names})
+    if(NOT name STREQUAL page_name)
+      file(WRITE ${MPCONN_MAN3_LINKDIR}/${name}.3 ".so man3/${page_name}.3\n")
+    endif()
+  endforeach()
+endforeach()
+install(FILES ${MPCONN_MAN3_PAGES} DESTINATION ${CMAKE_INSTALL_MANDIR}/man3)
+install(DIRECTORY ${MPCONN_MAN3_LINKDIR}/ DESTINATION ${CMAKE_INSTALL_MANDIR}/man3)
