@@ -272,12 +272,13 @@ MPCONN_API const char *mpconn_listener_last_accepted(const mpconn_listener *l, p
 typedef void (*mpconn_reject_cb)(void *data, int code, const char *message);
 MPCONN_API void mpconn_listener_on_reject(mpconn_listener *l, mpconn_reject_cb cb, void *data);
 
+/* What mpconn_address_kind says an address names. */
+enum { MPCONN_ADDR_TCP = 1, MPCONN_ADDR_UNIX = 2, MPCONN_ADDR_ABSTRACT = 3 };
 /* What an address names, from its text alone (no name is resolved, nothing
  * is touched): MPCONN_ADDR_TCP, MPCONN_ADDR_UNIX (a socket file) or
  * MPCONN_ADDR_ABSTRACT. MPCONN_EADDR when it does not parse (errmsg, which
  * may be NULL, says why: a port out of range, a missing port, ...),
  * MPCONN_ENOTSUP for a form this platform lacks. */
-enum { MPCONN_ADDR_TCP = 1, MPCONN_ADDR_UNIX = 2, MPCONN_ADDR_ABSTRACT = 3 };
 MPCONN_API int mpconn_address_kind(const char *address, char *errmsg, size_t errlen);
 
 /* Connects and, with an authkey, authenticates. *out is the caller's. */
