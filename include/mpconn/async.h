@@ -72,7 +72,9 @@ typedef struct mpconn_async_cbs {
     /* Called while the queue is at or below the low watermark and the
      * connection is open: send more (a producer, as asynchat's). Return 1
      * while there may be more, 0 when done (it is not called again until
-     * mpconn_async_set_producer is called anew). */
+     * mpconn_async_set_producer is called anew). A call that returns 1
+     * without sending anything is taken as "nothing yet": call
+     * mpconn_async_set_producer(a, 1) when there is. */
     int (*produce)(mpconn_async *a, void *data);
 } mpconn_async_cbs;
 

@@ -56,6 +56,8 @@ struct mpconn_async {
     double idle_to, read_to, deadline; /* deadline: connect or handshake */
     double last_io, msg_start;
     int timer_armed;
+    double armed_for;  /* the deadline the timer is armed for */
+    uint64_t accepted; /* bytes ever taken by send: tells a producer's progress */
     mpci_hs *hs;
     struct mpconn_opts *own_opts; /* a client's copy for its handshake */
     int protocol;
@@ -216,6 +218,7 @@ static void arm(mpconn_async *a)
     double left = d - now();
     mpci_ev_set_timer(&a->ev, left > 0 ? left : 0);
     a->timer_armed = 1;
+    a->armed_for = d;
 }
 
 static void on_timeout(mpconn_ev *ev)
@@ -373,13 +376,13 @@ static void after_drain(mpconn_async *a)
     /* A producer fills the queue back up to the low watermark, no more, so
      * that memory stays bounded whatever it has to give. */
     while (a->producer && a->state == ST_OPEN && a->queued <= a->low && a->cbs.produce) {
-        size_t before = a->queued;
+        uint64_t before = a->accepted;
         if (!a->cbs.produce(a, a->data)) {
             a->producer = 0;
             break;
         }
-        if (a->queued == before)
-            break; /* nothing now: asked again when the queue next drains */
+        if (a->accepted == before)
+            break; /* nothing for now: mpconn_async_set_producer asks again */
     }
     if (a->state == ST_CLOSING && !a->head) {
         close_with(a, 0, NULL);
@@ -400,6 +403,7 @@ static int enqueue(mpconn_async *a, const uint8_t *hdr, size_t hl, const uint8_t
         return MPCONN_ECLOSED;
     }
     size_t done = 0;
+    a->accepted += hl + n + extlen;
     if (!a->head && a->state == ST_OPEN) {
         struct iovec iov[3];
         int k = 0;
@@ -576,9 +580,11 @@ static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
     }
     if (a->read_to >= 0 && a->state == ST_OPEN) {
         size_t part = mpci_split_partial(&a->split);
-        if (part && a->msg_start == 0)
+        if (part && a->msg_start == 0) {
             a->msg_start = now();
-        else if (!part)
+            if (!a->timer_armed || a->msg_start + a->read_to < a->armed_for)
+                arm(a);
+        } else if (!part)
             a->msg_start = 0;
     }
     return off;

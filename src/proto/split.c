@@ -74,6 +74,8 @@ static void settle(mpci_split *s)
 
 static int append(mpci_split *s, const uint8_t *p, size_t n, uint64_t limit)
 {
+    if (n == 0)
+        return 0;
     if (s->got + n > s->cap) {
         size_t cap = s->cap ? s->cap : 256;
         while (cap < s->got + n)
