@@ -1,4 +1,5 @@
-/* Async connections and the async listener on mpconn's loop, both backends:
+/* Async connections and the async listener on every loop the build has
+ * (mpconn's on epoll and poll, libuv, libevent):
  * echo against the blocking API, the handshake in both roles, watermarks
  * and on_drain, pause and resume, close_when_done, each close reason, the
  * producer, and the listener's handshake cap. The peer side runs in a
@@ -7,6 +8,12 @@
 
 #include <mpconn/async.h>
 #include <mpconn/loop.h>
+#ifdef MPCONN_HAVE_LIBUV
+#include <mpconn/uv.h>
+#endif
+#ifdef MPCONN_HAVE_LIBEVENT
+#include <mpconn/event.h>
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,14 +26,164 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *backends[] = {"epoll", "poll"};
+/* A loop to run the scenarios on: mpconn's (both backends), libuv and
+ * libevent when the build found them. */
+typedef struct driver {
+    const char *name;
+    void *(*make)(void);
+    const mpconn_adapter *(*adapter)(void);
+    void (*wait)(void *loop, int block); /* one iteration; waits at most ~10 ms */
+    void (*destroy)(void *loop);
+} driver;
 
-static void each_backend(void (*fn)(const char *backend))
+static void tick(mpconn_timer *t, void *data)
+{
+    (void)t, (void)data;
+}
+
+typedef struct {
+    mpconn_loop *loop;
+    mpconn_timer *tick;
+} own_loop;
+
+static void *own_make(const char *backend)
+{
+    own_loop *o = calloc(1, sizeof *o);
+    CHECK_INT(mpconn_loop_new(&o->loop, backend), 0);
+    CHECK_INT(mpconn_timer_new(&o->tick, o->loop, tick, NULL), 0);
+    CHECK_INT(mpconn_timer_start(o->tick, 0.01, 0.01), 0);
+    return o;
+}
+static void *epoll_make(void)
+{
+    return own_make("epoll");
+}
+static void *poll_make(void)
+{
+    return own_make("poll");
+}
+static const mpconn_adapter *own_adapter(void)
+{
+    return mpconn_loop_adapter();
+}
+static void own_wait(void *loop, int block)
+{
+    mpconn_loop_run(((own_loop *)loop)->loop, block ? MPCONN_RUN_ONCE : MPCONN_RUN_NOWAIT);
+}
+static void own_destroy(void *loop)
+{
+    own_loop *o = loop;
+    mpconn_loop_free(o->loop);
+    free(o);
+}
+
+#ifdef MPCONN_HAVE_LIBUV
+typedef struct {
+    uv_loop_t loop;
+    uv_timer_t tick;
+} uv_drv;
+static void uv_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+static void *uv_make(void)
+{
+    uv_drv *u = calloc(1, sizeof *u);
+    CHECK_INT(uv_loop_init(&u->loop), 0);
+    uv_timer_init(&u->loop, &u->tick);
+    uv_timer_start(&u->tick, uv_tick, 10, 10);
+    return u;
+}
+static void *uv_loop_of(void *loop)
+{
+    return &((uv_drv *)loop)->loop;
+}
+static void uv_wait(void *loop, int block)
+{
+    uv_run(uv_loop_of(loop), block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+}
+static void uv_destroy(void *loop)
+{
+    uv_drv *u = loop;
+    uv_close((uv_handle_t *)&u->tick, NULL);
+    int r = uv_loop_close(&u->loop);
+    for (int i = 0; i < 100 && r == UV_EBUSY; i++) {
+        uv_run(&u->loop, UV_RUN_NOWAIT);
+        r = uv_loop_close(&u->loop);
+    }
+    CHECK_INT(r, 0); /* every handle of ours was closed */
+    free(u);
+}
+#endif
+
+#ifdef MPCONN_HAVE_LIBEVENT
+typedef struct {
+    struct event_base *base;
+    struct event *tick;
+} ev_drv;
+static void ev_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+}
+static void *ev_make(void)
+{
+    ev_drv *e = calloc(1, sizeof *e);
+    e->base = event_base_new();
+    CHECK(e->base != NULL);
+    e->tick = event_new(e->base, -1, EV_PERSIST, ev_tick, NULL);
+    struct timeval tv = {0, 10000};
+    event_add(e->tick, &tv);
+    return e;
+}
+static void ev_wait(void *loop, int block)
+{
+    event_base_loop(((ev_drv *)loop)->base, block ? EVLOOP_ONCE : EVLOOP_NONBLOCK);
+}
+static void ev_destroy(void *loop)
+{
+    ev_drv *e = loop;
+    event_free(e->tick);
+    event_base_free(e->base);
+    free(e);
+}
+#endif
+
+static const driver drivers[] = {
+    {"mpconn loop, epoll", epoll_make, own_adapter, own_wait, own_destroy},
+    {"mpconn loop, poll", poll_make, own_adapter, own_wait, own_destroy},
+#ifdef MPCONN_HAVE_LIBUV
+    {"libuv", uv_make, mpconn_uv_adapter, uv_wait, uv_destroy},
+#endif
+#ifdef MPCONN_HAVE_LIBEVENT
+    {"libevent", ev_make, mpconn_event_adapter, ev_wait, ev_destroy},
+#endif
+};
+
+/* The loop argument the adapter takes. */
+static void *loop_arg(const driver *d, void *loop)
+{
+    if (d->destroy == own_destroy)
+        return ((own_loop *)loop)->loop;
+#ifdef MPCONN_HAVE_LIBUV
+    if (d->destroy == uv_destroy)
+        return uv_loop_of(loop);
+#endif
+#ifdef MPCONN_HAVE_LIBEVENT
+    if (d->destroy == ev_destroy)
+        return ((ev_drv *)loop)->base;
+#endif
+    return loop;
+}
+
+static const driver *cur; /* the driver of the scenario running */
+
+static void each_loop(void (*fn)(void))
 {
     signal(SIGPIPE, SIG_IGN);
-    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
-        fprintf(stderr, "backend %s\n", backends[i]);
-        fn(backends[i]);
+    for (size_t i = 0; i < sizeof drivers / sizeof drivers[0]; i++) {
+        fprintf(stderr, "loop: %s\n", drivers[i].name);
+        cur = &drivers[i];
+        fn();
     }
 }
 
@@ -37,24 +194,35 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void tick(mpconn_timer *t, void *data)
+/* Runs the loop until *flag is set or max seconds pass. Returns whether
+ * the flag was set. */
+static int run_until(void *loop, volatile int *flag, double max)
 {
-    (void)t, (void)data;
-}
-
-/* Runs the loop until *flag is set or max seconds pass; a 10 ms tick keeps
- * every wait short. Returns whether the flag was set. */
-static int run_until(mpconn_loop *loop, volatile int *flag, double max)
-{
-    mpconn_timer *t;
-    CHECK_INT(mpconn_timer_new(&t, loop, tick, NULL), 0);
-    CHECK_INT(mpconn_timer_start(t, 0.01, 0.01), 0);
     double t0 = now_s();
     while (!*flag && now_s() - t0 < max)
-        mpconn_loop_run(loop, MPCONN_RUN_ONCE);
-    mpconn_timer_close(t, NULL);
-    mpconn_loop_run(loop, MPCONN_RUN_NOWAIT);
+        cur->wait(loop, 1);
+    cur->wait(loop, 0);
     return *flag;
+}
+
+static void *new_loop(void)
+{
+    return cur->make();
+}
+
+static void free_loop(void *loop)
+{
+    cur->destroy(loop);
+}
+
+static const mpconn_adapter *adapter(void)
+{
+    return cur->adapter();
+}
+
+static void step(void *loop)
+{
+    cur->wait(loop, 0);
 }
 
 /* What a test's connection saw. */
@@ -128,21 +296,14 @@ static int produce(mpconn_async *a, void *data)
 static const mpconn_async_cbs cbs = {
     sizeof(mpconn_async_cbs), on_open, on_message, on_close, on_drain, produce};
 
-static mpconn_loop *new_loop(const char *backend)
-{
-    mpconn_loop *loop;
-    CHECK_INT(mpconn_loop_new(&loop, backend), 0);
-    return loop;
-}
-
 /* An async connection on one end of a socketpair, the other end returned. */
-static mpconn_async *async_pair(mpconn_loop *loop, seen *s, int *peer)
+static mpconn_async *async_pair(void *loop, seen *s, int *peer)
 {
     int sv[2];
     CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
     mpconn_async *a;
     CHECK_INT(mpconn_async_from_fd(&a, sv[0], MPCONN_ASYNC_PLAIN, NULL, &cbs, s), 0);
-    CHECK_INT(mpconn_async_attach(a, mpconn_loop_adapter(), loop), 0);
+    CHECK_INT(mpconn_async_attach(a, adapter(), loop_arg(cur, loop)), 0);
     s->a = a;
     *peer = sv[1];
     return a;
@@ -195,9 +356,9 @@ static void *echo_peer(void *data)
     return NULL;
 }
 
-static void echo_against_blocking_on(const char *backend)
+static void echo_against_blocking_on(void)
 {
-    mpconn_loop *loop = new_loop(backend);
+    void *loop = new_loop();
     seen s = {0};
     s.echo = 1;
     peer_job j = {0};
@@ -209,20 +370,19 @@ static void echo_against_blocking_on(const char *backend)
     CHECK(j.ok);
     CHECK_INT(s.messages, 24);
     CHECK_INT(s.reason, MPCONN_EEOF);
-    mpconn_loop_free(loop);
+    free_loop(loop);
 }
 
 TEST(echo_against_blocking)
 {
-    each_backend(echo_against_blocking_on);
+    each_loop(echo_against_blocking_on);
 }
 
 /* ---------------------------------------------------- close reasons */
 
-static void reason_case(const char *backend, const void *bytes, size_t n, uint64_t max,
-                        int want_reason)
+static void reason_case(const void *bytes, size_t n, uint64_t max, int want_reason)
 {
-    mpconn_loop *loop = new_loop(backend);
+    void *loop = new_loop();
     seen s = {0};
     int peer;
     mpconn_async *a = async_pair(loop, &s, &peer);
@@ -234,21 +394,21 @@ static void reason_case(const char *backend, const void *bytes, size_t n, uint64
     CHECK_INT(s.reason, want_reason);
     CHECK(s.why[0] != '\0');
     close(peer);
-    mpconn_loop_free(loop);
+    free_loop(loop);
 }
 
-static void close_reasons_on(const char *backend)
+static void close_reasons_on(void)
 {
-    reason_case(backend, "\0\0\0\2hi", 6, 0, MPCONN_EEOF);
-    reason_case(backend, "\0\0\0\5hi", 6, 0, MPCONN_EEOFMSG);
-    reason_case(backend, "\0\0", 2, 0, MPCONN_EEOFMSG);
-    reason_case(backend, "\x80\0\0\0", 4, 0, MPCONN_EPROTO);
-    reason_case(backend, "\0\0\1\0", 4, 16, MPCONN_EMSGSIZE);
+    reason_case("\0\0\0\2hi", 6, 0, MPCONN_EEOF);
+    reason_case("\0\0\0\5hi", 6, 0, MPCONN_EEOFMSG);
+    reason_case("\0\0", 2, 0, MPCONN_EEOFMSG);
+    reason_case("\x80\0\0\0", 4, 0, MPCONN_EPROTO);
+    reason_case("\0\0\1\0", 4, 16, MPCONN_EMSGSIZE);
 }
 
 TEST(each_close_reason)
 {
-    each_backend(close_reasons_on);
+    each_loop(close_reasons_on);
 }
 
 static void local_close_cb(mpconn_async *a, const void *msg, size_t len, void *data)
@@ -258,9 +418,9 @@ static void local_close_cb(mpconn_async *a, const void *msg, size_t len, void *d
     CHECK_INT(mpconn_async_send(a, "x", 1), MPCONN_ECLOSED); /* still valid until it returns */
 }
 
-static void local_close_inside_callback_on(const char *backend)
+static void local_close_inside_callback_on(void)
 {
-    mpconn_loop *loop = new_loop(backend);
+    void *loop = new_loop();
     seen s = {0};
     int peer;
     mpconn_async *a = async_pair(loop, &s, &peer);
@@ -274,18 +434,18 @@ static void local_close_inside_callback_on(const char *backend)
     char buf[4];
     CHECK(read(peer, buf, sizeof buf) == 0); /* closed: EOF */
     close(peer);
-    mpconn_loop_free(loop);
+    free_loop(loop);
 }
 
 TEST(local_close_inside_callback)
 {
-    each_backend(local_close_inside_callback_on);
+    each_loop(local_close_inside_callback_on);
 }
 
-static void timeouts_on(const char *backend)
+static void timeouts_on(void)
 {
     /* Idle: nothing either way. */
-    mpconn_loop *loop = new_loop(backend);
+    void *loop = new_loop();
     seen s = {0};
     int peer;
     mpconn_async *a = async_pair(loop, &s, &peer);
@@ -310,19 +470,19 @@ static void timeouts_on(const char *backend)
     CHECK_INT(s2.reason, -ETIMEDOUT);
     CHECK(strstr(s2.why, "read timeout") != NULL);
     close(peer);
-    mpconn_loop_free(loop);
+    free_loop(loop);
 }
 
 TEST(idle_and_read_timeouts)
 {
-    each_backend(timeouts_on);
+    each_loop(timeouts_on);
 }
 
 /* ------------------------------------------ back-pressure and draining */
 
-static void watermarks_on(const char *backend)
+static void watermarks_on(void)
 {
-    mpconn_loop *loop = new_loop(backend);
+    void *loop = new_loop();
     seen s = {0};
     int peer;
     mpconn_async *a = async_pair(loop, &s, &peer);
@@ -349,7 +509,7 @@ static void watermarks_on(const char *backend)
         ssize_t n = read(peer, buf, sizeof buf);
         if (n > 0)
             got += (size_t)n;
-        mpconn_loop_run(loop, MPCONN_RUN_NOWAIT);
+        step(loop);
     }
     CHECK_INT(got, want);
     run_until(loop, &never, 0.02);
@@ -358,17 +518,17 @@ static void watermarks_on(const char *backend)
     CHECK(!mpconn_async_above_high(a));
     mpconn_async_close(a);
     close(peer);
-    mpconn_loop_free(loop);
+    free_loop(loop);
 }
 
 TEST(watermarks_and_on_drain)
 {
-    each_backend(watermarks_on);
+    each_loop(watermarks_on);
 }
 
-static void producer_on(const char *backend)
+static void producer_on(void)
 {
-    mpconn_loop *loop = new_loop(backend);
+    void *loop = new_loop();
     seen s = {0};
     int peer;
     mpconn_async *a = async_pair(loop, &s, &peer);
@@ -383,7 +543,7 @@ static void producer_on(const char *backend)
         ssize_t n = read(peer, buf, sizeof buf);
         if (n > 0)
             got += (size_t)n;
-        mpconn_loop_run(loop, MPCONN_RUN_NOWAIT);
+        step(loop);
     }
     CHECK_INT(got, want);
     CHECK_INT(s.produced, 2000);
@@ -391,17 +551,17 @@ static void producer_on(const char *backend)
     CHECK(s.max_queued <= 16384 + 4100);
     mpconn_async_close(a);
     close(peer);
-    mpconn_loop_free(loop);
+    free_loop(loop);
 }
 
 TEST(producer_keeps_memory_bounded)
 {
-    each_backend(producer_on);
+    each_loop(producer_on);
 }
 
-static void pause_resume_on(const char *backend)
+static void pause_resume_on(void)
 {
-    mpconn_loop *loop = new_loop(backend);
+    void *loop = new_loop();
     seen s = {0};
     s.pause_after = 1;
     int peer;
@@ -419,17 +579,17 @@ static void pause_resume_on(const char *backend)
     CHECK_INT(s.last[0], 'c');
     mpconn_async_close(a);
     close(peer);
-    mpconn_loop_free(loop);
+    free_loop(loop);
 }
 
 TEST(pause_and_resume_reading)
 {
-    each_backend(pause_resume_on);
+    each_loop(pause_resume_on);
 }
 
-static void close_when_done_on(const char *backend)
+static void close_when_done_on(void)
 {
-    mpconn_loop *loop = new_loop(backend);
+    void *loop = new_loop();
     seen s = {0};
     int peer;
     mpconn_async *a = async_pair(loop, &s, &peer);
@@ -450,24 +610,24 @@ static void close_when_done_on(const char *backend)
             got += (size_t)n;
         else if (n == 0)
             eof = 1;
-        mpconn_loop_run(loop, MPCONN_RUN_NOWAIT);
+        step(loop);
     }
     CHECK(eof);
     CHECK_INT(got, 20 * (sizeof block + 4));
     CHECK_INT(s.closed, 1);
     CHECK_INT(s.reason, 0);
     close(peer);
-    mpconn_loop_free(loop);
+    free_loop(loop);
 }
 
 TEST(close_when_done_delivers_everything_queued)
 {
-    each_backend(close_when_done_on);
+    each_loop(close_when_done_on);
 }
 
-static void delimited_framing_on(const char *backend)
+static void delimited_framing_on(void)
 {
-    mpconn_loop *loop = new_loop(backend);
+    void *loop = new_loop();
     seen s = {0};
     s.echo = 1;
     int peer;
@@ -490,18 +650,18 @@ static void delimited_framing_on(const char *backend)
     CHECK(run_until(loop, &s.closed, 10));
     CHECK_INT(s.reason, MPCONN_EMSGSIZE);
     close(peer);
-    mpconn_loop_free(loop);
+    free_loop(loop);
 }
 
 TEST(delimited_framing_over_a_socket)
 {
-    each_backend(delimited_framing_on);
+    each_loop(delimited_framing_on);
 }
 
 /* ------------------------------------------------ listener and client */
 
 typedef struct {
-    mpconn_loop *loop;
+    void *loop;
     seen conns[64];
     int accepted;
     int rejects;
@@ -568,16 +728,16 @@ static void *blocking_clients(void *data)
     return NULL;
 }
 
-static void listener_handshakes_on(const char *backend)
+static void listener_handshakes_on(void)
 {
     server sv = {0};
-    sv.loop = new_loop(backend);
+    sv.loop = new_loop();
     mpconn_opts *o;
     mpconn_opts_new(&o);
     mpconn_opts_set_authkey(o, "secret", 6);
     mpconn_async_listener *l;
     char err[256];
-    CHECK_INT(mpconn_async_listener_open(&l, "127.0.0.1:0", o, mpconn_loop_adapter(), sv.loop,
+    CHECK_INT(mpconn_async_listener_open(&l, "127.0.0.1:0", o, adapter(), loop_arg(cur, sv.loop),
                                          accept_cb, &sv, err, sizeof err),
               0);
     mpconn_async_listener_on_reject(l, reject_cb, &sv);
@@ -605,12 +765,12 @@ static void listener_handshakes_on(const char *backend)
     CHECK_INT(sv.last_reject, MPCONN_EAUTH);
     mpconn_async_listener_free(l);
     mpconn_opts_free(o);
-    mpconn_loop_free(sv.loop);
+    free_loop(sv.loop);
 }
 
 TEST(listener_runs_handshakes_on_the_loop)
 {
-    each_backend(listener_handshakes_on);
+    each_loop(listener_handshakes_on);
 }
 
 static int raw_connect(const char *address)
@@ -627,17 +787,17 @@ static int raw_connect(const char *address)
     return fd;
 }
 
-static void silent_flood_on(const char *backend)
+static void silent_flood_on(void)
 {
     server sv = {0};
-    sv.loop = new_loop(backend);
+    sv.loop = new_loop();
     mpconn_opts *o;
     mpconn_opts_new(&o);
     mpconn_opts_set_authkey(o, "secret", 6);
     mpconn_opts_set_handshake_timeout(o, 60); /* the silent ones never time out here */
     mpconn_async_listener *l;
     char err[256];
-    CHECK_INT(mpconn_async_listener_open(&l, "127.0.0.1:0", o, mpconn_loop_adapter(), sv.loop,
+    CHECK_INT(mpconn_async_listener_open(&l, "127.0.0.1:0", o, adapter(), loop_arg(cur, sv.loop),
                                          accept_cb, &sv, err, sizeof err),
               0);
     mpconn_async_listener_on_reject(l, reject_cb, &sv);
@@ -669,12 +829,12 @@ static void silent_flood_on(const char *backend)
         close(silent[i]);
     mpconn_async_listener_free(l);
     mpconn_opts_free(o);
-    mpconn_loop_free(sv.loop);
+    free_loop(sv.loop);
 }
 
 TEST(silent_flood_locks_nobody_out)
 {
-    each_backend(silent_flood_on);
+    each_loop(silent_flood_on);
 }
 
 typedef struct {
@@ -700,9 +860,9 @@ static void *serve_one(void *data)
     return NULL;
 }
 
-static void async_client_on(const char *backend)
+static void async_client_on(void)
 {
-    mpconn_loop *loop = new_loop(backend);
+    void *loop = new_loop();
     mpconn_opts *o;
     mpconn_opts_new(&o);
     mpconn_opts_set_authkey(o, "k", 1);
@@ -713,8 +873,8 @@ static void async_client_on(const char *backend)
     CHECK(pthread_create(&t, NULL, serve_one, &b) == 0);
     seen s = {0};
     mpconn_async *a;
-    CHECK_INT(mpconn_async_connect(&a, mpconn_listener_address(b.l), o, &cbs, &s,
-                                   mpconn_loop_adapter(), loop, err, sizeof err),
+    CHECK_INT(mpconn_async_connect(&a, mpconn_listener_address(b.l), o, &cbs, &s, adapter(),
+                                   loop_arg(cur, loop), err, sizeof err),
               0);
     mpconn_opts_free(o);                             /* the connection keeps its own copy */
     CHECK_INT(mpconn_async_send(a, "queued", 6), 0); /* before the handshake is done */
@@ -729,17 +889,17 @@ static void async_client_on(const char *backend)
     CHECK(b.ok);
     mpconn_listener_free(b.l);
     /* A connect nobody answers: refused at once, or reported on close. */
-    CHECK(mpconn_async_connect(&a, "127.0.0.1:1", NULL, &cbs, &s, mpconn_loop_adapter(), loop, err,
-                               sizeof err) < 0 ||
+    CHECK(mpconn_async_connect(&a, "127.0.0.1:1", NULL, &cbs, &s, adapter(), loop_arg(cur, loop),
+                               err, sizeof err) < 0 ||
           run_until(loop, &s.closed, 10));
-    CHECK(mpconn_async_connect(&a, "localhost:80", NULL, &cbs, &s, mpconn_loop_adapter(), loop, err,
-                               sizeof err) == MPCONN_EADDR);
-    mpconn_loop_free(loop);
+    CHECK(mpconn_async_connect(&a, "localhost:80", NULL, &cbs, &s, adapter(), loop_arg(cur, loop),
+                               err, sizeof err) == MPCONN_EADDR);
+    free_loop(loop);
 }
 
 TEST(async_client_connects_and_authenticates)
 {
-    each_backend(async_client_on);
+    each_loop(async_client_on);
 }
 
 TESTLIB_MAIN
