@@ -60,12 +60,15 @@ def minor(ver):
 
 
 def candidates(given):
+    """(executable, the minor version its name promises or None), in order."""
     root = os.environ.get('PYENV_ROOT') or os.path.expanduser('~/.pyenv')
-    found = list(given) + sorted(glob.glob(os.path.join(root, 'versions', '*', 'bin', 'python')))
+    found = [(exe, None) for exe in given]
+    found += [(exe, None) for exe in
+              sorted(glob.glob(os.path.join(root, 'versions', '*', 'bin', 'python')))]
     for m in EXPECTED:
         exe = shutil.which('python' + m)
         if exe:
-            found.append(exe)
+            found.append((exe, m))
     return found
 
 
@@ -73,9 +76,11 @@ def discover(given):
     """{minor: (version, executable)}; the first one found of each minor wins,
     so python3 (given first) stands for its own."""
     by_minor = {}
-    for exe in candidates(given):
+    for exe, promised in candidates(given):
+        if promised in by_minor:
+            continue  # a pyenv shim, most likely, of a version found already
         got = probe(exe)
-        if got and minor(got[0]) not in by_minor and tuple(map(int, got[0].split('.')[:2])) >= (2, 7):
+        if got and minor(got[0]) not in by_minor and vtuple(got[0]) >= (2, 7):
             by_minor[minor(got[0])] = got
     return by_minor
 
