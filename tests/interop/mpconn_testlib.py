@@ -179,19 +179,6 @@ def listen_spec(kind):
             'tcp4': lambda: '127.0.0.1:0', 'tcp6': lambda: '[::1]:0'}[kind]()
 
 
-def python_listen_args(kind):
-    """(address, family) for multiprocessing.connection.Listener."""
-    if kind == 'unix':
-        return tmp_path(), 'AF_UNIX'
-    if kind == 'abstract':
-        return '\0' + unique_abstract()[1:], 'AF_UNIX'
-    if kind == 'tcp4':
-        return ('127.0.0.1', 0), 'AF_INET'
-    if kind == 'tcp6':
-        return ('::1', 0), 'AF_INET6'
-    raise ValueError(kind)
-
-
 def has_ipv6_loopback():
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:

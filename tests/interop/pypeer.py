@@ -45,7 +45,6 @@ from multiprocessing import AuthenticationError
 PY2 = sys.version_info[0] == 2
 TEXT = type(u'')
 INTEGERS = (int, type(2 ** 64))  # 2.7 has int and long
-MAC_NAMES = {16: 'md5', 32: 'sha256', 48: 'sha384'}
 PEER_ALARM = 90  # seconds; the driver gives up earlier
 
 
