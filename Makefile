@@ -2,7 +2,9 @@
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
-PREFIX ?= /usr/local
+# Where make install puts things; empty: the build's CMAKE_INSTALL_PREFIX
+# (/usr/local unless CMAKE_FLAGS said otherwise when the build was made).
+PREFIX ?=
 
 .PHONY: all check demo bench install asan fuzz format proto clean
 
@@ -10,7 +12,7 @@ all: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 $(BUILD)/CMakeCache.txt:
-	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
 
 check: all
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
@@ -21,8 +23,11 @@ demo: all
 bench: all
 	sh bench/run.sh $(BUILD)
 
-install: all
-	cmake --install $(BUILD)
+# Builds only what is installed (library, command), not the tests; the prefix
+# is given at install time, so it holds whenever the build was configured.
+install: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS) --target mpconn_install_parts
+	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
 
 # The test suite under AddressSanitizer and UBSan (what CI runs second).
 asan:

@@ -1,9 +1,11 @@
 #!/bin/sh
 # make demo: runs the examples end to end, printing what each side sends and
-# receives; then a C Listener answering a Python Client, and the mpconn
-# command, where python3 exists. Cleans up after itself.
+# receives; then, where python3 exists, a C Listener answering a Python
+# Client, a C client of a Python manager, and the mpconn command. Cleans up
+# after itself.
 set -eu
 BUILD=${1:-build}
+HERE=$(dirname "$0")
 EX="$BUILD/examples"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/mpconn-demo-XXXXXX")
 PIDS=""
@@ -13,27 +15,30 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# Starts a server in the background and waits for its "listening on" line.
+# Starts a server in the background (its pid joins PIDS, and SERVER), waits
+# for its "listening on" line and puts the address in ADDR.
 start() {
     out="$1"
     shift
     "$@" >"$out" 2>&1 &
-    PIDS="$PIDS $!"
+    SERVER=$!
+    PIDS="$PIDS $SERVER"
     i=0
     until grep -q "listening on" "$out" 2>/dev/null; do
         i=$((i + 1))
-        if [ $i -gt 100 ]; then
+        if [ $i -gt 200 ] || ! kill -0 "$SERVER" 2>/dev/null; then
             echo "demo: server did not start: $*" >&2
             cat "$out" >&2
             exit 1
         fi
         sleep 0.05
     done
-    sed -n 's/^listening on //p' "$out"
+    ADDR=$(sed -n 's/^listening on //p' "$out")
 }
 
 echo "== 1. Listener and Client with the authkey 'secret password' (TCP, port chosen by the system)"
-addr=$(start "$TMP/echo.out" "$EX/echo_listener" 127.0.0.1:0 1)
+start "$TMP/echo.out" "$EX/echo_listener" 127.0.0.1:0 1
+addr=$ADDR
 echo "listener: listening on $addr"
 "$EX/echo_client" "$addr" | sed 's/^/client:   /'
 wait
@@ -41,7 +46,7 @@ sed 's/^/listener: /' "$TMP/echo.out" | grep -v "listening on"
 
 echo
 echo "== 2. Echo server on a Unix socket (mode 0600)"
-start "$TMP/unix.out" "$EX/unix_echo_server" "$TMP/echo.sock" 1 >/dev/null
+start "$TMP/unix.out" "$EX/unix_echo_server" "$TMP/echo.sock" 1
 echo "server:   listening on $TMP/echo.sock ($(stat -c %A "$TMP/echo.sock"))"
 "$EX/unix_echo_client" "$TMP/echo.sock" alpha beta gamma | sed 's/^/client:   /'
 wait
@@ -52,10 +57,27 @@ echo "== 3. A parent and a forked child over a Pipe"
 "$EX/pipe_fork"
 printf '\n== 3b. A parent and a child over a plain pipe pair, handshake and all spoken by hand with <mpconn/proto.h>\n'; "$EX/proto_pipe"
 
+echo
+echo "== 4. Values: the Listener sends a record boxed in a list, the Client unpacks it"
+start "$TMP/obj.out" "$EX/object_listener" "$TMP/obj.sock"
+echo "listener: listening on $ADDR"
+"$EX/object_client" "$ADDR" | sed 's/^/client:   /'
+wait
+sed 's/^/listener: /' "$TMP/obj.out" | grep -v "listening on"
+
+echo
+echo "== 5. One process serving three clients at once with mpconn_wait"
+"$EX/wait_server" 3
+
+echo
+echo "== 6. File descriptors passed between a parent and a forked child"
+"$EX/fd_passing"
+
 if command -v python3 >/dev/null 2>&1; then
     echo
-    echo "== 4. A C Listener answering a Python multiprocessing.connection Client"
-    addr=$(start "$TMP/py.out" "$EX/echo_listener" "$TMP/py.sock" 1)
+    echo "== 7. A C Listener answering a Python multiprocessing.connection Client"
+    start "$TMP/py.out" "$EX/echo_listener" "$TMP/py.sock" 1
+    addr=$ADDR
     echo "C listener: listening on $addr"
     python3 - "$addr" <<'PY'
 import sys
@@ -68,12 +90,22 @@ with Client(sys.argv[1], authkey=b'secret password') as c:
 PY
     wait
     sed 's/^/C listener: /' "$TMP/py.out" | grep -v "listening on"
+
+    echo
+    echo "== 8. A C client of a Python multiprocessing manager (SyncManager)"
+    MANAGER_AUTHKEY=demo-$$-key
+    export MANAGER_AUTHKEY
+    start "$TMP/manager.out" python3 "$HERE/manager_server.py" "$TMP/manager.sock"
+    echo "python manager: listening on $ADDR"
+    "$EX/manager_client" "$ADDR" | sed 's/^/C client:       /'
+    kill "$SERVER"
+    wait "$SERVER" 2>/dev/null || true
 fi
 
-if [ -x "$BUILD/mpconn" ] && [ -f examples/demo_cli.sh ]; then
+if [ -x "$BUILD/mpconn" ] && [ -f "$HERE/demo_cli.sh" ]; then
     echo
-    echo "== 5. The mpconn command"
-    sh examples/demo_cli.sh "$BUILD"
+    echo "== 9. The mpconn command"
+    sh "$HERE/demo_cli.sh" "$BUILD"
 fi
 echo
 echo "demo: done"

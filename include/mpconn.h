@@ -23,6 +23,9 @@ extern "C" {
 #define MPCONN_VERSION_PATCH 0
 #define MPCONN_VERSION_STRING "0.1.0"
 
+/* The library's version as "MAJOR.MINOR.PATCH" (static). It differs from
+ * MPCONN_VERSION_STRING when a program runs with another build than the
+ * header it was compiled with. */
 MPCONN_API const char *mpconn_version(void);
 
 /* ------------------------------------------------------------------ errors */
@@ -90,7 +93,10 @@ MPCONN_API const char *mpconn_errname(int code);
  * per connection. */
 typedef struct mpconn_opts mpconn_opts;
 
+/* *out receives new options with the defaults below; the caller frees them
+ * with mpconn_opts_free. -ENOMEM when out of memory. */
 MPCONN_API int mpconn_opts_new(mpconn_opts **out);
+/* Wipes the authkey copy and frees o. NULL is a no-op. */
 MPCONN_API void mpconn_opts_free(mpconn_opts *o);
 
 /* The authkey enables the mutual HMAC handshake. The bytes are copied. */
@@ -106,7 +112,8 @@ MPCONN_API int mpconn_opts_set_allow_md5(mpconn_opts *o, int allow);
 MPCONN_API int mpconn_opts_set_handshake_timeout(mpconn_opts *o, double seconds);
 /* Seconds for connect(); < 0 (default) waits as long as the OS does. */
 MPCONN_API int mpconn_opts_set_connect_timeout(mpconn_opts *o, double seconds);
-/* Per-call timeouts of the connections made; < 0 (default) blocks. */
+/* Per-call timeouts of the connections made, for sends and for receives;
+ * < 0 (default) blocks. */
 MPCONN_API int mpconn_opts_set_send_timeout(mpconn_opts *o, double seconds);
 MPCONN_API int mpconn_opts_set_recv_timeout(mpconn_opts *o, double seconds);
 /* Largest message a connection accepts; 0 (default) is no limit. */
@@ -151,16 +158,59 @@ MPCONN_API int mpconn_conn_fileno(const mpconn_conn *c);
 /* Hands the fd to the caller and frees the connection. Bytes already read
  * ahead into the connection's buffer are lost, so detach between messages. */
 MPCONN_API int mpconn_conn_detach(mpconn_conn *c);
+/* 1 while messages can still be received: 0 once closed, for the write end
+ * of a pipe, and once an error has lost that direction (see the table
+ * below). */
 MPCONN_API int mpconn_conn_readable(const mpconn_conn *c);
+/* 1 while messages can still be sent: 0 once closed, for the read end of a
+ * pipe, and once an error has lost that direction (see the table below). */
 MPCONN_API int mpconn_conn_writable(const mpconn_conn *c);
+/* 1 once mpconn_conn_close has run, 0 before. */
 MPCONN_API int mpconn_conn_closed(const mpconn_conn *c);
 /* What went wrong last, with addresses and causes. Owned by c. */
 MPCONN_API const char *mpconn_conn_errmsg(const mpconn_conn *c);
 
+/* Which errors leave a connection usable. "usable": the stream is where it
+ * was, and any call may follow. "lost": that direction is gone for good
+ * (mpconn_conn_readable or _writable says 0, and later calls that way fail
+ * with MPCONN_EBROKEN, or MPCONN_ENOTREADABLE after MPCONN_EMSGSIZE as in
+ * CPython); the other direction still works unless said.
+ *
+ *  receiving (recv_bytes, recv_bytes_into, recv_string, recv)
+ *   -ETIMEDOUT between messages     usable: nothing was taken
+ *   -ETIMEDOUT inside a message     usable: what arrived is kept and the next
+ *                                   receive, of any kind, continues it
+ *   MPCONN_ESHORTBUF                usable: the message is kept whole for the
+ *                                   next receive
+ *   MPCONN_EPICKLE, MPCONN_EREFUSED, MPCONN_ELIMIT, MPCONN_ERECURSIVE,
+ *   MPCONN_EUNHASHABLE (recv)       usable: that message was consumed whole
+ *   MPCONN_EEOF                     the peer closed between messages: every
+ *                                   later receive says so again
+ *   MPCONN_EMSGSIZE                 lost, as in CPython ("bad message length")
+ *   MPCONN_EEOFMSG, MPCONN_EPROTO, other -errno     lost
+ *  sending (send_bytes, send_slice, send_string, send)
+ *   -ETIMEDOUT before any byte      usable: nothing was sent
+ *   -ETIMEDOUT after part of it     lost: the stream stops inside a frame
+ *                                   (the message says "inside a message")
+ *   -EINVAL (a NULL value, slice bounds)   usable: nothing was sent
+ *   -EPIPE, -ECONNRESET             the peer is gone: later sends fail too
+ *  either
+ *   MPCONN_ENOKEY                   lost both ways, and every later call
+ *                                   says MPCONN_ENOKEY: a client without
+ *                                   authkey met the listener's challenge and
+ *                                   hung up, at the first send when the
+ *                                   challenge was already there (nothing was
+ *                                   sent), else at the first receive
+ * Codes not listed (-ENOMEM, ...) are best taken as lost. */
+
 /* seconds < 0: block. A timeout inside a message keeps what was read and
- * the next call continues the same message. */
+ * the next call continues the same message (see the table above). */
 MPCONN_API int mpconn_conn_set_timeouts(mpconn_conn *c, double send_seconds, double recv_seconds);
+/* Largest message c accepts from now on (0: no limit), as
+ * mpconn_opts_set_max_message. */
 MPCONN_API int mpconn_conn_set_max_message(mpconn_conn *c, uint64_t bytes);
+/* enable != 0: sends from several threads at once are serialized, so their
+ * messages never mix. Receives stay one thread's at a time. */
 MPCONN_API int mpconn_conn_set_send_lock(mpconn_conn *c, int enable);
 
 /* Sends len bytes from buf as one message. */
@@ -194,6 +244,7 @@ MPCONN_API int mpconn_conn_poll(mpconn_conn *c, double seconds);
  * macOS; pass ack = 1 to speak to such a peer. The sent fd stays the
  * caller's; the received fd is the caller's (close-on-exec). */
 MPCONN_API int mpconn_conn_send_fd(mpconn_conn *c, int fd, int ack);
+/* *fd receives the descriptor passed by the peer. */
 MPCONN_API int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack);
 
 /* ---------------------------------------------------------------- pipes */
@@ -223,7 +274,13 @@ MPCONN_API int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, dou
 /* The real address in mpconn syntax ("127.0.0.1:40123", "/tmp/...").
  * Owned by l. */
 MPCONN_API const char *mpconn_listener_address(const mpconn_listener *l);
+/* The listening socket, owned by l (not to be closed), for an event loop of
+ * the caller's. Readable means a peer connects or a handshake can move:
+ * mpconn_listener_accept(l, &c, 0) then returns a connection or
+ * -ETIMEDOUT. */
 MPCONN_API int mpconn_listener_fileno(const mpconn_listener *l);
+/* What went wrong last: the last failed accept or rejected peer, with its
+ * address and cause. Owned by l; "" when nothing has. */
 MPCONN_API const char *mpconn_listener_errmsg(const mpconn_listener *l);
 /* Peer of the last accepted connection: address string (owned by l) and, for
  * Unix sockets, its credentials (pid/uid/gid -1 when unknown). */
@@ -233,6 +290,15 @@ MPCONN_API const char *mpconn_listener_last_accepted(const mpconn_listener *l, p
  * peer; the message is valid during the call only. */
 typedef void (*mpconn_reject_cb)(void *data, int code, const char *message);
 MPCONN_API void mpconn_listener_on_reject(mpconn_listener *l, mpconn_reject_cb cb, void *data);
+
+/* What mpconn_address_kind says an address names. */
+enum { MPCONN_ADDR_TCP = 1, MPCONN_ADDR_UNIX = 2, MPCONN_ADDR_ABSTRACT = 3 };
+/* What an address names, from its text alone (no name is resolved, nothing
+ * is touched): MPCONN_ADDR_TCP, MPCONN_ADDR_UNIX (a socket file) or
+ * MPCONN_ADDR_ABSTRACT. MPCONN_EADDR when it does not parse (errmsg, which
+ * may be NULL, says why: a port out of range, a missing port, ...),
+ * MPCONN_ENOTSUP for a form this platform lacks. */
+MPCONN_API int mpconn_address_kind(const char *address, char *errmsg, size_t errlen);
 
 /* Connects and, with an authkey, authenticates. *out is the caller's. */
 MPCONN_API int mpconn_client(mpconn_conn **out, const char *address, const mpconn_opts *opts,
@@ -278,20 +344,30 @@ typedef enum mpconn_type {
     MPCONN_FROZENSET
 } mpconn_type;
 
+/* Adds a reference to v and returns v (NULL stays NULL). */
 MPCONN_API mpconn_value *mpconn_value_ref(mpconn_value *v);
+/* Drops one reference; the last one frees v and drops its items' (without
+ * recursion, whatever the depth). NULL is a no-op. */
 MPCONN_API void mpconn_value_free(mpconn_value *v);
 
+/* None; never NULL. */
 MPCONN_API mpconn_value *mpconn_value_none(void);
+/* True when b != 0, else False. */
 MPCONN_API mpconn_value *mpconn_value_bool(int b);
+/* An int from any int64_t. */
 MPCONN_API mpconn_value *mpconn_value_int(int64_t i);
 /* An integer of any size: sign and big-endian magnitude (copied). */
 MPCONN_API mpconn_value *mpconn_value_bigint(int negative, const uint8_t *magnitude, size_t len);
+/* A float; any double, NaN and infinities included. */
 MPCONN_API mpconn_value *mpconn_value_float(double d);
 /* UTF-8 text, validated and copied; NULL when invalid. */
 MPCONN_API mpconn_value *mpconn_value_str(const char *s);
+/* The same for len bytes, which may hold NUL; s may be NULL when len is 0. */
 MPCONN_API mpconn_value *mpconn_value_strn(const char *s, size_t len);
+/* bytes and bytearray of len bytes, copied; p may be NULL when len is 0. */
 MPCONN_API mpconn_value *mpconn_value_bytes(const void *p, size_t len);
 MPCONN_API mpconn_value *mpconn_value_bytearray(const void *p, size_t len);
+/* Empty containers, filled by the builders below. */
 MPCONN_API mpconn_value *mpconn_value_list(void);
 MPCONN_API mpconn_value *mpconn_value_tuple(void);
 MPCONN_API mpconn_value *mpconn_value_dict(void);
@@ -306,6 +382,7 @@ MPCONN_API int mpconn_value_add(mpconn_value *set, mpconn_value *item);    /* se
 /* Keeps the first insertion position of an equal key, as Python does. */
 MPCONN_API int mpconn_value_dict_set(mpconn_value *dict, mpconn_value *key, mpconn_value *val);
 
+/* The type of v (not NULL). */
 MPCONN_API mpconn_type mpconn_value_type(const mpconn_value *v);
 MPCONN_API const char *mpconn_type_name(mpconn_type t); /* "int", "dict", ... */
 /* Items of a container, bytes of str/bytes/bytearray, 0 otherwise. */
@@ -317,8 +394,11 @@ MPCONN_API mpconn_value *mpconn_value_item(const mpconn_value *v, size_t i);
 MPCONN_API mpconn_value *mpconn_value_dict_value(const mpconn_value *v, size_t i);
 /* Borrowed value for key, NULL when absent. */
 MPCONN_API mpconn_value *mpconn_value_dict_get(const mpconn_value *dict, const mpconn_value *key);
+/* The same for a str key given as a C string; no allocation. */
 MPCONN_API mpconn_value *mpconn_value_dict_get_str(const mpconn_value *dict, const char *key);
 
+/* Accessors: MPCONN_ETYPE (out untouched) when v is NULL or of another type.
+ * get_bool takes a bool only: *out is 1 or 0. */
 MPCONN_API int mpconn_value_get_bool(const mpconn_value *v, int *out);
 /* MPCONN_ERANGE when the integer does not fit. Bools are ints, as in Python. */
 MPCONN_API int mpconn_value_get_int(const mpconn_value *v, int64_t *out);
@@ -373,6 +453,7 @@ MPCONN_API int mpconn_unpack(const mpconn_value *v, char *errmsg, size_t errlen,
  * unpickles with its limits. A decoding error consumes the message whole and
  * leaves the connection usable. */
 MPCONN_API int mpconn_conn_send(mpconn_conn *c, const mpconn_value *v);
+/* *out is the caller's, freed with mpconn_value_free. */
 MPCONN_API int mpconn_conn_recv(mpconn_conn *c, mpconn_value **out);
 
 #ifdef __cplusplus

@@ -2,9 +2,11 @@
  * authenticated handshakes over a socketpair, a Unix socket and TCP loopback.
  * The peer runs in a forked child; the parent measures. The full comparison
  * with a raw C baseline and CPython is bench/ (make bench). */
+#define _GNU_SOURCE /* sched_setaffinity, CPU_SET: --cpu is Linux-only */
 #include "cli.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,11 +30,14 @@ static const char bench_help[] =
     "  --transport LIST       socketpair,unix,tcp (default: all three; handshake skips\n"
     "                         socketpair, which has no handshake)\n"
     "  --digest NAME          challenge digest of the handshake benchmark (default sha256)\n"
+    "  --cpu N                pin both processes to CPU N, as make bench does; unpinned, a\n"
+    "                         round trip costs a wake-up across CPUs, several times slower\n"
     "  -h, --help             show this help\n"
     "\n"
+    "The first line says how it ran: pinned to which CPU, or on which CPUs unpinned.\n"
     "MB/s counts payload bytes (10^6) carried one way per second.\n";
 
-enum { OPT_HELP = 1, OPT_KIND, OPT_SIZES, OPT_SECONDS, OPT_TRANSPORT, OPT_DIGEST };
+enum { OPT_HELP = 1, OPT_KIND, OPT_SIZES, OPT_SECONDS, OPT_TRANSPORT, OPT_DIGEST, OPT_CPU };
 
 static const cli_optspec bench_specs[] = {
     {"help", 'h', CLI_ARG_NONE, OPT_HELP},
@@ -41,6 +46,7 @@ static const cli_optspec bench_specs[] = {
     {"seconds", 0, CLI_ARG_REQUIRED, OPT_SECONDS},
     {"transport", 0, CLI_ARG_REQUIRED, OPT_TRANSPORT},
     {"digest", 0, CLI_ARG_REQUIRED, OPT_DIGEST},
+    {"cpu", 0, CLI_ARG_REQUIRED, OPT_CPU},
     {NULL, 0, 0, 0},
 };
 
@@ -109,6 +115,59 @@ static int parse_sizes(const char *list, uint64_t *sizes, size_t *n)
             return 0;
         p += len + 1;
     }
+}
+
+/* ------------------------------------------------------------ the CPUs */
+
+/* The CPUs in set as "0-3,6", into buf. */
+static const char *cpu_list(const cpu_set_t *set, char *buf, size_t cap)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    for (int i = 0; i < CPU_SETSIZE && n < cap; i++) {
+        if (!CPU_ISSET(i, set))
+            continue;
+        int j = i;
+        while (j + 1 < CPU_SETSIZE && CPU_ISSET(j + 1, set))
+            j++;
+        int w = j > i ? snprintf(buf + n, cap - n, "%s%d-%d", n ? "," : "", i, j)
+                      : snprintf(buf + n, cap - n, "%s%d", n ? "," : "", i);
+        n += w > 0 ? (size_t)w : 0;
+        i = j;
+    }
+    return buf;
+}
+
+/* Pins this process (and so the peer it forks) to cpu, or says where it
+ * runs unpinned; prints how it ran as the first line. Returns CLI_OK, or
+ * CLI_USAGE for a CPU this process may not use. */
+static int place(long cpu)
+{
+    cpu_set_t allowed;
+    char list[256];
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof allowed, &allowed) < 0) {
+        cli_error("bench: cannot read the CPU affinity: %s", strerror(errno));
+        return CLI_FAIL;
+    }
+    if (cpu < 0) {
+        printf("# unpinned: both processes may run on CPUs %s (--cpu N pins them to one, as "
+               "make bench and the README's figures do)\n",
+               cpu_list(&allowed, list, sizeof list));
+        return CLI_OK;
+    }
+    if (cpu >= CPU_SETSIZE || !CPU_ISSET((int)cpu, &allowed))
+        return cli_usage_error("bench", "--cpu: CPU %ld is not one this process may use (%s)", cpu,
+                               cpu_list(&allowed, list, sizeof list));
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET((int)cpu, &one);
+    if (sched_setaffinity(0, sizeof one, &one) < 0) {
+        cli_error("bench: cannot pin to CPU %ld: %s", cpu, strerror(errno));
+        return CLI_FAIL;
+    }
+    printf("# pinned: both processes on CPU %ld\n", cpu);
+    return CLI_OK;
 }
 
 /* ------------------------------------------------------------ the peer */
@@ -271,6 +330,7 @@ int cli_bench(int argc, char **argv)
     size_t nsizes = 4;
     double seconds = 1;
     const char *digest = NULL;
+    long cpu = -1;
     int id;
     const char *arg;
     while ((id = cli_next(&p, bench_specs, &arg)) != -1) {
@@ -298,6 +358,10 @@ int cli_bench(int argc, char **argv)
                                        arg);
             break;
         case OPT_DIGEST: digest = arg; break;
+        case OPT_CPU:
+            if (cli_parse_int(arg, 0, 1 << 20, &cpu) < 0)
+                return cli_usage_error("bench", "--cpu: '%s' is not a CPU number", arg);
+            break;
         }
     }
     mpconn_opts *hs_opts;
@@ -309,6 +373,11 @@ int cli_bench(int argc, char **argv)
     if (digest && mpconn_opts_set_digest(hs_opts, digest) < 0) {
         mpconn_opts_free(hs_opts);
         return cli_usage_error("bench", "--digest: '%s' is not a digest name", digest);
+    }
+    int placed = place(cpu);
+    if (placed != CLI_OK) {
+        mpconn_opts_free(hs_opts);
+        return placed;
     }
     printf("%-11s %-11s %10s %14s %10s\n", "kind", "transport", "size", "messages/s", "MB/s");
     int status = CLI_OK;

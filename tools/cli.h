@@ -45,6 +45,15 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* Prints "mpconn: <message>" on standard error. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* "1 second", "0.5 seconds", "2 seconds" into buf; returns buf. */
+const char *cli_seconds(char *buf, size_t cap, double seconds);
+
+/* Checks the syntax of ADDRESS before anything is opened. Returns its kind
+ * (MPCONN_ADDR_TCP, _UNIX, _ABSTRACT), or after printing: -CLI_USAGE for an
+ * address that does not parse (a usage error), -CLI_FAIL for a form this
+ * platform lacks. */
+int cli_check_address(const char *cmd, const char *address);
+
 /* Strict number parsing: the whole string, in range. Return 0 or -1. */
 int cli_parse_double(const char *s, double *out);
 int cli_parse_u64(const char *s, uint64_t *out);

@@ -34,6 +34,25 @@ void cli_error(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+const char *cli_seconds(char *buf, size_t cap, double seconds)
+{
+    snprintf(buf, cap, "%g second%s", seconds, seconds == 1 ? "" : "s");
+    return buf;
+}
+
+int cli_check_address(const char *cmd, const char *address)
+{
+    char err[256] = "";
+    int kind = mpconn_address_kind(address, err, sizeof err);
+    if (kind == MPCONN_EADDR)
+        return -cli_usage_error(cmd, "%s", err[0] ? err : mpconn_strerror(kind));
+    if (kind < 0) {
+        cli_error("%s", err[0] ? err : mpconn_strerror(kind));
+        return -CLI_FAIL;
+    }
+    return kind;
+}
+
 /* ---------------------------------------------------------- option parser */
 
 static int looks_like_number(const char *s)

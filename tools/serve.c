@@ -30,7 +30,8 @@ static const char serve_help[] =
     "  --format FORMAT        repr (default): Python repr() of a pickled value, b'...' for\n"
     "                         other messages; json: JSON form; hex: the raw bytes in hex\n"
     "  --count N              exit 0 after N connections have been served to their end\n"
-    "  --mode OCTAL           permission bits of the Unix socket file (e.g. 600)\n"
+    "  --mode OCTAL           permission bits of the Unix socket file (e.g. 600); a TCP or\n"
+    "                         abstract address has none, so --mode with one is an error\n"
     "  --max-message BYTES    largest message accepted (default 67108864; 0: no limit)\n"
     "  --authkey-env NAME     authenticate clients with the key in environment variable NAME\n"
     "  --authkey-file PATH    authenticate clients with the exact bytes of file PATH\n"
@@ -273,8 +274,9 @@ static int run(server *s, int wake_r)
                 }
                 cl->done = done;
             } else if (cl->idle_deadline >= 0 && t >= cl->idle_deadline) {
-                cli_error("%s: no message for %g seconds; closing the connection", cl->peer,
-                          s->timeout);
+                char secs[48];
+                cli_error("%s: no message for %s; closing the connection", cl->peer,
+                          cli_seconds(secs, sizeof secs, s->timeout));
                 cl->done = 1;
             }
         }
@@ -337,6 +339,15 @@ int cli_serve(int argc, char **argv)
     if (address && (!*address || strcmp(address, "-") == 0))
         return cli_usage_error("serve", "bad address '%s' (omit it for a temporary socket)",
                                address);
+    int kind = address ? cli_check_address("serve", address) : MPCONN_ADDR_UNIX;
+    if (kind < 0)
+        return -kind;
+    /* Only a socket file has permission bits; elsewhere --mode would be a
+     * protection that is not there. */
+    if (mode >= 0 && kind != MPCONN_ADDR_UNIX)
+        return cli_usage_error(
+            "serve", "--mode applies to a Unix socket file, not to %s (%s)", address,
+            kind == MPCONN_ADDR_TCP ? "a TCP address" : "an abstract socket, which has no file");
     mpconn_opts *opts;
     int r = cli_common_opts(&common, "serve", &opts);
     if (r != CLI_OK)

@@ -36,6 +36,8 @@ struct mpconn_conn {
     int nonblocking;  /* fd is O_NONBLOCK (a timeout is set) */
     int fdflags;      /* the fd's status flags as last set, to skip F_GETFL */
     int check_first;  /* no authkey here: a first #CHALLENGE# means the peer wants one */
+    int check_send;   /* the same, looked for once before the first send */
+    int nokey;        /* that challenge came: every later call says so again */
     int rcvtimeo;     /* SO_RCVTIMEO left set by the client's handshake */
     double send_timeout, recv_timeout;
     uint64_t max_message;
@@ -159,6 +161,7 @@ int mpconn_conn_from_fd(mpconn_conn **out, int fd, int flags, const mpconn_opts 
 void mpci_conn_set_check_first(mpconn_conn *c)
 {
     c->check_first = 1;
+    c->check_send = 1;
 }
 
 /* The read-ahead buffer comes with the first read: a connection that only
@@ -221,11 +224,11 @@ int mpconn_conn_fileno(const mpconn_conn *c)
 }
 int mpconn_conn_readable(const mpconn_conn *c)
 {
-    return !c->closed && (c->flags & MPCONN_READABLE);
+    return !c->closed && (c->flags & MPCONN_READABLE) && !c->read_broken;
 }
 int mpconn_conn_writable(const mpconn_conn *c)
 {
-    return !c->closed && (c->flags & MPCONN_WRITABLE);
+    return !c->closed && (c->flags & MPCONN_WRITABLE) && !c->write_broken;
 }
 int mpconn_conn_closed(const mpconn_conn *c)
 {
@@ -321,12 +324,53 @@ static int write_all(mpconn_conn *c, struct iovec *iov, int n, size_t total)
     return 0;
 }
 
+/* A keyless client whose listener wants a key: the listener's challenge is
+ * its first message, sent at accept. When it is already here at the first
+ * send (in the read-ahead buffer or, peeked without blocking, in the
+ * socket), that send would only be taken as a wrong answer, so it fails
+ * before writing a byte. Later challenges are caught by the first recv. */
+static int challenge_waiting(mpconn_conn *c)
+{
+    if (!c->check_send)
+        return 0;
+    c->check_send = 0;
+    if (!c->check_first)
+        return 0; /* a message was read first: it was no challenge */
+    const size_t pl = MPCI_AUTH_CHALLENGE_LEN;
+    uint8_t head[4 + MPCI_AUTH_CHALLENGE_LEN];
+    size_t have = c->rend - c->rpos;
+    if (have >= sizeof head) {
+        memcpy(head, c->rbuf + c->rpos, sizeof head);
+    } else if (have > 0) {
+        return 0; /* too short to tell: the first recv decides */
+    } else {
+        ssize_t n = recv(c->fd, head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
+        if (n < (ssize_t)sizeof head)
+            return 0;
+    }
+    /* A 4-byte header of a positive length that holds at least the prefix. */
+    uint32_t len =
+        (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 | (uint32_t)head[2] << 8 | head[3];
+    if (len < pl || len > 0x7fffffff || !mpci_auth_is_challenge(head + 4, pl))
+        return 0;
+    c->check_first = 0;
+    c->read_broken = 1;
+    c->write_broken = 1;
+    c->nokey = 1;
+    shutdown(c->fd, SHUT_RDWR);
+    mpci_conn_seterr(c, "the listener sent an authentication challenge but this side has no "
+                        "authkey (found before sending: nothing was sent)");
+    return MPCONN_ENOKEY;
+}
+
 static int check_send(mpconn_conn *c)
 {
     if (c->closed)
         return fail(c, MPCONN_ECLOSED, "send");
     if (!(c->flags & MPCONN_WRITABLE))
         return fail(c, MPCONN_ENOTWRITABLE, "send");
+    if (c->nokey)
+        return MPCONN_ENOKEY; /* the message that said why stays */
     if (c->write_broken)
         return fail(c, MPCONN_EBROKEN, "send: an earlier send stopped inside a message");
     return 0;
@@ -354,7 +398,9 @@ int mpconn_conn_send_bytes(mpconn_conn *c, const void *buf, size_t len)
     uint8_t hdr[MPCI_HDR_MAX];
     struct iovec iov[2] = {{hdr, mpci_frame_header(hdr, len)}, {(void *)buf, len}};
     mpci_conn_lock(c);
-    r = write_all(c, iov, len ? 2 : 1, iov[0].iov_len + len);
+    r = challenge_waiting(c);
+    if (r == 0)
+        r = write_all(c, iov, len ? 2 : 1, iov[0].iov_len + len);
     mpci_conn_unlock(c);
     return r;
 }
@@ -373,6 +419,8 @@ int mpci_conn_send_framed(mpconn_conn *c, uint8_t *buf, size_t len)
     uint8_t hdr[MPCI_HDR_MAX];
     size_t hl = mpci_frame_header(hdr, len);
     memcpy(buf + MPCI_HDR_MAX - hl, hdr, hl);
+    if ((r = challenge_waiting(c)) < 0)
+        return r;
     struct iovec iov = {buf + MPCI_HDR_MAX - hl, hl + len};
     return write_all(c, &iov, 1, hl + len);
 }
@@ -463,6 +511,8 @@ static int check_recv(mpconn_conn *c)
         return fail(c, MPCONN_ECLOSED, "recv");
     if (!(c->flags & MPCONN_READABLE))
         return fail(c, MPCONN_ENOTREADABLE, "recv");
+    if (c->nokey)
+        return MPCONN_ENOKEY;
     if (c->read_broken)
         return fail(c, MPCONN_EBROKEN, "recv: the stream lost its place after an earlier error");
     return 0;
@@ -571,6 +621,7 @@ static int check_first_message(mpconn_conn *c, const uint8_t *p, size_t len)
         return 0;
     c->read_broken = 1;
     c->write_broken = 1;
+    c->nokey = 1;
     shutdown(c->fd, SHUT_RDWR);
     mpci_conn_seterr(c,
                      "the listener sent an authentication challenge but this side has no authkey");
@@ -660,9 +711,9 @@ int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t
         }
         *len = n;
         mpci_conn_seterr(c,
-                         "recv_bytes_into: message of %zu bytes does not fit in %zu; it is kept "
-                         "for the next receive",
-                         n, room);
+                         "recv_bytes_into: message of %zu byte%s does not fit in %zu; it is "
+                         "kept for the next receive",
+                         n, n == 1 ? "" : "s", room);
         return MPCONN_ESHORTBUF;
     }
     uint8_t *dst = (uint8_t *)buf + offset;

@@ -523,3 +523,24 @@ int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout
         free(pfd);
     return result;
 }
+
+const struct mpconn_opts *mpci_listener_opts(const mpconn_listener *l)
+{
+    return &l->opts;
+}
+
+int mpci_listener_admit(mpconn_listener *l, int fd, const struct sockaddr_storage *ss, socklen_t sl,
+                        char *peer, size_t cap)
+{
+    pending p;
+    memset(&p.who, 0, sizeof p.who);
+    p.who.ss = *ss;
+    p.who.sl = sl;
+    p.who.pid = -1;
+    p.who.uid = (uid_t)-1;
+    p.who.gid = (gid_t)-1;
+    if (l->addr.family == AF_UNIX)
+        mpci_sock_peercred(fd, &p.who.pid, &p.who.uid, &p.who.gid);
+    peer_text(l, &p.who, peer, cap);
+    return peer_allowed(l, &p) ? 0 : MPCONN_EPEER;
+}

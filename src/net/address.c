@@ -189,6 +189,17 @@ int mpci_addr_parse(mpci_addr *a, const char *text, char *errmsg, size_t errlen)
                     text);
 }
 
+int mpconn_address_kind(const char *address, char *errmsg, size_t errlen)
+{
+    mpci_addr a;
+    int r = mpci_addr_parse(&a, address, errmsg, errlen);
+    if (r < 0)
+        return r;
+    if (a.family != AF_UNIX)
+        return MPCONN_ADDR_TCP;
+    return a.abstract ? MPCONN_ADDR_ABSTRACT : MPCONN_ADDR_UNIX;
+}
+
 int mpci_addr_resolve(mpci_addr *a, char *errmsg, size_t errlen)
 {
     if (!a->need_resolve)

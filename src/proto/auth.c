@@ -12,6 +12,7 @@
 #define WELCOME "#WELCOME#"
 #define FAILURE "#FAILURE#"
 #define CHALLENGE_LEN (sizeof CHALLENGE - 1)
+_Static_assert(CHALLENGE_LEN == MPCI_AUTH_CHALLENGE_LEN, "the prefix a keyless side looks for");
 #define WELCOME_LEN (sizeof WELCOME - 1)
 #define FAILURE_LEN (sizeof FAILURE - 1)
 #define MD5_LEN 16

@@ -63,7 +63,9 @@ int mpci_auth_feed(mpci_auth *a, const uint8_t *msg, size_t len);
 int mpci_auth_next_out(mpci_auth *a, const uint8_t **msg, size_t *len);
 
 /* Whether a message is a server's challenge: what a side without an
- * authkey looks for in its first message. */
+ * authkey looks for in its first message, which starts with these
+ * MPCI_AUTH_CHALLENGE_LEN bytes ("#CHALLENGE#"). */
+#define MPCI_AUTH_CHALLENGE_LEN 11
 int mpci_auth_is_challenge(const uint8_t *msg, size_t len);
 
 /* The digests a MAC can be made with (CPython's names). */

@@ -93,6 +93,14 @@ def same(a, b):
     return a == b
 
 
+def silent_listener():
+    """A TCP socket that listens and never accepts by itself; returns it and its address."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    return srv, "127.0.0.1:%d" % srv.getsockname()[1]
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -251,6 +259,8 @@ def case_version():
 
 
 def case_usage_errors():
+    # Every option and argument of every command that can be wrong, each a usage error
+    # (exit 2, nothing on stdout, nothing opened or sent).
     cases = [
         ([], r"usage: mpconn"),
         (["frobnicate"], r"unknown command 'frobnicate'"),
@@ -276,11 +286,79 @@ def case_usage_errors():
         (["bench", "--kind", "bogus"], r"--kind: 'bogus'"),
         (["bench", "--sizes", "1,x"], r"--sizes"),
         (["bench", "--seconds", "0"], r"--seconds"),
+        # addresses: syntax errors are usage errors, whichever command
+        (["send", "127.0.0.1:99999", "1"], r"port 99999 is out of range"),
+        (["send", "127.0.0.1:", "1"], r"missing port"),
+        (["send", "127.0.0.1:http", "1"], r"not a decimal number"),
+        (["send", "localhost", "1"], r"expected HOST:PORT"),
+        (["send", "not an address", "1"], r"not an address"),
+        (["send", "[::1]", "1"], r"expected \":PORT\""),
+        (["send", "unix:", "1"], r"empty socket path"),
+        (["send", "@", "1"], r"empty abstract name"),
+        (["serve", "127.0.0.1:99999"], r"out of range"),
+        (["serve", "127.0.0.1:"], r"missing port"),
+        (["serve", "localhost"], r"expected HOST:PORT"),
+        (["serve", ""], r"bad address ''"),
+        (["serve", "-"], r"bad address '-'"),
+        # serve
+        (["serve", "--count"], r"'--count' needs an argument"),
+        (["serve", "--count", "-3"], r"--count: '-3'"),
+        (["serve", "--mode", "abc"], r"--mode: 'abc'"),
+        (["serve", "--mode", "600", "127.0.0.1:0"], r"--mode applies to a Unix socket file"),
+        (["serve", "--mode", "600", "[::1]:0"], r"--mode applies to a Unix socket file"),
+        (["serve", "--mode", "600", "@mpconn-cli-mode"], r"abstract socket, which has no file"),
+        (["serve", "--max-message", "x"], r"--max-message: 'x'"),
+        (["serve", "--timeout", "-2"], r"--timeout"),
+        (["serve", "--format", "yaml"], r"--format: 'yaml'"),
+        (["serve", "--digest", "sha1"], r"--digest: 'sha1'"),
+        (["serve", "-x"], r"unknown option '-x'"),
+        (["serve", "-qv"], r"unknown option '-qv'"),
+        # send
+        (["send", "/tmp/x", "--protocol", "1"], r"--protocol: '1'"),
+        (["send", "/tmp/x", "--protocol", "x"], r"--protocol: 'x'"),
+        (["send", "/tmp/x", "--protocol"], r"'--protocol' needs an argument"),
+        (["send", "/tmp/x", "--max-message", "1.5"], r"--max-message: '1.5'"),
+        (["send", "/tmp/x", "--reply=yes"], r"takes no argument"),
+        (["send", "/tmp/x", "--authkey-env"], r"'--authkey-env' needs an argument"),
+        (["send", "/tmp/x", "'unclosed"], r"bad literal in VALUE 1"),
+        # bench
+        (["bench", "extra"], r"unexpected argument 'extra'"),
+        (["bench", "--transport", "udp"], r"--transport: 'udp'"),
+        (["bench", "--sizes", "2G"], r"--sizes"),
+        (["bench", "--seconds", "x"], r"--seconds"),
+        (["bench", "--digest", "crc32"], r"--digest: 'crc32'"),
+        (["bench", "--cpu", "x"], r"--cpu: 'x' is not a CPU number"),
+        (["bench", "--cpu", "-1"], r"--cpu: '-1'"),
+        (["bench", "--cpu", "100000"], r"--cpu: CPU 100000 is not one this process may use"),
     ]
     for argv, pattern in cases:
         r = run(*argv)
         expect_fail(r, 2, pattern)
         check(r.stdout == b"", "usage error printed on stdout", argv, r.stdout)
+
+
+def case_runtime_failures():
+    # What the command line cannot know beforehand is a runtime failure (exit 1).
+    env = dict(os.environ)
+    env.pop(KEY_ENV, None)
+    with tempfile.TemporaryDirectory() as d:
+        empty = os.path.join(d, "empty")
+        open(empty, "wb").close()
+        cases = [
+            (["send", "127.0.0.1:%d" % free_port(), "1"], r"Connection refused"),
+            (["send", os.path.join(d, "nobody"), "1"], r"No such file or directory"),
+            (["send", "no-such-host.invalid:80", "1"], r"cannot resolve host"),
+            (["send", "\\\\.\\pipe\\x", "1"], r"named pipes are not available"),
+            (["send", "/tmp/x", "1", "--authkey-env", KEY_ENV], r"is not set"),
+            (["send", "/tmp/x", "1", "--authkey-file", os.path.join(d, "no")], r"cannot read"),
+            (["send", "/tmp/x", "1", "--authkey-file", empty], r"is empty"),
+            (["serve", "--authkey-env", KEY_ENV], r"is not set"),
+            (["serve", os.path.join(d, "no", "dir", "sock")], r"cannot bind"),
+        ]
+        for argv, pattern in cases:
+            r = run(*argv, env=env)
+            expect_fail(r, 1, pattern)
+            check(r.stdout == b"", "failure printed on stdout", argv, r.stdout)
 
 
 # ------------------------------------------------------------------- send
@@ -378,10 +456,7 @@ def case_send_stdin():
 
 
 def case_send_bad_literal():
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(4)
-    addr = "127.0.0.1:%d" % srv.getsockname()[1]
+    srv, addr = silent_listener()
     try:
         r = run("send", addr, "1", "{'a': }", "3")
         expect_fail(r, 2, r"bad literal in VALUE 2: .*column \d+")
@@ -402,16 +477,11 @@ def case_send_connection_refused():
         path = os.path.join(d, "nobody")
         r = run("send", path, "1")
         expect_fail(r, 1, r"cannot connect to %s: No such file or directory" % re.escape(path))
-    r = run("send", "not an address", "1")
-    expect_fail(r, 1, r"not an address")
 
 
 def case_send_handshake_timeout():
     # A listener that accepts and never sends its challenge.
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(4)
-    addr = "127.0.0.1:%d" % srv.getsockname()[1]
+    srv, addr = silent_listener()
     try:
         t0 = time.monotonic()
         r = run("send", addr, "1", "--authkey-env", KEY_ENV, "--timeout", "0.5", env=key_env())
@@ -428,6 +498,12 @@ def case_send_reply_timeout():
     done.set()
     pl.join()
     expect_fail(r, 1, r"no reply from %s within 0\.5 seconds" % re.escape(pl.address))
+    done.clear()
+    pl = PyListener(lambda c: (c.recv(), done.wait(TIMEOUT)))
+    r = run("send", pl.address, "1", "--reply", "--timeout", "1")
+    done.set()
+    pl.join()
+    expect_fail(r, 1, r"no reply from %s within 1 second$" % re.escape(pl.address))
 
 
 def case_send_reply_peer_closed():
@@ -435,6 +511,64 @@ def case_send_reply_peer_closed():
     r = run("send", pl.address, "1", "--reply")
     pl.join()
     expect_fail(r, 1, r"%s closed the connection without replying" % re.escape(pl.address))
+
+
+PY27_LISTENER = r"""
+import sys
+from multiprocessing.connection import Listener
+l = Listener(('127.0.0.1', 0))
+sys.stdout.write('%d\n' % l.address[1])
+sys.stdout.flush()
+c = l.accept()
+if sys.argv[1] == 'report':
+    try:
+        c.send(c.recv())
+    except Exception as e:
+        c.send(str(e))
+else:
+    c.send(c.recv())  # a ValueError here ends the process, closing the connection
+"""
+
+
+def python27():
+    try:
+        prefix = subprocess.run(["pyenv", "prefix", "2.7.18"], capture_output=True,
+                                timeout=TIMEOUT).stdout.decode().strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    exe = os.path.join(prefix, "bin", "python")
+    return exe if prefix and os.access(exe, os.X_OK) else None
+
+
+def case_send_to_python27():
+    # Python 2.7 unpickles protocols 0 to 2; a protocol-4 pickle makes its recv() raise
+    # ValueError('unsupported pickle protocol: 4') in the listener, which sends nothing.
+    r = run("send", "--help")
+    check(b"2 for Python 2.7" in r.stdout, "--help names the protocol for Python 2.7", r.stdout)
+    exe = python27()
+    if not exe:
+        print("no Python 2.7; skipped")
+        return
+    for mode, protocol, want in (("crash", None, r"closed the connection without replying to "
+                                  r"message 1; a Python 2\.7 peer .* try --protocol 2$"),
+                                 ("report", None, r"replied 'unsupported pickle protocol' .* "
+                                  r"try --protocol 2$"),
+                                 ("crash", "2", None)):
+        p = subprocess.Popen([exe, "-c", PY27_LISTENER, mode], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        try:
+            port = int(p.stdout.readline())
+            args = ["send", "--reply", "127.0.0.1:%d" % port, "[1, 'two']"]
+            r = run(*(args + (["--protocol", protocol] if protocol else [])))
+        finally:
+            p.kill()
+            p.communicate(timeout=TIMEOUT)
+        if want is None:
+            check(r.returncode == 0 and r.stdout == b"[1, 'two']\n", "protocol 2", r)
+        else:
+            expect_fail(r, 1, want)
+            if mode == "report":
+                check(r.stdout == b"'unsupported pickle protocol: 4'\n", "reply printed", r)
 
 
 def case_send_reply_formats():
@@ -470,12 +604,93 @@ def case_send_no_legacy_md5():
         expect_fail(r, 1, r"authentication with .* failed")
 
 
+NO_KEY = r"^mpconn: %s requires an authkey: it sent an authentication challenge"
+
+
 def case_send_no_key_to_auth_server():
     with Serve("-q", "--authkey-env", KEY_ENV, env=key_env()) as s:
         r = run("send", "--reply", s.address, "1")
-        expect_fail(r, 1, r"sent an authentication challenge but this side has no authkey")
+        expect_fail(r, 1, NO_KEY % re.escape(s.address))
         s.wait_for("err", rb"authentication of .* failed")
         check(s.p.poll() is None, "the server stopped")
+        # Without --reply, with one value, several or none: never a silent success, however
+        # the challenge and the messages cross.
+        for i in range(20):
+            values = [[], ["'hello'"], ["1", "2", "3"]][i % 3]
+            r = run("send", s.address, *values)
+            expect_fail(r, 1, NO_KEY % re.escape(s.address))
+            check(b"nothing was delivered" in r.stderr, "what happened", r.stderr)
+        check(s.buf["out"] == b"", "the server printed a message", s.buf["out"])
+
+
+def case_send_no_key_to_python_listener():
+    # CPython's accept() raises: EOFError when mpconn found the challenge before sending
+    # and hung up, AuthenticationError when the first message went out as a wrong answer.
+    for _ in range(5):
+        pl = PyListener(lambda c: c.recv(), authkey=b"secret")
+        r = run("send", pl.address, "'hello'")
+        pl.join()
+        expect_fail(r, 1, NO_KEY % re.escape(pl.address))
+        check(isinstance(pl.error, (EOFError, AuthenticationError)), "listener error", pl.error)
+    # Sending nothing: the listener's answer read meets our end of file.
+    pl = PyListener(lambda c: c.recv(), authkey=b"secret")
+    r = run("send", pl.address)
+    pl.join()
+    expect_fail(r, 1, NO_KEY % re.escape(pl.address))
+    check(isinstance(pl.error, (EOFError, AuthenticationError)), "listener error", pl.error)
+
+
+def case_send_no_key_large_first_message():
+    # The challenge comes only after the first message has started: the listener drops the
+    # too-long "answer" by closing mid-send, which must still read as a key wanted, not as a
+    # size limit.
+    challenge = b"#CHALLENGE#{sha256}" + b"n" * 40
+    for family in (socket.AF_INET, socket.AF_UNIX):
+        with tempfile.TemporaryDirectory() as d:
+            srv = socket.socket(family)
+            path = os.path.join(d, "sock")
+            srv.bind(("127.0.0.1", 0) if family == socket.AF_INET else path)
+            srv.listen(4)
+            addr = "127.0.0.1:%d" % srv.getsockname()[1] if family == socket.AF_INET else path
+
+            def listener():
+                conn, _ = srv.accept()
+                conn.settimeout(TIMEOUT)
+                conn.recv(4096)  # the sender is now inside its first message
+                conn.sendall(len(challenge).to_bytes(4, "big") + challenge)
+                conn.close()  # with most of the message unread
+
+            t = threading.Thread(target=listener, daemon=True)
+            t.start()
+            try:
+                r = run("send", "--bytes", addr, "-", input=b"x" * (8 << 20) + b"\n")
+            finally:
+                t.join(TIMEOUT)
+                srv.close()
+            expect_fail(r, 1, NO_KEY % re.escape(addr))
+
+
+def case_send_waits_for_close_bounded():
+    # A keyless listener that neither closes nor sends: success once the bound runs out.
+    srv, addr = silent_listener()
+    try:
+        t0 = time.monotonic()
+        r = run("send", addr, "1", "--timeout", "0.3")
+        check(r.returncode == 0 and r.stderr == b"", "send to a silent listener", r)
+        check(time.monotonic() - t0 < 5, "the wait was not bounded")
+        conn, _ = srv.accept()
+        conn.settimeout(TIMEOUT)
+        data = b""
+        for _ in range(100):  # the message, then the half-close's end of file
+            chunk = conn.recv(64)
+            if not chunk:
+                break
+            data += chunk
+        body = bytes(ForkingPickler.dumps(1))
+        check(data == len(body).to_bytes(4, "big") + body, "what arrived", data)
+        conn.close()
+    finally:
+        srv.close()
 
 
 def case_send_nothing():
@@ -725,6 +940,21 @@ def case_serve_max_message():
         sock.close()
 
 
+def case_send_over_listener_limit():
+    # The listener refuses the header and closes with the rest unread: the sender's write
+    # is cut short, and it says what probably happened.
+    with Serve("-q", "--max-message", "1000") as s:
+        big = b"x" * (8 << 20) + b"\n"
+        r = run("send", "--bytes", s.address, "-", input=big)
+        expect_fail(r, 1, r"cannot send message 1 \(8388608 bytes\) to %s: the listener closed "
+                    r"the connection" % re.escape(s.address))
+        check(b"--max-message" in r.stderr and b"size limit" in r.stderr, "hint", r.stderr)
+        s.wait_for("err", rb"bad message length: 8388608 bytes")
+        # With --reply the same refusal is named too.
+        r = run("send", "--bytes", "--reply", s.address, "-", input=big)
+        expect_fail(r, 1, r"--max-message")
+
+
 def case_serve_concurrent():
     with Serve("--echo", "-q") as s:
         # A client stuck in the middle of a message blocks nobody.
@@ -765,7 +995,7 @@ def case_serve_broken_client():
 
 
 def case_serve_idle_timeout():
-    with Serve("--echo", "-q", "--timeout", "0.5") as s:
+    with Serve("--echo", "-q", "--timeout", "1") as s:
         with Client(s.py) as c:
             c.send(1)
             check(c.recv() == 1, "echo before the timeout")
@@ -777,7 +1007,7 @@ def case_serve_idle_timeout():
             except EOFError:
                 pass
             check(time.monotonic() - t0 < 5, "closed too late")
-        s.wait_for("err", rb"no message for 0\.5 seconds")
+        s.wait_for("err", rb"no message for 1 second; closing")
         echo_round(s.py)
 
 
@@ -793,7 +1023,7 @@ def case_serve_address_errors():
                 r = run("serve", path)
                 expect_fail(r, 1, r"address in use")
     r = run("serve", "127.0.0.1:99999")
-    expect_fail(r, 1, r"out of range")
+    expect_fail(r, 2, r"out of range")
 
 
 def case_serve_stdout_closed():
@@ -825,13 +1055,27 @@ def case_bench():
     r = run("bench", "--seconds", "0.05", "--sizes", "64,1k", "--kind",
             "rtt,throughput,handshake", timeout=60)
     check(r.returncode == 0, "bench failed", r)
-    rows = [l.split() for l in r.stdout.decode().splitlines()]
+    lines = r.stdout.decode().splitlines()
+    # How it ran comes first: unpinned here, on the CPUs this process may use.
+    check(re.fullmatch(r"# unpinned: both processes may run on CPUs [0-9,-]+ \(--cpu N .*\)",
+                       lines[0]), "placement line", lines[0])
+    rows = [l.split() for l in lines[1:]]
     check(rows[0] == ["kind", "transport", "size", "messages/s", "MB/s"], "header", rows[0])
     kinds = {(row[0], row[1]) for row in rows[1:]}
     check(kinds == {(k, t) for k in ("rtt", "throughput", "handshake")
                     for t in ("socketpair", "unix", "tcp")} - {("handshake", "socketpair")},
           "rows", rows)
     check(all(float(row[3]) > 0 for row in rows[1:]), "rates", rows)
+
+
+def case_bench_cpu():
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    r = run("bench", "--cpu", str(cpu), "--seconds", "0.05", "--sizes", "64", "--transport",
+            "socketpair", timeout=60)
+    check(r.returncode == 0, "bench --cpu failed", r)
+    lines = r.stdout.decode().splitlines()
+    check(lines[0] == "# pinned: both processes on CPU %d" % cpu, "placement line", lines)
+    check(lines[1].split()[0] == "kind" and len(lines) == 3, "table", lines)
 
 
 # ------------------------------------------------------------------- demo

@@ -17,6 +17,8 @@ import threading
 import time
 import traceback
 
+from pypeer import from_python, pattern, to_python  # noqa: F401 - shared with 2.7
+
 AUTHKEY = b'secret password'
 CASE_ALARM = 150  # seconds; CTest kills at 180
 
@@ -37,20 +39,13 @@ def peer_path():
     return p
 
 
-def pattern(n):
-    """The peer's test pattern for an n-byte message: byte i = (i + n) % 251."""
-    block = bytes(range(251))
-    start = n % 251
-    reps = (start + n) // 251 + 1
-    return (block * reps)[start:start + n]
-
-
 class Peer:
-    """A running C peer. Lines of its stdout (stderr merged) are collected by
-    a reader thread; expect() waits for one with a timeout."""
+    """A running C peer (or, given a command, another program such as
+    pypeer.py under some interpreter). Lines of its stdout (stderr merged)
+    are collected by a reader thread; expect() waits for one with a timeout."""
 
-    def __init__(self, args, name='peer'):
-        self.args = [peer_path()] + [str(a) for a in args]
+    def __init__(self, args, name='peer', command=None):
+        self.args = (command or [peer_path()]) + [str(a) for a in args]
         self.name = name
         self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
@@ -165,29 +160,6 @@ def start_client(address, *args, name='C client'):
     return Peer(['connect', address] + list(args), name=name)
 
 
-def to_python(addr):
-    """mpconn address -> (Python address, family)."""
-    if addr.startswith('@'):
-        return '\0' + addr[1:], 'AF_UNIX'
-    if '/' in addr:
-        return addr, 'AF_UNIX'
-    if addr.startswith('['):
-        host, port = addr[1:].rsplit(']:', 1)
-        return (host, int(port)), 'AF_INET6'
-    host, port = addr.rsplit(':', 1)
-    return (host, int(port)), 'AF_INET'
-
-
-def from_python(address):
-    """Python Listener.address -> mpconn address."""
-    if isinstance(address, str):
-        return '@' + address[1:] if address.startswith('\0') else address
-    if isinstance(address, bytes):
-        return '@' + address[1:].decode()
-    host, port = address[0], address[1]
-    return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
-
-
 _tmpdirs = []
 
 
@@ -205,19 +177,6 @@ def listen_spec(kind):
     """A fresh mpconn listener address of kind unix|abstract|tcp4|tcp6."""
     return {'unix': lambda: tmp_path(), 'abstract': unique_abstract,
             'tcp4': lambda: '127.0.0.1:0', 'tcp6': lambda: '[::1]:0'}[kind]()
-
-
-def python_listen_args(kind):
-    """(address, family) for multiprocessing.connection.Listener."""
-    if kind == 'unix':
-        return tmp_path(), 'AF_UNIX'
-    if kind == 'abstract':
-        return '\0' + unique_abstract()[1:], 'AF_UNIX'
-    if kind == 'tcp4':
-        return ('127.0.0.1', 0), 'AF_INET'
-    if kind == 'tcp6':
-        return ('::1', 0), 'AF_INET6'
-    raise ValueError(kind)
 
 
 def has_ipv6_loopback():

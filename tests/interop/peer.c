@@ -9,8 +9,8 @@
  *
  * Options: --authkey TEXT, --authkey-hex HEX, --digest NAME, --no-md5,
  * --handshake-timeout S, --recv-timeout S, --max-message N, --count N,
- * --accept-timeout S, --keep-going (listener: an error ends only that
- * connection).
+ * --accept-timeout S, --protocol P (pickle protocol of sendobj), --keep-going
+ * (listener: an error ends only that connection).
  *
  * Actions (the pattern of an N-byte message is byte i = (i + N) % 251):
  *   send:N      send the pattern          recv:N     receive and check it
@@ -540,6 +540,8 @@ int main(int argc, char **argv)
             check(mpconn_opts_set_recv_timeout(opts, atof(v)), a);
         } else if (strcmp(a, "--max-message") == 0) {
             check(mpconn_opts_set_max_message(opts, parse_size(v)), a);
+        } else if (strcmp(a, "--protocol") == 0) {
+            check(mpconn_opts_set_pickle_protocol(opts, (int)parse_size(v)), a);
         } else if (strcmp(a, "--count") == 0) {
             cfg.count = (int)parse_size(v);
         } else if (strcmp(a, "--accept-timeout") == 0) {

@@ -13,6 +13,7 @@ import sys
 import time
 from multiprocessing.connection import Client
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mpconn_testlib as t  # noqa: E402
 

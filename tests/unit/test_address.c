@@ -331,4 +331,23 @@ TEST(round_trips)
     }
 }
 
+TEST(address_kind_without_resolving)
+{
+    char err[256] = "";
+    CHECK_INT(mpconn_address_kind("127.0.0.1:0", NULL, 0), MPCONN_ADDR_TCP);
+    CHECK_INT(mpconn_address_kind("[::1]:1", NULL, 0), MPCONN_ADDR_TCP);
+    /* a name is not looked up: an unknown host is still a TCP address */
+    CHECK_INT(mpconn_address_kind("no-such-host.invalid:80", NULL, 0), MPCONN_ADDR_TCP);
+    CHECK_INT(mpconn_address_kind("tcp:localhost:6000", NULL, 0), MPCONN_ADDR_TCP);
+    CHECK_INT(mpconn_address_kind("/tmp/x.sock", NULL, 0), MPCONN_ADDR_UNIX);
+    CHECK_INT(mpconn_address_kind("unix:rel", NULL, 0), MPCONN_ADDR_UNIX);
+    CHECK_INT(mpconn_address_kind("@name", NULL, 0), MPCONN_ADDR_ABSTRACT);
+    CHECK_INT(mpconn_address_kind("unix:@name", NULL, 0), MPCONN_ADDR_ABSTRACT);
+    CHECK_INT(mpconn_address_kind("127.0.0.1:99999", err, sizeof err), MPCONN_EADDR);
+    CHECK(strstr(err, "out of range") != NULL);
+    CHECK_INT(mpconn_address_kind("localhost", err, sizeof err), MPCONN_EADDR);
+    CHECK_INT(mpconn_address_kind("", NULL, 0), MPCONN_EADDR);
+    CHECK_INT(mpconn_address_kind("\\\\.\\pipe\\x", err, sizeof err), MPCONN_ENOTSUP);
+}
+
 TESTLIB_MAIN

@@ -2,7 +2,7 @@
  * class, receive into a buffer, limits, EOF forms, timeouts that keep the
  * stream's place, fd passing, SIGPIPE, poll and wait. */
 #define _GNU_SOURCE
-#include "mpconn.h"
+#include "conn/conn_internal.h"
 #include "testlib.h"
 
 #include <errno.h>
@@ -580,6 +580,367 @@ TEST(detach_returns_fd)
     CHECK(fcntl(fd, F_GETFD) >= 0);
     close(fd);
     mpconn_conn_free(b);
+}
+
+/* ------------------------------------------------------------------------
+ * Which errors leave a connection usable: one TEST per row of the table in
+ * include/mpconn.h ("usable_*": the stream keeps its place and a message sent
+ * after the error arrives whole; "lost_*": that direction is gone). */
+
+/* Writes one framed message to fd by hand. */
+static void raw_frame(int fd, const void *p, size_t n)
+{
+    uint8_t h[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+    raw_write(fd, h, 4);
+    if (n)
+        raw_write(fd, p, n);
+}
+
+/* The next message on c is exactly text. */
+static void expect_next(mpconn_conn *c, const char *text)
+{
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), 0);
+    CHECK_INT(len, strlen(text));
+    CHECK_MEM(m, text, len);
+    free(m);
+}
+
+TEST(usable_recv_timeout_between_messages)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    CHECK_INT(mpconn_conn_set_timeouts(b, -1, 0.02), 0);
+    void *m;
+    size_t len;
+    mpconn_value *v;
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), -ETIMEDOUT);
+    CHECK_INT(mpconn_conn_recv(b, &v), -ETIMEDOUT);
+    CHECK_INT(mpconn_conn_readable(b), 1);
+    CHECK_INT(mpconn_conn_send_bytes(a, "after", 5), 0);
+    expect_next(b, "after");
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(usable_recv_timeout_inside_message)
+{
+    /* Each kind continuing itself is timeout_inside_message_continues; here the
+     * object receive, cut inside the header, then recv_bytes_into cut inside the
+     * pickle, and the object receive finishing what the other began. */
+    int fds[2];
+    mpconn_conn *c = reading_end(fds);
+    CHECK_INT(mpconn_conn_set_timeouts(c, -1, 0.02), 0);
+    void *pk;
+    size_t n;
+    mpconn_value *v = mpconn_pack("[i s]", 7, "seven");
+    CHECK_INT(mpconn_value_encode(v, 4, &pk, &n), 0);
+    uint8_t h[4] = {0, 0, 0, (uint8_t)n};
+    mpconn_value *got;
+    raw_write(fds[1], h, 2);
+    CHECK_INT(mpconn_conn_recv(c, &got), -ETIMEDOUT);
+    raw_write(fds[1], h + 2, 2);
+    raw_write(fds[1], pk, n / 2);
+    uint8_t room[256];
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes_into(c, room, sizeof room, 0, &len), -ETIMEDOUT);
+    CHECK_INT(mpconn_conn_readable(c), 1);
+    raw_write(fds[1], (uint8_t *)pk + n / 2, n - n / 2);
+    CHECK_INT(mpconn_conn_recv(c, &got), 0);
+    CHECK(mpconn_value_equal(got, v));
+    mpconn_value_free(got);
+    mpconn_value_free(v);
+    free(pk);
+    mpconn_conn_free(c);
+    close(fds[1]);
+}
+
+TEST(usable_recv_short_buffer)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    CHECK_INT(mpconn_conn_send_bytes(a, "0123456789", 10), 0);
+    CHECK_INT(mpconn_conn_send_bytes(a, "after", 5), 0);
+    uint8_t small[4];
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, small, sizeof small, 0, &len), MPCONN_ESHORTBUF);
+    CHECK_INT(mpconn_conn_readable(b), 1);
+    expect_next(b, "0123456789");
+    expect_next(b, "after");
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(short_buffer_message_counts_bytes_in_words)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    CHECK_INT(mpconn_conn_send_bytes(a, "x", 1), 0);
+    CHECK_INT(mpconn_conn_send_bytes(a, "xy", 2), 0);
+    uint8_t none[1];
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, none, 0, 0, &len), MPCONN_ESHORTBUF);
+    CHECK(strstr(mpconn_conn_errmsg(b), "message of 1 byte does not fit in 0") != NULL);
+    expect_next(b, "x");
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, none, 1, 0, &len), MPCONN_ESHORTBUF);
+    CHECK(strstr(mpconn_conn_errmsg(b), "message of 2 bytes does not fit in 1") != NULL);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+/* Sends bad (a message that mpconn_conn_recv refuses with code), then a good
+ * pickle: the error consumed exactly the bad message. */
+static void decode_error_row(const char *bad, size_t badlen, int code, const mpconn_opts *o)
+{
+    int fds[2];
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE, o), 0);
+    raw_frame(fds[1], bad, badlen);
+    raw_frame(fds[1], "\x80\x04K\x2a.", 5); /* 42 */
+    mpconn_value *v = NULL;
+    CHECK_INT(mpconn_conn_recv(c, &v), code);
+    CHECK_INT(mpconn_conn_readable(c), 1);
+    CHECK_INT(mpconn_conn_recv(c, &v), 0);
+    int64_t i = 0;
+    CHECK_INT(mpconn_value_get_int(v, &i), 0);
+    CHECK_INT(i, 42);
+    mpconn_value_free(v);
+    mpconn_conn_free(c);
+    close(fds[1]);
+}
+
+TEST(usable_recv_malformed_pickle)
+{
+    decode_error_row("\x80\x04K", 3, MPCONN_EPICKLE, NULL); /* no STOP */
+}
+
+TEST(usable_recv_refused_pickle)
+{
+    /* GLOBAL os.system */
+    decode_error_row("\x80\x02"
+                     "cos\nsystem\n.",
+                     14, MPCONN_EREFUSED, NULL);
+}
+
+TEST(usable_recv_decoder_limit)
+{
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_decode_limits(o, 2, 0, 0, 0), 0);
+    /* [[[[]]]] */
+    decode_error_row("\x80\x02]q\x00]q\x01]q\x02]q\x03\x61\x61\x61.", 18, MPCONN_ELIMIT, o);
+    mpconn_opts_free(o);
+}
+
+TEST(usable_recv_recursive_pickle)
+{
+    decode_error_row("\x80\x02]q\x00h\x00\x61.", 9, MPCONN_ERECURSIVE, NULL); /* l = [l] */
+}
+
+TEST(usable_recv_unhashable_key)
+{
+    decode_error_row("\x80\x02}]K\x01s.", 8, MPCONN_EUNHASHABLE, NULL); /* {[]: 1} */
+}
+
+TEST(lost_recv_eof_repeats)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    mpconn_conn_free(a);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_EEOF);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_EEOF);
+    mpconn_conn_free(b);
+}
+
+TEST(lost_recv_message_too_long)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    CHECK_INT(mpconn_conn_send_bytes(a, "0123456789", 10), 0);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 4), MPCONN_EMSGSIZE);
+    CHECK_INT(mpconn_conn_readable(b), 0);
+    /* sending still works */
+    CHECK_INT(mpconn_conn_writable(b), 1);
+    CHECK_INT(mpconn_conn_send_bytes(b, "back", 4), 0);
+    expect_next(a, "back");
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(lost_recv_eof_inside_message)
+{
+    int fds[2];
+    mpconn_conn *c = reading_end(fds);
+    raw_write(fds[1], "\0\0\0\5ab", 6);
+    close(fds[1]);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EEOFMSG);
+    CHECK_INT(mpconn_conn_readable(c), 0);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EBROKEN);
+    mpconn_conn_free(c);
+}
+
+TEST(lost_recv_bad_header)
+{
+    int fds[2];
+    mpconn_conn *c = reading_end(fds);
+    raw_write(fds[1], "\xff\xff\xff\xfe", 4);
+    raw_frame(fds[1], "after", 5);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EPROTO);
+    CHECK_INT(mpconn_conn_readable(c), 0);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EBROKEN);
+    mpconn_conn_free(c);
+    close(fds[1]);
+}
+
+TEST(usable_send_timeout_before_any_byte)
+{
+    int fds[2];
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE | MPCONN_WRITABLE, NULL), 0);
+    CHECK_INT(mpconn_conn_set_timeouts(c, 0.02, -1), 0);
+    /* Fill the socket by hand, a byte at a time, until not one more fits. */
+    size_t filled = 0;
+    while (filled < (64u << 20) && write(fds[0], "", 1) == 1)
+        filled++;
+    CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+    CHECK_INT(mpconn_conn_send_bytes(c, "after", 5), -ETIMEDOUT);
+    CHECK_INT(mpconn_conn_writable(c), 1);
+    /* The peer drains the filler; the same send now goes out whole. */
+    CHECK_INT(mpconn_conn_set_timeouts(c, -1, -1), 0);
+    mpconn_conn *peer;
+    CHECK_INT(mpconn_conn_from_fd(&peer, fds[1], MPCONN_READABLE, NULL), 0);
+    char junk[4096];
+    for (size_t got = 0; got < filled;) {
+        ssize_t k = read(fds[1], junk, filled - got < sizeof junk ? filled - got : sizeof junk);
+        CHECK(k > 0);
+        got += (size_t)k;
+    }
+    CHECK_INT(mpconn_conn_send_bytes(c, "after", 5), 0);
+    expect_next(peer, "after");
+    mpconn_conn_free(c);
+    mpconn_conn_free(peer);
+}
+
+TEST(lost_send_timeout_inside_message)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    CHECK_INT(mpconn_conn_set_timeouts(a, 0.02, -1), 0);
+    size_t n = 16 << 20;
+    uint8_t *p = calloc(1, n);
+    CHECK_INT(mpconn_conn_send_bytes(a, p, n), -ETIMEDOUT);
+    CHECK(strstr(mpconn_conn_errmsg(a), "inside a message") != NULL);
+    CHECK_INT(mpconn_conn_writable(a), 0);
+    CHECK_INT(mpconn_conn_send_bytes(a, "x", 1), MPCONN_EBROKEN);
+    /* receiving still works */
+    CHECK_INT(mpconn_conn_send_bytes(b, "back", 4), 0);
+    expect_next(a, "back");
+    free(p);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+TEST(lost_send_peer_gone)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    mpconn_conn_free(b);
+    int r = mpconn_conn_send_bytes(a, "x", 1);
+    CHECK(r == -EPIPE || r == -ECONNRESET);
+    r = mpconn_conn_send_bytes(a, "x", 1);
+    CHECK(r == -EPIPE || r == -ECONNRESET);
+    mpconn_conn_free(a);
+}
+
+TEST(usable_send_refused_argument)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    CHECK_INT(mpconn_conn_send_slice(a, "abc", 3, 2, 5), -EINVAL);
+    CHECK_INT(mpconn_conn_send(a, NULL), -EINVAL);
+    CHECK_INT(mpconn_conn_writable(a), 1);
+    CHECK_INT(mpconn_conn_send_bytes(a, "after", 5), 0);
+    expect_next(b, "after");
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+/* A keyless client connection (as mpconn_client makes it) whose listener
+ * has already sent its challenge. */
+static mpconn_conn *keyless_client_facing_challenge(int fds[2])
+{
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE | MPCONN_WRITABLE, NULL), 0);
+    mpci_conn_set_check_first(c);
+    raw_frame(fds[1], "#CHALLENGE#{sha256}0123456789012345678901234567890123456789", 59);
+    return c;
+}
+
+TEST(lost_send_listener_wants_key)
+{
+    int fds[2];
+    mpconn_conn *c = keyless_client_facing_challenge(fds);
+    CHECK_INT(mpconn_conn_send_bytes(c, "hello", 5), MPCONN_ENOKEY);
+    CHECK(strstr(mpconn_conn_errmsg(c), "nothing was sent") != NULL);
+    CHECK_INT(mpconn_conn_writable(c), 0);
+    CHECK_INT(mpconn_conn_readable(c), 0);
+    mpconn_value *v = mpconn_value_int(1);
+    CHECK_INT(mpconn_conn_send(c, v), MPCONN_ENOKEY);
+    mpconn_value_free(v);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ENOKEY);
+    /* not a byte of "hello" reached the listener, which sees the hang-up */
+    uint8_t buf[16];
+    CHECK_INT(read(fds[1], buf, sizeof buf), 0);
+    mpconn_conn_free(c);
+    close(fds[1]);
+}
+
+TEST(lost_send_object_listener_wants_key)
+{
+    int fds[2];
+    mpconn_conn *c = keyless_client_facing_challenge(fds);
+    mpconn_value *v = mpconn_value_str("hello");
+    CHECK_INT(mpconn_conn_send(c, v), MPCONN_ENOKEY);
+    mpconn_value_free(v);
+    uint8_t buf[16];
+    CHECK_INT(read(fds[1], buf, sizeof buf), 0);
+    mpconn_conn_free(c);
+    close(fds[1]);
+}
+
+TEST(send_without_challenge_goes_out)
+{
+    /* A keyless listener sends nothing first: the check costs the send nothing. */
+    int fds[2];
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    mpconn_conn *c, *peer;
+    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE | MPCONN_WRITABLE, NULL), 0);
+    CHECK_INT(mpconn_conn_from_fd(&peer, fds[1], MPCONN_READABLE | MPCONN_WRITABLE, NULL), 0);
+    mpci_conn_set_check_first(c);
+    CHECK_INT(mpconn_conn_send_bytes(c, "hello", 5), 0);
+    expect_next(peer, "hello");
+    /* a challenge that comes later is the first recv's to find */
+    CHECK_INT(mpconn_conn_send_bytes(peer, "#CHALLENGE#0123456789abcdefghij", 31), 0);
+    CHECK_INT(mpconn_conn_send_bytes(c, "again", 5), 0);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ENOKEY);
+    mpconn_conn_free(c);
+    mpconn_conn_free(peer);
 }
 
 TESTLIB_MAIN

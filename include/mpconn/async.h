@@ -1,0 +1,198 @@
+/* Async connections and listeners: the multiprocessing protocol (or a line,
+ * count or raw framing) without blocking, on any event loop. An async object
+ * knows no loop; an adapter attaches it (mpconn's own loop here; libuv and
+ * libevent in <mpconn/uv.h> and <mpconn/event.h>). Everything of one object
+ * runs on its loop's thread. */
+#ifndef MPCONN_ASYNC_H
+#define MPCONN_ASYNC_H
+
+#include <mpconn.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ----------------------------------------------------------- the adapter */
+
+/* What an adapter sees of an async object: an fd to watch, and the entry
+ * points it calls when the fd is ready or the object's timer expires. */
+typedef struct mpconn_ev mpconn_ev;
+
+MPCONN_API int mpconn_ev_fd(const mpconn_ev *ev);
+/* The fd is ready for events (MPCONN_READABLE | MPCONN_WRITABLE). The
+ * object may close and free itself inside (after the adapter's cleanup has
+ * run): the adapter must not touch ev after this returns, and must deliver
+ * read and write readiness of one event in this one call. */
+MPCONN_API void mpconn_ev_handle(mpconn_ev *ev, int events);
+/* The one-shot timer the object asked for has expired. Same rule. */
+MPCONN_API void mpconn_ev_timeout(mpconn_ev *ev);
+
+/* An adapter: the hooks an async object calls. `attach` makes the adapter's
+ * state for one object (NULL on failure); the other hooks get that state.
+ * set_io replaces the interest (idempotent); set_timer arms the one-shot
+ * timer (seconds >= 0) or cancels it (< 0); set_pending says bytes are
+ * buffered in user space (input held while reading was paused, later TLS
+ * records): while it is set and the interest includes MPCONN_READABLE, the
+ * loop calls mpconn_ev_handle with MPCONN_READABLE without waiting for the
+ * fd, before it sleeps; cleanup runs exactly once, after which no entry point may
+ * be called for ev — it may run from inside mpconn_ev_handle. */
+typedef struct mpconn_adapter {
+    void *(*attach)(void *loop, mpconn_ev *ev);
+    void (*set_io)(void *state, int events);
+    void (*set_timer)(void *state, double seconds);
+    void (*set_pending)(void *state, int pending);
+    void (*cleanup)(void *state);
+} mpconn_adapter;
+
+/* The adapter for mpconn's own loop (<mpconn/loop.h>); its loop argument
+ * is an mpconn_loop *. Static; never freed. */
+MPCONN_API const mpconn_adapter *mpconn_loop_adapter(void);
+
+/* ------------------------------------------------------ async connection */
+
+typedef struct mpconn_async mpconn_async;
+
+/* Why a connection closed, as on_close's reason: 0 for a local close, else
+ * MPCONN_EEOF (peer closed between messages), MPCONN_EEOFMSG (inside one),
+ * -ECONNRESET and other negative errno, MPCONN_EPROTO (bad frame header),
+ * MPCONN_EMSGSIZE (message too large), -ETIMEDOUT (idle or read timeout, or
+ * the handshake's deadline), MPCONN_EAUTH / MPCONN_EAUTHPROTO / ENOKEY. */
+typedef struct mpconn_async_cbs {
+    size_t size; /* sizeof(mpconn_async_cbs): lets the struct grow */
+    /* The handshake is done (connections made by mpconn_async_connect;
+     * accepted ones are handed over already open). */
+    void (*on_open)(mpconn_async *a, void *data);
+    /* One whole message; msg is borrowed for the call only. */
+    void (*on_message)(mpconn_async *a, const void *msg, size_t len, void *data);
+    /* The last callback; a is freed when it returns. The place to free
+     * data. errmsg says more (valid during the call). */
+    void (*on_close)(mpconn_async *a, int reason, const char *errmsg, void *data);
+    /* Queued output fell to the low watermark after passing the high one. */
+    void (*on_drain)(mpconn_async *a, void *data);
+    /* Called while the queue is at or below the low watermark and the
+     * connection is open: send more (a producer, as asynchat's). Return 1
+     * while there may be more, 0 when done (it is not called again until
+     * mpconn_async_set_producer is called anew). A call that returns 1
+     * without sending anything is taken as "nothing yet": call
+     * mpconn_async_set_producer(a, 1) when there is. */
+    int (*produce)(mpconn_async *a, void *data);
+} mpconn_async_cbs;
+
+enum {
+    MPCONN_ASYNC_PLAIN = 0,  /* no handshake */
+    MPCONN_ASYNC_CLIENT = 1, /* handshake as the client when opts has an authkey */
+    MPCONN_ASYNC_SERVER = 2  /* handshake as the listener side when opts has an authkey */
+};
+
+/* Wraps a connected stream socket or pipe end, made non-blocking. Takes the
+ * fd on success only (closed with the connection). cbs is copied; opts (may
+ * be NULL) gives the authkey, handshake timeout, max message and decoding
+ * limits. The connection does nothing until attached. *out belongs to the
+ * library after attach: it is freed after on_close returns. */
+MPCONN_API int mpconn_async_from_fd(mpconn_async **out, int fd, int role, const mpconn_opts *opts,
+                                    const mpconn_async_cbs *cbs, void *data);
+/* Attaches a to a loop through an adapter and starts it. Before this
+ * succeeds, a is still the caller's (mpconn_async_close frees it). */
+MPCONN_API int mpconn_async_attach(mpconn_async *a, const mpconn_adapter *ad, void *loop);
+/* Replaces the callbacks and their data (e.g. in the accept callback). */
+MPCONN_API void mpconn_async_set_callbacks(mpconn_async *a, const mpconn_async_cbs *cbs,
+                                           void *data);
+MPCONN_API int mpconn_async_fileno(const mpconn_async *a);
+/* What went wrong last (owned by a). */
+MPCONN_API const char *mpconn_async_errmsg(const mpconn_async *a);
+
+/* Queues one message, copied; never blocks. Writes at once when nothing is
+ * queued before it. MPCONN_ECLOSED once closing. */
+MPCONN_API int mpconn_async_send(mpconn_async *a, const void *buf, size_t len);
+/* Queues buf without copying: release(buf, arg) runs once it is written or
+ * dropped (also when this call fails). */
+MPCONN_API int mpconn_async_send_owned(mpconn_async *a, void *buf, size_t len,
+                                       void (*release)(void *buf, void *arg), void *arg);
+/* Pickles v with the connection's protocol and queues it. */
+MPCONN_API int mpconn_async_send_value(mpconn_async *a, const mpconn_value *v);
+/* Decodes a message (from on_message) with the connection's limits. */
+MPCONN_API int mpconn_async_decode(mpconn_async *a, const void *msg, size_t len,
+                                   mpconn_value **out);
+
+/* Bytes queued and not yet written. */
+MPCONN_API size_t mpconn_async_queued(const mpconn_async *a);
+/* Default 64 KiB / 16 KiB. low <= high. */
+MPCONN_API int mpconn_async_set_watermarks(mpconn_async *a, size_t high, size_t low);
+/* 1 when the queue has passed the high watermark and not yet drained. */
+MPCONN_API int mpconn_async_above_high(const mpconn_async *a);
+MPCONN_API void mpconn_async_set_producer(mpconn_async *a, int enable);
+
+MPCONN_API void mpconn_async_pause_reading(mpconn_async *a);
+MPCONN_API void mpconn_async_resume_reading(mpconn_async *a);
+
+/* Framing of what is received (what is sent is framed the same way only
+ * in MPCONN_FRAME_MP; in the other modes send writes the bytes as given).
+ * MPCONN_FRAME_DELIM: messages end with arg[0..n) (1 to 32 bytes, not part
+ * of the message); MPCONN_FRAME_COUNT: n bytes each; MPCONN_FRAME_RAW:
+ * whatever arrives. May be called from on_message: it applies to the next
+ * message. */
+enum { MPCONN_FRAME_MP = 0, MPCONN_FRAME_DELIM = 1, MPCONN_FRAME_COUNT = 2, MPCONN_FRAME_RAW = 3 };
+MPCONN_API int mpconn_async_set_framing(mpconn_async *a, int mode, const void *arg, size_t n);
+/* 0: no limit (raw mode delivers at most this much at a time). */
+MPCONN_API void mpconn_async_set_max_message(mpconn_async *a, uint64_t bytes);
+/* idle: no byte either way for that long closes with -ETIMEDOUT; read: a
+ * message begun and not finished for that long does too. < 0 (default)
+ * off. */
+MPCONN_API int mpconn_async_set_timeouts(mpconn_async *a, double idle, double read);
+
+/* Closes now, dropping what is queued; on_close(0) runs before it returns,
+ * the free when the stack unwinds. Before attach: frees at once, without
+ * on_close. */
+MPCONN_API void mpconn_async_close(mpconn_async *a);
+/* Stops reading, writes everything queued, then closes (on_close(0)). */
+MPCONN_API void mpconn_async_close_when_done(mpconn_async *a);
+
+/* -------------------------------------------------------- async listener */
+
+typedef struct mpconn_async_listener mpconn_async_listener;
+
+/* a is open (authenticated when the listener has an authkey) and attached
+ * to the listener's loop, with no callbacks yet: set them here. */
+typedef void (*mpconn_accept_cb)(mpconn_async_listener *l, mpconn_async *a, void *data);
+
+/* Listens on address (the syntax of mpconn_listener_open) and accepts on
+ * the loop: handshakes run concurrently on the loop with their deadline;
+ * only authenticated connections reach on_accept; refused peers go to the
+ * reject callback. *out is the caller's. */
+MPCONN_API int mpconn_async_listener_open(mpconn_async_listener **out, const char *address,
+                                          const mpconn_opts *opts, const mpconn_adapter *ad,
+                                          void *loop, mpconn_accept_cb on_accept, void *data,
+                                          char *errmsg, size_t errlen);
+MPCONN_API void mpconn_async_listener_on_reject(mpconn_async_listener *l, mpconn_reject_cb cb,
+                                                void *data);
+/* Handshakes under way at once (default 4096). At the cap, the oldest is
+ * dropped (reported -ETIMEDOUT) to make room: a flood of silent peers never
+ * locks a real one out. */
+MPCONN_API int mpconn_async_listener_set_max_handshakes(mpconn_async_listener *l, size_t n);
+/* Stops and resumes accepting (peers then wait in the backlog). */
+MPCONN_API void mpconn_async_listener_pause(mpconn_async_listener *l);
+MPCONN_API void mpconn_async_listener_resume(mpconn_async_listener *l);
+MPCONN_API const char *mpconn_async_listener_address(const mpconn_async_listener *l);
+/* Handshakes under way now. */
+MPCONN_API size_t mpconn_async_listener_handshakes(const mpconn_async_listener *l);
+/* Closes the socket (and its file), drops handshakes under way; accepted
+ * connections live on. Safe inside its callbacks (the free then waits
+ * until they return). NULL is a no-op. */
+MPCONN_API void mpconn_async_listener_free(mpconn_async_listener *l);
+
+/* ---------------------------------------------------------- async client */
+
+/* Connects without blocking (a Unix path, @abstract, or a numeric
+ * HOST:PORT — resolving names is the caller's, so the loop never blocks in
+ * getaddrinfo), then runs the handshake; on_open when done, on_close on
+ * failure (the connect timeout is opts' connect timeout, the handshake's
+ * its handshake timeout). *out belongs to the library as after attach. */
+MPCONN_API int mpconn_async_connect(mpconn_async **out, const char *address,
+                                    const mpconn_opts *opts, const mpconn_async_cbs *cbs,
+                                    void *data, const mpconn_adapter *ad, void *loop, char *errmsg,
+                                    size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

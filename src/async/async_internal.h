@@ -1,0 +1,52 @@
+/* What the async objects share: the event base an adapter drives, and the
+ * connection's internal constructor for the listener and the client. */
+#ifndef MPCI_ASYNC_INTERNAL_H
+#define MPCI_ASYNC_INTERNAL_H
+
+#include <mpconn/async.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "conn/conn_internal.h"
+#include "conn/handshake_io.h"
+#include "conn/listener_internal.h"
+#include "conn/opts.h"
+#include "net/address.h"
+#include "proto/frame.h"
+#include "proto/pickle.h"
+#include "proto/split.h"
+
+struct mpconn_ev {
+    int fd;
+    const mpconn_adapter *ad;
+    void *st;   /* the adapter's state; NULL until attached, and after cleanup */
+    int want;   /* interest last asked of the adapter */
+    int pins;   /* entry points on the stack */
+    int doomed; /* free once the last pin is gone */
+    void (*on_io)(mpconn_ev *ev, int events);
+    void (*on_timeout)(mpconn_ev *ev);
+    void (*destroy)(mpconn_ev *ev);
+};
+
+int mpci_ev_attach(mpconn_ev *ev, const mpconn_adapter *ad, void *loop);
+void mpci_ev_set_io(mpconn_ev *ev, int events);
+void mpci_ev_set_timer(mpconn_ev *ev, double seconds);
+void mpci_ev_set_pending(mpconn_ev *ev, int pending);
+/* Frees the object now, or when the last entry point on the stack returns;
+ * the adapter's cleanup runs first. */
+void mpci_ev_doom(mpconn_ev *ev);
+
+/* The listener's hand in a connection it accepted: told when the handshake
+ * ends either way. */
+typedef void (*mpci_async_hs_done)(mpconn_async *a, int code, const char *errmsg, void *owner);
+
+/* A server-side connection whose handshake borrows opts (which must outlive
+ * it); done is called once, with 0 when the connection is open. */
+int mpci_async_accepted(mpconn_async **out, int fd, int kind, const struct mpconn_opts *opts,
+                        mpci_async_hs_done done, void *owner);
+/* Drops a connection still in its handshake, without calling done. */
+void mpci_async_drop(mpconn_async *a, int reason, const char *why);
+/* Monotonic seconds when the handshake began (for dropping the oldest). */
+double mpci_async_started(const mpconn_async *a);
+
+#endif

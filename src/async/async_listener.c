@@ -1,0 +1,315 @@
+/* The async listener: accepts on the loop, runs every handshake as an async
+ * connection with its deadline, and hands over only open connections. The
+ * socket, its file and the peer policy come from an mpconn_listener. */
+#define _GNU_SOURCE /* accept4 */
+#include "async_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define ACCEPTS_PER_EVENT 64
+#define EMFILE_PAUSE 0.1 /* seconds without accepting when no spare fd is left */
+
+typedef struct hs_node {
+    mpconn_async *a;
+    mpconn_async_listener *l;
+    struct hs_node *prev, *next;
+    char peer[96];
+} hs_node;
+
+struct mpconn_async_listener {
+    mpconn_ev ev;
+    mpconn_listener *base;
+    const mpconn_adapter *ad;
+    void *loop;
+    mpconn_accept_cb on_accept;
+    void *data;
+    mpconn_reject_cb on_reject;
+    void *reject_data;
+    hs_node *oldest, *newest;
+    size_t nhs, max_hs;
+    int paused;  /* by the user */
+    int backoff; /* out of descriptors, waiting on the timer */
+    int spare;   /* a descriptor kept to shed peers when there are no others */
+    int freed;   /* mpconn_async_listener_free was called */
+};
+
+static void reject(mpconn_async_listener *l, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reject(mpconn_async_listener *l, int code, const char *fmt, ...)
+{
+    if (!l->on_reject)
+        return;
+    char msg[MPCI_ERRMSG_MAX + 128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    l->on_reject(l->reject_data, code, msg);
+}
+
+static void unlink_node(mpconn_async_listener *l, hs_node *n)
+{
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        l->oldest = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    else
+        l->newest = n->prev;
+    l->nhs--;
+}
+
+static void want_accept(mpconn_async_listener *l)
+{
+    mpci_ev_set_io(&l->ev, l->paused || l->backoff || l->freed ? 0 : MPCONN_READABLE);
+}
+
+/* A handshake ended: the connection goes to the user, or its peer to the
+ * reject callback. */
+static void done_cb(mpconn_async *a, int code, const char *errmsg, void *owner)
+{
+    hs_node *n = owner;
+    mpconn_async_listener *l = n->l;
+    unlink_node(l, n);
+    l->ev.pins++;
+    if (code == 0) {
+        if (l->on_accept && !l->freed)
+            l->on_accept(l, a, l->data);
+        else
+            mpconn_async_close(a);
+    } else {
+        reject(l, code, "authentication of %s failed: %s", n->peer, errmsg ? errmsg : "");
+    }
+    free(n);
+    l->ev.pins--;
+    if (l->ev.doomed && l->ev.pins == 0)
+        l->ev.destroy(&l->ev);
+}
+
+static int open_spare(void)
+{
+    return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Out of descriptors: the reserve-fd trick sheds the waiting peer (it sees
+ * its connection closed, not a hang) without spinning; with no spare left,
+ * accepting pauses for a moment on the timer. */
+static void shed(mpconn_async_listener *l, int err)
+{
+    if (l->spare >= 0) {
+        close(l->spare);
+        l->spare = -1;
+        int fd = accept4(l->ev.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0) {
+            close(fd);
+            reject(l, -err, "out of file descriptors (%s): dropped a connection on %s",
+                   strerror(err), mpconn_listener_address(l->base));
+        }
+        l->spare = open_spare();
+        if (l->spare >= 0)
+            return;
+    }
+    reject(l, -err, "out of file descriptors (%s): not accepting on %s for %g s", strerror(err),
+           mpconn_listener_address(l->base), EMFILE_PAUSE);
+    l->backoff = 1;
+    want_accept(l);
+    mpci_ev_set_timer(&l->ev, EMFILE_PAUSE);
+}
+
+static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage *ss, socklen_t sl)
+{
+    char peer[96];
+    int r = mpci_listener_admit(l->base, fd, ss, sl, peer, sizeof peer);
+    if (r < 0) {
+        close(fd);
+        reject(l, r, "refused peer %s: uid not allowed", peer);
+        return;
+    }
+    /* At the cap, the oldest handshake makes room: silent peers can delay
+     * nobody for longer than it takes the others to arrive. */
+    if (l->max_hs && l->nhs >= l->max_hs && l->oldest) {
+        hs_node *old = l->oldest;
+        mpci_async_drop(old->a, -ETIMEDOUT, "dropped for a newer peer");
+        unlink_node(l, old);
+        reject(l, -ETIMEDOUT, "handshake of %s dropped: %zu handshakes under way", old->peer,
+               l->max_hs);
+        free(old);
+    }
+    hs_node *n = calloc(1, sizeof *n);
+    if (!n) {
+        close(fd);
+        reject(l, -ENOMEM, "out of memory accepting %s", peer);
+        return;
+    }
+    n->l = l;
+    snprintf(n->peer, sizeof n->peer, "%s", peer);
+    mpconn_async *a;
+    r = mpci_async_accepted(&a, fd, 0, mpci_listener_opts(l->base), done_cb, n);
+    if (r < 0) {
+        close(fd);
+        free(n);
+        reject(l, r, "cannot start the handshake with %s: %s", peer, mpconn_strerror(r));
+        return;
+    }
+    n->a = a;
+    n->prev = l->newest;
+    if (l->newest)
+        l->newest->next = n;
+    else
+        l->oldest = n;
+    l->newest = n;
+    l->nhs++;
+    r = mpconn_async_attach(a, l->ad, l->loop); /* may finish at once (no authkey) */
+    if (r < 0) {
+        unlink_node(l, n);
+        free(n);
+        mpconn_async_close(a);
+        reject(l, r, "cannot watch the connection of %s: %s", peer, mpconn_strerror(r));
+    }
+}
+
+static void on_io(mpconn_ev *ev, int events)
+{
+    (void)events;
+    mpconn_async_listener *l = (mpconn_async_listener *)ev;
+    for (int i = 0; i < ACCEPTS_PER_EVENT && !l->paused && !l->backoff && !l->freed; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(ev->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            int e = errno;
+            if (e == EINTR || e == ECONNABORTED)
+                continue;
+            if (e == EAGAIN || e == EWOULDBLOCK)
+                return;
+            if (e == EMFILE || e == ENFILE) {
+                shed(l, e);
+                continue;
+            }
+            /* ENOBUFS, ENOMEM and the like: report and try again later. */
+            reject(l, -e, "accept on %s: %s", mpconn_listener_address(l->base), strerror(e));
+            l->backoff = 1;
+            want_accept(l);
+            mpci_ev_set_timer(&l->ev, EMFILE_PAUSE);
+            return;
+        }
+        accept_one(l, fd, &ss, sl);
+    }
+}
+
+static void on_timeout(mpconn_ev *ev)
+{
+    mpconn_async_listener *l = (mpconn_async_listener *)ev;
+    l->backoff = 0;
+    if (l->spare < 0)
+        l->spare = open_spare();
+    want_accept(l);
+}
+
+static void destroy(mpconn_ev *ev)
+{
+    mpconn_async_listener *l = (mpconn_async_listener *)ev;
+    mpconn_listener_free(l->base);
+    if (l->spare >= 0)
+        close(l->spare);
+    free(l);
+}
+
+int mpconn_async_listener_open(mpconn_async_listener **out, const char *address,
+                               const mpconn_opts *opts, const mpconn_adapter *ad, void *loop,
+                               mpconn_accept_cb on_accept, void *data, char *errmsg, size_t errlen)
+{
+    *out = NULL;
+    mpconn_async_listener *l = calloc(1, sizeof *l);
+    if (!l)
+        return mpci_err(errmsg, errlen, -ENOMEM, "out of memory");
+    l->spare = -1;
+    int r = mpconn_listener_open(&l->base, address, opts, errmsg, errlen);
+    if (r < 0) {
+        free(l);
+        return r;
+    }
+    int fd = mpconn_listener_fileno(l->base);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    l->ev.fd = fd;
+    l->ev.on_io = on_io;
+    l->ev.on_timeout = on_timeout;
+    l->ev.destroy = destroy;
+    l->ad = ad;
+    l->loop = loop;
+    l->on_accept = on_accept;
+    l->data = data;
+    l->max_hs = 4096;
+    l->spare = open_spare();
+    r = mpci_ev_attach(&l->ev, ad, loop);
+    if (r < 0) {
+        destroy(&l->ev);
+        return mpci_err(errmsg, errlen, r, "cannot watch the listening socket: %s",
+                        mpconn_strerror(r));
+    }
+    want_accept(l);
+    *out = l;
+    return 0;
+}
+
+void mpconn_async_listener_on_reject(mpconn_async_listener *l, mpconn_reject_cb cb, void *data)
+{
+    l->on_reject = cb;
+    l->reject_data = data;
+}
+
+int mpconn_async_listener_set_max_handshakes(mpconn_async_listener *l, size_t n)
+{
+    if (n == 0)
+        return -EINVAL;
+    l->max_hs = n;
+    return 0;
+}
+
+void mpconn_async_listener_pause(mpconn_async_listener *l)
+{
+    l->paused = 1;
+    want_accept(l);
+}
+
+void mpconn_async_listener_resume(mpconn_async_listener *l)
+{
+    l->paused = 0;
+    want_accept(l);
+}
+
+const char *mpconn_async_listener_address(const mpconn_async_listener *l)
+{
+    return mpconn_listener_address(l->base);
+}
+
+size_t mpconn_async_listener_handshakes(const mpconn_async_listener *l)
+{
+    return l->nhs;
+}
+
+void mpconn_async_listener_free(mpconn_async_listener *l)
+{
+    if (!l || l->freed)
+        return;
+    l->freed = 1;
+    l->ev.pins++;
+    while (l->oldest) {
+        hs_node *n = l->oldest;
+        unlink_node(l, n);
+        mpci_async_drop(n->a, MPCONN_ECLOSED, "listener closed");
+        free(n);
+    }
+    l->ev.pins--;
+    mpci_ev_doom(&l->ev);
+}

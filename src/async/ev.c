@@ -1,0 +1,170 @@
+/* The event base of every async object: what an adapter drives, and the
+ * rule that an object closed inside its own callback is freed only when the
+ * stack unwinds. Also the adapter for mpconn's own loop. */
+#include "async_internal.h"
+
+#include <mpconn/loop.h>
+
+#include <errno.h>
+#include <stdlib.h>
+
+int mpconn_ev_fd(const mpconn_ev *ev)
+{
+    return ev->fd;
+}
+
+static void finish(mpconn_ev *ev)
+{
+    ev->destroy(ev);
+}
+
+void mpconn_ev_handle(mpconn_ev *ev, int events)
+{
+    if (ev->doomed)
+        return;
+    ev->pins++;
+    ev->on_io(ev, events);
+    if (--ev->pins == 0 && ev->doomed)
+        finish(ev);
+}
+
+void mpconn_ev_timeout(mpconn_ev *ev)
+{
+    if (ev->doomed)
+        return;
+    ev->pins++;
+    ev->on_timeout(ev);
+    if (--ev->pins == 0 && ev->doomed)
+        finish(ev);
+}
+
+int mpci_ev_attach(mpconn_ev *ev, const mpconn_adapter *ad, void *loop)
+{
+    void *st = ad->attach(loop, ev);
+    if (!st)
+        return -ENOMEM;
+    ev->ad = ad;
+    ev->st = st;
+    ev->want = 0;
+    return 0;
+}
+
+void mpci_ev_set_io(mpconn_ev *ev, int events)
+{
+    if (ev->st && events != ev->want) {
+        ev->want = events;
+        ev->ad->set_io(ev->st, events);
+    }
+}
+
+void mpci_ev_set_timer(mpconn_ev *ev, double seconds)
+{
+    if (ev->st)
+        ev->ad->set_timer(ev->st, seconds);
+}
+
+void mpci_ev_set_pending(mpconn_ev *ev, int pending)
+{
+    if (ev->st && ev->ad->set_pending)
+        ev->ad->set_pending(ev->st, pending);
+}
+
+void mpci_ev_doom(mpconn_ev *ev)
+{
+    if (ev->doomed)
+        return;
+    ev->doomed = 1;
+    /* The adapter lets go at once, before the owner closes the fd: the
+     * loop must not watch a number the kernel may hand out again. */
+    if (ev->st) {
+        ev->ad->cleanup(ev->st);
+        ev->st = NULL;
+    }
+    if (ev->pins == 0)
+        finish(ev);
+}
+
+/* ------------------------------------------------ adapter: mpconn_loop */
+
+typedef struct loop_att {
+    mpconn_loop *loop;
+    mpconn_ev *ev;
+    mpconn_io *io;
+    mpconn_timer *timer; /* made at the first set_timer */
+} loop_att;
+
+static void att_io(mpconn_io *io, int events, void *data)
+{
+    (void)io;
+    loop_att *a = data;
+    mpconn_ev_handle(a->ev, events);
+}
+
+static void att_timer(mpconn_timer *t, void *data)
+{
+    (void)t;
+    loop_att *a = data;
+    mpconn_ev_timeout(a->ev);
+}
+
+static void *att_attach(void *loop, mpconn_ev *ev)
+{
+    loop_att *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->loop = loop;
+    a->ev = ev;
+    if (mpconn_io_new(&a->io, a->loop, ev->fd, att_io, a) < 0) {
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+static void att_set_io(void *st, int events)
+{
+    loop_att *a = st;
+    mpconn_io_set(a->io, events);
+}
+
+static void att_set_timer(void *st, double seconds)
+{
+    loop_att *a = st;
+    if (seconds < 0) {
+        if (a->timer)
+            mpconn_timer_stop(a->timer);
+        return;
+    }
+    if (!a->timer && mpconn_timer_new(&a->timer, a->loop, att_timer, a) < 0)
+        return; /* out of memory: the deadline is lost, the connection is not */
+    mpconn_timer_start(a->timer, seconds, 0);
+}
+
+static void att_set_pending(void *st, int pending)
+{
+    loop_att *a = st;
+    mpconn_io_set_pending(a->io, pending);
+}
+
+static void att_free(void *data)
+{
+    free(data);
+}
+
+static void att_cleanup(void *st)
+{
+    loop_att *a = st;
+    if (a->timer)
+        mpconn_timer_close(a->timer, NULL);
+    /* The loop frees the watcher after this iteration; the attachment goes
+     * with it, since a batch may still name the watcher. */
+    mpconn_io_close(a->io, att_free);
+}
+
+static const mpconn_adapter loop_adapter = {att_attach, att_set_io, att_set_timer, att_set_pending,
+                                            att_cleanup};
+
+const mpconn_adapter *mpconn_loop_adapter(void)
+{
+    return &loop_adapter;
+}

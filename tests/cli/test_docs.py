@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""The API reference: every public function of include/mpconn.h has a comment there and a
+section 3 man page (docs/man3) that names it, and every page renders without warnings.
+
+Each `def case_NAME()` is its own CTest entry (`cli.test_docs.NAME`), run with MPCONN_SOURCE
+(and MPCONN_BUILD) set.
+"""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import casemain  # noqa: E402
+from casemain import check  # noqa: E402
+
+SOURCE = os.path.abspath(
+    os.environ.get("MPCONN_SOURCE", os.path.join(os.path.dirname(__file__), "..", "..")))
+BUILD = os.path.abspath(os.environ.get("MPCONN_BUILD", os.getcwd()))
+HEADER = os.path.join(SOURCE, "include", "mpconn.h")
+PAGES = sorted(glob.glob(os.path.join(SOURCE, "docs", "man3", "*.3")))
+TIMEOUT = 30
+
+
+def header_text():
+    with open(HEADER) as f:
+        return f.read()
+
+
+def public_functions():
+    """Names of the MPCONN_API functions, in header order."""
+    text = re.sub(r"/\*.*?\*/", "", header_text(), flags=re.S)
+    return re.findall(r"^MPCONN_API\b[^;(]*?\b(mpconn_\w+)\s*\(", text, flags=re.M)
+
+
+def page_names(path):
+    """The names in a page's NAME section (before the \\- that starts its summary)."""
+    with open(path) as f:
+        text = f.read()
+    m = re.search(r"^\.SH NAME\n(.*?)\\-", text, flags=re.M | re.S)
+    check(m, f"{path}: no NAME section")
+    return [n.strip() for n in m.group(1).replace("\n", " ").split(",") if n.strip()], text
+
+
+def case_every_function_has_a_page():
+    check(PAGES, "no pages in docs/man3")
+    named = {}
+    for path in PAGES:
+        names, text = page_names(path)
+        page = os.path.basename(path)[:-2]
+        check(page in names, f"{path}: NAME does not list {page}")
+        for n in names:
+            check(n not in named, f"{n} is named by {named.get(n)} and {path}")
+            named[n] = path
+            if n != page and n in public_functions():
+                # The page's synopsis gives the prototype, not only the name.
+                check(re.search(r"\b" + n + r"\(", text), f"{path}: no synopsis for {n}")
+    missing = [f for f in public_functions() if f not in named]
+    check(not missing, "functions without a man page: " + " ".join(missing))
+    # A name in a page's NAME that is no identifier of the header is stale.
+    known = set(re.findall(r"\bmpconn_\w+", header_text())) | {"mpconn"}
+    stale = sorted(n for n in named if n not in known)
+    check(not stale, "man pages name what the header does not have: " + " ".join(stale))
+
+
+def prototypes():
+    """(name, shape, first line, last line) of each prototype in the header, in order; the
+    shape is its return and parameter types without names."""
+    lines = header_text().splitlines()
+    out = []
+    i = 0
+    while i < len(lines):
+        if not lines[i].startswith("MPCONN_API"):
+            i += 1
+            continue
+        first = i
+        while ";" not in lines[i]:
+            i += 1
+        decl = " ".join(l.strip() for l in lines[first:i + 1]).split(";")[0]
+        m = re.match(r"MPCONN_API\s+(.*?)\b(mpconn_\w+)\s*\((.*)\)$", decl)
+        params = [re.sub(r"\w+$", "", p.strip()).strip() for p in m.group(3).split(",")]
+        out.append((m.group(2), (m.group(1).strip(), tuple(params)), first, i))
+        i += 1
+    return out
+
+
+def case_every_function_commented_in_header():
+    # Each prototype has a comment right above it (or at the end of its line), or follows one
+    # of the same shape that has: a comment may cover siblings such as mpconn_value_list and
+    # mpconn_value_tuple, not a run of unrelated functions.
+    lines = header_text().splitlines()
+    undocumented = []
+    prev = None  # (shape, last line, documented) of the prototype before
+    for name, shape, first, last in prototypes():
+        j = first - 1
+        while j >= 0 and lines[j].startswith("typedef"):  # a callback type the comment covers
+            j -= 1
+        own = lines[j].rstrip().endswith("*/") or lines[last].rstrip().endswith("*/")
+        sibling = prev is not None and prev[1] == first - 1 and prev[0] == shape and prev[2]
+        documented = own or sibling
+        if not documented:
+            undocumented.append(name)
+        prev = (shape, last, documented)
+    check(not undocumented, "no comment in mpconn.h above: " + " ".join(undocumented))
+
+
+def render_command(path):
+    if shutil.which("man"):
+        return ["man", "--warnings", "-l", path]
+    if shutil.which("groff"):
+        return ["groff", "-man", "-ww", "-z", path]
+    if shutil.which("nroff"):
+        return ["nroff", "-man", "-ww", path]
+    return None
+
+
+def case_pages_render():
+    if render_command(PAGES[0]) is None:
+        print("skipped: neither man, groff nor nroff is installed")
+        return
+    env = dict(os.environ, MANWIDTH="80", LC_ALL="C.UTF-8", MAN_DISABLE_SECCOMP="1")
+    for path in PAGES + [os.path.join(SOURCE, "docs", "mpconn.1")]:
+        cmd = render_command(path)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+        check(r.returncode == 0 and not r.stderr.strip(), f"{' '.join(cmd)}:", r.stderr)
+        check(os.path.basename(path)[:-2].upper() in r.stdout or cmd[0] == "groff",
+              f"{path}: rendered text lacks its title", r.stdout[:500])
+
+
+def case_links_point_to_pages():
+    # The ".so" pages the build makes for every other name, one per name, each to a real page.
+    linkdir = os.path.join(BUILD, "man3-links")
+    check(os.path.isdir(linkdir), f"no {linkdir}")
+    want = set()
+    for path in PAGES:
+        names, _ = page_names(path)
+        page = os.path.basename(path)[:-2]
+        want |= {(n, page) for n in names if n != page}
+    got = set()
+    for link in os.listdir(linkdir):
+        with open(os.path.join(linkdir, link)) as f:
+            m = re.fullmatch(r"\.so man3/(\w+)\.3\n", f.read())
+        check(m, f"{link}: not a .so line")
+        got.add((link[:-2], m.group(1)))
+    check(got == want, f"links differ: missing {sorted(want - got)}, extra {sorted(got - want)}")
+
+
+if __name__ == "__main__":
+    sys.exit(casemain.main(globals()))

@@ -1,0 +1,905 @@
+/* Async connections and the async listener on every loop the build has
+ * (mpconn's on epoll and poll, libuv, libevent):
+ * echo against the blocking API, the handshake in both roles, watermarks
+ * and on_drain, pause and resume, close_when_done, each close reason, the
+ * producer, and the listener's handshake cap. The peer side runs in a
+ * thread with the blocking API, or as raw socket calls. */
+#include "testlib.h"
+
+#include <mpconn/async.h>
+#include <mpconn/loop.h>
+#ifdef MPCONN_HAVE_LIBUV
+#include <mpconn/uv.h>
+#endif
+#ifdef MPCONN_HAVE_LIBEVENT
+#include <mpconn/event.h>
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A loop to run the scenarios on: mpconn's (both backends), libuv and
+ * libevent when the build found them. */
+typedef struct driver {
+    const char *name;
+    void *(*make)(void);
+    const mpconn_adapter *(*adapter)(void);
+    void (*wait)(void *loop, int block); /* one iteration; waits at most ~10 ms */
+    void (*destroy)(void *loop);
+} driver;
+
+static void tick(mpconn_timer *t, void *data)
+{
+    (void)t, (void)data;
+}
+
+typedef struct {
+    mpconn_loop *loop;
+    mpconn_timer *tick;
+} own_loop;
+
+static void *own_make(const char *backend)
+{
+    own_loop *o = calloc(1, sizeof *o);
+    CHECK_INT(mpconn_loop_new(&o->loop, backend), 0);
+    CHECK_INT(mpconn_timer_new(&o->tick, o->loop, tick, NULL), 0);
+    CHECK_INT(mpconn_timer_start(o->tick, 0.01, 0.01), 0);
+    return o;
+}
+static void *epoll_make(void)
+{
+    return own_make("epoll");
+}
+static void *poll_make(void)
+{
+    return own_make("poll");
+}
+static const mpconn_adapter *own_adapter(void)
+{
+    return mpconn_loop_adapter();
+}
+static void own_wait(void *loop, int block)
+{
+    mpconn_loop_run(((own_loop *)loop)->loop, block ? MPCONN_RUN_ONCE : MPCONN_RUN_NOWAIT);
+}
+static void own_destroy(void *loop)
+{
+    own_loop *o = loop;
+    mpconn_loop_free(o->loop);
+    free(o);
+}
+
+#ifdef MPCONN_HAVE_LIBUV
+typedef struct {
+    uv_loop_t loop;
+    uv_timer_t tick;
+} uv_drv;
+static void uv_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+static void *uv_make(void)
+{
+    uv_drv *u = calloc(1, sizeof *u);
+    CHECK_INT(uv_loop_init(&u->loop), 0);
+    uv_timer_init(&u->loop, &u->tick);
+    uv_timer_start(&u->tick, uv_tick, 10, 10);
+    return u;
+}
+static void *uv_loop_of(void *loop)
+{
+    return &((uv_drv *)loop)->loop;
+}
+static void uv_wait(void *loop, int block)
+{
+    uv_run(uv_loop_of(loop), block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+}
+static void uv_destroy(void *loop)
+{
+    uv_drv *u = loop;
+    uv_close((uv_handle_t *)&u->tick, NULL);
+    int r = uv_loop_close(&u->loop);
+    for (int i = 0; i < 100 && r == UV_EBUSY; i++) {
+        uv_run(&u->loop, UV_RUN_NOWAIT);
+        r = uv_loop_close(&u->loop);
+    }
+    CHECK_INT(r, 0); /* every handle of ours was closed */
+    free(u);
+}
+#endif
+
+#ifdef MPCONN_HAVE_LIBEVENT
+typedef struct {
+    struct event_base *base;
+    struct event *tick;
+} ev_drv;
+static void ev_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+}
+static void *ev_make(void)
+{
+    ev_drv *e = calloc(1, sizeof *e);
+    e->base = event_base_new();
+    CHECK(e->base != NULL);
+    e->tick = event_new(e->base, -1, EV_PERSIST, ev_tick, NULL);
+    struct timeval tv = {0, 10000};
+    event_add(e->tick, &tv);
+    return e;
+}
+static void ev_wait(void *loop, int block)
+{
+    event_base_loop(((ev_drv *)loop)->base, block ? EVLOOP_ONCE : EVLOOP_NONBLOCK);
+}
+static void ev_destroy(void *loop)
+{
+    ev_drv *e = loop;
+    event_free(e->tick);
+    event_base_free(e->base);
+    free(e);
+}
+#endif
+
+static const driver drivers[] = {
+    {"mpconn loop, epoll", epoll_make, own_adapter, own_wait, own_destroy},
+    {"mpconn loop, poll", poll_make, own_adapter, own_wait, own_destroy},
+#ifdef MPCONN_HAVE_LIBUV
+    {"libuv", uv_make, mpconn_uv_adapter, uv_wait, uv_destroy},
+#endif
+#ifdef MPCONN_HAVE_LIBEVENT
+    {"libevent", ev_make, mpconn_event_adapter, ev_wait, ev_destroy},
+#endif
+};
+
+/* The loop argument the adapter takes. */
+static void *loop_arg(const driver *d, void *loop)
+{
+    if (d->destroy == own_destroy)
+        return ((own_loop *)loop)->loop;
+#ifdef MPCONN_HAVE_LIBUV
+    if (d->destroy == uv_destroy)
+        return uv_loop_of(loop);
+#endif
+#ifdef MPCONN_HAVE_LIBEVENT
+    if (d->destroy == ev_destroy)
+        return ((ev_drv *)loop)->base;
+#endif
+    return loop;
+}
+
+static const driver *cur; /* the driver of the scenario running */
+
+static void each_loop(void (*fn)(void))
+{
+    signal(SIGPIPE, SIG_IGN);
+    for (size_t i = 0; i < sizeof drivers / sizeof drivers[0]; i++) {
+        fprintf(stderr, "loop: %s\n", drivers[i].name);
+        cur = &drivers[i];
+        fn();
+    }
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Runs the loop until *flag is set or max seconds pass. Returns whether
+ * the flag was set. */
+static int run_until(void *loop, volatile int *flag, double max)
+{
+    double t0 = now_s();
+    while (!*flag && now_s() - t0 < max)
+        cur->wait(loop, 1);
+    cur->wait(loop, 0);
+    return *flag;
+}
+
+static void *new_loop(void)
+{
+    return cur->make();
+}
+
+static void free_loop(void *loop)
+{
+    cur->destroy(loop);
+}
+
+static const mpconn_adapter *adapter(void)
+{
+    return cur->adapter();
+}
+
+static void step(void *loop)
+{
+    cur->wait(loop, 0);
+}
+
+/* What a test's connection saw. */
+typedef struct {
+    int messages;
+    size_t bytes;
+    char last[256];
+    size_t lastlen;
+    int closed;
+    int reason;
+    char why[256];
+    int drains;
+    int opened;
+    int echo;        /* send every message back */
+    int pause_after; /* pause reading after this many messages */
+    mpconn_async *a;
+    size_t produce_left, max_queued;
+    int produced;
+} seen;
+
+static void on_open(mpconn_async *a, void *data)
+{
+    seen *s = data;
+    s->a = a;
+    s->opened++;
+}
+
+static void on_message(mpconn_async *a, const void *msg, size_t len, void *data)
+{
+    seen *s = data;
+    s->messages++;
+    s->bytes += len;
+    s->lastlen = len < sizeof s->last ? len : sizeof s->last;
+    memcpy(s->last, msg, s->lastlen);
+    if (s->echo)
+        CHECK_INT(mpconn_async_send(a, msg, len), 0);
+    if (s->pause_after && s->messages == s->pause_after)
+        mpconn_async_pause_reading(a);
+}
+
+static void on_close(mpconn_async *a, int reason, const char *why, void *data)
+{
+    (void)a;
+    seen *s = data;
+    s->closed++;
+    s->reason = reason;
+    snprintf(s->why, sizeof s->why, "%s", why);
+    s->a = NULL;
+}
+
+static void on_drain(mpconn_async *a, void *data)
+{
+    (void)a;
+    ((seen *)data)->drains++;
+}
+
+static int produce(mpconn_async *a, void *data)
+{
+    seen *s = data;
+    static char block[4096];
+    if (s->produce_left == 0)
+        return 0;
+    CHECK_INT(mpconn_async_send(a, block, sizeof block), 0);
+    s->produce_left--;
+    s->produced++;
+    if (mpconn_async_queued(a) > s->max_queued)
+        s->max_queued = mpconn_async_queued(a);
+    return 1;
+}
+
+static const mpconn_async_cbs cbs = {
+    sizeof(mpconn_async_cbs), on_open, on_message, on_close, on_drain, produce};
+
+/* An async connection on one end of a socketpair, the other end returned. */
+static mpconn_async *async_pair(void *loop, seen *s, int *peer)
+{
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    mpconn_async *a;
+    CHECK_INT(mpconn_async_from_fd(&a, sv[0], MPCONN_ASYNC_PLAIN, NULL, &cbs, s), 0);
+    CHECK_INT(mpconn_async_attach(a, adapter(), loop_arg(cur, loop)), 0);
+    s->a = a;
+    *peer = sv[1];
+    return a;
+}
+
+static void write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
+        CHECK(w > 0);
+        c += w;
+        n -= (size_t)w;
+    }
+}
+
+/* ------------------------------------------------- echo against blocking */
+
+typedef struct {
+    int fd;
+    int ok;
+    volatile int done;
+} peer_job;
+
+static void *echo_peer(void *data)
+{
+    peer_job *j = data;
+    mpconn_conn *c;
+    CHECK_INT(mpconn_conn_from_fd(&c, j->fd, MPCONN_READABLE | MPCONN_WRITABLE, NULL), 0);
+    static const size_t sizes[] = {0, 1, 64, 4095, 65536, 100000, 1 << 20, 7};
+    int ok = 1;
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            size_t n = sizes[i];
+            char *buf = malloc(n + 1);
+            for (size_t k = 0; k < n; k++)
+                buf[k] = (char)(k * 7 + i + round);
+            CHECK_INT(mpconn_conn_send_bytes(c, buf, n), 0);
+            void *back;
+            size_t blen;
+            CHECK_INT(mpconn_conn_recv_bytes(c, &back, &blen, 0), 0);
+            ok &= blen == n && memcmp(back, buf, n) == 0;
+            free(back);
+            free(buf);
+        }
+    }
+    mpconn_conn_free(c); /* EOF between messages */
+    j->ok = ok;
+    j->done = 1;
+    return NULL;
+}
+
+static void echo_against_blocking_on(void)
+{
+    void *loop = new_loop();
+    seen s = {0};
+    s.echo = 1;
+    peer_job j = {0};
+    async_pair(loop, &s, &j.fd);
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, echo_peer, &j) == 0);
+    CHECK(run_until(loop, &s.closed, 30));
+    pthread_join(th, NULL);
+    CHECK(j.ok);
+    CHECK_INT(s.messages, 24);
+    CHECK_INT(s.reason, MPCONN_EEOF);
+    free_loop(loop);
+}
+
+TEST(echo_against_blocking)
+{
+    each_loop(echo_against_blocking_on);
+}
+
+/* ---------------------------------------------------- close reasons */
+
+static void reason_case(const void *bytes, size_t n, uint64_t max, int want_reason)
+{
+    void *loop = new_loop();
+    seen s = {0};
+    int peer;
+    mpconn_async *a = async_pair(loop, &s, &peer);
+    if (max)
+        mpconn_async_set_max_message(a, max);
+    write_all(peer, bytes, n);
+    shutdown(peer, SHUT_WR);
+    CHECK(run_until(loop, &s.closed, 10));
+    CHECK_INT(s.reason, want_reason);
+    CHECK(s.why[0] != '\0');
+    close(peer);
+    free_loop(loop);
+}
+
+static void close_reasons_on(void)
+{
+    reason_case("\0\0\0\2hi", 6, 0, MPCONN_EEOF);
+    reason_case("\0\0\0\5hi", 6, 0, MPCONN_EEOFMSG);
+    reason_case("\0\0", 2, 0, MPCONN_EEOFMSG);
+    reason_case("\x80\0\0\0", 4, 0, MPCONN_EPROTO);
+    reason_case("\0\0\1\0", 4, 16, MPCONN_EMSGSIZE);
+}
+
+TEST(each_close_reason)
+{
+    each_loop(close_reasons_on);
+}
+
+static void local_close_cb(mpconn_async *a, const void *msg, size_t len, void *data)
+{
+    on_message(a, msg, len, data);
+    mpconn_async_close(a);                                   /* inside its own callback */
+    CHECK_INT(mpconn_async_send(a, "x", 1), MPCONN_ECLOSED); /* still valid until it returns */
+}
+
+static void local_close_inside_callback_on(void)
+{
+    void *loop = new_loop();
+    seen s = {0};
+    int peer;
+    mpconn_async *a = async_pair(loop, &s, &peer);
+    mpconn_async_cbs c = cbs;
+    c.on_message = local_close_cb;
+    mpconn_async_set_callbacks(a, &c, &s);
+    write_all(peer, "\0\0\0\1a\0\0\0\1b", 10);
+    CHECK(run_until(loop, &s.closed, 10));
+    CHECK_INT(s.reason, 0);
+    CHECK_INT(s.messages, 1); /* the second message was not delivered */
+    char buf[4];
+    CHECK(read(peer, buf, sizeof buf) == 0); /* closed: EOF */
+    close(peer);
+    free_loop(loop);
+}
+
+TEST(local_close_inside_callback)
+{
+    each_loop(local_close_inside_callback_on);
+}
+
+static void timeouts_on(void)
+{
+    /* Idle: nothing either way. */
+    void *loop = new_loop();
+    seen s = {0};
+    int peer;
+    mpconn_async *a = async_pair(loop, &s, &peer);
+    CHECK_INT(mpconn_async_set_timeouts(a, 0.05, -1), 0);
+    double t0 = now_s();
+    CHECK(run_until(loop, &s.closed, 10));
+    CHECK_INT(s.reason, -ETIMEDOUT);
+    CHECK(now_s() - t0 >= 0.045);
+    close(peer);
+    /* Read: a message begun and not finished, though bytes keep coming. */
+    seen s2 = {0};
+    a = async_pair(loop, &s2, &peer);
+    CHECK_INT(mpconn_async_set_timeouts(a, 5, 0.1), 0);
+    write_all(peer, "\0\0\0\x10", 4);
+    t0 = now_s();
+    for (int i = 0; i < 8 && !s2.closed; i++) {
+        write_all(peer, "x", 1);
+        volatile int never = 0;
+        run_until(loop, &never, 0.03);
+    }
+    CHECK(run_until(loop, &s2.closed, 10));
+    CHECK_INT(s2.reason, -ETIMEDOUT);
+    CHECK(strstr(s2.why, "read timeout") != NULL);
+    close(peer);
+    free_loop(loop);
+}
+
+TEST(idle_and_read_timeouts)
+{
+    each_loop(timeouts_on);
+}
+
+/* ------------------------------------------ back-pressure and draining */
+
+static void watermarks_on(void)
+{
+    void *loop = new_loop();
+    seen s = {0};
+    int peer;
+    mpconn_async *a = async_pair(loop, &s, &peer);
+    int small = 4096;
+    setsockopt(peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    CHECK_INT(mpconn_async_set_watermarks(a, 65536, 16384), 0);
+    static char block[32768];
+    int sends = 0;
+    while (!mpconn_async_above_high(a) && sends < 1000) {
+        CHECK_INT(mpconn_async_send(a, block, sizeof block), 0);
+        sends++;
+    }
+    CHECK(mpconn_async_above_high(a));
+    CHECK(mpconn_async_queued(a) > 65536);
+    volatile int never = 0;
+    run_until(loop, &never, 0.05); /* the peer reads nothing: no drain */
+    CHECK_INT(s.drains, 0);
+    /* The peer reads everything: the queue drains, on_drain once. */
+    size_t want = (size_t)sends * (sizeof block + 4), got = 0;
+    fcntl(peer, F_SETFL, O_NONBLOCK);
+    double t0 = now_s();
+    while (got < want && now_s() - t0 < 10) {
+        char buf[65536];
+        ssize_t n = read(peer, buf, sizeof buf);
+        if (n > 0)
+            got += (size_t)n;
+        step(loop);
+    }
+    CHECK_INT(got, want);
+    run_until(loop, &never, 0.02);
+    CHECK_INT(s.drains, 1);
+    CHECK_INT(mpconn_async_queued(a), 0);
+    CHECK(!mpconn_async_above_high(a));
+    mpconn_async_close(a);
+    close(peer);
+    free_loop(loop);
+}
+
+TEST(watermarks_and_on_drain)
+{
+    each_loop(watermarks_on);
+}
+
+static void producer_on(void)
+{
+    void *loop = new_loop();
+    seen s = {0};
+    int peer;
+    mpconn_async *a = async_pair(loop, &s, &peer);
+    s.produce_left = 2000; /* 8 MiB in all, to a reader that reads slowly */
+    CHECK_INT(mpconn_async_set_watermarks(a, 65536, 16384), 0);
+    mpconn_async_set_producer(a, 1);
+    fcntl(peer, F_SETFL, O_NONBLOCK);
+    size_t want = 2000 * (4096 + 4), got = 0;
+    double t0 = now_s();
+    while (got < want && now_s() - t0 < 20) {
+        char buf[16384];
+        ssize_t n = read(peer, buf, sizeof buf);
+        if (n > 0)
+            got += (size_t)n;
+        step(loop);
+    }
+    CHECK_INT(got, want);
+    CHECK_INT(s.produced, 2000);
+    /* Bounded by the low watermark plus one block, whatever was to give. */
+    CHECK(s.max_queued <= 16384 + 4100);
+    mpconn_async_close(a);
+    close(peer);
+    free_loop(loop);
+}
+
+TEST(producer_keeps_memory_bounded)
+{
+    each_loop(producer_on);
+}
+
+static void pause_resume_on(void)
+{
+    void *loop = new_loop();
+    seen s = {0};
+    s.pause_after = 1;
+    int peer;
+    mpconn_async *a = async_pair(loop, &s, &peer);
+    /* Three messages in one write: the pause lands inside one read. */
+    write_all(peer, "\0\0\0\1a\0\0\0\1b\0\0\0\1c", 15);
+    volatile int never = 0;
+    run_until(loop, &never, 0.05);
+    CHECK_INT(s.messages, 1);
+    mpconn_async_resume_reading(a);
+    s.pause_after = 0;
+    /* Held bytes are delivered without any new byte from the peer. */
+    run_until(loop, &never, 0.05);
+    CHECK_INT(s.messages, 3);
+    CHECK_INT(s.last[0], 'c');
+    mpconn_async_close(a);
+    close(peer);
+    free_loop(loop);
+}
+
+TEST(pause_and_resume_reading)
+{
+    each_loop(pause_resume_on);
+}
+
+static void close_when_done_on(void)
+{
+    void *loop = new_loop();
+    seen s = {0};
+    int peer;
+    mpconn_async *a = async_pair(loop, &s, &peer);
+    static char block[100000];
+    for (int i = 0; i < 20; i++)
+        CHECK_INT(mpconn_async_send(a, block, sizeof block), 0);
+    mpconn_async_close_when_done(a);
+    CHECK_INT(mpconn_async_send(a, "late", 4), MPCONN_ECLOSED);
+    CHECK_INT(s.closed, 0); /* not before the queue is written */
+    fcntl(peer, F_SETFL, O_NONBLOCK);
+    size_t got = 0;
+    int eof = 0;
+    double t0 = now_s();
+    while (!eof && now_s() - t0 < 10) {
+        char buf[65536];
+        ssize_t n = read(peer, buf, sizeof buf);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n == 0)
+            eof = 1;
+        step(loop);
+    }
+    CHECK(eof);
+    CHECK_INT(got, 20 * (sizeof block + 4));
+    CHECK_INT(s.closed, 1);
+    CHECK_INT(s.reason, 0);
+    close(peer);
+    free_loop(loop);
+}
+
+TEST(close_when_done_delivers_everything_queued)
+{
+    each_loop(close_when_done_on);
+}
+
+static void delimited_framing_on(void)
+{
+    void *loop = new_loop();
+    seen s = {0};
+    s.echo = 1;
+    int peer;
+    mpconn_async *a = async_pair(loop, &s, &peer);
+    CHECK_INT(mpconn_async_set_framing(a, MPCONN_FRAME_DELIM, "\r\n", 2), 0);
+    mpconn_async_set_max_message(a, 10);
+    write_all(peer, "hel", 3);
+    volatile int never = 0;
+    run_until(loop, &never, 0.02);
+    write_all(peer, "lo\r\nwor", 7);
+    run_until(loop, &never, 0.02);
+    write_all(peer, "ld\r\n", 4);
+    run_until(loop, &never, 0.02);
+    CHECK_INT(s.messages, 2);
+    char buf[64];
+    ssize_t n = read(peer, buf, sizeof buf); /* echoed as raw bytes, no header */
+    CHECK_INT(n, 10);
+    CHECK_MEM(buf, "helloworld", 10);
+    write_all(peer, "much too long a line\r\n", 22);
+    CHECK(run_until(loop, &s.closed, 10));
+    CHECK_INT(s.reason, MPCONN_EMSGSIZE);
+    close(peer);
+    free_loop(loop);
+}
+
+TEST(delimited_framing_over_a_socket)
+{
+    each_loop(delimited_framing_on);
+}
+
+/* ------------------------------------------------ listener and client */
+
+typedef struct {
+    void *loop;
+    seen conns[64];
+    int accepted;
+    int rejects;
+    int last_reject;
+} server;
+
+static void accept_cb(mpconn_async_listener *l, mpconn_async *a, void *data)
+{
+    (void)l;
+    server *sv = data;
+    CHECK(sv->accepted < 64);
+    seen *s = &sv->conns[sv->accepted++];
+    s->echo = 1;
+    s->a = a;
+    mpconn_async_set_callbacks(a, &cbs, s);
+}
+
+static void reject_cb(void *data, int code, const char *msg)
+{
+    server *sv = data;
+    sv->rejects++;
+    sv->last_reject = code;
+    (void)msg;
+}
+
+typedef struct {
+    char address[128];
+    const char *key;
+    int n;
+    int ok;
+    int err;
+    volatile int done;
+} client_job;
+
+static void *blocking_clients(void *data)
+{
+    client_job *j = data;
+    mpconn_opts *o;
+    mpconn_opts_new(&o);
+    if (j->key)
+        mpconn_opts_set_authkey(o, j->key, strlen(j->key));
+    mpconn_opts_set_handshake_timeout(o, 5);
+    for (int i = 0; i < j->n; i++) {
+        mpconn_conn *c;
+        char err[256];
+        int r = mpconn_client(&c, j->address, o, err, sizeof err);
+        if (r < 0) {
+            j->err = r;
+            continue;
+        }
+        char msg[32];
+        int len = snprintf(msg, sizeof msg, "hello %d", i);
+        mpconn_conn_send_bytes(c, msg, (size_t)len);
+        void *back;
+        size_t blen;
+        if (mpconn_conn_recv_bytes(c, &back, &blen, 0) == 0) {
+            j->ok += blen == (size_t)len && memcmp(back, msg, blen) == 0;
+            free(back);
+        }
+        mpconn_conn_free(c);
+    }
+    mpconn_opts_free(o);
+    j->done = 1;
+    return NULL;
+}
+
+static void listener_handshakes_on(void)
+{
+    server sv = {0};
+    sv.loop = new_loop();
+    mpconn_opts *o;
+    mpconn_opts_new(&o);
+    mpconn_opts_set_authkey(o, "secret", 6);
+    mpconn_async_listener *l;
+    char err[256];
+    CHECK_INT(mpconn_async_listener_open(&l, "127.0.0.1:0", o, adapter(), loop_arg(cur, sv.loop),
+                                         accept_cb, &sv, err, sizeof err),
+              0);
+    mpconn_async_listener_on_reject(l, reject_cb, &sv);
+    client_job good = {0}, bad = {0};
+    snprintf(good.address, sizeof good.address, "%s", mpconn_async_listener_address(l));
+    good.key = "secret";
+    good.n = 5;
+    bad = good;
+    bad.key = "wrong";
+    bad.n = 1;
+    pthread_t t1, t2;
+    CHECK(pthread_create(&t1, NULL, blocking_clients, &good) == 0);
+    CHECK(pthread_create(&t2, NULL, blocking_clients, &bad) == 0);
+    volatile int both = 0;
+    double t0 = now_s();
+    while (!(good.done && bad.done) && now_s() - t0 < 30)
+        run_until(sv.loop, &both, 0.02);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    CHECK_INT(good.ok, 5);
+    CHECK_INT(bad.ok, 0);
+    CHECK(bad.err == MPCONN_EAUTH);
+    CHECK_INT(sv.accepted, 5);
+    CHECK(sv.rejects >= 1);
+    CHECK_INT(sv.last_reject, MPCONN_EAUTH);
+    mpconn_async_listener_free(l);
+    mpconn_opts_free(o);
+    free_loop(sv.loop);
+}
+
+TEST(listener_runs_handshakes_on_the_loop)
+{
+    each_loop(listener_handshakes_on);
+}
+
+static int raw_connect(const char *address)
+{
+    /* "127.0.0.1:PORT" */
+    const char *colon = strrchr(address, ':');
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)atoi(colon + 1));
+    sa.sin_addr.s_addr = htonl(0x7f000001);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    return fd;
+}
+
+static void silent_flood_on(void)
+{
+    server sv = {0};
+    sv.loop = new_loop();
+    mpconn_opts *o;
+    mpconn_opts_new(&o);
+    mpconn_opts_set_authkey(o, "secret", 6);
+    mpconn_opts_set_handshake_timeout(o, 60); /* the silent ones never time out here */
+    mpconn_async_listener *l;
+    char err[256];
+    CHECK_INT(mpconn_async_listener_open(&l, "127.0.0.1:0", o, adapter(), loop_arg(cur, sv.loop),
+                                         accept_cb, &sv, err, sizeof err),
+              0);
+    mpconn_async_listener_on_reject(l, reject_cb, &sv);
+    CHECK_INT(mpconn_async_listener_set_max_handshakes(l, 50), 0);
+    int silent[120];
+    volatile int never = 0;
+    for (int i = 0; i < 120; i++) {
+        silent[i] = raw_connect(mpconn_async_listener_address(l));
+        if (i % 10 == 9)
+            run_until(sv.loop, &never, 0.005);
+    }
+    run_until(sv.loop, &never, 0.05);
+    CHECK(mpconn_async_listener_handshakes(l) <= 50);
+    CHECK(sv.rejects >= 70); /* the oldest made room */
+    CHECK_INT(sv.last_reject, -ETIMEDOUT);
+    /* A real client still gets in at once. */
+    client_job good = {0};
+    snprintf(good.address, sizeof good.address, "%s", mpconn_async_listener_address(l));
+    good.key = "secret";
+    good.n = 3;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, blocking_clients, &good) == 0);
+    double t0 = now_s();
+    while (!good.done && now_s() - t0 < 30)
+        run_until(sv.loop, &never, 0.02);
+    pthread_join(t, NULL);
+    CHECK_INT(good.ok, 3);
+    for (int i = 0; i < 120; i++)
+        close(silent[i]);
+    mpconn_async_listener_free(l);
+    mpconn_opts_free(o);
+    free_loop(sv.loop);
+}
+
+TEST(silent_flood_locks_nobody_out)
+{
+    each_loop(silent_flood_on);
+}
+
+typedef struct {
+    mpconn_listener *l;
+    int ok;
+    volatile int done;
+} blocking_server;
+
+static void *serve_one(void *data)
+{
+    blocking_server *b = data;
+    mpconn_conn *c;
+    if (mpconn_listener_accept(b->l, &c, 10) == 0) {
+        void *m;
+        size_t n;
+        if (mpconn_conn_recv_bytes(c, &m, &n, 0) == 0) {
+            b->ok = mpconn_conn_send_bytes(c, m, n) == 0;
+            free(m);
+        }
+        mpconn_conn_free(c);
+    }
+    b->done = 1;
+    return NULL;
+}
+
+static void async_client_on(void)
+{
+    void *loop = new_loop();
+    mpconn_opts *o;
+    mpconn_opts_new(&o);
+    mpconn_opts_set_authkey(o, "k", 1);
+    blocking_server b = {0};
+    char err[256];
+    CHECK_INT(mpconn_listener_open(&b.l, NULL, o, err, sizeof err), 0); /* a Unix socket */
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, serve_one, &b) == 0);
+    seen s = {0};
+    mpconn_async *a;
+    CHECK_INT(mpconn_async_connect(&a, mpconn_listener_address(b.l), o, &cbs, &s, adapter(),
+                                   loop_arg(cur, loop), err, sizeof err),
+              0);
+    mpconn_opts_free(o);                             /* the connection keeps its own copy */
+    CHECK_INT(mpconn_async_send(a, "queued", 6), 0); /* before the handshake is done */
+    volatile int *got = &s.messages;
+    CHECK(run_until(loop, got, 10));
+    CHECK_INT(s.opened, 1);
+    CHECK_INT(s.lastlen, 6);
+    CHECK_MEM(s.last, "queued", 6);
+    CHECK(run_until(loop, &s.closed, 10));
+    CHECK_INT(s.reason, MPCONN_EEOF);
+    pthread_join(t, NULL);
+    CHECK(b.ok);
+    mpconn_listener_free(b.l);
+    /* A connect nobody answers: refused at once, or reported on close. */
+    CHECK(mpconn_async_connect(&a, "127.0.0.1:1", NULL, &cbs, &s, adapter(), loop_arg(cur, loop),
+                               err, sizeof err) < 0 ||
+          run_until(loop, &s.closed, 10));
+    CHECK(mpconn_async_connect(&a, "localhost:80", NULL, &cbs, &s, adapter(), loop_arg(cur, loop),
+                               err, sizeof err) == MPCONN_EADDR);
+    free_loop(loop);
+}
+
+TEST(async_client_connects_and_authenticates)
+{
+    each_loop(async_client_on);
+}
+
+TESTLIB_MAIN
