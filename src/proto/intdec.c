@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LEAF 256        /* digits converted directly (quadratic, but small) */
-#define MAXLEV 48       /* LEAF << 48 digits is more than memory holds */
-#define RECIP_BITS 8192 /* below this, BN_div is as quick as a reciprocal */
-#define SPLIT_WORDS 16  /* shorter operands are multiplied as they are */
+#define LEAF 512         /* digits converted directly (quadratic, but small) */
+#define MAXLEV 48        /* LEAF << 48 digits is more than memory holds */
+#define RECIP_BITS 32768 /* below this, BN_div is as quick as a reciprocal */
+#define SPLIT_WORDS 16   /* shorter operands are multiplied as they are */
 
 struct mpci_powers {
     BN_CTX *ctx;
