@@ -42,9 +42,15 @@ struct mpconn_opts {
     int abstract_any_uid;
     int pickle_protocol;
     size_t max_depth, max_items, max_memo, max_alloc;
+    size_t max_print, max_int_digits; /* 0 in a zeroed opts: the defaults */
+    int print_truncate;
     int no_pipeline;               /* not public: lets make bench measure what pipelining saves */
     struct mpci_auth_cache *cache; /* for authkey, owned; may be NULL */
 };
+
+/* Print limits (mpconn_opts_set_print_limits). */
+#define MPCI_PRINT_MAX_DEFAULT ((size_t)64 << 20)
+#define MPCI_INT_DIGITS_DEFAULT 4300
 
 void mpci_opts_defaults(struct mpconn_opts *o);
 /* Deep copy into dst, an initialised opts whose own storage is released. */

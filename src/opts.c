@@ -21,6 +21,8 @@ void mpci_opts_defaults(struct mpconn_opts *o)
     o->max_items = 10000000;
     o->max_memo = 1000000;
     o->max_alloc = (size_t)1 << 30;
+    o->max_print = MPCI_PRINT_MAX_DEFAULT;
+    o->max_int_digits = MPCI_INT_DIGITS_DEFAULT;
 }
 
 static void forget_key(struct mpconn_opts *o)
@@ -227,5 +229,22 @@ int mpconn_opts_set_decode_limits(mpconn_opts *o, size_t max_depth, size_t max_i
         o->max_memo = max_memo;
     if (max_alloc)
         o->max_alloc = max_alloc;
+    return 0;
+}
+
+int mpconn_opts_set_print_limits(mpconn_opts *o, size_t max_bytes, size_t max_int_digits)
+{
+    if (max_int_digits && max_int_digits < 640)
+        return -EINVAL;
+    if (max_bytes)
+        o->max_print = max_bytes;
+    if (max_int_digits)
+        o->max_int_digits = max_int_digits;
+    return 0;
+}
+
+int mpconn_opts_set_print_truncate(mpconn_opts *o, int truncate)
+{
+    o->print_truncate = truncate != 0;
     return 0;
 }
