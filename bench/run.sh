@@ -17,7 +17,7 @@ REPS=${BENCH_REPS:-8}
 SECS=${BENCH_TIME:-0.2}
 PYTHON=${PYTHON:-python3}
 
-for b in bench_conn bench_values; do
+for b in bench_conn bench_values bench_print; do
     if [ ! -x "$BIN/$b" ]; then
         echo "bench: $BIN/$b is missing; build first (make bench BUILD=$BUILD)" >&2
         exit 1
@@ -70,6 +70,8 @@ while [ $round -le "$ROUNDS" ]; do
         $PIN "$PYTHON" "$HERE/bench_py.py" --reps "$per" --time "$SECS" memory rtt throughput pickle \
             >>"$OUT" || echo "bench: bench_py.py failed" >&2
     fi
+    echo "bench: round $round/$ROUNDS: C printing..." >&2
+    $PIN "$BIN/bench_print" --reps "$per" --time "$SECS" >>"$OUT" || echo "bench: bench_print failed" >&2
     round=$((round + 1))
 done
 
@@ -137,6 +139,11 @@ pickle_small_decode|pickle decode, small dict|mpconn|py|1.0
 pickle_big_encode|pickle encode, ~1 MiB structure|mpconn|py|1.0
 pickle_big_decode|pickle decode, ~1 MiB structure|mpconn|py|1.0
 obj_rtt_socketpair|object round trip (send/recv small dict) vs raw 64 B, socketpair|mpconn|raw|0.85
+print_int_4300|repr of a 4300-digit int (CPython's limit)|mpconn|max|1000
+print_int_1M|repr of a 1,000,000-digit int, digit limit lifted|mpconn|max|5
+print_int_growth|repr time growth 4300 -> 1,000,000 digits as an exponent (quadratic: 2)|mpconn|max|1.7
+print_bomb|repr of the 68-byte pickle x = (x, x) 32 deep: refused at the 64 MiB default|mpconn|max|3
+print_bomb_cut|the same cut at 1 MiB (the CLI's default)|mpconn|max|0.1
 EOF
 
 awk -F'\t' -v reps="$((per * ROUNDS))" -v rounds="$ROUNDS" -v secs="$SECS" -v cpu="$CPU" '
@@ -160,7 +167,7 @@ FILENAME == ARGV[1] {
     # median of the medians.
     if ($1 == "RESULT") {
         k = $2 SUBSEP $3; unit[$2] = $6
-        low = $6 == "MiB"
+        low = $6 == "MiB" || $6 == "s" || $6 == "us" || $6 == "exponent"
         if (!(k in best) || (low ? $4 < best[k] : $4 > best[k])) best[k] = $4
         n = ++nmed[k]; meds[k, n] = $5
         for (i = n; i > 1 && meds[k, i - 1] > meds[k, i]; i--) {
@@ -176,8 +183,8 @@ FILENAME == ARGV[1] {
     if (n < 5) next
     id = f[1]; mp = f[3]; ref = f[4]; tgt = f[5]
     rr = ratio(id, mp, "raw"); rp = ratio(id, mp, "py"); pr = ratio(id, "py", "raw")
-    if (ref == "mem") {
-        target = "<= " tgt " MiB"
+    if (ref == "mem" || ref == "max") {
+        target = "<= " tgt " " (ref == "mem" ? "MiB" : unit[id])
         have = ((id, mp) in best)
         ok = have && best[id, mp] <= tgt
     } else {
@@ -199,7 +206,7 @@ BEGIN {
 END {
     printf "\nBest of %d repetitions of %ss in %d rounds (median in parentheses); ratios from the best. ", reps, secs, rounds
     printf "Setup rows: the C and CPython programs alternate one repetition at a time. "
-    printf "Rates: higher is better. All processes pinned to CPU %s except the unpinned rows. ", cpu
+    printf "Rates: higher is better; times and exponents: lower. All processes pinned to CPU %s except the unpinned rows. ", cpu
     printf "%d PASS, %d MISS, %d n/a.\n", npass, nmiss, nna
     if (missing != "") printf "Not measured:%s\n", missing
 }

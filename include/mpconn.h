@@ -135,6 +135,22 @@ MPCONN_API int mpconn_opts_set_pickle_protocol(mpconn_opts *o, int protocol);
  * allocation 1 GiB. */
 MPCONN_API int mpconn_opts_set_decode_limits(mpconn_opts *o, size_t max_depth, size_t max_items,
                                              size_t max_memo, size_t max_alloc);
+/* Print limits used by the _opts forms of repr, JSON and the literal parser;
+ * 0 keeps the default, MPCONN_UNLIMITED lifts the limit.
+ * max_bytes bounds the text of one repr or JSON (default 64 MiB): a value
+ * that shares containers (x = [x, x] nested 32 deep is a 68-byte pickle)
+ * expands to more text than memory holds, so the writer stops at the limit,
+ * having done work in proportion to what it wrote.
+ * max_int_digits bounds the decimal digits of one int, printed or parsed
+ * (default 4300, CPython's sys.get_int_max_str_digits()); at least 640,
+ * as in CPython, else -EINVAL. Conversion takes O(n^1.6 log n) time. */
+#define MPCONN_UNLIMITED SIZE_MAX
+MPCONN_API int mpconn_opts_set_print_limits(mpconn_opts *o, size_t max_bytes,
+                                            size_t max_int_digits);
+/* truncate 1: repr and JSON text longer than max_bytes is cut at a
+ * character boundary at most max_bytes long and returned with 1 instead
+ * of failing with MPCONN_ELIMIT. Default 0. */
+MPCONN_API int mpconn_opts_set_print_truncate(mpconn_opts *o, int truncate);
 
 /* -------------------------------------------------------------- connection */
 
@@ -424,14 +440,27 @@ MPCONN_API int mpconn_value_encode(const mpconn_value *v, int protocol, void **o
 MPCONN_API int mpconn_value_decode(const void *buf, size_t len, const mpconn_opts *opts,
                                    mpconn_value **out, char *errmsg, size_t errlen);
 
-/* Python's repr(v), NUL-terminated, freed with free(). */
+/* Python's repr(v), NUL-terminated, freed with free(). Default print
+ * limits: MPCONN_ELIMIT beyond 64 MiB of text or for an int of more than
+ * 4300 digits (ValueError in CPython). */
 MPCONN_API int mpconn_value_repr(const mpconn_value *v, char **out, size_t *len);
-/* JSON text (mapping in docs/json.md), freed with free(). */
+/* JSON text (mapping in docs/json.md), freed with free(); limits as repr. */
 MPCONN_API int mpconn_value_json(const mpconn_value *v, char **out, size_t *len);
+/* repr and JSON under the print limits of opts (NULL: the defaults). 0, or 1
+ * when opts truncate and the text was cut; *out is the caller's either way.
+ * On failure nothing is returned and errmsg (may be NULL) names the limit. */
+MPCONN_API int mpconn_value_repr_opts(const mpconn_value *v, const mpconn_opts *opts, char **out,
+                                      size_t *len, char *errmsg, size_t errlen);
+MPCONN_API int mpconn_value_json_opts(const mpconn_value *v, const mpconn_opts *opts, char **out,
+                                      size_t *len, char *errmsg, size_t errlen);
 /* Parses a Python literal as ast.literal_eval accepts it for these types.
- * On error errmsg says what and at which column (1-based). */
+ * On error errmsg says what and at which column (1-based). Decimal ints
+ * of more than 4300 digits fail with MPCONN_ELIMIT, as in CPython. */
 MPCONN_API int mpconn_value_parse(const char *text, size_t len, mpconn_value **out, char *errmsg,
                                   size_t errlen);
+/* The same with the int digit limit of opts (NULL: the default). */
+MPCONN_API int mpconn_value_parse_opts(const char *text, size_t len, const mpconn_opts *opts,
+                                       mpconn_value **out, char *errmsg, size_t errlen);
 
 /* Builds a value from a format (see README "Values at a glance"):
  *   n None  b bool(int)  i int  I int64_t  f double  s str(const char *)

@@ -14,6 +14,10 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 /* Largest message accepted unless --max-message says otherwise, so that a
  * stranger's header cannot make the tool allocate without bound. */
 #define CLI_DEFAULT_MAX_MESSAGE ((uint64_t)64 << 20)
+/* Longest line a received value prints as unless --max-print says
+ * otherwise: a value sharing its containers can expand to more text than
+ * memory holds, so the line is cut there, with a marker. */
+#define CLI_DEFAULT_MAX_PRINT ((uint64_t)1 << 20)
 
 /* ----------------------------------------------------------- option parser */
 
@@ -71,6 +75,7 @@ typedef struct cli_common {
     double timeout; /* < 0: none given */
     int format;
     uint64_t max_message;
+    uint64_t max_print, max_int_digits; /* 0: no limit */
 } cli_common;
 
 /* Option ids below CLI_COMMON_LAST belong to the common options. */
@@ -83,6 +88,8 @@ enum {
     CLI_OPT_TIMEOUT,
     CLI_OPT_FORMAT,
     CLI_OPT_MAX_MESSAGE,
+    CLI_OPT_MAX_PRINT,
+    CLI_OPT_MAX_INT_DIGITS,
     CLI_COMMON_LAST
 };
 
@@ -95,15 +102,18 @@ enum {
         {"no-legacy-md5", 0, CLI_ARG_NONE, CLI_OPT_NO_LEGACY_MD5},                                 \
         {"timeout", 0, CLI_ARG_REQUIRED, CLI_OPT_TIMEOUT},                                         \
         {"format", 0, CLI_ARG_REQUIRED, CLI_OPT_FORMAT},                                           \
+        {"max-message", 0, CLI_ARG_REQUIRED, CLI_OPT_MAX_MESSAGE},                                 \
+        {"max-print", 0, CLI_ARG_REQUIRED, CLI_OPT_MAX_PRINT},                                     \
     {                                                                                              \
-        "max-message", 0, CLI_ARG_REQUIRED, CLI_OPT_MAX_MESSAGE                                    \
+        "max-int-digits", 0, CLI_ARG_REQUIRED, CLI_OPT_MAX_INT_DIGITS                              \
     }
 
 void cli_common_init(cli_common *c);
 /* Applies one common option; returns 0 or CLI_USAGE (after printing). */
 int cli_common_option(cli_common *c, const char *cmd, int id, const char *arg);
 /* Checks the combination (both authkey options, ...) and builds the opts:
- * authkey, digest, MD5 policy, timeouts, max message. Returns CLI_OK,
+ * authkey, digest, MD5 policy, timeouts, max message, print limits (text
+ * cut at --max-print). Returns CLI_OK,
  * CLI_USAGE or CLI_FAIL (after printing); *out is the caller's. */
 int cli_common_opts(const cli_common *c, const char *cmd, mpconn_opts **out);
 
@@ -111,8 +121,10 @@ int cli_common_opts(const cli_common *c, const char *cmd, mpconn_opts **out);
 
 /* Prints one message as one line on out in the chosen format and flushes:
  * a pickle of plain values as repr()/JSON, anything else as a bytes value.
- * limits (may be NULL) bounds the pickle decoder. Returns 0, or -1 when
- * out cannot be written. */
+ * limits (may be NULL) bounds the pickle decoder and the text: a line cut
+ * at the print limit ends in CLI_CUT_MARK. Returns 0, or -1 when out
+ * cannot be written. */
+#define CLI_CUT_MARK " ...[cut: longer than the --max-print limit]"
 int cli_print_message(FILE *out, int format, const void *buf, size_t len,
                       const mpconn_opts *limits);
 

@@ -157,6 +157,8 @@ void cli_common_init(cli_common *c)
     c->timeout = -1;
     c->format = CLI_FORMAT_REPR;
     c->max_message = CLI_DEFAULT_MAX_MESSAGE;
+    c->max_print = CLI_DEFAULT_MAX_PRINT;
+    c->max_int_digits = 4300;
 }
 
 int cli_common_option(cli_common *c, const char *cmd, int id, const char *arg)
@@ -183,6 +185,15 @@ int cli_common_option(cli_common *c, const char *cmd, int id, const char *arg)
     case CLI_OPT_MAX_MESSAGE:
         if (cli_parse_u64(arg, &c->max_message) < 0)
             return cli_usage_error(cmd, "--max-message: '%s' is not a number of bytes", arg);
+        return 0;
+    case CLI_OPT_MAX_PRINT:
+        if (cli_parse_u64(arg, &c->max_print) < 0)
+            return cli_usage_error(cmd, "--max-print: '%s' is not a number of bytes", arg);
+        return 0;
+    case CLI_OPT_MAX_INT_DIGITS:
+        if (cli_parse_u64(arg, &c->max_int_digits) < 0 ||
+            (c->max_int_digits > 0 && c->max_int_digits < 640))
+            return cli_usage_error(cmd, "--max-int-digits: '%s' is not 0 or a number >= 640", arg);
         return 0;
     default: return cli_usage_error(cmd, "internal error: option %d", id);
     }
@@ -260,6 +271,9 @@ int cli_common_opts(const cli_common *c, const char *cmd, mpconn_opts **out)
         mpconn_opts_set_send_timeout(o, c->timeout);
     }
     mpconn_opts_set_max_message(o, c->max_message);
+    mpconn_opts_set_print_limits(o, c->max_print ? (size_t)c->max_print : MPCONN_UNLIMITED,
+                                 c->max_int_digits ? (size_t)c->max_int_digits : MPCONN_UNLIMITED);
+    mpconn_opts_set_print_truncate(o, 1);
     if (c->authkey_env) {
         const char *k = getenv(c->authkey_env);
         if (!k || !*k) {
@@ -313,12 +327,26 @@ static int print_hex(FILE *out, const unsigned char *p, size_t len)
     return 0;
 }
 
-/* Text of v in the chosen format (freed by the caller), or NULL. */
-static char *format_value(int format, const mpconn_value *v)
+/* Text of v in the chosen format (freed by the caller), a line cut at the
+ * print limit marked as such; or NULL, with the reason on standard error
+ * when it is a limit. */
+static char *format_value(int format, const mpconn_value *v, const mpconn_opts *opts)
 {
-    char *s = NULL;
+    char *s = NULL, err[256] = "";
     size_t n;
-    int r = format == CLI_FORMAT_JSON ? mpconn_value_json(v, &s, &n) : mpconn_value_repr(v, &s, &n);
+    int r = format == CLI_FORMAT_JSON ? mpconn_value_json_opts(v, opts, &s, &n, err, sizeof err)
+                                      : mpconn_value_repr_opts(v, opts, &s, &n, err, sizeof err);
+    if (r == MPCONN_ELIMIT)
+        cli_error("value shown as its bytes: %s (see --max-int-digits)", err);
+    if (r == 1) {
+        char *m = realloc(s, n + sizeof CLI_CUT_MARK);
+        if (!m) {
+            free(s);
+            return NULL;
+        }
+        memcpy(m + n, CLI_CUT_MARK, sizeof CLI_CUT_MARK);
+        s = m;
+    }
     return r < 0 ? NULL : s;
 }
 
@@ -332,12 +360,12 @@ int cli_print_message(FILE *out, int format, const void *buf, size_t len, const 
         /* Anything that is not a pickle of plain values is shown as the bytes
          * it is, so nothing that arrived is hidden. */
         if (mpconn_value_decode(buf, len, limits, &v, NULL, 0) == 0) {
-            text = format_value(format, v);
+            text = format_value(format, v, limits);
             mpconn_value_free(v);
         }
         if (!text) {
             mpconn_value *b = mpconn_value_bytes(buf, len);
-            text = b ? format_value(format, b) : NULL;
+            text = b ? format_value(format, b, limits) : NULL;
             mpconn_value_free(b);
         }
         if (text) {

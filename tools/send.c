@@ -27,6 +27,10 @@ static const char send_help[] =
     "  --reply                after each message, wait for one message back and print it\n"
     "  --format FORMAT        how replies print: repr (default), json, hex\n"
     "  --max-message BYTES    largest reply accepted (default 67108864; 0: no limit)\n"
+    "  --max-print BYTES      cut a reply's line there, marked ' ...[cut: ...]'\n"
+    "                         (default 1048576; 0: no limit)\n"
+    "  --max-int-digits N     decimal digits of an int in VALUEs and replies (default 4300,\n"
+    "                         as Python; 0: no limit)\n"
     "  --authkey-env NAME     authenticate with the key in environment variable NAME\n"
     "  --authkey-file PATH    authenticate with the exact bytes of file PATH\n"
     "  --digest NAME          digest of the challenge this side sends: sha256 (default),\n"
@@ -55,6 +59,7 @@ typedef struct payloads {
     payload *p;
     size_t n, cap;
     int as_bytes, protocol;
+    const mpconn_opts *opts; /* the int digit limit of literals */
 } payloads;
 
 static void payloads_free(payloads *ps)
@@ -96,7 +101,7 @@ static int add_value(payloads *ps, const char *text, size_t len, const char *whe
     }
     mpconn_value *v;
     char err[256] = "";
-    int r = mpconn_value_parse(text, len, &v, err, sizeof err);
+    int r = mpconn_value_parse_opts(text, len, ps->opts, &v, err, sizeof err);
     if (r < 0) {
         cli_error("bad literal in %s: %s", where, err[0] ? err : mpconn_strerror(r));
         return CLI_USAGE;
@@ -321,7 +326,7 @@ int cli_send(int argc, char **argv)
     cli_parser p = {"send", argc, argv, 1, 0};
     cli_common common;
     cli_common_init(&common);
-    payloads ps = {NULL, 0, 0, 0, 0};
+    payloads ps = {NULL, 0, 0, 0, 0, NULL};
     int reply = 0;
     const char *address = NULL;
     /* VALUEs are kept as given until all options are known (--bytes may come last). */
@@ -366,6 +371,7 @@ int cli_send(int argc, char **argv)
     mpconn_opts *opts = NULL;
     if (status == CLI_OK)
         status = cli_common_opts(&common, "send", &opts);
+    ps.opts = opts;
     int stdin_read = 0;
     for (size_t i = 0; status == CLI_OK && i < nvalues; i++) {
         if (strcmp(values[i], "-") == 0) {

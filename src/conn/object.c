@@ -6,7 +6,6 @@
 #include "conn/conn_internal.h"
 #include "proto/pickle.h"
 
-#include <errno.h>
 #include <stdlib.h>
 
 int mpconn_conn_send(mpconn_conn *c, const mpconn_value *v)
@@ -48,12 +47,4 @@ int mpconn_conn_recv(mpconn_conn *c, mpconn_value **out)
     if (r < 0)
         mpci_conn_seterr(c, "recv: %s", msg);
     return r;
-}
-
-int mpconn_value_decode(const void *buf, size_t len, const mpconn_opts *opts, mpconn_value **out,
-                        char *errmsg, size_t errlen)
-{
-    if (!out)
-        return mpci_err(errmsg, errlen, -EINVAL, "no output pointer");
-    return mpci_pickle_decode(buf, len, opts ? &opts->limits : NULL, out, errmsg, errlen);
 }

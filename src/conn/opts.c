@@ -19,6 +19,7 @@ void mpci_opts_defaults(struct mpconn_opts *o)
     o->mode = -1;
     o->pickle_protocol = 4;
     o->limits = MPCI_PICKLE_LIMITS_DEFAULT;
+    o->print = MPCI_PRINT_LIMITS_DEFAULT;
 }
 
 static void forget_key(struct mpconn_opts *o)
@@ -225,5 +226,22 @@ int mpconn_opts_set_decode_limits(mpconn_opts *o, size_t max_depth, size_t max_i
         o->limits.max_memo = max_memo;
     if (max_alloc)
         o->limits.max_alloc = max_alloc;
+    return 0;
+}
+
+int mpconn_opts_set_print_limits(mpconn_opts *o, size_t max_bytes, size_t max_int_digits)
+{
+    if (max_int_digits && max_int_digits < 640)
+        return -EINVAL;
+    if (max_bytes)
+        o->print.max_bytes = max_bytes;
+    if (max_int_digits)
+        o->print.max_digits = max_int_digits;
+    return 0;
+}
+
+int mpconn_opts_set_print_truncate(mpconn_opts *o, int truncate)
+{
+    o->print.truncate = truncate != 0;
     return 0;
 }

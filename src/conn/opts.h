@@ -5,6 +5,7 @@
 
 #include "mpconn.h"
 #include "proto/pickle.h"
+#include "proto/print.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +27,7 @@ struct mpconn_opts {
     int abstract_any_uid;
     int pickle_protocol;
     mpci_pickle_limits limits;
+    mpci_print_limits print;
     struct mpci_auth_cache *cache; /* for authkey, owned; may be NULL */
 };
 

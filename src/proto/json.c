@@ -22,6 +22,8 @@
  *                         tag is never forged): {"$dict": [[key, value], ...]}
  *   a value that contains itself: MPCONN_ERECURSIVE (json.dumps: "Circular
  *   reference detected").
+ *   a lone surrogate in a str  \udXXX, as json.dumps writes it.
+ * Print limits as for repr (text length, int digits).
  * The test vectors (tests/data/pickle.jsonl, field "json") are json.dumps
  * output and are matched exactly. */
 #include "proto/text_internal.h"
@@ -47,7 +49,8 @@ static void json_str(mpci_sbuf *b, const char *s, size_t len)
     const unsigned char *u = (const unsigned char *)s;
     mpci_sbuf_putc(b, '"');
     size_t i = 0;
-    while (i < len) {
+    while (i < len && !b->err) {
+        /* A lone surrogate decodes to its code point, below 0x10000. */
         uint32_t cp = mpci_utf8_next(u, len, &i);
         switch (cp) {
         case '"': mpci_sbuf_put(b, "\\\"", 2); break;
@@ -75,7 +78,7 @@ static void json_base64(mpci_sbuf *b, const unsigned char *p, size_t len)
 {
     static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char q[4];
-    for (size_t i = 0; i < len; i += 3) {
+    for (size_t i = 0; i < len && !b->err; i += 3) {
         uint32_t x = (uint32_t)p[i] << 16;
         if (i + 1 < len)
             x |= (uint32_t)p[i + 1] << 8;
@@ -103,7 +106,7 @@ static void json_float(mpci_sbuf *b, double d)
     }
 }
 
-static int json_scalar(mpci_sbuf *b, const mpconn_value *v, mpconn_type t)
+static int json_scalar(mpci_sbuf *b, const mpconn_value *v, mpconn_type t, mpci_print *pr)
 {
     int rc = 0;
     switch (t) {
@@ -114,7 +117,7 @@ static int json_scalar(mpci_sbuf *b, const mpconn_value *v, mpconn_type t)
             mpci_sbuf_puts(b, x ? "true" : "false");
         break;
     }
-    case MPCONN_INT: rc = mpci_int_decimal(v, b); break;
+    case MPCONN_INT: rc = mpci_int_decimal(v, b, pr); break;
     case MPCONN_FLOAT: {
         double d = 0;
         if ((rc = mpconn_value_get_float(v, &d)) == 0)
@@ -144,9 +147,9 @@ static int json_scalar(mpci_sbuf *b, const mpconn_value *v, mpconn_type t)
     return rc;
 }
 
-/* A dict key as the object key json.dumps would write (without quotes);
- * -1 when the key has no such form. */
-static int key_text(const mpconn_value *k, mpci_sbuf *b)
+/* A dict key as the object key json.dumps would write (without quotes):
+ * 0, -1 when the key has no such form, or an int's error. */
+static int key_text(const mpconn_value *k, mpci_sbuf *b, mpci_print *pr)
 {
     switch (mpconn_value_type(k)) {
     case MPCONN_STR: {
@@ -157,7 +160,7 @@ static int key_text(const mpconn_value *k, mpci_sbuf *b)
         mpci_sbuf_put(b, s, n);
         return 0;
     }
-    case MPCONN_INT: return mpci_int_decimal(k, b) == 0 ? 0 : -1;
+    case MPCONN_INT: return mpci_int_decimal(k, b, pr);
     case MPCONN_BOOL: {
         int x = 0;
         mpconn_value_get_bool(k, &x);
@@ -197,10 +200,12 @@ static int keytext_cmp(const void *a, const void *b)
 }
 
 /* MODE_OBJECT when the dict can be written as a JSON object, else
- * MODE_PAIRS; or -ENOMEM. */
-static int dict_mode(const mpconn_value *d)
+ * MODE_PAIRS; or a negative code. Looks at every key: this is work beyond
+ * the text, but once per dict written, whose keys then print. */
+static int dict_mode(const mpconn_value *d, mpci_print *pr)
 {
     size_t n = mpconn_value_len(d), nonstr = 0;
+    pr->work += n;
     for (size_t i = 0; i < n; i++) {
         mpconn_type t = mpconn_value_type(mpconn_value_item(d, i));
         if (t != MPCONN_STR && t != MPCONN_INT && t != MPCONN_FLOAT && t != MPCONN_BOOL &&
@@ -225,9 +230,13 @@ static int dict_mode(const mpconn_value *d)
     size_t made = 0;
     for (; made < n; made++) {
         mpci_sbuf b = {0};
-        key_text(mpconn_value_item(d, made), &b);
-        if (mpci_sbuf_finish(&b, &kt[made].p, &kt[made].len) != 0) {
-            mode = -ENOMEM;
+        int rc = key_text(mpconn_value_item(d, made), &b, pr);
+        if (rc == 0)
+            rc = mpci_sbuf_finish(&b, &kt[made].p, &kt[made].len);
+        else
+            free(b.p);
+        if (rc != 0) {
+            mode = rc;
             break;
         }
     }
@@ -251,15 +260,17 @@ static int begin_value(walk *w, const mpconn_value *v)
         return -EINVAL;
     mpconn_type t = mpconn_value_type(v);
     int mode = MODE_ARRAY;
+    w->pr->work++;
     if (t == MPCONN_DICT) {
-        mode = dict_mode(v);
+        mode = dict_mode(v, w->pr);
         if (mode < 0)
             return mode;
     } else if (t != MPCONN_LIST && t != MPCONN_TUPLE && t != MPCONN_SET && t != MPCONN_FROZENSET) {
-        return json_scalar(&w->out, v, t);
+        return json_scalar(&w->out, v, t, w->pr);
     }
     if (mpci_ptrset_has(&w->open, v))
-        return MPCONN_ERECURSIVE;
+        return mpci_err(w->pr->errmsg, w->pr->errlen, MPCONN_ERECURSIVE,
+                        "circular reference: a container contains itself");
     if (mpci_walk_push(w, v, mode) != 0)
         return -ENOMEM;
     mpci_sbuf_puts(&w->out, mode == MODE_ARRAY ? "[" : mode == MODE_OBJECT ? "{" : "{\"$dict\": [");
@@ -303,33 +314,29 @@ static const mpconn_value *step(walk *w, mpci_wframe *f)
         f->phase = 1;
         return item;
     }
-    /* Object: the key is text, so only the value is a child. */
+    /* Object: the key is text, so only the value is a child. Its int form
+     * was already made once, in dict_mode. */
     if (mpconn_value_type(item) == MPCONN_STR) {
-        json_scalar(b, item, MPCONN_STR);
+        json_scalar(b, item, MPCONN_STR, w->pr);
     } else {
         mpci_sbuf_putc(b, '"');
-        key_text(item, b); /* digits, true, NaN...: nothing to escape */
+        key_text(item, b, w->pr); /* digits, true, NaN...: nothing to escape */
         mpci_sbuf_putc(b, '"');
     }
     mpci_sbuf_put(b, ": ", 2);
     return mpconn_value_dict_value(f->v, f->i++);
 }
 
-int mpconn_value_json(const mpconn_value *v, char **out, size_t *len)
+int mpci_value_json(const mpconn_value *v, mpci_print *pr, char **out, size_t *len)
 {
-    if (!v || !out)
-        return -EINVAL;
-    walk w = {0};
+    walk w = {.out = {.limit = pr->max_bytes}, .pr = pr};
     int rc = begin_value(&w, v);
     while (rc == 0 && w.n > 0 && !w.out.err) {
+        w.pr->work++;
         const mpconn_value *child = step(&w, &w.st[w.n - 1]);
         if (child)
             rc = begin_value(&w, child);
     }
     mpci_walk_clear(&w);
-    if (rc != 0) {
-        free(w.out.p);
-        return rc;
-    }
-    return mpci_sbuf_finish(&w.out, out, len);
+    return mpci_print_finish(pr, &w.out, rc, "JSON", out, len);
 }

@@ -1,6 +1,8 @@
 /* mpconn_value_repr: the text CPython's repr() gives for a plain value.
  * Containers are walked with an explicit stack, so depth costs heap, not C
- * stack; a container met again inside itself prints as Python's "[...]". */
+ * stack; a container met again inside itself prints as Python's "[...]".
+ * Every step writes text, and the walk stops at the print limit, so a value
+ * sharing its containers costs what is printed, not what it expands to. */
 #include "proto/text_internal.h"
 
 #include <errno.h>
@@ -35,10 +37,13 @@ static void repr_str(mpci_sbuf *b, const char *s, size_t len)
     char q = pick_quote(s, len);
     mpci_sbuf_putc(b, q);
     size_t i = 0;
-    while (i < len) {
+    while (i < len && !b->err) {
         size_t start = i;
+        int lone = mpci_utf8_is_surrogate(u, len, i);
         uint32_t cp = mpci_utf8_next(u, len, &i);
-        if (cp == (uint32_t)q || cp == '\\') {
+        if (lone) {
+            put_hex(b, 'u', cp, 4); /* as CPython: '\ud800' */
+        } else if (cp == (uint32_t)q || cp == '\\') {
             mpci_sbuf_putc(b, '\\');
             mpci_sbuf_putc(b, (char)cp);
         } else if (cp == '\t') {
@@ -69,7 +74,7 @@ static void repr_bytes(mpci_sbuf *b, const unsigned char *p, size_t len, int is_
     char q = pick_quote(p, len);
     mpci_sbuf_putc(b, 'b');
     mpci_sbuf_putc(b, q);
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len && !b->err; i++) {
         unsigned c = p[i];
         if (c == (unsigned)q || c == '\\' || (is_bytearray && c == '\'')) {
             mpci_sbuf_putc(b, '\\');
@@ -89,7 +94,7 @@ static void repr_bytes(mpci_sbuf *b, const unsigned char *p, size_t len, int is_
     mpci_sbuf_putc(b, q);
 }
 
-static int repr_scalar(mpci_sbuf *b, const mpconn_value *v, mpconn_type t)
+static int repr_scalar(mpci_sbuf *b, const mpconn_value *v, mpconn_type t, mpci_print *pr)
 {
     switch (t) {
     case MPCONN_NONE: mpci_sbuf_put(b, "None", 4); return 0;
@@ -101,7 +106,7 @@ static int repr_scalar(mpci_sbuf *b, const mpconn_value *v, mpconn_type t)
         mpci_sbuf_puts(b, x ? "True" : "False");
         return 0;
     }
-    case MPCONN_INT: return mpci_int_decimal(v, b);
+    case MPCONN_INT: return mpci_int_decimal(v, b, pr);
     case MPCONN_FLOAT: {
         double d = 0;
         char tmp[MPCI_FLOAT_REPR_MAX];
@@ -163,8 +168,9 @@ static int begin_value(walk *w, const mpconn_value *v)
     if (!v)
         return -EINVAL;
     mpconn_type t = mpconn_value_type(v);
+    w->pr->work++;
     if (!is_container(t))
-        return repr_scalar(&w->out, v, t);
+        return repr_scalar(&w->out, v, t, w->pr);
     static const char *const empty[] = {[MPCONN_LIST] = "[]",
                                         [MPCONN_TUPLE] = "()",
                                         [MPCONN_DICT] = "{}",
@@ -223,16 +229,10 @@ static int walk_all(walk *w, const mpconn_value *root)
     return rc;
 }
 
-int mpconn_value_repr(const mpconn_value *v, char **out, size_t *len)
+int mpci_value_repr(const mpconn_value *v, mpci_print *pr, char **out, size_t *len)
 {
-    if (!v || !out)
-        return -EINVAL;
-    walk w = {0};
+    walk w = {.out = {.limit = pr->max_bytes}, .pr = pr};
     int rc = walk_all(&w, v);
     mpci_walk_clear(&w);
-    if (rc != 0) {
-        free(w.out.p);
-        return rc;
-    }
-    return mpci_sbuf_finish(&w.out, out, len);
+    return mpci_print_finish(pr, &w.out, rc, "repr", out, len);
 }

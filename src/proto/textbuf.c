@@ -27,8 +27,29 @@ static int sbuf_reserve(mpci_sbuf *b, size_t extra)
     return 0;
 }
 
+/* Keeps the part of s that fits under the limit, less a character the cut
+ * would split. */
+static void put_cut(mpci_sbuf *b, const char *s, size_t n)
+{
+    size_t room = b->limit - b->len;
+    if (room < n) {
+        size_t k = room;
+        while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
+            k--; /* s[k] starts the character the cut goes through */
+        if (sbuf_reserve(b, k) == 0) {
+            memcpy(b->p + b->len, s, k);
+            b->len += k;
+        }
+        b->err = MPCONN_ELIMIT;
+    }
+}
+
 void mpci_sbuf_put(mpci_sbuf *b, const char *s, size_t n)
 {
+    if (b->limit && !b->err && n > b->limit - b->len) {
+        put_cut(b, s, n);
+        return;
+    }
     if (sbuf_reserve(b, n) != 0)
         return;
     memcpy(b->p + b->len, s, n);
@@ -42,6 +63,10 @@ void mpci_sbuf_puts(mpci_sbuf *b, const char *s)
 
 void mpci_sbuf_putc(mpci_sbuf *b, char c)
 {
+    if (b->limit && !b->err && b->len >= b->limit) {
+        b->err = MPCONN_ELIMIT;
+        return;
+    }
     if (sbuf_reserve(b, 1) != 0)
         return;
     b->p[b->len++] = c;
@@ -284,7 +309,7 @@ size_t mpci_float_repr(double d, char *out)
 
 /* --------------------------------------------------- int to decimal */
 
-int mpci_int_decimal(const mpconn_value *v, mpci_sbuf *b)
+int mpci_int_decimal(const mpconn_value *v, mpci_sbuf *b, mpci_print *pr)
 {
     int64_t small;
     int rc = mpconn_value_get_int(v, &small);
@@ -302,51 +327,80 @@ int mpci_int_decimal(const mpconn_value *v, mpci_sbuf *b)
     rc = mpconn_value_get_bigint(v, &neg, &mag, &len);
     if (rc != 0)
         return rc;
-    /* Repeated division of 32-bit words by 10^9: quadratic, but a few
-     * thousand digits take microseconds. */
-    size_t nw = (len + 3) / 4;
-    uint32_t *w = malloc((nw ? nw : 1) * sizeof *w);
-    size_t maxchunks = len * 8 / 29 + 2; /* 2^29 < 10^9 */
-    uint32_t *chunks = malloc(maxchunks * sizeof *chunks);
-    if (!w || !chunks) {
-        free(w);
-        free(chunks);
-        return -ENOMEM;
+    return mpci_bigint_decimal(&pr->pow, neg, mag, len, pr->max_digits, b, pr->errmsg, pr->errlen);
+}
+
+/* ------------------------------------------------------ print limits */
+
+void mpci_print_init(mpci_print *pr, const mpci_print_limits *lim, char *errmsg, size_t errlen)
+{
+    const mpci_print_limits def = MPCI_PRINT_LIMITS_DEFAULT;
+    if (!lim)
+        lim = &def;
+    memset(pr, 0, sizeof *pr);
+    pr->max_bytes = lim->max_bytes ? lim->max_bytes : def.max_bytes;
+    pr->max_digits = lim->max_digits ? lim->max_digits : def.max_digits;
+    pr->truncate = lim->truncate;
+    pr->errmsg = errmsg;
+    pr->errlen = errlen;
+}
+
+int mpci_print_finish(mpci_print *pr, mpci_sbuf *b, int rc, const char *what, char **out,
+                      size_t *len)
+{
+    mpci_powers_free(pr->pow);
+    pr->pow = NULL;
+    int cut = rc == 0 && b->err == MPCONN_ELIMIT;
+    if (cut && !pr->truncate)
+        rc = mpci_err(pr->errmsg, pr->errlen, MPCONN_ELIMIT,
+                      "%s longer than %zu bytes (the print limit; "
+                      "mpconn_opts_set_print_limits raises it)",
+                      what, pr->max_bytes);
+    if (cut) {
+        b->err = 0; /* the text so far is whole up to the cut */
+        b->limit = 0;
     }
-    size_t lead = len % 4 ? len % 4 : 4;
-    for (size_t k = 0, pos = 0; k < nw; k++) {
-        size_t take = k == 0 ? lead : 4;
-        uint32_t x = 0;
-        for (size_t t = 0; t < take; t++)
-            x = (x << 8) | mag[pos++];
-        w[k] = x;
-    }
-    size_t first = 0, nc = 0;
-    while (first < nw && w[first] == 0)
-        first++;
-    while (first < nw) {
-        uint64_t rem = 0;
-        for (size_t k = first; k < nw; k++) {
-            uint64_t cur = (rem << 32) | w[k];
-            w[k] = (uint32_t)(cur / 1000000000u);
-            rem = cur % 1000000000u;
-        }
-        chunks[nc++] = (uint32_t)rem;
-        while (first < nw && w[first] == 0)
-            first++;
-    }
-    char tmp[16];
-    if (neg && nc)
-        mpci_sbuf_putc(b, '-');
-    if (!nc)
-        mpci_sbuf_putc(b, '0');
-    for (size_t k = nc; k-- > 0;) {
-        int n = snprintf(tmp, sizeof tmp, k == nc - 1 ? "%u" : "%09u", (unsigned)chunks[k]);
-        mpci_sbuf_put(b, tmp, (size_t)n);
-    }
-    free(w);
-    free(chunks);
-    return 0;
+    if (rc == 0)
+        rc = mpci_sbuf_finish(b, out, len);
+    else
+        free(b->p);
+    if (rc == -ENOMEM)
+        mpci_err(pr->errmsg, pr->errlen, rc, "out of memory for the %s", what);
+    return rc == 0 && cut ? 1 : rc;
+}
+
+typedef int (*writer)(const mpconn_value *v, mpci_print *pr, char **out, size_t *len);
+
+static int print_with(writer write, const mpconn_value *v, const mpci_print_limits *lim, char **out,
+                      size_t *len, char *errmsg, size_t errlen)
+{
+    if (!v || !out)
+        return mpci_err(errmsg, errlen, -EINVAL, "no value or no output pointer");
+    mpci_print pr;
+    mpci_print_init(&pr, lim, errmsg, errlen);
+    return write(v, &pr, out, len);
+}
+
+int mpci_value_repr_limited(const mpconn_value *v, const mpci_print_limits *lim, char **out,
+                            size_t *len, char *errmsg, size_t errlen)
+{
+    return print_with(mpci_value_repr, v, lim, out, len, errmsg, errlen);
+}
+
+int mpci_value_json_limited(const mpconn_value *v, const mpci_print_limits *lim, char **out,
+                            size_t *len, char *errmsg, size_t errlen)
+{
+    return print_with(mpci_value_json, v, lim, out, len, errmsg, errlen);
+}
+
+int mpconn_value_repr(const mpconn_value *v, char **out, size_t *len)
+{
+    return print_with(mpci_value_repr, v, NULL, out, len, NULL, 0);
+}
+
+int mpconn_value_json(const mpconn_value *v, char **out, size_t *len)
+{
+    return print_with(mpci_value_json, v, NULL, out, len, NULL, 0);
 }
 
 int mpci_walk_push(mpci_walk *w, const mpconn_value *v, int mode)

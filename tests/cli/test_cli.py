@@ -764,6 +764,64 @@ def case_serve_format_json():
               "json of a non-pickle message", lines[-1])
 
 
+# x = (x, x) nested 32 deep, from []: 68 bytes that print as 2^32 "[]".
+BOMB = b"\x80\x02]" + b"2\x86" * 32 + b"."
+CUT = " ...[cut: longer than the --max-print limit]"
+
+
+def case_serve_print_limit():
+    """A value that expands past --max-print prints cut there, with a marker."""
+    with Serve() as s:
+        with Client(s.py) as c:
+            c.send_bytes(BOMB)
+            c.send([1, 2])
+        s.wait_for("out", rb"\n\[1, 2\]\n")  # lines() would scan a 1 MiB line per try
+        lines = s.buf["out"].decode().split("\n")
+        check(len(lines[0]) == (1 << 20) + len(CUT) and lines[0].endswith(CUT),
+              "default cut at 1 MiB", len(lines[0]), lines[0][-80:])
+        check(lines[0].startswith("(" * 32 + "[], []), ("), "cut text starts as repr",
+              lines[0][:80])
+        check(lines[1] == "[1, 2]", "next message", lines[1])
+    with Serve("--max-print", "100", "--format", "json") as s:
+        with Client(s.py) as c:
+            c.send_bytes(BOMB)
+            c.send("é" * 60)
+        lines = s.lines(2)
+        x = []
+        for _ in range(10):
+            x = (x, x)
+        check(lines[0] == ("[" * 22 + json.dumps(x))[:100] + CUT, "json cut at 100 bytes", lines[0])
+        check(lines[1] == json.dumps("é" * 60)[:100] + CUT, "a str cut", lines[1])
+    with Serve("--max-print", "0") as s:
+        with Client(s.py) as c:
+            big = ["x" * 1000] * 2000
+            c.send(big)
+        s.wait_for("out", rb"'\]\n")
+        check(s.buf["out"].decode() == repr(big) + "\n", "0: no limit")
+
+
+def case_serve_int_digit_limit():
+    """Ints over 4300 digits print as CPython refuses them; --max-int-digits moves it."""
+    if hasattr(sys, "set_int_max_str_digits"):
+        sys.set_int_max_str_digits(0)
+    big = 10 ** 5000
+    with Serve() as s:
+        with Client(s.py) as c:
+            c.send(big)
+        line = s.lines(1)[0]
+        check(line == repr(bytes(ForkingPickler.dumps(big))), "shown as bytes", line[:80])
+        s.wait_for("err", rb"Exceeds the limit \(4300 digits\).*at least 5000 digits")
+    for arg in ("5001", "0"):
+        with Serve("--max-int-digits", arg) as s:
+            with Client(s.py) as c:
+                c.send(big)
+            check(s.lines(1)[0] == str(big), "printed with --max-int-digits " + arg)
+    r = run("send", "/nonexistent/x", "1" * 4301)
+    expect_fail(r, 2, r"bad literal in VALUE 1: column 1: Exceeds the limit \(4300 digits\)")
+    r = run("serve", "--max-int-digits", "639")
+    expect_fail(r, 2, r"--max-int-digits: '639'")
+
+
 def case_serve_format_hex():
     with Serve("--format", "hex") as s:
         with Client(s.py) as c:

@@ -33,27 +33,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     mpconn_value *v = NULL, *back = NULL;
     char err[256];
-    int rc = mpconn_value_parse((const char *)data, size, &v, err, sizeof err);
+    /* A hex literal may hold more than 4300 decimal digits' worth, which
+     * repr refuses by default (as CPython's str()): lift the limit. */
+    mpconn_opts *o = NULL;
+    if (mpconn_opts_new(&o) != 0)
+        return 0;
+    mpconn_opts_set_print_limits(o, 0, MPCONN_UNLIMITED);
+    int rc = mpconn_value_parse_opts((const char *)data, size, o, &v, err, sizeof err);
     if (rc != 0) {
         if (v || strncmp(err, "column ", 7) != 0)
             abort(); /* failures leave no value and always name a column */
+        mpconn_opts_free(o);
         return 0;
     }
     char *text = NULL, *json = NULL;
     size_t len = 0;
-    if (mpconn_value_repr(v, &text, &len) != 0)
+    if (mpconn_value_repr_opts(v, o, &text, &len, NULL, 0) != 0)
         abort();
     if (!has_nonfinite(v)) {
-        if (mpconn_value_parse(text, len, &back, err, sizeof err) != 0)
+        if (mpconn_value_parse_opts(text, len, o, &back, err, sizeof err) != 0)
             abort(); /* repr must be a literal again */
         if (!mpconn_value_equal(v, back))
             abort();
     }
-    if (mpconn_value_json(v, &json, NULL) != 0)
+    if (mpconn_value_json_opts(v, o, &json, NULL, NULL, 0) != 0)
         abort();
     free(json);
     free(text);
     mpconn_value_free(back);
     mpconn_value_free(v);
+    mpconn_opts_free(o);
     return 0;
 }

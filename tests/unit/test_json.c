@@ -4,6 +4,8 @@
 #include "mpconn.h"
 #include "testlib.h"
 #include "proto/pickle.h"
+#include "conn/opts.h"
+#include "proto/text_internal.h"
 #include "proto/value_internal.h"
 
 #include <errno.h>
@@ -167,6 +169,70 @@ TEST(deep_nesting)
     CHECK(s[depth - 1] == '[' && s[depth] == '{' && s[depth + 1] == '}' && s[len - 1] == ']');
     free(s);
     mpconn_value_free(v);
+}
+
+TEST(print_limit)
+{
+    /* x = (x, x) nested 30 deep from [], as a pickle of 64 bytes makes it
+     * (DUP, TUPLE2): 2^30 leaves. Cut at 64 bytes; the work done follows
+     * the text. */
+    uint8_t pk[64] = {0x80, 2, ']'};
+    for (int i = 0; i < 30; i++)
+        memcpy(pk + 3 + 2 * i, "2\x86", 2);
+    pk[63] = '.';
+    mpconn_value *x = NULL;
+    CHECK_INT(mpconn_value_decode(pk, sizeof pk, NULL, &x, NULL, 0), 0);
+    mpconn_opts *o = NULL;
+    char *s = NULL, err[256] = "";
+    size_t len = 0;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_print_limits(o, 64, 0), 0);
+    CHECK_INT(mpconn_value_json_opts(x, o, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK(strstr(err, "JSON longer than 64 bytes") != NULL);
+    CHECK_INT(mpconn_opts_set_print_truncate(o, 1), 0);
+    CHECK_INT(mpconn_value_json_opts(x, o, &s, &len, NULL, 0), 1);
+    CHECK_STR(s, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[], []], [[], []]], [[[], []], [[]");
+    free(s);
+    mpci_print pr;
+    mpci_print_init(&pr, &o->print, NULL, 0);
+    CHECK_INT(mpci_value_json(x, &pr, &s, &len), 1);
+    CHECK(pr.work <= 2 * 64);
+    free(s);
+    mpconn_value_free(x);
+    /* A str cut inside an escape keeps the part that fits. */
+    x = mpconn_value_str("\xc3\xa9\xc3\xa9");
+    CHECK_INT(mpconn_opts_set_print_limits(o, 9, 0), 0);
+    CHECK_INT(mpconn_value_json_opts(x, o, &s, &len, NULL, 0), 1);
+    CHECK_STR(s, "\"\\u00e9\\u");
+    free(s);
+    mpconn_value_free(x);
+    mpconn_opts_free(o);
+}
+
+TEST(int_digit_limit)
+{
+    /* Also for an int key, which becomes a string. */
+    char *t = malloc(4303), *s = NULL, err[256] = "";
+    t[0] = '{';
+    memset(t + 1, '8', 4301);
+    t[4302] = ':';
+    mpconn_opts *o = NULL;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_print_limits(o, 0, MPCONN_UNLIMITED), 0);
+    mpconn_value *v = NULL;
+    CHECK_INT(mpconn_value_parse_opts(t + 1, 4301, o, &v, NULL, 0), 0);
+    mpconn_value *d = mpconn_value_dict();
+    CHECK_INT(mpconn_value_dict_set(d, mpconn_value_ref(v), mpconn_value_none()), 0);
+    CHECK_INT(mpconn_value_json_opts(v, NULL, &s, NULL, err, sizeof err), MPCONN_ELIMIT);
+    CHECK(strstr(err, "Exceeds the limit (4300 digits)") != NULL);
+    CHECK_INT(mpconn_value_json_opts(d, NULL, &s, NULL, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_json_opts(d, o, &s, NULL, err, sizeof err), 0);
+    CHECK(strlen(s) == 4301 + 10 && memcmp(s, "{\"8888", 6) == 0);
+    free(s);
+    mpconn_value_free(d);
+    mpconn_value_free(v);
+    mpconn_opts_free(o);
+    free(t);
 }
 
 TESTLIB_MAIN

@@ -4,6 +4,8 @@
 #include "mpconn.h"
 #include "testlib.h"
 #include "proto/pickle.h"
+#include "conn/opts.h"
+#include "proto/text_internal.h"
 #include "proto/value_internal.h"
 
 #include <errno.h>
@@ -223,6 +225,206 @@ TEST(bigints)
             free(mag);
         }
     }
+}
+
+/* Against schoolbook arithmetic, past the sizes where the conversion
+ * starts dividing by reciprocals (the digit limit lifted). */
+TEST(bigints_large)
+{
+    mpconn_opts *o = NULL;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_print_limits(o, 0, MPCONN_UNLIMITED), 0);
+    uint64_t seed = 777;
+    size_t sizes[] = {1800, 3500, 7000, 10000};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        size_t len = sizes[si];
+        uint8_t *mag = malloc(len);
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            mag[i] = (uint8_t)(seed >> 56);
+        }
+        mag[0] |= 1;
+        char *want = slow_decimal(si & 1, mag, len), *s = NULL;
+        mpconn_value *v = mpconn_value_bigint(si & 1, mag, len);
+        CHECK_INT(mpconn_value_repr_opts(v, o, &s, NULL, NULL, 0), 0);
+        CHECK_STR(s, want);
+        free(s);
+        mpconn_value_free(v);
+        free(want);
+        free(mag);
+    }
+    mpconn_opts_free(o);
+}
+
+/* 10^n as a value, made through the parser with the limit lifted. */
+static mpconn_value *power_of_ten(size_t n, int minus_one)
+{
+    mpconn_opts *o = NULL;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_print_limits(o, 0, MPCONN_UNLIMITED), 0);
+    char *t = malloc(n + 2);
+    t[0] = '1';
+    memset(t + 1, '0', n);
+    if (minus_one)
+        memset(t, '9', n);
+    mpconn_value *v = NULL;
+    CHECK_INT(mpconn_value_parse_opts(t, minus_one ? n : n + 1, o, &v, NULL, 0), 0);
+    free(t);
+    mpconn_opts_free(o);
+    return v;
+}
+
+TEST(int_digit_limit)
+{
+    /* str() of an int over 4300 digits is a ValueError in CPython. */
+    char *s = NULL, err[256] = "";
+    size_t len = 0;
+    mpconn_value *v = power_of_ten(4300, 1); /* 4300 nines */
+    CHECK_INT(mpconn_value_repr(v, &s, &len), 0);
+    CHECK_INT(len, 4300);
+    free(s);
+    mpconn_value_free(v);
+    /* 10^4300 has 4301 digits, but its bit length allows 4300 too: the
+     * case where the digits are counted. */
+    v = power_of_ten(4300, 0);
+    CHECK_INT(mpconn_value_repr_opts(v, NULL, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK(strstr(err, "limit (4300 digits)") && strstr(err, "has 4301 digits"));
+    CHECK_INT(mpconn_value_json(v, &s, &len), MPCONN_ELIMIT);
+    mpconn_value *l = mpconn_value_list();
+    CHECK_INT(mpconn_value_append(l, mpconn_value_ref(v)), 0);
+    CHECK_INT(mpconn_value_repr(l, &s, &len), MPCONN_ELIMIT);
+    mpconn_value_free(l);
+    mpconn_opts *o = NULL;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_print_limits(o, 0, 4301), 0);
+    CHECK_INT(mpconn_value_repr_opts(v, o, &s, &len, NULL, 0), 0);
+    CHECK_INT(len, 4301);
+    free(s);
+    mpconn_value_free(v);
+    /* A megabyte of magnitude is refused from its length alone. */
+    size_t big = (size_t)1 << 20;
+    uint8_t *mag = malloc(big);
+    memset(mag, 0xA5, big);
+    v = mpconn_value_bigint(1, mag, big);
+    free(mag);
+    CHECK_INT(mpconn_value_repr_opts(v, o, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK(strstr(err, "limit (4301 digits)") && strstr(err, "at least 2525223 digits"));
+    mpconn_value_free(v);
+    /* CPython's floor for the limit is 640. */
+    CHECK_INT(mpconn_opts_set_print_limits(o, 0, 639), -EINVAL);
+    CHECK_INT(mpconn_opts_set_print_limits(o, 0, 640), 0);
+    mpconn_opts_free(o);
+}
+
+/* x = [x, x] nested depth times: 2^depth leaves from depth + 1 lists. */
+static mpconn_value *shared_tree(int depth)
+{
+    mpconn_value *x = mpconn_value_list();
+    for (int i = 0; i < depth; i++) {
+        mpconn_value *n = mpconn_value_list();
+        CHECK_INT(mpconn_value_append(n, mpconn_value_ref(x)), 0);
+        CHECK_INT(mpconn_value_append(n, x), 0);
+        x = n;
+    }
+    return x;
+}
+
+TEST(print_limit)
+{
+    /* Depth 32 would print 2^32 times "[]": with the default limit the
+     * writer stops at 128 MiB and says why. */
+    mpconn_value *bomb = shared_tree(32);
+    char *s = (char *)&s, err[256] = "";
+    size_t len = 0;
+    CHECK_INT(mpconn_value_repr_opts(bomb, NULL, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK(strstr(err, "repr longer than 67108864 bytes") != NULL);
+    CHECK_INT(mpconn_value_json_opts(bomb, NULL, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK(strstr(err, "JSON longer than 67108864 bytes") != NULL);
+    CHECK_INT(mpconn_value_repr(bomb, &s, &len), MPCONN_ELIMIT);
+    /* Truncated: the start of the text, as a smaller tree shows it. */
+    mpconn_value *small = shared_tree(10);
+    char *part = repr(small);
+    mpconn_value_free(small);
+    char *want = malloc(1001);
+    memset(want, '[', 22);
+    memcpy(want + 22, part, 1000 - 22);
+    want[1000] = '\0';
+    free(part);
+    mpconn_opts *o = NULL;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_print_limits(o, 1000, 0), 0);
+    CHECK_INT(mpconn_value_repr_opts(bomb, o, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK(strstr(err, "repr longer than 1000 bytes") != NULL);
+    CHECK_INT(mpconn_opts_set_print_truncate(o, 1), 0);
+    CHECK_INT(mpconn_value_repr_opts(bomb, o, &s, &len, NULL, 0), 1);
+    CHECK_INT(len, 1000);
+    CHECK_STR(s, want);
+    free(s);
+    CHECK_INT(mpconn_value_json_opts(bomb, o, &s, &len, NULL, 0), 1);
+    CHECK_INT(len, 1000);
+    CHECK_STR(s, want); /* the same text in JSON */
+    free(s);
+    free(want);
+    /* The work done follows the text written, not the value's expansion. */
+    mpci_print pr;
+    mpci_print_init(&pr, &o->print, NULL, 0);
+    CHECK_INT(mpci_value_repr(bomb, &pr, &s, &len), 1);
+    CHECK(pr.work <= 1000);
+    free(s);
+    mpci_print_init(&pr, &o->print, NULL, 0);
+    CHECK_INT(mpci_value_json(bomb, &pr, &s, &len), 1);
+    CHECK(pr.work <= 2 * 1000);
+    free(s);
+    /* A text that fits exactly is not cut. */
+    mpconn_value *t = mpconn_value_str("abc");
+    CHECK_INT(mpconn_opts_set_print_limits(o, 5, 0), 0);
+    CHECK_INT(mpconn_value_repr_opts(t, o, &s, &len, NULL, 0), 0);
+    CHECK_STR(s, "'abc'");
+    free(s);
+    CHECK_INT(mpconn_opts_set_print_limits(o, 4, 0), 0);
+    CHECK_INT(mpconn_value_repr_opts(t, o, &s, &len, NULL, 0), 1);
+    CHECK_STR(s, "'abc");
+    free(s);
+    mpconn_value_free(t);
+    /* The cut never splits a character. */
+    t = mpconn_value_str("\xc3\xa9\xc3\xa9\xe2\x82\xac");
+    size_t cuts[][2] = {{1, 1}, {2, 1}, {3, 3}, {4, 3}, {5, 5}, {6, 5}, {7, 5}, {8, 8}};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        CHECK_INT(mpconn_opts_set_print_limits(o, cuts[i][0], 0), 0);
+        CHECK_INT(mpconn_value_repr_opts(t, o, &s, &len, NULL, 0), 1);
+        CHECK_INT(len, cuts[i][1]);
+        free(s);
+    }
+    mpconn_value_free(t);
+    mpconn_opts_free(o);
+    mpconn_value_free(bomb);
+}
+
+/* Strings made to hold lone surrogates in their "surrogatepass" bytes. */
+static mpconn_value *raw_str(const char *bytes, size_t n)
+{
+    char *d;
+    mpconn_value *v = mpci_value_alloc_str(MPCONN_STR, n, &d);
+    CHECK(v != NULL);
+    memcpy(d, bytes, n);
+    return v;
+}
+
+TEST(lone_surrogates)
+{
+    check_repr(raw_str("a\xed\xa0\x80"
+                       "b",
+                       5),
+               "'a\\ud800b'");
+    check_repr(raw_str("\xed\xbf\xbf", 3), "'\\udfff'");
+    /* A pair stays two escapes, as in CPython. */
+    check_repr(raw_str("\xed\xa0\xbd\xed\xb8\x80", 6), "'\\ud83d\\ude00'");
+    char *s = NULL;
+    mpconn_value *v = raw_str("\xed\xb0\x80\xf0\x9f\x98\x80", 7);
+    CHECK_INT(mpconn_value_json(v, &s, NULL), 0);
+    CHECK_STR(s, "\"\\udc00\\ud83d\\ude00\"");
+    free(s);
+    mpconn_value_free(v);
 }
 
 TEST(containers)
