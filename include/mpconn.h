@@ -175,7 +175,19 @@ MPCONN_API int mpconn_conn_poll(mpconn_conn *c, double seconds);
  * macOS; pass ack = 1 to speak to such a peer. The sent fd stays the
  * caller's; the received fd is the caller's (close-on-exec). */
 MPCONN_API int mpconn_conn_send_fd(mpconn_conn *c, int fd, int ack);
+/* The received descriptor is exactly the one that came with its count byte;
+ * a count byte without one fails with MPCONN_EPROTO ("count byte arrived
+ * without a descriptor"), one the kernel discarded (this process out of
+ * descriptors) with -EMFILE; the byte is consumed either way. */
 MPCONN_API int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack);
+/* Descriptors a peer passes that nobody asks for are never kept: one that
+ * comes as send_fd sends it (alone, with its count byte) waits only while
+ * its count byte is unread in the read-ahead buffer, so at most one per
+ * connection, and is closed once that byte is read as message bytes; any
+ * other (inside a message or the handshake, several at once) is closed as
+ * it arrives. At most 8 are taken in per read (the kernel discards the
+ * rest, reported in errmsg). This counts the descriptors closed so. */
+MPCONN_API size_t mpconn_conn_dropped_fds(const mpconn_conn *c);
 
 /* ---------------------------------------------------------------- pipes */
 

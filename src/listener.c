@@ -329,6 +329,8 @@ static int make_conn(mpconn_listener *l, pending *p, mpconn_conn **out)
         mpconn_conn_free(c);
         return r;
     }
+    mpci_conn_prefill_fd(c, p->hs.has_left_fd ? p->hs.left_fd : -1, p->hs.dropped_fds);
+    p->hs.has_left_fd = 0;
     l->last = p->who;
     l->has_last = 1;
     *out = c;
