@@ -106,8 +106,9 @@ static const char *bound_socket(const char *path, const struct stat *mine, char 
             continue;
         struct stat st;
         /* A relative path bound by another process cannot be resolved from
-         * here: a socket with the same file name counts as bound to it. */
-        if (bound[0] == '/' &&
+         * here: a socket with the same file name counts as bound to it. So
+         * does one bound by this very name, even if its file has moved. */
+        if (bound[0] == '/' && strcmp(bound, path) != 0 &&
             (stat(bound, &st) != 0 || st.st_dev != mine->st_dev || st.st_ino != mine->st_ino))
             continue;
         const char *kind = type == SOCK_DGRAM       ? "datagram"
@@ -159,8 +160,9 @@ static int clear_stale(mpconn_listener *l, const char *path)
         return lerr(l, MPCONN_EADDRINUSE, "cannot bind %s: address in use: %s is bound to it", path,
                     who);
     /* Stale. It is moved aside under a fresh name first and removed only if
-     * what was moved is the file found stale: a socket that another process
-     * bound there meanwhile is put back, not deleted. */
+     * what was moved is the file found stale, and still no socket is bound
+     * by this name (an inode number can be reused at once): a socket that
+     * another process bound there meanwhile is put back, not deleted. */
     char aside[sizeof l->path + 40];
     uint8_t rnd[4] = {0};
     mpci_random(rnd, sizeof rnd);
@@ -169,7 +171,8 @@ static int clear_stale(mpconn_listener *l, const char *path)
     if (rename(path, aside) < 0)
         return errno == ENOENT ? 0 : lerr(l, -errno, "cannot bind %s: %s", path, strerror(errno));
     struct stat moved;
-    if (lstat(aside, &moved) == 0 && moved.st_dev == st.st_dev && moved.st_ino == st.st_ino) {
+    if (lstat(aside, &moved) == 0 && moved.st_dev == st.st_dev && moved.st_ino == st.st_ino &&
+        !bound_socket(path, &moved, what, sizeof what)) {
         unlink(aside);
         return 0;
     }

@@ -5,7 +5,9 @@
 #include "mpci.h"
 #include "testlib.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/time.h>
@@ -610,6 +612,63 @@ TEST(bound_sockets_of_any_kind_not_taken)
     /* closed: now stale, and taken */
     exchange(path, NULL, NULL);
     CHECK(access(path, F_OK) != 0);
+}
+
+/* A live socket that takes race_path between the library's check and its
+ * removal of the stale file: the first unlink() or rename() of race_path
+ * finds it there. Other calls pass through unchanged. */
+static const char *race_path;
+static int race_fd = -1;
+
+static void race_in(const char *p)
+{
+    if (!race_path || strcmp(p, race_path) != 0)
+        return;
+    race_path = NULL;
+    CHECK_INT(syscall(SYS_unlinkat, AT_FDCWD, p, 0), 0);
+    race_fd = bound_socket_at(p, SOCK_STREAM);
+    CHECK_INT(listen(race_fd, 4), 0);
+}
+
+int unlink(const char *p)
+{
+    race_in(p);
+    return (int)syscall(SYS_unlinkat, AT_FDCWD, p, 0);
+}
+
+int rename(const char *from, const char *to)
+{
+    race_in(from);
+    return (int)syscall(SYS_renameat, AT_FDCWD, from, AT_FDCWD, to);
+}
+
+/* The stale file found is removed only if it is still the one found: a
+ * socket bound there meanwhile keeps the path, and nothing is left aside. */
+TEST(stale_check_not_fooled_by_a_race)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mpconn-test-race-%d.sock", (int)getpid());
+    close(bound_socket_at(path, SOCK_STREAM)); /* stale */
+    race_path = path;
+    mpconn_listener *l;
+    char err[256];
+    CHECK_INT(mpconn_listener_open(&l, path, NULL, err, sizeof err), MPCONN_EADDRINUSE);
+    CHECK(race_fd >= 0);
+    CHECK(strstr(err, "a listening stream socket") != NULL);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof un.sun_path, "%s", path);
+    CHECK_INT(connect(s, (struct sockaddr *)&un, sizeof un), 0);
+    close(s);
+    DIR *d = opendir("/tmp");
+    CHECK(d != NULL);
+    struct dirent *e;
+    size_t plen = strlen(path + 5);
+    while ((e = readdir(d)))
+        CHECK(strncmp(e->d_name, path + 5, plen) != 0 || e->d_name[plen] == 0);
+    closedir(d);
+    close(race_fd);
+    unlink(path);
 }
 
 /* What is not a socket is said for what it is, never removed or followed. */
