@@ -243,10 +243,10 @@ MPCONN_API int mpconn_conn_poll(mpconn_conn *c, double seconds);
  * caller's; the received fd is the caller's (close-on-exec). */
 MPCONN_API int mpconn_conn_send_fd(mpconn_conn *c, int fd, int ack);
 /* *fd receives the descriptor passed by the peer: exactly the one that came
- * with its count byte;
- * a count byte without one fails with MPCONN_EPROTO ("count byte arrived
- * without a descriptor"), one the kernel discarded (this process out of
- * descriptors) with -EMFILE; the byte is consumed either way. */
+ * with its count byte. A count byte without one fails with MPCONN_EPROTO
+ * ("count byte arrived without a descriptor"), one the kernel discarded
+ * (this process out of descriptors) with -EMFILE; the byte is consumed
+ * either way. */
 MPCONN_API int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack);
 /* Descriptors a peer passes that nobody asks for are never kept: one that
  * comes as send_fd sends it (alone, with its count byte) waits only while
