@@ -24,6 +24,8 @@
 
 #define RBUF_SIZE (64 * 1024)
 
+enum { PASS_NONE, PASS_FD, PASS_LOST };
+
 struct mpconn_conn {
     int fd;
     mpci_fd_transport fdt; /* the plain transport over fd */
@@ -52,6 +54,13 @@ struct mpconn_conn {
     /* The message being read: its payload so far survives a timeout, and a
      * whole one is kept after MPCONN_ESHORTBUF. */
     mpci_msgdec dec;
+    /* A passed descriptor waits only while its count byte sits unread in
+     * rbuf, at pass_pos: the one recv_fd would take next. Once that byte is
+     * read as part of a message, the descriptor is closed. */
+    int pass_state; /* PASS_NONE, PASS_FD (pass_fd held), PASS_LOST (kernel discarded it) */
+    int pass_fd;
+    size_t pass_pos;
+    size_t dropped_fds; /* descriptors closed because nobody asked for them */
 
     uint8_t *sbuf; /* reused by mpconn_conn_send for pickles */
     size_t scap;
@@ -184,11 +193,68 @@ int mpci_conn_prefill(mpconn_conn *c, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* Records what a read brought besides bytes: the closed descriptors are
+ * counted and said in errmsg. */
+static void note_fds(mpconn_conn *c, const mpci_fdin *in)
+{
+    if (in->dropped) {
+        c->dropped_fds += in->dropped;
+        mpci_conn_seterr(c, "closed %zu descriptor(s) the peer passed unasked (%zu so far)",
+                         in->dropped, c->dropped_fds);
+    }
+    if (in->truncated)
+        mpci_conn_seterr(c,
+                         "the kernel discarded descriptors the peer passed (MSG_CTRUNC: more "
+                         "than %d in one read, or this process is out of descriptors)",
+                         MPCI_FD_ROOM);
+}
+
+static void drop_pass(mpconn_conn *c)
+{
+    if (c->pass_state == PASS_FD) {
+        close(c->pass_fd);
+        mpci_fdin in = {.fd = -1, .dropped = 1};
+        note_fds(c, &in);
+    }
+    c->pass_state = PASS_NONE;
+}
+
+/* A held descriptor whose count byte was read as message bytes was not
+ * passed for recv_fd: it goes now. */
+static void settle_pass(mpconn_conn *c)
+{
+    if (c->pass_state != PASS_NONE && c->pass_pos < c->rpos)
+        drop_pass(c);
+}
+
+void mpci_conn_prefill_fd(mpconn_conn *c, int fd, size_t dropped)
+{
+    mpci_fdin in = {.fd = -1, .dropped = dropped};
+    note_fds(c, &in);
+    if (fd < 0)
+        return;
+    if (c->rend == 0 || c->pass_state != PASS_NONE) {
+        close(fd);
+        in.dropped = 1;
+        note_fds(c, &in);
+        return;
+    }
+    c->pass_state = PASS_FD;
+    c->pass_fd = fd;
+    c->pass_pos = c->rend - 1;
+}
+
+size_t mpconn_conn_dropped_fds(const mpconn_conn *c)
+{
+    return c->dropped_fds;
+}
+
 int mpconn_conn_close(mpconn_conn *c)
 {
     if (!c || c->closed)
         return 0;
     c->closed = 1;
+    drop_pass(c);
     int r = c->tp->ops->close(c->tp);
     c->fd = -1;
     return r;
@@ -199,6 +265,7 @@ void mpconn_conn_free(mpconn_conn *c)
     if (!c)
         return;
     mpconn_conn_close(c);
+    drop_pass(c); /* also after detach */
     free(c->rbuf);
     mpci_msgdec_free(&c->dec);
     free(c->sbuf);
@@ -450,11 +517,25 @@ int mpconn_conn_send_string(mpconn_conn *c, const char *s)
 
 /* ------------------------------------------------------------- reading */
 
+/* One read of up to cap bytes through the transport. On Unix sockets the
+ * plain transport sees any passed descriptor: in (NULL: keep none)
+ * receives what came. */
+static ssize_t raw_read(mpconn_conn *c, void *dst, size_t cap, mpci_fdin *in)
+{
+    c->fdt.keep_fd = in != NULL;
+    ssize_t n = c->tp->ops->read(c->tp, dst, cap);
+    if (n >= 0 && c->is_unix)
+        note_fds(c, &c->fdt.in);
+    if (in)
+        *in = c->is_unix && n >= 0 ? c->fdt.in : (mpci_fdin){.fd = -1};
+    return n;
+}
+
 /* Reads at least one byte into dst; 0 at end of stream. */
-static ssize_t read_some(mpconn_conn *c, void *dst, size_t cap, double deadline)
+static ssize_t read_some(mpconn_conn *c, void *dst, size_t cap, double deadline, mpci_fdin *in)
 {
     for (;;) {
-        ssize_t n = c->tp->ops->read(c->tp, dst, cap);
+        ssize_t n = raw_read(c, dst, cap, in);
         if (n >= 0)
             return n;
         if (n == -EINTR)
@@ -481,16 +562,26 @@ static ssize_t fill(mpconn_conn *c, double deadline)
 {
     if (need_rbuf(c) < 0)
         return -ENOMEM;
+    settle_pass(c);
     if (c->rpos == c->rend) {
         c->rpos = c->rend = 0;
     } else if (c->rpos > 0) {
         memmove(c->rbuf, c->rbuf + c->rpos, c->rend - c->rpos);
         c->rend -= c->rpos;
+        c->pass_pos -= c->pass_state != PASS_NONE ? c->rpos : 0;
         c->rpos = 0;
     }
-    ssize_t n = read_some(c, c->rbuf + c->rend, RBUF_SIZE - c->rend, deadline);
-    if (n > 0)
+    mpci_fdin in;
+    ssize_t n = read_some(c, c->rbuf + c->rend, RBUF_SIZE - c->rend, deadline, &in);
+    if (n > 0) {
         c->rend += (size_t)n;
+        if (in.fd >= 0 || (in.truncated && c->rbuf[c->rend - 1] == 1)) {
+            drop_pass(c); /* one at a time: the newer one ends this read */
+            c->pass_state = in.fd >= 0 ? PASS_FD : PASS_LOST;
+            c->pass_fd = in.fd;
+            c->pass_pos = c->rend - 1;
+        }
+    }
     return n;
 }
 
@@ -581,7 +672,7 @@ static int read_payload(mpconn_conn *c, uint8_t *dst, size_t *got, size_t want, 
         }
         ssize_t n;
         if (want - *got >= RBUF_SIZE / 2) {
-            n = read_some(c, dst + *got, want - *got, deadline);
+            n = read_some(c, dst + *got, want - *got, deadline, NULL);
             if (n > 0)
                 *got += (size_t)n;
         } else {
@@ -644,6 +735,7 @@ int mpconn_conn_recv_bytes(mpconn_conn *c, void **out, size_t *len, size_t maxle
     }
     size_t n;
     uint8_t *msg = mpci_msgdec_take(&c->dec, &n);
+    settle_pass(c);
     if (!msg)
         return fail(c, -ENOMEM, "recv");
     if ((r = check_first_message(c, msg, n)) < 0) {
@@ -670,6 +762,7 @@ int mpci_conn_recv_view(mpconn_conn *c, const uint8_t **p, size_t *len, void **o
             const uint8_t *m = c->rbuf + c->rpos;
             c->rpos += n;
             mpci_msgdec_next(&c->dec);
+            settle_pass(c);
             if ((r = check_first_message(c, m, n)) < 0)
                 return r;
             *p = m;
@@ -706,6 +799,7 @@ int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t
                 return r;
             if ((r = check_first_message(c, c->dec.data, n)) < 0) {
                 mpci_msgdec_next(&c->dec);
+                settle_pass(c);
                 return r;
             }
         }
@@ -733,6 +827,7 @@ int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t
         }
     }
     mpci_msgdec_free(&c->dec); /* the message is the caller's now */
+    settle_pass(c);
     if ((r = check_first_message(c, dst, n)) < 0)
         return r;
     *len = n;
@@ -822,31 +917,48 @@ int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack)
     int r = need_unix(c, "recv_fd");
     if (r < 0)
         return r;
+    settle_pass(c);
     uint8_t count = 0;
+    int got = -1, lost = 0;
     if (c->rpos < c->rend) {
+        if (c->pass_state != PASS_NONE && c->pass_pos == c->rpos) {
+            got = c->pass_state == PASS_FD ? c->pass_fd : -1;
+            lost = c->pass_state == PASS_LOST;
+            c->pass_state = PASS_NONE;
+        }
         count = c->rbuf[c->rpos++];
     } else {
-        double deadline = mpci_deadline(c->recv_timeout);
-        ssize_t n = read_some(c, &count, 1, deadline);
+        /* One byte: the kernel hands over the descriptors of the message
+         * this byte begins, and nothing behind it is read. */
+        mpci_fdin in;
+        ssize_t n = read_some(c, &count, 1, mpci_deadline(c->recv_timeout), &in);
         if (n == 0) {
             mpci_conn_seterr(c, "recv_fd: end of file");
             return MPCONN_EEOF;
         }
         if (n < 0)
             return read_error(c, n, "recv_fd");
+        got = in.fd;
+        lost = in.truncated && got < 0 && count == 1;
     }
-    if (c->fdt.npassed == 0 || count != 1) {
-        mpci_conn_seterr(c, "recv_fd: expected one passed fd, got count byte %u and %d fds", count,
-                         c->fdt.npassed);
+    if (got < 0 && lost) {
+        mpci_conn_seterr(c, "recv_fd: the kernel discarded the descriptor sent with the count "
+                            "byte (is this process out of descriptors?)");
+        return -EMFILE;
+    }
+    if (got < 0) {
+        mpci_conn_seterr(c, "recv_fd: count byte %u arrived without a descriptor", count);
         return MPCONN_EPROTO;
     }
-    mpci_fdt_take_fd(&c->fdt, fd);
     if (ack) {
         uint8_t a = 'A';
         struct iovec iov = {&a, 1};
-        if ((r = write_all(c, &iov, 1, 1)) < 0)
+        if ((r = write_all(c, &iov, 1, 1)) < 0) {
+            close(got);
             return r;
+        }
     }
+    *fd = got;
     return 0;
 }
 

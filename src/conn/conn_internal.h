@@ -25,6 +25,9 @@ void mpci_conn_seterr(mpconn_conn *c, const char *fmt, ...) __attribute__((forma
 size_t mpci_conn_buffered(const mpconn_conn *c);
 /* Bytes read past the handshake belong to the first message. */
 int mpci_conn_prefill(mpconn_conn *c, const uint8_t *p, size_t n);
+/* After mpci_conn_prefill: fd (>= 0; taken over) came with the last byte
+ * prefilled, its count byte; dropped descriptors were closed before. */
+void mpci_conn_prefill_fd(mpconn_conn *c, int fd, size_t dropped);
 /* The send lock, when mpconn_conn_set_send_lock enabled it (else no-ops). */
 void mpci_conn_lock(mpconn_conn *c);
 void mpci_conn_unlock(mpconn_conn *c);

@@ -4,11 +4,13 @@
 #define _GNU_SOURCE /* MSG_DONTWAIT */
 #include "conn/handshake_io.h"
 #include "conn/authcache.h"
+#include "net/transport.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 static int cache_mac(void *cache, const char *digest, const uint8_t *key, size_t keylen,
                      const uint8_t *msg, size_t len, uint8_t *out)
@@ -79,7 +81,8 @@ int mpci_hs_progress(mpci_hs *h, int fd, int readable, int blocking_reads)
         if (!readable)
             return h->state;
         uint8_t buf[512];
-        ssize_t n = recv(fd, buf, sizeof buf, blocking_reads ? 0 : MSG_DONTWAIT);
+        mpci_fdin in;
+        ssize_t n = mpci_recv_fds(fd, buf, sizeof buf, blocking_reads ? 0 : MSG_DONTWAIT, 1, &in);
         if (n < 0) {
             /* A blocking read returns to its caller, who re-arms the bound:
              * retrying here would restart it at every signal. */
@@ -99,6 +102,20 @@ int mpci_hs_progress(mpci_hs *h, int fd, int readable, int blocking_reads)
             return h->state;
         }
         mpci_hs_consume(h, buf, (size_t)n);
+        h->dropped_fds += in.dropped;
+        if (in.fd >= 0) {
+            /* A descriptor passed right behind the peer's last handshake
+             * message belongs to the connection; one sent inside the
+             * handshake is nobody's. */
+            if (h->state != MPCI_AUTH_FAILED && h->auth.state == MPCI_AUTH_DONE && h->nleft &&
+                !h->has_left_fd) {
+                h->left_fd = in.fd;
+                h->has_left_fd = 1;
+            } else {
+                close(in.fd);
+                h->dropped_fds++;
+            }
+        }
         if (h->state == MPCI_AUTH_FAILED) {
             flush(h, fd);
             return h->state;

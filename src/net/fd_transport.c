@@ -1,12 +1,14 @@
 /* The plain-fd transport: a connection's bytes over a socket or a pipe,
- * SIGPIPE kept away from the process, and fds passed over Unix sockets
- * (SCM_RIGHTS) kept in arrival order until the connection takes them. */
+ * SIGPIPE kept away from the process, and descriptors passed over Unix
+ * sockets (SCM_RIGHTS): one kept where mpconn_conn_send_fd's count byte
+ * says, every other closed as it arrives. */
 #define _GNU_SOURCE /* MSG_CMSG_CLOEXEC */
 #include "net/transport.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -19,39 +21,60 @@ static ssize_t neg_errno(ssize_t r)
     return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
-static void keep_passed(mpci_fd_transport *t, struct msghdr *m)
+ssize_t mpci_recv_fds(int fd, void *dst, size_t cap, int flags, int keep, mpci_fdin *in)
 {
-    for (struct cmsghdr *h = CMSG_FIRSTHDR(m); h; h = CMSG_NXTHDR(m, h)) {
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int) * MPCI_FD_ROOM)];
+    } ctl;
+    struct iovec iov = {dst, cap};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    in->fd = -1;
+    in->dropped = 0;
+    in->truncated = 0;
+    ssize_t n = recvmsg(fd, &m, flags | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return n;
+    in->truncated = (m.msg_flags & MSG_CTRUNC) != 0;
+    if (m.msg_controllen == 0)
+        return n;
+    int first = -1;
+    size_t count = 0;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
         if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
             continue;
         size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         for (size_t i = 0; i < nfd; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
-            if (t->npassed < MPCI_MAX_PASSED_FDS)
-                t->passed[t->npassed++] = fd;
-            else
-                close(fd);
+            int got;
+            memcpy(&got, CMSG_DATA(h) + i * sizeof(int), sizeof got);
+            if (count++ == 0) {
+                first = got;
+                continue;
+            }
+            close(got);
+            in->dropped++;
         }
     }
+    if (first < 0)
+        return n;
+    if (keep && count == 1 && !in->truncated && n > 0 && ((const uint8_t *)dst)[n - 1] == 1) {
+        in->fd = first;
+    } else {
+        close(first);
+        in->dropped++;
+    }
+    return n;
 }
 
 static ssize_t fdt_read(mpci_transport *base, void *dst, size_t cap)
 {
     mpci_fd_transport *t = (mpci_fd_transport *)base;
-    if (!t->is_unix)
+    if (!t->is_unix) {
+        t->in = (mpci_fdin){.fd = -1};
         return neg_errno(read(base->fd, dst, cap));
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int) * MPCI_MAX_PASSED_FDS)];
-    } ctl;
-    struct iovec iov = {dst, cap};
-    struct msghdr m = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
-    ssize_t n = recvmsg(base->fd, &m, MSG_CMSG_CLOEXEC);
-    if (n > 0 && m.msg_controllen > 0)
-        keep_passed(t, &m);
-    return neg_errno(n);
+    }
+    return neg_errno(mpci_recv_fds(base->fd, dst, cap, 0, t->keep_fd, &t->in));
 }
 
 /* Writes to a pipe with SIGPIPE blocked for this thread only; a SIGPIPE the
@@ -85,17 +108,8 @@ static ssize_t fdt_writev(mpci_transport *base, const struct iovec *iov, int n)
     return neg_errno(sendmsg(base->fd, &m, MSG_NOSIGNAL));
 }
 
-static void close_passed(mpci_fd_transport *t)
-{
-    for (int i = 0; i < t->npassed; i++)
-        close(t->passed[i]);
-    t->npassed = 0;
-}
-
 static int fdt_close(mpci_transport *base)
 {
-    mpci_fd_transport *t = (mpci_fd_transport *)base;
-    close_passed(t);
     if (base->fd < 0)
         return 0;
     int r = close(base->fd) < 0 && errno != EINTR ? -errno : 0;
@@ -129,25 +143,15 @@ void mpci_fdt_init(mpci_fd_transport *t, int fd, int is_socket, int is_unix)
     t->base.fd = fd;
     t->is_socket = is_socket;
     t->is_unix = is_unix;
-    t->npassed = 0;
+    t->keep_fd = 0;
+    t->in = (mpci_fdin){.fd = -1};
 }
 
 int mpci_fdt_release(mpci_fd_transport *t)
 {
     int fd = t->base.fd;
-    close_passed(t);
     t->base.fd = -1;
     return fd;
-}
-
-int mpci_fdt_take_fd(mpci_fd_transport *t, int *fd)
-{
-    if (t->npassed == 0)
-        return -ENOENT;
-    *fd = t->passed[0];
-    memmove(t->passed, t->passed + 1, (size_t)(t->npassed - 1) * sizeof *t->passed);
-    t->npassed--;
-    return 0;
 }
 
 ssize_t mpci_fdt_send_fd(mpci_fd_transport *t, int fd, unsigned char count)

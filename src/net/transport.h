@@ -35,30 +35,46 @@ struct mpci_transport {
     int fd; /* what poll() watches */
 };
 
+/* -------------------------------------------------- passed descriptors */
+
+/* Room for descriptors in one recvmsg(); the kernel discards any more in
+ * one read (MSG_CTRUNC) without installing them. */
+#define MPCI_FD_ROOM 8
+
+/* What one recvmsg() brought besides its bytes. */
+typedef struct mpci_fdin {
+    int fd;         /* the one descriptor kept, or -1 */
+    size_t dropped; /* descriptors closed here */
+    int truncated;  /* MSG_CTRUNC: the kernel discarded some */
+} mpci_fdin;
+
+/* One recvmsg() of up to cap bytes into dst with flags (MSG_CMSG_CLOEXEC
+ * added); -1 with errno as recvmsg. A descriptor is kept only when keep is
+ * set and it came the way mpconn_conn_send_fd sends one: alone, with the
+ * count byte 1 as the last byte read (the kernel ends a read behind the
+ * message that carries descriptors). Every other descriptor is closed at
+ * once and counted. */
+ssize_t mpci_recv_fds(int fd, void *dst, size_t cap, int flags, int keep, mpci_fdin *in);
+
 /* -------------------------------------------------------- the plain fd */
 
-#define MPCI_MAX_PASSED_FDS 16
-
 /* Reads and writes the fd itself: writev with MSG_NOSIGNAL on sockets and
- * with SIGPIPE blocked for the thread on pipes; on Unix sockets reads go
- * through recvmsg, which keeps the fds that arrive (a read without room for
- * them would make the kernel drop them) until mpci_fdt_take_fd. */
+ * with SIGPIPE blocked for the thread on pipes. On Unix sockets reads go
+ * through mpci_recv_fds, so a passed descriptor is seen (a read without
+ * room for it would let the kernel drop it): the caller says before a read
+ * whether it may keep one (keep_fd) and finds after it what came (in). */
 typedef struct mpci_fd_transport {
     mpci_transport base;
     int is_socket, is_unix;
-    int passed[MPCI_MAX_PASSED_FDS]; /* received fds not yet taken, owned */
-    int npassed;
+    int keep_fd;  /* the next read may keep a passed descriptor */
+    mpci_fdin in; /* what the last read brought besides bytes */
 } mpci_fd_transport;
 
 extern const mpci_transport_ops mpci_fd_transport_ops;
 
 void mpci_fdt_init(mpci_fd_transport *t, int fd, int is_socket, int is_unix);
-/* Gives the fd back without closing it (passed fds not taken are closed);
- * the transport is closed afterwards. */
+/* Gives the fd back without closing it; the transport is closed after. */
 int mpci_fdt_release(mpci_fd_transport *t);
-/* The first fd passed and not yet taken, now the caller's: 0, or -ENOENT
- * when none has come. */
-int mpci_fdt_take_fd(mpci_fd_transport *t, int *fd);
 /* Sends fd over the Unix socket of t with SCM_RIGHTS, along with one byte
  * (count) as CPython's reduction.sendfds does: 1 or a negative errno. */
 ssize_t mpci_fdt_send_fd(mpci_fd_transport *t, int fd, unsigned char count);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...)
 {
@@ -137,4 +138,7 @@ int mpci_hs_start(mpci_hs *h, int role, const uint8_t *key, size_t keylen, const
 void mpci_hs_clear(mpci_hs *h)
 {
     mpci_msgdec_free(&h->dec);
+    if (h->has_left_fd)
+        close(h->left_fd);
+    h->has_left_fd = 0;
 }

@@ -15,7 +15,11 @@ typedef struct mpci_hs {
     size_t outlen, outpos; /* framed output; out[outpos..outlen) not yet sent */
     uint8_t left[1024];    /* bytes that followed the last handshake message */
     size_t nleft;
-    int state; /* MPCI_AUTH_NEED_INPUT, _DONE, _FAILED */
+    /* Filled by the I/O side (conn/handshake_io.c), which reads them: */
+    int has_left_fd;    /* left ends with a count byte and left_fd came with it */
+    int left_fd;        /* owned until the connection takes it */
+    size_t dropped_fds; /* descriptors the peer passed during the handshake, closed */
+    int state;          /* MPCI_AUTH_NEED_INPUT, _DONE, _FAILED */
     int code;
     char errmsg[MPCI_ERRMSG_MAX];
 } mpci_hs;
@@ -29,6 +33,7 @@ int mpci_hs_start(mpci_hs *h, int role, const uint8_t *key, size_t keylen, const
  * message to left. */
 void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n);
 void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Frees the decoder and closes left_fd if nobody took it. */
 void mpci_hs_clear(mpci_hs *h);
 
 /* Whether framed output waits to be sent (out[outpos..outlen)). */
