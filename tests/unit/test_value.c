@@ -292,7 +292,7 @@ TEST(colliding_keys_are_bounded)
         char k[16];
         snprintf(k, sizeof k, "k%d", n);
         mpconn_value *key = mpconn_value_str(k);
-        key->aux.hash = 0x1234;
+        key->u.s.hash = 0x1234;
         key->flags |= MPCI_F_HASHED;
         rc = mpconn_value_dict_set(d, key, mpconn_value_int(n));
     }
@@ -300,7 +300,7 @@ TEST(colliding_keys_are_bounded)
     CHECK(n > 500 && n < 600);
     /* what went in is still there and found */
     mpconn_value *probe = mpconn_value_str("k7");
-    probe->aux.hash = 0x1234;
+    probe->u.s.hash = 0x1234;
     probe->flags |= MPCI_F_HASHED;
     int64_t v;
     CHECK_INT(mpconn_value_get_int(mpconn_value_dict_get(d, probe), &v), 0);
