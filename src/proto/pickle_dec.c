@@ -1474,6 +1474,8 @@ int mpci_pickle_decode_metered(const uint8_t *buf, size_t len, const struct mpco
     d.errlen = errlen;
     d.op = -1;
     mpci_eqctx_init(&d.cx, 1);
+    if (m)
+        m->steps = m->bytes = 0;
     *out = NULL;
     if (!buf && len)
         return mpci_err(errmsg, errlen, -EINVAL, "no buffer");
