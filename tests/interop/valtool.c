@@ -4,6 +4,7 @@
  *   valtool json            literal on stdin -> JSON on stdout
  *   valtool encode PROTO    literal on stdin -> pickle on stdout
  *   valtool roundtrip PROTO literal on stdin -> encode, decode, "equal" + repr
+ *   valtool repickle PROTO  pickle on stdin  -> decode, encode -> pickle on stdout
  * Batch mode for speed: "-n" as the last argument reads records framed as a
  * 4-byte big-endian length plus payload and answers each the same way, with
  * a status byte (0 ok, 1 error) before the payload. */
@@ -21,13 +22,13 @@ static int run(const char *cmd, int proto, const unsigned char *in, size_t n, un
     int rc;
     char *text = NULL;
     *out = NULL;
-    if (!strcmp(cmd, "decode"))
+    if (!strcmp(cmd, "decode") || !strcmp(cmd, "repickle"))
         rc = mpconn_value_decode(in, n, NULL, &v, err, errlen);
     else
         rc = mpconn_value_parse((const char *)in, n, &v, err, errlen);
     if (rc != 0)
         return rc;
-    if (!strcmp(cmd, "encode")) {
+    if (!strcmp(cmd, "encode") || !strcmp(cmd, "repickle")) {
         void *buf = NULL;
         rc = mpconn_value_encode(v, proto, &buf, outlen);
         *out = buf;
@@ -90,7 +91,7 @@ static int read_exact(unsigned char *p, size_t n)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: valtool decode|parse|json|encode P|roundtrip P [-n]\n");
+        fprintf(stderr, "usage: valtool decode|parse|json|encode P|roundtrip P|repickle P [-n]\n");
         return 2;
     }
     const char *cmd = argv[1];
