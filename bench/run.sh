@@ -67,7 +67,7 @@ while [ $round -le "$ROUNDS" ]; do
         $PIN "$BIN/bench_values" --reps "$per" --time "$SECS" --data "$TMP" >>"$OUT" ||
             echo "bench: bench_values failed" >&2
         echo "bench: round $round/$ROUNDS: CPython $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')..." >&2
-        $PIN "$PYTHON" "$HERE/bench_py.py" --reps "$per" --time "$SECS" memory rtt throughput pickle \
+        $PIN "$PYTHON" "$HERE/bench_py.py" --reps "$per" --time "$SECS" memory rtt throughput pickle intmem \
             >>"$OUT" || echo "bench: bench_py.py failed" >&2
     fi
     round=$((round + 1))
@@ -137,6 +137,8 @@ pickle_small_decode|pickle decode, small dict|mpconn|py|1.0
 pickle_big_encode|pickle encode, ~1 MiB structure|mpconn|py|1.0
 pickle_big_decode|pickle decode, ~1 MiB structure|mpconn|py|1.0
 obj_rtt_socketpair|object round trip (send/recv small dict) vs raw 64 B, socketpair|mpconn|raw|0.85
+mem_ints_small|memory per int unpickling 2M small ints (0..255; peak RSS growth)|mpconn|pymem|1.05
+mem_ints_wide|memory per int unpickling 2M ints of 1000..2^30 (peak RSS growth)|mpconn|pymem|1.05
 EOF
 
 awk -F'\t' -v reps="$((per * ROUNDS))" -v rounds="$ROUNDS" -v secs="$SECS" -v cpu="$CPU" '
@@ -160,7 +162,7 @@ FILENAME == ARGV[1] {
     # median of the medians.
     if ($1 == "RESULT") {
         k = $2 SUBSEP $3; unit[$2] = $6
-        low = $6 == "MiB"
+        low = $6 == "MiB" || $6 ~ /^B\//
         if (!(k in best) || (low ? $4 < best[k] : $4 > best[k])) best[k] = $4
         n = ++nmed[k]; meds[k, n] = $5
         for (i = n; i > 1 && meds[k, i - 1] > meds[k, i]; i--) {
@@ -180,6 +182,10 @@ FILENAME == ARGV[1] {
         target = "<= " tgt " MiB"
         have = ((id, mp) in best)
         ok = have && best[id, mp] <= tgt
+    } else if (ref == "pymem") {
+        target = "<= " tgt "x CPython"
+        have = rp != ""
+        ok = have && rp <= tgt
     } else {
         target = ">= " tgt "x " (ref == "py" ? "CPython" : "raw")
         r = ref == "py" ? rp : rr
@@ -199,7 +205,7 @@ BEGIN {
 END {
     printf "\nBest of %d repetitions of %ss in %d rounds (median in parentheses); ratios from the best. ", reps, secs, rounds
     printf "Setup rows: the C and CPython programs alternate one repetition at a time. "
-    printf "Rates: higher is better. All processes pinned to CPU %s except the unpinned rows. ", cpu
+    printf "Rates: higher is better; memory (MiB, B/int): lower. All processes pinned to CPU %s except the unpinned rows. ", cpu
     printf "%d PASS, %d MISS, %d n/a.\n", npass, nmiss, nna
     if (missing != "") printf "Not measured:%s\n", missing
 }
