@@ -348,8 +348,10 @@ TEST(numbers_hash_exactly)
     a[8] = 0xfe;
     mpconn_value *m2 = mpconn_value_bigint(0, a, sizeof a); /* 2**64 - 2 */
     CHECK(hash_of(m1) != hash_of(m2));
-    CHECK(hash_of(mpconn_value_int(INT64_MAX)) != hash_of(mpconn_value_int(INT64_MAX - 1)));
-    mpconn_value *objs[] = {one, onef, z, mz, half, big, b100, f100, bm100, fm100, m1, m2};
+    mpconn_value *max = mpconn_value_int(INT64_MAX), *max1 = mpconn_value_int(INT64_MAX - 1);
+    CHECK(hash_of(max) != hash_of(max1));
+    mpconn_value *objs[] = {one,  onef,  z,     mz, half, big, b100,
+                            f100, bm100, fm100, m1, m2,   max, max1};
     for (size_t i = 0; i < sizeof objs / sizeof objs[0]; i++)
         mpconn_value_free(objs[i]);
 }
