@@ -64,9 +64,10 @@ uint32_t mpci_utf8_next(const unsigned char *s, size_t len, size_t *i)
     return cp;
 }
 
-int mpci_utf8_valid(const void *p, size_t n)
+/* Strict UTF-8, or with surrogates (ED A0..BF 80..BF) when allowed; sets
+ * *sur when one was seen. */
+static int utf8_scan(const unsigned char *s, size_t n, int allow_surrogates, int *sur)
 {
-    const unsigned char *s = p;
     size_t i = 0;
     while (i < n) {
         unsigned c = s[i];
@@ -82,7 +83,7 @@ int mpci_utf8_valid(const void *p, size_t n)
             need = 2;
             if (c == 0xE0)
                 lo = 0xA0;
-            else if (c == 0xED)
+            else if (c == 0xED && !allow_surrogates)
                 hi = 0x9F;
         } else if (c >= 0xF0 && c <= 0xF4) {
             need = 3;
@@ -97,10 +98,26 @@ int mpci_utf8_valid(const void *p, size_t n)
             return 0;
         if (s[i + 1] < lo || s[i + 1] > hi)
             return 0;
+        if (c == 0xED && s[i + 1] >= 0xA0)
+            *sur = 1;
         for (size_t k = 2; k <= need; k++)
             if ((s[i + k] & 0xC0) != 0x80)
                 return 0;
         i += need + 1;
     }
     return 1;
+}
+
+int mpci_utf8_valid(const void *p, size_t n)
+{
+    int sur = 0;
+    return utf8_scan(p, n, 0, &sur);
+}
+
+int mpci_utf8_check(const void *p, size_t n)
+{
+    int sur = 0;
+    if (!utf8_scan(p, n, 1, &sur))
+        return -1;
+    return sur;
 }

@@ -19,5 +19,8 @@ uint32_t mpci_utf8_next(const unsigned char *s, size_t len, size_t *i);
 
 /* Strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
 int mpci_utf8_valid(const void *s, size_t n);
+/* 0 for strict UTF-8, 1 for surrogatepass UTF-8 that holds surrogates,
+ * -1 for anything else. */
+int mpci_utf8_check(const void *s, size_t n);
 
 #endif
