@@ -415,10 +415,13 @@ static int challenge_waiting(mpconn_conn *c)
         if (n < (ssize_t)sizeof head)
             return 0;
     }
-    /* A 4-byte header of a positive length that holds at least the prefix. */
-    uint32_t len =
-        (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 | (uint32_t)head[2] << 8 | head[3];
-    if (len < pl || len > 0x7fffffff || !mpci_auth_is_challenge(head + 4, pl))
+    /* A 4-byte header of a length that holds at least the prefix. */
+    mpci_hdr hdr;
+    mpci_hdr_reset(&hdr);
+    size_t used;
+    uint64_t len;
+    if (mpci_hdr_feed(&hdr, head, 4, &used, &len) != 1 || len < pl ||
+        !mpci_auth_is_challenge(head + 4, pl))
         return 0;
     c->check_first = 0;
     c->read_broken = 1;
