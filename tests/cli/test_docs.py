@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The API reference: every public function of the public headers (include/mpconn.h and
 include/mpconn/*.h) has a comment there and a section 3 man page (docs/man3) that names it,
-and every page renders without warnings.
+every page renders without warnings, and the whole programs among the pages' examples
+compile.
 
 Public functions are the MPCONN_API declarations and, in the header-only adapters
 (<mpconn/uv.h>, <mpconn/event.h>), their one entry point each, the static inline
@@ -144,6 +145,47 @@ def case_pages_render():
         check(r.returncode == 0 and not r.stderr.strip(), f"{' '.join(cmd)}:", r.stderr)
         check(os.path.basename(path)[:-2].upper() in r.stdout or cmd[0] == "groff",
               f"{path}: rendered text lacks its title", r.stdout[:500])
+
+
+def example_programs():
+    """(page, source) of each whole program (one with a main) in a page's EXAMPLES."""
+    out = []
+    for path in PAGES:
+        with open(path) as f:
+            m = re.search(r"^\.SH EXAMPLES\n(.*?)(?=^\.SH |\Z)", f.read(), flags=re.M | re.S)
+        for block in re.findall(r"^\.nf\n(.*?)^\.fi$", m.group(1) if m else "", flags=re.M | re.S):
+            if "int main(" in block:
+                src = block.replace("\\e", "\\").replace("\\-", "-").replace("\\(aq", "'")
+                out.append((os.path.basename(path), src))
+    return out
+
+
+def case_examples_compile():
+    # The whole programs of the pages compile against the headers, warnings as errors.
+    cc = os.environ.get("CC") or shutil.which("cc")
+    if not cc:
+        print("skipped: no C compiler")
+        return
+    programs = example_programs()
+    check(len(programs) >= 3, "fewer example programs than expected", [p for p, _ in programs])
+    for page, src in programs:
+        flags = []
+        for header, pkg in (("<mpconn/uv.h>", "libuv"), ("<mpconn/event.h>", "libevent")):
+            if header in src:
+                r = subprocess.run(["pkg-config", "--cflags", pkg], capture_output=True,
+                                   text=True, timeout=TIMEOUT)
+                if r.returncode != 0:
+                    print(f"{page}: no {pkg} development files, not compiled")
+                    flags = None
+                    break
+                flags += r.stdout.split()
+        if flags is None:
+            continue
+        cmd = [cc, "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-Werror",
+               "-fsyntax-only", "-I", os.path.join(SOURCE, "include"), *flags, "-x", "c", "-"]
+        r = subprocess.run(cmd, input=src, capture_output=True, text=True, timeout=TIMEOUT)
+        check(r.returncode == 0, f"{page}: its example does not compile", r.stderr, src)
+        print(f"{page}: example compiles")
 
 
 def case_links_point_to_pages():
