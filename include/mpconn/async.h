@@ -152,7 +152,11 @@ MPCONN_API int mpconn_async_decode(mpconn_async *a, const void *msg, size_t len,
  * as soon as the byte they came with is read, and counted. MPCONN_ENOTSUP
  * on anything but a Unix socket. */
 MPCONN_API int mpconn_async_send_fd(mpconn_async *a, int fd);
+/* The next input byte not yet taken is a count byte; from on_message, the
+ * one right after that message. */
 MPCONN_API int mpconn_async_expect_fd(mpconn_async *a);
+/* Descriptors closed unasked, plus one for each read whose descriptors
+ * beyond 4 the kernel closed. */
 MPCONN_API size_t mpconn_async_dropped_fds(const mpconn_async *a);
 
 /* Bytes queued and not yet written. */
