@@ -178,6 +178,24 @@ TEST(auth_every_digest)
     }
 }
 
+/* The client job j run in a thread against l, served once. */
+static void serve_job(mpconn_listener *l, struct client_job *j)
+{
+    j->address = mpconn_listener_address(l);
+    pthread_t t;
+    CHECK_INT(pthread_create(&t, NULL, client_thread, j), 0);
+    serve_one(l);
+    pthread_join(t, NULL);
+}
+
+/* A client thread with opts against l, served once; the client's result. */
+static int serve_client(mpconn_listener *l, mpconn_opts *o)
+{
+    struct client_job j = {.opts = o};
+    serve_job(l, &j);
+    return j.result;
+}
+
 /* The benchmark's client in CPython's order (challenge after #WELCOME#)
  * authenticates against the listener as the default client does. */
 TEST(serial_client_hook_authenticates)
@@ -187,27 +205,13 @@ TEST(serial_client_hook_authenticates)
         mpconn_opts *o = opts_key("secret password", digests[i]);
         mpconn_listener *l;
         CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:0", o, NULL, 0), 0);
-        struct client_job j = {.address = mpconn_listener_address(l), .opts = o, .serial = 1};
-        pthread_t t;
-        CHECK_INT(pthread_create(&t, NULL, client_thread, &j), 0);
-        serve_one(l);
-        pthread_join(t, NULL);
+        struct client_job j = {.opts = o, .serial = 1};
+        serve_job(l, &j);
         CHECK_INT(j.result, 0);
         CHECK_STR(j.reply, "pong");
         mpconn_listener_free(l);
         mpconn_opts_free(o);
     }
-}
-
-/* A client thread with opts against l, served once; the client's result. */
-static int serve_client(mpconn_listener *l, mpconn_opts *o)
-{
-    struct client_job j = {.address = mpconn_listener_address(l), .opts = o};
-    pthread_t t;
-    CHECK_INT(pthread_create(&t, NULL, client_thread, &j), 0);
-    serve_one(l);
-    pthread_join(t, NULL);
-    return j.result;
 }
 
 /* One opts serves many clients, and keeps keyed HMAC state for its key:
