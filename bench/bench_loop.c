@@ -752,6 +752,22 @@ static long rss_bytes(pid_t pid)
     return kb < 0 ? -1 : kb * 1024;
 }
 
+/* CPU time a process has run, in nanoseconds (the scheduler's count, far
+ * finer than the clock ticks of /proc/PID/stat), or -1. */
+static double cpu_ns(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    double ns = -1;
+    if (fscanf(f, "%lf", &ns) != 1)
+        ns = -1;
+    fclose(f);
+    return ns;
+}
+
 /* --------------------------------------------------- the load generator */
 
 /* One client connection: a closed loop of one request out, its echo back. */
@@ -935,6 +951,7 @@ static int cmp_float(const void *a, const void *b)
 
 typedef struct window {
     double rate, p50, p99; /* round trips/s, microseconds */
+    long done;
 } window;
 
 /* Every connection runs its closed loop for secs seconds; then the echoes
@@ -973,7 +990,7 @@ static window gen_run(gen *g, double secs)
         }
         t = bench_now();
     }
-    window w = {(double)done / secs, 0, 0};
+    window w = {(double)done / secs, 0, 0, done};
     if (g->nlat) {
         qsort(g->lat, g->nlat, sizeof *g->lat, cmp_float);
         w.p50 = g->lat[g->nlat / 2];
@@ -1013,11 +1030,18 @@ static void bench_echo(enum transport t, size_t size, const int *ns, int nn, con
             }
         for (int rep = 0; rep < bench_reps; rep++) {
             window w[NSRV];
+            double cpu[NSRV];
             for (int k = 0; k < NSRV; k++) {
                 if (!up[k])
                     continue;
+                double c0 = cpu_ns(s[k].pid);
                 w[k] = gen_run(&g[k], bench_secs);
+                double c1 = cpu_ns(s[k].pid);
                 sample(id, snames[k], w[k].rate, "round trips/s");
+                snprintf(idl, sizeof idl, "%s_cpu", id);
+                cpu[k] = c0 >= 0 && c1 >= c0 && w[k].done ? (c1 - c0) / 1e3 / w[k].done : 0;
+                if (cpu[k] > 0)
+                    sample(idl, snames[k], cpu[k], "us");
                 snprintf(idl, sizeof idl, "%s_p50", id);
                 sample(idl, snames[k], w[k].p50, "us");
                 snprintf(idl, sizeof idl, "%s_p99", id);
@@ -1027,6 +1051,11 @@ static void bench_echo(enum transport t, size_t size, const int *ns, int nn, con
                 sample(id, "mpconn/raw", w[S_MP].rate / w[S_RAW].rate, "ratio");
             if (up[S_MP] && up[S_UV])
                 sample(id, "mpconn/uv", w[S_MP].rate / w[S_UV].rate, "ratio");
+            snprintf(idl, sizeof idl, "%s_cpu", id);
+            if (up[S_MP] && up[S_RAW] && cpu[S_MP] > 0 && cpu[S_RAW] > 0)
+                sample(idl, "mpconn/raw", cpu[S_MP] / cpu[S_RAW], "ratio");
+            if (up[S_MP] && up[S_UV] && cpu[S_MP] > 0 && cpu[S_UV] > 0)
+                sample(idl, "mpconn/uv", cpu[S_MP] / cpu[S_UV], "ratio");
         }
         for (int k = 0; k < NSRV; k++)
             if (up[k])

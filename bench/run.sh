@@ -4,7 +4,7 @@
 # it to BUILD/bench/results.md. Usage: sh bench/run.sh [BUILD]
 #
 # Environment: BENCH_REPS (8), BENCH_TIME (seconds per repetition, 0.2),
-# BENCH_LOOP_REPS (2) and BENCH_LOOP_TIME (0.2) for the event-loop rows,
+# BENCH_LOOP_REPS (3) and BENCH_LOOP_TIME (0.2) for the event-loop rows,
 # BENCH_ROUNDS (2: the C and CPython programs alternate, REPS split over them;
 # setup rates alternate one repetition at a time instead),
 # BENCH_CPU (the CPU every process is pinned to; default the last one;
@@ -101,7 +101,7 @@ done
 # give the ranges (every repetition of every round is one sample).
 LOOP_OUT=$TMP/loop.txt
 : >"$LOOP_OUT"
-LREPS=${BENCH_LOOP_REPS:-2}
+LREPS=${BENCH_LOOP_REPS:-3}
 LSECS=${BENCH_LOOP_TIME:-0.2}
 lstart=$(date +%s)
 round=1
@@ -116,6 +116,16 @@ while [ $round -le "$ROUNDS" ]; do
     fi
     round=$((round + 1))
 done
+# Unpinned, the load generator and a server may each have a CPU: the rates
+# again (a row id gains _unpinned), once.
+echo "bench: event loop, unpinned (echo, accept)..." >&2
+if [ $have_py = 1 ]; then
+    "$BIN/bench_loop" --reps "$LREPS" --time "$LSECS" --python "$PYTHON" \
+        --pyserver "$HERE/bench_loop_py.py" echo accept
+else
+    "$BIN/bench_loop" --reps "$LREPS" --time "$LSECS" echo accept
+fi | sed 's/^\(SAMPLE\t[a-z0-9_]*\)\t/\1_unpinned\t/' >>"$LOOP_OUT" ||
+    echo "bench: bench_loop failed" >&2
 end=$(date +%s)
 
 # One row per line: result id | what | mpconn's implementation | the
@@ -243,6 +253,19 @@ echo64_unix_100|100 connections, Unix socket|mpconn/raw>=0.90 mpconn/uv>=1.0
 echo64_unix_1000|1,000 connections, Unix socket|mpconn/raw>=0.90 mpconn/uv>=1.0
 echo64_tcp_100|100 connections, TCP|mpconn/raw>=0.90 mpconn/uv>=1.0
 echo64_tcp_1000|1,000 connections, TCP|mpconn/raw>=0.90 mpconn/uv>=1.0
+echo64_unix_100_unpinned|100 connections, Unix socket, unpinned|mpconn/raw>=0.90 mpconn/uv>=1.0
+echo64_unix_1000_unpinned|1,000 connections, Unix socket, unpinned|mpconn/raw>=0.90 mpconn/uv>=1.0
+echo64_tcp_100_unpinned|100 connections, TCP, unpinned|mpconn/raw>=0.90 mpconn/uv>=1.0
+echo64_tcp_1000_unpinned|1,000 connections, TCP, unpinned|mpconn/raw>=0.90 mpconn/uv>=1.0
+#|64 B echo, server CPU per round trip (us, pinned)|raw:raw epoll;uv:libuv;py:asyncio;mpconn:mpconn;mpconn/raw:mpconn/raw;mpconn/uv:mpconn/libuv
+echo64_unix_100_cpu|100 connections, Unix socket|
+echo64_unix_1000_cpu|1,000 connections, Unix socket|
+echo64_tcp_100_cpu|100 connections, TCP|
+echo64_tcp_1000_cpu|1,000 connections, TCP|
+echo1M_unix_1_cpu|1 MiB, 1 connection, Unix socket|
+echo1M_unix_10_cpu|1 MiB, 10 connections, Unix socket|
+echo1M_tcp_1_cpu|1 MiB, 1 connection, TCP|
+echo1M_tcp_10_cpu|1 MiB, 10 connections, TCP|
 #|64 B echo, latency (us)|raw@_p50:raw p50;raw@_p99:raw p99;uv@_p50:libuv p50;uv@_p99:libuv p99;py@_p50:asyncio p50;py@_p99:asyncio p99;mpconn@_p50:mpconn p50;mpconn@_p99:mpconn p99
 echo64_unix_100|100 connections, Unix socket|
 echo64_unix_1000|1,000 connections, Unix socket|
@@ -263,6 +286,8 @@ flood_half_tcp|peers stalled after half a frame header, TCP|flood/quiet<=2
 #|Authenticated connections accepted per second|blocking:mpconn_listener;mpconn:async listener;mpconn/blocking:async/blocking
 accept_unix|connect + handshake + close, Unix socket|mpconn/blocking>=1.0
 accept_tcp|connect + handshake + close, TCP|mpconn/blocking>=1.0
+accept_unix_unpinned|connect + handshake + close, Unix socket, unpinned|mpconn/blocking>=1.0
+accept_tcp_unpinned|connect + handshake + close, TCP, unpinned|mpconn/blocking>=1.0
 EOF
 awk -F'\t' -v rounds="$ROUNDS" -v reps="$LREPS" -v secs="$LSECS" -v cpu="$CPU" '
 function num(x) {
@@ -329,7 +354,7 @@ FILENAME == ARGV[1] {
 END {
     printf "\nMedian (lowest–highest) over %d rounds x %d repetitions of %ss; targets are checked on the median. ", rounds, reps, secs
     printf "Ratios are taken within one repetition, in which the implementations ran one after the other. "
-    printf "Load generator and servers pinned to CPU %s. %d PASS, %d MISS, %d n/a.\n", cpu, npass, nmiss, nna
+    printf "Load generator and servers pinned to CPU %s except the unpinned rows (one round). Server CPU: its scheduler time (/proc/PID/schedstat) over the round trips it served. %d PASS, %d MISS, %d n/a.\n", cpu, npass, nmiss, nna
     if (missing != "") printf "Not measured:%s\n", missing
 }
 ' "$LOOP_OUT" "$TMP/looprows" >"$TMP/looptable.md"
