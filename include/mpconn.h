@@ -48,7 +48,7 @@ enum {
     MPCONN_ENOTWRITABLE = -10012,
     MPCONN_EADDR = -10013,      /* bad address syntax */
     MPCONN_ENOTSUP = -10014,    /* not available on this platform */
-    MPCONN_EADDRINUSE = -10015, /* a live listener owns the address */
+    MPCONN_EADDRINUSE = -10015, /* a live socket (any type) is bound to the address */
     MPCONN_EPEER = -10016,      /* peer credentials refused (uid policy) */
     MPCONN_EPICKLE = -10017,    /* malformed pickle */
     MPCONN_EREFUSED = -10018,   /* pickle would import or call something */
@@ -101,7 +101,8 @@ MPCONN_API int mpconn_opts_set_recv_timeout(mpconn_opts *o, double seconds);
 MPCONN_API int mpconn_opts_set_max_message(mpconn_opts *o, uint64_t bytes);
 /* listen() backlog; default 128. */
 MPCONN_API int mpconn_opts_set_backlog(mpconn_opts *o, int backlog);
-/* Permission bits of a Unix socket file; default: as the umask leaves them. */
+/* Permission bits of a Unix socket file, exactly, whatever the umask; the
+ * file never exists with wider ones. Default: as the umask leaves them. */
 MPCONN_API int mpconn_opts_set_mode(mpconn_opts *o, unsigned mode);
 /* Accept only Unix-socket peers whose uid is in the list (copied); n = 0
  * clears the list. Without a list an abstract-namespace listener that has
@@ -241,8 +242,20 @@ MPCONN_API int mpconn_conn_poll(mpconn_conn *c, double seconds);
  * macOS; pass ack = 1 to speak to such a peer. The sent fd stays the
  * caller's; the received fd is the caller's (close-on-exec). */
 MPCONN_API int mpconn_conn_send_fd(mpconn_conn *c, int fd, int ack);
-/* *fd receives the descriptor passed by the peer. */
+/* *fd receives the descriptor passed by the peer: exactly the one that came
+ * with its count byte. A count byte without one fails with MPCONN_EPROTO
+ * ("count byte arrived without a descriptor"), one the kernel discarded
+ * (this process out of descriptors) with -EMFILE; the byte is consumed
+ * either way. */
 MPCONN_API int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack);
+/* Descriptors a peer passes that nobody asks for are never kept: one that
+ * comes as send_fd sends it (alone, with its count byte) waits only while
+ * its count byte is unread in the read-ahead buffer, so at most one per
+ * connection, and is closed once that byte is read as message bytes; any
+ * other (inside a message or the handshake, several at once) is closed as
+ * it arrives. At most 8 are taken in per read (the kernel discards the
+ * rest, reported in errmsg). This counts the descriptors closed so. */
+MPCONN_API size_t mpconn_conn_dropped_fds(const mpconn_conn *c);
 
 /* ---------------------------------------------------------------- pipes */
 
@@ -257,7 +270,12 @@ MPCONN_API int mpconn_pipe(mpconn_conn **a, mpconn_conn **b, int duplex, const m
  * NULL or "" for a listener: a Unix socket at a fresh temporary path. */
 typedef struct mpconn_listener mpconn_listener;
 
-/* errmsg (may be NULL) receives the reason on failure. opts may be NULL. */
+/* errmsg (may be NULL) receives the reason on failure. opts may be NULL.
+ * A Unix socket path already taken is reused only when no socket of any
+ * kind is bound to it (a stale file left by a dead process); otherwise
+ * MPCONN_EADDRINUSE says what socket is there. A path that is not a socket
+ * is never removed or followed: -EEXIST (a file, a symlink, dangling or
+ * not) or -EISDIR (a directory), the message saying which. */
 MPCONN_API int mpconn_listener_open(mpconn_listener **out, const char *address,
                                     const mpconn_opts *opts, char *errmsg, size_t errlen);
 /* Closes the socket, removes a Unix socket file it created, frees. */
@@ -279,8 +297,12 @@ MPCONN_API int mpconn_listener_fileno(const mpconn_listener *l);
 /* What went wrong last: the last failed accept or rejected peer, with its
  * address and cause. Owned by l; "" when nothing has. */
 MPCONN_API const char *mpconn_listener_errmsg(const mpconn_listener *l);
-/* Peer of the last accepted connection: address string (owned by l) and, for
- * Unix sockets, its credentials (pid/uid/gid -1 when unknown). */
+/* Peer of the last accepted connection: its address in mpconn syntax (owned
+ * by l), as CPython's last_accepted: "HOST:PORT" or "[V6]:PORT" for TCP; for
+ * a Unix peer the name it is bound to ("@name" if abstract), "" when it has
+ * none (the usual case). Unix peers' credentials come through pid/uid/gid
+ * (-1 when unknown, always for TCP). Reject messages name a Unix peer
+ * "peer pid P uid U on ADDRESS". */
 MPCONN_API const char *mpconn_listener_last_accepted(const mpconn_listener *l, pid_t *pid,
                                                      uid_t *uid, gid_t *gid);
 /* Called for each rejected peer with the error code and a message naming the

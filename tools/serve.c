@@ -248,14 +248,14 @@ static const mpconn_adapter watch_adapter = {watch_attach, watch_set_io, watch_s
 
 /* ----------------------------------------------------------------- clients */
 
-/* The peer as the blocking listener names it: "host:port", or for a Unix
- * socket the listener's path with the peer's pid and uid. */
-static void peer_name(const server *s, int fd, char *buf, size_t cap)
+/* The peer as the blocking listener names it: a Unix peer by pid and uid
+ * (most have no address of their own), a TCP one by "HOST:PORT". */
+static void peer_name(int fd, char *buf, size_t cap)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     char host[NI_MAXHOST], port[NI_MAXSERV];
-    snprintf(buf, cap, "?");
+    snprintf(buf, cap, "peer ?");
     if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
         return;
     if (ss.ss_family == AF_UNIX) {
@@ -268,13 +268,12 @@ static void peer_name(const server *s, int fd, char *buf, size_t cap)
             uid = (long)cr.uid;
         }
 #endif
-        snprintf(buf, cap, "%s (pid %ld, uid %ld)",
-                 s->l ? mpconn_async_listener_address(s->l) : "?", pid, uid);
+        snprintf(buf, cap, "peer pid %ld uid %ld", pid, uid);
         return;
     }
     if (getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, port, sizeof port,
                     NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-        snprintf(buf, cap, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+        snprintf(buf, cap, ss.ss_family == AF_INET6 ? "peer [%s]:%s" : "peer %s:%s", host, port);
 }
 
 static void on_close(mpconn_async *a, int reason, const char *errmsg, void *data);
@@ -393,7 +392,7 @@ static void on_accept(mpconn_async_listener *l, mpconn_async *a, void *data)
     }
     c->s = s;
     c->a = a;
-    peer_name(s, mpconn_async_fileno(a), c->peer, sizeof c->peer);
+    peer_name(mpconn_async_fileno(a), c->peer, sizeof c->peer);
     c->next = s->clients;
     if (s->clients)
         s->clients->prev = c;
