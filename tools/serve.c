@@ -134,6 +134,7 @@ static void peer_line(server *s, const char *fmt, ...)
 {
     double t = mpconn_loop_now(s->loop);
     if (t - s->window_start >= PEER_WINDOW) {
+        mpconn_timer_stop(s->peer_timer); /* its window is over: it would cut the new one short */
         flush_suppressed(s);
         s->window_start = t;
         s->printed = 0;
