@@ -1262,6 +1262,26 @@ def case_serve_silent_flood():
                 sock.close()
 
 
+def case_serve_rejects_rate_limited():
+    # Forty failed handshakes in a burst print a few lines and a count, not forty lines.
+    with Serve("--authkey-env", KEY_ENV, env=key_env("right"), address="127.0.0.1:0") as s:
+        for _ in range(40):
+            try:
+                Client(s.py, authkey=b"wrong")
+                raise AssertionError("a wrong key was accepted")
+            except AuthenticationError:
+                pass
+        s.wait_for("err", rb"\(\d+ more such messages in the last 1 s not shown\)")
+        lines = s.err().splitlines()[1:]
+        check(2 <= len(lines) <= 8, "%d lines for 40 rejects" % len(lines), s.err())
+        shown = sum("authentication of" in l for l in lines)
+        hidden = sum(int(m) for m in re.findall(r"\((\d+) more such", s.err()))
+        check(shown + hidden == 40, "rejects shown and counted", shown, hidden, s.err())
+        with Client(s.py, authkey=b"right") as c:
+            c.send("still served")
+        s.wait_for("out", rb"'still served'\n")
+
+
 def case_serve_echo_backpressure():
     # A sender that never reads its echoes is not read from: it costs bounded memory, and
     # another client's round trip goes through meanwhile.
