@@ -1240,6 +1240,25 @@ def case_serve_max_clients():
             now += ("connection from" in line) - ("closed the connection" in line)
             most = max(most, now)
         check(most == 2, "connections open at once, by the server's log", most, s.err())
+    # A handshake under way holds its slot: a silent peer keeps the next client waiting.
+    with Serve("--echo", "-q", "--max-clients", "1", "--authkey-env", KEY_ENV, env=key_env(),
+               address="127.0.0.1:0") as s:
+        silent = socket.create_connection(s.py, timeout=TIMEOUT)
+        check(len(silent.recv(1)) == 1, "no challenge for the first peer")
+        done = {}
+
+        def real():
+            with Client(s.py, authkey=b"secret") as c:
+                c.send("waited")
+                done["echo"] = c.recv()
+        t = threading.Thread(target=real, daemon=True)
+        t.start()
+        t.join(0.5)
+        check(t.is_alive(), "a second client was served past --max-clients 1", done)
+        silent.close()
+        t.join(5)
+        check(not t.is_alive() and done.get("echo") == "waited", "not served once the slot freed",
+              done, s.err())
 
 
 def case_serve_silent_flood():
