@@ -1,0 +1,156 @@
+"""Many CPython multiprocessing.connection clients at once against mpconn's
+async listener (tests/interop/asyncpeer.c, an echo server on mpconn's own
+loop): a thousand authenticated clients held open together, each answered
+correctly, on a Unix socket and on TCP, on epoll and on poll; and clients
+with a wrong key among them, refused while the others are served.
+
+Run as `python3 test_async_py.py CASE` (CTest does, one entry per case).
+The clients run in worker processes: `test_async_py.py --worker ...`."""
+
+import os
+import select
+import sys
+import time
+from multiprocessing.connection import AuthenticationError, Client
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mpconn_testlib as t  # noqa: E402
+
+KEY = t.AUTHKEY
+WRONG_KEY = b'not the password'
+WORKER_WAIT = 60  # seconds a worker holds its connections at most
+
+
+def asyncpeer_path():
+    p = os.path.join(t.build_dir(), 'tests', 'asyncpeer')
+    if not os.access(p, os.X_OK):
+        raise AssertionError(f'async C server not built: {p}')
+    return p
+
+
+def message(proc, i, rnd):
+    """What client i of worker proc sends in round rnd: mostly short, one
+    large message per worker so that the echo comes back in parts."""
+    if i == 0 and rnd == 0:
+        return bytes((k * 7 + proc) % 256 for k in range(200 * 1024))
+    head = b'%d/%d/%d:' % (proc, i, rnd)
+    return head + bytes((proc + i + rnd + k) % 256 for k in range((i * 37 + rnd * 11) % 900))
+
+
+def worker(args):
+    """Opens n clients (every bad_every-th with a wrong key, which must be
+    refused), runs the rounds over all of them at once, prints
+    "ready GOOD REFUSED", holds the connections until a line on stdin,
+    then closes them and prints "closed"."""
+    addr, n, rounds, proc, bad_every = args[0], int(args[1]), int(args[2]), int(args[3]), \
+        int(args[4])
+    pyaddr, family = t.to_python(addr)
+    conns = []
+    refused = 0
+    for i in range(n):
+        bad = bad_every and i % bad_every == bad_every - 1
+        try:
+            c = Client(pyaddr, family=family, authkey=WRONG_KEY if bad else KEY)
+        except AuthenticationError:
+            if not bad:
+                raise
+            refused += 1
+            continue
+        if bad:
+            raise AssertionError(f'client {i}: a wrong key was let in')
+        conns.append((i, c))
+    for rnd in range(rounds):
+        for i, c in conns:
+            c.send_bytes(message(proc, i, rnd))
+        for i, c in conns:
+            if not c.poll(30):
+                raise AssertionError(f'client {i}: no answer in round {rnd} within 30 s')
+            got = c.recv_bytes()
+            if got != message(proc, i, rnd):
+                raise AssertionError(f'client {i}, round {rnd}: wrong echo ({len(got)} bytes)')
+    print(f'ready {len(conns)} {refused}', flush=True)
+    select.select([sys.stdin], [], [], WORKER_WAIT)
+    for _, c in conns:
+        c.close()
+    print('closed', flush=True)
+
+
+def parse_stats(line):
+    """"stats accepted=N open=N ..." -> {'accepted': N, 'open': N, ...}"""
+    return {k: int(v) for k, v in (f.split('=') for f in line.split()[1:])}
+
+
+def stats(server):
+    server.send_line('stats')
+    return parse_stats(server.expect('stats ', timeout=10))
+
+
+def run_many(kind, backend, procs, per, rounds, bad_every=0):
+    spec = t.listen_spec(kind)
+    server = t.Peer([spec, '--authkey', KEY.decode(), '--backend', backend],
+                    name='async C server', command=[asyncpeer_path()])
+    with server:
+        addr = server.expect('listening on ', timeout=10)[len('listening on '):]
+        server.expect(f'backend {backend}', timeout=5)
+        workers = [t.Peer(['--worker', addr, per, rounds, k, bad_every], name=f'worker {k}',
+                          command=[sys.executable, os.path.abspath(__file__)])
+                   for k in range(procs)]
+        good = refused = 0
+        try:
+            for w in workers:
+                _, g, r = w.expect('ready ', timeout=90).split()
+                good += int(g)
+                refused += int(r)
+            want_bad = procs * (per // bad_every) if bad_every else 0
+            assert refused == want_bad, (refused, want_bad)
+            assert good == procs * per - want_bad, good
+            now = stats(server)
+            # Every good client is connected at this moment.
+            assert now['open'] == good, now
+            assert now['peak'] == good, now
+            for w in workers:
+                w.send_line('close')
+            for w in workers:
+                w.expect('closed', timeout=30)
+                w.finish(0, timeout=30)
+        finally:
+            for w in workers:
+                w.kill()
+        for _ in range(100):
+            now = stats(server)
+            if now['open'] == 0:
+                break
+            time.sleep(0.05)
+        server.proc.stdin.close()
+        out = server.finish(0, timeout=20)
+        final = parse_stats([ln for ln in out.splitlines() if ln.startswith('stats ')][-1])
+        assert final['open'] == 0, final
+        assert final['accepted'] == good, final
+        assert final['rejects'] == refused, final
+        assert final['messages'] == good * rounds, final
+        bad_closes = [ln for ln in out.splitlines() if ln.startswith('closed ')]
+        assert not bad_closes, bad_closes[:5]
+        print(f'{good} CPython clients ({kind}, {backend}) x {rounds} rounds; '
+              f'{refused} wrong keys refused; {final["bytes"]} bytes echoed')
+
+
+def case_thousand_cpython_clients_unix_epoll():
+    run_many('unix', 'epoll', procs=10, per=100, rounds=3)
+
+
+def case_thousand_cpython_clients_tcp_poll():
+    run_many('tcp4', 'poll', procs=10, per=100, rounds=3)
+
+
+def case_wrong_keys_refused_among_many():
+    """One client in ten has the wrong key: each is refused (the reject
+    callback counts it), and every other one is served."""
+    run_many('unix', 'epoll', procs=4, per=100, rounds=2, bad_every=10)
+
+
+if __name__ == '__main__':
+    if len(sys.argv) > 1 and sys.argv[1] == '--worker':
+        worker(sys.argv[2:])
+    else:
+        t.main(globals())
