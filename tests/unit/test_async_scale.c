@@ -1,8 +1,9 @@
 /* The async layer at scale and against hostile peers: a thousand
  * authenticated clients at once, silent connections held while others are
- * served, a reader that never reads, running out of descriptors, and a loop
- * with more ready descriptors than one batch holds. Counts and times are
- * bounded; CPU and memory are measured here, with generous bounds. */
+ * served, a reader that never reads, running out of descriptors, churn that
+ * reuses descriptors, headers claiming huge messages, a full Unix backlog,
+ * and a loop with more ready descriptors than one batch holds. Counts and
+ * times are bounded; CPU and memory are measured here, loosely. */
 #include "testlib.h"
 
 #include <mpconn/async.h>
@@ -1185,6 +1186,194 @@ static void emfile_on(int kind)
 TEST(out_of_descriptors_no_spin_and_recovery)
 {
     on_kinds(K_OWN, emfile_on);
+}
+
+/* ------------------------------------ churn: descriptors used again */
+
+#define CHURN_TOTAL 2000 /* connections made one after the other */
+#define CHURN_SLOTS 100  /* of them open at any time */
+
+/* The server answers one request, then closes when the answer is out; the
+ * kernel hands the numbers out again while the loop is in mid-batch. */
+static void churn_srv_message(mpconn_async *a, const void *msg, size_t len, void *data)
+{
+    srv_message(a, msg, len, data);
+    mpconn_async_close_when_done(a);
+}
+
+static const mpconn_async_cbs churn_srv_cbs = {
+    sizeof(mpconn_async_cbs), NULL, churn_srv_message, srv_close, NULL, NULL};
+
+static void churn_accept(mpconn_async_listener *l, mpconn_async *a, void *data)
+{
+    srv_accept(l, a, data);
+    mpconn_async_set_callbacks(a, &churn_srv_cbs, data);
+}
+
+typedef struct churn {
+    int kind;
+    tloop *lp;
+    const char *address;
+    const mpconn_opts *o;
+    int started, ok, wrong, failed;
+    atomic_int finished;
+    char err[256];
+} churn;
+
+typedef struct slot {
+    churn *ch;
+    int id, answered;
+} slot;
+
+static void churn_start(slot *sl);
+
+static void slot_open(mpconn_async *a, void *data)
+{
+    slot *sl = data;
+    size_t n = request_len(sl->id, 0);
+    uint8_t *p = malloc(n);
+    CHECK(p != NULL);
+    fill_request(p, n, sl->id, 0);
+    CHECK_INT(mpconn_async_send(a, p, n), 0);
+    free(p);
+}
+
+static void slot_message(mpconn_async *a, const void *msg, size_t len, void *data)
+{
+    (void)a;
+    slot *sl = data;
+    size_t n = request_len(sl->id, 0);
+    uint8_t *req = malloc(n), *want = malloc(n);
+    CHECK(req && want);
+    fill_request(req, n, sl->id, 0);
+    answer(want, req, n);
+    if (len == n && memcmp(msg, want, n) == 0)
+        sl->answered++;
+    else
+        sl->ch->wrong++;
+    free(req);
+    free(want);
+}
+
+static void slot_close(mpconn_async *a, int reason, const char *why, void *data)
+{
+    (void)a;
+    slot *sl = data;
+    churn *ch = sl->ch;
+    if (reason == MPCONN_EEOF && sl->answered == 1) {
+        ch->ok++;
+    } else {
+        ch->failed++;
+        snprintf(ch->err, sizeof ch->err, "connection %d: %.200s (%d)", sl->id, why, reason);
+    }
+    if (ch->ok + ch->failed == CHURN_TOTAL)
+        atomic_store(&ch->finished, 1);
+    churn_start(sl); /* the next one, from inside the last one's callback */
+}
+
+static const mpconn_async_cbs slot_cbs = {
+    sizeof(mpconn_async_cbs), slot_open, slot_message, slot_close, NULL, NULL};
+
+static void churn_start(slot *sl)
+{
+    churn *ch = sl->ch;
+    if (ch->started == CHURN_TOTAL || ch->failed)
+        return;
+    sl->id = ch->started++;
+    sl->answered = 0;
+    mpconn_async *a;
+    char err[256];
+    if (mpconn_async_connect(&a, ch->address, ch->o, &slot_cbs, sl, tloop_adapter(ch->lp),
+                             tloop_arg(ch->lp), err, sizeof err) < 0) {
+        ch->failed++;
+        snprintf(ch->err, sizeof ch->err, "connect %d: %.200s", sl->id, err);
+        atomic_store(&ch->finished, 1);
+    }
+}
+
+static int churn_finished(void *arg)
+{
+    return atomic_load(&((churn *)arg)->finished);
+}
+
+static void *churn_run(void *arg)
+{
+    churn *ch = arg;
+    ch->lp = tloop_new(ch->kind);
+    slot *slots = calloc(CHURN_SLOTS, sizeof *slots);
+    CHECK(slots != NULL);
+    for (int i = 0; i < CHURN_SLOTS; i++) {
+        slots[i].ch = ch;
+        churn_start(&slots[i]);
+    }
+    run_until(ch->lp, churn_finished, ch, 90);
+    tloop_slice(ch->lp, 0.01);
+    tloop_free(ch->lp);
+    free(slots);
+    return NULL;
+}
+
+typedef struct {
+    churn *ch;
+    rsrv *s;
+} churn_watch;
+
+static int churn_served(void *arg)
+{
+    churn_watch *w = arg;
+    return (atomic_load(&w->ch->finished) && w->s->open_now == 0) || w->s->bad_close ||
+           w->s->rejects;
+}
+
+static void churn_on(int kind)
+{
+    need_fds(4 * CHURN_SLOTS + 100);
+    tloop *lp = tloop_new(kind);
+    mpconn_opts *o = keyed_opts();
+    rsrv s;
+    memset(&s, 0, sizeof s);
+    s.lp = lp;
+    char err[256];
+    CHECK_INT(mpconn_async_listener_open(&s.l, NULL, o, tloop_adapter(lp), tloop_arg(lp),
+                                         churn_accept, &s, err, sizeof err),
+              0);
+    mpconn_async_listener_on_reject(s.l, srv_reject, &s);
+    churn ch;
+    memset(&ch, 0, sizeof ch);
+    ch.address = mpconn_async_listener_address(s.l);
+    ch.o = o;
+    atomic_init(&ch.finished, 0);
+    ch.kind = kind;
+    pthread_t th;
+    double t0 = now_s();
+    CHECK(pthread_create(&th, NULL, churn_run, &ch) == 0);
+    churn_watch w = {&ch, &s};
+    run_until(lp, churn_served, &w, 90);
+    pthread_join(th, NULL);
+    fprintf(stderr,
+            "%d connections, %d at a time, in %.2f s: %d answered, %d wrong, %d failed%s%s\n",
+            CHURN_TOTAL, CHURN_SLOTS, now_s() - t0, ch.ok, ch.wrong, ch.failed,
+            ch.err[0] ? ": " : "", ch.err);
+    if (s.rejects || s.bad_close)
+        fprintf(stderr, "server: %d rejects, %d bad closes, last %d: %s\n", s.rejects, s.bad_close,
+                s.last_bad, s.why);
+    CHECK_INT(ch.wrong, 0);
+    CHECK_INT(ch.failed, 0);
+    CHECK_INT(ch.ok, CHURN_TOTAL);
+    CHECK_INT(s.accepted, CHURN_TOTAL);
+    CHECK_INT(s.answered, CHURN_TOTAL);
+    CHECK_INT(s.rejects, 0);
+    CHECK_INT(s.bad_close, 0);
+    CHECK(s.open_peak <= CHURN_SLOTS);
+    mpconn_async_listener_free(s.l);
+    tloop_slice(lp, 0.01);
+    tloop_free(lp);
+    mpconn_opts_free(o);
+}
+
+TEST(churn_reuses_descriptors_without_crosstalk)
+{
+    on_kinds(K_ALL, churn_on);
 }
 
 /* ---------------------------------- claims of messages never sent */
