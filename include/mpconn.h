@@ -48,7 +48,7 @@ enum {
     MPCONN_ENOTWRITABLE = -10012,
     MPCONN_EADDR = -10013,      /* bad address syntax */
     MPCONN_ENOTSUP = -10014,    /* not available on this platform */
-    MPCONN_EADDRINUSE = -10015, /* a live listener owns the address */
+    MPCONN_EADDRINUSE = -10015, /* a live socket (any type) is bound to the address */
     MPCONN_EPEER = -10016,      /* peer credentials refused (uid policy) */
     MPCONN_EPICKLE = -10017,    /* malformed pickle */
     MPCONN_EREFUSED = -10018,   /* pickle would import or call something */
@@ -101,7 +101,8 @@ MPCONN_API int mpconn_opts_set_recv_timeout(mpconn_opts *o, double seconds);
 MPCONN_API int mpconn_opts_set_max_message(mpconn_opts *o, uint64_t bytes);
 /* listen() backlog; default 128. */
 MPCONN_API int mpconn_opts_set_backlog(mpconn_opts *o, int backlog);
-/* Permission bits of a Unix socket file; default: as the umask leaves them. */
+/* Permission bits of a Unix socket file, exactly, whatever the umask; the
+ * file never exists with wider ones. Default: as the umask leaves them. */
 MPCONN_API int mpconn_opts_set_mode(mpconn_opts *o, unsigned mode);
 /* Accept only Unix-socket peers whose uid is in the list (copied); n = 0
  * clears the list. Without a list an abstract-namespace listener that has
@@ -112,8 +113,22 @@ MPCONN_API int mpconn_opts_set_abstract_any_uid(mpconn_opts *o, int allow);
 /* Pickle protocol used by mpconn_conn_send (2..5); default 4. */
 MPCONN_API int mpconn_opts_set_pickle_protocol(mpconn_opts *o, int protocol);
 /* Decoder limits used by mpconn_conn_recv and mpconn_value_decode; 0 keeps
- * the default. Defaults: depth 1000, items 10,000,000, memo 1,000,000,
- * allocation 1 GiB. */
+ * the default. A pickle that exceeds one fails with MPCONN_ELIMIT.
+ *   max_depth  nesting of containers, and open MARKs; default 1000
+ *   max_items  values made (each opcode that pushes one); default 10,000,000
+ *   max_memo   highest memo index + 1; default 1,000,000
+ *   max_alloc  bytes of memory the decode holds; default 1 GiB
+ * max_alloc counts what is really allocated, as malloc hands it out (its
+ * header and 16-byte rounding included): each value's struct at its own
+ * size with inline text or items (ints and floats 32 bytes; None, bools and
+ * ints -5..256 are shared and cost nothing), item and entry arrays and
+ * dict/set index tables as they grow, the decoder's stack, memo and
+ * bookkeeping arrays, the table of compared key pairs, and scratch buffers
+ * of text conversions. A string or a big int is checked before it is
+ * allocated; a container's growth right after (so by at most one array).
+ * Work is bounded too: a dict or set probe run stops at 512 slots (keys
+ * crafted to collide fail with MPCONN_ELIMIT), and key comparisons
+ * remember the pairs of shared sub-values already compared. */
 MPCONN_API int mpconn_opts_set_decode_limits(mpconn_opts *o, size_t max_depth, size_t max_items,
                                              size_t max_memo, size_t max_alloc);
 /* Print limits used by the _opts forms of repr, JSON and the literal parser;
@@ -241,8 +256,20 @@ MPCONN_API int mpconn_conn_poll(mpconn_conn *c, double seconds);
  * macOS; pass ack = 1 to speak to such a peer. The sent fd stays the
  * caller's; the received fd is the caller's (close-on-exec). */
 MPCONN_API int mpconn_conn_send_fd(mpconn_conn *c, int fd, int ack);
-/* *fd receives the descriptor passed by the peer. */
+/* *fd receives the descriptor passed by the peer: exactly the one that came
+ * with its count byte. A count byte without one fails with MPCONN_EPROTO
+ * ("count byte arrived without a descriptor"), one the kernel discarded
+ * (this process out of descriptors) with -EMFILE; the byte is consumed
+ * either way. */
 MPCONN_API int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack);
+/* Descriptors a peer passes that nobody asks for are never kept: one that
+ * comes as send_fd sends it (alone, with its count byte) waits only while
+ * its count byte is unread in the read-ahead buffer, so at most one per
+ * connection, and is closed once that byte is read as message bytes; any
+ * other (inside a message or the handshake, several at once) is closed as
+ * it arrives. At most 8 are taken in per read (the kernel discards the
+ * rest, reported in errmsg). This counts the descriptors closed so. */
+MPCONN_API size_t mpconn_conn_dropped_fds(const mpconn_conn *c);
 
 /* ---------------------------------------------------------------- pipes */
 
@@ -257,7 +284,12 @@ MPCONN_API int mpconn_pipe(mpconn_conn **a, mpconn_conn **b, int duplex, const m
  * NULL or "" for a listener: a Unix socket at a fresh temporary path. */
 typedef struct mpconn_listener mpconn_listener;
 
-/* errmsg (may be NULL) receives the reason on failure. opts may be NULL. */
+/* errmsg (may be NULL) receives the reason on failure. opts may be NULL.
+ * A Unix socket path already taken is reused only when no socket of any
+ * kind is bound to it (a stale file left by a dead process); otherwise
+ * MPCONN_EADDRINUSE says what socket is there. A path that is not a socket
+ * is never removed or followed: -EEXIST (a file, a symlink, dangling or
+ * not) or -EISDIR (a directory), the message saying which. */
 MPCONN_API int mpconn_listener_open(mpconn_listener **out, const char *address,
                                     const mpconn_opts *opts, char *errmsg, size_t errlen);
 /* Closes the socket, removes a Unix socket file it created, frees. */
@@ -279,8 +311,12 @@ MPCONN_API int mpconn_listener_fileno(const mpconn_listener *l);
 /* What went wrong last: the last failed accept or rejected peer, with its
  * address and cause. Owned by l; "" when nothing has. */
 MPCONN_API const char *mpconn_listener_errmsg(const mpconn_listener *l);
-/* Peer of the last accepted connection: address string (owned by l) and, for
- * Unix sockets, its credentials (pid/uid/gid -1 when unknown). */
+/* Peer of the last accepted connection: its address in mpconn syntax (owned
+ * by l), as CPython's last_accepted: "HOST:PORT" or "[V6]:PORT" for TCP; for
+ * a Unix peer the name it is bound to ("@name" if abstract), "" when it has
+ * none (the usual case). Unix peers' credentials come through pid/uid/gid
+ * (-1 when unknown, always for TCP). Reject messages name a Unix peer
+ * "peer pid P uid U on ADDRESS". */
 MPCONN_API const char *mpconn_listener_last_accepted(const mpconn_listener *l, pid_t *pid,
                                                      uid_t *uid, gid_t *gid);
 /* Called for each rejected peer with the error code and a message naming the
@@ -357,10 +393,24 @@ MPCONN_API mpconn_value *mpconn_value_int(int64_t i);
 MPCONN_API mpconn_value *mpconn_value_bigint(int negative, const uint8_t *magnitude, size_t len);
 /* A float; any double, NaN and infinities included. */
 MPCONN_API mpconn_value *mpconn_value_float(double d);
-/* UTF-8 text, validated and copied; NULL when invalid. */
+/* UTF-8 text, validated (strict: no surrogates) and copied; NULL when
+ * invalid. */
 MPCONN_API mpconn_value *mpconn_value_str(const char *s);
 /* The same for len bytes, which may hold NUL; s may be NULL when len is 0. */
 MPCONN_API mpconn_value *mpconn_value_strn(const char *s, size_t len);
+/* Text that may hold lone surrogates (U+D800..U+DFFF), as CPython's str
+ * can: s is UTF-8 in which each surrogate code point is its own 3-byte
+ * sequence ED A0..BF 80..BF (Python's "surrogatepass" error handler; two
+ * that would form a pair stay two code points). Copied; NULL when s is
+ * neither that nor strict UTF-8. Strict UTF-8 gives the same value as
+ * mpconn_value_strn. */
+MPCONN_API mpconn_value *mpconn_value_strn_surrogatepass(const char *s, size_t len);
+/* 1 when v is a str holding lone surrogates: its bytes (mpconn_value_get_str)
+ * are then surrogatepass UTF-8, not strict UTF-8. 0 otherwise. Such strs
+ * come from pickles of such Python strings and from
+ * mpconn_value_strn_surrogatepass; they compare and hash as the code points
+ * they hold, and pickle back to the same Python string. */
+MPCONN_API int mpconn_value_str_surrogates(const mpconn_value *v);
 /* bytes and bytearray of len bytes, copied; p may be NULL when len is 0. */
 MPCONN_API mpconn_value *mpconn_value_bytes(const void *p, size_t len);
 MPCONN_API mpconn_value *mpconn_value_bytearray(const void *p, size_t len);
@@ -405,12 +455,16 @@ MPCONN_API int mpconn_value_get_bigint(const mpconn_value *v, int *negative,
                                        const uint8_t **magnitude, size_t *len);
 /* Ints convert to double as Python's float() does. */
 MPCONN_API int mpconn_value_get_float(const mpconn_value *v, double *out);
-/* Borrowed, NUL-terminated (the text itself may contain NUL). */
+/* Borrowed, NUL-terminated (the text itself may contain NUL). Strict UTF-8
+ * unless mpconn_value_str_surrogates(v). */
 MPCONN_API int mpconn_value_get_str(const mpconn_value *v, const char **s, size_t *len);
 /* bytes or bytearray, borrowed. */
 MPCONN_API int mpconn_value_get_bytes(const mpconn_value *v, const void **p, size_t *len);
 
-/* Python's == (1 == 1.0 == True, order of dict/set irrelevant): 1 or 0. */
+/* Python's == (1 == 1.0 == True, order of dict/set irrelevant, a NaN
+ * equal only to itself as the same value): 1 or 0. Shared sub-values are
+ * compared once per pair, so the cost is the size of the values as graphs,
+ * not as trees. */
 MPCONN_API int mpconn_value_equal(const mpconn_value *a, const mpconn_value *b);
 
 /* Pickles v (protocol 2..5, 0 for the default 4) into a new buffer freed

@@ -21,8 +21,9 @@
 #include <unistd.h>
 
 #define RBUF_SIZE (64 * 1024)
-#define MAX_STASHED_FDS 16
 #define CHALLENGE_PREFIX "#CHALLENGE#"
+
+enum { PASS_NONE, PASS_FD, PASS_LOST };
 
 struct mpconn_conn {
     int fd;
@@ -53,8 +54,13 @@ struct mpconn_conn {
     uint8_t *pend;   /* payload received so far (kept across timeouts) */
     size_t pend_got, pend_cap;
     int pend_complete; /* a whole message is kept (after ESHORTBUF) */
-    int stash[MAX_STASHED_FDS];
-    int nstash;
+    /* A passed descriptor waits only while its count byte sits unread in
+     * rbuf, at pass_pos: the one recv_fd would take next. Once that byte is
+     * read as part of a message, the descriptor is closed. */
+    int pass_state; /* PASS_NONE, PASS_FD (pass_fd held), PASS_LOST (kernel discarded it) */
+    int pass_fd;
+    size_t pass_pos;
+    size_t dropped_fds; /* descriptors closed because nobody asked for them */
 
     uint8_t *sbuf; /* reused by mpconn_conn_send for pickles */
     size_t scap;
@@ -183,11 +189,60 @@ int mpci_conn_prefill(mpconn_conn *c, const uint8_t *p, size_t n)
     return 0;
 }
 
-static void close_stash(mpconn_conn *c)
+/* Records what a read brought besides bytes: the closed descriptors are
+ * counted and said in errmsg. */
+static void note_fds(mpconn_conn *c, const mpci_fdin *in)
 {
-    for (int i = 0; i < c->nstash; i++)
-        close(c->stash[i]);
-    c->nstash = 0;
+    if (in->dropped) {
+        c->dropped_fds += in->dropped;
+        mpci_conn_seterr(c, "closed %zu descriptor(s) the peer passed unasked (%zu so far)",
+                         in->dropped, c->dropped_fds);
+    }
+    if (in->truncated)
+        mpci_conn_seterr(c,
+                         "the kernel discarded descriptors the peer passed (MSG_CTRUNC: more "
+                         "than %d in one read, or this process is out of descriptors)",
+                         MPCI_FD_ROOM);
+}
+
+static void drop_pass(mpconn_conn *c)
+{
+    if (c->pass_state == PASS_FD) {
+        close(c->pass_fd);
+        mpci_fdin in = {.fd = -1, .dropped = 1};
+        note_fds(c, &in);
+    }
+    c->pass_state = PASS_NONE;
+}
+
+/* A held descriptor whose count byte was read as message bytes was not
+ * passed for recv_fd: it goes now. */
+static void settle_pass(mpconn_conn *c)
+{
+    if (c->pass_state != PASS_NONE && c->pass_pos < c->rpos)
+        drop_pass(c);
+}
+
+void mpci_conn_prefill_fd(mpconn_conn *c, int fd, size_t dropped)
+{
+    mpci_fdin in = {.fd = -1, .dropped = dropped};
+    note_fds(c, &in);
+    if (fd < 0)
+        return;
+    if (c->rend == 0 || c->pass_state != PASS_NONE) {
+        close(fd);
+        in.dropped = 1;
+        note_fds(c, &in);
+        return;
+    }
+    c->pass_state = PASS_FD;
+    c->pass_fd = fd;
+    c->pass_pos = c->rend - 1;
+}
+
+size_t mpconn_conn_dropped_fds(const mpconn_conn *c)
+{
+    return c->dropped_fds;
 }
 
 int mpconn_conn_close(mpconn_conn *c)
@@ -195,7 +250,7 @@ int mpconn_conn_close(mpconn_conn *c)
     if (!c || c->closed)
         return 0;
     c->closed = 1;
-    close_stash(c);
+    drop_pass(c);
     int r = close(c->fd) < 0 && errno != EINTR ? -errno : 0;
     c->fd = -1;
     return r;
@@ -206,6 +261,7 @@ void mpconn_conn_free(mpconn_conn *c)
     if (!c)
         return;
     mpconn_conn_close(c);
+    drop_pass(c); /* also after detach */
     free(c->rbuf);
     free(c->pend);
     free(c->sbuf);
@@ -480,43 +536,74 @@ int mpconn_conn_send_string(mpconn_conn *c, const char *s)
 
 /* ------------------------------------------------------------- reading */
 
-/* One read of up to cap bytes. On Unix sockets recvmsg keeps any fds that
- * arrive (a read without room for them would make the kernel drop them). */
-static ssize_t raw_read(mpconn_conn *c, void *dst, size_t cap)
+ssize_t mpci_recv_fds(int fd, void *dst, size_t cap, int flags, int keep, mpci_fdin *in)
 {
-    if (!c->is_unix)
-        return read(c->fd, dst, cap);
     union {
         struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int) * MAX_STASHED_FDS)];
+        char buf[CMSG_SPACE(sizeof(int) * MPCI_FD_ROOM)];
     } ctl;
     struct iovec iov = {dst, cap};
     struct msghdr m = {
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
-    ssize_t n = recvmsg(c->fd, &m, MSG_CMSG_CLOEXEC);
-    if (n <= 0 || m.msg_controllen == 0)
+    in->fd = -1;
+    in->dropped = 0;
+    in->truncated = 0;
+    ssize_t n = recvmsg(fd, &m, flags | MSG_CMSG_CLOEXEC);
+    if (n < 0)
         return n;
+    in->truncated = (m.msg_flags & MSG_CTRUNC) != 0;
+    if (m.msg_controllen == 0)
+        return n;
+    int first = -1;
+    size_t count = 0;
     for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
         if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
             continue;
         size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         for (size_t i = 0; i < nfd; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
-            if (c->nstash < MAX_STASHED_FDS)
-                c->stash[c->nstash++] = fd;
-            else
-                close(fd);
+            int got;
+            memcpy(&got, CMSG_DATA(h) + i * sizeof(int), sizeof got);
+            if (count++ == 0) {
+                first = got;
+                continue;
+            }
+            close(got);
+            in->dropped++;
         }
+    }
+    if (first < 0)
+        return n;
+    if (keep && count == 1 && !in->truncated && n > 0 && ((const uint8_t *)dst)[n - 1] == 1) {
+        in->fd = first;
+    } else {
+        close(first);
+        in->dropped++;
     }
     return n;
 }
 
+/* One read of up to cap bytes. On Unix sockets recvmsg sees any passed
+ * descriptor: a read without room for them would let the kernel drop the one
+ * recv_fd is to take. in (NULL: keep none) receives what came. */
+static ssize_t raw_read(mpconn_conn *c, void *dst, size_t cap, mpci_fdin *in)
+{
+    if (!c->is_unix) {
+        if (in)
+            *in = (mpci_fdin){.fd = -1};
+        return read(c->fd, dst, cap);
+    }
+    mpci_fdin mine;
+    ssize_t n = mpci_recv_fds(c->fd, dst, cap, 0, in != NULL, in ? in : &mine);
+    if (n >= 0)
+        note_fds(c, in ? in : &mine);
+    return n;
+}
+
 /* Reads at least one byte into dst; 0 at end of stream. */
-static ssize_t read_some(mpconn_conn *c, void *dst, size_t cap, double deadline)
+static ssize_t read_some(mpconn_conn *c, void *dst, size_t cap, double deadline, mpci_fdin *in)
 {
     for (;;) {
-        ssize_t n = raw_read(c, dst, cap);
+        ssize_t n = raw_read(c, dst, cap, in);
         if (n >= 0)
             return n;
         if (errno == EINTR)
@@ -543,16 +630,26 @@ static ssize_t fill(mpconn_conn *c, double deadline)
 {
     if (need_rbuf(c) < 0)
         return -ENOMEM;
+    settle_pass(c);
     if (c->rpos == c->rend) {
         c->rpos = c->rend = 0;
     } else if (c->rpos > 0) {
         memmove(c->rbuf, c->rbuf + c->rpos, c->rend - c->rpos);
         c->rend -= c->rpos;
+        c->pass_pos -= c->pass_state != PASS_NONE ? c->rpos : 0;
         c->rpos = 0;
     }
-    ssize_t n = read_some(c, c->rbuf + c->rend, RBUF_SIZE - c->rend, deadline);
-    if (n > 0)
+    mpci_fdin in;
+    ssize_t n = read_some(c, c->rbuf + c->rend, RBUF_SIZE - c->rend, deadline, &in);
+    if (n > 0) {
         c->rend += (size_t)n;
+        if (in.fd >= 0 || (in.truncated && c->rbuf[c->rend - 1] == 1)) {
+            drop_pass(c); /* one at a time: the newer one ends this read */
+            c->pass_state = in.fd >= 0 ? PASS_FD : PASS_LOST;
+            c->pass_fd = in.fd;
+            c->pass_pos = c->rend - 1;
+        }
+    }
     return n;
 }
 
@@ -645,7 +742,7 @@ static int read_payload(mpconn_conn *c, uint8_t *dst, size_t *got, size_t want, 
         }
         ssize_t n;
         if (want - *got >= RBUF_SIZE / 2) {
-            n = read_some(c, dst + *got, want - *got, deadline);
+            n = read_some(c, dst + *got, want - *got, deadline, NULL);
             if (n > 0)
                 *got += (size_t)n;
         } else {
@@ -696,6 +793,7 @@ static void message_done(mpconn_conn *c)
     c->in_body = 0;
     c->pend_complete = 0;
     c->pend_got = 0;
+    settle_pass(c);
 }
 
 /* A client without authkey: a challenge as first message means the
@@ -935,33 +1033,48 @@ int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack)
     int r = need_unix(c, "recv_fd");
     if (r < 0)
         return r;
+    settle_pass(c);
     uint8_t count = 0;
+    int got = -1, lost = 0;
     if (c->rpos < c->rend) {
+        if (c->pass_state != PASS_NONE && c->pass_pos == c->rpos) {
+            got = c->pass_state == PASS_FD ? c->pass_fd : -1;
+            lost = c->pass_state == PASS_LOST;
+            c->pass_state = PASS_NONE;
+        }
         count = c->rbuf[c->rpos++];
     } else {
-        double deadline = mpci_deadline(c->recv_timeout);
-        ssize_t n = read_some(c, &count, 1, deadline);
+        /* One byte: the kernel hands over the descriptors of the message
+         * this byte begins, and nothing behind it is read. */
+        mpci_fdin in;
+        ssize_t n = read_some(c, &count, 1, mpci_deadline(c->recv_timeout), &in);
         if (n == 0) {
             mpci_conn_seterr(c, "recv_fd: end of file");
             return MPCONN_EEOF;
         }
         if (n < 0)
             return read_error(c, n, "recv_fd");
+        got = in.fd;
+        lost = in.truncated && got < 0 && count == 1;
     }
-    if (c->nstash == 0 || count != 1) {
-        mpci_conn_seterr(c, "recv_fd: expected one passed fd, got count byte %u and %d fds", count,
-                         c->nstash);
+    if (got < 0 && lost) {
+        mpci_conn_seterr(c, "recv_fd: the kernel discarded the descriptor sent with the count "
+                            "byte (is this process out of descriptors?)");
+        return -EMFILE;
+    }
+    if (got < 0) {
+        mpci_conn_seterr(c, "recv_fd: count byte %u arrived without a descriptor", count);
         return MPCONN_EPROTO;
     }
-    *fd = c->stash[0];
-    memmove(c->stash, c->stash + 1, (size_t)(c->nstash - 1) * sizeof *c->stash);
-    c->nstash--;
     if (ack) {
         uint8_t a = 'A';
         struct iovec iov = {&a, 1};
-        if ((r = write_all(c, &iov, 1, 1)) < 0)
+        if ((r = write_all(c, &iov, 1, 1)) < 0) {
+            close(got);
             return r;
+        }
     }
+    *fd = got;
     return 0;
 }
 

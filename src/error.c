@@ -28,7 +28,7 @@ const char *mpconn_strerror(int code)
     case MPCONN_ENOTWRITABLE: return "connection is read-only";
     case MPCONN_EADDR: return "bad address";
     case MPCONN_ENOTSUP: return "not available on this platform";
-    case MPCONN_EADDRINUSE: return "address in use by a live listener";
+    case MPCONN_EADDRINUSE: return "address in use by a live socket";
     case MPCONN_EPEER: return "peer refused by policy";
     case MPCONN_EPICKLE: return "malformed pickle";
     case MPCONN_EREFUSED: return "pickle refused: it would import or call something";

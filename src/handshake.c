@@ -64,6 +64,9 @@ int mpci_hs_init(mpci_hs *h, int fd, int role, const struct mpconn_opts *o)
 void mpci_hs_clear(mpci_hs *h)
 {
     mpci_msgdec_free(&h->dec);
+    if (h->has_left_fd)
+        close(h->left_fd);
+    h->has_left_fd = 0;
 }
 
 short mpci_hs_events(const mpci_hs *h)
@@ -198,7 +201,9 @@ int mpci_hs_progress(mpci_hs *h, int readable)
         if (!readable)
             return h->state;
         uint8_t buf[512];
-        ssize_t n = recv(h->fd, buf, sizeof buf, h->blocking_reads ? 0 : MSG_DONTWAIT);
+        mpci_fdin in;
+        ssize_t n =
+            mpci_recv_fds(h->fd, buf, sizeof buf, h->blocking_reads ? 0 : MSG_DONTWAIT, 1, &in);
         if (n < 0) {
             /* A blocking read returns to its caller, who re-arms the bound:
              * retrying here would restart it at every signal. */
@@ -218,6 +223,20 @@ int mpci_hs_progress(mpci_hs *h, int readable)
             return h->state;
         }
         mpci_hs_consume(h, buf, (size_t)n);
+        h->dropped_fds += in.dropped;
+        if (in.fd >= 0) {
+            /* A descriptor passed right behind the peer's last handshake
+             * message belongs to the connection; one sent inside the
+             * handshake is nobody's. */
+            if (h->state != MPCI_AUTH_FAILED && h->auth.state == MPCI_AUTH_DONE && h->nleft &&
+                !h->has_left_fd) {
+                h->left_fd = in.fd;
+                h->has_left_fd = 1;
+            } else {
+                close(in.fd);
+                h->dropped_fds++;
+            }
+        }
         if (h->state == MPCI_AUTH_FAILED) {
             flush(h);
             return h->state;

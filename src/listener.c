@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,28 +76,29 @@ static void reject(mpconn_listener *l, int code, const char *fmt, ...)
         l->on_reject(l->on_reject_data, code, l->errmsg);
 }
 
-/* Is some socket listening on this file? /proc/net/unix lists every Unix
- * socket with the path it was bound to and its flags (0x10000: listening).
- * Asking this way leaves a live listener alone: a probing connect() would
- * land in its backlog, and a CPython listener fails its accept() on it.
- * Returns 1 (live, or cannot tell), 0 (no listener: the file is stale). */
-static int socket_file_is_live(const char *path)
+/* Which socket, if any, is bound to the socket file mine (lstat of path)?
+ * /proc/net/unix lists every Unix socket, of any type and in any state,
+ * with the path it was bound to. Asking this way leaves a live socket
+ * alone: a probing connect() would land in a listener's backlog, and a
+ * CPython listener fails its accept() on it. Returns NULL when none is (the
+ * file is stale), else a description of what is bound there. */
+static const char *bound_socket(const char *path, const struct stat *mine, char *buf, size_t cap)
 {
-    struct stat mine;
-    if (lstat(path, &mine) < 0 || !S_ISSOCK(mine.st_mode))
-        return 1;
     FILE *f = fopen("/proc/net/unix", "re");
     if (!f)
-        return 1;
+        return "perhaps a socket (/proc/net/unix cannot be read to tell)";
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     char line[512];
-    int live = 0;
-    while (!live && fgets(line, sizeof line, f)) {
-        unsigned long flags;
-        char bound[256];
-        if (sscanf(line, "%*s %*s %*s %lx %*s %*s %*s %255s", &flags, bound) != 2 ||
-            !(flags & 0x10000))
+    const char *found = NULL;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long flags, type;
+        int off = -1;
+        if (sscanf(line, "%*s %*s %*s %lx %lx %*s %*s %n", &flags, &type, &off) != 2 || off < 0)
+            continue;
+        char *bound = line + off;
+        bound[strcspn(bound, "\n")] = 0;
+        if (!*bound || bound[0] == '@')
             continue;
         const char *bb = strrchr(bound, '/');
         bb = bb ? bb + 1 : bound;
@@ -104,48 +106,145 @@ static int socket_file_is_live(const char *path)
             continue;
         struct stat st;
         /* A relative path bound by another process cannot be resolved from
-         * here: a listener with the same file name counts as live. */
-        if (bound[0] != '/' ||
-            (stat(bound, &st) == 0 && st.st_dev == mine.st_dev && st.st_ino == mine.st_ino))
-            live = 1;
+         * here: a socket with the same file name counts as bound to it. So
+         * does one bound by this very name, even if its file has moved. */
+        if (bound[0] == '/' && strcmp(bound, path) != 0 &&
+            (stat(bound, &st) != 0 || st.st_dev != mine->st_dev || st.st_ino != mine->st_ino))
+            continue;
+        const char *kind = type == SOCK_DGRAM       ? "datagram"
+                           : type == SOCK_SEQPACKET ? "seqpacket"
+                                                    : "stream";
+        if (flags & 0x10000) /* __SO_ACCEPTCON: listening */
+            snprintf(buf, cap, "a listening %s socket", kind);
+        else if (type == SOCK_DGRAM)
+            snprintf(buf, cap, "a datagram socket");
+        else
+            snprintf(buf, cap, "a %s socket (bound, not listening yet)", kind);
+        found = buf;
     }
     fclose(f);
-    return live;
+    return found;
+}
+
+/* What a non-socket in the way is, for the message. */
+static const char *file_kind(mode_t m)
+{
+    return S_ISREG(m) ? "a regular file" : S_ISFIFO(m) ? "a FIFO" : "a device file";
+}
+
+/* bind() found path taken. Returns 0 when path may be tried again: no
+ * socket of any kind was bound to it (stale) and it is gone, or it went
+ * away by itself. Anything else is refused, saying what is there, and left
+ * as it is: symlinks are neither followed nor removed. */
+static int clear_stale(mpconn_listener *l, const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : lerr(l, -errno, "cannot bind %s: %s", path, strerror(errno));
+    if (S_ISLNK(st.st_mode)) {
+        char to[256];
+        ssize_t n = readlink(path, to, sizeof to - 1);
+        to[n > 0 ? n : 0] = 0;
+        struct stat target;
+        return lerr(l, -EEXIST, "cannot bind %s: a symbolic link is there (to %s%s); not followed",
+                    path, to, stat(path, &target) < 0 ? ", dangling" : "");
+    }
+    if (S_ISDIR(st.st_mode))
+        return lerr(l, -EISDIR, "cannot bind %s: a directory is there", path);
+    if (!S_ISSOCK(st.st_mode))
+        return lerr(l, -EEXIST, "cannot bind %s: %s is there, not a socket; it is left alone", path,
+                    file_kind(st.st_mode));
+    char what[64];
+    const char *who = bound_socket(path, &st, what, sizeof what);
+    if (who)
+        return lerr(l, MPCONN_EADDRINUSE, "cannot bind %s: address in use: %s is bound to it", path,
+                    who);
+    /* Stale. It is moved aside under a fresh name first and removed only if
+     * what was moved is the file found stale, and still no socket is bound
+     * by this name (an inode number can be reused at once): a socket that
+     * another process bound there meanwhile is put back, not deleted. */
+    char aside[sizeof l->path + 40];
+    uint8_t rnd[4] = {0};
+    mpci_random(rnd, sizeof rnd);
+    snprintf(aside, sizeof aside, "%s.stale-%ld-%02x%02x%02x%02x", path, (long)getpid(), rnd[0],
+             rnd[1], rnd[2], rnd[3]);
+    if (rename(path, aside) < 0)
+        return errno == ENOENT ? 0 : lerr(l, -errno, "cannot bind %s: %s", path, strerror(errno));
+    struct stat moved;
+    if (lstat(aside, &moved) == 0 && moved.st_dev == st.st_dev && moved.st_ino == st.st_ino &&
+        !bound_socket(path, &moved, what, sizeof what)) {
+        unlink(aside);
+        return 0;
+    }
+    if (link(aside, path) == 0)
+        unlink(aside);
+    return 0;
+}
+
+/* With a mode, the socket file is born with it: on Linux bind() gives the
+ * file the socket inode's mode less the umask, so fchmod() before bind()
+ * leaves no moment with wider permissions (changing the umask instead
+ * would race with other threads). Bits the umask took are given back
+ * before listen(), through an O_PATH descriptor (never a symlink). */
+static int set_mode(mpconn_listener *l)
+{
+    mode_t want = (mode_t)l->opts.mode;
+    struct stat st;
+    if (lstat(l->path, &st) < 0)
+        return lerr(l, -errno, "cannot set mode of %s: %s", l->path, strerror(errno));
+    if ((st.st_mode & 07777) == want)
+        return 0;
+    int pf = open(l->path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (pf < 0)
+        return lerr(l, -errno, "cannot set mode of %s: %s", l->path, strerror(errno));
+    char proc[48];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", pf);
+    int r = 0;
+    if (fstat(pf, &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_dev != l->dev || st.st_ino != l->ino)
+        r = lerr(l, -EEXIST, "cannot set mode of %s: the file was replaced", l->path);
+    else if (chmod(proc, want) < 0)
+        r = lerr(l, -errno, "cannot set mode of %s: %s", l->path, strerror(errno));
+    close(pf);
+    return r;
 }
 
 static int bind_unix(mpconn_listener *l)
 {
     const struct sockaddr_un *un = (const struct sockaddr_un *)&l->addr.sa;
-    if (bind(l->fd, (const struct sockaddr *)&l->addr.sa, l->addr.salen) < 0) {
+    if (!l->addr.abstract && l->opts.mode >= 0 && fchmod(l->fd, (mode_t)l->opts.mode) < 0)
+        return lerr(l, -errno, "cannot set mode of %s: %s", l->address, strerror(errno));
+    for (int attempt = 0;; attempt++) {
+        if (bind(l->fd, (const struct sockaddr *)&l->addr.sa, l->addr.salen) == 0)
+            break;
         int e = errno;
         if (e != EADDRINUSE)
             return lerr(l, -e, "cannot bind %s: %s", l->address, strerror(e));
-        if (l->addr.abstract || socket_file_is_live(un->sun_path))
-            return lerr(l, MPCONN_EADDRINUSE, "cannot bind %s: address in use by a live listener",
+        if (l->addr.abstract)
+            return lerr(l, MPCONN_EADDRINUSE,
+                        "cannot bind %s: address in use: a socket is bound to this abstract name",
                         l->address);
-        unlink(un->sun_path);
-        if (bind(l->fd, (const struct sockaddr *)&l->addr.sa, l->addr.salen) < 0)
-            return lerr(l, -errno, "cannot bind %s: %s", l->address, strerror(errno));
+        if (attempt == 3)
+            return lerr(l, MPCONN_EADDRINUSE, "cannot bind %s: the path keeps being taken",
+                        l->address);
+        int r = clear_stale(l, un->sun_path);
+        if (r < 0)
+            return r;
     }
     if (l->addr.abstract)
         return 0;
     struct stat st;
     snprintf(l->path, sizeof l->path, "%s", un->sun_path);
-    if (stat(l->path, &st) == 0) {
+    if (lstat(l->path, &st) == 0) {
         l->dev = st.st_dev;
         l->ino = st.st_ino;
     }
-    /* Nobody can connect before listen(), so narrowing the mode here leaves
-     * no window with the wider one. */
-    if (l->opts.mode >= 0 && chmod(l->path, (mode_t)l->opts.mode) < 0)
-        return lerr(l, -errno, "cannot set mode of %s: %s", l->path, strerror(errno));
-    return 0;
+    return l->opts.mode >= 0 ? set_mode(l) : 0;
 }
 
 static void remove_socket_file(mpconn_listener *l)
 {
     struct stat st;
-    if (l->path[0] && stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+    if (l->path[0] && lstat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
         unlink(l->path);
     l->path[0] = 0;
     if (l->tmpdir[0])
@@ -268,12 +367,28 @@ const char *mpconn_listener_errmsg(const mpconn_listener *l)
     return l->errmsg;
 }
 
-static const char *peer_text(const mpconn_listener *l, const peer_id *w, char *buf, size_t cap)
+/* The peer's own address in mpconn syntax, as CPython's last_accepted
+ * has it: a Unix peer's bound name, "" for the usual peer bound to none. */
+static void peer_address(const peer_id *w, char *buf, size_t cap)
 {
-    if (l->addr.family == AF_UNIX)
-        snprintf(buf, cap, "%s (pid %ld, uid %ld)", l->address, (long)w->pid, (long)w->uid);
+    if (w->ss.ss_family == AF_UNIX && w->sl <= offsetof(struct sockaddr_un, sun_path))
+        buf[0] = 0;
     else
         mpci_addr_format((const struct sockaddr *)&w->ss, w->sl, buf, cap);
+}
+
+/* How messages name a peer. A Unix peer rarely has a name of its own, so
+ * it goes by pid and uid, with the listener's address after "on": the
+ * message then reads as about the peer, not about the listener. */
+static const char *peer_text(const mpconn_listener *l, const peer_id *w, char *buf, size_t cap)
+{
+    char name[sizeof l->address];
+    peer_address(w, name, sizeof name);
+    if (l->addr.family == AF_UNIX)
+        snprintf(buf, cap, "peer pid %ld uid %ld%s%s on %s", (long)w->pid, (long)w->uid,
+                 name[0] ? " at " : "", name, l->address);
+    else
+        snprintf(buf, cap, "peer %s", name);
     return buf;
 }
 
@@ -292,7 +407,8 @@ const char *mpconn_listener_last_accepted(const mpconn_listener *l, pid_t *pid, 
      * The text is the listener's own storage, so it is written through a
      * non-const pointer; the listener itself was never const. */
     mpconn_listener *m = (mpconn_listener *)l;
-    return peer_text(l, &l->last, m->last_text, sizeof m->last_text);
+    peer_address(&l->last, m->last_text, sizeof m->last_text);
+    return m->last_text;
 }
 
 void mpconn_listener_on_reject(mpconn_listener *l, mpconn_reject_cb cb, void *data)
@@ -329,6 +445,8 @@ static int make_conn(mpconn_listener *l, pending *p, mpconn_conn **out)
         mpconn_conn_free(c);
         return r;
     }
+    mpci_conn_prefill_fd(c, p->hs.has_left_fd ? p->hs.left_fd : -1, p->hs.dropped_fds);
+    p->hs.has_left_fd = 0;
     l->last = p->who;
     l->has_last = 1;
     *out = c;
@@ -376,9 +494,9 @@ static int accept_new(mpconn_listener *l)
                 p->who.gid = cr.gid;
             }
         }
-        char peer[224];
+        char peer[2 * sizeof l->address];
         if (!peer_allowed(l, p)) {
-            reject(l, MPCONN_EPEER, "refused peer %s: uid not allowed",
+            reject(l, MPCONN_EPEER, "refused %s: uid not allowed",
                    peer_text(l, &p->who, peer, sizeof peer));
             close(fd);
             free(p);
@@ -409,7 +527,7 @@ static int accept_new(mpconn_listener *l)
 static int harvest(mpconn_listener *l, mpconn_conn **out)
 {
     double now = mpci_now();
-    char peer[224];
+    char peer[2 * sizeof l->address];
     for (size_t i = 0; i < l->npend;) {
         pending *p = l->pend[i];
         if (p->hs.state == MPCI_AUTH_DONE) {

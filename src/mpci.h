@@ -249,6 +249,26 @@ enum { MPCI_FD_UNKNOWN = 0, MPCI_FD_PIPE = 1, MPCI_FD_INET = 2, MPCI_FD_UNIX = 3
 #define MPCI_FD_NONBLOCK 4
 #define MPCI_FD_RCVTIMEO 8
 
+/* ------------------------------------------------------ passed descriptors */
+
+/* Room for descriptors in one recvmsg(); the kernel discards any more in
+ * one read (MSG_CTRUNC) without installing them. */
+#define MPCI_FD_ROOM 8
+
+/* What one recvmsg() brought besides its bytes. */
+typedef struct mpci_fdin {
+    int fd;         /* the one descriptor kept, or -1 */
+    size_t dropped; /* descriptors closed here */
+    int truncated;  /* MSG_CTRUNC: the kernel discarded some */
+} mpci_fdin;
+
+/* One recvmsg() of up to cap bytes into dst with flags (MSG_CMSG_CLOEXEC
+ * added). A descriptor is kept only when keep is set and it came the way
+ * mpconn_conn_send_fd sends one: alone, with the count byte 1 as the last
+ * byte read (the kernel ends a read behind the message that carries
+ * descriptors). Every other descriptor is closed at once and counted. */
+ssize_t mpci_recv_fds(int fd, void *dst, size_t cap, int flags, int keep, mpci_fdin *in);
+
 /* Internal access for the listener and client. */
 int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts *opts, int kind);
 void mpci_conn_seterr(mpconn_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -256,6 +276,9 @@ void mpci_conn_seterr(mpconn_conn *c, const char *fmt, ...) __attribute__((forma
 size_t mpci_conn_buffered(const mpconn_conn *c);
 /* Bytes read past the handshake belong to the first message. */
 int mpci_conn_prefill(mpconn_conn *c, const uint8_t *p, size_t n);
+/* After mpci_conn_prefill: fd (>= 0; taken over) came with the last byte
+ * prefilled, its count byte; dropped descriptors were closed before. */
+void mpci_conn_prefill_fd(mpconn_conn *c, int fd, size_t dropped);
 /* The send lock, when mpconn_conn_set_send_lock enabled it (else no-ops). */
 void mpci_conn_lock(mpconn_conn *c);
 void mpci_conn_unlock(mpconn_conn *c);
@@ -301,6 +324,9 @@ typedef struct mpci_hs {
     size_t outlen, outpos;
     uint8_t left[1024]; /* bytes that followed the last handshake message */
     size_t nleft;
+    int has_left_fd;    /* left ends with a count byte and left_fd came with it */
+    int left_fd;        /* owned until the connection takes it */
+    size_t dropped_fds; /* descriptors the peer passed during the handshake, closed */
     double deadline;
     int blocking_reads; /* recv may block: the fd bounds it (SO_RCVTIMEO) */
     int state;          /* MPCI_AUTH_NEED_INPUT, _DONE, _FAILED */
@@ -321,6 +347,7 @@ void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n);
  * FAILED after a best-effort flush. */
 int mpci_hs_progress(mpci_hs *h, int readable);
 void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Frees the decoder and closes left_fd if nobody took it. */
 void mpci_hs_clear(mpci_hs *h);
 
 #endif

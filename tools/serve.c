@@ -135,8 +135,14 @@ static int add_client(server *s, mpconn_conn *c)
     }
     client *cl = &s->clients[s->n];
     cl->conn = c;
-    snprintf(cl->peer, sizeof cl->peer, "%s",
-             mpconn_listener_last_accepted(s->l, NULL, NULL, NULL));
+    pid_t pid;
+    uid_t uid;
+    const char *addr = mpconn_listener_last_accepted(s->l, &pid, &uid, NULL);
+    /* A Unix peer goes by pid and uid: most have no address of their own. */
+    if (pid >= 0)
+        snprintf(cl->peer, sizeof cl->peer, "peer pid %ld uid %ld", (long)pid, (long)uid);
+    else
+        snprintf(cl->peer, sizeof cl->peer, "peer %s", addr);
     cl->idle_deadline = s->timeout >= 0 ? now() + s->timeout : -1;
     cl->done = 0;
     /* Receives never block the loop: a message that has only partly arrived

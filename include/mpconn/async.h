@@ -76,6 +76,9 @@ typedef struct mpconn_async_cbs {
      * without sending anything is taken as "nothing yet": call
      * mpconn_async_set_producer(a, 1) when there is. */
     int (*produce)(mpconn_async *a, void *data);
+    /* A descriptor asked for with mpconn_async_expect_fd arrived; fd is the
+     * callee's (close-on-exec). Without this callback it is closed. */
+    void (*on_fd)(mpconn_async *a, int fd, void *data);
 } mpconn_async_cbs;
 
 enum {
@@ -113,6 +116,19 @@ MPCONN_API int mpconn_async_send_value(mpconn_async *a, const mpconn_value *v);
 /* Decodes a message (from on_message) with the connection's limits. */
 MPCONN_API int mpconn_async_decode(mpconn_async *a, const void *msg, size_t len,
                                    mpconn_value **out);
+
+/* Descriptor passing on a Unix socket, the wire form of
+ * multiprocessing.reduction.send_handle / recv_handle (one count byte with
+ * SCM_RIGHTS; no 'A' acknowledgement, which CPython uses only on macOS).
+ * send_fd queues a duplicate of fd (fd stays the caller's) in order with
+ * the messages around it. expect_fd says the next byte of input is such a
+ * count byte: its descriptor goes to on_fd, a byte without one closes the
+ * connection with MPCONN_EPROTO. Descriptors that arrive unasked are closed
+ * as soon as the byte they came with is read, and counted. MPCONN_ENOTSUP
+ * on anything but a Unix socket. */
+MPCONN_API int mpconn_async_send_fd(mpconn_async *a, int fd);
+MPCONN_API int mpconn_async_expect_fd(mpconn_async *a);
+MPCONN_API size_t mpconn_async_dropped_fds(const mpconn_async *a);
 
 /* Bytes queued and not yet written. */
 MPCONN_API size_t mpconn_async_queued(const mpconn_async *a);

@@ -25,9 +25,11 @@ enum { ST_NEW, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_CLOSED };
 #define READ_CHUNK 65536
 #define READS_PER_EVENT 4 /* then let the other connections have their turn */
 #define IOV_BATCH 64
+#define MAX_FDS 4 /* descriptors taken with one read; more are closed by the kernel */
 
 typedef struct chunk {
     struct chunk *next;
+    int fd;       /* >= 0: a descriptor to pass with this chunk's one byte */
     size_t len;   /* inline bytes, then ext */
     size_t off;   /* written so far */
     uint8_t *ext; /* a buffer handed over by send_owned */
@@ -45,6 +47,8 @@ struct mpconn_async {
     uint8_t above;    /* the queue passed the high watermark */
     uint8_t producer; /* ask cbs.produce for more */
     uint8_t framed;   /* sends get the multiprocessing header */
+    uint8_t local;    /* a Unix socket: descriptors may come and go */
+    uint8_t want_fd;  /* the next input byte is a descriptor's count byte */
     mpconn_async_cbs cbs;
     void *data;
     mpci_split split;
@@ -58,6 +62,13 @@ struct mpconn_async {
     int timer_armed;
     double armed_for;  /* the deadline the timer is armed for */
     uint64_t accepted; /* bytes ever taken by send: tells a producer's progress */
+    /* Passed descriptors: those that came with the byte at stream offset
+     * rfd_at (the kernel ends a read with the byte that carries them). */
+    uint64_t inpos; /* stream offset of the next byte to take */
+    uint64_t rfd_at;
+    int rfd[MAX_FDS];
+    int nrfd;
+    size_t dropped_fds;
     mpci_hs *hs;
     struct mpconn_opts *own_opts; /* a client's copy for its handshake */
     int protocol;
@@ -74,6 +85,8 @@ static void on_timeout(mpconn_ev *ev);
 static void destroy(mpconn_ev *ev)
 {
     mpconn_async *a = (mpconn_async *)ev;
+    for (int i = 0; i < a->nrfd; i++)
+        close(a->rfd[i]);
     mpci_split_free(&a->split);
     free(a->held);
     free(a->errmsg);
@@ -112,11 +125,23 @@ static void release_queue(mpconn_async *a)
         chunk *next = c->next;
         if (c->release)
             c->release(c->ext, c->arg);
+        if (c->fd >= 0)
+            close(c->fd);
         free(c);
         c = next;
     }
     a->head = a->tail = NULL;
     a->queued = 0;
+}
+
+/* Descriptors that arrived and were not asked for: closed as soon as the
+ * byte they came with is taken as data, and counted. */
+static void drop_rfds(mpconn_async *a)
+{
+    for (int i = 0; i < a->nrfd; i++)
+        close(a->rfd[i]);
+    a->dropped_fds += (size_t)a->nrfd;
+    a->nrfd = 0;
 }
 
 static void hs_release(mpconn_async *a)
@@ -310,13 +335,61 @@ static int write_some(mpconn_async *a, const struct iovec *iov, int n, size_t *d
 
 static void after_drain(mpconn_async *a);
 
+/* The count byte and its descriptor, as multiprocessing.reduction's
+ * sendfds does. 1 when sent, 0 when the socket is full, or -errno. */
+static int send_fd_chunk(mpconn_async *a, chunk *c)
+{
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {c->data, 1};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl.buf;
+    m.msg_controllen = sizeof ctl.buf;
+    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(h), &c->fd, sizeof c->fd);
+    ssize_t w;
+    do
+        w = sendmsg(a->ev.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (w < 0 && errno == EINTR);
+    if (w == 1)
+        return 1;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    return w < 0 ? -errno : -EIO;
+}
+
 /* Writes the queue until the fd is full; closes on a write error. */
 static void flush(mpconn_async *a)
 {
     while (a->head && a->state >= ST_OPEN && a->state != ST_CLOSED) {
+        if (a->head->fd >= 0) {
+            int r = send_fd_chunk(a, a->head);
+            if (r < 0) {
+                close_with(a, r, strerror(-r));
+                return;
+            }
+            if (r == 0)
+                break;
+            chunk *c = a->head;
+            a->head = c->next;
+            if (!a->head)
+                a->tail = NULL;
+            a->queued -= 1;
+            close(c->fd);
+            free(c);
+            continue;
+        }
         struct iovec iov[IOV_BATCH];
         int n = 0;
-        for (chunk *c = a->head; c && n < IOV_BATCH - 1; c = c->next) {
+        for (chunk *c = a->head; c && c->fd < 0 && n < IOV_BATCH - 1; c = c->next) {
             size_t off = c->off;
             if (off < c->len) {
                 iov[n].iov_base = c->data + off;
@@ -450,6 +523,7 @@ static int enqueue(mpconn_async *a, const uint8_t *hdr, size_t hl, const uint8_t
     }
     if (off < hl + n)
         memcpy(dst, p + (off - hl), hl + n - off);
+    c->fd = -1;
     c->len = inl;
     c->off = 0;
     c->ext = ext;
@@ -492,6 +566,48 @@ int mpconn_async_send_value(mpconn_async *a, const mpconn_value *v)
     r = enqueue(a, hdr, hl, buf + MPCI_HDR_MAX, len, NULL, 0, NULL, NULL);
     free(buf);
     return r;
+}
+
+int mpconn_async_send_fd(mpconn_async *a, int fd)
+{
+    if (!a->local)
+        return MPCONN_ENOTSUP;
+    if (a->state == ST_CLOSING || a->state == ST_CLOSED)
+        return MPCONN_ECLOSED;
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0)
+        return -errno;
+    chunk *c = malloc(sizeof *c + 1);
+    if (!c) {
+        close(dup);
+        return -ENOMEM;
+    }
+    memset(c, 0, sizeof *c);
+    c->fd = dup;
+    c->data[0] = 1; /* the count byte, as multiprocessing.reduction.sendfds */
+    c->len = 1;
+    a->accepted += 1;
+    queue_chunk(a, c);
+    if (a->state == ST_OPEN)
+        flush(a);
+    return 0;
+}
+
+int mpconn_async_expect_fd(mpconn_async *a)
+{
+    if (!a->local)
+        return MPCONN_ENOTSUP;
+    if (a->state == ST_CLOSED)
+        return MPCONN_ECLOSED;
+    a->want_fd = 1;
+    if (a->ev.st && a->state == ST_OPEN && a->nheld > a->heldoff)
+        want_io(a);
+    return 0;
+}
+
+size_t mpconn_async_dropped_fds(const mpconn_async *a)
+{
+    return a->dropped_fds;
 }
 
 int mpconn_async_decode(mpconn_async *a, const void *msg, size_t len, mpconn_value **out)
@@ -558,14 +674,47 @@ static void want_io(mpconn_async *a)
 
 /* Cuts messages out of p[0..n) and hands them out; returns how many bytes
  * it took (fewer when reading was paused or the connection closed). */
+/* The count byte of a passed descriptor: it must be the byte the
+ * descriptors came with. */
+static void take_fd(mpconn_async *a, uint8_t count)
+{
+    a->want_fd = 0;
+    if (a->nrfd == 0 || a->rfd_at != a->inpos) {
+        close_with(a, MPCONN_EPROTO, "expected a passed descriptor, got a byte without one");
+        return;
+    }
+    if (count != 1 || a->nrfd != 1) {
+        drop_rfds(a);
+        close_with(a, MPCONN_EPROTO, "expected one passed descriptor");
+        return;
+    }
+    int fd = a->rfd[0];
+    a->nrfd = 0;
+    if (a->cbs.on_fd)
+        a->cbs.on_fd(a, fd, a->data);
+    else
+        close(fd);
+}
+
 static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
 {
     size_t off = 0;
     while (a->state == ST_OPEN && !a->paused) {
+        if (a->want_fd) {
+            if (off == n)
+                break;
+            take_fd(a, p[off]);
+            off++;
+            a->inpos++;
+            continue;
+        }
         const uint8_t *msg;
         size_t len, used;
         int r = mpci_split_feed(&a->split, p + off, n - off, &used, &msg, &len);
         off += used;
+        a->inpos += used;
+        if (a->nrfd && a->rfd_at < a->inpos)
+            drop_rfds(a); /* their byte was taken as data: nobody asked */
         if (r < 0) {
             close_with(a, r,
                        r == MPCONN_EMSGSIZE ? "message too large"
@@ -611,6 +760,57 @@ static void hold(mpconn_async *a, const uint8_t *p, size_t n)
     a->heldoff = 0;
 }
 
+/* A read; on a Unix socket with recvmsg, so that passed descriptors are
+ * received (and closed unless asked for), never left to the kernel. */
+static ssize_t read_from(mpconn_async *a, uint8_t *dst, size_t room)
+{
+    ssize_t n;
+    if (!a->local) {
+        do
+            n = read(a->ev.fd, dst, room);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(MAX_FDS * sizeof(int))];
+    } ctl;
+    struct iovec iov = {dst, room};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl.buf;
+    m.msg_controllen = sizeof ctl.buf;
+    do
+        n = recvmsg(a->ev.fd, &m, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return n;
+    if (m.msg_flags & MSG_CTRUNC)
+        a->dropped_fds++; /* the kernel closed some: more than MAX_FDS at once */
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        if (a->nrfd)
+            drop_rfds(a); /* an earlier group was never asked for */
+        for (size_t i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
+            if (a->nrfd < MAX_FDS)
+                a->rfd[a->nrfd++] = fd;
+            else {
+                close(fd);
+                a->dropped_fds++;
+            }
+        }
+        /* The read ends with the byte they were sent with; every byte before
+         * this read has been taken (held input is taken before reading). */
+        a->rfd_at = a->inpos + (uint64_t)n - 1;
+    }
+    return n;
+}
+
 static void read_input(mpconn_async *a)
 {
     if (a->nheld > a->heldoff) {
@@ -634,10 +834,7 @@ static void read_input(mpconn_async *a)
             dst = buf;
             room = sizeof buf;
         }
-        ssize_t n;
-        do
-            n = read(a->ev.fd, dst, room);
-        while (n < 0 && errno == EINTR);
+        ssize_t n = read_from(a, dst, room);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
@@ -820,6 +1017,11 @@ static mpconn_async *alloc_async(int fd, int sock, const struct mpconn_opts *o)
     a->lim[2] = o->max_memo;
     a->lim[3] = o->max_alloc;
     a->started = mpci_now();
+    if (sock) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        a->local = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX;
+    }
     mpci_split_init(&a->split, o->max_message);
     return a;
 }

@@ -595,7 +595,7 @@ def case_send_no_legacy_md5():
         r = run("send", s.address, "1", "--authkey-env", KEY_ENV, "--no-legacy-md5",
                 env=key_env())
         expect_fail(r, 1, r"authentication with .* failed")
-        s.wait_for("err", rb"authentication of .* failed")
+        s.wait_for("err", rb"authentication of peer pid \d+ uid \d+ on .* failed")
     if LEGACY_PYTHON:
         pl = PyListener(lambda c: c.recv(), authkey=b"secret")
         r = run("send", pl.address, "1", "--authkey-env", KEY_ENV, "--no-legacy-md5",
@@ -611,7 +611,7 @@ def case_send_no_key_to_auth_server():
     with Serve("-q", "--authkey-env", KEY_ENV, env=key_env()) as s:
         r = run("send", "--reply", s.address, "1")
         expect_fail(r, 1, NO_KEY % re.escape(s.address))
-        s.wait_for("err", rb"authentication of .* failed")
+        s.wait_for("err", rb"authentication of peer pid \d+ uid \d+ on .* failed")
         check(s.p.poll() is None, "the server stopped")
         # Without --reply, with one value, several or none: never a silent success, however
         # the challenge and the messages cross.
@@ -874,7 +874,7 @@ def case_serve_wrong_key_keeps_serving():
             raise AssertionError("a wrong key was accepted")
         except AuthenticationError:
             pass
-        s.wait_for("err", rb"mpconn: authentication of .* failed")
+        s.wait_for("err", rb"mpconn: authentication of peer pid \d+ uid \d+ on .* failed")
         r = run("send", s.address, "1", "--authkey-env", KEY_ENV, env=key_env("wrong too"))
         expect_fail(r, 1, r"authentication with .* failed")
         echo_round(s.py, authkey=b"right")
@@ -891,7 +891,7 @@ def case_serve_no_legacy_md5():
                 raise AssertionError("a legacy MD5 answer was accepted")
             except AuthenticationError:
                 pass
-            s.wait_for("err", rb"authentication of .* failed")
+            s.wait_for("err", rb"authentication of peer pid \d+ uid \d+ on .* failed")
         else:
             echo_round(s.py, authkey=b"secret")
         check(s.p.poll() is None, "the server stopped")
@@ -1102,8 +1102,8 @@ def case_serve_verbose():
     with Serve("-v") as s:
         with Client(s.py) as c:
             c.send(1)
-        s.wait_for("err", rb"connection from ")
-        s.wait_for("err", rb"closed the connection")
+        s.wait_for("err", rb"connection from peer pid \d+ uid \d+")
+        s.wait_for("err", rb"peer pid \d+ uid \d+ closed the connection")
 
 
 # ------------------------------------------------------------------ bench

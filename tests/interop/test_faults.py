@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from multiprocessing.connection import Client
 
@@ -379,6 +380,94 @@ def case_write_to_closed_peer_c_listener():
         assert rc == 3, f'exit status {rc} (-13 is death by SIGPIPE); output:\n{peer.output()}'
         line = peer.expect('error sendloop', timeout=0)
         assert 'EPIPE' in line or 'ECONNRESET' in line, line
+
+
+# ------------------------------------------------------ passed descriptors
+
+def open_fds(peer):
+    return len(os.listdir(f'/proc/{peer.proc.pid}/fd'))
+
+
+def file_holding(text):
+    f = tempfile.TemporaryFile()
+    f.write(text)
+    f.flush()
+    f.seek(0)
+    return f
+
+
+def case_unsolicited_fds_do_not_fill_the_table():
+    """A peer that attaches descriptors to ordinary messages (8 to each)
+    fills no descriptor table: the C side closes them as they come, and
+    its echoes still arrive."""
+    peer, addr = t.start_listener(t.tmp_path(), 'echo')
+    with peer, file_holding(b'x') as f, t.raw_connect(addr) as s:
+        s.sendall(t.frame(b'first'))
+        assert t.raw_recv_message(s) == b'first'
+        before = open_fds(peer)
+        for i in range(30):
+            socket.send_fds(s, [t.frame(b'msg %d' % i)], [f.fileno()] * 8)
+            assert t.raw_recv_message(s) == b'msg %d' % i
+            assert open_fds(peer) <= before, f'{open_fds(peer)} descriptors open, {before} before'
+
+
+def case_recv_fd_after_unsolicited():
+    """recv_fd gives the descriptor sent with its count byte, not one that
+    came earlier with a message."""
+    peer, addr = t.start_listener(t.tmp_path(), 'recvany', 'recvfd')
+    with peer, file_holding(b'decoy') as decoy, file_holding(b'real') as real, \
+            t.raw_connect(addr) as s:
+        socket.send_fds(s, [t.frame(b'hello')], [decoy.fileno()])
+        socket.send_fds(s, [b'\x01'], [real.fileno()])
+        assert peer.expect('recvany ', timeout=5) == 'recvany hello'
+        line = peer.expect('recv', timeout=5)
+        assert line == 'recvfd real', line
+        peer.finish(0)
+
+
+def raw_client_handshake(s, key=KEY):
+    """The client side of the handshake over a raw socket, up to the final
+    WELCOME, which is left to the caller."""
+    conn = t.RawConn(s, chunk=4096)
+    t.answer_challenge_312(conn, key)
+    message = b'{sha256}' + os.urandom(40)
+    conn.send_bytes(t.CHALLENGE + message)
+    response = conn.recv_bytes(256)
+    assert response == b'{sha256}' + t._mac(key, message, 'sha256'), response
+
+
+def case_fd_right_behind_the_handshake():
+    """A descriptor passed in the same read as the client's last handshake
+    message reaches recv_fd (a plain recv() would let the kernel drop it)."""
+    peer, addr = t.start_listener(t.tmp_path(), *KEYARGS, 'recvfd')
+    with peer, file_holding(b'behind') as f, t.raw_connect(addr) as s:
+        raw_client_handshake(s)
+        socket.send_fds(s, [t.frame(t.WELCOME) + b'\x01'], [f.fileno()])
+        line = peer.expect('recvfd', timeout=5)
+        assert line == 'recvfd behind', line
+        peer.finish(0)
+
+
+def case_fds_during_handshake_closed():
+    """Descriptors attached to handshake messages are closed, and the
+    handshake goes on."""
+    peer, addr = t.start_listener(t.tmp_path(), *KEYARGS, 'recv:1')
+    with peer, file_holding(b'x') as f:
+        before = open_fds(peer)
+        with t.raw_connect(addr) as s:
+            conn = t.RawConn(s, chunk=4096)
+            challenge = conn.recv_bytes(256)[len(t.CHALLENGE):]
+            answer = b'{sha256}' + t._mac(KEY, challenge, 'sha256')
+            socket.send_fds(s, [t.frame(answer)], [f.fileno()] * 8)
+            assert conn.recv_bytes(256) == t.WELCOME
+            message = b'{sha256}' + os.urandom(40)
+            socket.send_fds(s, [t.frame(t.CHALLENGE + message)], [f.fileno()] * 8)
+            conn.recv_bytes(256)
+            conn.send_bytes(t.WELCOME)
+            peer.expect('accepted', timeout=5)
+            assert open_fds(peer) <= before + 1, f'{open_fds(peer)} open, {before} before'
+            s.sendall(t.frame(t.pattern(1)))
+            peer.finish(0)
 
 
 if __name__ == '__main__':

@@ -241,6 +241,9 @@ typedef struct {
     mpconn_async *a;
     size_t produce_left, max_queued;
     int produced;
+    int fds[4];
+    int nfds;
+    int expect_after; /* expect a descriptor after this many messages */
 } seen;
 
 static void on_open(mpconn_async *a, void *data)
@@ -261,6 +264,8 @@ static void on_message(mpconn_async *a, const void *msg, size_t len, void *data)
         CHECK_INT(mpconn_async_send(a, msg, len), 0);
     if (s->pause_after && s->messages == s->pause_after)
         mpconn_async_pause_reading(a);
+    if (s->expect_after && s->messages == s->expect_after)
+        CHECK_INT(mpconn_async_expect_fd(a), 0);
 }
 
 static void on_close(mpconn_async *a, int reason, const char *why, void *data)
@@ -293,8 +298,15 @@ static int produce(mpconn_async *a, void *data)
     return 1;
 }
 
+static void on_fd(mpconn_async *a, int fd, void *data)
+{
+    (void)a;
+    seen *s = data;
+    s->fds[s->nfds++] = fd;
+}
+
 static const mpconn_async_cbs cbs = {
-    sizeof(mpconn_async_cbs), on_open, on_message, on_close, on_drain, produce};
+    sizeof(mpconn_async_cbs), on_open, on_message, on_close, on_drain, produce, on_fd};
 
 /* An async connection on one end of a socketpair, the other end returned. */
 static mpconn_async *async_pair(void *loop, seen *s, int *peer)
@@ -900,6 +912,91 @@ static void async_client_on(void)
 TEST(async_client_connects_and_authenticates)
 {
     each_loop(async_client_on);
+}
+
+/* ------------------------------------------------------ descriptors */
+
+static void fd_passing_on(void)
+{
+    void *loop = new_loop();
+    seen s = {0};
+    s.expect_after = 1;
+    int peer;
+    mpconn_async *a = async_pair(loop, &s, &peer);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_conn_from_fd(&c, peer, MPCONN_READABLE | MPCONN_WRITABLE, NULL), 0);
+    int p[2];
+    CHECK(pipe(p) == 0);
+    /* A message, then a descriptor, then a message: in one stream. */
+    CHECK_INT(mpconn_conn_send_bytes(c, "here", 4), 0);
+    CHECK_INT(mpconn_conn_send_fd(c, p[1], 0), 0);
+    CHECK_INT(mpconn_conn_send_bytes(c, "after", 5), 0);
+    volatile int *two = &s.messages;
+    double t0 = now_s();
+    while (*two < 2 && now_s() - t0 < 10)
+        cur->wait(loop, 1);
+    CHECK_INT(s.messages, 2);
+    CHECK_INT(s.nfds, 1);
+    CHECK_MEM(s.last, "after", 5);
+    CHECK(write(s.fds[0], "!", 1) == 1); /* it is the pipe's write end */
+    char ch;
+    CHECK(read(p[0], &ch, 1) == 1 && ch == '!');
+    close(s.fds[0]);
+    /* A descriptor sent unasked, with message bytes: closed and counted. */
+    {
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } ctl;
+        memset(&ctl, 0, sizeof ctl);
+        struct iovec iov = {(void *)"\0\0\0\1x", 5};
+        struct msghdr m = {0};
+        m.msg_iov = &iov;
+        m.msg_iovlen = 1;
+        m.msg_control = ctl.buf;
+        m.msg_controllen = sizeof ctl.buf;
+        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(h), &p[1], sizeof(int));
+        CHECK(sendmsg(mpconn_conn_fileno(c), &m, 0) == 5);
+    }
+    t0 = now_s();
+    while (s.messages < 3 && now_s() - t0 < 10)
+        cur->wait(loop, 1);
+    CHECK_INT(s.messages, 3);
+    CHECK_INT(mpconn_async_dropped_fds(a), 1);
+    CHECK_INT(s.nfds, 1);
+    /* The other way: async send_fd, blocking recv_fd. */
+    CHECK_INT(mpconn_async_send(a, "fd next", 7), 0);
+    CHECK_INT(mpconn_async_send_fd(a, p[1]), 0);
+    void *m;
+    size_t mlen;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &mlen, 0), 0);
+    free(m);
+    int got = -1;
+    t0 = now_s();
+    mpconn_conn_set_timeouts(c, -1, 5);
+    CHECK_INT(mpconn_conn_recv_fd(c, &got, 0), 0);
+    CHECK(write(got, "?", 1) == 1);
+    CHECK(read(p[0], &ch, 1) == 1 && ch == '?');
+    close(got);
+    /* A count byte without a descriptor is a protocol error. */
+    s.expect_after = 4;
+    CHECK_INT(mpconn_conn_send_bytes(c, "4th", 3), 0);
+    write_all(mpconn_conn_fileno(c), "\1", 1);
+    CHECK(run_until(loop, &s.closed, 10));
+    CHECK_INT(s.reason, MPCONN_EPROTO);
+    mpconn_conn_free(c);
+    close(p[0]);
+    close(p[1]);
+    free_loop(loop);
+}
+
+TEST(descriptors_passed_both_ways)
+{
+    each_loop(fd_passing_on);
 }
 
 TESTLIB_MAIN

@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -515,6 +517,223 @@ TEST(fd_passing_with_ack)
     CHECK_INT(f.result, 0);
     CHECK(f.fd >= 0);
     close(f.fd);
+    mpconn_conn_free(a);
+    mpconn_conn_free(b);
+}
+
+/* Sends bytes with descriptors attached, in one sendmsg(). */
+static void send_with_fds(int sock, const void *p, size_t n, const int *fds, size_t nfds)
+{
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int) * 32)];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    CHECK(nfds >= 1 && nfds <= 32);
+    struct iovec iov = {(void *)p, n};
+    struct msghdr m = {.msg_iov = &iov,
+                       .msg_iovlen = 1,
+                       .msg_control = ctl.buf,
+                       .msg_controllen = CMSG_SPACE(sizeof(int) * nfds)};
+    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(h), fds, sizeof(int) * nfds);
+    CHECK_INT(sendmsg(sock, &m, 0), (ssize_t)n);
+}
+
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    CHECK(d != NULL);
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* Writes text through wr and expects it at rd at once (rd is made
+ * non-blocking: a wrong pipe fails instead of hanging). */
+static void check_pipe_gets(int wr, int rd, const char *text)
+{
+    CHECK_INT(fcntl(rd, F_SETFL, O_NONBLOCK), 0);
+    CHECK_INT(write(wr, text, strlen(text)), (ssize_t)strlen(text));
+    char buf[32];
+    CHECK_INT(read(rd, buf, sizeof buf), (ssize_t)strlen(text));
+    CHECK_MEM(buf, text, strlen(text));
+}
+
+/* A peer that sends descriptors with ordinary messages fills no table:
+ * each is closed as it arrives and counted, and the messages still come. */
+TEST(unsolicited_fds_closed_at_once)
+{
+    int fds[2];
+    mpconn_conn *c = reading_end(fds);
+    int p[2];
+    CHECK_INT(pipe(p), 0);
+    int four[4] = {p[0], p[1], p[0], p[1]};
+    int before = open_fds();
+    for (int i = 0; i < 40; i++) {
+        /* every other message ends in the byte 1, as a count byte would */
+        const char *msg = i % 2 ? "\0\0\0\3ab\1" : "\0\0\0\3abc";
+        send_with_fds(fds[1], msg, 7, four, i % 2 ? 1 : 4);
+        void *m;
+        size_t len;
+        CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), 0);
+        CHECK_INT(len, 3);
+        free(m);
+        CHECK_INT(open_fds(), before);
+    }
+    CHECK_INT(mpconn_conn_dropped_fds(c), 20 * 4 + 20);
+    CHECK(strstr(mpconn_conn_errmsg(c), "unasked") != NULL);
+    close(p[0]);
+    close(p[1]);
+    close(fds[1]);
+    mpconn_conn_free(c);
+}
+
+/* More descriptors in one read than the room given: the kernel discards
+ * the rest, which is reported; the ones it installed are closed. */
+TEST(truncated_descriptors_reported)
+{
+    int fds[2];
+    mpconn_conn *c = reading_end(fds);
+    int many[20];
+    for (int i = 0; i < 20; i++)
+        many[i] = 0;
+    int before = open_fds();
+    send_with_fds(fds[1], "\0\0\0\1x", 5, many, 20);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), 0);
+    free(m);
+    CHECK(strstr(mpconn_conn_errmsg(c), "MSG_CTRUNC") != NULL);
+    CHECK(mpconn_conn_dropped_fds(c) > 0 && mpconn_conn_dropped_fds(c) < 20);
+    CHECK_INT(open_fds(), before);
+    close(fds[1]);
+    mpconn_conn_free(c);
+}
+
+/* recv_fd returns the descriptor that came with its own count byte, never
+ * one that came earlier with message bytes. */
+TEST(recv_fd_takes_the_fd_of_its_count_byte)
+{
+    int fds[2];
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    mpconn_conn *c, *peer;
+    CHECK_INT(mpconn_conn_from_fd(&c, fds[0], MPCONN_READABLE | MPCONN_WRITABLE, NULL), 0);
+    CHECK_INT(mpconn_conn_from_fd(&peer, fds[1], MPCONN_READABLE | MPCONN_WRITABLE, NULL), 0);
+    int decoy[2], real[2];
+    CHECK_INT(pipe(decoy), 0);
+    CHECK_INT(pipe(real), 0);
+    send_with_fds(fds[1], "\0\0\0\2hi", 6, &decoy[1], 1);
+    send_with_fds(fds[1], "\0\0\0\2h\1", 6, &decoy[1], 1); /* ends like a count byte */
+    CHECK_INT(mpconn_conn_send_fd(peer, real[1], 0), 0);
+    void *m;
+    size_t len;
+    for (int i = 0; i < 2; i++) {
+        CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), 0);
+        CHECK_INT(len, 2);
+        free(m);
+    }
+    int got = -1;
+    CHECK_INT(mpconn_conn_recv_fd(c, &got, 0), 0);
+    check_pipe_gets(got, real[0], "real");
+    close(got);
+    CHECK_INT(mpconn_conn_dropped_fds(c), 2);
+
+    /* a count byte without a descriptor, after an unsolicited one */
+    send_with_fds(fds[1], "\0\0\0\2hi", 6, &decoy[1], 1);
+    raw_write(fds[1], "\1", 1);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), 0);
+    free(m);
+    got = -1;
+    CHECK_INT(mpconn_conn_recv_fd(c, &got, 0), MPCONN_EPROTO);
+    CHECK_INT(got, -1);
+    CHECK(strstr(mpconn_conn_errmsg(c), "without a descriptor") != NULL);
+    /* and one read straight from the socket (nothing read ahead) */
+    raw_write(fds[1], "\1", 1);
+    CHECK_INT(mpconn_conn_recv_fd(c, &got, 0), MPCONN_EPROTO);
+    /* the stream goes on */
+    CHECK_INT(mpconn_conn_send_fd(peer, real[1], 0), 0);
+    CHECK_INT(mpconn_conn_recv_fd(c, &got, 0), 0);
+    check_pipe_gets(got, real[0], "again");
+    close(got);
+    for (int i = 0; i < 2; i++) {
+        close(decoy[i]);
+        close(real[i]);
+    }
+    mpconn_conn_free(c);
+    mpconn_conn_free(peer);
+}
+
+/* A held descriptor whose count byte is read as a message header is gone
+ * at once, and a detached connection leaves none open. */
+TEST(held_fd_released_with_its_byte)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    int p[2];
+    CHECK_INT(pipe(p), 0);
+    int before = open_fds();
+    CHECK_INT(mpconn_conn_send_bytes(a, "x", 1), 0);
+    CHECK_INT(mpconn_conn_send_fd(a, p[1], 0), 0);
+    void *m;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), 0);
+    free(m);
+    /* the count byte (and its descriptor) may have come with the read */
+    CHECK(open_fds() <= before + 1);
+    /* read as the first byte of a header instead: \1 \0 \0 \0 is too
+     * long for the limit, the descriptor is not kept for anybody */
+    CHECK_INT(mpconn_conn_send_bytes(a, "", 0), 0);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 5), MPCONN_EMSGSIZE);
+    CHECK_INT(open_fds(), before);
+    CHECK_INT(mpconn_conn_dropped_fds(b), 1);
+    /* detach with one held */
+    mpconn_conn_free(b);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_pipe(&c, &b, 1, NULL), 0);
+    mpconn_conn_free(a);
+    a = c;
+    before = open_fds();
+    CHECK_INT(mpconn_conn_send_bytes(a, "x", 1), 0);
+    CHECK_INT(mpconn_conn_send_fd(a, p[1], 0), 0);
+    usleep(10000);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), 0);
+    free(m);
+    int fd = mpconn_conn_detach(b);
+    CHECK_INT(open_fds(), before);
+    close(fd);
+    close(p[0]);
+    close(p[1]);
+    mpconn_conn_free(a);
+}
+
+/* Out of descriptors: the kernel discards the passed one and recv_fd says
+ * so instead of waiting or returning another. */
+TEST(recv_fd_out_of_descriptors)
+{
+    mpconn_conn *a, *b;
+    duplex(&a, &b);
+    struct rlimit old, low;
+    CHECK_INT(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = 64;
+    CHECK_INT(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int filler[64], n = 0;
+    CHECK_INT(mpconn_conn_send_fd(a, 0, 0), 0);
+    while (n < 64 && (filler[n] = dup(0)) >= 0)
+        n++;
+    CHECK(n < 64);
+    int got = -1;
+    CHECK_INT(mpconn_conn_recv_fd(b, &got, 0), -EMFILE);
+    CHECK(strstr(mpconn_conn_errmsg(b), "discarded") != NULL);
+    for (int i = 0; i < n; i++)
+        close(filler[i]);
+    CHECK_INT(setrlimit(RLIMIT_NOFILE, &old), 0);
     mpconn_conn_free(a);
     mpconn_conn_free(b);
 }

@@ -5,12 +5,15 @@
 #include "mpci.h"
 #include "testlib.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -557,6 +560,260 @@ TEST(socket_file_mode)
     mpconn_opts_free(o);
 }
 
+/* A socket of type bound (not listening) at path; the caller closes it. */
+static int bound_socket_at(const char *path, int type)
+{
+    int s = socket(AF_UNIX, type, 0);
+    CHECK(s >= 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof un.sun_path, "%s", path);
+    CHECK_INT(bind(s, (struct sockaddr *)&un, sizeof un), 0);
+    return s;
+}
+
+/* Opening at path fails with code and a message containing what; whatever
+ * is at path stays, with the same inode. */
+static void refused_at(const char *path, int code, const char *what)
+{
+    struct stat before, after;
+    CHECK_INT(lstat(path, &before), 0);
+    mpconn_listener *l;
+    char err[256];
+    CHECK_INT(mpconn_listener_open(&l, path, NULL, err, sizeof err), code);
+    if (!strstr(err, what))
+        fprintf(stderr, "message: %s\n", err);
+    CHECK(strstr(err, what) != NULL);
+    CHECK(strstr(err, path) != NULL);
+    CHECK_INT(lstat(path, &after), 0);
+    CHECK_INT(after.st_ino, before.st_ino);
+}
+
+/* Only a path no socket of any kind is bound to is stale: a datagram
+ * socket, or a stream socket bound but not listening yet, keeps it. */
+TEST(bound_sockets_of_any_kind_not_taken)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mpconn-test-bound-%d.sock", (int)getpid());
+    int d = bound_socket_at(path, SOCK_DGRAM);
+    refused_at(path, MPCONN_EADDRINUSE, "a datagram socket is bound");
+    /* and it still receives at its name */
+    int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof un.sun_path, "%s", path);
+    CHECK_INT(sendto(s, "x", 1, 0, (struct sockaddr *)&un, sizeof un), 1);
+    close(s);
+    close(d);
+    unlink(path);
+    int st = bound_socket_at(path, SOCK_STREAM);
+    refused_at(path, MPCONN_EADDRINUSE, "not listening");
+    CHECK_INT(listen(st, 1), 0); /* the owner could go on to listen */
+    refused_at(path, MPCONN_EADDRINUSE, "a listening stream socket");
+    close(st);
+    /* closed: now stale, and taken */
+    exchange(path, NULL, NULL);
+    CHECK(access(path, F_OK) != 0);
+}
+
+/* A live socket that takes race_path between the library's check and its
+ * removal of the stale file: the first unlink() or rename() of race_path
+ * finds it there. Other calls pass through unchanged. */
+static const char *race_path;
+static int race_fd = -1;
+
+static void race_in(const char *p)
+{
+    if (!race_path || strcmp(p, race_path) != 0)
+        return;
+    race_path = NULL;
+    CHECK_INT(syscall(SYS_unlinkat, AT_FDCWD, p, 0), 0);
+    race_fd = bound_socket_at(p, SOCK_STREAM);
+    CHECK_INT(listen(race_fd, 4), 0);
+}
+
+int unlink(const char *p)
+{
+    race_in(p);
+    return (int)syscall(SYS_unlinkat, AT_FDCWD, p, 0);
+}
+
+int rename(const char *from, const char *to)
+{
+    race_in(from);
+    return (int)syscall(SYS_renameat, AT_FDCWD, from, AT_FDCWD, to);
+}
+
+/* The stale file found is removed only if it is still the one found: a
+ * socket bound there meanwhile keeps the path, and nothing is left aside. */
+TEST(stale_check_not_fooled_by_a_race)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mpconn-test-race-%d.sock", (int)getpid());
+    close(bound_socket_at(path, SOCK_STREAM)); /* stale */
+    race_path = path;
+    mpconn_listener *l;
+    char err[256];
+    CHECK_INT(mpconn_listener_open(&l, path, NULL, err, sizeof err), MPCONN_EADDRINUSE);
+    CHECK(race_fd >= 0);
+    CHECK(strstr(err, "a listening stream socket") != NULL);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof un.sun_path, "%s", path);
+    CHECK_INT(connect(s, (struct sockaddr *)&un, sizeof un), 0);
+    close(s);
+    DIR *d = opendir("/tmp");
+    CHECK(d != NULL);
+    struct dirent *e;
+    size_t plen = strlen(path + 5);
+    while ((e = readdir(d)))
+        CHECK(strncmp(e->d_name, path + 5, plen) != 0 || e->d_name[plen] == 0);
+    closedir(d);
+    close(race_fd);
+    unlink(path);
+}
+
+/* What is not a socket is said for what it is, never removed or followed. */
+TEST(non_socket_paths_named_and_left_alone)
+{
+    char path[64], target[80];
+    snprintf(path, sizeof path, "/tmp/mpconn-test-other-%d.sock", (int)getpid());
+    snprintf(target, sizeof target, "%s.target", path);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    fclose(f);
+    refused_at(path, -EEXIST, "a regular file is there, not a socket");
+    unlink(path);
+    CHECK_INT(mkdir(path, 0700), 0);
+    refused_at(path, -EISDIR, "a directory is there");
+    rmdir(path);
+    CHECK_INT(symlink(target, path), 0);
+    refused_at(path, -EEXIST, "dangling");
+    /* a symlink to a stale socket: neither followed nor the target taken */
+    close(bound_socket_at(target, SOCK_STREAM));
+    refused_at(path, -EEXIST, "a symbolic link is there");
+    struct stat st;
+    CHECK_INT(lstat(target, &st), 0);
+    CHECK(S_ISSOCK(st.st_mode));
+    unlink(path);
+    unlink(target);
+}
+
+/* Another uid (nobody) tries to connect to path for as long as the parent
+ * lets it (at most 20 s); its exit status is how often it got in. */
+static pid_t spin_connects_as_nobody(const char *path)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid > 0)
+        return pid;
+    if (setgid(65534) < 0 || setuid(65534) < 0)
+        _exit(100);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof un.sun_path, "%s", path);
+    int got_in = 0;
+    double end = mpci_now() + 20;
+    while (mpci_now() < end && got_in < 99) {
+        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (connect(s, (struct sockaddr *)&un, sizeof un) == 0)
+            got_in++;
+        close(s);
+    }
+    _exit(got_in);
+}
+
+/* The library's bind(), watched: right after the real call, the mode of
+ * the file at watched_path. Every call passes through unchanged. */
+static const char *watched_path;
+static int mode_after_bind = -1;
+
+int bind(int fd, __CONST_SOCKADDR_ARG sa, socklen_t len)
+{
+    int r = (int)syscall(SYS_bind, fd, sa.__sockaddr__, len);
+    int saved = errno;
+    struct stat st;
+    if (r == 0 && watched_path && lstat(watched_path, &st) == 0)
+        mode_after_bind = (int)(st.st_mode & 07777);
+    errno = saved;
+    return r;
+}
+
+/* --mode 600 under umask 000: the file is never reachable by another uid,
+ * not even between bind() and chmod(), for any start. */
+TEST(socket_file_mode_never_wider)
+{
+    if (getuid() != 0) {
+        fprintf(stderr, "skipped: needs root to switch to another uid\n");
+        return;
+    }
+    umask(0);
+    char dir[] = "/tmp/mpconn-test-mode-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK_INT(chmod(dir, 0755), 0);
+    char path[64];
+    snprintf(path, sizeof path, "%s/s", dir);
+    mpconn_opts *o = opts_key(NULL, NULL);
+    CHECK_INT(mpconn_opts_set_mode(o, 0600), 0);
+    /* the moment it exists, the file has the mode */
+    watched_path = path;
+    mpconn_listener *first;
+    CHECK_INT(mpconn_listener_open(&first, path, o, NULL, 0), 0);
+    watched_path = NULL;
+    CHECK_INT(mode_after_bind, 0600);
+    mpconn_listener_free(first);
+    pid_t spinner = spin_connects_as_nobody(path);
+    double end = mpci_now() + 10;
+    for (int i = 0; i < 400 && mpci_now() < end; i++) {
+        mpconn_listener *l;
+        CHECK_INT(mpconn_listener_open(&l, path, o, NULL, 0), 0);
+        struct stat st;
+        CHECK_INT(lstat(path, &st), 0);
+        CHECK(S_ISSOCK(st.st_mode));
+        CHECK_INT(st.st_mode & 07777, 0600);
+        mpconn_conn *c;
+        if (mpconn_listener_accept(l, &c, 0) == 0) {
+            uid_t uid;
+            mpconn_listener_last_accepted(l, NULL, &uid, NULL);
+            CHECK_INT(uid, 65534); /* the only one connecting: it must not */
+            mpconn_conn_free(c);
+        }
+        mpconn_listener_free(l);
+        CHECK(access(path, F_OK) != 0);
+    }
+    kill(spinner, SIGKILL);
+    int status;
+    CHECK_INT(waitpid(spinner, &status, 0), spinner);
+    /* killed while trying: it never got in, else it would have exited */
+    CHECK(WIFSIGNALED(status));
+    mpconn_opts_free(o);
+    CHECK_INT(rmdir(dir), 0);
+    umask(022);
+}
+
+/* The mode asked for, exactly, whatever the umask took away. */
+TEST(socket_file_mode_exact_under_umask)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mpconn-test-umask-%d.sock", (int)getpid());
+    mpconn_opts *o = opts_key(NULL, NULL);
+    CHECK_INT(mpconn_opts_set_mode(o, 0666), 0);
+    umask(077);
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, path, o, NULL, 0), 0);
+    umask(022);
+    struct stat st;
+    CHECK_INT(lstat(path, &st), 0);
+    CHECK_INT(st.st_mode & 07777, 0666);
+    CHECK_STR(mpconn_listener_address(l), path);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_client(&c, path, NULL, NULL, 0), 0);
+    mpconn_conn *s;
+    CHECK_INT(mpconn_listener_accept(l, &s, 5), 0);
+    mpconn_conn_free(s);
+    mpconn_conn_free(c);
+    mpconn_listener_free(l);
+    CHECK(access(path, F_OK) != 0);
+    mpconn_opts_free(o);
+}
+
 TEST(peer_credentials_and_uid_policy)
 {
     char path[64];
@@ -590,9 +847,73 @@ TEST(peer_credentials_and_uid_policy)
     pthread_join(t, NULL);
     CHECK_INT(rj.count, 1);
     CHECK_INT(rj.last_code, MPCONN_EPEER);
+    char who[128];
+    snprintf(who, sizeof who, "refused peer pid %ld uid %ld on %s:", (long)getpid(), (long)getuid(),
+             path);
+    CHECK(strstr(rj.last, who) == rj.last);
     CHECK(j2.recv_result < 0);
     mpconn_listener_free(l);
     mpconn_opts_free(o);
+}
+
+/* A Unix client socket bound to name (NULL: unbound) and connected to l. */
+static int unix_client_named(mpconn_listener *l, const char *name)
+{
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    CHECK(s >= 0);
+    if (name) {
+        mpci_addr a;
+        CHECK_INT(mpci_addr_parse(&a, name, NULL, 0), 0);
+        CHECK_INT(bind(s, (struct sockaddr *)&a.sa, a.salen), 0);
+    }
+    mpci_addr a;
+    CHECK_INT(mpci_addr_parse(&a, mpconn_listener_address(l), NULL, 0), 0);
+    CHECK_INT(connect(s, (struct sockaddr *)&a.sa, a.salen), 0);
+    return s;
+}
+
+/* last_accepted is the peer's address, as CPython's: its bound name, or ""
+ * for an unbound Unix peer; credentials only through their outputs. */
+TEST(last_accepted_is_the_peer_address)
+{
+    char path[64], named[64], abstract[64];
+    snprintf(path, sizeof path, "/tmp/mpconn-test-last-%d.sock", (int)getpid());
+    snprintf(named, sizeof named, "/tmp/mpconn-test-last-%d.client", (int)getpid());
+    snprintf(abstract, sizeof abstract, "@mpconn-test-last-%d", (int)getpid());
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, path, NULL, NULL, 0), 0);
+    CHECK_STR(mpconn_listener_last_accepted(l, NULL, NULL, NULL), "");
+    const char *names[] = {NULL, named, abstract};
+    for (int i = 0; i < 3; i++) {
+        int s = unix_client_named(l, names[i]);
+        mpconn_conn *c;
+        CHECK_INT(mpconn_listener_accept(l, &c, 5), 0);
+        pid_t pid;
+        uid_t uid;
+        CHECK_STR(mpconn_listener_last_accepted(l, &pid, &uid, NULL), names[i] ? names[i] : "");
+        CHECK_INT(pid, getpid());
+        CHECK_INT(uid, getuid());
+        mpconn_conn_free(c);
+        close(s);
+    }
+    unlink(named);
+    mpconn_listener_free(l);
+
+    CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:0", NULL, NULL, 0), 0);
+    int s = raw_connect(l);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    CHECK_INT(getsockname(s, (struct sockaddr *)&ss, &sl), 0);
+    char mine[64];
+    mpci_addr_format((struct sockaddr *)&ss, sl, mine, sizeof mine);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_listener_accept(l, &c, 5), 0);
+    pid_t pid;
+    CHECK_STR(mpconn_listener_last_accepted(l, &pid, NULL, NULL), mine);
+    CHECK_INT(pid, -1);
+    mpconn_conn_free(c);
+    close(s);
+    mpconn_listener_free(l);
 }
 
 TEST(accept_timeout)
