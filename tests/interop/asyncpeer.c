@@ -54,7 +54,7 @@ static void on_close(mpconn_async *a, int reason, const char *why, void *data)
 }
 
 static const mpconn_async_cbs echo_cbs = {
-    sizeof(mpconn_async_cbs), NULL, on_message, on_close, NULL, NULL};
+    .size = sizeof(mpconn_async_cbs), .on_message = on_message, .on_close = on_close};
 
 static void on_accept(mpconn_async_listener *l, mpconn_async *a, void *data)
 {

@@ -334,6 +334,7 @@ typedef struct rsrv {
     int bad_close; /* a connection closed other than by its peer between messages */
     int last_bad;
     char why[256];
+    size_t dropped_fds; /* descriptors passed unasked, of connections gone */
 } rsrv;
 
 static void answer(uint8_t *dst, const uint8_t *src, size_t n)
@@ -355,9 +356,9 @@ static void srv_message(mpconn_async *a, const void *msg, size_t len, void *data
 
 static void srv_close(mpconn_async *a, int reason, const char *why, void *data)
 {
-    (void)a;
     rsrv *s = data;
     s->open_now--;
+    s->dropped_fds += mpconn_async_dropped_fds(a);
     if (reason != MPCONN_EEOF && reason != 0) {
         s->bad_close++;
         s->last_bad = reason;
@@ -366,7 +367,7 @@ static void srv_close(mpconn_async *a, int reason, const char *why, void *data)
 }
 
 static const mpconn_async_cbs srv_cbs = {
-    sizeof(mpconn_async_cbs), NULL, srv_message, srv_close, NULL, NULL};
+    .size = sizeof(mpconn_async_cbs), .on_message = srv_message, .on_close = srv_close};
 
 static void srv_accept(mpconn_async_listener *l, mpconn_async *a, void *data)
 {
@@ -518,8 +519,10 @@ static void cli_close(mpconn_async *a, int reason, const char *why, void *data)
     }
 }
 
-static const mpconn_async_cbs cli_cbs = {
-    sizeof(mpconn_async_cbs), cli_open, cli_message, cli_close, NULL, NULL};
+static const mpconn_async_cbs cli_cbs = {.size = sizeof(mpconn_async_cbs),
+                                         .on_open = cli_open,
+                                         .on_message = cli_message,
+                                         .on_close = cli_close};
 
 static int released(void *arg)
 {
@@ -906,8 +909,11 @@ static void pump_close(mpconn_async *a, int reason, const char *why, void *data)
     p->a = NULL;
 }
 
-static const mpconn_async_cbs pump_cbs = {
-    sizeof(mpconn_async_cbs), NULL, pump_message, pump_close, pump_drain, pump_produce};
+static const mpconn_async_cbs pump_cbs = {.size = sizeof(mpconn_async_cbs),
+                                          .on_message = pump_message,
+                                          .on_close = pump_close,
+                                          .on_drain = pump_drain,
+                                          .produce = pump_produce};
 
 static void pump_accept(mpconn_async_listener *l, mpconn_async *a, void *data)
 {
@@ -1202,7 +1208,7 @@ static void churn_srv_message(mpconn_async *a, const void *msg, size_t len, void
 }
 
 static const mpconn_async_cbs churn_srv_cbs = {
-    sizeof(mpconn_async_cbs), NULL, churn_srv_message, srv_close, NULL, NULL};
+    .size = sizeof(mpconn_async_cbs), .on_message = churn_srv_message, .on_close = srv_close};
 
 static void churn_accept(mpconn_async_listener *l, mpconn_async *a, void *data)
 {
@@ -1271,8 +1277,10 @@ static void slot_close(mpconn_async *a, int reason, const char *why, void *data)
     churn_start(sl); /* the next one, from inside the last one's callback */
 }
 
-static const mpconn_async_cbs slot_cbs = {
-    sizeof(mpconn_async_cbs), slot_open, slot_message, slot_close, NULL, NULL};
+static const mpconn_async_cbs slot_cbs = {.size = sizeof(mpconn_async_cbs),
+                                          .on_open = slot_open,
+                                          .on_message = slot_message,
+                                          .on_close = slot_close};
 
 static void churn_start(slot *sl)
 {
@@ -1389,6 +1397,12 @@ static void send_claim_part(int fd, size_t n)
     CHECK(write(fd, junk, n) == (ssize_t)n);
 }
 
+static int all_closed_rsrv(void *arg)
+{
+    rsrv *s = arg;
+    return s->open_now == 0;
+}
+
 static int claims_closed(void *arg)
 {
     rsrv *s = arg;
@@ -1447,6 +1461,130 @@ static void claims_on(int kind)
 TEST(claimed_message_sizes_cost_only_what_arrives)
 {
     on_kinds(K_OWN, claims_on);
+}
+
+/* ---------------------------------- descriptors passed unasked */
+
+#define PASSERS 100
+#define PASSES 20  /* messages each, every one with descriptors attached */
+#define PASS_FDS 4 /* descriptors with each message */
+
+static int open_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 65536; fd++)
+        n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+
+/* Sends a framed message with nfd copies of fd attached (SCM_RIGHTS). */
+static void send_with_fds(int sock, const uint8_t *msg, size_t n, int fd, int nfd)
+{
+    uint8_t hdr[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+    struct iovec iov[2] = {{hdr, 4}, {(void *)msg, n}};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(PASS_FDS * sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct msghdr m = {0};
+    m.msg_iov = iov;
+    m.msg_iovlen = 2;
+    m.msg_control = ctl.buf;
+    m.msg_controllen = CMSG_SPACE((size_t)nfd * sizeof(int));
+    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN((size_t)nfd * sizeof(int));
+    for (int i = 0; i < nfd; i++)
+        memcpy(CMSG_DATA(h) + (size_t)i * sizeof(int), &fd, sizeof fd);
+    CHECK(sendmsg(sock, &m, MSG_NOSIGNAL) == (ssize_t)(4 + n));
+}
+
+static int read_full(int fd, void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r <= 0)
+            return 0;
+        got += (size_t)r;
+    }
+    return 1;
+}
+
+static int answered_all(void *arg)
+{
+    return ((rsrv *)arg)->answered == PASSERS * PASSES;
+}
+
+/* Peers attach descriptors to every message they send, which the server
+ * never asked for: each is closed as its message is read, none is kept,
+ * and the messages themselves arrive intact. */
+static void passed_fds_on(int kind)
+{
+    need_fds(3 * PASSERS + 2 * PASS_FDS * PASSERS + 100);
+    tloop *lp = tloop_new(kind);
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_backlog(o, 1024), 0);
+    rsrv s;
+    rsrv_open(&s, lp, NULL, o);
+    int decoy = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    CHECK(decoy >= 0);
+    int base = open_fds();
+    int peers[PASSERS];
+    for (int i = 0; i < PASSERS; i++) {
+        peers[i] = unix_connect(mpconn_async_listener_address(s.l));
+        CHECK(peers[i] >= 0);
+        for (int k = 0; k < PASSES; k++) {
+            uint8_t msg[64];
+            size_t n = 8 + request_len(i, k) % (sizeof msg - 8);
+            fill_request(msg, n, i, k);
+            send_with_fds(peers[i], msg, n, decoy, PASS_FDS);
+        }
+        if (i % 10 == 9)
+            tloop_slice(lp, 0); /* the descriptors in flight stay few */
+    }
+    CHECK(run_until(lp, answered_all, &s, 20));
+    int peak = open_fds();
+    /* Every answer, in order, to every peer. */
+    int ok = 0;
+    for (int i = 0; i < PASSERS; i++) {
+        for (int k = 0; k < PASSES; k++) {
+            uint8_t msg[64], want[64], got[4 + 64];
+            size_t n = 8 + request_len(i, k) % (sizeof msg - 8);
+            fill_request(msg, n, i, k);
+            answer(want, msg, n);
+            CHECK(read_full(peers[i], got, 4 + n)); /* answered already: no wait */
+            ok += got[3] == n && memcmp(got + 4, want, n) == 0;
+        }
+    }
+    for (int i = 0; i < PASSERS; i++)
+        close(peers[i]);
+    CHECK(run_until(lp, all_closed_rsrv, &s, 20));
+    tloop_slice(lp, 0.01);
+    int after = open_fds();
+    fprintf(stderr,
+            "%d peers x %d messages with %d descriptors each: %d answered; %zu descriptors "
+            "dropped; open fds %d, at most %d meanwhile, %d after\n",
+            PASSERS, PASSES, PASS_FDS, ok, s.dropped_fds, base, peak, after);
+    CHECK_INT(ok, PASSERS * PASSES);
+    CHECK_INT(s.bad_close, 0);
+    CHECK_INT(s.dropped_fds, PASSERS * PASSES * PASS_FDS);
+    /* None kept: only the peers' own sockets came and went. */
+    CHECK(peak <= base + 2 * PASSERS + PASSERS * PASS_FDS);
+    CHECK_INT(after, base);
+    close(decoy);
+    mpconn_async_listener_free(s.l);
+    tloop_slice(lp, 0.01);
+    tloop_free(lp);
+    mpconn_opts_free(o);
+}
+
+TEST(descriptors_passed_unasked_are_closed_not_kept)
+{
+    on_kinds(K_ALL, passed_fds_on);
 }
 
 /* ----------------------------- more ready descriptors than one batch */
