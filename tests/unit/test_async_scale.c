@@ -1,8 +1,9 @@
 /* The async layer at scale and against hostile peers: a thousand
  * authenticated clients at once, silent connections held while others are
- * served, a reader that never reads, running out of descriptors, churn that
- * reuses descriptors, headers claiming huge messages, a full Unix backlog,
- * and a loop with more ready descriptors than one batch holds. Counts and
+ * served, idle timeouts by the hundred, a reader that never reads, running
+ * out of descriptors, churn that reuses descriptors, headers claiming huge
+ * messages, descriptors passed unasked, a full Unix backlog, and a loop
+ * with more ready descriptors than one batch holds. Counts and
  * times are bounded; CPU and memory are measured here, loosely. */
 #include "testlib.h"
 
@@ -39,6 +40,12 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
 }
 
 /* User and system CPU seconds of this process. */
@@ -335,6 +342,9 @@ typedef struct rsrv {
     int last_bad;
     char why[256];
     size_t dropped_fds; /* descriptors passed unasked, of connections gone */
+    double idle;        /* > 0: the idle timeout each accepted connection gets */
+    int timed_out;      /* closed by that timeout (not counted in bad_close) */
+    double first_accept, first_timeout;
 } rsrv;
 
 static void answer(uint8_t *dst, const uint8_t *src, size_t n)
@@ -359,7 +369,10 @@ static void srv_close(mpconn_async *a, int reason, const char *why, void *data)
     rsrv *s = data;
     s->open_now--;
     s->dropped_fds += mpconn_async_dropped_fds(a);
-    if (reason != MPCONN_EEOF && reason != 0) {
+    if (reason == -ETIMEDOUT && s->idle > 0) {
+        if (s->timed_out++ == 0)
+            s->first_timeout = now_s();
+    } else if (reason != MPCONN_EEOF && reason != 0) {
         s->bad_close++;
         s->last_bad = reason;
         snprintf(s->why, sizeof s->why, "%s", why);
@@ -373,10 +386,13 @@ static void srv_accept(mpconn_async_listener *l, mpconn_async *a, void *data)
 {
     (void)l;
     rsrv *s = data;
-    s->accepted++;
+    if (s->accepted++ == 0)
+        s->first_accept = now_s();
     if (++s->open_now > s->open_peak)
         s->open_peak = s->open_now;
     mpconn_async_set_callbacks(a, &srv_cbs, s);
+    if (s->idle > 0)
+        CHECK_INT(mpconn_async_set_timeouts(a, s->idle, -1), 0);
 }
 
 static void srv_reject(void *data, int code, const char *msg)
@@ -750,26 +766,30 @@ static void *busy_clients(void *arg)
     return NULL;
 }
 
+typedef struct chatter chatter;
+
+/* What the predicates of the next two scenarios look at. */
 typedef struct {
     rsrv *s;
     holder *h;
     busy *b;
-} silent_watch;
+    chatter *ch;
+} peers_watch;
 
 static int idle_all_open(void *arg)
 {
-    silent_watch *w = arg;
+    peers_watch *w = arg;
     return atomic_load(&w->h->opened) == w->h->n && w->s->open_now == w->h->n - w->h->failed;
 }
 
 static int busy_done(void *arg)
 {
-    return atomic_load(&((silent_watch *)arg)->b->done);
+    return atomic_load(&((peers_watch *)arg)->b->done);
 }
 
 static int all_closed(void *arg)
 {
-    return ((silent_watch *)arg)->s->open_now == 0;
+    return ((peers_watch *)arg)->s->open_now == 0;
 }
 
 static void silent_connections_on(int kind)
@@ -793,7 +813,7 @@ static void silent_connections_on(int kind)
     atomic_init(&h.release, 0);
     busy b = {address, o, 0, 0, 0, ""};
     atomic_init(&b.done, 0);
-    silent_watch w = {&s, &h, &b};
+    peers_watch w = {&s, &h, &b, NULL};
     pthread_t th_idle, th_busy;
     CHECK(pthread_create(&th_idle, NULL, hold_idle, &h) == 0);
     CHECK(run_until(lp, idle_all_open, &w, 60));
@@ -832,6 +852,158 @@ static void silent_connections_on(int kind)
 TEST(silent_connections_delay_nobody)
 {
     on_kinds(K_ALL, silent_connections_on);
+}
+
+/* ------------------------------------------------ idle timeouts at scale */
+
+#define IDLE_SILENT 500 /* say nothing after the handshake */
+#define IDLE_CHATTY 100 /* a round trip each every CHAT_GAP seconds */
+#define IDLE_TIMEOUT 0.5
+#define CHAT_GAP 0.05
+#define CHAT_ROUNDS 25 /* 1.25 s of chatter or more: past every silent one's timeout */
+
+struct chatter {
+    const char *address;
+    const mpconn_opts *o;
+    atomic_int opened, done;
+    int ok, failed;
+    char err[256];
+};
+
+static void chat_once(chatter *ch, mpconn_conn *c, int i, int r)
+{
+    uint8_t req[64], want[64];
+    size_t len = 8 + request_len(i, r) % (sizeof req - 8);
+    fill_request(req, len, i, r);
+    answer(want, req, len);
+    void *back = NULL;
+    size_t blen = 0;
+    if (mpconn_conn_send_bytes(c, req, len) == 0 &&
+        mpconn_conn_recv_bytes(c, &back, &blen, 0) == 0 && blen == len &&
+        memcmp(back, want, len) == 0)
+        ch->ok++;
+    else
+        ch->failed++;
+    free(back);
+}
+
+/* Keeps IDLE_CHATTY connections busy, each well inside the idle timeout
+ * (from its handshake on: opening the others takes far less). */
+static void *chatter_run(void *arg)
+{
+    chatter *ch = arg;
+    mpconn_conn *c[IDLE_CHATTY];
+    int n = 0;
+    for (; n < IDLE_CHATTY; n++) {
+        if (mpconn_client(&c[n], ch->address, ch->o, ch->err, sizeof ch->err) < 0)
+            break;
+        chat_once(ch, c[n], n, 0);
+    }
+    ch->failed += IDLE_CHATTY - n;
+    atomic_store(&ch->opened, 1);
+    for (int r = 1; r <= CHAT_ROUNDS && !ch->failed; r++) {
+        for (int i = 0; i < n; i++)
+            chat_once(ch, c[i], i, r);
+        sleep_s(CHAT_GAP);
+    }
+    atomic_store(&ch->done, 1);
+    /* Silent from now on: the server's timeout ends these too. */
+    for (int i = 0; i < n; i++) {
+        void *back = NULL;
+        size_t blen;
+        if (mpconn_conn_recv_bytes(c[i], &back, &blen, 0) != MPCONN_EEOF)
+            ch->failed++;
+        free(back);
+        mpconn_conn_free(c[i]);
+    }
+    return NULL;
+}
+
+static int idle_silent_gone(void *arg)
+{
+    peers_watch *w = arg;
+    return w->s->timed_out >= IDLE_SILENT;
+}
+
+static int chatter_done(void *arg)
+{
+    return atomic_load(&((peers_watch *)arg)->ch->done);
+}
+
+static int idle_all_gone(void *arg)
+{
+    peers_watch *w = arg;
+    return w->s->timed_out == IDLE_SILENT + IDLE_CHATTY && w->s->open_now == 0;
+}
+
+static int idle_holder_ready(void *arg)
+{
+    peers_watch *w = arg;
+    return atomic_load(&w->h->opened) == w->h->n;
+}
+
+static int chatter_opened(void *arg)
+{
+    return atomic_load(&((peers_watch *)arg)->ch->opened);
+}
+
+/* Hundreds of connections with an idle timeout each: the silent ones are
+ * closed once it passes (not before), the chatty ones only after they
+ * fall silent too. One timer each, moved on every byte. */
+static void idle_timeouts_on(int kind)
+{
+    need_fds(2 * (IDLE_SILENT + IDLE_CHATTY) + 100);
+    tloop *lp = tloop_new(kind);
+    mpconn_opts *o = keyed_opts();
+    CHECK_INT(mpconn_opts_set_recv_timeout(o, 20), 0);
+    rsrv s;
+    rsrv_open(&s, lp, NULL, o);
+    s.idle = IDLE_TIMEOUT;
+    const char *address = mpconn_async_listener_address(s.l);
+    holder h = {address, o, IDLE_SILENT, 0, 0, 0, ""};
+    atomic_init(&h.opened, 0);
+    atomic_init(&h.release, 0);
+    chatter ch = {address, o, 0, 0, 0, 0, ""};
+    atomic_init(&ch.opened, 0);
+    atomic_init(&ch.done, 0);
+    peers_watch w = {&s, &h, NULL, &ch};
+    pthread_t th_idle, th_chat;
+    CHECK(pthread_create(&th_idle, NULL, hold_idle, &h) == 0);
+    CHECK(run_until(lp, idle_holder_ready, &w, 30));
+    CHECK(pthread_create(&th_chat, NULL, chatter_run, &ch) == 0);
+    CHECK(run_until(lp, chatter_opened, &w, 30));
+    CHECK(run_until(lp, idle_silent_gone, &w, 10));
+    int silent_gone_while_chatting = !atomic_load(&ch.done);
+    CHECK(run_until(lp, chatter_done, &w, 30));
+    int during = s.timed_out;
+    CHECK(run_until(lp, idle_all_gone, &w, 10));
+    atomic_store(&h.release, 1);
+    pthread_join(th_idle, NULL);
+    pthread_join(th_chat, NULL);
+    fprintf(stderr,
+            "%d silent and %d chatty connections, idle timeout %.1f s: first closed after "
+            "%.3f s; %d closed while the chatty ones talked, then all; %d round trips\n",
+            IDLE_SILENT, IDLE_CHATTY, IDLE_TIMEOUT, s.first_timeout - s.first_accept, during,
+            ch.ok);
+    if (ch.failed)
+        fprintf(stderr, "chatty clients: %d failures: %s\n", ch.failed, ch.err);
+    CHECK_INT(h.failed, 0);
+    CHECK_INT(ch.failed, 0);
+    CHECK_INT(ch.ok, IDLE_CHATTY * (CHAT_ROUNDS + 1));
+    CHECK(silent_gone_while_chatting);
+    CHECK_INT(during, IDLE_SILENT); /* no chatty one timed out while it talked */
+    CHECK(s.first_timeout - s.first_accept >= IDLE_TIMEOUT - 0.01);
+    CHECK_INT(s.bad_close, 0);
+    CHECK_INT(s.rejects, 0);
+    mpconn_async_listener_free(s.l);
+    tloop_slice(lp, 0.01);
+    tloop_free(lp);
+    mpconn_opts_free(o);
+}
+
+TEST(idle_timeouts_by_the_hundred)
+{
+    on_kinds(K_ALL, idle_timeouts_on);
 }
 
 /* ------------------------------------------- a reader that never reads */
@@ -1105,12 +1277,6 @@ static int read_timed(int fd, void *buf, size_t n, double max)
         got += (size_t)r;
     }
     return got == n;
-}
-
-static void sleep_s(double s)
-{
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&ts, NULL);
 }
 
 static void emfile_on(int kind)
