@@ -1,10 +1,10 @@
 /* The async layer at scale and against hostile peers: a thousand
  * authenticated clients at once, silent connections held while others are
- * served, idle timeouts by the hundred, a reader that never reads, running
- * out of descriptors, churn that reuses descriptors, headers claiming huge
- * messages, descriptors passed unasked, a full Unix backlog, and a loop
- * with more ready descriptors than one batch holds. Counts and
- * times are bounded; CPU and memory are measured here, loosely. */
+ * served, idle timeouts by the hundred, a reader that never reads, a writer
+ * that pipelines and never reads, running out of descriptors, churn that reuses descriptors,
+ * headers claiming huge messages, descriptors passed unasked, a full Unix backlog, and a loop with
+ * more ready descriptors than one batch holds. Counts and times are bounded; CPU and memory are
+ * measured here, loosely. */
 #include "testlib.h"
 
 #include <mpconn/async.h>
@@ -298,6 +298,11 @@ static int run_until(tloop *t, int (*done)(void *), void *arg, double max)
     while (!done(arg) && now_s() - t0 < max)
         tloop_slice(t, 0.01);
     return done(arg);
+}
+
+static int flag_set(void *arg)
+{
+    return *(volatile int *)arg;
 }
 
 static int never(void *arg)
@@ -1120,16 +1125,6 @@ static void *sluggard_run(void *arg)
     return NULL;
 }
 
-static int pump_started(void *arg)
-{
-    return ((pump *)arg)->started;
-}
-
-static int pump_closed(void *arg)
-{
-    return ((pump *)arg)->closed;
-}
-
 static void slow_reader_case(int kind, int mode)
 {
     tloop *lp = tloop_new(kind);
@@ -1146,7 +1141,7 @@ static void slow_reader_case(int kind, int mode)
     long rss0 = rss_kb();
     pthread_t th;
     CHECK(pthread_create(&th, NULL, sluggard_run, &g) == 0);
-    CHECK(run_until(lp, pump_started, &p, 20));
+    CHECK(run_until(lp, flag_set, &p.started, 20));
     run_until(lp, never, NULL, 0.3); /* the socket's buffers fill up */
     uint64_t sent_before = p.sent;
     double cpu0 = cpu_s(), t0 = now_s();
@@ -1174,7 +1169,7 @@ static void slow_reader_case(int kind, int mode)
     CHECK(peak - rss0 < RSS_BOUND_KB);
     CHECK(cpu < CPU_BOUND);
     atomic_store(&g.release, 1);
-    CHECK(run_until(lp, pump_closed, &p, 20));
+    CHECK(run_until(lp, flag_set, &p.closed, 20));
     pthread_join(th, NULL);
     CHECK(g.ok);
     CHECK(p.reason != 0); /* the peer went away, the server did not close */
@@ -1202,6 +1197,140 @@ TEST(slow_reader_producer_keeps_the_server_small)
 TEST(slow_reader_on_drain_keeps_the_server_small)
 {
     on_kinds(K_OWN, slow_reader_drain_on);
+}
+
+/* ------------------------- a writer that pipelines and never reads */
+
+#define PIPELINED 200000 /* 8-byte frames: a 4-byte count in each */
+#define PIPE_STALL 1.0   /* seconds the writer writes without reading */
+
+/* An echo server as a careful user writes one: reading pauses while the
+ * answers queued are above the high watermark, resumes on drain. */
+typedef struct echoer {
+    size_t max_queued;
+    int pauses, resumes, closed, reason;
+} echoer;
+
+static void echoer_message(mpconn_async *a, const void *msg, size_t len, void *data)
+{
+    echoer *e = data;
+    CHECK_INT(mpconn_async_send(a, msg, len), 0);
+    if (mpconn_async_queued(a) > e->max_queued)
+        e->max_queued = mpconn_async_queued(a);
+    if (mpconn_async_above_high(a)) {
+        mpconn_async_pause_reading(a);
+        e->pauses++;
+    }
+}
+
+static void echoer_drain(mpconn_async *a, void *data)
+{
+    echoer *e = data;
+    e->resumes++;
+    mpconn_async_resume_reading(a);
+}
+
+static void echoer_close(mpconn_async *a, int reason, const char *why, void *data)
+{
+    (void)a, (void)why;
+    echoer *e = data;
+    e->closed = 1;
+    e->reason = reason;
+}
+
+static const mpconn_async_cbs echoer_cbs = {.size = sizeof(mpconn_async_cbs),
+                                            .on_message = echoer_message,
+                                            .on_close = echoer_close,
+                                            .on_drain = echoer_drain};
+
+static void echoer_accept(mpconn_async_listener *l, mpconn_async *a, void *data)
+{
+    (void)l;
+    mpconn_async_set_callbacks(a, &echoer_cbs, data);
+}
+
+/* Moves what the socket takes of out[*sent..n) and what it gives into
+ * in[*got..n); returns 0 when the socket failed. */
+static int shuttle(int fd, const uint8_t *out, size_t *sent, uint8_t *in, size_t *got, size_t n,
+                   int reading)
+{
+    if (*sent < n) {
+        ssize_t w = send(fd, out + *sent, n - *sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0)
+            *sent += (size_t)w;
+        else if (w < 0 && errno != EAGAIN)
+            return 0;
+    }
+    if (reading && *got < n) {
+        ssize_t r = recv(fd, in + *got, n - *got, MSG_DONTWAIT);
+        if (r > 0)
+            *got += (size_t)r;
+        else if (r == 0 || errno != EAGAIN)
+            return 0;
+    }
+    return 1;
+}
+
+static void pipelined_on(int kind)
+{
+    tloop *lp = tloop_new(kind);
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    echoer e = {0};
+    mpconn_async_listener *l;
+    char err[256];
+    CHECK_INT(mpconn_async_listener_open(&l, NULL, o, tloop_adapter(lp), tloop_arg(lp),
+                                         echoer_accept, &e, err, sizeof err),
+              0);
+    size_t n = (size_t)PIPELINED * 8;
+    uint8_t *out = malloc(n), *in = malloc(n);
+    CHECK(out && in);
+    for (uint32_t i = 0; i < PIPELINED; i++) {
+        uint8_t f[8] = {
+            0, 0, 0, 4, (uint8_t)(i >> 24), (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i};
+        memcpy(out + (size_t)i * 8, f, 8);
+    }
+    int fd = unix_connect(mpconn_async_listener_address(l));
+    CHECK(fd >= 0);
+    size_t sent = 0, got = 0;
+    long rss0 = rss_kb(), peak = rss0;
+    double t0 = now_s();
+    while (now_s() - t0 < PIPE_STALL) {
+        CHECK(shuttle(fd, out, &sent, in, &got, n, 0));
+        tloop_slice(lp, 0.005);
+        long r = rss_kb();
+        peak = r > peak ? r : peak;
+    }
+    size_t stalled_at = sent, queued_then = e.max_queued;
+    t0 = now_s();
+    while (got < n && now_s() - t0 < 30 && !e.closed) {
+        CHECK(shuttle(fd, out, &sent, in, &got, n, 1));
+        tloop_slice(lp, 0);
+    }
+    fprintf(stderr,
+            "%d frames pipelined: %zu bytes taken while the writer did not read, at most %zu "
+            "bytes of answers queued, rss %ld -> %ld KiB; %d pauses, %d resumes\n",
+            PIPELINED, stalled_at, queued_then, rss0, peak, e.pauses, e.resumes);
+    CHECK(!e.closed);
+    CHECK_INT(got, n);
+    CHECK(memcmp(in, out, n) == 0); /* every answer, in order */
+    CHECK(e.pauses >= 1 && e.resumes >= 1);
+    CHECK(queued_then <= 65536 + 8);
+    CHECK(e.max_queued <= 65536 + 8);
+    CHECK(peak - rss0 < RSS_BOUND_KB);
+    close(fd);
+    CHECK(run_until(lp, flag_set, &e.closed, 10));
+    free(out);
+    free(in);
+    mpconn_async_listener_free(l);
+    tloop_slice(lp, 0.01);
+    tloop_free(lp);
+    mpconn_opts_free(o);
+}
+
+TEST(pipelining_writer_that_never_reads_is_paused_not_buffered)
+{
+    on_kinds(K_OWN, pipelined_on);
 }
 
 /* ----------------------------------------------- out of descriptors */
