@@ -1408,68 +1408,101 @@ static int read_timed(int fd, void *buf, size_t n, double max)
     return got == n;
 }
 
-static void emfile_on(int kind)
+/* The server child, seen from the test. */
+typedef struct child_srv {
+    pid_t pid;
+    char dir[32], path[128];
+    int ctl, res;
+} child_srv;
+
+static void child_start(child_srv *c, int kind)
 {
-    need_fds(EMFILE_CLIENTS + 100);
-    char dir[] = "/tmp/mpconn-scale-XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
-    char path[128];
-    snprintf(path, sizeof path, "%s/emfile.sock", dir);
+    snprintf(c->dir, sizeof c->dir, "/tmp/mpconn-scale-XXXXXX");
+    CHECK(mkdtemp(c->dir) != NULL);
+    snprintf(c->path, sizeof c->path, "%s/emfile.sock", c->dir);
     int ctl[2], res[2];
     CHECK(pipe(ctl) == 0 && pipe(res) == 0);
     fflush(stderr);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
+    c->pid = fork();
+    CHECK(c->pid >= 0);
+    if (c->pid == 0) {
         close(ctl[1]);
         close(res[0]);
-        emfile_child(kind, path, ctl[0], res[1]);
+        emfile_child(kind, c->path, ctl[0], res[1]);
     }
     close(ctl[0]);
     close(res[1]);
+    c->ctl = ctl[1];
+    c->res = res[0];
     char ready;
-    CHECK(read_timed(res[0], &ready, 1, 10));
+    CHECK(read_timed(c->res, &ready, 1, 10));
+}
+
+static emfile_report child_stop(child_srv *c)
+{
+    CHECK(write(c->ctl, "s", 1) == 1);
+    emfile_report rep;
+    CHECK(read_timed(c->res, &rep, sizeof rep, 20));
+    int status;
+    CHECK(waitpid(c->pid, &status, 0) == c->pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(c->ctl);
+    close(c->res);
+    unlink(c->path);
+    rmdir(c->dir);
+    return rep;
+}
+
+/* One authenticated round trip as a real client; 0 or the failure. */
+static int real_client(const char *path, double timeout, char *err, size_t errlen)
+{
+    mpconn_opts *o = keyed_opts();
+    CHECK_INT(mpconn_opts_set_recv_timeout(o, timeout), 0);
+    CHECK_INT(mpconn_opts_set_connect_timeout(o, timeout), 0);
+    CHECK_INT(mpconn_opts_set_handshake_timeout(o, timeout), 0);
+    mpconn_conn *c;
+    int r = mpconn_client(&c, path, o, err, errlen);
+    mpconn_opts_free(o);
+    if (r < 0)
+        return r;
+    void *back = NULL;
+    size_t blen = 0;
+    r = mpconn_conn_send_bytes(c, "abc", 3);
+    if (r == 0)
+        r = mpconn_conn_recv_bytes(c, &back, &blen, 0);
+    if (r < 0)
+        snprintf(err, errlen, "%s", mpconn_conn_errmsg(c));
+    else if (blen != 3 || memcmp(back, "bcd", 3) != 0)
+        r = MPCONN_EPROTO;
+    free(back);
+    mpconn_conn_free(c);
+    return r;
+}
+
+static void emfile_on(int kind)
+{
+    need_fds(EMFILE_CLIENTS + 100);
+    child_srv c;
+    child_start(&c, kind);
     int fds[EMFILE_CLIENTS];
     for (int i = 0; i < EMFILE_CLIENTS; i++) {
-        fds[i] = unix_connect(path);
+        fds[i] = unix_connect(c.path);
         CHECK(fds[i] >= 0); /* the backlog holds them all */
     }
     sleep_s(0.5); /* the child accepts what it can and sheds the rest */
-    double cpu0 = proc_cpu_s(pid);
+    double cpu0 = proc_cpu_s(c.pid);
     sleep_s(EMFILE_WINDOW);
-    double cpu = proc_cpu_s(pid) - cpu0;
+    double cpu = proc_cpu_s(c.pid) - cpu0;
     for (int i = 0; i < EMFILE_CLIENTS; i++)
         close(fds[i]);
     sleep_s(0.3); /* the handshakes held see their end of file */
     /* Descriptors are free again: a real client is served. */
-    mpconn_opts *o = keyed_opts();
-    CHECK_INT(mpconn_opts_set_recv_timeout(o, 10), 0);
-    CHECK_INT(mpconn_opts_set_connect_timeout(o, 10), 0);
-    mpconn_conn *c;
-    char err[256];
-    int r = mpconn_client(&c, path, o, err, sizeof err);
+    char err[256] = "";
+    int r = real_client(c.path, 10, err, sizeof err);
     if (r < 0)
         fprintf(stderr, "client after the flood: %s\n", err);
     CHECK_INT(r, 0);
-    CHECK_INT(mpconn_conn_send_bytes(c, "abc", 3), 0);
-    void *back;
-    size_t blen;
-    CHECK_INT(mpconn_conn_recv_bytes(c, &back, &blen, 0), 0);
-    CHECK_INT(blen, 3);
-    CHECK_MEM(back, "bcd", 3);
-    free(back);
-    mpconn_conn_free(c);
-    mpconn_opts_free(o);
-    CHECK(write(ctl[1], "s", 1) == 1);
-    emfile_report rep;
-    CHECK(read_timed(res[0], &rep, sizeof rep, 20));
-    int status;
-    CHECK(waitpid(pid, &status, 0) == pid);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    close(ctl[1]);
-    close(res[0]);
-    unlink(path);
-    rmdir(dir);
+    emfile_report rep = child_stop(&c);
     fprintf(stderr,
             "%d clients at a server allowed %d descriptors: %d accepted, %d rejects (%d for "
             "EMFILE); %.3f s CPU in %.1f s after the flood\n",
@@ -1487,6 +1520,46 @@ static void emfile_on(int kind)
 TEST(out_of_descriptors_no_spin_and_recovery)
 {
     on_kinds(K_OWN, emfile_on);
+}
+
+#define LOCKOUT_SILENT 100 /* more than the child has descriptors */
+#define LOCKOUT_TRIES 3
+
+/* Silent peers that hold every descriptor the server has, in their
+ * handshakes (far below the handshake cap): a real client still gets in,
+ * as it does when the cap is what is reached. */
+static void lockout_on(int kind)
+{
+    need_fds(LOCKOUT_SILENT + 100);
+    child_srv c;
+    child_start(&c, kind);
+    int fds[LOCKOUT_SILENT];
+    for (int i = 0; i < LOCKOUT_SILENT; i++) {
+        fds[i] = unix_connect(c.path);
+        CHECK(fds[i] >= 0);
+    }
+    sleep_s(0.3);
+    char err[256] = "";
+    int r = -1, tries = 0;
+    double t0 = now_s();
+    for (; r < 0 && tries < LOCKOUT_TRIES; tries++)
+        r = real_client(c.path, 2, err, sizeof err);
+    double took = now_s() - t0;
+    for (int i = 0; i < LOCKOUT_SILENT; i++)
+        close(fds[i]);
+    emfile_report rep = child_stop(&c);
+    fprintf(stderr,
+            "%d silent peers at a server allowed %d descriptors: a real client %s after %d "
+            "tries, %.2f s%s%s; %d rejects (%d for EMFILE)\n",
+            LOCKOUT_SILENT, EMFILE_LIMIT, r == 0 ? "served" : "refused", tries, took,
+            r < 0 ? ": " : "", r < 0 ? err : "", rep.rejects, rep.emfile_rejects);
+    CHECK(rep.emfile_rejects > 0); /* the descriptors did run out */
+    CHECK_INT(r, 0);
+}
+
+TEST(silent_flood_at_the_descriptor_limit_locks_nobody_out)
+{
+    on_kinds(1 << K_EPOLL, lockout_on);
 }
 
 /* ------------------------------------ churn: descriptors used again */
