@@ -8,6 +8,7 @@ that leave abruptly at each stage while the others are served.
 Run as `python3 test_async_py.py CASE` (CTest does, one entry per case).
 The clients run in worker processes: `test_async_py.py --worker ...`."""
 
+import glob
 import os
 import select
 import sys
@@ -111,7 +112,19 @@ def wait_stats(server, pred, timeout=10.0):
         time.sleep(0.05)
 
 
-def run_many(kind, backend, procs, per, rounds, bad_every=0, hostile=0):
+def newest_cpython():
+    """The newest pyenv CPython of 3.12 or later (their clients answer and
+    send the {digest} challenge), or None."""
+    root = os.environ.get('PYENV_ROOT') or os.path.expanduser('~/.pyenv')
+    found = []
+    for exe in glob.glob(os.path.join(root, 'versions', '3.*', 'bin', 'python')):
+        parts = os.path.basename(os.path.dirname(os.path.dirname(exe))).split('.')
+        if len(parts) >= 2 and parts[1].isdigit() and int(parts[1]) >= 12:
+            found.append((int(parts[1]), exe))
+    return max(found)[1] if found else None
+
+
+def run_many(kind, backend, procs, per, rounds, bad_every=0, hostile=0, python=sys.executable):
     spec = t.listen_spec(kind)
     server = t.Peer([spec, '--authkey', KEY.decode(), '--backend', backend],
                     name='async C server', command=[asyncpeer_path()])
@@ -119,7 +132,7 @@ def run_many(kind, backend, procs, per, rounds, bad_every=0, hostile=0):
         addr = server.expect('listening on ', timeout=10)[len('listening on '):]
         server.expect(f'backend {backend}', timeout=5)
         workers = [t.Peer(['--worker', addr, per, rounds, k, bad_every], name=f'worker {k}',
-                          command=[sys.executable, os.path.abspath(__file__)])
+                          command=[python, os.path.abspath(__file__)])
                    for k in range(procs)]
         rude = t.Background(abrupt_peers, addr, hostile) if hostile else None
         good = refused = 0
@@ -156,7 +169,7 @@ def run_many(kind, backend, procs, per, rounds, bad_every=0, hostile=0):
         assert final['messages'] == good * rounds, final
         bad_closes = [ln for ln in out.splitlines() if ln.startswith('closed ')]
         assert len(bad_closes) == hostile, (hostile, bad_closes[:5])
-        print(f'{good} CPython clients ({kind}, {backend}) x {rounds} rounds; '
+        print(f'{good} CPython clients ({kind}, {backend}, {python}) x {rounds} rounds; '
               f'{refused} wrong keys refused; {final["bytes"]} bytes echoed')
 
 
@@ -166,6 +179,16 @@ def case_thousand_cpython_clients_unix_epoll():
 
 def case_thousand_cpython_clients_tcp_poll():
     run_many('tcp4', 'poll', procs=10, per=100, rounds=3)
+
+
+def case_thousand_newest_cpython_clients():
+    """The same with the newest CPython here, whose handshake is the
+    {digest} one in both directions."""
+    python = newest_cpython()
+    if python is None:
+        print('skipped: no CPython 3.12 or later under pyenv')
+        return
+    run_many('unix', 'epoll', procs=10, per=100, rounds=2, python=python)
 
 
 def case_wrong_keys_refused_among_many():
