@@ -1014,7 +1014,7 @@ TEST(idle_timeouts_by_the_hundred)
 /* ------------------------------------------- a reader that never reads */
 
 #define PUMP_MSG 65536
-#define PUMP_WINDOW 1.5 /* seconds the reader does not read */
+#define PUMP_WINDOW 1.0 /* seconds the reader does not read */
 #define RSS_BOUND_KB (32 * 1024)
 #define CPU_BOUND 0.3 /* seconds of CPU over the window */
 
@@ -1191,12 +1191,12 @@ static void slow_reader_drain_on(int kind)
 
 TEST(slow_reader_producer_keeps_the_server_small)
 {
-    on_kinds(K_OWN, slow_reader_producer_on);
+    on_kinds(K_ALL, slow_reader_producer_on);
 }
 
 TEST(slow_reader_on_drain_keeps_the_server_small)
 {
-    on_kinds(K_OWN, slow_reader_drain_on);
+    on_kinds(K_ALL, slow_reader_drain_on);
 }
 
 /* ------------------------- a writer that pipelines and never reads */
@@ -1330,7 +1330,7 @@ static void pipelined_on(int kind)
 
 TEST(pipelining_writer_that_never_reads_is_paused_not_buffered)
 {
-    on_kinds(K_OWN, pipelined_on);
+    on_kinds(K_ALL, pipelined_on);
 }
 
 /* ----------------------------------------------- out of descriptors */
