@@ -2,9 +2,11 @@
  * through the message splitter, the handshake through mpci_hs, output
  * through a queue flushed with one writev; writes go out at once when
  * nothing is queued before them. */
+#define _GNU_SOURCE /* struct ucred, SO_PEERCRED */
 #include "async_internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -16,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 enum { ST_NEW, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_CLOSED };
@@ -77,6 +80,12 @@ struct mpconn_async {
     void *owner;
     double started;
     char *errmsg;
+    char *peer; /* mpconn_async_peer's answer */
+    /* A Unix connect refused for a full backlog (EAGAIN), tried again on
+     * the timer, as a blocking connect waits for room. */
+    struct sockaddr_storage *retry_sa;
+    socklen_t retry_len;
+    double retry_at, retry_wait;
 };
 
 static void on_io(mpconn_ev *ev, int events);
@@ -90,6 +99,8 @@ static void destroy(mpconn_ev *ev)
     mpci_split_free(&a->split);
     free(a->held);
     free(a->errmsg);
+    free(a->peer);
+    free(a->retry_sa);
     free(a);
 }
 
@@ -106,6 +117,44 @@ static void seterr(mpconn_async *a, const char *fmt, ...)
         free(a->errmsg);
         a->errmsg = m;
     }
+}
+
+const char *mpconn_async_peer(mpconn_async *a, pid_t *pid, uid_t *uid, gid_t *gid)
+{
+    if (pid)
+        *pid = -1;
+    if (uid)
+        *uid = (uid_t)-1;
+    if (gid)
+        *gid = (gid_t)-1;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char text[160] = "";
+    if (a->sock && a->state != ST_CLOSED &&
+        getpeername(a->ev.fd, (struct sockaddr *)&ss, &sl) == 0) {
+        /* An unbound Unix peer has no name: "", as CPython gives it. */
+        if (ss.ss_family != AF_UNIX || sl > offsetof(struct sockaddr_un, sun_path))
+            mpci_addr_format((struct sockaddr *)&ss, sl, text, sizeof text);
+        if (ss.ss_family == AF_UNIX) {
+            struct ucred cr;
+            socklen_t cl = sizeof cr;
+            if (getsockopt(a->ev.fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
+                if (pid)
+                    *pid = cr.pid;
+                if (uid)
+                    *uid = cr.uid;
+                if (gid)
+                    *gid = cr.gid;
+            }
+        }
+    }
+    /* Kept with the connection, as its error message is. */
+    char *m = strdup(text);
+    if (!m)
+        return "";
+    free(a->peer);
+    a->peer = m;
+    return m;
 }
 
 const char *mpconn_async_errmsg(const mpconn_async *a)
@@ -220,6 +269,8 @@ static double next_deadline(const mpconn_async *a)
     double d = 0;
     if (a->deadline > 0)
         d = a->deadline;
+    if (a->retry_sa && (d == 0 || a->retry_at < d))
+        d = a->retry_at;
     if (a->state >= ST_OPEN) {
         if (a->idle_to >= 0 && (d == 0 || a->last_io + a->idle_to < d))
             d = a->last_io + a->idle_to;
@@ -246,6 +297,8 @@ static void arm(mpconn_async *a)
     a->armed_for = d;
 }
 
+static void retry_connect(mpconn_async *a);
+
 static void on_timeout(mpconn_ev *ev)
 {
     mpconn_async *a = (mpconn_async *)ev;
@@ -253,6 +306,10 @@ static void on_timeout(mpconn_ev *ev)
     if (a->deadline > 0 && t >= a->deadline) {
         close_with(a, -ETIMEDOUT,
                    a->state == ST_CONNECTING ? "connect timed out" : "handshake timed out");
+        return;
+    }
+    if (a->state == ST_CONNECTING && a->retry_sa && t >= a->retry_at) {
+        retry_connect(a);
         return;
     }
     if (a->state >= ST_OPEN) {
@@ -675,7 +732,7 @@ static void want_io(mpconn_async *a)
 {
     int ev = 0;
     if (a->state == ST_CONNECTING)
-        ev = MPCONN_WRITABLE;
+        ev = a->retry_sa ? 0 : MPCONN_WRITABLE; /* the timer tries again */
     else if (a->state == ST_HANDSHAKE)
         ev = (mpci_hs_events(a->hs) & POLLOUT) ? MPCONN_WRITABLE : MPCONN_READABLE;
     else if (a->state == ST_OPEN || a->state == ST_CLOSING) {
@@ -732,10 +789,18 @@ static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
         if (a->nrfd && a->rfd_at < a->inpos)
             drop_rfds(a); /* their byte was taken as data: nobody asked */
         if (r < 0) {
-            close_with(a, r,
-                       r == MPCONN_EMSGSIZE ? "message too large"
-                       : r == MPCONN_EPROTO ? "bad frame header"
-                                            : strerror(-r));
+            char why[160];
+            if (r == MPCONN_EMSGSIZE && a->split.mode == MPCI_SPLIT_FRAME)
+                snprintf(why, sizeof why,
+                         "bad message length: %llu bytes announced, over the limit of %llu",
+                         (unsigned long long)a->split.want, (unsigned long long)a->split.max);
+            else if (r == MPCONN_EMSGSIZE)
+                snprintf(why, sizeof why, "message too large: longer than the limit of %llu bytes",
+                         (unsigned long long)a->split.max);
+            else
+                snprintf(why, sizeof why, "%s",
+                         r == MPCONN_EPROTO ? "bad frame header" : strerror(-r));
+            close_with(a, r, why);
             break;
         }
         if (r == 0)
@@ -973,6 +1038,28 @@ static void connected(mpconn_async *a)
     opened(a);
 }
 
+static void retry_connect(mpconn_async *a)
+{
+    int r;
+    do
+        r = connect(a->ev.fd, (struct sockaddr *)a->retry_sa, a->retry_len);
+    while (r < 0 && errno == EINTR);
+    if (r == 0 || errno == EISCONN) {
+        free(a->retry_sa);
+        a->retry_sa = NULL;
+        connected(a);
+        return;
+    }
+    if (errno != EAGAIN) {
+        int e = errno;
+        close_with(a, -e, strerror(e));
+        return;
+    }
+    a->retry_wait = a->retry_wait * 2 < 0.1 ? a->retry_wait * 2 : 0.1;
+    a->retry_at = now() + a->retry_wait;
+    arm(a);
+}
+
 static void on_io(mpconn_ev *ev, int events)
 {
     mpconn_async *a = (mpconn_async *)ev;
@@ -1184,9 +1271,11 @@ double mpci_async_started(const mpconn_async *a)
 
 /* Used by the client: a socket whose connect() is under way. */
 int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *opts,
-                          double connect_deadline, const mpconn_async_cbs *cbs, void *data);
+                          double connect_deadline, const struct sockaddr *retry_sa,
+                          socklen_t retry_len, const mpconn_async_cbs *cbs, void *data);
 int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *opts,
-                          double connect_deadline, const mpconn_async_cbs *cbs, void *data)
+                          double connect_deadline, const struct sockaddr *retry_sa,
+                          socklen_t retry_len, const mpconn_async_cbs *cbs, void *data)
 {
     *out = NULL;
     mpconn_async *a = alloc_async(fd, 1, opts);
@@ -1201,6 +1290,19 @@ int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *
             return r;
         }
         /* the handshake's clock starts when the connect is done */
+    }
+    if (retry_sa) {
+        a->retry_sa = malloc(sizeof *a->retry_sa);
+        if (!a->retry_sa) {
+            hs_release(a);
+            mpci_split_free(&a->split);
+            free(a);
+            return -ENOMEM;
+        }
+        memcpy(a->retry_sa, retry_sa, retry_len);
+        a->retry_len = retry_len;
+        a->retry_wait = 0.001;
+        a->retry_at = now() + a->retry_wait;
     }
     a->state = ST_CONNECTING;
     a->deadline = connect_deadline > 0 ? connect_deadline : 0;
