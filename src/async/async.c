@@ -2,7 +2,7 @@
  * through the message splitter, the handshake through mpci_hs, output
  * through a queue flushed with one writev; writes go out at once when
  * nothing is queued before them. */
-#define _GNU_SOURCE /* struct ucred, SO_PEERCRED */
+#define _GNU_SOURCE /* MSG_CMSG_CLOEXEC */
 #include "async_internal.h"
 
 #include <errno.h>
@@ -135,17 +135,16 @@ const char *mpconn_async_peer(mpconn_async *a, pid_t *pid, uid_t *uid, gid_t *gi
         /* An unbound Unix peer has no name: "", as CPython gives it. */
         if (ss.ss_family != AF_UNIX || sl > offsetof(struct sockaddr_un, sun_path))
             mpci_addr_format((struct sockaddr *)&ss, sl, text, sizeof text);
-        if (ss.ss_family == AF_UNIX) {
-            struct ucred cr;
-            socklen_t cl = sizeof cr;
-            if (getsockopt(a->ev.fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
-                if (pid)
-                    *pid = cr.pid;
-                if (uid)
-                    *uid = cr.uid;
-                if (gid)
-                    *gid = cr.gid;
-            }
+        pid_t p;
+        uid_t u;
+        gid_t g;
+        if (ss.ss_family == AF_UNIX && mpci_sock_peercred(a->ev.fd, &p, &u, &g) == 0) {
+            if (pid)
+                *pid = p;
+            if (uid)
+                *uid = u;
+            if (gid)
+                *gid = g;
         }
     }
     /* Kept with the connection, as its error message is. */

@@ -12,6 +12,7 @@
 #include "conn/listener_internal.h"
 #include "conn/opts.h"
 #include "net/address.h"
+#include "net/socket.h"
 #include "proto/frame.h"
 #include "proto/pickle.h"
 #include "proto/split.h"
