@@ -201,6 +201,9 @@ MPCONN_API const char *mpconn_tls_peer_subject(mpconn_tls *t);
 /* The i-th subjectAltName entry of the peer certificate, "DNS:name" or
  * "IP:addr" (other kinds are skipped); NULL past the last. */
 MPCONN_API const char *mpconn_tls_peer_san(mpconn_tls *t, size_t i);
+/* Servers: the name the client asked for by SNI; NULL when it sent none
+ * (as for an IP address). Clients: the peer_name given. */
+MPCONN_API const char *mpconn_tls_server_name(const mpconn_tls *t);
 /* 1 when this handshake resumed a saved session. */
 MPCONN_API int mpconn_tls_session_reused(const mpconn_tls *t);
 

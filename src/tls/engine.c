@@ -22,17 +22,21 @@ static int is_ip_literal(const char *name)
     return inet_pton(AF_INET, name, a) == 1 || inet_pton(AF_INET6, name, a) == 1;
 }
 
-static int set_peer_name(mpconn_tls *t, const char *name)
+/* SNI goes out even unverified (the server may choose its certificate by
+ * it); the name is checked against the certificate only when verifying. */
+static int set_peer_name(mpconn_tls *t, const char *name, int verify)
 {
     X509_VERIFY_PARAM *p = SSL_get0_param(t->ssl);
     if (is_ip_literal(name)) {
         /* RFC 6066: SNI carries host names only, never addresses. */
-        if (X509_VERIFY_PARAM_set1_ip_asc(p, name) != 1)
+        if (verify && X509_VERIFY_PARAM_set1_ip_asc(p, name) != 1)
             return mpci_tls_fail(t, -EINVAL, "bad IP address \"%s\"", name);
         return 0;
     }
     if (SSL_set_tlsext_host_name(t->ssl, name) != 1)
         return mpci_tls_fail(t, -EINVAL, "server name \"%s\" cannot be sent as SNI", name);
+    if (!verify)
+        return 0;
     /* A wildcard stands for one whole label, as browsers and CPython have it. */
     X509_VERIFY_PARAM_set_hostflags(p, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     if (X509_VERIFY_PARAM_set1_host(p, name, 0) != 1)
@@ -68,7 +72,7 @@ static int engine_setup(mpconn_tls *t)
     SSL_set_connect_state(t->ssl);
     if (!t->name)
         return 0;
-    if (!cfg->insecure && (rc = set_peer_name(t, t->name)) < 0)
+    if ((rc = set_peer_name(t, t->name, !cfg->insecure)) < 0)
         return rc;
     SSL_SESSION *s = mpci_tls_session_take(cfg, t->name);
     if (s) {
@@ -140,6 +144,9 @@ int mpconn_tls_handshake(mpconn_tls *t)
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         t->hs_done = 1;
+        /* nothing left to read unless the peer's first data came along */
+        if (!t->eof_in && BIO_ctrl_pending(t->rbio) == 0 && !SSL_has_pending(t->ssl))
+            t->starved = 1;
         return 0;
     }
     return mpci_tls_result(t, r);
@@ -347,6 +354,13 @@ const char *mpconn_tls_peer_san(mpconn_tls *t, size_t i)
 {
     mpci_tls_peer_info(t);
     return i < t->nsans ? t->sans[i] : NULL;
+}
+
+const char *mpconn_tls_server_name(const mpconn_tls *t)
+{
+    if (t->cfg->role == MPCONN_TLS_CLIENT)
+        return t->name;
+    return t->hs_done ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 }
 
 int mpconn_tls_session_reused(const mpconn_tls *t)

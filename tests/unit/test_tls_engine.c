@@ -281,6 +281,7 @@ static void data_both_ways(int version)
     CHECK(bits >= 128);
     CHECK_INT(mpconn_tls_peer_verified(c), 1);
     CHECK_INT(mpconn_tls_peer_verified(s), 0); /* no client certificate asked for */
+    CHECK_INT(mpconn_tls_readable(s), 0);      /* nothing came behind the handshake */
     every_split(c, s, 200);
     every_split(s, c, 200);
     every_split(c, s, 1);
@@ -467,6 +468,11 @@ TEST(verify_ip_match)
         mpconn_tls *c, *s;
         connect_pair(cc, names[i], sc, &c, &s);
         CHECK_INT(mpconn_tls_peer_verified(c), 1);
+        CHECK_STR(mpconn_tls_server_name(c), names[i]);
+        if (i < 2)
+            CHECK(mpconn_tls_server_name(s) == NULL); /* no SNI for an address */
+        else
+            CHECK_STR(mpconn_tls_server_name(s), "LOCALHOST");
         free_pair(c, s, cc, sc);
     }
 }
@@ -501,12 +507,14 @@ TEST(insecure_no_verify_accepts_anything)
     mpconn_tls *c, *s;
     connect_pair(cc, "wrong.example", sc, &c, &s);
     CHECK_INT(mpconn_tls_peer_verified(c), 0);
+    CHECK_STR(mpconn_tls_server_name(s), "wrong.example"); /* SNI still sent */
     CHECK_STR(mpconn_tls_peer_subject(c), "CN=localhost");
     every_split(c, s, 50);
     mpconn_tls_free(c);
     mpconn_tls_free(s);
     /* and without any name */
     connect_pair(cc, NULL, sc, &c, &s);
+    CHECK(mpconn_tls_server_name(s) == NULL);
     free_pair(c, s, cc, sc);
 }
 
@@ -948,7 +956,7 @@ TEST(keylog_file)
 
 /* The first flights of both roles, as the fuzz target's seeds: written to
  * $MPCONN_FUZZ_SEEDS when it is set (byte 0 the role the fuzzer plays,
- * byte 1 its feed step), and checked to be TLS records in any case. */
+ * byte 1 its feed step; see fuzz_tls.c), and checked to be TLS records in any case. */
 TEST(fuzz_seeds)
 {
     mpconn_tls_config *cc = client_cfg(), *sc = server_cfg("server_ec");
@@ -973,8 +981,9 @@ TEST(fuzz_seeds)
         } seeds[] = {{"client_hello", hello, hlen, 0, 255},
                      {"client_hello_split", hello, hlen, 0, 7},
                      {"server_flight", reply, rlen, 1, 255},
-                     {"server_flight_split", reply, rlen, 1, 5}};
-        for (size_t i = 0; i < 4; i++) {
+                     {"server_flight_split", reply, rlen, 1, 5},
+                     {"server_flight_verifying", reply, rlen, 2, 64}};
+        for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
             char path[4096];
             snprintf(path, sizeof path, "%s/%s", dir, seeds[i].name);
             seeds[i].buf[0] = seeds[i].role;
