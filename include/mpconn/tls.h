@@ -74,12 +74,17 @@ MPCONN_API int mpconn_tls_config_set_cert_file(mpconn_tls_config *cfg, const cha
  * key NULL: the key is in chain. */
 MPCONN_API int mpconn_tls_config_set_cert_mem(mpconn_tls_config *cfg, const void *chain,
                                               size_t chain_len, const void *key, size_t key_len);
-/* Trust anchors: a PEM file of CA certificates, a directory of them
- * (hashed names, as c_rehash makes), or the system's default store. They
- * add up. A server's trust anchors are the ones client certificates are
- * verified against, and the CA file's names are sent as acceptable issuers. */
+/* Trust anchors: a PEM file of CA certificates (read at once), or a
+ * directory of them (hashed names, as `openssl rehash` makes; read by
+ * libssl when a chain needs them). They add up. A server's trust anchors
+ * are the ones client certificates are verified against, and the CA
+ * file's names are sent as acceptable issuers. MPCONN_ETLSCONFIG when the
+ * file holds no certificate or the directory is not one. */
 MPCONN_API int mpconn_tls_config_set_ca_file(mpconn_tls_config *cfg, const char *path);
 MPCONN_API int mpconn_tls_config_set_ca_dir(mpconn_tls_config *cfg, const char *path);
+/* Adds the system's default trust store (OpenSSL's default file and
+ * directory, $SSL_CERT_FILE and $SSL_CERT_DIR). A client config that has
+ * no trust anchors at its first engine gets it anyway. */
 MPCONN_API int mpconn_tls_config_use_system_ca(mpconn_tls_config *cfg);
 /* Servers: whether clients must present a certificate (MPCONN_TLS_VERIFY_*):
  * NONE asks for none (default); OPTIONAL asks, and verifies one that comes;
