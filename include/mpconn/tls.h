@@ -135,8 +135,11 @@ typedef struct mpconn_tls mpconn_tls;
  * wildcard covers one whole left-most label); an IP literal must match an
  * IP entry and is not sent. NULL only with insecure_no_verify. A server
  * passes NULL. A client config with a session saved for peer_name offers
- * it. *out is the caller's, freed with mpconn_tls_free. -ENOMEM, -EINVAL,
- * MPCONN_ETLS. */
+ * it. *out is the caller's, freed with mpconn_tls_free. -ENOMEM; -EINVAL
+ * (no name, a bad one); MPCONN_ETLSCONFIG when the config cannot work (a
+ * server without certificate, client certificates asked for without trust
+ * anchors, no system trust store), and mpconn_tls_config_errmsg says why:
+ * the config stays open to setters until an engine could be made. */
 MPCONN_API int mpconn_tls_new(mpconn_tls **out, mpconn_tls_config *cfg, const char *peer_name);
 /* Frees t (no close_notify: call mpconn_tls_shutdown first for that) and
  * drops its reference to the config. NULL is a no-op. */

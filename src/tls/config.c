@@ -172,6 +172,9 @@ int mpconn_tls_config_new(mpconn_tls_config **out, int role)
 #endif
     if (role == MPCONN_TLS_SERVER) {
         SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+#ifdef SSL_CTX_set_dh_auto
+        SSL_CTX_set_dh_auto(ctx, 1); /* the DHE suites of the default list */
+#endif
         /* Without a context id, libssl refuses to resume sessions once
          * client certificates are asked for. */
         static const unsigned char sid_ctx[] = "mpconn";
@@ -216,26 +219,46 @@ const char *mpconn_tls_config_errmsg(const mpconn_tls_config *cfg)
     return cfg ? cfg->errmsg : "";
 }
 
+/* What the first engine fixes: the default trust store where a client has
+ * none, and the verify mode; a config that cannot work says why now. */
+static int finish(mpconn_tls_config *cfg)
+{
+    SSL_CTX *ctx = cfg->ctx;
+    int mode = SSL_VERIFY_NONE;
+    if (cfg->role == MPCONN_TLS_SERVER) {
+        if (!SSL_CTX_get0_certificate(ctx))
+            return cfg_err(
+                cfg, MPCONN_ETLSCONFIG,
+                "a server needs its certificate and key (mpconn_tls_config_set_cert_file)");
+        if (cfg->verify_client != MPCONN_TLS_VERIFY_NONE && !cfg->have_ca)
+            return cfg_err(cfg, MPCONN_ETLSCONFIG,
+                           "client certificates need trust anchors to be verified against "
+                           "(mpconn_tls_config_set_ca_file)");
+        if (cfg->verify_client == MPCONN_TLS_VERIFY_OPTIONAL)
+            mode = SSL_VERIFY_PEER;
+        else if (cfg->verify_client == MPCONN_TLS_VERIFY_REQUIRED)
+            mode = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    } else if (!cfg->insecure) {
+        mode = SSL_VERIFY_PEER;
+        ERR_clear_error();
+        if (!cfg->have_ca && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+            char why[256];
+            return cfg_err(cfg, MPCONN_ETLSCONFIG, "cannot load the system's trust store: %s",
+                           mpci_tls_queue_text(why, sizeof why));
+        }
+        cfg->have_ca = 1;
+    }
+    SSL_CTX_set_verify(ctx, mode, mpci_tls_on_verify);
+    return 0;
+}
+
 int mpci_tls_config_ready(mpconn_tls_config *cfg)
 {
     int rc = 0;
     pthread_mutex_lock(&cfg->lock);
     if (!cfg->ready) {
-        SSL_CTX *ctx = cfg->ctx;
-        int mode = SSL_VERIFY_NONE;
-        if (cfg->role == MPCONN_TLS_CLIENT) {
-            if (!cfg->insecure)
-                mode = SSL_VERIFY_PEER;
-            if (!cfg->have_ca && !cfg->insecure && SSL_CTX_set_default_verify_paths(ctx) != 1)
-                rc = MPCONN_ETLSCONFIG;
-        } else if (cfg->verify_client == MPCONN_TLS_VERIFY_OPTIONAL) {
-            mode = SSL_VERIFY_PEER;
-        } else if (cfg->verify_client == MPCONN_TLS_VERIFY_REQUIRED) {
-            mode = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
-        }
-        SSL_CTX_set_verify(ctx, mode, mpci_tls_on_verify);
-        ERR_clear_error();
-        cfg->ready = 1;
+        rc = finish(cfg);
+        cfg->ready = rc == 0; /* else the setters may still mend it */
     }
     pthread_mutex_unlock(&cfg->lock);
     return rc;

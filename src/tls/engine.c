@@ -49,7 +49,7 @@ static int engine_setup(mpconn_tls *t)
     mpconn_tls_config *cfg = t->cfg;
     int rc = mpci_tls_config_ready(cfg);
     if (rc < 0)
-        return mpci_tls_fail(t, rc, "cannot load the system's trust store");
+        return rc;
     t->ssl = SSL_new(cfg->ctx);
     t->rbio = BIO_new(BIO_s_mem());
     t->wbio = BIO_new(BIO_s_mem());

@@ -108,7 +108,7 @@ static void version_range(const mpconn_tls *t, char *buf, size_t cap)
              hi == TLS1_2_VERSION ? "TLSv1.2" : "TLSv1.3");
 }
 
-static int alert_failure(mpconn_tls *t, int reason, const char *rtext)
+static int alert_failure(mpconn_tls *t, const char *rtext)
 {
     int a = t->alert_in;
     const char *desc = SSL_alert_desc_string_long(a);
@@ -133,7 +133,6 @@ static int alert_failure(mpconn_tls *t, int reason, const char *rtext)
                              "version\"); this side accepts %s",
                              range);
     default:
-        (void)reason;
         return mpci_tls_fail(t, MPCONN_ETLS,
                              "the peer ended the connection with the alert \"%s\" (%s)", desc,
                              rtext);
@@ -179,7 +178,7 @@ int mpci_tls_result(mpconn_tls *t, int r)
         return mpci_tls_fail(t, MPCONN_ETLSVERIFY,
                              "the client sent no certificate and this server requires one");
     if (t->alert_in >= 0)
-        return alert_failure(t, reason, rtext);
+        return alert_failure(t, rtext);
     if (reason == SSL_R_UNSUPPORTED_PROTOCOL || reason == SSL_R_NO_PROTOCOLS_AVAILABLE) {
         char range[64];
         version_range(t, range, sizeof range);

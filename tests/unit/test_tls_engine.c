@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -886,6 +887,26 @@ TEST(config_bad_material)
     mpconn_tls_free(NULL);
 }
 
+TEST(config_unusable_at_the_first_engine)
+{
+    mpconn_tls_config *sc;
+    mpconn_tls *s = (mpconn_tls *)1;
+    CHECK_INT(mpconn_tls_config_new(&sc, MPCONN_TLS_SERVER), 0);
+    CHECK_INT(mpconn_tls_new(&s, sc, NULL), MPCONN_ETLSCONFIG);
+    CHECK(s == NULL);
+    CHECK(contains(mpconn_tls_config_errmsg(sc), "a server needs its certificate and key"));
+    /* still open to setters: mend it */
+    CHECK_INT(mpconn_tls_config_set_cert_file(sc, cert("server.pem"), cert("server.key")), 0);
+    CHECK_INT(mpconn_tls_config_set_verify_client(sc, MPCONN_TLS_VERIFY_REQUIRED), 0);
+    CHECK_INT(mpconn_tls_new(&s, sc, NULL), MPCONN_ETLSCONFIG);
+    CHECK(contains(mpconn_tls_config_errmsg(sc), "client certificates need trust anchors"));
+    CHECK_INT(mpconn_tls_config_set_ca_file(sc, cert("ca.pem")), 0);
+    CHECK_INT(mpconn_tls_new(&s, sc, NULL), 0);
+    CHECK_INT(mpconn_tls_config_set_ca_file(sc, cert("ca.pem")), -EBUSY);
+    mpconn_tls_free(s);
+    mpconn_tls_config_free(sc);
+}
+
 TEST(config_ca_dir_and_ciphers)
 {
     mpconn_tls_config *cc, *sc = server_cfg("server");
@@ -952,6 +973,40 @@ TEST(keylog_file)
     connect_pair(cc, "localhost", sc, &c, &s);
     free_pair(c, s, cc, sc);
     CHECK(stat(path, &st) != 0);
+}
+
+struct shared {
+    mpconn_tls_config *cc, *sc;
+    int reused;
+};
+
+static void *connect_often(void *arg)
+{
+    struct shared *sh = arg;
+    for (int i = 0; i < 10; i++) {
+        mpconn_tls *c, *s;
+        connect_pair(sh->cc, i % 2 ? "localhost" : "127.0.0.1", sh->sc, &c, &s);
+        every_split(s, c, 2);
+        __atomic_add_fetch(&sh->reused, mpconn_tls_session_reused(c), __ATOMIC_RELAXED);
+        mpconn_tls_free(c);
+        mpconn_tls_free(s);
+    }
+    return NULL;
+}
+
+/* One config of each side shared by engines in four threads: the session
+ * store and the reference counts hold. */
+TEST(shared_config_across_threads)
+{
+    struct shared sh = {client_cfg(), server_cfg("server_ec"), 0};
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        CHECK_INT(pthread_create(&th[i], NULL, connect_often, &sh), 0);
+    for (int i = 0; i < 4; i++)
+        CHECK_INT(pthread_join(th[i], NULL), 0);
+    CHECK(sh.reused > 0);
+    mpconn_tls_config_free(sh.cc);
+    mpconn_tls_config_free(sh.sc);
 }
 
 /* The first flights of both roles, as the fuzz target's seeds: written to
