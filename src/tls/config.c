@@ -103,7 +103,7 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
     return 1;
 }
 
-SSL_SESSION *mpci_tls_session_take(mpconn_tls_config *cfg, const char *name)
+SSL_SESSION *mpci_tls_session_find(mpconn_tls_config *cfg, const char *name)
 {
     SSL_SESSION *out = NULL;
     pthread_mutex_lock(&cfg->lock);
@@ -112,20 +112,16 @@ SSL_SESSION *mpci_tls_session_take(mpconn_tls_config *cfg, const char *name)
         if (!s->name || strcmp(s->name, name) != 0)
             continue;
         out = s->sess;
-        if (!SSL_SESSION_is_resumable(out)) { /* its connection failed */
+        /* libssl marks a TLS 1.3 ticket spent once offered (a ticket used
+         * twice would let an observer link the two connections; the
+         * server sends fresh ones), and the session of a connection that
+         * failed: both are dropped here. */
+        if (!SSL_SESSION_is_resumable(out)) {
             SSL_SESSION_free(out);
             free(s->name);
             s->name = NULL;
             s->sess = NULL;
             out = NULL;
-            break;
-        }
-        /* A TLS 1.3 ticket offered twice lets an observer link the two
-         * connections; the server sends fresh ones with every handshake. */
-        if (SSL_SESSION_get_protocol_version(out) >= TLS1_3_VERSION) {
-            free(s->name);
-            s->name = NULL;
-            s->sess = NULL;
         } else {
             SSL_SESSION_up_ref(out);
         }

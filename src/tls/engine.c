@@ -74,7 +74,7 @@ static int engine_setup(mpconn_tls *t)
         return 0;
     if ((rc = set_peer_name(t, t->name, !cfg->insecure)) < 0)
         return rc;
-    SSL_SESSION *s = mpci_tls_session_take(cfg, t->name);
+    SSL_SESSION *s = mpci_tls_session_find(cfg, t->name);
     if (s) {
         SSL_set_session(t->ssl, s);
         SSL_SESSION_free(s);

@@ -71,8 +71,8 @@ void mpci_tls_config_ref(mpconn_tls_config *cfg);
  * mode) and stops the setters. */
 int mpci_tls_config_ready(mpconn_tls_config *cfg);
 /* The session saved for name, one reference the caller frees; NULL if
- * none. A TLS 1.3 ticket is taken out of the store: each is used once. */
-SSL_SESSION *mpci_tls_session_take(mpconn_tls_config *cfg, const char *name);
+ * none, or if it can no longer be resumed. */
+SSL_SESSION *mpci_tls_session_find(mpconn_tls_config *cfg, const char *name);
 int mpci_tls_version_name(int version, const char **name);
 
 /* verify.c */

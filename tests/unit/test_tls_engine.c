@@ -25,7 +25,9 @@
 /* ------------------------------------------------------------ certificates */
 
 /* ca (RSA-2048) signs server (RSA-2048), server_ec, client, expired, other;
- * rogue signs untrusted and rogueclient; self is self-signed. */
+ * wild (*.wild.test, f*.part.test); rogue signs untrusted and rogueclient;
+ * self is self-signed. CERTS_VERSION names the set: change it with the set. */
+#define CERTS_VERSION "v1"
 static const char cert_script[] =
     "set -e\n"
     "ec='-newkey ec -pkeyopt ec_paramgen_curve:P-256'\n"
@@ -38,6 +40,7 @@ static const char cert_script[] =
     "extendedKeyUsage=serverAuth\\n' > server.ext\n"
     "printf 'subjectAltName=DNS:other.example\\nextendedKeyUsage=serverAuth\\n' > other.ext\n"
     "printf 'extendedKeyUsage=clientAuth\\n' > client.ext\n"
+    "printf 'subjectAltName=DNS:*.wild.test,DNS:f*.part.test\\n' > wild.ext\n"
     "leaf() {\n"
     "  name=$1 cn=$2 ca=$3 ext=$4 days=$5; shift 5\n"
     "  openssl req \"$@\" -nodes -keyout $name.key -out $name.csr -subj /CN=$cn\n"
@@ -50,6 +53,7 @@ static const char cert_script[] =
     "leaf expired localhost ca server.ext -1 $ec\n"
     "leaf other other.example ca other.ext 3 $ec\n"
     "leaf untrusted localhost rogue server.ext 3 $ec\n"
+    "leaf wild wild ca wild.ext 3 $ec\n"
     "leaf rogueclient client rogue client.ext 3 $ec\n"
     "openssl req -x509 $ec -nodes -keyout self.key -out self.pem -subj /CN=localhost -days 3"
     " -addext subjectAltName=DNS:localhost,IP:127.0.0.1\n"
@@ -70,7 +74,7 @@ static const char *cert_dir(void)
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(day, sizeof day, "%Y%m%d", &tm);
-    snprintf(dir, sizeof dir, "%s-%s", MPCONN_TLS_CERTS, day);
+    snprintf(dir, sizeof dir, "%s-%s-%s", MPCONN_TLS_CERTS, CERTS_VERSION, day);
     struct stat st;
     if (stat(dir, &st) == 0)
         return dir;
@@ -411,7 +415,6 @@ static void client_refuses(mpconn_tls_config *cc, const char *name, const char *
     new_pair(cc, name, sc, &c, &s);
     int rc, rs;
     handshake(c, s, &rc, &rs);
-    fprintf(stderr, "MSG client: %s\nMSG server: %s\n", mpconn_tls_errmsg(c), mpconn_tls_errmsg(s));
     CHECK_INT(rc, code);
     CHECK(contains(mpconn_tls_errmsg(c), what));
     /* the server hears why */
@@ -459,6 +462,23 @@ TEST(verify_ip_mismatch)
     client_refuses(client_cfg(), "10.1.2.3", "server", MPCONN_ETLSVERIFY,
                    "IP address mismatch: the certificate is not for \"10.1.2.3\"");
     client_refuses(client_cfg(), "::2", "server", MPCONN_ETLSVERIFY, "IP address mismatch");
+}
+
+TEST(verify_wildcards)
+{
+    const char *good[] = {"a.wild.test", "A.WILD.TEST"};
+    for (size_t i = 0; i < 2; i++) {
+        mpconn_tls_config *cc = client_cfg(), *sc = server_cfg("wild");
+        mpconn_tls *c, *s;
+        connect_pair(cc, good[i], sc, &c, &s);
+        CHECK_INT(mpconn_tls_peer_verified(c), 1);
+        CHECK_STR(mpconn_tls_peer_san(c, 0), "DNS:*.wild.test");
+        free_pair(c, s, cc, sc);
+    }
+    /* one whole label only: not two, not none, not part of one */
+    const char *bad[] = {"a.b.wild.test", "wild.test", "foo.part.test"};
+    for (size_t i = 0; i < 3; i++)
+        client_refuses(client_cfg(), bad[i], "wild", MPCONN_ETLSVERIFY, "hostname mismatch");
 }
 
 TEST(verify_ip_match)
@@ -680,6 +700,25 @@ TEST(session_resumption_tls13)
 TEST(session_resumption_tls12)
 {
     resume(MPCONN_TLS_1_2);
+}
+
+/* A TLS 1.3 ticket is offered once: a connection that resumed with it and
+ * read nothing (so took in no new ticket) leaves none for the next. */
+TEST(session_ticket_used_once)
+{
+    mpconn_tls_config *cc = client_cfg(), *sc = server_cfg("server_ec");
+    int want[] = {0, 1, 0};
+    for (int i = 0; i < 3; i++) {
+        mpconn_tls *c, *s;
+        connect_pair(cc, "localhost", sc, &c, &s);
+        CHECK_INT(mpconn_tls_session_reused(c), want[i]);
+        if (i == 0)
+            every_split(s, c, 5);
+        mpconn_tls_free(c);
+        mpconn_tls_free(s);
+    }
+    mpconn_tls_config_free(cc);
+    mpconn_tls_config_free(sc);
 }
 
 TEST(session_resumption_with_client_certificates)
