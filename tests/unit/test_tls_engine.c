@@ -25,9 +25,9 @@
 /* ------------------------------------------------------------ certificates */
 
 /* ca (RSA-2048) signs server (RSA-2048), server_ec, client, expired, other;
- * wild (*.wild.test, f*.part.test); rogue signs untrusted and rogueclient;
- * self is self-signed. CERTS_VERSION names the set: change it with the set. */
-#define CERTS_VERSION "v1"
+ * wild (*.wild.test, f*.part.test), future (valid from 2099); rogue signs untrusted and
+ * rogueclient; self is self-signed. CERTS_VERSION names the set: change it with the set. */
+#define CERTS_VERSION "v2"
 static const char cert_script[] =
     "set -e\n"
     "ec='-newkey ec -pkeyopt ec_paramgen_curve:P-256'\n"
@@ -55,6 +55,13 @@ static const char cert_script[] =
     "leaf untrusted localhost rogue server.ext 3 $ec\n"
     "leaf wild wild ca wild.ext 3 $ec\n"
     "leaf rogueclient client rogue client.ext 3 $ec\n"
+    /* x509 -req sets no start date; `openssl ca` does */
+    "mkdir db && touch db/index.txt && echo 1000 > db/serial\n"
+    "printf '[ca]\\ndefault_ca=c\\n[c]\\ndatabase=db/index.txt\\nnew_certs_dir=db\\n"
+    "serial=db/serial\\ndefault_md=sha256\\npolicy=p\\n[p]\\ncommonName=supplied\\n' > ca.cnf\n"
+    "openssl req $ec -nodes -keyout future.key -out future.csr -subj /CN=localhost\n"
+    "openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in future.csr -out future.pem"
+    " -startdate 20990101000000Z -enddate 20990201000000Z -extfile server.ext\n"
     "openssl req -x509 $ec -nodes -keyout self.key -out self.pem -subj /CN=localhost -days 3"
     " -addext subjectAltName=DNS:localhost,IP:127.0.0.1\n"
     "openssl pkey -in server.key -aes256 -passout pass:sesame -out server-enc.key\n"
@@ -446,6 +453,12 @@ TEST(verify_expired)
 {
     client_refuses(client_cfg(), "localhost", "expired", MPCONN_ETLSVERIFY,
                    "certificate has expired (depth 0");
+}
+
+TEST(verify_not_yet_valid)
+{
+    client_refuses(client_cfg(), "localhost", "future", MPCONN_ETLSVERIFY,
+                   "certificate verify failed: certificate is not yet valid (depth 0");
 }
 
 TEST(verify_hostname_mismatch)
