@@ -8,6 +8,8 @@
 #include <mpconn/tls.h>
 
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -653,6 +655,80 @@ TEST(min_version_tls13_against_tls12_peer)
     CHECK(contains(mpconn_tls_errmsg(c), "no TLS version in common with the peer (alert"));
     CHECK(contains(mpconn_tls_errmsg(c), "this side accepts TLSv1.2 to TLSv1.2"));
     free_pair(c, s, cc, sc);
+}
+
+/* Bytes between a plain libssl client (which would renegotiate) and an
+ * engine. */
+static void raw_move(SSL *raw, mpconn_tls *t)
+{
+    unsigned char buf[4096];
+    size_t n;
+    int k;
+    while ((k = BIO_read(SSL_get_wbio(raw), buf, sizeof buf)) > 0)
+        CHECK_INT(mpconn_tls_feed(t, buf, (size_t)k), 0);
+    while (mpconn_tls_outgoing(t) > 0) {
+        CHECK_INT(mpconn_tls_pull(t, buf, sizeof buf, &n), 0);
+        CHECK_INT(BIO_write(SSL_get_rbio(raw), buf, (int)n), (int)n);
+    }
+}
+
+/* A plain libssl peer of the other role, at TLS 1.2 (1.3 has no
+ * renegotiation), asks to renegotiate after the handshake: the engine must
+ * refuse, which the peer learns as SSL_R_NO_RENEGOTIATION. */
+static void refuses_renegotiation(int engine_role)
+{
+    int raw_server = engine_role == MPCONN_TLS_CLIENT;
+    SSL_CTX *ctx = SSL_CTX_new(raw_server ? TLS_server_method() : TLS_client_method());
+    CHECK(ctx != NULL);
+    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+    if (raw_server) {
+        CHECK_INT(SSL_CTX_use_certificate_chain_file(ctx, cert("server_ec.pem")), 1);
+        CHECK_INT(SSL_CTX_use_PrivateKey_file(ctx, cert("server_ec.key"), SSL_FILETYPE_PEM), 1);
+    }
+    SSL *raw = SSL_new(ctx);
+    SSL_set_bio(raw, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+    if (raw_server)
+        SSL_set_accept_state(raw);
+    else
+        SSL_set_connect_state(raw);
+    mpconn_tls_config *cfg = raw_server ? client_cfg() : server_cfg("server_ec");
+    mpconn_tls *t;
+    CHECK_INT(mpconn_tls_new(&t, cfg, raw_server ? "localhost" : NULL), 0);
+    int rr = -1, rt = WANT_READ;
+    for (int i = 0; i < 20 && (rr != 1 || rt != 0); i++) {
+        if (rt == WANT_READ)
+            rt = mpconn_tls_handshake(t);
+        raw_move(raw, t);
+        rr = SSL_do_handshake(raw);
+        raw_move(raw, t);
+    }
+    CHECK_INT(rr, 1);
+    CHECK_INT(rt, 0);
+    CHECK_INT(SSL_renegotiate(raw), 1);
+    SSL_do_handshake(raw); /* a client waits for the answer; a server has asked */
+    ERR_clear_error();
+    raw_move(raw, t);
+    unsigned char b[16];
+    size_t n;
+    CHECK_INT(mpconn_tls_read(t, b, sizeof b, &n), WANT_READ); /* answers with an alert */
+    raw_move(raw, t);
+    CHECK(SSL_read(raw, b, sizeof b) <= 0);
+    CHECK_INT(ERR_GET_REASON(ERR_peek_error()), SSL_R_NO_RENEGOTIATION);
+    ERR_clear_error();
+    SSL_free(raw);
+    SSL_CTX_free(ctx);
+    mpconn_tls_free(t);
+    mpconn_tls_config_free(cfg);
+}
+
+TEST(no_renegotiation_server)
+{
+    refuses_renegotiation(MPCONN_TLS_SERVER);
+}
+
+TEST(no_renegotiation_client)
+{
+    refuses_renegotiation(MPCONN_TLS_CLIENT);
 }
 
 TEST(garbage_from_the_peer)
