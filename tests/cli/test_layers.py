@@ -29,6 +29,7 @@ BELOW = {
     "conn": ["base", "proto", "net", "conn"],
     "loop": ["base", "loop"],
     "async": ["base", "proto", "net", "conn", "async"],
+    "tls": ["base", "tls"],
 }
 # One internal header of each folder.
 HEADER = {
@@ -38,6 +39,7 @@ HEADER = {
     "conn": "conn/opts.h",
     "loop": "loop/loop_internal.h",
     "async": "async/async_internal.h",
+    "tls": "tls/tls_internal.h",
 }
 
 
