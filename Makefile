@@ -6,7 +6,7 @@ CMAKE_FLAGS ?=
 # (/usr/local unless CMAKE_FLAGS said otherwise when the build was made).
 PREFIX ?=
 
-.PHONY: all check demo bench install asan fuzz format clean
+.PHONY: all check demo bench install asan fuzz format proto clean
 
 all: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
@@ -38,8 +38,14 @@ fuzz:
 	$(MAKE) all BUILD=build-fuzz CMAKE_FLAGS="-DCMAKE_C_COMPILER=clang -DMPCONN_FUZZ=ON -DMPCONN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
 	ctest --test-dir build-fuzz -L fuzz --output-on-failure
 
+# The protocol layer alone: mpconn_proto linked with libc, libm and
+# libcrypto only, and its unit tests linked against it (what CI runs).
+proto: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS) --target proto_layer
+	ctest --test-dir $(BUILD) -L proto --output-on-failure -j $(JOBS)
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-fuzz build-clang
+	rm -rf build build-asan build-fuzz build-clang build-proto

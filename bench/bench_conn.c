@@ -4,7 +4,7 @@
 #define _GNU_SOURCE /* mkdtemp */
 #include "mpconn.h"
 #include "bench_util.h"
-#include "mpci.h" /* struct mpconn_opts: the internal no_pipeline switch */
+#include "mpci_test.h" /* mpci_test_client_serial: a client in CPython's order */
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -451,6 +451,7 @@ typedef struct setup {
     socklen_t salen;
     char addr[160]; /* mpconn */
     mpconn_opts *opts;
+    int serial; /* the client sends its challenge after #WELCOME# */
 } setup;
 
 /* Raw: connect, wait for the one byte the server writes after accept,
@@ -472,7 +473,8 @@ static int op_mp_setup(void *p)
     setup *s = p;
     mpconn_conn *c;
     char err[256];
-    int r = mpconn_client(&c, s->addr, s->opts, err, sizeof err);
+    int r = s->serial ? mpci_test_client_serial(&c, s->addr, s->opts, err, sizeof err)
+                      : mpconn_client(&c, s->addr, s->opts, err, sizeof err);
     if (r < 0) {
         fprintf(stderr, "bench: client: %s\n", err);
         return r;
@@ -590,7 +592,7 @@ static void bench_setup(enum transport t)
     if (mpconn_opts_new(&nopipe.opts) < 0)
         bench_die("mpconn_opts_new", -ENOMEM);
     mpconn_opts_set_authkey(nopipe.opts, KEY, strlen(KEY));
-    nopipe.opts->no_pipeline = 1;
+    nopipe.serial = 1;
     char id[64];
     snprintf(id, sizeof id, "setup_%s", tnames[t]);
     const char *const impls[] = {"raw", "mpconn", "mpconn_legacy", "mpconn_nopipe",

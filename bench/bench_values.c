@@ -8,18 +8,6 @@
 
 #include <sys/socket.h>
 
-/* The pickle encoder (src/proto/pickle_enc.c) is written in parallel; until
- * it lands, encoding and objects on connections are reported as missing
- * instead of breaking the build. */
-#if defined(__has_include)
-#if __has_include("proto/pickle_enc.c")
-#define HAVE_ENCODER 1
-#endif
-#endif
-#ifndef HAVE_ENCODER
-#define HAVE_ENCODER 0
-#endif
-
 static uint8_t *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -60,7 +48,6 @@ static int op_decode(void *p)
     return 0;
 }
 
-#if HAVE_ENCODER
 static int op_encode(void *p)
 {
     codec *c = p;
@@ -72,7 +59,6 @@ static int op_encode(void *p)
     free(out);
     return 0;
 }
-#endif
 
 static void bench_codec(const char *name, const char *path, double scale, const char *unit)
 {
@@ -93,7 +79,6 @@ static void bench_codec(const char *name, const char *path, double scale, const 
     void *const ctxs[] = {&c};
     snprintf(id, sizeof id, "pickle_%s_decode", name);
     bench_compare(id, 1, impls, ops, ctxs, scale, unit, 10000000);
-#if HAVE_ENCODER
     /* The re-encoded value must decode to an equal value. */
     void *out;
     size_t olen;
@@ -110,12 +95,10 @@ static void bench_codec(const char *name, const char *path, double scale, const 
     ops[0] = op_encode;
     snprintf(id, sizeof id, "pickle_%s_encode", name);
     bench_compare(id, 1, impls, ops, ctxs, scale, unit, 10000000);
-#endif
     mpconn_value_free(c.value);
     free(pickle);
 }
 
-#if HAVE_ENCODER
 typedef struct pingpong {
     int fd;            /* raw */
     mpconn_conn *conn; /* objects */
@@ -210,7 +193,6 @@ static void bench_objects(const char *small_path)
     bench_reap(p1);
     bench_reap(p2);
 }
-#endif
 
 /* This process's own peak RSS in KiB: VmHWM belongs to the address space,
  * where ru_maxrss also keeps the peak of the process that forked it. */
@@ -319,10 +301,6 @@ int main(int argc, char **argv)
     snprintf(ints, sizeof ints, "%s/ints_wide.pickle", dir);
     bench_int_memory("wide", ints);
     bench_dag_keys();
-#if HAVE_ENCODER
     bench_objects(small);
-#else
-    printf("MISSING\tpickle encoder (src/proto/pickle_enc.c) not in the tree\n");
-#endif
     return 0;
 }

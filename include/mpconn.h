@@ -31,37 +31,56 @@ MPCONN_API const char *mpconn_version(void);
 /* ------------------------------------------------------------------ errors */
 
 /* Negative errno values (-ECONNREFUSED, -ETIMEDOUT, -ENOMEM, ...) report OS
- * errors. The library's own codes live below MPCONN_EBASE. */
-enum {
-    MPCONN_EBASE = -10000,
-    MPCONN_EEOF = -10001,       /* peer closed between messages (EOFError) */
-    MPCONN_EEOFMSG = -10002,    /* end of stream inside a message; connection broken */
-    MPCONN_EMSGSIZE = -10003,   /* message longer than maxlength / max message size */
-    MPCONN_ESHORTBUF = -10004,  /* recv_bytes_into: buffer too short; message kept */
-    MPCONN_EAUTH = -10005,      /* authentication failed (wrong key, rejected) */
-    MPCONN_EAUTHPROTO = -10006, /* handshake protocol violation */
-    MPCONN_ENOKEY = -10007,     /* one side has an authkey, the other none */
-    MPCONN_EPROTO = -10008,     /* malformed frame header */
-    MPCONN_EBROKEN = -10009,    /* connection unusable after an earlier error */
-    MPCONN_ECLOSED = -10010,    /* handle closed */
-    MPCONN_ENOTREADABLE = -10011,
-    MPCONN_ENOTWRITABLE = -10012,
-    MPCONN_EADDR = -10013,      /* bad address syntax */
-    MPCONN_ENOTSUP = -10014,    /* not available on this platform */
-    MPCONN_EADDRINUSE = -10015, /* a live socket (any type) is bound to the address */
-    MPCONN_EPEER = -10016,      /* peer credentials refused (uid policy) */
-    MPCONN_EPICKLE = -10017,    /* malformed pickle */
-    MPCONN_EREFUSED = -10018,   /* pickle would import or call something */
-    MPCONN_ELIMIT = -10019,     /* a decoder limit was exceeded */
-    MPCONN_ETYPE = -10020,      /* value of the wrong type (pack/unpack/accessors) */
-    MPCONN_ESYNTAX = -10021,    /* Python literal syntax error */
-    MPCONN_ERANGE = -10022,     /* integer does not fit the requested C type */
-    MPCONN_ERECURSIVE = -10023, /* value contains itself */
-    MPCONN_EUNHASHABLE = -10024 /* unhashable dict key or set item */
-};
+ * errors. The library's own codes live below MPCONN_EBASE; this one list,
+ * X(name, value, text), makes their enum, mpconn_strerror and
+ * mpconn_errname, so the three cannot drift apart. */
+#define MPCONN_ERROR_LIST(X)                                                                       \
+    /* peer closed between messages (EOFError) */                                                  \
+    X(EEOF, -10001, "end of file: the peer closed the connection")                                 \
+    /* end of stream inside a message; connection broken */                                        \
+    X(EEOFMSG, -10002, "got end of file during message")                                           \
+    /* message longer than maxlength / max message size */                                         \
+    X(EMSGSIZE, -10003, "bad message length")                                                      \
+    /* recv_bytes_into: buffer too short; message kept */                                          \
+    X(ESHORTBUF, -10004, "buffer too short for the message")                                       \
+    /* authentication failed (wrong key, rejected) */                                              \
+    X(EAUTH, -10005, "authentication failed")                                                      \
+    X(EAUTHPROTO, -10006, "authentication protocol error")                                         \
+    /* one side has an authkey, the other none */                                                  \
+    X(ENOKEY, -10007, "authkey on one side only")                                                  \
+    X(EPROTO, -10008, "malformed message header")                                                  \
+    X(EBROKEN, -10009, "connection broken by an earlier error")                                    \
+    X(ECLOSED, -10010, "handle is closed")                                                         \
+    X(ENOTREADABLE, -10011, "connection is write-only")                                            \
+    X(ENOTWRITABLE, -10012, "connection is read-only")                                             \
+    X(EADDR, -10013, "bad address")                                                                \
+    X(ENOTSUP, -10014, "not available on this platform")                                           \
+    /* a live socket (any type) is bound to the address */                                         \
+    X(EADDRINUSE, -10015, "address in use by a live socket")                                       \
+    /* peer credentials refused (uid policy) */                                                    \
+    X(EPEER, -10016, "peer refused by policy")                                                     \
+    X(EPICKLE, -10017, "malformed pickle")                                                         \
+    X(EREFUSED, -10018, "pickle refused: it would import or call something")                       \
+    X(ELIMIT, -10019, "decoder limit exceeded")                                                    \
+    /* pack/unpack/accessors */                                                                    \
+    X(ETYPE, -10020, "value of the wrong type")                                                    \
+    /* Python literal syntax error */                                                              \
+    X(ESYNTAX, -10021, "syntax error")                                                             \
+    /* integer does not fit the requested C type */                                                \
+    X(ERANGE, -10022, "integer out of range")                                                      \
+    X(ERECURSIVE, -10023, "value contains itself")                                                 \
+    /* unhashable dict key or set item */                                                          \
+    X(EUNHASHABLE, -10024, "unhashable value")
+
+#define MPCONN_ERROR_ENUM(name, value, text) MPCONN_##name = value,
+enum { MPCONN_EBASE = -10000, MPCONN_ERROR_LIST(MPCONN_ERROR_ENUM) };
+#undef MPCONN_ERROR_ENUM
 
 /* A short static description of any code (negative errno included). */
 MPCONN_API const char *mpconn_strerror(int code);
+/* The code's symbolic name, static: "MPCONN_EEOF", "ECONNREFUSED" for
+ * -ECONNREFUSED, "0" for success, "UNKNOWN" for a code that is neither. */
+MPCONN_API const char *mpconn_errname(int code);
 
 /* ----------------------------------------------------------------- options */
 

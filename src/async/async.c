@@ -2,10 +2,8 @@
  * through the message splitter, the handshake through mpci_hs, output
  * through a queue flushed with one writev; writes go out at once when
  * nothing is queued before them. */
-#define _GNU_SOURCE /* struct ucred, SO_PEERCRED */
+#define _GNU_SOURCE /* MSG_CMSG_CLOEXEC */
 #include "async_internal.h"
-
-#include "split.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -77,7 +75,7 @@ struct mpconn_async {
     mpci_hs *hs;
     struct mpconn_opts *own_opts; /* a client's copy for its handshake */
     int protocol;
-    size_t lim[4];              /* decoding limits: depth, items, memo, alloc */
+    mpci_pickle_limits lim;     /* decoding limits */
     mpci_async_hs_done hs_done; /* set while an accepting listener waits */
     void *owner;
     double started;
@@ -137,17 +135,16 @@ const char *mpconn_async_peer(mpconn_async *a, pid_t *pid, uid_t *uid, gid_t *gi
         /* An unbound Unix peer has no name: "", as CPython gives it. */
         if (ss.ss_family != AF_UNIX || sl > offsetof(struct sockaddr_un, sun_path))
             mpci_addr_format((struct sockaddr *)&ss, sl, text, sizeof text);
-        if (ss.ss_family == AF_UNIX) {
-            struct ucred cr;
-            socklen_t cl = sizeof cr;
-            if (getsockopt(a->ev.fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
-                if (pid)
-                    *pid = cr.pid;
-                if (uid)
-                    *uid = cr.uid;
-                if (gid)
-                    *gid = cr.gid;
-            }
+        pid_t p;
+        uid_t u;
+        gid_t g;
+        if (ss.ss_family == AF_UNIX && mpci_sock_peercred(a->ev.fd, &p, &u, &g) == 0) {
+            if (pid)
+                *pid = p;
+            if (uid)
+                *uid = u;
+            if (gid)
+                *gid = g;
         }
     }
     /* Kept with the connection, as its error message is. */
@@ -693,14 +690,8 @@ size_t mpconn_async_dropped_fds(const mpconn_async *a)
 
 int mpconn_async_decode(mpconn_async *a, const void *msg, size_t len, mpconn_value **out)
 {
-    struct mpconn_opts o;
-    mpci_opts_defaults(&o);
-    o.max_depth = a->lim[0];
-    o.max_items = a->lim[1];
-    o.max_memo = a->lim[2];
-    o.max_alloc = a->lim[3];
     char err[MPCI_ERRMSG_MAX];
-    int r = mpci_pickle_decode(msg, len, &o, out, err, sizeof err);
+    int r = mpci_pickle_decode(msg, len, &a->lim, out, err, sizeof err);
     if (r < 0)
         seterr(a, "%s", err);
     return r;
@@ -1012,7 +1003,7 @@ static void opened(mpconn_async *a)
 
 static void handshake(mpconn_async *a, int readable)
 {
-    int st = mpci_hs_progress(a->hs, readable);
+    int st = mpci_hs_progress(a->hs, a->ev.fd, readable, 0);
     if (st == MPCI_AUTH_DONE) {
         opened(a);
         return;
@@ -1037,8 +1028,8 @@ static void connected(mpconn_async *a)
     a->deadline = 0;
     if (a->hs) {
         a->state = ST_HANDSHAKE;
-        a->hs->deadline = mpci_deadline(a->own_opts->handshake_timeout);
-        a->deadline = a->hs->deadline > 0 ? a->hs->deadline : 0;
+        double d = mpci_deadline(a->own_opts->handshake_timeout);
+        a->deadline = d > 0 ? d : 0;
         arm(a);
         handshake(a, 0);
         return;
@@ -1123,10 +1114,7 @@ static mpconn_async *alloc_async(int fd, int sock, const struct mpconn_opts *o)
     a->low = 16384;
     a->idle_to = a->read_to = -1;
     a->protocol = o->pickle_protocol;
-    a->lim[0] = o->max_depth;
-    a->lim[1] = o->max_items;
-    a->lim[2] = o->max_memo;
-    a->lim[3] = o->max_alloc;
+    a->lim = o->limits;
     a->started = mpci_now();
     if (sock) {
         struct sockaddr_storage ss;
@@ -1163,13 +1151,14 @@ static int start_hs(mpconn_async *a, int role, const struct mpconn_opts *o, int 
     a->hs = malloc(sizeof *a->hs);
     if (!a->hs)
         return -ENOMEM;
-    int r = mpci_hs_init(a->hs, a->ev.fd, role, o);
+    int r = mpci_hs_init(a->hs, role, o);
     if (r < 0) {
         free(a->hs);
         a->hs = NULL;
         return r;
     }
-    a->deadline = a->hs->deadline > 0 ? a->hs->deadline : 0;
+    double d = mpci_deadline(o->handshake_timeout);
+    a->deadline = d > 0 ? d : 0;
     return 0;
 }
 
@@ -1299,7 +1288,7 @@ int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *
             free(a);
             return r;
         }
-        a->hs->deadline = -1; /* its clock starts when the connect is done */
+        /* the handshake's clock starts when the connect is done */
     }
     if (retry_sa) {
         a->retry_sa = malloc(sizeof *a->retry_sa);

@@ -5,7 +5,17 @@
 
 #include <mpconn/async.h>
 
-#include "mpci.h"
+#include "base/clock.h"
+#include "base/err.h"
+#include "conn/conn_internal.h"
+#include "conn/handshake_io.h"
+#include "conn/listener_internal.h"
+#include "conn/opts.h"
+#include "net/address.h"
+#include "net/socket.h"
+#include "proto/frame.h"
+#include "proto/pickle.h"
+#include "proto/split.h"
 
 struct mpconn_ev {
     int fd;

@@ -1,7 +1,7 @@
 /* The mutual HMAC challenge/response of multiprocessing.connection as a
  * sans-I/O machine: whole messages in, whole messages out, both roles, the
  * legacy (CPython <= 3.11, raw HMAC-MD5) and the {digest} (>= 3.12) forms. */
-#include "mpci.h"
+#include "proto/auth.h"
 
 #include <errno.h>
 #include <string.h>
@@ -12,6 +12,7 @@
 #define WELCOME "#WELCOME#"
 #define FAILURE "#FAILURE#"
 #define CHALLENGE_LEN (sizeof CHALLENGE - 1)
+_Static_assert(CHALLENGE_LEN == MPCI_AUTH_CHALLENGE_LEN, "the prefix a keyless side looks for");
 #define WELCOME_LEN (sizeof WELCOME - 1)
 #define FAILURE_LEN (sizeof FAILURE - 1)
 #define MD5_LEN 16
@@ -25,7 +26,9 @@ enum {
     SERVER_WAIT_RESULT,
     CLIENT_WAIT_CHALLENGE,
     CLIENT_WAIT_RESULT,
-    CLIENT_WAIT_ANSWER
+    CLIENT_WAIT_ANSWER,
+    SERIAL_WAIT_CHALLENGE, /* MPCI_AUTH_CLIENT_SERIAL: answer only */
+    SERIAL_WAIT_RESULT     /* then its challenge after #WELCOME# */
 };
 
 /* The names CPython accepts inside the braces; anything else is refused
@@ -67,6 +70,20 @@ static const char *printable(char *dst, size_t cap, const uint8_t *src, size_t n
 }
 
 static int fail(mpci_auth *a, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Through the MAC lent by the caller when there is one. */
+static int mac_of(const mpci_auth *a, const char *digest, const uint8_t *msg, size_t len,
+                  uint8_t *out)
+{
+    if (a->mac)
+        return a->mac(a->mac_ctx, digest, a->key, a->keylen, msg, len, out);
+    return mpci_hmac(digest, a->key, a->keylen, msg, len, out);
+}
+
+int mpci_auth_is_challenge(const uint8_t *msg, size_t len)
+{
+    return len >= CHALLENGE_LEN && memcmp(msg, CHALLENGE, CHALLENGE_LEN) == 0;
+}
 
 static int fail(mpci_auth *a, int code, const char *fmt, ...)
 {
@@ -158,8 +175,7 @@ static int verify_answer(mpci_auth *a, const uint8_t *msg, size_t len)
         expect = a->expect;
         n = a->expect_len;
     } else {
-        n = mpci_mac_compute(a->cache, name, a->key, a->keylen, a->challenge, a->challenge_len,
-                             made);
+        n = mac_of(a, name, a->challenge, a->challenge_len, made);
     }
     if (n < 0) {
         queue_failure(a);
@@ -211,7 +227,7 @@ static int answer_challenge(mpci_auth *a, const uint8_t *msg, size_t len)
     }
 
     uint8_t mac[64];
-    int n = mpci_mac_compute(a->cache, name, a->key, a->keylen, m, mlen, mac);
+    int n = mac_of(a, name, m, mlen, mac);
     if (n < 0)
         return fail(a, n, "cannot compute HMAC-%s: %s", name, mpconn_strerror(n));
     if (queue(a, m, plen, mac, (size_t)n) < 0)
@@ -239,8 +255,7 @@ static int queue_own_challenge(mpci_auth *a)
      * caches, than as the second in a row. On failure verify_answer
      * computes again and reports. */
     if (a->role == MPCI_AUTH_CLIENT) {
-        int n = mpci_mac_compute(a->cache, a->own_digest, a->key, a->keylen, a->challenge,
-                                 a->challenge_len, a->expect);
+        int n = mac_of(a, a->own_digest, a->challenge, a->challenge_len, a->expect);
         a->expect_len = n > 0 ? n : 0;
     }
     return 0;
@@ -254,8 +269,8 @@ int mpci_auth_init(mpci_auth *a, int role, const uint8_t *key, size_t keylen, co
     memset(a, 0, sizeof *a);
     a->state = MPCI_AUTH_FAILED;
     a->code = -EINVAL;
-    if ((role != MPCI_AUTH_SERVER && role != MPCI_AUTH_CLIENT) || (!key && keylen) || !nonce ||
-        !digest)
+    if ((role != MPCI_AUTH_SERVER && role != MPCI_AUTH_CLIENT && role != MPCI_AUTH_CLIENT_SERIAL) ||
+        (!key && keylen) || !nonce || !digest)
         return mpci_err(a->errmsg, sizeof a->errmsg, -EINVAL, "invalid authentication setup");
 
     int legacy = strcmp(digest, "legacy") == 0;
@@ -266,7 +281,7 @@ int mpci_auth_init(mpci_auth *a, int role, const uint8_t *key, size_t keylen, co
         return mpci_err(a->errmsg, sizeof a->errmsg, -EINVAL,
                         "digest \"%s\" needs MD5, which allow_md5 = 0 refuses", digest);
 
-    a->role = role;
+    a->role = role == MPCI_AUTH_SERVER ? MPCI_AUTH_SERVER : MPCI_AUTH_CLIENT;
     a->own_digest = name;
     a->key = key;
     a->keylen = keylen;
@@ -289,7 +304,7 @@ int mpci_auth_init(mpci_auth *a, int role, const uint8_t *key, size_t keylen, co
         if (queue_own_challenge(a) != 0)
             return a->code;
     } else {
-        a->step = CLIENT_WAIT_CHALLENGE;
+        a->step = role == MPCI_AUTH_CLIENT_SERIAL ? SERIAL_WAIT_CHALLENGE : CLIENT_WAIT_CHALLENGE;
     }
     return 0;
 }
@@ -312,7 +327,8 @@ int mpci_auth_feed(mpci_auth *a, const uint8_t *msg, size_t len)
     compact(a);
     if (!msg && len)
         return fail(a, -EINVAL, "no message given");
-    int first = a->step == SERVER_WAIT_ANSWER || a->step == CLIENT_WAIT_CHALLENGE;
+    int first = a->step == SERVER_WAIT_ANSWER || a->step == CLIENT_WAIT_CHALLENGE ||
+                a->step == SERIAL_WAIT_CHALLENGE;
     if (len > MPCI_AUTH_MSG_MAX)
         return fail(a, MPCONN_EAUTHPROTO, "handshake message of %zu bytes exceeds %d bytes%s", len,
                     MPCI_AUTH_MSG_MAX, first ? " (does the peer have the authkey?)" : "");
@@ -337,15 +353,20 @@ int mpci_auth_feed(mpci_auth *a, const uint8_t *msg, size_t len)
         a->state = MPCI_AUTH_DONE;
         break;
     case CLIENT_WAIT_CHALLENGE:
+    case SERIAL_WAIT_CHALLENGE: {
+        int serial = a->step == SERIAL_WAIT_CHALLENGE;
         if (!has_prefix(msg, len, CHALLENGE, CHALLENGE_LEN))
             return fail(a, MPCONN_ENOKEY,
                         "peer sent data instead of a challenge (it has no authkey?)");
-        if (answer_challenge(a, msg, len) != 0 || (!a->no_pipeline && queue_own_challenge(a) != 0))
+        if (answer_challenge(a, msg, len) != 0 || (!serial && queue_own_challenge(a) != 0))
             return a->state;
-        a->step = CLIENT_WAIT_RESULT;
+        a->step = serial ? SERIAL_WAIT_RESULT : CLIENT_WAIT_RESULT;
         break;
+    }
     case CLIENT_WAIT_RESULT:
-        if (read_verdict(a, msg, len) != 0 || (a->no_pipeline && queue_own_challenge(a) != 0))
+    case SERIAL_WAIT_RESULT:
+        if (read_verdict(a, msg, len) != 0 ||
+            (a->step == SERIAL_WAIT_RESULT && queue_own_challenge(a) != 0))
             return a->state;
         a->step = CLIENT_WAIT_ANSWER;
         break;

@@ -1,7 +1,8 @@
 /* Message framing of multiprocessing.connection, without I/O: the length
  * header (4-byte signed big-endian, or -1 then 8 bytes) and decoders that
  * accept the stream in any split. */
-#include "mpci.h"
+#include "proto/frame.h"
+#include "base/buf.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -62,11 +63,64 @@ void mpci_msgdec_init(mpci_msgdec *d, uint64_t max)
     d->max = max;
 }
 
+void mpci_msgdec_next(mpci_msgdec *d)
+{
+    d->got = 0;
+    d->in_body = 0;
+    mpci_hdr_reset(&d->hdr);
+}
+
 void mpci_msgdec_free(mpci_msgdec *d)
 {
     free(d->data);
     d->data = NULL;
-    d->got = d->cap = 0;
+    d->cap = 0;
+    mpci_msgdec_next(d);
+}
+
+int mpci_msgdec_header(mpci_msgdec *d, const uint8_t *p, size_t n, size_t *used)
+{
+    int r = mpci_hdr_feed(&d->hdr, p, n, used, &d->len);
+    if (r <= 0)
+        return r;
+    if (d->max && d->len > d->max)
+        return MPCONN_EMSGSIZE;
+    /* The header's bytes stay counted in hdr.have until the message is
+     * done (mpconn_reader_pending counts them). */
+    d->in_body = 1;
+    d->got = 0;
+    return 1;
+}
+
+uint8_t *mpci_msgdec_room(mpci_msgdec *d, size_t first, size_t *room)
+{
+    if (!d->data || d->got == d->cap) {
+        size_t cap = d->cap < first ? first : d->cap > SIZE_MAX / 2 ? SIZE_MAX : d->cap * 2;
+        if (cap > d->len)
+            cap = (size_t)d->len;
+        uint8_t *nd = mpci_resize(d->data, NULL, 0, cap, 1);
+        if (!nd)
+            return NULL;
+        d->data = nd;
+        d->cap = cap;
+    }
+    size_t end = d->cap < d->len ? d->cap : (size_t)d->len;
+    *room = end - d->got;
+    return d->data + d->got;
+}
+
+int mpci_msgdec_append(mpci_msgdec *d, const uint8_t *p, size_t n)
+{
+    if (n > d->cap - d->got) {
+        uint8_t *nd = mpci_resize(d->data, NULL, 0, d->got + n, 1);
+        if (!nd)
+            return -ENOMEM;
+        d->data = nd;
+        d->cap = d->got + n;
+    }
+    memcpy(d->data + d->got, p, n);
+    d->got += n;
+    return 0;
 }
 
 int mpci_msgdec_feed(mpci_msgdec *d, const uint8_t *p, size_t n, size_t *used)
@@ -74,37 +128,22 @@ int mpci_msgdec_feed(mpci_msgdec *d, const uint8_t *p, size_t n, size_t *used)
     size_t off = 0;
     *used = 0;
     if (!d->in_body) {
-        size_t u;
-        int r = mpci_hdr_feed(&d->hdr, p, n, &u, &d->len);
-        off = u;
+        int r = mpci_msgdec_header(d, p, n, &off);
         *used = off;
         if (r <= 0)
             return r;
-        if (d->max && d->len > d->max)
-            return MPCONN_EMSGSIZE;
-        d->in_body = 1;
-        d->got = 0;
     }
-    uint64_t want = d->len - d->got;
-    size_t k = n - off;
-    if (k > want)
-        k = (size_t)want;
-    if (d->got + k > d->cap || !d->data) {
-        /* Grow with what really arrived, never with what the header claims. */
-        size_t cap = d->cap ? d->cap : 64;
-        while (cap < d->got + k)
-            cap *= 2;
-        if (cap > d->len)
-            cap = (size_t)d->len;
-        uint8_t *nd = realloc(d->data, cap ? cap : 1);
-        if (!nd)
+    while (d->got < d->len && off < n) {
+        size_t room;
+        uint8_t *dst = mpci_msgdec_room(d, 64, &room);
+        if (!dst)
             return -ENOMEM;
-        d->data = nd;
-        d->cap = cap;
+        size_t k = n - off < room ? n - off : room;
+        memcpy(dst, p + off, k);
+        d->got += k;
+        off += k;
+        *used = off;
     }
-    memcpy(d->data + d->got, p + off, k);
-    d->got += k;
-    *used = off + k;
     return d->got == d->len ? 1 : 0;
 }
 
@@ -113,8 +152,7 @@ uint8_t *mpci_msgdec_take(mpci_msgdec *d, size_t *len)
     uint8_t *data = d->data ? d->data : malloc(1);
     *len = d->got;
     d->data = NULL;
-    d->got = d->cap = 0;
-    d->in_body = 0;
-    mpci_hdr_reset(&d->hdr);
+    d->cap = 0;
+    mpci_msgdec_next(d);
     return data;
 }

@@ -2,7 +2,7 @@
  * time: divide and conquer over the powers 10^(LEAF * 2^k), with libcrypto's
  * BIGNUM doing the multiplications (Karatsuba) and the divisions done as
  * multiplications by a reciprocal (Barrett), refined level to level. */
-#include "text_internal.h"
+#include "proto/text_internal.h"
 
 #include <errno.h>
 #include <math.h>

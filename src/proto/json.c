@@ -26,7 +26,7 @@
  * Print limits as for repr (text length, int digits).
  * The test vectors (tests/data/pickle.jsonl, field "json") are json.dumps
  * output and are matched exactly. */
-#include "text_internal.h"
+#include "proto/text_internal.h"
 
 #include <errno.h>
 #include <math.h>

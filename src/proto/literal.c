@@ -10,8 +10,8 @@
  * quadratic (intdec.c), the other bases in linear time. Lone surrogates
  * ('\ud800') make a str holding their "surrogatepass" bytes. Error columns
  * count characters from the start of the whole text, newlines included. */
-#include "text_internal.h"
-#include "value_internal.h"
+#include "proto/text_internal.h"
+#include "proto/value_internal.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -81,12 +81,13 @@ static int fail(const lexer *lx, size_t pos, int code, const char *fmt, ...)
     size_t col = 1;
     for (size_t i = 0; i < pos && i < lx->len; i++)
         col += ((unsigned char)lx->s[i] & 0xC0) != 0x80;
-    char what[200];
+    char where[32];
+    snprintf(where, sizeof where, "column %zu: ", col);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
+    mpci_verr_prefixed(lx->errmsg, lx->errlen, code, where, fmt, ap);
     va_end(ap);
-    return mpci_err(lx->errmsg, lx->errlen, code, "column %zu: %s", col, what);
+    return code;
 }
 
 static void token_clear(token *t)
@@ -288,28 +289,8 @@ bad:
 
 static void put_utf8(mpci_sbuf *b, uint32_t cp)
 {
-    char u[4];
-    size_t n;
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xC0 | (cp >> 6));
-        u[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | (cp >> 12));
-        u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        u[0] = (char)(0xF0 | (cp >> 18));
-        u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    mpci_sbuf_put(b, u, n);
+    uint8_t u[MPCI_UTF8_MAX];
+    mpci_sbuf_put(b, (const char *)u, mpci_utf8_put(u, cp));
 }
 
 /* Consumes a newline (\n, \r\n or \r) at pos if there is one. */
@@ -658,14 +639,10 @@ typedef struct parser {
 
 static int push(parser *p, int kind, size_t pos)
 {
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 16;
-        frame *st = realloc(p->st, cap * sizeof *st);
-        if (!st)
-            return -ENOMEM;
-        p->st = st;
-        p->cap = cap;
-    }
+    frame *st = mpci_grow(p->st, &p->cap, p->n + 1, sizeof *st, 16);
+    if (!st)
+        return -ENOMEM;
+    p->st = st;
     p->st[p->n++] = (frame){.kind = kind, .pos = pos};
     if (kind == F_LIST && !(p->st[p->n - 1].c = mpconn_value_list()))
         return -ENOMEM;
@@ -914,19 +891,19 @@ have_value:;
     goto have_value;
 }
 
-int mpconn_value_parse_opts(const char *text, size_t len, const mpconn_opts *opts,
-                            mpconn_value **out, char *errmsg, size_t errlen)
+int mpci_value_parse_limited(const char *text, size_t len, const mpci_print_limits *lim,
+                             mpconn_value **out, char *errmsg, size_t errlen)
 {
     if (!out || (!text && len))
         return -EINVAL;
     *out = NULL;
-    parser p = {.lx = {.s = text ? text : "",
-                       .len = len,
-                       .first = 1,
-                       .max_digits = opts && opts->max_int_digits ? opts->max_int_digits
-                                                                  : MPCI_INT_DIGITS_DEFAULT,
-                       .errmsg = errmsg,
-                       .errlen = errlen}};
+    parser p = {
+        .lx = {.s = text ? text : "",
+               .len = len,
+               .first = 1,
+               .max_digits = lim && lim->max_digits ? lim->max_digits : MPCI_INT_DIGITS_DEFAULT,
+               .errmsg = errmsg,
+               .errlen = errlen}};
     /* literal_eval strips leading spaces and tabs of the first line. */
     while (p.lx.pos < len && (text[p.lx.pos] == ' ' || text[p.lx.pos] == '\t'))
         p.lx.pos++;
@@ -947,5 +924,5 @@ int mpconn_value_parse_opts(const char *text, size_t len, const mpconn_opts *opt
 int mpconn_value_parse(const char *text, size_t len, mpconn_value **out, char *errmsg,
                        size_t errlen)
 {
-    return mpconn_value_parse_opts(text, len, NULL, out, errmsg, errlen);
+    return mpci_value_parse_limited(text, len, NULL, out, errmsg, errlen);
 }

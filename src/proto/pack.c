@@ -1,7 +1,7 @@
 /* mpconn_pack / mpconn_unpack: build values from a small format language
  * and pull fields back out, naming the path of any mismatch. The recursion
  * here follows the caller's format string, never the data. */
-#include "value_internal.h"
+#include "proto/value_internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -145,16 +145,15 @@ static void path_pop(unpacker *u, size_t saved)
 
 __attribute__((format(printf, 3, 4))) static int ufail(unpacker *u, int code, const char *fmt, ...)
 {
-    if (!u->err || !u->errlen)
-        return code;
-    int n = 0;
-    if (u->plen)
-        n = snprintf(u->err, u->errlen, "%s: ", u->path);
-    if (n < 0 || (size_t)n >= u->errlen)
-        return code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(u->err + n, u->errlen - (size_t)n, fmt, ap);
+    if (u->plen) {
+        char where[sizeof u->path + 2];
+        snprintf(where, sizeof where, "%s: ", u->path);
+        mpci_verr_prefixed(u->err, u->errlen, code, where, fmt, ap);
+    } else {
+        mpci_verr(u->err, u->errlen, code, fmt, ap);
+    }
     va_end(ap);
     return code;
 }

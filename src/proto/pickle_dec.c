@@ -1,7 +1,8 @@
 /* The safe pickle decoder: plain values only, protocols 0-5. A loop over
  * opcodes with an explicit stack (never recursion), bounded by the limits in
  * mpconn_opts, that refuses anything which would import or call code. */
-#include "value_internal.h"
+#include "proto/pickle.h"
+#include "proto/value_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -44,17 +45,6 @@ typedef struct dec {
     mpconn_value *stack0[32], *memo0[32], *all0[16];
     size_t marks0[8];
 } dec;
-
-/* Grows an array that may still sit in its inline first storage. */
-static void *grow_array(void *cur, const void *first, size_t oldcap, size_t ncap, size_t elem)
-{
-    if (cur != first)
-        return realloc(cur, ncap * elem);
-    void *n = malloc(ncap * elem);
-    if (n && oldcap)
-        memcpy(n, cur, oldcap * elem);
-    return n;
-}
 
 static const char *op_name(int op)
 {
@@ -135,13 +125,12 @@ __attribute__((format(printf, 3, 4))) static int fail(dec *d, int code, const ch
 {
     if (!d->err || !d->errlen)
         return code;
-    int n = snprintf(d->err, d->errlen, "offset %zu (%s): ", (size_t)(d->op_at - d->start),
-                     op_name(d->op) ? op_name(d->op) : "?");
-    if (n < 0 || (size_t)n >= d->errlen)
-        return code;
+    char where[64];
+    snprintf(where, sizeof where, "offset %zu (%s): ", (size_t)(d->op_at - d->start),
+             op_name(d->op) ? op_name(d->op) : "?");
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(d->err + n, d->errlen - (size_t)n, fmt, ap);
+    mpci_verr_prefixed(d->err, d->errlen, code, where, fmt, ap);
     va_end(ap);
     return code;
 }
@@ -220,7 +209,7 @@ static int push_new(dec *d, mpconn_value *v)
                 mpconn_value_free(v);
                 return rc;
             }
-            mpconn_value **n = grow_array(d->all, d->all0, d->allcap, ncap, sizeof *n);
+            mpconn_value **n = mpci_resize(d->all, d->all0, d->allcap, ncap, sizeof *n);
             if (!n) {
                 mpconn_value_free(v);
                 return fail(d, -ENOMEM, "out of memory");
@@ -236,7 +225,7 @@ static int push_new(dec *d, mpconn_value *v)
             mpconn_value_free(v);
             return rc;
         }
-        mpconn_value **n = grow_array(d->stack, d->stack0, d->scap, ncap, sizeof *n);
+        mpconn_value **n = mpci_resize(d->stack, d->stack0, d->scap, ncap, sizeof *n);
         if (!n) {
             mpconn_value_free(v);
             return fail(d, -ENOMEM, "out of memory");
@@ -256,7 +245,7 @@ static int push_ref(dec *d, mpconn_value *v)
         int rc = charge_array(d, d->scap, ncap, sizeof *d->stack);
         if (rc < 0)
             return rc;
-        mpconn_value **n = grow_array(d->stack, d->stack0, d->scap, ncap, sizeof *n);
+        mpconn_value **n = mpci_resize(d->stack, d->stack0, d->scap, ncap, sizeof *n);
         if (!n)
             return fail(d, -ENOMEM, "out of memory");
         d->stack = n;
@@ -412,23 +401,7 @@ static mpconn_value *decimal_int(const uint8_t *s, size_t n, int *bad)
 
 static void put_utf8(char **o, uint32_t c)
 {
-    unsigned char *u = (unsigned char *)*o;
-    if (c < 0x80) {
-        *u++ = (unsigned char)c;
-    } else if (c < 0x800) {
-        *u++ = (unsigned char)(0xC0 | c >> 6);
-        *u++ = (unsigned char)(0x80 | (c & 0x3F));
-    } else if (c < 0x10000) {
-        *u++ = (unsigned char)(0xE0 | c >> 12);
-        *u++ = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
-        *u++ = (unsigned char)(0x80 | (c & 0x3F));
-    } else {
-        *u++ = (unsigned char)(0xF0 | c >> 18);
-        *u++ = (unsigned char)(0x80 | ((c >> 12) & 0x3F));
-        *u++ = (unsigned char)(0x80 | ((c >> 6) & 0x3F));
-        *u++ = (unsigned char)(0x80 | (c & 0x3F));
-    }
-    *o = (char *)u;
+    *o += mpci_utf8_put((uint8_t *)*o, c);
 }
 
 /* A str from UTF-8 as CPython writes it with "surrogatepass": lone
@@ -649,7 +622,7 @@ static int memo_put(dec *d, size_t idx, mpconn_value *v)
         int rc = charge_array(d, d->memo == d->memo0 ? 0 : d->memocap, ncap, sizeof *d->memo);
         if (rc < 0)
             return rc;
-        mpconn_value **n = grow_array(d->memo, d->memo0, d->memocap, ncap, sizeof *n);
+        mpconn_value **n = mpci_resize(d->memo, d->memo0, d->memocap, ncap, sizeof *n);
         if (!n)
             return fail(d, -ENOMEM, "out of memory");
         d->memo = n;
@@ -1047,7 +1020,7 @@ static int run(dec *d, mpconn_value **out)
                 if ((rc = charge_array(d, d->marks == d->marks0 ? 0 : d->mcap, ncap,
                                        sizeof *d->marks)) < 0)
                     return rc;
-                size_t *m = grow_array(d->marks, d->marks0, d->mcap, ncap, sizeof *m);
+                size_t *m = mpci_resize(d->marks, d->marks0, d->mcap, ncap, sizeof *m);
                 if (!m)
                     return fail(d, -ENOMEM, "out of memory");
                 d->marks = m;
@@ -1446,14 +1419,12 @@ static void dec_release(dec *d, int cyclic)
         free(d->all);
 }
 
-int mpci_pickle_decode_metered(const uint8_t *buf, size_t len, const struct mpconn_opts *opts,
+int mpci_pickle_decode_metered(const uint8_t *buf, size_t len, const mpci_pickle_limits *limits,
                                mpconn_value **out, char *errmsg, size_t errlen, mpci_meter *m)
 {
-    struct mpconn_opts defaults;
-    if (!opts) {
-        mpci_opts_defaults(&defaults);
-        opts = &defaults;
-    }
+    const mpci_pickle_limits def = MPCI_PICKLE_LIMITS_DEFAULT;
+    if (!limits)
+        limits = &def;
     dec d;
     memset(&d, 0, offsetof(dec, stack0));
     d.stack = d.stack0;
@@ -1466,10 +1437,10 @@ int mpci_pickle_decode_metered(const uint8_t *buf, size_t len, const struct mpco
     d.mcap = sizeof d.marks0 / sizeof *d.marks0;
     d.start = d.p = d.op_at = buf;
     d.end = buf + len;
-    d.max_depth = opts->max_depth ? opts->max_depth : 1000;
-    d.max_items = opts->max_items ? opts->max_items : 10000000;
-    d.max_memo = opts->max_memo ? opts->max_memo : 1000000;
-    d.max_alloc = opts->max_alloc ? opts->max_alloc : (size_t)1 << 30;
+    d.max_depth = limits->max_depth ? limits->max_depth : def.max_depth;
+    d.max_items = limits->max_items ? limits->max_items : def.max_items;
+    d.max_memo = limits->max_memo ? limits->max_memo : def.max_memo;
+    d.max_alloc = limits->max_alloc ? limits->max_alloc : def.max_alloc;
     d.err = errmsg;
     d.errlen = errlen;
     d.op = -1;
@@ -1508,16 +1479,8 @@ int mpci_pickle_decode_metered(const uint8_t *buf, size_t len, const struct mpco
     return 0;
 }
 
-int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts *opts,
+int mpci_pickle_decode(const uint8_t *buf, size_t len, const mpci_pickle_limits *limits,
                        mpconn_value **out, char *errmsg, size_t errlen)
 {
-    return mpci_pickle_decode_metered(buf, len, opts, out, errmsg, errlen, NULL);
-}
-
-int mpconn_value_decode(const void *buf, size_t len, const mpconn_opts *opts, mpconn_value **out,
-                        char *errmsg, size_t errlen)
-{
-    if (!out)
-        return mpci_err(errmsg, errlen, -EINVAL, "no output pointer");
-    return mpci_pickle_decode(buf, len, opts, out, errmsg, errlen);
+    return mpci_pickle_decode_metered(buf, len, limits, out, errmsg, errlen, NULL);
 }

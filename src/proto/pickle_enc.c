@@ -1,7 +1,8 @@
 /* The pickle encoder: values to the bytes CPython's pickle.dumps writes for
  * them (protocols 2-5), framing and memo included. One growing buffer, an
  * explicit stack instead of recursion, shared sub-values become memo GETs. */
-#include "value_internal.h"
+#include "proto/pickle.h"
+#include "proto/value_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -53,17 +54,10 @@ static int grow(enc *e, size_t n)
 {
     if (e->cap - e->len >= n)
         return 0;
-    size_t cap = e->cap ? e->cap : 256;
-    while (cap - e->len < n) {
-        if (cap > SIZE_MAX / 2)
-            return -ENOMEM;
-        cap *= 2;
-    }
-    uint8_t *b = realloc(e->buf, cap);
+    uint8_t *b = n <= SIZE_MAX - e->len ? mpci_grow(e->buf, &e->cap, e->len + n, 1, 256) : NULL;
     if (!b)
         return -ENOMEM;
     e->buf = b;
-    e->cap = cap;
     return 0;
 }
 
@@ -328,14 +322,8 @@ static void save_bytes_p2(enc *e, const uint8_t *s, size_t n)
     p[0] = 0x58;
     put_le(p + 1, ulen, 4);
     p += 5;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < 0x80) {
-            *p++ = s[i];
-        } else {
-            *p++ = (uint8_t)(0xC0 | s[i] >> 6);
-            *p++ = (uint8_t)(0x80 | (s[i] & 0x3F));
-        }
-    }
+    for (size_t i = 0; i < n; i++)
+        p += mpci_utf8_put(p, s[i]); /* Latin-1 code points */
     memoize(e, NULL, 0);
     struct memo_slot *m = memo_find(e, &e->pseudo[PS_LATIN1]);
     if (m) {
@@ -632,11 +620,9 @@ static int push_frame(enc *e, const mpconn_value *v)
 {
     if (e->sp == e->scap) {
         size_t ncap = e->scap * 2;
-        frame *n = e->st == e->st0 ? malloc(ncap * sizeof *n) : realloc(e->st, ncap * sizeof *n);
+        frame *n = mpci_resize(e->st, e->st0, e->sp, ncap, sizeof *n);
         if (!n)
             return e->err = -ENOMEM;
-        if (e->st == e->st0)
-            memcpy(n, e->st0, sizeof e->st0);
         e->st = n;
         e->scap = ncap;
     }

@@ -1,8 +1,10 @@
 /* The public face of the sans-I/O protocol (include/mpconn/proto.h): owned
  * buffers, sticky errors and a nonce drawn on demand around the framing
  * decoder and the authentication machine, which stay as they are. */
-#include "mpci.h"
 #include "mpconn/proto.h"
+#include "base/random.h"
+#include "proto/auth.h"
+#include "proto/frame.h"
 
 #include <errno.h>
 #include <stdlib.h>

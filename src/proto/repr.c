@@ -3,7 +3,7 @@
  * stack; a container met again inside itself prints as Python's "[...]".
  * Every step writes text, and the walk stops at the print limit, so a value
  * sharing its containers costs what is printed, not what it expands to. */
-#include "text_internal.h"
+#include "proto/text_internal.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -2,9 +2,8 @@
  * delimiter, a count, or raw. A message that lies whole inside the bytes fed
  * is handed out in place; only a message split across feeds is copied, into
  * a buffer that grows as its bytes arrive (never to what a header claims). */
-#include "split.h"
-
-#include "mpci.h"
+#include "proto/split.h"
+#include "proto/frame.h"
 
 #include <errno.h>
 #include <stdlib.h>

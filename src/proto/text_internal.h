@@ -1,10 +1,14 @@
 /* Helpers shared by the text forms of values (repr.c, json.c, literal.c):
  * a growable output buffer, a pointer set for cycle detection, float and
- * integer formatting, UTF-8 stepping, and the printable-character table. */
+ * integer formatting, and the printable-character table. */
 #ifndef MPCI_TEXT_INTERNAL_H
 #define MPCI_TEXT_INTERNAL_H
 
-#include "mpci.h"
+#include "proto/print.h"
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/utf8.h"
+#include "base/util.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -73,8 +77,8 @@ typedef struct mpci_print {
     mpci_powers *pow; /* owned */
 } mpci_print;
 
-/* Limits from opts (NULL: the defaults); errmsg may be NULL. */
-void mpci_print_init(mpci_print *pr, const mpconn_opts *o, char *errmsg, size_t errlen);
+/* Limits from lim (NULL: the defaults); errmsg may be NULL. */
+void mpci_print_init(mpci_print *pr, const mpci_print_limits *lim, char *errmsg, size_t errlen);
 /* Ends a writer that returned rc with its text in b: hands the text over
  * (0, or 1 when cut at the limit) or frees it and returns the error with
  * errmsg set; what names the form ("repr", "JSON") in messages. Frees
@@ -97,11 +101,6 @@ static inline int mpci_utf8_is_surrogate(const unsigned char *s, size_t len, siz
 {
     return i + 2 < len && s[i] == 0xED && (s[i + 1] & 0xE0) == 0xA0 && (s[i + 2] & 0xC0) == 0x80;
 }
-
-/* Decodes the code point at s[*i] and advances *i. Accepts the 3-byte forms
- * of surrogates (a str may hold them); a byte that starts no valid sequence
- * comes back as itself, one byte consumed, so callers never loop forever. */
-uint32_t mpci_utf8_next(const unsigned char *s, size_t len, size_t *i);
 
 /* Growable stack of container frames used by the iterative writers. */
 typedef struct mpci_wframe {

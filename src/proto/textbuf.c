@@ -1,7 +1,7 @@
 /* Shared machinery of the text forms (repr, JSON, literals): output buffer,
- * pointer set, float repr, big-integer decimal conversion, UTF-8 stepping.
+ * pointer set, float repr, big-integer decimal conversion.
  * See text_internal.h for the contracts. */
-#include "text_internal.h"
+#include "proto/text_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -18,26 +18,12 @@ static int sbuf_reserve(mpci_sbuf *b, size_t extra)
         return b->err;
     if (extra < b->cap - b->len)
         return 0;
-    size_t want = b->len + extra + 1;
-    if (want < b->len) {
-        b->err = -ENOMEM;
-        return b->err;
-    }
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < want) {
-        if (cap > SIZE_MAX / 2) {
-            cap = want;
-            break;
-        }
-        cap *= 2;
-    }
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->err = -ENOMEM;
-        return b->err;
-    }
+    /* Room for extra bytes and the NUL that finish() adds. */
+    char *p =
+        extra < SIZE_MAX - b->len ? mpci_grow(b->p, &b->cap, b->len + extra + 1, 1, 64) : NULL;
+    if (!p)
+        return b->err = -ENOMEM;
     b->p = p;
-    b->cap = cap;
     return 0;
 }
 
@@ -346,12 +332,15 @@ int mpci_int_decimal(const mpconn_value *v, mpci_sbuf *b, mpci_print *pr)
 
 /* ------------------------------------------------------ print limits */
 
-void mpci_print_init(mpci_print *pr, const mpconn_opts *o, char *errmsg, size_t errlen)
+void mpci_print_init(mpci_print *pr, const mpci_print_limits *lim, char *errmsg, size_t errlen)
 {
+    const mpci_print_limits def = MPCI_PRINT_LIMITS_DEFAULT;
+    if (!lim)
+        lim = &def;
     memset(pr, 0, sizeof *pr);
-    pr->max_bytes = o && o->max_print ? o->max_print : MPCI_PRINT_MAX_DEFAULT;
-    pr->max_digits = o && o->max_int_digits ? o->max_int_digits : MPCI_INT_DIGITS_DEFAULT;
-    pr->truncate = o ? o->print_truncate : 0;
+    pr->max_bytes = lim->max_bytes ? lim->max_bytes : def.max_bytes;
+    pr->max_digits = lim->max_digits ? lim->max_digits : def.max_digits;
+    pr->truncate = lim->truncate;
     pr->errmsg = errmsg;
     pr->errlen = errlen;
 }
@@ -382,26 +371,26 @@ int mpci_print_finish(mpci_print *pr, mpci_sbuf *b, int rc, const char *what, ch
 
 typedef int (*writer)(const mpconn_value *v, mpci_print *pr, char **out, size_t *len);
 
-static int print_with(writer write, const mpconn_value *v, const mpconn_opts *opts, char **out,
+static int print_with(writer write, const mpconn_value *v, const mpci_print_limits *lim, char **out,
                       size_t *len, char *errmsg, size_t errlen)
 {
     if (!v || !out)
         return mpci_err(errmsg, errlen, -EINVAL, "no value or no output pointer");
     mpci_print pr;
-    mpci_print_init(&pr, opts, errmsg, errlen);
+    mpci_print_init(&pr, lim, errmsg, errlen);
     return write(v, &pr, out, len);
 }
 
-int mpconn_value_repr_opts(const mpconn_value *v, const mpconn_opts *opts, char **out, size_t *len,
-                           char *errmsg, size_t errlen)
+int mpci_value_repr_limited(const mpconn_value *v, const mpci_print_limits *lim, char **out,
+                            size_t *len, char *errmsg, size_t errlen)
 {
-    return print_with(mpci_value_repr, v, opts, out, len, errmsg, errlen);
+    return print_with(mpci_value_repr, v, lim, out, len, errmsg, errlen);
 }
 
-int mpconn_value_json_opts(const mpconn_value *v, const mpconn_opts *opts, char **out, size_t *len,
-                           char *errmsg, size_t errlen)
+int mpci_value_json_limited(const mpconn_value *v, const mpci_print_limits *lim, char **out,
+                            size_t *len, char *errmsg, size_t errlen)
 {
-    return print_with(mpci_value_json, v, opts, out, len, errmsg, errlen);
+    return print_with(mpci_value_json, v, lim, out, len, errmsg, errlen);
 }
 
 int mpconn_value_repr(const mpconn_value *v, char **out, size_t *len)
@@ -414,56 +403,12 @@ int mpconn_value_json(const mpconn_value *v, char **out, size_t *len)
     return print_with(mpci_value_json, v, NULL, out, len, NULL, 0);
 }
 
-/* ------------------------------------------------------------ UTF-8 */
-
-uint32_t mpci_utf8_next(const unsigned char *s, size_t len, size_t *i)
-{
-    size_t k = *i;
-    unsigned c = s[k];
-    int need;
-    uint32_t cp, min;
-    if (c < 0x80) {
-        *i = k + 1;
-        return c;
-    } else if ((c & 0xE0) == 0xC0) {
-        need = 1, cp = c & 0x1F, min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        need = 2, cp = c & 0x0F, min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-        need = 3, cp = c & 0x07, min = 0x10000;
-    } else {
-        *i = k + 1;
-        return c;
-    }
-    if (k + (size_t)need >= len) {
-        *i = k + 1;
-        return c;
-    }
-    for (int t = 1; t <= need; t++) {
-        if ((s[k + t] & 0xC0) != 0x80) {
-            *i = k + 1;
-            return c;
-        }
-        cp = (cp << 6) | (s[k + t] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF) {
-        *i = k + 1;
-        return c;
-    }
-    *i = k + 1 + (size_t)need;
-    return cp;
-}
-
 int mpci_walk_push(mpci_walk *w, const mpconn_value *v, int mode)
 {
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 32;
-        mpci_wframe *st = realloc(w->st, cap * sizeof *st);
-        if (!st)
-            return -ENOMEM;
-        w->st = st;
-        w->cap = cap;
-    }
+    mpci_wframe *st = mpci_grow(w->st, &w->cap, w->n + 1, sizeof *st, 32);
+    if (!st)
+        return -ENOMEM;
+    w->st = st;
     if (mpci_ptrset_add(&w->open, v) != 0)
         return -ENOMEM;
     w->st[w->n++] = (mpci_wframe){.v = v, .i = 0, .phase = 0, .mode = mode};

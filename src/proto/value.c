@@ -1,7 +1,7 @@
 /* The plain-value type: reference counted Python values with Python's
  * equality and hashing, insertion-ordered dicts and sets with a hash index,
  * and iterative release and comparison so deep values never exhaust the stack. */
-#include "value_internal.h"
+#include "proto/value_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -151,12 +151,7 @@ size_t mpci_value_footprint(const mpconn_value *v)
 /* realloc for an items array that may still be the inline one. */
 static void *grow_items(mpconn_value *c, void *items, size_t len, size_t cap, size_t elem)
 {
-    if (items != inline_items(c))
-        return realloc(items, cap * elem);
-    void *p = malloc(cap * elem);
-    if (p)
-        memcpy(p, items, len * elem);
-    return p;
+    return mpci_resize(items, inline_items(c), len, cap, elem);
 }
 
 mpconn_value *mpconn_value_ref(mpconn_value *v)
@@ -272,64 +267,6 @@ mpconn_value *mpconn_value_float(double d)
     if (v)
         v->u.d = d;
     return v;
-}
-
-/* Strict UTF-8, or with surrogates (ED A0..BF 80..BF) when allowed; sets
- * *sur when one was seen. */
-static int utf8_scan(const unsigned char *s, size_t n, int allow_surrogates, int *sur)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) {
-            need = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2;
-            if (c == 0xE0)
-                lo = 0xA0;
-            else if (c == 0xED && !allow_surrogates)
-                hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3;
-            if (c == 0xF0)
-                lo = 0x90;
-            else if (c == 0xF4)
-                hi = 0x8F;
-        } else {
-            return 0;
-        }
-        if (n - i <= need)
-            return 0;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return 0;
-        if (c == 0xED && s[i + 1] >= 0xA0)
-            *sur = 1;
-        for (size_t k = 2; k <= need; k++)
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-        i += need + 1;
-    }
-    return 1;
-}
-
-int mpci_utf8_valid(const void *p, size_t n)
-{
-    int sur = 0;
-    return utf8_scan(p, n, 0, &sur);
-}
-
-int mpci_utf8_check(const void *p, size_t n)
-{
-    int sur = 0;
-    if (!utf8_scan(p, n, 1, &sur))
-        return -1;
-    return sur;
 }
 
 mpconn_value *mpci_value_alloc_str(int type, size_t len, char **data)

@@ -3,7 +3,11 @@
 #ifndef MPCI_VALUE_INTERNAL_H
 #define MPCI_VALUE_INTERNAL_H
 
-#include "mpci.h"
+#include "proto/pickle.h"
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/utf8.h"
+#include "base/util.h"
 
 /* Flags on a value. */
 enum {
@@ -123,12 +127,6 @@ void mpci_value_break_cycles(mpconn_value **roots, size_t n);
 /* MPCONN_ERECURSIVE when a container reachable from the roots contains
  * itself, 0 when not, -ENOMEM. */
 int mpci_value_check_acyclic(mpconn_value **roots, size_t n);
-/* Strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
-int mpci_utf8_valid(const void *s, size_t n);
-/* 0 for strict UTF-8, 1 for surrogatepass UTF-8 that holds surrogates,
- * -1 for anything else. */
-int mpci_utf8_check(const void *s, size_t n);
-
 /* What malloc really hands out for a request of n bytes (glibc: 8 bytes of
  * header, 16-byte granules, 32 at least). */
 static inline size_t mpci_malloc_cost(size_t n)
@@ -167,7 +165,7 @@ typedef struct mpci_meter {
     size_t steps;
     size_t bytes;
 } mpci_meter;
-int mpci_pickle_decode_metered(const uint8_t *buf, size_t len, const struct mpconn_opts *opts,
+int mpci_pickle_decode_metered(const uint8_t *buf, size_t len, const mpci_pickle_limits *limits,
                                mpconn_value **out, char *errmsg, size_t errlen, mpci_meter *m);
 
 #endif

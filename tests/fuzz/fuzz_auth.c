@@ -3,7 +3,7 @@
  * that many bytes). Whatever arrives, the machine must end in a defined
  * state, never queue more than it can hold, never emit a message over the
  * cap, and stay failed once failed. */
-#include "mpci.h"
+#include "proto/auth.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  * a peer, fed in pieces whose sizes the input's first bytes choose. The
  * decoders must never read out of bounds, never allocate beyond what has
  * arrived, and agree with a whole-buffer parse. */
-#include "mpci.h"
+#include "proto/frame.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -3,6 +3,7 @@
  * decodes must re-encode to a pickle that decodes to an equal value (found
  * so in linear work too) and encodes to the same bytes again. */
 #include "mpconn.h"
+#include "conn/opts.h"
 #include "proto/value_internal.h"
 
 #include <stdint.h>
@@ -32,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mpconn_value *v = NULL;
     char err[256];
     mpci_meter m;
-    int rc = mpci_pickle_decode_metered(data, size, o, &v, err, sizeof err, &m);
+    int rc = mpci_pickle_decode_metered(data, size, &o->limits, &v, err, sizeof err, &m);
     if (m.steps > MAX_STEPS(size) || m.bytes > MAX_BYTES(size))
         abort();
     if (rc != 0) {

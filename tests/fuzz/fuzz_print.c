@@ -3,6 +3,7 @@
  * refused, and the work done follows the text written, not what a value
  * that shares its containers expands to. */
 #include "mpconn.h"
+#include "conn/opts.h"
 #include "proto/text_internal.h"
 
 #include <stdint.h>
@@ -20,7 +21,7 @@ static void check(int json, const mpconn_value *v, mpconn_opts *o, int truncate,
     char *s = NULL, err[256] = "";
     size_t len = 0;
     mpconn_opts_set_print_truncate(o, truncate);
-    mpci_print_init(&pr, o, err, sizeof err);
+    mpci_print_init(&pr, &o->print, err, sizeof err);
     int rc = json ? mpci_value_json(v, &pr, &s, &len) : mpci_value_repr(v, &pr, &s, &len);
     if (rc >= 0) {
         if (!s || len > LIMIT || strlen(s) != len || (rc == 1 && !truncate))

@@ -1,6 +1,7 @@
-/* Tests of src/address.c: every accepted address form, the errors, name
+/* Tests of src/net/address.c: every accepted address form, the errors, name
  * resolution, and formatting back to mpconn syntax. */
-#include "mpci.h"
+#include "base/err.h"
+#include "net/address.h"
 #include "testlib.h"
 
 #include <arpa/inet.h>

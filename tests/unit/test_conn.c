@@ -2,7 +2,7 @@
  * class, receive into a buffer, limits, EOF forms, timeouts that keep the
  * stream's place, fd passing, SIGPIPE, poll and wait. */
 #define _GNU_SOURCE
-#include "mpci.h"
+#include "conn/conn_internal.h"
 #include "testlib.h"
 
 #include <errno.h>

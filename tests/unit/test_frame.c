@@ -1,6 +1,6 @@
 /* Framing: headers against CPython's vectors, and the decoders fed every
  * split of the stream. */
-#include "mpci.h"
+#include "proto/frame.h"
 #include "testlib.h"
 
 static char **read_lines(const char *file, size_t *n)

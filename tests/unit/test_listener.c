@@ -2,7 +2,10 @@
  * address, port 0, authentication outcomes, concurrent handshakes, socket
  * file handling and peer policy. */
 #define _GNU_SOURCE
-#include "mpci.h"
+#include "base/clock.h"
+#include "net/address.h"
+#include "proto/auth.h"
+#include "mpci_test.h"
 #include "testlib.h"
 
 #include <dirent.h>
@@ -32,6 +35,7 @@ static mpconn_opts *opts_key(const char *key, const char *digest)
 struct client_job {
     const char *address;
     mpconn_opts *opts;
+    int serial; /* the tests' client in CPython's order (mpci_test_client_serial) */
     int result;
     int recv_result;
     char errmsg[256];
@@ -43,7 +47,9 @@ static void *client_thread(void *arg)
 {
     struct client_job *j = arg;
     mpconn_conn *c;
-    j->result = mpconn_client(&c, j->address, j->opts, j->errmsg, sizeof j->errmsg);
+    j->result = j->serial
+                    ? mpci_test_client_serial(&c, j->address, j->opts, j->errmsg, sizeof j->errmsg)
+                    : mpconn_client(&c, j->address, j->opts, j->errmsg, sizeof j->errmsg);
     if (j->result < 0)
         return NULL;
     mpconn_conn_send_string(c, "ping");
@@ -172,15 +178,40 @@ TEST(auth_every_digest)
     }
 }
 
+/* The client job j run in a thread against l, served once. */
+static void serve_job(mpconn_listener *l, struct client_job *j)
+{
+    j->address = mpconn_listener_address(l);
+    pthread_t t;
+    CHECK_INT(pthread_create(&t, NULL, client_thread, j), 0);
+    serve_one(l);
+    pthread_join(t, NULL);
+}
+
 /* A client thread with opts against l, served once; the client's result. */
 static int serve_client(mpconn_listener *l, mpconn_opts *o)
 {
-    struct client_job j = {.address = mpconn_listener_address(l), .opts = o};
-    pthread_t t;
-    CHECK_INT(pthread_create(&t, NULL, client_thread, &j), 0);
-    serve_one(l);
-    pthread_join(t, NULL);
+    struct client_job j = {.opts = o};
+    serve_job(l, &j);
     return j.result;
+}
+
+/* The benchmark's client in CPython's order (challenge after #WELCOME#)
+ * authenticates against the listener as the default client does. */
+TEST(serial_client_hook_authenticates)
+{
+    const char *digests[] = {"sha256", "legacy"};
+    for (size_t i = 0; i < sizeof digests / sizeof *digests; i++) {
+        mpconn_opts *o = opts_key("secret password", digests[i]);
+        mpconn_listener *l;
+        CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:0", o, NULL, 0), 0);
+        struct client_job j = {.opts = o, .serial = 1};
+        serve_job(l, &j);
+        CHECK_INT(j.result, 0);
+        CHECK_STR(j.reply, "pong");
+        mpconn_listener_free(l);
+        mpconn_opts_free(o);
+    }
 }
 
 /* One opts serves many clients, and keeps keyed HMAC state for its key:

@@ -1,7 +1,7 @@
 /* Values over connections: send/recv with the reused send buffer and the
  * in-place receive, large objects, decode errors that leave the connection
  * usable, protocol and limit options. */
-#include "mpci.h"
+#include "mpconn.h"
 #include "testlib.h"
 
 #include <errno.h>
@@ -154,6 +154,34 @@ TEST(decode_limits_from_options)
     mpconn_value_free(l);
     mpconn_conn_free(a);
     mpconn_conn_free(b);
+    mpconn_opts_free(o);
+}
+
+TEST(value_decode_takes_the_opts_limits)
+{
+    /* mpconn_value_decode reads the decoder limits from the opts it is
+     * given, the defaults from none. */
+    void *pk;
+    size_t n;
+    mpconn_value *l = mpconn_value_list(), *got = NULL;
+    for (int i = 0; i < 4; i++)
+        CHECK_INT(mpconn_value_append(l, mpconn_value_int(i)), 0);
+    CHECK_INT(mpconn_value_encode(l, 4, &pk, &n), 0);
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_decode_limits(o, 0, 4, 0, 0), 0);
+    char err[256] = "";
+    CHECK_INT(mpconn_value_decode(pk, n, o, &got, err, sizeof err), MPCONN_ELIMIT);
+    CHECK(got == NULL && strstr(err, "more than 4 values"));
+    CHECK_INT(mpconn_opts_set_decode_limits(o, 0, 5, 0, 0), 0);
+    CHECK_INT(mpconn_value_decode(pk, n, o, &got, err, sizeof err), 0);
+    CHECK(mpconn_value_equal(got, l));
+    mpconn_value_free(got);
+    CHECK_INT(mpconn_value_decode(pk, n, NULL, &got, err, sizeof err), 0);
+    mpconn_value_free(got);
+    CHECK_INT(mpconn_value_decode(pk, n, NULL, NULL, err, sizeof err), -EINVAL);
+    free(pk);
+    mpconn_value_free(l);
     mpconn_opts_free(o);
 }
 

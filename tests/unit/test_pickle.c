@@ -2,6 +2,7 @@
  * plus the decoder's refusals, limits, recursion checks and deep input. */
 #include "testlib.h"
 
+#include "proto/pickle.h"
 #include "proto/value_internal.h"
 
 #include <math.h>
@@ -43,7 +44,7 @@ static mpconn_value *decode_ok(const void *p, size_t n)
 {
     mpconn_value *v = NULL;
     char err[256] = "";
-    int rc = mpconn_value_decode(p, n, NULL, &v, err, sizeof err);
+    int rc = mpci_pickle_decode(p, n, NULL, &v, err, sizeof err);
     if (rc != 0)
         fprintf(stderr, "decode failed: %d %s\n", rc, err);
     CHECK_INT(rc, 0);
@@ -51,10 +52,10 @@ static mpconn_value *decode_ok(const void *p, size_t n)
     return v;
 }
 
-static int decode_rc(const void *p, size_t n, const mpconn_opts *o, char *err, size_t errlen)
+static int decode_rc(const void *p, size_t n, const mpci_pickle_limits *o, char *err, size_t errlen)
 {
     mpconn_value *v = NULL;
-    int rc = mpconn_value_decode(p, n, o, &v, err, errlen);
+    int rc = mpci_pickle_decode(p, n, o, &v, err, errlen);
     if (rc == 0)
         mpconn_value_free(v);
     else
@@ -368,12 +369,10 @@ TEST(old_protocol_reduce_forms)
 
 /* ---------------------------------------------------------------- limits */
 
-static mpconn_opts *limits(size_t depth, size_t items, size_t memo, size_t alloc)
+/* A zero keeps the default, as in mpconn_opts_set_decode_limits. */
+static mpci_pickle_limits limits(size_t depth, size_t items, size_t memo, size_t alloc)
 {
-    mpconn_opts *o;
-    CHECK_INT(mpconn_opts_new(&o), 0);
-    CHECK_INT(mpconn_opts_set_decode_limits(o, depth, items, memo, alloc), 0);
-    return o;
+    return (mpci_pickle_limits){depth, items, memo, alloc};
 }
 
 TEST(limit_items)
@@ -382,23 +381,20 @@ TEST(limit_items)
     const char *pk = "\x80\x04](K\x01K\x02K\x03K\x04"
                      "e.";
     size_t n = 14;
-    mpconn_opts *o = limits(0, 5, 0, 0);
+    mpci_pickle_limits o = limits(0, 5, 0, 0);
     char err[256];
-    CHECK_INT(decode_rc(pk, n, o, err, sizeof err), 0);
-    mpconn_opts_free(o);
+    CHECK_INT(decode_rc(pk, n, &o, err, sizeof err), 0);
     o = limits(0, 4, 0, 0);
-    CHECK_INT(decode_rc(pk, n, o, err, sizeof err), MPCONN_ELIMIT);
-    mpconn_opts_free(o);
+    CHECK_INT(decode_rc(pk, n, &o, err, sizeof err), MPCONN_ELIMIT);
 }
 
 TEST(limit_memo)
 {
     char err[256];
-    mpconn_opts *o = limits(0, 0, 10, 0);
-    CHECK_INT(decode_rc(PK("\x80\x04Nq\x09."), o, err, sizeof err), 0);
-    CHECK_INT(decode_rc(PK("\x80\x04Nq\x0a."), o, err, sizeof err), MPCONN_ELIMIT);
+    mpci_pickle_limits o = limits(0, 0, 10, 0);
+    CHECK_INT(decode_rc(PK("\x80\x04Nq\x09."), &o, err, sizeof err), 0);
+    CHECK_INT(decode_rc(PK("\x80\x04Nq\x0a."), &o, err, sizeof err), MPCONN_ELIMIT);
     CHECK(strstr(err, "memo"));
-    mpconn_opts_free(o);
 }
 
 TEST(limit_alloc)
@@ -409,9 +405,8 @@ TEST(limit_alloc)
     memset(pk + 11, 'x', 100000);
     pk[n - 1] = '.';
     char err[256];
-    mpconn_opts *o = limits(0, 0, 0, 50000);
-    CHECK_INT(decode_rc(pk, n, o, err, sizeof err), MPCONN_ELIMIT);
-    mpconn_opts_free(o);
+    mpci_pickle_limits o = limits(0, 0, 0, 50000);
+    CHECK_INT(decode_rc(pk, n, &o, err, sizeof err), MPCONN_ELIMIT);
     CHECK_INT(decode_rc(pk, n, NULL, err, sizeof err), 0);
     free(pk);
 }
@@ -432,12 +427,10 @@ TEST(limit_depth)
     size_t len;
     unsigned char *pk = nested_lists(10, &len);
     char err[256];
-    mpconn_opts *o = limits(10, 0, 0, 0);
-    CHECK_INT(decode_rc(pk, len, o, err, sizeof err), 0);
-    mpconn_opts_free(o);
+    mpci_pickle_limits o = limits(10, 0, 0, 0);
+    CHECK_INT(decode_rc(pk, len, &o, err, sizeof err), 0);
     o = limits(9, 0, 0, 0);
-    CHECK_INT(decode_rc(pk, len, o, err, sizeof err), MPCONN_ELIMIT);
-    mpconn_opts_free(o);
+    CHECK_INT(decode_rc(pk, len, &o, err, sizeof err), MPCONN_ELIMIT);
     free(pk);
     /* Nested tuples by MARK count too. */
     char tup[2100];
@@ -454,9 +447,9 @@ TEST(deep_million)
     unsigned char *pk = nested_lists(1000000, &len);
     char err[256];
     CHECK_INT(decode_rc(pk, len, NULL, err, sizeof err), MPCONN_ELIMIT);
-    mpconn_opts *o = limits(2000000, 0, 0, 0);
+    mpci_pickle_limits o = limits(2000000, 0, 0, 0);
     mpconn_value *v = NULL;
-    CHECK_INT(mpconn_value_decode(pk, len, o, &v, err, sizeof err), 0);
+    CHECK_INT(mpci_pickle_decode(pk, len, &o, &v, err, sizeof err), 0);
     /* Walk down to check the shape, then encode and free: no recursion. */
     mpconn_value *c = v;
     size_t d = 1;
@@ -469,12 +462,11 @@ TEST(deep_million)
     size_t olen;
     CHECK_INT(mpconn_value_encode(v, 4, &out, &olen), 0);
     mpconn_value *w = NULL;
-    CHECK_INT(mpconn_value_decode(out, olen, o, &w, err, sizeof err), 0);
+    CHECK_INT(mpci_pickle_decode(out, olen, &o, &w, err, sizeof err), 0);
     CHECK(mpconn_value_equal(v, w));
     free(out);
     mpconn_value_free(w);
     mpconn_value_free(v);
-    mpconn_opts_free(o);
     free(pk);
 }
 
@@ -906,13 +898,11 @@ TEST(limit_alloc_counts_real_bytes)
      * (64 bytes a value) allowed them under 12 MB. */
     pbuf b = empty_dicts(100000);
     char err[256];
-    mpconn_opts *o = limits(0, 0, 0, 12 << 20);
-    CHECK_INT(decode_rc(b.p, b.len, o, err, sizeof err), MPCONN_ELIMIT);
+    mpci_pickle_limits o = limits(0, 0, 0, 12 << 20);
+    CHECK_INT(decode_rc(b.p, b.len, &o, err, sizeof err), MPCONN_ELIMIT);
     CHECK(strstr(err, "bytes allocated"));
-    mpconn_opts_free(o);
     o = limits(0, 0, 0, 20 << 20);
-    CHECK_INT(decode_rc(b.p, b.len, o, err, sizeof err), 0);
-    mpconn_opts_free(o);
+    CHECK_INT(decode_rc(b.p, b.len, &o, err, sizeof err), 0);
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
     /* What is charged is what malloc holds (not under a sanitizer, whose
      * allocator glibc does not see). */

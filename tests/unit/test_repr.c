@@ -3,6 +3,8 @@
  * arithmetic for big integers. */
 #include "mpconn.h"
 #include "testlib.h"
+#include "proto/pickle.h"
+#include "conn/opts.h"
 #include "proto/text_internal.h"
 #include "proto/value_internal.h"
 
@@ -41,7 +43,7 @@ TEST(vectors)
             unsigned char *pk = testlib_unhex(hex, &n);
             mpconn_value *v = NULL;
             char err[256] = "";
-            if (mpconn_value_decode(pk, n, NULL, &v, err, sizeof err) != 0) {
+            if (mpci_pickle_decode(pk, n, NULL, &v, err, sizeof err) != 0) {
                 fprintf(stderr, "decode failed: %s: %s\n", err, l);
                 exit(1);
             }
@@ -365,11 +367,11 @@ TEST(print_limit)
     free(want);
     /* The work done follows the text written, not the value's expansion. */
     mpci_print pr;
-    mpci_print_init(&pr, o, NULL, 0);
+    mpci_print_init(&pr, &o->print, NULL, 0);
     CHECK_INT(mpci_value_repr(bomb, &pr, &s, &len), 1);
     CHECK(pr.work <= 1000);
     free(s);
-    mpci_print_init(&pr, o, NULL, 0);
+    mpci_print_init(&pr, &o->print, NULL, 0);
     CHECK_INT(mpci_value_json(bomb, &pr, &s, &len), 1);
     CHECK(pr.work <= 2 * 1000);
     free(s);

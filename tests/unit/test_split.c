@@ -2,8 +2,8 @@
  * limits, mode switches between messages, and partial messages at EOF. */
 #include "testlib.h"
 
-#include "mpci.h"
-#include "split.h"
+#include "mpconn.h"
+#include "proto/split.h"
 
 #include <errno.h>
 

@@ -1,7 +1,9 @@
 /* mpconn_wait: which of many connections, listeners and fds are ready, on
  * poll() (no FD_SETSIZE limit), counting bytes a connection has buffered and
  * the handshakes a listener has under way. */
-#include "mpci.h"
+#include "conn/conn_internal.h"
+#include "conn/listener_internal.h"
+#include "base/clock.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -1,7 +1,8 @@
 /* mpconn's address strings <-> socket addresses: "HOST:PORT", "[V6]:PORT",
  * paths, "@abstract" names, "tcp:"/"unix:" prefixes; and name resolution for
  * hosts given by name. */
-#include "mpci.h"
+#include "net/address.h"
+#include "base/err.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -2,8 +2,14 @@
  * Handshakes run side by side on non-blocking fds under one poll(), so a
  * slow or silent peer delays nobody; accept() hands out only peers that
  * passed. */
-#define _GNU_SOURCE /* accept4, SO_PEERCRED, struct ucred */
-#include "mpci.h"
+#define _GNU_SOURCE /* accept4 */
+#include "conn/listener_internal.h"
+#include "conn/conn_internal.h"
+#include "conn/handshake_io.h"
+#include "base/clock.h"
+#include "base/random.h"
+#include "net/address.h"
+#include "net/socket.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +36,8 @@ typedef struct peer_id {
 
 typedef struct pending {
     mpci_hs hs;
+    int fd;
+    double deadline; /* of the handshake; < 0: none */
     peer_id who;
 } pending;
 
@@ -335,7 +343,7 @@ int mpconn_listener_open(mpconn_listener **out, const char *address, const mpcon
 static void drop_pending(mpconn_listener *l, size_t i)
 {
     pending *p = l->pend[i];
-    close(p->hs.fd);
+    close(p->fd);
     mpci_hs_clear(&p->hs);
     free(p);
     l->pend[i] = l->pend[--l->npend];
@@ -438,7 +446,7 @@ static int make_conn(mpconn_listener *l, pending *p, mpconn_conn **out)
 {
     mpconn_conn *c;
     int kind = l->addr.family == AF_UNIX ? MPCI_FD_UNIX : MPCI_FD_INET;
-    int r = mpci_conn_new(&c, p->hs.fd, MPCONN_READABLE | MPCONN_WRITABLE, &l->opts, kind);
+    int r = mpci_conn_new(&c, p->fd, MPCONN_READABLE | MPCONN_WRITABLE, &l->opts, kind);
     if (r < 0)
         return r;
     if (p->hs.nleft && (r = mpci_conn_prefill(c, p->hs.left, p->hs.nleft)) < 0) {
@@ -486,13 +494,7 @@ static int accept_new(mpconn_listener *l)
         p->who.uid = (uid_t)-1;
         p->who.gid = (gid_t)-1;
         if (l->addr.family == AF_UNIX) {
-            struct ucred cr;
-            socklen_t cl = sizeof cr;
-            if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
-                p->who.pid = cr.pid;
-                p->who.uid = cr.uid;
-                p->who.gid = cr.gid;
-            }
+            mpci_sock_peercred(fd, &p->who.pid, &p->who.uid, &p->who.gid);
         }
         char peer[2 * sizeof l->address];
         if (!peer_allowed(l, p)) {
@@ -502,8 +504,11 @@ static int accept_new(mpconn_listener *l)
             free(p);
             continue;
         }
+        p->fd = fd;
+        p->deadline = -1;
         if (l->opts.authkey) {
-            int r = mpci_hs_init(&p->hs, fd, MPCI_AUTH_SERVER, &l->opts);
+            p->deadline = mpci_deadline(l->opts.handshake_timeout);
+            int r = mpci_hs_init(&p->hs, MPCI_AUTH_SERVER, &l->opts);
             if (r < 0) {
                 reject(l, r, "cannot start the handshake with %s: %s",
                        peer_text(l, &p->who, peer, sizeof peer), mpconn_strerror(r));
@@ -511,10 +516,8 @@ static int accept_new(mpconn_listener *l)
                 free(p);
                 continue;
             }
-            mpci_hs_progress(&p->hs, 0); /* the challenge leaves now, not a poll later */
+            mpci_hs_progress(&p->hs, fd, 0, 0); /* the challenge leaves now, not a poll later */
         } else {
-            p->hs.fd = fd;
-            p->hs.deadline = -1;
             p->hs.state = MPCI_AUTH_DONE;
         }
         l->pend[l->npend++] = p;
@@ -549,7 +552,7 @@ static int harvest(mpconn_listener *l, mpconn_conn **out)
             drop_pending(l, i);
             continue;
         }
-        if (p->hs.deadline >= 0 && now >= p->hs.deadline) {
+        if (p->deadline >= 0 && now >= p->deadline) {
             reject(l, -ETIMEDOUT, "authentication of %s timed out",
                    peer_text(l, &p->who, peer, sizeof peer));
             drop_pending(l, i);
@@ -564,13 +567,13 @@ size_t mpci_listener_pending(const mpconn_listener *l, struct pollfd *out, size_
                              int *ready_now)
 {
     for (size_t i = 0; i < l->npend; i++) {
-        const mpci_hs *hs = &l->pend[i]->hs;
-        if (hs->state != MPCI_AUTH_NEED_INPUT)
+        const pending *p = l->pend[i];
+        if (p->hs.state != MPCI_AUTH_NEED_INPUT)
             *ready_now = 1;
-        if (hs->deadline >= 0 && (*wake < 0 || hs->deadline < *wake))
-            *wake = hs->deadline;
+        if (p->deadline >= 0 && (*wake < 0 || p->deadline < *wake))
+            *wake = p->deadline;
         if (i < cap)
-            out[i] = (struct pollfd){.fd = hs->fd, .events = mpci_hs_events(hs)};
+            out[i] = (struct pollfd){.fd = p->fd, .events = mpci_hs_events(&p->hs)};
     }
     return l->npend;
 }
@@ -607,8 +610,8 @@ int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout
             pfd[n++] = (struct pollfd){.fd = l->fd, .events = POLLIN};
         for (size_t i = 0; i < l->npend; i++) {
             pfd[n++] =
-                (struct pollfd){.fd = l->pend[i]->hs.fd, .events = mpci_hs_events(&l->pend[i]->hs)};
-            double d = l->pend[i]->hs.deadline;
+                (struct pollfd){.fd = l->pend[i]->fd, .events = mpci_hs_events(&l->pend[i]->hs)};
+            double d = l->pend[i]->deadline;
             if (d >= 0 && (wake < 0 || d < wake))
                 wake = d;
         }
@@ -622,8 +625,8 @@ int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout
         if (pr > 0) {
             for (size_t i = 0; i < npend_polled; i++)
                 if (pfd[base + i].revents)
-                    mpci_hs_progress(&l->pend[i]->hs,
-                                     pfd[base + i].revents & (POLLIN | POLLHUP | POLLERR));
+                    mpci_hs_progress(&l->pend[i]->hs, l->pend[i]->fd,
+                                     pfd[base + i].revents & (POLLIN | POLLHUP | POLLERR), 0);
             if (base && pfd[0].revents && (result = accept_new(l)) < 0)
                 break;
         }
@@ -655,15 +658,8 @@ int mpci_listener_admit(mpconn_listener *l, int fd, const struct sockaddr_storag
     p.who.pid = -1;
     p.who.uid = (uid_t)-1;
     p.who.gid = (gid_t)-1;
-    if (l->addr.family == AF_UNIX) {
-        struct ucred cr;
-        socklen_t cl = sizeof cr;
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
-            p.who.pid = cr.pid;
-            p.who.uid = cr.uid;
-            p.who.gid = cr.gid;
-        }
-    }
+    if (l->addr.family == AF_UNIX)
+        mpci_sock_peercred(fd, &p.who.pid, &p.who.uid, &p.who.gid);
     peer_text(l, &p.who, peer, cap);
     return peer_allowed(l, &p) ? 0 : MPCONN_EPEER;
 }

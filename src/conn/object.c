@@ -3,7 +3,8 @@
  * pickle is written behind room for its header in a buffer the connection
  * keeps, and read where it lies in the read-ahead buffer when it can be:
  * a small object costs no allocation for its bytes either way. */
-#include "mpci.h"
+#include "conn/conn_internal.h"
+#include "proto/pickle.h"
 
 #include <stdlib.h>
 
@@ -41,7 +42,7 @@ int mpconn_conn_recv(mpconn_conn *c, mpconn_value **out)
         return r;
     /* The message was read whole, so a decoding error leaves the stream intact. */
     char msg[MPCI_ERRMSG_MAX];
-    r = mpci_pickle_decode(p, len, mpci_conn_opts(c), out, msg, sizeof msg);
+    r = mpci_pickle_decode(p, len, &mpci_conn_opts(c)->limits, out, msg, sizeof msg);
     free(owned);
     if (r < 0)
         mpci_conn_seterr(c, "recv: %s", msg);

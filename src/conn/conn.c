@@ -1,15 +1,18 @@
-/* mpconn_conn: multiprocessing.connection's Connection over one fd. Framing
- * comes from layer 1; this file moves the bytes: writev for header+payload,
- * a read-ahead buffer for small messages, direct reads for large ones, and
- * state that survives timeouts so the stream never loses its place. */
-#define _GNU_SOURCE /* MSG_CMSG_CLOEXEC, pipe2 */
-#include "mpci.h"
+/* mpconn_conn: multiprocessing.connection's Connection over one fd. The
+ * message decoder (proto/frame.h) frames; the transport (net/transport.h)
+ * moves the bytes; this file is the blocking API between them: one write
+ * for header+payload, a read-ahead buffer for small messages, direct reads
+ * for large ones, and state that survives timeouts so the stream never
+ * loses its place. */
+#include "conn/conn_internal.h"
+#include "base/clock.h"
+#include "net/transport.h"
+#include "proto/auth.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,18 +20,18 @@
 #include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #define RBUF_SIZE (64 * 1024)
-#define CHALLENGE_PREFIX "#CHALLENGE#"
 
 enum { PASS_NONE, PASS_FD, PASS_LOST };
 
 struct mpconn_conn {
     int fd;
-    int flags; /* MPCONN_READABLE | MPCONN_WRITABLE, cleared as CPython does */
-    int is_socket, is_unix;
+    mpci_fd_transport fdt; /* the plain transport over fd */
+    mpci_transport *tp;    /* what reads and writes go through */
+    int flags;             /* MPCONN_READABLE | MPCONN_WRITABLE, cleared as CPython does */
+    int is_unix;
     int closed;
     int read_broken;  /* stream position lost: no further reads */
     int write_broken; /* a message was cut short: no further writes */
@@ -48,12 +51,9 @@ struct mpconn_conn {
     /* read side */
     uint8_t *rbuf;
     size_t rpos, rend;
-    mpci_hdr hdr;
-    int in_body;     /* header complete, payload pending */
-    uint64_t msglen; /* payload length once in_body */
-    uint8_t *pend;   /* payload received so far (kept across timeouts) */
-    size_t pend_got, pend_cap;
-    int pend_complete; /* a whole message is kept (after ESHORTBUF) */
+    /* The message being read: its payload so far survives a timeout, and a
+     * whole one is kept after MPCONN_ESHORTBUF. */
+    mpci_msgdec dec;
     /* A passed descriptor waits only while its count byte sits unread in
      * rbuf, at pass_pos: the one recv_fd would take next. Once that byte is
      * read as part of a message, the descriptor is closed. */
@@ -70,7 +70,7 @@ void mpci_conn_seterr(mpconn_conn *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    mpci_verr(c->errmsg, sizeof c->errmsg, 0, fmt, ap);
     va_end(ap);
 }
 
@@ -118,25 +118,29 @@ int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts
         mpci_opts_copy_plain(&c->opts, opts);
     else
         mpci_opts_defaults(&c->opts);
+    int is_socket;
     if ((kind & MPCI_FD_KIND) == MPCI_FD_UNKNOWN) {
         struct stat st;
-        c->is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+        is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
-        c->is_unix = c->is_socket && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        c->is_unix = is_socket && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
                      ss.ss_family == AF_UNIX;
         c->fdflags = fcntl(fd, F_GETFL);
         if (c->fdflags < 0)
             c->fdflags = 0;
     } else {
         /* Made by the library: what it is and how it is set is known. */
-        c->is_socket = (kind & MPCI_FD_KIND) != MPCI_FD_PIPE;
+        is_socket = (kind & MPCI_FD_KIND) != MPCI_FD_PIPE;
         c->is_unix = (kind & MPCI_FD_KIND) == MPCI_FD_UNIX;
         c->fdflags = kind & MPCI_FD_NONBLOCK ? O_NONBLOCK : 0;
         c->rcvtimeo = (kind & MPCI_FD_RCVTIMEO) != 0;
     }
     c->nonblocking = (c->fdflags & O_NONBLOCK) != 0;
     c->fd = fd;
+    mpci_fdt_init(&c->fdt, fd, is_socket, c->is_unix);
+    c->tp = &c->fdt.base;
+    mpci_msgdec_init(&c->dec, 0); /* the limits are checked here, per call */
     c->flags = flags & (MPCONN_READABLE | MPCONN_WRITABLE);
     c->send_timeout = c->opts.send_timeout;
     c->recv_timeout = c->opts.recv_timeout;
@@ -251,7 +255,7 @@ int mpconn_conn_close(mpconn_conn *c)
         return 0;
     c->closed = 1;
     drop_pass(c);
-    int r = close(c->fd) < 0 && errno != EINTR ? -errno : 0;
+    int r = c->tp->ops->close(c->tp);
     c->fd = -1;
     return r;
 }
@@ -263,7 +267,7 @@ void mpconn_conn_free(mpconn_conn *c)
     mpconn_conn_close(c);
     drop_pass(c); /* also after detach */
     free(c->rbuf);
-    free(c->pend);
+    mpci_msgdec_free(&c->dec);
     free(c->sbuf);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -273,8 +277,8 @@ int mpconn_conn_detach(mpconn_conn *c)
 {
     if (!c || c->closed)
         return -EBADF;
-    int fd = c->fd;
     clear_rcvtimeo(c); /* the fd leaves as the caller would expect it */
+    int fd = mpci_fdt_release(&c->fdt);
     c->closed = 1;
     c->fd = -1;
     mpconn_conn_free(c);
@@ -301,9 +305,15 @@ const char *mpconn_conn_errmsg(const mpconn_conn *c)
 {
     return c->errmsg;
 }
+/* A whole message waits in dec (kept after MPCONN_ESHORTBUF). */
+static int kept(const mpconn_conn *c)
+{
+    return mpci_msgdec_complete(&c->dec);
+}
+
 size_t mpci_conn_buffered(const mpconn_conn *c)
 {
-    return (c->rend - c->rpos) + (c->pend_complete ? 1 : 0);
+    return (c->rend - c->rpos) + (kept(c) ? 1 : 0) + c->tp->ops->pending(c->tp);
 }
 
 int mpconn_conn_set_timeouts(mpconn_conn *c, double send_seconds, double recv_seconds)
@@ -325,10 +335,11 @@ int mpconn_conn_set_send_lock(mpconn_conn *c, int enable)
     return 0;
 }
 
-/* Waits until fd is ready for events or the deadline passes. */
-static int wait_fd(int fd, short events, double deadline)
+/* Waits until the transport can go on with events (POLLIN or POLLOUT) or
+ * the deadline passes. */
+static int wait_ready(mpconn_conn *c, short events, double deadline)
 {
-    struct pollfd p = {.fd = fd, .events = events};
+    struct pollfd p = {.fd = c->fd, .events = c->tp->ops->events(c->tp, events)};
     for (;;) {
         int r = poll(&p, 1, mpci_poll_ms(deadline));
         if (r > 0)
@@ -342,48 +353,18 @@ static int wait_fd(int fd, short events, double deadline)
 
 /* ------------------------------------------------------------- writing */
 
-/* Writes to a pipe with SIGPIPE blocked for this thread only; a SIGPIPE the
- * write raised is consumed so the process never sees it. */
-static ssize_t pipe_writev(int fd, const struct iovec *iov, int n)
-{
-    sigset_t pipe_set, old, pending;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    sigpending(&pending);
-    int was_pending = sigismember(&pending, SIGPIPE);
-    ssize_t w = writev(fd, iov, n);
-    int saved = errno;
-    if (w < 0 && saved == EPIPE && !was_pending) {
-        const struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    errno = saved;
-    return w;
-}
-
-static ssize_t raw_writev(mpconn_conn *c, struct iovec *iov, int n)
-{
-    if (!c->is_socket)
-        return pipe_writev(c->fd, iov, n);
-    struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    return sendmsg(c->fd, &m, MSG_NOSIGNAL);
-}
-
 static int write_all(mpconn_conn *c, struct iovec *iov, int n, size_t total)
 {
     double deadline = mpci_deadline(c->send_timeout);
     size_t sent = 0;
     while (n > 0) {
-        ssize_t w = raw_writev(c, iov, n);
+        ssize_t w = c->tp->ops->writev(c->tp, iov, n);
         if (w < 0) {
-            int e = errno;
+            int e = (int)-w;
             if (e == EINTR)
                 continue;
-            if (e == EAGAIN || e == EWOULDBLOCK) {
-                int r = wait_fd(c->fd, POLLOUT, deadline);
+            if (e == EAGAIN) {
+                int r = wait_ready(c, POLLOUT, deadline);
                 if (r == 0)
                     continue;
                 e = -r;
@@ -422,8 +403,8 @@ static int challenge_waiting(mpconn_conn *c)
     c->check_send = 0;
     if (!c->check_first)
         return 0; /* a message was read first: it was no challenge */
-    const size_t pl = sizeof CHALLENGE_PREFIX - 1;
-    uint8_t head[4 + sizeof CHALLENGE_PREFIX - 1];
+    const size_t pl = MPCI_AUTH_CHALLENGE_LEN;
+    uint8_t head[4 + MPCI_AUTH_CHALLENGE_LEN];
     size_t have = c->rend - c->rpos;
     if (have >= sizeof head) {
         memcpy(head, c->rbuf + c->rpos, sizeof head);
@@ -434,10 +415,13 @@ static int challenge_waiting(mpconn_conn *c)
         if (n < (ssize_t)sizeof head)
             return 0;
     }
-    /* A 4-byte header of a positive length that holds at least the prefix. */
-    uint32_t len =
-        (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 | (uint32_t)head[2] << 8 | head[3];
-    if (len < pl || len > 0x7fffffff || memcmp(head + 4, CHALLENGE_PREFIX, pl) != 0)
+    /* A 4-byte header of a length that holds at least the prefix. */
+    mpci_hdr hdr;
+    mpci_hdr_reset(&hdr);
+    size_t used;
+    uint64_t len;
+    if (mpci_hdr_feed(&hdr, head, 4, &used, &len) != 1 || len < pl ||
+        !mpci_auth_is_challenge(head + 4, pl))
         return 0;
     c->check_first = 0;
     c->read_broken = 1;
@@ -536,66 +520,17 @@ int mpconn_conn_send_string(mpconn_conn *c, const char *s)
 
 /* ------------------------------------------------------------- reading */
 
-ssize_t mpci_recv_fds(int fd, void *dst, size_t cap, int flags, int keep, mpci_fdin *in)
-{
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int) * MPCI_FD_ROOM)];
-    } ctl;
-    struct iovec iov = {dst, cap};
-    struct msghdr m = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
-    in->fd = -1;
-    in->dropped = 0;
-    in->truncated = 0;
-    ssize_t n = recvmsg(fd, &m, flags | MSG_CMSG_CLOEXEC);
-    if (n < 0)
-        return n;
-    in->truncated = (m.msg_flags & MSG_CTRUNC) != 0;
-    if (m.msg_controllen == 0)
-        return n;
-    int first = -1;
-    size_t count = 0;
-    for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
-        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < nfd; i++) {
-            int got;
-            memcpy(&got, CMSG_DATA(h) + i * sizeof(int), sizeof got);
-            if (count++ == 0) {
-                first = got;
-                continue;
-            }
-            close(got);
-            in->dropped++;
-        }
-    }
-    if (first < 0)
-        return n;
-    if (keep && count == 1 && !in->truncated && n > 0 && ((const uint8_t *)dst)[n - 1] == 1) {
-        in->fd = first;
-    } else {
-        close(first);
-        in->dropped++;
-    }
-    return n;
-}
-
-/* One read of up to cap bytes. On Unix sockets recvmsg sees any passed
- * descriptor: a read without room for them would let the kernel drop the one
- * recv_fd is to take. in (NULL: keep none) receives what came. */
+/* One read of up to cap bytes through the transport. On Unix sockets the
+ * plain transport sees any passed descriptor: in (NULL: keep none)
+ * receives what came. */
 static ssize_t raw_read(mpconn_conn *c, void *dst, size_t cap, mpci_fdin *in)
 {
-    if (!c->is_unix) {
-        if (in)
-            *in = (mpci_fdin){.fd = -1};
-        return read(c->fd, dst, cap);
-    }
-    mpci_fdin mine;
-    ssize_t n = mpci_recv_fds(c->fd, dst, cap, 0, in != NULL, in ? in : &mine);
-    if (n >= 0)
-        note_fds(c, in ? in : &mine);
+    c->fdt.keep_fd = in != NULL;
+    ssize_t n = c->tp->ops->read(c->tp, dst, cap);
+    if (n >= 0 && c->is_unix)
+        note_fds(c, &c->fdt.in);
+    if (in)
+        *in = c->is_unix && n >= 0 ? c->fdt.in : (mpci_fdin){.fd = -1};
     return n;
 }
 
@@ -606,22 +541,22 @@ static ssize_t read_some(mpconn_conn *c, void *dst, size_t cap, double deadline,
         ssize_t n = raw_read(c, dst, cap, in);
         if (n >= 0)
             return n;
-        if (errno == EINTR)
+        if (n == -EINTR)
             continue;
-        if ((errno == EAGAIN || errno == EWOULDBLOCK) && c->rcvtimeo) {
+        if (n == -EAGAIN && c->rcvtimeo) {
             /* The handshake's bound ran out on a read of ours: it is no
              * longer wanted, and clearing it here rather than after every
              * handshake saves a system call per connection. */
             clear_rcvtimeo(c);
             continue;
         }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int r = wait_fd(c->fd, POLLIN, deadline);
+        if (n == -EAGAIN) {
+            int r = wait_ready(c, POLLIN, deadline);
             if (r == 0)
                 continue;
             return r;
         }
-        return -errno;
+        return n;
     }
 }
 
@@ -692,12 +627,12 @@ static int bad_length(mpconn_conn *c, uint64_t len, uint64_t limit, const char *
 /* Completes the header of the next message. */
 static int read_header(mpconn_conn *c, double deadline, size_t maxlength)
 {
-    if (c->in_body)
+    if (c->dec.in_body)
         return 0;
     for (;;) {
         if (c->rpos < c->rend) {
             size_t used;
-            int r = mpci_hdr_feed(&c->hdr, c->rbuf + c->rpos, c->rend - c->rpos, &used, &c->msglen);
+            int r = mpci_msgdec_header(&c->dec, c->rbuf + c->rpos, c->rend - c->rpos, &used);
             c->rpos += used;
             if (r < 0) {
                 c->read_broken = 1;
@@ -707,22 +642,20 @@ static int read_header(mpconn_conn *c, double deadline, size_t maxlength)
                 break;
         }
         ssize_t n = fill(c, deadline);
-        if (n == 0 && c->hdr.have == 0) {
+        if (n == 0 && c->dec.hdr.have == 0) {
             mpci_conn_seterr(c, "recv: end of file (the peer closed the connection)");
             return MPCONN_EEOF;
         }
         if (n <= 0)
             return read_error(c, n, "recv");
     }
-    mpci_hdr_reset(&c->hdr);
-    c->in_body = 1;
-    c->pend_got = 0;
-    if (maxlength && c->msglen > maxlength)
-        return bad_length(c, c->msglen, maxlength, "maxlength");
-    if (c->max_message && c->msglen > c->max_message)
-        return bad_length(c, c->msglen, c->max_message, "the connection's maximum");
-    if (c->msglen > SIZE_MAX / 2)
-        return bad_length(c, c->msglen, SIZE_MAX / 2, "this platform's limit");
+    uint64_t len = c->dec.len;
+    if (maxlength && len > maxlength)
+        return bad_length(c, len, maxlength, "maxlength");
+    if (c->max_message && len > c->max_message)
+        return bad_length(c, len, c->max_message, "the connection's maximum");
+    if (len > SIZE_MAX / 2)
+        return bad_length(c, len, SIZE_MAX / 2, "this platform's limit");
     return 0;
 }
 
@@ -754,46 +687,21 @@ static int read_payload(mpconn_conn *c, uint8_t *dst, size_t *got, size_t want, 
     return 0;
 }
 
-/* Makes room for at least cap payload bytes in the pending buffer. */
-static int pend_reserve(mpconn_conn *c, size_t cap)
+/* Reads the rest of the current payload into the decoder's buffer, which
+ * grows only as the bytes that really arrived fill it, so a header that
+ * claims much and sends little costs little. */
+static int read_into_dec(mpconn_conn *c, double deadline)
 {
-    if (c->pend && c->pend_cap >= cap)
-        return 0;
-    uint8_t *p = realloc(c->pend, cap ? cap : 1);
-    if (!p)
-        return -ENOMEM;
-    c->pend = p;
-    c->pend_cap = cap;
-    return 0;
-}
-
-/* Reads the whole current payload into c->pend. The buffer doubles only
- * when the bytes that really arrived fill it, so a header that claims much
- * and sends little costs little. */
-static int read_into_pend(mpconn_conn *c, double deadline)
-{
-    size_t len = (size_t)c->msglen;
-    while (c->pend_got < len) {
-        if (!c->pend || c->pend_got == c->pend_cap) {
-            size_t cap = c->pend_cap < RBUF_SIZE / 2 ? RBUF_SIZE : c->pend_cap * 2;
-            int r = pend_reserve(c, cap < len ? cap : len);
-            if (r < 0)
-                return fail(c, r, "recv");
-        }
-        size_t stop = c->pend_cap < len ? c->pend_cap : len;
-        int r = read_payload(c, c->pend, &c->pend_got, stop, deadline);
+    mpci_msgdec *d = &c->dec;
+    while (d->got < d->len) {
+        size_t room;
+        if (!mpci_msgdec_room(d, RBUF_SIZE, &room))
+            return fail(c, -ENOMEM, "recv");
+        int r = read_payload(c, d->data, &d->got, d->got + room, deadline);
         if (r < 0)
             return r;
     }
     return 0;
-}
-
-static void message_done(mpconn_conn *c)
-{
-    c->in_body = 0;
-    c->pend_complete = 0;
-    c->pend_got = 0;
-    settle_pass(c);
 }
 
 /* A client without authkey: a challenge as first message means the
@@ -803,8 +711,7 @@ static int check_first_message(mpconn_conn *c, const uint8_t *p, size_t len)
     if (!c->check_first)
         return 0;
     c->check_first = 0;
-    size_t pl = sizeof CHALLENGE_PREFIX - 1;
-    if (len < pl || memcmp(p, CHALLENGE_PREFIX, pl) != 0)
+    if (!mpci_auth_is_challenge(p, len))
         return 0;
     c->read_broken = 1;
     c->write_broken = 1;
@@ -821,21 +728,19 @@ int mpconn_conn_recv_bytes(mpconn_conn *c, void **out, size_t *len, size_t maxle
     if (r < 0)
         return r;
     double deadline = mpci_deadline(c->recv_timeout);
-    if (!c->pend_complete) {
+    if (!kept(c)) {
         if ((r = read_header(c, deadline, maxlength)) < 0)
             return r;
-        if ((r = read_into_pend(c, deadline)) < 0)
+        if ((r = read_into_dec(c, deadline)) < 0)
             return r;
-    } else if (maxlength && c->msglen > maxlength) {
-        return bad_length(c, c->msglen, maxlength, "maxlength");
+    } else if (maxlength && c->dec.len > maxlength) {
+        return bad_length(c, c->dec.len, maxlength, "maxlength");
     }
-    uint8_t *msg = c->pend;
-    if (!msg && !(msg = malloc(1)))
+    size_t n;
+    uint8_t *msg = mpci_msgdec_take(&c->dec, &n);
+    settle_pass(c);
+    if (!msg)
         return fail(c, -ENOMEM, "recv");
-    size_t n = (size_t)c->msglen;
-    c->pend = NULL;
-    c->pend_cap = 0;
-    message_done(c);
     if ((r = check_first_message(c, msg, n)) < 0) {
         free(msg);
         return r;
@@ -851,15 +756,16 @@ int mpci_conn_recv_view(mpconn_conn *c, const uint8_t **p, size_t *len, void **o
     int r = check_recv(c);
     if (r < 0)
         return r;
-    if (!c->pend_complete) {
+    if (!kept(c)) {
         if ((r = read_header(c, mpci_deadline(c->recv_timeout), 0)) < 0)
             return r;
-        size_t n = (size_t)c->msglen;
-        if (c->pend_got == 0 && c->rend - c->rpos >= n) {
+        size_t n = (size_t)c->dec.len;
+        if (c->dec.got == 0 && c->rend - c->rpos >= n) {
             /* Whole in the read-ahead buffer: no copy, no allocation. */
             const uint8_t *m = c->rbuf + c->rpos;
             c->rpos += n;
-            message_done(c);
+            mpci_msgdec_next(&c->dec);
+            settle_pass(c);
             if ((r = check_first_message(c, m, n)) < 0)
                 return r;
             *p = m;
@@ -886,17 +792,17 @@ int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t
         return -EINVAL;
     }
     double deadline = mpci_deadline(c->recv_timeout);
-    if (!c->pend_complete && (r = read_header(c, deadline, 0)) < 0)
+    if (!kept(c) && (r = read_header(c, deadline, 0)) < 0)
         return r;
-    size_t n = (size_t)c->msglen, room = buflen - offset;
+    size_t n = (size_t)c->dec.len, room = buflen - offset;
     if (n > room) {
         /* CPython's BufferTooShort: the message is consumed whole and kept. */
-        if (!c->pend_complete) {
-            if ((r = read_into_pend(c, deadline)) < 0)
+        if (!kept(c)) {
+            if ((r = read_into_dec(c, deadline)) < 0)
                 return r;
-            c->pend_complete = 1;
-            if ((r = check_first_message(c, c->pend, n)) < 0) {
-                message_done(c);
+            if ((r = check_first_message(c, c->dec.data, n)) < 0) {
+                mpci_msgdec_next(&c->dec);
+                settle_pass(c);
                 return r;
             }
         }
@@ -908,28 +814,23 @@ int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t
         return MPCONN_ESHORTBUF;
     }
     uint8_t *dst = (uint8_t *)buf + offset;
-    size_t got = c->pend_got;
+    size_t got = c->dec.got;
     if (got)
-        memcpy(dst, c->pend, got);
-    if (!c->pend_complete) {
+        memcpy(dst, c->dec.data, got);
+    if (!kept(c)) {
         r = read_payload(c, dst, &got, n, deadline);
         if (r < 0) {
             /* Keep what arrived so the next call continues this message. */
-            if (r == -ETIMEDOUT && got > c->pend_got) {
-                if (pend_reserve(c, got) < 0) {
-                    c->read_broken = 1;
-                    return fail(c, -ENOMEM, "recv");
-                }
-                memcpy(c->pend, dst, got);
-                c->pend_got = got;
+            if (r == -ETIMEDOUT && got > c->dec.got &&
+                mpci_msgdec_append(&c->dec, dst + c->dec.got, got - c->dec.got) < 0) {
+                c->read_broken = 1;
+                return fail(c, -ENOMEM, "recv");
             }
             return r;
         }
     }
-    free(c->pend);
-    c->pend = NULL;
-    c->pend_cap = 0;
-    message_done(c);
+    mpci_msgdec_free(&c->dec); /* the message is the caller's now */
+    settle_pass(c);
     if ((r = check_first_message(c, dst, n)) < 0)
         return r;
     *len = n;
@@ -958,9 +859,9 @@ int mpconn_conn_poll(mpconn_conn *c, double seconds)
     int r = check_recv(c);
     if (r < 0)
         return r;
-    if (c->rpos < c->rend || c->pend_complete)
+    if (c->rpos < c->rend || kept(c) || c->tp->ops->pending(c->tp))
         return 1;
-    r = wait_fd(c->fd, POLLIN, mpci_deadline(seconds));
+    r = wait_ready(c, POLLIN, mpci_deadline(seconds));
     if (r == 0)
         return 1;
     if (r == -ETIMEDOUT)
@@ -986,33 +887,19 @@ int mpconn_conn_send_fd(mpconn_conn *c, int fd, int ack)
     int r = need_unix(c, "send_fd");
     if (r < 0)
         return r;
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    memset(&ctl, 0, sizeof ctl);
-    uint8_t count = 1;
-    struct iovec iov = {&count, 1};
-    struct msghdr m = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
-    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-    h->cmsg_level = SOL_SOCKET;
-    h->cmsg_type = SCM_RIGHTS;
-    h->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(h), &fd, sizeof fd);
     double deadline = mpci_deadline(c->send_timeout);
     for (;;) {
-        ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        ssize_t w = mpci_fdt_send_fd(&c->fdt, fd, 1);
         if (w == 1)
             break;
-        if (w < 0 && errno == EINTR)
+        if (w == -EINTR)
             continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if ((r = wait_fd(c->fd, POLLOUT, deadline)) < 0)
+        if (w == -EAGAIN) {
+            if ((r = wait_ready(c, POLLOUT, deadline)) < 0)
                 return fail(c, r, "send_fd");
             continue;
         }
-        return fail(c, w < 0 ? -errno : -EIO, "send_fd");
+        return fail(c, w < 0 ? (int)w : -EIO, "send_fd");
     }
     if (!ack)
         return 0;
@@ -1075,35 +962,6 @@ int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack)
         }
     }
     *fd = got;
-    return 0;
-}
-
-/* ---------------------------------------------------------------- pipes */
-
-int mpconn_pipe(mpconn_conn **a, mpconn_conn **b, int duplex, const mpconn_opts *opts)
-{
-    int fds[2];
-    int r;
-    if (duplex)
-        r = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
-    else
-        r = pipe2(fds, O_CLOEXEC);
-    if (r < 0)
-        return -errno;
-    int fa = duplex ? MPCONN_READABLE | MPCONN_WRITABLE : MPCONN_READABLE;
-    int fb = duplex ? MPCONN_READABLE | MPCONN_WRITABLE : MPCONN_WRITABLE;
-    int kind = duplex ? MPCI_FD_UNIX : MPCI_FD_PIPE;
-    if ((r = mpci_conn_new(a, fds[0], fa, opts, kind)) < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return r;
-    }
-    if ((r = mpci_conn_new(b, fds[1], fb, opts, kind)) < 0) {
-        mpconn_conn_free(*a);
-        *a = NULL;
-        close(fds[1]);
-        return r;
-    }
     return 0;
 }
 

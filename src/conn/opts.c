@@ -1,5 +1,6 @@
 /* mpconn_opts: the settings every listener, client and connection copies. */
-#include "mpci.h"
+#include "conn/opts.h"
+#include "conn/authcache.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -17,12 +18,8 @@ void mpci_opts_defaults(struct mpconn_opts *o)
     o->backlog = 128;
     o->mode = -1;
     o->pickle_protocol = 4;
-    o->max_depth = 1000;
-    o->max_items = 10000000;
-    o->max_memo = 1000000;
-    o->max_alloc = (size_t)1 << 30;
-    o->max_print = MPCI_PRINT_MAX_DEFAULT;
-    o->max_int_digits = MPCI_INT_DIGITS_DEFAULT;
+    o->limits = MPCI_PICKLE_LIMITS_DEFAULT;
+    o->print = MPCI_PRINT_LIMITS_DEFAULT;
 }
 
 static void forget_key(struct mpconn_opts *o)
@@ -222,13 +219,13 @@ int mpconn_opts_set_decode_limits(mpconn_opts *o, size_t max_depth, size_t max_i
                                   size_t max_memo, size_t max_alloc)
 {
     if (max_depth)
-        o->max_depth = max_depth;
+        o->limits.max_depth = max_depth;
     if (max_items)
-        o->max_items = max_items;
+        o->limits.max_items = max_items;
     if (max_memo)
-        o->max_memo = max_memo;
+        o->limits.max_memo = max_memo;
     if (max_alloc)
-        o->max_alloc = max_alloc;
+        o->limits.max_alloc = max_alloc;
     return 0;
 }
 
@@ -237,14 +234,14 @@ int mpconn_opts_set_print_limits(mpconn_opts *o, size_t max_bytes, size_t max_in
     if (max_int_digits && max_int_digits < 640)
         return -EINVAL;
     if (max_bytes)
-        o->max_print = max_bytes;
+        o->print.max_bytes = max_bytes;
     if (max_int_digits)
-        o->max_int_digits = max_int_digits;
+        o->print.max_digits = max_int_digits;
     return 0;
 }
 
 int mpconn_opts_set_print_truncate(mpconn_opts *o, int truncate)
 {
-    o->print_truncate = truncate != 0;
+    o->print.truncate = truncate != 0;
     return 0;
 }

@@ -1,5 +1,5 @@
 /* Monotonic time and deadlines for poll(). */
-#include "mpci.h"
+#include "base/clock.h"
 
 #include <math.h>
 #include <time.h>

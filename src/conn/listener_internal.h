@@ -1,0 +1,26 @@
+/* What mpconn_wait and the async listener need of a listener: the
+ * handshakes it runs (so that a loop built on wait never stalls one), its
+ * options and its peer policy. */
+#ifndef MPCI_CONN_LISTENER_INTERNAL_H
+#define MPCI_CONN_LISTENER_INTERNAL_H
+
+#include "conn/opts.h"
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* The fds of the listener's handshakes under way (up to cap written to out;
+ * the count is returned), the earliest handshake deadline folded into *wake
+ * (< 0: none), *ready_now set when a finished handshake waits to be
+ * accepted. */
+struct pollfd;
+size_t mpci_listener_pending(const mpconn_listener *l, struct pollfd *out, size_t cap, double *wake,
+                             int *ready_now);
+/* For the async listener, which uses a listener for its socket and its
+ * peer policy: the listener's options, and the policy applied to one
+ * accepted fd (0, or MPCONN_EPEER; peer gets the peer's description). */
+const struct mpconn_opts *mpci_listener_opts(const mpconn_listener *l);
+int mpci_listener_admit(mpconn_listener *l, int fd, const struct sockaddr_storage *ss, socklen_t sl,
+                        char *peer, size_t cap);
+
+#endif

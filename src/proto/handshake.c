@@ -1,0 +1,144 @@
+/* The byte side of a handshake: the auth machine fed by the message
+ * decoder, its answers framed into an output buffer. No I/O, so a fuzzer
+ * drives it alone and conn/handshake_io.c runs many at once over sockets. */
+#include "proto/handshake.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    h->code = mpci_verr(h->errmsg, sizeof h->errmsg, code, fmt, ap);
+    va_end(ap);
+    h->state = MPCI_AUTH_FAILED;
+}
+
+/* Moves the machine's queued messages, framed, to the output buffer. */
+static void take_output(mpci_hs *h)
+{
+    const uint8_t *m;
+    size_t n;
+    while (mpci_auth_next_out(&h->auth, &m, &n)) {
+        if (h->outpos == h->outlen)
+            h->outpos = h->outlen = 0;
+        if (h->outlen + MPCI_HDR_MAX + n > sizeof h->out) {
+            mpci_hs_fail(h, -ENOBUFS, "handshake output overflow");
+            return;
+        }
+        h->outlen += mpci_frame_header(h->out + h->outlen, n);
+        memcpy(h->out + h->outlen, m, n);
+        h->outlen += n;
+    }
+}
+
+static void auth_failed(mpci_hs *h)
+{
+    h->code = h->auth.code;
+    snprintf(h->errmsg, sizeof h->errmsg, "%s", h->auth.errmsg);
+    h->state = MPCI_AUTH_FAILED;
+}
+
+/* Gives one whole message to the machine; 1 while the handshake goes on. */
+static int deliver(mpci_hs *h, const uint8_t *msg, size_t len)
+{
+    int st = mpci_auth_feed(&h->auth, msg, len);
+    take_output(h);
+    if (st == MPCI_AUTH_FAILED) {
+        auth_failed(h);
+        return 0;
+    }
+    return st != MPCI_AUTH_DONE;
+}
+
+/* Whether p starts with a whole message (and nothing is half-read before
+ * it): then *hl is its header's length and *len its payload's. */
+static int whole_message(const mpci_hs *h, const uint8_t *p, size_t n, size_t *hl, size_t *len)
+{
+    if (h->dec.in_body || h->dec.hdr.have)
+        return 0;
+    mpci_hdr hdr;
+    mpci_hdr_reset(&hdr);
+    uint64_t l;
+    if (mpci_hdr_feed(&hdr, p, n, hl, &l) != 1 || l > MPCI_AUTH_MSG_MAX || n - *hl < l)
+        return 0;
+    *len = (size_t)l;
+    return 1;
+}
+
+/* Feeds bytes to the machine, whole messages straight from p when they
+ * are there (the usual case), else through the decoder. */
+void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n)
+{
+    while (n > 0 && h->state == MPCI_AUTH_NEED_INPUT) {
+        size_t hl, len;
+        int more;
+        if (whole_message(h, p, n, &hl, &len)) {
+            more = deliver(h, p + hl, len);
+            p += hl + len;
+            n -= hl + len;
+        } else {
+            size_t used;
+            int r = mpci_msgdec_feed(&h->dec, p, n, &used);
+            p += used;
+            n -= used;
+            if (r == MPCONN_EMSGSIZE) {
+                mpci_hs_fail(h, MPCONN_EAUTHPROTO,
+                             "peer sent a %llu-byte message where the handshake allows at most %d "
+                             "(does it have the authkey?)",
+                             (unsigned long long)h->dec.len, MPCI_AUTH_MSG_MAX);
+                return;
+            }
+            if (r < 0) {
+                mpci_hs_fail(h, r == MPCONN_EPROTO ? MPCONN_EAUTHPROTO : r,
+                             "malformed message header during the handshake");
+                return;
+            }
+            if (r == 0)
+                continue;
+            uint8_t *msg = mpci_msgdec_take(&h->dec, &len);
+            if (!msg) {
+                mpci_hs_fail(h, -ENOMEM, "out of memory during the handshake");
+                return;
+            }
+            more = deliver(h, msg, len);
+            free(msg);
+        }
+        if (!more) {
+            if (h->state == MPCI_AUTH_FAILED)
+                return;
+            /* Done: what follows is the first message of the connection. */
+            if (n > sizeof h->left) {
+                mpci_hs_fail(h, MPCONN_EAUTHPROTO, "too many bytes behind the handshake");
+                return;
+            }
+            memcpy(h->left, p, n);
+            h->nleft = n;
+            return;
+        }
+    }
+}
+
+int mpci_hs_start(mpci_hs *h, int role, const uint8_t *key, size_t keylen, const char *digest,
+                  int allow_md5, const uint8_t nonce[MPCI_NONCE_LEN])
+{
+    memset(h, 0, sizeof *h);
+    mpci_msgdec_init(&h->dec, MPCI_AUTH_MSG_MAX);
+    int r = mpci_auth_init(&h->auth, role, key, keylen, digest, allow_md5, nonce);
+    if (r < 0)
+        return r;
+    take_output(h);
+    return 0;
+}
+
+void mpci_hs_clear(mpci_hs *h)
+{
+    mpci_msgdec_free(&h->dec);
+    if (h->has_left_fd)
+        close(h->left_fd);
+    h->has_left_fd = 0;
+}

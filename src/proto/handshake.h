@@ -1,0 +1,45 @@
+/* The byte side of one peer's handshake, without I/O: the auth machine fed
+ * by the message decoder, its answers framed into an output buffer, and the
+ * bytes that came in behind the last handshake message kept for the
+ * connection. conn/handshake_io.h moves these bytes over a socket. */
+#ifndef MPCI_PROTO_HANDSHAKE_H
+#define MPCI_PROTO_HANDSHAKE_H
+
+#include "proto/auth.h"
+#include "proto/frame.h"
+
+typedef struct mpci_hs {
+    mpci_auth auth;
+    mpci_msgdec dec;
+    uint8_t out[2 * (MPCI_HDR_MAX + MPCI_AUTH_MSG_MAX + 16)];
+    size_t outlen, outpos; /* framed output; out[outpos..outlen) not yet sent */
+    uint8_t left[1024];    /* bytes that followed the last handshake message */
+    size_t nleft;
+    /* Filled by the I/O side (conn/handshake_io.c), which reads them: */
+    int has_left_fd;    /* left ends with a count byte and left_fd came with it */
+    int left_fd;        /* owned until the connection takes it */
+    size_t dropped_fds; /* descriptors the peer passed during the handshake, closed */
+    int state;          /* MPCI_AUTH_NEED_INPUT, _DONE, _FAILED */
+    int code;
+    char errmsg[MPCI_ERRMSG_MAX];
+} mpci_hs;
+
+/* Starts the machine (see mpci_auth_init); a server's challenge is framed
+ * into the output at once. 0 or a negative code. */
+int mpci_hs_start(mpci_hs *h, int role, const uint8_t *key, size_t keylen, const char *digest,
+                  int allow_md5, const uint8_t nonce[MPCI_NONCE_LEN]);
+/* Takes bytes from the peer: whole messages go to the auth machine, its
+ * answers to the output buffer, and bytes behind the last handshake
+ * message to left. */
+void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n);
+void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Frees the decoder and closes left_fd if nobody took it. */
+void mpci_hs_clear(mpci_hs *h);
+
+/* Whether framed output waits to be sent (out[outpos..outlen)). */
+static inline int mpci_hs_has_output(const mpci_hs *h)
+{
+    return h->outpos < h->outlen;
+}
+
+#endif
