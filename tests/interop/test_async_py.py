@@ -149,7 +149,9 @@ def run_many(kind, backend, procs, per, rounds, bad_every=0, hostile=0, python=s
             now = wait_stats(server, lambda st: st['open'] == good)
             # Every good client is connected at this moment.
             assert now['open'] == good, now
-            assert now['peak'] == good, now
+            # A rude peer that leaves right after its handshake may be open
+            # for a moment beside the good ones.
+            assert good <= now['peak'] <= good + (hostile if rude else 0), now
             for w in workers:
                 w.send_line('close')
             for w in workers:
