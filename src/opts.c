@@ -248,3 +248,29 @@ int mpconn_opts_set_print_truncate(mpconn_opts *o, int truncate)
     o->print_truncate = truncate != 0;
     return 0;
 }
+
+int mpconn_opts_new_auth(const mpconn_opts *o, int role, mpconn_auth **out)
+{
+    *out = NULL;
+    if (!o || !o->authkey)
+        return MPCONN_ENOKEY;
+    return mpconn_auth_new(out, role, o->authkey, o->authkey_len, o->digest, o->allow_md5);
+}
+
+double mpconn_opts_handshake_timeout(const mpconn_opts *o)
+{
+    return o ? o->handshake_timeout : 20.0;
+}
+
+int mpconn_opts_dup(mpconn_opts **out, const mpconn_opts *o)
+{
+    int r = mpconn_opts_new(out);
+    if (r < 0 || !o)
+        return r;
+    r = mpci_opts_copy(*out, o);
+    if (r < 0) {
+        mpconn_opts_free(*out);
+        *out = NULL;
+    }
+    return r;
+}
