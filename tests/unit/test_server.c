@@ -1,0 +1,478 @@
+/* mpconn_server in one process: shutdown from another thread, from a
+ * handler and before serving, in each kind, leaving no thread or
+ * descriptor; verify_request before any byte; handle_timeout; the idle
+ * timeout; no thread kept per connection; addresses and settings. */
+#define _GNU_SOURCE
+#include "testlib.h"
+
+#include <mpconn/server.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char KEY[] = "server test key";
+
+static int count_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    CHECK(d != NULL);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - (strcmp(path, "/proc/self/fd") == 0);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static char *tmp_sock(char *buf, size_t cap)
+{
+    char dir[] = "/tmp/mpconn-server-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(buf, cap, "%s/sock", dir);
+    return buf;
+}
+
+static void remove_dir_of(const char *path)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", path);
+    *strrchr(dir, '/') = 0;
+    rmdir(dir);
+}
+
+typedef struct fixture {
+    atomic_int handled, verified, timeouts, stop_in_handler;
+    pid_t peer_pid;
+} fixture;
+
+/* FRAMED echo: bytes back as they came, for THREADS and FORK. */
+static int echo_handle(mpconn_request *r, void *data)
+{
+    fixture *f = data;
+    atomic_fetch_add(&f->handled, 1);
+    if (atomic_load(&f->stop_in_handler)) {
+        mpconn_server_shutdown(mpconn_request_server(r));
+        return 0;
+    }
+    mpconn_conn *c = mpconn_request_conn(r);
+    for (;;) {
+        void *msg;
+        size_t len;
+        int rc = mpconn_conn_recv_bytes(c, &msg, &len, 0);
+        if (rc < 0)
+            return rc == MPCONN_EEOF ? 0 : rc;
+        rc = mpconn_conn_send_bytes(c, msg, len);
+        free(msg);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+static int echo_message(mpconn_request *r, const void *msg, size_t len, void *data)
+{
+    fixture *f = data;
+    atomic_fetch_add(&f->handled, 1);
+    if (atomic_load(&f->stop_in_handler))
+        mpconn_server_shutdown(mpconn_request_server(r));
+    return mpconn_async_send(mpconn_request_async(r), msg, len);
+}
+
+static mpconn_server *make(int kind, const char *address, fixture *f, mpconn_server_hooks *h)
+{
+    mpconn_server_hooks base = {.size = sizeof base};
+    if (!h)
+        h = &base;
+    if (kind == MPCONN_SERVER_LOOP)
+        h->on_message = h->on_message ? h->on_message : echo_message;
+    else
+        h->handle = h->handle ? h->handle : echo_handle;
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_authkey(o, KEY, strlen(KEY)), 0);
+    mpconn_server *s;
+    char err[256];
+    int rc = mpconn_server_new(&s, address, kind, MPCONN_HANDLER_FRAMED, h, f, o, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "server_new: %s\n", err);
+    CHECK_INT(rc, 0);
+    mpconn_opts_free(o);
+    return s;
+}
+
+static mpconn_conn *connect_to(const char *address)
+{
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_authkey(o, KEY, strlen(KEY)), 0);
+    mpconn_conn *c;
+    char err[256];
+    int rc = mpconn_client(&c, address, o, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "client: %s\n", err);
+    CHECK_INT(rc, 0);
+    mpconn_opts_free(o);
+    CHECK_INT(mpconn_conn_set_timeouts(c, 10, 10), 0);
+    return c;
+}
+
+static void exchange(mpconn_conn *c)
+{
+    CHECK_INT(mpconn_conn_send_bytes(c, "ping", 4), 0);
+    void *msg;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &msg, &len, 0), 0);
+    CHECK_MEM(msg, "ping", 4);
+    CHECK_INT(len, 4);
+    free(msg);
+}
+
+typedef struct serving {
+    mpconn_server *s;
+    pthread_t t;
+    int rc;
+    atomic_int done;
+    double ended;
+} serving;
+
+static void *serve_main(void *arg)
+{
+    serving *v = arg;
+    v->rc = mpconn_server_serve_forever(v->s);
+    v->ended = now();
+    atomic_store(&v->done, 1);
+    return NULL;
+}
+
+static void serve_in_thread(serving *v, mpconn_server *s)
+{
+    memset(v, 0, sizeof *v);
+    v->s = s;
+    atomic_init(&v->done, 0);
+    CHECK_INT(pthread_create(&v->t, NULL, serve_main, v), 0);
+}
+
+/* Waits (bounded) for serve_forever to return; its latency since t0. */
+static double join_serving(serving *v, double t0)
+{
+    for (int i = 0; i < 1000 && !atomic_load(&v->done); i++)
+        usleep(10000);
+    CHECK(atomic_load(&v->done));
+    pthread_join(v->t, NULL);
+    CHECK_INT(v->rc, 0);
+    return v->ended - t0;
+}
+
+/* Clients connected and answered, then mpconn_server_shutdown from this
+ * thread: serve_forever returns promptly (bounded generously), and once the
+ * server and clients are freed nothing of them is left. */
+static void shutdown_from_thread(int kind)
+{
+    int tasks0 = count_dir("/proc/self/task"), fds0 = count_dir("/proc/self/fd");
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server *s = make(kind, path, &f, NULL);
+    serving v;
+    serve_in_thread(&v, s);
+    mpconn_conn *c[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = connect_to(path);
+        exchange(c[i]);
+    }
+    double t0 = now();
+    mpconn_server_shutdown(s);
+    double took = join_serving(&v, t0);
+    CHECK(took < 5.0);
+    struct stat st;
+    CHECK(stat(path, &st) < 0 && errno == ENOENT);
+    /* The clients see the end of their streams. */
+    for (int i = 0; i < 3; i++) {
+        void *msg;
+        size_t len;
+        CHECK_INT(mpconn_conn_recv_bytes(c[i], &msg, &len, 0), MPCONN_EEOF);
+        mpconn_conn_free(c[i]);
+    }
+    mpconn_server_free(s);
+    CHECK_INT(count_dir("/proc/self/task"), tasks0);
+    CHECK_INT(count_dir("/proc/self/fd"), fds0);
+    remove_dir_of(path);
+}
+
+TEST(shutdown_from_thread_loop)
+{
+    shutdown_from_thread(MPCONN_SERVER_LOOP);
+}
+
+TEST(shutdown_from_thread_threads)
+{
+    shutdown_from_thread(MPCONN_SERVER_THREADS);
+}
+
+TEST(shutdown_from_thread_fork)
+{
+    shutdown_from_thread(MPCONN_SERVER_FORK);
+}
+
+TEST(shutdown_before_serving)
+{
+    fixture f = {0};
+    mpconn_server *s = make(MPCONN_SERVER_THREADS, "127.0.0.1:0", &f, NULL);
+    mpconn_server_shutdown(s);
+    double t0 = now();
+    CHECK_INT(mpconn_server_serve_forever(s), 0);
+    CHECK(now() - t0 < 5.0);
+    CHECK_INT(mpconn_server_serve_forever(s), MPCONN_ECLOSED);
+    mpconn_server_free(s);
+}
+
+/* A handler asks for the shutdown (in LOOP from the serving thread itself,
+ * socketserver's deadlock): it returns at once and serve_forever ends. */
+static void shutdown_from_handler(int kind)
+{
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    atomic_store(&f.stop_in_handler, 1);
+    mpconn_server *s = make(kind, path, &f, NULL);
+    serving v;
+    serve_in_thread(&v, s);
+    mpconn_conn *c = connect_to(path);
+    if (kind == MPCONN_SERVER_LOOP)
+        CHECK_INT(mpconn_conn_send_bytes(c, "stop", 4), 0);
+    double took = join_serving(&v, now());
+    CHECK(took < 10.0);
+    CHECK_INT(atomic_load(&f.handled), 1);
+    mpconn_conn_free(c);
+    mpconn_server_free(s);
+    remove_dir_of(path);
+}
+
+TEST(shutdown_from_handler_loop)
+{
+    shutdown_from_handler(MPCONN_SERVER_LOOP);
+}
+
+TEST(shutdown_from_handler_threads)
+{
+    shutdown_from_handler(MPCONN_SERVER_THREADS);
+}
+
+static int refuse(mpconn_request *r, void *data)
+{
+    fixture *f = data;
+    pid_t pid;
+    mpconn_request_peer(r, &pid, NULL, NULL);
+    f->peer_pid = pid;
+    atomic_fetch_add(&f->verified, 1);
+    return 1;
+}
+
+/* With an authkey the server speaks first (its challenge): a refused peer
+ * must see the end of the stream with no byte before it. */
+static void verify_refuses(int kind)
+{
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server_hooks h = {.size = sizeof h, .verify_request = refuse};
+    mpconn_server *s = make(kind, path, &f, &h);
+    serving v;
+    serve_in_thread(&v, s);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    memcpy(un.sun_path, path, strlen(path));
+    CHECK_INT(connect(fd, (struct sockaddr *)&un, sizeof un), 0);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    CHECK_INT(poll(&p, 1, 10000), 1);
+    char b;
+    CHECK_INT(read(fd, &b, 1), 0);
+    close(fd);
+    CHECK_INT(atomic_load(&f.verified), 1);
+    CHECK_INT(f.peer_pid, getpid());
+    CHECK_INT(atomic_load(&f.handled), 0);
+    mpconn_server_shutdown(s);
+    join_serving(&v, now());
+    mpconn_server_free(s);
+    remove_dir_of(path);
+}
+
+TEST(verify_refuses_before_any_byte_loop)
+{
+    verify_refuses(MPCONN_SERVER_LOOP);
+}
+
+TEST(verify_refuses_before_any_byte_threads)
+{
+    verify_refuses(MPCONN_SERVER_THREADS);
+}
+
+TEST(verify_refuses_before_any_byte_fork)
+{
+    verify_refuses(MPCONN_SERVER_FORK);
+}
+
+static void on_timeout(mpconn_server *s, void *data)
+{
+    fixture *f = data;
+    if (atomic_fetch_add(&f->timeouts, 1) + 1 == 2)
+        mpconn_server_shutdown(s);
+}
+
+TEST(handle_timeout)
+{
+    fixture f = {0};
+    mpconn_server_hooks h = {.size = sizeof h, .handle_timeout = on_timeout};
+    mpconn_server *s = make(MPCONN_SERVER_LOOP, "127.0.0.1:0", &f, &h);
+    CHECK_INT(mpconn_server_set_timeout(s, 0.02), 0);
+    double t0 = now();
+    CHECK_INT(mpconn_server_serve_forever(s), 0);
+    CHECK_INT(atomic_load(&f.timeouts), 2);
+    CHECK(now() - t0 < 10.0);
+    CHECK_INT(mpconn_server_set_timeout(s, 1), -EBUSY);
+    mpconn_server_free(s);
+}
+
+/* A connection silent for longer than the idle timeout is closed (LOOP)
+ * or its handler's receive times out (THREADS): the client sees the end. */
+static void idle_timeout(int kind)
+{
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server *s = make(kind, path, &f, NULL);
+    CHECK_INT(mpconn_server_set_idle_timeout(s, 0.05), 0);
+    serving v;
+    serve_in_thread(&v, s);
+    mpconn_conn *c = connect_to(path);
+    void *msg;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &msg, &len, 0), MPCONN_EEOF);
+    mpconn_conn_free(c);
+    mpconn_server_shutdown(s);
+    join_serving(&v, now());
+    mpconn_server_free(s);
+    remove_dir_of(path);
+}
+
+TEST(idle_timeout_loop)
+{
+    idle_timeout(MPCONN_SERVER_LOOP);
+}
+
+TEST(idle_timeout_threads)
+{
+    idle_timeout(MPCONN_SERVER_THREADS);
+}
+
+/* bpo-37193: nothing is kept per finished connection; the pool never
+ * holds more threads than the cap, however many connections came. */
+TEST(no_thread_kept_per_connection)
+{
+    int tasks0 = count_dir("/proc/self/task");
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server *s = make(MPCONN_SERVER_THREADS, path, &f, NULL);
+    CHECK_INT(mpconn_server_set_max_connections(s, 3), 0);
+    serving v;
+    serve_in_thread(&v, s);
+    for (int i = 0; i < 60; i++) {
+        mpconn_conn *c = connect_to(path);
+        exchange(c);
+        mpconn_conn_free(c);
+        CHECK(count_dir("/proc/self/task") <= tasks0 + 1 + 3);
+    }
+    mpconn_server_shutdown(s);
+    join_serving(&v, now());
+    CHECK_INT(atomic_load(&f.handled), 60);
+    mpconn_server_free(s);
+    CHECK_INT(count_dir("/proc/self/task"), tasks0);
+    remove_dir_of(path);
+}
+
+static int new_server(const char *address, int kind)
+{
+    mpconn_server *s = NULL;
+    char err[256];
+    int rc = mpconn_server_new(&s, address, kind, MPCONN_HANDLER_FRAMED, NULL, NULL, NULL, err,
+                               sizeof err);
+    if (rc == 0) {
+        CHECK(strncmp(mpconn_server_address(s), address, 4) == 0);
+        mpconn_server_free(s);
+    } else {
+        CHECK(err[0] != 0);
+    }
+    return rc;
+}
+
+TEST(datagram_addresses)
+{
+    CHECK_INT(new_server("udp:127.0.0.1:0", MPCONN_SERVER_LOOP), 0);
+    CHECK_INT(new_server("udp:127.0.0.1:0", MPCONN_SERVER_THREADS), 0);
+    CHECK_INT(new_server("udp:127.0.0.1:0", MPCONN_SERVER_FORK), -EINVAL);
+    CHECK_INT(new_server("udp:127.0.0.1", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    CHECK_INT(new_server("udp:::1:5000", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    CHECK_INT(new_server("udp:[::1]:70000", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    CHECK_INT(new_server("udp:[::1:80", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    CHECK_INT(new_server("udp::80", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    CHECK_INT(new_server("udp:127.0.0.1:8x", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    CHECK_INT(new_server("unixgram:", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    CHECK_INT(new_server("unixgram:@", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    char abstract[64];
+    snprintf(abstract, sizeof abstract, "unixgram:@mpconn-test-%d", (int)getpid());
+    CHECK_INT(new_server(abstract, MPCONN_SERVER_LOOP), 0);
+    /* A socket file left by a server that is gone is taken over; a file
+     * that is no socket is left alone. */
+    char path[256], addr[300];
+    tmp_sock(path, sizeof path);
+    snprintf(addr, sizeof addr, "unixgram:%s", path);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    memcpy(un.sun_path, path, strlen(path));
+    CHECK_INT(bind(fd, (struct sockaddr *)&un, sizeof un), 0);
+    CHECK_INT(new_server(addr, MPCONN_SERVER_LOOP), MPCONN_EADDRINUSE);
+    close(fd);
+    CHECK_INT(new_server(addr, MPCONN_SERVER_LOOP), 0);
+    struct stat st;
+    CHECK(stat(path, &st) < 0 && errno == ENOENT);
+    FILE *plain = fopen(path, "w");
+    CHECK(plain != NULL);
+    fclose(plain);
+    CHECK_INT(new_server(addr, MPCONN_SERVER_LOOP), -EEXIST);
+    CHECK_INT(stat(path, &st), 0);
+    unlink(path);
+    remove_dir_of(path);
+}
+
+TEST(settings)
+{
+    mpconn_server *s;
+    CHECK_INT(mpconn_server_new(&s, "127.0.0.1:0", 7, 0, NULL, NULL, NULL, NULL, 0), -EINVAL);
+    CHECK_INT(mpconn_server_new(&s, "127.0.0.1:0", 0, 7, NULL, NULL, NULL, NULL, 0), -EINVAL);
+    CHECK_INT(mpconn_server_new(&s, "127.0.0.1:0", MPCONN_SERVER_THREADS, MPCONN_HANDLER_RAW, NULL,
+                                NULL, NULL, NULL, 0),
+              0);
+    CHECK_INT(mpconn_server_set_max_connections(s, 0), -EINVAL);
+    CHECK_INT(mpconn_server_set_max_datagram(s, 0), -EINVAL);
+    CHECK_INT(mpconn_server_set_max_connections(s, 2), 0);
+    CHECK(mpconn_server_loop(s) != NULL);
+    mpconn_server_free(s);
+    mpconn_server_free(NULL);
+}
+
+TESTLIB_MAIN
