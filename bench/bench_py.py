@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -243,11 +244,53 @@ def bench_pickle():
     reap(pid)
 
 
+INTS = 2_000_000
+
+
+def int_lists():
+    """A list of small ints (0..255, which CPython and mpconn share) and one
+    of ints that each need an object."""
+    return {'small': [i % 256 for i in range(INTS)],
+            'wide': [1000 + i * 517 for i in range(INTS)]}
+
+
+INTMEM_CHILD = """
+import pickle, sys
+def hwm():  # this process's own peak RSS in KiB (ru_maxrss keeps the parent's)
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1])
+data = open(sys.argv[1], 'rb').read()
+before = hwm()
+got = pickle.loads(data)
+print(hwm() - before, len(got))
+"""
+
+
+def bench_intmem():
+    """Peak RSS growth per int of a fresh interpreter unpickling the int
+    lists (fresh, so that no memory freed earlier is reused)."""
+    tmp = tempfile.mkdtemp(prefix='mpconn-bench-')
+    try:
+        for name, v in int_lists().items():
+            path = os.path.join(tmp, name)
+            with open(path, 'wb') as f:
+                f.write(pickle.dumps(v, 4))
+            out = subprocess.run([sys.executable, '-c', INTMEM_CHILD, path], check=True,
+                                 capture_output=True, text=True).stdout.split()
+            result('mem_ints_%s' % name, [int(out[0]) * 1024 / int(out[1])], 'B/int')
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def gen(directory):
     with open(os.path.join(directory, 'small.pickle'), 'wb') as f:
         f.write(pickle.dumps(small_value(), 4))
     with open(os.path.join(directory, 'big.pickle'), 'wb') as f:
         f.write(pickle.dumps(big_value(), 4))
+    for name, v in int_lists().items():
+        with open(os.path.join(directory, 'ints_%s.pickle' % name), 'wb') as f:
+            f.write(pickle.dumps(v, 4))
 
 
 def main():

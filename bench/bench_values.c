@@ -1,6 +1,7 @@
 /* make bench, values part: pickle decode and encode of a small dict and of a
- * ~1 MiB structure (the pickles come from CPython: bench_py.py --gen), and
- * objects ping-ponged over a socketpair against raw 64-byte messages. */
+ * ~1 MiB structure (the pickles come from CPython: bench_py.py --gen),
+ * objects ping-ponged over a socketpair against raw 64-byte messages, and
+ * the memory a decoded list of ints takes per int. */
 #define _GNU_SOURCE
 #include "mpconn.h"
 #include "bench_util.h"
@@ -211,8 +212,91 @@ static void bench_objects(const char *small_path)
 }
 #endif
 
+/* This process's own peak RSS in KiB: VmHWM belongs to the address space,
+ * where ru_maxrss also keeps the peak of the process that forked it. */
+static long peak_rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* bench_values --int-memory FILE: in a fresh process (so no memory freed
+ * earlier is reused), prints the peak RSS growth in KiB while decoding FILE
+ * and the length of the list it holds. */
+static int int_memory_child(const char *path)
+{
+    size_t len;
+    uint8_t *pickle = read_file(path, &len);
+    long before = peak_rss_kib();
+    mpconn_value *v = NULL;
+    int r = mpconn_value_decode(pickle, len, NULL, &v, NULL, 0);
+    long after = peak_rss_kib();
+    if (r < 0 || before < 0 || after < 0)
+        return 1;
+    printf("%ld %zu\n", after - before, mpconn_value_len(v));
+    return 0;
+}
+
+/* Peak RSS growth per int decoding a list of ints, as bench_py.py measures
+ * pickle.loads. */
+static void bench_int_memory(const char *name, const char *path)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "'/proc/%ld/exe' --int-memory '%s'", (long)getpid(), path);
+    FILE *f = popen(cmd, "r");
+    long kib = -1;
+    size_t count = 0;
+    if (!f || fscanf(f, "%ld %zu", &kib, &count) != 2 || kib < 0 || !count)
+        bench_die("decoding the int list", -EPROTO);
+    pclose(f);
+    double per = (double)kib * 1024.0 / (double)count;
+    char id[64];
+    snprintf(id, sizeof id, "mem_ints_%s", name);
+    bench_result(id, "mpconn", per, per, "B/int");
+}
+
+/* A hostile pickle under 1 KiB: two separately built equal tuple DAGs 26
+ * levels deep (4^26 leaves as trees) as keys of one dict. Reported as
+ * milliseconds per decode (the target: under 10). */
+static void bench_dag_keys(void)
+{
+    static uint8_t pk[1024];
+    size_t n = 0;
+    uint32_t memo = 0;
+    memcpy(pk, "\x80\x04}(", 4);
+    n = 4;
+    for (int key = 0; key < 2; key++) {
+        memcpy(pk + n, "K\x01", 2);
+        n += 2;
+        for (int k = 0; k < 52; k++, memo++) {
+            uint8_t op[7] = {0x94, 'j', (uint8_t)memo, (uint8_t)(memo >> 8), 0, 0, 0x86};
+            memcpy(pk + n, op, sizeof op);
+            n += sizeof op;
+        }
+        memcpy(pk + n, key ? "K\x02" : "K\x01", 2);
+        n += 2;
+    }
+    memcpy(pk + n, "u.", 2);
+    n += 2;
+    codec c = {pk, n, NULL};
+    double rates[BENCH_MAX_REPS], best, median;
+    for (int r = 0; r < bench_reps; r++)
+        rates[r] = bench_run_for(op_decode, &c, bench_secs, 1000000);
+    bench_stats(rates, bench_reps, &best, &median);
+    bench_result("hostile_dag_keys", "mpconn", 1000.0 / best, 1000.0 / median, "ms");
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--int-memory") == 0)
+        return int_memory_child(argv[2]);
     bench_parse_args(argc, argv);
     signal(SIGPIPE, SIG_IGN);
     const char *dir = NULL;
@@ -229,6 +313,12 @@ int main(int argc, char **argv)
     snprintf(big, sizeof big, "%s/big.pickle", dir);
     bench_codec("small", small, 1e-3, "k ops/s");
     bench_codec("big", big, 1.0, "ops/s");
+    char ints[512];
+    snprintf(ints, sizeof ints, "%s/ints_small.pickle", dir);
+    bench_int_memory("small", ints);
+    snprintf(ints, sizeof ints, "%s/ints_wide.pickle", dir);
+    bench_int_memory("wide", ints);
+    bench_dag_keys();
 #if HAVE_ENCODER
     bench_objects(small);
 #else

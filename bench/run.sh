@@ -67,7 +67,7 @@ while [ $round -le "$ROUNDS" ]; do
         $PIN "$BIN/bench_values" --reps "$per" --time "$SECS" --data "$TMP" >>"$OUT" ||
             echo "bench: bench_values failed" >&2
         echo "bench: round $round/$ROUNDS: CPython $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')..." >&2
-        $PIN "$PYTHON" "$HERE/bench_py.py" --reps "$per" --time "$SECS" memory rtt throughput pickle \
+        $PIN "$PYTHON" "$HERE/bench_py.py" --reps "$per" --time "$SECS" memory rtt throughput pickle intmem \
             >>"$OUT" || echo "bench: bench_py.py failed" >&2
     fi
     echo "bench: round $round/$ROUNDS: C printing..." >&2
@@ -144,6 +144,9 @@ print_int_1M|repr of a 1,000,000-digit int, digit limit lifted|mpconn|max|5
 print_int_growth|repr time growth 4300 -> 1,000,000 digits as an exponent (quadratic: 2)|mpconn|max|1.7
 print_bomb|repr of the 68-byte pickle x = (x, x) 32 deep: refused at the 64 MiB default|mpconn|max|3
 print_bomb_cut|the same cut at 1 MiB (the CLI's default)|mpconn|max|0.1
+mem_ints_small|memory per int unpickling 2M small ints (0..255; peak RSS growth)|mpconn|pymem|1.05
+mem_ints_wide|memory per int unpickling 2M ints of 1000..2^30 (peak RSS growth)|mpconn|pymem|1.05
+hostile_dag_keys|decode of a 742-byte pickle: equal 26-deep tuple DAGs as keys of one dict|mpconn|ms|10
 EOF
 
 awk -F'\t' -v reps="$((per * ROUNDS))" -v rounds="$ROUNDS" -v secs="$SECS" -v cpu="$CPU" '
@@ -167,7 +170,7 @@ FILENAME == ARGV[1] {
     # median of the medians.
     if ($1 == "RESULT") {
         k = $2 SUBSEP $3; unit[$2] = $6
-        low = $6 == "MiB" || $6 == "s" || $6 == "us" || $6 == "exponent"
+        low = $6 == "MiB" || $6 == "s" || $6 == "us" || $6 == "exponent" || $6 == "ms" || $6 ~ /^B\//
         if (!(k in best) || (low ? $4 < best[k] : $4 > best[k])) best[k] = $4
         n = ++nmed[k]; meds[k, n] = $5
         for (i = n; i > 1 && meds[k, i - 1] > meds[k, i]; i--) {
@@ -187,6 +190,14 @@ FILENAME == ARGV[1] {
         target = "<= " tgt " " (ref == "mem" ? "MiB" : unit[id])
         have = ((id, mp) in best)
         ok = have && best[id, mp] <= tgt
+    } else if (ref == "ms") {
+        target = "<= " tgt " ms"
+        have = ((id, mp) in best)
+        ok = have && best[id, mp] <= tgt
+    } else if (ref == "pymem") {
+        target = "<= " tgt "x CPython"
+        have = rp != ""
+        ok = have && rp <= tgt
     } else {
         target = ">= " tgt "x " (ref == "py" ? "CPython" : "raw")
         r = ref == "py" ? rp : rr
@@ -206,7 +217,7 @@ BEGIN {
 END {
     printf "\nBest of %d repetitions of %ss in %d rounds (median in parentheses); ratios from the best. ", reps, secs, rounds
     printf "Setup rows: the C and CPython programs alternate one repetition at a time. "
-    printf "Rates: higher is better; times and exponents: lower. All processes pinned to CPU %s except the unpinned rows. ", cpu
+    printf "Rates: higher is better; times, exponents and memory (MiB, B/int): lower. All processes pinned to CPU %s except the unpinned rows. ", cpu
     printf "%d PASS, %d MISS, %d n/a.\n", npass, nmiss, nna
     if (missing != "") printf "Not measured:%s\n", missing
 }

@@ -116,8 +116,22 @@ MPCONN_API int mpconn_opts_set_abstract_any_uid(mpconn_opts *o, int allow);
 /* Pickle protocol used by mpconn_conn_send (2..5); default 4. */
 MPCONN_API int mpconn_opts_set_pickle_protocol(mpconn_opts *o, int protocol);
 /* Decoder limits used by mpconn_conn_recv and mpconn_value_decode; 0 keeps
- * the default. Defaults: depth 1000, items 10,000,000, memo 1,000,000,
- * allocation 1 GiB. */
+ * the default. A pickle that exceeds one fails with MPCONN_ELIMIT.
+ *   max_depth  nesting of containers, and open MARKs; default 1000
+ *   max_items  values made (each opcode that pushes one); default 10,000,000
+ *   max_memo   highest memo index + 1; default 1,000,000
+ *   max_alloc  bytes of memory the decode holds; default 1 GiB
+ * max_alloc counts what is really allocated, as malloc hands it out (its
+ * header and 16-byte rounding included): each value's struct at its own
+ * size with inline text or items (ints and floats 32 bytes; None, bools and
+ * ints -5..256 are shared and cost nothing), item and entry arrays and
+ * dict/set index tables as they grow, the decoder's stack, memo and
+ * bookkeeping arrays, the table of compared key pairs, and scratch buffers
+ * of text conversions. A string or a big int is checked before it is
+ * allocated; a container's growth right after (so by at most one array).
+ * Work is bounded too: a dict or set probe run stops at 512 slots (keys
+ * crafted to collide fail with MPCONN_ELIMIT), and key comparisons
+ * remember the pairs of shared sub-values already compared. */
 MPCONN_API int mpconn_opts_set_decode_limits(mpconn_opts *o, size_t max_depth, size_t max_items,
                                              size_t max_memo, size_t max_alloc);
 /* Print limits used by the _opts forms of repr, JSON and the literal parser;
@@ -392,10 +406,24 @@ MPCONN_API mpconn_value *mpconn_value_int(int64_t i);
 MPCONN_API mpconn_value *mpconn_value_bigint(int negative, const uint8_t *magnitude, size_t len);
 /* A float; any double, NaN and infinities included. */
 MPCONN_API mpconn_value *mpconn_value_float(double d);
-/* UTF-8 text, validated and copied; NULL when invalid. */
+/* UTF-8 text, validated (strict: no surrogates) and copied; NULL when
+ * invalid. */
 MPCONN_API mpconn_value *mpconn_value_str(const char *s);
 /* The same for len bytes, which may hold NUL; s may be NULL when len is 0. */
 MPCONN_API mpconn_value *mpconn_value_strn(const char *s, size_t len);
+/* Text that may hold lone surrogates (U+D800..U+DFFF), as CPython's str
+ * can: s is UTF-8 in which each surrogate code point is its own 3-byte
+ * sequence ED A0..BF 80..BF (Python's "surrogatepass" error handler; two
+ * that would form a pair stay two code points). Copied; NULL when s is
+ * neither that nor strict UTF-8. Strict UTF-8 gives the same value as
+ * mpconn_value_strn. */
+MPCONN_API mpconn_value *mpconn_value_strn_surrogatepass(const char *s, size_t len);
+/* 1 when v is a str holding lone surrogates: its bytes (mpconn_value_get_str)
+ * are then surrogatepass UTF-8, not strict UTF-8. 0 otherwise. Such strs
+ * come from pickles of such Python strings and from
+ * mpconn_value_strn_surrogatepass; they compare and hash as the code points
+ * they hold, and pickle back to the same Python string. */
+MPCONN_API int mpconn_value_str_surrogates(const mpconn_value *v);
 /* bytes and bytearray of len bytes, copied; p may be NULL when len is 0. */
 MPCONN_API mpconn_value *mpconn_value_bytes(const void *p, size_t len);
 MPCONN_API mpconn_value *mpconn_value_bytearray(const void *p, size_t len);
@@ -440,12 +468,16 @@ MPCONN_API int mpconn_value_get_bigint(const mpconn_value *v, int *negative,
                                        const uint8_t **magnitude, size_t *len);
 /* Ints convert to double as Python's float() does. */
 MPCONN_API int mpconn_value_get_float(const mpconn_value *v, double *out);
-/* Borrowed, NUL-terminated (the text itself may contain NUL). */
+/* Borrowed, NUL-terminated (the text itself may contain NUL). Strict UTF-8
+ * unless mpconn_value_str_surrogates(v). */
 MPCONN_API int mpconn_value_get_str(const mpconn_value *v, const char **s, size_t *len);
 /* bytes or bytearray, borrowed. */
 MPCONN_API int mpconn_value_get_bytes(const mpconn_value *v, const void **p, size_t *len);
 
-/* Python's == (1 == 1.0 == True, order of dict/set irrelevant): 1 or 0. */
+/* Python's == (1 == 1.0 == True, order of dict/set irrelevant, a NaN
+ * equal only to itself as the same value): 1 or 0. Shared sub-values are
+ * compared once per pair, so the cost is the size of the values as graphs,
+ * not as trees. */
 MPCONN_API int mpconn_value_equal(const mpconn_value *a, const mpconn_value *b);
 
 /* Pickles v (protocol 2..5, 0 for the default 4) into a new buffer freed

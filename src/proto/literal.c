@@ -628,11 +628,8 @@ static int make_string(lexer *lx, token *tok, mpconn_value **out)
         *out = mpconn_value_bytes(p, tok->str.len);
     } else if (tok->surrogate) {
         /* The text was valid UTF-8 and the escapes were written as 3-byte
-         * sequences: the bytes are UTF-8 but for the lone surrogates. */
-        char *d;
-        *out = mpci_value_alloc_str(MPCONN_STR, tok->str.len, &d);
-        if (*out)
-            memcpy(d, p, tok->str.len);
+         * sequences: surrogatepass UTF-8, flagged as such. */
+        *out = mpconn_value_strn_surrogatepass(p, tok->str.len);
     } else {
         *out = mpconn_value_strn(p, tok->str.len);
     }

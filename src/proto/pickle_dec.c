@@ -13,8 +13,6 @@
 /* Python's int() refuses longer decimal strings by default (3.11); so do we,
  * which also keeps the quadratic decimal conversion cheap. */
 #define MAX_DECIMAL_DIGITS 4300
-/* Rough cost of one value, for the allocation limit. */
-#define VALUE_COST (sizeof(mpconn_value) + 16)
 
 typedef struct dec {
     const uint8_t *start, *p, *end;
@@ -31,6 +29,11 @@ typedef struct dec {
     size_t nall, allcap;
     int maybe_cyclic; /* a container was fetched from the memo or DUPed */
     size_t items, alloc;
+    size_t steps;    /* opcodes run; key hashing and comparisons count in cx */
+    size_t cx_bytes; /* what the pair table of cx held when last charged */
+    /* Key comparisons share one context for the whole decode: a pair of
+     * shared sub-values compared for one insert is known for the next. */
+    mpci_eqctx cx;
     size_t max_depth, max_items, max_memo, max_alloc;
     const uint8_t *op_at; /* the opcode being run, for messages */
     int op;
@@ -155,31 +158,57 @@ static size_t remaining(const dec *d)
 
 /* ----------------------------------------------------------- the stack */
 
-static int count_value(dec *d, size_t payload)
+static int over_alloc(dec *d)
 {
-    d->items++;
-    d->alloc += VALUE_COST + payload;
-    if (d->items > d->max_items)
-        return fail(d, MPCONN_ELIMIT, "more than %zu values", d->max_items);
-    if (d->alloc > d->max_alloc)
-        return fail(d, MPCONN_ELIMIT, "more than %zu bytes allocated", d->max_alloc);
-    return 0;
+    return fail(d, MPCONN_ELIMIT, "more than %zu bytes allocated", d->max_alloc);
 }
 
+/* Adds bytes just allocated (or about to be) to the total. */
 static int charge(dec *d, size_t bytes)
 {
     d->alloc += bytes;
     if (d->alloc > d->max_alloc)
-        return fail(d, MPCONN_ELIMIT, "more than %zu bytes allocated", d->max_alloc);
+        return over_alloc(d);
     return 0;
 }
 
+/* Checks before allocating a block of this many bytes (a string, a big
+ * int, a scratch buffer), whose cost is charged once it exists. */
+static int room_for(dec *d, size_t bytes)
+{
+    if (bytes > d->max_alloc - d->alloc)
+        return over_alloc(d);
+    return 0;
+}
+
+/* A grown array of the decoder's own: charged at what malloc hands out. */
+static int charge_array(dec *d, size_t oldcap, size_t ncap, size_t elem)
+{
+    return charge(d,
+                  mpci_malloc_cost(ncap * elem) - (oldcap ? mpci_malloc_cost(oldcap * elem) : 0));
+}
+
+/* A container's growth (new items, entries, index) from its footprint
+ * before the change; the pair table's growth comes along. */
+static int charge_growth(dec *d, const mpconn_value *c, size_t before)
+{
+    size_t now = mpci_value_footprint(c);
+    int rc = charge(d, now > before ? now - before : 0);
+    if (rc == 0 && d->cx.bytes > d->cx_bytes) {
+        rc = charge(d, d->cx.bytes - d->cx_bytes);
+        d->cx_bytes = d->cx.bytes;
+    }
+    return rc;
+}
+
 /* Pushes a new value (stolen); NULL means out of memory. */
-static int push_new(dec *d, mpconn_value *v, size_t payload)
+static int push_new(dec *d, mpconn_value *v)
 {
     if (!v)
         return fail(d, -ENOMEM, "out of memory");
-    int rc = count_value(d, payload);
+    d->items++;
+    int rc = d->items > d->max_items ? fail(d, MPCONN_ELIMIT, "more than %zu values", d->max_items)
+                                     : charge_growth(d, v, 0);
     if (rc < 0) {
         mpconn_value_free(v);
         return rc;
@@ -187,6 +216,10 @@ static int push_new(dec *d, mpconn_value *v, size_t payload)
     if (mpci_is_container(v)) {
         if (d->nall == d->allcap) {
             size_t ncap = d->allcap * 2;
+            if ((rc = charge_array(d, d->allcap, ncap, sizeof *d->all)) < 0) {
+                mpconn_value_free(v);
+                return rc;
+            }
             mpconn_value **n = grow_array(d->all, d->all0, d->allcap, ncap, sizeof *n);
             if (!n) {
                 mpconn_value_free(v);
@@ -199,6 +232,10 @@ static int push_new(dec *d, mpconn_value *v, size_t payload)
     }
     if (d->sp == d->scap) {
         size_t ncap = d->scap * 2;
+        if ((rc = charge_array(d, d->scap, ncap, sizeof *d->stack)) < 0) {
+            mpconn_value_free(v);
+            return rc;
+        }
         mpconn_value **n = grow_array(d->stack, d->stack0, d->scap, ncap, sizeof *n);
         if (!n) {
             mpconn_value_free(v);
@@ -216,6 +253,9 @@ static int push_ref(dec *d, mpconn_value *v)
 {
     if (d->sp == d->scap) {
         size_t ncap = d->scap * 2;
+        int rc = charge_array(d, d->scap, ncap, sizeof *d->stack);
+        if (rc < 0)
+            return rc;
         mpconn_value **n = grow_array(d->stack, d->stack0, d->scap, ncap, sizeof *n);
         if (!n)
             return fail(d, -ENOMEM, "out of memory");
@@ -256,9 +296,18 @@ static int check_item(dec *d, const mpconn_value *v)
     return 0;
 }
 
+static int insert_failed(dec *d, int rc, const char *what)
+{
+    if (rc == MPCONN_EUNHASHABLE)
+        return fail(d, rc, "unhashable %s", what);
+    if (rc == MPCONN_ELIMIT)
+        return fail(d, rc, "%ss collide: a probe run over the limit", what);
+    return fail(d, rc, "out of memory");
+}
+
 static int check_depth(dec *d, const mpconn_value *c)
 {
-    if (c->depth > d->max_depth)
+    if (mpci_depth(c) > d->max_depth)
         return fail(d, MPCONN_ELIMIT, "nesting deeper than %zu", d->max_depth);
     return 0;
 }
@@ -382,11 +431,37 @@ static void put_utf8(char **o, uint32_t c)
     *o = (char *)u;
 }
 
+/* A str from UTF-8 as CPython writes it with "surrogatepass": lone
+ * surrogates are kept as those bytes and the str is flagged. */
+static int push_text(dec *d, const char *s, size_t n)
+{
+    int sur = mpci_utf8_check(s, n);
+    if (sur < 0)
+        return fail(d, MPCONN_EPICKLE, "invalid UTF-8 in a string");
+    int rc = room_for(d, n);
+    if (rc < 0)
+        return rc;
+    char *data;
+    mpconn_value *v = mpci_value_alloc_str(MPCONN_STR, n, &data);
+    if (v) {
+        if (n)
+            memcpy(data, s, n);
+        if (sur)
+            v->flags |= MPCI_F_SURROGATES;
+    }
+    return push_new(d, v);
+}
+
 /* UNICODE's raw-unicode-escape: bytes are Latin-1 code points except
  * \uXXXX and \UXXXXXXXX after an odd run of backslashes. */
 static int raw_unicode_escape(dec *d, const uint8_t *s, size_t n)
 {
-    char *buf = malloc(n * 2 + 1); /* each byte yields at most 2 bytes of UTF-8 */
+    /* A byte yields at most 2 bytes of UTF-8; an escape of 6 or 10 bytes
+     * at most 4. */
+    int rc = room_for(d, n * 2 + 1);
+    if (rc < 0 || (rc = charge(d, mpci_malloc_cost(n * 2 + 1))) < 0)
+        return rc;
+    char *buf = malloc(n * 2 + 1);
     if (!buf)
         return fail(d, -ENOMEM, "out of memory");
     char *o = buf;
@@ -420,17 +495,17 @@ static int raw_unicode_escape(dec *d, const uint8_t *s, size_t n)
             }
             c = c << 4 | (uint32_t)h;
         }
-        if (c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
+        if (c > 0x10FFFF) {
             free(buf);
             return fail(d, MPCONN_EPICKLE, "UNICODE escape is not a valid code point");
         }
-        put_utf8(&o, c);
+        put_utf8(&o, c); /* a surrogate becomes its surrogatepass bytes */
         i += 1 + digits;
     }
     size_t len = (size_t)(o - buf);
-    mpconn_value *v = mpconn_value_strn(buf, len);
+    rc = push_text(d, buf, len);
     free(buf);
-    return push_new(d, v, len);
+    return rc;
 }
 
 /* Python 2 str (STRING/BINSTRING/SHORT_BINSTRING): CPython's default
@@ -440,7 +515,7 @@ static int push_py2_str(dec *d, const uint8_t *s, size_t n)
     for (size_t i = 0; i < n; i++)
         if (s[i] >= 0x80)
             return fail(d, MPCONN_EPICKLE, "non-ASCII Python 2 string");
-    return push_new(d, mpconn_value_strn((const char *)s, n), n);
+    return push_new(d, mpconn_value_strn((const char *)s, n));
 }
 
 /* FLOAT's text ("1.5", "-2e-07", "inf"). strtod reads the decimal point
@@ -510,6 +585,8 @@ static int load_string(dec *d)
         return fail(d, MPCONN_EPICKLE, "STRING is not quoted");
     s++;
     n -= 2;
+    if ((rc = room_for(d, n + 1)) < 0 || (rc = charge(d, mpci_malloc_cost(n + 1))) < 0)
+        return rc;
     uint8_t *buf = malloc(n + 1);
     if (!buf)
         return fail(d, -ENOMEM, "out of memory");
@@ -569,7 +646,7 @@ static int memo_put(dec *d, size_t idx, mpconn_value *v)
             ncap *= 2;
         if (ncap > d->max_memo)
             ncap = d->max_memo;
-        int rc = charge(d, (ncap - d->memocap) * sizeof(mpconn_value *));
+        int rc = charge_array(d, d->memo == d->memo0 ? 0 : d->memocap, ncap, sizeof *d->memo);
         if (rc < 0)
             return rc;
         mpconn_value **n = grow_array(d->memo, d->memo0, d->memocap, ncap, sizeof *n);
@@ -653,7 +730,7 @@ static int lookup_global(dec *d, const char *mod, size_t mlen, const char *name,
         nm[i] = 0;
         return fail(d, MPCONN_EREFUSED, "refused %s %s.%s", op_name(d->op), m, nm);
     }
-    return push_new(d, mpci_value_callable(sub), 0);
+    return push_new(d, mpci_value_callable(sub));
 }
 
 static const char *callable_name(int sub)
@@ -744,14 +821,17 @@ static int apply(dec *d, const mpconn_value *fn, const mpconn_value *args)
             mpconn_value_free(r);
             goto refuse;
         }
-        int rc = mpci_value_reserve(r, a0->u.seq.len);
-        for (size_t i = 0; rc == 0 && i < a0->u.seq.len; i++)
-            rc = mpconn_value_add(r, mpconn_value_ref(a0->u.seq.items[i]));
+        int rc = room_for(d, a0->u.seq.len * (sizeof(mpci_entry) + 2 * sizeof(uint32_t)));
         if (rc < 0) {
             mpconn_value_free(r);
-            if (rc == MPCONN_EUNHASHABLE)
-                return fail(d, rc, "unhashable set item");
-            return fail(d, rc, "out of memory");
+            return rc;
+        }
+        rc = mpci_value_reserve(r, a0->u.seq.len);
+        for (size_t i = 0; rc == 0 && i < a0->u.seq.len; i++)
+            rc = mpci_map_insert(r, mpconn_value_ref(a0->u.seq.items[i]), NULL, &d->cx);
+        if (rc < 0) {
+            mpconn_value_free(r);
+            return insert_failed(d, rc, "set item");
         }
         break;
     }
@@ -759,7 +839,7 @@ static int apply(dec *d, const mpconn_value *fn, const mpconn_value *args)
     }
     if (bad)
         return fail(d, MPCONN_EPICKLE, "latin-1 encode of a character above U+00FF");
-    return push_new(d, r, mpconn_value_len(r));
+    return push_new(d, r);
 refuse:
     return fail(d, MPCONN_EREFUSED, "refused REDUCE of %s with these arguments",
                 callable_name(fn->sub));
@@ -779,7 +859,8 @@ static int make_tuple(dec *d, size_t at)
     mpconn_value *t = mpconn_value_tuple();
     if (!t)
         return fail(d, -ENOMEM, "out of memory");
-    int rc = charge(d, n * sizeof(mpconn_value *));
+    /* Its items are charged with it, by push_new. */
+    int rc = room_for(d, n * sizeof(mpconn_value *));
     if (rc == 0 && n)
         rc = mpci_value_extend(t, d->stack + at, n) < 0 ? fail(d, -ENOMEM, "out of memory") : 0;
     else
@@ -795,7 +876,7 @@ static int make_tuple(dec *d, size_t at)
         mpconn_value_free(t);
         return rc;
     }
-    return push_new(d, t, 0);
+    return push_new(d, t);
 }
 
 /* Appends stack[at..sp) to the list at stack[at-1]. */
@@ -813,13 +894,16 @@ static int do_appends(dec *d, size_t at)
             return rc;
     }
     size_t n = d->sp - at;
-    int rc = charge(d, n * sizeof(mpconn_value *));
+    size_t before = mpci_value_footprint(l);
+    int rc = room_for(d, n * sizeof(mpconn_value *));
     if (rc < 0)
         return rc;
     rc = mpci_value_extend(l, d->stack + at, n);
     d->sp = at;
     if (rc < 0)
         return fail(d, -ENOMEM, "out of memory");
+    if ((rc = charge_growth(d, l, before)) < 0)
+        return rc;
     return check_depth(d, l);
 }
 
@@ -839,14 +923,15 @@ static int do_setitems(dec *d, size_t at)
         if (rc < 0)
             return rc;
     }
-    int rc = charge(d, (d->sp - at) / 2 * sizeof(mpci_entry) * 2);
+    size_t before = mpci_value_footprint(m);
+    int rc = room_for(d, (d->sp - at) / 2 * (sizeof(mpci_entry) + 2 * sizeof(uint32_t)));
     if (rc < 0)
         return rc;
     if (mpci_value_reserve(m, (d->sp - at) / 2) < 0)
         return fail(d, -ENOMEM, "out of memory");
     size_t i = at;
     for (; i < d->sp; i += 2) {
-        rc = mpconn_value_dict_set(m, d->stack[i], d->stack[i + 1]);
+        rc = mpci_map_insert(m, d->stack[i], d->stack[i + 1], &d->cx);
         if (rc < 0)
             break;
     }
@@ -854,10 +939,10 @@ static int do_setitems(dec *d, size_t at)
         for (size_t k = i + 2; k < d->sp; k++)
             mpconn_value_free(d->stack[k]);
     d->sp = at;
-    if (rc == MPCONN_EUNHASHABLE)
-        return fail(d, rc, "unhashable dict key");
     if (rc < 0)
-        return fail(d, rc, "out of memory");
+        return insert_failed(d, rc, "dict key");
+    if ((rc = charge_growth(d, m, before)) < 0)
+        return rc;
     return check_depth(d, m);
 }
 
@@ -869,14 +954,15 @@ static int do_additems(dec *d, mpconn_value *s, size_t at)
         if (rc < 0)
             return rc;
     }
-    int rc = charge(d, (d->sp - at) * sizeof(mpci_entry) * 2);
+    size_t before = mpci_value_footprint(s);
+    int rc = room_for(d, (d->sp - at) * (sizeof(mpci_entry) + 2 * sizeof(uint32_t)));
     if (rc < 0)
         return rc;
     if (mpci_value_reserve(s, d->sp - at) < 0)
         return fail(d, -ENOMEM, "out of memory");
     size_t i = at;
     for (; i < d->sp; i++) {
-        rc = mpconn_value_add(s, d->stack[i]);
+        rc = mpci_map_insert(s, d->stack[i], NULL, &d->cx);
         if (rc < 0)
             break;
     }
@@ -884,10 +970,10 @@ static int do_additems(dec *d, mpconn_value *s, size_t at)
         for (size_t k = i + 1; k < d->sp; k++)
             mpconn_value_free(d->stack[k]);
     d->sp = at;
-    if (rc == MPCONN_EUNHASHABLE)
-        return fail(d, rc, "unhashable set item");
     if (rc < 0)
-        return fail(d, rc, "out of memory");
+        return insert_failed(d, rc, "set item");
+    if ((rc = charge_growth(d, s, before)) < 0)
+        return rc;
     return check_depth(d, s);
 }
 
@@ -899,13 +985,16 @@ static int load_binstr(dec *d, int type, size_t n)
         return fail(d, MPCONN_EPICKLE, "length %zu exceeds the %zu bytes left", n, remaining(d));
     const uint8_t *s = d->p;
     d->p += n;
-    if (type == MPCONN_STR && !mpci_utf8_valid(s, n))
-        return fail(d, MPCONN_EPICKLE, "invalid UTF-8 in a string");
+    if (type == MPCONN_STR)
+        return push_text(d, (const char *)s, n);
+    int rc = room_for(d, n);
+    if (rc < 0)
+        return rc;
     char *data;
     mpconn_value *v = mpci_value_alloc_str(type, n, &data);
     if (v && n)
         memcpy(data, s, n);
-    return push_new(d, v, n);
+    return push_new(d, v);
 }
 
 static int run(dec *d, mpconn_value **out)
@@ -915,6 +1004,7 @@ static int run(dec *d, mpconn_value **out)
             return fail(d, MPCONN_EPICKLE, "pickle ended without STOP");
         d->op_at = d->p;
         d->op = *d->p++;
+        d->steps++;
         int rc = 0;
         size_t at = 0;
         const uint8_t *s = NULL;
@@ -954,6 +1044,9 @@ static int run(dec *d, mpconn_value **out)
         case 0x28: /* MARK */
             if (d->nmarks == d->mcap) {
                 size_t ncap = d->mcap * 2;
+                if ((rc = charge_array(d, d->marks == d->marks0 ? 0 : d->mcap, ncap,
+                                       sizeof *d->marks)) < 0)
+                    return rc;
                 size_t *m = grow_array(d->marks, d->marks0, d->mcap, ncap, sizeof *m);
                 if (!m)
                     return fail(d, -ENOMEM, "out of memory");
@@ -984,24 +1077,24 @@ static int run(dec *d, mpconn_value **out)
                 return rc;
             rc = push_ref(d, d->stack[d->sp - 1]);
             break;
-        case 0x4e: rc = push_new(d, mpconn_value_none(), 0); break;
-        case 0x88: rc = push_new(d, mpconn_value_bool(1), 0); break;
-        case 0x89: rc = push_new(d, mpconn_value_bool(0), 0); break;
+        case 0x4e: rc = push_new(d, mpconn_value_none()); break;
+        case 0x88: rc = push_new(d, mpconn_value_bool(1)); break;
+        case 0x89: rc = push_new(d, mpconn_value_bool(0)); break;
         case 0x4b: /* BININT1 */
             if (remaining(d) < 1)
                 return truncated(d);
-            rc = push_new(d, mpconn_value_int(*d->p++), 0);
+            rc = push_new(d, mpconn_value_int(*d->p++));
             break;
         case 0x4d: /* BININT2 */
             if (remaining(d) < 2)
                 return truncated(d);
-            rc = push_new(d, mpconn_value_int((int64_t)le(d->p, 2)), 0);
+            rc = push_new(d, mpconn_value_int((int64_t)le(d->p, 2)));
             d->p += 2;
             break;
         case 0x4a: /* BININT */
             if (remaining(d) < 4)
                 return truncated(d);
-            rc = push_new(d, mpconn_value_int((int32_t)(uint32_t)le(d->p, 4)), 0);
+            rc = push_new(d, mpconn_value_int((int32_t)(uint32_t)le(d->p, 4)));
             d->p += 4;
             break;
         case 0x8a: /* LONG1 */
@@ -1017,9 +1110,11 @@ static int run(dec *d, mpconn_value **out)
             if (len > remaining(d))
                 return fail(d, MPCONN_EPICKLE, "length %llu exceeds the %zu bytes left",
                             (unsigned long long)len, remaining(d));
-            if ((rc = charge(d, (size_t)len * 2)) < 0)
+            /* The value, and a scratch magnitude for a big one. */
+            if ((rc = room_for(d, (size_t)len * 2 + 64)) < 0 ||
+                (len > 8 && (rc = charge(d, mpci_malloc_cost((size_t)len))) < 0))
                 return rc;
-            rc = push_new(d, long_from_le(d->p, (size_t)len), (size_t)len);
+            rc = push_new(d, long_from_le(d->p, (size_t)len));
             d->p += len;
             break;
         }
@@ -1029,7 +1124,7 @@ static int run(dec *d, mpconn_value **out)
             if ((rc = read_line(d, &s, &n)) < 0)
                 return rc;
             if (d->op == 0x49 && n == 2 && s[0] == '0' && (s[1] == '0' || s[1] == '1')) {
-                rc = push_new(d, mpconn_value_bool(s[1] == '1'), 0);
+                rc = push_new(d, mpconn_value_bool(s[1] == '1'));
                 break;
             }
             if (d->op == 0x4c && n && s[n - 1] == 'L')
@@ -1038,7 +1133,7 @@ static int run(dec *d, mpconn_value **out)
             mpconn_value *v = decimal_int(s, n, &bad);
             if (bad)
                 return fail(d, MPCONN_EPICKLE, "bad integer text");
-            rc = push_new(d, v, n / 2);
+            rc = push_new(d, v);
             break;
         }
         case 0x46: /* FLOAT */
@@ -1048,7 +1143,7 @@ static int run(dec *d, mpconn_value **out)
             double x;
             if (text_float(s, n, &x) < 0)
                 return fail(d, MPCONN_EPICKLE, "bad float text");
-            rc = push_new(d, mpconn_value_float(x), 0);
+            rc = push_new(d, mpconn_value_float(x));
             break;
         }
         case 0x47: /* BINFLOAT */
@@ -1061,7 +1156,7 @@ static int run(dec *d, mpconn_value **out)
             d->p += 8;
             double x;
             memcpy(&x, &bits, sizeof x);
-            rc = push_new(d, mpconn_value_float(x), 0);
+            rc = push_new(d, mpconn_value_float(x));
             break;
         }
         case 0x8c: /* SHORT_BINUNICODE */
@@ -1132,17 +1227,17 @@ static int run(dec *d, mpconn_value **out)
             rc = push_py2_str(d, s, (size_t)len);
             break;
         }
-        case 0x5d: rc = push_new(d, mpconn_value_list(), 0); break;
-        case 0x7d: rc = push_new(d, mpconn_value_dict(), 0); break;
-        case 0x8f: rc = push_new(d, mpconn_value_set(), 0); break;
-        case 0x29: rc = push_new(d, mpconn_value_tuple(), 0); break;
+        case 0x5d: rc = push_new(d, mpconn_value_list()); break;
+        case 0x7d: rc = push_new(d, mpconn_value_dict()); break;
+        case 0x8f: rc = push_new(d, mpconn_value_set()); break;
+        case 0x29: rc = push_new(d, mpconn_value_tuple()); break;
         case 0x6c: /* LIST */
         {
             if ((rc = pop_mark(d, &at)) < 0)
                 return rc;
             mpconn_value *l = mpconn_value_list();
             /* Slip the new list under its items, then APPENDS them. */
-            if ((rc = push_new(d, l, 0)) < 0)
+            if ((rc = push_new(d, l)) < 0)
                 return rc;
             memmove(d->stack + at + 1, d->stack + at, (d->sp - 1 - at) * sizeof *d->stack);
             d->stack[at] = l;
@@ -1154,7 +1249,7 @@ static int run(dec *d, mpconn_value **out)
             if ((rc = pop_mark(d, &at)) < 0)
                 return rc;
             mpconn_value *m = mpconn_value_dict();
-            if ((rc = push_new(d, m, 0)) < 0)
+            if ((rc = push_new(d, m)) < 0)
                 return rc;
             memmove(d->stack + at + 1, d->stack + at, (d->sp - 1 - at) * sizeof *d->stack);
             d->stack[at] = m;
@@ -1208,7 +1303,7 @@ static int run(dec *d, mpconn_value **out)
             if ((rc = pop_mark(d, &at)) < 0)
                 return rc;
             mpconn_value *f = mpconn_value_frozenset();
-            if ((rc = push_new(d, f, 0)) < 0)
+            if ((rc = push_new(d, f)) < 0)
                 return rc;
             d->sp--; /* keep it off the stack while its items go in */
             rc = do_additems(d, f, at);
@@ -1351,8 +1446,8 @@ static void dec_release(dec *d, int cyclic)
         free(d->all);
 }
 
-int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts *opts,
-                       mpconn_value **out, char *errmsg, size_t errlen)
+int mpci_pickle_decode_metered(const uint8_t *buf, size_t len, const struct mpconn_opts *opts,
+                               mpconn_value **out, char *errmsg, size_t errlen, mpci_meter *m)
 {
     struct mpconn_opts defaults;
     if (!opts) {
@@ -1378,6 +1473,9 @@ int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts 
     d.err = errmsg;
     d.errlen = errlen;
     d.op = -1;
+    mpci_eqctx_init(&d.cx, 1);
+    if (m)
+        m->steps = m->bytes = 0;
     *out = NULL;
     if (!buf && len)
         return mpci_err(errmsg, errlen, -EINVAL, "no buffer");
@@ -1385,6 +1483,11 @@ int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts 
         return mpci_err(errmsg, errlen, MPCONN_EPICKLE, "empty pickle");
     mpconn_value *v = NULL;
     int rc = run(&d, &v);
+    if (m) {
+        m->steps = d.steps + d.cx.steps;
+        m->bytes = d.alloc;
+    }
+    mpci_eqctx_free(&d.cx);
     if (rc == 0 && d.maybe_cyclic) {
         /* Any cycle anywhere (even among discarded values) is refused; the
          * walk covers every container the pickle made. */
@@ -1403,6 +1506,12 @@ int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts 
         return rc;
     *out = v;
     return 0;
+}
+
+int mpci_pickle_decode(const uint8_t *buf, size_t len, const struct mpconn_opts *opts,
+                       mpconn_value **out, char *errmsg, size_t errlen)
+{
+    return mpci_pickle_decode_metered(buf, len, opts, out, errmsg, errlen, NULL);
 }
 
 int mpconn_value_decode(const void *buf, size_t len, const mpconn_opts *opts, mpconn_value **out,

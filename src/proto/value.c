@@ -5,16 +5,48 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* None, True and False are immortal: never written to, so sharing them
- * between threads is safe. */
+/* None, True, False and the small ints are immortal: never written to, so
+ * sharing them between threads is safe, and a pickle of many small ints
+ * costs one pointer each, as in CPython. */
 static mpconn_value none_value = {.refs = 1, .type = MPCONN_NONE, .flags = MPCI_F_IMMORTAL};
 static mpconn_value true_value = {
     .refs = 1, .type = MPCONN_BOOL, .flags = MPCI_F_IMMORTAL, .u.b = 1};
 static mpconn_value false_value = {
     .refs = 1, .type = MPCONN_BOOL, .flags = MPCI_F_IMMORTAL, .u.b = 0};
+
+/* Ints SMALL_MIN..SMALL_MAX (CPython caches -5..256). */
+#define SMALL_MIN (-5)
+#define SMALL_MAX 256
+#define SI(n)                                                                                      \
+    {                                                                                              \
+        .refs = 1, .type = MPCONN_INT, .flags = MPCI_F_IMMORTAL, .u.i.v = (n)                      \
+    }
+#define SI4(n) SI(n), SI((n) + 1), SI((n) + 2), SI((n) + 3)
+#define SI16(n) SI4(n), SI4((n) + 4), SI4((n) + 8), SI4((n) + 12)
+#define SI64(n) SI16(n), SI16((n) + 16), SI16((n) + 32), SI16((n) + 48)
+static mpconn_value small_ints[SMALL_MAX - SMALL_MIN + 1] = {
+    SI64(SMALL_MIN),      SI64(SMALL_MIN + 64), SI64(SMALL_MIN + 128), SI64(SMALL_MIN + 192),
+    SI4(SMALL_MIN + 256), SI(SMALL_MIN + 260),  SI(SMALL_MIN + 261)};
+_Static_assert(SMALL_MIN + 261 == SMALL_MAX, "the table ends at SMALL_MAX");
+#undef SI
+#undef SI4
+#undef SI16
+#undef SI64
+
+/* Magnitudes of the small ints, borrowed by mpconn_value_get_bigint since an
+ * immortal value is never written. */
+#define B4(n) (n), (n) + 1, (n) + 2, (n) + 3
+#define B16(n) B4(n), B4((n) + 4), B4((n) + 8), B4((n) + 12)
+#define B64(n) B16(n), B16((n) + 16), B16((n) + 32), B16((n) + 48)
+static const uint8_t byte_values[256] = {B64(0), B64(64), B64(128), B64(192)};
+static const uint8_t mag_256[2] = {1, 0};
+#undef B4
+#undef B16
+#undef B64
 
 /* Dicts and sets this small are searched linearly: cheaper than an index. */
 #define SMALL_MAP 16
@@ -27,12 +59,35 @@ static mpconn_value false_value = {
 #define INLINE_ITEMS 4
 #define INLINE_ENTRIES 2
 
-static void *inline_items(const mpconn_value *v)
+#define HEAD offsetof(mpconn_value, u)
+#define MEMBER_SIZE(m) (HEAD + sizeof(((mpconn_value *)0)->u.m))
+
+/* The bytes a value of this type takes before any inline data. */
+static size_t base_size(int type)
 {
-    return (void *)(v + 1);
+    switch (type) {
+    case MPCONN_INT: return MEMBER_SIZE(i);
+    case MPCONN_FLOAT: return MEMBER_SIZE(d);
+    case MPCONN_STR:
+    case MPCONN_BYTES:
+    case MPCONN_BYTEARRAY: return MEMBER_SIZE(s);
+    case MPCONN_LIST:
+    case MPCONN_TUPLE: return MEMBER_SIZE(seq);
+    case MPCONN_DICT:
+    case MPCONN_SET:
+    case MPCONN_FROZENSET: return MEMBER_SIZE(map);
+    default: return MEMBER_SIZE(b);
+    }
 }
 
-static mpconn_value *alloc_value(int type, size_t extra)
+static void *inline_items(const mpconn_value *v)
+{
+    return (char *)v + base_size(v->type);
+}
+
+/* noinline: the compiler would otherwise see a struct pointer into a block
+ * smaller than the struct and warn about members it never touches. */
+__attribute__((noinline)) static mpconn_value *alloc_value(int type, size_t extra)
 {
     int seq = type == MPCONN_LIST || type == MPCONN_TUPLE;
     int map = type == MPCONN_DICT || type == MPCONN_SET || type == MPCONN_FROZENSET;
@@ -40,22 +95,57 @@ static mpconn_value *alloc_value(int type, size_t extra)
         extra = INLINE_ITEMS * sizeof(mpconn_value *);
     else if (map)
         extra = INLINE_ENTRIES * sizeof(mpci_entry);
-    mpconn_value *v = malloc(sizeof *v + extra);
+    size_t base = base_size(type);
+    mpconn_value *v = malloc(base + extra);
     if (!v)
         return NULL;
-    memset(v, 0, sizeof *v);
+    memset(v, 0, base);
     v->refs = 1;
     v->type = (uint8_t)type;
     if (seq) {
         v->u.seq.items = inline_items(v);
         v->u.seq.cap = INLINE_ITEMS;
+        v->u.seq.depth = 1;
     } else if (map) {
         v->u.map.ents = inline_items(v);
         v->u.map.cap = INLINE_ENTRIES;
+        v->u.map.depth = 1;
     }
-    if (mpci_is_container(v))
-        v->depth = 1;
     return v;
+}
+
+size_t mpci_value_footprint(const mpconn_value *v)
+{
+    if (!v || (v->flags & MPCI_F_IMMORTAL))
+        return 0;
+    size_t base = base_size(v->type);
+    switch (v->type) {
+    case MPCONN_INT:
+        if (v->flags & MPCI_F_BIG)
+            return mpci_malloc_cost(MEMBER_SIZE(big) + v->u.big.len);
+        return mpci_malloc_cost(base);
+    case MPCONN_STR:
+    case MPCONN_BYTES:
+    case MPCONN_BYTEARRAY: return mpci_malloc_cost(base + v->u.s.len + 1);
+    case MPCONN_LIST:
+    case MPCONN_TUPLE: {
+        size_t n = mpci_malloc_cost(base + INLINE_ITEMS * sizeof(mpconn_value *));
+        if (v->u.seq.items != inline_items(v))
+            n += mpci_malloc_cost(v->u.seq.cap * sizeof(mpconn_value *));
+        return n;
+    }
+    case MPCONN_DICT:
+    case MPCONN_SET:
+    case MPCONN_FROZENSET: {
+        size_t n = mpci_malloc_cost(base + INLINE_ENTRIES * sizeof(mpci_entry));
+        if (v->u.map.ents != inline_items(v))
+            n += mpci_malloc_cost(v->u.map.cap * sizeof(mpci_entry));
+        if (v->u.map.index)
+            n += mpci_malloc_cost(v->u.map.icap * sizeof(uint32_t));
+        return n;
+    }
+    default: return mpci_malloc_cost(base);
+    }
 }
 
 /* realloc for an items array that may still be the inline one. */
@@ -80,8 +170,11 @@ mpconn_value *mpconn_value_ref(mpconn_value *v)
  * when it holds no references. */
 static void release_one(mpconn_value *v, mpconn_value **pending)
 {
-    if (mpci_is_container(v)) {
-        v->aux.next = *pending;
+    if (v->type == MPCONN_LIST || v->type == MPCONN_TUPLE) {
+        v->u.seq.aux.next = *pending;
+        *pending = v;
+    } else if (mpci_is_container(v)) {
+        v->u.map.aux.next = *pending;
         *pending = v;
     } else {
         free(v);
@@ -104,13 +197,14 @@ void mpconn_value_free(mpconn_value *v)
      * allocation and no recursion, whatever the depth. */
     while (pending) {
         mpconn_value *c = pending;
-        pending = c->aux.next;
         if (c->type == MPCONN_LIST || c->type == MPCONN_TUPLE) {
+            pending = c->u.seq.aux.next;
             for (size_t i = 0; i < c->u.seq.len; i++)
                 drop_child(c->u.seq.items[i], &pending);
             if (c->u.seq.items != inline_items(c))
                 free(c->u.seq.items);
         } else {
+            pending = c->u.map.aux.next;
             for (size_t i = 0; i < c->u.map.len; i++) {
                 drop_child(c->u.map.ents[i].key, &pending);
                 drop_child(c->u.map.ents[i].val, &pending);
@@ -135,6 +229,8 @@ mpconn_value *mpconn_value_bool(int b)
 
 mpconn_value *mpconn_value_int(int64_t i)
 {
+    if (i >= SMALL_MIN && i <= SMALL_MAX)
+        return &small_ints[i - SMALL_MIN];
     mpconn_value *v = alloc_value(MPCONN_INT, 0);
     if (v)
         v->u.i.v = i;
@@ -156,11 +252,14 @@ mpconn_value *mpconn_value_bigint(int negative, const uint8_t *magnitude, size_t
         if (negative && m <= (uint64_t)INT64_MAX + 1)
             return mpconn_value_int(m == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)m);
     }
-    mpconn_value *v = alloc_value(MPCONN_INT, len);
+    /* A big int has the layout of its own member, not of u.i. */
+    size_t base = MEMBER_SIZE(big);
+    mpconn_value *v = alloc_value(MPCONN_INT, base - base_size(MPCONN_INT) + len);
     if (!v)
         return NULL;
+    memset(&v->u.big, 0, sizeof v->u.big);
     v->flags |= MPCI_F_BIG;
-    v->u.big.mag = (uint8_t *)(v + 1);
+    v->u.big.mag = (uint8_t *)v + base;
     v->u.big.len = len;
     v->u.big.neg = negative ? 1 : 0;
     memcpy(v->u.big.mag, magnitude, len);
@@ -175,9 +274,10 @@ mpconn_value *mpconn_value_float(double d)
     return v;
 }
 
-int mpci_utf8_valid(const void *p, size_t n)
+/* Strict UTF-8, or with surrogates (ED A0..BF 80..BF) when allowed; sets
+ * *sur when one was seen. */
+static int utf8_scan(const unsigned char *s, size_t n, int allow_surrogates, int *sur)
 {
-    const unsigned char *s = p;
     size_t i = 0;
     while (i < n) {
         unsigned c = s[i];
@@ -193,7 +293,7 @@ int mpci_utf8_valid(const void *p, size_t n)
             need = 2;
             if (c == 0xE0)
                 lo = 0xA0;
-            else if (c == 0xED)
+            else if (c == 0xED && !allow_surrogates)
                 hi = 0x9F;
         } else if (c >= 0xF0 && c <= 0xF4) {
             need = 3;
@@ -208,12 +308,28 @@ int mpci_utf8_valid(const void *p, size_t n)
             return 0;
         if (s[i + 1] < lo || s[i + 1] > hi)
             return 0;
+        if (c == 0xED && s[i + 1] >= 0xA0)
+            *sur = 1;
         for (size_t k = 2; k <= need; k++)
             if ((s[i + k] & 0xC0) != 0x80)
                 return 0;
         i += need + 1;
     }
     return 1;
+}
+
+int mpci_utf8_valid(const void *p, size_t n)
+{
+    int sur = 0;
+    return utf8_scan(p, n, 0, &sur);
+}
+
+int mpci_utf8_check(const void *p, size_t n)
+{
+    int sur = 0;
+    if (!utf8_scan(p, n, 1, &sur))
+        return -1;
+    return sur;
 }
 
 mpconn_value *mpci_value_alloc_str(int type, size_t len, char **data)
@@ -223,7 +339,7 @@ mpconn_value *mpci_value_alloc_str(int type, size_t len, char **data)
     mpconn_value *v = alloc_value(type, len + 1);
     if (!v)
         return NULL;
-    v->u.s.p = (char *)(v + 1);
+    v->u.s.p = inline_items(v);
     v->u.s.len = len;
     v->u.s.p[len] = '\0';
     *data = v->u.s.p;
@@ -251,6 +367,24 @@ mpconn_value *mpconn_value_strn(const char *s, size_t len)
 mpconn_value *mpconn_value_str(const char *s)
 {
     return s ? mpconn_value_strn(s, strlen(s)) : NULL;
+}
+
+mpconn_value *mpconn_value_strn_surrogatepass(const char *s, size_t len)
+{
+    if (!s && len)
+        return NULL;
+    int rc = mpci_utf8_check(s, len);
+    if (rc < 0)
+        return NULL;
+    mpconn_value *v = make_str(MPCONN_STR, s, len);
+    if (v && rc)
+        v->flags |= MPCI_F_SURROGATES;
+    return v;
+}
+
+int mpconn_value_str_surrogates(const mpconn_value *v)
+{
+    return v && mpci_str_has_surrogates(v);
 }
 
 mpconn_value *mpconn_value_bytes(const void *p, size_t len)
@@ -296,8 +430,23 @@ mpconn_value *mpci_value_callable(int sub)
 
 static void note_child(mpconn_value *parent, const mpconn_value *child)
 {
-    if (mpci_is_container(child) && child->depth + 1 > parent->depth)
-        parent->depth = child->depth + 1;
+    if (!mpci_is_container(child))
+        return;
+    uint32_t d = mpci_depth(child) + 1;
+    if (parent->type == MPCONN_LIST || parent->type == MPCONN_TUPLE) {
+        if (d > parent->u.seq.depth)
+            parent->u.seq.depth = d;
+    } else if (d > parent->u.map.depth) {
+        parent->u.map.depth = d;
+    }
+}
+
+/* A new capacity for at least want items: an eighth more, as CPython's
+ * lists grow, so a large container wastes little (realloc moves big
+ * blocks without copying). */
+static size_t grow_cap(size_t want)
+{
+    return want + (want >> 3) + 6;
 }
 
 int mpci_value_reserve(mpconn_value *c, size_t n)
@@ -305,11 +454,10 @@ int mpci_value_reserve(mpconn_value *c, size_t n)
     if (c->type == MPCONN_LIST || c->type == MPCONN_TUPLE) {
         if (c->u.seq.cap - c->u.seq.len >= n)
             return 0;
-        size_t want = c->u.seq.len + n, cap = c->u.seq.cap ? c->u.seq.cap : 4;
+        size_t want = c->u.seq.len + n;
         if (want < c->u.seq.len || want > SIZE_MAX / sizeof(mpconn_value *) / 2)
             return -ENOMEM;
-        while (cap < want)
-            cap *= 2;
+        size_t cap = grow_cap(want);
         mpconn_value **p = grow_items(c, c->u.seq.items, c->u.seq.len, cap, sizeof *p);
         if (!p)
             return -ENOMEM;
@@ -319,11 +467,10 @@ int mpci_value_reserve(mpconn_value *c, size_t n)
     }
     if (c->u.map.cap - c->u.map.len >= n)
         return 0;
-    size_t want = c->u.map.len + n, cap = c->u.map.cap ? c->u.map.cap : 4;
+    size_t want = c->u.map.len + n;
     if (want < c->u.map.len || want > UINT32_MAX / 4)
         return -ENOMEM;
-    while (cap < want)
-        cap *= 2;
+    size_t cap = grow_cap(want);
     mpci_entry *e = grow_items(c, c->u.map.ents, c->u.map.len, cap, sizeof *e);
     if (!e)
         return -ENOMEM;
@@ -392,21 +539,68 @@ static uint64_t hash_bytes(const void *p, size_t n, uint64_t seed)
     return mix64(h ^ n);
 }
 
-static uint64_t hash_double_bits(double d)
+/* Numbers hash as CPython's do: by their exact value modulo the prime
+ * 2^61 - 1, with the sign, so 1, 1.0 and True hash alike, 2**64 - 1 and
+ * 2**64 - 2 do not collide, and any float equal to an int hashes as it. */
+#define HASH_PRIME (((uint64_t)1 << 61) - 1)
+
+static uint64_t mod_prime(uint64_t x)
 {
-    uint64_t bits;
-    memcpy(&bits, &d, sizeof bits);
-    return mix64(bits ^ 0x5851f42d4c957f2dULL);
+    x = (x & HASH_PRIME) + (x >> 61);
+    return x >= HASH_PRIME ? x - HASH_PRIME : x;
 }
 
-/* Equal numbers hash alike: an integral float in int64 range hashes as
- * that int; other floats and big ints hash by their double value (a big
- * int equal to a float converts to exactly that float). */
-static uint64_t hash_float(double d)
+/* x * 2^k modulo the prime, for x below it and 0 <= k < 61: 2^61 is 1
+ * there, so this is a rotation of 61 bits. */
+static uint64_t rot61(uint64_t x, unsigned k)
 {
-    if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == trunc(d))
-        return mix64((uint64_t)(int64_t)d);
-    return hash_double_bits(d);
+    return k ? ((x << k) & HASH_PRIME) | (x >> (61 - k)) : x;
+}
+
+static uint64_t num_hash(uint64_t residue, int negative)
+{
+    uint64_t n = negative ? (uint64_t)0 - residue : residue;
+    return mix64(n ^ 0x5851f42d4c957f2dULL);
+}
+
+static uint64_t hash_int64(int64_t i)
+{
+    uint64_t m = i < 0 ? (uint64_t)0 - (uint64_t)i : (uint64_t)i;
+    return num_hash(mod_prime(m), i < 0);
+}
+
+static uint64_t hash_bigint(const mpconn_value *v)
+{
+    uint64_t r = 0;
+    for (size_t k = 0; k < v->u.big.len; k++)
+        r = mod_prime(rot61(r, 8) + v->u.big.mag[k]);
+    return num_hash(r, v->u.big.neg);
+}
+
+/* A NaN equals nothing but itself, so it hashes by its address (as CPython
+ * 3.10 on does): many NaN keys spread over the table. */
+static uint64_t hash_float(const mpconn_value *v)
+{
+    double d = v->u.d;
+    if (isnan(d))
+        return mix64((uint64_t)(uintptr_t)v ^ 0x2545f4914f6cdd1dULL);
+    if (isinf(d))
+        return num_hash(314159, d < 0);
+    /* |d| = m * 2^e; take the mantissa 28 bits at a time into an integer
+     * x with |d| = x * 2^e, then multiply by 2^e modulo the prime. */
+    int e;
+    double m = frexp(fabs(d), &e);
+    uint64_t x = 0;
+    while (m != 0) {
+        x = rot61(x, 28);
+        m *= 268435456.0; /* 2^28 */
+        e -= 28;
+        double top = floor(m);
+        m -= top;
+        x = mod_prime(x + (uint64_t)top);
+    }
+    unsigned k = e >= 0 ? (unsigned)(e % 61) : (unsigned)(60 - (-1 - e) % 61);
+    return num_hash(rot61(x, k), d < 0);
 }
 
 int mpci_bigint_to_double(const mpconn_value *v, double *out)
@@ -477,57 +671,67 @@ static int bigint_exact_double(const mpconn_value *v)
     return 1;
 }
 
-static int scalar_hash(const mpconn_value *v, uint64_t *out)
+static int scalar_hash(const mpconn_value *v, uint64_t *out, size_t *steps)
 {
+    mpconn_value *w = (mpconn_value *)v; /* caches are not part of the value */
     switch (v->type) {
     case MPCONN_NONE: *out = 0x2545f4914f6cdd1dULL; return 0;
-    case MPCONN_BOOL: *out = mix64((uint64_t)v->u.b); return 0;
+    case MPCONN_BOOL: *out = hash_int64(v->u.b); return 0;
     case MPCONN_INT:
-        if (v->flags & MPCI_F_BIG) {
-            double d;
-            mpci_bigint_to_double(v, &d);
-            *out = hash_double_bits(d);
-        } else {
-            *out = mix64((uint64_t)v->u.i.v);
+        if (!(v->flags & MPCI_F_BIG)) {
+            *out = hash_int64(v->u.i.v);
+            return 0;
         }
+        if (!(v->flags & MPCI_F_HASHED)) {
+            *steps += 1 + v->u.big.len / 8;
+            w->u.big.hash = hash_bigint(v);
+            w->flags |= MPCI_F_HASHED;
+        }
+        *out = v->u.big.hash;
         return 0;
-    case MPCONN_FLOAT: *out = hash_float(v->u.d); return 0;
+    case MPCONN_FLOAT: *out = hash_float(v); return 0;
     case MPCONN_STR:
     case MPCONN_BYTES:
         /* Keys are often one shared string (a pickle's memo), so the hash is
          * kept on the value: it never changes. */
         if (!(v->flags & MPCI_F_HASHED)) {
-            mpconn_value *w = (mpconn_value *)v; /* the cache is not part of the value */
-            w->aux.hash = hash_bytes(v->u.s.p, v->u.s.len, v->type == MPCONN_STR ? 1 : 2);
+            *steps += 1 + v->u.s.len / 8;
+            w->u.s.hash = hash_bytes(v->u.s.p, v->u.s.len, v->type == MPCONN_STR ? 1 : 2);
             w->flags |= MPCI_F_HASHED;
         }
-        *out = v->aux.hash;
+        *out = v->u.s.hash;
         return 0;
-    case MPCONN_FROZENSET: {
-        /* Order-independent; items already carry their hashes. */
-        uint64_t h = 0x9e3779b97f4a7c15ULL ^ v->u.map.len;
-        for (size_t i = 0; i < v->u.map.len; i++)
-            h += mix64(v->u.map.ents[i].hash ^ 0x632be59bd9b4e019ULL);
-        *out = mix64(h);
+    case MPCONN_FROZENSET:
+        /* Order-independent; items already carry their hashes. Kept, so a
+         * frozenset met on many paths is summed once. */
+        if (!(v->flags & MPCI_F_HASHED)) {
+            uint64_t h = 0x9e3779b97f4a7c15ULL ^ v->u.map.len;
+            for (size_t i = 0; i < v->u.map.len; i++)
+                h += mix64(v->u.map.ents[i].hash ^ 0x632be59bd9b4e019ULL);
+            *steps += 1 + v->u.map.len;
+            w->u.map.aux.hash = mix64(h);
+            w->flags |= MPCI_F_HASHED;
+        }
+        *out = v->u.map.aux.hash;
         return 0;
-    }
     default: return MPCONN_EUNHASHABLE;
     }
 }
 
-/* Tuples hash iteratively: an explicit stack of partly hashed tuples. */
+/* Tuples hash iteratively: an explicit stack of partly hashed tuples. Each
+ * tuple keeps its hash, so a shared one is hashed once. */
 struct hframe {
     const mpconn_value *t;
     size_t i;
     uint64_t acc;
 };
 
-int mpci_value_hash(const mpconn_value *v, uint64_t *out)
+static int value_hash(const mpconn_value *v, uint64_t *out, size_t *steps)
 {
     if (v->type != MPCONN_TUPLE)
-        return scalar_hash(v, out);
+        return scalar_hash(v, out, steps);
     if (v->flags & MPCI_F_HASHED) {
-        *out = v->aux.hash;
+        *out = v->u.seq.aux.hash;
         return 0;
     }
     struct hframe local[32], *st = local;
@@ -537,10 +741,11 @@ int mpci_value_hash(const mpconn_value *v, uint64_t *out)
     uint64_t result = 0;
     while (sp) {
         struct hframe *f = &st[sp - 1];
+        (*steps)++;
         if (f->i == f->t->u.seq.len) {
             uint64_t h = mix64(f->acc ^ f->t->u.seq.len);
             mpconn_value *t = (mpconn_value *)f->t; /* the cache is not part of the value */
-            t->aux.hash = h;
+            t->u.seq.aux.hash = h;
             t->flags |= MPCI_F_HASHED;
             sp--;
             if (sp)
@@ -569,8 +774,8 @@ int mpci_value_hash(const mpconn_value *v, uint64_t *out)
             continue;
         }
         if (c->type == MPCONN_TUPLE)
-            h = c->aux.hash;
-        else if ((rc = scalar_hash(c, &h)) < 0)
+            h = c->u.seq.aux.hash;
+        else if ((rc = scalar_hash(c, &h, steps)) < 0)
             break;
         f->acc = (f->acc ^ h) * 1000003ULL;
     }
@@ -579,6 +784,12 @@ int mpci_value_hash(const mpconn_value *v, uint64_t *out)
     if (rc == 0)
         *out = result;
     return rc;
+}
+
+int mpci_value_hash(const mpconn_value *v, uint64_t *out)
+{
+    size_t steps = 0;
+    return value_hash(v, out, &steps);
 }
 
 /* ------------------------------------------------------------ equality */
@@ -635,7 +846,20 @@ static int kind(int type)
     }
 }
 
-static long map_find(const mpconn_value *m, const mpconn_value *key, uint64_t h, int nest);
+/* Both hashes known and different: the values differ (equal values hash
+ * alike). */
+static int hashes_differ(const mpconn_value *a, const mpconn_value *b)
+{
+    if (!(a->flags & b->flags & MPCI_F_HASHED) || a->type != b->type)
+        return 0;
+    switch (a->type) {
+    case MPCONN_STR:
+    case MPCONN_BYTES: return a->u.s.hash != b->u.s.hash;
+    case MPCONN_TUPLE: return a->u.seq.aux.hash != b->u.seq.aux.hash;
+    case MPCONN_FROZENSET: return a->u.map.aux.hash != b->u.map.aux.hash;
+    default: return 0;
+    }
+}
 
 /* 1 equal, 0 not, -1 needs a container walk. */
 static int shallow_equal(const mpconn_value *a, const mpconn_value *b)
@@ -644,6 +868,8 @@ static int shallow_equal(const mpconn_value *a, const mpconn_value *b)
         return 0;
     if (is_number(a))
         return num_equal(a, b);
+    if (hashes_differ(a, b))
+        return 0;
     switch (a->type) {
     case MPCONN_NONE: return 1;
     case MPCONN_STR:
@@ -660,18 +886,142 @@ static int shallow_equal(const mpconn_value *a, const mpconn_value *b)
     }
 }
 
+/* ------------------------------------------------- the pairs already known */
+
+struct mpci_pair {
+    const mpconn_value *a, *b; /* a NULL: empty slot */
+    int equal;
+};
+
+void mpci_eqctx_init(mpci_eqctx *cx, int hold)
+{
+    memset(cx, 0, sizeof *cx);
+    cx->hold = hold;
+}
+
+void mpci_eqctx_free(mpci_eqctx *cx)
+{
+    if (cx->hold)
+        for (size_t i = 0; i < cx->cap; i++)
+            if (cx->pairs[i].a) {
+                mpconn_value_free((mpconn_value *)cx->pairs[i].a);
+                mpconn_value_free((mpconn_value *)cx->pairs[i].b);
+            }
+    free(cx->pairs);
+    cx->pairs = NULL;
+    cx->cap = cx->used = cx->bytes = 0;
+}
+
+/* Only a pair of values both referenced more than once can be met again
+ * (a tree never repeats a pair), and only comparisons that cost more than a
+ * look-up are worth keeping. */
+static int worth_keeping(const mpconn_value *a, const mpconn_value *b)
+{
+    if (a->refs < 2 || b->refs < 2 || (a->flags & MPCI_F_IMMORTAL) || (b->flags & MPCI_F_IMMORTAL))
+        return 0;
+    if (mpci_is_container(a))
+        return 1;
+    if (a->type == MPCONN_STR || a->type == MPCONN_BYTES || a->type == MPCONN_BYTEARRAY)
+        return a->u.s.len > 64;
+    return a->type == MPCONN_INT && (a->flags & MPCI_F_BIG) && a->u.big.len > 64;
+}
+
+static size_t pair_slot(const mpci_eqctx *cx, const mpconn_value *a, const mpconn_value *b)
+{
+    return (mpci_ptr_hash(a) ^ (mpci_ptr_hash(b) * 0x9e3779b97f4a7c15ULL)) & (cx->cap - 1);
+}
+
+/* 1 or 0 when the pair is known, -1 when not. */
+static int pair_known(const mpci_eqctx *cx, const mpconn_value *a, const mpconn_value *b)
+{
+    if (!cx->used)
+        return -1;
+    if (a > b) {
+        const mpconn_value *t = a;
+        a = b;
+        b = t;
+    }
+    for (size_t s = pair_slot(cx, a, b);; s = (s + 1) & (cx->cap - 1)) {
+        const struct mpci_pair *p = &cx->pairs[s];
+        if (!p->a)
+            return -1;
+        if (p->a == a && p->b == b)
+            return p->equal;
+    }
+}
+
+/* Records a result; out of memory only forgets it. */
+static void pair_put(mpci_eqctx *cx, const mpconn_value *a, const mpconn_value *b, int equal)
+{
+    if (a > b) {
+        const mpconn_value *t = a;
+        a = b;
+        b = t;
+    }
+    if ((cx->used + 1) * 2 > cx->cap) {
+        size_t ncap = cx->cap ? cx->cap * 2 : 64;
+        struct mpci_pair *n = calloc(ncap, sizeof *n);
+        if (!n)
+            return;
+        struct mpci_pair *old = cx->pairs;
+        size_t ocap = cx->cap;
+        cx->pairs = n;
+        cx->cap = ncap;
+        for (size_t i = 0; i < ocap; i++) {
+            if (!old[i].a)
+                continue;
+            size_t s = pair_slot(cx, old[i].a, old[i].b);
+            while (n[s].a)
+                s = (s + 1) & (ncap - 1);
+            n[s] = old[i];
+        }
+        free(old);
+        cx->bytes = mpci_malloc_cost(ncap * sizeof *n);
+    }
+    size_t s = pair_slot(cx, a, b);
+    while (cx->pairs[s].a) {
+        if (cx->pairs[s].a == a && cx->pairs[s].b == b)
+            return;
+        s = (s + 1) & (cx->cap - 1);
+    }
+    cx->pairs[s] = (struct mpci_pair){a, b, equal};
+    cx->used++;
+    if (cx->hold) {
+        mpconn_value_ref((mpconn_value *)a);
+        mpconn_value_ref((mpconn_value *)b);
+    }
+}
+
+/* ------------------------------------------------------- the comparison */
+
+static long map_find(const mpconn_value *m, const mpconn_value *key, uint64_t h, mpci_eqctx *cx,
+                     int nest);
+
 struct eframe {
     const mpconn_value *a, *b;
     size_t i;
 };
 
-static int equal_nest(const mpconn_value *a, const mpconn_value *b, int nest)
+/* Python's == as a walk over both values side by side, identity first as
+ * Python's containers compare. Pairs of shared sub-values are looked up in
+ * cx and recorded there, so a DAG costs its size, not its tree size. */
+static int equal_nest(const mpconn_value *a, const mpconn_value *b, mpci_eqctx *cx, int nest)
 {
+    /* Identity decides for everything but a NaN, which Python's == tells
+     * apart from itself (only inside containers is identity enough). */
+    if (a == b && a->type != MPCONN_FLOAT)
+        return 1;
     int r = shallow_equal(a, b);
     if (r >= 0)
         return r;
-    if (nest > MAX_LOOKUP_NEST)
+    if (nest > MAX_LOOKUP_NEST) {
+        cx->gave_up = 1;
         return 0;
+    }
+    if ((r = pair_known(cx, a, b)) >= 0)
+        return r;
+    int gave_up = cx->gave_up;
+    cx->gave_up = 0;
     struct eframe local[32], *st = local;
     size_t sp = 0, cap = 32;
     st[sp++] = (struct eframe){a, b, 0};
@@ -679,8 +1029,11 @@ static int equal_nest(const mpconn_value *a, const mpconn_value *b, int nest)
     while (sp && result) {
         struct eframe *f = &st[sp - 1];
         const mpconn_value *x, *y;
+        cx->steps++;
         if (f->a->type == MPCONN_LIST || f->a->type == MPCONN_TUPLE) {
             if (f->i == f->a->u.seq.len) {
+                if (worth_keeping(f->a, f->b))
+                    pair_put(cx, f->a, f->b, 1);
                 sp--;
                 continue;
             }
@@ -689,11 +1042,13 @@ static int equal_nest(const mpconn_value *a, const mpconn_value *b, int nest)
             f->i++;
         } else {
             if (f->i == f->a->u.map.len) {
+                if (worth_keeping(f->a, f->b))
+                    pair_put(cx, f->a, f->b, 1);
                 sp--;
                 continue;
             }
             const mpci_entry *e = &f->a->u.map.ents[f->i++];
-            long j = map_find(f->b, e->key, e->hash, nest + 1);
+            long j = map_find(f->b, e->key, e->hash, cx, nest + 1);
             if (j < 0) {
                 result = 0;
                 break;
@@ -704,8 +1059,10 @@ static int equal_nest(const mpconn_value *a, const mpconn_value *b, int nest)
             y = f->b->u.map.ents[j].val;
         }
         if (x == y)
-            continue; /* identity first, as Python's containers do */
+            continue;
         r = shallow_equal(x, y);
+        if (r < 0)
+            r = pair_known(cx, x, y);
         if (r == 0) {
             result = 0;
         } else if (r < 0) {
@@ -715,6 +1072,7 @@ static int equal_nest(const mpconn_value *a, const mpconn_value *b, int nest)
                     st == local ? malloc(ncap * sizeof *n) : realloc(st, ncap * sizeof *n);
                 if (!n) {
                     result = 0;
+                    cx->gave_up = 1;
                     break;
                 }
                 if (st == local)
@@ -725,23 +1083,40 @@ static int equal_nest(const mpconn_value *a, const mpconn_value *b, int nest)
             st[sp++] = (struct eframe){x, y, 0};
         }
     }
+    /* A difference makes every pair still open unequal, unless a lookup
+     * gave up below (then nothing is proven). */
+    if (!result && !cx->gave_up)
+        for (size_t k = 0; k < sp; k++)
+            if (worth_keeping(st[k].a, st[k].b))
+                pair_put(cx, st[k].a, st[k].b, 0);
+    cx->gave_up |= gave_up;
     if (st != local)
         free(st);
     return result;
 }
 
-int mpconn_value_equal(const mpconn_value *a, const mpconn_value *b)
+int mpci_value_equal_cx(const mpconn_value *a, const mpconn_value *b, mpci_eqctx *cx)
 {
     if (!a || !b)
         return a == b;
-    return equal_nest(a, b, 0);
+    return equal_nest(a, b, cx, 0);
+}
+
+int mpconn_value_equal(const mpconn_value *a, const mpconn_value *b)
+{
+    mpci_eqctx cx;
+    mpci_eqctx_init(&cx, 0);
+    int r = mpci_value_equal_cx(a, b, &cx);
+    mpci_eqctx_free(&cx);
+    return r;
 }
 
 /* ----------------------------------------------------------- dict / set */
 
-static int keys_match(const mpci_entry *e, const mpconn_value *key, uint64_t h, int nest)
+static int keys_match(const mpci_entry *e, const mpconn_value *key, uint64_t h, mpci_eqctx *cx,
+                      int nest)
 {
-    return e->key == key || (e->hash == h && equal_nest(e->key, key, nest));
+    return e->key == key || (e->hash == h && equal_nest(e->key, key, cx, nest));
 }
 
 /* The index slot of a hash. The map's address salts it, so a peer that
@@ -756,21 +1131,25 @@ static size_t home_slot(const mpconn_value *m, uint64_t h)
 #define MAX_PROBES 512
 
 /* Entry number of key, -1 when absent, -2 when its probe run is too long. */
-static long map_find(const mpconn_value *m, const mpconn_value *key, uint64_t h, int nest)
+static long map_find(const mpconn_value *m, const mpconn_value *key, uint64_t h, mpci_eqctx *cx,
+                     int nest)
 {
     if (!m->u.map.index) {
-        for (size_t i = 0; i < m->u.map.len; i++)
-            if (keys_match(&m->u.map.ents[i], key, h, nest))
+        for (size_t i = 0; i < m->u.map.len; i++) {
+            cx->steps++;
+            if (keys_match(&m->u.map.ents[i], key, h, cx, nest))
                 return (long)i;
+        }
         return -1;
     }
     size_t mask = m->u.map.icap - 1;
     size_t s = home_slot(m, h);
     for (int probes = 0; probes < MAX_PROBES; probes++, s = (s + 1) & mask) {
+        cx->steps++;
         uint32_t slot = m->u.map.index[s];
         if (!slot)
             return -1;
-        if (keys_match(&m->u.map.ents[slot - 1], key, h, nest))
+        if (keys_match(&m->u.map.ents[slot - 1], key, h, cx, nest))
             return (long)slot - 1;
     }
     return -2;
@@ -801,14 +1180,13 @@ static int index_grow(mpconn_value *m)
     return 0;
 }
 
-/* Inserts key (and val for dicts); steals both. */
-static int map_insert(mpconn_value *m, mpconn_value *key, mpconn_value *val)
+int mpci_map_insert(mpconn_value *m, mpconn_value *key, mpconn_value *val, mpci_eqctx *cx)
 {
     uint64_t h;
-    int rc = mpci_value_hash(key, &h);
+    int rc = value_hash(key, &h, &cx->steps);
     if (rc < 0)
         goto fail;
-    long j = map_find(m, key, h, 0);
+    long j = map_find(m, key, h, cx, 0);
     if (j == -2) {
         rc = MPCONN_ELIMIT;
         goto fail;
@@ -839,10 +1217,22 @@ static int map_insert(mpconn_value *m, mpconn_value *key, mpconn_value *val)
     note_child(m, key);
     if (val)
         note_child(m, val);
+    if (m->type == MPCONN_FROZENSET)
+        m->flags &= (uint8_t)~MPCI_F_HASHED;
     return 0;
 fail:
     mpconn_value_free(key);
     mpconn_value_free(val);
+    return rc;
+}
+
+/* Inserts key (and val for dicts) under a context of its own; steals both. */
+static int map_insert(mpconn_value *m, mpconn_value *key, mpconn_value *val)
+{
+    mpci_eqctx cx;
+    mpci_eqctx_init(&cx, 0);
+    int rc = mpci_map_insert(m, key, val, &cx);
+    mpci_eqctx_free(&cx);
     return rc;
 }
 
@@ -871,10 +1261,17 @@ int mpconn_value_add(mpconn_value *set, mpconn_value *item)
         mpconn_value_free(item);
         return MPCONN_ETYPE;
     }
-    int rc = map_insert(set, item, NULL);
-    if (rc == 0)
-        set->flags &= (uint8_t)~MPCI_F_HASHED;
-    return rc;
+    return map_insert(set, item, NULL);
+}
+
+/* Looks key up under a context of its own. */
+static long map_lookup(const mpconn_value *m, const mpconn_value *key, uint64_t h)
+{
+    mpci_eqctx cx;
+    mpci_eqctx_init(&cx, 0);
+    long j = map_find(m, key, h, &cx, 0);
+    mpci_eqctx_free(&cx);
+    return j;
 }
 
 /* ------------------------------------------------------------ accessors */
@@ -943,7 +1340,7 @@ mpconn_value *mpconn_value_dict_get(const mpconn_value *dict, const mpconn_value
     uint64_t h;
     if (!dict || !key || dict->type != MPCONN_DICT || mpci_value_hash(key, &h) < 0)
         return NULL;
-    long j = map_find(dict, key, h, 0);
+    long j = map_lookup(dict, key, h);
     return j < 0 ? NULL : dict->u.map.ents[j].val;
 }
 
@@ -961,7 +1358,7 @@ mpconn_value *mpconn_value_dict_get_str(const mpconn_value *dict, const char *ke
     k.u.s.p = (char *)key;
     k.u.s.len = n;
     uint64_t h = hash_bytes(key, n, 1);
-    long j = map_find(dict, &k, h, 0);
+    long j = map_lookup(dict, &k, h);
     return j < 0 ? NULL : dict->u.map.ents[j].val;
 }
 
@@ -1000,15 +1397,20 @@ int mpconn_value_get_bigint(const mpconn_value *v, int *negative, const uint8_t 
         *len = v->u.big.len;
         return 0;
     }
-    static const uint8_t one = 1;
     if (v->type == MPCONN_BOOL) {
         *negative = 0;
-        *magnitude = &one;
+        *magnitude = &byte_values[1];
         *len = v->u.b ? 1 : 0;
         return 0;
     }
     int64_t i = v->u.i.v;
     uint64_t m = i < 0 ? (uint64_t)0 - (uint64_t)i : (uint64_t)i;
+    *negative = i < 0;
+    if (v->flags & MPCI_F_IMMORTAL) { /* a small int: never written */
+        *magnitude = m == 256 ? mag_256 : &byte_values[m];
+        *len = m == 0 ? 0 : m == 256 ? 2 : 1;
+        return 0;
+    }
     /* The magnitude lives in the value so the pointer can be borrowed. */
     mpconn_value *w = (mpconn_value *)v;
     size_t n = 0;
@@ -1017,7 +1419,6 @@ int mpconn_value_get_bigint(const mpconn_value *v, int *negative, const uint8_t 
         if (b || n)
             w->u.i.mag[n++] = b;
     }
-    *negative = i < 0;
     *magnitude = w->u.i.mag;
     *len = n;
     return 0;

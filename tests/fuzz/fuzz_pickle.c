@@ -1,7 +1,9 @@
 /* libFuzzer target for the pickle decoder: any bytes must decode or fail
- * cleanly; whatever decodes must re-encode to a pickle that decodes to the
- * same value and encodes to the same bytes again. */
+ * cleanly, with work and memory bounded linearly in the input; whatever
+ * decodes must re-encode to a pickle that decodes to an equal value (found
+ * so in linear work too) and encodes to the same bytes again. */
 #include "mpconn.h"
+#include "proto/value_internal.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,54 +11,35 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Counts nodes as a tree (shared values once per path) up to a budget:
- * equality on heavily shared values can take time exponential in depth. */
-static int tree_small(const mpconn_value *v, size_t budget)
-{
-    const mpconn_value **st = malloc(budget * sizeof *st);
-    if (!st)
-        return 0;
-    size_t sp = 0, seen = 0;
-    st[sp++] = v;
-    int ok = 1;
-    while (sp && ok) {
-        const mpconn_value *c = st[--sp];
-        if (++seen > budget) {
-            ok = 0;
-            break;
-        }
-        mpconn_type t = mpconn_value_type(c);
-        if (t < MPCONN_LIST)
-            continue;
-        size_t n = mpconn_value_len(c);
-        for (size_t i = 0; i < n && ok; i++) {
-            if (sp + 2 > budget) {
-                ok = 0;
-                break;
-            }
-            st[sp++] = mpconn_value_item(c, i);
-            if (t == MPCONN_DICT)
-                st[sp++] = mpconn_value_dict_value(c, i);
-        }
-    }
-    free(st);
-    return ok;
-}
+/* Generous linear bounds. A step is an opcode, a hashed item, a probe or a
+ * compared pair; an insert may probe up to 512 slots. Memory: an empty dict
+ * from a 1-byte opcode is about 150 bytes; the memo may reach its limit. */
+#define MAX_STEPS(n) (2048 * (n) + 65536)
+#define MAX_BYTES(n) (512 * (n) + (1u << 20))
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    mpconn_opts *o = NULL;
-    if (mpconn_opts_new(&o) != 0)
+    mpconn_opts *o = NULL, *o2 = NULL;
+    if (mpconn_opts_new(&o) != 0 || mpconn_opts_new(&o2) != 0) {
+        mpconn_opts_free(o);
         return 0;
-    /* Tight limits keep each run fast; the bounds themselves are tested. */
+    }
+    /* Tight limits keep each run fast; the bounds themselves are tested.
+     * The re-encoding may be larger: every container in its memo, old
+     * protocols' reduce forms deeper and with more values. */
     mpconn_opts_set_decode_limits(o, 200, 100000, 10000, 64 << 20);
+    mpconn_opts_set_decode_limits(o2, 1000, 500000, 500000, 256 << 20);
     mpconn_value *v = NULL;
     char err[256];
-    int rc = mpconn_value_decode(data, size, o, &v, err, sizeof err);
+    mpci_meter m;
+    int rc = mpci_pickle_decode_metered(data, size, o, &v, err, sizeof err, &m);
+    if (m.steps > MAX_STEPS(size) || m.bytes > MAX_BYTES(size))
+        abort();
     if (rc != 0) {
         if (v)
             abort();
         mpconn_opts_free(o);
+        mpconn_opts_free(o2);
         return 0;
     }
     for (int proto = 2; proto <= 5; proto++) {
@@ -65,10 +48,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (mpconn_value_encode(v, proto, &a, &alen) != 0)
             continue; /* e.g. a value too large for protocol 2 */
         mpconn_value *w = NULL;
-        if (mpconn_value_decode(a, alen, o, &w, err, sizeof err) != 0)
+        if (mpconn_value_decode(a, alen, o2, &w, err, sizeof err) != 0)
             abort();
-        if (tree_small(v, 10000) && !mpconn_value_equal(v, w)) {
-            /* nan is never equal to itself; the byte comparison below
+        mpci_eqctx cx;
+        mpci_eqctx_init(&cx, 0);
+        int eq = mpci_value_equal_cx(v, w, &cx);
+        if (cx.steps > MAX_STEPS(size))
+            abort();
+        mpci_eqctx_free(&cx);
+        if (!eq) {
+            /* nan is never equal to another nan; the byte comparison below
              * still holds for it. */
             char *r = NULL;
             size_t rl;
@@ -86,5 +75,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     mpconn_value_free(v);
     mpconn_opts_free(o);
+    mpconn_opts_free(o2);
     return 0;
 }

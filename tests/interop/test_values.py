@@ -11,6 +11,7 @@ import json
 import math
 import os
 import pickle
+import pickletools
 import random
 import struct
 import subprocess
@@ -415,6 +416,106 @@ def case_json_matches_json_dumps():
         check(ok, f'json failed: {out!r}')
         check(out.decode() == json.dumps(v), f'{v!r}: {out.decode()!r} != {json.dumps(v)!r}')
 
+
+# ------------------------------------------------------- hostile values
+
+def repickle(objs_or_pickles, proto):
+    """mpconn decodes each pickle and encodes it again with proto."""
+    outs = valtool('repickle', objs_or_pickles, proto)
+    for ok, data in outs:
+        check(ok, f'repickle failed: {data!r}')
+    return [data for _, data in outs]
+
+
+def case_lone_surrogates_round_trip():
+    """Strs with lone surrogates (pickled by CPython with surrogatepass)
+    come back from mpconn as the same strings, from every protocol."""
+    texts = ['\ud800', 'a\udfffb', '\ud83d\ude00', '\udc00\ud800', 'x\ud800\U0001f600\ud7ff\ue000',
+             '\\ud800\n\x00\ud800' * 50]
+    rng = random.Random(1008)
+    for _ in range(100):
+        texts.append(''.join(chr(rng.choice([rng.randint(0xd800, 0xdfff), rng.randint(0x20, 0x7e),
+                                             rng.randint(0x80, 0x10ffff)]))
+                             for _ in range(rng.randint(1, 12))))
+    values = texts + [[t, (t,), {t: t}] for t in texts[:20]]
+    for proto in range(0, 6):
+        pickles = [pickle.dumps(v, protocol=proto) for v in values]
+        for out_proto in (2, 4, 5):
+            for v, data in zip(values, repickle(pickles, out_proto)):
+                got = pickle.loads(data)
+                check(got == v and type(got) is type(v), f'{proto}->{out_proto}: {got!r} != {v!r}')
+    outs = valtool('decode', [pickle.dumps(t, 4) for t in texts])
+    for t, (ok, text) in zip(texts, outs):
+        check(ok, f'decode failed: {text!r}')
+        check(ast.literal_eval(text.decode('utf-8', 'surrogatepass')) == t,
+              f'repr {text!r} is not {t!r}')
+
+
+def case_neighbouring_big_ints_set():
+    """set(range(2**64 - 600, 2**64)) and its like decode (their hashes
+    collided when big ints hashed by their double value)."""
+    values = [set(range(2**64 - 600, 2**64)), frozenset(range(-2**70, -2**70 + 700)),
+              {2**100 + i: i for i in range(600)},
+              {2**64: 'a', 2.0**64: 'b', 1: 'c', 1.0: 'd', True: 'e', -0.0: 'f', 0: 'g'}]
+    for proto in range(0, 6):
+        pickles = [pickle.dumps(v, protocol=proto) for v in values]
+        for v, data in zip(values, repickle(pickles, 4)):
+            got = pickle.loads(data)
+            check(got == v and shape(got) == shape(v), f'{proto}: {got!r}'[:200])
+
+
+def case_nan_keys_dict():
+    """A dict of 1000 NaN keys (each NaN its own key) decodes and comes back
+    with 1000 keys; so does any mix with NaNs in tuples. (pickle never
+    memoises floats, so each NaN it writes is a new object; a hand-made
+    pickle that shares one is tested in test_pickle.c.)"""
+    d = {float('nan'): i for i in range(1000)}
+    n = float('nan')
+    mixed = {n: 1, float('nan'): 2, 'x': [n, n], (n,): 3, (n, 1): 4, frozenset([n]): 5}
+    for proto in range(0, 6):
+        got, got2 = [pickle.loads(x) for x in
+                     repickle([pickle.dumps(d, protocol=proto), pickle.dumps(mixed, protocol=proto)],
+                              4)]
+        check(len(got) == 1000 and sorted(got.values()) == list(range(1000)),
+              f'{proto}: {len(got)} keys')
+        check(all(k != k for k in got), f'{proto}: not all NaN keys')
+        want = pickle.loads(pickle.dumps(mixed, protocol=proto))
+        check(len(got2) == len(want) == 6 and repr(got2) == repr(want), f'{proto}: {got2!r}')
+
+
+def dag(depth, leaf):
+    x = leaf
+    for _ in range(depth):
+        x = ((x, x), (x, x))
+    return x
+
+
+def case_equal_dag_keys():
+    """Two separately built equal tuple DAGs as keys: one key, and mpconn's
+    pickle of it loads equal in CPython. Deep ones (4^26 leaves as trees)
+    decode and re-encode quickly, still shared."""
+    for depth in (3, 6, 8):
+        v = {dag(depth, 'leaf'): 1, dag(depth, 'leaf'): 2, 'other': [dag(depth, 1.5)] * 2}
+        for proto in range(0, 6):
+            data = repickle([pickle.dumps(v, protocol=proto)], 4)[0]
+            got = pickle.loads(data)
+            check(got == v, f'depth {depth} proto {proto}: not equal')
+    # Hand-built: CPython itself would take hours to hash these keys.
+    def dag_ops(depth, memo):
+        out = b'K\x01'
+        for _ in range(2 * depth):
+            out += b'\x94j' + struct.pack('<I', memo) + b'\x86'
+            memo += 1
+        return out, memo
+    a, memo = dag_ops(26, 0)
+    b, memo = dag_ops(26, memo)
+    pk = b'\x80\x04}(' + a + b'K\x01' + b + b'K\x02u.'
+    data = repickle([pk], 4)[0]
+    # CPython cannot load it either (hashing the key would take hours): read
+    # its opcodes instead. One key, each of the 52 tuples written once.
+    ops = [op.name for op, _, _ in pickletools.genops(data)]
+    check(ops.count('TUPLE2') == 52 and ops.count('SETITEM') == 1, f'{ops!r}'[:300])
+    check(len(data) < len(pk), f'{len(data)} bytes: sharing lost')
 
 def main():
     if hasattr(sys, 'set_int_max_str_digits'):

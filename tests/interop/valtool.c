@@ -4,6 +4,7 @@
  *   valtool json            literal on stdin -> JSON on stdout
  *   valtool encode PROTO    literal on stdin -> pickle on stdout
  *   valtool roundtrip PROTO literal on stdin -> encode, decode, "equal" + repr
+ *   valtool repickle PROTO  pickle on stdin  -> decode, encode -> pickle on stdout
  * Batch mode for speed: "-n" as the last argument reads records framed as a
  * 4-byte big-endian length plus payload and answers each the same way, with
  * a status byte (0 ok, 1 error) before the payload. */
@@ -26,7 +27,7 @@ static int run(const char *cmd, int proto, const unsigned char *in, size_t n, un
     if ((rc = mpconn_opts_new(&o)) != 0)
         return rc;
     mpconn_opts_set_print_limits(o, 0, MPCONN_UNLIMITED);
-    if (!strcmp(cmd, "decode"))
+    if (!strcmp(cmd, "decode") || !strcmp(cmd, "repickle"))
         rc = mpconn_value_decode(in, n, NULL, &v, err, errlen);
     else
         rc = mpconn_value_parse_opts((const char *)in, n, o, &v, err, errlen);
@@ -34,7 +35,7 @@ static int run(const char *cmd, int proto, const unsigned char *in, size_t n, un
         mpconn_opts_free(o);
         return rc;
     }
-    if (!strcmp(cmd, "encode")) {
+    if (!strcmp(cmd, "encode") || !strcmp(cmd, "repickle")) {
         void *buf = NULL;
         rc = mpconn_value_encode(v, proto, &buf, outlen);
         *out = buf;
@@ -98,7 +99,7 @@ static int read_exact(unsigned char *p, size_t n)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: valtool decode|parse|json|encode P|roundtrip P [-n]\n");
+        fprintf(stderr, "usage: valtool decode|parse|json|encode P|roundtrip P|repickle P [-n]\n");
         return 2;
     }
     const char *cmd = argv[1];

@@ -439,6 +439,11 @@ TEST(lone_surrogates)
         CHECK_MEM(p, cases[i].bytes, n);
         CHECK_INT(mpconn_value_repr(v, &s, NULL), 0);
         CHECK_STR(s, cases[i].repr);
+        /* Flagged, and the same value as one made from those bytes. */
+        CHECK_INT(mpconn_value_str_surrogates(v), 1);
+        mpconn_value *w = mpconn_value_strn_surrogatepass(cases[i].bytes, n);
+        CHECK(w && mpconn_value_equal(v, w));
+        mpconn_value_free(w);
         free(s);
         mpconn_value_free(v);
     }

@@ -5,6 +5,10 @@
 #include "proto/value_internal.h"
 
 #include <math.h>
+#include <time.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 /* A byte-string literal and its length (it may hold NULs). */
 #define PK(lit) lit, sizeof(lit) - 1
@@ -227,8 +231,10 @@ TEST(error_messages)
     CHECK(strstr(err, "underflow"));
     CHECK_INT(decode_rc(PK("\x80\x04\x8c\x02\xc3\x28."), NULL, err, sizeof err), MPCONN_EPICKLE);
     CHECK(strstr(err, "UTF-8"));
-    /* CESU-style surrogate halves are not UTF-8 either. */
-    CHECK_INT(decode_rc(PK("\x80\x04\x8c\x03\xed\xa0\x80."), NULL, err, sizeof err),
+    /* A surrogate's bytes cut short, or a code point above U+10FFFF, are
+     * not even surrogatepass UTF-8. */
+    CHECK_INT(decode_rc(PK("\x80\x04\x8c\x02\xed\xa0."), NULL, err, sizeof err), MPCONN_EPICKLE);
+    CHECK_INT(decode_rc(PK("\x80\x04\x8c\x04\xf4\x90\x80\x80."), NULL, err, sizeof err),
               MPCONN_EPICKLE);
     CHECK_INT(decode_rc(PK("\x80\x04}]K\x01s."), NULL, err, sizeof err), MPCONN_EUNHASHABLE);
     CHECK_INT(decode_rc(PK("\x80\x04\x8f(]\x90."), NULL, err, sizeof err), MPCONN_EUNHASHABLE);
@@ -689,6 +695,265 @@ TEST(protocol0_float_text)
         int n = snprintf(pk, sizeof pk, "F%s\n.", bad[k]);
         CHECK_INT(decode_rc((const uint8_t *)pk, (size_t)n, NULL, NULL, 0), MPCONN_EPICKLE);
     }
+}
+
+/* ------------------------------------------------------ hostile pickles */
+
+/* A growing pickle under construction. */
+typedef struct pbuf {
+    unsigned char *p;
+    size_t len, cap;
+} pbuf;
+
+static void put(pbuf *b, const void *data, size_t n)
+{
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+        CHECK(b->p != NULL);
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+}
+
+static void put_u32(pbuf *b, uint8_t op, uint32_t x)
+{
+    uint8_t t[5] = {op, (uint8_t)x, (uint8_t)(x >> 8), (uint8_t)(x >> 16), (uint8_t)(x >> 24)};
+    put(b, t, 5);
+}
+
+/* x = 1, then depth times x = ((x, x), (x, x)), every tuple memoised and
+ * fetched back: a DAG of 2 * depth tuples whose tree has 4^depth leaves. */
+static void put_dag(pbuf *b, int depth, uint32_t *memo)
+{
+    put(b, "K\x01", 2);
+    for (int k = 0; k < 2 * depth; k++) {
+        put(b, "\x94", 1);
+        put_u32(b, 'j', (*memo)++);
+        put(b, "\x86", 1);
+    }
+}
+
+static double cpu_seconds(void)
+{
+    return (double)clock() / CLOCKS_PER_SEC;
+}
+
+TEST(equal_dag_keys_cost_their_size)
+{
+    /* Two separately built equal DAGs as keys of one dict: they are one key
+     * (the second's value wins). Compared as trees this took 8 s at depth
+     * 26 and doubled per level. */
+    pbuf b = {0};
+    uint32_t memo = 0;
+    put(&b, "\x80\x04}(", 4);
+    put_dag(&b, 40, &memo);
+    put(&b, "K\x01", 2);
+    put_dag(&b, 40, &memo);
+    put(&b, "K\x02u.", 4);
+    double t0 = cpu_seconds();
+    mpconn_value *v = NULL;
+    mpci_meter m;
+    char err[256] = "";
+    CHECK_INT(mpci_pickle_decode_metered(b.p, b.len, NULL, &v, err, sizeof err, &m), 0);
+    CHECK(cpu_seconds() - t0 < 2.0); /* loose: linear work is microseconds */
+    CHECK_INT(mpconn_value_len(v), 1);
+    int64_t x;
+    CHECK_INT(mpconn_value_get_int(mpconn_value_dict_value(v, 0), &x), 0);
+    CHECK_INT(x, 2);
+    CHECK(m.steps < 100 * b.len);
+    /* Re-encoded, the shared tuples stay shared: the pickle stays small. */
+    void *out;
+    size_t olen;
+    CHECK_INT(mpconn_value_encode(v, 4, &out, &olen), 0);
+    CHECK(olen < b.len);
+    mpconn_value *w = decode_ok(out, olen);
+    t0 = cpu_seconds();
+    CHECK(mpconn_value_equal(v, w));
+    CHECK(cpu_seconds() - t0 < 2.0);
+    free(out);
+    mpconn_value_free(w);
+    mpconn_value_free(v);
+    free(b.p);
+}
+
+TEST(neighbouring_big_ints_in_a_set)
+{
+    /* pickle.dumps(set(range(2**64 - 600, 2**64))): big ints hashed by
+     * their double value all collided and the set failed to decode. */
+    pbuf b = {0};
+    put(&b, "\x80\x04\x8f(", 4);
+    for (uint64_t k = 600; k > 0; k--) {
+        uint64_t n = 0 - k; /* 2^64 - k */
+        uint8_t t[11] = {0x8a, 9};
+        for (int i = 0; i < 8; i++)
+            t[2 + i] = (uint8_t)(n >> (8 * i));
+        t[10] = 0; /* positive: a ninth byte for the sign */
+        put(&b, t, sizeof t);
+    }
+    put(&b, "\x90.", 2);
+    mpconn_value *v = decode_ok(b.p, b.len);
+    CHECK_INT(mpconn_value_len(v), 600);
+    mpconn_value_free(v);
+    free(b.p);
+}
+
+TEST(nan_keys_are_distinct_unless_shared)
+{
+    /* {float('nan'): i for i in range(1000)}: each NaN its own key. */
+    pbuf b = {0};
+    put(&b, "\x80\x04}(", 4);
+    for (int i = 0; i < 1000; i++) {
+        put(&b, "G\x7f\xf8\x00\x00\x00\x00\x00\x00", 9);
+        uint8_t t[3] = {'M', (uint8_t)i, (uint8_t)(i >> 8)};
+        put(&b, t, 3);
+    }
+    put(&b, "u.", 2);
+    mpconn_value *v = decode_ok(b.p, b.len);
+    CHECK_INT(mpconn_value_len(v), 1000);
+    mpconn_value_free(v);
+    free(b.p);
+    /* One NaN object memoised and used twice is one key, as in CPython. */
+    v = decode_ok(PK("\x80\x04}(G\x7f\xf8\x00\x00\x00\x00\x00\x00\x94K\x01h\x00K\x02u."));
+    CHECK_INT(mpconn_value_len(v), 1);
+    int64_t x;
+    CHECK_INT(mpconn_value_get_int(mpconn_value_dict_value(v, 0), &x), 0);
+    CHECK_INT(x, 2);
+    mpconn_value_free(v);
+}
+
+TEST(lone_surrogates)
+{
+    /* pickle.dumps('a\ud800b\ud83d\ude00', 4): CPython writes each
+     * surrogate as its own 3-byte sequence, even the two that make a pair. */
+    static const char text[] = "a\xed\xa0\x80"
+                               "b\xed\xa0\xbd\xed\xb8\x80";
+#define FORM(lit)                                                                                  \
+    {                                                                                              \
+        (const unsigned char *)(lit), sizeof(lit) - 1                                              \
+    }
+    static const struct {
+        const unsigned char *p;
+        size_t n;
+    } forms[] = {
+        FORM("\x80\x04\x95\x0f\x00\x00\x00\x00\x00\x00\x00\x8c\x0b"
+             "a\xed\xa0\x80"
+             "b\xed\xa0\xbd\xed\xb8\x80\x94."),
+        FORM("\x80\x02X\x0b\x00\x00\x00"
+             "a\xed\xa0\x80"
+             "b\xed\xa0\xbd\xed\xb8\x80q\x00."),
+        FORM("\x80\x04\x8d\x0b\x00\x00\x00\x00\x00\x00\x00"
+             "a\xed\xa0\x80"
+             "b\xed\xa0\xbd\xed\xb8\x80."),
+        FORM("Va\\ud800b\\ud83d\\ude00\np0\n."), /* protocol 0: raw-unicode-escape */
+    };
+#undef FORM
+    mpconn_value *want = mpconn_value_strn_surrogatepass(text, sizeof text - 1);
+    CHECK(want != NULL);
+    CHECK_INT(mpconn_value_str_surrogates(want), 1);
+    CHECK(mpconn_value_strn(text, sizeof text - 1) == NULL); /* the strict one refuses */
+    for (size_t k = 0; k < sizeof forms / sizeof forms[0]; k++) {
+        mpconn_value *v = decode_ok(forms[k].p, forms[k].n);
+        const char *s;
+        size_t n;
+        CHECK_INT(mpconn_value_get_str(v, &s, &n), 0);
+        CHECK_INT(n, sizeof text - 1);
+        CHECK_MEM(s, text, n);
+        CHECK_INT(mpconn_value_str_surrogates(v), 1);
+        CHECK(mpconn_value_equal(v, want));
+        /* They hash as the same code points: found as a key. */
+        mpconn_value *d = mpconn_value_dict();
+        CHECK_INT(mpconn_value_dict_set(d, mpconn_value_ref(want), mpconn_value_none()), 0);
+        CHECK(mpconn_value_dict_get(d, v) != NULL);
+        mpconn_value_free(d);
+        /* Encoded, it is CPython's own pickle again. */
+        void *out;
+        size_t olen;
+        CHECK_INT(mpconn_value_encode(v, 4, &out, &olen), 0);
+        CHECK_INT(olen, forms[0].n);
+        CHECK_MEM(out, forms[0].p, olen);
+        free(out);
+        mpconn_value_free(v);
+    }
+    /* Not the same text as the pair combined, nor as strict text. */
+    mpconn_value *pair = mpconn_value_str("a\xed\x9f\xbf"
+                                          "b\xf0\x9f\x98\x80");
+    CHECK(!mpconn_value_equal(pair, want));
+    CHECK_INT(mpconn_value_str_surrogates(pair), 0);
+    mpconn_value_free(pair);
+    mpconn_value *plain = mpconn_value_strn_surrogatepass("abc", 3);
+    CHECK_INT(mpconn_value_str_surrogates(plain), 0);
+    mpconn_value_free(plain);
+    CHECK_INT(mpconn_value_str_surrogates(NULL), 0);
+    CHECK(mpconn_value_strn_surrogatepass("\xed\xa0", 2) == NULL);
+    mpconn_value_free(want);
+}
+
+/* [{} for _ in range(n)] */
+static pbuf empty_dicts(size_t n)
+{
+    pbuf b = {0};
+    put(&b, "\x80\x04](", 4);
+    for (size_t i = 0; i < n; i++)
+        put(&b, "}", 1);
+    put(&b, "e.", 2);
+    return b;
+}
+
+TEST(limit_alloc_counts_real_bytes)
+{
+    /* 100,000 empty dicts: about 14 MB of real memory. The old estimate
+     * (64 bytes a value) allowed them under 12 MB. */
+    pbuf b = empty_dicts(100000);
+    char err[256];
+    mpconn_opts *o = limits(0, 0, 0, 12 << 20);
+    CHECK_INT(decode_rc(b.p, b.len, o, err, sizeof err), MPCONN_ELIMIT);
+    CHECK(strstr(err, "bytes allocated"));
+    mpconn_opts_free(o);
+    o = limits(0, 0, 0, 20 << 20);
+    CHECK_INT(decode_rc(b.p, b.len, o, err, sizeof err), 0);
+    mpconn_opts_free(o);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+    /* What is charged is what malloc holds (not under a sanitizer, whose
+     * allocator glibc does not see). */
+    struct mallinfo2 before = mallinfo2();
+    mpconn_value *v = NULL;
+    mpci_meter m;
+    CHECK_INT(mpci_pickle_decode_metered(b.p, b.len, NULL, &v, err, sizeof err, &m), 0);
+    struct mallinfo2 after = mallinfo2();
+    size_t held = after.uordblks + after.hblkhd - before.uordblks - before.hblkhd;
+    if (held > 0) {
+        CHECK(m.bytes >= held * 9 / 10);
+        CHECK(m.bytes <= held * 3 / 2);
+    }
+    mpconn_value_free(v);
+#endif
+    free(b.p);
+}
+
+TEST(small_ints_cost_a_pointer)
+{
+    /* [0, 1, ..., 255] * 400, appended 1000 at a time as CPython writes it:
+     * each small int is shared, not allocated. */
+    pbuf b = {0};
+    put(&b, "\x80\x04]", 3);
+    for (int i = 0; i < 102400; i++) {
+        uint8_t t[2] = {'K', (uint8_t)i};
+        if (i % 1000 == 0)
+            put(&b, "(", 1);
+        put(&b, t, 2);
+        if (i % 1000 == 999 || i == 102399)
+            put(&b, "e", 1);
+    }
+    put(&b, ".", 1);
+    mpconn_value *v = NULL;
+    mpci_meter m;
+    char err[256];
+    CHECK_INT(mpci_pickle_decode_metered(b.p, b.len, NULL, &v, err, sizeof err, &m), 0);
+    CHECK(mpconn_value_item(v, 7) == mpconn_value_item(v, 263));
+    CHECK(m.bytes < 102400 * 10 + 65536); /* the list's slots */
+    mpconn_value_free(v);
+    free(b.p);
 }
 
 TESTLIB_MAIN

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <time.h>
 
 TEST(scalars)
 {
@@ -292,7 +293,7 @@ TEST(colliding_keys_are_bounded)
         char k[16];
         snprintf(k, sizeof k, "k%d", n);
         mpconn_value *key = mpconn_value_str(k);
-        key->aux.hash = 0x1234;
+        key->u.s.hash = 0x1234;
         key->flags |= MPCI_F_HASHED;
         rc = mpconn_value_dict_set(d, key, mpconn_value_int(n));
     }
@@ -300,13 +301,157 @@ TEST(colliding_keys_are_bounded)
     CHECK(n > 500 && n < 600);
     /* what went in is still there and found */
     mpconn_value *probe = mpconn_value_str("k7");
-    probe->aux.hash = 0x1234;
+    probe->u.s.hash = 0x1234;
     probe->flags |= MPCI_F_HASHED;
     int64_t v;
     CHECK_INT(mpconn_value_get_int(mpconn_value_dict_get(d, probe), &v), 0);
     CHECK_INT(v, 7);
     mpconn_value_free(probe);
     mpconn_value_free(d);
+}
+
+static uint64_t hash_of(const mpconn_value *v)
+{
+    uint64_t h = 0;
+    CHECK_INT(mpci_value_hash(v, &h), 0);
+    return h;
+}
+
+TEST(numbers_hash_exactly)
+{
+    /* Equal numbers hash alike, whatever their type... */
+    mpconn_value *one = mpconn_value_int(1), *onef = mpconn_value_float(1.0);
+    CHECK(hash_of(one) == hash_of(onef));
+    CHECK(hash_of(one) == hash_of(mpconn_value_bool(1)));
+    CHECK(hash_of(mpconn_value_bool(0)) == hash_of(mpconn_value_int(0)));
+    mpconn_value *z = mpconn_value_float(0.0), *mz = mpconn_value_float(-0.0);
+    CHECK(hash_of(z) == hash_of(mz));
+    CHECK(hash_of(z) == hash_of(mpconn_value_int(0)));
+    mpconn_value *half = mpconn_value_float(-2.5), *big = mpconn_value_float(1e300);
+    CHECK(hash_of(half) != hash_of(mpconn_value_int(-2)));
+    /* 2**100 as an int and as a float. */
+    uint8_t p100[13] = {0x10};
+    mpconn_value *b100 = mpconn_value_bigint(0, p100, sizeof p100);
+    mpconn_value *f100 = mpconn_value_float(ldexp(1.0, 100));
+    CHECK(mpconn_value_equal(b100, f100));
+    CHECK(hash_of(b100) == hash_of(f100));
+    uint8_t n100[13] = {0x10};
+    mpconn_value *bm100 = mpconn_value_bigint(1, n100, sizeof n100);
+    mpconn_value *fm100 = mpconn_value_float(-ldexp(1.0, 100));
+    CHECK(hash_of(bm100) == hash_of(fm100));
+    CHECK(hash_of(bm100) != hash_of(b100));
+    CHECK(hash_of(big) != hash_of(f100));
+    /* ...and neighbouring big ints do not collide (they did when hashed by
+     * their double value). */
+    uint8_t a[9] = {0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    mpconn_value *m1 = mpconn_value_bigint(0, a, sizeof a); /* 2**64 - 1 */
+    a[8] = 0xfe;
+    mpconn_value *m2 = mpconn_value_bigint(0, a, sizeof a); /* 2**64 - 2 */
+    CHECK(hash_of(m1) != hash_of(m2));
+    mpconn_value *max = mpconn_value_int(INT64_MAX), *max1 = mpconn_value_int(INT64_MAX - 1);
+    CHECK(hash_of(max) != hash_of(max1));
+    mpconn_value *objs[] = {one,  onef,  z,     mz, half, big, b100,
+                            f100, bm100, fm100, m1, m2,   max, max1};
+    for (size_t i = 0; i < sizeof objs / sizeof objs[0]; i++)
+        mpconn_value_free(objs[i]);
+}
+
+TEST(nan_keys_spread)
+{
+    /* Each NaN is its own key and hashes by identity: 5000 of them fill a
+     * dict instead of one probe run (which failed at 512). */
+    mpconn_value *d = mpconn_value_dict();
+    mpconn_value *first = mpconn_value_float(NAN);
+    CHECK_INT(mpconn_value_dict_set(d, mpconn_value_ref(first), mpconn_value_int(-1)), 0);
+    for (int i = 0; i < 5000; i++)
+        CHECK_INT(mpconn_value_dict_set(d, mpconn_value_float(NAN), mpconn_value_int(i)), 0);
+    CHECK_INT(mpconn_value_len(d), 5001);
+    CHECK(mpconn_value_dict_get(d, first) != NULL); /* found by identity */
+    mpconn_value *other = mpconn_value_float(NAN);
+    CHECK(mpconn_value_dict_get(d, other) == NULL);
+    CHECK(hash_of(first) == hash_of(first));
+    mpconn_value_free(other);
+    mpconn_value_free(first);
+    mpconn_value_free(d);
+}
+
+/* x = leaf, then depth times x = ((x, x), (x, x)), through the API. */
+static mpconn_value *dag(int depth)
+{
+    mpconn_value *x = mpconn_value_str("leaf");
+    for (int i = 0; i < depth; i++) {
+        mpconn_value *p = mpconn_value_tuple();
+        mpconn_value_append(p, mpconn_value_ref(x));
+        mpconn_value_append(p, x);
+        mpconn_value *q = mpconn_value_tuple();
+        mpconn_value_append(q, mpconn_value_ref(p));
+        mpconn_value_append(q, p);
+        x = q;
+    }
+    return x;
+}
+
+TEST(equal_dags_compare_in_their_size)
+{
+    /* 4^40 leaves as trees, 80 tuples as graphs: compared, hashed and used
+     * as keys in well under the loose bound (seconds per level before). */
+    mpconn_value *a = dag(40), *b = dag(40);
+    double t0 = (double)clock() / CLOCKS_PER_SEC;
+    mpci_eqctx cx;
+    mpci_eqctx_init(&cx, 0);
+    CHECK(mpci_value_equal_cx(a, b, &cx));
+    CHECK(cx.steps < 1000);
+    mpci_eqctx_free(&cx);
+    CHECK(mpconn_value_equal(a, b));
+    CHECK(hash_of(a) == hash_of(b));
+    mpconn_value *d = mpconn_value_dict();
+    CHECK_INT(mpconn_value_dict_set(d, mpconn_value_ref(a), mpconn_value_int(1)), 0);
+    CHECK_INT(mpconn_value_dict_set(d, mpconn_value_ref(b), mpconn_value_int(2)), 0);
+    CHECK_INT(mpconn_value_len(d), 1);
+    /* One leaf differs deep inside: unequal, as fast. */
+    mpconn_value *c = mpconn_value_tuple();
+    mpconn_value_append(c, mpconn_value_ref(a));
+    mpconn_value_append(c, mpconn_value_int(1));
+    mpconn_value *e = mpconn_value_tuple();
+    mpconn_value_append(e, mpconn_value_ref(b));
+    mpconn_value_append(e, mpconn_value_int(2));
+    CHECK(!mpconn_value_equal(c, e));
+    CHECK((double)clock() / CLOCKS_PER_SEC - t0 < 2.0);
+    mpconn_value_free(c);
+    mpconn_value_free(e);
+    mpconn_value_free(d);
+    mpconn_value_free(a);
+    mpconn_value_free(b);
+}
+
+TEST(small_values_cost_what_they_need)
+{
+    /* Small ints are shared; others take 32 bytes of malloc, as CPython's
+     * int and float objects do; the old layout took 80 for any value. */
+    CHECK(mpconn_value_int(7) == mpconn_value_int(7));
+    CHECK(mpconn_value_int(-5) == mpconn_value_int(-5));
+    CHECK(mpconn_value_int(256) == mpconn_value_int(256));
+    CHECK_INT(mpci_value_footprint(mpconn_value_int(100)), 0);
+    mpconn_value *i = mpconn_value_int(1000), *f = mpconn_value_float(0.5);
+    CHECK_INT(mpci_value_footprint(i), 32);
+    CHECK_INT(mpci_value_footprint(f), 32);
+    mpconn_value *s = mpconn_value_str("abc");
+    CHECK(mpci_value_footprint(s) <= 48);
+    /* Shared small ints still give their magnitude. */
+    int neg;
+    const uint8_t *mag;
+    size_t len;
+    CHECK_INT(mpconn_value_get_bigint(mpconn_value_int(256), &neg, &mag, &len), 0);
+    CHECK_INT(len, 2);
+    CHECK(mag[0] == 1 && mag[1] == 0);
+    CHECK_INT(mpconn_value_get_bigint(mpconn_value_int(-5), &neg, &mag, &len), 0);
+    CHECK(neg && len == 1 && mag[0] == 5);
+    CHECK_INT(mpconn_value_get_bigint(mpconn_value_int(0), &neg, &mag, &len), 0);
+    CHECK_INT(len, 0);
+    mpconn_value_free(mpconn_value_int(3)); /* freeing a shared one is harmless */
+    mpconn_value_free(i);
+    mpconn_value_free(f);
+    mpconn_value_free(s);
 }
 
 TESTLIB_MAIN
