@@ -38,9 +38,11 @@ enum { MPCONN_SERVER_LOOP = 0, MPCONN_SERVER_THREADS = 1, MPCONN_SERVER_FORK = 2
 enum { MPCONN_HANDLER_FRAMED = 0, MPCONN_HANDLER_RAW = 1 };
 
 /* The hooks, with socketserver's meaning. Any may be NULL. `data` is the
- * pointer given to mpconn_server_new. In THREADS they run on worker
- * threads, several at once; in FORK setup, handle and finish run in the
- * child; the others always run on the thread of mpconn_server_serve_forever.
+ * pointer given to mpconn_server_new. verify_request, handle_timeout and
+ * LOOP's hooks run on the thread of mpconn_server_serve_forever; in
+ * THREADS setup, handle and finish run on worker threads, several at once;
+ * in FORK they and after_fork run in the child; handle_error runs where
+ * the failure is seen (the serving thread, a worker, a child).
  *
  * Streams, THREADS and FORK: verify_request, then (once the handshake has
  * passed) setup, handle, finish. Streams, LOOP: verify_request, setup once

@@ -227,6 +227,38 @@ def wrong_key_case(kind):
         stop(peer, addr)
 
 
+def zombies_of(pid):
+    """Children of pid that have exited and are not reaped."""
+    found = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(')') + 2:].split()
+        if int(fields[1]) == pid and fields[0] == 'Z':
+            found.append(int(entry))
+    return found
+
+
+def no_zombie_case():
+    """gh-90093: a child is reaped when it exits, not at the next request."""
+    peer, addr = start('fork', 'framed', t.listen_spec('unix'))
+    with peer:
+        for i in range(3):
+            framed_client(addr, i)
+        deadline = time.monotonic() + 10
+        while zombies_of(peer.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not zombies_of(peer.proc.pid), 'zombie children while the server waits'
+        assert peer.proc.poll() is None
+        counts = stop(peer, addr)
+        assert counts['served'] == 3, peer.output()
+
+
 # ---------------------------------------------------------- datagrams
 
 def dgram_socket(address):
@@ -496,6 +528,10 @@ def case_fork_failing_raw_handler():
 
 def case_fork_wrong_key():
     wrong_key_case('fork')
+
+
+def case_fork_no_zombie_between_requests():
+    no_zombie_case()
 
 
 def case_fork_crashing_child():

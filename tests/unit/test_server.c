@@ -272,6 +272,47 @@ TEST(shutdown_from_handler_threads)
     shutdown_from_handler(MPCONN_SERVER_THREADS);
 }
 
+/* A peer that connects and never answers the challenge holds up no one:
+ * the next client is served while it waits. */
+static void silent_peer(int kind)
+{
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server *s = make(kind, path, &f, NULL);
+    serving v;
+    serve_in_thread(&v, s);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    memcpy(un.sun_path, path, strlen(path));
+    CHECK_INT(connect(fd, (struct sockaddr *)&un, sizeof un), 0);
+    for (int i = 0; i < 3; i++) {
+        mpconn_conn *c = connect_to(path);
+        exchange(c);
+        mpconn_conn_free(c);
+    }
+    close(fd);
+    mpconn_server_shutdown(s);
+    join_serving(&v, now());
+    mpconn_server_free(s);
+    remove_dir_of(path);
+}
+
+TEST(silent_peer_blocks_no_one_loop)
+{
+    silent_peer(MPCONN_SERVER_LOOP);
+}
+
+TEST(silent_peer_blocks_no_one_threads)
+{
+    silent_peer(MPCONN_SERVER_THREADS);
+}
+
+TEST(silent_peer_blocks_no_one_fork)
+{
+    silent_peer(MPCONN_SERVER_FORK);
+}
+
 static int refuse(mpconn_request *r, void *data)
 {
     fixture *f = data;
