@@ -177,6 +177,16 @@ static double join_serving(serving *v, double t0)
     return v->ended - t0;
 }
 
+/* Shuts the server down, waits for serve_forever, frees, removes the
+ * socket's directory. */
+static void stop_serving(mpconn_server *s, serving *v, const char *path)
+{
+    mpconn_server_shutdown(s);
+    join_serving(v, now());
+    mpconn_server_free(s);
+    remove_dir_of(path);
+}
+
 /* Clients connected and answered, then mpconn_server_shutdown from this
  * thread: serve_forever returns promptly (bounded generously), and once the
  * server and clients are freed nothing of them is left. */
@@ -292,10 +302,7 @@ static void silent_peer(int kind)
         mpconn_conn_free(c);
     }
     close(fd);
-    mpconn_server_shutdown(s);
-    join_serving(&v, now());
-    mpconn_server_free(s);
-    remove_dir_of(path);
+    stop_serving(s, &v, path);
 }
 
 TEST(silent_peer_blocks_no_one_loop)
@@ -346,10 +353,7 @@ static void verify_refuses(int kind)
     CHECK_INT(atomic_load(&f.verified), 1);
     CHECK_INT(f.peer_pid, getpid());
     CHECK_INT(atomic_load(&f.handled), 0);
-    mpconn_server_shutdown(s);
-    join_serving(&v, now());
-    mpconn_server_free(s);
-    remove_dir_of(path);
+    stop_serving(s, &v, path);
 }
 
 TEST(verify_refuses_before_any_byte_loop)
@@ -404,10 +408,7 @@ static void idle_timeout(int kind)
     size_t len;
     CHECK_INT(mpconn_conn_recv_bytes(c, &msg, &len, 0), MPCONN_EEOF);
     mpconn_conn_free(c);
-    mpconn_server_shutdown(s);
-    join_serving(&v, now());
-    mpconn_server_free(s);
-    remove_dir_of(path);
+    stop_serving(s, &v, path);
 }
 
 TEST(idle_timeout_loop)
