@@ -160,6 +160,13 @@ typedef struct mpconn_auth mpconn_auth;
 MPCONN_API int mpconn_opts_new_auth(const mpconn_opts *o, int role, mpconn_auth **out);
 /* o's handshake timeout in seconds (< 0: none); the default for NULL. */
 MPCONN_API double mpconn_opts_handshake_timeout(const mpconn_opts *o);
+/* The uid policy of a listener with o, for code that accepts Unix peers
+ * itself: 1 when a peer of uid may connect, else 0. With an allowed-uid
+ * list, uid must be in it; otherwise on an abstract socket (abstract != 0)
+ * whose peers pass no handshake (authenticated == 0) only this process's
+ * uid may, unless mpconn_opts_set_abstract_any_uid. o may be NULL. */
+MPCONN_API int mpconn_opts_peer_allowed(const mpconn_opts *o, int abstract, int authenticated,
+                                        uid_t uid);
 
 /* -------------------------------------------------------------- connection */
 

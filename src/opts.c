@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void mpci_opts_defaults(struct mpconn_opts *o)
 {
@@ -273,4 +274,23 @@ int mpconn_opts_dup(mpconn_opts **out, const mpconn_opts *o)
         *out = NULL;
     }
     return r;
+}
+
+int mpconn_opts_peer_allowed(const mpconn_opts *o, int abstract, int authenticated, uid_t uid)
+{
+    struct mpconn_opts defaults;
+    if (!o) {
+        mpci_opts_defaults(&defaults);
+        o = &defaults;
+    }
+    if (o->nuids) {
+        for (size_t i = 0; i < o->nuids; i++)
+            if (o->uids[i] == uid)
+                return 1;
+        return 0;
+    }
+    /* Abstract sockets have no file permissions (CVE-2022-42919). */
+    if (abstract && !authenticated && !o->abstract_any_uid)
+        return uid == getuid();
+    return 1;
 }

@@ -254,8 +254,10 @@ static void peer_creds(mpconn_request *r)
 
 int srv_accept(mpconn_server *s, mpconn_request *r)
 {
+    int fd, refused = 0;
+again:
     r->sl = sizeof r->ss;
-    int fd = accept4(s->lfd, (struct sockaddr *)&r->ss, &r->sl, SOCK_CLOEXEC);
+    fd = accept4(s->lfd, (struct sockaddr *)&r->ss, &r->sl, SOCK_CLOEXEC);
     if (fd < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
             return 0;
@@ -276,6 +278,17 @@ int srv_accept(mpconn_server *s, mpconn_request *r)
     r->dgram_len = 0;
     srv_format_addr(&r->ss, r->sl, r->peer, sizeof r->peer);
     peer_creds(r);
+    /* The listener's uid policy, as mpconn_listener_accept applies it. */
+    if (r->ss.ss_family == AF_UNIX &&
+        !mpconn_opts_peer_allowed(s->opts, s->address[0] == '@', s->has_key, r->uid)) {
+        srv_error(s, r, MPCONN_EPEER, "refused peer pid %ld uid %ld on %s: uid not allowed",
+                  (long)r->pid, (long)r->uid, s->address);
+        close(fd);
+        r->fd = -1;
+        if (++refused < 64)
+            goto again;
+        return 0; /* the rest next time round the loop */
+    }
     srv_request_seen(s);
     return 1;
 }

@@ -320,6 +320,21 @@ TEST(silent_peer_blocks_no_one_fork)
     silent_peer(MPCONN_SERVER_FORK);
 }
 
+/* A plain socket connected to path sees the end of the stream with no
+ * byte before it (a server with an authkey would send its challenge). */
+static void connect_closed_unanswered(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    memcpy(un.sun_path, path, strlen(path));
+    CHECK_INT(connect(fd, (struct sockaddr *)&un, sizeof un), 0);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    CHECK_INT(poll(&p, 1, 10000), 1);
+    char b;
+    CHECK_INT(read(fd, &b, 1), 0);
+    close(fd);
+}
+
 static int refuse(mpconn_request *r, void *data)
 {
     fixture *f = data;
@@ -341,15 +356,7 @@ static void verify_refuses(int kind)
     mpconn_server *s = make(kind, path, &f, &h);
     serving v;
     serve_in_thread(&v, s);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un un = {.sun_family = AF_UNIX};
-    memcpy(un.sun_path, path, strlen(path));
-    CHECK_INT(connect(fd, (struct sockaddr *)&un, sizeof un), 0);
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    CHECK_INT(poll(&p, 1, 10000), 1);
-    char b;
-    CHECK_INT(read(fd, &b, 1), 0);
-    close(fd);
+    connect_closed_unanswered(path);
     CHECK_INT(atomic_load(&f.verified), 1);
     CHECK_INT(f.peer_pid, getpid());
     CHECK_INT(atomic_load(&f.handled), 0);
@@ -369,6 +376,77 @@ TEST(verify_refuses_before_any_byte_threads)
 TEST(verify_refuses_before_any_byte_fork)
 {
     verify_refuses(MPCONN_SERVER_FORK);
+}
+
+static void count_error(mpconn_server *s, mpconn_request *r, int code, const char *message,
+                        void *data)
+{
+    (void)s;
+    (void)r;
+    (void)message;
+    fixture *f = data;
+    if (code == MPCONN_EPEER)
+        atomic_fetch_add(&f->verified, 1);
+}
+
+/* The listener's uid policy holds for the server's own accept: a peer whose
+ * uid is not on the list is closed before any byte and reported. */
+static void uid_refused(int kind)
+{
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server_hooks h = {.size = sizeof h, .handle_error = count_error};
+    if (kind == MPCONN_SERVER_LOOP)
+        h.on_message = echo_message;
+    else
+        h.handle = echo_handle;
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_authkey(o, KEY, strlen(KEY)), 0);
+    uid_t other = getuid() + 1;
+    CHECK_INT(mpconn_opts_set_allowed_uids(o, &other, 1), 0);
+    mpconn_server *s;
+    CHECK_INT(mpconn_server_new(&s, path, kind, MPCONN_HANDLER_FRAMED, &h, &f, o, NULL, 0), 0);
+    mpconn_opts_free(o);
+    serving v;
+    serve_in_thread(&v, s);
+    connect_closed_unanswered(path);
+    CHECK_INT(atomic_load(&f.verified), 1);
+    CHECK_INT(atomic_load(&f.handled), 0);
+    stop_serving(s, &v, path);
+}
+
+TEST(uid_policy_loop)
+{
+    uid_refused(MPCONN_SERVER_LOOP);
+}
+
+TEST(uid_policy_threads)
+{
+    uid_refused(MPCONN_SERVER_THREADS);
+}
+
+TEST(uid_policy_fork)
+{
+    uid_refused(MPCONN_SERVER_FORK);
+}
+
+TEST(uid_policy_of_opts)
+{
+    uid_t me = getuid(), other = me + 1;
+    CHECK_INT(mpconn_opts_peer_allowed(NULL, 0, 0, other), 1);
+    CHECK_INT(mpconn_opts_peer_allowed(NULL, 1, 0, other), 0);
+    CHECK_INT(mpconn_opts_peer_allowed(NULL, 1, 0, me), 1);
+    CHECK_INT(mpconn_opts_peer_allowed(NULL, 1, 1, other), 1);
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_abstract_any_uid(o, 1), 0);
+    CHECK_INT(mpconn_opts_peer_allowed(o, 1, 0, other), 1);
+    CHECK_INT(mpconn_opts_set_allowed_uids(o, &me, 1), 0);
+    CHECK_INT(mpconn_opts_peer_allowed(o, 0, 1, other), 0);
+    CHECK_INT(mpconn_opts_peer_allowed(o, 0, 1, me), 1);
+    mpconn_opts_free(o);
 }
 
 static void on_timeout(mpconn_server *s, void *data)
