@@ -78,7 +78,8 @@ typedef struct mpconn_server_hooks {
     /* No request arrived for mpconn_server_set_timeout seconds. */
     void (*handle_timeout)(mpconn_server *s, void *data);
     /* FORK: in the child right after fork, before setup; the listening
-     * socket is already closed there. */
+     * socket is already closed there. The child ends with _exit: what it
+     * wrote to stdio is flushed by the handler or lost. */
     void (*after_fork)(mpconn_request *r, void *data);
 } mpconn_server_hooks;
 
@@ -150,8 +151,9 @@ MPCONN_API mpconn_conn *mpconn_request_conn(const mpconn_request *r);
  * callbacks are the server's, not to be replaced). NULL otherwise. */
 MPCONN_API mpconn_async *mpconn_request_async(const mpconn_request *r);
 /* The request's socket, owned by the server (not to be closed): RAW
- * streams read and write it; for FRAMED ones it is the connection's; for
- * datagrams the server's own socket. */
+ * streams read and write it (write with send(..., MSG_NOSIGNAL): a peer
+ * gone must not raise SIGPIPE); for FRAMED ones it is the connection's;
+ * for datagrams the server's own socket. */
 MPCONN_API int mpconn_request_fd(const mpconn_request *r);
 /* A pointer of the handler's, kept with the request (NULL at first). */
 MPCONN_API void mpconn_request_set_user(mpconn_request *r, void *user);
