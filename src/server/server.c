@@ -352,18 +352,23 @@ static int wait_fd(int fd, short events, double deadline)
     }
 }
 
+/* Moves n bytes; waits (poll) only when the socket has nothing now, so a
+ * peer that keeps up costs one system call per message part. */
 static int hs_io(int fd, void *buf, size_t n, int writing, double deadline)
 {
     unsigned char *p = buf;
     while (n) {
-        int r = wait_fd(fd, writing ? POLLOUT : POLLIN, deadline);
-        if (r < 0)
-            return r;
-        ssize_t k = writing ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+        ssize_t k =
+            writing ? send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) : recv(fd, p, n, MSG_DONTWAIT);
         if (k < 0) {
-            if (errno == EINTR || errno == EAGAIN)
+            if (errno == EINTR)
                 continue;
-            return -errno;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return -errno;
+            int r = wait_fd(fd, writing ? POLLOUT : POLLIN, deadline);
+            if (r < 0)
+                return r;
+            continue;
         }
         if (k == 0)
             return MPCONN_EEOF;

@@ -92,7 +92,18 @@ static int echo_message(mpconn_request *r, const void *msg, size_t len, void *da
     return mpconn_async_send(mpconn_request_async(r), msg, len);
 }
 
-static mpconn_server *make(int kind, const char *address, fixture *f, mpconn_server_hooks *h)
+static mpconn_opts *keyed_opts(void)
+{
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_authkey(o, KEY, strlen(KEY)), 0);
+    return o;
+}
+
+/* A FRAMED echo server with hooks h (NULL: none but the echo) and the
+ * options o (taken; NULL: the key alone). */
+static mpconn_server *make_opts(int kind, const char *address, fixture *f, mpconn_server_hooks *h,
+                                mpconn_opts *o)
 {
     mpconn_server_hooks base = {.size = sizeof base};
     if (!h)
@@ -101,9 +112,8 @@ static mpconn_server *make(int kind, const char *address, fixture *f, mpconn_ser
         h->on_message = h->on_message ? h->on_message : echo_message;
     else
         h->handle = h->handle ? h->handle : echo_handle;
-    mpconn_opts *o;
-    CHECK_INT(mpconn_opts_new(&o), 0);
-    CHECK_INT(mpconn_opts_set_authkey(o, KEY, strlen(KEY)), 0);
+    if (!o)
+        o = keyed_opts();
     mpconn_server *s;
     char err[256];
     int rc = mpconn_server_new(&s, address, kind, MPCONN_HANDLER_FRAMED, h, f, o, err, sizeof err);
@@ -114,11 +124,14 @@ static mpconn_server *make(int kind, const char *address, fixture *f, mpconn_ser
     return s;
 }
 
+static mpconn_server *make(int kind, const char *address, fixture *f, mpconn_server_hooks *h)
+{
+    return make_opts(kind, address, f, h, NULL);
+}
+
 static mpconn_conn *connect_to(const char *address)
 {
-    mpconn_opts *o;
-    CHECK_INT(mpconn_opts_new(&o), 0);
-    CHECK_INT(mpconn_opts_set_authkey(o, KEY, strlen(KEY)), 0);
+    mpconn_opts *o = keyed_opts();
     mpconn_conn *c;
     char err[256];
     int rc = mpconn_client(&c, address, o, err, sizeof err);
@@ -387,6 +400,8 @@ static void count_error(mpconn_server *s, mpconn_request *r, int code, const cha
     fixture *f = data;
     if (code == MPCONN_EPEER)
         atomic_fetch_add(&f->verified, 1);
+    if (code == -ETIMEDOUT)
+        atomic_fetch_add(&f->timeouts, 1);
 }
 
 /* The listener's uid policy holds for the server's own accept: a peer whose
@@ -397,18 +412,10 @@ static void uid_refused(int kind)
     tmp_sock(path, sizeof path);
     fixture f = {0};
     mpconn_server_hooks h = {.size = sizeof h, .handle_error = count_error};
-    if (kind == MPCONN_SERVER_LOOP)
-        h.on_message = echo_message;
-    else
-        h.handle = echo_handle;
-    mpconn_opts *o;
-    CHECK_INT(mpconn_opts_new(&o), 0);
-    CHECK_INT(mpconn_opts_set_authkey(o, KEY, strlen(KEY)), 0);
+    mpconn_opts *o = keyed_opts();
     uid_t other = getuid() + 1;
     CHECK_INT(mpconn_opts_set_allowed_uids(o, &other, 1), 0);
-    mpconn_server *s;
-    CHECK_INT(mpconn_server_new(&s, path, kind, MPCONN_HANDLER_FRAMED, &h, &f, o, NULL, 0), 0);
-    mpconn_opts_free(o);
+    mpconn_server *s = make_opts(kind, path, &f, &h, o);
     serving v;
     serve_in_thread(&v, s);
     connect_closed_unanswered(path);
@@ -447,6 +454,59 @@ TEST(uid_policy_of_opts)
     CHECK_INT(mpconn_opts_peer_allowed(o, 0, 1, other), 0);
     CHECK_INT(mpconn_opts_peer_allowed(o, 0, 1, me), 1);
     mpconn_opts_free(o);
+}
+
+/* The handshake's deadline holds in every kind: a peer that reads the
+ * challenge and never answers is closed and reported (-ETIMEDOUT). */
+static void handshake_deadline(int kind)
+{
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server_hooks h = {.size = sizeof h, .handle_error = count_error};
+    mpconn_opts *o = keyed_opts();
+    CHECK_INT(mpconn_opts_set_handshake_timeout(o, 0.05), 0);
+    mpconn_server *s = make_opts(kind, path, &f, &h, o);
+    serving v;
+    serve_in_thread(&v, s);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    memcpy(un.sun_path, path, strlen(path));
+    CHECK_INT(connect(fd, (struct sockaddr *)&un, sizeof un), 0);
+    char buf[256];
+    size_t got = 0;
+    for (int i = 0; i < 100; i++) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        CHECK_INT(poll(&p, 1, 10000), 1);
+        ssize_t n = read(fd, buf, sizeof buf);
+        CHECK(n >= 0);
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    CHECK(got > 4); /* the challenge, then the end of the stream */
+    close(fd);
+    for (int i = 0; i < 500 && kind != MPCONN_SERVER_FORK && !atomic_load(&f.timeouts); i++)
+        usleep(10000); /* the report may follow the close the peer saw */
+    /* FORK reports it in the child, whose counters are its own. */
+    CHECK_INT(atomic_load(&f.timeouts), kind == MPCONN_SERVER_FORK ? 0 : 1);
+    CHECK_INT(atomic_load(&f.handled), 0);
+    stop_serving(s, &v, path);
+}
+
+TEST(handshake_deadline_loop)
+{
+    handshake_deadline(MPCONN_SERVER_LOOP);
+}
+
+TEST(handshake_deadline_threads)
+{
+    handshake_deadline(MPCONN_SERVER_THREADS);
+}
+
+TEST(handshake_deadline_fork)
+{
+    handshake_deadline(MPCONN_SERVER_FORK);
 }
 
 static void on_timeout(mpconn_server *s, void *data)
