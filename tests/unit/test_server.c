@@ -509,6 +509,61 @@ TEST(handshake_deadline_fork)
     handshake_deadline(MPCONN_SERVER_FORK);
 }
 
+/* What after_fork saw in the child, sent back through a pipe. */
+typedef struct fork_report {
+    pid_t pid;
+    int listening; /* sockets in the listening state the child holds */
+} fork_report;
+
+static int report_fd = -1;
+
+static void after_fork(mpconn_request *r, void *data)
+{
+    (void)r;
+    (void)data;
+    fork_report rep = {getpid(), 0};
+    for (int fd = 0; fd < 1024; fd++) {
+        int on = 0;
+        socklen_t len = sizeof on;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on)
+            rep.listening++;
+    }
+    CHECK(write(report_fd, &rep, sizeof rep) == (ssize_t)sizeof rep);
+}
+
+/* after_fork runs in the child, which holds no listening socket; the
+ * socket file has the mode of the options. */
+TEST(after_fork_in_child_without_listener)
+{
+    int p[2];
+    CHECK_INT(pipe(p), 0);
+    report_fd = p[1];
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server_hooks h = {.size = sizeof h, .after_fork = after_fork};
+    mpconn_opts *o = keyed_opts();
+    CHECK_INT(mpconn_opts_set_mode(o, 0640), 0);
+    mpconn_server *s = make_opts(MPCONN_SERVER_FORK, path, &f, &h, o);
+    struct stat st;
+    CHECK_INT(stat(path, &st), 0);
+    CHECK_INT(st.st_mode & 0777, 0640);
+    serving v;
+    serve_in_thread(&v, s);
+    mpconn_conn *c = connect_to(path);
+    exchange(c);
+    fork_report rep;
+    struct pollfd pf = {.fd = p[0], .events = POLLIN};
+    CHECK_INT(poll(&pf, 1, 10000), 1);
+    CHECK_INT(read(p[0], &rep, sizeof rep), sizeof rep);
+    CHECK(rep.pid != getpid());
+    CHECK_INT(rep.listening, 0);
+    mpconn_conn_free(c);
+    stop_serving(s, &v, path);
+    close(p[0]);
+    close(p[1]);
+}
+
 static void on_timeout(mpconn_server *s, void *data)
 {
     fixture *f = data;
