@@ -336,6 +336,25 @@ def dgram_unbound_case(kind):
         assert counts['served'] == 2, peer.output()
 
 
+def dgram_cap_case(kind):
+    """20 senders at once, a cap of 4: never more than 4 datagrams handled
+    at once, every one answered (the rest wait in the socket's buffer)."""
+    peer, addr = start(kind, 'framed', dgram_spec('udp4'), '--cap', '4', '--slow', '20')
+    with peer:
+        def one(i):
+            s, target = dgram_socket(addr)
+            with s:
+                s.settimeout(30)
+                s.sendto(b'n%d' % i, target)
+                return s.recvfrom(100)[0] == b'n%d' % i
+        jobs = [t.Background(one, i) for i in range(20)]
+        for j in jobs:
+            assert j.result(60) is True
+        counts = stop(peer, addr)
+        assert counts['served'] == 20, peer.output()
+        assert 1 <= counts['max_active'] <= 4, peer.output()
+
+
 # ------------------------------------------------------------- cases
 
 def case_loop_unix_framed():
@@ -580,6 +599,10 @@ def case_dgram_threads_unixgram_echo():
 
 def case_dgram_threads_unixgram_abstract_echo():
     dgram_echo_case('threads', 'unixgram_abstract')
+
+
+def case_dgram_threads_cap():
+    dgram_cap_case('threads')
 
 
 def case_dgram_threads_truncated():
