@@ -137,6 +137,8 @@ MPCONN_API void mpconn_server_free(mpconn_server *s);
 
 /* ------------------------------------------------------------- requests */
 
+/* The server the request came to (for mpconn_server_shutdown from a
+ * handler, say). */
 MPCONN_API mpconn_server *mpconn_request_server(const mpconn_request *r);
 /* The peer in mpconn syntax ("HOST:PORT", "[V6]:PORT", a Unix peer's
  * bound name or "" when it has none), owned by r. pid, uid and gid (each
@@ -157,6 +159,7 @@ MPCONN_API mpconn_async *mpconn_request_async(const mpconn_request *r);
 MPCONN_API int mpconn_request_fd(const mpconn_request *r);
 /* A pointer of the handler's, kept with the request (NULL at first). */
 MPCONN_API void mpconn_request_set_user(mpconn_request *r, void *user);
+/* The pointer set last, or NULL. */
 MPCONN_API void *mpconn_request_user(const mpconn_request *r);
 /* Datagrams: the bytes received (borrowed for the request), NULL for
  * streams. */
