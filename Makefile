@@ -39,7 +39,7 @@ fuzz:
 	ctest --test-dir build-fuzz -L fuzz --output-on-failure
 
 format:
-	clang-format -i include/*.h src/*.[ch] src/proto/*.[ch] tools/*.c tests/*.[ch] tests/unit/*.c examples/*.c bench/*.c
+	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
 	rm -rf build build-asan build-fuzz build-clang

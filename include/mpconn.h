@@ -134,6 +134,8 @@ MPCONN_API int mpconn_opts_set_pickle_protocol(mpconn_opts *o, int protocol);
  * remember the pairs of shared sub-values already compared. */
 MPCONN_API int mpconn_opts_set_decode_limits(mpconn_opts *o, size_t max_depth, size_t max_items,
                                              size_t max_memo, size_t max_alloc);
+/* A print limit of this value is lifted. */
+#define MPCONN_UNLIMITED SIZE_MAX
 /* Print limits used by the _opts forms of repr, JSON and the literal parser;
  * 0 keeps the default, MPCONN_UNLIMITED lifts the limit.
  * max_bytes bounds the text of one repr or JSON (default 64 MiB): a value
@@ -142,13 +144,14 @@ MPCONN_API int mpconn_opts_set_decode_limits(mpconn_opts *o, size_t max_depth, s
  * having done work in proportion to what it wrote.
  * max_int_digits bounds the decimal digits of one int, printed or parsed
  * (default 4300, CPython's sys.get_int_max_str_digits()); at least 640,
- * as in CPython, else -EINVAL. Conversion takes O(n^1.6 log n) time. */
-#define MPCONN_UNLIMITED SIZE_MAX
+ * as in CPython, else -EINVAL (nothing is changed). Conversion takes
+ * O(n^1.6 log n) time. */
 MPCONN_API int mpconn_opts_set_print_limits(mpconn_opts *o, size_t max_bytes,
                                             size_t max_int_digits);
 /* truncate 1: repr and JSON text longer than max_bytes is cut at a
  * character boundary at most max_bytes long and returned with 1 instead
- * of failing with MPCONN_ELIMIT. Default 0. */
+ * of failing with MPCONN_ELIMIT. Default 0. An int over max_int_digits
+ * fails all the same. */
 MPCONN_API int mpconn_opts_set_print_truncate(mpconn_opts *o, int truncate);
 
 /* For code that runs the handshake itself (the server kinds, a transport

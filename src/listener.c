@@ -645,8 +645,8 @@ const struct mpconn_opts *mpci_listener_opts(const mpconn_listener *l)
     return &l->opts;
 }
 
-int mpci_listener_admit(mpconn_listener *l, int fd, const struct sockaddr_storage *ss,
-                        socklen_t sl, char *peer, size_t cap)
+int mpci_listener_admit(mpconn_listener *l, int fd, const struct sockaddr_storage *ss, socklen_t sl,
+                        char *peer, size_t cap)
 {
     pending p;
     memset(&p.who, 0, sizeof p.who);

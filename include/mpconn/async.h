@@ -2,7 +2,7 @@
  * count or raw framing) without blocking, on any event loop. An async object
  * knows no loop; an adapter attaches it (mpconn's own loop here; libuv and
  * libevent in <mpconn/uv.h> and <mpconn/event.h>). Everything of one object
- * runs on its loop's thread. */
+ * runs on its loop's thread. Reference: mpconn_async(3). */
 #ifndef MPCONN_ASYNC_H
 #define MPCONN_ASYNC_H
 
@@ -15,27 +15,34 @@ extern "C" {
 /* ----------------------------------------------------------- the adapter */
 
 /* What an adapter sees of an async object: an fd to watch, and the entry
- * points it calls when the fd is ready or the object's timer expires. */
+ * points it calls when the fd is ready or the object's timer expires. The
+ * entry points are called on the loop's thread only. */
 typedef struct mpconn_ev mpconn_ev;
 
+/* The fd to watch; the object owns it and closes it after cleanup. */
 MPCONN_API int mpconn_ev_fd(const mpconn_ev *ev);
-/* The fd is ready for events (MPCONN_READABLE | MPCONN_WRITABLE). The
- * object may close and free itself inside (after the adapter's cleanup has
- * run): the adapter must not touch ev after this returns, and must deliver
- * read and write readiness of one event in this one call. */
+/* The fd is ready for events (MPCONN_READABLE | MPCONN_WRITABLE); an error
+ * or hang-up is passed as the events of the interest, so the read or write
+ * that follows sees it. Read and write readiness of one event go in this
+ * one call. The object may close and free itself inside: when the
+ * adapter's cleanup ran during the call, ev is gone once it returns, and
+ * the adapter must not touch it again. */
 MPCONN_API void mpconn_ev_handle(mpconn_ev *ev, int events);
 /* The one-shot timer the object asked for has expired. Same rule. */
 MPCONN_API void mpconn_ev_timeout(mpconn_ev *ev);
 
-/* An adapter: the hooks an async object calls. `attach` makes the adapter's
- * state for one object (NULL on failure); the other hooks get that state.
+/* An adapter: the hooks an async object calls, every one required. `attach`
+ * makes the adapter's state for one object (NULL on failure); the other
+ * hooks get that state, and may be called from inside the entry points.
  * set_io replaces the interest (idempotent); set_timer arms the one-shot
- * timer (seconds >= 0) or cancels it (< 0); set_pending says bytes are
- * buffered in user space (input held while reading was paused, later TLS
- * records): while it is set and the interest includes MPCONN_READABLE, the
- * loop calls mpconn_ev_handle with MPCONN_READABLE without waiting for the
- * fd, before it sleeps; cleanup runs exactly once, after which no entry point may
- * be called for ev — it may run from inside mpconn_ev_handle. */
+ * timer (seconds >= 0, replacing one armed before) or cancels it (< 0);
+ * set_pending says bytes are buffered in user space (input held while
+ * reading was paused, later TLS records): while it is set and the interest
+ * includes MPCONN_READABLE, the loop calls mpconn_ev_handle with
+ * MPCONN_READABLE without waiting for the fd, before it sleeps; cleanup
+ * runs exactly once, before the object closes its fd, after which no entry
+ * point may be called for ev — it may run from inside mpconn_ev_handle or
+ * mpconn_ev_timeout, or outside both (mpconn_async_close). */
 typedef struct mpconn_adapter {
     void *(*attach)(void *loop, mpconn_ev *ev);
     void (*set_io)(void *state, int events);
@@ -54,18 +61,25 @@ typedef struct mpconn_async mpconn_async;
 
 /* Why a connection closed, as on_close's reason: 0 for a local close, else
  * MPCONN_EEOF (peer closed between messages), MPCONN_EEOFMSG (inside one),
- * -ECONNRESET and other negative errno, MPCONN_EPROTO (bad frame header),
- * MPCONN_EMSGSIZE (message too large), -ETIMEDOUT (idle or read timeout, or
- * the handshake's deadline), MPCONN_EAUTH / MPCONN_EAUTHPROTO / ENOKEY. */
+ * -ECONNRESET, -EPIPE and other negative errno, MPCONN_EPROTO (bad frame
+ * header), MPCONN_EMSGSIZE (message too large), -ETIMEDOUT (idle or read
+ * timeout, or the connect's or handshake's deadline), MPCONN_EAUTH /
+ * MPCONN_EAUTHPROTO / MPCONN_ENOKEY. Each callback may be NULL. */
 typedef struct mpconn_async_cbs {
     size_t size; /* sizeof(mpconn_async_cbs): lets the struct grow */
-    /* The handshake is done (connections made by mpconn_async_connect;
-     * accepted ones are handed over already open). */
+    /* The connection is open: connected and authenticated (when opts has
+     * an authkey) for mpconn_async_connect, authenticated or, without a
+     * handshake, attached (inside mpconn_async_attach) for
+     * mpconn_async_from_fd. Accepted ones are handed over already open and
+     * get no on_open. */
     void (*on_open)(mpconn_async *a, void *data);
     /* One whole message; msg is borrowed for the call only. */
     void (*on_message)(mpconn_async *a, const void *msg, size_t len, void *data);
-    /* The last callback; a is freed when it returns. The place to free
-     * data. errmsg says more (valid during the call). */
+    /* The last callback, for an attached connection only; a is freed when
+     * it returns (or when the callback of a's that closed it returns). The
+     * place to free data. errmsg says more (valid during the call). It may
+     * run inside a function of a's: mpconn_async_close, a send whose write
+     * fails. */
     void (*on_close)(mpconn_async *a, int reason, const char *errmsg, void *data);
     /* Queued output fell to the low watermark after passing the high one. */
     void (*on_drain)(mpconn_async *a, void *data);
@@ -88,24 +102,35 @@ enum {
 };
 
 /* Wraps a connected stream socket or pipe end, made non-blocking. Takes the
- * fd on success only (closed with the connection). cbs is copied; opts (may
- * be NULL) gives the authkey, handshake timeout, max message and decoding
- * limits. The connection does nothing until attached. *out belongs to the
- * library after attach: it is freed after on_close returns. */
+ * fd on success only (closed with the connection). cbs (may be NULL: no
+ * callbacks) is copied; opts (may be NULL) gives the authkey, handshake
+ * timeout (counted from this call), max message, pickle protocol and
+ * decoding limits, and is not kept. -EINVAL for an unknown role. The
+ * connection does nothing until attached. *out belongs to the library
+ * after attach: it is freed after on_close returns. */
 MPCONN_API int mpconn_async_from_fd(mpconn_async **out, int fd, int role, const mpconn_opts *opts,
                                     const mpconn_async_cbs *cbs, void *data);
-/* Attaches a to a loop through an adapter and starts it. Before this
- * succeeds, a is still the caller's (mpconn_async_close frees it). */
+/* Attaches a to a loop through an adapter and starts it: a server's
+ * challenge or a plain connection's queued messages go out, and on_open
+ * (or, on a write error, on_close) may run inside the call, so a may be
+ * gone when it returns 0. -EBUSY when a is attached already, -ENOMEM when
+ * the adapter's attach fails. Before this succeeds, a is still the
+ * caller's (mpconn_async_close frees it). */
 MPCONN_API int mpconn_async_attach(mpconn_async *a, const mpconn_adapter *ad, void *loop);
 /* Replaces the callbacks and their data (e.g. in the accept callback). */
 MPCONN_API void mpconn_async_set_callbacks(mpconn_async *a, const mpconn_async_cbs *cbs,
                                            void *data);
+/* The fd, still owned by a; -1 once closed. */
 MPCONN_API int mpconn_async_fileno(const mpconn_async *a);
 /* What went wrong last (owned by a). */
 MPCONN_API const char *mpconn_async_errmsg(const mpconn_async *a);
 
 /* Queues one message, copied; never blocks. Writes at once when nothing is
- * queued before it. MPCONN_ECLOSED once closing. */
+ * queued before it; before the connection is open (not attached,
+ * connecting, in the handshake) it waits in the queue. MPCONN_ECLOSED once
+ * closing. A write error closes the connection inside the call: on_close
+ * runs, and outside a's own callbacks a is freed, before the error is
+ * returned. The same holds for the two sends below. */
 MPCONN_API int mpconn_async_send(mpconn_async *a, const void *buf, size_t len);
 /* Queues buf without copying: release(buf, arg) runs once it is written or
  * dropped (also when this call fails). */
@@ -127,7 +152,11 @@ MPCONN_API int mpconn_async_decode(mpconn_async *a, const void *msg, size_t len,
  * as soon as the byte they came with is read, and counted. MPCONN_ENOTSUP
  * on anything but a Unix socket. */
 MPCONN_API int mpconn_async_send_fd(mpconn_async *a, int fd);
+/* The next input byte not yet taken is a count byte; from on_message, the
+ * one right after that message. */
 MPCONN_API int mpconn_async_expect_fd(mpconn_async *a);
+/* Descriptors closed unasked, plus one for each read whose descriptors
+ * beyond 4 the kernel closed. */
 MPCONN_API size_t mpconn_async_dropped_fds(const mpconn_async *a);
 
 /* Bytes queued and not yet written. */
@@ -136,8 +165,13 @@ MPCONN_API size_t mpconn_async_queued(const mpconn_async *a);
 MPCONN_API int mpconn_async_set_watermarks(mpconn_async *a, size_t high, size_t low);
 /* 1 when the queue has passed the high watermark and not yet drained. */
 MPCONN_API int mpconn_async_above_high(const mpconn_async *a);
+/* enable 1: produce is called (at once when a is open and attached, then
+ * as the queue drains) until it returns 0; 0 stops calling it. */
 MPCONN_API void mpconn_async_set_producer(mpconn_async *a, int enable);
 
+/* No on_message after pause, even for the rest of bytes already read (they
+ * wait in a); after resume the loop delivers them (set_pending), never the
+ * call itself. */
 MPCONN_API void mpconn_async_pause_reading(mpconn_async *a);
 MPCONN_API void mpconn_async_resume_reading(mpconn_async *a);
 
@@ -145,9 +179,11 @@ MPCONN_API void mpconn_async_resume_reading(mpconn_async *a);
  * in MPCONN_FRAME_MP; in the other modes send writes the bytes as given).
  * MPCONN_FRAME_DELIM: messages end with arg[0..n) (1 to 32 bytes, not part
  * of the message); MPCONN_FRAME_COUNT: n bytes each; MPCONN_FRAME_RAW:
- * whatever arrives. May be called from on_message: it applies to the next
- * message. */
+ * whatever arrives. */
 enum { MPCONN_FRAME_MP = 0, MPCONN_FRAME_DELIM = 1, MPCONN_FRAME_COUNT = 2, MPCONN_FRAME_RAW = 3 };
+/* Sets the framing; -EINVAL for an unknown mode, a delimiter of 0 or more
+ * than 32 bytes, or a count of 0. May be called from on_message: it applies
+ * to the next message (a message begun in another mode is dropped). */
 MPCONN_API int mpconn_async_set_framing(mpconn_async *a, int mode, const void *arg, size_t n);
 /* 0: no limit (raw mode delivers at most this much at a time). */
 MPCONN_API void mpconn_async_set_max_message(mpconn_async *a, uint64_t bytes);
@@ -156,11 +192,13 @@ MPCONN_API void mpconn_async_set_max_message(mpconn_async *a, uint64_t bytes);
  * off. */
 MPCONN_API int mpconn_async_set_timeouts(mpconn_async *a, double idle, double read);
 
-/* Closes now, dropping what is queued; on_close(0) runs before it returns,
- * the free when the stack unwinds. Before attach: frees at once, without
- * on_close. */
+/* Closes now, dropping what is queued (release runs for owned buffers)
+ * and closing the fd; on_close(0) runs before it returns, the free when
+ * the stack unwinds. Before attach: frees at once, without on_close. */
 MPCONN_API void mpconn_async_close(mpconn_async *a);
-/* Stops reading, writes everything queued, then closes (on_close(0)). */
+/* Stops reading, writes everything queued, then closes (on_close(0)).
+ * With nothing queued, or before the connection is open, it closes at
+ * once, as mpconn_async_close. */
 MPCONN_API void mpconn_async_close_when_done(mpconn_async *a);
 
 /* -------------------------------------------------------- async listener */
@@ -168,26 +206,33 @@ MPCONN_API void mpconn_async_close_when_done(mpconn_async *a);
 typedef struct mpconn_async_listener mpconn_async_listener;
 
 /* a is open (authenticated when the listener has an authkey) and attached
- * to the listener's loop, with no callbacks yet: set them here. */
+ * to the listener's loop, with no callbacks yet: set them here. a belongs
+ * to the library, as after mpconn_async_attach. */
 typedef void (*mpconn_accept_cb)(mpconn_async_listener *l, mpconn_async *a, void *data);
 
 /* Listens on address (the syntax of mpconn_listener_open) and accepts on
  * the loop: handshakes run concurrently on the loop with their deadline;
  * only authenticated connections reach on_accept; refused peers go to the
- * reject callback. *out is the caller's. */
+ * reject callback. opts (may be NULL) is copied. *out is the caller's,
+ * freed with mpconn_async_listener_free. errmsg (may be NULL) receives the
+ * reason on failure. */
 MPCONN_API int mpconn_async_listener_open(mpconn_async_listener **out, const char *address,
                                           const mpconn_opts *opts, const mpconn_adapter *ad,
                                           void *loop, mpconn_accept_cb on_accept, void *data,
                                           char *errmsg, size_t errlen);
+/* Called for each refused peer (uid policy, failed or timed-out handshake,
+ * dropped for a newer one, out of descriptors) with the code and a message
+ * naming the peer; the message is valid during the call only. */
 MPCONN_API void mpconn_async_listener_on_reject(mpconn_async_listener *l, mpconn_reject_cb cb,
                                                 void *data);
-/* Handshakes under way at once (default 4096). At the cap, the oldest is
- * dropped (reported -ETIMEDOUT) to make room: a flood of silent peers never
- * locks a real one out. */
+/* Handshakes under way at once (default 4096; 0 is -EINVAL). At the cap,
+ * the oldest is dropped (reported -ETIMEDOUT) to make room: a flood of
+ * silent peers never locks a real one out. */
 MPCONN_API int mpconn_async_listener_set_max_handshakes(mpconn_async_listener *l, size_t n);
 /* Stops and resumes accepting (peers then wait in the backlog). */
 MPCONN_API void mpconn_async_listener_pause(mpconn_async_listener *l);
 MPCONN_API void mpconn_async_listener_resume(mpconn_async_listener *l);
+/* The real address, as mpconn_listener_address; owned by l. */
 MPCONN_API const char *mpconn_async_listener_address(const mpconn_async_listener *l);
 /* Handshakes under way now. */
 MPCONN_API size_t mpconn_async_listener_handshakes(const mpconn_async_listener *l);
@@ -200,9 +245,13 @@ MPCONN_API void mpconn_async_listener_free(mpconn_async_listener *l);
 
 /* Connects without blocking (a Unix path, @abstract, or a numeric
  * HOST:PORT — resolving names is the caller's, so the loop never blocks in
- * getaddrinfo), then runs the handshake; on_open when done, on_close on
- * failure (the connect timeout is opts' connect timeout, the handshake's
- * its handshake timeout). *out belongs to the library as after attach. */
+ * getaddrinfo: MPCONN_EADDR for a name), then runs the handshake; on_open
+ * when done, on_close on failure (the connect timeout is opts' connect
+ * timeout, the handshake's its handshake timeout, counted from the
+ * connect). A failure found at once (the address, a connect refused
+ * outright) is returned, with errmsg (may be NULL), and no callback runs.
+ * opts (may be NULL) is copied. *out belongs to the library as after
+ * attach. */
 MPCONN_API int mpconn_async_connect(mpconn_async **out, const char *address,
                                     const mpconn_opts *opts, const mpconn_async_cbs *cbs,
                                     void *data, const mpconn_adapter *ad, void *loop, char *errmsg,

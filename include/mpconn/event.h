@@ -7,7 +7,8 @@
  *
  * One persistent I/O event, one timer and one zero-delay event for bytes
  * waiting in user space. An object may free itself inside mpconn_ev_handle:
- * the callbacks learn of it through a flag on their own stack. */
+ * the callbacks learn of it through a flag on their own stack.
+ * Reference: mpconn_adapters(3). */
 #ifndef MPCONN_EVENT_H
 #define MPCONN_EVENT_H
 

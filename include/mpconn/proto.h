@@ -1,7 +1,8 @@
 /* mpconn's protocol without I/O: a frame reader fed bytes in any split, the
  * frame header writer, and the authentication handshake as a machine of
  * messages in and messages out, for programs that move the bytes themselves
- * (their own event loop, io_uring, a serial line, a test harness). */
+ * (their own event loop, io_uring, a serial line, a test harness).
+ * Reference: mpconn_proto(3). */
 #ifndef MPCONN_PROTO_H
 #define MPCONN_PROTO_H
 

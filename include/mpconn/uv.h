@@ -8,7 +8,8 @@
  * One uv_poll_t, uv_timer_t and uv_idle_t per object (the idle handle runs
  * only while bytes wait in user space). They are closed with uv_close on
  * cleanup, and their memory is freed in the last close callback, so libuv
- * never sees freed handles. */
+ * never sees freed handles: let the loop run once more after the last
+ * object closes, before uv_loop_close. Reference: mpconn_adapters(3). */
 #ifndef MPCONN_UV_H
 #define MPCONN_UV_H
 

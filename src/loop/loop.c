@@ -449,14 +449,22 @@ static int update_signalfd(mpconn_loop *loop)
     if (fd < 0)
         return -errno;
     if (loop->sigfd < 0) {
-        loop->sigfd = fd;
         int rc = mpconn_io_new(&loop->sig_io, loop, fd, signal_cb, loop);
-        if (rc == 0)
-            rc = mpconn_io_set(loop->sig_io, MPCONN_READABLE);
-        return rc;
+        if (rc == 0 && (rc = mpconn_io_set(loop->sig_io, MPCONN_READABLE)) < 0)
+            mpconn_io_close(loop->sig_io, NULL);
+        if (rc < 0) {
+            loop->sig_io = NULL;
+            close(fd);
+            return rc;
+        }
+        loop->sigfd = fd;
     }
     return 0;
 }
+#endif
+
+#ifdef __linux__
+static void release_signal(mpconn_loop *loop, int signum);
 #endif
 
 int mpconn_signal_new(mpconn_signal **out, mpconn_loop *loop, int signum, mpconn_signal_cb cb,
@@ -471,9 +479,6 @@ int mpconn_signal_new(mpconn_signal **out, mpconn_loop *loop, int signum, mpconn
     mpconn_signal *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
-    handle_init(&s->h, MPCI_H_SIGNAL, loop, data);
-    s->signum = signum;
-    s->cb = cb;
     if (!sigismember(&loop->sigmask, signum)) {
         sigset_t one, old;
         sigemptyset(&one);
@@ -484,10 +489,15 @@ int mpconn_signal_new(mpconn_signal **out, mpconn_loop *loop, int signum, mpconn
         sigaddset(&loop->sigmask, signum);
         int rc = update_signalfd(loop);
         if (rc < 0) {
+            release_signal(loop, signum); /* the thread's mask as it was */
             free(s);
             return rc;
         }
     }
+    /* Known to the loop only once nothing can fail any more. */
+    handle_init(&s->h, MPCI_H_SIGNAL, loop, data);
+    s->signum = signum;
+    s->cb = cb;
     s->next = loop->signals;
     loop->signals = s;
     *out = s;

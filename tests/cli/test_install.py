@@ -16,6 +16,7 @@ import tempfile
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import casemain  # noqa: E402
 from casemain import Failure, check  # noqa: E402
+from test_docs import public_functions  # noqa: E402  (of every public header)
 
 BUILD = os.path.abspath(os.environ.get("MPCONN_BUILD", os.getcwd()))
 SOURCE = os.path.abspath(
@@ -237,10 +238,9 @@ def case_installed_examples_build():
 
 
 def case_man_pages_installed():
-    # man3 holds a page, or a .so pointer to one, under the name of every public function.
-    with open(os.path.join(SOURCE, "include", "mpconn.h")) as f:
-        header = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
-    functions = re.findall(r"^MPCONN_API\b[^;(]*?\b(mpconn_\w+)\s*\(", header, flags=re.M)
+    # man3 holds a page, or a .so pointer to one, under the name of every public function of
+    # every public header.
+    functions = public_functions()
     with tempfile.TemporaryDirectory() as d:
         prefix = install(os.path.join(d, "p"))
         man3 = os.path.join(prefix, "share", "man", "man3")
@@ -254,7 +254,11 @@ def case_man_pages_installed():
         env = dict(os.environ, MANWIDTH="80", MAN_DISABLE_SECCOMP="1")
         for name, title in (("mpconn_conn_send", "MPCONN_CONN(3)"),
                             ("mpconn_client", "MPCONN_CLIENT(3)"),
-                            ("mpconn_value_dict_get_str", "MPCONN_VALUE(3)")):
+                            ("mpconn_value_dict_get_str", "MPCONN_VALUE(3)"),
+                            ("mpconn_reader_get", "MPCONN_PROTO(3)"),
+                            ("mpconn_loop_run", "MPCONN_LOOP(3)"),
+                            ("mpconn_async_send", "MPCONN_ASYNC(3)"),
+                            ("mpconn_uv_adapter", "MPCONN_ADAPTERS(3)")):
             out = sh("man", "-M", os.path.join(prefix, "share", "man"), "3", name, env=env).stdout
             check(title in out, f"man 3 {name} does not show {title}", out[:300])
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -694,6 +695,47 @@ static void free_with_handles_still_open_on(const char *backend)
 TEST(free_with_handles_still_open)
 {
     each_backend(free_with_handles_still_open_on);
+}
+
+/* No descriptor left for the signalfd: the watcher fails cleanly, the
+ * thread's mask is as it was, and the loop frees nothing twice. */
+static void signal_new_fails_cleanly_on(const char *backend)
+{
+    mpconn_loop *loop = new_loop(backend);
+    int fds[4096];
+    int n = 0;
+    while (n < 4096) {
+        int fd = dup(0);
+        if (fd < 0)
+            break;
+        fds[n++] = fd;
+    }
+    CHECK(n < 4096); /* ran out of descriptors */
+    mpconn_signal *s = NULL;
+    CHECK_INT(mpconn_signal_new(&s, loop, SIGUSR1, on_usr1, NULL), -EMFILE);
+    CHECK(s == NULL);
+    sigset_t now;
+    pthread_sigmask(SIG_BLOCK, NULL, &now);
+    CHECK(!sigismember(&now, SIGUSR1));
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    int got = 0;
+    CHECK_INT(mpconn_signal_new(&s, loop, SIGUSR1, on_usr1, &got), 0); /* works again */
+    CHECK(raise(SIGUSR1) == 0);
+    CHECK_INT(mpconn_loop_run_for(loop, 5), 0);
+    CHECK_INT(got, 1);
+    mpconn_loop_free(loop);
+}
+
+TEST(signal_new_fails_cleanly_without_descriptors)
+{
+    struct rlimit old, low;
+    CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
+    low = old;
+    low.rlim_cur = 256;
+    CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    each_backend(signal_new_fails_cleanly_on);
+    setrlimit(RLIMIT_NOFILE, &old);
 }
 
 TESTLIB_MAIN
