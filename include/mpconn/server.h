@@ -109,7 +109,8 @@ MPCONN_API int mpconn_server_set_timeout(mpconn_server *s, double seconds);
 /* drain 1: at shutdown the listening socket closes at once (new peers are
  * refused) and running handlers are left to finish. drain 0 (default):
  * running handlers' connections are shut down (their receives see the end
- * of the stream), children are sent SIGTERM. */
+ * of the stream; serve_forever still waits for a handler that does not
+ * read until it returns), children are sent SIGTERM. */
 MPCONN_API int mpconn_server_set_drain(mpconn_server *s, int drain);
 /* Datagrams: the largest one taken whole (default 65536). A longer one is
  * reported to handle_error as MPCONN_EMSGSIZE, never handled cut. */

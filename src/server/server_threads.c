@@ -202,6 +202,8 @@ static void threads_woken(mpconn_server *s)
 
 static void threads_stop(mpconn_server *s)
 {
+    if (!s->reqs)
+        return; /* the start failed before the pool was made */
     pthread_mutex_lock(&s->mu);
     s->quit = 1;
     if (!s->drain && !s->dgram)
