@@ -14,7 +14,9 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -562,6 +564,95 @@ TEST(after_fork_in_child_without_listener)
     stop_serving(s, &v, path);
     close(p[0]);
     close(p[1]);
+}
+
+/* Out of descriptors: accept fails with EMFILE while the peer waits in the
+ * backlog. The server must not spin on the readable socket: it reports,
+ * waits a moment, and serves the peer once descriptors are free again. */
+static int fillers[4096], nfillers;
+static atomic_int emfile_reports;
+
+static void count_emfile(mpconn_server *s, mpconn_request *r, int code, const char *message,
+                         void *data)
+{
+    (void)s;
+    (void)r;
+    (void)message;
+    (void)data;
+    if (code == -EMFILE)
+        atomic_fetch_add(&emfile_reports, 1);
+}
+
+static int ready_fd = -1;
+
+/* Once serving: every descriptor left is taken, and the parent told. */
+static void take_fillers(mpconn_timer *t, void *data)
+{
+    (void)t;
+    (void)data;
+    struct rlimit rl = {256, 256};
+    CHECK_INT(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    int fd;
+    while (nfillers < 4096 && (fd = dup(0)) >= 0)
+        fillers[nfillers++] = fd;
+    CHECK(write(ready_fd, "r", 1) == 1);
+}
+
+static void free_fillers(mpconn_timer *t, void *data)
+{
+    (void)t;
+    (void)data;
+    while (nfillers)
+        close(fillers[--nfillers]);
+}
+
+static int echo_then_stop(mpconn_request *r, const void *msg, size_t len, void *data)
+{
+    (void)data;
+    mpconn_server_shutdown(mpconn_request_server(r));
+    return mpconn_async_send(mpconn_request_async(r), msg, len);
+}
+
+TEST(out_of_descriptors_no_spin)
+{
+    char path[256];
+    tmp_sock(path, sizeof path);
+    int ready[2];
+    CHECK_INT(pipe(ready), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        fixture f = {0};
+        mpconn_server_hooks h = {
+            .size = sizeof h, .on_message = echo_then_stop, .handle_error = count_emfile};
+        mpconn_server *s = make(MPCONN_SERVER_LOOP, path, &f, &h);
+        ready_fd = ready[1];
+        mpconn_timer *take, *give;
+        CHECK_INT(mpconn_timer_new(&take, mpconn_server_loop(s), take_fillers, NULL), 0);
+        CHECK_INT(mpconn_timer_new(&give, mpconn_server_loop(s), free_fillers, NULL), 0);
+        CHECK_INT(mpconn_timer_start(take, 0.01, 0), 0);
+        CHECK_INT(mpconn_timer_start(give, 0.5, 0), 0);
+        int rc = mpconn_server_serve_forever(s);
+        mpconn_timer_close(take, NULL);
+        mpconn_timer_close(give, NULL);
+        mpconn_server_free(s);
+        int n = atomic_load(&emfile_reports);
+        _exit(rc == 0 && n >= 1 && n <= 20 ? 0 : 10 + (n > 99 ? 99 : n));
+    }
+    char b;
+    struct pollfd pf = {.fd = ready[0], .events = POLLIN};
+    CHECK_INT(poll(&pf, 1, 10000), 1);
+    CHECK_INT(read(ready[0], &b, 1), 1);
+    mpconn_conn *c = connect_to(path);
+    exchange(c);
+    mpconn_conn_free(c);
+    int st;
+    CHECK_INT(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st));
+    CHECK_INT(WEXITSTATUS(st), 0);
+    close(ready[0]);
+    close(ready[1]);
+    remove_dir_of(path);
 }
 
 static void on_timeout(mpconn_server *s, void *data)
