@@ -616,41 +616,26 @@ static void bench_setup(enum transport t)
 
 /* ------------------------------------------------------ main */
 
-static int wants(int argc, char **argv, const char *part)
-{
-    int any = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) == 0) {
-            i++;
-            continue;
-        }
-        any = 1;
-        if (strcmp(argv[i], part) == 0)
-            return 1;
-    }
-    return !any;
-}
-
 int main(int argc, char **argv)
 {
     bench_parse_args(argc, argv);
     signal(SIGPIPE, SIG_IGN);
     /* First, while this process is small: children start with a low peak. */
-    if (wants(argc, argv, "memory"))
+    if (bench_wants(argc, argv, "memory"))
         bench_memory();
-    if (wants(argc, argv, "rtt")) {
+    if (bench_wants(argc, argv, "rtt")) {
         const size_t sizes[] = {1, 64, 4096};
         for (int t = T_PAIR; t <= T_TCP; t++)
             for (int i = 0; i < 3; i++)
                 bench_pingpong((enum transport)t, sizes[i]);
     }
-    if (wants(argc, argv, "throughput")) {
+    if (bench_wants(argc, argv, "throughput")) {
         const size_t sizes[] = {(size_t)1 << 20, (size_t)64 << 20};
         for (int t = T_PAIR; t <= T_UNIX; t++)
             for (int i = 0; i < 2; i++)
                 bench_throughput((enum transport)t, sizes[i]);
     }
-    if (wants(argc, argv, "setup")) {
+    if (bench_wants(argc, argv, "setup")) {
         bench_setup(T_UNIX);
         bench_setup(T_TCP);
     }

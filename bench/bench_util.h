@@ -129,6 +129,23 @@ static inline void bench_parse_args(int argc, char **argv)
         bench_secs = 0.15;
 }
 
+/* 1 when part is named on the command line (the arguments that are not
+ * "--option value"), or when no part is named at all. */
+static inline int bench_wants(int argc, char **argv, const char *part)
+{
+    int any = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) == 0) {
+            i++;
+            continue;
+        }
+        any = 1;
+        if (strcmp(argv[i], part) == 0)
+            return 1;
+    }
+    return !any;
+}
+
 /* ------------------------------------------------------ raw framing */
 
 static inline int raw_write_all(int fd, const void *buf, size_t len)

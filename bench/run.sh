@@ -4,6 +4,7 @@
 # it to BUILD/bench/results.md. Usage: sh bench/run.sh [BUILD]
 #
 # Environment: BENCH_REPS (8), BENCH_TIME (seconds per repetition, 0.2),
+# BENCH_LOOP_REPS (3) and BENCH_LOOP_TIME (0.2) for the event-loop rows,
 # BENCH_ROUNDS (2: the C and CPython programs alternate, REPS split over them;
 # setup rates alternate one repetition at a time instead),
 # BENCH_CPU (the CPU every process is pinned to; default the last one;
@@ -17,7 +18,7 @@ REPS=${BENCH_REPS:-8}
 SECS=${BENCH_TIME:-0.2}
 PYTHON=${PYTHON:-python3}
 
-for b in bench_conn bench_values bench_print; do
+for b in bench_conn bench_values bench_print bench_loop; do
     if [ ! -x "$BIN/$b" ]; then
         echo "bench: $BIN/$b is missing; build first (make bench BUILD=$BUILD)" >&2
         exit 1
@@ -94,6 +95,37 @@ while [ $rep -le "$REPS" ]; do
     fi
     rep=$((rep + 1))
 done
+
+# The event-loop rows: bench_loop holds the load generator and the C
+# servers, starts the asyncio one, and interleaves them itself; its rounds
+# give the ranges (every repetition of every round is one sample).
+LOOP_OUT=$TMP/loop.txt
+: >"$LOOP_OUT"
+LREPS=${BENCH_LOOP_REPS:-3}
+LSECS=${BENCH_LOOP_TIME:-0.2}
+lstart=$(date +%s)
+round=1
+while [ $round -le "$ROUNDS" ]; do
+    echo "bench: round $round/$ROUNDS: event loop (reps $LREPS x ${LSECS}s, cpu $CPU)..." >&2
+    if [ $have_py = 1 ]; then
+        $PIN "$BIN/bench_loop" --reps "$LREPS" --time "$LSECS" --python "$PYTHON" \
+            --pyserver "$HERE/bench_loop_py.py" >>"$LOOP_OUT" || echo "bench: bench_loop failed" >&2
+    else
+        $PIN "$BIN/bench_loop" --reps "$LREPS" --time "$LSECS" >>"$LOOP_OUT" ||
+            echo "bench: bench_loop failed" >&2
+    fi
+    round=$((round + 1))
+done
+# Unpinned, the load generator and a server may each have a CPU: the rates
+# again (a row id gains _unpinned), once.
+echo "bench: event loop, unpinned (echo, accept)..." >&2
+if [ $have_py = 1 ]; then
+    "$BIN/bench_loop" --reps "$LREPS" --time "$LSECS" --python "$PYTHON" \
+        --pyserver "$HERE/bench_loop_py.py" echo accept
+else
+    "$BIN/bench_loop" --reps "$LREPS" --time "$LSECS" echo accept
+fi | sed 's/^\(SAMPLE\t[a-z0-9_]*\)\t/\1_unpinned\t/' >>"$LOOP_OUT" ||
+    echo "bench: bench_loop failed" >&2
 end=$(date +%s)
 
 # One row per line: result id | what | mpconn's implementation | the
@@ -223,8 +255,125 @@ END {
 }
 ' "$OUT" "$TMP/rows" >"$TMP/table.md"
 
+# The event-loop tables: "#|title|col:label;..." starts a table (a column
+# col@suffix reads row id + suffix), then "id|what|checks", each check
+# col>=x or col<=x on the median.
+cat >"$TMP/looprows" <<'EOF'
+#|64 B echo, round trips/s|raw:raw epoll;uv:libuv;py:asyncio;mpconn:mpconn;mpconn/raw:mpconn/raw;mpconn/uv:mpconn/libuv
+echo64_unix_100|100 connections, Unix socket|mpconn/raw>=0.90 mpconn/uv>=1.0
+echo64_unix_1000|1,000 connections, Unix socket|mpconn/raw>=0.90 mpconn/uv>=1.0
+echo64_tcp_100|100 connections, TCP|mpconn/raw>=0.90 mpconn/uv>=1.0
+echo64_tcp_1000|1,000 connections, TCP|mpconn/raw>=0.90 mpconn/uv>=1.0
+echo64_unix_100_unpinned|100 connections, Unix socket, unpinned|mpconn/raw>=0.90 mpconn/uv>=1.0
+echo64_unix_1000_unpinned|1,000 connections, Unix socket, unpinned|mpconn/raw>=0.90 mpconn/uv>=1.0
+echo64_tcp_100_unpinned|100 connections, TCP, unpinned|mpconn/raw>=0.90 mpconn/uv>=1.0
+echo64_tcp_1000_unpinned|1,000 connections, TCP, unpinned|mpconn/raw>=0.90 mpconn/uv>=1.0
+#|64 B echo, server CPU per round trip (us, pinned)|raw:raw epoll;uv:libuv;py:asyncio;mpconn:mpconn;mpconn/raw:mpconn/raw;mpconn/uv:mpconn/libuv
+echo64_unix_100_cpu|100 connections, Unix socket|
+echo64_unix_1000_cpu|1,000 connections, Unix socket|
+echo64_tcp_100_cpu|100 connections, TCP|
+echo64_tcp_1000_cpu|1,000 connections, TCP|
+echo1M_unix_1_cpu|1 MiB, 1 connection, Unix socket|
+echo1M_unix_10_cpu|1 MiB, 10 connections, Unix socket|
+echo1M_tcp_1_cpu|1 MiB, 1 connection, TCP|
+echo1M_tcp_10_cpu|1 MiB, 10 connections, TCP|
+#|64 B echo, latency (us)|raw@_p50:raw p50;raw@_p99:raw p99;uv@_p50:libuv p50;uv@_p99:libuv p99;py@_p50:asyncio p50;py@_p99:asyncio p99;mpconn@_p50:mpconn p50;mpconn@_p99:mpconn p99
+echo64_unix_100|100 connections, Unix socket|
+echo64_unix_1000|1,000 connections, Unix socket|
+echo64_tcp_100|100 connections, TCP|
+echo64_tcp_1000|1,000 connections, TCP|
+#|1 MiB echo, round trips/s|raw:raw epoll;uv:libuv;py:asyncio;mpconn:mpconn;mpconn/raw:mpconn/raw;mpconn/uv:mpconn/libuv
+echo1M_unix_1|1 connection, Unix socket|mpconn/raw>=0.90
+echo1M_unix_10|10 connections, Unix socket|mpconn/raw>=0.90
+echo1M_tcp_1|1 connection, TCP|mpconn/raw>=0.90
+echo1M_tcp_10|10 connections, TCP|mpconn/raw>=0.90
+#|Idle authenticated connections, server VmRSS growth (bytes per connection)|mpconn:mpconn;uv:libuv;py:asyncio;mpconn@_conns:connections
+idle_unix|10,000 connections on one loop, Unix socket|mpconn<=512
+#|p99 latency (us) of 100 echo connections, flood of 1,000 handshakes|quiet:no flood;flood:flood;flood/quiet:flood/quiet
+flood_silent_unix|silent peers, Unix socket|flood/quiet<=2
+flood_half_unix|peers stalled after half a frame header, Unix socket|flood/quiet<=2
+flood_silent_tcp|silent peers, TCP|flood/quiet<=2
+flood_half_tcp|peers stalled after half a frame header, TCP|flood/quiet<=2
+#|Authenticated connections accepted per second|blocking:mpconn_listener;mpconn:async listener;mpconn/blocking:async/blocking
+accept_unix|connect + handshake + close, Unix socket|mpconn/blocking>=1.0
+accept_tcp|connect + handshake + close, TCP|mpconn/blocking>=1.0
+accept_unix_unpinned|connect + handshake + close, Unix socket, unpinned|mpconn/blocking>=1.0
+accept_tcp_unpinned|connect + handshake + close, TCP, unpinned|mpconn/blocking>=1.0
+EOF
+awk -F'\t' -v rounds="$ROUNDS" -v reps="$LREPS" -v secs="$LSECS" -v cpu="$CPU" '
+function num(x) {
+    if (x >= 100) return sprintf("%.0f", x)
+    if (x >= 10) return sprintf("%.1f", x)
+    return sprintf("%.2f", x)
+}
+# Median, lowest and highest of the samples of key k.
+function stats(k,    n, i, j, t, a) {
+    n = cnt[k]
+    for (i = 1; i <= n; i++) a[i] = v[k, i]
+    for (i = 2; i <= n; i++)
+        for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    lo = a[1]; hi = a[n]
+    med = n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function key(id, col,    p) {
+    p = index(col, "@")
+    return p ? (id substr(col, p + 1)) SUBSEP substr(col, 1, p - 1) : id SUBSEP col
+}
+function cell(id, col,    k) {
+    k = key(id, col)
+    if (!(k in cnt)) return "n/a"
+    stats(k)
+    return lo == hi ? num(med) : num(med) " (" num(lo) "–" num(hi) ")"
+}
+FILENAME == ARGV[1] {
+    if ($1 == "SAMPLE") { k = $2 SUBSEP $3; v[k, ++cnt[k]] = $4 + 0 }
+    else if ($1 == "MISSING" && !seen[$2]++) missing = missing "\n- " $2
+    next
+}
+{
+    n = split($0, f, "|")
+    if (f[1] == "#") {
+        ncol = split(f[3], cols, ";")
+        head = "| " f[2]; sep = "| ---"
+        for (i = 1; i <= ncol; i++) {
+            split(cols[i], cl, ":"); colid[i] = cl[1]
+            head = head " | " cl[2]; sep = sep " | ---:"
+        }
+        printf "%s%s | Target | Result |\n%s | --- | --- |\n", (ntab++ ? "\n" : ""), head, sep
+        next
+    }
+    if (n < 3) next
+    line = "| " f[2]
+    for (i = 1; i <= ncol; i++) line = line " | " cell(f[1], colid[i])
+    nc = split(f[3], checks, " "); verdict = ""; target = ""
+    for (i = 1; i <= nc; i++) {
+        c = checks[i]; p = index(c, ">="); op = ">="
+        if (!p) { p = index(c, "<="); op = "<=" }
+        col = substr(c, 1, p - 1); lim = substr(c, p + 2) + 0
+        target = target (target == "" ? "" : ", ") col " " (op == ">=" ? "≥" : "≤") " " substr(c, p + 2)
+        k = key(f[1], col)
+        if (!(k in cnt)) { r = "n/a"; nna++ }
+        else {
+            stats(k); ok = op == ">=" ? med >= lim : med <= lim
+            r = ok ? "PASS" : "MISS"
+            if (ok) npass++; else nmiss++
+        }
+        verdict = verdict (verdict == "" ? "" : ", ") r
+    }
+    printf "%s | %s | %s |\n", line, target, verdict
+}
+END {
+    printf "\nMedian (lowest–highest) over %d rounds x %d repetitions of %ss; targets are checked on the median. ", rounds, reps, secs
+    printf "Ratios are taken within one repetition, in which the implementations ran one after the other. "
+    printf "Load generator and servers pinned to CPU %s except the unpinned rows (one round). Server CPU: its scheduler time (/proc/PID/schedstat) over the round trips it served. %d PASS, %d MISS, %d n/a.\n", cpu, npass, nmiss, nna
+    if (missing != "") printf "Not measured:%s\n", missing
+}
+' "$LOOP_OUT" "$TMP/looprows" >"$TMP/looptable.md"
+
 {
     cat "$TMP/table.md"
+    printf '\n### Event loop and async connections (%s s)\n\n' "$((end - lstart))"
+    cat "$TMP/looptable.md"
     printf '\n%s; %s; %s; %s s.\n' "$(uname -srm)" \
         "$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')" \
         "$([ $have_py = 1 ] && "$PYTHON" -c 'import sys; print("CPython " + sys.version.split()[0])')" \

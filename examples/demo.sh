@@ -164,5 +164,50 @@ if [ -x "$BUILD/mpconn" ] && [ -f "$HERE/demo_cli.sh" ]; then
     echo "== 9. The mpconn command"
     sh "$HERE/demo_cli.sh" "$BUILD"
 fi
+if command -v python3 >/dev/null 2>&1; then
+    echo
+    echo "== 10. Echo servers on an event loop: mpconn's own, libuv's, libevent's (one thread each)"
+    for server in async_echo_server uv_echo_server event_echo_server; do
+        [ -x "$EX/$server" ] || { echo "$server: not built (no libuv / libevent found)"; continue; }
+        ECHO_AUTHKEY="secret password" start "$TMP/$server.out" "$EX/$server" 127.0.0.1:0 1
+        python3 - "$ADDR" "$server" <<'PY'
+import sys
+from multiprocessing.connection import Client
+host, port = sys.argv[1].rsplit(":", 1)
+with Client((host, int(port)), authkey=b"secret password") as c:
+    c.send(["hello", sys.argv[2]])
+    print(f"python client: {sys.argv[2]} echoed {c.recv()!r}")
+PY
+        wait "$SERVER"
+        sed "s/^/$server: /" "$TMP/$server.out" | grep -v "listening on"
+    done
+
+    echo
+    echo "== 11. A line chat server (asynchat style): three nc-like clients see each other's lines"
+    start "$TMP/chat.out" "$EX/chat_server" 127.0.0.1:0
+    python3 - "$ADDR" <<'PY'
+import socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+socks = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]
+files = [s.makefile("rb") for s in socks]
+for f in files:
+    print("chat client got:", f.readline().decode().strip())
+socks[0].sendall(b"hi all, client 1 here\n")
+socks[2].sendall(b"hello from 3\n")
+seen = {1: [], 2: [], 3: []}
+for i, want in ((1, 1), (2, 2), (3, 1)):
+    seen[i] += [files[i - 1].readline().decode().strip() for _ in range(want)]
+# Client 2 hears both; which comes first depends on which line the server read first.
+assert sorted(seen[2]) == ["client 1: hi all, client 1 here", "client 3: hello from 3"], seen
+assert seen[1] == ["client 3: hello from 3"] and seen[3] == ["client 1: hi all, client 1 here"], seen
+for i in (1, 2, 3):
+    print(f"chat client {i} saw: {seen[i]}")
+for s in socks:
+    s.close()
+PY
+    kill "$SERVER"
+    wait "$SERVER" 2>/dev/null || true
+    sed 's/^/chat server: /' "$TMP/chat.out" | grep -v "listening on"
+fi
 echo
 echo "demo: done"

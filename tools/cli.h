@@ -63,6 +63,11 @@ int cli_parse_double(const char *s, double *out);
 int cli_parse_u64(const char *s, uint64_t *out);
 int cli_parse_int(const char *s, long min, long max, long *out);
 
+/* The bytes a string with C escapes stands for (\n \r \t \0 \a \b \f \v
+ * \e \\ \' \" \xHH), into out (cap bytes), *len set. Returns 0, or -1 with
+ * err saying what is wrong (an unknown or cut escape, too long). */
+int cli_unescape(const char *s, char *out, size_t cap, size_t *len, char *err, size_t errlen);
+
 /* ------------------------------------------------------------- common options */
 
 enum cli_format { CLI_FORMAT_REPR, CLI_FORMAT_JSON, CLI_FORMAT_HEX };
@@ -127,6 +132,9 @@ int cli_common_opts(const cli_common *c, const char *cmd, mpconn_opts **out);
 #define CLI_CUT_MARK " ...[cut: longer than the --max-print limit]"
 int cli_print_message(FILE *out, int format, const void *buf, size_t len,
                       const mpconn_opts *limits);
+/* The same for a message that is bytes whatever they hold (a line): never
+ * decoded as a pickle. */
+int cli_print_bytes(FILE *out, int format, const void *buf, size_t len, const mpconn_opts *limits);
 
 /* ------------------------------------------------------------- commands */
 

@@ -3,6 +3,7 @@
  * one-line printing of a received message. */
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -146,6 +147,51 @@ int cli_parse_int(const char *s, long min, long max, long *out)
     if (!*s || *end || errno || v < min || v > max)
         return -1;
     *out = v;
+    return 0;
+}
+
+static int hex_digit(char c)
+{
+    static const char digits[] = "0123456789abcdef";
+    const char *p = c ? strchr(digits, tolower((unsigned char)c)) : NULL;
+    return p ? (int)(p - digits) : -1;
+}
+
+int cli_unescape(const char *s, char *out, size_t cap, size_t *len, char *err, size_t errlen)
+{
+    static const char from[] = "nrt0abfve\\'\"";
+    static const char to[] = "\n\r\t\0\a\b\f\v\033\\'\"";
+    size_t n = 0;
+    while (*s) {
+        char c = *s++;
+        if (c == '\\') {
+            char e = *s++;
+            const char *k = e ? strchr(from, e) : NULL;
+            if (k) {
+                c = to[k - from];
+            } else if (e == 'x') {
+                int hi = hex_digit(s[0]), lo = hi >= 0 ? hex_digit(s[1]) : -1;
+                if (lo < 0) {
+                    snprintf(err, errlen, "\\x needs two hex digits");
+                    return -1;
+                }
+                c = (char)(hi * 16 + lo);
+                s += 2;
+            } else {
+                if (e)
+                    snprintf(err, errlen, "unknown escape '\\%c'", e);
+                else
+                    snprintf(err, errlen, "a lone backslash at the end");
+                return -1;
+            }
+        }
+        if (n == cap) {
+            snprintf(err, errlen, "longer than %zu bytes", cap);
+            return -1;
+        }
+        out[n++] = c;
+    }
+    *len = n;
     return 0;
 }
 
@@ -350,7 +396,8 @@ static char *format_value(int format, const mpconn_value *v, const mpconn_opts *
     return r < 0 ? NULL : s;
 }
 
-int cli_print_message(FILE *out, int format, const void *buf, size_t len, const mpconn_opts *limits)
+static int print_line(FILE *out, int format, const void *buf, size_t len, const mpconn_opts *limits,
+                      int as_bytes)
 {
     if (format == CLI_FORMAT_HEX) {
         print_hex(out, buf, len);
@@ -359,7 +406,7 @@ int cli_print_message(FILE *out, int format, const void *buf, size_t len, const 
         mpconn_value *v = NULL;
         /* Anything that is not a pickle of plain values is shown as the bytes
          * it is, so nothing that arrived is hidden. */
-        if (mpconn_value_decode(buf, len, limits, &v, NULL, 0) == 0) {
+        if (!as_bytes && mpconn_value_decode(buf, len, limits, &v, NULL, 0) == 0) {
             text = format_value(format, v, limits);
             mpconn_value_free(v);
         }
@@ -379,4 +426,14 @@ int cli_print_message(FILE *out, int format, const void *buf, size_t len, const 
     }
     putc('\n', out);
     return fflush(out) == 0 && !ferror(out) ? 0 : -1;
+}
+
+int cli_print_message(FILE *out, int format, const void *buf, size_t len, const mpconn_opts *limits)
+{
+    return print_line(out, format, buf, len, limits, 0);
+}
+
+int cli_print_bytes(FILE *out, int format, const void *buf, size_t len, const mpconn_opts *limits)
+{
+    return print_line(out, format, buf, len, limits, 1);
 }

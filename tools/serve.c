@@ -1,34 +1,51 @@
-/* mpconn serve: a Listener that prints (and with --echo returns) every
- * message that arrives. Many clients are served at once from one thread: a
- * poll-style loop over mpconn_wait on a self-pipe, the listener and every
- * connection; SIGINT/SIGTERM end it cleanly. */
+/* mpconn serve: an async listener on mpconn's event loop that prints (and
+ * with --echo returns) every message that arrives. One thread serves every
+ * client; echoes are flow-controlled per client, accepting pauses at
+ * --max-clients, and complaints about peers are rate-limited. */
+#define _GNU_SOURCE /* SO_PEERCRED's struct ucred */
 #include "cli.h"
 
+#include <mpconn/async.h>
+#include <mpconn/loop.h>
+
 #include <errno.h>
-#include <fcntl.h>
+#include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
+#include <sys/socket.h>
 
-/* A sender that does not read its echoes is dropped after this long (unless
- * --timeout says otherwise), so it cannot stall the other clients. */
-#define DEFAULT_ECHO_TIMEOUT 30.0
+/* At most this many lines about misbehaving or refused peers per window; the
+ * rest are counted and the count printed when the window ends, so a flood
+ * of peers (or of EMFILE) cannot flood standard error. */
+#define PEER_LINES 3
+#define PEER_WINDOW 1.0
+
+/* The longest terminator the async framing takes. */
+#define TERM_MAX 32
 
 static const char serve_help[] =
     "usage: mpconn serve [ADDRESS] [options]\n"
     "\n"
     "Run a Listener on ADDRESS (a temporary Unix socket when omitted) and print every\n"
     "message that arrives as one line on standard output. 'listening on ADDRESS' goes to\n"
-    "standard error once the listener is ready (with the real port or path).\n"
+    "standard error once the listener is ready (with the real port or path). Clients are\n"
+    "served at once from one thread on mpconn's event loop.\n"
     "\n"
     "options:\n"
-    "  --echo                 send every message back to its sender, byte for byte\n"
+    "  --echo                 send every message back to its sender, byte for byte (a\n"
+    "                         sender that does not read its echoes is not read from\n"
+    "                         until it does; the others go on)\n"
     "  -q, --quiet            do not print messages\n"
     "  -v, --verbose          report connections and disconnections on standard error\n"
     "  --format FORMAT        repr (default): Python repr() of a pickled value, b'...' for\n"
     "                         other messages; json: JSON form; hex: the raw bytes in hex\n"
+    "  --terminator STRING    messages end with STRING (C escapes: \\r \\n \\t \\\\ \\xHH ...)\n"
+    "                         instead of the multiprocessing framing, with no handshake;\n"
+    "                         each prints as a bytes value, --echo adds STRING back\n"
+    "  --max-clients N        serve at most N connections at once (handshakes included);\n"
+    "                         the others wait in the backlog until one ends\n"
     "  --count N              exit 0 after N connections have been served to their end\n"
     "  --mode OCTAL           permission bits of the Unix socket file (e.g. 600); a TCP or\n"
     "                         abstract address has none, so --mode with one is an error\n"
@@ -46,7 +63,15 @@ static const char serve_help[] =
     "  --timeout SECONDS      bound each handshake; close a client silent for SECONDS\n"
     "  -h, --help             show this help\n";
 
-enum { OPT_ECHO = CLI_COMMON_LAST, OPT_QUIET, OPT_VERBOSE, OPT_COUNT, OPT_MODE };
+enum {
+    OPT_ECHO = CLI_COMMON_LAST,
+    OPT_QUIET,
+    OPT_VERBOSE,
+    OPT_COUNT,
+    OPT_MODE,
+    OPT_TERMINATOR,
+    OPT_MAX_CLIENTS
+};
 
 static const cli_optspec serve_specs[] = {
     CLI_COMMON_SPECS,
@@ -55,254 +80,420 @@ static const cli_optspec serve_specs[] = {
     {"verbose", 'v', CLI_ARG_NONE, OPT_VERBOSE},
     {"count", 0, CLI_ARG_REQUIRED, OPT_COUNT},
     {"mode", 0, CLI_ARG_REQUIRED, OPT_MODE},
+    {"terminator", 0, CLI_ARG_REQUIRED, OPT_TERMINATOR},
+    {"max-clients", 0, CLI_ARG_REQUIRED, OPT_MAX_CLIENTS},
     {NULL, 0, 0, 0},
 };
 
-/* The tool's only process-wide state: what a signal handler may touch. */
-static volatile sig_atomic_t stop_signal;
-static int wake_fd = -1;
-
-static void on_signal(int sig)
-{
-    int saved = errno;
-    stop_signal = sig;
-    if (wake_fd >= 0) {
-        ssize_t w = write(wake_fd, "", 1);
-        (void)w; /* a full pipe already holds a wake-up */
-    }
-    errno = saved;
-}
+typedef struct server server;
 
 typedef struct client {
-    mpconn_conn *conn;
+    server *s;
+    mpconn_async *a;
+    struct client *prev, *next;
     char peer[160];
-    double idle_deadline; /* < 0: none */
-    int done;             /* finished: freed at the end of the wake-up */
 } client;
 
-typedef struct server {
-    mpconn_listener *l;
+struct server {
+    mpconn_loop *loop;
+    const mpconn_adapter *inner; /* the loop's own adapter, under the counting one */
+    mpconn_async_listener *l;    /* NULL while it opens and once it is closed */
     const mpconn_opts *opts;
     client *clients;
-    size_t n, cap;
+    size_t live;        /* connections watched: handshakes under way and open ones */
+    size_t max_clients; /* 0: no limit */
+    int accept_paused;
     int echo, quiet, verbose, format;
-    double timeout;      /* idle limit per client; < 0 none */
-    double echo_timeout; /* send limit of an echo */
+    double timeout; /* idle limit per client; < 0 none */
     long count, served;
-} server;
+    char term[TERM_MAX];
+    size_t termlen; /* 0: multiprocessing framing */
+    uint64_t max_message;
+    int status;
+    int stopping; /* shutting down: no more reports, no more counting */
+    /* The rate limit on lines about peers. */
+    mpconn_timer *peer_timer;
+    double window_start;
+    unsigned printed;
+    unsigned long suppressed;
+};
 
-static double now(void)
+/* ------------------------------------------------------- lines about peers */
+
+static void flush_suppressed(server *s)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    if (s->suppressed) {
+        cli_error("(%lu more such message%s in the last %g s not shown)", s->suppressed,
+                  s->suppressed == 1 ? "" : "s", PEER_WINDOW);
+        s->suppressed = 0;
+    }
+}
+
+static void peer_line(server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void peer_line(server *s, const char *fmt, ...)
+{
+    double t = mpconn_loop_now(s->loop);
+    if (t - s->window_start >= PEER_WINDOW) {
+        mpconn_timer_stop(s->peer_timer); /* its window is over: it would cut the new one short */
+        flush_suppressed(s);
+        s->window_start = t;
+        s->printed = 0;
+    }
+    if (s->printed >= PEER_LINES) {
+        if (s->suppressed++ == 0)
+            mpconn_timer_start(s->peer_timer, s->window_start + PEER_WINDOW - t, 0);
+        return;
+    }
+    s->printed++;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    cli_error("%s", buf);
+}
+
+static void on_peer_window(mpconn_timer *t, void *data)
+{
+    (void)t;
+    server *s = data;
+    flush_suppressed(s);
+    s->window_start = mpconn_loop_now(s->loop);
+    s->printed = 0;
 }
 
 static void on_reject(void *data, int code, const char *message)
 {
-    (void)data;
     (void)code;
-    cli_error("%s", message);
+    peer_line(data, "%s", message);
 }
 
-/* Frees the finished clients, keeping the others in order. */
-static void drop_done(server *s)
+/* ------------------------------------------ counting what the loop watches */
+
+/* An adapter over the loop's own: it counts the connections the listener
+ * attaches (each handshake from the moment its peer is accepted, through
+ * its open life), so --max-clients can stop accepting at once, before the
+ * listener takes the next peer out of the backlog. */
+typedef struct watch {
+    void *inner;
+    server *s;
+    int counted;
+} watch;
+
+static void limit_accepting(server *s)
 {
-    size_t k = 0;
-    for (size_t i = 0; i < s->n; i++) {
-        if (s->clients[i].done) {
-            mpconn_conn_free(s->clients[i].conn);
-            s->served++;
-        } else {
-            s->clients[k++] = s->clients[i];
+    if (!s->max_clients || !s->l)
+        return;
+    if (s->live >= s->max_clients && !s->accept_paused) {
+        s->accept_paused = 1;
+        mpconn_async_listener_pause(s->l);
+    } else if (s->live < s->max_clients && s->accept_paused) {
+        s->accept_paused = 0;
+        mpconn_async_listener_resume(s->l);
+    }
+}
+
+static void *watch_attach(void *loop, mpconn_ev *ev)
+{
+    server *s = loop;
+    watch *w = malloc(sizeof *w);
+    if (!w)
+        return NULL;
+    w->inner = s->inner->attach(s->loop, ev);
+    if (!w->inner) {
+        free(w);
+        return NULL;
+    }
+    w->s = s;
+    /* The listener's own socket attaches while it opens, before s->l is set. */
+    w->counted = s->l != NULL;
+    if (w->counted) {
+        s->live++;
+        limit_accepting(s);
+    }
+    return w;
+}
+
+static void watch_set_io(void *state, int events)
+{
+    watch *w = state;
+    w->s->inner->set_io(w->inner, events);
+}
+
+static void watch_set_timer(void *state, double seconds)
+{
+    watch *w = state;
+    w->s->inner->set_timer(w->inner, seconds);
+}
+
+static void watch_set_pending(void *state, int pending)
+{
+    watch *w = state;
+    w->s->inner->set_pending(w->inner, pending);
+}
+
+static void watch_cleanup(void *state)
+{
+    watch *w = state;
+    server *s = w->s;
+    s->inner->cleanup(w->inner);
+    if (w->counted) {
+        s->live--;
+        limit_accepting(s);
+    }
+    free(w);
+}
+
+static const mpconn_adapter watch_adapter = {watch_attach, watch_set_io, watch_set_timer,
+                                             watch_set_pending, watch_cleanup};
+
+/* ----------------------------------------------------------------- clients */
+
+/* The peer as the blocking listener names it: a Unix peer by pid and uid
+ * (most have no address of their own), a TCP one by "HOST:PORT". */
+static void peer_name(int fd, char *buf, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[NI_MAXHOST], port[NI_MAXSERV];
+    snprintf(buf, cap, "peer ?");
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return;
+    if (ss.ss_family == AF_UNIX) {
+        long pid = -1, uid = -1;
+#ifdef SO_PEERCRED
+        struct ucred cr;
+        socklen_t cl = sizeof cr;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
+            pid = (long)cr.pid;
+            uid = (long)cr.uid;
         }
+#endif
+        snprintf(buf, cap, "peer pid %ld uid %ld", pid, uid);
+        return;
     }
-    s->n = k;
+    if (getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+        snprintf(buf, cap, ss.ss_family == AF_INET6 ? "peer [%s]:%s" : "peer %s:%s", host, port);
 }
 
-static int add_client(server *s, mpconn_conn *c)
-{
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 8;
-        client *nc = realloc(s->clients, cap * sizeof *nc);
-        if (!nc) {
-            cli_error("out of memory; dropping a client");
-            mpconn_conn_free(c);
-            return 0;
-        }
-        s->clients = nc;
-        s->cap = cap;
-    }
-    client *cl = &s->clients[s->n];
-    cl->conn = c;
-    pid_t pid;
-    uid_t uid;
-    const char *addr = mpconn_listener_last_accepted(s->l, &pid, &uid, NULL);
-    /* A Unix peer goes by pid and uid: most have no address of their own. */
-    if (pid >= 0)
-        snprintf(cl->peer, sizeof cl->peer, "peer pid %ld uid %ld", (long)pid, (long)uid);
-    else
-        snprintf(cl->peer, sizeof cl->peer, "peer %s", addr);
-    cl->idle_deadline = s->timeout >= 0 ? now() + s->timeout : -1;
-    cl->done = 0;
-    /* Receives never block the loop: a message that has only partly arrived
-     * is kept inside the connection and completed on a later wake-up. */
-    int r = mpconn_conn_set_timeouts(c, s->echo_timeout, 0);
-    if (r < 0) {
-        cli_error("%s: %s", cl->peer, mpconn_strerror(r));
-        mpconn_conn_free(c);
-        return 0;
-    }
-    s->n++;
-    if (s->verbose)
-        cli_error("connection from %s", cl->peer);
-    return 0;
-}
+static void on_close(mpconn_async *a, int reason, const char *errmsg, void *data);
 
-/* Takes every authenticated connection the listener has ready. */
-static int accept_ready(server *s)
+static void fail_output(server *s)
 {
-    for (;;) {
-        mpconn_conn *c;
-        int r = mpconn_listener_accept(s->l, &c, 0);
-        if (r == -ETIMEDOUT)
-            return 0;
-        if (r < 0) {
-            cli_error("%s", mpconn_listener_errmsg(s->l));
-            return -1;
-        }
-        add_client(s, c);
-    }
-}
-
-/* Receives what the client has; returns 1 when it is finished, 0 when it
- * stays, -1 when standard output failed. */
-static int serve_client(server *s, client *cl)
-{
-    void *buf;
-    size_t len;
-    if (s->timeout >= 0)
-        cl->idle_deadline = now() + s->timeout;
-    int r = mpconn_conn_recv_bytes(cl->conn, &buf, &len, 0);
-    if (r == -ETIMEDOUT || r == -EAGAIN)
-        return 0;
-    if (r == MPCONN_EEOF) {
-        if (s->verbose)
-            cli_error("%s closed the connection", cl->peer);
-        return 1;
-    }
-    if (r < 0) {
-        cli_error("%s: %s", cl->peer, mpconn_conn_errmsg(cl->conn));
-        return 1;
-    }
-    int done = 0;
-    if (!s->quiet && cli_print_message(stdout, s->format, buf, len, s->opts) < 0) {
+    if (s->status == CLI_OK)
         cli_error("cannot write to standard output: %s", strerror(errno));
-        done = -1;
-    } else if (s->echo && (r = mpconn_conn_send_bytes(cl->conn, buf, len)) < 0) {
-        cli_error("%s: cannot echo: %s", cl->peer, mpconn_conn_errmsg(cl->conn));
-        done = 1;
-    }
-    free(buf);
-    return done;
+    s->status = CLI_FAIL;
+    mpconn_loop_stop(s->loop);
 }
 
-static int make_wake_pipe(int fds[2])
+static void on_message(mpconn_async *a, const void *msg, size_t len, void *data)
 {
-    if (pipe(fds) < 0)
-        return -1;
-    for (int i = 0; i < 2; i++) {
-        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
-        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+    client *c = data;
+    server *s = c->s;
+    if (s->status != CLI_OK) {
+        mpconn_async_pause_reading(a);
+        return;
     }
-    return 0;
+    if (!s->quiet) {
+        int r = s->termlen ? cli_print_bytes(stdout, s->format, msg, len, s->opts)
+                           : cli_print_message(stdout, s->format, msg, len, s->opts);
+        if (r < 0) {
+            fail_output(s);
+            mpconn_async_pause_reading(a);
+            return;
+        }
+    }
+    if (!s->echo)
+        return;
+    /* A failed write closes the connection and frees c inside the call
+     * (on_close said why); only a lack of memory leaves it open. */
+    int r = mpconn_async_send(a, msg, len);
+    if (r == 0 && s->termlen)
+        r = mpconn_async_send(a, s->term, s->termlen);
+    if (r == -ENOMEM) {
+        peer_line(s, "%s: cannot echo: out of memory; closing the connection", c->peer);
+        mpconn_async_close(a);
+        return;
+    }
+    /* A sender that does not read its echoes is not read from until it
+     * does: its queue stays near the high watermark, and nobody waits. */
+    if (r == 0 && mpconn_async_above_high(a))
+        mpconn_async_pause_reading(a);
 }
 
-static int install_signals(void)
+static void on_drain(mpconn_async *a, void *data)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
-        return -1;
+    client *c = data;
+    if (c->s->status == CLI_OK)
+        mpconn_async_resume_reading(a);
+}
+
+static void report_close(server *s, const client *c, int reason, const char *errmsg)
+{
+    char secs[48];
+    switch (reason) {
+    case 0: return; /* ours: already said why */
+    case MPCONN_EEOF:
+        if (s->verbose)
+            cli_error("%s closed the connection", c->peer);
+        return;
+    case MPCONN_EEOFMSG:
+        peer_line(s, "%s: got end of file inside a %s", c->peer, s->termlen ? "line" : "message");
+        return;
+    case -ETIMEDOUT:
+        peer_line(s, "%s: no message for %s; closing the connection", c->peer,
+                  cli_seconds(secs, sizeof secs, s->timeout));
+        return;
+    case MPCONN_EMSGSIZE:
+        if (s->termlen)
+            peer_line(s,
+                      "%s: line longer than %llu bytes (--max-message) without the "
+                      "terminator; closing the connection",
+                      c->peer, (unsigned long long)s->max_message);
+        else
+            peer_line(s,
+                      "%s: bad message length: more than %llu bytes (--max-message); closing "
+                      "the connection",
+                      c->peer, (unsigned long long)s->max_message);
+        return;
+    default: peer_line(s, "%s: %s", c->peer, errmsg && *errmsg ? errmsg : mpconn_strerror(reason));
+    }
+}
+
+static void on_close(mpconn_async *a, int reason, const char *errmsg, void *data)
+{
+    (void)a;
+    client *c = data;
+    server *s = c->s;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (!s->stopping) {
+        report_close(s, c, reason, errmsg);
+        s->served++;
+        if (s->count > 0 && s->served >= s->count)
+            mpconn_loop_stop(s->loop);
+    }
+    free(c);
+}
+
+static void on_accept(mpconn_async_listener *l, mpconn_async *a, void *data)
+{
+    (void)l;
+    server *s = data;
+    client *c = calloc(1, sizeof *c);
+    if (!c) {
+        peer_line(s, "out of memory; dropping a client");
+        mpconn_async_close(a);
+        return;
+    }
+    c->s = s;
+    c->a = a;
+    peer_name(mpconn_async_fileno(a), c->peer, sizeof c->peer);
+    c->next = s->clients;
+    if (s->clients)
+        s->clients->prev = c;
+    s->clients = c;
+    const mpconn_async_cbs cbs = {
+        .size = sizeof cbs, .on_message = on_message, .on_close = on_close, .on_drain = on_drain};
+    mpconn_async_set_callbacks(a, &cbs, c);
+    if (s->termlen && mpconn_async_set_framing(a, MPCONN_FRAME_DELIM, s->term, s->termlen) < 0) {
+        peer_line(s, "%s: cannot set the terminator; closing the connection", c->peer);
+        mpconn_async_close(a);
+        return;
+    }
+    if (s->timeout >= 0)
+        mpconn_async_set_timeouts(a, s->timeout, -1);
+    if (s->verbose)
+        cli_error("connection from %s", c->peer);
+}
+
+static void on_stop_signal(mpconn_signal *sig, int signum, void *data)
+{
+    (void)sig;
+    (void)signum;
+    server *s = data;
+    mpconn_loop_stop(s->loop);
+}
+
+/* ------------------------------------------------------------------- setup */
+
+static int ignore_sigpipe(void)
+{
     /* A closed standard output is reported as an error, not a silent death
      * that would leave the socket file behind. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
     return sigaction(SIGPIPE, &sa, NULL);
 }
 
-static int run(server *s, int wake_r)
+static int run(server *s, const char *address, mpconn_opts *opts)
 {
-    mpconn_waitable *items = NULL;
-    size_t items_cap = 0;
-    int status = CLI_OK;
-    while (!stop_signal) {
-        size_t n = 2 + s->n;
-        if (n > items_cap) {
-            mpconn_waitable *ni = realloc(items, n * 2 * sizeof *ni);
-            if (!ni) {
-                cli_error("out of memory");
-                status = CLI_FAIL;
-                break;
-            }
-            items = ni;
-            items_cap = n * 2;
-        }
-        items[0] = (mpconn_waitable){.fd = wake_r};
-        items[1] = (mpconn_waitable){.listener = s->l, .fd = -1};
-        /* mpconn_wait also wakes for the listener's handshakes under way. */
-        double t = now(), wait_s = -1;
-        for (size_t i = 0; i < s->n; i++) {
-            items[2 + i] = (mpconn_waitable){.conn = s->clients[i].conn, .fd = -1};
-            double d = s->clients[i].idle_deadline;
-            if (d >= 0 && (wait_s < 0 || d - t < wait_s))
-                wait_s = d > t ? d - t : 0;
-        }
-        int r = mpconn_wait(items, n, wait_s);
-        if (r < 0 && r != -EINTR) {
-            cli_error("wait: %s", mpconn_strerror(r));
-            status = CLI_FAIL;
-            break;
-        }
-        if (stop_signal)
-            break;
-        if (r > 0 && items[0].ready) {
-            char drain[64];
-            while (read(wake_r, drain, sizeof drain) > 0) {
-            }
-        }
-        /* Clients in the order they came, so that messages print in the
-         * order they arrived as far as one wake-up can tell. */
-        t = now();
-        for (size_t i = 0; i < s->n; i++) {
-            client *cl = &s->clients[i];
-            if (r > 0 && items[2 + i].ready) {
-                int done = serve_client(s, cl);
-                if (done < 0) {
-                    status = CLI_FAIL;
-                    goto out;
-                }
-                cl->done = done;
-            } else if (cl->idle_deadline >= 0 && t >= cl->idle_deadline) {
-                char secs[48];
-                cli_error("%s: no message for %s; closing the connection", cl->peer,
-                          cli_seconds(secs, sizeof secs, s->timeout));
-                cl->done = 1;
-            }
-        }
-        drop_done(s);
-        if (s->count > 0 && s->served >= s->count)
-            break;
-        if (r > 0 && items[1].ready && accept_ready(s) < 0) {
-            status = CLI_FAIL;
-            break;
+    mpconn_signal *sigs[2] = {NULL, NULL};
+    static const int signums[2] = {SIGINT, SIGTERM};
+    int r = mpconn_loop_new(&s->loop, NULL);
+    if (r < 0) {
+        cli_error("cannot create the event loop: %s", mpconn_strerror(r));
+        return CLI_FAIL;
+    }
+    s->inner = mpconn_loop_adapter();
+    int status = CLI_FAIL;
+    /* The signals are taken before the socket exists, so a signal at any
+     * point after it is created still removes it. */
+    for (int i = 0; i < 2; i++) {
+        r = mpconn_signal_new(&sigs[i], s->loop, signums[i], on_stop_signal, s);
+        if (r < 0) {
+            cli_error("cannot watch signal %d: %s", signums[i], mpconn_strerror(r));
+            goto out;
         }
     }
+    if (ignore_sigpipe() < 0) {
+        cli_error("cannot ignore SIGPIPE: %s", strerror(errno));
+        goto out;
+    }
+    r = mpconn_timer_new(&s->peer_timer, s->loop, on_peer_window, s);
+    if (r < 0) {
+        cli_error("cannot create a timer: %s", mpconn_strerror(r));
+        goto out;
+    }
+    char errmsg[256];
+    mpconn_async_listener *l;
+    r = mpconn_async_listener_open(&l, address, opts, &watch_adapter, s, on_accept, s, errmsg,
+                                   sizeof errmsg);
+    if (r < 0) {
+        cli_error("%s", errmsg);
+        goto out;
+    }
+    s->l = l;
+    mpconn_async_listener_on_reject(l, on_reject, s);
+    fprintf(stderr, "listening on %s\n", mpconn_async_listener_address(l));
+    fflush(stderr);
+
+    r = mpconn_loop_run(s->loop, MPCONN_RUN_DEFAULT);
+    if (r < 0 && s->status == CLI_OK) {
+        cli_error("event loop: %s", mpconn_strerror(r));
+        s->status = CLI_FAIL;
+    }
+    status = s->status;
+    s->stopping = 1;
+    s->l = NULL;
+    mpconn_async_listener_free(l); /* also removes the socket file */
+    while (s->clients)
+        mpconn_async_close(s->clients->a); /* on_close unlinks it */
+    flush_suppressed(s);
 out:
-    free(items);
+    /* The loop frees the handles still open; the async objects are closed. */
+    mpconn_loop_free(s->loop);
     return status;
 }
+
+/* ------------------------------------------------------------- arguments */
 
 int cli_serve(int argc, char **argv)
 {
@@ -312,7 +503,7 @@ int cli_serve(int argc, char **argv)
     server s;
     memset(&s, 0, sizeof s);
     s.format = CLI_FORMAT_REPR;
-    const char *address = NULL;
+    const char *address = NULL, *terminator = NULL;
     long mode = -1;
     int id;
     const char *arg;
@@ -334,6 +525,20 @@ int cli_serve(int argc, char **argv)
                 return cli_usage_error("serve", "--count: '%s' is not a number >= 1", arg);
             s.count = v;
             break;
+        case OPT_MAX_CLIENTS:
+            if (cli_parse_int(arg, 1, 0x7fffffff, &v) < 0)
+                return cli_usage_error("serve", "--max-clients: '%s' is not a number >= 1", arg);
+            s.max_clients = (size_t)v;
+            break;
+        case OPT_TERMINATOR: {
+            char err[128];
+            terminator = arg;
+            if (cli_unescape(arg, s.term, sizeof s.term, &s.termlen, err, sizeof err) < 0)
+                return cli_usage_error("serve", "--terminator: '%s': %s", arg, err);
+            if (s.termlen == 0)
+                return cli_usage_error("serve", "--terminator: the string is empty");
+            break;
+        }
         case OPT_MODE: {
             char *end;
             errno = 0;
@@ -350,6 +555,11 @@ int cli_serve(int argc, char **argv)
     if (address && (!*address || strcmp(address, "-") == 0))
         return cli_usage_error("serve", "bad address '%s' (omit it for a temporary socket)",
                                address);
+    /* Lines have no handshake: a key would be a protection that is not there. */
+    if (terminator && (common.authkey_env || common.authkey_file))
+        return cli_usage_error("serve",
+                               "--terminator has no handshake: --authkey-env and --authkey-file "
+                               "apply to the multiprocessing framing only");
     int kind = address ? cli_check_address("serve", address) : MPCONN_ADDR_UNIX;
     if (kind < 0)
         return -kind;
@@ -368,46 +578,8 @@ int cli_serve(int argc, char **argv)
     s.opts = opts;
     s.format = common.format;
     s.timeout = common.timeout;
-    s.echo_timeout = common.timeout >= 0 ? common.timeout : DEFAULT_ECHO_TIMEOUT;
-
-    int wake[2];
-    if (make_wake_pipe(wake) < 0) {
-        cli_error("cannot create a pipe: %s", strerror(errno));
-        mpconn_opts_free(opts);
-        return CLI_FAIL;
-    }
-    wake_fd = wake[1];
-    /* Handlers go in before the socket exists, so a signal at any point
-     * after it is created still removes it. */
-    if (install_signals() < 0) {
-        cli_error("cannot install signal handlers: %s", strerror(errno));
-        close(wake[0]);
-        close(wake[1]);
-        mpconn_opts_free(opts);
-        return CLI_FAIL;
-    }
-    char errmsg[256];
-    r = mpconn_listener_open(&s.l, address, opts, errmsg, sizeof errmsg);
-    if (r < 0) {
-        cli_error("%s", errmsg);
-        close(wake[0]);
-        close(wake[1]);
-        mpconn_opts_free(opts);
-        return CLI_FAIL;
-    }
-    mpconn_listener_on_reject(s.l, on_reject, &s);
-    fprintf(stderr, "listening on %s\n", mpconn_listener_address(s.l));
-    fflush(stderr);
-
-    int status = run(&s, wake[0]);
-
-    for (size_t i = 0; i < s.n; i++)
-        mpconn_conn_free(s.clients[i].conn);
-    free(s.clients);
-    mpconn_listener_free(s.l); /* also removes the socket file */
+    s.max_message = common.max_message;
+    int status = run(&s, address, opts);
     mpconn_opts_free(opts);
-    wake_fd = -1;
-    close(wake[0]);
-    close(wake[1]);
     return status;
 }

@@ -145,12 +145,19 @@ MPCONN_API int mpconn_async_decode(mpconn_async *a, const void *msg, size_t len,
 /* Descriptor passing on a Unix socket, the wire form of
  * multiprocessing.reduction.send_handle / recv_handle (one count byte with
  * SCM_RIGHTS; no 'A' acknowledgement, which CPython uses only on macOS).
+ * Receiving needs mpconn_async_set_fd_passing(a, 1) first, before the peer
+ * may send one: reads then take descriptors in (recvmsg). Without it reads
+ * are plain, and the kernel closes any descriptor a peer passes before it
+ * reaches this process (nothing is held, nothing is counted).
  * send_fd queues a duplicate of fd (fd stays the caller's) in order with
- * the messages around it. expect_fd says the next byte of input is such a
- * count byte: its descriptor goes to on_fd, a byte without one closes the
- * connection with MPCONN_EPROTO. Descriptors that arrive unasked are closed
- * as soon as the byte they came with is read, and counted. MPCONN_ENOTSUP
- * on anything but a Unix socket. */
+ * the messages around it; it needs no setting. expect_fd says the next
+ * byte of input is such a count byte: its descriptor goes to on_fd, a byte
+ * without one closes the connection with MPCONN_EPROTO; -EINVAL without
+ * fd passing on. With fd passing on, descriptors that arrive unasked are
+ * closed as soon as the byte they came with is read, and counted
+ * (mpconn_async_dropped_fds). MPCONN_ENOTSUP on anything but a Unix
+ * socket. */
+MPCONN_API int mpconn_async_set_fd_passing(mpconn_async *a, int enable);
 MPCONN_API int mpconn_async_send_fd(mpconn_async *a, int fd);
 /* The next input byte not yet taken is a count byte; from on_message, the
  * one right after that message. */

@@ -25,7 +25,8 @@ enum { ST_NEW, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_CLOSED };
 #define READ_CHUNK 65536
 #define READS_PER_EVENT 4 /* then let the other connections have their turn */
 #define IOV_BATCH 64
-#define MAX_FDS 4 /* descriptors taken with one read; more are closed by the kernel */
+#define SMALL_SEND 2048 /* header and payload copied into one send below this */
+#define MAX_FDS 4       /* descriptors taken with one read; more are closed by the kernel */
 
 typedef struct chunk {
     struct chunk *next;
@@ -48,6 +49,7 @@ struct mpconn_async {
     uint8_t producer; /* ask cbs.produce for more */
     uint8_t framed;   /* sends get the multiprocessing header */
     uint8_t local;    /* a Unix socket: descriptors may come and go */
+    uint8_t fdpass;   /* reads take descriptors (recvmsg); else the kernel drops them */
     uint8_t want_fd;  /* the next input byte is a descriptor's count byte */
     mpconn_async_cbs cbs;
     void *data;
@@ -249,7 +251,6 @@ static void arm(mpconn_async *a)
 static void on_timeout(mpconn_ev *ev)
 {
     mpconn_async *a = (mpconn_async *)ev;
-    a->timer_armed = 0;
     double t = now();
     if (a->deadline > 0 && t >= a->deadline) {
         close_with(a, -ETIMEDOUT,
@@ -300,7 +301,11 @@ static void queue_chunk(mpconn_async *a, chunk *c)
 static int write_some(mpconn_async *a, const struct iovec *iov, int n, size_t *done)
 {
     ssize_t w;
-    if (a->sock) {
+    if (a->sock && n == 1) {
+        do
+            w = send(a->ev.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (w < 0 && errno == EINTR);
+    } else if (a->sock) {
         struct msghdr m = {0};
         m.msg_iov = (struct iovec *)iov;
         m.msg_iovlen = (size_t)n;
@@ -480,10 +485,19 @@ static int enqueue(mpconn_async *a, const uint8_t *hdr, size_t hl, const uint8_t
     if (!a->head && a->state == ST_OPEN) {
         struct iovec iov[3];
         int k = 0;
-        if (hl)
-            iov[k++] = (struct iovec){(void *)hdr, hl};
-        if (n)
-            iov[k++] = (struct iovec){(void *)p, n};
+        /* A small message goes out as one buffer: the copy costs less than
+         * the kernel's walk over two iovecs. */
+        uint8_t one[SMALL_SEND];
+        if (hl && n && !extlen && hl + n <= sizeof one) {
+            memcpy(one, hdr, hl);
+            memcpy(one + hl, p, n);
+            iov[k++] = (struct iovec){one, hl + n};
+        } else {
+            if (hl)
+                iov[k++] = (struct iovec){(void *)hdr, hl};
+            if (n)
+                iov[k++] = (struct iovec){(void *)p, n};
+        }
         if (extlen)
             iov[k++] = (struct iovec){ext, extlen};
         if (k == 0)
@@ -593,10 +607,20 @@ int mpconn_async_send_fd(mpconn_async *a, int fd)
     return 0;
 }
 
-int mpconn_async_expect_fd(mpconn_async *a)
+int mpconn_async_set_fd_passing(mpconn_async *a, int enable)
 {
     if (!a->local)
         return MPCONN_ENOTSUP;
+    a->fdpass = enable != 0;
+    if (!a->fdpass && a->nrfd)
+        drop_rfds(a);
+    return 0;
+}
+
+int mpconn_async_expect_fd(mpconn_async *a)
+{
+    if (!a->fdpass)
+        return a->local ? -EINVAL : MPCONN_ENOTSUP;
     if (a->state == ST_CLOSED)
         return MPCONN_ECLOSED;
     a->want_fd = 1;
@@ -765,7 +789,7 @@ static void hold(mpconn_async *a, const uint8_t *p, size_t n)
 static ssize_t read_from(mpconn_async *a, uint8_t *dst, size_t room)
 {
     ssize_t n;
-    if (!a->local) {
+    if (!a->fdpass) {
         do
             n = read(a->ev.fd, dst, room);
         while (n < 0 && errno == EINTR);

@@ -38,6 +38,7 @@ struct mpconn_async_listener {
     int backoff; /* out of descriptors, waiting on the timer */
     int spare;   /* a descriptor kept to shed peers when there are no others */
     int freed;   /* mpconn_async_listener_free was called */
+    int burst;   /* accepts to try at the next wake-up */
 };
 
 static void reject(mpconn_async_listener *l, int code, const char *fmt, ...)
@@ -180,7 +181,11 @@ static void on_io(mpconn_ev *ev, int events)
 {
     (void)events;
     mpconn_async_listener *l = (mpconn_async_listener *)ev;
-    for (int i = 0; i < ACCEPTS_PER_EVENT && !l->paused && !l->backoff && !l->freed; i++) {
+    /* As many accepts as the last wake-up found peers, doubling while each
+     * finds the backlog still full: one peer at a time costs no accept that
+     * only says EAGAIN, and a burst is still taken in a few calls. */
+    int got = 0;
+    for (int i = 0; i < l->burst && !l->paused && !l->backoff && !l->freed; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(ev->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -188,8 +193,10 @@ static void on_io(mpconn_ev *ev, int events)
             int e = errno;
             if (e == EINTR || e == ECONNABORTED)
                 continue;
-            if (e == EAGAIN || e == EWOULDBLOCK)
+            if (e == EAGAIN || e == EWOULDBLOCK) {
+                l->burst = got > 1 ? got : 1;
                 return;
+            }
             if (e == EMFILE || e == ENFILE) {
                 shed(l, e);
                 continue;
@@ -202,7 +209,10 @@ static void on_io(mpconn_ev *ev, int events)
             return;
         }
         accept_one(l, fd, &ss, sl);
+        got++;
     }
+    if (got == l->burst && l->burst < ACCEPTS_PER_EVENT)
+        l->burst *= 2;
 }
 
 static void on_timeout(mpconn_ev *ev)
@@ -250,6 +260,7 @@ int mpconn_async_listener_open(mpconn_async_listener **out, const char *address,
     l->on_accept = on_accept;
     l->data = data;
     l->max_hs = 4096;
+    l->burst = 1;
     l->spare = open_spare();
     r = mpci_ev_attach(&l->ev, ad, loop);
     if (r < 0) {

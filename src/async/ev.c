@@ -131,8 +131,10 @@ static void att_set_timer(void *st, double seconds)
 {
     loop_att *a = st;
     if (seconds < 0) {
+        /* Freed, not kept stopped: an idle connection holds no timer. */
         if (a->timer)
-            mpconn_timer_stop(a->timer);
+            mpconn_timer_close(a->timer, NULL);
+        a->timer = NULL;
         return;
     }
     if (!a->timer && mpconn_timer_new(&a->timer, a->loop, att_timer, a) < 0)

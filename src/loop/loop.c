@@ -349,6 +349,7 @@ static void run_posts(mpconn_loop *loop)
     mpci_post *p = loop->posts;
     loop->posts = loop->posts_tail = NULL;
     loop->woken = 0;
+    atomic_store(&loop->posted, 0);
     pthread_mutex_unlock(&loop->post_mu);
     while (p) {
         mpci_post *next = p->next;
@@ -391,6 +392,7 @@ int mpconn_loop_post(mpconn_loop *loop, void (*fn)(void *), void *data)
     else
         loop->posts = p;
     loop->posts_tail = p;
+    atomic_store(&loop->posted, 1);
     wake_locked(loop);
     pthread_mutex_unlock(&loop->post_mu);
     return 0;
@@ -586,6 +588,7 @@ int mpconn_loop_new(mpconn_loop **out, const char *backend)
     sigemptyset(&loop->sigmask);
     sigemptyset(&loop->blocked_by_us);
     atomic_init(&loop->stop, 0);
+    atomic_init(&loop->posted, 0);
     loop->now = clock_ns();
     int rc = pthread_mutex_init(&loop->post_mu, NULL);
     if (rc != 0) {
@@ -655,10 +658,7 @@ double mpconn_loop_now(const mpconn_loop *loop)
 
 static int has_posts(mpconn_loop *loop)
 {
-    pthread_mutex_lock(&loop->post_mu);
-    int any = loop->posts != NULL;
-    pthread_mutex_unlock(&loop->post_mu);
-    return any;
+    return atomic_load(&loop->posted);
 }
 
 static int alive(mpconn_loop *loop)

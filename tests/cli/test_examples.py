@@ -9,10 +9,12 @@ import array
 import os
 import re
 import selectors
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
-from multiprocessing.connection import Client, Listener
+from multiprocessing.connection import AuthenticationError, Client, Listener
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import casemain  # noqa: E402
@@ -229,6 +231,97 @@ def case_manager_client_python313():
     manager_client(python)
 
 
+def echo_server_case(name, key=None):
+    """One of the async echo servers: two Python clients in turn, then it exits by itself."""
+    path = example(name)
+    if not os.access(path, os.X_OK):
+        print(f"skipped: {name} not built (pkg-config did not find its library)")
+        return
+    env = dict(os.environ, ECHO_AUTHKEY=key.decode()) if key else None
+    with Server(path, "127.0.0.1:0", "2", env=env) as s:
+        if key:
+            try:
+                Client(py_address(s.address), authkey=b"wrong " + key)
+                raise Failure("a wrong key was accepted")
+            except AuthenticationError:
+                pass
+        for _ in range(2):
+            with Client(py_address(s.address), authkey=key) as c:
+                for v in ([1, "two", b"3"], {"k": None}):
+                    c.send(v)
+                    check(c.recv() == v, "echo of", v)
+                big = os.urandom(1 << 20)
+                c.send_bytes(big)
+                check(c.recv_bytes() == big, "echo of 1 MiB")
+        status, out, err = s.finish()
+    check(status == 0, f"{name} exit status {status}", out, err)
+    check(out.count("accepted a connection") == 2, out)
+    check(out.count("connection closed by the client") == 2, out)
+    check("echoing a message of 1048576 bytes" in out, out)
+
+
+def case_async_echo_server():
+    echo_server_case("async_echo_server")
+
+
+def case_async_echo_server_authkey():
+    echo_server_case("async_echo_server", key=KEY)
+
+
+def case_uv_echo_server():
+    echo_server_case("uv_echo_server", key=KEY)
+
+
+def case_event_echo_server():
+    echo_server_case("event_echo_server", key=KEY)
+
+
+class LineClient:
+    """A client of chat_server, as nc would be: raw lines over TCP."""
+
+    def __init__(self, address):
+        self.sock = socket.create_connection(py_address(address), timeout=TIMEOUT)
+        self.buf = b""
+
+    def line(self):
+        for _ in range(1000):
+            if b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                return line.decode()
+            data = self.sock.recv(4096)
+            if not data:
+                raise Failure("chat_server closed the connection")
+            self.buf += data
+        raise Failure("no whole line")
+
+    def say(self, text):
+        self.sock.sendall(text.encode())
+
+
+def case_chat_server():
+    with Server(example("chat_server")) as s:
+        members = [LineClient(s.address) for _ in range(3)]
+        for i, m in enumerate(members, 1):
+            check(m.line() == f"welcome, you are client {i}", "welcome line")
+        members[0].say("hello from one\n")
+        for m in members[1:]:
+            check(m.line() == "client 1: hello from one", "line from client 1")
+        members[1].say("two, in")  # a line in two writes
+        members[1].say(" two parts\n")
+        for m in (members[0], members[2]):
+            check(m.line() == "client 2: two, in two parts", "line from client 2")
+        members[2].say("three\nand more\n")
+        for m in members[:2]:
+            check([m.line(), m.line()] == ["client 3: three", "client 3: and more"], "client 3")
+        members[0].sock.close()
+        members[1].say("one left\n")
+        check(members[2].line() == "client 2: one left", "after a member left")
+        s.proc.send_signal(signal.SIGTERM)
+        status, out, err = s.finish()
+    check(status == 0, "chat_server exit status", out, err)
+    check("client 1 joined" in out and "client 1 left (closed)" in out, out)
+
+
 def case_demo():
     # make demo as a whole: every section runs and the script cleans up after itself.
     r = subprocess.run(["sh", os.path.join(SOURCE, "examples", "demo.sh"), BUILD],
@@ -236,7 +329,8 @@ def case_demo():
     check(r.returncode == 0, "demo failed", r.stdout, r.stderr)
     for want in ["client:   received bytes hello", "served 3 clients, 9 messages",
                  "parent: the child read from its pipe:", "C client:       after decref: 0",
-                 "demo: done"]:
+                 "python client: async_echo_server echoed ['hello', 'async_echo_server']",
+                 "chat client 3 saw: ['client 1: hi all, client 1 here']", "demo: done"]:
         check(want in r.stdout, f"demo output lacks {want!r}", r.stdout)
 
 

@@ -923,6 +923,8 @@ static void fd_passing_on(void)
     s.expect_after = 1;
     int peer;
     mpconn_async *a = async_pair(loop, &s, &peer);
+    CHECK_INT(mpconn_async_expect_fd(a), -EINVAL); /* not without fd passing on */
+    CHECK_INT(mpconn_async_set_fd_passing(a, 1), 0);
     mpconn_conn *c;
     CHECK_INT(mpconn_conn_from_fd(&c, peer, MPCONN_READABLE | MPCONN_WRITABLE, NULL), 0);
     int p[2];
