@@ -124,7 +124,9 @@ MPCONN_API int mpconn_server_serve_forever(mpconn_server *s);
 /* Asks serve_forever to end; returns at once, never waits, so it is safe
  * from any thread, from a handler (also in the serving thread), from a
  * signal watcher on mpconn_server_loop, and before serve_forever starts
- * (which then returns at once). Not from an asynchronous signal handler. */
+ * (which then returns at once). Not from an asynchronous signal handler,
+ * and not from a FORK child, whose copy of the server is its own (it ends
+ * the parent's nothing). */
 MPCONN_API void mpconn_server_shutdown(mpconn_server *s);
 /* The event loop serve_forever runs (the handlers' loop in LOOP): add a
  * signal watcher there (SIGTERM calling mpconn_server_shutdown, say).
