@@ -91,9 +91,11 @@ static int clear_path(const char *address, const char *path, char *errmsg, size_
         return bad(errmsg, errlen, -errno, address, strerror(errno));
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     memcpy(un.sun_path, path, strlen(path));
-    int live = connect(probe, (struct sockaddr *)&un, sizeof un) == 0 || errno == EPROTOTYPE;
+    /* Only a refusal says nobody is bound there: anything else (a live
+     * socket of either type, no permission) leaves the file alone. */
+    int stale = connect(probe, (struct sockaddr *)&un, sizeof un) < 0 && errno == ECONNREFUSED;
     close(probe);
-    if (live)
+    if (!stale)
         return bad(errmsg, errlen, MPCONN_EADDRINUSE, address, "a live socket is bound there");
     unlink(path);
     return 0;
