@@ -79,6 +79,11 @@ struct mpconn_async {
     void *owner;
     double started;
     char *errmsg;
+    /* A Unix connect refused for a full backlog (EAGAIN), tried again on
+     * the timer, as a blocking connect waits for room. */
+    struct sockaddr_storage *retry_sa;
+    socklen_t retry_len;
+    double retry_at, retry_wait;
 };
 
 static void on_io(mpconn_ev *ev, int events);
@@ -92,6 +97,7 @@ static void destroy(mpconn_ev *ev)
     mpci_split_free(&a->split);
     free(a->held);
     free(a->errmsg);
+    free(a->retry_sa);
     free(a);
 }
 
@@ -222,6 +228,8 @@ static double next_deadline(const mpconn_async *a)
     double d = 0;
     if (a->deadline > 0)
         d = a->deadline;
+    if (a->retry_sa && (d == 0 || a->retry_at < d))
+        d = a->retry_at;
     if (a->state >= ST_OPEN) {
         if (a->idle_to >= 0 && (d == 0 || a->last_io + a->idle_to < d))
             d = a->last_io + a->idle_to;
@@ -248,6 +256,8 @@ static void arm(mpconn_async *a)
     a->armed_for = d;
 }
 
+static void retry_connect(mpconn_async *a);
+
 static void on_timeout(mpconn_ev *ev)
 {
     mpconn_async *a = (mpconn_async *)ev;
@@ -255,6 +265,10 @@ static void on_timeout(mpconn_ev *ev)
     if (a->deadline > 0 && t >= a->deadline) {
         close_with(a, -ETIMEDOUT,
                    a->state == ST_CONNECTING ? "connect timed out" : "handshake timed out");
+        return;
+    }
+    if (a->state == ST_CONNECTING && a->retry_sa && t >= a->retry_at) {
+        retry_connect(a);
         return;
     }
     if (a->state >= ST_OPEN) {
@@ -683,7 +697,7 @@ static void want_io(mpconn_async *a)
 {
     int ev = 0;
     if (a->state == ST_CONNECTING)
-        ev = MPCONN_WRITABLE;
+        ev = a->retry_sa ? 0 : MPCONN_WRITABLE; /* the timer tries again */
     else if (a->state == ST_HANDSHAKE)
         ev = (mpci_hs_events(a->hs) & POLLOUT) ? MPCONN_WRITABLE : MPCONN_READABLE;
     else if (a->state == ST_OPEN || a->state == ST_CLOSING) {
@@ -981,6 +995,28 @@ static void connected(mpconn_async *a)
     opened(a);
 }
 
+static void retry_connect(mpconn_async *a)
+{
+    int r;
+    do
+        r = connect(a->ev.fd, (struct sockaddr *)a->retry_sa, a->retry_len);
+    while (r < 0 && errno == EINTR);
+    if (r == 0 || errno == EISCONN) {
+        free(a->retry_sa);
+        a->retry_sa = NULL;
+        connected(a);
+        return;
+    }
+    if (errno != EAGAIN) {
+        int e = errno;
+        close_with(a, -e, strerror(e));
+        return;
+    }
+    a->retry_wait = a->retry_wait * 2 < 0.1 ? a->retry_wait * 2 : 0.1;
+    a->retry_at = now() + a->retry_wait;
+    arm(a);
+}
+
 static void on_io(mpconn_ev *ev, int events)
 {
     mpconn_async *a = (mpconn_async *)ev;
@@ -1194,9 +1230,11 @@ double mpci_async_started(const mpconn_async *a)
 
 /* Used by the client: a socket whose connect() is under way. */
 int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *opts,
-                          double connect_deadline, const mpconn_async_cbs *cbs, void *data);
+                          double connect_deadline, const struct sockaddr *retry_sa,
+                          socklen_t retry_len, const mpconn_async_cbs *cbs, void *data);
 int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *opts,
-                          double connect_deadline, const mpconn_async_cbs *cbs, void *data)
+                          double connect_deadline, const struct sockaddr *retry_sa,
+                          socklen_t retry_len, const mpconn_async_cbs *cbs, void *data)
 {
     *out = NULL;
     mpconn_async *a = alloc_async(fd, 1, opts);
@@ -1211,6 +1249,19 @@ int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *
             return r;
         }
         a->hs->deadline = -1; /* its clock starts when the connect is done */
+    }
+    if (retry_sa) {
+        a->retry_sa = malloc(sizeof *a->retry_sa);
+        if (!a->retry_sa) {
+            hs_release(a);
+            mpci_split_free(&a->split);
+            free(a);
+            return -ENOMEM;
+        }
+        memcpy(a->retry_sa, retry_sa, retry_len);
+        a->retry_len = retry_len;
+        a->retry_wait = 0.001;
+        a->retry_at = now() + a->retry_wait;
     }
     a->state = ST_CONNECTING;
     a->deadline = connect_deadline > 0 ? connect_deadline : 0;

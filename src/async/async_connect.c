@@ -10,7 +10,8 @@
 #include <unistd.h>
 
 int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *opts,
-                          double connect_deadline, const mpconn_async_cbs *cbs, void *data);
+                          double connect_deadline, const struct sockaddr *retry_sa,
+                          socklen_t retry_len, const mpconn_async_cbs *cbs, void *data);
 
 int mpconn_async_connect(mpconn_async **out, const char *address, const mpconn_opts *opts,
                          const mpconn_async_cbs *cbs, void *data, const mpconn_adapter *ad,
@@ -38,10 +39,12 @@ int mpconn_async_connect(mpconn_async **out, const char *address, const mpconn_o
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    int in_progress = 0;
+    int in_progress = 0, backlog_full = 0;
     if (connect(fd, (struct sockaddr *)&addr.sa, addr.salen) < 0) {
         if (errno == EINPROGRESS) {
             in_progress = 1;
+        } else if (errno == EAGAIN && addr.family == AF_UNIX) {
+            backlog_full = 1; /* no room in the listener's backlog yet: try again */
         } else {
             int e = errno;
             close(fd);
@@ -49,7 +52,9 @@ int mpconn_async_connect(mpconn_async **out, const char *address, const mpconn_o
         }
     }
     mpconn_async *a;
-    r = mpci_async_connecting(&a, fd, opts, mpci_deadline(opts->connect_timeout), cbs, data);
+    r = mpci_async_connecting(&a, fd, opts, mpci_deadline(opts->connect_timeout),
+                              backlog_full ? (struct sockaddr *)&addr.sa : NULL, addr.salen, cbs,
+                              data);
     if (r < 0) {
         close(fd);
         return mpci_err(errmsg, errlen, r, "%s", mpconn_strerror(r));

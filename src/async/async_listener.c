@@ -105,6 +105,18 @@ static int open_spare(void)
  * accepting pauses for a moment on the timer. */
 static void shed(mpconn_async_listener *l, int err)
 {
+    /* Silent peers in their handshakes may be what holds the descriptors:
+     * the oldest makes room, as at the handshake cap, so that a flood of
+     * them locks no real peer out. The caller accepts again. */
+    if (l->oldest) {
+        hs_node *old = l->oldest;
+        unlink_node(l, old);
+        mpci_async_drop(old->a, -ETIMEDOUT, "dropped for a newer peer: out of descriptors");
+        reject(l, -err, "out of file descriptors (%s): dropped the handshake of %s to make room",
+               strerror(err), old->peer);
+        free(old);
+        return;
+    }
     if (l->spare >= 0) {
         close(l->spare);
         l->spare = -1;

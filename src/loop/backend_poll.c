@@ -10,6 +10,7 @@ typedef struct {
     struct pollfd *fds;
     mpconn_io **ios;
     size_t n, cap;
+    size_t next; /* where the next scan of revents starts */
     int dirty;
 } poll_state;
 
@@ -80,8 +81,12 @@ static int poll_wait(mpconn_loop *loop, int timeout_ms, mpci_event *out, int max
     if (r < 0)
         return errno == EINTR ? 0 : -errno;
     int n = 0;
-    /* Events beyond max wait for the next call: poll reports them again. */
-    for (size_t i = 0; i < st->n && n < max && r > 0; i++) {
+    /* Events beyond max wait for the next call, which poll reports again;
+     * the scan starts where the last full batch stopped, so every ready fd
+     * has its turn however many lower ones stay ready. */
+    size_t start = st->next < st->n ? st->next : 0, k = 0;
+    for (; k < st->n && n < max && r > 0; k++) {
+        size_t i = (start + k) % st->n;
         short re = st->fds[i].revents;
         if (!re)
             continue;
@@ -97,6 +102,7 @@ static int poll_wait(mpconn_loop *loop, int timeout_ms, mpci_event *out, int max
         out[n].events = mask;
         n++;
     }
+    st->next = n == max ? (start + k) % st->n : 0;
     return n;
 }
 
