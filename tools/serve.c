@@ -2,7 +2,6 @@
  * with --echo returns) every message that arrives. One thread serves every
  * client; echoes are flow-controlled per client, accepting pauses at
  * --max-clients, and complaints about peers are rate-limited. */
-#define _GNU_SOURCE /* SO_PEERCRED's struct ucred */
 #include "cli.h"
 
 #include <mpconn/async.h>
@@ -251,30 +250,17 @@ static const mpconn_adapter watch_adapter = {watch_attach, watch_set_io, watch_s
 
 /* The peer as the blocking listener names it: a Unix peer by pid and uid
  * (most have no address of their own), a TCP one by "HOST:PORT". */
-static void peer_name(int fd, char *buf, size_t cap)
+static void peer_name(mpconn_async *a, char *buf, size_t cap)
 {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    char host[NI_MAXHOST], port[NI_MAXSERV];
-    snprintf(buf, cap, "peer ?");
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
-        return;
-    if (ss.ss_family == AF_UNIX) {
-        long pid = -1, uid = -1;
-#ifdef SO_PEERCRED
-        struct ucred cr;
-        socklen_t cl = sizeof cr;
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
-            pid = (long)cr.pid;
-            uid = (long)cr.uid;
-        }
-#endif
-        snprintf(buf, cap, "peer pid %ld uid %ld", pid, uid);
-        return;
-    }
-    if (getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, port, sizeof port,
-                    NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-        snprintf(buf, cap, ss.ss_family == AF_INET6 ? "peer [%s]:%s" : "peer %s:%s", host, port);
+    pid_t pid;
+    uid_t uid;
+    const char *addr = mpconn_async_peer(a, &pid, &uid, NULL);
+    if (pid != -1 || uid != (uid_t)-1)
+        snprintf(buf, cap, "peer pid %ld uid %ld", (long)pid, (long)uid);
+    else if (*addr)
+        snprintf(buf, cap, "peer %s", addr);
+    else
+        snprintf(buf, cap, "peer ?");
 }
 
 static void on_close(mpconn_async *a, int reason, const char *errmsg, void *data);
@@ -393,7 +379,7 @@ static void on_accept(mpconn_async_listener *l, mpconn_async *a, void *data)
     }
     c->s = s;
     c->a = a;
-    peer_name(mpconn_async_fileno(a), c->peer, sizeof c->peer);
+    peer_name(a, c->peer, sizeof c->peer);
     c->next = s->clients;
     if (s->clients)
         s->clients->prev = c;

@@ -122,6 +122,11 @@ MPCONN_API void mpconn_async_set_callbacks(mpconn_async *a, const mpconn_async_c
                                            void *data);
 /* The fd, still owned by a; -1 once closed. */
 MPCONN_API int mpconn_async_fileno(const mpconn_async *a);
+/* The peer's address in mpconn syntax ("127.0.0.1:5000", "[::1]:5000",
+ * "@name", a path, or "" for an unbound Unix peer, as CPython gives it),
+ * owned by a until the next call or the close; pid, uid and gid (each may
+ * be NULL) get the peer's credentials on a Unix socket, else -1. */
+MPCONN_API const char *mpconn_async_peer(mpconn_async *a, pid_t *pid, uid_t *uid, gid_t *gid);
 /* What went wrong last (owned by a). */
 MPCONN_API const char *mpconn_async_errmsg(const mpconn_async *a);
 

@@ -2,11 +2,13 @@
  * through the message splitter, the handshake through mpci_hs, output
  * through a queue flushed with one writev; writes go out at once when
  * nothing is queued before them. */
+#define _GNU_SOURCE /* struct ucred, SO_PEERCRED */
 #include "async_internal.h"
 
 #include "split.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -18,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 enum { ST_NEW, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_CLOSED };
@@ -79,6 +82,7 @@ struct mpconn_async {
     void *owner;
     double started;
     char *errmsg;
+    char *peer; /* mpconn_async_peer's answer */
     /* A Unix connect refused for a full backlog (EAGAIN), tried again on
      * the timer, as a blocking connect waits for room. */
     struct sockaddr_storage *retry_sa;
@@ -97,6 +101,7 @@ static void destroy(mpconn_ev *ev)
     mpci_split_free(&a->split);
     free(a->held);
     free(a->errmsg);
+    free(a->peer);
     free(a->retry_sa);
     free(a);
 }
@@ -114,6 +119,44 @@ static void seterr(mpconn_async *a, const char *fmt, ...)
         free(a->errmsg);
         a->errmsg = m;
     }
+}
+
+const char *mpconn_async_peer(mpconn_async *a, pid_t *pid, uid_t *uid, gid_t *gid)
+{
+    if (pid)
+        *pid = -1;
+    if (uid)
+        *uid = (uid_t)-1;
+    if (gid)
+        *gid = (gid_t)-1;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char text[160] = "";
+    if (a->sock && a->state != ST_CLOSED &&
+        getpeername(a->ev.fd, (struct sockaddr *)&ss, &sl) == 0) {
+        /* An unbound Unix peer has no name: "", as CPython gives it. */
+        if (ss.ss_family != AF_UNIX || sl > offsetof(struct sockaddr_un, sun_path))
+            mpci_addr_format((struct sockaddr *)&ss, sl, text, sizeof text);
+        if (ss.ss_family == AF_UNIX) {
+            struct ucred cr;
+            socklen_t cl = sizeof cr;
+            if (getsockopt(a->ev.fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
+                if (pid)
+                    *pid = cr.pid;
+                if (uid)
+                    *uid = cr.uid;
+                if (gid)
+                    *gid = cr.gid;
+            }
+        }
+    }
+    /* Kept with the connection, as its error message is. */
+    char *m = strdup(text);
+    if (!m)
+        return "";
+    free(a->peer);
+    a->peer = m;
+    return m;
 }
 
 const char *mpconn_async_errmsg(const mpconn_async *a)
@@ -754,10 +797,18 @@ static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
         if (a->nrfd && a->rfd_at < a->inpos)
             drop_rfds(a); /* their byte was taken as data: nobody asked */
         if (r < 0) {
-            close_with(a, r,
-                       r == MPCONN_EMSGSIZE ? "message too large"
-                       : r == MPCONN_EPROTO ? "bad frame header"
-                                            : strerror(-r));
+            char why[160];
+            if (r == MPCONN_EMSGSIZE && a->split.mode == MPCI_SPLIT_FRAME)
+                snprintf(why, sizeof why,
+                         "bad message length: %llu bytes announced, over the limit of %llu",
+                         (unsigned long long)a->split.want, (unsigned long long)a->split.max);
+            else if (r == MPCONN_EMSGSIZE)
+                snprintf(why, sizeof why, "message too large: longer than the limit of %llu bytes",
+                         (unsigned long long)a->split.max);
+            else
+                snprintf(why, sizeof why, "%s",
+                         r == MPCONN_EPROTO ? "bad frame header" : strerror(-r));
+            close_with(a, r, why);
             break;
         }
         if (r == 0)

@@ -126,6 +126,7 @@ static int feed_frame(mpci_split *s, const uint8_t *p, size_t n, size_t *used, c
         }
         s->hhave = 0;
         if (s->max && want > s->max) {
+            s->want = want; /* for the error message: the claim */
             *used = off;
             return MPCONN_EMSGSIZE;
         }

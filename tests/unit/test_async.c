@@ -392,7 +392,8 @@ TEST(echo_against_blocking)
 
 /* ---------------------------------------------------- close reasons */
 
-static void reason_case(const void *bytes, size_t n, uint64_t max, int want_reason)
+static void reason_case(const void *bytes, size_t n, uint64_t max, int want_reason,
+                        const char *want_why)
 {
     void *loop = new_loop();
     seen s = {0};
@@ -405,17 +406,21 @@ static void reason_case(const void *bytes, size_t n, uint64_t max, int want_reas
     CHECK(run_until(loop, &s.closed, 10));
     CHECK_INT(s.reason, want_reason);
     CHECK(s.why[0] != '\0');
+    if (want_why && !strstr(s.why, want_why)) {
+        fprintf(stderr, "why: %s\n", s.why);
+        CHECK(!"the reason names what happened");
+    }
     close(peer);
     free_loop(loop);
 }
 
 static void close_reasons_on(void)
 {
-    reason_case("\0\0\0\2hi", 6, 0, MPCONN_EEOF);
-    reason_case("\0\0\0\5hi", 6, 0, MPCONN_EEOFMSG);
-    reason_case("\0\0", 2, 0, MPCONN_EEOFMSG);
-    reason_case("\x80\0\0\0", 4, 0, MPCONN_EPROTO);
-    reason_case("\0\0\1\0", 4, 16, MPCONN_EMSGSIZE);
+    reason_case("\0\0\0\2hi", 6, 0, MPCONN_EEOF, NULL);
+    reason_case("\0\0\0\5hi", 6, 0, MPCONN_EEOFMSG, "during message");
+    reason_case("\0\0", 2, 0, MPCONN_EEOFMSG, NULL);
+    reason_case("\x80\0\0\0", 4, 0, MPCONN_EPROTO, NULL);
+    reason_case("\0\0\1\0", 4, 16, MPCONN_EMSGSIZE, "256 bytes announced, over the limit of 16");
 }
 
 TEST(each_close_reason)
@@ -439,6 +444,11 @@ static void local_close_inside_callback_on(void)
     mpconn_async_cbs c = cbs;
     c.on_message = local_close_cb;
     mpconn_async_set_callbacks(a, &c, &s);
+    pid_t pid;
+    uid_t uid;
+    CHECK_STR(mpconn_async_peer(a, &pid, &uid, NULL), ""); /* an unbound Unix peer */
+    CHECK_INT(pid, getpid());
+    CHECK_INT(uid, getuid());
     write_all(peer, "\0\0\0\1a\0\0\0\1b", 10);
     CHECK(run_until(loop, &s.closed, 10));
     CHECK_INT(s.reason, 0);
@@ -682,10 +692,12 @@ typedef struct {
 
 static void accept_cb(mpconn_async_listener *l, mpconn_async *a, void *data)
 {
-    (void)l;
     server *sv = data;
     CHECK(sv->accepted < 64);
     seen *s = &sv->conns[sv->accepted++];
+    const char *peer = mpconn_async_peer(a, NULL, NULL, NULL);
+    CHECK(strncmp(peer, "127.0.0.1:", 10) == 0); /* the peer's own port, not ours */
+    CHECK(strcmp(peer, mpconn_async_listener_address(l)) != 0);
     s->echo = 1;
     s->a = a;
     mpconn_async_set_callbacks(a, &cbs, s);
