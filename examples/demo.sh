@@ -102,6 +102,63 @@ PY
     wait "$SERVER" 2>/dev/null || true
 fi
 
+if command -v python3 >/dev/null 2>&1; then
+    echo
+    echo "== 8b. Servers: a threaded TCP echo server answering three Python clients at once"
+    start "$TMP/threaded.out" "$EX/threaded_echo_server" 127.0.0.1:0
+    echo "server: listening on $ADDR"
+    python3 - "$ADDR" <<'PY'
+import sys, threading
+from multiprocessing.connection import Client
+host, port = sys.argv[1].rsplit(':', 1)
+def client(i):
+    with Client((host, int(port)), authkey=b'secret password') as c:
+        c.send({'client': i, 'values': [i, i * 1.5]})
+        print(f"python client {i}: got back {c.recv()!r}")
+ts = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+for t in ts: t.start()
+for t in ts: t.join()
+PY
+    kill "$SERVER"
+    wait "$SERVER" || true
+    sed 's/^/server: /' "$TMP/threaded.out" | grep -v "listening on"
+
+    echo
+    echo "== 8c. Servers: a forking Unix-socket server with a line protocol (a child per client)"
+    start "$TMP/forking.out" "$EX/forking_unix_server" "$TMP/fork.sock"
+    echo "server: listening on $ADDR ($(stat -c %A "$TMP/fork.sock"))"
+    python3 - "$ADDR" <<'PY'
+import socket, sys
+for word in ['stressed', 'drawer']:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(sys.argv[1])
+        s.sendall(word.encode() + b'\n')
+        print(f"python client: sent {word!r}, got {s.makefile().readline().strip()!r}")
+PY
+    kill "$SERVER"
+    wait "$SERVER" || true
+    sed 's/^/server: /' "$TMP/forking.out" | grep -v "listening on"
+
+    echo
+    echo "== 8d. Servers: a UDP echo server; a datagram too long for its 1024 bytes is reported"
+    start "$TMP/udp.out" "$EX/udp_echo_server" udp:127.0.0.1:0
+    echo "server: listening on $ADDR"
+    python3 - "$ADDR" <<'PY'
+import socket, sys
+host, port = sys.argv[1][4:].rsplit(':', 1)
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.settimeout(5)
+    s.sendto(b'hello over udp', (host, int(port)))
+    print(f"python client: got back {s.recvfrom(2048)[0]!r}")
+    s.sendto(b'x' * 2000, (host, int(port)))
+    s.sendto(b'still there?', (host, int(port)))
+    print(f"python client: got back {s.recvfrom(2048)[0]!r}")
+PY
+    kill "$SERVER"
+    wait "$SERVER" || true
+    sed 's/^/server: /' "$TMP/udp.out" | grep -v "listening on"
+fi
+
 if [ -x "$BUILD/mpconn" ] && [ -f "$HERE/demo_cli.sh" ]; then
     echo
     echo "== 9. The mpconn command"

@@ -96,6 +96,9 @@ typedef struct mpconn_opts mpconn_opts;
 /* *out receives new options with the defaults below; the caller frees them
  * with mpconn_opts_free. -ENOMEM when out of memory. */
 MPCONN_API int mpconn_opts_new(mpconn_opts **out);
+/* *out receives a copy of o (the defaults when o is NULL), freed with
+ * mpconn_opts_free. -ENOMEM when out of memory. */
+MPCONN_API int mpconn_opts_dup(mpconn_opts **out, const mpconn_opts *o);
 /* Wipes the authkey copy and frees o. NULL is a no-op. */
 MPCONN_API void mpconn_opts_free(mpconn_opts *o);
 
@@ -169,6 +172,23 @@ MPCONN_API int mpconn_opts_set_print_limits(mpconn_opts *o, size_t max_bytes,
  * of failing with MPCONN_ELIMIT. Default 0. An int over max_int_digits
  * fails all the same. */
 MPCONN_API int mpconn_opts_set_print_truncate(mpconn_opts *o, int truncate);
+
+/* For code that runs the handshake itself (the server kinds, a transport
+ * of its own): a machine of <mpconn/proto.h> for role MPCONN_AUTH_SERVER or
+ * MPCONN_AUTH_CLIENT with o's authkey, digest and MD5 policy. *out is the
+ * caller's (mpconn_auth_free). MPCONN_ENOKEY when o (may be NULL) has no
+ * authkey. */
+typedef struct mpconn_auth mpconn_auth;
+MPCONN_API int mpconn_opts_new_auth(const mpconn_opts *o, int role, mpconn_auth **out);
+/* o's handshake timeout in seconds (< 0: none); the default for NULL. */
+MPCONN_API double mpconn_opts_handshake_timeout(const mpconn_opts *o);
+/* The uid policy of a listener with o, for code that accepts Unix peers
+ * itself: 1 when a peer of uid may connect, else 0. With an allowed-uid
+ * list, uid must be in it; otherwise on an abstract socket (abstract != 0)
+ * whose peers pass no handshake (authenticated == 0) only this process's
+ * uid may, unless mpconn_opts_set_abstract_any_uid. o may be NULL. */
+MPCONN_API int mpconn_opts_peer_allowed(const mpconn_opts *o, int abstract, int authenticated,
+                                        uid_t uid);
 
 /* -------------------------------------------------------------- connection */
 

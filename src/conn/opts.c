@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void mpci_opts_defaults(struct mpconn_opts *o)
 {
@@ -244,4 +245,49 @@ int mpconn_opts_set_print_truncate(mpconn_opts *o, int truncate)
 {
     o->print.truncate = truncate != 0;
     return 0;
+}
+
+int mpconn_opts_new_auth(const mpconn_opts *o, int role, mpconn_auth **out)
+{
+    *out = NULL;
+    if (!o || !o->authkey)
+        return MPCONN_ENOKEY;
+    return mpconn_auth_new(out, role, o->authkey, o->authkey_len, o->digest, o->allow_md5);
+}
+
+double mpconn_opts_handshake_timeout(const mpconn_opts *o)
+{
+    return o ? o->handshake_timeout : 20.0;
+}
+
+int mpconn_opts_dup(mpconn_opts **out, const mpconn_opts *o)
+{
+    int r = mpconn_opts_new(out);
+    if (r < 0 || !o)
+        return r;
+    r = mpci_opts_copy(*out, o);
+    if (r < 0) {
+        mpconn_opts_free(*out);
+        *out = NULL;
+    }
+    return r;
+}
+
+int mpconn_opts_peer_allowed(const mpconn_opts *o, int abstract, int authenticated, uid_t uid)
+{
+    struct mpconn_opts defaults;
+    if (!o) {
+        mpci_opts_defaults(&defaults);
+        o = &defaults;
+    }
+    if (o->nuids) {
+        for (size_t i = 0; i < o->nuids; i++)
+            if (o->uids[i] == uid)
+                return 1;
+        return 0;
+    }
+    /* Abstract sockets have no file permissions (CVE-2022-42919). */
+    if (abstract && !authenticated && !o->abstract_any_uid)
+        return uid == getuid();
+    return 1;
 }

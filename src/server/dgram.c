@@ -1,0 +1,225 @@
+/* Datagram sockets for the servers: the "udp:HOST:PORT" / "udp:[V6]:PORT"
+ * and "unixgram:PATH" / "unixgram:@NAME" addresses, receiving with
+ * MSG_TRUNC so a datagram longer than the buffer is told, never cut, and
+ * replies. The parser keeps the stream addresses' rules (bracketed IPv6, a
+ * decimal port, '@' for the abstract namespace); it belongs with the
+ * address parser of the stream listener once that has a datagram form. */
+#define _GNU_SOURCE
+#include "server_internal.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int bad(char *errmsg, size_t errlen, int code, const char *address, const char *why)
+{
+    if (errmsg && errlen)
+        snprintf(errmsg, errlen, "address \"%s\": %s", address, why);
+    return code;
+}
+
+static int parse_udp(const char *address, const char *rest, struct sockaddr_storage *ss,
+                     socklen_t *sl, char *errmsg, size_t errlen)
+{
+    char host[256];
+    const char *port;
+    if (rest[0] == '[') {
+        const char *end = strchr(rest, ']');
+        if (!end || end[1] != ':')
+            return bad(errmsg, errlen, MPCONN_EADDR, address, "expected [V6]:PORT");
+        if ((size_t)(end - rest - 1) >= sizeof host)
+            return bad(errmsg, errlen, MPCONN_EADDR, address, "host too long");
+        memcpy(host, rest + 1, (size_t)(end - rest - 1));
+        host[end - rest - 1] = 0;
+        port = end + 2;
+    } else {
+        const char *colon = strrchr(rest, ':');
+        if (!colon)
+            return bad(errmsg, errlen, MPCONN_EADDR, address, "missing port");
+        if (memchr(rest, ':', (size_t)(colon - rest)))
+            return bad(errmsg, errlen, MPCONN_EADDR, address, "an IPv6 host goes in brackets");
+        if ((size_t)(colon - rest) >= sizeof host)
+            return bad(errmsg, errlen, MPCONN_EADDR, address, "host too long");
+        memcpy(host, rest, (size_t)(colon - rest));
+        host[colon - rest] = 0;
+        port = colon + 1;
+    }
+    if (!host[0])
+        return bad(errmsg, errlen, MPCONN_EADDR, address, "missing host");
+    unsigned long p = 0;
+    if (!*port || strlen(port) > 5)
+        return bad(errmsg, errlen, MPCONN_EADDR, address, "port must be 0..65535");
+    for (const char *c = port; *c; c++) {
+        if (*c < '0' || *c > '9')
+            return bad(errmsg, errlen, MPCONN_EADDR, address, "port must be 0..65535");
+        p = p * 10 + (unsigned long)(*c - '0');
+    }
+    if (p > 65535)
+        return bad(errmsg, errlen, MPCONN_EADDR, address, "port must be 0..65535");
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = rest[0] == '[' ? AF_INET6 : AF_UNSPEC;
+    hints.ai_socktype = SOCK_DGRAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int g = getaddrinfo(host, port, &hints, &ai);
+    if (g != 0 || !ai) {
+        if (errmsg && errlen)
+            snprintf(errmsg, errlen, "address \"%s\": %s", address, gai_strerror(g));
+        return MPCONN_EADDR;
+    }
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *sl = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return 0;
+}
+
+/* A socket file at path: stale (no socket answers there) is removed. */
+static int clear_path(const char *address, const char *path, char *errmsg, size_t errlen)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : bad(errmsg, errlen, -errno, address, strerror(errno));
+    if (!S_ISSOCK(st.st_mode))
+        return bad(errmsg, errlen, -EEXIST, address, "a file that is not a socket is in the way");
+    int probe = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (probe < 0)
+        return bad(errmsg, errlen, -errno, address, strerror(errno));
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    memcpy(un.sun_path, path, strlen(path));
+    /* Only a refusal says nobody is bound there: anything else (a live
+     * socket of either type, no permission) leaves the file alone. */
+    int stale = connect(probe, (struct sockaddr *)&un, sizeof un) < 0 && errno == ECONNREFUSED;
+    close(probe);
+    if (!stale)
+        return bad(errmsg, errlen, MPCONN_EADDRINUSE, address, "a live socket is bound there");
+    unlink(path);
+    return 0;
+}
+
+int srv_dgram_open(mpconn_server *s, const char *address, char *errmsg, size_t errlen)
+{
+    if (!address)
+        return 0;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof ss);
+    int r;
+    const char *path = NULL;
+    if (strncmp(address, "udp:", 4) == 0) {
+        if ((r = parse_udp(address, address + 4, &ss, &sl, errmsg, errlen)) < 0)
+            return r;
+    } else if (strncmp(address, "unixgram:", 9) == 0) {
+        const char *name = address + 9;
+        struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+        un->sun_family = AF_UNIX;
+        size_t n = strlen(name);
+        if (n == 0 || (name[0] == '@' && n == 1))
+            return bad(errmsg, errlen, MPCONN_EADDR, address, "empty name");
+        if (n >= sizeof un->sun_path)
+            return bad(errmsg, errlen, MPCONN_EADDR, address, "name too long");
+        if (name[0] == '@') {
+            memcpy(un->sun_path + 1, name + 1, n - 1);
+            sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+        } else {
+            memcpy(un->sun_path, name, n);
+            sl = (socklen_t)sizeof *un;
+            path = name;
+            if ((r = clear_path(address, path, errmsg, errlen)) < 0)
+                return r;
+        }
+    } else {
+        return 0;
+    }
+    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return bad(errmsg, errlen, -errno, address, strerror(errno));
+    int one = 1;
+    if (ss.ss_family != AF_UNIX)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
+        int e = errno;
+        close(fd);
+        return bad(errmsg, errlen, e == EADDRINUSE ? MPCONN_EADDRINUSE : -e, address, strerror(e));
+    }
+    if (path && !(s->unlink_path = strdup(path))) {
+        close(fd);
+        unlink(path);
+        return bad(errmsg, errlen, -ENOMEM, address, "out of memory");
+    }
+    s->lfd = fd;
+    s->family = ss.ss_family;
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof bound;
+    char text[SRV_PEER_MAX];
+    if (getsockname(fd, (struct sockaddr *)&bound, &bl) == 0)
+        srv_format_addr(&bound, bl, text, sizeof text);
+    else
+        snprintf(text, sizeof text, "%s", strchr(address, ':') + 1);
+    snprintf(s->address, sizeof s->address, "%s:%s", ss.ss_family == AF_UNIX ? "unixgram" : "udp",
+             text);
+    return 1;
+}
+
+int srv_dgram_recv(mpconn_server *s, mpconn_request *r, unsigned char *buf, size_t cap)
+{
+    r->sl = sizeof r->ss;
+    memset(&r->ss, 0, sizeof r->ss);
+    ssize_t n = recvfrom(s->lfd, buf, cap, MSG_TRUNC, (struct sockaddr *)&r->ss, &r->sl);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return 0;
+        /* An ICMP error of an earlier reply (UDP) belongs to no request. */
+        if (errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH)
+            return 2;
+        int e = errno;
+        srv_error(s, NULL, -e, "receive on %s: %s", s->address, strerror(e));
+        return -e;
+    }
+    r->server = s;
+    r->fd = s->lfd;
+    r->conn = NULL;
+    r->async = NULL;
+    r->user = NULL;
+    r->pid = -1;
+    r->uid = (uid_t)-1;
+    r->gid = (gid_t)-1;
+    srv_format_addr(&r->ss, r->sl, r->peer, sizeof r->peer);
+    srv_request_seen(s);
+    if ((size_t)n > cap) {
+        r->dgram = NULL;
+        r->dgram_len = 0;
+        srv_error(s, r, MPCONN_EMSGSIZE,
+                  "datagram of %zd bytes from %s is longer than the %zu-byte buffer: dropped", n,
+                  r->peer[0] ? r->peer : "an unbound sender", cap);
+        return 2;
+    }
+    r->dgram = buf;
+    r->dgram_len = (size_t)n;
+    return 1;
+}
+
+int mpconn_request_reply(mpconn_request *r, const void *buf, size_t len)
+{
+    mpconn_server *s = r->server;
+    if (!s->dgram)
+        return -EINVAL;
+    /* The kernel gives an unbound sender's address as the family alone, or
+     * as nothing at all. */
+    if (s->family == AF_UNIX && r->sl <= offsetof(struct sockaddr_un, sun_path)) {
+        srv_error(s, r, MPCONN_EADDR,
+                  "reply to a Unix datagram sender bound to no name: it cannot be answered");
+        return MPCONN_EADDR;
+    }
+    ssize_t n = sendto(r->fd, buf, len, MSG_NOSIGNAL, (struct sockaddr *)&r->ss, r->sl);
+    if (n < 0) {
+        int e = errno;
+        srv_error(s, r, -e, "reply to %s: %s", r->peer, strerror(e));
+        return -e;
+    }
+    return 0;
+}

@@ -1,0 +1,645 @@
+/* The server object: creation, settings, serve_forever and shutdown, and
+ * what the kinds share (accepting with verify_request, the blocking
+ * handshake of THREADS and FORK workers, peer addresses, error reports). */
+#define _GNU_SOURCE
+#include "server_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+static const srv_kind *kind_of(const mpconn_server *s)
+{
+    if (s->dgram)
+        return s->kind == MPCONN_SERVER_THREADS ? &srv_dgram_threads_kind : &srv_dgram_loop_kind;
+    if (s->kind == MPCONN_SERVER_THREADS)
+        return &srv_threads_kind;
+    if (s->kind == MPCONN_SERVER_FORK)
+        return &srv_fork_kind;
+    return &srv_loop_kind;
+}
+
+static int fail(char *errmsg, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *errmsg, size_t errlen, int code, const char *fmt, ...)
+{
+    if (errmsg && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errmsg, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+void srv_error(mpconn_server *s, mpconn_request *r, int code, const char *fmt, ...)
+{
+    if (!s->hooks.handle_error)
+        return;
+    char msg[SRV_ERRMSG_MAX + SRV_PEER_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    s->hooks.handle_error(s, r, code, msg, s->data);
+}
+
+int srv_hook_code(int rc)
+{
+    return rc < 0 ? rc : MPCONN_EBROKEN;
+}
+
+int mpconn_server_new(mpconn_server **out, const char *address, int kind, int form,
+                      const mpconn_server_hooks *hooks, void *data, const mpconn_opts *opts,
+                      char *errmsg, size_t errlen)
+{
+    *out = NULL;
+    if (errmsg && errlen)
+        errmsg[0] = 0;
+    if (kind != MPCONN_SERVER_LOOP && kind != MPCONN_SERVER_THREADS && kind != MPCONN_SERVER_FORK)
+        return fail(errmsg, errlen, -EINVAL, "server: unknown kind %d", kind);
+    if (form != MPCONN_HANDLER_FRAMED && form != MPCONN_HANDLER_RAW)
+        return fail(errmsg, errlen, -EINVAL, "server: unknown handler form %d", form);
+    mpconn_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return fail(errmsg, errlen, -ENOMEM, "server: out of memory");
+    s->kind = kind;
+    s->form = form;
+    if (hooks) {
+        size_t n = hooks->size && hooks->size < sizeof s->hooks ? hooks->size : sizeof s->hooks;
+        memcpy(&s->hooks, hooks, n);
+    }
+    s->data = data;
+    s->lfd = -1;
+    s->wake_fd = -1;
+    s->cap = kind == MPCONN_SERVER_LOOP ? 4096 : 64;
+    s->idle = -1;
+    s->timeout = -1;
+    s->max_dgram = 65536;
+    atomic_init(&s->stopping, 0);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    int r = mpconn_opts_dup(&s->opts, opts);
+    if (r < 0) {
+        mpconn_server_free(s);
+        return fail(errmsg, errlen, r, "server: out of memory");
+    }
+    mpconn_auth *probe = NULL;
+    s->has_key = form == MPCONN_HANDLER_FRAMED &&
+                 mpconn_opts_new_auth(s->opts, MPCONN_AUTH_SERVER, &probe) == 0;
+    mpconn_auth_free(probe);
+    r = srv_dgram_open(s, address, errmsg, errlen);
+    if (r == 0) {
+        r = mpconn_listener_open(&s->listener, address, s->opts, errmsg, errlen);
+        if (r == 0) {
+            s->lfd = mpconn_listener_fileno(s->listener);
+            snprintf(s->address, sizeof s->address, "%s", mpconn_listener_address(s->listener));
+        }
+    } else if (r > 0) {
+        s->dgram = 1;
+        if (kind == MPCONN_SERVER_FORK) {
+            mpconn_server_free(s);
+            return fail(errmsg, errlen, -EINVAL, "server: datagram servers have no fork kind");
+        }
+        r = 0;
+    }
+    if (r < 0) {
+        mpconn_server_free(s);
+        return r;
+    }
+    if ((r = mpconn_loop_new(&s->loop, NULL)) < 0) {
+        mpconn_server_free(s);
+        return fail(errmsg, errlen, r, "server: event loop: %s", mpconn_strerror(r));
+    }
+    *out = s;
+    return 0;
+}
+
+#define BEFORE_START(s)                                                                            \
+    do {                                                                                           \
+        if ((s)->started)                                                                          \
+            return -EBUSY;                                                                         \
+    } while (0)
+
+int mpconn_server_set_max_connections(mpconn_server *s, size_t n)
+{
+    BEFORE_START(s);
+    if (n == 0)
+        return -EINVAL;
+    s->cap = n;
+    return 0;
+}
+
+int mpconn_server_set_idle_timeout(mpconn_server *s, double seconds)
+{
+    BEFORE_START(s);
+    s->idle = isnan(seconds) ? -1 : seconds;
+    return 0;
+}
+
+int mpconn_server_set_timeout(mpconn_server *s, double seconds)
+{
+    BEFORE_START(s);
+    s->timeout = isnan(seconds) ? -1 : seconds;
+    return 0;
+}
+
+int mpconn_server_set_drain(mpconn_server *s, int drain)
+{
+    BEFORE_START(s);
+    s->drain = drain != 0;
+    return 0;
+}
+
+int mpconn_server_set_max_datagram(mpconn_server *s, size_t bytes)
+{
+    BEFORE_START(s);
+    if (bytes == 0)
+        return -EINVAL;
+    s->max_dgram = bytes;
+    return 0;
+}
+
+mpconn_loop *mpconn_server_loop(mpconn_server *s)
+{
+    return s->loop;
+}
+
+const char *mpconn_server_address(const mpconn_server *s)
+{
+    return s->address;
+}
+
+void mpconn_server_shutdown(mpconn_server *s)
+{
+    atomic_store(&s->stopping, 1);
+    mpconn_loop_stop(s->loop);
+}
+
+/* ------------------------------------------------------------ acceptor */
+
+static void on_listen(mpconn_io *io, int events, void *data)
+{
+    (void)io;
+    (void)events;
+    mpconn_server *s = data;
+    if (!atomic_load(&s->stopping))
+        kind_of(s)->readable(s);
+}
+
+static void on_wake(mpconn_io *io, int events, void *data)
+{
+    (void)io;
+    (void)events;
+    mpconn_server *s = data;
+    uint64_t n;
+    while (read(s->wake_fd, &n, sizeof n) > 0) {
+    }
+    kind_of(s)->woken(s);
+}
+
+static void on_timeout(mpconn_timer *t, void *data)
+{
+    (void)t;
+    mpconn_server *s = data;
+    if (s->hooks.handle_timeout && !atomic_load(&s->stopping))
+        s->hooks.handle_timeout(s, s->data);
+}
+
+static void on_retry(mpconn_timer *t, void *data)
+{
+    (void)t;
+    kind_of(data)->woken(data);
+}
+
+void srv_pause(mpconn_server *s, int pause)
+{
+    if (s->lio)
+        mpconn_io_set(s->lio, pause ? 0 : MPCONN_READABLE);
+}
+
+void srv_request_seen(mpconn_server *s)
+{
+    if (s->timeout_timer && s->timeout >= 0)
+        mpconn_timer_start(s->timeout_timer, s->timeout, s->timeout);
+}
+
+static void peer_creds(mpconn_request *r)
+{
+    r->pid = -1;
+    r->uid = (uid_t)-1;
+    r->gid = (gid_t)-1;
+    if (r->ss.ss_family != AF_UNIX)
+        return;
+    struct ucred cr;
+    socklen_t len = sizeof cr;
+    if (getsockopt(r->fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0) {
+        r->pid = cr.pid;
+        r->uid = cr.uid;
+        r->gid = cr.gid;
+    }
+}
+
+int srv_accept(mpconn_server *s, mpconn_request *r)
+{
+    int fd, refused = 0;
+again:
+    r->sl = sizeof r->ss;
+    fd = accept4(s->lfd, (struct sockaddr *)&r->ss, &r->sl, SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
+            return 0;
+        int e = errno;
+        /* Out of descriptors or memory: accepting again at once would spin;
+         * peers wait in the backlog a moment instead. */
+        srv_pause(s, 1);
+        mpconn_timer_start(s->retry_timer, 0.1, 0);
+        srv_error(s, NULL, -e, "accept on %s: %s (accepting again in 0.1 s)", s->address,
+                  strerror(e));
+        return -e;
+    }
+    r->fd = fd;
+    r->conn = NULL;
+    r->async = NULL;
+    r->user = NULL;
+    r->dgram = NULL;
+    r->dgram_len = 0;
+    srv_format_addr(&r->ss, r->sl, r->peer, sizeof r->peer);
+    peer_creds(r);
+    /* The listener's uid policy, as mpconn_listener_accept applies it. */
+    if (r->ss.ss_family == AF_UNIX &&
+        !mpconn_opts_peer_allowed(s->opts, s->address[0] == '@', s->has_key, r->uid)) {
+        srv_error(s, r, MPCONN_EPEER, "refused peer pid %ld uid %ld on %s: uid not allowed",
+                  (long)r->pid, (long)r->uid, s->address);
+        close(fd);
+        r->fd = -1;
+        if (++refused < 64)
+            goto again;
+        return 0; /* the rest next time round the loop */
+    }
+    srv_request_seen(s);
+    return 1;
+}
+
+int srv_verify(mpconn_server *s, mpconn_request *r)
+{
+    return !s->hooks.verify_request || s->hooks.verify_request(r, s->data) == 0;
+}
+
+void srv_format_addr(const struct sockaddr_storage *ss, socklen_t sl, char *buf, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN];
+    buf[0] = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(buf, cap, "%s:%u", host, ntohs(in->sin_port));
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(buf, cap, "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else if (ss->ss_family == AF_UNIX) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)ss;
+        size_t off = offsetof(struct sockaddr_un, sun_path);
+        if (sl <= off)
+            return;
+        size_t n = sl - off;
+        if (un->sun_path[0] == 0)
+            snprintf(buf, cap, "@%.*s", (int)(n - 1), un->sun_path + 1);
+        else
+            snprintf(buf, cap, "%.*s", (int)strnlen(un->sun_path, n), un->sun_path);
+    }
+}
+
+/* ------------------------------------------------ THREADS and FORK workers */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Waits for events on fd until deadline (< 0: none): 0, or -ETIMEDOUT. */
+static int wait_fd(int fd, short events, double deadline)
+{
+    for (;;) {
+        int ms = -1;
+        if (deadline >= 0) {
+            double left = deadline - now_s();
+            if (left <= 0)
+                return -ETIMEDOUT;
+            ms = (int)ceil(left * 1000);
+        }
+        struct pollfd p = {.fd = fd, .events = events};
+        int n = poll(&p, 1, ms);
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
+/* Moves n bytes; waits (poll) only when the socket has nothing now, so a
+ * peer that keeps up costs one system call per message part. */
+static int hs_io(int fd, void *buf, size_t n, int writing, double deadline)
+{
+    unsigned char *p = buf;
+    while (n) {
+        ssize_t k =
+            writing ? send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) : recv(fd, p, n, MSG_DONTWAIT);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return -errno;
+            int r = wait_fd(fd, writing ? POLLOUT : POLLIN, deadline);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        if (k == 0)
+            return MPCONN_EEOF;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* The listener side's handshake. Each message is read to its exact length,
+ * so no byte behind the handshake is taken from the connection's stream. */
+static int handshake(mpconn_server *s, int fd, char *err, size_t cap)
+{
+    mpconn_auth *a;
+    int r = mpconn_opts_new_auth(s->opts, MPCONN_AUTH_SERVER, &a);
+    if (r < 0)
+        return fail(err, cap, r, "handshake: %s", mpconn_strerror(r));
+    double t = mpconn_opts_handshake_timeout(s->opts);
+    double deadline = t < 0 ? -1 : now_s() + t;
+    if ((r = mpconn_auth_start(a)) < 0)
+        goto out;
+    for (;;) {
+        const void *msg;
+        size_t len;
+        while (mpconn_auth_next_framed(a, &msg, &len))
+            if ((r = hs_io(fd, (void *)msg, len, 1, deadline)) < 0)
+                goto out;
+        if ((r = mpconn_auth_done(a)) != 0)
+            break;
+        unsigned char hdr[4], body[512];
+        if ((r = hs_io(fd, hdr, 4, 0, deadline)) < 0)
+            goto out;
+        uint32_t n =
+            (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+        if (n > sizeof body) {
+            r = fail(err, cap, MPCONN_EAUTHPROTO, "handshake: message of %u bytes", n);
+            mpconn_auth_free(a);
+            return r;
+        }
+        if ((r = hs_io(fd, body, n, 0, deadline)) < 0)
+            goto out;
+        mpconn_auth_feed(a, body, n);
+    }
+out:
+    if (r < 0) {
+        const char *why = mpconn_auth_errmsg(a);
+        fail(err, cap, r, "handshake: %s", why && *why ? why : mpconn_strerror(r));
+    }
+    mpconn_auth_free(a);
+    return r < 0 ? r : 0;
+}
+
+void srv_close_fd(mpconn_server *s, mpconn_request *r)
+{
+    pthread_mutex_lock(&s->mu);
+    if (r->conn)
+        mpconn_conn_free(r->conn);
+    else if (r->fd >= 0)
+        close(r->fd);
+    r->conn = NULL;
+    r->fd = -1;
+    pthread_mutex_unlock(&s->mu);
+}
+
+int srv_serve_stream(mpconn_server *s, mpconn_request *r)
+{
+    char err[SRV_ERRMSG_MAX];
+    int rc;
+    if (s->has_key && (rc = handshake(s, r->fd, err, sizeof err)) < 0) {
+        if (!atomic_load(&s->stopping))
+            srv_error(s, r, rc, "%s: %s", r->peer[0] ? r->peer : "peer", err);
+        srv_close_fd(s, r);
+        return 1;
+    }
+    if (s->form == MPCONN_HANDLER_FRAMED) {
+        mpconn_conn *c;
+        rc = mpconn_conn_from_fd(&c, r->fd, MPCONN_READABLE | MPCONN_WRITABLE, s->opts);
+        if (rc < 0) {
+            srv_error(s, r, rc, "connection: %s", mpconn_strerror(rc));
+            srv_close_fd(s, r);
+            return 1;
+        }
+        pthread_mutex_lock(&s->mu);
+        r->conn = c;
+        pthread_mutex_unlock(&s->mu);
+        if (s->idle >= 0)
+            mpconn_conn_set_timeouts(c, -1, s->idle);
+    } else if (s->idle >= 0) {
+        struct timeval tv = {.tv_sec = (time_t)s->idle,
+                             .tv_usec = (suseconds_t)((s->idle - floor(s->idle)) * 1e6)};
+        setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    }
+    rc = s->hooks.setup ? s->hooks.setup(r, s->data) : 0;
+    if (rc == 0 && s->hooks.handle)
+        rc = s->hooks.handle(r, s->data);
+    if (rc != 0)
+        srv_error(s, r, srv_hook_code(rc), "handler for %s failed: %s",
+                  r->peer[0] ? r->peer : "peer", mpconn_strerror(srv_hook_code(rc)));
+    if (s->hooks.finish)
+        s->hooks.finish(r, s->data);
+    srv_close_fd(s, r);
+    return rc != 0;
+}
+
+void srv_serve_dgram(mpconn_server *s, mpconn_request *r)
+{
+    int rc = s->hooks.setup ? s->hooks.setup(r, s->data) : 0;
+    if (rc == 0 && s->hooks.handle)
+        rc = s->hooks.handle(r, s->data);
+    if (rc != 0)
+        srv_error(s, r, srv_hook_code(rc), "handler for datagram from %s failed: %s",
+                  r->peer[0] ? r->peer : "an unbound sender", mpconn_strerror(srv_hook_code(rc)));
+    if (s->hooks.finish)
+        s->hooks.finish(r, s->data);
+}
+
+int srv_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    /* Signals go to the serving thread's watchers, never to a worker. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int r = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -r;
+}
+
+/* ------------------------------------------------------- serve_forever */
+
+static int start(mpconn_server *s)
+{
+    int r;
+    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->wake_fd < 0)
+        return -errno;
+    if ((r = mpconn_io_new(&s->wake_io, s->loop, s->wake_fd, on_wake, s)) < 0 ||
+        (r = mpconn_io_set(s->wake_io, MPCONN_READABLE)) < 0 ||
+        (r = mpconn_timer_new(&s->timeout_timer, s->loop, on_timeout, s)) < 0 ||
+        (r = mpconn_timer_new(&s->retry_timer, s->loop, on_retry, s)) < 0 ||
+        (r = kind_of(s)->start(s)) < 0 ||
+        (r = mpconn_io_new(&s->lio, s->loop, s->lfd, on_listen, s)) < 0 ||
+        (r = mpconn_io_set(s->lio, MPCONN_READABLE)) < 0)
+        return r;
+    srv_request_seen(s);
+    return 0;
+}
+
+/* Stops accepting and closes the listening socket (and its file): from
+ * here on peers are refused, also while handlers drain. */
+static void close_listening(mpconn_server *s)
+{
+    if (s->lio) {
+        mpconn_io_close(s->lio, NULL);
+        s->lio = NULL;
+    }
+    if (s->dgram && s->started && !s->ended_kind)
+        return; /* workers may still reply through it */
+    if (s->listener) {
+        mpconn_listener_free(s->listener);
+        s->listener = NULL;
+    } else if (s->lfd >= 0) {
+        close(s->lfd);
+        if (s->unlink_path)
+            unlink(s->unlink_path);
+    }
+    s->lfd = -1;
+}
+
+static void end(mpconn_server *s)
+{
+    if (s->ended)
+        return;
+    s->ended = 1;
+    atomic_store(&s->stopping, 1);
+    close_listening(s);
+    if (s->started)
+        kind_of(s)->stop(s);
+    s->ended_kind = 1;
+    close_listening(s);
+    if (s->timeout_timer)
+        mpconn_timer_close(s->timeout_timer, NULL);
+    if (s->retry_timer)
+        mpconn_timer_close(s->retry_timer, NULL);
+    if (s->wake_io)
+        mpconn_io_close(s->wake_io, NULL);
+    s->timeout_timer = s->retry_timer = NULL;
+    s->wake_io = NULL;
+    if (s->loop)
+        mpconn_loop_run(s->loop, MPCONN_RUN_NOWAIT); /* the close callbacks */
+    if (s->wake_fd >= 0)
+        close(s->wake_fd);
+    s->wake_fd = -1;
+}
+
+int mpconn_server_serve_forever(mpconn_server *s)
+{
+    if (s->started)
+        return MPCONN_ECLOSED;
+    s->started = 1;
+    int r = start(s);
+    while (r >= 0 && !atomic_load(&s->stopping)) {
+        r = mpconn_loop_run(s->loop, MPCONN_RUN_DEFAULT);
+        if (r == 0)
+            break;
+    }
+    end(s);
+    return r < 0 ? r : 0;
+}
+
+void mpconn_server_free(mpconn_server *s)
+{
+    if (!s)
+        return;
+    end(s);
+    srv_pool_free(s);
+    free(s->children);
+    free(s->dbuf);
+    free(s->unlink_path);
+    mpconn_loop_free(s->loop);
+    mpconn_opts_free(s->opts);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+/* ------------------------------------------------------------ requests */
+
+mpconn_server *mpconn_request_server(const mpconn_request *r)
+{
+    return r->server;
+}
+
+const char *mpconn_request_peer(const mpconn_request *r, pid_t *pid, uid_t *uid, gid_t *gid)
+{
+    if (pid)
+        *pid = r->pid;
+    if (uid)
+        *uid = r->uid;
+    if (gid)
+        *gid = r->gid;
+    return r->peer;
+}
+
+mpconn_conn *mpconn_request_conn(const mpconn_request *r)
+{
+    return r->conn;
+}
+
+mpconn_async *mpconn_request_async(const mpconn_request *r)
+{
+    return r->async;
+}
+
+int mpconn_request_fd(const mpconn_request *r)
+{
+    return r->fd;
+}
+
+void mpconn_request_set_user(mpconn_request *r, void *user)
+{
+    r->user = user;
+}
+
+void *mpconn_request_user(const mpconn_request *r)
+{
+    return r->user;
+}
+
+const void *mpconn_request_data(const mpconn_request *r, size_t *len)
+{
+    if (len)
+        *len = r->dgram_len;
+    return r->dgram;
+}

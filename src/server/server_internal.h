@@ -1,0 +1,148 @@
+/* What the server kinds share: the server and request structures, the
+ * acceptor's entry points each kind provides, and the helpers in server.c.
+ * Built on the public headers only. */
+#ifndef MPCONN_SERVER_INTERNAL_H
+#define MPCONN_SERVER_INTERNAL_H
+
+#include <mpconn.h>
+#include <mpconn/async.h>
+#include <mpconn/loop.h>
+#include <mpconn/server.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#define SRV_ERRMSG_MAX 256
+#define SRV_PEER_MAX 112
+
+struct mpconn_request {
+    mpconn_server *server;
+    int fd;              /* the accepted socket; -1 once closed */
+    mpconn_conn *conn;   /* THREADS/FORK, FRAMED */
+    mpconn_async *async; /* LOOP */
+    void *user;
+    const void *dgram; /* datagrams: the bytes */
+    size_t dgram_len;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    char peer[SRV_PEER_MAX];
+    /* THREADS: a request slot of the pool. */
+    unsigned char *buf; /* datagrams: max_datagram bytes, kept with the slot */
+    int busy;           /* taken by a worker (its fd may be shut down) */
+    /* LOOP: list of open connections, and reentrancy of the free. */
+    mpconn_request *prev, *next;
+    int opened, depth, dead;
+};
+
+typedef struct srv_child {
+    pid_t pid; /* 0: free slot */
+    int pidfd;
+    mpconn_io *io;
+    char peer[SRV_PEER_MAX];
+    mpconn_server *server;
+} srv_child;
+
+struct mpconn_server {
+    int kind, form, dgram;
+    int family; /* datagrams: of the socket */
+    mpconn_server_hooks hooks;
+    void *data;
+    mpconn_opts *opts;
+    int has_key; /* FRAMED streams run the handshake */
+    mpconn_listener *listener;
+    int lfd;           /* listening or datagram socket */
+    char *unlink_path; /* unixgram socket file to remove */
+    char address[128];
+    mpconn_loop *loop;
+    mpconn_io *lio;
+    mpconn_timer *timeout_timer; /* handle_timeout */
+    mpconn_timer *retry_timer;   /* accepting again after EMFILE */
+    int wake_fd;                 /* eventfd: a worker freed a slot */
+    mpconn_io *wake_io;
+    size_t cap;
+    double idle, timeout;
+    int drain;
+    size_t max_dgram;
+    int started, ended, ended_kind;
+    atomic_int stopping;
+    int paused; /* the acceptor stopped watching lfd at the cap */
+    size_t active;
+    /* THREADS */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int quit;
+    mpconn_request *reqs;     /* cap slots */
+    mpconn_request **free_rq; /* stack of free slots */
+    size_t nfree;
+    mpconn_request **queue; /* ring of requests waiting for a worker */
+    size_t qhead, qlen;
+    pthread_t *threads;
+    size_t nthreads, nidle;
+    /* FORK */
+    srv_child *children;
+    /* LOOP */
+    mpconn_request *conns;
+    /* datagrams in LOOP */
+    unsigned char *dbuf;
+};
+
+/* What each kind provides to server.c. */
+typedef struct srv_kind {
+    int (*start)(mpconn_server *s);
+    /* lfd is readable (a peer or datagrams wait). */
+    void (*readable)(mpconn_server *s);
+    /* A worker freed a slot (the wake eventfd fired). */
+    void (*woken)(mpconn_server *s);
+    /* serve_forever is ending: stop, join, reap, close. */
+    void (*stop)(mpconn_server *s);
+} srv_kind;
+
+extern const srv_kind srv_loop_kind, srv_threads_kind, srv_fork_kind, srv_dgram_loop_kind,
+    srv_dgram_threads_kind;
+
+/* server.c */
+void srv_error(mpconn_server *s, mpconn_request *r, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Accepts one peer into r (fd, address, credentials). 1 with r filled, 0
+ * when none waits, negative on a failure the acceptor pauses for. */
+int srv_accept(mpconn_server *s, mpconn_request *r);
+/* verify_request; 1 to serve. */
+int srv_verify(mpconn_server *s, mpconn_request *r);
+/* Stops or resumes watching lfd. */
+void srv_pause(mpconn_server *s, int pause);
+/* Restarts the handle_timeout clock: a request arrived. */
+void srv_request_seen(mpconn_server *s);
+/* THREADS and FORK streams: handshake (FRAMED with a key), setup, handle,
+ * finish; the socket is closed on return. 1 when something failed (and
+ * was reported), else 0. */
+int srv_serve_stream(mpconn_server *s, mpconn_request *r);
+/* Datagrams: setup, handle, finish. */
+void srv_serve_dgram(mpconn_server *s, mpconn_request *r);
+/* Formats a socket address in mpconn syntax. */
+void srv_format_addr(const struct sockaddr_storage *ss, socklen_t sl, char *buf, size_t cap);
+/* The value a hook's nonzero return is reported with. */
+int srv_hook_code(int rc);
+/* Closes r's socket under the pool lock, so a shutdown never hits a
+ * reused number. */
+void srv_close_fd(mpconn_server *s, mpconn_request *r);
+/* Starts a thread with every signal blocked. */
+int srv_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+
+/* dgram.c */
+/* Opens the datagram socket for a "udp:" or "unixgram:" address: 1 when
+ * address is one, 0 when it is a stream address, negative on failure. */
+int srv_dgram_open(mpconn_server *s, const char *address, char *errmsg, size_t errlen);
+/* Reads one datagram into r (buf of cap bytes): 1, 0 when none waits,
+ * negative on failure. A truncated one is reported and skipped. */
+int srv_dgram_recv(mpconn_server *s, mpconn_request *r, unsigned char *buf, size_t cap);
+
+/* server_threads.c: the pool, shared by streams and datagrams. */
+int srv_pool_init(mpconn_server *s);
+void srv_pool_free(mpconn_server *s);
+
+#endif

@@ -1,0 +1,223 @@
+/* The THREADS kind: a pool of at most cap worker threads, each serving one
+ * connection (or datagram) at a time from a queue the acceptor fills. The
+ * request slots are made once, so nothing is kept, or allocated, per
+ * connection; at the cap the acceptor stops watching the socket. */
+#define _GNU_SOURCE
+#include "server_internal.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int srv_pool_init(mpconn_server *s)
+{
+    s->reqs = calloc(s->cap, sizeof *s->reqs);
+    s->free_rq = calloc(s->cap, sizeof *s->free_rq);
+    s->queue = calloc(s->cap, sizeof *s->queue);
+    s->threads = calloc(s->cap, sizeof *s->threads);
+    if (!s->reqs || !s->free_rq || !s->queue || !s->threads)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->cap; i++) {
+        s->reqs[i].server = s;
+        s->reqs[i].fd = -1;
+        s->free_rq[i] = &s->reqs[s->cap - 1 - i];
+    }
+    s->nfree = s->cap;
+    return 0;
+}
+
+void srv_pool_free(mpconn_server *s)
+{
+    if (s->reqs)
+        for (size_t i = 0; i < s->cap; i++)
+            free(s->reqs[i].buf);
+    free(s->reqs);
+    free(s->free_rq);
+    free(s->queue);
+    free(s->threads);
+    s->reqs = NULL;
+    s->free_rq = s->queue = NULL;
+    s->threads = NULL;
+}
+
+/* Under mu. A slot is free again; the acceptor hears of it if it waits. */
+static void release(mpconn_server *s, mpconn_request *r)
+{
+    r->busy = 0;
+    s->free_rq[s->nfree++] = r;
+    s->active--;
+    if (s->paused) {
+        s->paused = 0;
+        uint64_t one = 1;
+        ssize_t n = write(s->wake_fd, &one, sizeof one);
+        (void)n; /* a full counter has woken the acceptor already */
+    }
+}
+
+static void *worker(void *arg)
+{
+    mpconn_server *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (s->qlen == 0 && !s->quit) {
+            s->nidle++;
+            pthread_cond_wait(&s->cv, &s->mu);
+            s->nidle--;
+        }
+        if (s->qlen == 0)
+            break;
+        mpconn_request *r = s->queue[s->qhead];
+        s->qhead = (s->qhead + 1) % s->cap;
+        s->qlen--;
+        if (s->quit && !s->drain) {
+            /* Accepted but never begun: shut, as the running ones are. */
+            if (r->fd >= 0 && !s->dgram)
+                close(r->fd);
+            r->fd = -1;
+            release(s, r);
+            continue;
+        }
+        r->busy = 1;
+        pthread_mutex_unlock(&s->mu);
+        if (s->dgram)
+            srv_serve_dgram(s, r);
+        else
+            srv_serve_stream(s, r);
+        pthread_mutex_lock(&s->mu);
+        release(s, r);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static int threads_start(mpconn_server *s)
+{
+    return srv_pool_init(s);
+}
+
+/* Takes a free slot, or pauses the acceptor when there is none. */
+static mpconn_request *take_slot(mpconn_server *s)
+{
+    mpconn_request *r = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (s->nfree)
+        r = s->free_rq[--s->nfree];
+    else
+        s->paused = 1;
+    pthread_mutex_unlock(&s->mu);
+    if (!r)
+        srv_pause(s, 1);
+    return r;
+}
+
+static void give_back(mpconn_server *s, mpconn_request *r)
+{
+    pthread_mutex_lock(&s->mu);
+    s->free_rq[s->nfree++] = r;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Queues r for a worker, starting one when none is idle. */
+static void dispatch(mpconn_server *s, mpconn_request *r)
+{
+    pthread_mutex_lock(&s->mu);
+    s->queue[(s->qhead + s->qlen) % s->cap] = r;
+    s->qlen++;
+    s->active++;
+    int err = 0;
+    if (s->qlen > s->nidle && s->nthreads < s->cap) {
+        err = srv_thread_start(&s->threads[s->nthreads], worker, s);
+        if (err == 0)
+            s->nthreads++;
+    }
+    int orphan = err && s->nthreads == 0;
+    if (orphan) {
+        s->qlen--;
+        if (r->fd >= 0 && !s->dgram)
+            close(r->fd);
+        r->fd = -1;
+        s->free_rq[s->nfree++] = r;
+        s->active--;
+    }
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (orphan)
+        srv_error(s, NULL, err, "server: no worker thread could start: %s", mpconn_strerror(err));
+}
+
+static void threads_readable(mpconn_server *s)
+{
+    for (int i = 0; i < 64; i++) {
+        mpconn_request *r = take_slot(s);
+        if (!r)
+            return;
+        if (srv_accept(s, r) <= 0) {
+            give_back(s, r);
+            return;
+        }
+        if (!srv_verify(s, r)) {
+            close(r->fd);
+            r->fd = -1;
+            give_back(s, r);
+            continue;
+        }
+        dispatch(s, r);
+    }
+}
+
+static void dgram_threads_readable(mpconn_server *s)
+{
+    for (int i = 0; i < 64; i++) {
+        mpconn_request *r = take_slot(s);
+        if (!r)
+            return;
+        if (!r->buf && !(r->buf = malloc(s->max_dgram))) {
+            give_back(s, r);
+            srv_error(s, NULL, -ENOMEM, "server: no memory for a datagram buffer");
+            return;
+        }
+        int n = srv_dgram_recv(s, r, r->buf, s->max_dgram);
+        if (n == 1 && srv_verify(s, r)) {
+            dispatch(s, r);
+            continue;
+        }
+        give_back(s, r);
+        if (n <= 0)
+            return;
+    }
+}
+
+static void threads_woken(mpconn_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int room = s->nfree > 0;
+    if (!room)
+        s->paused = 1;
+    pthread_mutex_unlock(&s->mu);
+    if (room)
+        srv_pause(s, 0);
+}
+
+static void threads_stop(mpconn_server *s)
+{
+    if (!s->reqs)
+        return; /* the start failed before the pool was made */
+    pthread_mutex_lock(&s->mu);
+    s->quit = 1;
+    if (!s->drain && !s->dgram)
+        for (size_t i = 0; i < s->cap; i++)
+            if (s->reqs[i].busy && s->reqs[i].fd >= 0)
+                shutdown(s->reqs[i].fd, SHUT_RDWR);
+    pthread_cond_broadcast(&s->cv);
+    size_t n = s->nthreads;
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < n; i++)
+        pthread_join(s->threads[i], NULL);
+    s->nthreads = 0;
+}
+
+const srv_kind srv_threads_kind = {threads_start, threads_readable, threads_woken, threads_stop};
+const srv_kind srv_dgram_threads_kind = {threads_start, dgram_threads_readable, threads_woken,
+                                         threads_stop};

@@ -1,0 +1,804 @@
+/* mpconn_server in one process: shutdown from another thread, from a
+ * handler and before serving, in each kind, leaving no thread or
+ * descriptor; verify_request before any byte; handle_timeout; the idle
+ * timeout; no thread kept per connection; addresses and settings. */
+#define _GNU_SOURCE
+#include "testlib.h"
+
+#include <mpconn/server.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/resource.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char KEY[] = "server test key";
+
+static int count_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    CHECK(d != NULL);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - (strcmp(path, "/proc/self/fd") == 0);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static char *tmp_sock(char *buf, size_t cap)
+{
+    char dir[] = "/tmp/mpconn-server-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(buf, cap, "%s/sock", dir);
+    return buf;
+}
+
+static void remove_dir_of(const char *path)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", path);
+    *strrchr(dir, '/') = 0;
+    rmdir(dir);
+}
+
+typedef struct fixture {
+    atomic_int handled, verified, timeouts, stop_in_handler;
+    pid_t peer_pid;
+} fixture;
+
+/* FRAMED echo: bytes back as they came, for THREADS and FORK. */
+static int echo_handle(mpconn_request *r, void *data)
+{
+    fixture *f = data;
+    atomic_fetch_add(&f->handled, 1);
+    if (atomic_load(&f->stop_in_handler)) {
+        mpconn_server_shutdown(mpconn_request_server(r));
+        return 0;
+    }
+    mpconn_conn *c = mpconn_request_conn(r);
+    for (;;) {
+        void *msg;
+        size_t len;
+        int rc = mpconn_conn_recv_bytes(c, &msg, &len, 0);
+        if (rc < 0)
+            return rc == MPCONN_EEOF ? 0 : rc;
+        rc = mpconn_conn_send_bytes(c, msg, len);
+        free(msg);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+static int echo_message(mpconn_request *r, const void *msg, size_t len, void *data)
+{
+    fixture *f = data;
+    atomic_fetch_add(&f->handled, 1);
+    if (atomic_load(&f->stop_in_handler))
+        mpconn_server_shutdown(mpconn_request_server(r));
+    return mpconn_async_send(mpconn_request_async(r), msg, len);
+}
+
+static mpconn_opts *keyed_opts(void)
+{
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_authkey(o, KEY, strlen(KEY)), 0);
+    return o;
+}
+
+/* A FRAMED echo server with hooks h (NULL: none but the echo) and the
+ * options o (taken; NULL: the key alone). */
+static mpconn_server *make_opts(int kind, const char *address, fixture *f, mpconn_server_hooks *h,
+                                mpconn_opts *o)
+{
+    mpconn_server_hooks base = {.size = sizeof base};
+    if (!h)
+        h = &base;
+    if (kind == MPCONN_SERVER_LOOP)
+        h->on_message = h->on_message ? h->on_message : echo_message;
+    else
+        h->handle = h->handle ? h->handle : echo_handle;
+    if (!o)
+        o = keyed_opts();
+    mpconn_server *s;
+    char err[256];
+    int rc = mpconn_server_new(&s, address, kind, MPCONN_HANDLER_FRAMED, h, f, o, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "server_new: %s\n", err);
+    CHECK_INT(rc, 0);
+    mpconn_opts_free(o);
+    return s;
+}
+
+static mpconn_server *make(int kind, const char *address, fixture *f, mpconn_server_hooks *h)
+{
+    return make_opts(kind, address, f, h, NULL);
+}
+
+static mpconn_conn *connect_to(const char *address)
+{
+    mpconn_opts *o = keyed_opts();
+    mpconn_conn *c;
+    char err[256];
+    int rc = mpconn_client(&c, address, o, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "client: %s\n", err);
+    CHECK_INT(rc, 0);
+    mpconn_opts_free(o);
+    CHECK_INT(mpconn_conn_set_timeouts(c, 10, 10), 0);
+    return c;
+}
+
+static void exchange(mpconn_conn *c)
+{
+    CHECK_INT(mpconn_conn_send_bytes(c, "ping", 4), 0);
+    void *msg;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &msg, &len, 0), 0);
+    CHECK_MEM(msg, "ping", 4);
+    CHECK_INT(len, 4);
+    free(msg);
+}
+
+typedef struct serving {
+    mpconn_server *s;
+    pthread_t t;
+    int rc;
+    atomic_int done;
+    double ended;
+} serving;
+
+static void *serve_main(void *arg)
+{
+    serving *v = arg;
+    v->rc = mpconn_server_serve_forever(v->s);
+    v->ended = now();
+    atomic_store(&v->done, 1);
+    return NULL;
+}
+
+static void serve_in_thread(serving *v, mpconn_server *s)
+{
+    memset(v, 0, sizeof *v);
+    v->s = s;
+    atomic_init(&v->done, 0);
+    CHECK_INT(pthread_create(&v->t, NULL, serve_main, v), 0);
+}
+
+/* Waits (bounded) for serve_forever to return; its latency since t0. */
+static double join_serving(serving *v, double t0)
+{
+    for (int i = 0; i < 1000 && !atomic_load(&v->done); i++)
+        usleep(10000);
+    CHECK(atomic_load(&v->done));
+    pthread_join(v->t, NULL);
+    CHECK_INT(v->rc, 0);
+    return v->ended - t0;
+}
+
+/* Shuts the server down, waits for serve_forever, frees, removes the
+ * socket's directory. */
+static void stop_serving(mpconn_server *s, serving *v, const char *path)
+{
+    mpconn_server_shutdown(s);
+    join_serving(v, now());
+    mpconn_server_free(s);
+    remove_dir_of(path);
+}
+
+/* Clients connected and answered, then mpconn_server_shutdown from this
+ * thread: serve_forever returns promptly (bounded generously), and once the
+ * server and clients are freed nothing of them is left. */
+static void shutdown_from_thread(int kind)
+{
+    int tasks0 = count_dir("/proc/self/task"), fds0 = count_dir("/proc/self/fd");
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server *s = make(kind, path, &f, NULL);
+    serving v;
+    serve_in_thread(&v, s);
+    mpconn_conn *c[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = connect_to(path);
+        exchange(c[i]);
+    }
+    double t0 = now();
+    mpconn_server_shutdown(s);
+    double took = join_serving(&v, t0);
+    CHECK(took < 5.0);
+    struct stat st;
+    CHECK(stat(path, &st) < 0 && errno == ENOENT);
+    /* The clients see the end of their streams. */
+    for (int i = 0; i < 3; i++) {
+        void *msg;
+        size_t len;
+        CHECK_INT(mpconn_conn_recv_bytes(c[i], &msg, &len, 0), MPCONN_EEOF);
+        mpconn_conn_free(c[i]);
+    }
+    mpconn_server_free(s);
+    CHECK_INT(count_dir("/proc/self/task"), tasks0);
+    CHECK_INT(count_dir("/proc/self/fd"), fds0);
+    remove_dir_of(path);
+}
+
+TEST(shutdown_from_thread_loop)
+{
+    shutdown_from_thread(MPCONN_SERVER_LOOP);
+}
+
+TEST(shutdown_from_thread_threads)
+{
+    shutdown_from_thread(MPCONN_SERVER_THREADS);
+}
+
+TEST(shutdown_from_thread_fork)
+{
+    shutdown_from_thread(MPCONN_SERVER_FORK);
+}
+
+TEST(shutdown_before_serving)
+{
+    fixture f = {0};
+    mpconn_server *s = make(MPCONN_SERVER_THREADS, "127.0.0.1:0", &f, NULL);
+    mpconn_server_shutdown(s);
+    double t0 = now();
+    CHECK_INT(mpconn_server_serve_forever(s), 0);
+    CHECK(now() - t0 < 5.0);
+    CHECK_INT(mpconn_server_serve_forever(s), MPCONN_ECLOSED);
+    mpconn_server_free(s);
+}
+
+/* A handler asks for the shutdown (in LOOP from the serving thread itself,
+ * socketserver's deadlock): it returns at once and serve_forever ends. */
+static void shutdown_from_handler(int kind)
+{
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    atomic_store(&f.stop_in_handler, 1);
+    mpconn_server *s = make(kind, path, &f, NULL);
+    serving v;
+    serve_in_thread(&v, s);
+    mpconn_conn *c = connect_to(path);
+    if (kind == MPCONN_SERVER_LOOP)
+        CHECK_INT(mpconn_conn_send_bytes(c, "stop", 4), 0);
+    double took = join_serving(&v, now());
+    CHECK(took < 10.0);
+    CHECK_INT(atomic_load(&f.handled), 1);
+    mpconn_conn_free(c);
+    mpconn_server_free(s);
+    remove_dir_of(path);
+}
+
+TEST(shutdown_from_handler_loop)
+{
+    shutdown_from_handler(MPCONN_SERVER_LOOP);
+}
+
+TEST(shutdown_from_handler_threads)
+{
+    shutdown_from_handler(MPCONN_SERVER_THREADS);
+}
+
+/* A peer that connects and never answers the challenge holds up no one:
+ * the next client is served while it waits. */
+static void silent_peer(int kind)
+{
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server *s = make(kind, path, &f, NULL);
+    serving v;
+    serve_in_thread(&v, s);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    memcpy(un.sun_path, path, strlen(path));
+    CHECK_INT(connect(fd, (struct sockaddr *)&un, sizeof un), 0);
+    for (int i = 0; i < 3; i++) {
+        mpconn_conn *c = connect_to(path);
+        exchange(c);
+        mpconn_conn_free(c);
+    }
+    close(fd);
+    stop_serving(s, &v, path);
+}
+
+TEST(silent_peer_blocks_no_one_loop)
+{
+    silent_peer(MPCONN_SERVER_LOOP);
+}
+
+TEST(silent_peer_blocks_no_one_threads)
+{
+    silent_peer(MPCONN_SERVER_THREADS);
+}
+
+TEST(silent_peer_blocks_no_one_fork)
+{
+    silent_peer(MPCONN_SERVER_FORK);
+}
+
+/* A plain socket connected to path sees the end of the stream with no
+ * byte before it (a server with an authkey would send its challenge). */
+static void connect_closed_unanswered(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    memcpy(un.sun_path, path, strlen(path));
+    CHECK_INT(connect(fd, (struct sockaddr *)&un, sizeof un), 0);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    CHECK_INT(poll(&p, 1, 10000), 1);
+    char b;
+    CHECK_INT(read(fd, &b, 1), 0);
+    close(fd);
+}
+
+static int refuse(mpconn_request *r, void *data)
+{
+    fixture *f = data;
+    pid_t pid;
+    mpconn_request_peer(r, &pid, NULL, NULL);
+    f->peer_pid = pid;
+    atomic_fetch_add(&f->verified, 1);
+    return 1;
+}
+
+/* With an authkey the server speaks first (its challenge): a refused peer
+ * must see the end of the stream with no byte before it. */
+static void verify_refuses(int kind)
+{
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server_hooks h = {.size = sizeof h, .verify_request = refuse};
+    mpconn_server *s = make(kind, path, &f, &h);
+    serving v;
+    serve_in_thread(&v, s);
+    connect_closed_unanswered(path);
+    CHECK_INT(atomic_load(&f.verified), 1);
+    CHECK_INT(f.peer_pid, getpid());
+    CHECK_INT(atomic_load(&f.handled), 0);
+    stop_serving(s, &v, path);
+}
+
+TEST(verify_refuses_before_any_byte_loop)
+{
+    verify_refuses(MPCONN_SERVER_LOOP);
+}
+
+TEST(verify_refuses_before_any_byte_threads)
+{
+    verify_refuses(MPCONN_SERVER_THREADS);
+}
+
+TEST(verify_refuses_before_any_byte_fork)
+{
+    verify_refuses(MPCONN_SERVER_FORK);
+}
+
+static void count_error(mpconn_server *s, mpconn_request *r, int code, const char *message,
+                        void *data)
+{
+    (void)s;
+    (void)r;
+    (void)message;
+    fixture *f = data;
+    if (code == MPCONN_EPEER)
+        atomic_fetch_add(&f->verified, 1);
+    if (code == -ETIMEDOUT)
+        atomic_fetch_add(&f->timeouts, 1);
+}
+
+/* The listener's uid policy holds for the server's own accept: a peer whose
+ * uid is not on the list is closed before any byte and reported. */
+static void uid_refused(int kind)
+{
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server_hooks h = {.size = sizeof h, .handle_error = count_error};
+    mpconn_opts *o = keyed_opts();
+    uid_t other = getuid() + 1;
+    CHECK_INT(mpconn_opts_set_allowed_uids(o, &other, 1), 0);
+    mpconn_server *s = make_opts(kind, path, &f, &h, o);
+    serving v;
+    serve_in_thread(&v, s);
+    connect_closed_unanswered(path);
+    CHECK_INT(atomic_load(&f.verified), 1);
+    CHECK_INT(atomic_load(&f.handled), 0);
+    stop_serving(s, &v, path);
+}
+
+TEST(uid_policy_loop)
+{
+    uid_refused(MPCONN_SERVER_LOOP);
+}
+
+TEST(uid_policy_threads)
+{
+    uid_refused(MPCONN_SERVER_THREADS);
+}
+
+TEST(uid_policy_fork)
+{
+    uid_refused(MPCONN_SERVER_FORK);
+}
+
+TEST(uid_policy_of_opts)
+{
+    uid_t me = getuid(), other = me + 1;
+    CHECK_INT(mpconn_opts_peer_allowed(NULL, 0, 0, other), 1);
+    CHECK_INT(mpconn_opts_peer_allowed(NULL, 1, 0, other), 0);
+    CHECK_INT(mpconn_opts_peer_allowed(NULL, 1, 0, me), 1);
+    CHECK_INT(mpconn_opts_peer_allowed(NULL, 1, 1, other), 1);
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_abstract_any_uid(o, 1), 0);
+    CHECK_INT(mpconn_opts_peer_allowed(o, 1, 0, other), 1);
+    CHECK_INT(mpconn_opts_set_allowed_uids(o, &me, 1), 0);
+    CHECK_INT(mpconn_opts_peer_allowed(o, 0, 1, other), 0);
+    CHECK_INT(mpconn_opts_peer_allowed(o, 0, 1, me), 1);
+    mpconn_opts_free(o);
+}
+
+/* The handshake's deadline holds in every kind: a peer that reads the
+ * challenge and never answers is closed and reported (-ETIMEDOUT). */
+static void handshake_deadline(int kind)
+{
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server_hooks h = {.size = sizeof h, .handle_error = count_error};
+    mpconn_opts *o = keyed_opts();
+    CHECK_INT(mpconn_opts_set_handshake_timeout(o, 0.05), 0);
+    mpconn_server *s = make_opts(kind, path, &f, &h, o);
+    serving v;
+    serve_in_thread(&v, s);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    memcpy(un.sun_path, path, strlen(path));
+    CHECK_INT(connect(fd, (struct sockaddr *)&un, sizeof un), 0);
+    char buf[256];
+    size_t got = 0;
+    for (int i = 0; i < 100; i++) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        CHECK_INT(poll(&p, 1, 10000), 1);
+        ssize_t n = read(fd, buf, sizeof buf);
+        CHECK(n >= 0);
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    CHECK(got > 4); /* the challenge, then the end of the stream */
+    close(fd);
+    for (int i = 0; i < 500 && kind != MPCONN_SERVER_FORK && !atomic_load(&f.timeouts); i++)
+        usleep(10000); /* the report may follow the close the peer saw */
+    /* FORK reports it in the child, whose counters are its own. */
+    CHECK_INT(atomic_load(&f.timeouts), kind == MPCONN_SERVER_FORK ? 0 : 1);
+    CHECK_INT(atomic_load(&f.handled), 0);
+    stop_serving(s, &v, path);
+}
+
+TEST(handshake_deadline_loop)
+{
+    handshake_deadline(MPCONN_SERVER_LOOP);
+}
+
+TEST(handshake_deadline_threads)
+{
+    handshake_deadline(MPCONN_SERVER_THREADS);
+}
+
+TEST(handshake_deadline_fork)
+{
+    handshake_deadline(MPCONN_SERVER_FORK);
+}
+
+/* What after_fork saw in the child, sent back through a pipe. */
+typedef struct fork_report {
+    pid_t pid;
+    int listening; /* sockets in the listening state the child holds */
+} fork_report;
+
+static int report_fd = -1;
+
+static void after_fork(mpconn_request *r, void *data)
+{
+    (void)r;
+    (void)data;
+    fork_report rep = {getpid(), 0};
+    for (int fd = 0; fd < 1024; fd++) {
+        int on = 0;
+        socklen_t len = sizeof on;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on)
+            rep.listening++;
+    }
+    CHECK(write(report_fd, &rep, sizeof rep) == (ssize_t)sizeof rep);
+}
+
+/* after_fork runs in the child, which holds no listening socket; the
+ * socket file has the mode of the options. */
+TEST(after_fork_in_child_without_listener)
+{
+    int p[2];
+    CHECK_INT(pipe(p), 0);
+    report_fd = p[1];
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server_hooks h = {.size = sizeof h, .after_fork = after_fork};
+    mpconn_opts *o = keyed_opts();
+    CHECK_INT(mpconn_opts_set_mode(o, 0640), 0);
+    mpconn_server *s = make_opts(MPCONN_SERVER_FORK, path, &f, &h, o);
+    struct stat st;
+    CHECK_INT(stat(path, &st), 0);
+    CHECK_INT(st.st_mode & 0777, 0640);
+    serving v;
+    serve_in_thread(&v, s);
+    mpconn_conn *c = connect_to(path);
+    exchange(c);
+    fork_report rep;
+    struct pollfd pf = {.fd = p[0], .events = POLLIN};
+    CHECK_INT(poll(&pf, 1, 10000), 1);
+    CHECK_INT(read(p[0], &rep, sizeof rep), sizeof rep);
+    CHECK(rep.pid != getpid());
+    CHECK_INT(rep.listening, 0);
+    mpconn_conn_free(c);
+    stop_serving(s, &v, path);
+    close(p[0]);
+    close(p[1]);
+}
+
+/* Out of descriptors: accept fails with EMFILE while the peer waits in the
+ * backlog. The server must not spin on the readable socket: it reports,
+ * waits a moment, and serves the peer once descriptors are free again. */
+static int fillers[4096], nfillers;
+static atomic_int emfile_reports;
+
+static void count_emfile(mpconn_server *s, mpconn_request *r, int code, const char *message,
+                         void *data)
+{
+    (void)s;
+    (void)r;
+    (void)message;
+    (void)data;
+    if (code == -EMFILE)
+        atomic_fetch_add(&emfile_reports, 1);
+}
+
+static int ready_fd = -1;
+
+/* Once serving: every descriptor left is taken, and the parent told. */
+static void take_fillers(mpconn_timer *t, void *data)
+{
+    (void)t;
+    (void)data;
+    struct rlimit rl = {256, 256};
+    CHECK_INT(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    int fd;
+    while (nfillers < 4096 && (fd = dup(0)) >= 0)
+        fillers[nfillers++] = fd;
+    CHECK(write(ready_fd, "r", 1) == 1);
+}
+
+static void free_fillers(mpconn_timer *t, void *data)
+{
+    (void)t;
+    (void)data;
+    while (nfillers)
+        close(fillers[--nfillers]);
+}
+
+static int echo_then_stop(mpconn_request *r, const void *msg, size_t len, void *data)
+{
+    (void)data;
+    mpconn_server_shutdown(mpconn_request_server(r));
+    return mpconn_async_send(mpconn_request_async(r), msg, len);
+}
+
+TEST(out_of_descriptors_no_spin)
+{
+    char path[256];
+    tmp_sock(path, sizeof path);
+    int ready[2];
+    CHECK_INT(pipe(ready), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        fixture f = {0};
+        mpconn_server_hooks h = {
+            .size = sizeof h, .on_message = echo_then_stop, .handle_error = count_emfile};
+        mpconn_server *s = make(MPCONN_SERVER_LOOP, path, &f, &h);
+        ready_fd = ready[1];
+        mpconn_timer *take, *give;
+        CHECK_INT(mpconn_timer_new(&take, mpconn_server_loop(s), take_fillers, NULL), 0);
+        CHECK_INT(mpconn_timer_new(&give, mpconn_server_loop(s), free_fillers, NULL), 0);
+        CHECK_INT(mpconn_timer_start(take, 0.01, 0), 0);
+        CHECK_INT(mpconn_timer_start(give, 0.5, 0), 0);
+        int rc = mpconn_server_serve_forever(s);
+        mpconn_timer_close(take, NULL);
+        mpconn_timer_close(give, NULL);
+        mpconn_server_free(s);
+        int n = atomic_load(&emfile_reports);
+        _exit(rc == 0 && n >= 1 && n <= 20 ? 0 : 10 + (n > 99 ? 99 : n));
+    }
+    char b;
+    struct pollfd pf = {.fd = ready[0], .events = POLLIN};
+    CHECK_INT(poll(&pf, 1, 10000), 1);
+    CHECK_INT(read(ready[0], &b, 1), 1);
+    mpconn_conn *c = connect_to(path);
+    exchange(c);
+    mpconn_conn_free(c);
+    int st;
+    CHECK_INT(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st));
+    CHECK_INT(WEXITSTATUS(st), 0);
+    close(ready[0]);
+    close(ready[1]);
+    remove_dir_of(path);
+}
+
+static void on_timeout(mpconn_server *s, void *data)
+{
+    fixture *f = data;
+    if (atomic_fetch_add(&f->timeouts, 1) + 1 == 2)
+        mpconn_server_shutdown(s);
+}
+
+TEST(handle_timeout)
+{
+    fixture f = {0};
+    mpconn_server_hooks h = {.size = sizeof h, .handle_timeout = on_timeout};
+    mpconn_server *s = make(MPCONN_SERVER_LOOP, "127.0.0.1:0", &f, &h);
+    CHECK_INT(mpconn_server_set_timeout(s, 0.02), 0);
+    double t0 = now();
+    CHECK_INT(mpconn_server_serve_forever(s), 0);
+    CHECK_INT(atomic_load(&f.timeouts), 2);
+    CHECK(now() - t0 < 10.0);
+    CHECK_INT(mpconn_server_set_timeout(s, 1), -EBUSY);
+    mpconn_server_free(s);
+}
+
+/* A connection silent for longer than the idle timeout is closed (LOOP)
+ * or its handler's receive times out (THREADS): the client sees the end. */
+static void idle_timeout(int kind)
+{
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server *s = make(kind, path, &f, NULL);
+    CHECK_INT(mpconn_server_set_idle_timeout(s, 0.05), 0);
+    serving v;
+    serve_in_thread(&v, s);
+    mpconn_conn *c = connect_to(path);
+    void *msg;
+    size_t len;
+    CHECK_INT(mpconn_conn_recv_bytes(c, &msg, &len, 0), MPCONN_EEOF);
+    mpconn_conn_free(c);
+    stop_serving(s, &v, path);
+}
+
+TEST(idle_timeout_loop)
+{
+    idle_timeout(MPCONN_SERVER_LOOP);
+}
+
+TEST(idle_timeout_threads)
+{
+    idle_timeout(MPCONN_SERVER_THREADS);
+}
+
+/* bpo-37193: nothing is kept per finished connection; the pool never
+ * holds more threads than the cap, however many connections came. */
+TEST(no_thread_kept_per_connection)
+{
+    int tasks0 = count_dir("/proc/self/task");
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server *s = make(MPCONN_SERVER_THREADS, path, &f, NULL);
+    CHECK_INT(mpconn_server_set_max_connections(s, 3), 0);
+    serving v;
+    serve_in_thread(&v, s);
+    for (int i = 0; i < 60; i++) {
+        mpconn_conn *c = connect_to(path);
+        exchange(c);
+        mpconn_conn_free(c);
+        CHECK(count_dir("/proc/self/task") <= tasks0 + 1 + 3);
+    }
+    mpconn_server_shutdown(s);
+    join_serving(&v, now());
+    CHECK_INT(atomic_load(&f.handled), 60);
+    mpconn_server_free(s);
+    CHECK_INT(count_dir("/proc/self/task"), tasks0);
+    remove_dir_of(path);
+}
+
+static int new_server(const char *address, int kind)
+{
+    mpconn_server *s = NULL;
+    char err[256];
+    int rc = mpconn_server_new(&s, address, kind, MPCONN_HANDLER_FRAMED, NULL, NULL, NULL, err,
+                               sizeof err);
+    if (rc == 0) {
+        CHECK(strncmp(mpconn_server_address(s), address, 4) == 0);
+        mpconn_server_free(s);
+    } else {
+        CHECK(err[0] != 0);
+    }
+    return rc;
+}
+
+TEST(datagram_addresses)
+{
+    CHECK_INT(new_server("udp:127.0.0.1:0", MPCONN_SERVER_LOOP), 0);
+    CHECK_INT(new_server("udp:127.0.0.1:0", MPCONN_SERVER_THREADS), 0);
+    CHECK_INT(new_server("udp:127.0.0.1:0", MPCONN_SERVER_FORK), -EINVAL);
+    CHECK_INT(new_server("udp:127.0.0.1", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    CHECK_INT(new_server("udp:::1:5000", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    CHECK_INT(new_server("udp:[::1]:70000", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    CHECK_INT(new_server("udp:[::1:80", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    CHECK_INT(new_server("udp::80", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    CHECK_INT(new_server("udp:127.0.0.1:8x", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    CHECK_INT(new_server("unixgram:", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    CHECK_INT(new_server("unixgram:@", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    char abstract[64];
+    snprintf(abstract, sizeof abstract, "unixgram:@mpconn-test-%d", (int)getpid());
+    CHECK_INT(new_server(abstract, MPCONN_SERVER_LOOP), 0);
+    /* A socket file left by a server that is gone is taken over; a file
+     * that is no socket is left alone. */
+    char path[256], addr[300];
+    tmp_sock(path, sizeof path);
+    snprintf(addr, sizeof addr, "unixgram:%s", path);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    memcpy(un.sun_path, path, strlen(path));
+    CHECK_INT(bind(fd, (struct sockaddr *)&un, sizeof un), 0);
+    CHECK_INT(new_server(addr, MPCONN_SERVER_LOOP), MPCONN_EADDRINUSE);
+    close(fd);
+    CHECK_INT(new_server(addr, MPCONN_SERVER_LOOP), 0);
+    struct stat st;
+    CHECK(stat(path, &st) < 0 && errno == ENOENT);
+    FILE *plain = fopen(path, "w");
+    CHECK(plain != NULL);
+    fclose(plain);
+    CHECK_INT(new_server(addr, MPCONN_SERVER_LOOP), -EEXIST);
+    CHECK_INT(stat(path, &st), 0);
+    unlink(path);
+    remove_dir_of(path);
+}
+
+TEST(settings)
+{
+    mpconn_server *s;
+    CHECK_INT(mpconn_server_new(&s, "127.0.0.1:0", 7, 0, NULL, NULL, NULL, NULL, 0), -EINVAL);
+    CHECK_INT(mpconn_server_new(&s, "127.0.0.1:0", 0, 7, NULL, NULL, NULL, NULL, 0), -EINVAL);
+    CHECK_INT(mpconn_server_new(&s, "127.0.0.1:0", MPCONN_SERVER_THREADS, MPCONN_HANDLER_RAW, NULL,
+                                NULL, NULL, NULL, 0),
+              0);
+    CHECK_INT(mpconn_server_set_max_connections(s, 0), -EINVAL);
+    CHECK_INT(mpconn_server_set_max_datagram(s, 0), -EINVAL);
+    CHECK_INT(mpconn_server_set_max_connections(s, 2), 0);
+    CHECK(mpconn_server_loop(s) != NULL);
+    mpconn_server_free(s);
+    mpconn_server_free(NULL);
+}
+
+TESTLIB_MAIN
