@@ -34,6 +34,7 @@ from __future__ import print_function
 
 import binascii
 import os
+import re
 import pickle
 import signal
 import socket
@@ -127,9 +128,11 @@ def describe(msg):
     """'{name}N' for a braced message, 'rawN' for a bare one (N bytes after
     the braces)."""
     msg = bytes(msg)
-    if msg.startswith(b'{') and b'}' in msg:
-        end = msg.index(b'}') + 1
-        return msg[:end].decode('ascii') + str(len(msg) - end)
+    # A raw MAC is random bytes: it may start with '{' and hold a '}' too
+    # (about one answer in 300), so only a digest's name counts as braces.
+    m = re.match(br'\{(md5|sha256|sha384|sha3_256|sha3_384)\}', msg)
+    if m:
+        return m.group(0).decode('ascii') + str(len(msg) - m.end())
     return 'raw' + str(len(msg))
 
 
