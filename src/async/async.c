@@ -6,7 +6,6 @@
 #include "async_internal.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -18,7 +17,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 enum { ST_NEW, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_CLOSED };
@@ -132,9 +130,7 @@ const char *mpconn_async_peer(mpconn_async *a, pid_t *pid, uid_t *uid, gid_t *gi
     char text[160] = "";
     if (a->sock && a->state != ST_CLOSED &&
         getpeername(a->ev.fd, (struct sockaddr *)&ss, &sl) == 0) {
-        /* An unbound Unix peer has no name: "", as CPython gives it. */
-        if (ss.ss_family != AF_UNIX || sl > offsetof(struct sockaddr_un, sun_path))
-            mpci_addr_format((struct sockaddr *)&ss, sl, text, sizeof text);
+        mpci_addr_format_peer((struct sockaddr *)&ss, sl, text, sizeof text);
         pid_t p;
         uid_t u;
         gid_t g;

@@ -379,10 +379,7 @@ const char *mpconn_listener_errmsg(const mpconn_listener *l)
  * has it: a Unix peer's bound name, "" for the usual peer bound to none. */
 static void peer_address(const peer_id *w, char *buf, size_t cap)
 {
-    if (w->ss.ss_family == AF_UNIX && w->sl <= offsetof(struct sockaddr_un, sun_path))
-        buf[0] = 0;
-    else
-        mpci_addr_format((const struct sockaddr *)&w->ss, w->sl, buf, cap);
+    mpci_addr_format_peer((const struct sockaddr *)&w->ss, w->sl, buf, cap);
 }
 
 /* How messages name a peer. A Unix peer rarely has a name of its own, so

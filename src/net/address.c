@@ -303,3 +303,13 @@ void mpci_addr_format(const struct sockaddr *sa, socklen_t len, char *out, size_
     }
     snprintf(out, cap, "(address family %d)", (int)sa->sa_family);
 }
+
+void mpci_addr_format_peer(const struct sockaddr *sa, socklen_t len, char *out, size_t cap)
+{
+    if (sa && sa->sa_family == AF_UNIX && len <= offsetof(struct sockaddr_un, sun_path)) {
+        if (out && cap)
+            out[0] = 0;
+        return;
+    }
+    mpci_addr_format(sa, len, out, cap);
+}

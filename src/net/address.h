@@ -19,6 +19,9 @@ typedef struct mpci_addr {
 int mpci_addr_parse(mpci_addr *a, const char *text, char *errmsg, size_t errlen);
 /* Formats a socket address in mpconn syntax. */
 void mpci_addr_format(const struct sockaddr *sa, socklen_t len, char *out, size_t cap);
+/* A peer's own address, as CPython's last_accepted gives it: as above, but
+ * "" for a Unix peer bound to no name (most are). */
+void mpci_addr_format_peer(const struct sockaddr *sa, socklen_t len, char *out, size_t cap);
 /* Fills a->sa for a need_resolve host with getaddrinfo (IPv4, as CPython's
  * (host, port) addresses are; first result). No-op for other addresses.
  * Errors name the host. */
