@@ -182,6 +182,9 @@ typedef struct mpconn_auth mpconn_auth;
 MPCONN_API int mpconn_opts_new_auth(const mpconn_opts *o, int role, mpconn_auth **out);
 /* o's handshake timeout in seconds (< 0: none); the default for NULL. */
 MPCONN_API double mpconn_opts_handshake_timeout(const mpconn_opts *o);
+/* o's Unix socket file mode (mpconn_opts_set_mode), or -1 when none was
+ * set (and for NULL): for code that binds a socket file itself. */
+MPCONN_API int mpconn_opts_mode(const mpconn_opts *o);
 /* The uid policy of a listener with o, for code that accepts Unix peers
  * itself: 1 when a peer of uid may connect, else 0. With an allowed-uid
  * list, uid must be in it; otherwise on an abstract socket (abstract != 0)

@@ -172,6 +172,18 @@ MPCONN_API const void *mpconn_request_data(const mpconn_request *r, size_t *len)
  * -errno when sendto fails. Also reported to handle_error. */
 MPCONN_API int mpconn_request_reply(mpconn_request *r, const void *buf, size_t len);
 
+/* ------------------------------------------------------ datagram clients */
+
+/* A datagram socket connected to a datagram server's address ("udp:HOST:PORT",
+ * "udp:[V6]:PORT", "unixgram:PATH", "unixgram:@NAME"): send() and recv()
+ * then talk to that server only. A Unix datagram socket is first bound to
+ * an abstract name the kernel chooses (Linux autobind), so the server can
+ * reply. Blocking and close-on-exec; *fd is the caller's to close (-1 on
+ * failure). MPCONN_EADDR for an address that is not a datagram one or does
+ * not parse, -errno when the socket cannot be made or connected; errmsg
+ * (may be NULL) says more. */
+MPCONN_API int mpconn_dgram_connect(int *fd, const char *address, char *errmsg, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

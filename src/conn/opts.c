@@ -260,6 +260,11 @@ double mpconn_opts_handshake_timeout(const mpconn_opts *o)
     return o ? o->handshake_timeout : 20.0;
 }
 
+int mpconn_opts_mode(const mpconn_opts *o)
+{
+    return o ? o->mode : -1;
+}
+
 int mpconn_opts_dup(mpconn_opts **out, const mpconn_opts *o)
 {
     int r = mpconn_opts_new(out);

@@ -1,13 +1,14 @@
 /* Datagram sockets for the servers: the "udp:HOST:PORT" / "udp:[V6]:PORT"
  * and "unixgram:PATH" / "unixgram:@NAME" addresses, receiving with
- * MSG_TRUNC so a datagram longer than the buffer is told, never cut, and
- * replies. The parser keeps the stream addresses' rules (bracketed IPv6, a
- * decimal port, '@' for the abstract namespace); it belongs with the
+ * MSG_TRUNC so a datagram longer than the buffer is told, never cut,
+ * replies, and the socket of a client that expects them. The parser keeps the stream addresses'
+ * rules (bracketed IPv6, a decimal port, '@' for the abstract namespace); it belongs with the
  * address parser of the stream listener once that has a datagram form. */
 #define _GNU_SOURCE
 #include "server_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,50 +102,90 @@ static int clear_path(const char *address, const char *path, char *errmsg, size_
     return 0;
 }
 
+/* The socket address of a "udp:" or "unixgram:" address: 1 when address is
+ * one (*path set for a socket file, else NULL), 0 when it is not,
+ * negative when it does not parse. */
+static int parse_dgram(const char *address, struct sockaddr_storage *ss, socklen_t *sl,
+                       const char **path, char *errmsg, size_t errlen)
+{
+    memset(ss, 0, sizeof *ss);
+    *path = NULL;
+    if (strncmp(address, "udp:", 4) == 0) {
+        int r = parse_udp(address, address + 4, ss, sl, errmsg, errlen);
+        return r < 0 ? r : 1;
+    }
+    if (strncmp(address, "unixgram:", 9) != 0)
+        return 0;
+    const char *name = address + 9;
+    struct sockaddr_un *un = (struct sockaddr_un *)ss;
+    un->sun_family = AF_UNIX;
+    size_t n = strlen(name);
+    if (n == 0 || (name[0] == '@' && n == 1))
+        return bad(errmsg, errlen, MPCONN_EADDR, address, "empty name");
+    if (n >= sizeof un->sun_path)
+        return bad(errmsg, errlen, MPCONN_EADDR, address, "name too long");
+    if (name[0] == '@') {
+        memcpy(un->sun_path + 1, name + 1, n - 1);
+        *sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    } else {
+        memcpy(un->sun_path, name, n);
+        *sl = (socklen_t)sizeof *un;
+        *path = name;
+    }
+    return 1;
+}
+
+/* The socket file gets exactly mode. Linux gives a bound socket's file the
+ * socket's own mode less the umask, so an fchmod before bind means the file
+ * never has wider bits than asked; the bits the umask took are given back
+ * here, on the file just bound (a socket file, and the one this socket
+ * made: same inode as a stat right after bind). */
+static int restore_mode(const char *address, const char *path, mode_t mode, char *errmsg,
+                        size_t errlen)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return bad(errmsg, errlen, -errno, address, strerror(errno));
+    if (!S_ISSOCK(st.st_mode))
+        return bad(errmsg, errlen, -EEXIST, address, "the socket file was replaced");
+    if ((st.st_mode & 07777) != mode && fchmodat(AT_FDCWD, path, mode, 0) < 0)
+        return bad(errmsg, errlen, -errno, address, strerror(errno));
+    return 0;
+}
+
 int srv_dgram_open(mpconn_server *s, const char *address, char *errmsg, size_t errlen)
 {
     if (!address)
         return 0;
     struct sockaddr_storage ss;
     socklen_t sl;
-    memset(&ss, 0, sizeof ss);
-    int r;
-    const char *path = NULL;
-    if (strncmp(address, "udp:", 4) == 0) {
-        if ((r = parse_udp(address, address + 4, &ss, &sl, errmsg, errlen)) < 0)
-            return r;
-    } else if (strncmp(address, "unixgram:", 9) == 0) {
-        const char *name = address + 9;
-        struct sockaddr_un *un = (struct sockaddr_un *)&ss;
-        un->sun_family = AF_UNIX;
-        size_t n = strlen(name);
-        if (n == 0 || (name[0] == '@' && n == 1))
-            return bad(errmsg, errlen, MPCONN_EADDR, address, "empty name");
-        if (n >= sizeof un->sun_path)
-            return bad(errmsg, errlen, MPCONN_EADDR, address, "name too long");
-        if (name[0] == '@') {
-            memcpy(un->sun_path + 1, name + 1, n - 1);
-            sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
-        } else {
-            memcpy(un->sun_path, name, n);
-            sl = (socklen_t)sizeof *un;
-            path = name;
-            if ((r = clear_path(address, path, errmsg, errlen)) < 0)
-                return r;
-        }
-    } else {
-        return 0;
-    }
+    const char *path;
+    int r = parse_dgram(address, &ss, &sl, &path, errmsg, errlen);
+    if (r <= 0)
+        return r;
+    if (path && (r = clear_path(address, path, errmsg, errlen)) < 0)
+        return r;
+    int mode = path ? mpconn_opts_mode(s->opts) : -1;
     int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return bad(errmsg, errlen, -errno, address, strerror(errno));
     int one = 1;
     if (ss.ss_family != AF_UNIX)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (mode >= 0 && fchmod(fd, (mode_t)mode) < 0) {
+        int e = errno;
+        close(fd);
+        return bad(errmsg, errlen, -e, address, strerror(e));
+    }
     if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
         int e = errno;
         close(fd);
         return bad(errmsg, errlen, e == EADDRINUSE ? MPCONN_EADDRINUSE : -e, address, strerror(e));
+    }
+    if (mode >= 0 && (r = restore_mode(address, path, (mode_t)mode, errmsg, errlen)) < 0) {
+        close(fd);
+        unlink(path);
+        return r;
     }
     if (path && !(s->unlink_path = strdup(path))) {
         close(fd);
@@ -163,6 +204,40 @@ int srv_dgram_open(mpconn_server *s, const char *address, char *errmsg, size_t e
     snprintf(s->address, sizeof s->address, "%s:%s", ss.ss_family == AF_UNIX ? "unixgram" : "udp",
              text);
     return 1;
+}
+
+int mpconn_dgram_connect(int *fd, const char *address, char *errmsg, size_t errlen)
+{
+    *fd = -1;
+    if (errmsg && errlen)
+        errmsg[0] = 0;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    const char *path;
+    int r = parse_dgram(address, &ss, &sl, &path, errmsg, errlen);
+    if (r == 0)
+        return bad(errmsg, errlen, MPCONN_EADDR, address,
+                   "not a datagram address (udp:HOST:PORT, unixgram:PATH or unixgram:@NAME)");
+    if (r < 0)
+        return r;
+    int s = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return bad(errmsg, errlen, -errno, address, strerror(errno));
+    /* A Unix datagram sender with no name cannot be answered: binding only
+     * the family makes Linux choose a free abstract name (autobind). */
+    struct sockaddr_un self = {.sun_family = AF_UNIX};
+    if (ss.ss_family == AF_UNIX && bind(s, (struct sockaddr *)&self, sizeof(sa_family_t)) < 0) {
+        int e = errno;
+        close(s);
+        return bad(errmsg, errlen, -e, address, strerror(e));
+    }
+    if (connect(s, (struct sockaddr *)&ss, sl) < 0) {
+        int e = errno;
+        close(s);
+        return bad(errmsg, errlen, -e, address, strerror(e));
+    }
+    *fd = s;
+    return 0;
 }
 
 int srv_dgram_recv(mpconn_server *s, mpconn_request *r, unsigned char *buf, size_t cap)

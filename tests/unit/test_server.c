@@ -785,6 +785,98 @@ TEST(datagram_addresses)
     remove_dir_of(path);
 }
 
+/* The mode of opts is the unixgram socket file's, whatever the umask. */
+TEST(datagram_socket_mode)
+{
+    char path[256], addr[300];
+    tmp_sock(path, sizeof path);
+    snprintf(addr, sizeof addr, "unixgram:%s", path);
+    mode_t old = umask(077);
+    unsigned modes[] = {0600, 0666, 0640};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        mpconn_opts *o;
+        CHECK_INT(mpconn_opts_new(&o), 0);
+        CHECK_INT(mpconn_opts_mode(o), -1);
+        CHECK_INT(mpconn_opts_set_mode(o, modes[i]), 0);
+        CHECK_INT(mpconn_opts_mode(o), (int)modes[i]);
+        mpconn_server *s;
+        char err[256];
+        CHECK_INT(mpconn_server_new(&s, addr, MPCONN_SERVER_LOOP, MPCONN_HANDLER_FRAMED, NULL, NULL,
+                                    o, err, sizeof err),
+                  0);
+        struct stat st;
+        CHECK_INT(stat(path, &st), 0);
+        CHECK_INT(st.st_mode & 07777, modes[i]);
+        mpconn_server_free(s);
+        mpconn_opts_free(o);
+        CHECK(stat(path, &st) < 0 && errno == ENOENT);
+    }
+    umask(old);
+    CHECK_INT(mpconn_opts_mode(NULL), -1);
+    remove_dir_of(path);
+}
+
+/* Datagram echo for mpconn_dgram_connect's clients. */
+static int dgram_echo(mpconn_request *r, void *data)
+{
+    (void)data;
+    size_t len;
+    const void *msg = mpconn_request_data(r, &len);
+    return mpconn_request_reply(r, msg, len);
+}
+
+static void dgram_client_round(const char *address)
+{
+    mpconn_server_hooks h = {.size = sizeof h, .handle = dgram_echo};
+    mpconn_server *s;
+    char err[256];
+    CHECK_INT(mpconn_server_new(&s, address, MPCONN_SERVER_LOOP, MPCONN_HANDLER_FRAMED, &h, NULL,
+                                NULL, err, sizeof err),
+              0);
+    serving v;
+    serve_in_thread(&v, s);
+    int fd;
+    CHECK_INT(mpconn_dgram_connect(&fd, mpconn_server_address(s), err, sizeof err), 0);
+    struct timeval tv = {.tv_sec = 10};
+    CHECK_INT(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    for (int i = 0; i < 3; i++) {
+        char out[16], in[16];
+        int n = snprintf(out, sizeof out, "dgram %d", i);
+        CHECK_INT(send(fd, out, (size_t)n, 0), n);
+        CHECK_INT(recv(fd, in, sizeof in, 0), n);
+        CHECK_MEM(in, out, (size_t)n);
+    }
+    close(fd);
+    mpconn_server_shutdown(s);
+    join_serving(&v, now());
+    mpconn_server_free(s);
+}
+
+/* A client socket a server can answer: UDP, and Unix datagrams, whose
+ * sender must have a name (autobound). */
+TEST(datagram_client)
+{
+    int fds0 = count_dir("/proc/self/fd");
+    dgram_client_round("udp:127.0.0.1:0");
+    char name[64];
+    snprintf(name, sizeof name, "unixgram:@mpconn-test-client-%d", (int)getpid());
+    dgram_client_round(name);
+    char path[256], addr[300];
+    tmp_sock(path, sizeof path);
+    snprintf(addr, sizeof addr, "unixgram:%s", path);
+    dgram_client_round(addr);
+    remove_dir_of(path);
+    int fd;
+    char err[256];
+    CHECK_INT(mpconn_dgram_connect(&fd, "127.0.0.1:80", err, sizeof err), MPCONN_EADDR);
+    CHECK_INT(fd, -1);
+    CHECK(err[0] != 0);
+    CHECK_INT(mpconn_dgram_connect(&fd, "udp:127.0.0.1", err, sizeof err), MPCONN_EADDR);
+    CHECK_INT(mpconn_dgram_connect(&fd, "unixgram:/nonexistent/mpconn/sock", err, sizeof err),
+              -ENOENT);
+    CHECK_INT(count_dir("/proc/self/fd"), fds0);
+}
+
 TEST(settings)
 {
     mpconn_server *s;
