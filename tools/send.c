@@ -1,7 +1,8 @@
 /* mpconn send: connect as a Client and send each VALUE (a Python literal,
  * pickled; or raw bytes with --bytes) as one message, optionally printing
- * one reply per message. Every VALUE is checked before connecting. */
-#include "cli.h"
+ * one reply per message. Every VALUE is checked before connecting. A
+ * datagram address gets a datagram per message (dgram.c). */
+#include "serve.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -16,6 +17,9 @@ static const char send_help[] =
     "message. A VALUE is a Python literal (\"{'op': 'add', 'args': [1, 2.5]}\"), pickled as\n"
     "Python's Connection.send() would; '-' reads one VALUE per line from standard input.\n"
     "All VALUEs are parsed first: a bad one is reported and nothing is sent.\n"
+    "ADDRESS udp:HOST:PORT, udp:[V6]:PORT, unixgram:PATH or unixgram:@NAME sends each\n"
+    "message as one datagram (no handshake); --reply prints the datagram that answers it\n"
+    "as a bytes value, waiting up to --timeout (1 second by default).\n"
     "Without --reply, send then half-closes and waits for the listener to close (up to\n"
     "--timeout, 1 second by default): a listener that wanted an authkey, or that closed\n"
     "with messages unread, makes it fail (exit 1) instead of reporting success.\n"
@@ -25,6 +29,7 @@ static const char send_help[] =
     "  --protocol N           pickle protocol 2..5 (default 4, as Python 3.8-3.13);\n"
     "                         2 for Python 2.7, which cannot unpickle 3 and later\n"
     "  --reply                after each message, wait for one message back and print it\n"
+    "  --count N              send the VALUEs N times over (default 1)\n"
     "  --format FORMAT        how replies print: repr (default), json, hex\n"
     "  --max-message BYTES    largest reply accepted (default 67108864; 0: no limit)\n"
     "  --max-print BYTES      cut a reply's line there, marked ' ...[cut: ...]'\n"
@@ -40,13 +45,14 @@ static const char send_help[] =
     "                         the wait for the listener to close\n"
     "  -h, --help             show this help\n";
 
-enum { OPT_BYTES = CLI_COMMON_LAST, OPT_PROTOCOL, OPT_REPLY };
+enum { OPT_BYTES = CLI_COMMON_LAST, OPT_PROTOCOL, OPT_REPLY, OPT_COUNT };
 
 static const cli_optspec send_specs[] = {
     CLI_COMMON_SPECS,
     {"bytes", 0, CLI_ARG_NONE, OPT_BYTES},
     {"protocol", 0, CLI_ARG_REQUIRED, OPT_PROTOCOL},
     {"reply", 0, CLI_ARG_NONE, OPT_REPLY},
+    {"count", 0, CLI_ARG_REQUIRED, OPT_COUNT},
     {NULL, 0, 0, 0},
 };
 
@@ -307,18 +313,40 @@ static int wait_for_close(mpconn_conn *c, const char *address, double timeout)
     }
 }
 
-static int send_all(mpconn_conn *c, const char *address, const payloads *ps, int reply, int format,
-                    double timeout, const mpconn_opts *opts)
+static int send_all(mpconn_conn *c, const char *address, const payloads *ps, long count, int reply,
+                    int format, double timeout, const mpconn_opts *opts)
 {
-    for (size_t i = 0; i < ps->n; i++) {
-        if (send_one(c, address, ps, i, timeout) != CLI_OK)
-            return CLI_FAIL;
-        if (reply && reply_one(c, address, ps, i, format, timeout, opts) != CLI_OK)
-            return CLI_FAIL;
-    }
+    for (long rep = 0; rep < count; rep++)
+        for (size_t i = 0; i < ps->n; i++) {
+            if (send_one(c, address, ps, i, timeout) != CLI_OK)
+                return CLI_FAIL;
+            if (reply && reply_one(c, address, ps, i, format, timeout, opts) != CLI_OK)
+                return CLI_FAIL;
+        }
     if (reply && ps->n > 0)
         return CLI_OK;
     return wait_for_close(c, address, timeout >= 0 ? timeout : DEFAULT_CLOSE_WAIT);
+}
+
+static int send_dgrams(const char *address, const payloads *ps, long count, int reply,
+                       const cli_common *common, const mpconn_opts *opts)
+{
+    void **bufs = calloc(ps->n + 1, sizeof *bufs);
+    size_t *lens = calloc(ps->n + 1, sizeof *lens);
+    int status = CLI_FAIL;
+    if (!bufs || !lens) {
+        cli_error("out of memory");
+    } else {
+        for (size_t i = 0; i < ps->n; i++) {
+            bufs[i] = ps->p[i].buf;
+            lens[i] = ps->p[i].len;
+        }
+        status = dgram_send(address, bufs, lens, ps->n, count, reply, common->format,
+                            common->timeout, common->max_message, opts);
+    }
+    free(bufs);
+    free(lens);
+    return status;
 }
 
 int cli_send(int argc, char **argv)
@@ -328,6 +356,7 @@ int cli_send(int argc, char **argv)
     cli_common_init(&common);
     payloads ps = {NULL, 0, 0, 0, 0, NULL};
     int reply = 0;
+    long count = 1;
     const char *address = NULL;
     /* VALUEs are kept as given until all options are known (--bytes may come last). */
     const char **values = calloc((size_t)argc, sizeof *values);
@@ -354,6 +383,11 @@ int cli_send(int argc, char **argv)
             return CLI_OK;
         case OPT_BYTES: ps.as_bytes = 1; break;
         case OPT_REPLY: reply = 1; break;
+        case OPT_COUNT:
+            if (cli_parse_int(arg, 1, 0x7fffffff, &v) < 0)
+                status = cli_usage_error("send", "--count: '%s' is not a number >= 1", arg);
+            count = v;
+            break;
         case OPT_PROTOCOL:
             if (cli_parse_int(arg, 2, 5, &v) < 0)
                 status = cli_usage_error("send", "--protocol: '%s' is not a number 2..5", arg);
@@ -364,7 +398,13 @@ int cli_send(int argc, char **argv)
     }
     if (status == CLI_OK && !address)
         status = cli_usage_error("send", "missing ADDRESS");
-    if (status == CLI_OK && (r = cli_check_address("send", address)) < 0)
+    int dgram = address && dgram_address(address);
+    if (status == CLI_OK && dgram && (common.authkey_env || common.authkey_file))
+        status = cli_usage_error("send",
+                                 "%s: datagrams have no handshake: --authkey-env and "
+                                 "--authkey-file apply to stream addresses only",
+                                 address);
+    if (status == CLI_OK && !dgram && (r = cli_check_address("send", address)) < 0)
         status = -r;
     if (status == CLI_OK && ps.as_bytes && ps.protocol)
         status = cli_usage_error("send", "--protocol has no meaning with --bytes");
@@ -386,14 +426,16 @@ int cli_send(int argc, char **argv)
         status = add_value(&ps, values[i], strlen(values[i]), where);
     }
     free(values);
-    if (status == CLI_OK) {
+    if (status == CLI_OK && dgram) {
+        status = send_dgrams(address, &ps, count, reply, &common, opts);
+    } else if (status == CLI_OK) {
         mpconn_conn *c;
         char errmsg[256];
         if (mpconn_client(&c, address, opts, errmsg, sizeof errmsg) < 0) {
             cli_error("%s", errmsg);
             status = CLI_FAIL;
         } else {
-            status = send_all(c, address, &ps, reply, common.format, common.timeout, opts);
+            status = send_all(c, address, &ps, count, reply, common.format, common.timeout, opts);
             mpconn_conn_free(c);
         }
     }

@@ -1,8 +1,10 @@
-/* mpconn serve: an async listener on mpconn's event loop that prints (and
- * with --echo returns) every message that arrives. One thread serves every
- * client; echoes are flow-controlled per client, accepting pauses at
- * --max-clients, and complaints about peers are rate-limited. */
-#include "cli.h"
+/* mpconn serve: the options, and the loop kind: an async listener on
+ * mpconn's event loop that prints (and with --echo returns) every message
+ * that arrives. One thread serves every client; echoes are flow-controlled
+ * per client, accepting pauses at --max-clients, and complaints about peers
+ * are rate-limited. --kind threads|fork and datagram addresses go to
+ * serve_kinds.c. */
+#include "serve.h"
 
 #include <mpconn/async.h>
 #include <mpconn/loop.h>
@@ -15,22 +17,20 @@
 #include <string.h>
 #include <sys/socket.h>
 
-/* At most this many lines about misbehaving or refused peers per window; the
- * rest are counted and the count printed when the window ends, so a flood
- * of peers (or of EMFILE) cannot flood standard error. */
-#define PEER_LINES 3
-#define PEER_WINDOW 1.0
-
-/* The longest terminator the async framing takes. */
-#define TERM_MAX 32
-
 static const char serve_help[] =
     "usage: mpconn serve [ADDRESS] [options]\n"
     "\n"
     "Run a Listener on ADDRESS (a temporary Unix socket when omitted) and print every\n"
     "message that arrives as one line on standard output. 'listening on ADDRESS' goes to\n"
     "standard error once the listener is ready (with the real port or path). Clients are\n"
-    "served at once from one thread on mpconn's event loop.\n"
+    "served at once: from one thread on mpconn's event loop (--kind loop, the default), a\n"
+    "thread each (--kind threads) or a child process each (--kind fork).\n"
+    "\n"
+    "ADDRESS udp:HOST:PORT, udp:[V6]:PORT, unixgram:PATH or unixgram:@NAME takes datagrams:\n"
+    "each prints as a bytes value (-v: its sender on standard error first), --echo sends it\n"
+    "back, --max-message is the largest taken whole (default 65536; a longer one is\n"
+    "reported and dropped), --count N exits after N; no handshake, terminator, timeout or\n"
+    "fork kind.\n"
     "\n"
     "options:\n"
     "  --echo                 send every message back to its sender, byte for byte (a\n"
@@ -38,16 +38,19 @@ static const char serve_help[] =
     "                         until it does; the others go on)\n"
     "  -q, --quiet            do not print messages\n"
     "  -v, --verbose          report connections and disconnections on standard error\n"
+    "  --kind KIND            loop (default), threads or fork: how clients are served\n"
     "  --format FORMAT        repr (default): Python repr() of a pickled value, b'...' for\n"
     "                         other messages; json: JSON form; hex: the raw bytes in hex\n"
     "  --terminator STRING    messages end with STRING (C escapes: \\r \\n \\t \\\\ \\xHH ...)\n"
     "                         instead of the multiprocessing framing, with no handshake;\n"
     "                         each prints as a bytes value, --echo adds STRING back\n"
-    "  --max-clients N        serve at most N connections at once (handshakes included);\n"
-    "                         the others wait in the backlog until one ends\n"
+    "  --max-clients N        serve at most N connections at once (handshakes included):\n"
+    "                         N threads or children at most; the others wait in the\n"
+    "                         backlog until one ends (datagrams: N threads of --kind threads)\n"
     "  --count N              exit 0 after N connections have been served to their end\n"
-    "  --mode OCTAL           permission bits of the Unix socket file (e.g. 600); a TCP or\n"
-    "                         abstract address has none, so --mode with one is an error\n"
+    "  --mode OCTAL           permission bits of the Unix socket file (e.g. 600; unixgram:\n"
+    "                         PATH too); a TCP, UDP or abstract address has none, so --mode\n"
+    "                         with one is an error\n"
     "  --max-message BYTES    largest message accepted (default 67108864; 0: no limit)\n"
     "  --max-print BYTES      cut a message's line there, marked ' ...[cut: ...]'\n"
     "                         (default 1048576; 0: no limit)\n"
@@ -69,7 +72,8 @@ enum {
     OPT_COUNT,
     OPT_MODE,
     OPT_TERMINATOR,
-    OPT_MAX_CLIENTS
+    OPT_MAX_CLIENTS,
+    OPT_KIND
 };
 
 static const cli_optspec serve_specs[] = {
@@ -81,6 +85,7 @@ static const cli_optspec serve_specs[] = {
     {"mode", 0, CLI_ARG_REQUIRED, OPT_MODE},
     {"terminator", 0, CLI_ARG_REQUIRED, OPT_TERMINATOR},
     {"max-clients", 0, CLI_ARG_REQUIRED, OPT_MAX_CLIENTS},
+    {"kind", 0, CLI_ARG_REQUIRED, OPT_KIND},
     {NULL, 0, 0, 0},
 };
 
@@ -94,71 +99,40 @@ typedef struct client {
 } client;
 
 struct server {
+    const serve_cfg *cfg;
     mpconn_loop *loop;
     const mpconn_adapter *inner; /* the loop's own adapter, under the counting one */
     mpconn_async_listener *l;    /* NULL while it opens and once it is closed */
-    const mpconn_opts *opts;
     client *clients;
-    size_t live;        /* connections watched: handshakes under way and open ones */
-    size_t max_clients; /* 0: no limit */
+    size_t live; /* connections watched: handshakes under way and open ones */
     int accept_paused;
-    int echo, quiet, verbose, format;
-    double timeout; /* idle limit per client; < 0 none */
-    long count, served;
-    char term[TERM_MAX];
-    size_t termlen; /* 0: multiprocessing framing */
-    uint64_t max_message;
+    long served;
     int status;
     int stopping; /* shutting down: no more reports, no more counting */
-    /* The rate limit on lines about peers. */
+    /* The rate limit on lines about peers, flushed when its window ends. */
+    serve_lines lines;
     mpconn_timer *peer_timer;
-    double window_start;
-    unsigned printed;
-    unsigned long suppressed;
 };
 
 /* ------------------------------------------------------- lines about peers */
 
-static void flush_suppressed(server *s)
-{
-    if (s->suppressed) {
-        cli_error("(%lu more such message%s in the last %g s not shown)", s->suppressed,
-                  s->suppressed == 1 ? "" : "s", PEER_WINDOW);
-        s->suppressed = 0;
-    }
-}
-
 static void peer_line(server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void peer_line(server *s, const char *fmt, ...)
 {
-    double t = mpconn_loop_now(s->loop);
-    if (t - s->window_start >= PEER_WINDOW) {
-        mpconn_timer_stop(s->peer_timer); /* its window is over: it would cut the new one short */
-        flush_suppressed(s);
-        s->window_start = t;
-        s->printed = 0;
-    }
-    if (s->printed >= PEER_LINES) {
-        if (s->suppressed++ == 0)
-            mpconn_timer_start(s->peer_timer, s->window_start + PEER_WINDOW - t, 0);
-        return;
-    }
-    s->printed++;
     char buf[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    cli_error("%s", buf);
+    if (serve_line(&s->lines, "%s", buf))
+        mpconn_timer_start(s->peer_timer, SERVE_PEER_WINDOW, 0);
 }
 
 static void on_peer_window(mpconn_timer *t, void *data)
 {
     (void)t;
     server *s = data;
-    flush_suppressed(s);
-    s->window_start = mpconn_loop_now(s->loop);
-    s->printed = 0;
+    serve_lines_flush(&s->lines, 1);
 }
 
 static void on_reject(void *data, int code, const char *message)
@@ -181,12 +155,13 @@ typedef struct watch {
 
 static void limit_accepting(server *s)
 {
-    if (!s->max_clients || !s->l)
+    size_t max = s->cfg->max_clients;
+    if (!max || !s->l)
         return;
-    if (s->live >= s->max_clients && !s->accept_paused) {
+    if (s->live >= max && !s->accept_paused) {
         s->accept_paused = 1;
         mpconn_async_listener_pause(s->l);
-    } else if (s->live < s->max_clients && s->accept_paused) {
+    } else if (s->live < max && s->accept_paused) {
         s->accept_paused = 0;
         mpconn_async_listener_resume(s->l);
     }
@@ -248,19 +223,12 @@ static const mpconn_adapter watch_adapter = {watch_attach, watch_set_io, watch_s
 
 /* ----------------------------------------------------------------- clients */
 
-/* The peer as the blocking listener names it: a Unix peer by pid and uid
- * (most have no address of their own), a TCP one by "HOST:PORT". */
 static void peer_name(mpconn_async *a, char *buf, size_t cap)
 {
     pid_t pid;
     uid_t uid;
     const char *addr = mpconn_async_peer(a, &pid, &uid, NULL);
-    if (pid != -1 || uid != (uid_t)-1)
-        snprintf(buf, cap, "peer pid %ld uid %ld", (long)pid, (long)uid);
-    else if (*addr)
-        snprintf(buf, cap, "peer %s", addr);
-    else
-        snprintf(buf, cap, "peer ?");
+    serve_peer_name(buf, cap, addr, pid, uid);
 }
 
 static void on_close(mpconn_async *a, int reason, const char *errmsg, void *data);
@@ -281,22 +249,19 @@ static void on_message(mpconn_async *a, const void *msg, size_t len, void *data)
         mpconn_async_pause_reading(a);
         return;
     }
-    if (!s->quiet) {
-        int r = s->termlen ? cli_print_bytes(stdout, s->format, msg, len, s->opts)
-                           : cli_print_message(stdout, s->format, msg, len, s->opts);
-        if (r < 0) {
-            fail_output(s);
-            mpconn_async_pause_reading(a);
-            return;
-        }
+    const serve_cfg *cfg = s->cfg;
+    if (serve_show(cfg, msg, len) < 0) {
+        fail_output(s);
+        mpconn_async_pause_reading(a);
+        return;
     }
-    if (!s->echo)
+    if (!cfg->echo)
         return;
     /* A failed write closes the connection and frees c inside the call
      * (on_close said why); only a lack of memory leaves it open. */
     int r = mpconn_async_send(a, msg, len);
-    if (r == 0 && s->termlen)
-        r = mpconn_async_send(a, s->term, s->termlen);
+    if (r == 0 && cfg->termlen)
+        r = mpconn_async_send(a, cfg->term, cfg->termlen);
     if (r == -ENOMEM) {
         peer_line(s, "%s: cannot echo: out of memory; closing the connection", c->peer);
         mpconn_async_close(a);
@@ -315,38 +280,6 @@ static void on_drain(mpconn_async *a, void *data)
         mpconn_async_resume_reading(a);
 }
 
-static void report_close(server *s, const client *c, int reason, const char *errmsg)
-{
-    char secs[48];
-    switch (reason) {
-    case 0: return; /* ours: already said why */
-    case MPCONN_EEOF:
-        if (s->verbose)
-            cli_error("%s closed the connection", c->peer);
-        return;
-    case MPCONN_EEOFMSG:
-        peer_line(s, "%s: got end of file inside a %s", c->peer, s->termlen ? "line" : "message");
-        return;
-    case -ETIMEDOUT:
-        peer_line(s, "%s: no message for %s; closing the connection", c->peer,
-                  cli_seconds(secs, sizeof secs, s->timeout));
-        return;
-    case MPCONN_EMSGSIZE:
-        if (s->termlen)
-            peer_line(s,
-                      "%s: line longer than %llu bytes (--max-message) without the "
-                      "terminator; closing the connection",
-                      c->peer, (unsigned long long)s->max_message);
-        else
-            peer_line(s,
-                      "%s: bad message length: more than %llu bytes (--max-message); closing "
-                      "the connection",
-                      c->peer, (unsigned long long)s->max_message);
-        return;
-    default: peer_line(s, "%s: %s", c->peer, errmsg && *errmsg ? errmsg : mpconn_strerror(reason));
-    }
-}
-
 static void on_close(mpconn_async *a, int reason, const char *errmsg, void *data)
 {
     (void)a;
@@ -359,9 +292,10 @@ static void on_close(mpconn_async *a, int reason, const char *errmsg, void *data
     if (c->next)
         c->next->prev = c->prev;
     if (!s->stopping) {
-        report_close(s, c, reason, errmsg);
+        if (serve_report_end(s->cfg, &s->lines, c->peer, reason, errmsg))
+            mpconn_timer_start(s->peer_timer, SERVE_PEER_WINDOW, 0);
         s->served++;
-        if (s->count > 0 && s->served >= s->count)
+        if (s->cfg->count > 0 && s->served >= s->cfg->count)
             mpconn_loop_stop(s->loop);
     }
     free(c);
@@ -387,14 +321,16 @@ static void on_accept(mpconn_async_listener *l, mpconn_async *a, void *data)
     const mpconn_async_cbs cbs = {
         .size = sizeof cbs, .on_message = on_message, .on_close = on_close, .on_drain = on_drain};
     mpconn_async_set_callbacks(a, &cbs, c);
-    if (s->termlen && mpconn_async_set_framing(a, MPCONN_FRAME_DELIM, s->term, s->termlen) < 0) {
+    const serve_cfg *cfg = s->cfg;
+    if (cfg->termlen &&
+        mpconn_async_set_framing(a, MPCONN_FRAME_DELIM, cfg->term, cfg->termlen) < 0) {
         peer_line(s, "%s: cannot set the terminator; closing the connection", c->peer);
         mpconn_async_close(a);
         return;
     }
-    if (s->timeout >= 0)
-        mpconn_async_set_timeouts(a, s->timeout, -1);
-    if (s->verbose)
+    if (cfg->timeout >= 0)
+        mpconn_async_set_timeouts(a, cfg->timeout, -1);
+    if (cfg->verbose)
         cli_error("connection from %s", c->peer);
 }
 
@@ -408,40 +344,26 @@ static void on_stop_signal(mpconn_signal *sig, int signum, void *data)
 
 /* ------------------------------------------------------------------- setup */
 
-static int ignore_sigpipe(void)
-{
-    /* A closed standard output is reported as an error, not a silent death
-     * that would leave the socket file behind. */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_IGN;
-    sigemptyset(&sa.sa_mask);
-    return sigaction(SIGPIPE, &sa, NULL);
-}
-
-static int run(server *s, const char *address, mpconn_opts *opts)
+static int run(server *s, const serve_cfg *cfg)
 {
     mpconn_signal *sigs[2] = {NULL, NULL};
     static const int signums[2] = {SIGINT, SIGTERM};
+    s->cfg = cfg;
+    serve_lines_init(&s->lines);
     int r = mpconn_loop_new(&s->loop, NULL);
     if (r < 0) {
         cli_error("cannot create the event loop: %s", mpconn_strerror(r));
+        serve_lines_destroy(&s->lines);
         return CLI_FAIL;
     }
     s->inner = mpconn_loop_adapter();
     int status = CLI_FAIL;
-    /* The signals are taken before the socket exists, so a signal at any
-     * point after it is created still removes it. */
     for (int i = 0; i < 2; i++) {
         r = mpconn_signal_new(&sigs[i], s->loop, signums[i], on_stop_signal, s);
         if (r < 0) {
             cli_error("cannot watch signal %d: %s", signums[i], mpconn_strerror(r));
             goto out;
         }
-    }
-    if (ignore_sigpipe() < 0) {
-        cli_error("cannot ignore SIGPIPE: %s", strerror(errno));
-        goto out;
     }
     r = mpconn_timer_new(&s->peer_timer, s->loop, on_peer_window, s);
     if (r < 0) {
@@ -450,8 +372,8 @@ static int run(server *s, const char *address, mpconn_opts *opts)
     }
     char errmsg[256];
     mpconn_async_listener *l;
-    r = mpconn_async_listener_open(&l, address, opts, &watch_adapter, s, on_accept, s, errmsg,
-                                   sizeof errmsg);
+    r = mpconn_async_listener_open(&l, cfg->address, cfg->opts, &watch_adapter, s, on_accept, s,
+                                   errmsg, sizeof errmsg);
     if (r < 0) {
         cli_error("%s", errmsg);
         goto out;
@@ -472,24 +394,78 @@ static int run(server *s, const char *address, mpconn_opts *opts)
     mpconn_async_listener_free(l); /* also removes the socket file */
     while (s->clients)
         mpconn_async_close(s->clients->a); /* on_close unlinks it */
-    flush_suppressed(s);
+    serve_lines_flush(&s->lines, 1);
 out:
     /* The loop frees the handles still open; the async objects are closed. */
     mpconn_loop_free(s->loop);
+    serve_lines_destroy(&s->lines);
     return status;
 }
 
 /* ------------------------------------------------------------- arguments */
+
+/* The combinations a datagram address does not take: each would promise
+ * something (a handshake, lines, a child per client) that is not there. */
+static int check_dgram(const serve_cfg *cfg, const cli_common *common, long mode)
+{
+    if (common->authkey_env || common->authkey_file)
+        return cli_usage_error("serve",
+                               "%s: datagrams have no handshake: --authkey-env and "
+                               "--authkey-file apply to stream addresses only",
+                               cfg->address);
+    if (cfg->termlen)
+        return cli_usage_error("serve",
+                               "%s: a datagram is one message: --terminator applies "
+                               "to stream addresses only",
+                               cfg->address);
+    if (cfg->kind == SERVE_FORK)
+        return cli_usage_error("serve",
+                               "%s: datagram servers have no fork kind (loop or "
+                               "threads)",
+                               cfg->address);
+    if (common->timeout >= 0)
+        return cli_usage_error("serve",
+                               "%s: datagrams have no connection to time out: "
+                               "--timeout applies to stream addresses only",
+                               cfg->address);
+    if (cfg->max_clients && cfg->kind != SERVE_THREADS)
+        return cli_usage_error("serve",
+                               "%s: --max-clients caps the threads of --kind threads; "
+                               "the loop kind handles one datagram at a time",
+                               cfg->address);
+    if (mode >= 0 && strncmp(cfg->address, "unixgram:", 9) != 0)
+        return cli_usage_error("serve",
+                               "--mode applies to a Unix socket file, not to %s (a UDP "
+                               "address)",
+                               cfg->address);
+    if (mode >= 0 && cfg->address[9] == '@')
+        return cli_usage_error("serve",
+                               "--mode applies to a Unix socket file, not to %s (an "
+                               "abstract socket, which has no file)",
+                               cfg->address);
+    return CLI_OK;
+}
+
+static int parse_kind(const char *arg, int *kind)
+{
+    static const char *const names[] = {"loop", "threads", "fork"};
+    for (int k = 0; k < 3; k++)
+        if (strcmp(arg, names[k]) == 0) {
+            *kind = k;
+            return 0;
+        }
+    return -1;
+}
 
 int cli_serve(int argc, char **argv)
 {
     cli_parser p = {"serve", argc, argv, 1, 0};
     cli_common common;
     cli_common_init(&common);
-    server s;
-    memset(&s, 0, sizeof s);
-    s.format = CLI_FORMAT_REPR;
-    const char *address = NULL, *terminator = NULL;
+    serve_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.kind = SERVE_LOOP;
+    const char *terminator = NULL;
     long mode = -1;
     int id;
     const char *arg;
@@ -498,30 +474,35 @@ int cli_serve(int argc, char **argv)
         switch (id) {
         case -2: return CLI_USAGE;
         case 0:
-            if (address)
+            if (cfg.address)
                 return cli_usage_error("serve", "unexpected argument '%s'", arg);
-            address = arg;
+            cfg.address = arg;
             break;
         case CLI_OPT_HELP: fputs(serve_help, stdout); return CLI_OK;
-        case OPT_ECHO: s.echo = 1; break;
-        case OPT_QUIET: s.quiet = 1; break;
-        case OPT_VERBOSE: s.verbose = 1; break;
+        case OPT_ECHO: cfg.echo = 1; break;
+        case OPT_QUIET: cfg.quiet = 1; break;
+        case OPT_VERBOSE: cfg.verbose = 1; break;
+        case OPT_KIND:
+            if (parse_kind(arg, &cfg.kind) < 0)
+                return cli_usage_error("serve", "--kind: '%s' is not one of loop, threads, fork",
+                                       arg);
+            break;
         case OPT_COUNT:
             if (cli_parse_int(arg, 1, 0x7fffffff, &v) < 0)
                 return cli_usage_error("serve", "--count: '%s' is not a number >= 1", arg);
-            s.count = v;
+            cfg.count = v;
             break;
         case OPT_MAX_CLIENTS:
             if (cli_parse_int(arg, 1, 0x7fffffff, &v) < 0)
                 return cli_usage_error("serve", "--max-clients: '%s' is not a number >= 1", arg);
-            s.max_clients = (size_t)v;
+            cfg.max_clients = (size_t)v;
             break;
         case OPT_TERMINATOR: {
             char err[128];
             terminator = arg;
-            if (cli_unescape(arg, s.term, sizeof s.term, &s.termlen, err, sizeof err) < 0)
+            if (cli_unescape(arg, cfg.term, sizeof cfg.term, &cfg.termlen, err, sizeof err) < 0)
                 return cli_usage_error("serve", "--terminator: '%s': %s", arg, err);
-            if (s.termlen == 0)
+            if (cfg.termlen == 0)
                 return cli_usage_error("serve", "--terminator: the string is empty");
             break;
         }
@@ -538,34 +519,54 @@ int cli_serve(int argc, char **argv)
                 return CLI_USAGE;
         }
     }
+    const char *address = cfg.address;
     if (address && (!*address || strcmp(address, "-") == 0))
         return cli_usage_error("serve", "bad address '%s' (omit it for a temporary socket)",
                                address);
-    /* Lines have no handshake: a key would be a protection that is not there. */
-    if (terminator && (common.authkey_env || common.authkey_file))
-        return cli_usage_error("serve",
-                               "--terminator has no handshake: --authkey-env and --authkey-file "
-                               "apply to the multiprocessing framing only");
-    int kind = address ? cli_check_address("serve", address) : MPCONN_ADDR_UNIX;
-    if (kind < 0)
-        return -kind;
-    /* Only a socket file has permission bits; elsewhere --mode would be a
-     * protection that is not there. */
-    if (mode >= 0 && kind != MPCONN_ADDR_UNIX)
-        return cli_usage_error(
-            "serve", "--mode applies to a Unix socket file, not to %s (%s)", address,
-            kind == MPCONN_ADDR_TCP ? "a TCP address" : "an abstract socket, which has no file");
+    int dgram = address && dgram_address(address);
+    if (dgram) {
+        int r = check_dgram(&cfg, &common, mode);
+        if (r != CLI_OK)
+            return r;
+    } else {
+        /* Lines have no handshake: a key would be a protection that is not there. */
+        if (terminator && (common.authkey_env || common.authkey_file))
+            return cli_usage_error("serve",
+                                   "--terminator has no handshake: --authkey-env and "
+                                   "--authkey-file apply to the multiprocessing framing only");
+        int kind = address ? cli_check_address("serve", address) : MPCONN_ADDR_UNIX;
+        if (kind < 0)
+            return -kind;
+        /* Only a socket file has permission bits; elsewhere --mode would be a
+         * protection that is not there. */
+        if (mode >= 0 && kind != MPCONN_ADDR_UNIX)
+            return cli_usage_error("serve", "--mode applies to a Unix socket file, not to %s (%s)",
+                                   address,
+                                   kind == MPCONN_ADDR_TCP ? "a TCP address"
+                                                           : "an abstract socket, which has no "
+                                                             "file");
+    }
     mpconn_opts *opts;
     int r = cli_common_opts(&common, "serve", &opts);
     if (r != CLI_OK)
         return r;
     if (mode >= 0)
         mpconn_opts_set_mode(opts, (unsigned)mode);
-    s.opts = opts;
-    s.format = common.format;
-    s.timeout = common.timeout;
-    s.max_message = common.max_message;
-    int status = run(&s, address, opts);
+    cfg.opts = opts;
+    cfg.format = common.format;
+    cfg.timeout = common.timeout;
+    cfg.max_message = common.max_message;
+    cfg.bytes = dgram || cfg.termlen;
+    int status = serve_prepare_signals();
+    if (status == CLI_OK) {
+        if (cfg.kind == SERVE_LOOP && !dgram) {
+            server s;
+            memset(&s, 0, sizeof s);
+            status = run(&s, &cfg);
+        } else {
+            status = serve_kinds_run(&cfg);
+        }
+    }
     mpconn_opts_free(opts);
     return status;
 }

@@ -50,7 +50,10 @@ def key_env(key="secret", **more):
 
 
 def py_address(addr):
-    """mpconn address text -> what multiprocessing.connection takes."""
+    """mpconn address text -> what multiprocessing.connection (or a socket) takes."""
+    for prefix in ("udp:", "unixgram:"):
+        if addr.startswith(prefix):
+            addr = addr[len(prefix):]
     if addr.startswith("@"):
         return "\0" + addr[1:]
     if addr.startswith("/"):
@@ -879,13 +882,17 @@ def case_serve_echo_authkey():
             check(r.returncode == 0 and r.stdout == b"[1, 2]\n", "mpconn send --reply", r)
 
 
+def refuses_wrong_key(address):
+    try:
+        Client(address, authkey=b"wrong")
+        raise AssertionError("a wrong key was accepted")
+    except AuthenticationError:
+        pass
+
+
 def case_serve_wrong_key_keeps_serving():
     with Serve("--echo", "-q", "--authkey-env", KEY_ENV, env=key_env("right")) as s:
-        try:
-            Client(s.py, authkey=b"wrong")
-            raise AssertionError("a wrong key was accepted")
-        except AuthenticationError:
-            pass
+        refuses_wrong_key(s.py)
         s.wait_for("err", rb"mpconn: authentication of peer pid \d+ uid \d+ on .* failed")
         r = run("send", s.address, "1", "--authkey-env", KEY_ENV, env=key_env("wrong too"))
         expect_fail(r, 1, r"authentication with .* failed")
@@ -918,10 +925,10 @@ def case_serve_count():
         check(s.buf["out"] == b"0\n1\n", "output", s.buf["out"])
 
 
-def signal_case(sig):
+def signal_case(sig, *kind):
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "sock")
-        with Serve(address=path) as s:
+        with Serve(*kind, address=path) as s:
             check(s.address == path, "address printed", s.address)
             check(stat.S_ISSOCK(os.stat(path).st_mode), "no socket file")
             with Client(path) as c:  # a client still connected
@@ -930,7 +937,7 @@ def signal_case(sig):
                 check(s.stop(sig) == 0, "exit status", s.err())
             check(not os.path.exists(path), "socket file left behind")
     # The temporary socket of an address-less serve goes too.
-    with Serve() as s:
+    with Serve(*kind) as s:
         check(os.path.exists(s.address), "temporary socket", s.address)
         check(s.stop(sig) == 0, "exit status", s.err())
         check(not os.path.exists(s.address), "temporary socket left behind")
@@ -965,6 +972,10 @@ def case_serve_ipv6():
         check(re.fullmatch(r"\[::1\]:\d+", s.address), "v6 address", s.address)
         r = run("send", "--reply", s.address, "'v6'")
         check(r.stdout == b"'v6'\n", "v6 echo", r)
+    with Serve("--echo", "-q", address="udp:[::1]:0") as s:
+        check(re.fullmatch(r"udp:\[::1\]:\d+", s.address), "v6 datagram address", s.address)
+        r = run("send", "--bytes", "--reply", s.address, "v6")
+        check(r.stdout == b"b'v6'\n", "v6 datagram echo", r)
 
 
 def case_serve_abstract():
@@ -1204,7 +1215,11 @@ def case_serve_terminator_echo():
 
 
 def case_serve_max_clients():
-    with Serve("--echo", "-q", "-v", "--max-clients", "2", address="127.0.0.1:0") as s:
+    max_clients_case()
+
+
+def max_clients_case(*kind):
+    with Serve("--echo", "-q", "-v", "--max-clients", "2", *kind, address="127.0.0.1:0") as s:
         clients = [Client(s.py) for _ in range(5)]  # the backlog completes the connects
         for i, c in enumerate(clients):
             c.send(i)
@@ -1241,8 +1256,8 @@ def case_serve_max_clients():
             most = max(most, now)
         check(most == 2, "connections open at once, by the server's log", most, s.err())
     # A handshake under way holds its slot: a silent peer keeps the next client waiting.
-    with Serve("--echo", "-q", "--max-clients", "1", "--authkey-env", KEY_ENV, env=key_env(),
-               address="127.0.0.1:0") as s:
+    with Serve("--echo", "-q", "--max-clients", "1", "--authkey-env", KEY_ENV, *kind,
+               env=key_env(), address="127.0.0.1:0") as s:
         silent = socket.create_connection(s.py, timeout=TIMEOUT)
         check(len(silent.recv(1)) == 1, "no challenge for the first peer")
         done = {}
@@ -1259,6 +1274,305 @@ def case_serve_max_clients():
         t.join(5)
         check(not t.is_alive() and done.get("echo") == "waited", "not served once the slot freed",
               done, s.err())
+
+
+# ------------------------------------------------- serve --kind threads|fork
+
+
+def kind_echo_case(kind):
+    """Echo with an authkey from Python clients, several at once; values printed."""
+    with Serve("--kind", kind, "--echo", "-q", "--authkey-env", KEY_ENV,
+               env=key_env("kind key")) as s:
+        errors = []
+
+        def one():
+            try:
+                echo_round(s.py, authkey=b"kind key", big=False)
+            except BaseException as e:  # reported below
+                errors.append(e)
+        threads = [threading.Thread(target=one, daemon=True) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)
+        check(not errors and not any(t.is_alive() for t in threads), "echo", errors, s.err())
+        echo_round(s.py, authkey=b"kind key")  # 1 MiB too
+        r = run("send", "--reply", "--authkey-env", KEY_ENV, s.address, "[1, 2]",
+                env=key_env("kind key"))
+        check(r.returncode == 0 and r.stdout == b"[1, 2]\n", "mpconn send --reply", r)
+        refuses_wrong_key(s.py)
+        s.wait_for("err", rb"mpconn: .*handshake")
+        echo_round(s.py, authkey=b"kind key", big=False)
+        check(s.stop() == 0, "exit status", s.err())
+    # Printing, -v, --count: the same lines as the loop kind.
+    with Serve("--kind", kind, "-v", "--count", "2") as s:
+        for i in range(2):
+            with Client(s.py) as c:
+                c.send({"n": i})
+                c.send_bytes(b"raw")
+        check(s.wait() == 0, "exit status after --count", s.err())
+        # Clients are served at once: one's lines may come between another's.
+        check(sorted(s.buf["out"].split(b"\n")) == [b"", b"b'raw'", b"b'raw'", b"{'n': 0}",
+                                                    b"{'n': 1}"], "output", s.buf["out"])
+        check(s.err().count("connection from peer pid") == 2, "-v lines", s.err())
+        check(s.err().count("closed the connection") == 2, "-v lines", s.err())
+
+
+def kind_lines_case(kind):
+    with Serve("--kind", kind, "--terminator", r"\r\n", "--echo", "--max-message", "16",
+               address="127.0.0.1:0") as s:
+        a = socket.create_connection(s.py, timeout=TIMEOUT)
+        for part in (b"hel", b"lo\r", b"\nx\r\n"):
+            a.sendall(part)
+            time.sleep(0.05)
+        check(recv_exactly(a, 10) == b"hello\r\nx\r\n", "line echo")
+        check(s.lines(2) == ["b'hello'", "b'x'"], "lines print as bytes", s.buf["out"])
+        a.sendall(b"y" * 40)
+        check(recv_exactly(a, 1) == b"", "an overlong line did not close its client")
+        s.wait_for("err", rb"line longer than 16 bytes \(--max-message\)")
+        a.close()
+        with socket.create_connection(s.py, timeout=TIMEOUT) as b:
+            b.sendall(b"cut")
+        s.wait_for("err", rb"got end of file inside a line")
+    with Serve("--kind", kind, "--timeout", "0.3", "-v", address="127.0.0.1:0") as s:
+        with socket.create_connection(s.py, timeout=TIMEOUT) as c:
+            check(recv_exactly(c, 1) == b"", "a silent client was not closed")
+        s.wait_for("err", rb"no message for 0.3 seconds; closing the connection")
+
+
+def case_serve_threads_echo():
+    kind_echo_case("threads")
+
+
+def case_serve_fork_echo():
+    kind_echo_case("fork")
+
+
+def case_serve_threads_lines():
+    kind_lines_case("threads")
+
+
+def case_serve_fork_lines():
+    kind_lines_case("fork")
+
+
+def case_serve_threads_max_clients():
+    max_clients_case("--kind", "threads")
+
+
+def case_serve_fork_max_clients():
+    max_clients_case("--kind", "fork")
+
+
+def case_serve_threads_signals():
+    signal_case(signal.SIGTERM, "--kind", "threads")
+    signal_case(signal.SIGINT, "--kind", "threads")
+
+
+def case_serve_fork_signals():
+    signal_case(signal.SIGTERM, "--kind", "fork")
+    signal_case(signal.SIGINT, "--kind", "fork")
+
+
+def children_of(pid):
+    """(pid, state) of every process whose parent is pid."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append((int(name), fields[0]))
+    return out
+
+
+def case_serve_fork_no_zombie():
+    # Each client's child is reaped when it exits, not at the next connection.
+    with Serve("--kind", "fork", "--echo", "-q") as s:
+        held = Client(s.py)  # its child stays while the others come and go
+        held.send(0)
+        check(held.recv() == 0, "echo")
+        for i in range(5):
+            with Client(s.py) as c:
+                c.send(i)
+                check(c.recv() == i, "echo")
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            kids = children_of(s.p.pid)
+            if len(kids) == 1:
+                break
+            time.sleep(0.02)
+        check(kids and all(state != "Z" for _, state in kids) and len(kids) == 1,
+              "children of the server", kids)
+        held.close()
+        while time.monotonic() < deadline and children_of(s.p.pid):
+            time.sleep(0.02)
+        check(children_of(s.p.pid) == [], "children left", children_of(s.p.pid))
+        check(s.stop() == 0, "exit status", s.err())
+
+
+def case_serve_kind_usage():
+    for args, pattern in [
+        (["--kind", "bogus"], r"--kind: 'bogus' is not one of loop, threads, fork"),
+        (["--kind"], r"'--kind' needs an argument"),
+        (["udp:127.0.0.1:0", "--kind", "fork"], r"datagram servers have no fork kind"),
+        (["udp:127.0.0.1:0", "--authkey-env", KEY_ENV], r"datagrams have no handshake"),
+        (["unixgram:@x", "--terminator", "x"], r"--terminator applies to stream"),
+        (["udp:127.0.0.1:0", "--timeout", "1"], r"--timeout applies to stream"),
+        (["udp:127.0.0.1:0", "--max-clients", "2"], r"--max-clients caps the threads"),
+        (["udp:127.0.0.1:0", "--mode", "600"], r"--mode applies to a Unix socket file"),
+        (["unixgram:@x", "--mode", "600"], r"abstract socket"),
+        (["udp:127.0.0.1", "--echo"], r"missing port"),
+        (["udp:[::1:80"], r"expected \[V6\]:PORT"),
+    ]:
+        r = run("serve", *args, env=key_env())
+        expect_fail(r, 2, pattern)
+        check(r.stdout == b"", "stdout of a usage error", args, r.stdout)
+    for args, pattern in [
+        (["udp:127.0.0.1:9", "--bytes", "x", "--authkey-env", KEY_ENV],
+         r"datagrams have no handshake"),
+        (["udp:127.0.0.1", "--bytes", "x"], r"missing port"),
+        (["udp:127.0.0.1:9", "--bytes", "x", "--count", "0"], r"--count: '0'"),
+    ]:
+        r = run("send", *args, env=key_env())
+        expect_fail(r, 2, pattern)
+
+
+# -------------------------------------------------------------- datagrams
+
+
+def dgram_echo_case(address, *kind):
+    with Serve("--echo", "-v", "--max-message", "16", *kind, address=address) as s:
+        check(s.address.startswith(address.split(":")[0] + ":"), "address", s.address)
+        if s.address.startswith("udp:"):
+            host, port = s.address[4:].rsplit(":", 1)
+            peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            peer.bind(("127.0.0.1", 0))
+            target = (host, int(port))
+            name = "127.0.0.1:%d" % peer.getsockname()[1]
+        else:
+            d = tempfile.mkdtemp()
+            peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            name = os.path.join(d, "peer")
+            peer.bind(name)
+            target = s.py
+        peer.settimeout(TIMEOUT)
+        peer.sendto(b"hello", target)
+        check(peer.recvfrom(100)[0] == b"hello", "echo")
+        peer.sendto(b"\x00\xff'", target)
+        check(peer.recvfrom(100)[0] == b"\x00\xff'", "echo of odd bytes")
+        peer.sendto(pickle.dumps(1), target)
+        check(peer.recvfrom(100)[0] == pickle.dumps(1), "echo of a pickle")
+        check(s.lines(3) == ["b'hello'", "b\"\\x00\\xff'\"", repr(pickle.dumps(1))],
+              "datagrams print as bytes", s.buf["out"])
+        s.wait_for("err", (r"datagram of 5 bytes from %s\n" % re.escape(name)).encode())
+        # Longer than --max-message: reported with its length, never printed cut.
+        peer.sendto(b"y" * 40, target)
+        s.wait_for("err", rb"datagram of 40 bytes from .* is longer than the 16-byte buffer")
+        peer.sendto(b"after", target)
+        check(peer.recvfrom(100)[0] == b"after", "served after a long one")
+        check(s.lines(4)[3] == "b'after'", "no line for the long one", s.buf["out"])
+        # mpconn on both ends (a unixgram sender binds a name of its own).
+        r = run("send", "--bytes", "--reply", s.address, "one", "two", "--count", "2")
+        check(r.returncode == 0 and r.stdout == b"b'one'\nb'two'\nb'one'\nb'two'\n",
+              "mpconn send --reply", r)
+        peer.close()
+        check(s.stop() == 0, "exit status", s.err())
+    if not s.address.startswith("udp:"):
+        os.unlink(name)
+        os.rmdir(d)
+
+
+def case_serve_udp():
+    dgram_echo_case("udp:127.0.0.1:0")
+    dgram_echo_case("udp:127.0.0.1:0", "--kind", "threads", "--max-clients", "2")
+
+
+def case_serve_unixgram():
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "dgram")
+        dgram_echo_case("unixgram:" + path)
+        check(not os.path.exists(path), "socket file left behind")
+    dgram_echo_case("unixgram:@mpconn-cli-dgram-%d" % os.getpid(), "--kind", "threads")
+
+
+def case_serve_unixgram_unbound_sender():
+    # A sender bound to no name cannot be answered: said, and the server goes on.
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "dgram")
+        with Serve("--echo", "-v", address="unixgram:" + path) as s:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as u:
+                u.sendto(b"anon", path)
+            s.wait_for("err", rb"datagram of 4 bytes from an unbound sender")
+            s.wait_for("err", rb"cannot be answered")
+            check(s.lines(1) == ["b'anon'"], "printed", s.buf["out"])
+            r = run("send", "--bytes", "--reply", s.address, "named")
+            check(r.stdout == b"b'named'\n", "echo after", r)
+
+
+def case_serve_unixgram_mode():
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "dgram")
+        old = os.umask(0o077)
+        try:
+            for mode in ("600", "666"):
+                with Serve("--mode", mode, address="unixgram:" + path) as s:
+                    check(stat.S_IMODE(os.stat(path).st_mode) == int(mode, 8), "mode",
+                          oct(os.stat(path).st_mode))
+                    check(s.stop() == 0, "exit status", s.err())
+        finally:
+            os.umask(old)
+
+
+def case_serve_dgram_count_and_signals():
+    with Serve("--count", "2", address="udp:127.0.0.1:0") as s:
+        r = run("send", "--bytes", s.address, "a", "b")
+        check(r.returncode == 0, "send", r)
+        check(s.wait() == 0, "exit status after --count", s.err())
+        check(s.buf["out"] == b"b'a'\nb'b'\n", "output", s.buf["out"])
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "dgram")
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with Serve(address="unixgram:" + path) as s:
+                check(s.stop(sig) == 0, "exit status", s.err())
+                check(not os.path.exists(path), "socket file left behind")
+
+
+def case_send_udp_to_python():
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(TIMEOUT)
+    address = "udp:127.0.0.1:%d" % peer.getsockname()[1]
+    got = []
+
+    def answer(n):
+        for _ in range(n):
+            data, sender = peer.recvfrom(65536)
+            got.append(data)
+            peer.sendto(data.upper(), sender)
+    t = threading.Thread(target=answer, args=(3,), daemon=True)
+    t.start()
+    r = run("send", "--bytes", "--reply", address, "abc", "--count", "3")
+    t.join(TIMEOUT)
+    check(r.returncode == 0 and r.stdout == b"b'ABC'\n" * 3, "replies", r)
+    check(got == [b"abc"] * 3, "datagrams", got)
+    # Pickled values are datagrams too.
+    r = run("send", address, "{'k': 1}")
+    check(r.returncode == 0, "send", r)
+    check(peer.recvfrom(65536)[0] == pickle.dumps({"k": 1}, protocol=4), "pickled datagram")
+    # No answer within --timeout.
+    t0 = time.monotonic()
+    r = run("send", "--bytes", "--reply", "--timeout", "0.3", address, "silence")
+    expect_fail(r, 1, r"no reply from udp:127.0.0.1:\d+ to message 1 within 0.3 seconds")
+    check(time.monotonic() - t0 < TIMEOUT, "the wait was not bounded")
+    peer.close()
+    # Nobody there: a Unix path refuses at once.
+    r = run("send", "--bytes", "unixgram:/nonexistent/mpconn-dgram", "x")
+    expect_fail(r, 1, r"nobody takes datagrams at unixgram:/nonexistent/mpconn-dgram")
 
 
 def case_serve_silent_flood():
