@@ -5,6 +5,8 @@
 #define MPCONN_BENCH_UTIL_H
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -144,6 +147,26 @@ static inline int bench_wants(int argc, char **argv, const char *part)
             return 1;
     }
     return !any;
+}
+
+/* The lines of the rows whose every repetition is kept (run.sh turns them
+ * into median and range): one sample, or what could not be measured. */
+static inline void bench_sample(const char *id, const char *col, double v, const char *unit)
+{
+    printf("SAMPLE\t%s\t%s\t%.6g\t%s\n", id, col, v, unit);
+    fflush(stdout);
+}
+
+static inline void bench_missing(const char *what)
+{
+    printf("MISSING\t%s\n", what);
+    fflush(stdout);
+}
+
+static inline void bench_nodelay(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 /* ------------------------------------------------------ raw framing */

@@ -7,7 +7,8 @@
 # BENCH_LOOP_REPS (3) and BENCH_LOOP_TIME (0.2) for the event-loop rows,
 # BENCH_ROUNDS (2: the C and CPython programs alternate, REPS split over them;
 # setup rates alternate one repetition at a time instead),
-# BENCH_CPU (the CPU every process is pinned to; default the last one;
+# BENCH_SERVER_ROUNDS (3), BENCH_SERVER_REPS (3) and BENCH_SERVER_TIME (0.2)
+# for the server rows, BENCH_CPU (the CPU every process is pinned to; default the last one;
 # "none" to let the scheduler place them), PYTHON (python3).
 set -u
 
@@ -18,7 +19,7 @@ REPS=${BENCH_REPS:-8}
 SECS=${BENCH_TIME:-0.2}
 PYTHON=${PYTHON:-python3}
 
-for b in bench_conn bench_values bench_print bench_loop; do
+for b in bench_conn bench_values bench_print bench_loop bench_server; do
     if [ ! -x "$BIN/$b" ]; then
         echo "bench: $BIN/$b is missing; build first (make bench BUILD=$BUILD)" >&2
         exit 1
@@ -300,7 +301,9 @@ accept_tcp|connect + handshake + close, TCP|mpconn/blocking>=1.0
 accept_unix_unpinned|connect + handshake + close, Unix socket, unpinned|mpconn/blocking>=1.0
 accept_tcp_unpinned|connect + handshake + close, TCP, unpinned|mpconn/blocking>=1.0
 EOF
-awk -F'\t' -v rounds="$ROUNDS" -v reps="$LREPS" -v secs="$LSECS" -v cpu="$CPU" '
+# A table of SAMPLE lines: sample_table ROUNDS REPS SECS NOTE SAMPLES ROWS.
+sample_table() {
+awk -F'\t' -v rounds="$1" -v reps="$2" -v secs="$3" -v note="$4" '
 function num(x) {
     if (x >= 100) return sprintf("%.0f", x)
     if (x >= 10) return sprintf("%.1f", x)
@@ -365,19 +368,66 @@ FILENAME == ARGV[1] {
 END {
     printf "\nMedian (lowest–highest) over %d rounds x %d repetitions of %ss; targets are checked on the median. ", rounds, reps, secs
     printf "Ratios are taken within one repetition, in which the implementations ran one after the other. "
-    printf "Load generator and servers pinned to CPU %s except the unpinned rows (one round). Server CPU: its scheduler time (/proc/PID/schedstat) over the round trips it served. %d PASS, %d MISS, %d n/a.\n", cpu, npass, nmiss, nna
+    printf "%s %d PASS, %d MISS, %d n/a.\n", note, npass, nmiss, nna
     if (missing != "") printf "Not measured:%s\n", missing
 }
-' "$LOOP_OUT" "$TMP/looprows" >"$TMP/looptable.md"
+' "$5" "$6"
+}
+sample_table "$ROUNDS" "$LREPS" "$LSECS" \
+    "Load generator and servers pinned to CPU $CPU except the unpinned rows (one round). Server CPU: its scheduler time (/proc/PID/schedstat) over the round trips it served." \
+    "$LOOP_OUT" "$TMP/looprows" >"$TMP/looptable.md"
+
+# The server rows: bench_server runs mpconn_server's kinds and CPython's
+# socketserver servers (bench_server_py.py), interleaved; SROUNDS rounds
+# pinned, then one unpinned (a row id gains _unpinned).
+SRV_OUT=$TMP/server.txt
+: >"$SRV_OUT"
+SROUNDS=${BENCH_SERVER_ROUNDS:-3}
+SREPS=${BENCH_SERVER_REPS:-3}
+SSECS=${BENCH_SERVER_TIME:-0.2}
+SPY=
+[ $have_py = 1 ] && SPY="--python $PYTHON --pyserver $HERE/bench_server_py.py"
+sstart=$(date +%s)
+round=1
+while [ $round -le "$SROUNDS" ]; do
+    echo "bench: round $round/$SROUNDS: servers (reps $SREPS x ${SSECS}s, cpu $CPU)..." >&2
+    # shellcheck disable=SC2086
+    $PIN "$BIN/bench_server" --reps "$SREPS" --time "$SSECS" $SPY >>"$SRV_OUT" ||
+        echo "bench: bench_server failed" >&2
+    round=$((round + 1))
+done
+echo "bench: servers, unpinned..." >&2
+# shellcheck disable=SC2086
+"$BIN/bench_server" --reps "$SREPS" --time "$SSECS" $SPY echo conn shutdown |
+    sed 's/^\(SAMPLE\t[a-z0-9_]*\)\t/\1_unpinned\t/' >>"$SRV_OUT" || echo "bench: bench_server failed" >&2
+send=$(date +%s)
+cat >"$TMP/srvrows" <<'EOF'
+#|64 B echo, 100 connections, TCP, round trips/s|loop:loop;threads:threads;fork:fork;py_threading:CPython threading;py_forking:CPython forking;threads/loop:threads/loop;fork/loop:fork/loop;threads/py:threads/CPython;fork/py:fork/CPython
+srv_echo64|pinned to one CPU|threads/py>=3
+srv_echo64_unpinned|unpinned|threads/py>=3
+#|Connection per request (connect, one 64 B echo, close), TCP, connections/s|loop:loop;threads:threads;fork:fork;py_threading:CPython threading;py_forking:CPython forking;loop/py:loop/CPython threading;threads/py:threads/CPython;fork/py:fork/CPython
+srv_conn|pinned to one CPU|loop/py>=3 threads/py>=3
+srv_conn_unpinned|unpinned|loop/py>=3 threads/py>=3
+#|Shutdown with 100 clients connected, ms (mpconn_server_shutdown to serve_forever's return, all reaped)|loop:loop;threads:threads;fork:fork
+srv_shutdown|pinned to one CPU|loop<=10 threads<=10 fork<=10
+srv_shutdown_unpinned|unpinned|loop<=10 threads<=10 fork<=10
+#|UDP echo, 64 B, 16 datagrams in flight, datagrams/s|raw:recvfrom/sendto loop;loop:loop;threads:threads;loop/raw:loop/raw;threads/raw:threads/raw
+srv_udp64|pinned to one CPU|loop/raw>=0.9
+EOF
+sample_table "$SROUNDS" "$SREPS" "$SSECS" \
+    "Client and servers pinned to CPU $CPU except the unpinned rows (one round). CPython: socketserver's ThreadingTCPServer and ForkingTCPServer with request_queue_size 128 and max_children 256 (its defaults, 5 and 40, would refuse or stall 100 clients); mpconn_server with a cap of 256." \
+    "$SRV_OUT" "$TMP/srvrows" >"$TMP/srvtable.md"
 
 {
     cat "$TMP/table.md"
     printf '\n### Event loop and async connections (%s s)\n\n' "$((end - lstart))"
     cat "$TMP/looptable.md"
+    printf '\n### Servers (%s s)\n\n' "$((send - sstart))"
+    cat "$TMP/srvtable.md"
     printf '\n%s; %s; %s; %s s.\n' "$(uname -srm)" \
         "$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')" \
         "$([ $have_py = 1 ] && "$PYTHON" -c 'import sys; print("CPython " + sys.version.split()[0])')" \
-        "$((end - start))"
+        "$((send - start))"
 } >"$BIN/results.md"
 cat "$BIN/results.md"
 echo "bench: table written to $BIN/results.md" >&2

@@ -6,13 +6,15 @@
 #include <string.h>
 
 static const char usage_text[] =
-    "usage: mpconn serve [ADDRESS] [options]   run a Listener; print or echo every message\n"
+    "usage: mpconn serve [ADDRESS] [options]   run a Listener (--kind loop|threads|fork); print\n"
+    "                                          or echo every message\n"
     "       mpconn send ADDRESS [VALUE ...]    connect as a Client and send values (or bytes)\n"
     "       mpconn bench [options]             measure round trips, throughput, handshakes\n"
     "       mpconn --help | --version | COMMAND --help\n"
     "\n"
     "Speaks Python's multiprocessing.connection protocol, byte for byte.\n"
     "ADDRESS: HOST:PORT, [V6]:PORT, a path (with a '/'), @abstract, optional tcp:/unix: prefix.\n"
+    "serve and send also take datagram addresses: udp:HOST:PORT, unixgram:PATH, unixgram:@NAME.\n"
     "\n"
     "Exit status: 0 success, 1 runtime failure, 2 usage error.\n"
     "See mpconn(1) for the details.\n";

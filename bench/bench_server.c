@@ -1,0 +1,629 @@
+/* make bench, server part: mpconn_server's LOOP, THREADS and FORK kinds
+ * against CPython's socketserver (ThreadingTCPServer, ForkingTCPServer,
+ * bench_server_py.py) with the same echo handler; connection-per-request
+ * rates; shutdown latency with 100 clients; UDP echo against a bare
+ * recvfrom/sendto loop. Public headers only; SAMPLE lines for run.sh. */
+#define _GNU_SOURCE
+#include "bench_util.h"
+
+#include <mpconn/server.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+/* The implementations, in the order their repetitions interleave. */
+enum { I_LOOP, I_THREADS, I_FORK, I_PY_THREADING, I_PY_FORKING, NIMPL };
+static const char *const inames[NIMPL] = {"loop", "threads", "fork", "py_threading", "py_forking"};
+static const int mp_kind[3] = {MPCONN_SERVER_LOOP, MPCONN_SERVER_THREADS, MPCONN_SERVER_FORK};
+
+#define MSG 64
+#define FRAME (MSG + 4)
+#define CONNS 100
+/* Above the 100 connections of the rows: at the default cap of 64 threads
+ * or children, 36 clients would wait in the backlog for the whole run. */
+#define CAP 256
+
+static const char *python, *pyserver;
+
+/* ------------------------------------------------------- mpconn servers */
+
+/* THREADS and FORK: a multiprocessing frame in, the same frame back. */
+static int echo_handle(mpconn_request *r, void *data)
+{
+    (void)data;
+    mpconn_conn *c = mpconn_request_conn(r);
+    bench_nodelay(mpconn_request_fd(r));
+    unsigned char buf[65536];
+    for (;;) {
+        size_t len;
+        int rc = mpconn_conn_recv_bytes_into(c, buf, sizeof buf, 0, &len);
+        if (rc < 0)
+            return rc == MPCONN_EEOF ? 0 : rc;
+        if ((rc = mpconn_conn_send_bytes(c, buf, len)) < 0)
+            return rc;
+    }
+}
+
+static int echo_setup(mpconn_request *r, void *data)
+{
+    (void)data;
+    bench_nodelay(mpconn_request_fd(r));
+    return 0;
+}
+
+static int echo_message(mpconn_request *r, const void *msg, size_t len, void *data)
+{
+    (void)data;
+    return mpconn_async_send(mpconn_request_async(r), msg, len);
+}
+
+static int dgram_echo(mpconn_request *r, void *data)
+{
+    (void)data;
+    size_t len;
+    const void *msg = mpconn_request_data(r, &len);
+    return mpconn_request_reply(r, msg, len);
+}
+
+static mpconn_server *new_server(const char *addr, int kind, int dgram)
+{
+    mpconn_server_hooks h = {.size = sizeof h};
+    if (dgram)
+        h.handle = dgram_echo;
+    else if (kind == MPCONN_SERVER_LOOP)
+        h.setup = echo_setup, h.on_message = echo_message;
+    else
+        h.handle = echo_handle;
+    mpconn_server *s;
+    char err[256];
+    int r =
+        mpconn_server_new(&s, addr, kind, MPCONN_HANDLER_FRAMED, &h, NULL, NULL, err, sizeof err);
+    if (r < 0) {
+        fprintf(stderr, "bench_server: %s\n", err);
+        bench_die("mpconn_server_new", r);
+    }
+    mpconn_server_set_max_connections(s, CAP);
+    return s;
+}
+
+/* The child that serves: kind (loop, threads, fork, udp_loop, udp_threads,
+ * udp_raw), the bound address written to wfd, then serve until killed. */
+static int serve_child(const char *kind, int wfd)
+{
+    int udp = strncmp(kind, "udp_", 4) == 0;
+    const char *k = udp ? kind + 4 : kind;
+    char line[160];
+    if (udp && strcmp(k, "raw") == 0) {
+        /* The floor: recvfrom and sendto, nothing else. */
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+        socklen_t sl = sizeof in;
+        if (fd < 0 || bind(fd, (struct sockaddr *)&in, sizeof in) < 0 ||
+            getsockname(fd, (struct sockaddr *)&in, &sl) < 0)
+            bench_die("udp raw server", -errno);
+        int n = snprintf(line, sizeof line, "udp:127.0.0.1:%u\n", ntohs(in.sin_port));
+        raw_write_all(wfd, line, (size_t)n);
+        close(wfd);
+        unsigned char buf[65536];
+        for (;;) {
+            struct sockaddr_storage peer;
+            socklen_t pl = sizeof peer;
+            ssize_t got = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&peer, &pl);
+            if (got >= 0)
+                sendto(fd, buf, (size_t)got, 0, (struct sockaddr *)&peer, pl);
+        }
+    }
+    int kind_id = strcmp(k, "threads") == 0 ? MPCONN_SERVER_THREADS
+                  : strcmp(k, "fork") == 0  ? MPCONN_SERVER_FORK
+                                            : MPCONN_SERVER_LOOP;
+    mpconn_server *s = new_server(udp ? "udp:127.0.0.1:0" : "127.0.0.1:0", kind_id, udp);
+    int n = snprintf(line, sizeof line, "%s\n", mpconn_server_address(s));
+    raw_write_all(wfd, line, (size_t)n);
+    close(wfd);
+    mpconn_server_serve_forever(s);
+    mpconn_server_free(s);
+    return 0;
+}
+
+/* ------------------------------------------------------ spawning them */
+
+typedef struct peer {
+    pid_t pid;
+    char addr[160];
+    struct sockaddr_storage ss;
+    socklen_t sl;
+} peer;
+
+static void to_sockaddr(peer *p)
+{
+    const char *a = strncmp(p->addr, "udp:", 4) == 0 ? p->addr + 4 : p->addr;
+    const char *colon = strrchr(a, ':');
+    struct sockaddr_in *in = (struct sockaddr_in *)&p->ss;
+    memset(&p->ss, 0, sizeof p->ss);
+    in->sin_family = AF_INET;
+    in->sin_port = htons((uint16_t)atoi(colon + 1));
+    char host[64];
+    snprintf(host, sizeof host, "%.*s", (int)(colon - a), a);
+    inet_pton(AF_INET, host, &in->sin_addr);
+    p->sl = sizeof *in;
+}
+
+/* A server child of the given kind (a CPython one is exec'd). 0, or -1
+ * when it cannot run here. */
+static int spawn(peer *p, const char *kind)
+{
+    int py = strncmp(kind, "py_", 3) == 0;
+    p->pid = -1;
+    if (py && (!python || !pyserver))
+        return -1;
+    int fds[2];
+    if (pipe(fds) < 0)
+        bench_die("pipe", -errno);
+    pid_t pid = fork();
+    if (pid < 0)
+        bench_die("fork", -errno);
+    if (pid == 0) {
+        bench_close_others(fds[1]);
+        char fdarg[16];
+        snprintf(fdarg, sizeof fdarg, "%d", fds[1]);
+        if (py)
+            execlp(python, python, pyserver, "--kind", kind + 3, "--fd", fdarg, (char *)NULL);
+        else /* a fresh process, as the CPython ones are */
+            execl("/proc/self/exe", "bench_server", "--serve", kind, fdarg, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *f = fdopen(fds[0], "r");
+    if (!f || !fgets(p->addr, sizeof p->addr, f)) {
+        fprintf(stderr, "bench_server: the %s server did not start\n", kind);
+        if (f)
+            fclose(f);
+        kill(pid, SIGKILL);
+        bench_reap(pid);
+        return -1;
+    }
+    fclose(f);
+    p->addr[strcspn(p->addr, "\n")] = 0;
+    p->pid = pid;
+    to_sockaddr(p);
+    return 0;
+}
+
+static void stop(peer *p)
+{
+    if (p->pid > 0) {
+        /* A forking server's children end at their clients' end of
+         * stream (closed before this), or with it (PR_SET_PDEATHSIG). */
+        kill(p->pid, SIGKILL);
+        bench_reap(p->pid);
+        p->pid = -1;
+    }
+}
+
+static int tcp_connect(const peer *p)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    while (connect(fd, (const struct sockaddr *)&p->ss, p->sl) < 0)
+        if (errno != EINTR) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+    bench_nodelay(fd);
+    return fd;
+}
+
+/* ------------------------------------------ (a) 64 B echo, 100 clients */
+
+typedef struct gclient {
+    int fd;
+    size_t sent, got;
+} gclient;
+
+typedef struct load {
+    int ep;
+    gclient c[CONNS];
+    unsigned char req[FRAME];
+} load;
+
+static void load_open(load *l, const peer *p)
+{
+    l->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (l->ep < 0)
+        bench_die("epoll_create1", -errno);
+    raw_put_header(l->req, MSG);
+    memset(l->req + 4, 'e', MSG);
+    for (int i = 0; i < CONNS; i++) {
+        int fd = tcp_connect(p);
+        if (fd < 0)
+            bench_die("connect", fd);
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+        l->c[i] = (gclient){fd, 0, 0};
+        struct epoll_event e = {.events = EPOLLIN, .data.ptr = &l->c[i]};
+        epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &e);
+    }
+}
+
+static void load_close(load *l)
+{
+    for (int i = 0; i < CONNS; i++)
+        close(l->c[i].fd);
+    close(l->ep);
+}
+
+static void request(load *l, gclient *c)
+{
+    c->got = 0;
+    ssize_t n = send(c->fd, l->req, FRAME, MSG_NOSIGNAL);
+    if (n != FRAME) /* 68 bytes into an empty socket buffer */
+        bench_die("load: send", n < 0 ? -errno : -EIO);
+}
+
+/* 1 when c's echo is whole. */
+static int echoed(gclient *c)
+{
+    unsigned char buf[FRAME];
+    ssize_t n = read(c->fd, buf, FRAME - c->got);
+    if (n < 0 && errno == EAGAIN)
+        return 0;
+    if (n <= 0)
+        bench_die("load: the server closed a connection", n < 0 ? -errno : -EPIPE);
+    c->got += (size_t)n;
+    return c->got == FRAME;
+}
+
+/* Every client runs a closed loop of one request and its echo for secs;
+ * round trips per second. */
+static double load_run(load *l, double secs)
+{
+    struct epoll_event evs[CONNS];
+    double t = bench_now(), end = t + secs;
+    long done = 0;
+    int busy = CONNS;
+    for (int i = 0; i < CONNS; i++)
+        request(l, &l->c[i]);
+    while (busy > 0) {
+        if (t > end + 10)
+            bench_die("load: echoes did not come back", -ETIMEDOUT);
+        int n = epoll_wait(l->ep, evs, CONNS, 100);
+        t = bench_now();
+        for (int i = 0; i < n; i++) {
+            gclient *c = evs[i].data.ptr;
+            if (!echoed(c))
+                continue;
+            if (t < end) {
+                done++;
+                request(l, c);
+            } else {
+                busy--;
+            }
+        }
+    }
+    return (double)done / secs;
+}
+
+/* ----------------------------------- (b) connect, one request, close */
+
+static int one_request(const peer *p)
+{
+    int fd = tcp_connect(p);
+    if (fd < 0)
+        return fd;
+    unsigned char req[FRAME], buf[FRAME];
+    raw_put_header(req, MSG);
+    memset(req + 4, 'c', MSG);
+    int r = raw_write_all(fd, req, FRAME) < 0 || raw_read_exact(fd, buf, FRAME) != 1 ? -EIO : 0;
+    close(fd);
+    return r;
+}
+
+static double conn_rate(const peer *p, double secs)
+{
+    double t0 = bench_now(), t = t0;
+    long n = 0;
+    while (t - t0 < secs || n == 0) {
+        if (one_request(p) < 0)
+            bench_die("connection per request", -EIO);
+        n++;
+        t = bench_now();
+    }
+    return (double)n / (t - t0);
+}
+
+/* One repetition of implementation k: a rate. */
+typedef double (*rate_fn)(int k, const peer *p, double secs, void *ctx);
+
+/* Every implementation's server, a warm-up each, then bench_reps rounds in
+ * which they take turns; the rates, and mpconn's kinds over CPython's (and
+ * over the loop kind with vs_loop) within each round. */
+static void compare(const char *id, const char *what, const char *unit, rate_fn fn, void *ctx,
+                    int vs_loop)
+{
+    peer p[NIMPL];
+    int up[NIMPL];
+    for (int k = 0; k < NIMPL; k++) {
+        up[k] = spawn(&p[k], inames[k]) == 0;
+        if (up[k]) {
+            fn(k, &p[k], bench_secs / 3, ctx);
+            continue;
+        }
+        char line[128];
+        snprintf(line, sizeof line, "%s: the %s server", what, inames[k]);
+        bench_missing(line);
+    }
+    for (int rep = 0; rep < bench_reps; rep++) {
+        double rate[NIMPL];
+        for (int k = 0; k < NIMPL; k++)
+            if (up[k]) {
+                rate[k] = fn(k, &p[k], bench_secs, ctx);
+                bench_sample(id, inames[k], rate[k], unit);
+            }
+        for (int k = 0; k < 3; k++) {
+            char col[32];
+            if (vs_loop && k != I_LOOP && up[k] && up[I_LOOP]) {
+                snprintf(col, sizeof col, "%s/loop", inames[k]);
+                bench_sample(id, col, rate[k] / rate[I_LOOP], "ratio");
+            }
+            int py = k == I_FORK ? I_PY_FORKING : I_PY_THREADING;
+            snprintf(col, sizeof col, "%s/py", inames[k]);
+            if (up[k] && up[py])
+                bench_sample(id, col, rate[k] / rate[py], "ratio");
+        }
+    }
+    for (int k = 0; k < NIMPL; k++)
+        stop(&p[k]);
+}
+
+/* The echo rows keep each server's 100 connections across repetitions. */
+static double echo_rate(int k, const peer *p, double secs, void *ctx)
+{
+    load *l = &((load *)ctx)[k];
+    if (l->ep <= 0)
+        load_open(l, p);
+    return load_run(l, secs);
+}
+
+static double conn_rate_of(int k, const peer *p, double secs, void *ctx)
+{
+    (void)k;
+    (void)ctx;
+    return conn_rate(p, secs);
+}
+
+static void bench_echo(void)
+{
+    load *l = calloc(NIMPL, sizeof *l);
+    if (!l)
+        bench_die("bench_echo", -ENOMEM);
+    compare("srv_echo64", "64 B echo", "round trips/s", echo_rate, l, 1);
+    for (int k = 0; k < NIMPL; k++)
+        if (l[k].ep > 0)
+            load_close(&l[k]);
+    free(l);
+}
+
+static void bench_conn_rate(void)
+{
+    compare("srv_conn", "connection per request", "connections/s", conn_rate_of, NULL, 0);
+}
+
+/* ---------------------------------------- (c) shutdown, 100 clients on */
+
+typedef struct serving {
+    mpconn_server *s;
+    double ended;
+} serving;
+
+static void *serve_main(void *arg)
+{
+    serving *v = arg;
+    mpconn_server_serve_forever(v->s);
+    v->ended = bench_now();
+    return NULL;
+}
+
+static int count_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* Children of this process that are still there (zombies included). */
+static int children_left(void)
+{
+    DIR *d = opendir("/proc");
+    int n = 0;
+    pid_t me = getpid();
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char path[300], buf[512];
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t got = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[got] = 0;
+        char *close_paren = strrchr(buf, ')');
+        int ppid;
+        char state;
+        if (close_paren && sscanf(close_paren + 1, " %c %d", &state, &ppid) == 2 && ppid == me)
+            n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* A child with n clients of p, each served once; it writes a byte to wfd
+ * when they are, then keeps them until rfd reaches its end. Apart from the
+ * server, so the server's children inherit none of the clients. */
+static pid_t clients_child(const peer *p, int n, int *ready, int *hold)
+{
+    int up[2], down[2];
+    if (pipe(up) < 0 || pipe(down) < 0)
+        bench_die("pipe", -errno);
+    pid_t pid = fork();
+    if (pid < 0)
+        bench_die("fork", -errno);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(up[0]);
+        close(down[1]);
+        unsigned char req[FRAME], buf[FRAME];
+        raw_put_header(req, MSG);
+        memset(req + 4, 's', MSG);
+        for (int i = 0; i < n; i++) {
+            int fd = tcp_connect(p);
+            if (fd < 0 || raw_write_all(fd, req, FRAME) < 0 || raw_read_exact(fd, buf, FRAME) != 1)
+                _exit(1);
+        }
+        raw_write_all(up[1], "r", 1);
+        raw_read_exact(down[0], buf, 1); /* until the parent closes it */
+        _exit(0);
+    }
+    close(up[1]);
+    close(down[0]);
+    *ready = up[0];
+    *hold = down[1];
+    return pid;
+}
+
+/* Milliseconds from mpconn_server_shutdown (on this thread) to
+ * serve_forever's return on the serving one, 100 clients connected and
+ * served once; after it, no thread or child of the server may be left. */
+static double shutdown_ms(int kind)
+{
+    int tasks0 = count_dir("/proc/self/task");
+    mpconn_server *s = new_server("127.0.0.1:0", kind, 0);
+    peer p = {0};
+    snprintf(p.addr, sizeof p.addr, "%s", mpconn_server_address(s));
+    to_sockaddr(&p);
+    int ready, hold;
+    pid_t clients = clients_child(&p, CONNS, &ready, &hold);
+    serving v = {s, 0};
+    pthread_t t;
+    if (pthread_create(&t, NULL, serve_main, &v) != 0)
+        bench_die("pthread_create", -EAGAIN);
+    char c;
+    if (raw_read_exact(ready, &c, 1) != 1)
+        bench_die("shutdown: the clients were not served", -EIO);
+    double t0 = bench_now();
+    mpconn_server_shutdown(s);
+    pthread_join(t, NULL);
+    double ms = (v.ended - t0) * 1e3;
+    mpconn_server_free(s);
+    close(ready);
+    close(hold);
+    bench_reap(clients);
+    if (count_dir("/proc/self/task") != tasks0 || children_left() != 0)
+        bench_die("shutdown: threads or children left behind", -EBUSY);
+    return ms;
+}
+
+static void bench_shutdown(void)
+{
+    for (int k = 0; k < 3; k++)
+        shutdown_ms(mp_kind[k]);
+    for (int rep = 0; rep < bench_reps; rep++)
+        for (int k = 0; k < 3; k++)
+            bench_sample("srv_shutdown", inames[k], shutdown_ms(mp_kind[k]), "ms");
+}
+
+/* ------------------------------------------------------ (d) UDP echo */
+
+/* A window of datagrams in flight from one socket; a lost one (none on
+ * loopback unless a buffer overflows) is sent again after 50 ms. */
+#define WINDOW 16
+
+static double udp_rate(const peer *p, double secs)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (const struct sockaddr *)&p->ss, p->sl) < 0)
+        bench_die("udp client", -errno);
+    struct timeval tv = {.tv_usec = 50000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    unsigned char msg[MSG], buf[MSG];
+    memset(msg, 'u', sizeof msg);
+    for (int i = 0; i < WINDOW; i++)
+        send(fd, msg, sizeof msg, 0);
+    double t0 = bench_now(), t = t0;
+    long done = 0;
+    while (t - t0 < secs) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n < 0 && errno != EINTR) {
+            for (int i = 0; i < WINDOW; i++) /* lost: fill the window again */
+                send(fd, msg, sizeof msg, 0);
+        } else if (n > 0) {
+            done++;
+            send(fd, msg, sizeof msg, 0);
+        }
+        if ((done & 63) == 0)
+            t = bench_now();
+    }
+    t = bench_now();
+    close(fd);
+    return (double)done / (t - t0);
+}
+
+static void bench_udp(void)
+{
+    static const char *const kinds[] = {"udp_raw", "udp_loop", "udp_threads"};
+    static const char *const cols[] = {"raw", "loop", "threads"};
+    peer p[3];
+    int up[3];
+    for (int k = 0; k < 3; k++) {
+        up[k] = spawn(&p[k], kinds[k]) == 0;
+        if (up[k])
+            udp_rate(&p[k], bench_secs / 3);
+    }
+    for (int rep = 0; rep < bench_reps; rep++) {
+        double rate[3];
+        for (int k = 0; k < 3; k++)
+            if (up[k]) {
+                rate[k] = udp_rate(&p[k], bench_secs);
+                bench_sample("srv_udp64", cols[k], rate[k], "datagrams/s");
+            }
+        if (up[0] && up[1])
+            bench_sample("srv_udp64", "loop/raw", rate[1] / rate[0], "ratio");
+        if (up[0] && up[2])
+            bench_sample("srv_udp64", "threads/raw", rate[2] / rate[0], "ratio");
+    }
+    for (int k = 0; k < 3; k++)
+        stop(&p[k]);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && strcmp(argv[1], "--serve") == 0)
+        return serve_child(argv[2], atoi(argv[3]));
+    signal(SIGPIPE, SIG_IGN);
+    bench_parse_args(argc, argv);
+    for (int i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--python") == 0)
+            python = argv[i + 1];
+        else if (strcmp(argv[i], "--pyserver") == 0)
+            pyserver = argv[i + 1];
+    }
+    if (bench_wants(argc, argv, "echo"))
+        bench_echo();
+    if (bench_wants(argc, argv, "conn"))
+        bench_conn_rate();
+    if (bench_wants(argc, argv, "shutdown"))
+        bench_shutdown();
+    if (bench_wants(argc, argv, "udp"))
+        bench_udp();
+    return 0;
+}
