@@ -20,6 +20,15 @@ enum { I_LOOP, I_THREADS, I_FORK, I_PY_THREADING, I_PY_FORKING, NIMPL };
 static const char *const inames[NIMPL] = {"loop", "threads", "fork", "py_threading", "py_forking"};
 static const int mp_kind[3] = {MPCONN_SERVER_LOOP, MPCONN_SERVER_THREADS, MPCONN_SERVER_FORK};
 
+/* The mpconn kind of an implementation's name (loop, threads, fork). */
+static int kind_named(const char *name)
+{
+    for (int k = 0; k < 3; k++)
+        if (strcmp(name, inames[k]) == 0)
+            return mp_kind[k];
+    return MPCONN_SERVER_LOOP;
+}
+
 #define MSG 64
 #define FRAME (MSG + 4)
 #define CONNS 100
@@ -117,10 +126,7 @@ static int serve_child(const char *kind, int wfd)
                 sendto(fd, buf, (size_t)got, 0, (struct sockaddr *)&peer, pl);
         }
     }
-    int kind_id = strcmp(k, "threads") == 0 ? MPCONN_SERVER_THREADS
-                  : strcmp(k, "fork") == 0  ? MPCONN_SERVER_FORK
-                                            : MPCONN_SERVER_LOOP;
-    mpconn_server *s = new_server(udp ? "udp:127.0.0.1:0" : "127.0.0.1:0", kind_id, udp);
+    mpconn_server *s = new_server(udp ? "udp:127.0.0.1:0" : "127.0.0.1:0", kind_named(k), udp);
     int n = snprintf(line, sizeof line, "%s\n", mpconn_server_address(s));
     raw_write_all(wfd, line, (size_t)n);
     close(wfd);
@@ -336,6 +342,33 @@ static double conn_rate(const peer *p, double secs)
     return (double)n / (t - t0);
 }
 
+/* CPU time every thread of process pid has run, in nanoseconds (the
+ * scheduler's count: exact, and blind to the other processes that share
+ * the machine), or -1. A forking server's children are not counted. */
+static double cpu_ns(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    double sum = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char stat[320];
+        snprintf(stat, sizeof stat, "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
+        FILE *f = fopen(stat, "r");
+        double ns = 0;
+        if (f && fscanf(f, "%lf", &ns) == 1)
+            sum += ns;
+        if (f)
+            fclose(f);
+    }
+    closedir(d);
+    return sum;
+}
+
 /* One repetition of implementation k: a rate. */
 typedef double (*rate_fn)(int k, const peer *p, double secs, void *ctx);
 
@@ -361,8 +394,15 @@ static void compare(const char *id, const char *what, const char *unit, rate_fn 
         double rate[NIMPL];
         for (int k = 0; k < NIMPL; k++)
             if (up[k]) {
+                double c0 = cpu_ns(p[k].pid);
                 rate[k] = fn(k, &p[k], bench_secs, ctx);
+                double c1 = cpu_ns(p[k].pid);
                 bench_sample(id, inames[k], rate[k], unit);
+                char cid[48];
+                snprintf(cid, sizeof cid, "%s_cpu", id);
+                /* Per operation; a forking server's work is in its children. */
+                if (k != I_FORK && k != I_PY_FORKING && c0 >= 0 && c1 > c0 && rate[k] > 0)
+                    bench_sample(cid, inames[k], (c1 - c0) / 1e3 / (rate[k] * bench_secs), "us");
             }
         for (int k = 0; k < 3; k++) {
             char col[32];
@@ -501,45 +541,96 @@ static pid_t clients_child(const peer *p, int n, int *ready, int *hold)
     return pid;
 }
 
-/* Milliseconds from mpconn_server_shutdown (on this thread) to
- * serve_forever's return on the serving one, 100 clients connected and
- * served once; after it, no thread or child of the server may be left. */
-static double shutdown_ms(int kind)
+/* In a fresh process (the cost of ending forked children grows with the
+ * memory of the process they were forked from, and this benchmark's own
+ * has grown): a server of kind; its address to wfd; at a byte on rfd,
+ * mpconn_server_shutdown from this thread, and the milliseconds until
+ * serve_forever returned on the serving one to wfd, or -1 when a thread
+ * or child of the server was left. */
+static int shutdown_child(const char *kind, int rfd, int wfd)
 {
+    int k = kind_named(kind);
     int tasks0 = count_dir("/proc/self/task");
-    mpconn_server *s = new_server("127.0.0.1:0", kind, 0);
-    peer p = {0};
-    snprintf(p.addr, sizeof p.addr, "%s", mpconn_server_address(s));
-    to_sockaddr(&p);
-    int ready, hold;
-    pid_t clients = clients_child(&p, CONNS, &ready, &hold);
+    mpconn_server *s = new_server("127.0.0.1:0", k, 0);
+    char line[160];
+    int n = snprintf(line, sizeof line, "%s\n", mpconn_server_address(s));
+    raw_write_all(wfd, line, (size_t)n);
     serving v = {s, 0};
     pthread_t t;
     if (pthread_create(&t, NULL, serve_main, &v) != 0)
         bench_die("pthread_create", -EAGAIN);
     char c;
-    if (raw_read_exact(ready, &c, 1) != 1)
-        bench_die("shutdown: the clients were not served", -EIO);
+    if (raw_read_exact(rfd, &c, 1) != 1)
+        _exit(1);
     double t0 = bench_now();
     mpconn_server_shutdown(s);
     pthread_join(t, NULL);
     double ms = (v.ended - t0) * 1e3;
     mpconn_server_free(s);
-    close(ready);
-    close(hold);
-    bench_reap(clients);
     if (count_dir("/proc/self/task") != tasks0 || children_left() != 0)
-        bench_die("shutdown: threads or children left behind", -EBUSY);
+        ms = -1;
+    n = snprintf(line, sizeof line, "%.6f\n", ms);
+    raw_write_all(wfd, line, (size_t)n);
+    return 0;
+}
+
+/* Milliseconds from mpconn_server_shutdown (on one thread) to
+ * serve_forever's return on the serving one, 100 clients connected and
+ * served once, everything reaped; or -1. */
+static double shutdown_ms(const char *kind)
+{
+    int down[2], up[2];
+    if (pipe(down) < 0 || pipe(up) < 0)
+        bench_die("pipe", -errno);
+    pid_t pid = fork();
+    if (pid < 0)
+        bench_die("fork", -errno);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(down[1]);
+        close(up[0]);
+        char r[16], w[16];
+        snprintf(r, sizeof r, "%d", down[0]);
+        snprintf(w, sizeof w, "%d", up[1]);
+        execl("/proc/self/exe", "bench_server", "--shutdown", kind, r, w, (char *)NULL);
+        _exit(127);
+    }
+    close(down[0]);
+    close(up[1]);
+    FILE *f = fdopen(up[0], "r");
+    peer p = {0};
+    double ms = -1;
+    if (f && fgets(p.addr, sizeof p.addr, f)) {
+        p.addr[strcspn(p.addr, "\n")] = 0;
+        to_sockaddr(&p);
+        int ready, hold;
+        pid_t clients = clients_child(&p, CONNS, &ready, &hold);
+        char c, line[64];
+        if (raw_read_exact(ready, &c, 1) == 1 && raw_write_all(down[1], "g", 1) == 0 &&
+            fgets(line, sizeof line, f))
+            ms = atof(line);
+        close(ready);
+        close(hold);
+        bench_reap(clients);
+    }
+    if (f)
+        fclose(f);
+    close(down[1]);
+    bench_reap(pid);
     return ms;
 }
 
 static void bench_shutdown(void)
 {
     for (int k = 0; k < 3; k++)
-        shutdown_ms(mp_kind[k]);
+        shutdown_ms(inames[k]);
     for (int rep = 0; rep < bench_reps; rep++)
-        for (int k = 0; k < 3; k++)
-            bench_sample("srv_shutdown", inames[k], shutdown_ms(mp_kind[k]), "ms");
+        for (int k = 0; k < 3; k++) {
+            double ms = shutdown_ms(inames[k]);
+            if (ms < 0)
+                bench_die("shutdown: the server left a thread or a child, or failed", -EBUSY);
+            bench_sample("srv_shutdown", inames[k], ms, "ms");
+        }
 }
 
 /* ------------------------------------------------------ (d) UDP echo */
@@ -593,8 +684,13 @@ static void bench_udp(void)
         double rate[3];
         for (int k = 0; k < 3; k++)
             if (up[k]) {
+                double c0 = cpu_ns(p[k].pid);
                 rate[k] = udp_rate(&p[k], bench_secs);
+                double c1 = cpu_ns(p[k].pid);
                 bench_sample("srv_udp64", cols[k], rate[k], "datagrams/s");
+                if (c0 >= 0 && c1 > c0 && rate[k] > 0)
+                    bench_sample("srv_udp64_cpu", cols[k], (c1 - c0) / 1e3 / (rate[k] * bench_secs),
+                                 "us");
             }
         if (up[0] && up[1])
             bench_sample("srv_udp64", "loop/raw", rate[1] / rate[0], "ratio");
@@ -609,6 +705,8 @@ int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--serve") == 0)
         return serve_child(argv[2], atoi(argv[3]));
+    if (argc == 5 && strcmp(argv[1], "--shutdown") == 0)
+        return shutdown_child(argv[2], atoi(argv[3]), atoi(argv[4]));
     signal(SIGPIPE, SIG_IGN);
     bench_parse_args(argc, argv);
     for (int i = 1; i + 1 < argc; i++) {

@@ -263,14 +263,14 @@ int srv_dgram_recv(mpconn_server *s, mpconn_request *r, unsigned char *buf, size
     r->pid = -1;
     r->uid = (uid_t)-1;
     r->gid = (gid_t)-1;
-    srv_format_addr(&r->ss, r->sl, r->peer, sizeof r->peer);
+    r->peer_done = 0; /* formatted only when asked for */
     srv_request_seen(s);
     if ((size_t)n > cap) {
         r->dgram = NULL;
         r->dgram_len = 0;
         srv_error(s, r, MPCONN_EMSGSIZE,
                   "datagram of %zd bytes from %s is longer than the %zu-byte buffer: dropped", n,
-                  r->peer[0] ? r->peer : "an unbound sender", cap);
+                  *srv_peer(r) ? r->peer : "an unbound sender", cap);
         return 2;
     }
     r->dgram = buf;
@@ -293,7 +293,7 @@ int mpconn_request_reply(mpconn_request *r, const void *buf, size_t len)
     ssize_t n = sendto(r->fd, buf, len, MSG_NOSIGNAL, (struct sockaddr *)&r->ss, r->sl);
     if (n < 0) {
         int e = errno;
-        srv_error(s, r, -e, "reply to %s: %s", r->peer, strerror(e));
+        srv_error(s, r, -e, "reply to %s: %s", srv_peer(r), strerror(e));
         return -e;
     }
     return 0;

@@ -277,6 +277,7 @@ again:
     r->dgram = NULL;
     r->dgram_len = 0;
     srv_format_addr(&r->ss, r->sl, r->peer, sizeof r->peer);
+    r->peer_done = 1;
     peer_creds(r);
     /* The listener's uid policy, as mpconn_listener_accept applies it. */
     if (r->ss.ss_family == AF_UNIX &&
@@ -296,6 +297,15 @@ again:
 int srv_verify(mpconn_server *s, mpconn_request *r)
 {
     return !s->hooks.verify_request || s->hooks.verify_request(r, s->data) == 0;
+}
+
+const char *srv_peer(mpconn_request *r)
+{
+    if (!r->peer_done) {
+        srv_format_addr(&r->ss, r->sl, r->peer, sizeof r->peer);
+        r->peer_done = 1;
+    }
+    return r->peer;
 }
 
 void srv_format_addr(const struct sockaddr_storage *ss, socklen_t sl, char *buf, size_t cap)
@@ -480,7 +490,7 @@ void srv_serve_dgram(mpconn_server *s, mpconn_request *r)
         rc = s->hooks.handle(r, s->data);
     if (rc != 0)
         srv_error(s, r, srv_hook_code(rc), "handler for datagram from %s failed: %s",
-                  r->peer[0] ? r->peer : "an unbound sender", mpconn_strerror(srv_hook_code(rc)));
+                  *srv_peer(r) ? r->peer : "an unbound sender", mpconn_strerror(srv_hook_code(rc)));
     if (s->hooks.finish)
         s->hooks.finish(r, s->data);
 }
@@ -609,7 +619,8 @@ const char *mpconn_request_peer(const mpconn_request *r, pid_t *pid, uid_t *uid,
         *uid = r->uid;
     if (gid)
         *gid = r->gid;
-    return r->peer;
+    /* Not const in fact: the text is made on first use. */
+    return srv_peer((mpconn_request *)r);
 }
 
 mpconn_conn *mpconn_request_conn(const mpconn_request *r)
