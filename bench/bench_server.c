@@ -507,12 +507,11 @@ static int children_left(void)
     return n;
 }
 
-/* A child with n clients of p, each served once; it writes a byte to wfd
- * when they are, then keeps them until rfd reaches its end. Apart from the
- * server, so the server's children inherit none of the clients. */
-static pid_t clients_child(const peer *p, int n, int *ready, int *hold)
+/* A child talking with this process through two pipes: it writes up[1]
+ * and reads down[0], this process the other ends (the child's ends are
+ * closed here, ours there). The child dies with this process. */
+static pid_t fork_talking(int up[2], int down[2])
 {
-    int up[2], down[2];
     if (pipe(up) < 0 || pipe(down) < 0)
         bench_die("pipe", -errno);
     pid_t pid = fork();
@@ -522,6 +521,21 @@ static pid_t clients_child(const peer *p, int n, int *ready, int *hold)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         close(up[0]);
         close(down[1]);
+    } else {
+        close(up[1]);
+        close(down[0]);
+    }
+    return pid;
+}
+
+/* A child with n clients of p, each served once; it writes a byte to wfd
+ * when they are, then keeps them until rfd reaches its end. Apart from the
+ * server, so the server's children inherit none of the clients. */
+static pid_t clients_child(const peer *p, int n, int *ready, int *hold)
+{
+    int up[2], down[2];
+    pid_t pid = fork_talking(up, down);
+    if (pid == 0) {
         unsigned char req[FRAME], buf[FRAME];
         raw_put_header(req, MSG);
         memset(req + 4, 's', MSG);
@@ -534,8 +548,6 @@ static pid_t clients_child(const peer *p, int n, int *ready, int *hold)
         raw_read_exact(down[0], buf, 1); /* until the parent closes it */
         _exit(0);
     }
-    close(up[1]);
-    close(down[0]);
     *ready = up[0];
     *hold = down[1];
     return pid;
@@ -580,23 +592,14 @@ static int shutdown_child(const char *kind, int rfd, int wfd)
 static double shutdown_ms(const char *kind)
 {
     int down[2], up[2];
-    if (pipe(down) < 0 || pipe(up) < 0)
-        bench_die("pipe", -errno);
-    pid_t pid = fork();
-    if (pid < 0)
-        bench_die("fork", -errno);
+    pid_t pid = fork_talking(up, down);
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        close(down[1]);
-        close(up[0]);
         char r[16], w[16];
         snprintf(r, sizeof r, "%d", down[0]);
         snprintf(w, sizeof w, "%d", up[1]);
         execl("/proc/self/exe", "bench_server", "--shutdown", kind, r, w, (char *)NULL);
         _exit(127);
     }
-    close(down[0]);
-    close(up[1]);
     FILE *f = fdopen(up[0], "r");
     peer p = {0};
     double ms = -1;
