@@ -413,6 +413,10 @@ srv_shutdown|pinned to one CPU|loop<=10 threads<=10 fork<=10
 srv_shutdown_unpinned|unpinned|loop<=10 threads<=10 fork<=10
 #|UDP echo, 64 B, 16 datagrams in flight, datagrams/s|raw:recvfrom/sendto loop;loop:loop;threads:threads;loop/raw:loop/raw;threads/raw:threads/raw
 srv_udp64|pinned to one CPU|loop/raw>=0.9
+#|Server CPU per operation (us, pinned; the scheduler's count, blind to other load)|raw:recvfrom/sendto loop;loop:loop;threads:threads;py_threading:CPython threading
+srv_echo64_cpu|64 B echo round trip, 100 connections|
+srv_conn_cpu|connection per request|
+srv_udp64_cpu|UDP echo, one datagram|
 EOF
 sample_table "$SROUNDS" "$SREPS" "$SSECS" \
     "Client and servers pinned to CPU $CPU except the unpinned rows (one round). CPython: socketserver's ThreadingTCPServer and ForkingTCPServer with request_queue_size 128 and max_children 256 (its defaults, 5 and 40, would refuse or stall 100 clients); mpconn_server with a cap of 256." \
