@@ -373,10 +373,11 @@ static double cpu_ns(pid_t pid)
 typedef double (*rate_fn)(int k, const peer *p, double secs, void *ctx);
 
 /* Every implementation's server, a warm-up each, then bench_reps rounds in
- * which they take turns; the rates, and mpconn's kinds over CPython's (and
- * over the loop kind with vs_loop) within each round. */
+ * which they take turns; the rates, and mpconn's kinds over CPython's
+ * within each round. kept: the rows of long-lived connections, which also
+ * get the kinds over the loop kind and the server CPU per operation. */
 static void compare(const char *id, const char *what, const char *unit, rate_fn fn, void *ctx,
-                    int vs_loop)
+                    int kept)
 {
     peer p[NIMPL];
     int up[NIMPL];
@@ -400,13 +401,16 @@ static void compare(const char *id, const char *what, const char *unit, rate_fn 
                 bench_sample(id, inames[k], rate[k], unit);
                 char cid[48];
                 snprintf(cid, sizeof cid, "%s_cpu", id);
-                /* Per operation; a forking server's work is in its children. */
-                if (k != I_FORK && k != I_PY_FORKING && c0 >= 0 && c1 > c0 && rate[k] > 0)
+                /* Per operation, of the threads still there at the end: a
+                 * forking server's work is in its children, and the threads
+                 * ThreadingTCPServer starts per connection are gone (so the
+                 * connection rows have none). */
+                if (kept && k != I_FORK && k != I_PY_FORKING && c0 >= 0 && c1 > c0 && rate[k] > 0)
                     bench_sample(cid, inames[k], (c1 - c0) / 1e3 / (rate[k] * bench_secs), "us");
             }
         for (int k = 0; k < 3; k++) {
             char col[32];
-            if (vs_loop && k != I_LOOP && up[k] && up[I_LOOP]) {
+            if (kept && k != I_LOOP && up[k] && up[I_LOOP]) {
                 snprintf(col, sizeof col, "%s/loop", inames[k]);
                 bench_sample(id, col, rate[k] / rate[I_LOOP], "ratio");
             }

@@ -415,7 +415,6 @@ srv_shutdown_unpinned|unpinned|loop<=10 threads<=10 fork<=10
 srv_udp64|pinned to one CPU|loop/raw>=0.9
 #|Server CPU per operation (us, pinned; the scheduler's count, blind to other load)|raw:recvfrom/sendto loop;loop:loop;threads:threads;py_threading:CPython threading
 srv_echo64_cpu|64 B echo round trip, 100 connections|
-srv_conn_cpu|connection per request|
 srv_udp64_cpu|UDP echo, one datagram|
 EOF
 sample_table "$SROUNDS" "$SREPS" "$SSECS" \

@@ -1109,10 +1109,23 @@ def case_serve_address_errors():
 
 
 def case_serve_stdout_closed():
+    stdout_closed_case()
+
+
+def case_serve_threads_stdout_closed():
+    stdout_closed_case("--kind", "threads")
+
+
+def case_serve_fork_stdout_closed():
+    # A child that cannot print tells the parent, which ends the server.
+    stdout_closed_case("--kind", "fork")
+
+
+def stdout_closed_case(*kind):
     # A reader that goes away is an error (exit 1), and the socket file still goes.
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "sock")
-        with Serve(address=path) as s:
+        with Serve(*kind, address=path) as s:
             s.sel.unregister(s.p.stdout)
             s.p.stdout.close()
             with Client(path) as c:
