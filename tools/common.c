@@ -27,12 +27,28 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 void cli_error(const char *fmt, ...)
 {
+    /* One write per line: the threads and children of serve --kind threads
+     * and fork share standard error, and their lines must not mix. */
+    static const char prefix[] = "mpconn: ";
+    const size_t plen = sizeof prefix - 1;
+    char line[4096];
     va_list ap;
-    fputs("mpconn: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    int n = vsnprintf(line + plen, sizeof line - plen - 1, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    memcpy(line, prefix, plen);
+    flockfile(stderr);
+    if (n >= 0 && (size_t)n < sizeof line - plen - 1) {
+        line[plen + (size_t)n] = '\n';
+        fwrite(line, 1, plen + (size_t)n + 1, stderr);
+    } else { /* longer than one buffer: in parts */
+        fputs(prefix, stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+    }
+    funlockfile(stderr);
 }
 
 const char *cli_seconds(char *buf, size_t cap, double seconds)
