@@ -51,7 +51,7 @@ static int echo_handle(mpconn_request *r, void *data)
         size_t len;
         int rc = mpconn_conn_recv_bytes_into(c, buf, sizeof buf, 0, &len);
         if (rc < 0)
-            return rc == MPCONN_EEOF ? 0 : rc;
+            return rc == MPCONN_ERR_EOF ? 0 : rc;
         if ((rc = mpconn_conn_send_bytes(c, buf, len)) < 0)
             return rc;
     }

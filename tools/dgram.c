@@ -81,7 +81,7 @@ int dgram_send(const char *address, void *const *bufs, const size_t *lens, size_
     int fd;
     char errmsg[256];
     int r = mpconn_dgram_connect(&fd, address, errmsg, sizeof errmsg);
-    if (r == MPCONN_EADDR)
+    if (r == MPCONN_ERR_ADDR)
         return cli_usage_error("send", "%s", errmsg);
     if (r == -ECONNREFUSED || r == -ENOENT)
         return send_failed(address, -r, 0, 0);

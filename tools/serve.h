@@ -63,7 +63,7 @@ void serve_peer_name(char *buf, size_t cap, const char *addr, pid_t pid, uid_t u
 int serve_show(const serve_cfg *c, const void *msg, size_t len);
 
 /* The line, if any, for a connection that ended with reason (0: by the
- * server, MPCONN_EEOF: the peer closed, ...), errmsg (may be NULL) the
+ * server, MPCONN_ERR_EOF: the peer closed, ...), errmsg (may be NULL) the
  * detail of other reasons. Returns as serve_line (0 when no line). */
 int serve_report_end(const serve_cfg *c, serve_lines *l, const char *peer, int reason,
                      const char *errmsg);

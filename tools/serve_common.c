@@ -100,17 +100,17 @@ int serve_report_end(const serve_cfg *c, serve_lines *l, const char *peer, int r
     char secs[48];
     switch (reason) {
     case 0: return 0; /* ours: already said why */
-    case MPCONN_EEOF:
+    case MPCONN_ERR_EOF:
         if (c->verbose)
             cli_error("%s closed the connection", peer);
         return 0;
-    case MPCONN_EEOFMSG:
+    case MPCONN_ERR_EOFMSG:
         return serve_line(l, "%s: got end of file inside a %s", peer,
                           c->termlen ? "line" : "message");
     case -ETIMEDOUT:
         return serve_line(l, "%s: no message for %s; closing the connection", peer,
                           cli_seconds(secs, sizeof secs, c->timeout));
-    case MPCONN_EMSGSIZE:
+    case MPCONN_ERR_MSGSIZE:
         if (c->termlen)
             return serve_line(l,
                               "%s: line longer than %llu bytes (--max-message) without the "

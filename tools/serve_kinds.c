@@ -120,7 +120,7 @@ static void serve_lines_of(kinds *k, mpconn_request *r, const char *peer)
         if (hit) {
             size_t n = (size_t)(hit - buf), whole = n + c->termlen;
             if (c->max_message && n > c->max_message) {
-                reason = MPCONN_EMSGSIZE;
+                reason = MPCONN_ERR_MSGSIZE;
                 break;
             }
             if (serve_show(c, buf, n) < 0) {
@@ -137,7 +137,7 @@ static void serve_lines_of(kinds *k, mpconn_request *r, const char *peer)
         /* No terminator in what came: the line is at least this long. */
         scan = have >= c->termlen ? have - c->termlen + 1 : 0;
         if (c->max_message && scan > c->max_message) {
-            reason = MPCONN_EMSGSIZE;
+            reason = MPCONN_ERR_MSGSIZE;
             break;
         }
         if (have == cap) {
@@ -153,7 +153,7 @@ static void serve_lines_of(kinds *k, mpconn_request *r, const char *peer)
         if (got > 0) {
             have += (size_t)got;
         } else if (got == 0) {
-            reason = have ? MPCONN_EEOFMSG : MPCONN_EEOF;
+            reason = have ? MPCONN_ERR_EOFMSG : MPCONN_ERR_EOF;
             break;
         } else if (errno != EINTR) {
             /* The idle timeout is the socket's receive timeout. */
@@ -342,7 +342,7 @@ int serve_kinds_run(const serve_cfg *cfg)
     int form = cfg->termlen ? MPCONN_HANDLER_RAW : MPCONN_HANDLER_FRAMED;
     int r = mpconn_server_new(&k.srv, cfg->address, kinds_of[cfg->kind], form, &hooks, &k,
                               cfg->opts, errmsg, sizeof errmsg);
-    if (r == MPCONN_EADDR) {
+    if (r == MPCONN_ERR_ADDR) {
         status = cli_usage_error("serve", "%s", errmsg);
         goto out;
     }
