@@ -27,7 +27,7 @@ static void check(int json, const mpconn_value *v, mpconn_opts *o, int truncate,
         if (!s || len > LIMIT || strlen(s) != len || (rc == 1 && !truncate))
             abort();
         free(s);
-    } else if (!err[0] || (rc == MPCONN_ELIMIT && truncate && !strstr(err, "Exceeds"))) {
+    } else if (!err[0] || (rc == MPCONN_ERR_LIMIT && truncate && !strstr(err, "Exceeds"))) {
         abort(); /* refusals say why; cut text is no refusal */
     }
     /* Each step writes at least a byte; a dict's keys are looked at once

@@ -93,7 +93,7 @@ static int handle_framed(mpconn_request *r, void *data)
     for (;;) {
         mpconn_value *v, *back;
         int rc = mpconn_conn_recv(c, &v);
-        if (rc == MPCONN_EEOF)
+        if (rc == MPCONN_ERR_EOF)
             return 0;
         if (rc < 0 || (rc = answer(v, &back)) < 0)
             return rc;
@@ -192,7 +192,7 @@ static int handle_dgram(mpconn_request *r, void *data)
         return -EINVAL;
     nap();
     int rc = mpconn_request_reply(r, p, len);
-    return rc == MPCONN_EADDR ? 0 : rc; /* already reported */
+    return rc == MPCONN_ERR_ADDR ? 0 : rc; /* already reported */
 }
 
 static void on_error(mpconn_server *s, mpconn_request *r, int code, const char *message, void *data)

@@ -141,7 +141,7 @@ TEST(recursive_is_an_error)
     mpconn_value *l = mpconn_value_list();
     CHECK_INT(mpconn_value_append(l, mpconn_value_ref(l)), 0);
     char *s = NULL;
-    CHECK_INT(mpconn_value_json(l, &s, NULL), MPCONN_ERECURSIVE);
+    CHECK_INT(mpconn_value_json(l, &s, NULL), MPCONN_ERR_RECURSIVE);
     CHECK(s == NULL);
     mpci_value_break_cycles(&l, 1);
     mpconn_value_free(l);
@@ -187,7 +187,7 @@ TEST(print_limit)
     size_t len = 0;
     CHECK_INT(mpconn_opts_new(&o), 0);
     CHECK_INT(mpconn_opts_set_print_limits(o, 64, 0), 0);
-    CHECK_INT(mpconn_value_json_opts(x, o, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_json_opts(x, o, &s, &len, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "JSON longer than 64 bytes") != NULL);
     CHECK_INT(mpconn_opts_set_print_truncate(o, 1), 0);
     CHECK_INT(mpconn_value_json_opts(x, o, &s, &len, NULL, 0), 1);
@@ -223,9 +223,9 @@ TEST(int_digit_limit)
     CHECK_INT(mpconn_value_parse_opts(t + 1, 4301, o, &v, NULL, 0), 0);
     mpconn_value *d = mpconn_value_dict();
     CHECK_INT(mpconn_value_dict_set(d, mpconn_value_ref(v), mpconn_value_none()), 0);
-    CHECK_INT(mpconn_value_json_opts(v, NULL, &s, NULL, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_json_opts(v, NULL, &s, NULL, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "Exceeds the limit (4300 digits)") != NULL);
-    CHECK_INT(mpconn_value_json_opts(d, NULL, &s, NULL, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_json_opts(d, NULL, &s, NULL, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK_INT(mpconn_value_json_opts(d, o, &s, NULL, err, sizeof err), 0);
     CHECK(strlen(s) == 4301 + 10 && memcmp(s, "{\"8888", 6) == 0);
     free(s);

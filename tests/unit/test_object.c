@@ -127,7 +127,7 @@ TEST(decode_error_leaves_connection_usable)
     CHECK_INT(mpconn_conn_send_bytes(a, "not a pickle", 12), 0);
     mpconn_value *v = mpconn_value_str("after"), *got;
     CHECK_INT(mpconn_conn_send(a, v), 0);
-    CHECK_INT(mpconn_conn_recv(b, &got), MPCONN_EREFUSED);
+    CHECK_INT(mpconn_conn_recv(b, &got), MPCONN_ERR_REFUSED);
     CHECK(strstr(mpconn_conn_errmsg(b), "os.system") != NULL);
     CHECK(mpconn_conn_recv(b, &got) < 0);
     CHECK_INT(mpconn_conn_recv(b, &got), 0);
@@ -150,7 +150,7 @@ TEST(decode_limits_from_options)
         CHECK_INT(mpconn_value_append(l, mpconn_value_int(i)), 0);
     CHECK_INT(mpconn_conn_send(a, l), 0);
     mpconn_value *got;
-    CHECK_INT(mpconn_conn_recv(b, &got), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_conn_recv(b, &got), MPCONN_ERR_LIMIT);
     mpconn_value_free(l);
     mpconn_conn_free(a);
     mpconn_conn_free(b);
@@ -171,7 +171,7 @@ TEST(value_decode_takes_the_opts_limits)
     CHECK_INT(mpconn_opts_new(&o), 0);
     CHECK_INT(mpconn_opts_set_decode_limits(o, 0, 4, 0, 0), 0);
     char err[256] = "";
-    CHECK_INT(mpconn_value_decode(pk, n, o, &got, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_decode(pk, n, o, &got, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(got == NULL && strstr(err, "more than 4 values"));
     CHECK_INT(mpconn_opts_set_decode_limits(o, 0, 5, 0, 0), 0);
     CHECK_INT(mpconn_value_decode(pk, n, o, &got, err, sizeof err), 0);

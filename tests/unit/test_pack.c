@@ -89,17 +89,17 @@ TEST(unpack_mismatch_path)
     char err[128];
     CHECK_INT(
         mpconn_unpack(v, err, sizeof err, "{s:s, s:[i, i, s]}", "op", &op, "args", &i, &j, &x),
-        MPCONN_ETYPE);
+        MPCONN_ERR_TYPE);
     CHECK_STR(err, "['args'][1]: expected int, got float");
     double d;
-    CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:[i, f]}", "args", &i, &d), MPCONN_ETYPE);
+    CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:[i, f]}", "args", &i, &d), MPCONN_ERR_TYPE);
     CHECK(strstr(err, "['args']") && strstr(err, "3"));
-    CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:i}", "missing", &i), MPCONN_ETYPE);
+    CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:i}", "missing", &i), MPCONN_ERR_TYPE);
     CHECK_STR(err, "['missing']: missing key");
-    CHECK_INT(mpconn_unpack(v, err, sizeof err, "[i]", &i), MPCONN_ETYPE);
+    CHECK_INT(mpconn_unpack(v, err, sizeof err, "[i]", &i), MPCONN_ERR_TYPE);
     CHECK_STR(err, "expected list, got dict");
     CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:(i,f,s)}", "args", &i, (double *)NULL, &x),
-              MPCONN_ETYPE);
+              MPCONN_ERR_TYPE);
     CHECK_STR(err, "['args']: expected tuple, got list");
     mpconn_value_free(v);
 }
@@ -117,7 +117,7 @@ TEST(unpack_optional)
     CHECK_STR(a, "untouched");
     CHECK_INT(flag, 1);
     /* Present but of the wrong type is still an error. */
-    CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:i?}", "op", &timeout), MPCONN_ETYPE);
+    CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:i?}", "op", &timeout), MPCONN_ERR_TYPE);
     CHECK_STR(err, "['op']: expected int, got str");
     mpconn_value_free(v);
 }
@@ -128,12 +128,12 @@ TEST(unpack_range)
     int i;
     int64_t l;
     char err[128];
-    CHECK_INT(mpconn_unpack(v, err, sizeof err, "[i]", &i), MPCONN_ERANGE);
+    CHECK_INT(mpconn_unpack(v, err, sizeof err, "[i]", &i), MPCONN_ERR_RANGE);
     CHECK_INT(mpconn_unpack(v, err, sizeof err, "[I]", &l), 0);
     mpconn_value_free(v);
     v = mpconn_value_none();
     CHECK_INT(mpconn_unpack(v, err, sizeof err, "n"), 0);
-    CHECK_INT(mpconn_unpack(v, err, sizeof err, "i", &i), MPCONN_ETYPE);
+    CHECK_INT(mpconn_unpack(v, err, sizeof err, "i", &i), MPCONN_ERR_TYPE);
     CHECK_STR(err, "expected int, got NoneType");
 }
 

@@ -153,7 +153,7 @@ static void row_refuse(const char *line, const char *name, const char *expect, i
             want = names[i][1];
     CHECK(want != NULL);
     char err[256] = "";
-    CHECK_INT(decode_rc(pk, pklen, NULL, err, sizeof err), MPCONN_EREFUSED);
+    CHECK_INT(decode_rc(pk, pklen, NULL, err, sizeof err), MPCONN_ERR_REFUSED);
     if (!strstr(err, want))
         fprintf(stderr, "%s: message \"%s\" lacks %s\n", name, err, want);
     CHECK(strstr(err, want) != NULL);
@@ -173,7 +173,7 @@ static void row_error(const char *line, const char *name, const char *expect, in
         return;
     char err[256] = "";
     int rc = decode_rc(pk, pklen, NULL, err, sizeof err);
-    CHECK_INT(rc, MPCONN_EPICKLE);
+    CHECK_INT(rc, MPCONN_ERR_PICKLE);
     CHECK(err[0] != 0);
     (void)name;
 }
@@ -197,7 +197,7 @@ static void row_truncate(const char *line, const char *name, const char *expect,
         memcpy(cut, pk, n);
         char err[256];
         int rc = decode_rc(cut, n, NULL, err, sizeof err);
-        CHECK(rc == MPCONN_EPICKLE);
+        CHECK(rc == MPCONN_ERR_PICKLE);
         free(cut);
         if (pklen > 4000 && n > 64)
             n += 997; /* big vectors: a sample of the cut points */
@@ -214,31 +214,31 @@ TEST(truncation_every_length)
 TEST(error_messages)
 {
     char err[256];
-    CHECK_INT(decode_rc(PK("\x80\x04\xff."), NULL, err, sizeof err), MPCONN_EPICKLE);
+    CHECK_INT(decode_rc(PK("\x80\x04\xff."), NULL, err, sizeof err), MPCONN_ERR_PICKLE);
     CHECK(strstr(err, "0xff") && strstr(err, "offset 2"));
-    CHECK_INT(decode_rc(PK("\x80\x04N.N"), NULL, err, sizeof err), MPCONN_EPICKLE);
+    CHECK_INT(decode_rc(PK("\x80\x04N.N"), NULL, err, sizeof err), MPCONN_ERR_PICKLE);
     CHECK(strstr(err, "trailing"));
-    CHECK_INT(decode_rc(PK("\x80\x04h\x07."), NULL, err, sizeof err), MPCONN_EPICKLE);
+    CHECK_INT(decode_rc(PK("\x80\x04h\x07."), NULL, err, sizeof err), MPCONN_ERR_PICKLE);
     CHECK(strstr(err, "memo"));
     CHECK_INT(decode_rc(PK("\x80\x04"
                            "e."),
                         NULL, err, sizeof err),
-              MPCONN_EPICKLE);
+              MPCONN_ERR_PICKLE);
     CHECK(strstr(err, "MARK"));
     CHECK_INT(decode_rc(PK("\x80\x04"
                            "a."),
                         NULL, err, sizeof err),
-              MPCONN_EPICKLE);
+              MPCONN_ERR_PICKLE);
     CHECK(strstr(err, "underflow"));
-    CHECK_INT(decode_rc(PK("\x80\x04\x8c\x02\xc3\x28."), NULL, err, sizeof err), MPCONN_EPICKLE);
+    CHECK_INT(decode_rc(PK("\x80\x04\x8c\x02\xc3\x28."), NULL, err, sizeof err), MPCONN_ERR_PICKLE);
     CHECK(strstr(err, "UTF-8"));
     /* A surrogate's bytes cut short, or a code point above U+10FFFF, are
      * not even surrogatepass UTF-8. */
-    CHECK_INT(decode_rc(PK("\x80\x04\x8c\x02\xed\xa0."), NULL, err, sizeof err), MPCONN_EPICKLE);
+    CHECK_INT(decode_rc(PK("\x80\x04\x8c\x02\xed\xa0."), NULL, err, sizeof err), MPCONN_ERR_PICKLE);
     CHECK_INT(decode_rc(PK("\x80\x04\x8c\x04\xf4\x90\x80\x80."), NULL, err, sizeof err),
-              MPCONN_EPICKLE);
-    CHECK_INT(decode_rc(PK("\x80\x04}]K\x01s."), NULL, err, sizeof err), MPCONN_EUNHASHABLE);
-    CHECK_INT(decode_rc(PK("\x80\x04\x8f(]\x90."), NULL, err, sizeof err), MPCONN_EUNHASHABLE);
+              MPCONN_ERR_PICKLE);
+    CHECK_INT(decode_rc(PK("\x80\x04}]K\x01s."), NULL, err, sizeof err), MPCONN_ERR_UNHASHABLE);
+    CHECK_INT(decode_rc(PK("\x80\x04\x8f(]\x90."), NULL, err, sizeof err), MPCONN_ERR_UNHASHABLE);
 }
 
 TEST(huge_lengths_fail_fast)
@@ -247,14 +247,15 @@ TEST(huge_lengths_fail_fast)
     /* BINUNICODE8 claiming 2^62 bytes: an error, not an allocation. */
     CHECK_INT(
         decode_rc(PK("\x80\x04\x8d\x00\x00\x00\x00\x00\x00\x00\x40x."), NULL, err, sizeof err),
-        MPCONN_EPICKLE);
+        MPCONN_ERR_PICKLE);
     CHECK_INT(decode_rc(PK("\x80\x04\x8b\xff\xff\xff\x7f."), NULL, err, sizeof err),
-              MPCONN_EPICKLE);
-    CHECK_INT(decode_rc(PK("\x80\x04X\xff\xff\xff\xff."), NULL, err, sizeof err), MPCONN_EPICKLE);
+              MPCONN_ERR_PICKLE);
+    CHECK_INT(decode_rc(PK("\x80\x04X\xff\xff\xff\xff."), NULL, err, sizeof err),
+              MPCONN_ERR_PICKLE);
     CHECK_INT(decode_rc(PK("\x80\x04r\xff\xff\xff\xff"
                            "N."),
                         NULL, err, sizeof err),
-              MPCONN_EPICKLE);
+              MPCONN_ERR_PICKLE);
 }
 
 TEST(refused_opcodes)
@@ -276,7 +277,7 @@ TEST(refused_opcodes)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[256] = "";
         CHECK_INT(decode_rc(cases[i][0], strlen(cases[i][0]), NULL, err, sizeof err),
-                  MPCONN_EREFUSED);
+                  MPCONN_ERR_REFUSED);
         if (!strstr(err, cases[i][1]))
             fprintf(stderr, "\"%s\" lacks \"%s\"\n", err, cases[i][1]);
         CHECK(strstr(err, cases[i][1]) != NULL);
@@ -286,14 +287,14 @@ TEST(refused_opcodes)
     CHECK_INT(decode_rc(PK("\x80\x02"
                            "c__builtin__\nset\n."),
                         NULL, err, sizeof err),
-              MPCONN_EREFUSED);
+              MPCONN_ERR_REFUSED);
     CHECK_INT(decode_rc(PK("\x80\x02]c__builtin__\nset\na."), NULL, err, sizeof err),
-              MPCONN_EREFUSED);
+              MPCONN_ERR_REFUSED);
     /* An allowed callable with arguments of the wrong kind. */
     CHECK_INT(decode_rc(PK("\x80\x02"
                            "c__builtin__\nset\nK\x01\x85R."),
                         NULL, err, sizeof err),
-              MPCONN_EREFUSED);
+              MPCONN_ERR_REFUSED);
 }
 
 /* ---------------------------------------------------------- old opcodes */
@@ -335,7 +336,7 @@ TEST(protocol0_text_forms)
     CHECK_STR(s, "abc");
     mpconn_value_free(v);
     char err[256];
-    CHECK_INT(decode_rc(PK("U\x01\xe9."), NULL, err, sizeof err), MPCONN_EPICKLE);
+    CHECK_INT(decode_rc(PK("U\x01\xe9."), NULL, err, sizeof err), MPCONN_ERR_PICKLE);
     CHECK(strstr(err, "ASCII"));
     /* (1, 2) built with MARK/TUPLE, DUP, POP, POP_MARK, PUT/GET by text. */
     v = decode_ok(PK("(I1\nI2\ntp0\n(I9\n1g0\n0."));
@@ -364,7 +365,7 @@ TEST(old_protocol_reduce_forms)
                            "c_codecs\nencode\nX\x03\x00\x00\x00\xe2\x82\xac"
                            "X\x06\x00\x00\x00latin1\x86R."),
                         NULL, err, sizeof err),
-              MPCONN_EPICKLE);
+              MPCONN_ERR_PICKLE);
 }
 
 /* ---------------------------------------------------------------- limits */
@@ -385,7 +386,7 @@ TEST(limit_items)
     char err[256];
     CHECK_INT(decode_rc(pk, n, &o, err, sizeof err), 0);
     o = limits(0, 4, 0, 0);
-    CHECK_INT(decode_rc(pk, n, &o, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(decode_rc(pk, n, &o, err, sizeof err), MPCONN_ERR_LIMIT);
 }
 
 TEST(limit_memo)
@@ -393,7 +394,7 @@ TEST(limit_memo)
     char err[256];
     mpci_pickle_limits o = limits(0, 0, 10, 0);
     CHECK_INT(decode_rc(PK("\x80\x04Nq\x09."), &o, err, sizeof err), 0);
-    CHECK_INT(decode_rc(PK("\x80\x04Nq\x0a."), &o, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(decode_rc(PK("\x80\x04Nq\x0a."), &o, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "memo"));
 }
 
@@ -406,7 +407,7 @@ TEST(limit_alloc)
     pk[n - 1] = '.';
     char err[256];
     mpci_pickle_limits o = limits(0, 0, 0, 50000);
-    CHECK_INT(decode_rc(pk, n, &o, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(decode_rc(pk, n, &o, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK_INT(decode_rc(pk, n, NULL, err, sizeof err), 0);
     free(pk);
 }
@@ -430,7 +431,7 @@ TEST(limit_depth)
     mpci_pickle_limits o = limits(10, 0, 0, 0);
     CHECK_INT(decode_rc(pk, len, &o, err, sizeof err), 0);
     o = limits(9, 0, 0, 0);
-    CHECK_INT(decode_rc(pk, len, &o, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(decode_rc(pk, len, &o, err, sizeof err), MPCONN_ERR_LIMIT);
     free(pk);
     /* Nested tuples by MARK count too. */
     char tup[2100];
@@ -438,7 +439,7 @@ TEST(limit_depth)
     memset(tup + 2, '(', 1001);
     memset(tup + 1003, 't', 1001);
     tup[2004] = '.';
-    CHECK_INT(decode_rc(tup, 2005, NULL, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(decode_rc(tup, 2005, NULL, err, sizeof err), MPCONN_ERR_LIMIT);
 }
 
 TEST(deep_million)
@@ -446,7 +447,7 @@ TEST(deep_million)
     size_t len;
     unsigned char *pk = nested_lists(1000000, &len);
     char err[256];
-    CHECK_INT(decode_rc(pk, len, NULL, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(decode_rc(pk, len, NULL, err, sizeof err), MPCONN_ERR_LIMIT);
     mpci_pickle_limits o = limits(2000000, 0, 0, 0);
     mpconn_value *v = NULL;
     CHECK_INT(mpci_pickle_decode(pk, len, &o, &v, err, sizeof err), 0);
@@ -479,20 +480,20 @@ TEST(recursive_refused)
     CHECK_INT(decode_rc(PK("\x80\x04]\x94h\x00"
                            "a."),
                         NULL, err, sizeof err),
-              MPCONN_ERECURSIVE);
+              MPCONN_ERR_RECURSIVE);
     /* The same cycle, built with DUP and then popped: still refused, and
      * (under ASan) not leaked. */
-    CHECK_INT(decode_rc(PK("\x80\x04]2a0N."), NULL, err, sizeof err), MPCONN_ERECURSIVE);
+    CHECK_INT(decode_rc(PK("\x80\x04]2a0N."), NULL, err, sizeof err), MPCONN_ERR_RECURSIVE);
     /* d = {}; d['k'] = [d] */
     CHECK_INT(decode_rc(PK("\x80\x04}\x94\x8c\x01k]h\x00"
                            "as."),
                         NULL, err, sizeof err),
-              MPCONN_ERECURSIVE);
+              MPCONN_ERR_RECURSIVE);
     /* A cycle then a truncation: the error path frees the cycle too. */
     CHECK_INT(decode_rc(PK("\x80\x04]\x94h\x00"
                            "a"),
                         NULL, err, sizeof err),
-              MPCONN_EPICKLE);
+              MPCONN_ERR_PICKLE);
 }
 
 TEST(memo_bomb_costs_references)
@@ -577,7 +578,7 @@ TEST(encode_recursive)
     CHECK_INT(mpconn_value_append(t, mpconn_value_ref(l2)), 0);
     /* A tuple reached again while its items are written: refused. */
     mpconn_value *outer = mpconn_pack("[O]", t);
-    CHECK_INT(mpconn_value_encode(t, 4, &out, &n), MPCONN_ERECURSIVE);
+    CHECK_INT(mpconn_value_encode(t, 4, &out, &n), MPCONN_ERR_RECURSIVE);
     mpconn_value *roots[] = {l, t, l2, outer};
     mpci_value_break_cycles(roots, 4);
     mpconn_value_free(outer);
@@ -685,7 +686,7 @@ TEST(protocol0_float_text)
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         char pk[64];
         int n = snprintf(pk, sizeof pk, "F%s\n.", bad[k]);
-        CHECK_INT(decode_rc((const uint8_t *)pk, (size_t)n, NULL, NULL, 0), MPCONN_EPICKLE);
+        CHECK_INT(decode_rc((const uint8_t *)pk, (size_t)n, NULL, NULL, 0), MPCONN_ERR_PICKLE);
     }
 }
 
@@ -899,7 +900,7 @@ TEST(limit_alloc_counts_real_bytes)
     pbuf b = empty_dicts(100000);
     char err[256];
     mpci_pickle_limits o = limits(0, 0, 0, 12 << 20);
-    CHECK_INT(decode_rc(b.p, b.len, &o, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(decode_rc(b.p, b.len, &o, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "bytes allocated"));
     o = limits(0, 0, 0, 20 << 20);
     CHECK_INT(decode_rc(b.p, b.len, &o, err, sizeof err), 0);

@@ -287,12 +287,12 @@ TEST(int_digit_limit)
     /* 10^4300 has 4301 digits, but its bit length allows 4300 too: the
      * case where the digits are counted. */
     v = power_of_ten(4300, 0);
-    CHECK_INT(mpconn_value_repr_opts(v, NULL, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_repr_opts(v, NULL, &s, &len, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "limit (4300 digits)") && strstr(err, "has 4301 digits"));
-    CHECK_INT(mpconn_value_json(v, &s, &len), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_json(v, &s, &len), MPCONN_ERR_LIMIT);
     mpconn_value *l = mpconn_value_list();
     CHECK_INT(mpconn_value_append(l, mpconn_value_ref(v)), 0);
-    CHECK_INT(mpconn_value_repr(l, &s, &len), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_repr(l, &s, &len), MPCONN_ERR_LIMIT);
     mpconn_value_free(l);
     mpconn_opts *o = NULL;
     CHECK_INT(mpconn_opts_new(&o), 0);
@@ -307,7 +307,7 @@ TEST(int_digit_limit)
     memset(mag, 0xA5, big);
     v = mpconn_value_bigint(1, mag, big);
     free(mag);
-    CHECK_INT(mpconn_value_repr_opts(v, o, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_repr_opts(v, o, &s, &len, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "limit (4301 digits)") && strstr(err, "at least 2525223 digits"));
     mpconn_value_free(v);
     /* CPython's floor for the limit is 640. */
@@ -336,11 +336,11 @@ TEST(print_limit)
     mpconn_value *bomb = shared_tree(32);
     char *s = (char *)&s, err[256] = "";
     size_t len = 0;
-    CHECK_INT(mpconn_value_repr_opts(bomb, NULL, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_repr_opts(bomb, NULL, &s, &len, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "repr longer than 67108864 bytes") != NULL);
-    CHECK_INT(mpconn_value_json_opts(bomb, NULL, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_json_opts(bomb, NULL, &s, &len, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "JSON longer than 67108864 bytes") != NULL);
-    CHECK_INT(mpconn_value_repr(bomb, &s, &len), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_repr(bomb, &s, &len), MPCONN_ERR_LIMIT);
     /* Truncated: the start of the text, as a smaller tree shows it. */
     mpconn_value *small = shared_tree(10);
     char *part = repr(small);
@@ -353,7 +353,7 @@ TEST(print_limit)
     mpconn_opts *o = NULL;
     CHECK_INT(mpconn_opts_new(&o), 0);
     CHECK_INT(mpconn_opts_set_print_limits(o, 1000, 0), 0);
-    CHECK_INT(mpconn_value_repr_opts(bomb, o, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_repr_opts(bomb, o, &s, &len, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "repr longer than 1000 bytes") != NULL);
     CHECK_INT(mpconn_opts_set_print_truncate(o, 1), 0);
     CHECK_INT(mpconn_value_repr_opts(bomb, o, &s, &len, NULL, 0), 1);

@@ -20,7 +20,7 @@ TEST(scalars)
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(d == -5.0);
     const char *s;
-    CHECK_INT(mpconn_value_get_str(v, &s, NULL), MPCONN_ETYPE);
+    CHECK_INT(mpconn_value_get_str(v, &s, NULL), MPCONN_ERR_TYPE);
     mpconn_value_free(v);
     CHECK_STR(mpconn_type_name(MPCONN_FROZENSET), "frozenset");
     CHECK_STR(mpconn_type_name(MPCONN_NONE), "NoneType");
@@ -63,7 +63,7 @@ TEST(bigint_normalised)
     CHECK(i == INT64_MIN);
     mpconn_value_free(v);
     v = mpconn_value_bigint(0, min, 8); /* 2**63 does not fit */
-    CHECK_INT(mpconn_value_get_int(v, &i), MPCONN_ERANGE);
+    CHECK_INT(mpconn_value_get_int(v, &i), MPCONN_ERR_RANGE);
     int neg;
     const uint8_t *mag;
     size_t len;
@@ -161,14 +161,14 @@ TEST(unhashable)
 {
     mpconn_value *d = mpconn_value_dict();
     CHECK_INT(mpconn_value_dict_set(d, mpconn_value_list(), mpconn_value_none()),
-              MPCONN_EUNHASHABLE);
+              MPCONN_ERR_UNHASHABLE);
     CHECK_INT(mpconn_value_dict_set(d, mpconn_pack("(i,[])", 1), mpconn_value_none()),
-              MPCONN_EUNHASHABLE);
+              MPCONN_ERR_UNHASHABLE);
     CHECK_INT(mpconn_value_dict_set(d, mpconn_value_bytearray("", 0), mpconn_value_none()),
-              MPCONN_EUNHASHABLE);
+              MPCONN_ERR_UNHASHABLE);
     mpconn_value *s = mpconn_value_set();
-    CHECK_INT(mpconn_value_add(s, mpconn_value_dict()), MPCONN_EUNHASHABLE);
-    CHECK_INT(mpconn_value_add(s, mpconn_value_set()), MPCONN_EUNHASHABLE);
+    CHECK_INT(mpconn_value_add(s, mpconn_value_dict()), MPCONN_ERR_UNHASHABLE);
+    CHECK_INT(mpconn_value_add(s, mpconn_value_set()), MPCONN_ERR_UNHASHABLE);
     /* Hashable containers: tuples of scalars, frozensets. */
     CHECK_INT(mpconn_value_add(s, mpconn_pack("(i,(s,n))", 1, "a")), 0);
     CHECK_INT(mpconn_value_add(s, mpconn_value_frozenset()), 0);
@@ -182,12 +182,13 @@ TEST(builders_steal_on_failure)
 {
     /* Under ASan any leak here fails the test. */
     mpconn_value *i = mpconn_value_int(3);
-    CHECK_INT(mpconn_value_append(i, mpconn_value_str("x")), MPCONN_ETYPE);
+    CHECK_INT(mpconn_value_append(i, mpconn_value_str("x")), MPCONN_ERR_TYPE);
     CHECK_INT(mpconn_value_append(NULL, mpconn_value_str("x")), -ENOMEM);
-    CHECK_INT(mpconn_value_dict_set(i, mpconn_value_str("k"), mpconn_value_str("v")), MPCONN_ETYPE);
+    CHECK_INT(mpconn_value_dict_set(i, mpconn_value_str("k"), mpconn_value_str("v")),
+              MPCONN_ERR_TYPE);
     mpconn_value *d = mpconn_value_dict();
     CHECK_INT(mpconn_value_dict_set(d, NULL, mpconn_value_str("v")), -ENOMEM);
-    CHECK_INT(mpconn_value_add(i, mpconn_value_str("x")), MPCONN_ETYPE);
+    CHECK_INT(mpconn_value_add(i, mpconn_value_str("x")), MPCONN_ERR_TYPE);
     mpconn_value *t = mpconn_value_tuple();
     CHECK_INT(mpconn_value_append(t, mpconn_value_int(1)), 0); /* tuples build by append */
     CHECK_INT(mpconn_value_len(t), 1);
@@ -297,7 +298,7 @@ TEST(colliding_keys_are_bounded)
         key->flags |= MPCI_F_HASHED;
         rc = mpconn_value_dict_set(d, key, mpconn_value_int(n));
     }
-    CHECK_INT(rc, MPCONN_ELIMIT);
+    CHECK_INT(rc, MPCONN_ERR_LIMIT);
     CHECK(n > 500 && n < 600);
     /* what went in is still there and found */
     mpconn_value *probe = mpconn_value_str("k7");
