@@ -89,9 +89,9 @@ int main(int argc, char **argv)
     bench_result("print_bomb", "mpconn", td, med_d, "s");
     bench_result("print_bomb_cut", "mpconn", tc, med_c, "s");
 
-    mpconn_value_free(small);
-    mpconn_value_free(big);
-    mpconn_value_free(bomb);
+    mpconn_value_unref(small);
+    mpconn_value_unref(big);
+    mpconn_value_unref(bomb);
     mpconn_opts_free(lifted);
     mpconn_opts_free(cut);
     return 0;

@@ -28,7 +28,7 @@ static int echo(mpconn_request *r, void *data)
         fflush(stdout);
         free(text);
         rc = mpconn_conn_send(c, v);
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
         if (rc < 0)
             return rc;
     }

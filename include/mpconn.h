@@ -401,7 +401,7 @@ MPCONN_API int mpconn_wait(mpconn_waitable *items, size_t n, double seconds);
 /* Plain Python values: reference counted, shared when referenced twice. A
  * value is used by one thread at a time. Constructors return a new reference
  * (NULL only when out of memory or, for str, on invalid UTF-8);
- * mpconn_value_free drops one. */
+ * mpconn_value_unref drops one. */
 typedef struct mpconn_value mpconn_value;
 
 typedef enum mpconn_type {
@@ -423,7 +423,7 @@ typedef enum mpconn_type {
 MPCONN_API mpconn_value *mpconn_value_ref(mpconn_value *v);
 /* Drops one reference; the last one frees v and drops its items' (without
  * recursion, whatever the depth). NULL is a no-op. */
-MPCONN_API void mpconn_value_free(mpconn_value *v);
+MPCONN_API void mpconn_value_unref(mpconn_value *v);
 
 /* None; never NULL. */
 MPCONN_API mpconn_value *mpconn_value_none(void);
@@ -559,7 +559,7 @@ MPCONN_API int mpconn_unpack(const mpconn_value *v, char *errmsg, size_t errlen,
  * unpickles with its limits. A decoding error consumes the message whole and
  * leaves the connection usable. */
 MPCONN_API int mpconn_conn_send(mpconn_conn *c, const mpconn_value *v);
-/* *out is the caller's, freed with mpconn_value_free. */
+/* *out is the caller's, freed with mpconn_value_unref. */
 MPCONN_API int mpconn_conn_recv(mpconn_conn *c, mpconn_value **out);
 
 #ifdef __cplusplus

@@ -408,12 +408,12 @@ static int print_line(FILE *out, int format, const void *buf, size_t len, const 
          * it is, so nothing that arrived is hidden. */
         if (!as_bytes && mpconn_value_decode(buf, len, limits, &v, NULL, 0) == 0) {
             text = format_value(format, v, limits);
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
         }
         if (!text) {
             mpconn_value *b = mpconn_value_bytes(buf, len);
             text = b ? format_value(format, b, limits) : NULL;
-            mpconn_value_free(b);
+            mpconn_value_unref(b);
         }
         if (text) {
             fputs(text, out);

@@ -109,7 +109,7 @@ static int add_value(payloads *ps, const char *text, size_t len, const char *whe
     void *buf;
     size_t n;
     r = mpconn_value_encode(v, ps->protocol, &buf, &n);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     if (r < 0) {
         cli_error("cannot pickle %s: %s", where, mpconn_strerror(r));
         return CLI_FAIL;

@@ -653,7 +653,7 @@ static int push(parser *p, int kind, size_t pos)
 static mpconn_value *pop(parser *p)
 {
     frame *f = &p->st[--p->n];
-    mpconn_value_free(f->key);
+    mpconn_value_unref(f->key);
     return f->c;
 }
 
@@ -671,7 +671,7 @@ static int add_item(parser *p, mpconn_value *v, size_t vpos)
         rc = mpconn_value_add(f->c, v);
     } else {
         if (!f->c && !(f->c = f->kind == F_LIST ? mpconn_value_list() : mpconn_value_tuple())) {
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             return -ENOMEM;
         }
         rc = mpconn_value_append(f->c, v);
@@ -746,7 +746,7 @@ static int parse_atom(parser *p, token *tok, mpconn_value **out)
             token_clear(&t);
         }
         if (rc) {
-            mpconn_value_free(*out);
+            mpconn_value_unref(*out);
             *out = NULL;
         }
         return rc;
@@ -820,7 +820,7 @@ want_value:
 have_value:;
     frame *f = &p->st[p->n - 1];
     if ((rc = next(lx, &tok)) != 0) {
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
         return rc;
     }
     int k = tok.kind;
@@ -833,14 +833,14 @@ have_value:;
             f->c = mpconn_value_set();
         }
         if (!f->c && f->bmode != B_UNDECIDED) {
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             token_clear(&tok);
             return -ENOMEM;
         }
     }
     if (f->kind == F_BRACE && f->bmode == B_DICT && !f->key) {
         if (k != T_COLON) {
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             rc = unexpected(p, &tok, "':'");
             token_clear(&tok);
             return rc;
@@ -859,7 +859,7 @@ have_value:;
                                          [F_BRACE] = "',' or '}'"};
     int closer = closers[f->kind];
     if (k != T_COMMA && k != closer) {
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
         const token *nx;
         /* 1+2j: say what it is rather than that '+' is unexpected. */
         if ((k == T_PLUS || k == T_MINUS) && peek(lx, &nx) != 0 && lx->complex) {
@@ -912,7 +912,7 @@ int mpci_value_parse_limited(const char *text, size_t len, const mpci_print_limi
     if (rc == 0)
         rc = parse(&p, out);
     while (p.n > 0)
-        mpconn_value_free(pop(&p));
+        mpconn_value_unref(pop(&p));
     free(p.st);
     if (p.lx.has_la)
         token_clear(&p.lx.la);

@@ -27,12 +27,12 @@ static mpconn_value *pack_seq(const char **f, va_list *ap, char close, mpconn_va
             return c;
         }
         if (!**f) {
-            mpconn_value_free(c);
+            mpconn_value_unref(c);
             return NULL;
         }
         mpconn_value *k = pack_one(f, ap);
         if (!k) {
-            mpconn_value_free(c);
+            mpconn_value_unref(c);
             return NULL;
         }
         int rc;
@@ -44,7 +44,7 @@ static mpconn_value *pack_seq(const char **f, va_list *ap, char close, mpconn_va
             rc = mpconn_value_append(c, k);
         }
         if (rc < 0) {
-            mpconn_value_free(c);
+            mpconn_value_unref(c);
             return NULL;
         }
     }
@@ -106,7 +106,7 @@ mpconn_value *mpconn_pack(const char *fmt, ...)
     va_end(ap);
     skip_sep(&f);
     if (v && *f) {
-        mpconn_value_free(v); /* trailing junk: a bad format */
+        mpconn_value_unref(v); /* trailing junk: a bad format */
         return NULL;
     }
     return v;

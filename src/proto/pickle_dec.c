@@ -200,19 +200,19 @@ static int push_new(dec *d, mpconn_value *v)
                  ? fail(d, MPCONN_ERR_LIMIT, "more than %zu values", d->max_items)
                  : charge_growth(d, v, 0);
     if (rc < 0) {
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
         return rc;
     }
     if (mpci_is_container(v)) {
         if (d->nall == d->allcap) {
             size_t ncap = d->allcap * 2;
             if ((rc = charge_array(d, d->allcap, ncap, sizeof *d->all)) < 0) {
-                mpconn_value_free(v);
+                mpconn_value_unref(v);
                 return rc;
             }
             mpconn_value **n = mpci_resize(d->all, d->all0, d->allcap, ncap, sizeof *n);
             if (!n) {
-                mpconn_value_free(v);
+                mpconn_value_unref(v);
                 return fail(d, -ENOMEM, "out of memory");
             }
             d->all = n;
@@ -223,12 +223,12 @@ static int push_new(dec *d, mpconn_value *v)
     if (d->sp == d->scap) {
         size_t ncap = d->scap * 2;
         if ((rc = charge_array(d, d->scap, ncap, sizeof *d->stack)) < 0) {
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             return rc;
         }
         mpconn_value **n = mpci_resize(d->stack, d->stack0, d->scap, ncap, sizeof *n);
         if (!n) {
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             return fail(d, -ENOMEM, "out of memory");
         }
         d->stack = n;
@@ -640,7 +640,7 @@ static int memo_put(dec *d, size_t idx, mpconn_value *v)
         return 0;
     }
     if (d->memo[idx])
-        mpconn_value_free(d->memo[idx]);
+        mpconn_value_unref(d->memo[idx]);
     else
         d->memolen++;
     d->memo[idx] = mpconn_value_ref(v);
@@ -748,7 +748,7 @@ static mpconn_value *latin1_encode(const mpconn_value *s, int type, int *bad)
             i += 2;
         } else {
             *bad = 1;
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             return NULL;
         }
     }
@@ -792,19 +792,19 @@ static int apply(dec *d, const mpconn_value *fn, const mpconn_value *args)
         if (n == 0)
             break;
         if (n != 1 || (a0->type != MPCONN_LIST && a0->type != MPCONN_TUPLE)) {
-            mpconn_value_free(r);
+            mpconn_value_unref(r);
             goto refuse;
         }
         int rc = room_for(d, a0->u.seq.len * (sizeof(mpci_entry) + 2 * sizeof(uint32_t)));
         if (rc < 0) {
-            mpconn_value_free(r);
+            mpconn_value_unref(r);
             return rc;
         }
         rc = mpci_value_reserve(r, a0->u.seq.len);
         for (size_t i = 0; rc == 0 && i < a0->u.seq.len; i++)
             rc = mpci_map_insert(r, mpconn_value_ref(a0->u.seq.items[i]), NULL, &d->cx);
         if (rc < 0) {
-            mpconn_value_free(r);
+            mpconn_value_unref(r);
             return insert_failed(d, rc, "set item");
         }
         break;
@@ -839,15 +839,15 @@ static int make_tuple(dec *d, size_t at)
         rc = mpci_value_extend(t, d->stack + at, n) < 0 ? fail(d, -ENOMEM, "out of memory") : 0;
     else
         for (size_t i = at; i < d->sp; i++)
-            mpconn_value_free(d->stack[i]);
+            mpconn_value_unref(d->stack[i]);
     d->sp = at;
     if (rc < 0) {
-        mpconn_value_free(t);
+        mpconn_value_unref(t);
         return rc;
     }
     rc = check_depth(d, t);
     if (rc < 0) {
-        mpconn_value_free(t);
+        mpconn_value_unref(t);
         return rc;
     }
     return push_new(d, t);
@@ -911,7 +911,7 @@ static int do_setitems(dec *d, size_t at)
     }
     if (rc < 0)
         for (size_t k = i + 2; k < d->sp; k++)
-            mpconn_value_free(d->stack[k]);
+            mpconn_value_unref(d->stack[k]);
     d->sp = at;
     if (rc < 0)
         return insert_failed(d, rc, "dict key");
@@ -942,7 +942,7 @@ static int do_additems(dec *d, mpconn_value *s, size_t at)
     }
     if (rc < 0)
         for (size_t k = i + 1; k < d->sp; k++)
-            mpconn_value_free(d->stack[k]);
+            mpconn_value_unref(d->stack[k]);
     d->sp = at;
     if (rc < 0)
         return insert_failed(d, rc, "set item");
@@ -1039,13 +1039,13 @@ static int run(dec *d, mpconn_value **out)
             }
             if ((rc = need_stack(d, 1)) < 0)
                 return rc;
-            mpconn_value_free(d->stack[--d->sp]);
+            mpconn_value_unref(d->stack[--d->sp]);
             break;
         case 0x31: /* POP_MARK */
             if ((rc = pop_mark(d, &at)) < 0)
                 return rc;
             while (d->sp > at)
-                mpconn_value_free(d->stack[--d->sp]);
+                mpconn_value_unref(d->stack[--d->sp]);
             break;
         case 0x32: /* DUP */
             if ((rc = need_stack(d, 1)) < 0)
@@ -1283,7 +1283,7 @@ static int run(dec *d, mpconn_value **out)
             d->sp--; /* keep it off the stack while its items go in */
             rc = do_additems(d, f, at);
             if (rc < 0) {
-                mpconn_value_free(f);
+                mpconn_value_unref(f);
                 return rc;
             }
             d->stack[d->sp++] = f; /* room exists: the items were above */
@@ -1349,8 +1349,8 @@ static int run(dec *d, mpconn_value **out)
                 return rc;
             mpconn_value *g = d->stack[--d->sp];
             d->sp -= 2;
-            mpconn_value_free(mod);
-            mpconn_value_free(name);
+            mpconn_value_unref(mod);
+            mpconn_value_unref(name);
             d->stack[d->sp++] = g;
             break;
         }
@@ -1368,8 +1368,8 @@ static int run(dec *d, mpconn_value **out)
                 return rc;
             mpconn_value *r = d->stack[--d->sp];
             d->sp -= 2;
-            mpconn_value_free(fn);
-            mpconn_value_free(args);
+            mpconn_value_unref(fn);
+            mpconn_value_unref(args);
             d->stack[d->sp++] = r;
             break;
         }
@@ -1406,11 +1406,11 @@ static void dec_release(dec *d, int cyclic)
     if (cyclic)
         mpci_value_break_cycles(d->all, d->nall);
     for (size_t i = 0; i < d->sp; i++)
-        mpconn_value_free(d->stack[i]);
+        mpconn_value_unref(d->stack[i]);
     for (size_t i = 0; i < d->memo_hi; i++)
-        mpconn_value_free(d->memo[i]);
+        mpconn_value_unref(d->memo[i]);
     for (size_t i = 0; i < d->nall; i++)
-        mpconn_value_free(d->all[i]);
+        mpconn_value_unref(d->all[i]);
     if (d->stack != d->stack0)
         free(d->stack);
     if (d->marks != d->marks0)

@@ -182,7 +182,7 @@ static void drop_child(mpconn_value *c, mpconn_value **pending)
         release_one(c, pending);
 }
 
-void mpconn_value_free(mpconn_value *v)
+void mpconn_value_unref(mpconn_value *v)
 {
     if (!v || (v->flags & MPCI_F_IMMORTAL) || --v->refs > 0)
         return;
@@ -419,15 +419,15 @@ int mpci_value_reserve(mpconn_value *c, size_t n)
 int mpconn_value_append(mpconn_value *seq, mpconn_value *item)
 {
     if (!seq || !item) {
-        mpconn_value_free(item);
+        mpconn_value_unref(item);
         return -ENOMEM;
     }
     if (seq->type != MPCONN_LIST && seq->type != MPCONN_TUPLE) {
-        mpconn_value_free(item);
+        mpconn_value_unref(item);
         return MPCONN_ERR_TYPE;
     }
     if (seq->u.seq.len == seq->u.seq.cap && mpci_value_reserve(seq, 1) < 0) {
-        mpconn_value_free(item);
+        mpconn_value_unref(item);
         return -ENOMEM;
     }
     seq->u.seq.items[seq->u.seq.len++] = item;
@@ -442,7 +442,7 @@ int mpci_value_extend(mpconn_value *seq, mpconn_value **items, size_t n)
         return 0;
     if (mpci_value_reserve(seq, n) < 0) {
         for (size_t i = 0; i < n; i++)
-            mpconn_value_free(items[i]);
+            mpconn_value_unref(items[i]);
         return -ENOMEM;
     }
     memcpy(seq->u.seq.items + seq->u.seq.len, items, n * sizeof *items);
@@ -841,8 +841,8 @@ void mpci_eqctx_free(mpci_eqctx *cx)
     if (cx->hold)
         for (size_t i = 0; i < cx->cap; i++)
             if (cx->pairs[i].a) {
-                mpconn_value_free((mpconn_value *)cx->pairs[i].a);
-                mpconn_value_free((mpconn_value *)cx->pairs[i].b);
+                mpconn_value_unref((mpconn_value *)cx->pairs[i].a);
+                mpconn_value_unref((mpconn_value *)cx->pairs[i].b);
             }
     free(cx->pairs);
     cx->pairs = NULL;
@@ -1130,12 +1130,12 @@ int mpci_map_insert(mpconn_value *m, mpconn_value *key, mpconn_value *val, mpci_
     }
     if (j >= 0) {
         mpci_entry *e = &m->u.map.ents[j];
-        mpconn_value_free(key); /* Python keeps the first key */
+        mpconn_value_unref(key); /* Python keeps the first key */
         if (m->type == MPCONN_DICT) {
             mpconn_value *old = e->val;
             e->val = val;
             note_child(m, val);
-            mpconn_value_free(old);
+            mpconn_value_unref(old);
         }
         return 0;
     }
@@ -1158,8 +1158,8 @@ int mpci_map_insert(mpconn_value *m, mpconn_value *key, mpconn_value *val, mpci_
         m->flags &= (uint8_t)~MPCI_F_HASHED;
     return 0;
 fail:
-    mpconn_value_free(key);
-    mpconn_value_free(val);
+    mpconn_value_unref(key);
+    mpconn_value_unref(val);
     return rc;
 }
 
@@ -1176,13 +1176,13 @@ static int map_insert(mpconn_value *m, mpconn_value *key, mpconn_value *val)
 int mpconn_value_dict_set(mpconn_value *dict, mpconn_value *key, mpconn_value *val)
 {
     if (!dict || !key || !val) {
-        mpconn_value_free(key);
-        mpconn_value_free(val);
+        mpconn_value_unref(key);
+        mpconn_value_unref(val);
         return -ENOMEM;
     }
     if (dict->type != MPCONN_DICT) {
-        mpconn_value_free(key);
-        mpconn_value_free(val);
+        mpconn_value_unref(key);
+        mpconn_value_unref(val);
         return MPCONN_ERR_TYPE;
     }
     return map_insert(dict, key, val);
@@ -1191,11 +1191,11 @@ int mpconn_value_dict_set(mpconn_value *dict, mpconn_value *key, mpconn_value *v
 int mpconn_value_add(mpconn_value *set, mpconn_value *item)
 {
     if (!set || !item) {
-        mpconn_value_free(item);
+        mpconn_value_unref(item);
         return -ENOMEM;
     }
     if (set->type != MPCONN_SET && set->type != MPCONN_FROZENSET) {
-        mpconn_value_free(item);
+        mpconn_value_unref(item);
         return MPCONN_ERR_TYPE;
     }
     return map_insert(set, item, NULL);
@@ -1525,7 +1525,7 @@ void mpci_value_break_cycles(mpconn_value **roots, size_t n)
             size_t len = c->u.seq.len;
             c->u.seq.len = 0;
             for (size_t k = 0; k < len; k++)
-                mpconn_value_free(c->u.seq.items[k]);
+                mpconn_value_unref(c->u.seq.items[k]);
         } else {
             size_t len = c->u.map.len;
             c->u.map.len = 0;
@@ -1533,12 +1533,12 @@ void mpci_value_break_cycles(mpconn_value **roots, size_t n)
             c->u.map.index = NULL;
             c->u.map.icap = 0;
             for (size_t k = 0; k < len; k++) {
-                mpconn_value_free(c->u.map.ents[k].key);
-                mpconn_value_free(c->u.map.ents[k].val);
+                mpconn_value_unref(c->u.map.ents[k].key);
+                mpconn_value_unref(c->u.map.ents[k].val);
             }
         }
     }
     for (size_t i = 0; i < nseen; i++)
-        mpconn_value_free(seen[i]);
+        mpconn_value_unref(seen[i]);
     free(seen);
 }

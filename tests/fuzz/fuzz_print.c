@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int json = 0; json < 2; json++)
             for (int truncate = 0; truncate < 2; truncate++)
                 check(json, v, o, truncate, size);
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
     }
     mpconn_opts_free(o);
     return 0;

@@ -268,7 +268,7 @@ static int do_sendobj(mpconn_conn *c, const char *literal)
         return EXIT_ERROR;
     }
     r = mpconn_conn_send(c, v);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     if (r < 0)
         return conn_error("sendobj", c, r);
     printf("sendobj ok\n");
@@ -284,7 +284,7 @@ static int do_recvobj(mpconn_conn *c)
     char *text;
     size_t len;
     r = mpconn_value_repr(v, &text, &len);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     if (r < 0) {
         printf("error recvobj %s: repr failed\n", code_name(r));
         return EXIT_ERROR;

@@ -74,7 +74,7 @@ static int answer(mpconn_value *v, mpconn_value **back)
 {
     int64_t n;
     int rc = mpconn_value_get_int(v, &n);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     if (rc < 0)
         return rc;
     if (n == -1)
@@ -98,7 +98,7 @@ static int handle_framed(mpconn_request *r, void *data)
         if (rc < 0 || (rc = answer(v, &back)) < 0)
             return rc;
         rc = mpconn_conn_send(c, back);
-        mpconn_value_free(back);
+        mpconn_value_unref(back);
         if (rc < 0)
             return rc;
     }
@@ -165,7 +165,7 @@ static int message_loop(mpconn_request *r, const void *msg, size_t len, void *da
     if (rc < 0 || (rc = answer(v, &back)) < 0)
         return rc;
     rc = mpconn_async_send_value(a, back);
-    mpconn_value_free(back);
+    mpconn_value_unref(back);
     return rc;
 }
 

@@ -868,8 +868,8 @@ TEST(usable_recv_timeout_inside_message)
     raw_write(fds[1], (uint8_t *)pk + n / 2, n - n / 2);
     CHECK_INT(mpconn_conn_recv(c, &got), 0);
     CHECK(mpconn_value_equal(got, v));
-    mpconn_value_free(got);
-    mpconn_value_free(v);
+    mpconn_value_unref(got);
+    mpconn_value_unref(v);
     free(pk);
     mpconn_conn_free(c);
     close(fds[1]);
@@ -925,7 +925,7 @@ static void decode_error_row(const char *bad, size_t badlen, int code, const mpc
     int64_t i = 0;
     CHECK_INT(mpconn_value_get_int(v, &i), 0);
     CHECK_INT(i, 42);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     mpconn_conn_free(c);
     close(fds[1]);
 }
@@ -1117,7 +1117,7 @@ TEST(lost_send_listener_wants_key)
     CHECK_INT(mpconn_conn_readable(c), 0);
     mpconn_value *v = mpconn_value_int(1);
     CHECK_INT(mpconn_conn_send(c, v), MPCONN_ERR_NOKEY);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     void *m;
     size_t len;
     CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ERR_NOKEY);
@@ -1134,7 +1134,7 @@ TEST(lost_send_object_listener_wants_key)
     mpconn_conn *c = keyless_client_facing_challenge(fds);
     mpconn_value *v = mpconn_value_str("hello");
     CHECK_INT(mpconn_conn_send(c, v), MPCONN_ERR_NOKEY);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     uint8_t buf[16];
     CHECK_INT(read(fds[1], buf, sizeof buf), 0);
     mpconn_conn_free(c);

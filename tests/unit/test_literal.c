@@ -117,7 +117,7 @@ TEST(accepts)
             fprintf(stderr, "text: %s\n", accepted[i].text);
         CHECK_STR(s, accepted[i].repr);
         free(s);
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
     }
 }
 
@@ -223,7 +223,7 @@ TEST(null_byte_and_length)
     int64_t x = 0;
     CHECK_INT(mpconn_value_get_int(mpconn_value_item(v, 0), &x), 0);
     CHECK_INT(x, 7);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     CHECK_INT(mpconn_value_parse(buf, 4, &v, NULL, 0), MPCONN_ERR_SYNTAX); /* errmsg optional */
     CHECK_INT(mpconn_value_parse(NULL, 1, &v, NULL, 0), -EINVAL);
     CHECK_INT(mpconn_value_parse("1", 1, NULL, NULL, 0), -EINVAL);
@@ -249,7 +249,7 @@ TEST(nesting_limit)
             CHECK_INT(len, 2000);
             CHECK(memcmp(s, t, len) == 0);
             free(s);
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
         } else {
             CHECK_INT(rc, MPCONN_ERR_LIMIT);
             CHECK(strncmp(err, "column 1001: ", 13) == 0);
@@ -270,10 +270,10 @@ TEST(numbers_exact)
     int64_t x = 0;
     CHECK_INT(mpconn_value_get_int(v, &x), 0);
     CHECK(x == INT64_MIN);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = parse_ok("0x8000000000000000");
     CHECK_INT(mpconn_value_get_int(v, &x), MPCONN_ERR_RANGE);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     /* The same big integer written four ways. */
     mpconn_value *a = parse_ok("1267650600228229401496703205376"); /* 2**100 */
     const char *same[] = {"0x10000000000000000000000000",
@@ -286,7 +286,7 @@ TEST(numbers_exact)
     for (size_t i = 0; i < 4; i++) {
         mpconn_value *b = parse_ok(same[i]);
         CHECK(mpconn_value_equal(a, b));
-        mpconn_value_free(b);
+        mpconn_value_unref(b);
     }
     const uint8_t *mag;
     size_t len;
@@ -295,30 +295,30 @@ TEST(numbers_exact)
     CHECK(!neg && len == 13 && mag[0] == 0x10);
     for (size_t i = 1; i < len; i++)
         CHECK(mag[i] == 0);
-    mpconn_value_free(a);
+    mpconn_value_unref(a);
     /* Floats are correctly rounded, underscores and all. */
     double d = 0;
     v = parse_ok("0.1");
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(d == 0.1);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = parse_ok("2.2250738585072011e-308");
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(d == 2.2250738585072011e-308);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = parse_ok("1"
                  "000000000000000000000000000000000000000000000000000000000000.000000001e-60");
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(d == 1.0);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = parse_ok("-0.0");
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(d == 0 && signbit(d));
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = parse_ok("1e-400");
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(d == 0 && !signbit(d));
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 static mpconn_opts *digit_limit(size_t n)
@@ -343,7 +343,7 @@ TEST(int_digit_limit)
     char *t = repeat('7', 20001), err[256] = "";
     mpconn_value *v = NULL;
     CHECK_INT(mpconn_value_parse(t, 4300, &v, err, sizeof err), 0);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = NULL;
     CHECK_INT(mpconn_value_parse(t, 4301, &v, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(v == NULL);
@@ -358,21 +358,21 @@ TEST(int_digit_limit)
     hex[0] = '0';
     hex[1] = 'x';
     CHECK_INT(mpconn_value_parse(hex, 20000, &v, err, sizeof err), 0);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     free(hex);
     /* A raised limit; and lifted. */
     mpconn_opts *o = digit_limit(10000);
     CHECK_INT(mpconn_value_parse_opts(t, 10000, o, &v, err, sizeof err), 0);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     CHECK_INT(mpconn_value_parse_opts(t, 10001, o, &v, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "limit (10000 digits)") && strstr(err, "has 10001 digits"));
     mpconn_opts_free(o);
     o = digit_limit(MPCONN_UNLIMITED);
     CHECK_INT(mpconn_value_parse_opts(t, 20001, o, &v, err, sizeof err), 0);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     mpconn_opts_free(o);
     CHECK_INT(mpconn_value_parse_opts(t, 4300, NULL, &v, err, sizeof err), 0);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     free(t);
 }
 
@@ -406,7 +406,7 @@ TEST(big_decimal_round_trip)
             CHECK_INT(len, n + 1);
             CHECK(memcmp(s, t, len) == 0);
             free(s);
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             free(t);
         }
     }
@@ -443,9 +443,9 @@ TEST(lone_surrogates)
         CHECK_INT(mpconn_value_str_surrogates(v), 1);
         mpconn_value *w = mpconn_value_strn_surrogatepass(cases[i].bytes, n);
         CHECK(w && mpconn_value_equal(v, w));
-        mpconn_value_free(w);
+        mpconn_value_unref(w);
         free(s);
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
     }
 }
 
@@ -464,12 +464,12 @@ TEST(values_match_api)
     mpconn_value *got = parse_ok("{'k': [1, 2.5, 'x\\x00y', b'\\x00\\xff'], False: {None}}");
     CHECK(mpconn_value_equal(got, want));
     CHECK_INT(mpconn_value_type(mpconn_value_dict_get_str(got, "k")), MPCONN_LIST);
-    mpconn_value_free(got);
+    mpconn_value_unref(got);
     /* One difference must show. */
     got = parse_ok("{'k': [1, 2.5, 'x\\x00y', b'\\x00\\xfe'], False: {None}}");
     CHECK(!mpconn_value_equal(got, want));
-    mpconn_value_free(got);
-    mpconn_value_free(want);
+    mpconn_value_unref(got);
+    mpconn_value_unref(want);
 }
 
 TEST(repr_round_trip)
@@ -487,8 +487,8 @@ TEST(repr_round_trip)
         mpconn_value *b = parse_ok(s);
         CHECK(mpconn_value_equal(a, b));
         free(s);
-        mpconn_value_free(a);
-        mpconn_value_free(b);
+        mpconn_value_unref(a);
+        mpconn_value_unref(b);
     }
 }
 

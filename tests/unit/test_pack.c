@@ -25,8 +25,8 @@ TEST(pack_builds)
     mpconn_value_append(want, mpconn_value_float(2.5));
     mpconn_value_append(want, mpconn_value_str("x"));
     CHECK(mpconn_value_equal(args, want));
-    mpconn_value_free(want);
-    mpconn_value_free(v);
+    mpconn_value_unref(want);
+    mpconn_value_unref(v);
 }
 
 TEST(pack_refs)
@@ -38,9 +38,9 @@ TEST(pack_refs)
     size_t n;
     CHECK_INT(mpconn_value_get_str(mpconn_value_item(v, 2), &str, &n), 0);
     CHECK_INT(n, 2);
-    mpconn_value_free(s); /* 'O' took its own reference */
+    mpconn_value_unref(s); /* 'O' took its own reference */
     CHECK(mpconn_value_type(mpconn_value_item(v, 0)) == MPCONN_STR);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(pack_bad_format)
@@ -78,7 +78,7 @@ TEST(unpack_fields)
     mpconn_value *o = NULL;
     CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:O}", "args", &o), 0);
     CHECK(o == mpconn_value_dict_get_str(v, "args"));
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(unpack_mismatch_path)
@@ -101,7 +101,7 @@ TEST(unpack_mismatch_path)
     CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:(i,f,s)}", "args", &i, (double *)NULL, &x),
               MPCONN_ERR_TYPE);
     CHECK_STR(err, "['args']: expected tuple, got list");
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(unpack_optional)
@@ -119,7 +119,7 @@ TEST(unpack_optional)
     /* Present but of the wrong type is still an error. */
     CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:i?}", "op", &timeout), MPCONN_ERR_TYPE);
     CHECK_STR(err, "['op']: expected int, got str");
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(unpack_range)
@@ -130,7 +130,7 @@ TEST(unpack_range)
     char err[128];
     CHECK_INT(mpconn_unpack(v, err, sizeof err, "[i]", &i), MPCONN_ERR_RANGE);
     CHECK_INT(mpconn_unpack(v, err, sizeof err, "[I]", &l), 0);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = mpconn_value_none();
     CHECK_INT(mpconn_unpack(v, err, sizeof err, "n"), 0);
     CHECK_INT(mpconn_unpack(v, err, sizeof err, "i", &i), MPCONN_ERR_TYPE);

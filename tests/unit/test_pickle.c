@@ -57,7 +57,7 @@ static int decode_rc(const void *p, size_t n, const mpci_pickle_limits *o, char 
     mpconn_value *v = NULL;
     int rc = mpci_pickle_decode(p, n, o, &v, err, errlen);
     if (rc == 0)
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
     else
         CHECK(v == NULL);
     return rc;
@@ -81,7 +81,7 @@ static void row_decode(const char *line, const char *name, const char *expect, i
     CHECK_STR(got, want);
     free(got);
     free(want);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(vectors_decode)
@@ -120,8 +120,8 @@ static void row_reencode(const char *line, const char *name, const char *expect,
     if (strcmp(name, "float_nan") != 0) /* nan != nan, as in Python */
         CHECK(mpconn_value_equal(v, w));
     free(out);
-    mpconn_value_free(w);
-    mpconn_value_free(v);
+    mpconn_value_unref(w);
+    mpconn_value_unref(v);
 }
 
 TEST(vectors_reencode_identical)
@@ -303,38 +303,38 @@ TEST(protocol0_text_forms)
 {
     mpconn_value *v = decode_ok(PK("I01\n."));
     CHECK(mpconn_value_type(v) == MPCONN_BOOL);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = decode_ok(PK("I-123456789012\n."));
     int64_t i;
     CHECK_INT(mpconn_value_get_int(v, &i), 0);
     CHECK_INT(i, -123456789012LL);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = decode_ok(PK("L-1000000000000000000000000000000L\n."));
     mpconn_value *big =
         decode_ok(PK("\x80\x02\x8a\x0d\x00\x00\x00\xc0\x15\x12\x8b\xb9\x2f\x63\xd3\x60\xf3."));
     CHECK(mpconn_value_equal(v, big));
-    mpconn_value_free(big);
-    mpconn_value_free(v);
+    mpconn_value_unref(big);
+    mpconn_value_unref(v);
     v = decode_ok(PK("F-2.5e-3\n."));
     double d;
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(d == -2.5e-3);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     const char *s;
     size_t n;
     v = decode_ok(PK("V\\u20ac\\\\u0041\xe9\n."));
     CHECK_INT(mpconn_value_get_str(v, &s, &n), 0);
     CHECK_STR(s, "\xe2\x82\xac\\\\u0041\xc3\xa9"); /* an even run of backslashes escapes nothing */
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = decode_ok(PK("S'a\\'b\\n\\x41'\np0\n."));
     CHECK_INT(mpconn_value_get_str(v, &s, &n), 0);
     CHECK_STR(s, "a'b\nA");
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = decode_ok(PK("U\x03"
                      "abcq\x01."));
     CHECK_INT(mpconn_value_get_str(v, &s, &n), 0);
     CHECK_STR(s, "abc");
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     char err[256];
     CHECK_INT(decode_rc(PK("U\x01\xe9."), NULL, err, sizeof err), MPCONN_ERR_PICKLE);
     CHECK(strstr(err, "ASCII"));
@@ -342,8 +342,8 @@ TEST(protocol0_text_forms)
     v = decode_ok(PK("(I1\nI2\ntp0\n(I9\n1g0\n0."));
     mpconn_value *want = mpconn_pack("(i,i)", 1, 2);
     CHECK(mpconn_value_equal(v, want));
-    mpconn_value_free(want);
-    mpconn_value_free(v);
+    mpconn_value_unref(want);
+    mpconn_value_unref(v);
 }
 
 TEST(old_protocol_reduce_forms)
@@ -358,7 +358,7 @@ TEST(old_protocol_reduce_forms)
     CHECK_INT(mpconn_value_get_bytes(v, &p, &n), 0);
     CHECK_INT(n, 1);
     CHECK_INT(((const unsigned char *)p)[0], 0xff);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     char err[256];
     /* Latin-1 cannot hold U+20AC. */
     CHECK_INT(decode_rc(PK("\x80\x02"
@@ -466,8 +466,8 @@ TEST(deep_million)
     CHECK_INT(mpci_pickle_decode(out, olen, &o, &w, err, sizeof err), 0);
     CHECK(mpconn_value_equal(v, w));
     free(out);
-    mpconn_value_free(w);
-    mpconn_value_free(v);
+    mpconn_value_unref(w);
+    mpconn_value_unref(v);
     free(pk);
 }
 
@@ -530,7 +530,7 @@ TEST(memo_bomb_costs_references)
     CHECK_INT(mpconn_value_encode(v, 4, &out, &olen), 0);
     CHECK(olen < n + 1000);
     free(out);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     free(pk);
 }
 
@@ -540,7 +540,7 @@ TEST(encode_shared_becomes_get)
 {
     mpconn_value *s = mpconn_value_str("shared");
     mpconn_value *l = mpconn_pack("[O,O]", s, s);
-    mpconn_value_free(s);
+    mpconn_value_unref(s);
     void *out;
     size_t n;
     CHECK_INT(mpconn_value_encode(l, 4, &out, &n), 0);
@@ -552,8 +552,8 @@ TEST(encode_shared_becomes_get)
     mpconn_value *w = decode_ok(out, n);
     CHECK(mpconn_value_item(w, 0) == mpconn_value_item(w, 1));
     free(out);
-    mpconn_value_free(w);
-    mpconn_value_free(l);
+    mpconn_value_unref(w);
+    mpconn_value_unref(l);
 }
 
 TEST(encode_recursive)
@@ -581,10 +581,10 @@ TEST(encode_recursive)
     CHECK_INT(mpconn_value_encode(t, 4, &out, &n), MPCONN_ERR_RECURSIVE);
     mpconn_value *roots[] = {l, t, l2, outer};
     mpci_value_break_cycles(roots, 4);
-    mpconn_value_free(outer);
-    mpconn_value_free(l2);
-    mpconn_value_free(t);
-    mpconn_value_free(l);
+    mpconn_value_unref(outer);
+    mpconn_value_unref(l2);
+    mpconn_value_unref(t);
+    mpconn_value_unref(l);
 }
 
 TEST(encode_framing_large)
@@ -606,7 +606,7 @@ TEST(encode_framing_large)
               16);
     CHECK_INT(n, 10 + 70000 + 16);
     free(out);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     free(big);
 }
 
@@ -640,8 +640,8 @@ TEST(encode_ints)
         CHECK(mpconn_value_equal(v, w));
         free(want);
         free(out);
-        mpconn_value_free(w);
-        mpconn_value_free(v);
+        mpconn_value_unref(w);
+        mpconn_value_unref(v);
     }
 }
 
@@ -674,13 +674,13 @@ TEST(protocol0_float_text)
         CHECK_INT(mpconn_value_get_float(v, &d), 0);
         CHECK(d == ok[k].want);
         CHECK(signbit(d) == signbit(ok[k].want));
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
     }
     mpconn_value *v = decode_ok(PK("Fnan\n."));
     double d;
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(isnan(d));
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     /* "1,5" is what a comma locale would print: never a float on the wire */
     static const char *const bad[] = {".", "1.2.3", "1e", "abc", "1,5", "", "1e5x", "--1"};
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
@@ -765,8 +765,8 @@ TEST(equal_dag_keys_cost_their_size)
     CHECK(mpconn_value_equal(v, w));
     CHECK(cpu_seconds() - t0 < 2.0);
     free(out);
-    mpconn_value_free(w);
-    mpconn_value_free(v);
+    mpconn_value_unref(w);
+    mpconn_value_unref(v);
     free(b.p);
 }
 
@@ -787,7 +787,7 @@ TEST(neighbouring_big_ints_in_a_set)
     put(&b, "\x90.", 2);
     mpconn_value *v = decode_ok(b.p, b.len);
     CHECK_INT(mpconn_value_len(v), 600);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     free(b.p);
 }
 
@@ -804,7 +804,7 @@ TEST(nan_keys_are_distinct_unless_shared)
     put(&b, "u.", 2);
     mpconn_value *v = decode_ok(b.p, b.len);
     CHECK_INT(mpconn_value_len(v), 1000);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     free(b.p);
     /* One NaN object memoised and used twice is one key, as in CPython. */
     v = decode_ok(PK("\x80\x04}(G\x7f\xf8\x00\x00\x00\x00\x00\x00\x94K\x01h\x00K\x02u."));
@@ -812,7 +812,7 @@ TEST(nan_keys_are_distinct_unless_shared)
     int64_t x;
     CHECK_INT(mpconn_value_get_int(mpconn_value_dict_value(v, 0), &x), 0);
     CHECK_INT(x, 2);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(lone_surrogates)
@@ -858,7 +858,7 @@ TEST(lone_surrogates)
         mpconn_value *d = mpconn_value_dict();
         CHECK_INT(mpconn_value_dict_set(d, mpconn_value_ref(want), mpconn_value_none()), 0);
         CHECK(mpconn_value_dict_get(d, v) != NULL);
-        mpconn_value_free(d);
+        mpconn_value_unref(d);
         /* Encoded, it is CPython's own pickle again. */
         void *out;
         size_t olen;
@@ -866,20 +866,20 @@ TEST(lone_surrogates)
         CHECK_INT(olen, forms[0].n);
         CHECK_MEM(out, forms[0].p, olen);
         free(out);
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
     }
     /* Not the same text as the pair combined, nor as strict text. */
     mpconn_value *pair = mpconn_value_str("a\xed\x9f\xbf"
                                           "b\xf0\x9f\x98\x80");
     CHECK(!mpconn_value_equal(pair, want));
     CHECK_INT(mpconn_value_str_surrogates(pair), 0);
-    mpconn_value_free(pair);
+    mpconn_value_unref(pair);
     mpconn_value *plain = mpconn_value_strn_surrogatepass("abc", 3);
     CHECK_INT(mpconn_value_str_surrogates(plain), 0);
-    mpconn_value_free(plain);
+    mpconn_value_unref(plain);
     CHECK_INT(mpconn_value_str_surrogates(NULL), 0);
     CHECK(mpconn_value_strn_surrogatepass("\xed\xa0", 2) == NULL);
-    mpconn_value_free(want);
+    mpconn_value_unref(want);
 }
 
 /* [{} for _ in range(n)] */
@@ -917,7 +917,7 @@ TEST(limit_alloc_counts_real_bytes)
         CHECK(m.bytes >= held * 9 / 10);
         CHECK(m.bytes <= held * 3 / 2);
     }
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 #endif
     free(b.p);
 }
@@ -943,7 +943,7 @@ TEST(small_ints_cost_a_pointer)
     CHECK_INT(mpci_pickle_decode_metered(b.p, b.len, NULL, &v, err, sizeof err, &m), 0);
     CHECK(mpconn_value_item(v, 7) == mpconn_value_item(v, 263));
     CHECK(m.bytes < 102400 * 10 + 65536); /* the list's slots */
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     free(b.p);
 }
 
