@@ -70,7 +70,15 @@ MPCONN_API const char *mpconn_version(void);
     X(ERR_RANGE, -10022, "integer out of range")                                                   \
     X(ERR_RECURSIVE, -10023, "value contains itself")                                              \
     /* unhashable dict key or set item */                                                          \
-    X(ERR_UNHASHABLE, -10024, "unhashable value")
+    X(ERR_UNHASHABLE, -10024, "unhashable value")                                                  \
+    /* TLS (<mpconn/tls.h>): an alert, a bad record, no common version */                          \
+    X(ERR_TLS, -10100, "TLS protocol failure")                                                     \
+    /* the peer's certificate was refused, or a required one missing */                            \
+    X(ERR_TLSVERIFY, -10101, "TLS certificate verification failed")                                \
+    /* the stream ended without close_notify */                                                    \
+    X(ERR_TRUNCATED, -10102, "TLS stream truncated: no close_notify")                              \
+    /* unusable certificate, key, trust anchors or option */                                       \
+    X(ERR_TLSCONFIG, -10103, "unusable TLS configuration")
 
 #define MPCONN_ERROR_ENUM(name, value, text) MPCONN_##name = value,
 enum { MPCONN_ERR_BASE = -10000, MPCONN_ERROR_LIST(MPCONN_ERROR_ENUM) };
@@ -559,7 +567,7 @@ MPCONN_API int mpconn_unpack(const mpconn_value *v, char *errmsg, size_t errlen,
  * unpickles with its limits. A decoding error consumes the message whole and
  * leaves the connection usable. */
 MPCONN_API int mpconn_conn_send(mpconn_conn *c, const mpconn_value *v);
-/* *out is the caller's, freed with mpconn_value_unref. */
+/* *out is the caller's, released with mpconn_value_unref. */
 MPCONN_API int mpconn_conn_recv(mpconn_conn *c, mpconn_value **out);
 
 #ifdef __cplusplus
