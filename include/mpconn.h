@@ -187,7 +187,7 @@ MPCONN_API int mpconn_opts_set_print_truncate(mpconn_opts *o, int truncate);
  * caller's (mpconn_auth_free). MPCONN_ERR_NOKEY when o (may be NULL) has no
  * authkey. */
 typedef struct mpconn_auth mpconn_auth;
-MPCONN_API int mpconn_opts_new_auth(const mpconn_opts *o, int role, mpconn_auth **out);
+MPCONN_API int mpconn_opts_new_auth(mpconn_auth **out, const mpconn_opts *o, int role);
 /* o's handshake timeout in seconds (< 0: none); the default for NULL. */
 MPCONN_API double mpconn_opts_handshake_timeout(const mpconn_opts *o);
 /* The uid policy of a listener with o, for code that accepts Unix peers
@@ -522,8 +522,8 @@ MPCONN_API int mpconn_value_equal(const mpconn_value *a, const mpconn_value *b);
 MPCONN_API int mpconn_value_encode(const mpconn_value *v, int protocol, void **out, size_t *len);
 /* Unpickles plain values only; opts (may be NULL) gives the limits. *out is
  * the caller's. errmsg (may be NULL) names what failed. */
-MPCONN_API int mpconn_value_decode(const void *buf, size_t len, const mpconn_opts *opts,
-                                   mpconn_value **out, char *errmsg, size_t errlen);
+MPCONN_API int mpconn_value_decode(mpconn_value **out, const void *buf, size_t len,
+                                   const mpconn_opts *opts, char *errmsg, size_t errlen);
 
 /* Python's repr(v), NUL-terminated, freed with free(). Default print
  * limits: MPCONN_ERR_LIMIT beyond 64 MiB of text or for an int of more than
@@ -541,11 +541,11 @@ MPCONN_API int mpconn_value_json_opts(const mpconn_value *v, const mpconn_opts *
 /* Parses a Python literal as ast.literal_eval accepts it for these types.
  * On error errmsg says what and at which column (1-based). Decimal ints
  * of more than 4300 digits fail with MPCONN_ERR_LIMIT, as in CPython. */
-MPCONN_API int mpconn_value_parse(const char *text, size_t len, mpconn_value **out, char *errmsg,
+MPCONN_API int mpconn_value_parse(mpconn_value **out, const char *text, size_t len, char *errmsg,
                                   size_t errlen);
 /* The same with the int digit limit of opts (NULL: the default). */
-MPCONN_API int mpconn_value_parse_opts(const char *text, size_t len, const mpconn_opts *opts,
-                                       mpconn_value **out, char *errmsg, size_t errlen);
+MPCONN_API int mpconn_value_parse_opts(mpconn_value **out, const char *text, size_t len,
+                                       const mpconn_opts *opts, char *errmsg, size_t errlen);
 
 /* Builds a value from a format (see README "Values at a glance"):
  *   n None  b bool(int)  i int  I int64_t  f double  s str(const char *)

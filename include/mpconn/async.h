@@ -144,8 +144,8 @@ MPCONN_API int mpconn_async_send_owned(mpconn_async *a, void *buf, size_t len,
 /* Pickles v with the connection's protocol and queues it. */
 MPCONN_API int mpconn_async_send_value(mpconn_async *a, const mpconn_value *v);
 /* Decodes a message (from on_message) with the connection's limits. */
-MPCONN_API int mpconn_async_decode(mpconn_async *a, const void *msg, size_t len,
-                                   mpconn_value **out);
+MPCONN_API int mpconn_async_decode(mpconn_async *a, mpconn_value **out, const void *msg,
+                                   size_t len);
 
 /* Descriptor passing on a Unix socket, the wire form of
  * multiprocessing.reduction.send_handle / recv_handle (one count byte with

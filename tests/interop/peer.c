@@ -241,7 +241,7 @@ static int do_sendobj(mpconn_conn *c, const char *literal)
 {
     mpconn_value *v;
     char err[256];
-    int r = mpconn_value_parse(literal, strlen(literal), &v, err, sizeof err);
+    int r = mpconn_value_parse(&v, literal, strlen(literal), err, sizeof err);
     if (r < 0) {
         printf("error sendobj %s: cannot parse: %s\n", code_name(r), err);
         return EXIT_ERROR;

@@ -28,9 +28,9 @@ static int run(const char *cmd, int proto, const unsigned char *in, size_t n, un
         return rc;
     mpconn_opts_set_print_limits(o, 0, MPCONN_UNLIMITED);
     if (!strcmp(cmd, "decode") || !strcmp(cmd, "repickle"))
-        rc = mpconn_value_decode(in, n, NULL, &v, err, errlen);
+        rc = mpconn_value_decode(&v, in, n, NULL, err, errlen);
     else
-        rc = mpconn_value_parse_opts((const char *)in, n, o, &v, err, errlen);
+        rc = mpconn_value_parse_opts(&v, (const char *)in, n, o, err, errlen);
     if (rc != 0) {
         mpconn_opts_free(o);
         return rc;
@@ -47,7 +47,7 @@ static int run(const char *cmd, int proto, const unsigned char *in, size_t n, un
         mpconn_value *back = NULL;
         rc = mpconn_value_encode(v, proto, &buf, &blen);
         if (rc == 0)
-            rc = mpconn_value_decode(buf, blen, NULL, &back, err, errlen);
+            rc = mpconn_value_decode(&back, buf, blen, NULL, err, errlen);
         if (rc == 0) {
             const char *eq = mpconn_value_equal(v, back) ? "equal " : "unequal ";
             rc = mpconn_value_repr_opts(back, o, &text, outlen, err, errlen);
