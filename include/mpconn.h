@@ -4,6 +4,7 @@
 #ifndef MPCONN_H
 #define MPCONN_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -407,9 +408,12 @@ MPCONN_API int mpconn_wait(mpconn_waitable *items, size_t n, double seconds);
 /* ---------------------------------------------------------------- values */
 
 /* Plain Python values: reference counted, shared when referenced twice. A
- * value is used by one thread at a time. Constructors return a new reference
- * (NULL only when out of memory or, for str, on invalid UTF-8);
- * mpconn_value_unref drops one. */
+ * value is used by one thread at a time. The constructors below
+ * (mpconn_value_none .. mpconn_value_frozenset) return a new reference, or
+ * NULL when memory runs out, and for no other reason: they accept every
+ * input (text that is not UTF-8, a NULL pointer with a length), so a NULL
+ * handed on to a builder rightly says -ENOMEM. mpconn_value_unref drops a
+ * reference. */
 typedef struct mpconn_value mpconn_value;
 
 typedef enum mpconn_type {
@@ -439,29 +443,38 @@ MPCONN_API mpconn_value *mpconn_value_none(void);
 MPCONN_API mpconn_value *mpconn_value_bool(int b);
 /* An int from any int64_t. */
 MPCONN_API mpconn_value *mpconn_value_int(int64_t i);
-/* An integer of any size: sign and big-endian magnitude (copied). */
+/* An integer of any size: sign and big-endian magnitude (copied);
+ * magnitude NULL stands for zero bytes. */
 MPCONN_API mpconn_value *mpconn_value_bigint(int negative, const uint8_t *magnitude, size_t len);
 /* A float; any double, NaN and infinities included. */
 MPCONN_API mpconn_value *mpconn_value_float(double d);
-/* UTF-8 text, validated (strict: no surrogates) and copied; NULL when
- * invalid. */
+/* UTF-8 text, copied. Bytes that are not strict UTF-8 (overlong forms,
+ * surrogates, stray bytes) are kept by Python's "surrogateescape" rule, as
+ * os.fsdecode does: each such byte B (0x80..0xFF) becomes the lone
+ * surrogate U+DC00 + B, and the str is one with surrogates
+ * (mpconn_value_str_surrogates), which CPython receives as the same
+ * surrogateescape'd str: text.encode("utf-8", "surrogateescape") gives the
+ * bytes back. s NULL is "". */
 MPCONN_API mpconn_value *mpconn_value_str(const char *s);
-/* The same for len bytes, which may hold NUL; s may be NULL when len is 0. */
+/* The same for len bytes, which may hold NUL; s NULL stands for len NUL
+ * characters. */
 MPCONN_API mpconn_value *mpconn_value_strn(const char *s, size_t len);
 /* Text that may hold lone surrogates (U+D800..U+DFFF), as CPython's str
  * can: s is UTF-8 in which each surrogate code point is its own 3-byte
  * sequence ED A0..BF 80..BF (Python's "surrogatepass" error handler; two
- * that would form a pair stay two code points). Copied; NULL when s is
- * neither that nor strict UTF-8. Strict UTF-8 gives the same value as
- * mpconn_value_strn. */
+ * that would form a pair stay two code points). Copied; any other byte that
+ * is not UTF-8 is escaped as by mpconn_value_strn. Strict UTF-8 gives the
+ * same value as mpconn_value_strn; s NULL as there. */
 MPCONN_API mpconn_value *mpconn_value_strn_surrogatepass(const char *s, size_t len);
 /* 1 when v is a str holding lone surrogates: its bytes (mpconn_value_get_str)
  * are then surrogatepass UTF-8, not strict UTF-8. 0 otherwise. Such strs
- * come from pickles of such Python strings and from
- * mpconn_value_strn_surrogatepass; they compare and hash as the code points
- * they hold, and pickle back to the same Python string. */
+ * come from pickles of such Python strings, from
+ * mpconn_value_strn_surrogatepass and from text given to mpconn_value_str
+ * that is not UTF-8; they compare and hash as the code points they hold,
+ * and pickle back to the same Python string. */
 MPCONN_API int mpconn_value_str_surrogates(const mpconn_value *v);
-/* bytes and bytearray of len bytes, copied; p may be NULL when len is 0. */
+/* bytes and bytearray of len bytes, copied; p NULL stands for len zero
+ * bytes, as Python's bytes(len). */
 MPCONN_API mpconn_value *mpconn_value_bytes(const void *p, size_t len);
 MPCONN_API mpconn_value *mpconn_value_bytearray(const void *p, size_t len);
 /* Empty containers, filled by the builders below. */
@@ -547,14 +560,23 @@ MPCONN_API int mpconn_value_parse(mpconn_value **out, const char *text, size_t l
 MPCONN_API int mpconn_value_parse_opts(mpconn_value **out, const char *text, size_t len,
                                        const mpconn_opts *opts, char *errmsg, size_t errlen);
 
-/* Builds a value from a format (see README "Values at a glance"):
+/* Builds a value from a format (see README "Values at a glance") into *out,
+ * the caller's (NULL on failure):
  *   n None  b bool(int)  i int  I int64_t  f double  s str(const char *)
  *   s# str(const char *, size_t)  y# bytes(const void *, size_t)
  *   O value (new reference taken)  o value (stolen)
  *   [..] list  (..) tuple  {k:v ..} dict   separators ',' ':' and spaces
- * NULL when out of memory or the format is bad (then 'o' arguments after
- * the point of failure are not released). */
-MPCONN_API mpconn_value *mpconn_pack(const char *fmt, ...);
+ * s and s# are mpconn_value_str/_strn, y# mpconn_value_bytes. Fails with
+ * MPCONN_ERR_SYNTAX when the format is bad, -ENOMEM when memory runs out
+ * or an O/o argument is NULL (as the builders take it), or a builder's code
+ * (MPCONN_ERR_UNHASHABLE); errmsg (may be NULL) says what and at which
+ * offset of fmt. On failure 'o' arguments after the point of failure are
+ * not released. The mirror of mpconn_unpack. */
+MPCONN_API int mpconn_pack(mpconn_value **out, char *errmsg, size_t errlen, const char *fmt, ...);
+/* The same with the arguments as a va_list (left for the caller to
+ * va_end), for functions that take a format of their own. */
+MPCONN_API int mpconn_vpack(mpconn_value **out, char *errmsg, size_t errlen, const char *fmt,
+                            va_list ap);
 /* Pulls fields out of v by the same format with pointer arguments (s gives a
  * borrowed const char *, O a borrowed mpconn_value *); in a dict format
  * "{s:i}" the key is a const char * argument. '?' after a dict key's value

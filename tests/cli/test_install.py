@@ -34,11 +34,11 @@ int main(void)
     mpconn_conn *a, *b;
     if (mpconn_pipe(&a, &b, 1, NULL) < 0)
         return 1;
-    mpconn_value *v = mpconn_pack("{s:[i f s]}", "consumer", 1, 2.5, "x");
-    mpconn_value *back = NULL;
+    mpconn_value *v = NULL, *back = NULL;
     char *text = NULL;
     size_t len;
-    if (v == NULL || mpconn_conn_send(a, v) < 0 || mpconn_conn_recv(b, &back) < 0 ||
+    if (mpconn_pack(&v, NULL, 0, "{s:[i f s]}", "consumer", 1, 2.5, "x") < 0 ||
+        mpconn_conn_send(a, v) < 0 || mpconn_conn_recv(b, &back) < 0 ||
         mpconn_value_repr(back, &text, &len) < 0)
         return 1;
     printf("mpconn %s: %s\n", mpconn_version(), text);

@@ -11,7 +11,9 @@
 
 static mpconn_value *small_dict(int i)
 {
-    return mpconn_pack("{s:s,s:[i,f,s]}", "op", "add", "args", i, 2.5, "x");
+    mpconn_value *v = NULL;
+    mpconn_pack(&v, NULL, 0, "{s:s,s:[i,f,s]}", "op", "add", "args", i, 2.5, "x");
+    return v;
 }
 
 TEST(send_recv_many_small)
