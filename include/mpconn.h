@@ -1,6 +1,21 @@
 /* mpconn: Python's multiprocessing.connection for C.
- * The one public header. Every type is opaque; every function returns 0 (or a
- * documented non-negative result) on success and a negative code on failure. */
+ * The one public header. Every function that can fail returns 0 (or a
+ * documented non-negative result) on success and a negative code on failure.
+ *
+ * Every object is an opaque handle (mpconn_opts, mpconn_conn, mpconn_value,
+ * mpconn_loop, ...), made by a constructor and released by its _free or
+ * _unref. The few structs whose members are public are plain records the
+ * caller fills in:
+ *   mpconn_waitable      one entry of mpconn_wait's array (a fixed layout:
+ *                        it never grows, so arrays of it stay valid)
+ *   mpconn_async_cbs     callbacks of an async connection  <mpconn/async.h>
+ *   mpconn_adapter       the hooks of an event-loop adapter <mpconn/async.h>
+ *   mpconn_server_hooks  the hooks of a server             <mpconn/server.h>
+ * The last three may grow: each starts with a size field the caller sets to
+ * its sizeof, so the library knows which members a program compiled against
+ * an older header has. mpconn_uv_state and mpconn_event_state in the
+ * header-only adapters <mpconn/uv.h>, <mpconn/event.h> belong to those
+ * adapters, not to the library's ABI. */
 #ifndef MPCONN_H
 #define MPCONN_H
 
@@ -390,7 +405,8 @@ MPCONN_API int mpconn_client(mpconn_conn **out, const char *address, const mpcon
 
 /* ------------------------------------------------------------------ wait */
 
-/* One entry of mpconn_wait: exactly one of conn, listener, or fd (>= 0). */
+/* One entry of mpconn_wait: exactly one of conn, listener, or fd (>= 0).
+ * A plain record of fixed layout (see the top of this header). */
 typedef struct mpconn_waitable {
     mpconn_conn *conn;
     mpconn_listener *listener;

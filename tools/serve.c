@@ -243,8 +243,9 @@ static void watch_cleanup(void *state)
     free(w);
 }
 
-static const mpconn_adapter watch_adapter = {watch_attach, watch_set_io, watch_set_timer,
-                                             watch_set_pending, watch_cleanup};
+static const mpconn_adapter watch_adapter = {sizeof(mpconn_adapter), watch_attach,
+                                             watch_set_io,           watch_set_timer,
+                                             watch_set_pending,      watch_cleanup};
 
 /* ----------------------------------------------------------------- clients */
 
