@@ -35,9 +35,9 @@ extern "C" {
 #endif
 
 #define MPCONN_VERSION_MAJOR 0
-#define MPCONN_VERSION_MINOR 1
+#define MPCONN_VERSION_MINOR 2
 #define MPCONN_VERSION_PATCH 0
-#define MPCONN_VERSION_STRING "0.1.0"
+#define MPCONN_VERSION_STRING "0.2.0"
 
 /* The library's version as "MAJOR.MINOR.PATCH" (static). It differs from
  * MPCONN_VERSION_STRING when a program runs with another build than the

@@ -22,6 +22,10 @@ BUILD = os.path.abspath(os.environ.get("MPCONN_BUILD", os.getcwd()))
 SOURCE = os.path.abspath(
     os.environ.get("MPCONN_SOURCE", os.path.join(os.path.dirname(__file__), "..", "..")))
 TIMEOUT = 120  # seconds for any one subprocess (a consumer's cmake configure is the slowest)
+with open(os.path.join(SOURCE, "CMakeLists.txt")) as _f:
+    VERSION = re.search(r"project\(mpconn VERSION (\S+)", _f.read()).group(1)
+# What a consumer asks for: SameMinorVersion offers no other minor while 0.x.
+WANT = ".".join(VERSION.split(".")[:2])
 
 # Valid C and C++ alike: a value through a Pipe, printed as Python's repr.
 CONSUMER = r"""
@@ -50,7 +54,7 @@ int main(void)
     return 0;
 }
 """
-EXPECTED = "mpconn 0.1.0: {'consumer': [1, 2.5, 'x']}"
+EXPECTED = "mpconn %s: {'consumer': [1, 2.5, 'x']}" % VERSION
 
 
 def sh(*args, env=None, cwd=None, ok=True):
@@ -117,7 +121,7 @@ def cmake_consumer(prefix, work, static=True, cxx=True, extra=(), ok=True):
     lists = [
         "cmake_minimum_required(VERSION 3.20)",
         f"project(consumer LANGUAGES {langs})",
-        f"find_package(mpconn 0.1 REQUIRED{comps})",
+        f"find_package(mpconn {WANT} REQUIRED{comps})",
         "add_executable(consumer_c main.c)",
         "target_link_libraries(consumer_c PRIVATE mpconn::mpconn)",
     ]
