@@ -51,7 +51,7 @@ TEST(tls_codes_are_in_the_table)
 
 TEST(own_names_are_not_errno_names)
 {
-    /* MPCONN_EPROTO and -EPROTO were different codes with one spelling */
+    /* the 0.1 spelling of MPCONN_ERR_PROTO read as -EPROTO, another code */
     CHECK_STR(mpconn_errname(MPCONN_ERR_PROTO), "MPCONN_ERR_PROTO");
     CHECK_STR(mpconn_errname(-EPROTO), "EPROTO");
     for (size_t i = 0; i < NCODES; i++)
