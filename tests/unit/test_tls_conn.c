@@ -531,7 +531,7 @@ TEST(verify_ip_mismatch)
 TEST(client_message_names_the_address)
 {
     client_refused("self", 0, "tls:127.0.0.1", client_cfg(0), MPCONN_ETLSVERIFY,
-                   "TLS with tls:127.0.0.1:", NULL);
+                   "TLS with 127.0.0.1:", NULL);
 }
 
 TEST(client_certificate_required_and_missing)
@@ -851,6 +851,21 @@ TEST(silent_tls_peers_delay_nobody)
     CHECK_INT(f.result, 0);
     for (int i = 0; i < 50; i++)
         close(silent[i]);
+}
+
+/* The certificate set, complete; its directory is printed for the CLI
+ * tests (tests/cli/test_cli_tls.py), which use the same set. */
+TEST(make_certificates)
+{
+    static const char *const names[] = {"ca", "server", "self", "client", "other", "untrusted"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char pem[32], key[32];
+        snprintf(pem, sizeof pem, "%s.pem", names[i]);
+        snprintf(key, sizeof key, "%s.key", names[i]);
+        CHECK_INT(access(cert(pem), R_OK), 0);
+        CHECK_INT(access(cert(key), R_OK), 0);
+    }
+    printf("certificates: %s\n", cert_dir());
 }
 
 TESTLIB_MAIN
