@@ -414,6 +414,26 @@ TEST(keyless_client_meets_the_challenge_inside_tls)
     fx_end(&f);
 }
 
+TEST(next_client_resumes_the_session)
+{
+    mpconn_tls_config *sc = server_cfg("server", 0), *cc = client_cfg(0);
+    for (int round = 0; round < 2; round++) {
+        struct fixture f;
+        /* each fixture drops one reference of each config */
+        fx_start(&f, "tls:127.0.0.1:0", mpconn_tls_config_ref(sc), opts_with(sc, "k", 5),
+                 mpconn_tls_config_ref(cc), opts_with(cc, "k", 5), 5);
+        mpconn_conn *c;
+        char err[256];
+        CHECK_INT(fx_client(&f, NULL, &c, err, sizeof err), 0);
+        echo(c, "again");
+        CHECK_INT(mpconn_tls_session_reused(mpconn_conn_tls(c)), round);
+        mpconn_conn_free(c);
+        fx_end(&f);
+    }
+    mpconn_tls_config_free(sc);
+    mpconn_tls_config_free(cc);
+}
+
 TEST(listener_client_ipv6)
 {
     mpconn_tls_config *sc = server_cfg("server", 0), *cc = client_cfg(0);
