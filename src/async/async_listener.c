@@ -252,7 +252,7 @@ int mpconn_async_listener_open(mpconn_async_listener **out, const char *address,
     *out = NULL;
     /* It would serve the address in clear. */
     if (address && strncmp(address, "tls:", 4) == 0)
-        return mpci_err(errmsg, errlen, MPCONN_ENOTSUP,
+        return mpci_err(errmsg, errlen, MPCONN_ERR_NOTSUP,
                         "%s: async listeners do not speak TLS yet (mpconn_listener_open does)",
                         address);
     mpconn_async_listener *l = calloc(1, sizeof *l);
@@ -335,7 +335,7 @@ void mpconn_async_listener_free(mpconn_async_listener *l)
     while (l->oldest) {
         hs_node *n = l->oldest;
         unlink_node(l, n);
-        mpci_async_drop(n->a, MPCONN_ECLOSED, "listener closed");
+        mpci_async_drop(n->a, MPCONN_ERR_CLOSED, "listener closed");
         free(n);
     }
     l->ev.pins--;
