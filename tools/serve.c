@@ -63,6 +63,10 @@ static const char serve_help[] =
     "                         sha3_384, md5, or legacy (the 20-byte challenge of Python <= 3.11)\n"
     "  --no-legacy-md5        refuse MD5 answers (Python <= 3.11 clients cannot authenticate)\n"
     "  --timeout SECONDS      bound each handshake; close a client silent for SECONDS\n"
+    "  --cert FILE, --key FILE  with a tls:HOST:PORT address: the server's certificate chain\n"
+    "                         and its private key (PEM; --key may be left out when FILE has it)\n"
+    "  --ca FILE              trust anchors (PEM) for client certificates\n"
+    "  --require-client-cert  refuse clients without a certificate that --ca verifies\n"
     "  -h, --help             show this help\n";
 
 enum {
@@ -553,6 +557,25 @@ int cli_serve(int argc, char **argv)
         return r;
     if (mode >= 0)
         mpconn_opts_set_mode(opts, (unsigned)mode);
+    if ((r = cli_common_tls(&common, "serve", address, 1, opts)) != CLI_OK) {
+        mpconn_opts_free(opts);
+        return r;
+    }
+    if (cli_is_tls(address)) {
+        /* The event loop's connections and the server kinds do not speak TLS
+         * yet: one thread on mpconn_wait serves a tls: address. */
+        cli_serve_settings bs = {cfg.echo,  cfg.quiet,       cfg.verbose,   common.format,
+                                 cfg.count, cfg.max_clients, common.timeout};
+        if (cfg.termlen)
+            r = cli_usage_error("serve", "--terminator does not apply to tls: addresses");
+        else if (cfg.kind != SERVE_LOOP)
+            r = cli_usage_error("serve",
+                                "--kind threads|fork does not apply to tls: addresses yet");
+        else
+            r = cli_serve_blocking(address, opts, &bs);
+        mpconn_opts_free(opts);
+        return r;
+    }
     cfg.opts = opts;
     cfg.format = common.format;
     cfg.timeout = common.timeout;
