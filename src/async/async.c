@@ -788,10 +788,11 @@ static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
             if (r == MPCONN_EMSGSIZE && a->split.mode == MPCI_SPLIT_FRAME)
                 snprintf(why, sizeof why,
                          "bad message length: %llu bytes announced, over the limit of %llu",
-                         (unsigned long long)a->split.want, (unsigned long long)a->split.max);
+                         (unsigned long long)a->split.dec.len,
+                         (unsigned long long)a->split.dec.max);
             else if (r == MPCONN_EMSGSIZE)
                 snprintf(why, sizeof why, "message too large: longer than the limit of %llu bytes",
-                         (unsigned long long)a->split.max);
+                         (unsigned long long)a->split.dec.max);
             else
                 snprintf(why, sizeof why, "%s",
                          r == MPCONN_EPROTO ? "bad frame header" : strerror(-r));
@@ -965,7 +966,7 @@ int mpconn_async_set_framing(mpconn_async *a, int mode, const void *arg, size_t 
 
 void mpconn_async_set_max_message(mpconn_async *a, uint64_t bytes)
 {
-    a->split.max = bytes;
+    a->split.dec.max = bytes;
 }
 
 /* ------------------------------------------------------ handshake, open */
