@@ -161,14 +161,14 @@ MPCONN_API int mpconn_async_decode(mpconn_async *a, const void *msg, size_t len,
  * fd passing on. With fd passing on, descriptors that arrive unasked are
  * closed as soon as the byte they came with is read, and counted
  * (mpconn_async_dropped_fds). MPCONN_ENOTSUP on anything but a Unix
- * socket. */
+ * socket; set_fd_passing may also return -ENOMEM. */
 MPCONN_API int mpconn_async_set_fd_passing(mpconn_async *a, int enable);
 MPCONN_API int mpconn_async_send_fd(mpconn_async *a, int fd);
 /* The next input byte not yet taken is a count byte; from on_message, the
  * one right after that message. */
 MPCONN_API int mpconn_async_expect_fd(mpconn_async *a);
 /* Descriptors closed unasked, plus one for each read whose descriptors
- * beyond 4 the kernel closed. */
+ * beyond 8 the kernel closed. */
 MPCONN_API size_t mpconn_async_dropped_fds(const mpconn_async *a);
 
 /* Bytes queued and not yet written. */
@@ -201,7 +201,7 @@ MPCONN_API int mpconn_async_set_framing(mpconn_async *a, int mode, const void *a
 MPCONN_API void mpconn_async_set_max_message(mpconn_async *a, uint64_t bytes);
 /* idle: no byte either way for that long closes with -ETIMEDOUT; read: a
  * message begun and not finished for that long does too. < 0 (default)
- * off. */
+ * off. 0, or -ENOMEM. */
 MPCONN_API int mpconn_async_set_timeouts(mpconn_async *a, double idle, double read);
 
 /* Closes now, dropping what is queued (release runs for owned buffers)

@@ -13,17 +13,18 @@
 #include "conn/opts.h"
 #include "net/address.h"
 #include "net/socket.h"
+#include "net/transport.h"
 #include "proto/frame.h"
 #include "proto/pickle.h"
 #include "proto/split.h"
 
 struct mpconn_ev {
     int fd;
-    const mpconn_adapter *ad;
-    void *st;   /* the adapter's state; NULL until attached, and after cleanup */
     int want;   /* interest last asked of the adapter */
     int pins;   /* entry points on the stack */
     int doomed; /* free once the last pin is gone */
+    const mpconn_adapter *ad;
+    void *st; /* the adapter's state; NULL until attached, and after cleanup */
     void (*on_io)(mpconn_ev *ev, int events);
     void (*on_timeout)(mpconn_ev *ev);
     void (*destroy)(mpconn_ev *ev);
@@ -49,5 +50,8 @@ int mpci_async_accepted(mpconn_async **out, int fd, int kind, const struct mpcon
 void mpci_async_drop(mpconn_async *a, int reason, const char *why);
 /* Monotonic seconds when the handshake began (for dropping the oldest). */
 double mpci_async_started(const mpconn_async *a);
+
+/* For tests only (tests/hooks/mpci_test.h declares it for them). */
+int mpci_test_async_set_transport(mpconn_async *a, mpci_transport *t);
 
 #endif
