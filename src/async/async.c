@@ -786,12 +786,20 @@ void mpconn_async_set_producer(mpconn_async *a, int enable)
  * (POLLIN, POLLOUT): a transport may need the other direction to go on. */
 static int interest(const mpconn_async *a, short want)
 {
+    if (a->tp == &a->fdt.base) /* the plain fd wants what is asked, no call spent */
+        return ((want & POLLIN) ? MPCONN_READABLE : 0) | ((want & POLLOUT) ? MPCONN_WRITABLE : 0);
     short ev = 0;
     if (want & POLLIN)
         ev |= a->tp->ops->events(a->tp, POLLIN);
     if (want & POLLOUT)
         ev |= a->tp->ops->events(a->tp, POLLOUT);
     return ((ev & POLLIN) ? MPCONN_READABLE : 0) | ((ev & POLLOUT) ? MPCONN_WRITABLE : 0);
+}
+
+/* The plain fd holds nothing back. */
+static int held_by_transport(const mpconn_async *a)
+{
+    return a->tp != &a->fdt.base && a->tp->ops->pending(a->tp) > 0;
 }
 
 static void want_io(mpconn_async *a)
@@ -802,14 +810,14 @@ static void want_io(mpconn_async *a)
     } else if (a->state == ST_HANDSHAKE) {
         short w = mpci_hs_events(a->su->hs);
         ev = interest(a, w);
-        pending = (w & POLLIN) && a->tp->ops->pending(a->tp);
+        pending = (w & POLLIN) && held_by_transport(a);
     } else if (a->state == ST_OPEN || a->state == ST_CLOSING) {
         int reading = a->state == ST_OPEN && !a->paused;
         ev = interest(a, (short)((reading ? POLLIN : 0) | (a->head ? POLLOUT : 0)));
         /* Bytes already in user space (held here, or inside the transport)
          * come through the loop's pending pass: no kernel event announces
          * them. */
-        pending = reading && (a->held || a->tp->ops->pending(a->tp));
+        pending = reading && (a->held || held_by_transport(a));
     }
     mpci_ev_set_io(&a->ev, ev);
     mpci_ev_set_pending(&a->ev, pending);

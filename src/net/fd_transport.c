@@ -107,8 +107,11 @@ static ssize_t fdt_writev(mpci_transport *base, const struct iovec *iov, int n)
     mpci_fd_transport *t = (mpci_fd_transport *)base;
     if (!t->is_socket)
         return neg_errno(pipe_writev(base->fd, iov, n));
+    int flags = MSG_NOSIGNAL | (t->dontwait ? MSG_DONTWAIT : 0);
+    if (n == 1) /* the kernel's send() skips copying in a message header */
+        return neg_errno(send(base->fd, iov[0].iov_base, iov[0].iov_len, flags));
     struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
-    return neg_errno(sendmsg(base->fd, &m, MSG_NOSIGNAL | (t->dontwait ? MSG_DONTWAIT : 0)));
+    return neg_errno(sendmsg(base->fd, &m, flags));
 }
 
 static int fdt_close(mpci_transport *base)
