@@ -88,7 +88,7 @@ int mpci_hs_step(mpci_hs *h, mpci_transport *t, int readable, int blocking_reads
     for (;;) {
         int r = flush(h, t);
         if (r < 0) {
-            mpci_hs_fail(h, r, "peer went away during the handshake: %s", strerror(-r));
+            mpci_hs_fail(h, r, "peer went away during the handshake: %s", mpconn_strerror(r));
             return h->state;
         }
         if (r == 0)
@@ -112,7 +112,7 @@ int mpci_hs_step(mpci_hs *h, mpci_transport *t, int readable, int blocking_reads
                 continue;
             if (n == -EINTR || n == -EAGAIN)
                 return h->state;
-            mpci_hs_fail(h, (int)n, "handshake: %s", strerror((int)-n));
+            mpci_hs_fail(h, (int)n, "handshake: %s", mpconn_strerror((int)n));
             return h->state;
         }
         if (n == 0) {
@@ -150,4 +150,9 @@ int mpci_hs_progress(mpci_hs *h, int fd, int readable, int blocking_reads)
     mpci_fdt_init(&t, fd, 1, 1);
     t.dontwait = 1;
     return mpci_hs_step(h, &t.base, readable, blocking_reads);
+}
+
+int mpci_hs_progress_tp(mpci_hs *h, mpci_transport *t)
+{
+    return mpci_hs_step(h, t, 1, 0);
 }

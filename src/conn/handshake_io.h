@@ -29,5 +29,9 @@ int mpci_hs_step(mpci_hs *h, mpci_transport *t, int readable, int blocking_reads
  * for blocking reads), so the fd stays as the connection wants it and no
  * fcntl() is spent switching. */
 int mpci_hs_progress(mpci_hs *h, int fd, int readable, int blocking_reads);
+/* mpci_hs_step through t (a TLS session) on a non-blocking fd, reading
+ * at once (a poll() said so, or nothing was tried yet); t's events() say
+ * what to poll for. */
+int mpci_hs_progress_tp(mpci_hs *h, mpci_transport *t);
 
 #endif

@@ -1085,8 +1085,11 @@ static short ttp_events(const mpci_transport *base, short want)
     return (want & POLLIN) && t->owe ? (short)((want & ~POLLIN) | POLLOUT) : want;
 }
 
-static const mpci_transport_ops ttp_ops = {ttp_read, ttp_writev, ttp_close, ttp_pending,
-                                           ttp_events};
+static const mpci_transport_ops ttp_ops = {.read = ttp_read,
+                                           .writev = ttp_writev,
+                                           .close = ttp_close,
+                                           .pending = ttp_pending,
+                                           .events = ttp_events};
 
 static test_tp *ttp_new(int fd, size_t dose, int must_write)
 {
