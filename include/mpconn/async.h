@@ -225,7 +225,10 @@ typedef void (*mpconn_accept_cb)(mpconn_async_listener *l, mpconn_async *a, void
 /* Listens on address (the syntax of mpconn_listener_open) and accepts on
  * the loop: handshakes run concurrently on the loop with their deadline;
  * only authenticated connections reach on_accept; refused peers go to the
- * reject callback. opts (may be NULL) is copied. *out is the caller's,
+ * reject callback. A tls:HOST:PORT address needs a server TLS config in
+ * opts (mpconn_opts_set_tls; MPCONN_ETLSCONFIG otherwise): every peer's
+ * TLS handshake runs on the loop first, then the authkey's inside TLS,
+ * both within the handshake timeout. opts (may be NULL) is copied. *out is the caller's,
  * freed with mpconn_async_listener_free. errmsg (may be NULL) receives the
  * reason on failure. */
 MPCONN_API int mpconn_async_listener_open(mpconn_async_listener **out, const char *address,
@@ -260,7 +263,9 @@ MPCONN_API void mpconn_async_listener_free(mpconn_async_listener *l);
  * getaddrinfo: MPCONN_EADDR for a name), then runs the handshake; on_open
  * when done, on_close on failure (the connect timeout is opts' connect
  * timeout, the handshake's its handshake timeout, counted from the
- * connect). A failure found at once (the address, a connect refused
+ * connect). tls:HOST:PORT speaks TLS with opts' client config (checking
+ * the certificate against HOST unless the config names a server), its
+ * handshake first, within the handshake timeout. A failure found at once (the address, a connect refused
  * outright) is returned, with errmsg (may be NULL), and no callback runs.
  * opts (may be NULL) is copied. *out belongs to the library as after
  * attach. */

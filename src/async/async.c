@@ -6,6 +6,7 @@
  * (delivered through the adapter's pending pass) or need the other
  * direction to go on (asked of the adapter as interest). */
 #include "async_internal.h"
+#include "tls/tls_transport.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,6 +56,8 @@ typedef struct setup {
     double started;
     mpci_async_hs_done hs_done; /* set while an accepting listener waits */
     void *owner;
+    int tls_phase;     /* the TLS handshake comes first (then hs, if any) */
+    double hs_timeout; /* the handshake's, counted from the end of the connect */
     /* A Unix connect refused for a full backlog (EAGAIN), tried again on
      * the timer, as a blocking connect waits for room. */
     int retrying;
@@ -82,6 +85,7 @@ typedef struct extra {
     size_t dropped_fds;
     char *peer; /* mpconn_async_peer's answer */
     char *errmsg;
+    mpci_tls_transport *tls; /* a TLS connection's transport (tp points into it) */
 } extra;
 
 /* Laid out small: idle memory per connection is one of the loop's rows in
@@ -143,6 +147,7 @@ static void destroy(mpconn_ev *ev)
             close(a->x->rfd);
         free(a->x->peer);
         free(a->x->errmsg);
+        mpci_tlst_free(a->x->tls);
         free(a->x);
     }
     mpci_split_free(&a->split);
@@ -808,9 +813,9 @@ static void want_io(mpconn_async *a)
     if (a->state == ST_CONNECTING) {
         ev = a->su->retrying ? 0 : MPCONN_WRITABLE; /* the timer tries again */
     } else if (a->state == ST_HANDSHAKE) {
-        short w = mpci_hs_events(a->su->hs);
+        short w = a->su->tls_phase ? POLLIN : mpci_hs_events(a->su->hs);
         ev = interest(a, w);
-        pending = (w & POLLIN) && held_by_transport(a);
+        pending = !a->su->tls_phase && (w & POLLIN) && held_by_transport(a);
     } else if (a->state == ST_OPEN || a->state == ST_CLOSING) {
         int reading = a->state == ST_OPEN && !a->paused;
         ev = interest(a, (short)((reading ? POLLIN : 0) | (a->head ? POLLOUT : 0)));
@@ -1054,16 +1059,43 @@ static void opened(mpconn_async *a)
     flush(a); /* anything sent while the handshake ran */
 }
 
+/* Why a step through the transport failed: a TLS session's own words for
+ * its codes. */
+static const char *tp_why(const mpconn_async *a, int code, const char *other)
+{
+    return a->x && a->x->tls && mpci_tls_code(code) ? mpci_tlst_errmsg(a->x->tls) : other;
+}
+
+/* The TLS handshake (when the connection has one), then the authkey's
+ * inside it, all within the one handshake deadline. */
 static void handshake(mpconn_async *a, int readable)
 {
-    mpci_hs *hs = a->su->hs;
+    setup *su = a->su;
+    if (su->tls_phase) {
+        int r = a->tp->ops->handshake(a->tp);
+        if (r == -EAGAIN) {
+            want_io(a);
+            return;
+        }
+        if (r < 0) {
+            close_with(a, r, tp_why(a, r, mpconn_strerror(r)));
+            return;
+        }
+        su->tls_phase = 0;
+        if (!su->hs) {
+            opened(a);
+            return;
+        }
+        readable = 1; /* the peer's first message may have come with its last flight */
+    }
+    mpci_hs *hs = su->hs;
     int st = mpci_hs_step(hs, a->tp, readable, 0);
     if (st == MPCI_AUTH_DONE) {
         opened(a);
         return;
     }
     if (st == MPCI_AUTH_FAILED) {
-        close_with(a, hs->code, hs->errmsg);
+        close_with(a, hs->code, tp_why(a, hs->code, hs->errmsg));
         return;
     }
     want_io(a);
@@ -1081,9 +1113,9 @@ static void connected(mpconn_async *a)
     }
     setup *su = a->su;
     su->deadline = 0;
-    if (su->hs) {
+    if (su->hs || su->tls_phase) {
         a->state = ST_HANDSHAKE;
-        double d = mpci_deadline(su->own_opts->handshake_timeout);
+        double d = mpci_deadline(su->hs_timeout);
         su->deadline = d > 0 ? d : 0;
         arm(a);
         handshake(a, 0);
@@ -1283,7 +1315,7 @@ static void start(mpconn_async *a)
     if (a->state == ST_CONNECTING) {
         arm(a);
         want_io(a);
-    } else if (a->su && a->su->hs) {
+    } else if (a->su && (a->su->hs || a->su->tls_phase)) {
         a->state = ST_HANDSHAKE;
         arm(a);
         handshake(a, 0); /* a server's challenge leaves now */
@@ -1310,7 +1342,6 @@ int mpconn_async_attach(mpconn_async *a, const mpconn_adapter *ad, void *loop)
 int mpci_async_accepted(mpconn_async **out, int fd, int kind, const struct mpconn_opts *opts,
                         mpci_async_hs_done done, void *owner)
 {
-    (void)kind;
     *out = NULL;
     mpconn_async *a = alloc_async(fd, 1, opts);
     if (!a)
@@ -1318,6 +1349,11 @@ int mpci_async_accepted(mpconn_async **out, int fd, int kind, const struct mpcon
     int r = su_of(a) ? 0 : -ENOMEM;
     if (r == 0 && opts->authkey)
         r = start_hs(a, MPCI_AUTH_SERVER, opts, 0);
+    if (r == 0 && (kind & MPCI_ASYNC_TLS) && (r = mpci_async_start_tls(a, opts->tls, NULL)) == 0) {
+        /* The TLS handshake counts in the deadline (authkey or not). */
+        double d = mpci_deadline(opts->handshake_timeout);
+        a->su->deadline = d > 0 ? d : 0;
+    }
     if (r < 0) {
         destroy(&a->ev);
         return r;
@@ -1360,6 +1396,7 @@ int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *
         return r;
     }
     setup *su = a->su;
+    su->hs_timeout = opts->handshake_timeout;
     if (retry_sa) {
         memcpy(&su->retry_sa, retry_sa, retry_len);
         su->retry_len = retry_len;
@@ -1371,6 +1408,30 @@ int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *
     su->deadline = connect_deadline > 0 ? connect_deadline : 0;
     mpconn_async_set_callbacks(a, cbs, data);
     *out = a;
+    return 0;
+}
+
+int mpci_async_start_tls(mpconn_async *a, mpconn_tls_config *cfg, const char *host)
+{
+    const char *name = NULL;
+    if (mpci_tls_config_role(cfg) == MPCONN_TLS_CLIENT) {
+        name = mpci_tls_config_server_name(cfg);
+        if (!name)
+            name = host;
+    }
+    extra *x = x_of(a);
+    setup *su = su_of(a);
+    if (!x || !su)
+        return -ENOMEM;
+    mpconn_tls *e;
+    int r = mpconn_tls_new(&e, cfg, name);
+    if (r == 0)
+        r = mpci_tlst_new(&x->tls, a->ev.fd, a->sock, e); /* frees e when it fails */
+    if (r < 0)
+        return r;
+    a->tp = &x->tls->base;
+    a->local = 0; /* descriptors cannot be messages of a TLS session */
+    su->tls_phase = 1;
     return 0;
 }
 

@@ -8,9 +8,11 @@
 #include "mpci_test.h"
 #include "net/transport.h"
 #include "testlib.h"
+#include "tls_certs.h"
 
 #include <mpconn/async.h>
 #include <mpconn/loop.h>
+#include <mpconn/tls.h>
 #ifdef MPCONN_HAVE_LIBUV
 #include <mpconn/uv.h>
 #endif
@@ -718,6 +720,7 @@ static void reject_cb(void *data, int code, const char *msg)
 typedef struct {
     char address[128];
     const char *key;
+    mpconn_tls_config *tls; /* for a tls: address */
     int n;
     int ok;
     int err;
@@ -731,6 +734,8 @@ static void *blocking_clients(void *data)
     mpconn_opts_new(&o);
     if (j->key)
         mpconn_opts_set_authkey(o, j->key, strlen(j->key));
+    if (j->tls)
+        mpconn_opts_set_tls(o, j->tls);
     mpconn_opts_set_handshake_timeout(o, 5);
     for (int i = 0; i < j->n; i++) {
         mpconn_conn *c;
@@ -1234,6 +1239,222 @@ static void handshake_pending_on(void)
 TEST(handshake_through_a_transport_that_holds_bytes)
 {
     each_loop(handshake_pending_on);
+}
+
+/* ------------------------------------------------------------------ TLS */
+
+static mpconn_tls_config *tls_cfg(int role)
+{
+    mpconn_tls_config *cfg;
+    CHECK_INT(mpconn_tls_config_new(&cfg, role), 0);
+    if (role == MPCONN_TLS_SERVER)
+        CHECK_INT(mpconn_tls_config_set_cert_file(cfg, cert("server.pem"), cert("server.key")), 0);
+    else
+        CHECK_INT(mpconn_tls_config_set_ca_file(cfg, cert("ca.pem")), 0);
+    return cfg;
+}
+
+/* A plain TCP socket to the port of a tls:127.0.0.1:PORT address. */
+static int tcp_connect_to(const char *address)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+    sin.sin_port = htons((uint16_t)atoi(strrchr(address, ':') + 1));
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0);
+    return fd;
+}
+
+static mpconn_opts *tls_opts(mpconn_tls_config *cfg, const char *key)
+{
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_tls(o, cfg), 0);
+    if (key)
+        CHECK_INT(mpconn_opts_set_authkey(o, key, strlen(key)), 0);
+    CHECK_INT(mpconn_opts_set_handshake_timeout(o, 10), 0);
+    return o;
+}
+
+/* An async TLS listener on a new loop, and the configs of both sides. */
+typedef struct {
+    server sv;
+    mpconn_tls_config *scfg, *ccfg;
+    mpconn_opts *so;
+    mpconn_async_listener *l;
+    const char *address;
+} tls_fixture;
+
+static void tls_start(tls_fixture *f, const char *key, double hs_timeout)
+{
+    memset(f, 0, sizeof *f);
+    f->sv.loop = new_loop();
+    f->scfg = tls_cfg(MPCONN_TLS_SERVER);
+    f->ccfg = tls_cfg(MPCONN_TLS_CLIENT);
+    f->so = tls_opts(f->scfg, key);
+    CHECK_INT(mpconn_opts_set_handshake_timeout(f->so, hs_timeout), 0);
+    char err[256];
+    CHECK_INT(mpconn_async_listener_open(&f->l, "tls:127.0.0.1:0", f->so, adapter(),
+                                         loop_arg(cur, f->sv.loop), accept_cb, &f->sv, err,
+                                         sizeof err),
+              0);
+    mpconn_async_listener_on_reject(f->l, reject_cb, &f->sv);
+    f->address = mpconn_async_listener_address(f->l);
+    CHECK(strncmp(f->address, "tls:127.0.0.1:", 14) == 0);
+}
+
+static void tls_end(tls_fixture *f)
+{
+    volatile int never = 0;
+    mpconn_async_listener_free(f->l);
+    run_until(f->sv.loop, &never, 0.05);
+    mpconn_opts_free(f->so);
+    mpconn_tls_config_free(f->scfg);
+    mpconn_tls_config_free(f->ccfg);
+    free_loop(f->sv.loop);
+}
+
+/* An async TLS listener on the loop, with and without an authkey: an async
+ * client on the same loop and blocking clients in a thread are answered
+ * through TLS; a wrong key and a client without TLS are refused. */
+static void tls_on_key(const char *key)
+{
+    tls_fixture f;
+    tls_start(&f, key, 10);
+    const char *address = f.address;
+    mpconn_opts *co = tls_opts(f.ccfg, key);
+    char err[256];
+    /* The async client, its message queued before either handshake. */
+    seen cs = {0};
+    mpconn_async *a;
+    CHECK_INT(mpconn_async_connect(&a, address, co, &cbs, &cs, adapter(), loop_arg(cur, f.sv.loop),
+                                   err, sizeof err),
+              0);
+    CHECK_INT(mpconn_async_send(a, "through TLS", 11), 0);
+    CHECK(run_until(f.sv.loop, &cs.messages, 20));
+    CHECK_INT(cs.opened, 1);
+    CHECK_MEM(cs.last, "through TLS", 11);
+    CHECK_INT(f.sv.accepted, 1);
+    /* A big message both ways: many records, the pending pass between. */
+    static char big[300000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)(i * 13);
+    CHECK_INT(mpconn_async_send(a, big, sizeof big), 0);
+    volatile int *two = &cs.messages;
+    double t0 = now_s();
+    while (*two < 2 && now_s() - t0 < 20)
+        cur->wait(f.sv.loop, 1);
+    CHECK_INT(cs.messages, 2);
+    CHECK_INT(cs.bytes, 11 + sizeof big);
+    CHECK_MEM(cs.last, big, sizeof cs.last);
+    mpconn_async_close(a);
+    /* Blocking clients, and a wrong key. */
+    client_job good = {0}, bad = {0};
+    snprintf(good.address, sizeof good.address, "%s", address);
+    good.key = key;
+    good.tls = f.ccfg;
+    good.n = 3;
+    bad = good;
+    bad.key = "wrong";
+    bad.n = key ? 1 : 0;
+    pthread_t t1, t2;
+    CHECK(pthread_create(&t1, NULL, blocking_clients, &good) == 0);
+    CHECK(pthread_create(&t2, NULL, blocking_clients, &bad) == 0);
+    volatile int never = 0;
+    t0 = now_s();
+    while (!(good.done && bad.done) && now_s() - t0 < 30)
+        run_until(f.sv.loop, &never, 0.02);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    CHECK_INT(good.ok, 3);
+    CHECK_INT(f.sv.accepted, 4);
+    if (key) {
+        CHECK_INT(bad.ok, 0);
+        CHECK_INT(bad.err, MPCONN_EAUTH);
+        CHECK_INT(f.sv.last_reject, MPCONN_EAUTH);
+    }
+    /* A peer that speaks no TLS is refused, and nothing is answered in
+     * clear. */
+    int rejects = f.sv.rejects;
+    int fd = tcp_connect_to(address);
+    write_all(fd, "\0\0\0\5hello", 9);
+    t0 = now_s();
+    while (f.sv.rejects == rejects && now_s() - t0 < 10)
+        run_until(f.sv.loop, &never, 0.02);
+    CHECK_INT(f.sv.rejects, rejects + 1);
+    CHECK_INT(f.sv.last_reject, MPCONN_ETLS);
+    char back[16];
+    CHECK(read(fd, back, sizeof back) <= 0);
+    close(fd);
+    CHECK_INT(f.sv.accepted, 4);
+    mpconn_opts_free(co);
+    tls_end(&f);
+}
+
+static void tls_with_key_on(void)
+{
+    tls_on_key("secret");
+}
+
+static void tls_without_key_on(void)
+{
+    tls_on_key(NULL);
+}
+
+TEST(tls_listener_and_client_with_authkey)
+{
+    each_loop(tls_with_key_on);
+}
+
+TEST(tls_listener_and_client_without_authkey)
+{
+    each_loop(tls_without_key_on);
+}
+
+/* The TLS handshake is inside the handshake deadline: a peer that connects
+ * and says nothing is dropped when it passes; a tls: address without a
+ * config, or with a config of the wrong role, is refused at once. */
+static void tls_deadline_on(void)
+{
+    tls_fixture f;
+    tls_start(&f, NULL, 0.2);
+    const char *address = f.address;
+    char err[256];
+    int fd = tcp_connect_to(address);
+    volatile int never = 0;
+    double t0 = now_s();
+    while (f.sv.rejects == 0 && now_s() - t0 < 10)
+        run_until(f.sv.loop, &never, 0.02);
+    CHECK_INT(f.sv.rejects, 1);
+    CHECK_INT(f.sv.last_reject, -ETIMEDOUT);
+    CHECK(now_s() - t0 >= 0.15);
+    CHECK_INT(mpconn_async_listener_handshakes(f.l), 0);
+    close(fd);
+    /* Configs that cannot work. */
+    seen cs = {0};
+    mpconn_async *a;
+    mpconn_opts *none;
+    CHECK_INT(mpconn_opts_new(&none), 0);
+    CHECK_INT(mpconn_async_connect(&a, address, none, &cbs, &cs, adapter(),
+                                   loop_arg(cur, f.sv.loop), err, sizeof err),
+              MPCONN_ETLSCONFIG);
+    CHECK_INT(mpconn_async_connect(&a, address, f.so, &cbs, &cs, adapter(),
+                                   loop_arg(cur, f.sv.loop), err, sizeof err),
+              MPCONN_ETLSCONFIG);
+    mpconn_async_listener *l2;
+    mpconn_opts *co = tls_opts(f.ccfg, NULL);
+    CHECK_INT(mpconn_async_listener_open(&l2, "tls:127.0.0.1:0", co, adapter(),
+                                         loop_arg(cur, f.sv.loop), accept_cb, &f.sv, err,
+                                         sizeof err),
+              MPCONN_ETLSCONFIG);
+    mpconn_opts_free(none);
+    mpconn_opts_free(co);
+    tls_end(&f);
+}
+
+TEST(tls_handshake_counts_in_the_deadline)
+{
+    each_loop(tls_deadline_on);
 }
 
 TESTLIB_MAIN
