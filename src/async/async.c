@@ -735,6 +735,16 @@ int mpconn_async_expect_fd(mpconn_async *a)
     return 0;
 }
 
+void *mpconn_async_take_message(mpconn_async *a, const void *msg, size_t len)
+{
+    void *b = mpci_split_take(&a->split, msg);
+    if (b)
+        return b;
+    if ((b = malloc(len ? len : 1)) && len)
+        memcpy(b, msg, len);
+    return b;
+}
+
 size_t mpconn_async_dropped_fds(const mpconn_async *a)
 {
     return a->x ? a->x->dropped_fds : 0;

@@ -1164,6 +1164,61 @@ static void pending_pass_on(void)
     free_loop(loop);
 }
 
+/* ------------------------------------------------ taking a message */
+
+static void free_buf(void *buf, void *arg)
+{
+    (void)arg;
+    free(buf);
+}
+
+typedef struct {
+    seen s;
+    int taken_in_place; /* long messages taken without a copy */
+} taker;
+
+/* Echoes every message from a buffer taken out of the connection. */
+static void take_and_echo(mpconn_async *a, const void *msg, size_t len, void *data)
+{
+    taker *t = data;
+    t->s.messages++;
+    t->s.bytes += len;
+    void *own = mpconn_async_take_message(a, msg, len);
+    CHECK(own != NULL);
+    CHECK(len == 0 || memcmp(own, msg, len) == 0 || own == msg);
+    t->taken_in_place += own == msg;
+    CHECK_INT(mpconn_async_send_owned(a, own, len, free_buf, NULL), 0);
+}
+
+static void take_message_on(void)
+{
+    void *loop = new_loop();
+    taker t = {0};
+    mpconn_async_cbs tcbs = {
+        .size = sizeof tcbs, .on_message = take_and_echo, .on_close = on_close};
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    mpconn_async *a;
+    CHECK_INT(mpconn_async_from_fd(&a, sv[0], MPCONN_ASYNC_PLAIN, NULL, &tcbs, &t), 0);
+    CHECK_INT(mpconn_async_attach(a, adapter(), loop_arg(cur, loop)), 0);
+    peer_job j = {.fd = sv[1]};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, echo_peer, &j) == 0);
+    CHECK(run_until(loop, &t.s.closed, 30));
+    pthread_join(th, NULL);
+    CHECK(j.ok); /* every size came back whole, short ones copied, long ones not */
+    CHECK_INT(t.s.messages, 24);
+    /* 64 KiB, 100000 bytes and 1 MiB, three rounds: each more than one 64 KiB
+     * read with its header. */
+    CHECK_INT(t.taken_in_place, 9);
+    free_loop(loop);
+}
+
+TEST(take_message_echoes_long_messages_without_a_copy)
+{
+    each_loop(take_message_on);
+}
+
 TEST(pending_pass_delivers_what_the_transport_holds)
 {
     each_loop(pending_pass_on);
