@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/un.h>
@@ -721,6 +722,7 @@ typedef struct {
     char address[128];
     const char *key;
     mpconn_tls_config *tls; /* for a tls: address */
+    int junk;               /* write a bogus TLS record on the socket instead */
     int n;
     int ok;
     int err;
@@ -743,6 +745,16 @@ static void *blocking_clients(void *data)
         int r = mpconn_client(&c, j->address, o, err, sizeof err);
         if (r < 0) {
             j->err = r;
+            continue;
+        }
+        if (j->junk) {
+            write_all(mpconn_conn_fileno(c), "\x17\x03\x03\x00\x05junk!", 10);
+            struct timeval tv = {10, 0}; /* the server closes long before */
+            setsockopt(mpconn_conn_fileno(c), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+            char b[64];
+            for (int k = 0; k < 100 && read(mpconn_conn_fileno(c), b, sizeof b) > 0; k++) {
+            }
+            mpconn_conn_free(c);
             continue;
         }
         char msg[32];
@@ -1428,6 +1440,21 @@ static void tls_on_key(const char *key)
         CHECK_INT(bad.err, MPCONN_EAUTH);
         CHECK_INT(f.sv.last_reject, MPCONN_EAUTH);
     }
+    /* Garbage where records should come closes the connection with the
+     * session's reason. */
+    client_job junk = good;
+    junk.n = 1;
+    junk.junk = 1;
+    CHECK(pthread_create(&t1, NULL, blocking_clients, &junk) == 0);
+    seen *victim = &f.sv.conns[4];
+    t0 = now_s();
+    while (!(junk.done && victim->closed) && now_s() - t0 < 20)
+        run_until(f.sv.loop, &never, 0.02);
+    pthread_join(t1, NULL);
+    CHECK_INT(f.sv.accepted, 5);
+    CHECK_INT(victim->closed, 1);
+    CHECK(victim->reason < 0 && victim->reason != MPCONN_EEOF);
+    CHECK(victim->why[0] && !strstr(victim->why, "nknown error"));
     /* A peer that speaks no TLS is refused, and nothing is answered in
      * clear. */
     int rejects = f.sv.rejects;
@@ -1441,7 +1468,7 @@ static void tls_on_key(const char *key)
     char back[16];
     CHECK(read(fd, back, sizeof back) <= 0);
     close(fd);
-    CHECK_INT(f.sv.accepted, 4);
+    CHECK_INT(f.sv.accepted, 5);
     mpconn_opts_free(co);
     tls_end(&f);
 }
