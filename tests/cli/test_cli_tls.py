@@ -25,16 +25,8 @@ _certs = []
 
 
 def certs():
-    """The certificate directory (exits 77, skipped, without the openssl command)."""
     if not _certs:
-        r = subprocess.run([os.path.join(BUILD, "tests", "test_tls_conn"), "make_certificates"],
-                           capture_output=True, text=True, timeout=120)
-        if r.returncode == 77:
-            print("skipped: no openssl command to make certificates")
-            sys.exit(77)
-        m = re.search(r"^certificates: (.+)$", r.stdout, flags=re.M)
-        check(r.returncode == 0 and m, "cannot make the certificates", r.stdout, r.stderr)
-        _certs.append(m.group(1))
+        _certs.append(casemain.tls_cert_dir(BUILD))
     return _certs[0]
 
 
@@ -148,6 +140,10 @@ def case_mutual_tls_required():
     r = send(s.address, "--ca", pem("ca"), "--reply", "1")
     check(r.returncode == 1, "a client without a certificate got in", r.stderr)
     check("requires a client certificate" in r.stderr, "client's message", r.stderr)
+    r = send(s.address, "--ca", pem("ca"), "1")  # without --reply: the wait for the close
+    check(r.returncode == 1, "a client without a certificate got in", r.stderr)
+    check(re.match(r"mpconn: TLS with 127\.0\.0\.1:\d+ failed: .*requires a client certificate",
+                   r.stderr), "client's message", r.stderr)
     r = send(s.address, "--ca", pem("ca"), "--cert", pem("client"), "--key", key("client"), "2")
     check(r.returncode == 0, "mutual TLS", r.stderr)
     status, out, err = s.finish()
