@@ -147,6 +147,13 @@ MPCONN_API int mpconn_async_send(mpconn_async *a, const void *buf, size_t len);
  * dropped (also when this call fails). */
 MPCONN_API int mpconn_async_send_owned(mpconn_async *a, void *buf, size_t len,
                                        void (*release)(void *buf, void *arg), void *arg);
+/* From on_message: the message as a buffer of the caller's, freed with
+ * free() or handed on (mpconn_async_send_owned with a release that frees
+ * it, for an echo without a copy). A message that came in more than one
+ * read (a long one) is taken from a without a copy; a short one, which
+ * lies in the read buffer, is copied. msg and len are on_message's; NULL
+ * when out of memory. */
+MPCONN_API void *mpconn_async_take_message(mpconn_async *a, const void *msg, size_t len);
 /* Pickles v with the connection's protocol and queues it. */
 MPCONN_API int mpconn_async_send_value(mpconn_async *a, const mpconn_value *v);
 /* Decodes a message (from on_message) with the connection's limits. */
@@ -167,14 +174,14 @@ MPCONN_API int mpconn_async_decode(mpconn_async *a, mpconn_value **out, const vo
  * fd passing on. With fd passing on, descriptors that arrive unasked are
  * closed as soon as the byte they came with is read, and counted
  * (mpconn_async_dropped_fds). MPCONN_ERR_NOTSUP on anything but a Unix
- * socket. */
+ * socket; set_fd_passing may also return -ENOMEM. */
 MPCONN_API int mpconn_async_set_fd_passing(mpconn_async *a, int enable);
 MPCONN_API int mpconn_async_send_fd(mpconn_async *a, int fd);
 /* The next input byte not yet taken is a count byte; from on_message, the
  * one right after that message. */
 MPCONN_API int mpconn_async_expect_fd(mpconn_async *a);
 /* Descriptors closed unasked, plus one for each read whose descriptors
- * beyond 4 the kernel closed. */
+ * beyond 8 the kernel closed. */
 MPCONN_API size_t mpconn_async_dropped_fds(const mpconn_async *a);
 
 /* Bytes queued and not yet written. */
@@ -207,7 +214,7 @@ MPCONN_API int mpconn_async_set_framing(mpconn_async *a, int mode, const void *a
 MPCONN_API void mpconn_async_set_max_message(mpconn_async *a, uint64_t bytes);
 /* idle: no byte either way for that long closes with -ETIMEDOUT; read: a
  * message begun and not finished for that long does too. < 0 (default)
- * off. */
+ * off. 0, or -ENOMEM. */
 MPCONN_API int mpconn_async_set_timeouts(mpconn_async *a, double idle, double read);
 
 /* Closes now, dropping what is queued (release runs for owned buffers)
@@ -231,7 +238,10 @@ typedef void (*mpconn_accept_cb)(mpconn_async_listener *l, mpconn_async *a, void
 /* Listens on address (the syntax of mpconn_listener_open) and accepts on
  * the loop: handshakes run concurrently on the loop with their deadline;
  * only authenticated connections reach on_accept; refused peers go to the
- * reject callback. opts (may be NULL) is copied. *out is the caller's,
+ * reject callback. A tls:HOST:PORT address needs a server TLS config in
+ * opts (mpconn_opts_set_tls; MPCONN_ERR_TLSCONFIG otherwise): every peer's
+ * TLS handshake runs on the loop first, then the authkey's inside TLS,
+ * both within the handshake timeout. opts (may be NULL) is copied. *out is the caller's,
  * freed with mpconn_async_listener_free. errmsg (may be NULL) receives the
  * reason on failure. */
 MPCONN_API int mpconn_async_listener_open(mpconn_async_listener **out, const char *address,
@@ -266,10 +276,12 @@ MPCONN_API void mpconn_async_listener_free(mpconn_async_listener *l);
  * getaddrinfo: MPCONN_ERR_ADDR for a name), then runs the handshake; on_open
  * when done, on_close on failure (the connect timeout is opts' connect
  * timeout, the handshake's its handshake timeout, counted from the
- * connect). A failure found at once (the address, a connect refused
- * outright) is returned, with errmsg (may be NULL), and no callback runs.
- * opts (may be NULL) is copied. *out belongs to the library as after
- * attach. */
+ * connect). tls:HOST:PORT speaks TLS with opts' client config (checking
+ * the certificate against HOST unless the config names a server), its
+ * handshake first, within the handshake timeout. A failure found at once
+ * (the address, a connect refused outright) is returned, with errmsg (may
+ * be NULL), and no callback runs. opts (may be NULL) is copied. *out
+ * belongs to the library as after attach. */
 MPCONN_API int mpconn_async_connect(mpconn_async **out, const char *address,
                                     const mpconn_opts *opts, const mpconn_async_cbs *cbs,
                                     void *data, const mpconn_adapter *ad, void *loop, char *errmsg,

@@ -102,9 +102,9 @@ TEST(frame_too_large_is_refused_before_any_body)
                               &m, &len),
               0);
     CHECK_INT(used, 12);
-    CHECK(s.cap == 0);
+    CHECK(s.dec.cap == 0);
     CHECK_INT(mpci_split_feed(&s, (const uint8_t *)"ab", 2, &used, &m, &len), 0);
-    CHECK(s.cap <= 256);
+    CHECK(s.dec.cap <= 256);
     mpci_split_free(&s);
     const char neg[] = "\x80\0\0\1";
     every_split(MPCI_SPLIT_FRAME, NULL, 0, 0, neg, sizeof neg - 1, NULL, 0, MPCONN_ERR_PROTO);
@@ -141,7 +141,7 @@ TEST(a_line_longer_than_the_limit_is_an_error)
         r = mpci_split_feed(&s, (const uint8_t *)"xxx", 3, &used, &m, &len);
     }
     CHECK_INT(r, MPCONN_ERR_MSGSIZE);
-    CHECK(s.cap <= 64);
+    CHECK(s.dec.cap <= 64);
     mpci_split_free(&s);
 }
 
@@ -209,7 +209,7 @@ TEST(partial_message_is_known_at_eof)
     CHECK_INT(mpci_split_feed(&s, (const uint8_t *)"k", 1, &used, &m, &len), 1);
     CHECK_INT(mpci_split_feed(&s, (const uint8_t *)"", 0, &used, &m, &len), 0);
     CHECK_INT(mpci_split_partial(&s), 0);
-    CHECK(s.buf == NULL); /* an idle splitter holds no buffer */
+    CHECK(s.dec.data == NULL); /* an idle splitter holds no buffer */
     mpci_split_free(&s);
 }
 
@@ -245,7 +245,37 @@ TEST(direct_reads_into_a_long_payload)
         }
     }
     CHECK_INT(total, 1048576);
-    CHECK(s.cap <= 1048576);
+    CHECK(s.dec.cap <= 1048576);
+    mpci_split_free(&s);
+}
+
+/* The buffer of a long payload read in place grows with what has come: one
+ * read's worth first, then to 16 times what has arrived (a 1 MiB payload
+ * in two allocations, not five), never past 16 times what was sent. */
+TEST(direct_buffer_grows_sixteenfold_with_arrival)
+{
+    mpci_split s;
+    mpci_split_init(&s, 0);
+    size_t used, len, room;
+    const uint8_t *m;
+    uint8_t hdr[12] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0x04, 0, 0, 0}; /* 64 MiB */
+    CHECK_INT(mpci_split_feed(&s, hdr, sizeof hdr, &used, &m, &len), 0);
+    int grown = 0;
+    size_t cap = 0, total = 0;
+    while (total < (1 << 20)) {
+        uint8_t *dst = mpci_split_direct(&s, &room);
+        CHECK(dst != NULL);
+        if (s.dec.cap != cap) {
+            grown++;
+            cap = s.dec.cap;
+            CHECK(cap <= (total < 65536 ? 65536 : 16 * total));
+        }
+        size_t n = room < 65536 ? room : 65536; /* as a socket gives it */
+        memset(dst, 'q', n);
+        CHECK_INT(mpci_split_feed(&s, dst, n, &used, &m, &len), 0);
+        total += n;
+    }
+    CHECK_INT(grown, 2);
     mpci_split_free(&s);
 }
 
