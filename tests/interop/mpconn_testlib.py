@@ -416,3 +416,35 @@ class RawConn:
         if maxlength is not None and len(data) > maxlength:
             raise OSError('bad message length')
         return data
+
+
+# ------------------------------------------------------------ TLS certificates
+
+def tls_certs():
+    """The directory of tests/tls-certs.sh's certificates, the one the unit
+    tests use (made today by whoever came first: each maker renames its own
+    into place). Without the openssl command the case is skipped (77)."""
+    import datetime
+    import shutil
+    base = os.environ.get('MPCONN_TLS_CERTS')
+    script = os.environ.get('MPCONN_TLS_CERT_SCRIPT')
+    if not base or not script:
+        raise AssertionError('MPCONN_TLS_CERTS is not set (run through ctest)')
+    d = base + '-' + datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%d')
+    if os.path.isdir(d):
+        return d
+    if not shutil.which('openssl'):
+        print('SKIP: no openssl command to make certificates')
+        sys.stdout.flush()
+        _cleanup()
+        os._exit(77)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(d) + '.tmp.', dir=os.path.dirname(d))
+    r = subprocess.run(['sh', script], cwd=tmp, capture_output=True, timeout=120)
+    if r.returncode != 0:
+        raise AssertionError('making the test certificates failed:\n' +
+                             r.stdout.decode() + r.stderr.decode())
+    try:
+        os.rename(tmp, d)
+    except OSError:  # another test was first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return d
