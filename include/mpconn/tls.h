@@ -52,6 +52,9 @@ MPCONN_API int mpconn_tls_config_new(mpconn_tls_config **out, int role);
 /* Drops the caller's reference; the config goes when its last engine does.
  * NULL is a no-op. */
 MPCONN_API void mpconn_tls_config_free(mpconn_tls_config *cfg);
+/* Takes one more reference to cfg (NULL: none) and returns it; each is
+ * dropped with mpconn_tls_config_free. What mpconn_opts_set_tls does. */
+MPCONN_API mpconn_tls_config *mpconn_tls_config_ref(mpconn_tls_config *cfg);
 /* What the last failed setter found wrong. Owned by cfg. */
 MPCONN_API const char *mpconn_tls_config_errmsg(const mpconn_tls_config *cfg);
 
@@ -113,6 +116,12 @@ MPCONN_API int mpconn_tls_config_set_keylog_file(mpconn_tls_config *cfg, const c
  * change the traffic. The engines still record the verification result
  * (mpconn_tls_peer_verified says 0). -EINVAL on a server config. */
 MPCONN_API int mpconn_tls_config_set_insecure_no_verify(mpconn_tls_config *cfg, int insecure);
+
+/* Clients: the name every connection made with this config checks the
+ * server's certificate against (and sends as SNI), instead of the host of
+ * the tls: address or the name given to mpconn_conn_start_tls. Copied;
+ * NULL goes back to those. -EINVAL on a server config. */
+MPCONN_API int mpconn_tls_config_set_server_name(mpconn_tls_config *cfg, const char *name);
 
 /* ------------------------------------------------------------------ engine */
 
@@ -214,6 +223,54 @@ MPCONN_API const char *mpconn_tls_peer_san(mpconn_tls *t, size_t i);
 MPCONN_API const char *mpconn_tls_server_name(const mpconn_tls *t);
 /* 1 when this handshake resumed a saved session. */
 MPCONN_API int mpconn_tls_session_reused(const mpconn_tls *t);
+
+/* ------------------------------------------------------------ connections */
+
+/* TLS for the blocking API. A listener or client whose opts have a TLS
+ * config speaks TLS on "tls:HOST:PORT" and "tls:[V6]:PORT" addresses (TCP
+ * underneath). The TLS handshake comes first, within the opts' handshake
+ * timeout, and the authkey handshake, when there is an authkey, runs
+ * inside TLS: a stolen certificate alone lets nobody in, and no message of
+ * either side is ever in clear. Failures say what failed, with the reason
+ * (certificate verify failed: self-signed certificate, hostname mismatch,
+ * the peer did not speak TLS, ...): MPCONN_ETLSVERIFY for a certificate
+ * refused or a required one missing, MPCONN_ETLS for the rest, and a stream
+ * cut without close_notify is MPCONN_ETRUNCATED, never a clean
+ * MPCONN_EEOF. None of these leave the connection usable. */
+
+/* opts takes a reference to cfg (NULL drops the one it has), and every
+ * listener, client or opts copy made from it one more. cfg's setters work
+ * until its first connection starts and then fail with -EBUSY: change a
+ * config before handing it out. The role must fit the use: a server config
+ * for mpconn_listener_open, a client config for mpconn_client, else those
+ * fail with MPCONN_ETLSCONFIG. A tls: address without a config is
+ * MPCONN_ETLSCONFIG too ("tls: address needs a TLS configuration"); a
+ * config with another address kind is unused. A client checks the
+ * server's certificate against the address's host (a name or an IP
+ * literal), unless mpconn_tls_config_set_server_name says otherwise. */
+MPCONN_API int mpconn_opts_set_tls(mpconn_opts *o, mpconn_tls_config *cfg);
+
+/* Wraps a connected plain c in TLS (wrap_socket, or a STARTTLS-style
+ * upgrade): the role is cfg's, server_name (a client's, copied; may be NULL
+ * when the config has one or does not verify) the name checked. Runs the
+ * TLS handshake now, bounded by c's receive timeout (none: it blocks until
+ * the peer answers or goes). Bytes c had read ahead are the peer's first
+ * TLS bytes. c takes a reference to cfg. On failure c is no longer usable
+ * (close it); MPCONN_ETLS, MPCONN_ETLSVERIFY, -ETIMEDOUT, and -EINVAL when
+ * c is already TLS; mpconn_conn_errmsg says why. */
+MPCONN_API int mpconn_conn_start_tls(mpconn_conn *c, mpconn_tls_config *cfg,
+                                     const char *server_name);
+/* Ends TLS on c both ways (close_notify sent, the peer's awaited under c's
+ * receive timeout); c then goes on in clear on the same fd, and bytes the
+ * peer sent in clear behind its close_notify are kept for the next receive.
+ * Messages the peer sent in TLS before it are kept too. The peer must
+ * unwrap as well. -EINVAL when c is plain. */
+MPCONN_API int mpconn_conn_unwrap_tls(mpconn_conn *c);
+/* c's TLS engine, for mpconn_tls_version, _cipher, _peer_verified,
+ * _peer_subject, _peer_san, _server_name, _session_reused; NULL when c is
+ * plain. Owned by c, valid until it is freed or unwrapped. Not const: the
+ * peer facts are made on first ask. */
+MPCONN_API mpconn_tls *mpconn_conn_tls(const mpconn_conn *c);
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,7 @@
 #include "base/clock.h"
 #include "net/address.h"
 #include "net/socket.h"
+#include "tls/tls_transport.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -59,6 +60,54 @@ static int handshake(int fd, int role, const struct mpconn_opts *o, const char *
     return armed >= 0;
 }
 
+/* The connection's message without the prefix the handshake gave it. */
+static const char *reason(const mpconn_conn *c)
+{
+    static const char prefix[] = "TLS handshake failed: ";
+    const char *m = mpconn_conn_errmsg(c);
+    return strncmp(m, prefix, sizeof prefix - 1) == 0 ? m + sizeof prefix - 1 : m;
+}
+
+/* A tls: address: the TLS handshake, then the authkey's inside it, both
+ * within the handshake timeout. */
+static int tls_client(mpconn_conn **out, int fd, int role, const mpci_addr *a, const char *address,
+                      const struct mpconn_opts *opts, char *errmsg, size_t errlen)
+{
+    double deadline = mpci_deadline(opts->handshake_timeout);
+    mpconn_conn *c;
+    int r = mpci_conn_new(&c, fd, MPCONN_READABLE | MPCONN_WRITABLE, opts, MPCI_FD_INET);
+    if (r < 0) {
+        close(fd);
+        return mpci_err(errmsg, errlen, r, "cannot set up the connection: %s", mpconn_strerror(r));
+    }
+    if ((r = mpci_conn_start_tls(c, opts->tls, a->host, deadline)) < 0) {
+        if (r == -ETIMEDOUT)
+            mpci_err(errmsg, errlen, r,
+                     "TLS with %s failed: the handshake timed out (a listener without TLS?)",
+                     address);
+        else
+            mpci_err(errmsg, errlen, r, "TLS with %s failed: %s", address, reason(c));
+        mpconn_conn_free(c);
+        return r;
+    }
+    if (opts->authkey) {
+        mpci_hs hs;
+        r = mpci_conn_handshake(c, role, opts, deadline, &hs);
+        if (r < 0)
+            mpci_err(errmsg, errlen, r, "authentication with %s failed: %s", address,
+                     hs.state == MPCI_AUTH_FAILED ? hs.errmsg : mpconn_strerror(r));
+        mpci_hs_clear(&hs);
+        if (r < 0) {
+            mpconn_conn_free(c);
+            return r;
+        }
+    } else {
+        mpci_conn_set_check_first(c);
+    }
+    *out = c;
+    return 0;
+}
+
 static int client(mpconn_conn **out, int role, const char *address, const mpconn_opts *opts,
                   char *errmsg, size_t errlen)
 {
@@ -73,6 +122,13 @@ static int client(mpconn_conn **out, int role, const char *address, const mpconn
     int r = mpci_addr_parse(&a, address, errmsg, errlen);
     if (r < 0)
         return r;
+    if (a.tls && !opts->tls)
+        return mpci_err(errmsg, errlen, MPCONN_ETLSCONFIG,
+                        "%s: a tls: address needs a TLS configuration (mpconn_opts_set_tls)",
+                        address);
+    if (a.tls && mpci_tls_config_role(opts->tls) != MPCONN_TLS_CLIENT)
+        return mpci_err(errmsg, errlen, MPCONN_ETLSCONFIG,
+                        "%s: a client needs a client TLS configuration, not a server's", address);
     if (a.need_resolve && (r = mpci_addr_resolve(&a, errmsg, errlen)) < 0)
         return r;
     int fd = -1;
@@ -80,6 +136,8 @@ static int client(mpconn_conn **out, int role, const char *address, const mpconn
         return r;
     mpci_hs hs;
     int kind = a.family == AF_UNIX ? MPCI_FD_UNIX : MPCI_FD_INET;
+    if (a.tls)
+        return tls_client(out, fd, role, &a, address, opts, errmsg, errlen);
     if (opts->authkey) {
         r = handshake(fd, role, opts, address, &hs, errmsg, errlen);
         mpci_hs_clear(&hs);

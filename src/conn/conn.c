@@ -5,9 +5,11 @@
  * for large ones, and state that survives timeouts so the stream never
  * loses its place. */
 #include "conn/conn_internal.h"
+#include "conn/handshake_io.h"
 #include "base/clock.h"
 #include "net/transport.h"
 #include "proto/auth.h"
+#include "tls/tls_transport.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,9 +30,10 @@ enum { PASS_NONE, PASS_FD, PASS_LOST };
 
 struct mpconn_conn {
     int fd;
-    mpci_fd_transport fdt; /* the plain transport over fd */
-    mpci_transport *tp;    /* what reads and writes go through */
-    int flags;             /* MPCONN_READABLE | MPCONN_WRITABLE, cleared as CPython does */
+    mpci_fd_transport fdt;    /* the plain transport over fd */
+    mpci_transport *tp;       /* what reads and writes go through */
+    mpci_tls_transport *tlst; /* the TLS transport over fd, while TLS is on */
+    int flags;                /* MPCONN_READABLE | MPCONN_WRITABLE, cleared as CPython does */
     int is_unix;
     int closed;
     int read_broken;  /* stream position lost: no further reads */
@@ -76,7 +79,9 @@ void mpci_conn_seterr(mpconn_conn *c, const char *fmt, ...)
 
 static int fail(mpconn_conn *c, int code, const char *what)
 {
-    if (code > MPCONN_EBASE && code < 0)
+    if (c->tlst && mpci_tls_code(code))
+        mpci_conn_seterr(c, "%s: %s", what, mpci_tlst_errmsg(c->tlst));
+    else if (code > MPCONN_EBASE && code < 0)
         mpci_conn_seterr(c, "%s: %s", what, strerror(-code));
     else
         mpci_conn_seterr(c, "%s: %s", what, mpconn_strerror(code));
@@ -269,6 +274,7 @@ void mpconn_conn_free(mpconn_conn *c)
     free(c->rbuf);
     mpci_msgdec_free(&c->dec);
     free(c->sbuf);
+    mpci_tlst_free(c->tlst);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -278,6 +284,11 @@ int mpconn_conn_detach(mpconn_conn *c)
     if (!c || c->closed)
         return -EBADF;
     clear_rcvtimeo(c); /* the fd leaves as the caller would expect it */
+    if (c->tlst) {
+        /* the TLS session goes with the connection, without close_notify */
+        c->tlst->inner.base.fd = -1;
+        c->tp = &c->fdt.base;
+    }
     int fd = mpci_fdt_release(&c->fdt);
     c->closed = 1;
     c->fd = -1;
@@ -369,7 +380,9 @@ static int write_all(mpconn_conn *c, struct iovec *iov, int n, size_t total)
                     continue;
                 e = -r;
             }
-            if (sent > 0 && sent < total)
+            /* Part of a TLS record may be out even when no byte counts as
+             * sent: the stream cannot go on after it. */
+            if ((sent > 0 && sent < total) || c->tlst)
                 c->write_broken = 1;
             if (e == EPIPE || e == ECONNRESET)
                 return fail(c, -e, "send: the peer has closed the connection");
@@ -527,10 +540,11 @@ static ssize_t raw_read(mpconn_conn *c, void *dst, size_t cap, mpci_fdin *in)
 {
     c->fdt.keep_fd = in != NULL;
     ssize_t n = c->tp->ops->read(c->tp, dst, cap);
-    if (n >= 0 && c->is_unix)
+    int fds = c->is_unix && !c->tlst;
+    if (n >= 0 && fds)
         note_fds(c, &c->fdt.in);
     if (in)
-        *in = c->is_unix && n >= 0 ? c->fdt.in : (mpci_fdin){.fd = -1};
+        *in = fds && n >= 0 ? c->fdt.in : (mpci_fdin){.fd = -1};
     return n;
 }
 
@@ -879,6 +893,10 @@ static int need_unix(mpconn_conn *c, const char *what)
         mpci_conn_seterr(c, "%s: fd passing needs a Unix socket", what);
         return MPCONN_ENOTSUP;
     }
+    if (c->tlst) {
+        mpci_conn_seterr(c, "%s: descriptors cannot go through TLS", what);
+        return MPCONN_ENOTSUP;
+    }
     return 0;
 }
 
@@ -968,4 +986,181 @@ int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack)
 const struct mpconn_opts *mpci_conn_opts(const mpconn_conn *c)
 {
     return &c->opts;
+}
+
+/* ------------------------------------------------------------------ TLS */
+
+/* Runs step (a transport op: 0 done, -EAGAIN, or an error) until it is
+ * done, with the fd non-blocking for the time and poll() bounding it. */
+static int drive(mpconn_conn *c, int (*step)(mpconn_conn *), double deadline)
+{
+    int was = c->nonblocking;
+    if (!was && fcntl(c->fd, F_SETFL, c->fdflags | O_NONBLOCK) < 0)
+        return -errno;
+    int r;
+    while ((r = step(c)) == -EAGAIN || r == -EINTR)
+        if (r == -EAGAIN && (r = wait_ready(c, POLLIN, deadline)) < 0)
+            break;
+    if (!was)
+        fcntl(c->fd, F_SETFL, c->fdflags);
+    return r;
+}
+
+static int tls_handshake_step(mpconn_conn *c)
+{
+    return c->tp->ops->handshake(c->tp);
+}
+
+int mpci_conn_start_tls(mpconn_conn *c, mpconn_tls_config *cfg, const char *server_name,
+                        double deadline)
+{
+    const char *name = NULL;
+    if (mpci_tls_config_role(cfg) == MPCONN_TLS_CLIENT) {
+        name = mpci_tls_config_server_name(cfg);
+        if (!name)
+            name = server_name;
+    }
+    mpconn_tls *e;
+    int r = mpconn_tls_new(&e, cfg, name);
+    if (r == MPCONN_ETLSCONFIG) {
+        mpci_conn_seterr(c, "TLS configuration: %s", mpconn_tls_config_errmsg(cfg));
+        return r;
+    }
+    if (r == -EINVAL) {
+        mpci_conn_seterr(c, "TLS: a client needs the server's name (or IP address) to verify "
+                            "its certificate");
+        return r;
+    }
+    if (r < 0)
+        return fail(c, r, "TLS");
+    struct stat st;
+    int is_socket = fstat(c->fd, &st) == 0 && S_ISSOCK(st.st_mode);
+    if ((r = mpci_tlst_new(&c->tlst, c->fd, is_socket, e)) < 0)
+        return fail(c, r, "TLS");
+    c->tp = &c->tlst->base;
+    /* What was read ahead in clear is the peer's first flight. */
+    if (c->rpos < c->rend) {
+        r = mpci_tlst_feed(c->tlst, c->rbuf + c->rpos, c->rend - c->rpos);
+        c->rpos = c->rend = 0;
+    }
+    if (r == 0)
+        r = drive(c, tls_handshake_step, deadline);
+    if (r < 0) {
+        c->read_broken = c->write_broken = 1;
+        if (r == -ETIMEDOUT)
+            mpci_conn_seterr(c, "TLS handshake timed out (does the peer speak TLS?)");
+        else
+            fail(c, r, "TLS handshake failed");
+    }
+    return r;
+}
+
+void mpci_conn_adopt_tls(mpconn_conn *c, mpci_tls_transport *t)
+{
+    c->tlst = t;
+    c->tp = &t->base;
+}
+
+mpci_transport *mpci_conn_transport(mpconn_conn *c)
+{
+    return c->tp;
+}
+
+int mpconn_conn_start_tls(mpconn_conn *c, mpconn_tls_config *cfg, const char *server_name)
+{
+    if (!c || c->closed)
+        return c ? fail(c, MPCONN_ECLOSED, "start_tls") : -EINVAL;
+    if (!cfg || c->tlst) {
+        mpci_conn_seterr(c, "start_tls: %s", cfg ? "the connection is TLS already" : "no config");
+        return -EINVAL;
+    }
+    return mpci_conn_start_tls(c, cfg, server_name, mpci_deadline(c->recv_timeout));
+}
+
+static int keep_plain(void *data, const uint8_t *p, size_t n)
+{
+    return mpci_conn_prefill(data, p, n);
+}
+
+static int tls_shutdown_step(mpconn_conn *c)
+{
+    return mpci_tlst_shutdown(c->tlst, keep_plain, c);
+}
+
+int mpconn_conn_unwrap_tls(mpconn_conn *c)
+{
+    if (!c->tlst) {
+        mpci_conn_seterr(c, "unwrap_tls: the connection is not TLS");
+        return -EINVAL;
+    }
+    if (c->closed)
+        return fail(c, MPCONN_ECLOSED, "unwrap_tls");
+    int r = need_rbuf(c);
+    if (r == 0 && c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rend - c->rpos);
+        c->rend -= c->rpos;
+        c->rpos = 0;
+    }
+    if (r == 0)
+        r = drive(c, tls_shutdown_step, mpci_deadline(c->recv_timeout));
+    /* The clear stream behind the peer's close_notify comes first. */
+    while (r == 0) {
+        size_t n = 0;
+        if (c->rend == RBUF_SIZE && mpconn_tls_outgoing(c->tlst->tls) == 0) {
+            r = -ENOBUFS;
+            break;
+        }
+        mpci_tlst_unwrap(c->tlst, c->rbuf + c->rend, RBUF_SIZE - c->rend, &n);
+        if (n == 0)
+            break;
+        c->rend += n;
+    }
+    if (r < 0) {
+        c->read_broken = c->write_broken = 1;
+        return r == -ETIMEDOUT ? (mpci_conn_seterr(c, "unwrap_tls: the peer sent no close_notify "
+                                                      "in time"),
+                                  r)
+                               : fail(c, r, "unwrap_tls");
+    }
+    mpci_tlst_free(c->tlst);
+    c->tlst = NULL;
+    c->tp = &c->fdt.base;
+    return 0;
+}
+
+mpconn_tls *mpconn_conn_tls(const mpconn_conn *c)
+{
+    return c && c->tlst ? c->tlst->tls : NULL;
+}
+
+int mpci_conn_handshake(mpconn_conn *c, int role, const struct mpconn_opts *o, double deadline,
+                        mpci_hs *hs)
+{
+    int r = mpci_hs_init(hs, role, o);
+    if (r < 0)
+        return r;
+    int was = c->nonblocking;
+    if (!was && fcntl(c->fd, F_SETFL, c->fdflags | O_NONBLOCK) < 0)
+        return -errno;
+    while (mpci_hs_progress_tp(hs, c->tp) == MPCI_AUTH_NEED_INPUT) {
+        struct pollfd p = {.fd = c->fd, .events = c->tp->ops->events(c->tp, mpci_hs_events(hs))};
+        int n = poll(&p, 1, mpci_poll_ms(deadline));
+        if (n == 0) {
+            mpci_hs_fail(hs, -ETIMEDOUT, "the handshake timed out");
+            break;
+        }
+        if (n < 0 && errno != EINTR) {
+            mpci_hs_fail(hs, -errno, "poll: %s", strerror(errno));
+            break;
+        }
+    }
+    if (!was)
+        fcntl(c->fd, F_SETFL, c->fdflags);
+    if (hs->state == MPCI_AUTH_FAILED && c->tlst && mpci_tls_code(hs->code))
+        snprintf(hs->errmsg, sizeof hs->errmsg, "%s", mpci_tlst_errmsg(c->tlst));
+    if (hs->state == MPCI_AUTH_FAILED)
+        return hs->code;
+    if (hs->nleft)
+        return mpci_conn_prefill(c, hs->left, hs->nleft);
+    return 0;
 }

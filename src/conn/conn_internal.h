@@ -46,6 +46,21 @@ const struct mpconn_opts *mpci_conn_opts(const mpconn_conn *c);
 /* This side has no authkey: treat a first #CHALLENGE# as MPCONN_ENOKEY. */
 void mpci_conn_set_check_first(mpconn_conn *c);
 
+/* TLS on c under deadline, cfg's role; the message is c's errmsg. */
+struct mpci_tls_transport;
+struct mpci_transport;
+int mpci_conn_start_tls(mpconn_conn *c, mpconn_tls_config *cfg, const char *server_name,
+                        double deadline);
+/* c reads and writes through t (a TLS transport over c's fd), which it owns. */
+void mpci_conn_adopt_tls(mpconn_conn *c, struct mpci_tls_transport *t);
+struct mpci_transport *mpci_conn_transport(mpconn_conn *c);
+/* The authkey handshake over c's transport (inside TLS), under deadline;
+ * bytes behind it go to c's read-ahead buffer. hs (the caller's, cleared
+ * by it) holds the message on failure. */
+struct mpci_hs;
+int mpci_conn_handshake(mpconn_conn *c, int role, const struct mpconn_opts *o, double deadline,
+                        struct mpci_hs *hs);
+
 /* For benchmarks and tests only (tests/hooks/mpci_test.h declares it for
  * them): mpconn_client with a client in CPython's order, its challenge sent
  * after #WELCOME# rather than right behind its answer. */

@@ -123,3 +123,62 @@ int mpci_hs_progress(mpci_hs *h, int fd, int readable, int blocking_reads)
         readable = (size_t)n == sizeof buf; /* a full read may have left more */
     }
 }
+
+/* All of the framed output into t: 1, 0 when t is full, or an error. */
+static int flush_tp(mpci_hs *h, mpci_transport *t)
+{
+    while (h->outpos < h->outlen) {
+        struct iovec iov = {h->out + h->outpos, h->outlen - h->outpos};
+        ssize_t w = t->ops->writev(t, &iov, 1);
+        if (w == -EINTR)
+            continue;
+        if (w == -EAGAIN)
+            return 0;
+        if (w < 0)
+            return (int)w;
+        h->outpos += (size_t)w;
+    }
+    return 1;
+}
+
+int mpci_hs_progress_tp(mpci_hs *h, mpci_transport *t)
+{
+    if (h->state == MPCI_AUTH_FAILED) {
+        flush_tp(h, t);
+        return h->state;
+    }
+    for (;;) {
+        int r = flush_tp(h, t);
+        if (r < 0) {
+            mpci_hs_fail(h, r, "peer went away during the handshake: %s", mpconn_strerror(r));
+            return h->state;
+        }
+        if (r == 0)
+            return h->state;
+        if (h->auth.state == MPCI_AUTH_DONE) {
+            h->state = MPCI_AUTH_DONE;
+            return h->state;
+        }
+        uint8_t buf[512];
+        ssize_t n = t->ops->read(t, buf, sizeof buf);
+        if (n == -EINTR)
+            continue;
+        if (n == -EAGAIN)
+            return h->state;
+        if (n < 0) {
+            mpci_hs_fail(h, (int)n, "handshake: %s", mpconn_strerror((int)n));
+            return h->state;
+        }
+        if (n == 0) {
+            mpci_hs_fail(h, MPCONN_EAUTH,
+                         "peer closed the connection during the handshake (wrong or missing "
+                         "authkey?)");
+            return h->state;
+        }
+        mpci_hs_consume(h, buf, (size_t)n);
+        if (h->state == MPCI_AUTH_FAILED) {
+            flush_tp(h, t);
+            return h->state;
+        }
+    }
+}

@@ -18,5 +18,10 @@ short mpci_hs_events(const mpci_hs *h);
  * Returns h->state: DONE only once all output is written; FAILED after a
  * best-effort flush. */
 int mpci_hs_progress(mpci_hs *h, int fd, int readable, int blocking_reads);
+/* The same over a transport (a TLS session) whose fd is non-blocking:
+ * reads until it says -EAGAIN; its events() say what to poll for. No
+ * descriptors pass through it. */
+struct mpci_transport;
+int mpci_hs_progress_tp(mpci_hs *h, struct mpci_transport *t);
 
 #endif

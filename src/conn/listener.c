@@ -10,6 +10,7 @@
 #include "base/random.h"
 #include "net/address.h"
 #include "net/socket.h"
+#include "tls/tls_transport.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +40,10 @@ typedef struct pending {
     int fd;
     double deadline; /* of the handshake; < 0: none */
     peer_id who;
+    /* A TLS listener's peer: its session (the authkey handshake runs inside
+     * it), and whether the TLS handshake is still under way. */
+    mpci_tls_transport *tls;
+    int tls_phase;
 } pending;
 
 struct mpconn_listener {
@@ -275,6 +280,27 @@ static int temp_address(mpconn_listener *l, char *buf, size_t cap)
     return 0;
 }
 
+/* A tls: listener needs a server config that can work: an engine made
+ * now says so at once (and makes the config final), not at the first peer. */
+static int check_tls(mpconn_listener *l)
+{
+    if (!l->opts.tls)
+        return lerr(l, MPCONN_ETLSCONFIG,
+                    "%s: a tls: address needs a TLS configuration (mpconn_opts_set_tls)",
+                    l->address);
+    if (mpci_tls_config_role(l->opts.tls) != MPCONN_TLS_SERVER)
+        return lerr(l, MPCONN_ETLSCONFIG,
+                    "%s: a listener needs a server TLS configuration, not a client's", l->address);
+    mpconn_tls *e;
+    int r = mpconn_tls_new(&e, l->opts.tls, NULL);
+    if (r == MPCONN_ETLSCONFIG)
+        return lerr(l, r, "%s: %s", l->address, mpconn_tls_config_errmsg(l->opts.tls));
+    if (r < 0)
+        return lerr(l, r, "%s: cannot start TLS: %s", l->address, mpconn_strerror(r));
+    mpconn_tls_free(e);
+    return 0;
+}
+
 static int open_socket(mpconn_listener *l, const char *address)
 {
     char tmp[128];
@@ -292,6 +318,8 @@ static int open_socket(mpconn_listener *l, const char *address)
     if ((r = mpci_addr_parse(&l->addr, address, l->errmsg, sizeof l->errmsg)) < 0)
         return r;
     if (l->addr.need_resolve && (r = mpci_addr_resolve(&l->addr, l->errmsg, sizeof l->errmsg)) < 0)
+        return r;
+    if (l->addr.tls && (r = check_tls(l)) < 0)
         return r;
     l->fd = socket(l->addr.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (l->fd < 0)
@@ -312,9 +340,11 @@ static int open_socket(mpconn_listener *l, const char *address)
         return lerr(l, -errno, "cannot listen on %s: %s", address, strerror(errno));
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    if (l->addr.family != AF_UNIX && getsockname(l->fd, (struct sockaddr *)&ss, &sl) == 0)
-        mpci_addr_format((struct sockaddr *)&ss, sl, l->address, sizeof l->address);
-    else if (l->addr.family == AF_UNIX)
+    if (l->addr.family != AF_UNIX && getsockname(l->fd, (struct sockaddr *)&ss, &sl) == 0) {
+        size_t pre = l->addr.tls ? 4 : 0; /* the address a client is given */
+        memcpy(l->address, "tls:", pre);
+        mpci_addr_format((struct sockaddr *)&ss, sl, l->address + pre, sizeof l->address - pre);
+    } else if (l->addr.family == AF_UNIX)
         mpci_addr_format((struct sockaddr *)&l->addr.sa, l->addr.salen, l->address,
                          sizeof l->address);
     return 0;
@@ -344,6 +374,7 @@ static void drop_pending(mpconn_listener *l, size_t i)
 {
     pending *p = l->pend[i];
     close(p->fd);
+    mpci_tlst_free(p->tls);
     mpci_hs_clear(&p->hs);
     free(p);
     l->pend[i] = l->pend[--l->npend];
@@ -443,9 +474,17 @@ static int make_conn(mpconn_listener *l, pending *p, mpconn_conn **out)
 {
     mpconn_conn *c;
     int kind = l->addr.family == AF_UNIX ? MPCI_FD_UNIX : MPCI_FD_INET;
+    if (p->tls)
+        kind |= MPCI_FD_NONBLOCK;
     int r = mpci_conn_new(&c, p->fd, MPCONN_READABLE | MPCONN_WRITABLE, &l->opts, kind);
     if (r < 0)
         return r;
+    if (p->tls) {
+        mpci_conn_adopt_tls(c, p->tls);
+        p->tls = NULL;
+        if (!l->opts.authkey)
+            mpci_conn_set_check_first(c);
+    }
     if (p->hs.nleft && (r = mpci_conn_prefill(c, p->hs.left, p->hs.nleft)) < 0) {
         mpconn_conn_free(c);
         return r;
@@ -456,6 +495,70 @@ static int make_conn(mpconn_listener *l, pending *p, mpconn_conn **out)
     l->has_last = 1;
     *out = c;
     return 0;
+}
+
+/* A TLS peer's entry: its engine, and the TLS handshake first, on a
+ * non-blocking fd, within the handshake timeout (authkey or not). */
+static int start_tls(mpconn_listener *l, pending *p)
+{
+    char peer[2 * sizeof l->address];
+    p->deadline = mpci_deadline(l->opts.handshake_timeout);
+    int fl = fcntl(p->fd, F_GETFL);
+    mpconn_tls *e;
+    int r = fl < 0 || fcntl(p->fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
+    if (r == 0)
+        r = mpconn_tls_new(&e, l->opts.tls, NULL);
+    if (r == 0)
+        r = mpci_tlst_new(&p->tls, p->fd, 1, e);
+    if (r < 0) {
+        reject(l, r, "cannot start TLS with %s: %s", peer_text(l, &p->who, peer, sizeof peer),
+               mpconn_strerror(r));
+        return r;
+    }
+    p->tls_phase = 1;
+    p->hs.state = MPCI_AUTH_NEED_INPUT;
+    return 0;
+}
+
+/* What a handshake under way waits for. */
+static short pending_events(const pending *p)
+{
+    if (!p->tls)
+        return mpci_hs_events(&p->hs);
+    return p->tls->base.ops->events(&p->tls->base, p->tls_phase ? POLLIN : mpci_hs_events(&p->hs));
+}
+
+/* Moves a handshake on after poll() said revents: the TLS one, then the
+ * authkey's inside it; a plain peer's as before. */
+static void progress(mpconn_listener *l, pending *p, short revents)
+{
+    if (!p->tls) {
+        mpci_hs_progress(&p->hs, p->fd, revents & (POLLIN | POLLHUP | POLLERR), 0);
+        return;
+    }
+    mpci_transport *t = &p->tls->base;
+    if (p->tls_phase) {
+        int r = t->ops->handshake(t);
+        if (r == -EAGAIN)
+            return;
+        if (r < 0) {
+            mpci_hs_fail(&p->hs, r, "%s",
+                         mpci_tls_code(r) ? mpci_tlst_errmsg(p->tls) : mpconn_strerror(r));
+            return;
+        }
+        p->tls_phase = 0;
+        if (!l->opts.authkey) {
+            p->hs.state = MPCI_AUTH_DONE;
+            return;
+        }
+        if ((r = mpci_hs_init(&p->hs, MPCI_AUTH_SERVER, &l->opts)) < 0) {
+            mpci_hs_fail(&p->hs, r, "cannot start the handshake: %s", mpconn_strerror(r));
+            return;
+        }
+    }
+    mpci_hs_progress_tp(&p->hs, t);
+    if (p->hs.state == MPCI_AUTH_FAILED && mpci_tls_code(p->hs.code))
+        snprintf(p->hs.errmsg, sizeof p->hs.errmsg, "%s", mpci_tlst_errmsg(p->tls));
 }
 
 /* Accepts one peer from the backlog, without blocking. One per wake-up:
@@ -503,7 +606,14 @@ static int accept_new(mpconn_listener *l)
         }
         p->fd = fd;
         p->deadline = -1;
-        if (l->opts.authkey) {
+        if (l->addr.tls) {
+            if (start_tls(l, p) < 0) {
+                mpci_tlst_free(p->tls);
+                close(fd);
+                free(p);
+                continue;
+            }
+        } else if (l->opts.authkey) {
             p->deadline = mpci_deadline(l->opts.handshake_timeout);
             int r = mpci_hs_init(&p->hs, MPCI_AUTH_SERVER, &l->opts);
             if (r < 0) {
@@ -544,14 +654,19 @@ static int harvest(mpconn_listener *l, mpconn_conn **out)
             return 1;
         }
         if (p->hs.state == MPCI_AUTH_FAILED) {
-            reject(l, p->hs.code, "authentication of %s failed: %s",
+            reject(l, p->hs.code, "%s %s failed: %s",
+                   p->tls_phase ? "TLS with" : "authentication of",
                    peer_text(l, &p->who, peer, sizeof peer), p->hs.errmsg);
             drop_pending(l, i);
             continue;
         }
         if (p->deadline >= 0 && now >= p->deadline) {
-            reject(l, -ETIMEDOUT, "authentication of %s timed out",
-                   peer_text(l, &p->who, peer, sizeof peer));
+            reject(l, -ETIMEDOUT, "%s %s timed out%s",
+                   p->tls_phase ? "the TLS handshake of" : "authentication of",
+                   peer_text(l, &p->who, peer, sizeof peer),
+                   p->tls_phase && p->tls->first_in
+                       ? " (it sent nothing: a plaintext client waiting for a challenge?)"
+                       : "");
             drop_pending(l, i);
             continue;
         }
@@ -570,7 +685,7 @@ size_t mpci_listener_pending(const mpconn_listener *l, struct pollfd *out, size_
         if (p->deadline >= 0 && (*wake < 0 || p->deadline < *wake))
             *wake = p->deadline;
         if (i < cap)
-            out[i] = (struct pollfd){.fd = p->fd, .events = mpci_hs_events(&p->hs)};
+            out[i] = (struct pollfd){.fd = p->fd, .events = pending_events(p)};
     }
     return l->npend;
 }
@@ -606,8 +721,7 @@ int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout
         if (l->npend < MAX_PENDING)
             pfd[n++] = (struct pollfd){.fd = l->fd, .events = POLLIN};
         for (size_t i = 0; i < l->npend; i++) {
-            pfd[n++] =
-                (struct pollfd){.fd = l->pend[i]->fd, .events = mpci_hs_events(&l->pend[i]->hs)};
+            pfd[n++] = (struct pollfd){.fd = l->pend[i]->fd, .events = pending_events(l->pend[i])};
             double d = l->pend[i]->deadline;
             if (d >= 0 && (wake < 0 || d < wake))
                 wake = d;
@@ -622,8 +736,7 @@ int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout
         if (pr > 0) {
             for (size_t i = 0; i < npend_polled; i++)
                 if (pfd[base + i].revents)
-                    mpci_hs_progress(&l->pend[i]->hs, l->pend[i]->fd,
-                                     pfd[base + i].revents & (POLLIN | POLLHUP | POLLERR), 0);
+                    progress(l, l->pend[i], pfd[base + i].revents);
             if (base && pfd[0].revents && (result = accept_new(l)) < 0)
                 break;
         }

@@ -51,6 +51,8 @@ void mpci_opts_clear(struct mpconn_opts *o)
     forget_key(o);
     free(o->uids);
     o->uids = NULL;
+    mpconn_tls_config_free(o->tls);
+    o->tls = NULL;
 }
 
 void mpci_opts_copy_plain(struct mpconn_opts *dst, const struct mpconn_opts *src)
@@ -61,6 +63,7 @@ void mpci_opts_copy_plain(struct mpconn_opts *dst, const struct mpconn_opts *src
     dst->cache = NULL;
     dst->uids = NULL;
     dst->nuids = 0;
+    dst->tls = NULL;
 }
 
 int mpci_opts_copy(struct mpconn_opts *dst, const struct mpconn_opts *src)
@@ -87,6 +90,7 @@ int mpci_opts_copy(struct mpconn_opts *dst, const struct mpconn_opts *src)
         tmp.nuids = src->nuids;
     }
     take_key(&tmp, key, src->authkey_len);
+    tmp.tls = mpconn_tls_config_ref(src->tls);
     mpci_opts_clear(dst);
     *dst = tmp;
     return 0;
@@ -199,6 +203,14 @@ int mpconn_opts_set_allowed_uids(mpconn_opts *o, const uid_t *uids, size_t n)
     free(o->uids);
     o->uids = copy;
     o->nuids = n;
+    return 0;
+}
+
+int mpconn_opts_set_tls(mpconn_opts *o, mpconn_tls_config *cfg)
+{
+    mpconn_tls_config *old = o->tls;
+    o->tls = mpconn_tls_config_ref(cfg);
+    mpconn_tls_config_free(old);
     return 0;
 }
 

@@ -4,6 +4,7 @@
 #define MPCI_CONN_OPTS_H
 
 #include "mpconn.h"
+#include "mpconn/tls.h"
 #include "proto/pickle.h"
 #include "proto/print.h"
 
@@ -29,12 +30,14 @@ struct mpconn_opts {
     mpci_pickle_limits limits;
     mpci_print_limits print;
     struct mpci_auth_cache *cache; /* for authkey, owned; may be NULL */
+    mpconn_tls_config *tls;        /* one reference, or NULL: no TLS */
 };
 
 void mpci_opts_defaults(struct mpconn_opts *o);
 /* Deep copy into dst, an initialised opts whose own storage is released. */
 int mpci_opts_copy(struct mpconn_opts *dst, const struct mpconn_opts *src);
-/* The plain settings only: no key, no uid list, nothing to free. */
+/* The plain settings only: no key, no uid list, no TLS config, nothing to
+ * free. */
 void mpci_opts_copy_plain(struct mpconn_opts *dst, const struct mpconn_opts *src);
 void mpci_opts_clear(struct mpconn_opts *o);
 

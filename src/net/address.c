@@ -1,5 +1,5 @@
 /* mpconn's address strings <-> socket addresses: "HOST:PORT", "[V6]:PORT",
- * paths, "@abstract" names, "tcp:"/"unix:" prefixes; and name resolution for
+ * paths, "@abstract" names, "tcp:"/"unix:"/"tls:" prefixes; and name resolution for
  * hosts given by name. */
 #include "net/address.h"
 #include "base/err.h"
@@ -179,6 +179,10 @@ int mpci_addr_parse(mpci_addr *a, const char *text, char *errmsg, size_t errlen)
         return parse_unix(a, text + 5, text, errmsg, errlen);
     if (strncmp(text, "tcp:", 4) == 0)
         return parse_tcp(a, text + 4, text, errmsg, errlen);
+    if (strncmp(text, "tls:", 4) == 0) {
+        a->tls = 1;
+        return parse_tcp(a, text + 4, text, errmsg, errlen);
+    }
     if (text[0] == '@' || strchr(text, '/'))
         return parse_unix(a, text, text, errmsg, errlen);
     if (text[0] == '[' || strchr(text, ':'))

@@ -1,5 +1,6 @@
-/* mpconn's address syntax ("host:port", "[v6]:port", a Unix path, "@name"
- * for the abstract namespace) to and from socket addresses. */
+/* mpconn's address syntax ("host:port", "[v6]:port", "tls:host:port", a
+ * Unix path, "@name" for the abstract namespace) to and from socket
+ * addresses. */
 #ifndef MPCI_NET_ADDRESS_H
 #define MPCI_NET_ADDRESS_H
 
@@ -13,6 +14,7 @@ typedef struct mpci_addr {
     int abstract;     /* AF_UNIX in the abstract namespace */
     char host[256];   /* host part as written (for name resolution) */
     int need_resolve; /* host is a name, not a numeric address */
+    int tls;          /* "tls:HOST:PORT": TLS over TCP */
 } mpci_addr;
 
 /* Parses mpconn's address syntax. Names are not resolved here. */

@@ -1,5 +1,5 @@
 /* The transport behind a connection: a small vtable that moves bytes, so
- * that a TLS session is another implementation of the same five calls and
+ * that a TLS session is another implementation of the same calls and
  * the blocking and the coming async connections share them. The plain-fd
  * transport (sockets and pipes, fd passing on Unix sockets) is below. */
 #ifndef MPCI_NET_TRANSPORT_H
@@ -28,6 +28,10 @@ typedef struct mpci_transport_ops {
      * or POLLOUT): a TLS session may have to read to write, or write to
      * read. */
     short (*events)(const mpci_transport *t, short want);
+    /* A session set-up of the transport's own (a TLS handshake), run as
+     * far as the fd allows: 0 once done, -EAGAIN (events() says for what),
+     * or an error. NULL: nothing to set up. */
+    int (*handshake)(mpci_transport *t);
 } mpci_transport_ops;
 
 struct mpci_transport {

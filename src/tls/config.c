@@ -2,6 +2,7 @@
  * into it (certificates, keys, trust anchors, read with close-on-exec
  * descriptors), and the client's store of sessions by server name. */
 #include "tls_internal.h"
+#include "tls/tls_transport.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -194,6 +195,23 @@ void mpci_tls_config_ref(mpconn_tls_config *cfg)
     atomic_fetch_add(&cfg->refs, 1);
 }
 
+mpconn_tls_config *mpconn_tls_config_ref(mpconn_tls_config *cfg)
+{
+    if (cfg)
+        mpci_tls_config_ref(cfg);
+    return cfg;
+}
+
+int mpci_tls_config_role(const mpconn_tls_config *cfg)
+{
+    return cfg->role;
+}
+
+const char *mpci_tls_config_server_name(const mpconn_tls_config *cfg)
+{
+    return cfg->server_name;
+}
+
 void mpconn_tls_config_free(mpconn_tls_config *cfg)
 {
     if (!cfg || atomic_fetch_sub(&cfg->refs, 1) != 1)
@@ -204,6 +222,7 @@ void mpconn_tls_config_free(mpconn_tls_config *cfg)
             SSL_SESSION_free(cfg->saved[i].sess);
     }
     SSL_CTX_free(cfg->ctx);
+    free(cfg->server_name);
     if (cfg->keylog_fd >= 0)
         close(cfg->keylog_fd);
     pthread_mutex_destroy(&cfg->lock);
@@ -606,5 +625,18 @@ int mpconn_tls_config_set_insecure_no_verify(mpconn_tls_config *cfg, int insecur
     if (rc < 0)
         return rc;
     cfg->insecure = insecure != 0;
+    return 0;
+}
+
+int mpconn_tls_config_set_server_name(mpconn_tls_config *cfg, const char *name)
+{
+    int rc = check_open_for(cfg, MPCONN_TLS_CLIENT, "server_name");
+    if (rc < 0)
+        return rc;
+    char *copy = NULL;
+    if (name && !(copy = strdup(name)))
+        return cfg_err(cfg, -ENOMEM, "out of memory");
+    free(cfg->server_name);
+    cfg->server_name = copy;
     return 0;
 }

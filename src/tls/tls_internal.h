@@ -36,6 +36,7 @@ struct mpconn_tls_config {
     int verify_client;
     int insecure;
     int keylog_fd;
+    char *server_name; /* clients: the name every connection checks, NULL: the address's */
     mpconn_tls_passphrase_cb pass_cb;
     void *pass_data;
     struct mpci_tls_saved saved[MPCI_TLS_SESSIONS];

@@ -26,10 +26,10 @@ BELOW = {
     "base": ["base"],
     "proto": ["base", "proto"],
     "net": ["base", "net"],
-    "conn": ["base", "proto", "net", "conn"],
+    "conn": ["base", "proto", "net", "tls", "conn"],
     "loop": ["base", "loop"],
-    "async": ["base", "proto", "net", "conn", "async"],
-    "tls": ["base", "tls"],
+    "async": ["base", "proto", "net", "tls", "conn", "async"],
+    "tls": ["base", "net", "tls"],
 }
 # One internal header of each folder.
 HEADER = {
