@@ -21,22 +21,14 @@
 #define MIB (1024 * 1024)
 #define TPUT_SIZE (64 * MIB)
 
-static const char *certs = ".";
+/* DIR/bench.pem, DIR/bench.key, DIR/ca.pem */
+static char cert_pem[4200], key_pem[4200], ca_pem[4200];
 
 static void die_ssl(const char *what)
 {
     fprintf(stderr, "bench_tls_ref: %s failed:\n", what);
     ERR_print_errors_fp(stderr);
     exit(1);
-}
-
-static const char *cert_file(const char *name)
-{
-    static char paths[4][4096];
-    static int next;
-    char *p = paths[next++ % 4];
-    snprintf(p, sizeof paths[0], "%s/%s", certs, name);
-    return p;
 }
 
 /* What mpconn's configuration does by default, so both make the same
@@ -54,12 +46,12 @@ static SSL_CTX *make_ctx(int server)
     if (server) {
         static const unsigned char sid[] = "bench";
         SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
-        if (SSL_CTX_use_certificate_chain_file(ctx, cert_file("bench.pem")) != 1 ||
-            SSL_CTX_use_PrivateKey_file(ctx, cert_file("bench.key"), SSL_FILETYPE_PEM) != 1)
+        if (SSL_CTX_use_certificate_chain_file(ctx, cert_pem) != 1 ||
+            SSL_CTX_use_PrivateKey_file(ctx, key_pem, SSL_FILETYPE_PEM) != 1)
             die_ssl("loading bench.pem");
     } else {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        if (SSL_CTX_load_verify_locations(ctx, cert_file("ca.pem"), NULL) != 1)
+        if (SSL_CTX_load_verify_locations(ctx, ca_pem, NULL) != 1)
             die_ssl("loading ca.pem");
         /* Sessions are kept by hand below, one at a time. */
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
@@ -311,9 +303,13 @@ int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     bench_parse_args(argc, argv);
+    const char *certs = ".";
     for (int i = 1; i + 1 < argc; i++)
         if (strcmp(argv[i], "--certs") == 0)
             certs = argv[i + 1];
+    snprintf(cert_pem, sizeof cert_pem, "%s/bench.pem", certs);
+    snprintf(key_pem, sizeof key_pem, "%s/bench.key", certs);
+    snprintf(ca_pem, sizeof ca_pem, "%s/ca.pem", certs);
     if (bench_wants(argc, argv, "rtt64"))
         measure("tls_rtt64", ECHO, op_rtt, 0, 1);
     if (bench_wants(argc, argv, "tput64M"))

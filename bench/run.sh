@@ -9,6 +9,9 @@
 # setup rates alternate one repetition at a time instead),
 # BENCH_CPU (the CPU every process is pinned to; default the last one;
 # "none" to let the scheduler place them), PYTHON (python3).
+# BENCH=tls runs only the TLS rows (make bench BENCH=tls), with their
+# 1,000-connection plain loop row; BENCH_TLS_ROUNDS (3) and BENCH_TLS_TIME
+# (0.3 seconds per sample) shape them.
 set -u
 
 BUILD=${1:-build}
@@ -18,7 +21,7 @@ REPS=${BENCH_REPS:-8}
 SECS=${BENCH_TIME:-0.2}
 PYTHON=${PYTHON:-python3}
 
-for b in bench_conn bench_values bench_print bench_loop; do
+for b in bench_conn bench_values bench_print bench_loop bench_tls bench_tls_ref; do
     if [ ! -x "$BIN/$b" ]; then
         echo "bench: $BIN/$b is missing; build first (make bench BUILD=$BUILD)" >&2
         exit 1
@@ -44,6 +47,51 @@ trap 'rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 OUT=$TMP/results.txt
 : >"$OUT"
+
+# The TLS rows: bench_tls interleaves mpconn with the hand-written OpenSSL
+# pair and CPython's ssl itself. Certificates: tests/tls-certs.sh's, made
+# once a day. $1: bench_loop's samples, for the plain 1,000-connection row.
+tls_rows() {
+    tstart=0 tend=0
+    certs=$BIN/tls-certs-v3-$(date -u +%Y%m%d)
+    if [ ! -d "$certs" ]; then
+        if ! command -v openssl >/dev/null 2>&1; then
+            echo "bench: no openssl command to make certificates: no TLS rows" >&2
+            echo "Not measured: no openssl command to make the certificates." >"$TMP/tlstable.md"
+            return
+        fi
+        made=$(mktemp -d "$certs.tmp.XXXXXX") &&
+            (cd "$made" && sh "$HERE/../tests/tls-certs.sh" >log 2>&1) &&
+            mv "$made" "$certs" || { echo "bench: making certificates failed" >&2; return; }
+    fi
+    pyargs=
+    if command -v "$PYTHON" >/dev/null 2>&1; then
+        pyargs="--python $(command -v "$PYTHON") --pyscript $HERE/bench_tls_py.py"
+    fi
+    tstart=$(date +%s)
+    # shellcheck disable=SC2086
+    $PIN "$BIN/bench_tls" --certs "$certs" --ref "$BIN/bench_tls_ref" $pyargs \
+        --rounds "${BENCH_TLS_ROUNDS:-3}" --time "${BENCH_TLS_TIME:-0.3}" --loop "$1" \
+        >"$TMP/tlstable.md" || echo "bench: bench_tls failed" >&2
+    tend=$(date +%s)
+}
+
+if [ "${BENCH:-}" = tls ]; then
+    echo "bench: event loop, plain 64 B echo for the TLS table (reps 3)..." >&2
+    $PIN "$BIN/bench_loop" --reps 3 --time 0.2 echo >"$TMP/loop.txt" ||
+        echo "bench: bench_loop failed" >&2
+    tls_rows "$TMP/loop.txt"
+    {
+        printf '### TLS (%s s)\n\n' "$((tend - tstart))"
+        cat "$TMP/tlstable.md"
+        printf '\n%s; %s; %s.\n' "$(uname -srm)" \
+            "$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')" \
+            "$("$PYTHON" -c 'import sys, ssl; print("CPython " + sys.version.split()[0] + ", " + ssl.OPENSSL_VERSION)' 2>/dev/null)"
+    } >"$BIN/results-tls.md"
+    cat "$BIN/results-tls.md"
+    echo "bench: table written to $BIN/results-tls.md" >&2
+    exit 0
+fi
 
 have_py=0
 if command -v "$PYTHON" >/dev/null 2>&1 && "$PYTHON" "$HERE/bench_py.py" --gen "$TMP"; then
@@ -127,6 +175,7 @@ else
 fi | sed 's/^\(SAMPLE\t[a-z0-9_]*\)\t/\1_unpinned\t/' >>"$LOOP_OUT" ||
     echo "bench: bench_loop failed" >&2
 end=$(date +%s)
+tls_rows "$LOOP_OUT"
 
 # One row per line: result id | what | mpconn's implementation | the
 # reference of the target (raw, py, or mem for an upper bound) | target.
@@ -374,6 +423,8 @@ END {
     cat "$TMP/table.md"
     printf '\n### Event loop and async connections (%s s)\n\n' "$((end - lstart))"
     cat "$TMP/looptable.md"
+    printf '\n### TLS (%s s)\n\n' "$((tend - tstart))"
+    cat "$TMP/tlstable.md"
     printf '\n%s; %s; %s; %s s.\n' "$(uname -srm)" \
         "$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')" \
         "$([ $have_py = 1 ] && "$PYTHON" -c 'import sys; print("CPython " + sys.version.split()[0])')" \
