@@ -469,7 +469,7 @@ static void print_table(int rounds, int loop_given)
            "The authkey's cost is the same connection with and without it (CPython: its "
            "resumed row). %d PASS, %d MISS, %d n/a.\n",
            rounds, bench_secs, FULL_NAMES, npass, nmiss, nna);
-    printf("Not measured: the 1,000-connection rows with TLS: the event loop's async "
+    printf("\nNot measured: the 1,000-connection rows with TLS: the event loop's async "
            "connections do not speak TLS yet.\n");
 }
 
