@@ -255,6 +255,11 @@ MPCONN_API const char *mpconn_conn_errmsg(const mpconn_conn *c);
  *                                   hung up, at the first send when the
  *                                   challenge was already there (nothing was
  *                                   sent), else at the first receive
+ *  TLS (mpconn/tls.h)
+ *   MPCONN_ETLS, MPCONN_ETLSVERIFY, MPCONN_ETRUNCATED (the stream ended
+ *   without close_notify)           lost both ways
+ *   -ETIMEDOUT on a send            sending lost, even before a byte counted:
+ *                                   part of a record may be out
  * Codes not listed (-ENOMEM, ...) are best taken as lost. */
 
 /* seconds < 0: block. A timeout inside a message keeps what was read and
@@ -322,7 +327,9 @@ MPCONN_API int mpconn_pipe(mpconn_conn **a, mpconn_conn **b, int duplex, const m
 /* ------------------------------------------------------- listener, client */
 
 /* Addresses: "HOST:PORT", "[V6]:PORT", a path (contains '/'), "@NAME"
- * (Linux abstract namespace), with optional "tcp:" or "unix:" prefixes.
+ * (Linux abstract namespace), with optional "tcp:" or "unix:" prefixes;
+ * "tls:HOST:PORT" and "tls:[V6]:PORT" for TLS over TCP, with a TLS config
+ * in the opts (mpconn_opts_set_tls in mpconn/tls.h).
  * NULL or "" for a listener: a Unix socket at a fresh temporary path. */
 typedef struct mpconn_listener mpconn_listener;
 

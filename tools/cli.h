@@ -81,6 +81,9 @@ typedef struct cli_common {
     int format;
     uint64_t max_message;
     uint64_t max_print, max_int_digits; /* 0: no limit */
+    /* TLS, for tls: addresses */
+    const char *cert, *key, *ca, *server_name;
+    int require_client_cert, insecure_no_verify;
 } cli_common;
 
 /* Option ids below CLI_COMMON_LAST belong to the common options. */
@@ -95,6 +98,12 @@ enum {
     CLI_OPT_MAX_MESSAGE,
     CLI_OPT_MAX_PRINT,
     CLI_OPT_MAX_INT_DIGITS,
+    CLI_OPT_CERT,
+    CLI_OPT_KEY,
+    CLI_OPT_CA,
+    CLI_OPT_REQUIRE_CLIENT_CERT,
+    CLI_OPT_SERVER_NAME,
+    CLI_OPT_INSECURE_NO_VERIFY,
     CLI_COMMON_LAST
 };
 
@@ -109,8 +118,13 @@ enum {
         {"format", 0, CLI_ARG_REQUIRED, CLI_OPT_FORMAT},                                           \
         {"max-message", 0, CLI_ARG_REQUIRED, CLI_OPT_MAX_MESSAGE},                                 \
         {"max-print", 0, CLI_ARG_REQUIRED, CLI_OPT_MAX_PRINT},                                     \
+        {"max-int-digits", 0, CLI_ARG_REQUIRED, CLI_OPT_MAX_INT_DIGITS},                           \
+        {"cert", 0, CLI_ARG_REQUIRED, CLI_OPT_CERT}, {"key", 0, CLI_ARG_REQUIRED, CLI_OPT_KEY},    \
+        {"ca", 0, CLI_ARG_REQUIRED, CLI_OPT_CA},                                                   \
+        {"require-client-cert", 0, CLI_ARG_NONE, CLI_OPT_REQUIRE_CLIENT_CERT},                     \
+        {"server-name", 0, CLI_ARG_REQUIRED, CLI_OPT_SERVER_NAME},                                 \
     {                                                                                              \
-        "max-int-digits", 0, CLI_ARG_REQUIRED, CLI_OPT_MAX_INT_DIGITS                              \
+        "insecure-no-verify", 0, CLI_ARG_NONE, CLI_OPT_INSECURE_NO_VERIFY                          \
     }
 
 void cli_common_init(cli_common *c);
@@ -121,6 +135,20 @@ int cli_common_option(cli_common *c, const char *cmd, int id, const char *arg);
  * cut at --max-print). Returns CLI_OK,
  * CLI_USAGE or CLI_FAIL (after printing); *out is the caller's. */
 int cli_common_opts(const cli_common *c, const char *cmd, mpconn_opts **out);
+/* For a tls: address, a TLS config from the TLS options put into o: a
+ * server's (server != 0: --cert, --key, --ca, --require-client-cert) or a
+ * client's (--ca or the system's trust store, --cert/--key for mutual TLS,
+ * --server-name, --insecure-no-verify); $SSLKEYLOGFILE, when set, gets the
+ * session secrets. TLS options with another address, or of the other
+ * side, are usage errors. Returns CLI_OK, CLI_USAGE or CLI_FAIL (after
+ * printing). */
+int cli_common_tls(const cli_common *c, const char *cmd, const char *address, int server,
+                   mpconn_opts *o);
+/* Whether address is a tls: one. */
+int cli_is_tls(const char *address);
+/* Half-closes c (close_notify first on a TLS connection, so the peer sees
+ * an end, not a truncation): 0, or -1 when the socket is already gone. */
+int cli_half_close(mpconn_conn *c);
 
 /* ---------------------------------------------------------------- output */
 
@@ -137,6 +165,16 @@ int cli_print_message(FILE *out, int format, const void *buf, size_t len,
 int cli_print_bytes(FILE *out, int format, const void *buf, size_t len, const mpconn_opts *limits);
 
 /* ------------------------------------------------------------- commands */
+
+/* mpconn serve on a blocking listener, for what the loop does not serve
+ * yet (tls: addresses): the settings serve parsed. */
+typedef struct cli_serve_settings {
+    int echo, quiet, verbose, format;
+    long count;         /* 0: no limit */
+    size_t max_clients; /* 0: no limit */
+    double timeout;     /* idle limit per client; < 0 none */
+} cli_serve_settings;
+int cli_serve_blocking(const char *address, mpconn_opts *opts, const cli_serve_settings *s);
 
 int cli_serve(int argc, char **argv);
 int cli_send(int argc, char **argv);

@@ -3,6 +3,8 @@
  * one-line printing of a received message. */
 #include "cli.h"
 
+#include <mpconn/tls.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +12,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* -------------------------------------------------------------- messages */
@@ -232,6 +235,12 @@ int cli_common_option(cli_common *c, const char *cmd, int id, const char *arg)
         if (cli_parse_u64(arg, &c->max_message) < 0)
             return cli_usage_error(cmd, "--max-message: '%s' is not a number of bytes", arg);
         return 0;
+    case CLI_OPT_CERT: c->cert = arg; return 0;
+    case CLI_OPT_KEY: c->key = arg; return 0;
+    case CLI_OPT_CA: c->ca = arg; return 0;
+    case CLI_OPT_REQUIRE_CLIENT_CERT: c->require_client_cert = 1; return 0;
+    case CLI_OPT_SERVER_NAME: c->server_name = arg; return 0;
+    case CLI_OPT_INSECURE_NO_VERIFY: c->insecure_no_verify = 1; return 0;
     case CLI_OPT_MAX_PRINT:
         if (cli_parse_u64(arg, &c->max_print) < 0)
             return cli_usage_error(cmd, "--max-print: '%s' is not a number of bytes", arg);
@@ -436,4 +445,101 @@ int cli_print_message(FILE *out, int format, const void *buf, size_t len, const 
 int cli_print_bytes(FILE *out, int format, const void *buf, size_t len, const mpconn_opts *limits)
 {
     return print_line(out, format, buf, len, limits, 1);
+}
+
+/* ------------------------------------------------------------------- TLS */
+
+int cli_is_tls(const char *address)
+{
+    return address && strncmp(address, "tls:", 4) == 0;
+}
+
+/* The first TLS option given that the side or the address cannot use. */
+static const char *misplaced_tls(const cli_common *c, int tls, int server)
+{
+    if (!tls)
+        return c->cert                  ? "--cert"
+               : c->key                 ? "--key"
+               : c->ca                  ? "--ca"
+               : c->require_client_cert ? "--require-client-cert"
+               : c->server_name         ? "--server-name"
+               : c->insecure_no_verify  ? "--insecure-no-verify"
+                                        : NULL;
+    if (server)
+        return c->server_name          ? "--server-name"
+               : c->insecure_no_verify ? "--insecure-no-verify"
+                                       : NULL;
+    return c->require_client_cert ? "--require-client-cert" : NULL;
+}
+
+static int tls_setup(mpconn_tls_config *cfg, const cli_common *c, int server)
+{
+    const char *what = "--cert";
+    int r = 0;
+    if (c->cert)
+        r = mpconn_tls_config_set_cert_file(cfg, c->cert, c->key);
+    if (r == 0 && c->ca && (what = "--ca"))
+        r = mpconn_tls_config_set_ca_file(cfg, c->ca);
+    if (r == 0 && c->require_client_cert && (what = "--require-client-cert"))
+        r = mpconn_tls_config_set_verify_client(cfg, MPCONN_TLS_VERIFY_REQUIRED);
+    if (r == 0 && !server && c->server_name && (what = "--server-name"))
+        r = mpconn_tls_config_set_server_name(cfg, c->server_name);
+    if (r == 0 && c->insecure_no_verify && (what = "--insecure-no-verify"))
+        r = mpconn_tls_config_set_insecure_no_verify(cfg, 1);
+    /* For debugging captures, as browsers and CPython's ssl honour it. */
+    const char *keylog = getenv("SSLKEYLOGFILE");
+    if (r == 0 && keylog && *keylog && (what = "SSLKEYLOGFILE"))
+        r = mpconn_tls_config_set_keylog_file(cfg, keylog);
+    if (r < 0)
+        cli_error("%s: %s", what, mpconn_tls_config_errmsg(cfg));
+    return r;
+}
+
+int cli_common_tls(const cli_common *c, const char *cmd, const char *address, int server,
+                   mpconn_opts *o)
+{
+    int tls = cli_is_tls(address);
+    const char *bad = misplaced_tls(c, tls, server);
+    if (bad && !tls)
+        return cli_usage_error(cmd, "%s applies to tls: addresses only", bad);
+    if (bad)
+        return cli_usage_error(cmd, "%s is a %s option", bad, server ? "client" : "server");
+    if (!tls)
+        return CLI_OK;
+    if (server && !c->cert)
+        return cli_usage_error(cmd, "a tls: address needs --cert FILE (and --key FILE)");
+    if (c->key && !c->cert)
+        return cli_usage_error(cmd, "--key needs --cert");
+    if (c->require_client_cert && !c->ca)
+        return cli_usage_error(cmd, "--require-client-cert needs --ca FILE to verify them with");
+    mpconn_tls_config *cfg;
+    int r = mpconn_tls_config_new(&cfg, server ? MPCONN_TLS_SERVER : MPCONN_TLS_CLIENT);
+    if (r < 0) {
+        cli_error("cannot set up TLS: %s", mpconn_strerror(r));
+        return CLI_FAIL;
+    }
+    if (c->insecure_no_verify)
+        cli_error("warning: --insecure-no-verify: the server's certificate is not checked; "
+                  "anyone on the path can read and change the traffic");
+    r = tls_setup(cfg, c, server);
+    if (r == 0)
+        r = mpconn_opts_set_tls(o, cfg);
+    mpconn_tls_config_free(cfg); /* o holds it */
+    return r < 0 ? CLI_FAIL : CLI_OK;
+}
+
+int cli_half_close(mpconn_conn *c)
+{
+    mpconn_tls *t = mpconn_conn_tls(c);
+    int fd = mpconn_conn_fileno(c);
+    if (t && mpconn_tls_shutdown(t) >= 0) {
+        /* close_notify, written straight to the socket: the connection
+         * reads on (the peer's answer, its own close_notify). */
+        unsigned char buf[512];
+        size_t n = 0;
+        mpconn_tls_pull(t, buf, sizeof buf, &n);
+        if (n && send(fd, buf, n, MSG_NOSIGNAL) != (ssize_t)n)
+            return -1;
+    }
+    return shutdown(fd, SHUT_WR);
 }

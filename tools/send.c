@@ -38,6 +38,12 @@ static const char send_help[] =
     "  --no-legacy-md5        refuse MD5 (a Python <= 3.11 Listener cannot be reached)\n"
     "  --timeout SECONDS      bound the connect, the handshake, each send and reply, and\n"
     "                         the wait for the listener to close\n"
+    "  --ca FILE              with a tls:HOST:PORT address: trust anchors (PEM) for the\n"
+    "                         server's certificate (default: the system's trust store)\n"
+    "  --cert FILE, --key FILE  a client certificate and its key, for mutual TLS\n"
+    "  --server-name NAME     check the certificate against NAME instead of HOST\n"
+    "  --insecure-no-verify   accept any server certificate: anyone on the path can read\n"
+    "                         and change the traffic (for tests only)\n"
     "  -h, --help             show this help\n";
 
 enum { OPT_BYTES = CLI_COMMON_LAST, OPT_PROTOCOL, OPT_REPLY };
@@ -280,7 +286,7 @@ static int reply_one(mpconn_conn *c, const char *address, const payloads *ps, si
  * and dropped; its end of file, or silence until the bound, is success. */
 static int wait_for_close(mpconn_conn *c, const char *address, double timeout)
 {
-    if (shutdown(mpconn_conn_fileno(c), SHUT_WR) < 0)
+    if (cli_half_close(c) < 0)
         return CLI_OK; /* nothing to learn from a socket that is already gone */
     double deadline = now() + timeout;
     for (;;) {
@@ -371,6 +377,8 @@ int cli_send(int argc, char **argv)
     mpconn_opts *opts = NULL;
     if (status == CLI_OK)
         status = cli_common_opts(&common, "send", &opts);
+    if (status == CLI_OK)
+        status = cli_common_tls(&common, "send", address, 0, opts);
     ps.opts = opts;
     int stdin_read = 0;
     for (size_t i = 0; status == CLI_OK && i < nvalues; i++) {

@@ -60,6 +60,10 @@ static const char serve_help[] =
     "                         sha3_384, md5, or legacy (the 20-byte challenge of Python <= 3.11)\n"
     "  --no-legacy-md5        refuse MD5 answers (Python <= 3.11 clients cannot authenticate)\n"
     "  --timeout SECONDS      bound each handshake; close a client silent for SECONDS\n"
+    "  --cert FILE, --key FILE  with a tls:HOST:PORT address: the server's certificate chain\n"
+    "                         and its private key (PEM; --key may be left out when FILE has it)\n"
+    "  --ca FILE              trust anchors (PEM) for client certificates\n"
+    "  --require-client-cert  refuse clients without a certificate that --ca verifies\n"
     "  -h, --help             show this help\n";
 
 enum {
@@ -561,6 +565,19 @@ int cli_serve(int argc, char **argv)
         return r;
     if (mode >= 0)
         mpconn_opts_set_mode(opts, (unsigned)mode);
+    if ((r = cli_common_tls(&common, "serve", address, 1, opts)) != CLI_OK) {
+        mpconn_opts_free(opts);
+        return r;
+    }
+    if (cli_is_tls(address)) {
+        /* The event loop's connections do not speak TLS yet. */
+        cli_serve_settings bs = {s.echo,  s.quiet,       s.verbose,     common.format,
+                                 s.count, s.max_clients, common.timeout};
+        r = terminator ? cli_usage_error("serve", "--terminator does not apply to tls: addresses")
+                       : cli_serve_blocking(address, opts, &bs);
+        mpconn_opts_free(opts);
+        return r;
+    }
     s.opts = opts;
     s.format = common.format;
     s.timeout = common.timeout;

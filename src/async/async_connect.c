@@ -27,6 +27,9 @@ int mpconn_async_connect(mpconn_async **out, const char *address, const mpconn_o
     int r = mpci_addr_parse(&addr, address, errmsg, errlen);
     if (r < 0)
         return r;
+    if (addr.tls)
+        return mpci_err(errmsg, errlen, MPCONN_ENOTSUP,
+                        "%s: async connections do not speak TLS yet (mpconn_client does)", address);
     if (addr.need_resolve)
         return mpci_err(errmsg, errlen, MPCONN_EADDR,
                         "%s: async connections take numeric addresses; resolve the name first "

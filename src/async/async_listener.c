@@ -250,6 +250,11 @@ int mpconn_async_listener_open(mpconn_async_listener **out, const char *address,
                                mpconn_accept_cb on_accept, void *data, char *errmsg, size_t errlen)
 {
     *out = NULL;
+    /* It would serve the address in clear. */
+    if (address && strncmp(address, "tls:", 4) == 0)
+        return mpci_err(errmsg, errlen, MPCONN_ENOTSUP,
+                        "%s: async listeners do not speak TLS yet (mpconn_listener_open does)",
+                        address);
     mpconn_async_listener *l = calloc(1, sizeof *l);
     if (!l)
         return mpci_err(errmsg, errlen, -ENOMEM, "out of memory");

@@ -84,9 +84,9 @@ static int tls_client(mpconn_conn **out, int fd, int role, const mpci_addr *a, c
         if (r == -ETIMEDOUT)
             mpci_err(errmsg, errlen, r,
                      "TLS with %s failed: the handshake timed out (a listener without TLS?)",
-                     address);
+                     address + 4);
         else
-            mpci_err(errmsg, errlen, r, "TLS with %s failed: %s", address, reason(c));
+            mpci_err(errmsg, errlen, r, "TLS with %s failed: %s", address + 4, reason(c));
         mpconn_conn_free(c);
         return r;
     }

@@ -72,6 +72,10 @@ int mpconn_server_new(mpconn_server **out, const char *address, int kind, int fo
         return fail(errmsg, errlen, -EINVAL, "server: unknown kind %d", kind);
     if (form != MPCONN_HANDLER_FRAMED && form != MPCONN_HANDLER_RAW)
         return fail(errmsg, errlen, -EINVAL, "server: unknown handler form %d", form);
+    /* Its kinds take connections from the socket itself: in clear. */
+    if (address && strncmp(address, "tls:", 4) == 0)
+        return fail(errmsg, errlen, MPCONN_ENOTSUP, "server: %s: servers do not speak TLS yet",
+                    address);
     mpconn_server *s = calloc(1, sizeof *s);
     if (!s)
         return fail(errmsg, errlen, -ENOMEM, "server: out of memory");
