@@ -509,17 +509,21 @@ int main(int argc, char **argv)
     for (int round = 1; round <= rounds; round++) {
         fprintf(stderr, "bench: TLS round %d/%d...\n", round, rounds);
         for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
-            int refpart = i < 4;
-            if (refpart) {
-                snprintf(cmd, sizeof cmd, "'%s' --certs '%s' --reps 1 --time %g %s", ref, certs,
-                         bench_secs, parts[i]);
-                run_program(cmd);
-            }
-            measure_mpconn(parts[i], 1, add_sample);
-            if (py && pyscript && strcmp(parts[i], "setup_addr") != 0) {
-                snprintf(cmd, sizeof cmd, "'%s' '%s' --certs '%s' --reps 1 --time %g %s", py,
-                         pyscript, certs, bench_secs, parts[i]);
-                run_program(cmd);
+            /* Each round starts with another of the three, so none is
+             * always the one that meets a burst of load first. */
+            for (int k = 0; k < 3; k++) {
+                int who = (k + round) % 3;
+                if (who == 0 && i < 4) {
+                    snprintf(cmd, sizeof cmd, "'%s' --certs '%s' --reps 1 --time %g %s", ref, certs,
+                             bench_secs, parts[i]);
+                    run_program(cmd);
+                } else if (who == 1) {
+                    measure_mpconn(parts[i], 1, add_sample);
+                } else if (who == 2 && py && pyscript && strcmp(parts[i], "setup_addr") != 0) {
+                    snprintf(cmd, sizeof cmd, "'%s' '%s' --certs '%s' --reps 1 --time %g %s", py,
+                             pyscript, certs, bench_secs, parts[i]);
+                    run_program(cmd);
+                }
             }
         }
     }
