@@ -1061,11 +1061,6 @@ void mpci_conn_adopt_tls(mpconn_conn *c, mpci_tls_transport *t)
     c->tp = &t->base;
 }
 
-mpci_transport *mpci_conn_transport(mpconn_conn *c)
-{
-    return c->tp;
-}
-
 int mpconn_conn_start_tls(mpconn_conn *c, mpconn_tls_config *cfg, const char *server_name)
 {
     if (!c || c->closed)

@@ -48,12 +48,10 @@ void mpci_conn_set_check_first(mpconn_conn *c);
 
 /* TLS on c under deadline, cfg's role; the message is c's errmsg. */
 struct mpci_tls_transport;
-struct mpci_transport;
 int mpci_conn_start_tls(mpconn_conn *c, mpconn_tls_config *cfg, const char *server_name,
                         double deadline);
 /* c reads and writes through t (a TLS transport over c's fd), which it owns. */
 void mpci_conn_adopt_tls(mpconn_conn *c, struct mpci_tls_transport *t);
-struct mpci_transport *mpci_conn_transport(mpconn_conn *c);
 /* The authkey handshake over c's transport (inside TLS), under deadline;
  * bytes behind it go to c's read-ahead buffer. hs (the caller's, cleared
  * by it) holds the message on failure. */

@@ -482,8 +482,6 @@ static int make_conn(mpconn_listener *l, pending *p, mpconn_conn **out)
     if (p->tls) {
         mpci_conn_adopt_tls(c, p->tls);
         p->tls = NULL;
-        if (!l->opts.authkey)
-            mpci_conn_set_check_first(c);
     }
     if (p->hs.nleft && (r = mpci_conn_prefill(c, p->hs.left, p->hs.nleft)) < 0) {
         mpconn_conn_free(c);

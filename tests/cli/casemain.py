@@ -4,6 +4,8 @@ A suite defines `def case_NAME()` functions and ends with `sys.exit(casemain.mai
 CTest runs `python3 SCRIPT NAME` once per case.
 """
 import os
+import re
+import subprocess
 import sys
 
 
@@ -14,6 +16,19 @@ class Failure(Exception):
 def check(cond, *what):
     if not cond:
         raise Failure("\n".join(str(w) for w in what))
+
+
+def tls_cert_dir(build):
+    """The TLS tests' certificate directory, which `tests/test_tls_conn make_certificates` makes
+    with the openssl command (exits 77, skipped, without it)."""
+    r = subprocess.run([os.path.join(build, "tests", "test_tls_conn"), "make_certificates"],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode == 77:
+        print("skipped: no openssl command to make certificates")
+        sys.exit(77)
+    m = re.search(r"^certificates: (.+)$", r.stdout, flags=re.M)
+    check(r.returncode == 0 and m, "cannot make the certificates", r.stdout, r.stderr)
+    return m.group(1)
 
 
 def main(namespace):

@@ -25,16 +25,8 @@ _certs = []
 
 
 def certs():
-    """The certificate directory (exits 77, skipped, without the openssl command)."""
     if not _certs:
-        r = subprocess.run([os.path.join(BUILD, "tests", "test_tls_conn"), "make_certificates"],
-                           capture_output=True, text=True, timeout=120)
-        if r.returncode == 77:
-            print("skipped: no openssl command to make certificates")
-            sys.exit(77)
-        m = re.search(r"^certificates: (.+)$", r.stdout, flags=re.M)
-        check(r.returncode == 0 and m, "cannot make the certificates", r.stdout, r.stderr)
-        _certs.append(m.group(1))
+        _certs.append(casemain.tls_cert_dir(BUILD))
     return _certs[0]
 
 

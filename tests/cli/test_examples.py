@@ -334,5 +334,22 @@ def case_demo():
         check(want in r.stdout, f"demo output lacks {want!r}", r.stdout)
 
 
+def case_tls_echo():
+    certs = casemain.tls_cert_dir(BUILD)
+
+    def cert(name):
+        return os.path.join(certs, name)
+
+    with Server(example("tls_echo_server"), "tls:127.0.0.1:0", cert("server.pem"),
+                cert("server.key"), cert("ca.pem")) as s:
+        out = run(example("tls_echo_client"), s.address.replace("127.0.0.1", "localhost"),
+                  cert("ca.pem"), cert("client.pem"), cert("client.key"))
+        status, sout, serr = s.finish()
+    check(lines(out) == ["TLSv1.3 with CN=localhost, verified: 1", "sent 'hello', got back 'hello'",
+                         "sent 'world', got back 'world'"], out)
+    check(status == 0 and "client CN=client" in sout and sout.count("echoing") == 2 and
+          "connection closed: end of file" in sout, sout, serr)
+
+
 if __name__ == "__main__":
     sys.exit(casemain.main(globals()))

@@ -5,6 +5,7 @@
  * engine seen by mpconn_wait, and silent peers that delay nobody. */
 #define _GNU_SOURCE
 #include "base/clock.h"
+#include "tls/tls_transport.h"
 #include "testlib.h"
 #include "tls_certs.h"
 
@@ -15,6 +16,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -393,6 +395,43 @@ TEST(authkey_inside_tls_refuses_a_wrong_key)
     CHECK_INT(f.reject_code, MPCONN_EAUTH);
     CHECK(contains(f.reject_msg, "authentication of peer 127.0.0.1:"));
     fx_end(&f);
+}
+
+TEST(keyless_client_meets_the_challenge_inside_tls)
+{
+    mpconn_tls_config *sc = server_cfg("server", 0), *cc = client_cfg(0);
+    struct fixture f;
+    fx_start(&f, "tls:127.0.0.1:0", sc, opts_with(sc, "key", 5), cc, opts_with(cc, NULL, 5), 3);
+    mpconn_conn *c;
+    char err[256];
+    CHECK_INT(fx_client(&f, NULL, &c, err, sizeof err), 0);
+    mpconn_conn_send_string(c, "hello");
+    char *s;
+    CHECK_INT(mpconn_conn_recv_string(c, &s, 0), MPCONN_ENOKEY);
+    CHECK(contains(mpconn_conn_errmsg(c), "this side has no authkey"));
+    mpconn_conn_free(c);
+    wait_reject(&f);
+    fx_end(&f);
+}
+
+TEST(next_client_resumes_the_session)
+{
+    mpconn_tls_config *sc = server_cfg("server", 0), *cc = client_cfg(0);
+    for (int round = 0; round < 2; round++) {
+        struct fixture f;
+        /* each fixture drops one reference of each config */
+        fx_start(&f, "tls:127.0.0.1:0", mpconn_tls_config_ref(sc), opts_with(sc, "k", 5),
+                 mpconn_tls_config_ref(cc), opts_with(cc, "k", 5), 5);
+        mpconn_conn *c;
+        char err[256];
+        CHECK_INT(fx_client(&f, NULL, &c, err, sizeof err), 0);
+        echo(c, "again");
+        CHECK_INT(mpconn_tls_session_reused(mpconn_conn_tls(c)), round);
+        mpconn_conn_free(c);
+        fx_end(&f);
+    }
+    mpconn_tls_config_free(sc);
+    mpconn_tls_config_free(cc);
 }
 
 TEST(listener_client_ipv6)
@@ -881,6 +920,128 @@ TEST(what_does_not_speak_tls_refuses_tls_addresses)
     mpconn_opts_free(co);
     mpconn_tls_config_free(sc);
     mpconn_tls_config_free(cc);
+}
+
+/* ------------------------------------------- the transport, non-blocking */
+
+/* Two TLS transports over a non-blocking socketpair, as async connections
+ * use them: c the client (name localhost), s the server. */
+static void nb_pair(mpci_tls_transport **c, mpci_tls_transport **s, mpconn_tls_config **cc,
+                    mpconn_tls_config **sc)
+{
+    int sv[2];
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    *cc = client_cfg(0);
+    *sc = server_cfg("server", 0);
+    mpconn_tls *ce, *se;
+    CHECK_INT(mpconn_tls_new(&ce, *cc, "localhost"), 0);
+    CHECK_INT(mpconn_tls_new(&se, *sc, NULL), 0);
+    CHECK_INT(mpci_tlst_new(c, sv[0], 1, ce), 0);
+    CHECK_INT(mpci_tlst_new(s, sv[1], 1, se), 0);
+}
+
+static void nb_free(mpci_tls_transport *c, mpci_tls_transport *s, mpconn_tls_config *cc,
+                    mpconn_tls_config *sc)
+{
+    c->base.ops->close(&c->base);
+    s->base.ops->close(&s->base);
+    mpci_tlst_free(c);
+    mpci_tlst_free(s);
+    mpconn_tls_config_free(cc);
+    mpconn_tls_config_free(sc);
+}
+
+/* Both handshakes, each step as far as its socket allows. */
+static void nb_handshake(mpci_transport *ct, mpci_transport *st)
+{
+    int cr = -EAGAIN, sr = -EAGAIN;
+    for (int i = 0; i < 20 && (cr != 0 || sr != 0); i++) {
+        if (sr)
+            sr = st->ops->handshake(st);
+        if (cr)
+            cr = ct->ops->handshake(ct);
+        CHECK(cr == 0 || cr == -EAGAIN);
+        CHECK(sr == 0 || sr == -EAGAIN);
+    }
+    CHECK_INT(cr, 0);
+    CHECK_INT(sr, 0);
+}
+
+TEST(transport_nonblocking_handshake_says_what_it_waits_for)
+{
+    mpci_tls_transport *c, *s;
+    mpconn_tls_config *cc, *sc;
+    nb_pair(&c, &s, &cc, &sc);
+    mpci_transport *ct = &c->base, *st = &s->base;
+    /* The ClientHello goes; then the client waits for the server. */
+    CHECK_INT(ct->ops->handshake(ct), -EAGAIN);
+    CHECK_INT(ct->ops->events(ct, POLLIN), POLLIN);
+    nb_handshake(ct, st);
+    /* Nothing to read: -EAGAIN, waiting to read. */
+    char buf[64];
+    CHECK_INT(st->ops->read(st, buf, sizeof buf), -EAGAIN);
+    CHECK_INT(st->ops->events(st, POLLIN), POLLIN);
+    /* A short read leaves the rest of the record decrypted in the engine:
+     * pending() says so, while the socket is empty. */
+    struct iovec iov = {"0123456789", 10};
+    CHECK_INT(ct->ops->writev(ct, &iov, 1), 10);
+    struct pollfd p = {.fd = st->fd, .events = POLLIN};
+    CHECK_INT(poll(&p, 1, 5000), 1);
+    CHECK_INT(st->ops->read(st, buf, 3), 3);
+    CHECK_MEM(buf, "012", 3);
+    CHECK_INT(st->ops->pending(st), 7);
+    CHECK_INT(poll(&p, 1, 0), 0);
+    CHECK_INT(st->ops->read(st, buf, sizeof buf), 7);
+    CHECK_MEM(buf, "3456789", 7);
+    CHECK_INT(st->ops->pending(st), 0);
+    nb_free(c, s, cc, sc);
+}
+
+TEST(transport_write_counts_bytes_once_their_records_are_sent)
+{
+    mpci_tls_transport *c, *s;
+    mpconn_tls_config *cc, *sc;
+    nb_pair(&c, &s, &cc, &sc);
+    mpci_transport *ct = &c->base, *st = &s->base;
+    nb_handshake(ct, st);
+    /* The socket fills: a write whose records cannot all go says -EAGAIN
+     * and waits for POLLOUT. */
+    static unsigned char data[256 * 1024];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (unsigned char)(i * 7);
+    size_t sent = 0;
+    ssize_t w = 0;
+    for (int i = 0;
+         i < 1000 &&
+         (w = ct->ops->writev(ct, &(struct iovec){data + sent, sizeof data - sent}, 1)) > 0;
+         i++)
+        sent += (size_t)w;
+    CHECK_INT(w, -EAGAIN);
+    CHECK(ct->ops->events(ct, POLLOUT) & POLLOUT);
+    CHECK(c->held > 0 || c->outpos < c->outlen);
+    /* The reader drains; the same write, repeated, then counts what went. */
+    static unsigned char got[256 * 1024];
+    size_t have = 0;
+    for (int i = 0; i < 100000 && have < sizeof got; i++) {
+        ssize_t n = st->ops->read(st, got + have, sizeof got - have);
+        if (n > 0)
+            have += (size_t)n;
+        if (sent < sizeof data) {
+            w = ct->ops->writev(ct, &(struct iovec){data + sent, sizeof data - sent}, 1);
+            if (w > 0)
+                sent += (size_t)w;
+            CHECK(w > 0 || w == -EAGAIN);
+        }
+        if (n == -EAGAIN && w == -EAGAIN) {
+            struct pollfd p[2] = {{.fd = st->fd, .events = st->ops->events(st, POLLIN)},
+                                  {.fd = ct->fd, .events = ct->ops->events(ct, POLLOUT)}};
+            CHECK(poll(p, 2, 5000) > 0);
+        }
+    }
+    CHECK_INT(sent, sizeof data);
+    CHECK_INT(have, sizeof got);
+    CHECK_MEM(got, data, sizeof data);
+    nb_free(c, s, cc, sc);
 }
 
 /* The certificate set, complete; its directory is printed for the CLI
