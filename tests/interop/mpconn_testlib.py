@@ -418,33 +418,23 @@ class RawConn:
         return data
 
 
+
 # ------------------------------------------------------------ TLS certificates
 
+_tls_certs = []
+
+
 def tls_certs():
-    """The directory of tests/tls-certs.sh's certificates, the one the unit
-    tests use (made today by whoever came first: each maker renames its own
-    into place). Without the openssl command the case is skipped (77)."""
-    import datetime
-    import shutil
-    base = os.environ.get('MPCONN_TLS_CERTS')
-    script = os.environ.get('MPCONN_TLS_CERT_SCRIPT')
-    if not base or not script:
-        raise AssertionError('MPCONN_TLS_CERTS is not set (run through ctest)')
-    d = base + '-' + datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%d')
-    if os.path.isdir(d):
-        return d
-    if not shutil.which('openssl'):
-        print('SKIP: no openssl command to make certificates')
-        sys.stdout.flush()
-        _cleanup()
-        os._exit(77)
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(d) + '.tmp.', dir=os.path.dirname(d))
-    r = subprocess.run(['sh', script], cwd=tmp, capture_output=True, timeout=120)
-    if r.returncode != 0:
-        raise AssertionError('making the test certificates failed:\n' +
-                             r.stdout.decode() + r.stderr.decode())
-    try:
-        os.rename(tmp, d)
-    except OSError:  # another test was first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return d
+    """The TLS tests' certificate directory (tests/tls-certs.sh's set), got
+    the way the CLI suites get it; without the openssl command the case is
+    skipped (77)."""
+    if not _tls_certs:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'cli'))
+        import casemain
+        try:
+            _tls_certs.append(casemain.tls_cert_dir(build_dir()))
+        except SystemExit as e:  # its skip
+            sys.stdout.flush()
+            _cleanup()
+            os._exit(e.code if isinstance(e.code, int) else 1)
+    return _tls_certs[0]

@@ -11,9 +11,9 @@ required and not sent, a wrong authkey inside TLS.
                                                 test_versions.py finds them)
                                                 and their cases, for CMake
 
-The certificates are tests/tls-certs.sh's, in the directory the unit tests
-use (MPCONN_TLS_CERTS); a case exits 77 (skipped) without the openssl
-command to make them."""
+The certificates are tests/tls-certs.sh's, the unit tests' set (made by
+`test_tls_conn make_certificates`); a case exits 77 (skipped) without the
+openssl command to make them."""
 
 import os
 import shlex
