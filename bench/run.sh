@@ -9,9 +9,8 @@
 # setup rates alternate one repetition at a time instead),
 # BENCH_CPU (the CPU every process is pinned to; default the last one;
 # "none" to let the scheduler place them), PYTHON (python3).
-# BENCH=tls runs only the TLS rows (make bench BENCH=tls), with their
-# 1,000-connection plain loop row; BENCH_TLS_ROUNDS (3) and BENCH_TLS_TIME
-# (0.3 seconds per sample) shape them.
+# BENCH=tls runs only the TLS rows (make bench BENCH=tls); BENCH_TLS_ROUNDS
+# (3) and BENCH_TLS_TIME (0.3 seconds per sample) shape them.
 set -u
 
 BUILD=${1:-build}
@@ -50,7 +49,7 @@ OUT=$TMP/results.txt
 
 # The TLS rows: bench_tls interleaves mpconn with the hand-written OpenSSL
 # pair and CPython's ssl itself. Certificates: tests/tls-certs.sh's, made
-# once a day. $1: bench_loop's samples, for the plain 1,000-connection row.
+# once a day.
 tls_rows() {
     tstart=0 tend=0
     certs=$BIN/tls-certs-v3-$(date -u +%Y%m%d)
@@ -71,16 +70,13 @@ tls_rows() {
     tstart=$(date +%s)
     # shellcheck disable=SC2086
     $PIN "$BIN/bench_tls" --certs "$certs" --ref "$BIN/bench_tls_ref" $pyargs \
-        --rounds "${BENCH_TLS_ROUNDS:-3}" --time "${BENCH_TLS_TIME:-0.3}" --loop "$1" \
+        --rounds "${BENCH_TLS_ROUNDS:-3}" --time "${BENCH_TLS_TIME:-0.3}" \
         >"$TMP/tlstable.md" || echo "bench: bench_tls failed" >&2
     tend=$(date +%s)
 }
 
 if [ "${BENCH:-}" = tls ]; then
-    echo "bench: event loop, plain 64 B echo for the TLS table (reps 3)..." >&2
-    $PIN "$BIN/bench_loop" --reps 3 --time 0.2 echo >"$TMP/loop.txt" ||
-        echo "bench: bench_loop failed" >&2
-    tls_rows "$TMP/loop.txt"
+    tls_rows
     {
         printf '### TLS (%s s)\n\n' "$((tend - tstart))"
         cat "$TMP/tlstable.md"
@@ -175,7 +171,7 @@ else
 fi | sed 's/^\(SAMPLE\t[a-z0-9_]*\)\t/\1_unpinned\t/' >>"$LOOP_OUT" ||
     echo "bench: bench_loop failed" >&2
 end=$(date +%s)
-tls_rows "$LOOP_OUT"
+tls_rows
 
 # One row per line: result id | what | mpconn's implementation | the
 # reference of the target (raw, py, or mem for an upper bound) | target.
