@@ -596,7 +596,8 @@ static stat stat_of(const char *id, const char *impl)
     return stats_of(v, n);
 }
 
-/* a[i] op b[i], sample by sample: both were taken in the same round. */
+/* a op b of two rates, round by round (a[i] and b[i] ran one right after
+ * the other): their ratio, or the time one adds per operation (us). */
 enum { RATIO, COST_US };
 static stat paired(const char *ida, const char *impla, const char *idb, const char *implb, int kind)
 {
@@ -689,8 +690,10 @@ static void print_table(int rounds)
            cell(stat_of("tls_loop1000_plain_cpu", "mpconn")));
     printf("| server CPU per round trip, TLS | us | | %s | | | | |\n",
            cell(stat_of("tls_loop1000_tls_cpu", "mpconn")));
-    printf("\nMedian (lowest–highest) over %d rounds of %.2gs per implementation and row; in "
-           "each round the three ran one after the other, and ratios are taken within a round. "
+    printf("\nRates: median (lowest–highest) over %d rounds of %.2gs per implementation and "
+           "row; in each round the three ran one after the other, each round starting with "
+           "another. Ratios and costs are taken within each round, the targets checked on "
+           "their median. "
            "Setup: connect, handshake, one 1-byte message each way, close. Full handshakes come "
            "from a client naming the server by %d names in turn (*.bench.test), more than the "
            "32 whose sessions a config keeps; resumed ones name it the same each time. "

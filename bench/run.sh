@@ -10,7 +10,7 @@
 # BENCH_CPU (the CPU every process is pinned to; default the last one;
 # "none" to let the scheduler place them), PYTHON (python3).
 # BENCH=tls runs only the TLS rows (make bench BENCH=tls); BENCH_TLS_ROUNDS
-# (3) and BENCH_TLS_TIME (0.3 seconds per sample) shape them.
+# (5) and BENCH_TLS_TIME (0.2 seconds per sample) shape them.
 set -u
 
 BUILD=${1:-build}
@@ -70,7 +70,7 @@ tls_rows() {
     tstart=$(date +%s)
     # shellcheck disable=SC2086
     $PIN "$BIN/bench_tls" --certs "$certs" --ref "$BIN/bench_tls_ref" $pyargs \
-        --rounds "${BENCH_TLS_ROUNDS:-3}" --time "${BENCH_TLS_TIME:-0.3}" \
+        --rounds "${BENCH_TLS_ROUNDS:-5}" --time "${BENCH_TLS_TIME:-0.2}" \
         >"$TMP/tlstable.md" || echo "bench: bench_tls failed" >&2
     tend=$(date +%s)
 }
