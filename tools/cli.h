@@ -146,8 +146,13 @@ int cli_common_tls(const cli_common *c, const char *cmd, const char *address, in
                    mpconn_opts *o);
 /* Whether address is a tls: one. */
 int cli_is_tls(const char *address);
+/* Whether r, from a receive on c, is the TLS peer refusing this side (its
+ * certificate, or none sent, as TLS 1.3 says after the handshake); then
+ * says so: "TLS with ADDRESS failed: ...". */
+int cli_tls_refused(mpconn_conn *c, int r, const char *address);
 /* Half-closes c (close_notify first on a TLS connection, so the peer sees
- * an end, not a truncation): 0, or -1 when the socket is already gone. */
+ * an end, not a truncation): 0, or -1 when the socket is already gone
+ * (never for TLS: what the peer said before it went is still to read). */
 int cli_half_close(mpconn_conn *c);
 
 /* ---------------------------------------------------------------- output */

@@ -538,8 +538,21 @@ int cli_half_close(mpconn_conn *c)
         unsigned char buf[512];
         size_t n = 0;
         mpconn_tls_pull(t, buf, sizeof buf, &n);
-        if (n && send(fd, buf, n, MSG_NOSIGNAL) != (ssize_t)n)
+        if (n && send(fd, buf, n, MSG_NOSIGNAL) < 0 && errno != EPIPE && errno != ECONNRESET)
             return -1;
     }
-    return shutdown(fd, SHUT_WR);
+    int r = shutdown(fd, SHUT_WR);
+    /* A TLS peer that refused this side may be gone already, its alert
+     * still there to read. */
+    return t ? 0 : r;
+}
+
+int cli_tls_refused(mpconn_conn *c, int r, const char *address)
+{
+    mpconn_tls *t = mpconn_conn_tls(c);
+    if (!t || (r != MPCONN_ETLS && r != MPCONN_ETLSVERIFY))
+        return 0;
+    cli_error("TLS with %s failed: %s", cli_is_tls(address) ? address + 4 : address,
+              mpconn_tls_errmsg(t));
+    return 1;
 }

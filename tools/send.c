@@ -309,7 +309,7 @@ static int wait_for_close(mpconn_conn *c, const char *address, double timeout)
                       strerror(-r), size_hint);
             return CLI_FAIL;
         }
-        return CLI_OK;
+        return cli_tls_refused(c, r, address) ? CLI_FAIL : CLI_OK;
     }
 }
 

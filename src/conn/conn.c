@@ -1038,7 +1038,9 @@ int mpci_conn_start_tls(mpconn_conn *c, mpconn_tls_config *cfg, const char *serv
     if ((r = mpci_tlst_new(&c->tlst, c->fd, is_socket, e)) < 0)
         return fail(c, r, "TLS");
     c->tp = &c->tlst->base;
-    /* What was read ahead in clear is the peer's first flight. */
+    /* What was read ahead in clear is the peer's first flight; a passed
+     * descriptor waiting in it can no longer be asked for. */
+    drop_pass(c);
     if (c->rpos < c->rend) {
         r = mpci_tlst_feed(c->tlst, c->rbuf + c->rpos, c->rend - c->rpos);
         c->rpos = c->rend = 0;
@@ -1098,24 +1100,21 @@ int mpconn_conn_unwrap_tls(mpconn_conn *c)
     }
     if (r == 0)
         r = drive(c, tls_shutdown_step, mpci_deadline(c->recv_timeout));
-    /* The clear stream behind the peer's close_notify comes first. */
+    /* Behind what came in TLS: the clear bytes behind the close_notify. */
     while (r == 0) {
+        uint8_t buf[4096];
         size_t n = 0;
-        if (c->rend == RBUF_SIZE && mpconn_tls_outgoing(c->tlst->tls) == 0) {
-            r = -ENOBUFS;
-            break;
-        }
-        mpci_tlst_unwrap(c->tlst, c->rbuf + c->rend, RBUF_SIZE - c->rend, &n);
+        mpci_tlst_unwrap(c->tlst, buf, sizeof buf, &n);
         if (n == 0)
             break;
-        c->rend += n;
+        r = mpci_conn_prefill(c, buf, n);
     }
     if (r < 0) {
         c->read_broken = c->write_broken = 1;
-        return r == -ETIMEDOUT ? (mpci_conn_seterr(c, "unwrap_tls: the peer sent no close_notify "
-                                                      "in time"),
-                                  r)
-                               : fail(c, r, "unwrap_tls");
+        if (r != -ETIMEDOUT)
+            return fail(c, r, "unwrap_tls");
+        mpci_conn_seterr(c, "unwrap_tls: the peer sent no close_notify in time");
+        return r;
     }
     mpci_tlst_free(c->tlst);
     c->tlst = NULL;

@@ -140,6 +140,10 @@ def case_mutual_tls_required():
     r = send(s.address, "--ca", pem("ca"), "--reply", "1")
     check(r.returncode == 1, "a client without a certificate got in", r.stderr)
     check("requires a client certificate" in r.stderr, "client's message", r.stderr)
+    r = send(s.address, "--ca", pem("ca"), "1")  # without --reply: the wait for the close
+    check(r.returncode == 1, "a client without a certificate got in", r.stderr)
+    check(re.match(r"mpconn: TLS with 127\.0\.0\.1:\d+ failed: .*requires a client certificate",
+                   r.stderr), "client's message", r.stderr)
     r = send(s.address, "--ca", pem("ca"), "--cert", pem("client"), "--key", key("client"), "2")
     check(r.returncode == 0, "mutual TLS", r.stderr)
     status, out, err = s.finish()
