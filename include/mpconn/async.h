@@ -161,14 +161,14 @@ MPCONN_API int mpconn_async_decode(mpconn_async *a, const void *msg, size_t len,
  * fd passing on. With fd passing on, descriptors that arrive unasked are
  * closed as soon as the byte they came with is read, and counted
  * (mpconn_async_dropped_fds). MPCONN_ENOTSUP on anything but a Unix
- * socket. */
+ * socket; set_fd_passing may also return -ENOMEM. */
 MPCONN_API int mpconn_async_set_fd_passing(mpconn_async *a, int enable);
 MPCONN_API int mpconn_async_send_fd(mpconn_async *a, int fd);
 /* The next input byte not yet taken is a count byte; from on_message, the
  * one right after that message. */
 MPCONN_API int mpconn_async_expect_fd(mpconn_async *a);
 /* Descriptors closed unasked, plus one for each read whose descriptors
- * beyond 4 the kernel closed. */
+ * beyond 8 the kernel closed. */
 MPCONN_API size_t mpconn_async_dropped_fds(const mpconn_async *a);
 
 /* Bytes queued and not yet written. */
@@ -201,7 +201,7 @@ MPCONN_API int mpconn_async_set_framing(mpconn_async *a, int mode, const void *a
 MPCONN_API void mpconn_async_set_max_message(mpconn_async *a, uint64_t bytes);
 /* idle: no byte either way for that long closes with -ETIMEDOUT; read: a
  * message begun and not finished for that long does too. < 0 (default)
- * off. */
+ * off. 0, or -ENOMEM. */
 MPCONN_API int mpconn_async_set_timeouts(mpconn_async *a, double idle, double read);
 
 /* Closes now, dropping what is queued (release runs for owned buffers)
@@ -225,7 +225,10 @@ typedef void (*mpconn_accept_cb)(mpconn_async_listener *l, mpconn_async *a, void
 /* Listens on address (the syntax of mpconn_listener_open) and accepts on
  * the loop: handshakes run concurrently on the loop with their deadline;
  * only authenticated connections reach on_accept; refused peers go to the
- * reject callback. opts (may be NULL) is copied. *out is the caller's,
+ * reject callback. A tls:HOST:PORT address needs a server TLS config in
+ * opts (mpconn_opts_set_tls; MPCONN_ETLSCONFIG otherwise): every peer's
+ * TLS handshake runs on the loop first, then the authkey's inside TLS,
+ * both within the handshake timeout. opts (may be NULL) is copied. *out is the caller's,
  * freed with mpconn_async_listener_free. errmsg (may be NULL) receives the
  * reason on failure. */
 MPCONN_API int mpconn_async_listener_open(mpconn_async_listener **out, const char *address,
@@ -260,7 +263,9 @@ MPCONN_API void mpconn_async_listener_free(mpconn_async_listener *l);
  * getaddrinfo: MPCONN_EADDR for a name), then runs the handshake; on_open
  * when done, on_close on failure (the connect timeout is opts' connect
  * timeout, the handshake's its handshake timeout, counted from the
- * connect). A failure found at once (the address, a connect refused
+ * connect). tls:HOST:PORT speaks TLS with opts' client config (checking
+ * the certificate against HOST unless the config names a server), its
+ * handshake first, within the handshake timeout. A failure found at once (the address, a connect refused
  * outright) is returned, with errmsg (may be NULL), and no callback runs.
  * opts (may be NULL) is copied. *out belongs to the library as after
  * attach. */

@@ -1,15 +1,16 @@
 /* The async connection: asynchat done over the sans-I/O pieces. Input goes
  * through the message splitter, the handshake through mpci_hs, output
  * through a queue flushed with one writev; writes go out at once when
- * nothing is queued before them. */
-#define _GNU_SOURCE /* MSG_CMSG_CLOEXEC */
+ * nothing is queued before them. All I/O goes through a transport
+ * (net/transport.h): the plain fd, or another that may hold bytes back
+ * (delivered through the adapter's pending pass) or need the other
+ * direction to go on (asked of the adapter as interest). */
 #include "async_internal.h"
+#include "tls/tls_transport.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,8 @@ enum { ST_NEW, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_CLOSED };
 #define READS_PER_EVENT 4 /* then let the other connections have their turn */
 #define IOV_BATCH 64
 #define SMALL_SEND 2048 /* header and payload copied into one send below this */
-#define MAX_FDS 4       /* descriptors taken with one read; more are closed by the kernel */
+#define HIGH_DEFAULT 65536
+#define LOW_DEFAULT 16384
 
 typedef struct chunk {
     struct chunk *next;
@@ -39,67 +41,150 @@ typedef struct chunk {
     uint8_t data[]; /* inline: a header, or a header and a copied payload */
 } chunk;
 
+/* Input read but not yet taken (reading paused meanwhile). */
+typedef struct held {
+    size_t n, off;
+    uint8_t data[];
+} held;
+
+/* What only connecting and the handshake need: made with the connection,
+ * freed when it opens, so an open one carries none of it. */
+typedef struct setup {
+    mpci_hs *hs;
+    struct mpconn_opts *own_opts; /* a client's copy for its handshake */
+    double deadline;              /* of the connect or the handshake; 0: none */
+    double started;
+    mpci_async_hs_done hs_done; /* set while an accepting listener waits */
+    void *owner;
+    int tls_phase;     /* the TLS handshake comes first (then hs, if any) */
+    double hs_timeout; /* the handshake's, counted from the end of the connect */
+    /* A Unix connect refused for a full backlog (EAGAIN), tried again on
+     * the timer, as a blocking connect waits for room. */
+    int retrying;
+    socklen_t retry_len;
+    double retry_at, retry_wait;
+    struct sockaddr_storage retry_sa;
+} setup;
+
+/* What few connections use, made at its first use: timeouts, watermarks
+ * and decoding limits other than the defaults, passed descriptors, the
+ * peer's name, an error message. An idle connection of the defaults has
+ * none. */
+typedef struct extra {
+    double idle_to, read_to; /* < 0: off */
+    double last_io, msg_start;
+    double armed_for; /* the deadline the timer is armed for */
+    size_t high, low;
+    int has_lim;
+    mpci_pickle_limits lim;
+    /* Passed descriptors: the one that came with the byte at stream offset
+     * rfd_at (the kernel ends a read with the byte that carries them). */
+    int rfd;        /* or -1 */
+    uint64_t inpos; /* stream offset of the next byte to take */
+    uint64_t rfd_at;
+    size_t dropped_fds;
+    char *peer; /* mpconn_async_peer's answer */
+    char *errmsg;
+    mpci_tls_transport *tls; /* a TLS connection's transport (tp points into it) */
+} extra;
+
+/* Laid out small: idle memory per connection is one of the loop's rows in
+ * make bench. */
 struct mpconn_async {
     mpconn_ev ev;
     uint8_t state;
-    uint8_t sock;     /* a socket (send with MSG_NOSIGNAL), else a pipe */
-    uint8_t paused;   /* reading paused by the user */
-    uint8_t above;    /* the queue passed the high watermark */
-    uint8_t producer; /* ask cbs.produce for more */
-    uint8_t framed;   /* sends get the multiprocessing header */
-    uint8_t local;    /* a Unix socket: descriptors may come and go */
-    uint8_t fdpass;   /* reads take descriptors (recvmsg); else the kernel drops them */
-    uint8_t want_fd;  /* the next input byte is a descriptor's count byte */
+    uint8_t sock;        /* a socket, else a pipe */
+    uint8_t paused;      /* reading paused by the user */
+    uint8_t above;       /* the queue passed the high watermark */
+    uint8_t producer;    /* ask cbs.produce for more */
+    uint8_t framed;      /* sends get the multiprocessing header */
+    uint8_t local;       /* a Unix socket: descriptors may come and go */
+    uint8_t fdpass;      /* reads take descriptors (recvmsg); else the kernel drops them */
+    uint8_t want_fd;     /* the next input byte is a descriptor's count byte */
+    uint8_t timer_armed; /* a deadline is armed */
+    uint8_t protocol;    /* pickle protocol of send_value */
+    uint32_t sends;      /* sends ever taken: tells a producer's progress */
     mpconn_async_cbs cbs;
     void *data;
     mpci_split split;
-    uint8_t *held; /* input read but not yet taken (reading paused meanwhile) */
-    size_t nheld, heldoff;
+    held *held;
     chunk *head, *tail;
     size_t queued;
-    size_t high, low;
-    double idle_to, read_to, deadline; /* deadline: connect or handshake */
-    double last_io, msg_start;
-    int timer_armed;
-    double armed_for;  /* the deadline the timer is armed for */
-    uint64_t accepted; /* bytes ever taken by send: tells a producer's progress */
-    /* Passed descriptors: those that came with the byte at stream offset
-     * rfd_at (the kernel ends a read with the byte that carries them). */
-    uint64_t inpos; /* stream offset of the next byte to take */
-    uint64_t rfd_at;
-    int rfd[MAX_FDS];
-    int nrfd;
-    size_t dropped_fds;
-    mpci_hs *hs;
-    struct mpconn_opts *own_opts; /* a client's copy for its handshake */
-    int protocol;
-    mpci_pickle_limits lim;     /* decoding limits */
-    mpci_async_hs_done hs_done; /* set while an accepting listener waits */
-    void *owner;
-    double started;
-    char *errmsg;
-    char *peer; /* mpconn_async_peer's answer */
-    /* A Unix connect refused for a full backlog (EAGAIN), tried again on
-     * the timer, as a blocking connect waits for room. */
-    struct sockaddr_storage *retry_sa;
-    socklen_t retry_len;
-    double retry_at, retry_wait;
+    setup *su;
+    extra *x;
+    mpci_fd_transport fdt; /* the plain transport over ev.fd */
+    mpci_transport *tp;    /* what reads and writes go through: &fdt.base or another */
 };
 
 static void on_io(mpconn_ev *ev, int events);
 static void on_timeout(mpconn_ev *ev);
 
+static void drop_rfd(mpconn_async *a);
+
+static void su_release(mpconn_async *a)
+{
+    setup *su = a->su;
+    if (!su)
+        return;
+    if (su->hs) {
+        mpci_hs_clear(su->hs);
+        free(su->hs);
+    }
+    if (su->own_opts) {
+        mpci_opts_clear(su->own_opts);
+        free(su->own_opts);
+    }
+    free(su);
+    a->su = NULL;
+}
+
 static void destroy(mpconn_ev *ev)
 {
     mpconn_async *a = (mpconn_async *)ev;
-    for (int i = 0; i < a->nrfd; i++)
-        close(a->rfd[i]);
+    su_release(a);
+    if (a->x) {
+        if (a->x->rfd >= 0)
+            close(a->x->rfd);
+        free(a->x->peer);
+        free(a->x->errmsg);
+        mpci_tlst_free(a->x->tls);
+        free(a->x);
+    }
     mpci_split_free(&a->split);
     free(a->held);
-    free(a->errmsg);
-    free(a->peer);
-    free(a->retry_sa);
     free(a);
+}
+
+/* The extras, made with their defaults at the first need; NULL when out
+ * of memory. */
+static extra *x_of(mpconn_async *a)
+{
+    if (a->x)
+        return a->x;
+    extra *x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    x->idle_to = x->read_to = -1;
+    x->high = HIGH_DEFAULT;
+    x->low = LOW_DEFAULT;
+    x->rfd = -1;
+    a->x = x;
+    return x;
+}
+
+static size_t high_of(const mpconn_async *a)
+{
+    return a->x ? a->x->high : HIGH_DEFAULT;
+}
+
+static size_t low_of(const mpconn_async *a)
+{
+    return a->x ? a->x->low : LOW_DEFAULT;
+}
+
+static int idle_timed(const mpconn_async *a)
+{
+    return a->x && a->x->idle_to >= 0;
 }
 
 static void seterr(mpconn_async *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -110,10 +195,11 @@ static void seterr(mpconn_async *a, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    char *m = strdup(buf);
+    extra *x = x_of(a);
+    char *m = x ? strdup(buf) : NULL;
     if (m) {
-        free(a->errmsg);
-        a->errmsg = m;
+        free(x->errmsg);
+        x->errmsg = m;
     }
 }
 
@@ -144,17 +230,18 @@ const char *mpconn_async_peer(mpconn_async *a, pid_t *pid, uid_t *uid, gid_t *gi
         }
     }
     /* Kept with the connection, as its error message is. */
-    char *m = strdup(text);
+    extra *x = x_of(a);
+    char *m = x ? strdup(text) : NULL;
     if (!m)
         return "";
-    free(a->peer);
-    a->peer = m;
+    free(x->peer);
+    x->peer = m;
     return m;
 }
 
 const char *mpconn_async_errmsg(const mpconn_async *a)
 {
-    return a->errmsg ? a->errmsg : "";
+    return a->x && a->x->errmsg ? a->x->errmsg : "";
 }
 
 int mpconn_async_fileno(const mpconn_async *a)
@@ -178,27 +265,14 @@ static void release_queue(mpconn_async *a)
     a->queued = 0;
 }
 
-/* Descriptors that arrived and were not asked for: closed as soon as the
- * byte they came with is taken as data, and counted. */
-static void drop_rfds(mpconn_async *a)
+/* A descriptor that arrived and was not asked for: closed as soon as the
+ * byte it came with is taken as data, and counted. */
+static void drop_rfd(mpconn_async *a)
 {
-    for (int i = 0; i < a->nrfd; i++)
-        close(a->rfd[i]);
-    a->dropped_fds += (size_t)a->nrfd;
-    a->nrfd = 0;
-}
-
-static void hs_release(mpconn_async *a)
-{
-    if (a->hs) {
-        mpci_hs_clear(a->hs);
-        free(a->hs);
-        a->hs = NULL;
-    }
-    if (a->own_opts) {
-        mpci_opts_clear(a->own_opts);
-        free(a->own_opts);
-        a->own_opts = NULL;
+    if (a->x && a->x->rfd >= 0) {
+        close(a->x->rfd);
+        a->x->rfd = -1;
+        a->x->dropped_fds++;
     }
 }
 
@@ -215,7 +289,9 @@ static void close_with(mpconn_async *a, int reason, const char *why)
     mpci_ev_set_timer(&a->ev, -1);
     mpci_ev_set_pending(&a->ev, 0);
     release_queue(a);
-    hs_release(a);
+    mpci_async_hs_done done = a->su && !was_open ? a->su->hs_done : NULL;
+    void *owner = a->su ? a->su->owner : NULL;
+    su_release(a);
     /* Detach from the loop before the number is given back to the kernel. */
     int attached = a->ev.st != NULL;
     mpconn_ev *ev = &a->ev;
@@ -223,15 +299,12 @@ static void close_with(mpconn_async *a, int reason, const char *why)
         ev->ad->cleanup(ev->st);
         ev->st = NULL;
     }
-    close(ev->fd);
+    a->tp->ops->close(a->tp);
     ev->pins++; /* keep a alive through the callback below */
-    if (a->hs_done && !was_open) {
-        mpci_async_hs_done done = a->hs_done;
-        a->hs_done = NULL;
-        done(a, reason ? reason : MPCONN_ECLOSED, mpconn_async_errmsg(a), a->owner);
-    } else if (attached && a->cbs.on_close) {
+    if (done)
+        done(a, reason ? reason : MPCONN_ECLOSED, mpconn_async_errmsg(a), owner);
+    else if (attached && a->cbs.on_close)
         a->cbs.on_close(a, reason, mpconn_async_errmsg(a), a->data);
-    }
     ev->pins--;
     mpci_ev_doom(ev);
 }
@@ -242,8 +315,7 @@ void mpconn_async_close(mpconn_async *a)
         return;
     if (a->state == ST_NEW && !a->ev.st) {
         a->state = ST_CLOSED;
-        close(a->ev.fd);
-        hs_release(a);
+        a->tp->ops->close(a->tp);
         release_queue(a);
         destroy(&a->ev);
         return;
@@ -258,19 +330,28 @@ static double now(void)
     return mpci_now();
 }
 
+/* Notes traffic for the idle timeout. */
+static void touch(mpconn_async *a)
+{
+    if (idle_timed(a))
+        a->x->last_io = now();
+}
+
 /* The earliest of the deadlines in force, 0 when none. */
 static double next_deadline(const mpconn_async *a)
 {
     double d = 0;
-    if (a->deadline > 0)
-        d = a->deadline;
-    if (a->retry_sa && (d == 0 || a->retry_at < d))
-        d = a->retry_at;
-    if (a->state >= ST_OPEN) {
-        if (a->idle_to >= 0 && (d == 0 || a->last_io + a->idle_to < d))
-            d = a->last_io + a->idle_to;
-        if (a->read_to >= 0 && a->msg_start > 0 && (d == 0 || a->msg_start + a->read_to < d))
-            d = a->msg_start + a->read_to;
+    const setup *su = a->su;
+    if (su && su->deadline > 0)
+        d = su->deadline;
+    if (su && su->retrying && (d == 0 || su->retry_at < d))
+        d = su->retry_at;
+    const extra *x = a->x;
+    if (a->state >= ST_OPEN && x) {
+        if (x->idle_to >= 0 && (d == 0 || x->last_io + x->idle_to < d))
+            d = x->last_io + x->idle_to;
+        if (x->read_to >= 0 && x->msg_start > 0 && (d == 0 || x->msg_start + x->read_to < d))
+            d = x->msg_start + x->read_to;
     }
     return d;
 }
@@ -289,7 +370,8 @@ static void arm(mpconn_async *a)
     double left = d - now();
     mpci_ev_set_timer(&a->ev, left > 0 ? left : 0);
     a->timer_armed = 1;
-    a->armed_for = d;
+    if (a->x)
+        a->x->armed_for = d;
 }
 
 static void retry_connect(mpconn_async *a);
@@ -298,21 +380,23 @@ static void on_timeout(mpconn_ev *ev)
 {
     mpconn_async *a = (mpconn_async *)ev;
     double t = now();
-    if (a->deadline > 0 && t >= a->deadline) {
+    setup *su = a->su;
+    if (su && su->deadline > 0 && t >= su->deadline) {
         close_with(a, -ETIMEDOUT,
                    a->state == ST_CONNECTING ? "connect timed out" : "handshake timed out");
         return;
     }
-    if (a->state == ST_CONNECTING && a->retry_sa && t >= a->retry_at) {
+    if (a->state == ST_CONNECTING && su && su->retrying && t >= su->retry_at) {
         retry_connect(a);
         return;
     }
-    if (a->state >= ST_OPEN) {
-        if (a->idle_to >= 0 && t >= a->last_io + a->idle_to) {
+    const extra *x = a->x;
+    if (a->state >= ST_OPEN && x) {
+        if (x->idle_to >= 0 && t >= x->last_io + x->idle_to) {
             close_with(a, -ETIMEDOUT, "idle timeout: nothing sent or received");
             return;
         }
-        if (a->read_to >= 0 && a->msg_start > 0 && t >= a->msg_start + a->read_to) {
+        if (x->read_to >= 0 && x->msg_start > 0 && t >= x->msg_start + x->read_to) {
             close_with(a, -ETIMEDOUT, "read timeout: a message begun was not finished");
             return;
         }
@@ -322,9 +406,14 @@ static void on_timeout(mpconn_ev *ev)
 
 int mpconn_async_set_timeouts(mpconn_async *a, double idle, double read)
 {
-    a->idle_to = idle >= 0 ? idle : -1;
-    a->read_to = read >= 0 ? read : -1;
-    a->last_io = now();
+    if ((idle < 0 && read < 0 && !a->x))
+        return 0; /* the default: nothing to keep */
+    extra *x = x_of(a);
+    if (!x)
+        return -ENOMEM;
+    x->idle_to = idle >= 0 ? idle : -1;
+    x->read_to = read >= 0 ? read : -1;
+    x->last_io = now();
     if (a->state != ST_NEW)
         arm(a);
     return 0;
@@ -343,46 +432,20 @@ static void queue_chunk(mpconn_async *a, chunk *c)
         a->head = c;
     a->tail = c;
     a->queued += c->len + c->extlen - c->off;
-    if (a->queued > a->high)
+    if (a->queued > high_of(a))
         a->above = 1;
 }
 
-/* Writes what the fd takes; returns 0 or a negative errno. */
+/* Writes what the transport takes; returns 0 or a negative errno. */
 static int write_some(mpconn_async *a, const struct iovec *iov, int n, size_t *done)
 {
     ssize_t w;
-    if (a->sock && n == 1) {
-        do
-            w = send(a->ev.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        while (w < 0 && errno == EINTR);
-    } else if (a->sock) {
-        struct msghdr m = {0};
-        m.msg_iov = (struct iovec *)iov;
-        m.msg_iovlen = (size_t)n;
-        do
-            w = sendmsg(a->ev.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-        while (w < 0 && errno == EINTR);
-    } else {
-        /* A pipe has no MSG_NOSIGNAL: keep SIGPIPE pending for this thread
-         * and take it back, so the process never dies of a reader gone. */
-        sigset_t pipe_set, old;
-        sigemptyset(&pipe_set);
-        sigaddset(&pipe_set, SIGPIPE);
-        pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-        do
-            w = writev(a->ev.fd, iov, n);
-        while (w < 0 && errno == EINTR);
-        int e = errno;
-        if (w < 0 && e == EPIPE) {
-            struct timespec zero = {0, 0};
-            sigtimedwait(&pipe_set, NULL, &zero);
-        }
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        errno = e;
-    }
+    do
+        w = a->tp->ops->writev(a->tp, iov, n);
+    while (w == -EINTR);
     if (w < 0) {
         *done = 0;
-        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+        return w == -EAGAIN ? 0 : (int)w;
     }
     *done = (size_t)w;
     return 0;
@@ -394,41 +457,34 @@ static void after_drain(mpconn_async *a);
  * sendfds does. 1 when sent, 0 when the socket is full, or -errno. */
 static int send_fd_chunk(mpconn_async *a, chunk *c)
 {
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    memset(&ctl, 0, sizeof ctl);
-    struct iovec iov = {c->data, 1};
-    struct msghdr m = {0};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = ctl.buf;
-    m.msg_controllen = sizeof ctl.buf;
-    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-    h->cmsg_level = SOL_SOCKET;
-    h->cmsg_type = SCM_RIGHTS;
-    h->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(h), &c->fd, sizeof c->fd);
+    mpci_fd_transport *ft = mpci_fdt_of(a->tp);
+    if (!ft)
+        return MPCONN_ENOTSUP;
     ssize_t w;
     do
-        w = sendmsg(a->ev.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-    while (w < 0 && errno == EINTR);
+        w = mpci_fdt_send_fd(ft, c->fd, c->data[0]);
+    while (w == -EINTR);
     if (w == 1)
         return 1;
-    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    if (w == -EAGAIN)
         return 0;
-    return w < 0 ? -errno : -EIO;
+    return w < 0 ? (int)w : -EIO;
 }
 
-/* Writes the queue until the fd is full; closes on a write error. */
+static void write_failed(mpconn_async *a, int r)
+{
+    close_with(a, r,
+               r == -EPIPE || r == -ECONNRESET ? "peer closed the connection" : mpconn_strerror(r));
+}
+
+/* Writes the queue until the transport is full; closes on a write error. */
 static void flush(mpconn_async *a)
 {
     while (a->head && a->state >= ST_OPEN && a->state != ST_CLOSED) {
         if (a->head->fd >= 0) {
             int r = send_fd_chunk(a, a->head);
             if (r < 0) {
-                close_with(a, r, strerror(-r));
+                write_failed(a, r);
                 return;
             }
             if (r == 0)
@@ -461,16 +517,13 @@ static void flush(mpconn_async *a)
         size_t w;
         int r = write_some(a, iov, n, &w);
         if (r < 0) {
-            close_with(a, r,
-                       r == -EPIPE || r == -ECONNRESET ? "peer closed the connection"
-                                                       : strerror(-r));
+            write_failed(a, r);
             return;
         }
         if (w == 0)
             break;
         a->queued -= w;
-        if (a->idle_to >= 0)
-            a->last_io = now();
+        touch(a);
         while (w > 0) {
             chunk *c = a->head;
             size_t left = c->len + c->extlen - c->off;
@@ -494,7 +547,7 @@ static void flush(mpconn_async *a)
 
 static void after_drain(mpconn_async *a)
 {
-    if (a->above && a->queued <= a->low) {
+    if (a->above && a->queued <= low_of(a)) {
         a->above = 0;
         if (a->cbs.on_drain)
             a->cbs.on_drain(a, a->data);
@@ -503,13 +556,13 @@ static void after_drain(mpconn_async *a)
     }
     /* A producer fills the queue back up to the low watermark, no more, so
      * that memory stays bounded whatever it has to give. */
-    while (a->producer && a->state == ST_OPEN && a->queued <= a->low && a->cbs.produce) {
-        uint64_t before = a->accepted;
+    while (a->producer && a->state == ST_OPEN && a->queued <= low_of(a) && a->cbs.produce) {
+        uint32_t before = a->sends;
         if (!a->cbs.produce(a, a->data)) {
             a->producer = 0;
             break;
         }
-        if (a->accepted == before)
+        if (a->sends == before)
             break; /* nothing for now: mpconn_async_set_producer asks again */
     }
     if (a->state == ST_CLOSING && !a->head) {
@@ -531,7 +584,7 @@ static int enqueue(mpconn_async *a, const uint8_t *hdr, size_t hl, const uint8_t
         return MPCONN_ECLOSED;
     }
     size_t done = 0;
-    a->accepted += hl + n + extlen;
+    a->sends++;
     if (!a->head && a->state == ST_OPEN) {
         struct iovec iov[3];
         int k = 0;
@@ -556,13 +609,11 @@ static int enqueue(mpconn_async *a, const uint8_t *hdr, size_t hl, const uint8_t
         if (r < 0) {
             if (release)
                 release(ext, arg);
-            close_with(a, r,
-                       r == -EPIPE || r == -ECONNRESET ? "peer closed the connection"
-                                                       : strerror(-r));
+            write_failed(a, r);
             return r;
         }
-        if (done && a->idle_to >= 0)
-            a->last_io = now();
+        if (done)
+            touch(a);
         if (done == hl + n + extlen) {
             if (release)
                 release(ext, arg);
@@ -650,7 +701,7 @@ int mpconn_async_send_fd(mpconn_async *a, int fd)
     c->fd = dup;
     c->data[0] = 1; /* the count byte, as multiprocessing.reduction.sendfds */
     c->len = 1;
-    a->accepted += 1;
+    a->sends++;
     queue_chunk(a, c);
     if (a->state == ST_OPEN)
         flush(a);
@@ -659,11 +710,16 @@ int mpconn_async_send_fd(mpconn_async *a, int fd)
 
 int mpconn_async_set_fd_passing(mpconn_async *a, int enable)
 {
-    if (!a->local)
+    if (!a->local || a->tp != &a->fdt.base)
         return MPCONN_ENOTSUP;
+    if (enable && !x_of(a))
+        return -ENOMEM;
     a->fdpass = enable != 0;
-    if (!a->fdpass && a->nrfd)
-        drop_rfds(a);
+    /* Reads see descriptors (recvmsg) only while they are taken: otherwise
+     * the kernel discards them before they reach the process. */
+    a->fdt.is_unix = a->fdt.keep_fd = a->fdpass;
+    if (!a->fdpass)
+        drop_rfd(a);
     return 0;
 }
 
@@ -674,20 +730,21 @@ int mpconn_async_expect_fd(mpconn_async *a)
     if (a->state == ST_CLOSED)
         return MPCONN_ECLOSED;
     a->want_fd = 1;
-    if (a->ev.st && a->state == ST_OPEN && a->nheld > a->heldoff)
+    if (a->ev.st && a->state == ST_OPEN && a->held)
         want_io(a);
     return 0;
 }
 
 size_t mpconn_async_dropped_fds(const mpconn_async *a)
 {
-    return a->dropped_fds;
+    return a->x ? a->x->dropped_fds : 0;
 }
 
 int mpconn_async_decode(mpconn_async *a, const void *msg, size_t len, mpconn_value **out)
 {
     char err[MPCI_ERRMSG_MAX];
-    int r = mpci_pickle_decode(msg, len, &a->lim, out, err, sizeof err);
+    int r = mpci_pickle_decode(msg, len, a->x && a->x->has_lim ? &a->x->lim : NULL, out, err,
+                               sizeof err);
     if (r < 0)
         seterr(a, "%s", err);
     return r;
@@ -702,8 +759,15 @@ int mpconn_async_set_watermarks(mpconn_async *a, size_t high, size_t low)
 {
     if (low > high)
         return -EINVAL;
-    a->high = high;
-    a->low = low;
+    if (high == HIGH_DEFAULT && low == LOW_DEFAULT && !a->x) {
+        /* the default: nothing to keep */
+    } else {
+        extra *x = x_of(a);
+        if (!x)
+            return -ENOMEM;
+        x->high = high;
+        x->low = low;
+    }
     if (a->queued > high)
         a->above = 1;
     return 0;
@@ -723,47 +787,72 @@ void mpconn_async_set_producer(mpconn_async *a, int enable)
 
 /* ---------------------------------------------------------------- input */
 
-static void want_io(mpconn_async *a)
+/* The adapter's interest for what the connection wants of its transport
+ * (POLLIN, POLLOUT): a transport may need the other direction to go on. */
+static int interest(const mpconn_async *a, short want)
 {
-    int ev = 0;
-    if (a->state == ST_CONNECTING)
-        ev = a->retry_sa ? 0 : MPCONN_WRITABLE; /* the timer tries again */
-    else if (a->state == ST_HANDSHAKE)
-        ev = (mpci_hs_events(a->hs) & POLLOUT) ? MPCONN_WRITABLE : MPCONN_READABLE;
-    else if (a->state == ST_OPEN || a->state == ST_CLOSING) {
-        if (a->state == ST_OPEN && !a->paused)
-            ev |= MPCONN_READABLE;
-        if (a->head)
-            ev |= MPCONN_WRITABLE;
-    }
-    mpci_ev_set_io(&a->ev, ev);
-    mpci_ev_set_pending(&a->ev, a->state == ST_OPEN && !a->paused && a->nheld > a->heldoff);
+    if (a->tp == &a->fdt.base) /* the plain fd wants what is asked, no call spent */
+        return ((want & POLLIN) ? MPCONN_READABLE : 0) | ((want & POLLOUT) ? MPCONN_WRITABLE : 0);
+    short ev = 0;
+    if (want & POLLIN)
+        ev |= a->tp->ops->events(a->tp, POLLIN);
+    if (want & POLLOUT)
+        ev |= a->tp->ops->events(a->tp, POLLOUT);
+    return ((ev & POLLIN) ? MPCONN_READABLE : 0) | ((ev & POLLOUT) ? MPCONN_WRITABLE : 0);
 }
 
-/* Cuts messages out of p[0..n) and hands them out; returns how many bytes
- * it took (fewer when reading was paused or the connection closed). */
+/* The plain fd holds nothing back. */
+static int held_by_transport(const mpconn_async *a)
+{
+    return a->tp != &a->fdt.base && a->tp->ops->pending(a->tp) > 0;
+}
+
+static void want_io(mpconn_async *a)
+{
+    int ev = 0, pending = 0;
+    if (a->state == ST_CONNECTING) {
+        ev = a->su->retrying ? 0 : MPCONN_WRITABLE; /* the timer tries again */
+    } else if (a->state == ST_HANDSHAKE) {
+        short w = a->su->tls_phase ? POLLIN : mpci_hs_events(a->su->hs);
+        ev = interest(a, w);
+        pending = !a->su->tls_phase && (w & POLLIN) && held_by_transport(a);
+    } else if (a->state == ST_OPEN || a->state == ST_CLOSING) {
+        int reading = a->state == ST_OPEN && !a->paused;
+        ev = interest(a, (short)((reading ? POLLIN : 0) | (a->head ? POLLOUT : 0)));
+        /* Bytes already in user space (held here, or inside the transport)
+         * come through the loop's pending pass: no kernel event announces
+         * them. */
+        pending = reading && (a->held || held_by_transport(a));
+    }
+    mpci_ev_set_io(&a->ev, ev);
+    mpci_ev_set_pending(&a->ev, pending);
+}
+
 /* The count byte of a passed descriptor: it must be the byte the
- * descriptors came with. */
+ * descriptor came with. */
 static void take_fd(mpconn_async *a, uint8_t count)
 {
     a->want_fd = 0;
-    if (a->nrfd == 0 || a->rfd_at != a->inpos) {
+    extra *x = a->x;
+    if (!x || x->rfd < 0 || x->rfd_at != x->inpos) {
         close_with(a, MPCONN_EPROTO, "expected a passed descriptor, got a byte without one");
         return;
     }
-    if (count != 1 || a->nrfd != 1) {
-        drop_rfds(a);
+    if (count != 1) {
+        drop_rfd(a);
         close_with(a, MPCONN_EPROTO, "expected one passed descriptor");
         return;
     }
-    int fd = a->rfd[0];
-    a->nrfd = 0;
+    int fd = x->rfd;
+    x->rfd = -1;
     if (a->cbs.on_fd)
         a->cbs.on_fd(a, fd, a->data);
     else
         close(fd);
 }
 
+/* Cuts messages out of p[0..n) and hands them out; returns how many bytes
+ * it took (fewer when reading was paused or the connection closed). */
 static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
 {
     size_t off = 0;
@@ -773,25 +862,30 @@ static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
                 break;
             take_fd(a, p[off]);
             off++;
-            a->inpos++;
+            if (a->x)
+                a->x->inpos++;
             continue;
         }
         const uint8_t *msg;
         size_t len, used;
         int r = mpci_split_feed(&a->split, p + off, n - off, &used, &msg, &len);
         off += used;
-        a->inpos += used;
-        if (a->nrfd && a->rfd_at < a->inpos)
-            drop_rfds(a); /* their byte was taken as data: nobody asked */
+        if (a->fdpass) {
+            extra *x = a->x;
+            x->inpos += used;
+            if (x->rfd >= 0 && x->rfd_at < x->inpos)
+                drop_rfd(a); /* its byte was taken as data: nobody asked */
+        }
         if (r < 0) {
             char why[160];
+            const mpci_msgdec *d = &a->split.dec;
             if (r == MPCONN_EMSGSIZE && a->split.mode == MPCI_SPLIT_FRAME)
                 snprintf(why, sizeof why,
                          "bad message length: %llu bytes announced, over the limit of %llu",
-                         (unsigned long long)a->split.want, (unsigned long long)a->split.max);
+                         (unsigned long long)d->len, (unsigned long long)d->max);
             else if (r == MPCONN_EMSGSIZE)
                 snprintf(why, sizeof why, "message too large: longer than the limit of %llu bytes",
-                         (unsigned long long)a->split.max);
+                         (unsigned long long)d->max);
             else
                 snprintf(why, sizeof why, "%s",
                          r == MPCONN_EPROTO ? "bad frame header" : strerror(-r));
@@ -803,14 +897,15 @@ static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
         if (a->cbs.on_message)
             a->cbs.on_message(a, msg, len, a->data);
     }
-    if (a->read_to >= 0 && a->state == ST_OPEN) {
+    extra *x = a->x;
+    if (x && x->read_to >= 0 && a->state == ST_OPEN) {
         size_t part = mpci_split_partial(&a->split);
-        if (part && a->msg_start == 0) {
-            a->msg_start = now();
-            if (!a->timer_armed || a->msg_start + a->read_to < a->armed_for)
+        if (part && x->msg_start == 0) {
+            x->msg_start = now();
+            if (!a->timer_armed || x->msg_start + x->read_to < x->armed_for)
                 arm(a);
         } else if (!part)
-            a->msg_start = 0;
+            x->msg_start = 0;
     }
     return off;
 }
@@ -821,85 +916,47 @@ static void hold(mpconn_async *a, const uint8_t *p, size_t n)
 {
     if (n == 0)
         return;
-    size_t keep = a->nheld - a->heldoff;
-    uint8_t *b = malloc(keep + n);
-    if (!b) {
+    size_t keep = a->held ? a->held->n : 0;
+    held *h = malloc(sizeof *h + keep + n);
+    if (!h) {
         close_with(a, -ENOMEM, "out of memory holding input");
         return;
     }
     if (keep)
-        memcpy(b, a->held + a->heldoff, keep);
-    memcpy(b + keep, p, n);
+        memcpy(h->data, a->held->data, keep);
+    memcpy(h->data + keep, p, n);
+    h->n = keep + n;
     free(a->held);
-    a->held = b;
-    a->nheld = keep + n;
-    a->heldoff = 0;
+    a->held = h;
 }
 
-/* A read; on a Unix socket with recvmsg, so that passed descriptors are
- * received (and closed unless asked for), never left to the kernel. */
-static ssize_t read_from(mpconn_async *a, uint8_t *dst, size_t room)
+/* What the plain transport's last read brought besides bytes: the kernel
+ * ends a read with the byte a descriptor came with. */
+static void note_fd(mpconn_async *a, size_t n)
 {
-    ssize_t n;
-    if (!a->fdpass) {
-        do
-            n = read(a->ev.fd, dst, room);
-        while (n < 0 && errno == EINTR);
-        return n;
-    }
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(MAX_FDS * sizeof(int))];
-    } ctl;
-    struct iovec iov = {dst, room};
-    struct msghdr m = {0};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = ctl.buf;
-    m.msg_controllen = sizeof ctl.buf;
-    do
-        n = recvmsg(a->ev.fd, &m, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    if (n <= 0)
-        return n;
-    if (m.msg_flags & MSG_CTRUNC)
-        a->dropped_fds++; /* the kernel closed some: more than MAX_FDS at once */
-    for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
-        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        if (a->nrfd)
-            drop_rfds(a); /* an earlier group was never asked for */
-        for (size_t i = 0; i < k; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
-            if (a->nrfd < MAX_FDS)
-                a->rfd[a->nrfd++] = fd;
-            else {
-                close(fd);
-                a->dropped_fds++;
-            }
-        }
-        /* The read ends with the byte they were sent with; every byte before
-         * this read has been taken (held input is taken before reading). */
-        a->rfd_at = a->inpos + (uint64_t)n - 1;
-    }
-    return n;
+    const mpci_fdin *in = &a->fdt.in;
+    extra *x = a->x;
+    x->dropped_fds += in->dropped + (in->truncated ? 1 : 0);
+    if (in->fd < 0)
+        return;
+    drop_rfd(a); /* an earlier one was never asked for */
+    x->rfd = in->fd;
+    /* Every byte before this read has been taken (held input is taken
+     * before reading). */
+    x->rfd_at = x->inpos + (uint64_t)n - 1;
 }
 
 static void read_input(mpconn_async *a)
 {
-    if (a->nheld > a->heldoff) {
+    if (a->held) {
         /* Held bytes first; they may hold a pause or a close of their own. */
-        uint8_t *held = a->held;
-        size_t n = a->nheld - a->heldoff;
+        held *h = a->held;
         a->held = NULL;
-        a->nheld = a->heldoff = 0;
-        size_t took = take_input(a, held, n);
-        if (a->state == ST_OPEN && took < n)
-            hold(a, held + took, n - took);
-        free(held);
-        if (a->state != ST_OPEN || a->paused || a->nheld)
+        size_t took = take_input(a, h->data, h->n);
+        if (a->state == ST_OPEN && took < h->n)
+            hold(a, h->data + took, h->n - took);
+        free(h);
+        if (a->state != ST_OPEN || a->paused || a->held)
             return;
     }
     uint8_t buf[READ_CHUNK];
@@ -910,12 +967,15 @@ static void read_input(mpconn_async *a)
             dst = buf;
             room = sizeof buf;
         }
-        ssize_t n = read_from(a, dst, room);
+        ssize_t n;
+        do
+            n = a->tp->ops->read(a->tp, dst, room);
+        while (n == -EINTR);
         if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
+            if (n == -EAGAIN)
                 return;
-            int e = errno;
-            close_with(a, -e, e == ECONNRESET ? "connection reset by peer" : strerror(e));
+            close_with(a, (int)n,
+                       n == -ECONNRESET ? "connection reset by peer" : strerror((int)-n));
             return;
         }
         if (n == 0) {
@@ -924,13 +984,16 @@ static void read_input(mpconn_async *a)
                        inside ? "got end of file during message" : "peer closed the connection");
             return;
         }
-        if (a->idle_to >= 0)
-            a->last_io = now();
+        if (a->fdpass && a->tp == &a->fdt.base)
+            note_fd(a, (size_t)n);
+        touch(a);
         size_t took = take_input(a, dst, (size_t)n);
         if (a->state == ST_OPEN && took < (size_t)n)
             hold(a, dst + took, (size_t)n - took);
+        /* A short read drained the socket; what a transport still holds
+         * comes through the pending pass. */
         if ((size_t)n < room)
-            return; /* the socket is drained */
+            return;
     }
 }
 
@@ -965,47 +1028,74 @@ int mpconn_async_set_framing(mpconn_async *a, int mode, const void *arg, size_t 
 
 void mpconn_async_set_max_message(mpconn_async *a, uint64_t bytes)
 {
-    a->split.max = bytes;
+    a->split.dec.max = bytes;
 }
 
 /* ------------------------------------------------------ handshake, open */
 
 static void opened(mpconn_async *a)
 {
+    setup *su = a->su;
+    if (su && su->hs && su->hs->nleft) {
+        /* The first message's bytes, read with the handshake's; a failure
+         * here still counts as the handshake's. */
+        hold(a, su->hs->left, su->hs->nleft);
+        if (a->state == ST_CLOSED)
+            return;
+    }
     a->state = ST_OPEN;
-    a->deadline = 0;
-    a->last_io = now();
-    const uint8_t *left = NULL;
-    size_t nleft = 0;
-    if (a->hs && a->hs->nleft) {
-        left = a->hs->left;
-        nleft = a->hs->nleft;
-    }
-    if (nleft)
-        hold(a, left, nleft); /* the first message's bytes, read with the handshake's */
-    hs_release(a);
-    if (a->hs_done) {
-        mpci_async_hs_done done = a->hs_done;
-        a->hs_done = NULL;
-        done(a, 0, NULL, a->owner);
-    } else if (a->cbs.on_open) {
+    mpci_async_hs_done done = su ? su->hs_done : NULL;
+    void *owner = su ? su->owner : NULL;
+    su_release(a);
+    if (a->x)
+        a->x->last_io = now();
+    if (done)
+        done(a, 0, NULL, owner);
+    else if (a->cbs.on_open)
         a->cbs.on_open(a, a->data);
-    }
     if (a->state == ST_CLOSED)
         return;
     arm(a);
     flush(a); /* anything sent while the handshake ran */
 }
 
+/* Why a step through the transport failed: a TLS session's own words for
+ * its codes. */
+static const char *tp_why(const mpconn_async *a, int code, const char *other)
+{
+    return a->x && a->x->tls && mpci_tls_code(code) ? mpci_tlst_errmsg(a->x->tls) : other;
+}
+
+/* The TLS handshake (when the connection has one), then the authkey's
+ * inside it, all within the one handshake deadline. */
 static void handshake(mpconn_async *a, int readable)
 {
-    int st = mpci_hs_progress(a->hs, a->ev.fd, readable, 0);
+    setup *su = a->su;
+    if (su->tls_phase) {
+        int r = a->tp->ops->handshake(a->tp);
+        if (r == -EAGAIN) {
+            want_io(a);
+            return;
+        }
+        if (r < 0) {
+            close_with(a, r, tp_why(a, r, mpconn_strerror(r)));
+            return;
+        }
+        su->tls_phase = 0;
+        if (!su->hs) {
+            opened(a);
+            return;
+        }
+        readable = 1; /* the peer's first message may have come with its last flight */
+    }
+    mpci_hs *hs = su->hs;
+    int st = mpci_hs_step(hs, a->tp, readable, 0);
     if (st == MPCI_AUTH_DONE) {
         opened(a);
         return;
     }
     if (st == MPCI_AUTH_FAILED) {
-        close_with(a, a->hs->code, a->hs->errmsg);
+        close_with(a, hs->code, tp_why(a, hs->code, hs->errmsg));
         return;
     }
     want_io(a);
@@ -1021,11 +1111,12 @@ static void connected(mpconn_async *a)
         close_with(a, -err, strerror(err));
         return;
     }
-    a->deadline = 0;
-    if (a->hs) {
+    setup *su = a->su;
+    su->deadline = 0;
+    if (su->hs || su->tls_phase) {
         a->state = ST_HANDSHAKE;
-        double d = mpci_deadline(a->own_opts->handshake_timeout);
-        a->deadline = d > 0 ? d : 0;
+        double d = mpci_deadline(su->hs_timeout);
+        su->deadline = d > 0 ? d : 0;
         arm(a);
         handshake(a, 0);
         return;
@@ -1035,13 +1126,13 @@ static void connected(mpconn_async *a)
 
 static void retry_connect(mpconn_async *a)
 {
+    setup *su = a->su;
     int r;
     do
-        r = connect(a->ev.fd, (struct sockaddr *)a->retry_sa, a->retry_len);
+        r = connect(a->ev.fd, (struct sockaddr *)&su->retry_sa, su->retry_len);
     while (r < 0 && errno == EINTR);
     if (r == 0 || errno == EISCONN) {
-        free(a->retry_sa);
-        a->retry_sa = NULL;
+        su->retrying = 0;
         connected(a);
         return;
     }
@@ -1050,8 +1141,8 @@ static void retry_connect(mpconn_async *a)
         close_with(a, -e, strerror(e));
         return;
     }
-    a->retry_wait = a->retry_wait * 2 < 0.1 ? a->retry_wait * 2 : 0.1;
-    a->retry_at = now() + a->retry_wait;
+    su->retry_wait = su->retry_wait * 2 < 0.1 ? su->retry_wait * 2 : 0.1;
+    su->retry_at = now() + su->retry_wait;
     arm(a);
 }
 
@@ -1060,12 +1151,16 @@ static void on_io(mpconn_ev *ev, int events)
     mpconn_async *a = (mpconn_async *)ev;
     switch (a->state) {
     case ST_CONNECTING: connected(a); return;
-    case ST_HANDSHAKE: handshake(a, (events & MPCONN_READABLE) != 0); return;
+    case ST_HANDSHAKE:
+        handshake(a, (events & (MPCONN_READABLE | interest(a, POLLIN))) != 0);
+        return;
     case ST_OPEN:
     case ST_CLOSING:
-        if ((events & MPCONN_READABLE) && a->state == ST_OPEN)
+        /* An event in the direction the transport asked for counts for
+         * the side that asked. */
+        if ((events & (MPCONN_READABLE | interest(a, POLLIN))) && a->state == ST_OPEN)
             read_input(a);
-        if ((events & MPCONN_WRITABLE) && a->head && a->state != ST_CLOSED)
+        if ((events & (MPCONN_WRITABLE | interest(a, POLLOUT))) && a->head && a->state != ST_CLOSED)
             flush(a);
         if (a->state == ST_OPEN || a->state == ST_CLOSING)
             want_io(a);
@@ -1106,19 +1201,33 @@ static mpconn_async *alloc_async(int fd, int sock, const struct mpconn_opts *o)
     a->ev.destroy = destroy;
     a->sock = (uint8_t)sock;
     a->framed = 1;
-    a->high = 65536;
-    a->low = 16384;
-    a->idle_to = a->read_to = -1;
-    a->protocol = o->pickle_protocol;
-    a->lim = o->limits;
-    a->started = mpci_now();
+    a->protocol = (uint8_t)o->pickle_protocol;
+    mpci_fdt_init(&a->fdt, fd, sock, 0);
+    a->tp = &a->fdt.base;
     if (sock) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         a->local = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX;
     }
     mpci_split_init(&a->split, o->max_message);
+    const mpci_pickle_limits def = MPCI_PICKLE_LIMITS_DEFAULT;
+    if (memcmp(&o->limits, &def, sizeof def) != 0) {
+        extra *x = x_of(a);
+        if (!x) {
+            free(a);
+            return NULL;
+        }
+        x->lim = o->limits;
+        x->has_lim = 1;
+    }
     return a;
+}
+
+static setup *su_of(mpconn_async *a)
+{
+    if (!a->su && (a->su = calloc(1, sizeof *a->su)))
+        a->su->started = mpci_now();
+    return a->su;
 }
 
 static int set_nonblock(int fd)
@@ -1131,30 +1240,33 @@ static int set_nonblock(int fd)
 
 static int start_hs(mpconn_async *a, int role, const struct mpconn_opts *o, int copy)
 {
+    setup *su = su_of(a);
+    if (!su)
+        return -ENOMEM;
     if (copy) {
-        a->own_opts = malloc(sizeof *a->own_opts);
-        if (!a->own_opts)
+        su->own_opts = malloc(sizeof *su->own_opts);
+        if (!su->own_opts)
             return -ENOMEM;
-        mpci_opts_defaults(a->own_opts);
-        int r = mpci_opts_copy(a->own_opts, o);
+        mpci_opts_defaults(su->own_opts);
+        int r = mpci_opts_copy(su->own_opts, o);
         if (r < 0) {
-            free(a->own_opts);
-            a->own_opts = NULL;
+            free(su->own_opts);
+            su->own_opts = NULL;
             return r;
         }
-        o = a->own_opts;
+        o = su->own_opts;
     }
-    a->hs = malloc(sizeof *a->hs);
-    if (!a->hs)
+    su->hs = malloc(sizeof *su->hs);
+    if (!su->hs)
         return -ENOMEM;
-    int r = mpci_hs_init(a->hs, role, o);
+    int r = mpci_hs_init(su->hs, role, o);
     if (r < 0) {
-        free(a->hs);
-        a->hs = NULL;
+        free(su->hs);
+        su->hs = NULL;
         return r;
     }
     double d = mpci_deadline(o->handshake_timeout);
-    a->deadline = d > 0 ? d : 0;
+    su->deadline = d > 0 ? d : 0;
     return 0;
 }
 
@@ -1178,9 +1290,7 @@ int mpconn_async_from_fd(mpconn_async **out, int fd, int role, const mpconn_opts
     if (role != MPCONN_ASYNC_PLAIN && opts->authkey) {
         r = start_hs(a, role == MPCONN_ASYNC_CLIENT ? MPCI_AUTH_CLIENT : MPCI_AUTH_SERVER, opts, 1);
         if (r < 0) {
-            hs_release(a);
-            mpci_split_free(&a->split);
-            free(a);
+            destroy(&a->ev); /* the fd stays the caller's */
             return r;
         }
     }
@@ -1205,12 +1315,11 @@ static void start(mpconn_async *a)
     if (a->state == ST_CONNECTING) {
         arm(a);
         want_io(a);
-    } else if (a->hs) {
+    } else if (a->su && (a->su->hs || a->su->tls_phase)) {
         a->state = ST_HANDSHAKE;
         arm(a);
         handshake(a, 0); /* a server's challenge leaves now */
     } else {
-        a->state = ST_OPEN;
         opened(a);
     }
 }
@@ -1233,35 +1342,38 @@ int mpconn_async_attach(mpconn_async *a, const mpconn_adapter *ad, void *loop)
 int mpci_async_accepted(mpconn_async **out, int fd, int kind, const struct mpconn_opts *opts,
                         mpci_async_hs_done done, void *owner)
 {
-    (void)kind;
     *out = NULL;
     mpconn_async *a = alloc_async(fd, 1, opts);
     if (!a)
         return -ENOMEM;
-    if (opts->authkey) {
-        int r = start_hs(a, MPCI_AUTH_SERVER, opts, 0);
-        if (r < 0) {
-            hs_release(a);
-            mpci_split_free(&a->split);
-            free(a);
-            return r;
-        }
+    int r = su_of(a) ? 0 : -ENOMEM;
+    if (r == 0 && opts->authkey)
+        r = start_hs(a, MPCI_AUTH_SERVER, opts, 0);
+    if (r == 0 && (kind & MPCI_ASYNC_TLS) && (r = mpci_async_start_tls(a, opts->tls, NULL)) == 0) {
+        /* The TLS handshake counts in the deadline (authkey or not). */
+        double d = mpci_deadline(opts->handshake_timeout);
+        a->su->deadline = d > 0 ? d : 0;
     }
-    a->hs_done = done;
-    a->owner = owner;
+    if (r < 0) {
+        destroy(&a->ev);
+        return r;
+    }
+    a->su->hs_done = done;
+    a->su->owner = owner;
     *out = a;
     return 0;
 }
 
 void mpci_async_drop(mpconn_async *a, int reason, const char *why)
 {
-    a->hs_done = NULL;
+    if (a->su)
+        a->su->hs_done = NULL;
     close_with(a, reason, why);
 }
 
 double mpci_async_started(const mpconn_async *a)
 {
-    return a->started;
+    return a->su ? a->su->started : 0;
 }
 
 /* Used by the client: a socket whose connect() is under way. */
@@ -1276,32 +1388,58 @@ int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *
     mpconn_async *a = alloc_async(fd, 1, opts);
     if (!a)
         return -ENOMEM;
-    if (opts->authkey) {
-        int r = start_hs(a, MPCI_AUTH_CLIENT, opts, 1);
-        if (r < 0) {
-            hs_release(a);
-            mpci_split_free(&a->split);
-            free(a);
-            return r;
-        }
-        /* the handshake's clock starts when the connect is done */
+    int r = su_of(a) ? 0 : -ENOMEM;
+    if (r == 0 && opts->authkey)
+        r = start_hs(a, MPCI_AUTH_CLIENT, opts, 1); /* its clock starts when the connect is done */
+    if (r < 0) {
+        destroy(&a->ev);
+        return r;
     }
+    setup *su = a->su;
+    su->hs_timeout = opts->handshake_timeout;
     if (retry_sa) {
-        a->retry_sa = malloc(sizeof *a->retry_sa);
-        if (!a->retry_sa) {
-            hs_release(a);
-            mpci_split_free(&a->split);
-            free(a);
-            return -ENOMEM;
-        }
-        memcpy(a->retry_sa, retry_sa, retry_len);
-        a->retry_len = retry_len;
-        a->retry_wait = 0.001;
-        a->retry_at = now() + a->retry_wait;
+        memcpy(&su->retry_sa, retry_sa, retry_len);
+        su->retry_len = retry_len;
+        su->retrying = 1;
+        su->retry_wait = 0.001;
+        su->retry_at = now() + su->retry_wait;
     }
     a->state = ST_CONNECTING;
-    a->deadline = connect_deadline > 0 ? connect_deadline : 0;
+    su->deadline = connect_deadline > 0 ? connect_deadline : 0;
     mpconn_async_set_callbacks(a, cbs, data);
     *out = a;
+    return 0;
+}
+
+int mpci_async_start_tls(mpconn_async *a, mpconn_tls_config *cfg, const char *host)
+{
+    const char *name = NULL;
+    if (mpci_tls_config_role(cfg) == MPCONN_TLS_CLIENT) {
+        name = mpci_tls_config_server_name(cfg);
+        if (!name)
+            name = host;
+    }
+    extra *x = x_of(a);
+    setup *su = su_of(a);
+    if (!x || !su)
+        return -ENOMEM;
+    mpconn_tls *e;
+    int r = mpconn_tls_new(&e, cfg, name);
+    if (r == 0)
+        r = mpci_tlst_new(&x->tls, a->ev.fd, a->sock, e); /* frees e when it fails */
+    if (r < 0)
+        return r;
+    a->tp = &x->tls->base;
+    a->local = 0; /* descriptors cannot be messages of a TLS session */
+    su->tls_phase = 1;
+    return 0;
+}
+
+int mpci_test_async_set_transport(mpconn_async *a, mpci_transport *t)
+{
+    if (a->ev.st || a->state == ST_CLOSED || a->fdpass)
+        return -EBUSY;
+    a->tp = t;
+    a->local = 0; /* descriptors pass over the plain fd only */
     return 0;
 }

@@ -1,5 +1,6 @@
 /* The async client: a non-blocking connect to a Unix path, an abstract name
- * or a numeric TCP address, then the handshake, all on the loop. */
+ * or a numeric TCP address (tls:HOST:PORT with TLS), then the handshakes,
+ * all on the loop. */
 #include "async_internal.h"
 
 #include <errno.h>
@@ -27,9 +28,8 @@ int mpconn_async_connect(mpconn_async **out, const char *address, const mpconn_o
     int r = mpci_addr_parse(&addr, address, errmsg, errlen);
     if (r < 0)
         return r;
-    if (addr.tls)
-        return mpci_err(errmsg, errlen, MPCONN_ENOTSUP,
-                        "%s: async connections do not speak TLS yet (mpconn_client does)", address);
+    if (addr.tls && (r = mpci_tls_client_check(opts, address, errmsg, errlen)) < 0)
+        return r;
     if (addr.need_resolve)
         return mpci_err(errmsg, errlen, MPCONN_EADDR,
                         "%s: async connections take numeric addresses; resolve the name first "
@@ -61,6 +61,12 @@ int mpconn_async_connect(mpconn_async **out, const char *address, const mpconn_o
     if (r < 0) {
         close(fd);
         return mpci_err(errmsg, errlen, r, "%s", mpconn_strerror(r));
+    }
+    if (addr.tls && (r = mpci_async_start_tls(a, opts->tls, addr.host)) < 0) {
+        mpconn_async_close(a);
+        return mpci_err(errmsg, errlen, r, "%s: cannot start TLS: %s", address,
+                        r == MPCONN_ETLSCONFIG ? mpconn_tls_config_errmsg(opts->tls)
+                                               : mpconn_strerror(r));
     }
     (void)in_progress; /* a connect done at once reports writable right away */
     r = mpconn_async_attach(a, ad, loop);

@@ -13,17 +13,18 @@
 #include "conn/opts.h"
 #include "net/address.h"
 #include "net/socket.h"
+#include "net/transport.h"
 #include "proto/frame.h"
 #include "proto/pickle.h"
 #include "proto/split.h"
 
 struct mpconn_ev {
     int fd;
-    const mpconn_adapter *ad;
-    void *st;   /* the adapter's state; NULL until attached, and after cleanup */
     int want;   /* interest last asked of the adapter */
     int pins;   /* entry points on the stack */
     int doomed; /* free once the last pin is gone */
+    const mpconn_adapter *ad;
+    void *st; /* the adapter's state; NULL until attached, and after cleanup */
     void (*on_io)(mpconn_ev *ev, int events);
     void (*on_timeout)(mpconn_ev *ev);
     void (*destroy)(mpconn_ev *ev);
@@ -41,13 +42,25 @@ void mpci_ev_doom(mpconn_ev *ev);
  * ends either way. */
 typedef void (*mpci_async_hs_done)(mpconn_async *a, int code, const char *errmsg, void *owner);
 
+/* mpci_async_accepted's kind: the peer speaks TLS first. */
+#define MPCI_ASYNC_TLS 1
+
 /* A server-side connection whose handshake borrows opts (which must outlive
- * it); done is called once, with 0 when the connection is open. */
+ * it); done is called once, with 0 when the connection is open. kind is 0
+ * or MPCI_ASYNC_TLS (then opts has a server TLS config). */
 int mpci_async_accepted(mpconn_async **out, int fd, int kind, const struct mpconn_opts *opts,
                         mpci_async_hs_done done, void *owner);
 /* Drops a connection still in its handshake, without calling done. */
 void mpci_async_drop(mpconn_async *a, int reason, const char *why);
 /* Monotonic seconds when the handshake began (for dropping the oldest). */
 double mpci_async_started(const mpconn_async *a);
+
+/* Before attach: the connection speaks TLS with cfg (a client verifies
+ * the config's server name, else host), its handshake first; 0, -ENOMEM,
+ * MPCONN_ETLSCONFIG, or -EINVAL for a client without a name to verify. */
+int mpci_async_start_tls(mpconn_async *a, mpconn_tls_config *cfg, const char *host);
+
+/* For tests only (tests/hooks/mpci_test.h declares it for them). */
+int mpci_test_async_set_transport(mpconn_async *a, mpci_transport *t);
 
 #endif

@@ -165,7 +165,9 @@ static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage
     n->l = l;
     snprintf(n->peer, sizeof n->peer, "%s", peer);
     mpconn_async *a;
-    r = mpci_async_accepted(&a, fd, 0, mpci_listener_opts(l->base), done_cb, n);
+    /* The base listener's address names TLS as a client must give it. */
+    int kind = strncmp(mpconn_listener_address(l->base), "tls:", 4) == 0 ? MPCI_ASYNC_TLS : 0;
+    r = mpci_async_accepted(&a, fd, kind, mpci_listener_opts(l->base), done_cb, n);
     if (r < 0) {
         close(fd);
         free(n);
@@ -250,11 +252,6 @@ int mpconn_async_listener_open(mpconn_async_listener **out, const char *address,
                                mpconn_accept_cb on_accept, void *data, char *errmsg, size_t errlen)
 {
     *out = NULL;
-    /* It would serve the address in clear. */
-    if (address && strncmp(address, "tls:", 4) == 0)
-        return mpci_err(errmsg, errlen, MPCONN_ENOTSUP,
-                        "%s: async listeners do not speak TLS yet (mpconn_listener_open does)",
-                        address);
     mpconn_async_listener *l = calloc(1, sizeof *l);
     if (!l)
         return mpci_err(errmsg, errlen, -ENOMEM, "out of memory");

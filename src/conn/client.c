@@ -122,13 +122,8 @@ static int client(mpconn_conn **out, int role, const char *address, const mpconn
     int r = mpci_addr_parse(&a, address, errmsg, errlen);
     if (r < 0)
         return r;
-    if (a.tls && !opts->tls)
-        return mpci_err(errmsg, errlen, MPCONN_ETLSCONFIG,
-                        "%s: a tls: address needs a TLS configuration (mpconn_opts_set_tls)",
-                        address);
-    if (a.tls && mpci_tls_config_role(opts->tls) != MPCONN_TLS_CLIENT)
-        return mpci_err(errmsg, errlen, MPCONN_ETLSCONFIG,
-                        "%s: a client needs a client TLS configuration, not a server's", address);
+    if (a.tls && (r = mpci_tls_client_check(opts, address, errmsg, errlen)) < 0)
+        return r;
     if (a.need_resolve && (r = mpci_addr_resolve(&a, errmsg, errlen)) < 0)
         return r;
     int fd = -1;
@@ -158,6 +153,19 @@ static int client(mpconn_conn **out, int role, const char *address, const mpconn
     if (!opts->authkey)
         mpci_conn_set_check_first(c);
     *out = c;
+    return 0;
+}
+
+int mpci_tls_client_check(const struct mpconn_opts *opts, const char *address, char *errmsg,
+                          size_t errlen)
+{
+    if (!opts->tls)
+        return mpci_err(errmsg, errlen, MPCONN_ETLSCONFIG,
+                        "%s: a tls: address needs a TLS configuration (mpconn_opts_set_tls)",
+                        address);
+    if (mpci_tls_config_role(opts->tls) != MPCONN_TLS_CLIENT)
+        return mpci_err(errmsg, errlen, MPCONN_ETLSCONFIG,
+                        "%s: a client needs a client TLS configuration, not a server's", address);
     return 0;
 }
 

@@ -59,6 +59,11 @@ struct mpci_hs;
 int mpci_conn_handshake(mpconn_conn *c, int role, const struct mpconn_opts *o, double deadline,
                         struct mpci_hs *hs);
 
+/* A client's tls: address needs a client TLS config in opts: 0, or
+ * MPCONN_ETLSCONFIG with the reason (the blocking and the async client). */
+int mpci_tls_client_check(const struct mpconn_opts *opts, const char *address, char *errmsg,
+                          size_t errlen);
+
 /* For benchmarks and tests only (tests/hooks/mpci_test.h declares it for
  * them): mpconn_client with a client in CPython's order, its challenge sent
  * after #WELCOME# rather than right behind its answer. */

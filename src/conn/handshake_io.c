@@ -1,15 +1,12 @@
-/* The I/O half of a handshake: its byte side (proto/handshake.c) moved over
- * a socket. Each call is made non-blocking (MSG_DONTWAIT), so the fd itself
- * stays as the connection wants it and no fcntl() is spent switching. */
-#define _GNU_SOURCE /* MSG_DONTWAIT */
+/* The I/O half of a handshake: its byte side (proto/handshake.c) moved
+ * through a transport, written as far as it takes and read only when there
+ * is something to read, so it never blocks a loop. */
 #include "conn/handshake_io.h"
 #include "conn/authcache.h"
-#include "net/transport.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 static int cache_mac(void *cache, const char *digest, const uint8_t *key, size_t keylen,
@@ -41,58 +38,81 @@ short mpci_hs_events(const mpci_hs *h)
     return mpci_hs_has_output(h) ? POLLOUT : POLLIN;
 }
 
-static int flush(mpci_hs *h, int fd)
+short mpci_hs_wants(const mpci_hs *h, const mpci_transport *t)
+{
+    return t->ops->events(t, mpci_hs_events(h));
+}
+
+/* 1 when all output is written, 0 when t takes no more now, or -errno. */
+static int flush(mpci_hs *h, mpci_transport *t)
 {
     while (h->outpos < h->outlen) {
-        ssize_t w =
-            send(fd, h->out + h->outpos, h->outlen - h->outpos, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            return -errno;
-        }
+        struct iovec iov = {h->out + h->outpos, h->outlen - h->outpos};
+        ssize_t w = t->ops->writev(t, &iov, 1);
+        if (w == -EINTR)
+            continue;
+        if (w == -EAGAIN)
+            return 0;
+        if (w < 0)
+            return (int)w;
         h->outpos += (size_t)w;
     }
     return 1;
 }
 
-int mpci_hs_progress(mpci_hs *h, int fd, int readable, int blocking_reads)
+/* One read; on the plain fd with recvmsg, a descriptor allowed. */
+static ssize_t read_in(mpci_transport *t, uint8_t *buf, size_t cap, int blocking, mpci_fdin *in)
+{
+    mpci_fd_transport *ft = mpci_fdt_of(t);
+    if (!ft) {
+        *in = (mpci_fdin){.fd = -1};
+        return t->ops->read(t, buf, cap);
+    }
+    uint8_t dontwait = ft->dontwait, keep = ft->keep_fd;
+    ft->keep_fd = 1;
+    if (blocking)
+        ft->dontwait = 0;
+    ssize_t n = t->ops->read(t, buf, cap);
+    ft->dontwait = dontwait;
+    ft->keep_fd = keep;
+    *in = ft->in;
+    return n;
+}
+
+int mpci_hs_step(mpci_hs *h, mpci_transport *t, int readable, int blocking_reads)
 {
     if (h->state == MPCI_AUTH_FAILED) {
-        flush(h, fd); /* best effort: let the peer read #FAILURE# */
+        flush(h, t); /* best effort: let the peer read #FAILURE# */
         return h->state;
     }
     for (;;) {
-        int r = flush(h, fd);
+        int r = flush(h, t);
         if (r < 0) {
-            mpci_hs_fail(h, r, "peer went away during the handshake: %s", strerror(-r));
+            mpci_hs_fail(h, r, "peer went away during the handshake: %s", mpconn_strerror(r));
             return h->state;
         }
         if (r == 0)
-            return h->state; /* wait for POLLOUT */
+            return h->state; /* wait for the transport to take more */
         if (h->auth.state == MPCI_AUTH_DONE) {
             h->state = MPCI_AUTH_DONE;
             return h->state;
         }
-        /* Only read what poll() announced: a read that finds nothing is a
-         * system call spent on every step of every handshake. */
-        if (!readable)
+        /* Only read what poll() announced (or the transport holds): a read
+         * that finds nothing is a system call spent on every step of every
+         * handshake. */
+        if (!readable && !t->ops->pending(t))
             return h->state;
         uint8_t buf[512];
         mpci_fdin in;
-        ssize_t n = mpci_recv_fds(fd, buf, sizeof buf, blocking_reads ? 0 : MSG_DONTWAIT, 1, &in);
+        ssize_t n = read_in(t, buf, sizeof buf, blocking_reads, &in);
         if (n < 0) {
             /* A blocking read returns to its caller, who re-arms the bound:
              * retrying here would restart it at every signal. */
-            if (errno == EINTR && !blocking_reads)
+            if (n == -EINTR && !blocking_reads)
                 continue;
-            if (errno == EINTR)
+            if (n == -EINTR || n == -EAGAIN)
                 return h->state;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return h->state;
-            mpci_hs_fail(h, -errno, "handshake: %s", strerror(errno));
+            mpci_hs_fail(h, (int)n, "handshake: %s", mpconn_strerror((int)n));
             return h->state;
         }
         if (n == 0) {
@@ -117,68 +137,22 @@ int mpci_hs_progress(mpci_hs *h, int fd, int readable, int blocking_reads)
             }
         }
         if (h->state == MPCI_AUTH_FAILED) {
-            flush(h, fd);
+            flush(h, t);
             return h->state;
         }
         readable = (size_t)n == sizeof buf; /* a full read may have left more */
     }
 }
 
-/* All of the framed output into t: 1, 0 when t is full, or an error. */
-static int flush_tp(mpci_hs *h, mpci_transport *t)
+int mpci_hs_progress(mpci_hs *h, int fd, int readable, int blocking_reads)
 {
-    while (h->outpos < h->outlen) {
-        struct iovec iov = {h->out + h->outpos, h->outlen - h->outpos};
-        ssize_t w = t->ops->writev(t, &iov, 1);
-        if (w == -EINTR)
-            continue;
-        if (w == -EAGAIN)
-            return 0;
-        if (w < 0)
-            return (int)w;
-        h->outpos += (size_t)w;
-    }
-    return 1;
+    mpci_fd_transport t;
+    mpci_fdt_init(&t, fd, 1, 1);
+    t.dontwait = 1;
+    return mpci_hs_step(h, &t.base, readable, blocking_reads);
 }
 
 int mpci_hs_progress_tp(mpci_hs *h, mpci_transport *t)
 {
-    if (h->state == MPCI_AUTH_FAILED) {
-        flush_tp(h, t);
-        return h->state;
-    }
-    for (;;) {
-        int r = flush_tp(h, t);
-        if (r < 0) {
-            mpci_hs_fail(h, r, "peer went away during the handshake: %s", mpconn_strerror(r));
-            return h->state;
-        }
-        if (r == 0)
-            return h->state;
-        if (h->auth.state == MPCI_AUTH_DONE) {
-            h->state = MPCI_AUTH_DONE;
-            return h->state;
-        }
-        uint8_t buf[512];
-        ssize_t n = t->ops->read(t, buf, sizeof buf);
-        if (n == -EINTR)
-            continue;
-        if (n == -EAGAIN)
-            return h->state;
-        if (n < 0) {
-            mpci_hs_fail(h, (int)n, "handshake: %s", mpconn_strerror((int)n));
-            return h->state;
-        }
-        if (n == 0) {
-            mpci_hs_fail(h, MPCONN_EAUTH,
-                         "peer closed the connection during the handshake (wrong or missing "
-                         "authkey?)");
-            return h->state;
-        }
-        mpci_hs_consume(h, buf, (size_t)n);
-        if (h->state == MPCI_AUTH_FAILED) {
-            flush_tp(h, t);
-            return h->state;
-        }
-    }
+    return mpci_hs_step(h, t, 1, 0);
 }

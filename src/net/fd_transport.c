@@ -72,9 +72,12 @@ static ssize_t fdt_read(mpci_transport *base, void *dst, size_t cap)
     mpci_fd_transport *t = (mpci_fd_transport *)base;
     if (!t->is_unix) {
         t->in = (mpci_fdin){.fd = -1};
+        if (t->dontwait)
+            return neg_errno(recv(base->fd, dst, cap, MSG_DONTWAIT));
         return neg_errno(read(base->fd, dst, cap));
     }
-    return neg_errno(mpci_recv_fds(base->fd, dst, cap, 0, t->keep_fd, &t->in));
+    return neg_errno(
+        mpci_recv_fds(base->fd, dst, cap, t->dontwait ? MSG_DONTWAIT : 0, t->keep_fd, &t->in));
 }
 
 /* Writes to a pipe with SIGPIPE blocked for this thread only; a SIGPIPE the
@@ -104,8 +107,11 @@ static ssize_t fdt_writev(mpci_transport *base, const struct iovec *iov, int n)
     mpci_fd_transport *t = (mpci_fd_transport *)base;
     if (!t->is_socket)
         return neg_errno(pipe_writev(base->fd, iov, n));
+    int flags = MSG_NOSIGNAL | (t->dontwait ? MSG_DONTWAIT : 0);
+    if (n == 1) /* the kernel's send() skips copying in a message header */
+        return neg_errno(send(base->fd, iov[0].iov_base, iov[0].iov_len, flags));
     struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
-    return neg_errno(sendmsg(base->fd, &m, MSG_NOSIGNAL));
+    return neg_errno(sendmsg(base->fd, &m, flags));
 }
 
 static int fdt_close(mpci_transport *base)
@@ -141,9 +147,10 @@ void mpci_fdt_init(mpci_fd_transport *t, int fd, int is_socket, int is_unix)
 {
     t->base.ops = &mpci_fd_transport_ops;
     t->base.fd = fd;
-    t->is_socket = is_socket;
-    t->is_unix = is_unix;
+    t->is_socket = is_socket != 0;
+    t->is_unix = is_unix != 0;
     t->keep_fd = 0;
+    t->dontwait = 0;
     t->in = (mpci_fdin){.fd = -1};
 }
 
@@ -169,5 +176,5 @@ ssize_t mpci_fdt_send_fd(mpci_fd_transport *t, int fd, unsigned char count)
     h->cmsg_type = SCM_RIGHTS;
     h->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(h), &fd, sizeof fd);
-    return neg_errno(sendmsg(t->base.fd, &m, MSG_NOSIGNAL));
+    return neg_errno(sendmsg(t->base.fd, &m, MSG_NOSIGNAL | (t->dontwait ? MSG_DONTWAIT : 0)));
 }

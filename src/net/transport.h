@@ -6,6 +6,7 @@
 #define MPCI_NET_TRANSPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -48,8 +49,8 @@ struct mpci_transport {
 /* What one recvmsg() brought besides its bytes. */
 typedef struct mpci_fdin {
     int fd;         /* the one descriptor kept, or -1 */
-    size_t dropped; /* descriptors closed here */
     int truncated;  /* MSG_CTRUNC: the kernel discarded some */
+    size_t dropped; /* descriptors closed here */
 } mpci_fdin;
 
 /* One recvmsg() of up to cap bytes into dst with flags (MSG_CMSG_CLOEXEC
@@ -63,20 +64,30 @@ ssize_t mpci_recv_fds(int fd, void *dst, size_t cap, int flags, int keep, mpci_f
 /* -------------------------------------------------------- the plain fd */
 
 /* Reads and writes the fd itself: writev with MSG_NOSIGNAL on sockets and
- * with SIGPIPE blocked for the thread on pipes. On Unix sockets reads go
+ * with SIGPIPE blocked for the thread on pipes. With is_unix set reads go
  * through mpci_recv_fds, so a passed descriptor is seen (a read without
  * room for it would let the kernel drop it): the caller says before a read
- * whether it may keep one (keep_fd) and finds after it what came (in). */
+ * whether it may keep one (keep_fd) and finds after it what came (in). An
+ * async connection sets is_unix only while it takes descriptors, so that
+ * otherwise the kernel discards them unseen and reads stay plain read()s.
+ * Small fields: every idle async connection holds one. */
 typedef struct mpci_fd_transport {
     mpci_transport base;
-    int is_socket, is_unix;
-    int keep_fd;  /* the next read may keep a passed descriptor */
-    mpci_fdin in; /* what the last read brought besides bytes */
+    uint8_t is_socket, is_unix;
+    uint8_t keep_fd;  /* the next read may keep a passed descriptor */
+    uint8_t dontwait; /* sockets only: each call with MSG_DONTWAIT, the fd left as it is */
+    mpci_fdin in;     /* what the last read brought besides bytes */
 } mpci_fd_transport;
 
 extern const mpci_transport_ops mpci_fd_transport_ops;
 
 void mpci_fdt_init(mpci_fd_transport *t, int fd, int is_socket, int is_unix);
+/* t as the plain-fd transport, or NULL when it is another kind (fd passing
+ * and the calls above are the plain fd's alone). */
+static inline mpci_fd_transport *mpci_fdt_of(mpci_transport *t)
+{
+    return t->ops == &mpci_fd_transport_ops ? (mpci_fd_transport *)t : NULL;
+}
 /* Gives the fd back without closing it; the transport is closed after. */
 int mpci_fdt_release(mpci_fd_transport *t);
 /* Sends fd over the Unix socket of t with SCM_RIGHTS, along with one byte

@@ -38,7 +38,7 @@ int mpci_hdr_feed(mpci_hdr *h, const uint8_t *p, size_t n, size_t *used, uint64_
         if (k > n - take)
             k = n - take;
         memcpy(h->buf + h->have, p + take, k);
-        h->have += k;
+        h->have += (uint32_t)k;
         take += k;
         *used = take;
         if (h->have < need)

@@ -17,7 +17,7 @@ size_t mpci_frame_header(uint8_t out[MPCI_HDR_MAX], uint64_t len);
 /* Incremental header decoder: bytes may arrive in any split. */
 typedef struct mpci_hdr {
     uint8_t buf[MPCI_HDR_MAX];
-    size_t have;
+    uint32_t have; /* at most MPCI_HDR_MAX; small, as every idle async connection holds one */
 } mpci_hdr;
 
 static inline void mpci_hdr_reset(mpci_hdr *h)
@@ -36,10 +36,10 @@ int mpci_hdr_feed(mpci_hdr *h, const uint8_t *p, size_t n, size_t *used, uint64_
 typedef struct mpci_msgdec {
     mpci_hdr hdr;
     uint64_t len;  /* payload length once the header is complete */
-    int in_body;   /* header complete */
     uint8_t *data; /* payload collected so far */
     size_t got, cap;
     uint64_t max; /* 0: no limit */
+    int in_body;  /* header complete */
 } mpci_msgdec;
 
 void mpci_msgdec_init(mpci_msgdec *d, uint64_t max);

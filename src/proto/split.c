@@ -1,9 +1,10 @@
 /* Message splitting for async connections: the multiprocessing frame, a
- * delimiter, a count, or raw. A message that lies whole inside the bytes fed
- * is handed out in place; only a message split across feeds is copied, into
- * a buffer that grows as its bytes arrive (never to what a header claims). */
+ * delimiter, a count, or raw. FRAME mode is frame.c's message decoder (one
+ * header parser in the tree); the splitter adds what a connection needs
+ * around it: a message that lies whole inside the bytes fed is handed out
+ * in place; only a message split across feeds is copied, into a buffer that
+ * grows as its bytes arrive (never to what a header claims). */
 #include "proto/split.h"
-#include "proto/frame.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -13,49 +14,52 @@ void mpci_split_init(mpci_split *s, uint64_t max)
 {
     memset(s, 0, sizeof *s);
     s->mode = MPCI_SPLIT_FRAME;
-    s->max = max;
+    mpci_msgdec_init(&s->dec, max);
 }
 
 void mpci_split_free(mpci_split *s)
 {
-    free(s->buf);
-    s->buf = NULL;
-    s->got = s->cap = 0;
+    mpci_msgdec_free(&s->dec);
+    free(s->how);
+    s->how = NULL;
+    s->delivered = 0;
 }
 
 int mpci_split_set(mpci_split *s, int mode, const void *delim, size_t n)
 {
     switch (mode) {
     case MPCI_SPLIT_FRAME:
-    case MPCI_SPLIT_RAW: break;
-    case MPCI_SPLIT_DELIM:
-        if (!delim || n == 0 || n > MPCI_SPLIT_DELIM_MAX)
-            return -EINVAL;
-        memcpy(s->delim, delim, n);
-        s->dlen = n;
+    case MPCI_SPLIT_RAW:
+        free(s->how);
+        s->how = NULL;
         break;
+    case MPCI_SPLIT_DELIM:
     case MPCI_SPLIT_COUNT:
-        if (n == 0)
+        if (mode == MPCI_SPLIT_DELIM ? !delim || n == 0 || n > MPCI_SPLIT_DELIM_MAX : n == 0)
             return -EINVAL;
-        s->count = n;
+        if (!s->how && !(s->how = calloc(1, sizeof *s->how)))
+            return -ENOMEM;
+        if (mode == MPCI_SPLIT_DELIM) {
+            memcpy(s->how->delim, delim, n);
+            s->how->dlen = n;
+        } else {
+            s->how->count = n;
+        }
         break;
     default: return -EINVAL;
     }
-    if (mode != s->mode) {
-        /* A partial message of another mode cannot continue in this one. */
-        s->hhave = 0;
-        s->in_body = 0;
-        s->got = 0;
-    }
-    s->mode = mode;
+    if (mode != s->mode)
+        mpci_msgdec_next(&s->dec); /* a partial message of another mode cannot continue */
+    s->mode = (uint8_t)mode;
     return 0;
 }
 
 size_t mpci_split_partial(const mpci_split *s)
 {
+    const mpci_msgdec *d = &s->dec;
     if (s->delivered)
         return 0;
-    return s->hhave + s->got;
+    return d->got + (d->in_body ? 0 : d->hdr.have);
 }
 
 /* Drops the message handed out last, and its buffer: an idle connection
@@ -65,97 +69,87 @@ static void settle(mpci_split *s)
     if (!s->delivered)
         return;
     s->delivered = 0;
-    s->got = 0;
-    free(s->buf);
-    s->buf = NULL;
-    s->cap = 0;
+    mpci_msgdec_free(&s->dec);
 }
 
+/* DELIM and COUNT: keeps n more bytes of a message begun, the buffer
+ * doubling from 256 but never past limit (when there is one). */
 static int append(mpci_split *s, const uint8_t *p, size_t n, uint64_t limit)
 {
+    mpci_msgdec *d = &s->dec;
     if (n == 0)
         return 0;
-    if (s->got + n > s->cap) {
-        size_t cap = s->cap ? s->cap : 256;
-        while (cap < s->got + n)
+    if (d->got + n > d->cap) {
+        size_t cap = d->cap ? d->cap : 256;
+        while (cap < d->got + n)
             cap *= 2;
         if (limit && cap > limit)
-            cap = (size_t)limit > s->got + n ? (size_t)limit : s->got + n;
-        uint8_t *b = realloc(s->buf, cap);
+            cap = (size_t)limit > d->got + n ? (size_t)limit : d->got + n;
+        uint8_t *b = realloc(d->data, cap);
         if (!b)
             return -ENOMEM;
-        s->buf = b;
-        s->cap = cap;
+        d->data = b;
+        d->cap = cap;
     }
-    if (p != s->buf + s->got)
-        memcpy(s->buf + s->got, p, n);
-    s->got += n;
+    memcpy(d->data + d->got, p, n);
+    d->got += n;
     return 0;
 }
 
-static int hand_out(mpci_split *s, const uint8_t **msg, size_t *len)
+/* The message collected in the buffer, len bytes of it; the decoder is
+ * ready for the next one at once, the buffer goes at the next call. */
+static int hand_out(mpci_split *s, size_t len, const uint8_t **msg, size_t *outlen)
 {
-    *msg = s->buf ? s->buf : (const uint8_t *)"";
-    *len = s->got;
+    *msg = s->dec.data ? s->dec.data : (const uint8_t *)"";
+    *outlen = len;
     s->delivered = 1;
+    mpci_msgdec_next(&s->dec);
     return 1;
 }
 
 static int feed_frame(mpci_split *s, const uint8_t *p, size_t n, size_t *used, const uint8_t **msg,
                       size_t *len)
 {
+    mpci_msgdec *d = &s->dec;
     size_t off = 0;
-    if (!s->in_body) {
-        mpci_hdr h;
-        memcpy(h.buf, s->hdr, sizeof h.buf);
-        h.have = s->hhave;
-        size_t u = 0;
-        uint64_t want = 0;
-        int r = mpci_hdr_feed(&h, p, n, &u, &want);
-        off = u;
-        if (r < 0) {
-            *used = off;
+    if (!d->in_body) {
+        int r = mpci_msgdec_header(d, p, n, &off);
+        *used = off;
+        if (r <= 0)
             return r;
-        }
-        if (r == 0) {
-            memcpy(s->hdr, h.buf, sizeof s->hdr);
-            s->hhave = h.have;
-            *used = n;
-            return 0;
-        }
-        s->hhave = 0;
-        if (s->max && want > s->max) {
-            s->want = want; /* for the error message: the claim */
-            *used = off;
+        if (d->len > SIZE_MAX / 2)
             return MPCONN_EMSGSIZE;
-        }
-        if (want > SIZE_MAX / 2) {
-            *used = off;
-            return MPCONN_EMSGSIZE;
-        }
-        s->want = want;
-        s->in_body = 1;
         /* Whole in what was fed: no copy. */
-        if (n - off >= want) {
+        if (n - off >= d->len) {
             *msg = p + off;
-            *len = (size_t)want;
-            *used = off + (size_t)want;
-            s->in_body = 0;
+            *len = (size_t)d->len;
+            *used = off + (size_t)d->len;
+            mpci_msgdec_next(d);
             return 1;
         }
     }
-    size_t need = (size_t)s->want - s->got;
-    size_t take = n - off < need ? n - off : need;
-    int r = append(s, p + off, take, s->want);
-    if (r < 0) {
-        *used = off;
-        return r;
+    while (off < n && d->got < d->len) {
+        size_t want = (size_t)d->len - d->got, k = n - off < want ? n - off : want;
+        if (!(d->data && p + off == d->data + d->got)) {
+            /* Copied as it arrives, unless it was read where
+             * mpci_split_direct pointed. */
+            size_t room;
+            uint8_t *dst = mpci_msgdec_room(d, k, &room);
+            if (!dst) {
+                *used = off;
+                return -ENOMEM;
+            }
+            if (k > room)
+                k = room;
+            memcpy(dst, p + off, k);
+        }
+        d->got += k;
+        off += k;
     }
-    *used = off + take;
-    if (s->got < s->want)
+    *used = off;
+    if (d->got < d->len)
         return 0;
-    s->in_body = 0;
-    return hand_out(s, msg, len);
+    return hand_out(s, d->got, msg, len);
 }
 
 /* Where the delimiter starts in hay, or -1. */
@@ -178,45 +172,47 @@ static long find(const uint8_t *hay, size_t n, const uint8_t *d, size_t dlen)
 static int feed_delim(mpci_split *s, const uint8_t *p, size_t n, size_t *used, const uint8_t **msg,
                       size_t *len)
 {
-    uint64_t limit = s->max ? s->max + s->dlen : 0;
-    if (s->got == 0) {
-        long at = find(p, n, s->delim, s->dlen);
-        if (at >= 0 && (!s->max || (uint64_t)at <= s->max)) {
+    mpci_msgdec *d = &s->dec;
+    const mpci_split_how *h = s->how;
+    uint64_t limit = d->max ? d->max + h->dlen : 0;
+    if (d->got == 0) {
+        long at = find(p, n, h->delim, h->dlen);
+        if (at >= 0 && (!d->max || (uint64_t)at <= d->max)) {
             *msg = p;
             *len = (size_t)at;
-            *used = (size_t)at + s->dlen;
+            *used = (size_t)at + h->dlen;
             return 1;
         }
-        if (at >= 0 || (s->max && n > limit)) {
+        if (at >= 0 || (d->max && n > limit)) {
             *used = 0;
             return MPCONN_EMSGSIZE;
         }
     }
     /* The delimiter may straddle what was kept and what came: search the
      * last dlen-1 kept bytes again. */
-    size_t from = s->got >= s->dlen ? s->got - (s->dlen - 1) : 0;
+    size_t from = d->got >= h->dlen ? d->got - (h->dlen - 1) : 0;
     size_t take = n;
-    if (limit && s->got + take > limit)
-        take = (size_t)(limit - s->got);
+    if (limit && d->got + take > limit)
+        take = (size_t)(limit - d->got);
     int r = append(s, p, take, limit);
     if (r < 0) {
         *used = 0;
         return r;
     }
-    long at = find(s->buf + from, s->got - from, s->delim, s->dlen);
+    long at = find(d->data + from, d->got - from, h->delim, h->dlen);
     if (at >= 0) {
         size_t end = from + (size_t)at; /* message length */
-        size_t past = end + s->dlen;    /* kept bytes through the delimiter */
-        if (s->max && end > s->max) {
+        size_t past = end + h->dlen;    /* kept bytes through the delimiter */
+        if (d->max && end > d->max) {
             *used = 0;
             return MPCONN_EMSGSIZE;
         }
-        *used = take - (s->got - past);
-        s->got = end;
-        return hand_out(s, msg, len);
+        *used = take - (d->got - past);
+        d->got = end;
+        return hand_out(s, d->got, msg, len);
     }
     *used = take;
-    if (limit && s->got >= limit)
+    if (limit && d->got >= limit)
         return MPCONN_EMSGSIZE;
     return 0;
 }
@@ -224,22 +220,24 @@ static int feed_delim(mpci_split *s, const uint8_t *p, size_t n, size_t *used, c
 static int feed_count(mpci_split *s, const uint8_t *p, size_t n, size_t *used, const uint8_t **msg,
                       size_t *len)
 {
-    if (s->max && s->count > s->max) {
+    mpci_msgdec *d = &s->dec;
+    const mpci_split_how *h = s->how;
+    if (d->max && h->count > d->max) {
         *used = 0;
         return MPCONN_EMSGSIZE;
     }
-    if (s->got == 0 && n >= s->count) {
+    if (d->got == 0 && n >= h->count) {
         *msg = p;
-        *len = s->count;
-        *used = s->count;
+        *len = h->count;
+        *used = h->count;
         return 1;
     }
-    size_t take = s->count - s->got < n ? s->count - s->got : n;
-    int r = append(s, p, take, s->count);
+    size_t take = h->count - d->got < n ? h->count - d->got : n;
+    int r = append(s, p, take, h->count);
     *used = r < 0 ? 0 : take;
     if (r < 0)
         return r;
-    return s->got == s->count ? hand_out(s, msg, len) : 0;
+    return d->got == h->count ? hand_out(s, d->got, msg, len) : 0;
 }
 
 int mpci_split_feed(mpci_split *s, const uint8_t *p, size_t n, size_t *used, const uint8_t **msg,
@@ -261,7 +259,7 @@ int mpci_split_feed(mpci_split *s, const uint8_t *p, size_t n, size_t *used, con
         if (n == 0)
             return 0;
         *msg = p;
-        *len = s->max && n > s->max ? (size_t)s->max : n;
+        *len = s->dec.max && n > s->dec.max ? (size_t)s->dec.max : n;
         *used = *len;
         return 1;
     }
@@ -270,23 +268,24 @@ int mpci_split_feed(mpci_split *s, const uint8_t *p, size_t n, size_t *used, con
 uint8_t *mpci_split_direct(mpci_split *s, size_t *room)
 {
     settle(s);
-    if (s->mode != MPCI_SPLIT_FRAME || !s->in_body)
+    mpci_msgdec *d = &s->dec;
+    if (s->mode != MPCI_SPLIT_FRAME || !d->in_body)
         return NULL;
-    size_t need = (size_t)s->want - s->got;
+    size_t need = (size_t)d->len - d->got;
     if (need < 65536)
         return NULL;
-    /* Grow by what has arrived so far (doubling), never to the claim. */
-    size_t grow = s->got > 65536 ? s->got : 65536;
-    size_t target = s->got + (need < grow ? need : grow);
-    if (target > s->cap) {
-        uint8_t *b = realloc(s->buf, target);
+    if (d->cap - d->got < 65536) {
+        /* Grow by what has arrived so far (doubling), never to the claim. */
+        size_t grow = d->got > 65536 ? d->got : 65536;
+        size_t target = d->got + (need < grow ? need : grow);
+        uint8_t *b = realloc(d->data, target);
         if (!b)
             return NULL;
-        s->buf = b;
-        s->cap = target;
+        d->data = b;
+        d->cap = target;
     }
-    *room = s->cap - s->got;
+    *room = d->cap - d->got;
     if (*room > need)
         *room = need;
-    return s->buf + s->got;
+    return d->data + d->got;
 }

@@ -2,12 +2,17 @@
  * (mpconn's on epoll and poll, libuv, libevent):
  * echo against the blocking API, the handshake in both roles, watermarks
  * and on_drain, pause and resume, close_when_done, each close reason, the
- * producer, and the listener's handshake cap. The peer side runs in a
- * thread with the blocking API, or as raw socket calls. */
+ * producer, the listener's handshake cap, and transports that hold bytes
+ * back or must write to read (the seam a TLS session uses). The peer side
+ * runs in a thread with the blocking API, or as raw socket calls. */
+#include "mpci_test.h"
+#include "net/transport.h"
 #include "testlib.h"
+#include "tls_certs.h"
 
 #include <mpconn/async.h>
 #include <mpconn/loop.h>
+#include <mpconn/tls.h>
 #ifdef MPCONN_HAVE_LIBUV
 #include <mpconn/uv.h>
 #endif
@@ -17,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -714,6 +720,7 @@ static void reject_cb(void *data, int code, const char *msg)
 typedef struct {
     char address[128];
     const char *key;
+    mpconn_tls_config *tls; /* for a tls: address */
     int n;
     int ok;
     int err;
@@ -727,6 +734,8 @@ static void *blocking_clients(void *data)
     mpconn_opts_new(&o);
     if (j->key)
         mpconn_opts_set_authkey(o, j->key, strlen(j->key));
+    if (j->tls)
+        mpconn_opts_set_tls(o, j->tls);
     mpconn_opts_set_handshake_timeout(o, 5);
     for (int i = 0; i < j->n; i++) {
         mpconn_conn *c;
@@ -1011,6 +1020,441 @@ static void fd_passing_on(void)
 TEST(descriptors_passed_both_ways)
 {
     each_loop(fd_passing_on);
+}
+
+/* ------------------------------------------------ transports of a test */
+
+/* A transport over the socket as a TLS session behaves: it reads all there
+ * is at once but hands out at most `dose` bytes per read, holding the rest
+ * (records decrypted ahead), which no poll() announces; with must_write
+ * set, each batch it reads is handed out only once the socket has been
+ * writable (a session that has to write to go on reading). */
+typedef struct test_tp {
+    mpci_transport base;
+    uint8_t buf[65536];
+    size_t have, off;
+    size_t dose;
+    int must_write, owe;
+    int closed;
+} test_tp;
+
+static ssize_t ttp_read(mpci_transport *base, void *dst, size_t cap)
+{
+    test_tp *t = (test_tp *)base;
+    if (t->owe) {
+        t->owe = 0; /* called again once writable: go on */
+    } else if (t->off == t->have) {
+        ssize_t n = read(base->fd, t->buf, sizeof t->buf);
+        if (n <= 0)
+            return n < 0 ? -errno : 0;
+        t->have = (size_t)n;
+        t->off = 0;
+        if (t->must_write) {
+            t->owe = 1;
+            return -EAGAIN;
+        }
+    }
+    size_t k = t->have - t->off;
+    if (k > cap)
+        k = cap;
+    if (k > t->dose)
+        k = t->dose;
+    memcpy(dst, t->buf + t->off, k);
+    t->off += k;
+    return (ssize_t)k;
+}
+
+static ssize_t ttp_writev(mpci_transport *base, const struct iovec *iov, int n)
+{
+    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    ssize_t w = sendmsg(base->fd, &m, MSG_NOSIGNAL);
+    return w < 0 ? -errno : w;
+}
+
+static int ttp_close(mpci_transport *base)
+{
+    test_tp *t = (test_tp *)base;
+    t->closed++;
+    return close(base->fd) < 0 ? -errno : 0;
+}
+
+static size_t ttp_pending(const mpci_transport *base)
+{
+    const test_tp *t = (const test_tp *)base;
+    return t->owe ? 0 : t->have - t->off;
+}
+
+static short ttp_events(const mpci_transport *base, short want)
+{
+    const test_tp *t = (const test_tp *)base;
+    return (want & POLLIN) && t->owe ? (short)((want & ~POLLIN) | POLLOUT) : want;
+}
+
+static const mpci_transport_ops ttp_ops = {.read = ttp_read,
+                                           .writev = ttp_writev,
+                                           .close = ttp_close,
+                                           .pending = ttp_pending,
+                                           .events = ttp_events};
+
+static test_tp *ttp_new(int fd, size_t dose, int must_write)
+{
+    test_tp *t = calloc(1, sizeof *t);
+    t->base.ops = &ttp_ops;
+    t->base.fd = fd;
+    t->dose = dose;
+    t->must_write = must_write;
+    return t;
+}
+
+/* An async connection on one end of a socketpair through a test
+ * transport; the other end returned. */
+static mpconn_async *async_pair_tp(void *loop, seen *s, test_tp **tp, size_t dose, int must_write,
+                                   int *peer)
+{
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    mpconn_async *a;
+    CHECK_INT(mpconn_async_from_fd(&a, sv[0], MPCONN_ASYNC_PLAIN, NULL, &cbs, s), 0);
+    *tp = ttp_new(sv[0], dose, must_write);
+    CHECK_INT(mpci_test_async_set_transport(a, &(*tp)->base), 0);
+    CHECK_INT(mpconn_async_set_fd_passing(a, 1), MPCONN_ENOTSUP);
+    CHECK_INT(mpconn_async_attach(a, adapter(), loop_arg(cur, loop)), 0);
+    CHECK_INT(mpci_test_async_set_transport(a, &(*tp)->base), -EBUSY);
+    s->a = a;
+    *peer = sv[1];
+    return a;
+}
+
+/* Three messages in one write; the transport takes them from the socket
+ * at the first read and gives out 3 bytes at a time: everything after the
+ * first 3 bytes comes only through the pending pass. */
+static void pending_pass_on(void)
+{
+    void *loop = new_loop();
+    seen s = {0};
+    s.echo = 1;
+    int peer;
+    test_tp *tp;
+    mpconn_async *a = async_pair_tp(loop, &s, &tp, 3, 0, &peer);
+    write_all(peer, "\0\0\0\5hello\0\0\0\0\0\0\0\3abc", 20);
+    volatile int *n = &s.messages;
+    double t0 = now_s();
+    while (*n < 3 && now_s() - t0 < 10)
+        cur->wait(loop, 1);
+    CHECK_INT(s.messages, 3);
+    CHECK_MEM(s.last, "abc", 3);
+    CHECK_INT(ttp_pending(&tp->base), 0);
+    /* The echoes went out through the transport too. */
+    char back[20];
+    size_t got = 0;
+    fcntl(peer, F_SETFL, O_NONBLOCK);
+    for (int i = 0; i < 1000 && got < sizeof back; i++) {
+        ssize_t r = read(peer, back + got, sizeof back - got);
+        if (r > 0)
+            got += (size_t)r;
+        else
+            step(loop);
+    }
+    CHECK_INT(got, 20);
+    CHECK_MEM(back, "\0\0\0\5hello\0\0\0\0\0\0\0\3abc", 20);
+    mpconn_async_close(a);
+    CHECK_INT(tp->closed, 1); /* closed through the transport */
+    close(peer);
+    free(tp);
+    free_loop(loop);
+}
+
+TEST(pending_pass_delivers_what_the_transport_holds)
+{
+    each_loop(pending_pass_on);
+}
+
+/* The transport has drained the socket but must see it writable before it
+ * hands the bytes out: only an interest in writing, asked of the adapter
+ * because the transport said so, gets the message delivered. */
+static void must_write_on(void)
+{
+    void *loop = new_loop();
+    seen s = {0};
+    int peer;
+    test_tp *tp;
+    mpconn_async *a = async_pair_tp(loop, &s, &tp, 65536, 1, &peer);
+    write_all(peer, "\0\0\0\4ping", 8);
+    CHECK(run_until(loop, &s.messages, 10));
+    CHECK_INT(s.messages, 1);
+    CHECK_MEM(s.last, "ping", 4);
+    write_all(peer, "\0\0\0\4pong", 8);
+    volatile int *n = &s.messages;
+    double t0 = now_s();
+    while (*n < 2 && now_s() - t0 < 10)
+        cur->wait(loop, 1);
+    CHECK_INT(s.messages, 2);
+    CHECK_MEM(s.last, "pong", 4);
+    mpconn_async_close(a);
+    close(peer);
+    free(tp);
+    free_loop(loop);
+}
+
+TEST(transport_that_writes_to_read_gets_a_writable_event)
+{
+    each_loop(must_write_on);
+}
+
+/* Both handshakes of a socketpair on one loop, the server's through a
+ * transport that hands out one byte per read: every step of it comes
+ * through the pending pass, and the first message after it too. */
+static void handshake_pending_on(void)
+{
+    void *loop = new_loop();
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_authkey(o, "secret", 6), 0);
+    CHECK_INT(mpconn_opts_set_handshake_timeout(o, 10), 0);
+    seen ss = {0}, cs = {0};
+    mpconn_async *srv, *cli;
+    CHECK_INT(mpconn_async_from_fd(&srv, sv[0], MPCONN_ASYNC_SERVER, o, &cbs, &ss), 0);
+    CHECK_INT(mpconn_async_from_fd(&cli, sv[1], MPCONN_ASYNC_CLIENT, o, &cbs, &cs), 0);
+    test_tp *tp = ttp_new(sv[0], 1, 0);
+    CHECK_INT(mpci_test_async_set_transport(srv, &tp->base), 0);
+    CHECK_INT(mpconn_async_attach(srv, adapter(), loop_arg(cur, loop)), 0);
+    CHECK_INT(mpconn_async_attach(cli, adapter(), loop_arg(cur, loop)), 0);
+    CHECK_INT(mpconn_async_send(cli, "first", 5), 0); /* queued behind the handshake */
+    volatile int *n = &ss.messages;
+    double t0 = now_s();
+    while (*n < 1 && !ss.closed && !cs.closed && now_s() - t0 < 10)
+        cur->wait(loop, 1);
+    CHECK_INT(ss.opened + cs.opened, 2);
+    CHECK_INT(ss.messages, 1);
+    CHECK_MEM(ss.last, "first", 5);
+    mpconn_async_close(srv);
+    mpconn_async_close(cli);
+    mpconn_opts_free(o);
+    free(tp);
+    free_loop(loop);
+}
+
+TEST(handshake_through_a_transport_that_holds_bytes)
+{
+    each_loop(handshake_pending_on);
+}
+
+/* ------------------------------------------------------------------ TLS */
+
+static mpconn_tls_config *tls_cfg(int role)
+{
+    mpconn_tls_config *cfg;
+    CHECK_INT(mpconn_tls_config_new(&cfg, role), 0);
+    if (role == MPCONN_TLS_SERVER)
+        CHECK_INT(mpconn_tls_config_set_cert_file(cfg, cert("server.pem"), cert("server.key")), 0);
+    else
+        CHECK_INT(mpconn_tls_config_set_ca_file(cfg, cert("ca.pem")), 0);
+    return cfg;
+}
+
+/* A plain TCP socket to the port of a tls:127.0.0.1:PORT address. */
+static int tcp_connect_to(const char *address)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+    sin.sin_port = htons((uint16_t)atoi(strrchr(address, ':') + 1));
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0);
+    return fd;
+}
+
+static mpconn_opts *tls_opts(mpconn_tls_config *cfg, const char *key)
+{
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_tls(o, cfg), 0);
+    if (key)
+        CHECK_INT(mpconn_opts_set_authkey(o, key, strlen(key)), 0);
+    CHECK_INT(mpconn_opts_set_handshake_timeout(o, 10), 0);
+    return o;
+}
+
+/* An async TLS listener on a new loop, and the configs of both sides. */
+typedef struct {
+    server sv;
+    mpconn_tls_config *scfg, *ccfg;
+    mpconn_opts *so;
+    mpconn_async_listener *l;
+    const char *address;
+} tls_fixture;
+
+static void tls_start(tls_fixture *f, const char *key, double hs_timeout)
+{
+    memset(f, 0, sizeof *f);
+    f->sv.loop = new_loop();
+    f->scfg = tls_cfg(MPCONN_TLS_SERVER);
+    f->ccfg = tls_cfg(MPCONN_TLS_CLIENT);
+    f->so = tls_opts(f->scfg, key);
+    CHECK_INT(mpconn_opts_set_handshake_timeout(f->so, hs_timeout), 0);
+    char err[256];
+    CHECK_INT(mpconn_async_listener_open(&f->l, "tls:127.0.0.1:0", f->so, adapter(),
+                                         loop_arg(cur, f->sv.loop), accept_cb, &f->sv, err,
+                                         sizeof err),
+              0);
+    mpconn_async_listener_on_reject(f->l, reject_cb, &f->sv);
+    f->address = mpconn_async_listener_address(f->l);
+    CHECK(strncmp(f->address, "tls:127.0.0.1:", 14) == 0);
+}
+
+static void tls_end(tls_fixture *f)
+{
+    volatile int never = 0;
+    mpconn_async_listener_free(f->l);
+    run_until(f->sv.loop, &never, 0.05);
+    mpconn_opts_free(f->so);
+    mpconn_tls_config_free(f->scfg);
+    mpconn_tls_config_free(f->ccfg);
+    free_loop(f->sv.loop);
+}
+
+/* An async TLS listener on the loop, with and without an authkey: an async
+ * client on the same loop and blocking clients in a thread are answered
+ * through TLS; a wrong key and a client without TLS are refused. */
+static void tls_on_key(const char *key)
+{
+    tls_fixture f;
+    tls_start(&f, key, 10);
+    const char *address = f.address;
+    mpconn_opts *co = tls_opts(f.ccfg, key);
+    char err[256];
+    /* The async client, its message queued before either handshake. */
+    seen cs = {0};
+    mpconn_async *a;
+    CHECK_INT(mpconn_async_connect(&a, address, co, &cbs, &cs, adapter(), loop_arg(cur, f.sv.loop),
+                                   err, sizeof err),
+              0);
+    CHECK_INT(mpconn_async_send(a, "through TLS", 11), 0);
+    CHECK(run_until(f.sv.loop, &cs.messages, 20));
+    CHECK_INT(cs.opened, 1);
+    CHECK_MEM(cs.last, "through TLS", 11);
+    CHECK_INT(f.sv.accepted, 1);
+    /* A big message both ways: many records, the pending pass between. */
+    static char big[300000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)(i * 13);
+    CHECK_INT(mpconn_async_send(a, big, sizeof big), 0);
+    volatile int *two = &cs.messages;
+    double t0 = now_s();
+    while (*two < 2 && now_s() - t0 < 20)
+        cur->wait(f.sv.loop, 1);
+    CHECK_INT(cs.messages, 2);
+    CHECK_INT(cs.bytes, 11 + sizeof big);
+    CHECK_MEM(cs.last, big, sizeof cs.last);
+    mpconn_async_close(a);
+    /* Blocking clients, and a wrong key. */
+    client_job good = {0}, bad = {0};
+    snprintf(good.address, sizeof good.address, "%s", address);
+    good.key = key;
+    good.tls = f.ccfg;
+    good.n = 3;
+    bad = good;
+    bad.key = "wrong";
+    bad.n = key ? 1 : 0;
+    pthread_t t1, t2;
+    CHECK(pthread_create(&t1, NULL, blocking_clients, &good) == 0);
+    CHECK(pthread_create(&t2, NULL, blocking_clients, &bad) == 0);
+    volatile int never = 0;
+    t0 = now_s();
+    while (!(good.done && bad.done) && now_s() - t0 < 30)
+        run_until(f.sv.loop, &never, 0.02);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    CHECK_INT(good.ok, 3);
+    CHECK_INT(f.sv.accepted, 4);
+    if (key) {
+        CHECK_INT(bad.ok, 0);
+        CHECK_INT(bad.err, MPCONN_EAUTH);
+        CHECK_INT(f.sv.last_reject, MPCONN_EAUTH);
+    }
+    /* A peer that speaks no TLS is refused, and nothing is answered in
+     * clear. */
+    int rejects = f.sv.rejects;
+    int fd = tcp_connect_to(address);
+    write_all(fd, "\0\0\0\5hello", 9);
+    t0 = now_s();
+    while (f.sv.rejects == rejects && now_s() - t0 < 10)
+        run_until(f.sv.loop, &never, 0.02);
+    CHECK_INT(f.sv.rejects, rejects + 1);
+    CHECK_INT(f.sv.last_reject, MPCONN_ETLS);
+    char back[16];
+    CHECK(read(fd, back, sizeof back) <= 0);
+    close(fd);
+    CHECK_INT(f.sv.accepted, 4);
+    mpconn_opts_free(co);
+    tls_end(&f);
+}
+
+static void tls_with_key_on(void)
+{
+    tls_on_key("secret");
+}
+
+static void tls_without_key_on(void)
+{
+    tls_on_key(NULL);
+}
+
+TEST(tls_listener_and_client_with_authkey)
+{
+    each_loop(tls_with_key_on);
+}
+
+TEST(tls_listener_and_client_without_authkey)
+{
+    each_loop(tls_without_key_on);
+}
+
+/* The TLS handshake is inside the handshake deadline: a peer that connects
+ * and says nothing is dropped when it passes; a tls: address without a
+ * config, or with a config of the wrong role, is refused at once. */
+static void tls_deadline_on(void)
+{
+    tls_fixture f;
+    tls_start(&f, NULL, 0.2);
+    const char *address = f.address;
+    char err[256];
+    int fd = tcp_connect_to(address);
+    volatile int never = 0;
+    double t0 = now_s();
+    while (f.sv.rejects == 0 && now_s() - t0 < 10)
+        run_until(f.sv.loop, &never, 0.02);
+    CHECK_INT(f.sv.rejects, 1);
+    CHECK_INT(f.sv.last_reject, -ETIMEDOUT);
+    CHECK(now_s() - t0 >= 0.15);
+    CHECK_INT(mpconn_async_listener_handshakes(f.l), 0);
+    close(fd);
+    /* Configs that cannot work. */
+    seen cs = {0};
+    mpconn_async *a;
+    mpconn_opts *none;
+    CHECK_INT(mpconn_opts_new(&none), 0);
+    CHECK_INT(mpconn_async_connect(&a, address, none, &cbs, &cs, adapter(),
+                                   loop_arg(cur, f.sv.loop), err, sizeof err),
+              MPCONN_ETLSCONFIG);
+    CHECK_INT(mpconn_async_connect(&a, address, f.so, &cbs, &cs, adapter(),
+                                   loop_arg(cur, f.sv.loop), err, sizeof err),
+              MPCONN_ETLSCONFIG);
+    mpconn_async_listener *l2;
+    mpconn_opts *co = tls_opts(f.ccfg, NULL);
+    CHECK_INT(mpconn_async_listener_open(&l2, "tls:127.0.0.1:0", co, adapter(),
+                                         loop_arg(cur, f.sv.loop), accept_cb, &f.sv, err,
+                                         sizeof err),
+              MPCONN_ETLSCONFIG);
+    mpconn_opts_free(none);
+    mpconn_opts_free(co);
+    tls_end(&f);
+}
+
+TEST(tls_handshake_counts_in_the_deadline)
+{
+    each_loop(tls_deadline_on);
 }
 
 TESTLIB_MAIN

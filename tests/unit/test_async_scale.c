@@ -1,14 +1,15 @@
 /* The async layer at scale and against hostile peers: a thousand
- * authenticated clients at once, silent connections held while others are
- * served, idle timeouts by the hundred, a reader that never reads, a writer
- * that pipelines and never reads, running out of descriptors, churn that reuses descriptors,
- * headers claiming huge messages, descriptors passed unasked, a full Unix backlog, and a loop with
- * more ready descriptors than one batch holds. Counts and times are bounded; CPU and memory are
- * measured here, loosely. */
+ * authenticated clients at once (in clear and through TLS), silent connections held while others
+ * are served, idle timeouts by the hundred, a reader that never reads, a writer that pipelines and
+ * never reads, running out of descriptors, churn that reuses descriptors, headers claiming huge
+ * messages, descriptors passed unasked, a full Unix backlog, and a loop with more ready descriptors
+ * than one batch holds. Counts and times are bounded; CPU and memory are measured here, loosely. */
 #include "testlib.h"
+#include "tls_certs.h"
 
 #include <mpconn/async.h>
 #include <mpconn/loop.h>
+#include <mpconn/tls.h>
 #ifdef MPCONN_HAVE_LIBUV
 #include <mpconn/uv.h>
 #endif
@@ -609,14 +610,27 @@ static int herd_gone(void *arg)
     return w->s->open_now == 0 && w->s->accepted > 0;
 }
 
-static void thousand_clients_on(int kind)
+/* With tls, both sides speak TLS (the server's certificate ECDSA, so that
+ * a thousand handshakes stay quick) and authenticate inside it. */
+static void thousand_clients(int kind, int tls)
 {
     need_fds(2 * MANY_CLIENTS + 200);
     tloop *lp = tloop_new(kind);
-    mpconn_opts *o = keyed_opts();
+    mpconn_opts *o = keyed_opts(), *co = o;
+    mpconn_tls_config *scfg = NULL, *ccfg = NULL;
+    if (tls) {
+        CHECK_INT(mpconn_tls_config_new(&scfg, MPCONN_TLS_SERVER), 0);
+        CHECK_INT(
+            mpconn_tls_config_set_cert_file(scfg, cert("server_ec.pem"), cert("server_ec.key")), 0);
+        CHECK_INT(mpconn_tls_config_new(&ccfg, MPCONN_TLS_CLIENT), 0);
+        CHECK_INT(mpconn_tls_config_set_ca_file(ccfg, cert("ca.pem")), 0);
+        CHECK_INT(mpconn_opts_set_tls(o, scfg), 0);
+        co = keyed_opts();
+        CHECK_INT(mpconn_opts_set_tls(co, ccfg), 0);
+    }
     rsrv s;
-    rsrv_open(&s, lp, "127.0.0.1:0", o);
-    herd *h = herd_new(kind, o, mpconn_async_listener_address(s.l));
+    rsrv_open(&s, lp, tls ? "tls:127.0.0.1:0" : "127.0.0.1:0", o);
+    herd *h = herd_new(kind, co, mpconn_async_listener_address(s.l));
     cli *all = calloc(MANY_CLIENTS, sizeof *all);
     CHECK(all != NULL);
     int per = MANY_CLIENTS / MANY_THREADS;
@@ -667,14 +681,35 @@ static void thousand_clients_on(int kind)
     mpconn_async_listener_free(s.l);
     tloop_slice(lp, 0.01);
     tloop_free(lp);
+    if (co != o)
+        mpconn_opts_free(co);
     mpconn_opts_free(o);
+    mpconn_tls_config_free(scfg);
+    mpconn_tls_config_free(ccfg);
     free(all);
     free(h);
+}
+
+static void thousand_clients_on(int kind)
+{
+    thousand_clients(kind, 0);
 }
 
 TEST(thousand_authenticated_clients_request_response)
 {
     on_kinds(K_ALL, thousand_clients_on);
+}
+
+static void thousand_tls_clients_on(int kind)
+{
+    thousand_clients(kind, 1);
+}
+
+/* A thousand TLS clients with an authkey at once against one server on
+ * each loop, every one answered. */
+TEST(thousand_tls_clients_with_authkey)
+{
+    on_kinds(K_ALL, thousand_tls_clients_on);
 }
 
 /* ----------------------- silent connections held while others are served */

@@ -102,9 +102,9 @@ TEST(frame_too_large_is_refused_before_any_body)
                               &m, &len),
               0);
     CHECK_INT(used, 12);
-    CHECK(s.cap == 0);
+    CHECK(s.dec.cap == 0);
     CHECK_INT(mpci_split_feed(&s, (const uint8_t *)"ab", 2, &used, &m, &len), 0);
-    CHECK(s.cap <= 256);
+    CHECK(s.dec.cap <= 256);
     mpci_split_free(&s);
     const char neg[] = "\x80\0\0\1";
     every_split(MPCI_SPLIT_FRAME, NULL, 0, 0, neg, sizeof neg - 1, NULL, 0, MPCONN_EPROTO);
@@ -141,7 +141,7 @@ TEST(a_line_longer_than_the_limit_is_an_error)
         r = mpci_split_feed(&s, (const uint8_t *)"xxx", 3, &used, &m, &len);
     }
     CHECK_INT(r, MPCONN_EMSGSIZE);
-    CHECK(s.cap <= 64);
+    CHECK(s.dec.cap <= 64);
     mpci_split_free(&s);
 }
 
@@ -209,7 +209,7 @@ TEST(partial_message_is_known_at_eof)
     CHECK_INT(mpci_split_feed(&s, (const uint8_t *)"k", 1, &used, &m, &len), 1);
     CHECK_INT(mpci_split_feed(&s, (const uint8_t *)"", 0, &used, &m, &len), 0);
     CHECK_INT(mpci_split_partial(&s), 0);
-    CHECK(s.buf == NULL); /* an idle splitter holds no buffer */
+    CHECK(s.dec.data == NULL); /* an idle splitter holds no buffer */
     mpci_split_free(&s);
 }
 
@@ -245,7 +245,7 @@ TEST(direct_reads_into_a_long_payload)
         }
     }
     CHECK_INT(total, 1048576);
-    CHECK(s.cap <= 1048576);
+    CHECK(s.dec.cap <= 1048576);
     mpci_split_free(&s);
 }
 
