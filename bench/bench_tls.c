@@ -283,9 +283,9 @@ static void measure_mpconn(const char *part, int reps,
 /* ------------------------------------------------------------ on the loop */
 
 /* 1,000 connections, each keeping one 64-byte message out, against mpconn's
- * async listener on its loop: plain, and (once the async connections speak
- * TLS) on a tls: address. The load generator is OpenSSL's non-blocking
- * client (or plain sockets) on epoll in this process. */
+ * async listener on its loop: plain, and on a tls: address. The load
+ * generator is OpenSSL's non-blocking client (or plain sockets) on epoll in
+ * this process. */
 #define LOOP_CONNS 1000
 
 static void loop_echo(mpconn_async *a, const void *msg, size_t len, void *data)
@@ -303,7 +303,7 @@ static void loop_accept(mpconn_async_listener *l, mpconn_async *a, void *data)
 }
 
 /* The server in a child; addr gets its HOST:PORT. 0 when the async
- * listener refuses the address (a tls: one, before async TLS). */
+ * listener refuses the address (a tls: one in a build without async TLS). */
 static pid_t spawn_loop_server(int tls, char *addr, size_t cap)
 {
     int p[2];
@@ -702,7 +702,7 @@ static void print_table(int rounds)
            rounds, bench_secs, FULL_NAMES, npass, nmiss, nna);
     if (stat_of("tls_loop1000_tls", "mpconn").n == 0)
         printf("\nNot measured: the 1,000-connection rows over TLS: the async listener refused "
-               "a tls: address (the event loop's async connections do not speak TLS yet).\n");
+               "a tls: address.\n");
 }
 
 /* ------------------------------------------------------------ main */
