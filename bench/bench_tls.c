@@ -260,16 +260,21 @@ static void measure_mpconn(const char *part, int reps,
     bench_run_for(op, &k, bench_secs / 3, 1000000); /* warm-up */
     char id[64];
     snprintf(id, sizeof id, "tls_%s", part);
+    char idcpu[80];
+    snprintf(idcpu, sizeof idcpu, "%s_cpu", id);
     for (int rep = 0; rep < reps; rep++) {
         k.resumed = k.full = 0;
-        double rate = bench_run_for(op, &k, bench_secs, 1000000) * scale;
+        double c0 = bench_cpu_ns(0) + bench_cpu_ns(pid), t0 = bench_now();
+        double rate = bench_run_for(op, &k, bench_secs, 1000000);
+        double elapsed = bench_now() - t0, c1 = bench_cpu_ns(0) + bench_cpu_ns(pid);
         /* What is measured is what the row says. */
         if (op == op_setup && (k.names == FULL_NAMES ? k.resumed != 0 : k.full != 0)) {
             fprintf(stderr, "bench_tls: %s: %ld full and %ld resumed handshakes\n", part, k.full,
                     k.resumed);
             bench_die("the kind of handshake", -EPROTO);
         }
-        out(id, "mpconn", rate);
+        out(id, "mpconn", rate * scale);
+        out(idcpu, "mpconn", (c1 - c0) / 1e3 / (rate * elapsed));
     }
     mpconn_conn_free(k.c);
     mpconn_opts_free(k.plain);
@@ -359,19 +364,6 @@ typedef struct {
     size_t got; /* bytes of the echo received */
 } gconn;
 
-static double cpu_ns(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
-    FILE *f = fopen(path, "r");
-    double ns = -1;
-    if (f && fscanf(f, "%lf", &ns) != 1)
-        ns = -1;
-    if (f)
-        fclose(f);
-    return ns;
-}
-
 static int gen_send(gconn *g)
 {
     uint8_t msg[68] = {0};
@@ -454,7 +446,7 @@ static void loop_part(int tls, void (*out)(const char *, const char *, double))
             if (gen_send(&g[i]) < 0)
                 bench_die("a send", -EPIPE);
         long trips = 0, inflight = LOOP_CONNS;
-        double c0 = cpu_ns(pid), t0 = bench_now(), t = t0;
+        double c0 = bench_cpu_ns(pid), t0 = bench_now(), t = t0;
         while (inflight > 0) {
             int n = epoll_wait(ep, evs, 256, 1000);
             if (n < 0 && errno != EINTR)
@@ -477,7 +469,7 @@ static void loop_part(int tls, void (*out)(const char *, const char *, double))
             }
             t = bench_now();
         }
-        double c1 = cpu_ns(pid);
+        double c1 = bench_cpu_ns(pid);
         if (phase) {
             out(id, "mpconn", (double)trips / (t - t0));
             if (c0 >= 0 && c1 >= c0)
@@ -498,7 +490,7 @@ static void loop_part(int tls, void (*out)(const char *, const char *, double))
 /* ------------------------------------------------------------ samples */
 
 #define MAX_SAMPLES 64
-#define MAX_KEYS 32
+#define MAX_KEYS 64
 
 static struct {
     char id[48], impl[16];
@@ -514,8 +506,11 @@ static void add_sample(const char *id, const char *impl, double v)
         if (strcmp(keys[i].id, id) == 0 && strcmp(keys[i].impl, impl) == 0)
             break;
     if (i == nkeys) {
-        if (nkeys == MAX_KEYS)
+        if (nkeys == MAX_KEYS) {
+            fprintf(stderr, "bench_tls: more than %d kinds of sample; %s %s dropped\n", MAX_KEYS,
+                    id, impl);
             return;
+        }
         snprintf(keys[i].id, sizeof keys[i].id, "%s", id);
         snprintf(keys[i].impl, sizeof keys[i].impl, "%s", impl);
         nkeys++;
@@ -596,9 +591,10 @@ static stat stat_of(const char *id, const char *impl)
     return stats_of(v, n);
 }
 
-/* a op b of two rates, round by round (a[i] and b[i] ran one right after
- * the other): their ratio, or the time one adds per operation (us). */
-enum { RATIO, COST_US };
+/* a op b, round by round (a[i] and b[i] ran one right after the other):
+ * their ratio; for two rates the time one adds per operation (us); or
+ * their difference. */
+enum { RATIO, COST_US, DIFF };
 static stat paired(const char *ida, const char *impla, const char *idb, const char *implb, int kind)
 {
     int na, nb;
@@ -606,7 +602,9 @@ static stat paired(const char *ida, const char *impla, const char *idb, const ch
     double v[MAX_SAMPLES];
     int n = na < nb ? na : nb;
     for (int i = 0; i < n; i++)
-        v[i] = kind == RATIO ? (b[i] > 0 ? a[i] / b[i] : 0) : 1e6 / a[i] - 1e6 / b[i];
+        v[i] = kind == RATIO     ? (b[i] > 0 ? a[i] / b[i] : 0)
+               : kind == COST_US ? 1e6 / a[i] - 1e6 / b[i]
+                                 : a[i] - b[i];
     return stats_of(v, n);
 }
 
@@ -649,20 +647,29 @@ static const char *verdict(stat s, double target)
 
 static void row(const char *what, const char *unit, const char *id, double target)
 {
+    char idcpu[80];
+    snprintf(idcpu, sizeof idcpu, "%s_cpu", id);
     stat ratio = paired(id, "mpconn", id, "ref", RATIO);
     char tgt[32] = "";
     if (target > 0)
         snprintf(tgt, sizeof tgt, "mpconn/OpenSSL ≥ %.2f", target);
-    printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", what, unit, cell(stat_of(id, "ref")),
-           cell(stat_of(id, "mpconn")), cell(stat_of(id, "py")), cell(ratio), tgt,
+    printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", what, unit, cell(stat_of(id, "ref")),
+           cell(stat_of(id, "mpconn")), cell(stat_of(id, "py")), cell(ratio),
+           cell(paired(idcpu, "ref", idcpu, "mpconn", RATIO)), tgt,
            target > 0 ? verdict(ratio, target) : "");
+}
+
+/* A row of mpconn (and CPython) alone: the other cells are given. */
+static void info_row(const char *what, const char *unit, const char *mp, const char *py)
+{
+    printf("| %s | %s | | %s | %s | | | | |\n", what, unit, mp, py);
 }
 
 static void print_table(int rounds)
 {
     printf("| TLS 1.3, RSA-2048 certificate, TCP loopback | unit | OpenSSL by hand | mpconn | "
-           "CPython | mpconn/OpenSSL | Target | Result |\n"
-           "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |\n");
+           "CPython | mpconn/OpenSSL | the same by CPU time | Target | Result |\n"
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |\n");
     row("round trip 64 B", "round trips/s", "tls_rtt64", 0.90);
     row("one-way 64 MiB messages", "MiB/s", "tls_tput64M", 0.90);
     row("connection setup, full handshake", "connections/s", "tls_setup_full", 0.90);
@@ -671,29 +678,31 @@ static void print_table(int rounds)
     const char *impls[] = {"ref", "mpconn", "py"};
     for (int i = 0; i < 3; i++)
         rf[i] = paired("tls_setup_resumed", impls[i], "tls_setup_full", impls[i], RATIO);
-    printf("| resumed / full, each its own | ratio | %s | %s | %s | | mpconn ≥ 1.5 | %s |\n",
+    printf("| resumed / full, each its own | ratio | %s | %s | %s | | | mpconn ≥ 1.5 | %s |\n",
            cell(rf[0]), cell(rf[1]), cell(rf[2]), verdict(rf[1], 1.5));
-    printf("| connection setup, mpconn_client on a tls: address (resumes) | connections/s | | %s "
-           "| | | | |\n",
-           cell(stat_of("tls_setup_addr", "mpconn")));
-    printf("| the same with an authkey inside TLS | connections/s | | %s | %s | | | |\n",
-           cell(stat_of("tls_setup_key", "mpconn")), cell(stat_of("tls_setup_key", "py")));
-    printf("| the authkey's added cost per connection | us | | %s | %s | | | |\n",
-           cell(paired("tls_setup_key", "mpconn", "tls_setup_addr", "mpconn", COST_US)),
-           cell(paired("tls_setup_key", "py", "tls_setup_resumed", "py", COST_US)));
-    printf("| 1,000 concurrent 64 B echo connections on the loop, plain TCP | round trips/s | | "
-           "%s | | | | |\n",
-           cell(stat_of("tls_loop1000_plain", "mpconn")));
-    printf("| the same over TLS | round trips/s | | %s | | | | |\n",
-           cell(stat_of("tls_loop1000_tls", "mpconn")));
-    printf("| server CPU per round trip, plain TCP | us | | %s | | | | |\n",
-           cell(stat_of("tls_loop1000_plain_cpu", "mpconn")));
-    printf("| server CPU per round trip, TLS | us | | %s | | | | |\n",
-           cell(stat_of("tls_loop1000_tls_cpu", "mpconn")));
+    info_row("connection setup, mpconn_client on a tls: address (resumes)", "connections/s",
+             cell(stat_of("tls_setup_addr", "mpconn")), "");
+    info_row("the same with an authkey inside TLS", "connections/s",
+             cell(stat_of("tls_setup_key", "mpconn")), cell(stat_of("tls_setup_key", "py")));
+    info_row("the authkey's added cost per connection", "us",
+             cell(paired("tls_setup_key", "mpconn", "tls_setup_addr", "mpconn", COST_US)),
+             cell(paired("tls_setup_key", "py", "tls_setup_resumed", "py", COST_US)));
+    info_row("the same in CPU time, both ends", "us",
+             cell(paired("tls_setup_key_cpu", "mpconn", "tls_setup_addr_cpu", "mpconn", DIFF)),
+             cell(paired("tls_setup_key_cpu", "py", "tls_setup_resumed_cpu", "py", DIFF)));
+    info_row("1,000 concurrent 64 B echo connections on the loop, plain TCP", "round trips/s",
+             cell(stat_of("tls_loop1000_plain", "mpconn")), "");
+    info_row("the same over TLS", "round trips/s", cell(stat_of("tls_loop1000_tls", "mpconn")), "");
+    info_row("server CPU per round trip, plain TCP", "us",
+             cell(stat_of("tls_loop1000_plain_cpu", "mpconn")), "");
+    info_row("server CPU per round trip, TLS", "us",
+             cell(stat_of("tls_loop1000_tls_cpu", "mpconn")), "");
     printf("\nRates: median (lowest–highest) over %d rounds of %.2gs per implementation and "
            "row; in each round the three ran one after the other, each round starting with "
            "another. Ratios and costs are taken within each round, the targets checked on "
-           "their median. "
+           "their median. By CPU time: the CPU both ends used per operation (the client's "
+           "own, the server child's from /proc/PID/schedstat), OpenSSL's over mpconn's, which "
+           "load from elsewhere on the machine disturbs less than the rates. "
            "Setup: connect, handshake, one 1-byte message each way, close. Full handshakes come "
            "from a client naming the server by %d names in turn (*.bench.test), more than the "
            "32 whose sessions a config keeps; resumed ones name it the same each time. "

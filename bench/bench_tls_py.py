@@ -42,6 +42,16 @@ def run_for(op, secs):
             return n / (t - t0)
 
 
+def cpu_ns(pid):
+    """CPU time used by this process and the server child pid, in ns."""
+    try:
+        with open('/proc/%d/schedstat' % pid) as f:
+            child = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        child = float('nan')
+    return time.process_time() * 1e9 + child
+
+
 def serve(lsock, ctx, mode, key):
     payload = bytes(TPUT_SIZE) if mode == 'source' else b''
     while True:
@@ -145,10 +155,14 @@ def measure(certs, reps, secs, part):
         run_for(op, secs / 3)  # warm-up
         for _ in range(reps):
             before = c.resumed
-            rate = run_for(op, secs) * scale
+            c0, t0 = cpu_ns(pid), time.perf_counter()
+            rate = run_for(op, secs)
+            elapsed, c1 = time.perf_counter() - t0, cpu_ns(pid)
             if c.resume and c.resumed == before:
                 raise AssertionError('no session was resumed')
-            print('SAMPLE\ttls_%s\tpy\t%.6g' % (part, rate))
+            print('SAMPLE\ttls_%s\tpy\t%.6g' % (part, rate * scale))
+            # both ends' CPU per operation, in microseconds
+            print('SAMPLE\ttls_%s_cpu\tpy\t%.6g' % (part, (c1 - c0) / 1e3 / (rate * elapsed)))
             sys.stdout.flush()
         if c.conn:
             c.conn.close()

@@ -266,9 +266,9 @@ static int op_recv(void *p)
     return recv_msg(c->ssl, c->buf, c->cap) == TPUT_SIZE ? 0 : -EPIPE;
 }
 
-static void sample(const char *id, double value)
+static void sample(const char *id, const char *suffix, double value)
 {
-    printf("SAMPLE\t%s\tref\t%.6g\n", id, value);
+    printf("SAMPLE\t%s%s\tref\t%.6g\n", id, suffix, value);
     fflush(stdout);
 }
 
@@ -286,10 +286,14 @@ static void measure(const char *id, enum mode m, bench_op op, int resume, double
     c.resumed = 0;
     for (int rep = 0; rep < bench_reps; rep++) {
         long before = c.resumed;
+        double c0 = bench_cpu_ns(0) + bench_cpu_ns(pid), t0 = bench_now();
         double rate = bench_run_for(op, &c, bench_secs, 1000000);
+        double elapsed = bench_now() - t0, c1 = bench_cpu_ns(0) + bench_cpu_ns(pid);
         if (resume && c.resumed == before)
             bench_die("resumption (no session was resumed)", -EPROTO);
-        sample(id, rate * scale);
+        sample(id, "", rate * scale);
+        /* both ends' CPU per operation, in microseconds */
+        sample(id, "_cpu", (c1 - c0) / 1e3 / (rate * elapsed));
     }
     if (connected)
         tls_close(&c);
