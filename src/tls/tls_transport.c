@@ -150,27 +150,53 @@ static ssize_t tlst_read(mpci_transport *base, void *dst, size_t cap)
     }
 }
 
-/* Encrypts from the vector until it is used up or the engine holds as
- * much as it will: the plain bytes taken, or a negative result. */
-static ssize_t encrypt(mpci_tls_transport *t, const struct iovec *iov, int n)
+/* Plain bytes gathered into one record: a message's header and a small
+ * payload go as one record, not two. */
+#define GATHER 16384
+
+/* Encrypts len bytes at p: all of them (0), none while the engine holds
+ * as much as it will (MPCONN_TLS_WANT_WRITE), or a failure. Up to one
+ * record's worth the engine takes whole or not at all. */
+static int put(mpci_tls_transport *t, const char *p, size_t len, size_t *taken)
 {
-    size_t taken = 0;
-    for (int i = 0; i < n; i++) {
-        const char *p = iov[i].iov_base;
-        size_t left = iov[i].iov_len;
-        while (left > 0) {
-            size_t k = 0;
-            int r = mpconn_tls_write(t->tls, p, left, &k);
-            if (r == MPCONN_TLS_WANT_WRITE)
-                return (ssize_t)taken;
-            if (r != 0)
-                return taken ? (ssize_t)taken : r;
-            p += k;
-            left -= k;
-            taken += k;
-        }
+    while (len > 0) {
+        size_t k = 0;
+        int r = mpconn_tls_write(t->tls, p, len, &k);
+        if (r != 0)
+            return r;
+        p += k;
+        len -= k;
+        *taken += k;
     }
-    return (ssize_t)taken;
+    return 0;
+}
+
+/* Encrypts from the vector until it is used up or the engine holds as
+ * much as it will; *taken says how many plain bytes it took. 0, or what
+ * stopped it before it took any: MPCONN_TLS_WANT_READ (the handshake waits
+ * for the peer) or a failure. */
+static int encrypt(mpci_tls_transport *t, const struct iovec *iov, int n, size_t *taken)
+{
+    char gather[GATHER];
+    size_t have = 0;
+    int r = 0;
+    *taken = 0;
+    for (int i = 0; i < n && r == 0; i++) {
+        const char *p = iov[i].iov_base;
+        size_t len = iov[i].iov_len;
+        if (have + len <= sizeof gather) {
+            memcpy(gather + have, p, len);
+            have += len;
+            continue;
+        }
+        if (have && (r = put(t, gather, have, taken)) == 0)
+            have = 0;
+        if (r == 0)
+            r = put(t, p, len, taken);
+    }
+    if (r == 0 && have)
+        r = put(t, gather, have, taken);
+    return r == MPCONN_TLS_WANT_WRITE || *taken > 0 ? 0 : r;
 }
 
 static ssize_t tlst_writev(mpci_transport *base, const struct iovec *iov, int n)
@@ -194,26 +220,30 @@ static ssize_t tlst_writev(mpci_transport *base, const struct iovec *iov, int n)
             t->need_write = 0;
             return (ssize_t)k;
         }
-        ssize_t k = encrypt(t, iov, n);
-        if (k == MPCONN_TLS_WANT_READ) {
+        size_t k;
+        int r = encrypt(t, iov, n, &k);
+        if (r == MPCONN_TLS_WANT_READ) {
             /* the handshake is not done: it needs the peer first */
-            int r = feed_more(t, &t->need_write);
-            if (r < 0)
+            if ((r = feed_more(t, &t->need_write)) < 0)
                 return r;
             continue;
         }
-        if (k < 0)
-            return k;
+        if (r < 0)
+            return r;
         f = flush(t);
         if (f < 0)
             return f;
         if (f == 0 && k > 0) {
-            t->held = (size_t)k;
+            t->held = k;
             t->need_write = POLLOUT;
             return -EAGAIN;
         }
+        if (k == 0 && n > 0 && iov[0].iov_len > 0) {
+            t->need_write = POLLOUT; /* the engine is full: its records go first */
+            return -EAGAIN;
+        }
         t->need_write = 0;
-        return k;
+        return (ssize_t)k;
     }
 }
 

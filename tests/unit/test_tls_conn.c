@@ -1031,6 +1031,33 @@ TEST(transport_write_counts_bytes_once_their_records_are_sent)
     nb_free(c, s, cc, sc);
 }
 
+TEST(transport_small_message_is_one_record)
+{
+    mpci_tls_transport *c, *s;
+    mpconn_tls_config *cc, *sc;
+    nb_pair(&c, &s, &cc, &sc);
+    mpci_transport *ct = &c->base, *st = &s->base;
+    nb_handshake(ct, st);
+    /* The server's session tickets, read, so the socket then holds only
+     * what the client writes next. */
+    char buf[4096];
+    CHECK_INT(st->ops->writev(st, &(struct iovec){"x", 1}, 1), 1);
+    struct pollfd p = {.fd = ct->fd, .events = POLLIN};
+    CHECK_INT(poll(&p, 1, 5000), 1);
+    CHECK_INT(ct->ops->read(ct, buf, sizeof buf), 1);
+    /* A header and its payload, as a connection sends them: one record. */
+    struct iovec iov[2] = {{"\0\0\0\x0a", 4}, {"0123456789", 10}};
+    CHECK_INT(ct->ops->writev(ct, iov, 2), 14);
+    p.fd = st->fd;
+    CHECK_INT(poll(&p, 1, 5000), 1);
+    ssize_t n = read(st->fd, buf, sizeof buf);
+    size_t records = 0;
+    for (ssize_t at = 0; at + 5 <= n; records++)
+        at += 5 + (((unsigned char)buf[at + 3] << 8) | (unsigned char)buf[at + 4]);
+    CHECK_INT(records, 1);
+    nb_free(c, s, cc, sc);
+}
+
 /* The certificate set, complete; its directory is printed for the CLI
  * tests (tests/cli/test_cli_tls.py), which use the same set. */
 TEST(make_certificates)
