@@ -571,10 +571,19 @@ static void serve_uv(const char *addr, const char *key, int wfd)
 
 /* ------------------------------------------------ (d) mpconn's server */
 
+static void mp_release(void *buf, void *arg)
+{
+    (void)arg;
+    free(buf);
+}
+
 static void mp_on_message(mpconn_async *a, const void *msg, size_t len, void *data)
 {
     (void)data;
-    if (mpconn_async_send(a, msg, len) < 0)
+    /* A long message goes back from the buffer it was collected in. */
+    void *own = len > 65536 ? mpconn_async_take_message(a, msg, len) : NULL;
+    if ((own ? mpconn_async_send_owned(a, own, len, mp_release, NULL)
+             : mpconn_async_send(a, msg, len)) < 0)
         return;
     /* Back-pressure: a peer that does not read stops being read. */
     if (mpconn_async_above_high(a))

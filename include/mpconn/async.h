@@ -141,6 +141,13 @@ MPCONN_API int mpconn_async_send(mpconn_async *a, const void *buf, size_t len);
  * dropped (also when this call fails). */
 MPCONN_API int mpconn_async_send_owned(mpconn_async *a, void *buf, size_t len,
                                        void (*release)(void *buf, void *arg), void *arg);
+/* From on_message: the message as a buffer of the caller's, freed with
+ * free() or handed on (mpconn_async_send_owned with a release that frees
+ * it, for an echo without a copy). A message that came in more than one
+ * read (a long one) is taken from a without a copy; a short one, which
+ * lies in the read buffer, is copied. msg and len are on_message's; NULL
+ * when out of memory. */
+MPCONN_API void *mpconn_async_take_message(mpconn_async *a, const void *msg, size_t len);
 /* Pickles v with the connection's protocol and queues it. */
 MPCONN_API int mpconn_async_send_value(mpconn_async *a, const mpconn_value *v);
 /* Decodes a message (from on_message) with the connection's limits. */
@@ -265,10 +272,10 @@ MPCONN_API void mpconn_async_listener_free(mpconn_async_listener *l);
  * timeout, the handshake's its handshake timeout, counted from the
  * connect). tls:HOST:PORT speaks TLS with opts' client config (checking
  * the certificate against HOST unless the config names a server), its
- * handshake first, within the handshake timeout. A failure found at once (the address, a connect refused
- * outright) is returned, with errmsg (may be NULL), and no callback runs.
- * opts (may be NULL) is copied. *out belongs to the library as after
- * attach. */
+ * handshake first, within the handshake timeout. A failure found at once
+ * (the address, a connect refused outright) is returned, with errmsg (may
+ * be NULL), and no callback runs. opts (may be NULL) is copied. *out
+ * belongs to the library as after attach. */
 MPCONN_API int mpconn_async_connect(mpconn_async **out, const char *address,
                                     const mpconn_opts *opts, const mpconn_async_cbs *cbs,
                                     void *data, const mpconn_adapter *ad, void *loop, char *errmsg,

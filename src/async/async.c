@@ -471,10 +471,18 @@ static int send_fd_chunk(mpconn_async *a, chunk *c)
     return w < 0 ? (int)w : -EIO;
 }
 
+/* Why a step through the transport failed: a TLS session's own words for
+ * its codes. */
+static const char *tp_why(const mpconn_async *a, int code, const char *other)
+{
+    return a->x && a->x->tls && mpci_tls_code(code) ? mpci_tlst_errmsg(a->x->tls) : other;
+}
+
 static void write_failed(mpconn_async *a, int r)
 {
     close_with(a, r,
-               r == -EPIPE || r == -ECONNRESET ? "peer closed the connection" : mpconn_strerror(r));
+               r == -EPIPE || r == -ECONNRESET ? "peer closed the connection"
+                                               : tp_why(a, r, mpconn_strerror(r)));
 }
 
 /* Writes the queue until the transport is full; closes on a write error. */
@@ -735,6 +743,16 @@ int mpconn_async_expect_fd(mpconn_async *a)
     return 0;
 }
 
+void *mpconn_async_take_message(mpconn_async *a, const void *msg, size_t len)
+{
+    void *b = mpci_split_take(&a->split, msg);
+    if (b)
+        return b;
+    if ((b = malloc(len ? len : 1)) && len)
+        memcpy(b, msg, len);
+    return b;
+}
+
 size_t mpconn_async_dropped_fds(const mpconn_async *a)
 {
     return a->x ? a->x->dropped_fds : 0;
@@ -975,7 +993,8 @@ static void read_input(mpconn_async *a)
             if (n == -EAGAIN)
                 return;
             close_with(a, (int)n,
-                       n == -ECONNRESET ? "connection reset by peer" : strerror((int)-n));
+                       n == -ECONNRESET ? "connection reset by peer"
+                                        : tp_why(a, (int)n, mpconn_strerror((int)n)));
             return;
         }
         if (n == 0) {
@@ -1057,13 +1076,6 @@ static void opened(mpconn_async *a)
         return;
     arm(a);
     flush(a); /* anything sent while the handshake ran */
-}
-
-/* Why a step through the transport failed: a TLS session's own words for
- * its codes. */
-static const char *tp_why(const mpconn_async *a, int code, const char *other)
-{
-    return a->x && a->x->tls && mpci_tls_code(code) ? mpci_tlst_errmsg(a->x->tls) : other;
 }
 
 /* The TLS handshake (when the connection has one), then the authkey's

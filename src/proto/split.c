@@ -275,8 +275,10 @@ uint8_t *mpci_split_direct(mpci_split *s, size_t *room)
     if (need < 65536)
         return NULL;
     if (d->cap - d->got < 65536) {
-        /* Grow by what has arrived so far (doubling), never to the claim. */
-        size_t grow = d->got > 65536 ? d->got : 65536;
+        /* One read's worth first; once that much has come, to 16 times
+         * what has arrived (a 1 MiB message in one step, not four copies):
+         * a peer holds at most 16 times what it sent, never the claim. */
+        size_t grow = d->got >= 65536 ? 15 * d->got : 65536;
         size_t target = d->got + (need < grow ? need : grow);
         uint8_t *b = realloc(d->data, target);
         if (!b)
@@ -288,4 +290,15 @@ uint8_t *mpci_split_direct(mpci_split *s, size_t *room)
     if (*room > need)
         *room = need;
     return d->data + d->got;
+}
+
+uint8_t *mpci_split_take(mpci_split *s, const uint8_t *msg)
+{
+    mpci_msgdec *d = &s->dec;
+    if (!s->delivered || !d->data || msg != d->data)
+        return NULL;
+    uint8_t *b = d->data;
+    d->data = NULL;
+    d->cap = 0;
+    return b;
 }

@@ -52,5 +52,9 @@ size_t mpci_split_partial(const mpci_split *s);
  * caller reads at most *room bytes there, then calls mpci_split_feed with
  * that pointer and length, which takes them without copying. */
 uint8_t *mpci_split_direct(mpci_split *s, size_t *room);
+/* The buffer of the message handed out last, when msg is that message and
+ * lies in s's own buffer (it came in more than one feed): the caller's now
+ * (free()), s keeps none. NULL otherwise (msg lies in what was fed). */
+uint8_t *mpci_split_take(mpci_split *s, const uint8_t *msg);
 
 #endif

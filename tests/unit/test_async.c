@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/un.h>
@@ -721,6 +722,7 @@ typedef struct {
     char address[128];
     const char *key;
     mpconn_tls_config *tls; /* for a tls: address */
+    int junk;               /* write a bogus TLS record on the socket instead */
     int n;
     int ok;
     int err;
@@ -743,6 +745,16 @@ static void *blocking_clients(void *data)
         int r = mpconn_client(&c, j->address, o, err, sizeof err);
         if (r < 0) {
             j->err = r;
+            continue;
+        }
+        if (j->junk) {
+            write_all(mpconn_conn_fileno(c), "\x17\x03\x03\x00\x05junk!", 10);
+            struct timeval tv = {10, 0}; /* the server closes long before */
+            setsockopt(mpconn_conn_fileno(c), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+            char b[64];
+            for (int k = 0; k < 100 && read(mpconn_conn_fileno(c), b, sizeof b) > 0; k++) {
+            }
+            mpconn_conn_free(c);
             continue;
         }
         char msg[32];
@@ -1164,6 +1176,61 @@ static void pending_pass_on(void)
     free_loop(loop);
 }
 
+/* ------------------------------------------------ taking a message */
+
+static void free_buf(void *buf, void *arg)
+{
+    (void)arg;
+    free(buf);
+}
+
+typedef struct {
+    seen s;
+    int taken_in_place; /* long messages taken without a copy */
+} taker;
+
+/* Echoes every message from a buffer taken out of the connection. */
+static void take_and_echo(mpconn_async *a, const void *msg, size_t len, void *data)
+{
+    taker *t = data;
+    t->s.messages++;
+    t->s.bytes += len;
+    void *own = mpconn_async_take_message(a, msg, len);
+    CHECK(own != NULL);
+    CHECK(len == 0 || memcmp(own, msg, len) == 0 || own == msg);
+    t->taken_in_place += own == msg;
+    CHECK_INT(mpconn_async_send_owned(a, own, len, free_buf, NULL), 0);
+}
+
+static void take_message_on(void)
+{
+    void *loop = new_loop();
+    taker t = {0};
+    mpconn_async_cbs tcbs = {
+        .size = sizeof tcbs, .on_message = take_and_echo, .on_close = on_close};
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    mpconn_async *a;
+    CHECK_INT(mpconn_async_from_fd(&a, sv[0], MPCONN_ASYNC_PLAIN, NULL, &tcbs, &t), 0);
+    CHECK_INT(mpconn_async_attach(a, adapter(), loop_arg(cur, loop)), 0);
+    peer_job j = {.fd = sv[1]};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, echo_peer, &j) == 0);
+    CHECK(run_until(loop, &t.s.closed, 30));
+    pthread_join(th, NULL);
+    CHECK(j.ok); /* every size came back whole, short ones copied, long ones not */
+    CHECK_INT(t.s.messages, 24);
+    /* 64 KiB, 100000 bytes and 1 MiB, three rounds: each more than one 64 KiB
+     * read with its header. */
+    CHECK_INT(t.taken_in_place, 9);
+    free_loop(loop);
+}
+
+TEST(take_message_echoes_long_messages_without_a_copy)
+{
+    each_loop(take_message_on);
+}
+
 TEST(pending_pass_delivers_what_the_transport_holds)
 {
     each_loop(pending_pass_on);
@@ -1373,6 +1440,21 @@ static void tls_on_key(const char *key)
         CHECK_INT(bad.err, MPCONN_EAUTH);
         CHECK_INT(f.sv.last_reject, MPCONN_EAUTH);
     }
+    /* Garbage where records should come closes the connection with the
+     * session's reason. */
+    client_job junk = good;
+    junk.n = 1;
+    junk.junk = 1;
+    CHECK(pthread_create(&t1, NULL, blocking_clients, &junk) == 0);
+    seen *victim = &f.sv.conns[4];
+    t0 = now_s();
+    while (!(junk.done && victim->closed) && now_s() - t0 < 20)
+        run_until(f.sv.loop, &never, 0.02);
+    pthread_join(t1, NULL);
+    CHECK_INT(f.sv.accepted, 5);
+    CHECK_INT(victim->closed, 1);
+    CHECK(victim->reason < 0 && victim->reason != MPCONN_EEOF);
+    CHECK(victim->why[0] && !strstr(victim->why, "nknown error"));
     /* A peer that speaks no TLS is refused, and nothing is answered in
      * clear. */
     int rejects = f.sv.rejects;
@@ -1386,7 +1468,7 @@ static void tls_on_key(const char *key)
     char back[16];
     CHECK(read(fd, back, sizeof back) <= 0);
     close(fd);
-    CHECK_INT(f.sv.accepted, 4);
+    CHECK_INT(f.sv.accepted, 5);
     mpconn_opts_free(co);
     tls_end(&f);
 }

@@ -249,6 +249,36 @@ TEST(direct_reads_into_a_long_payload)
     mpci_split_free(&s);
 }
 
+/* The buffer of a long payload read in place grows with what has come: one
+ * read's worth first, then to 16 times what has arrived (a 1 MiB payload
+ * in two allocations, not five), never past 16 times what was sent. */
+TEST(direct_buffer_grows_sixteenfold_with_arrival)
+{
+    mpci_split s;
+    mpci_split_init(&s, 0);
+    size_t used, len, room;
+    const uint8_t *m;
+    uint8_t hdr[12] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0x04, 0, 0, 0}; /* 64 MiB */
+    CHECK_INT(mpci_split_feed(&s, hdr, sizeof hdr, &used, &m, &len), 0);
+    int grown = 0;
+    size_t cap = 0, total = 0;
+    while (total < (1 << 20)) {
+        uint8_t *dst = mpci_split_direct(&s, &room);
+        CHECK(dst != NULL);
+        if (s.dec.cap != cap) {
+            grown++;
+            cap = s.dec.cap;
+            CHECK(cap <= (total < 65536 ? 65536 : 16 * total));
+        }
+        size_t n = room < 65536 ? room : 65536; /* as a socket gives it */
+        memset(dst, 'q', n);
+        CHECK_INT(mpci_split_feed(&s, dst, n, &used, &m, &len), 0);
+        total += n;
+    }
+    CHECK_INT(grown, 2);
+    mpci_split_free(&s);
+}
+
 TEST(bad_settings)
 {
     mpci_split s;
