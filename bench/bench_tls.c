@@ -413,7 +413,7 @@ static void loop_part(int tls, void (*out)(const char *, const char *, double))
         ctx = SSL_CTX_new(TLS_client_method());
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
         if (!ctx || SSL_CTX_load_verify_locations(ctx, cert_file("ca.pem"), NULL) != 1)
-            bench_die("the load generator's TLS context", MPCONN_ETLS);
+            bench_die("the load generator's TLS context", MPCONN_ERR_TLS);
     }
     gconn *g = calloc(LOOP_CONNS, sizeof *g);
     int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -430,7 +430,7 @@ static void loop_part(int tls, void (*out)(const char *, const char *, double))
             SSL_set_fd(g[i].ssl, g[i].fd);
             SSL_set1_host(g[i].ssl, "localhost");
             if (SSL_connect(g[i].ssl) != 1)
-                bench_die("SSL_connect", MPCONN_ETLS);
+                bench_die("SSL_connect", MPCONN_ERR_TLS);
         }
         fcntl(g[i].fd, F_SETFL, fcntl(g[i].fd, F_GETFL) | O_NONBLOCK);
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &g[i]};

@@ -77,7 +77,7 @@ int main(int argc, char **argv)
             break;
     }
     /* CPython's ssl closes without close_notify: a truncation, and the end. */
-    printf("connection closed: %s\n", r == MPCONN_EEOF ? "end of file" : mpconn_conn_errmsg(c));
+    printf("connection closed: %s\n", r == MPCONN_ERR_EOF ? "end of file" : mpconn_conn_errmsg(c));
     mpconn_conn_free(c);
     mpconn_listener_free(l);
     return 0;

@@ -36,7 +36,7 @@ static int serve_one(peer *p, const cli_serve_settings *s, const mpconn_opts *op
     void *buf;
     size_t len;
     int r = mpconn_conn_recv_bytes(p->c, &buf, &len, 0);
-    if (r == MPCONN_EEOF) {
+    if (r == MPCONN_ERR_EOF) {
         if (s->verbose)
             cli_error("%s closed the connection", p->name);
         return 0;

@@ -302,7 +302,7 @@ static void close_with(mpconn_async *a, int reason, const char *why)
     a->tp->ops->close(a->tp);
     ev->pins++; /* keep a alive through the callback below */
     if (done)
-        done(a, reason ? reason : MPCONN_ECLOSED, mpconn_async_errmsg(a), owner);
+        done(a, reason ? reason : MPCONN_ERR_CLOSED, mpconn_async_errmsg(a), owner);
     else if (attached && a->cbs.on_close)
         a->cbs.on_close(a, reason, mpconn_async_errmsg(a), a->data);
     ev->pins--;
@@ -459,7 +459,7 @@ static int send_fd_chunk(mpconn_async *a, chunk *c)
 {
     mpci_fd_transport *ft = mpci_fdt_of(a->tp);
     if (!ft)
-        return MPCONN_ENOTSUP;
+        return MPCONN_ERR_NOTSUP;
     ssize_t w;
     do
         w = mpci_fdt_send_fd(ft, c->fd, c->data[0]);
@@ -589,7 +589,7 @@ static int enqueue(mpconn_async *a, const uint8_t *hdr, size_t hl, const uint8_t
     if (a->state == ST_CLOSING || a->state == ST_CLOSED) {
         if (release)
             release(ext, arg);
-        return MPCONN_ECLOSED;
+        return MPCONN_ERR_CLOSED;
     }
     size_t done = 0;
     a->sends++;
@@ -694,9 +694,9 @@ int mpconn_async_send_value(mpconn_async *a, const mpconn_value *v)
 int mpconn_async_send_fd(mpconn_async *a, int fd)
 {
     if (!a->local)
-        return MPCONN_ENOTSUP;
+        return MPCONN_ERR_NOTSUP;
     if (a->state == ST_CLOSING || a->state == ST_CLOSED)
-        return MPCONN_ECLOSED;
+        return MPCONN_ERR_CLOSED;
     int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup < 0)
         return -errno;
@@ -719,7 +719,7 @@ int mpconn_async_send_fd(mpconn_async *a, int fd)
 int mpconn_async_set_fd_passing(mpconn_async *a, int enable)
 {
     if (!a->local || a->tp != &a->fdt.base)
-        return MPCONN_ENOTSUP;
+        return MPCONN_ERR_NOTSUP;
     if (enable && !x_of(a))
         return -ENOMEM;
     a->fdpass = enable != 0;
@@ -734,9 +734,9 @@ int mpconn_async_set_fd_passing(mpconn_async *a, int enable)
 int mpconn_async_expect_fd(mpconn_async *a)
 {
     if (!a->fdpass)
-        return a->local ? -EINVAL : MPCONN_ENOTSUP;
+        return a->local ? -EINVAL : MPCONN_ERR_NOTSUP;
     if (a->state == ST_CLOSED)
-        return MPCONN_ECLOSED;
+        return MPCONN_ERR_CLOSED;
     a->want_fd = 1;
     if (a->ev.st && a->state == ST_OPEN && a->held)
         want_io(a);
@@ -853,12 +853,12 @@ static void take_fd(mpconn_async *a, uint8_t count)
     a->want_fd = 0;
     extra *x = a->x;
     if (!x || x->rfd < 0 || x->rfd_at != x->inpos) {
-        close_with(a, MPCONN_EPROTO, "expected a passed descriptor, got a byte without one");
+        close_with(a, MPCONN_ERR_PROTO, "expected a passed descriptor, got a byte without one");
         return;
     }
     if (count != 1) {
         drop_rfd(a);
-        close_with(a, MPCONN_EPROTO, "expected one passed descriptor");
+        close_with(a, MPCONN_ERR_PROTO, "expected one passed descriptor");
         return;
     }
     int fd = x->rfd;
@@ -897,16 +897,16 @@ static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
         if (r < 0) {
             char why[160];
             const mpci_msgdec *d = &a->split.dec;
-            if (r == MPCONN_EMSGSIZE && a->split.mode == MPCI_SPLIT_FRAME)
+            if (r == MPCONN_ERR_MSGSIZE && a->split.mode == MPCI_SPLIT_FRAME)
                 snprintf(why, sizeof why,
                          "bad message length: %llu bytes announced, over the limit of %llu",
                          (unsigned long long)d->len, (unsigned long long)d->max);
-            else if (r == MPCONN_EMSGSIZE)
+            else if (r == MPCONN_ERR_MSGSIZE)
                 snprintf(why, sizeof why, "message too large: longer than the limit of %llu bytes",
                          (unsigned long long)d->max);
             else
                 snprintf(why, sizeof why, "%s",
-                         r == MPCONN_EPROTO ? "bad frame header" : strerror(-r));
+                         r == MPCONN_ERR_PROTO ? "bad frame header" : strerror(-r));
             close_with(a, r, why);
             break;
         }
@@ -999,7 +999,7 @@ static void read_input(mpconn_async *a)
         }
         if (n == 0) {
             int inside = mpci_split_partial(&a->split) > 0;
-            close_with(a, inside ? MPCONN_EEOFMSG : MPCONN_EEOF,
+            close_with(a, inside ? MPCONN_ERR_EOFMSG : MPCONN_ERR_EOF,
                        inside ? "got end of file during message" : "peer closed the connection");
             return;
         }

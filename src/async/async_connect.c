@@ -31,7 +31,7 @@ int mpconn_async_connect(mpconn_async **out, const char *address, const mpconn_o
     if (addr.tls && (r = mpci_tls_client_check(opts, address, errmsg, errlen)) < 0)
         return r;
     if (addr.need_resolve)
-        return mpci_err(errmsg, errlen, MPCONN_EADDR,
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR,
                         "%s: async connections take numeric addresses; resolve the name first "
                         "(the loop must not block in getaddrinfo)",
                         address);
@@ -65,8 +65,8 @@ int mpconn_async_connect(mpconn_async **out, const char *address, const mpconn_o
     if (addr.tls && (r = mpci_async_start_tls(a, opts->tls, addr.host)) < 0) {
         mpconn_async_close(a);
         return mpci_err(errmsg, errlen, r, "%s: cannot start TLS: %s", address,
-                        r == MPCONN_ETLSCONFIG ? mpconn_tls_config_errmsg(opts->tls)
-                                               : mpconn_strerror(r));
+                        r == MPCONN_ERR_TLSCONFIG ? mpconn_tls_config_errmsg(opts->tls)
+                                                  : mpconn_strerror(r));
     }
     (void)in_progress; /* a connect done at once reports writable right away */
     r = mpconn_async_attach(a, ad, loop);

@@ -57,7 +57,7 @@ double mpci_async_started(const mpconn_async *a);
 
 /* Before attach: the connection speaks TLS with cfg (a client verifies
  * the config's server name, else host), its handshake first; 0, -ENOMEM,
- * MPCONN_ETLSCONFIG, or -EINVAL for a client without a name to verify. */
+ * MPCONN_ERR_TLSCONFIG, or -EINVAL for a client without a name to verify. */
 int mpci_async_start_tls(mpconn_async *a, mpconn_tls_config *cfg, const char *host);
 
 /* For tests only (tests/hooks/mpci_test.h declares it for them). */

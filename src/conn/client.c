@@ -117,7 +117,7 @@ static int client(mpconn_conn **out, int role, const char *address, const mpconn
         opts = &defaults;
     }
     if (!address || !*address)
-        return mpci_err(errmsg, errlen, MPCONN_EADDR, "no address given");
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR, "no address given");
     mpci_addr a;
     int r = mpci_addr_parse(&a, address, errmsg, errlen);
     if (r < 0)
@@ -160,11 +160,11 @@ int mpci_tls_client_check(const struct mpconn_opts *opts, const char *address, c
                           size_t errlen)
 {
     if (!opts->tls)
-        return mpci_err(errmsg, errlen, MPCONN_ETLSCONFIG,
+        return mpci_err(errmsg, errlen, MPCONN_ERR_TLSCONFIG,
                         "%s: a tls: address needs a TLS configuration (mpconn_opts_set_tls)",
                         address);
     if (mpci_tls_config_role(opts->tls) != MPCONN_TLS_CLIENT)
-        return mpci_err(errmsg, errlen, MPCONN_ETLSCONFIG,
+        return mpci_err(errmsg, errlen, MPCONN_ERR_TLSCONFIG,
                         "%s: a client needs a client TLS configuration, not a server's", address);
     return 0;
 }

@@ -55,7 +55,7 @@ struct mpconn_conn {
     uint8_t *rbuf;
     size_t rpos, rend;
     /* The message being read: its payload so far survives a timeout, and a
-     * whole one is kept after MPCONN_ESHORTBUF. */
+     * whole one is kept after MPCONN_ERR_SHORTBUF. */
     mpci_msgdec dec;
     /* A passed descriptor waits only while its count byte sits unread in
      * rbuf, at pass_pos: the one recv_fd would take next. Once that byte is
@@ -81,7 +81,7 @@ static int fail(mpconn_conn *c, int code, const char *what)
 {
     if (c->tlst && mpci_tls_code(code))
         mpci_conn_seterr(c, "%s: %s", what, mpci_tlst_errmsg(c->tlst));
-    else if (code > MPCONN_EBASE && code < 0)
+    else if (code > MPCONN_ERR_BASE && code < 0)
         mpci_conn_seterr(c, "%s: %s", what, strerror(-code));
     else
         mpci_conn_seterr(c, "%s: %s", what, mpconn_strerror(code));
@@ -316,7 +316,7 @@ const char *mpconn_conn_errmsg(const mpconn_conn *c)
 {
     return c->errmsg;
 }
-/* A whole message waits in dec (kept after MPCONN_ESHORTBUF). */
+/* A whole message waits in dec (kept after MPCONN_ERR_SHORTBUF). */
 static int kept(const mpconn_conn *c)
 {
     return mpci_msgdec_complete(&c->dec);
@@ -443,19 +443,19 @@ static int challenge_waiting(mpconn_conn *c)
     shutdown(c->fd, SHUT_RDWR);
     mpci_conn_seterr(c, "the listener sent an authentication challenge but this side has no "
                         "authkey (found before sending: nothing was sent)");
-    return MPCONN_ENOKEY;
+    return MPCONN_ERR_NOKEY;
 }
 
 static int check_send(mpconn_conn *c)
 {
     if (c->closed)
-        return fail(c, MPCONN_ECLOSED, "send");
+        return fail(c, MPCONN_ERR_CLOSED, "send");
     if (!(c->flags & MPCONN_WRITABLE))
-        return fail(c, MPCONN_ENOTWRITABLE, "send");
+        return fail(c, MPCONN_ERR_NOTWRITABLE, "send");
     if (c->nokey)
-        return MPCONN_ENOKEY; /* the message that said why stays */
+        return MPCONN_ERR_NOKEY; /* the message that said why stays */
     if (c->write_broken)
-        return fail(c, MPCONN_EBROKEN, "send: an earlier send stopped inside a message");
+        return fail(c, MPCONN_ERR_BROKEN, "send: an earlier send stopped inside a message");
     return 0;
 }
 
@@ -606,7 +606,7 @@ static int read_error(mpconn_conn *c, ssize_t r, const char *what)
 {
     if (r == 0) {
         c->read_broken = 1;
-        return fail(c, MPCONN_EEOFMSG, what);
+        return fail(c, MPCONN_ERR_EOFMSG, what);
     }
     if (r != -ETIMEDOUT && r != -EAGAIN)
         c->read_broken = 1;
@@ -616,13 +616,13 @@ static int read_error(mpconn_conn *c, ssize_t r, const char *what)
 static int check_recv(mpconn_conn *c)
 {
     if (c->closed)
-        return fail(c, MPCONN_ECLOSED, "recv");
+        return fail(c, MPCONN_ERR_CLOSED, "recv");
     if (!(c->flags & MPCONN_READABLE))
-        return fail(c, MPCONN_ENOTREADABLE, "recv");
+        return fail(c, MPCONN_ERR_NOTREADABLE, "recv");
     if (c->nokey)
-        return MPCONN_ENOKEY;
+        return MPCONN_ERR_NOKEY;
     if (c->read_broken)
-        return fail(c, MPCONN_EBROKEN, "recv: the stream lost its place after an earlier error");
+        return fail(c, MPCONN_ERR_BROKEN, "recv: the stream lost its place after an earlier error");
     return 0;
 }
 
@@ -635,7 +635,7 @@ static int bad_length(mpconn_conn *c, uint64_t len, uint64_t limit, const char *
                      "bad message length: %llu bytes announced, %s is %llu; the connection is "
                      "no longer readable",
                      (unsigned long long)len, which, (unsigned long long)limit);
-    return MPCONN_EMSGSIZE;
+    return MPCONN_ERR_MSGSIZE;
 }
 
 /* Completes the header of the next message. */
@@ -658,7 +658,7 @@ static int read_header(mpconn_conn *c, double deadline, size_t maxlength)
         ssize_t n = fill(c, deadline);
         if (n == 0 && c->dec.hdr.have == 0) {
             mpci_conn_seterr(c, "recv: end of file (the peer closed the connection)");
-            return MPCONN_EEOF;
+            return MPCONN_ERR_EOF;
         }
         if (n <= 0)
             return read_error(c, n, "recv");
@@ -733,7 +733,7 @@ static int check_first_message(mpconn_conn *c, const uint8_t *p, size_t len)
     shutdown(c->fd, SHUT_RDWR);
     mpci_conn_seterr(c,
                      "the listener sent an authentication challenge but this side has no authkey");
-    return MPCONN_ENOKEY;
+    return MPCONN_ERR_NOKEY;
 }
 
 int mpconn_conn_recv_bytes(mpconn_conn *c, void **out, size_t *len, size_t maxlength)
@@ -825,7 +825,7 @@ int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t
                          "recv_bytes_into: message of %zu byte%s does not fit in %zu; it is "
                          "kept for the next receive",
                          n, n == 1 ? "" : "s", room);
-        return MPCONN_ESHORTBUF;
+        return MPCONN_ERR_SHORTBUF;
     }
     uint8_t *dst = (uint8_t *)buf + offset;
     size_t got = c->dec.got;
@@ -888,14 +888,14 @@ int mpconn_conn_poll(mpconn_conn *c, double seconds)
 static int need_unix(mpconn_conn *c, const char *what)
 {
     if (c->closed)
-        return fail(c, MPCONN_ECLOSED, what);
+        return fail(c, MPCONN_ERR_CLOSED, what);
     if (!c->is_unix) {
         mpci_conn_seterr(c, "%s: fd passing needs a Unix socket", what);
-        return MPCONN_ENOTSUP;
+        return MPCONN_ERR_NOTSUP;
     }
     if (c->tlst) {
         mpci_conn_seterr(c, "%s: descriptors cannot go through TLS", what);
-        return MPCONN_ENOTSUP;
+        return MPCONN_ERR_NOTSUP;
     }
     return 0;
 }
@@ -928,7 +928,7 @@ int mpconn_conn_send_fd(mpconn_conn *c, int fd, int ack)
         return r;
     if (a != 'A') {
         mpci_conn_seterr(c, "send_fd: did not receive acknowledgement of fd");
-        return MPCONN_EPROTO;
+        return MPCONN_ERR_PROTO;
     }
     return 0;
 }
@@ -955,7 +955,7 @@ int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack)
         ssize_t n = read_some(c, &count, 1, mpci_deadline(c->recv_timeout), &in);
         if (n == 0) {
             mpci_conn_seterr(c, "recv_fd: end of file");
-            return MPCONN_EEOF;
+            return MPCONN_ERR_EOF;
         }
         if (n < 0)
             return read_error(c, n, "recv_fd");
@@ -969,7 +969,7 @@ int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack)
     }
     if (got < 0) {
         mpci_conn_seterr(c, "recv_fd: count byte %u arrived without a descriptor", count);
-        return MPCONN_EPROTO;
+        return MPCONN_ERR_PROTO;
     }
     if (ack) {
         uint8_t a = 'A';
@@ -1022,7 +1022,7 @@ int mpci_conn_start_tls(mpconn_conn *c, mpconn_tls_config *cfg, const char *serv
     }
     mpconn_tls *e;
     int r = mpconn_tls_new(&e, cfg, name);
-    if (r == MPCONN_ETLSCONFIG) {
+    if (r == MPCONN_ERR_TLSCONFIG) {
         mpci_conn_seterr(c, "TLS configuration: %s", mpconn_tls_config_errmsg(cfg));
         return r;
     }
@@ -1066,7 +1066,7 @@ void mpci_conn_adopt_tls(mpconn_conn *c, mpci_tls_transport *t)
 int mpconn_conn_start_tls(mpconn_conn *c, mpconn_tls_config *cfg, const char *server_name)
 {
     if (!c || c->closed)
-        return c ? fail(c, MPCONN_ECLOSED, "start_tls") : -EINVAL;
+        return c ? fail(c, MPCONN_ERR_CLOSED, "start_tls") : -EINVAL;
     if (!cfg || c->tlst) {
         mpci_conn_seterr(c, "start_tls: %s", cfg ? "the connection is TLS already" : "no config");
         return -EINVAL;
@@ -1091,7 +1091,7 @@ int mpconn_conn_unwrap_tls(mpconn_conn *c)
         return -EINVAL;
     }
     if (c->closed)
-        return fail(c, MPCONN_ECLOSED, "unwrap_tls");
+        return fail(c, MPCONN_ERR_CLOSED, "unwrap_tls");
     int r = need_rbuf(c);
     if (r == 0 && c->rpos > 0) {
         memmove(c->rbuf, c->rbuf + c->rpos, c->rend - c->rpos);

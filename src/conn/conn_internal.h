@@ -43,7 +43,7 @@ void mpci_conn_scratch(mpconn_conn *c, uint8_t ***buf, size_t **cap);
 int mpci_conn_recv_view(mpconn_conn *c, const uint8_t **p, size_t *len, void **owned);
 /* The options the connection was made with (pickle protocol, limits). */
 const struct mpconn_opts *mpci_conn_opts(const mpconn_conn *c);
-/* This side has no authkey: treat a first #CHALLENGE# as MPCONN_ENOKEY. */
+/* This side has no authkey: treat a first #CHALLENGE# as MPCONN_ERR_NOKEY. */
 void mpci_conn_set_check_first(mpconn_conn *c);
 
 /* TLS on c under deadline, cfg's role; the message is c's errmsg. */
@@ -60,7 +60,7 @@ int mpci_conn_handshake(mpconn_conn *c, int role, const struct mpconn_opts *o, d
                         struct mpci_hs *hs);
 
 /* A client's tls: address needs a client TLS config in opts: 0, or
- * MPCONN_ETLSCONFIG with the reason (the blocking and the async client). */
+ * MPCONN_ERR_TLSCONFIG with the reason (the blocking and the async client). */
 int mpci_tls_client_check(const struct mpconn_opts *opts, const char *address, char *errmsg,
                           size_t errlen);
 

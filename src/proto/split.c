@@ -118,7 +118,7 @@ static int feed_frame(mpci_split *s, const uint8_t *p, size_t n, size_t *used, c
         if (r <= 0)
             return r;
         if (d->len > SIZE_MAX / 2)
-            return MPCONN_EMSGSIZE;
+            return MPCONN_ERR_MSGSIZE;
         /* Whole in what was fed: no copy. */
         if (n - off >= d->len) {
             *msg = p + off;
@@ -185,7 +185,7 @@ static int feed_delim(mpci_split *s, const uint8_t *p, size_t n, size_t *used, c
         }
         if (at >= 0 || (d->max && n > limit)) {
             *used = 0;
-            return MPCONN_EMSGSIZE;
+            return MPCONN_ERR_MSGSIZE;
         }
     }
     /* The delimiter may straddle what was kept and what came: search the
@@ -205,7 +205,7 @@ static int feed_delim(mpci_split *s, const uint8_t *p, size_t n, size_t *used, c
         size_t past = end + h->dlen;    /* kept bytes through the delimiter */
         if (d->max && end > d->max) {
             *used = 0;
-            return MPCONN_EMSGSIZE;
+            return MPCONN_ERR_MSGSIZE;
         }
         *used = take - (d->got - past);
         d->got = end;
@@ -213,7 +213,7 @@ static int feed_delim(mpci_split *s, const uint8_t *p, size_t n, size_t *used, c
     }
     *used = take;
     if (limit && d->got >= limit)
-        return MPCONN_EMSGSIZE;
+        return MPCONN_ERR_MSGSIZE;
     return 0;
 }
 
@@ -224,7 +224,7 @@ static int feed_count(mpci_split *s, const uint8_t *p, size_t n, size_t *used, c
     const mpci_split_how *h = s->how;
     if (d->max && h->count > d->max) {
         *used = 0;
-        return MPCONN_EMSGSIZE;
+        return MPCONN_ERR_MSGSIZE;
     }
     if (d->got == 0 && n >= h->count) {
         *msg = p;

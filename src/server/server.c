@@ -58,7 +58,7 @@ void srv_error(mpconn_server *s, mpconn_request *r, int code, const char *fmt, .
 
 int srv_hook_code(int rc)
 {
-    return rc < 0 ? rc : MPCONN_EBROKEN;
+    return rc < 0 ? rc : MPCONN_ERR_BROKEN;
 }
 
 int mpconn_server_new(mpconn_server **out, const char *address, int kind, int form,
@@ -74,7 +74,7 @@ int mpconn_server_new(mpconn_server **out, const char *address, int kind, int fo
         return fail(errmsg, errlen, -EINVAL, "server: unknown handler form %d", form);
     /* Its kinds take connections from the socket itself: in clear. */
     if (address && strncmp(address, "tls:", 4) == 0)
-        return fail(errmsg, errlen, MPCONN_ENOTSUP, "server: %s: servers do not speak TLS yet",
+        return fail(errmsg, errlen, MPCONN_ERR_NOTSUP, "server: %s: servers do not speak TLS yet",
                     address);
     mpconn_server *s = calloc(1, sizeof *s);
     if (!s)
@@ -285,7 +285,7 @@ again:
     /* The listener's uid policy, as mpconn_listener_accept applies it. */
     if (r->ss.ss_family == AF_UNIX &&
         !mpconn_opts_peer_allowed(s->opts, s->address[0] == '@', s->has_key, r->uid)) {
-        srv_error(s, r, MPCONN_EPEER, "refused peer pid %ld uid %ld on %s: uid not allowed",
+        srv_error(s, r, MPCONN_ERR_PEER, "refused peer pid %ld uid %ld on %s: uid not allowed",
                   (long)r->pid, (long)r->uid, s->address);
         close(fd);
         r->fd = -1;
@@ -375,7 +375,7 @@ static int hs_io(int fd, void *buf, size_t n, int writing, double deadline)
             continue;
         }
         if (k == 0)
-            return MPCONN_EEOF;
+            return MPCONN_ERR_EOF;
         p += k;
         n -= (size_t)k;
     }
@@ -408,7 +408,7 @@ static int handshake(mpconn_server *s, int fd, char *err, size_t cap)
         uint32_t n =
             (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
         if (n > sizeof body) {
-            r = fail(err, cap, MPCONN_EAUTHPROTO, "handshake: message of %u bytes", n);
+            r = fail(err, cap, MPCONN_ERR_AUTHPROTO, "handshake: message of %u bytes", n);
             mpconn_auth_free(a);
             return r;
         }
@@ -570,7 +570,7 @@ static void end(mpconn_server *s)
 int mpconn_server_serve_forever(mpconn_server *s)
 {
     if (s->started)
-        return MPCONN_ECLOSED;
+        return MPCONN_ERR_CLOSED;
     s->started = 1;
     int r = start(s);
     while (r >= 0 && !atomic_load(&s->stopping)) {

@@ -42,10 +42,10 @@ static int check_first(mpci_tls_transport *t, const uint8_t *p, size_t n)
     static const char challenge[] = "#CHALLENGE#";
     size_t cl = sizeof challenge - 1;
     if (n >= 4 + cl && memcmp(p + 4, challenge, cl) == 0)
-        return set_err(t, MPCONN_ETLS, "%s",
+        return set_err(t, MPCONN_ERR_TLS, "%s",
                        "the peer did not speak TLS: it sent a multiprocessing authentication "
                        "challenge in clear (a listener without TLS?)");
-    return set_err(t, MPCONN_ETLS, "%s",
+    return set_err(t, MPCONN_ERR_TLS, "%s",
                    "the peer did not speak TLS: its first bytes are not a TLS record (a "
                    "plaintext peer?)");
 }
@@ -143,7 +143,7 @@ static ssize_t tlst_read(mpci_transport *base, void *dst, size_t cap)
             t->need_read = 0;
             return (ssize_t)n;
         }
-        if (r == MPCONN_EEOF)
+        if (r == MPCONN_ERR_EOF)
             return 0;
         if (r != MPCONN_TLS_WANT_READ || (r = feed_more(t, &t->need_read)) < 0)
             return r;
@@ -359,7 +359,7 @@ int mpci_tlst_shutdown(mpci_tls_transport *t, int (*keep)(void *, const uint8_t 
                 return r;
             continue;
         }
-        if (r == MPCONN_EEOF)
+        if (r == MPCONN_ERR_EOF)
             continue; /* the close_notify came: the shutdown completes */
         if (r != MPCONN_TLS_WANT_READ || (r = feed_more(t, &t->need_read)) < 0)
             return r;
@@ -378,5 +378,5 @@ const char *mpci_tlst_errmsg(const mpci_tls_transport *t)
 
 int mpci_tls_code(int code)
 {
-    return code <= MPCONN_ETLS && code >= MPCONN_ETLSCONFIG;
+    return code <= MPCONN_ERR_TLS && code >= MPCONN_ERR_TLSCONFIG;
 }

@@ -200,7 +200,7 @@ def case_mutual_py_client_c_listener():
             line = py.expect('error connect ', timeout=0)
             assert 'SSLError' in line or 'EOFError' in line or 'Connection' in line, line
         line = peer.expect('reject ', timeout=10)
-        assert 'ETLSVERIFY' in line and 'no certificate' in line, line
+        assert 'MPCONN_ERR_TLSVERIFY' in line and 'no certificate' in line, line
         with py_client(addr, '--cert', cert('client.pem'), '--key', cert('client.key'),
                        *key_args(KEY), 'send:64') as py:
             py.finish(0, timeout=30)
@@ -221,7 +221,7 @@ def case_mutual_c_client_py_listener():
         with c_client(addr, *key_args(KEY), 'send:64') as peer:
             peer.finish(3, timeout=30)
             line = peer.expect('error connect ', timeout=0)
-            assert 'ETLSVERIFY' in line and 'certificate' in line, line
+            assert 'MPCONN_ERR_TLSVERIFY' in line and 'certificate' in line, line
         line = py.expect('error accept ', timeout=10)
         assert 'SSLError' in line, line
         with c_client(addr, '--tls-cert', cert('client.pem'), '--tls-key', cert('client.key'),
@@ -247,18 +247,18 @@ def case_untrusted_c_listener():
             assert 'CERTIFICATE_VERIFY_FAILED' in line or 'certificate verify failed' in line, \
                 line
         line = peer.expect('reject ', timeout=10)
-        assert 'ETLSVERIFY' in line and 'unknown CA' in line, line
+        assert 'MPCONN_ERR_TLSVERIFY' in line and 'unknown CA' in line, line
 
 
 def case_untrusted_py_listener():
     """CPython presents a certificate of a CA mpconn does not trust: the
-    client fails with ETLSVERIFY naming the reason; CPython hears the
+    client fails with MPCONN_ERR_TLSVERIFY naming the reason; CPython hears the
     alert."""
     py, addr = py_listener(name='untrusted')
     with py:
         with c_client(addr, 'send:1') as peer:
             peer.finish(3, timeout=30)
-            line = peer.expect('error connect ETLSVERIFY', timeout=0)
+            line = peer.expect('error connect MPCONN_ERR_TLSVERIFY', timeout=0)
             assert 'unable to get local issuer certificate' in line, line
         py.finish(3, timeout=30)
         line = py.expect('error accept ', timeout=0)
@@ -281,7 +281,7 @@ def case_name_mismatch_py_client():
 
 def case_close_without_close_notify():
     """SSLSocket.close() sends no close_notify: mpconn takes the end for a
-    truncation (ETRUNCATED), never for a clean end of file; after an
+    truncation (MPCONN_ERR_TRUNCATED), never for a clean end of file; after an
     unwrap() it is a clean one. (The client reads before it goes: a socket
     closed with the server's session tickets unread sends a reset.)"""
     peer, addr = c_listener(*server_cert(), '--count', '2', '--keep-going', 'echo')
@@ -289,7 +289,7 @@ def case_close_without_close_notify():
         with py_client(addr, '--no-close-notify', 'sendecho:3') as py:
             py.finish(0, timeout=30)
         line = peer.expect('error echo ', timeout=10)
-        assert line.startswith('error echo ETRUNCATED: ') and 'close_notify' in line, line
+        assert line.startswith('error echo MPCONN_ERR_TRUNCATED: ') and 'close_notify' in line, line
         with py_client(addr, 'sendecho:3') as py:
             py.finish(0, timeout=30)
         peer.finish(3, timeout=30)
@@ -298,14 +298,14 @@ def case_close_without_close_notify():
 
 def case_wrong_key_inside_tls():
     """A CPython client with the wrong authkey: the TLS handshake succeeds,
-    the HMAC one inside it does not (AuthenticationError there, EAUTH in
+    the HMAC one inside it does not (AuthenticationError there, MPCONN_ERR_AUTH in
     the listener, which then serves the right key)."""
     peer, addr = c_listener(*server_cert(), *key_args(KEY), 'recv:5')
     with peer:
         with py_client(addr, *key_args(b'not the password'), 'send:5') as py:
             py.finish(3, timeout=30)
             py.expect('error connect AuthenticationError', timeout=0)
-        peer.expect('reject EAUTH', timeout=10)
+        peer.expect('reject MPCONN_ERR_AUTH', timeout=10)
         with py_client(addr, *key_args(KEY), 'send:5') as py:
             py.finish(0, timeout=30)
         peer.finish(0, timeout=30)

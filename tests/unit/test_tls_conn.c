@@ -171,10 +171,10 @@ TEST(socketpair_wrapped_both_sides)
     CHECK_STR(mpconn_tls_server_name(st), "localhost");
 
     /* descriptors cannot go through TLS, even on a Unix socket */
-    CHECK_INT(mpconn_conn_send_fd(a, 0, 0), MPCONN_ENOTSUP);
+    CHECK_INT(mpconn_conn_send_fd(a, 0, 0), MPCONN_ERR_NOTSUP);
     CHECK(contains(mpconn_conn_errmsg(a), "cannot go through TLS"));
     int fd;
-    CHECK_INT(mpconn_conn_recv_fd(b, &fd, 0), MPCONN_ENOTSUP);
+    CHECK_INT(mpconn_conn_recv_fd(b, &fd, 0), MPCONN_ERR_NOTSUP);
     free_all(a, b, cc, sc);
 }
 
@@ -389,10 +389,10 @@ TEST(authkey_inside_tls_refuses_a_wrong_key)
              3);
     mpconn_conn *c;
     char err[256];
-    CHECK_INT(fx_client(&f, NULL, &c, err, sizeof err), MPCONN_EAUTH);
+    CHECK_INT(fx_client(&f, NULL, &c, err, sizeof err), MPCONN_ERR_AUTH);
     CHECK(contains(err, "authentication with tls:127.0.0.1:"));
     wait_reject(&f);
-    CHECK_INT(f.reject_code, MPCONN_EAUTH);
+    CHECK_INT(f.reject_code, MPCONN_ERR_AUTH);
     CHECK(contains(f.reject_msg, "authentication of peer 127.0.0.1:"));
     fx_end(&f);
 }
@@ -407,7 +407,7 @@ TEST(keyless_client_meets_the_challenge_inside_tls)
     CHECK_INT(fx_client(&f, NULL, &c, err, sizeof err), 0);
     mpconn_conn_send_string(c, "hello");
     char *s;
-    CHECK_INT(mpconn_conn_recv_string(c, &s, 0), MPCONN_ENOKEY);
+    CHECK_INT(mpconn_conn_recv_string(c, &s, 0), MPCONN_ERR_NOKEY);
     CHECK(contains(mpconn_conn_errmsg(c), "this side has no authkey"));
     mpconn_conn_free(c);
     wait_reject(&f);
@@ -464,19 +464,21 @@ TEST(tls_address_needs_a_config_of_the_right_role)
     mpconn_conn *c;
     char err[256];
     CHECK_INT(mpconn_listener_open(&l, "tls:127.0.0.1:0", none, err, sizeof err),
-              MPCONN_ETLSCONFIG);
+              MPCONN_ERR_TLSCONFIG);
     CHECK(contains(err, "tls: address needs a TLS configuration"));
-    CHECK_INT(mpconn_client(&c, "tls:127.0.0.1:1", none, err, sizeof err), MPCONN_ETLSCONFIG);
+    CHECK_INT(mpconn_client(&c, "tls:127.0.0.1:1", none, err, sizeof err), MPCONN_ERR_TLSCONFIG);
     CHECK(contains(err, "tls: address needs a TLS configuration"));
-    CHECK_INT(mpconn_listener_open(&l, "tls:127.0.0.1:0", co, err, sizeof err), MPCONN_ETLSCONFIG);
+    CHECK_INT(mpconn_listener_open(&l, "tls:127.0.0.1:0", co, err, sizeof err),
+              MPCONN_ERR_TLSCONFIG);
     CHECK(contains(err, "server TLS configuration"));
-    CHECK_INT(mpconn_client(&c, "tls:127.0.0.1:1", so, err, sizeof err), MPCONN_ETLSCONFIG);
+    CHECK_INT(mpconn_client(&c, "tls:127.0.0.1:1", so, err, sizeof err), MPCONN_ERR_TLSCONFIG);
     CHECK(contains(err, "client TLS configuration"));
     /* a server config that cannot work says so at open */
     mpconn_tls_config *bare;
     CHECK_INT(mpconn_tls_config_new(&bare, MPCONN_TLS_SERVER), 0);
     mpconn_opts *bo = opts_with(bare, NULL, -1);
-    CHECK_INT(mpconn_listener_open(&l, "tls:127.0.0.1:0", bo, err, sizeof err), MPCONN_ETLSCONFIG);
+    CHECK_INT(mpconn_listener_open(&l, "tls:127.0.0.1:0", bo, err, sizeof err),
+              MPCONN_ERR_TLSCONFIG);
     CHECK(contains(err, "certificate"));
     /* opts hold a reference: the caller's may go first */
     mpconn_tls_config_free(sc);
@@ -536,50 +538,50 @@ static void client_refused(const char *server_cert, int verify_client, const cha
 
 TEST(verify_self_signed)
 {
-    client_refused("self", 0, "tls:127.0.0.1", client_cfg(0), MPCONN_ETLSVERIFY,
+    client_refused("self", 0, "tls:127.0.0.1", client_cfg(0), MPCONN_ERR_TLSVERIFY,
                    "certificate verify failed: self-signed certificate", "TLS with peer");
 }
 
 TEST(verify_untrusted_issuer)
 {
-    client_refused("untrusted", 0, "tls:127.0.0.1", client_cfg(0), MPCONN_ETLSVERIFY,
+    client_refused("untrusted", 0, "tls:127.0.0.1", client_cfg(0), MPCONN_ERR_TLSVERIFY,
                    "unable to get local issuer certificate", NULL);
 }
 
 TEST(verify_expired)
 {
-    client_refused("expired", 0, "tls:127.0.0.1", client_cfg(0), MPCONN_ETLSVERIFY,
+    client_refused("expired", 0, "tls:127.0.0.1", client_cfg(0), MPCONN_ERR_TLSVERIFY,
                    "certificate has expired", NULL);
 }
 
 TEST(verify_not_yet_valid)
 {
-    client_refused("future", 0, "tls:127.0.0.1", client_cfg(0), MPCONN_ETLSVERIFY,
+    client_refused("future", 0, "tls:127.0.0.1", client_cfg(0), MPCONN_ERR_TLSVERIFY,
                    "certificate is not yet valid", NULL);
 }
 
 TEST(verify_hostname_mismatch)
 {
-    client_refused("other", 0, "tls:localhost", client_cfg(0), MPCONN_ETLSVERIFY,
+    client_refused("other", 0, "tls:localhost", client_cfg(0), MPCONN_ERR_TLSVERIFY,
                    "hostname mismatch", NULL);
 }
 
 TEST(verify_ip_mismatch)
 {
-    client_refused("other", 0, "tls:127.0.0.1", client_cfg(0), MPCONN_ETLSVERIFY,
+    client_refused("other", 0, "tls:127.0.0.1", client_cfg(0), MPCONN_ERR_TLSVERIFY,
                    "IP address mismatch", NULL);
 }
 
 TEST(client_message_names_the_address)
 {
-    client_refused("self", 0, "tls:127.0.0.1", client_cfg(0), MPCONN_ETLSVERIFY,
+    client_refused("self", 0, "tls:127.0.0.1", client_cfg(0), MPCONN_ERR_TLSVERIFY,
                    "TLS with 127.0.0.1:", NULL);
 }
 
 TEST(client_certificate_required_and_missing)
 {
     client_refused("server", MPCONN_TLS_VERIFY_REQUIRED, "tls:localhost", client_cfg(0),
-                   MPCONN_ETLSVERIFY, "requires a client certificate",
+                   MPCONN_ERR_TLSVERIFY, "requires a client certificate",
                    "the client sent no certificate and this server requires one");
 }
 
@@ -588,7 +590,7 @@ TEST(server_name_from_the_config)
     /* the config's name wins over the address's host */
     mpconn_tls_config *cc = client_cfg(0);
     CHECK_INT(mpconn_tls_config_set_server_name(cc, "other.example"), 0);
-    client_refused("server", 0, "tls:localhost", cc, MPCONN_ETLSVERIFY,
+    client_refused("server", 0, "tls:localhost", cc, MPCONN_ERR_TLSVERIFY,
                    "certificate is not for \"other.example\"", NULL);
 }
 
@@ -625,10 +627,10 @@ TEST(plaintext_client_sending_first_on_a_tls_listener)
     CHECK_INT(mpconn_conn_send_string(c, "hello in clear"), 0);
     char *s;
     int r = mpconn_conn_recv_string(c, &s, 0);
-    CHECK(r == MPCONN_EEOF || r == -ECONNRESET);
+    CHECK(r == MPCONN_ERR_EOF || r == -ECONNRESET);
     wait_reject(&f);
     CHECK(mpci_now() - t0 < 10); /* at once, long before the handshake timeout */
-    CHECK_INT(f.reject_code, MPCONN_ETLS);
+    CHECK_INT(f.reject_code, MPCONN_ERR_TLS);
     CHECK(contains(f.reject_msg, "did not speak TLS"));
     mpconn_conn_free(c);
     fx_end(&f);
@@ -669,7 +671,7 @@ static void tls_client_on_plain_listener(const char *key, int code, const char *
 TEST(tls_client_on_a_plain_listener_with_authkey)
 {
     /* its challenge comes in clear: known from the bytes, at once */
-    tls_client_on_plain_listener("key", MPCONN_ETLS, "challenge in clear");
+    tls_client_on_plain_listener("key", MPCONN_ERR_TLS, "challenge in clear");
 }
 
 TEST(tls_client_on_a_plain_listener_without_authkey)
@@ -688,7 +690,7 @@ TEST(clean_close_is_eof)
     send_recv(a, b, "last");
     mpconn_conn_close(a); /* close_notify */
     char *s;
-    CHECK_INT(mpconn_conn_recv_string(b, &s, 0), MPCONN_EEOF);
+    CHECK_INT(mpconn_conn_recv_string(b, &s, 0), MPCONN_ERR_EOF);
     free_all(a, b, cc, sc);
 }
 
@@ -704,7 +706,7 @@ TEST(cut_stream_is_truncation)
     CHECK(fd >= 0);
     shutdown(fd, SHUT_WR);
     char *s;
-    CHECK_INT(mpconn_conn_recv_string(b, &s, 0), MPCONN_ETRUNCATED);
+    CHECK_INT(mpconn_conn_recv_string(b, &s, 0), MPCONN_ERR_TRUNCATED);
     CHECK(contains(mpconn_conn_errmsg(b), "without close_notify"));
     close(fd);
     free_all(NULL, b, cc, sc);
@@ -734,7 +736,7 @@ TEST(cut_inside_a_message_is_truncation)
     int fd = mpconn_conn_detach(a);
     CHECK_INT(write(fd, out, on), (ssize_t)on);
     shutdown(fd, SHUT_WR);
-    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_ETRUNCATED);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_ERR_TRUNCATED);
     CHECK(!mpconn_conn_readable(b));
     close(fd);
     free_all(NULL, b, cc, sc);
@@ -814,7 +816,7 @@ TEST(start_tls_failure_is_reported)
     struct wrap_job s = {b, sc, NULL, -1};
     pthread_t t;
     pthread_create(&t, NULL, start_tls_thread, &s);
-    CHECK_INT(mpconn_conn_start_tls(a, cc, "localhost"), MPCONN_ETLSVERIFY);
+    CHECK_INT(mpconn_conn_start_tls(a, cc, "localhost"), MPCONN_ERR_TLSVERIFY);
     CHECK(contains(mpconn_conn_errmsg(a), "self-signed certificate"));
     pthread_join(t, NULL);
     CHECK(s.result < 0);
@@ -902,7 +904,7 @@ TEST(what_does_not_speak_tls_refuses_tls_addresses)
     mpconn_server_hooks hooks = {.size = sizeof hooks};
     CHECK_INT(mpconn_server_new(&srv, "tls:127.0.0.1:0", MPCONN_SERVER_THREADS,
                                 MPCONN_HANDLER_FRAMED, &hooks, NULL, so, err, sizeof err),
-              MPCONN_ENOTSUP);
+              MPCONN_ERR_NOTSUP);
     mpconn_opts_free(so);
     mpconn_opts_free(co);
     mpconn_tls_config_free(sc);
