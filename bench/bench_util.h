@@ -257,6 +257,26 @@ static inline void bench_reap(pid_t pid)
     }
 }
 
+/* CPU time used so far, in nanoseconds: this process's (pid 0), or a
+ * child's from /proc/PID/schedstat; -1 when unknown. */
+static inline double bench_cpu_ns(pid_t pid)
+{
+    if (pid == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+    FILE *f = fopen(path, "r");
+    double ns = -1;
+    if (f && fscanf(f, "%lf", &ns) != 1)
+        ns = -1;
+    if (f)
+        fclose(f);
+    return ns;
+}
+
 /* Peak resident set of this process in KiB. */
 static inline long bench_maxrss_kib(void)
 {

@@ -10,6 +10,8 @@
 # BENCH_SERVER_ROUNDS (3), BENCH_SERVER_REPS (3) and BENCH_SERVER_TIME (0.2)
 # for the server rows, BENCH_CPU (the CPU every process is pinned to; default the last one;
 # "none" to let the scheduler place them), PYTHON (python3).
+# BENCH=tls runs only the TLS rows (make bench BENCH=tls); BENCH_TLS_ROUNDS
+# (5) and BENCH_TLS_TIME (0.2 seconds per sample) shape them.
 set -u
 
 BUILD=${1:-build}
@@ -19,7 +21,7 @@ REPS=${BENCH_REPS:-8}
 SECS=${BENCH_TIME:-0.2}
 PYTHON=${PYTHON:-python3}
 
-for b in bench_conn bench_values bench_print bench_loop bench_server; do
+for b in bench_conn bench_values bench_print bench_loop bench_server bench_tls bench_tls_ref; do
     if [ ! -x "$BIN/$b" ]; then
         echo "bench: $BIN/$b is missing; build first (make bench BUILD=$BUILD)" >&2
         exit 1
@@ -45,6 +47,48 @@ trap 'rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 OUT=$TMP/results.txt
 : >"$OUT"
+
+# The TLS rows: bench_tls interleaves mpconn with the hand-written OpenSSL
+# pair and CPython's ssl itself. Certificates: tests/tls-certs.sh's, made
+# once a day.
+tls_rows() {
+    tstart=0 tend=0
+    certs=$BIN/tls-certs-v3-$(date -u +%Y%m%d)
+    if [ ! -d "$certs" ]; then
+        if ! command -v openssl >/dev/null 2>&1; then
+            echo "bench: no openssl command to make certificates: no TLS rows" >&2
+            echo "Not measured: no openssl command to make the certificates." >"$TMP/tlstable.md"
+            return
+        fi
+        made=$(mktemp -d "$certs.tmp.XXXXXX") &&
+            (cd "$made" && sh "$HERE/../tests/tls-certs.sh" >log 2>&1) &&
+            mv "$made" "$certs" || { echo "bench: making certificates failed" >&2; return; }
+    fi
+    pyargs=
+    if command -v "$PYTHON" >/dev/null 2>&1; then
+        pyargs="--python $(command -v "$PYTHON") --pyscript $HERE/bench_tls_py.py"
+    fi
+    tstart=$(date +%s)
+    # shellcheck disable=SC2086
+    $PIN "$BIN/bench_tls" --certs "$certs" --ref "$BIN/bench_tls_ref" $pyargs \
+        --rounds "${BENCH_TLS_ROUNDS:-5}" --time "${BENCH_TLS_TIME:-0.2}" \
+        >"$TMP/tlstable.md" || echo "bench: bench_tls failed" >&2
+    tend=$(date +%s)
+}
+
+if [ "${BENCH:-}" = tls ]; then
+    tls_rows
+    {
+        printf '### TLS (%s s)\n\n' "$((tend - tstart))"
+        cat "$TMP/tlstable.md"
+        printf '\n%s; %s; %s.\n' "$(uname -srm)" \
+            "$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')" \
+            "$("$PYTHON" -c 'import sys, ssl; print("CPython " + sys.version.split()[0] + ", " + ssl.OPENSSL_VERSION)' 2>/dev/null)"
+    } >"$BIN/results-tls.md"
+    cat "$BIN/results-tls.md"
+    echo "bench: table written to $BIN/results-tls.md" >&2
+    exit 0
+fi
 
 have_py=0
 if command -v "$PYTHON" >/dev/null 2>&1 && "$PYTHON" "$HERE/bench_py.py" --gen "$TMP"; then
@@ -128,6 +172,7 @@ else
 fi | sed 's/^\(SAMPLE\t[a-z0-9_]*\)\t/\1_unpinned\t/' >>"$LOOP_OUT" ||
     echo "bench: bench_loop failed" >&2
 end=$(date +%s)
+tls_rows
 
 # One row per line: result id | what | mpconn's implementation | the
 # reference of the target (raw, py, or mem for an upper bound) | target.
@@ -427,6 +472,8 @@ sample_table "$SROUNDS" "$SREPS" "$SSECS" \
     cat "$TMP/looptable.md"
     printf '\n### Servers (%s s)\n\n' "$((send - sstart))"
     cat "$TMP/srvtable.md"
+    printf '\n### TLS (%s s)\n\n' "$((tend - tstart))"
+    cat "$TMP/tlstable.md"
     printf '\n%s; %s; %s; %s s.\n' "$(uname -srm)" \
         "$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')" \
         "$([ $have_py = 1 ] && "$PYTHON" -c 'import sys; print("CPython " + sys.version.split()[0])')" \

@@ -5,8 +5,9 @@
 
 /* ca (RSA-2048) signs server (RSA-2048, for localhost, 127.0.0.1, ::1),
  * server_ec, client, expired, other (other.example); wild; future (valid
- * from 2099); rogue signs untrusted and rogueclient; self is self-signed.
- * Each NAME has NAME.pem and NAME.key. */
+ * from 2099); bench (RSA-2048, also *.bench.test); rogue signs untrusted
+ * and rogueclient; self is self-signed. Each NAME has NAME.pem and
+ * NAME.key. The set is tests/tls-certs.sh's. */
 /* The directory, made on first use; exits 77 (skipped) without openssl. */
 const char *cert_dir(void);
 /* A path in it; a few rotate, so several may be in use in one call. */

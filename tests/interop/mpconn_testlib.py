@@ -416,3 +416,25 @@ class RawConn:
         if maxlength is not None and len(data) > maxlength:
             raise OSError('bad message length')
         return data
+
+
+
+# ------------------------------------------------------------ TLS certificates
+
+_tls_certs = []
+
+
+def tls_certs():
+    """The TLS tests' certificate directory (tests/tls-certs.sh's set), got
+    the way the CLI suites get it; without the openssl command the case is
+    skipped (77)."""
+    if not _tls_certs:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'cli'))
+        import casemain
+        try:
+            _tls_certs.append(casemain.tls_cert_dir(build_dir()))
+        except SystemExit as e:  # its skip
+            sys.stdout.flush()
+            _cleanup()
+            os._exit(e.code if isinstance(e.code, int) else 1)
+    return _tls_certs[0]

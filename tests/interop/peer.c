@@ -10,7 +10,9 @@
  * Options: --authkey TEXT, --authkey-hex HEX, --digest NAME, --no-md5,
  * --handshake-timeout S, --recv-timeout S, --max-message N, --count N,
  * --accept-timeout S, --protocol P (pickle protocol of sendobj), --keep-going
- * (listener: an error ends only that connection).
+ * (listener: an error ends only that connection). TLS (a tls: address):
+ * --tls-cert FILE --tls-key FILE (this side's certificate), --tls-ca FILE
+ * (trust anchors), --require-client-cert (listener), --server-name NAME.
  *
  * Actions (the pattern of an N-byte message is byte i = (i + N) % 251):
  *   send:N      send the pattern          recv:N     receive and check it
@@ -24,11 +26,13 @@
  *   recvfd      receive an fd and print what its file holds
  *   sendobj:L   send the Python literal L  recvobj    receive, print its repr
  *   wait        read one line from stdin (the script's "go on")
+ *   tlsinfo     print "tlsinfo VERSION CIPHER BITS verified=0|1 subject=S"
  *
  * Any failure prints "error ACTION NAME: MESSAGE" and exits 3 (after the
  * last connection with --keep-going); a content mismatch exits 4; usage 2.
  * The last line is always "maxrss KB". */
 #include "mpconn.h"
+#include "mpconn/tls.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -273,6 +277,20 @@ static int do_recvobj(mpconn_conn *c)
     return 0;
 }
 
+static int do_tlsinfo(mpconn_conn *c)
+{
+    mpconn_tls *t = mpconn_conn_tls(c);
+    if (!t) {
+        printf("error tlsinfo: not a TLS connection\n");
+        return EXIT_ERROR;
+    }
+    int bits = 0;
+    const char *cipher = mpconn_tls_cipher(t, &bits), *subject = mpconn_tls_peer_subject(t);
+    printf("tlsinfo %s %s %d verified=%d subject=%s\n", mpconn_tls_version(t), cipher, bits,
+           mpconn_tls_peer_verified(t), subject ? subject : "-");
+    return 0;
+}
+
 /* One action on a connection; 0 or an exit status. */
 static int run_action(mpconn_conn *c, const char *action)
 {
@@ -358,6 +376,8 @@ static int run_action(mpconn_conn *c, const char *action)
         return do_sendobj(c, arg);
     } else if (strcmp(name, "recvobj") == 0) {
         return do_recvobj(c);
+    } else if (strcmp(name, "tlsinfo") == 0) {
+        return do_tlsinfo(c);
     } else if (strcmp(name, "wait") == 0) {
         char line[64];
         if (!fgets(line, sizeof line, stdin)) {
@@ -468,6 +488,38 @@ static void check(int r, const char *what)
     }
 }
 
+/* The TLS options, gathered until the role is known. */
+static struct {
+    const char *cert, *key, *ca, *server_name;
+    int require_client_cert;
+} tls;
+
+/* A TLS config of this peer's role from the TLS options, on opts; none
+ * when no option was given and the address is not a tls: one. */
+static mpconn_tls_config *tls_setup(mpconn_opts *opts)
+{
+    if (!tls.cert && !tls.ca && strncmp(cfg.address, "tls:", 4) != 0)
+        return NULL;
+    mpconn_tls_config *t;
+    check(mpconn_tls_config_new(&t, cfg.listen ? MPCONN_TLS_SERVER : MPCONN_TLS_CLIENT),
+          "TLS config");
+    int r = 0;
+    if (tls.cert)
+        r = mpconn_tls_config_set_cert_file(t, tls.cert, tls.key);
+    if (r == 0 && tls.ca)
+        r = mpconn_tls_config_set_ca_file(t, tls.ca);
+    if (r == 0 && tls.require_client_cert)
+        r = mpconn_tls_config_set_verify_client(t, MPCONN_TLS_VERIFY_REQUIRED);
+    if (r == 0 && tls.server_name)
+        r = mpconn_tls_config_set_server_name(t, tls.server_name);
+    if (r < 0) {
+        fprintf(stderr, "peer: TLS config: %s\n", mpconn_tls_config_errmsg(t));
+        finish(EXIT_USAGE);
+    }
+    check(mpconn_opts_set_tls(opts, t), "--tls");
+    return t;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3)
@@ -491,6 +543,9 @@ int main(int argc, char **argv)
             takes = 0;
         } else if (strcmp(a, "--keep-going") == 0) {
             cfg.keep_going = 1;
+            takes = 0;
+        } else if (strcmp(a, "--require-client-cert") == 0) {
+            tls.require_client_cert = 1;
             takes = 0;
         } else if (strncmp(a, "--", 2) != 0) {
             cfg.actions[cfg.nactions++] = argv[i];
@@ -525,12 +580,22 @@ int main(int argc, char **argv)
             cfg.count = (int)parse_size(v);
         } else if (strcmp(a, "--accept-timeout") == 0) {
             cfg.accept_timeout = atof(v);
+        } else if (strcmp(a, "--tls-cert") == 0) {
+            tls.cert = v;
+        } else if (strcmp(a, "--tls-key") == 0) {
+            tls.key = v;
+        } else if (strcmp(a, "--tls-ca") == 0) {
+            tls.ca = v;
+        } else if (strcmp(a, "--server-name") == 0) {
+            tls.server_name = v;
         } else {
             usage();
         }
         i += takes;
     }
+    mpconn_tls_config *t = tls_setup(opts);
     int status = cfg.listen ? run_listener(opts) : run_client(opts);
+    mpconn_tls_config_free(t);
     mpconn_opts_free(opts);
     free(cfg.actions);
     finish(status);
