@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -476,6 +477,138 @@ TEST(many_silent_peers_then_a_real_one)
         close(silent[i]);
     mpconn_opts_free(co);
     mpconn_listener_free(l);
+}
+
+/* At the cap the oldest handshakes make room: ten silent peers against a
+ * cap of four lock nobody out, and each one dropped is reported. */
+TEST(handshake_cap_drops_the_oldest)
+{
+    struct rejects rj = {0};
+    mpconn_listener *l = keyed_listener("k", &rj, 30);
+    CHECK_INT(mpconn_listener_set_max_handshakes(l, 0), -EINVAL);
+    CHECK_INT(mpconn_listener_set_max_handshakes(l, 4), 0);
+    enum { SILENT = 10 };
+    int silent[SILENT];
+    mpconn_conn *c;
+    for (int i = 0; i < SILENT; i++) {
+        silent[i] = raw_connect(l);
+        /* Each one taken in (one accept per wake-up); none answers. */
+        CHECK_INT(mpconn_listener_accept(l, &c, 0.05), -ETIMEDOUT);
+    }
+    CHECK_INT(rj.count, SILENT - 4);
+    CHECK_INT(rj.last_code, -ETIMEDOUT);
+    CHECK(strstr(rj.last, "dropped for a newer peer") != NULL);
+    /* The oldest went first: its peer sees its connection closed. */
+    char b[64];
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(silent[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t n = read(silent[0], b, sizeof b); /* the challenge, then the end */
+    CHECK(n > 0);
+    while (n > 0)
+        n = read(silent[0], b, sizeof b);
+    CHECK_INT(n, 0);
+    /* A real client gets through at once, long before any 30 s deadline. */
+    mpconn_opts *co = opts_key("k", NULL);
+    double t0 = mpci_now();
+    CHECK_INT(serve_client(l, co), 0);
+    CHECK(mpci_now() - t0 < 5);
+    CHECK_INT(rj.count, SILENT - 4 + 1); /* it too pushed the oldest out */
+    for (int i = 0; i < SILENT; i++)
+        close(silent[i]);
+    mpconn_opts_free(co);
+    mpconn_listener_free(l);
+}
+
+/* A listener in a child allowed few descriptors, serving ping/pong until
+ * its pipe closes. */
+_Noreturn static void few_fds_server(const char *path, int ready, int stop)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = 32;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        _exit(5);
+    mpconn_opts *o = opts_key("k", NULL);
+    mpconn_opts_set_handshake_timeout(o, 60);
+    mpconn_listener *l;
+    if (mpconn_listener_open(&l, path, o, NULL, 0) < 0)
+        _exit(6);
+    if (write(ready, "r", 1) != 1)
+        _exit(7);
+    fcntl(stop, F_SETFL, O_NONBLOCK);
+    char ch;
+    for (int i = 0; i < 1000 && read(stop, &ch, 1) < 0 && errno == EAGAIN; i++) {
+        mpconn_conn *c;
+        if (mpconn_listener_accept(l, &c, 0.1) < 0)
+            continue;
+        char *s;
+        if (mpconn_conn_recv_string(c, &s, 0) == 0) {
+            mpconn_conn_send_string(c, "pong");
+            free(s);
+        }
+        mpconn_conn_free(c);
+    }
+    mpconn_listener_free(l);
+    mpconn_opts_free(o);
+    _exit(0);
+}
+
+/* Out of descriptors with silent handshakes holding them: the listener
+ * neither spins nor locks a real client out; the oldest makes room. */
+TEST(out_of_descriptors_no_spin_no_lockout)
+{
+    char dir[] = "/tmp/mpconn-lst-XXXXXX", path[64];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/few.sock", dir);
+    int ready[2], stop[2];
+    CHECK(pipe(ready) == 0 && pipe(stop) == 0);
+    fflush(stderr);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        close(ready[0]);
+        close(stop[1]);
+        few_fds_server(path, ready[1], stop[0]);
+    }
+    close(ready[1]);
+    close(stop[0]);
+    char ch;
+    CHECK(read(ready[0], &ch, 1) == 1);
+    enum { SILENT = 60 }; /* more than the child's 32 descriptors */
+    int silent[SILENT];
+    for (int i = 0; i < SILENT; i++) {
+        silent[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un un = {.sun_family = AF_UNIX};
+        snprintf(un.sun_path, sizeof un.sun_path, "%s", path);
+        CHECK_INT(connect(silent[i], (struct sockaddr *)&un, sizeof un), 0);
+    }
+    usleep(300000); /* the child takes in what it can */
+    double cpu0 = testlib_proc_cpu(pid);
+    usleep(1000000);
+    double cpu = testlib_proc_cpu(pid) - cpu0;
+    mpconn_opts *co = opts_key("k", NULL);
+    mpconn_opts_set_handshake_timeout(co, 10);
+    struct client_job j = {.address = path, .opts = co};
+    double t0 = mpci_now();
+    client_thread(&j);
+    double took = mpci_now() - t0;
+    close(stop[1]);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    for (int i = 0; i < SILENT; i++)
+        close(silent[i]);
+    close(ready[0]);
+    rmdir(dir);
+    fprintf(stderr, "%.2f s CPU in 1 s at the descriptor limit; a real client in %.2f s\n", cpu,
+            took);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(cpu < 0.3);
+    if (j.result < 0)
+        fprintf(stderr, "client: %s\n", j.errmsg);
+    CHECK_INT(j.result, 0);
+    CHECK_STR(j.reply, "pong");
+    CHECK(took < 8);
+    mpconn_opts_free(co);
 }
 
 TEST(garbage_answer_rejected)
