@@ -13,6 +13,8 @@
 #define FAILURE "#FAILURE#"
 #define CHALLENGE_LEN (sizeof CHALLENGE - 1)
 _Static_assert(CHALLENGE_LEN == MPCI_AUTH_CHALLENGE_LEN, "the prefix a keyless side looks for");
+_Static_assert(CHALLENGE_LEN + MPCI_AUTH_CHALLENGE_MAX <= MPCI_AUTH_OUT_MAX,
+               "a queued message holds our challenge");
 #define WELCOME_LEN (sizeof WELCOME - 1)
 #define FAILURE_LEN (sizeof FAILURE - 1)
 #define MD5_LEN 16
@@ -103,7 +105,7 @@ static int queue(mpci_auth *a, const void *head, size_t headlen, const void *bod
     memcpy(a->out[a->nout], head, headlen);
     if (bodylen)
         memcpy(a->out[a->nout] + headlen, body, bodylen);
-    a->outlen[a->nout] = headlen + bodylen;
+    a->outlen[a->nout] = (uint8_t)(headlen + bodylen);
     a->nout++;
     return 0;
 }
@@ -288,14 +290,14 @@ int mpci_auth_init(mpci_auth *a, int role, const uint8_t *key, size_t keylen, co
     a->allow_md5 = allow_md5;
     if (legacy) {
         memcpy(a->challenge, nonce, MPCI_LEGACY_NONCE_LEN);
-        a->challenge_len = MPCI_LEGACY_NONCE_LEN;
+        a->challenge_len = (uint8_t)MPCI_LEGACY_NONCE_LEN;
     } else {
         size_t nlen = strlen(name);
         a->challenge[0] = '{';
         memcpy(a->challenge + 1, name, nlen);
         a->challenge[nlen + 1] = '}';
         memcpy(a->challenge + nlen + 2, nonce, MPCI_NONCE_LEN);
-        a->challenge_len = nlen + 2 + MPCI_NONCE_LEN;
+        a->challenge_len = (uint8_t)(nlen + 2 + MPCI_NONCE_LEN);
     }
     a->state = MPCI_AUTH_NEED_INPUT;
     a->code = 0;

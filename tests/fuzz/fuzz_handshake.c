@@ -31,7 +31,7 @@ static void check_state(const mpci_hs *h, int *failed)
         if (h->code >= 0 || !h->errmsg[0])
             abort();
     }
-    if (h->nleft > sizeof h->left)
+    if (h->nleft > MPCI_HS_LEFT_MAX || (h->nleft && !h->left))
         abort();
 }
 
