@@ -1095,7 +1095,9 @@ static int is_socket(int fd)
     return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
-static mpconn_async *alloc_async(int fd, int sock, const struct mpconn_opts *o)
+/* kind: MPCI_FD_UNIX or _INET when the caller knows the socket's family
+ * (the listener does, from accept), else MPCI_FD_UNKNOWN: asked here. */
+static mpconn_async *alloc_async(int fd, int sock, int kind, const struct mpconn_opts *o)
 {
     mpconn_async *a = calloc(1, sizeof *a);
     if (!a)
@@ -1112,7 +1114,9 @@ static mpconn_async *alloc_async(int fd, int sock, const struct mpconn_opts *o)
     a->protocol = o->pickle_protocol;
     a->lim = o->limits;
     a->started = mpci_now();
-    if (sock) {
+    if (sock && kind != MPCI_FD_UNKNOWN) {
+        a->local = kind == MPCI_FD_UNIX;
+    } else if (sock) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         a->local = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX;
@@ -1172,7 +1176,7 @@ int mpconn_async_from_fd(mpconn_async **out, int fd, int role, const mpconn_opts
     int r = set_nonblock(fd);
     if (r < 0)
         return r;
-    mpconn_async *a = alloc_async(fd, is_socket(fd), opts);
+    mpconn_async *a = alloc_async(fd, is_socket(fd), MPCI_FD_UNKNOWN, opts);
     if (!a)
         return -ENOMEM;
     if (role != MPCONN_ASYNC_PLAIN && opts->authkey) {
@@ -1208,6 +1212,10 @@ static void start(mpconn_async *a)
     } else if (a->hs) {
         a->state = ST_HANDSHAKE;
         arm(a);
+        /* Watched before the challenge leaves: the peer, woken by it, may
+         * take the CPU, and the answer should find the fd registered. */
+        if (a->hs->auth.role == MPCI_AUTH_SERVER)
+            mpci_ev_set_io(&a->ev, MPCONN_READABLE);
         handshake(a, 0); /* a server's challenge leaves now */
     } else {
         a->state = ST_OPEN;
@@ -1233,9 +1241,8 @@ int mpconn_async_attach(mpconn_async *a, const mpconn_adapter *ad, void *loop)
 int mpci_async_accepted(mpconn_async **out, int fd, int kind, const struct mpconn_opts *opts,
                         mpci_async_hs_done done, void *owner)
 {
-    (void)kind;
     *out = NULL;
-    mpconn_async *a = alloc_async(fd, 1, opts);
+    mpconn_async *a = alloc_async(fd, 1, kind, opts);
     if (!a)
         return -ENOMEM;
     if (opts->authkey) {
@@ -1246,6 +1253,10 @@ int mpci_async_accepted(mpconn_async **out, int fd, int kind, const struct mpcon
             free(a);
             return r;
         }
+        /* The listener keeps every handshake's deadline with one timer of
+         * its own: its handshakes are in arrival order, which is the order
+         * of their deadlines. */
+        a->deadline = 0;
     }
     a->hs_done = done;
     a->owner = owner;
@@ -1273,7 +1284,7 @@ int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *
                           socklen_t retry_len, const mpconn_async_cbs *cbs, void *data)
 {
     *out = NULL;
-    mpconn_async *a = alloc_async(fd, 1, opts);
+    mpconn_async *a = alloc_async(fd, 1, MPCI_FD_UNKNOWN, opts);
     if (!a)
         return -ENOMEM;
     if (opts->authkey) {

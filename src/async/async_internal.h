@@ -42,7 +42,9 @@ void mpci_ev_doom(mpconn_ev *ev);
 typedef void (*mpci_async_hs_done)(mpconn_async *a, int code, const char *errmsg, void *owner);
 
 /* A server-side connection whose handshake borrows opts (which must outlive
- * it); done is called once, with 0 when the connection is open. */
+ * it); done is called once, with 0 when the connection is open. kind
+ * (MPCI_FD_UNIX or _INET) is the socket's family. The handshake's deadline
+ * is the caller's to keep: the connection arms no timer for it. */
 int mpci_async_accepted(mpconn_async **out, int fd, int kind, const struct mpconn_opts *opts,
                         mpci_async_hs_done done, void *owner);
 /* Drops a connection still in its handshake, without calling done. */
