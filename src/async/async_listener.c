@@ -13,8 +13,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define ACCEPTS_PER_EVENT 64
-#define EMFILE_PAUSE 0.1 /* seconds without accepting when no spare fd is left */
+/* Accepts per readable event at most: each starts a handshake (a few
+ * microseconds with its challenge), and the connections already open
+ * that are ready in the same wake-up wait for all of them. More peers are
+ * taken at the next turn of the loop. */
+#define ACCEPTS_PER_EVENT 8
+#define PROBE_EVERY_MAX 64 /* wake-ups between asking whether a second peer waits */
+#define EMFILE_PAUSE 0.1   /* seconds without accepting when no spare fd is left */
 
 typedef struct hs_node {
     mpconn_async *a;
@@ -252,7 +257,7 @@ static void on_io(mpconn_ev *ev, int events)
             if (e == EAGAIN || e == EWOULDBLOCK) {
                 if (l->burst == 1 && got == 1) {
                     /* The probe found nobody behind: ask again later. */
-                    if (l->probe_every < ACCEPTS_PER_EVENT)
+                    if (l->probe_every < PROBE_EVERY_MAX)
                         l->probe_every *= 2;
                     l->probe_in = l->probe_every;
                 }

@@ -920,6 +920,42 @@ TEST(listener_handshake_deadlines_one_by_one)
     each_loop(deadlines_on);
 }
 
+/* A backlog of peers is taken a few per turn of the loop: connections
+ * already open that are ready in the same turn wait for a few handshakes
+ * to start, not for the whole backlog. */
+static void accept_batches_on(void)
+{
+    server sv = {0};
+    mpconn_opts *o;
+    mpconn_async_listener *l = keyed_listener(&sv, &o, 60);
+    enum { PEERS = 100 };
+    int fds[PEERS];
+    for (int i = 0; i < PEERS; i++)
+        fds[i] = raw_connect(mpconn_async_listener_address(l));
+    size_t before = 0, most = 0;
+    double t0 = now_s();
+    for (int turns = 0; before < PEERS && turns < 10000 && now_s() - t0 < 10; turns++) {
+        cur->wait(sv.loop, 1); /* one turn: the peers are there already */
+        size_t n = mpconn_async_listener_handshakes(l);
+        if (n - before > most)
+            most = n - before;
+        before = n;
+    }
+    fprintf(stderr, "at most %zu handshakes started in one turn\n", most);
+    CHECK_INT(before, PEERS);
+    CHECK(most <= 8);
+    for (int i = 0; i < PEERS; i++)
+        close(fds[i]);
+    mpconn_async_listener_free(l);
+    mpconn_opts_free(o);
+    free_loop(sv.loop);
+}
+
+TEST(listener_takes_a_backlog_a_few_per_turn)
+{
+    each_loop(accept_batches_on);
+}
+
 typedef struct {
     mpconn_listener *l;
     int ok;
