@@ -1148,8 +1148,18 @@ static void bench_flood(enum transport t, int nflood)
         window quiet = gen_run(&g, bench_secs);
         for (int half = 0; half < 2; half++) {
             int ctl;
+            /* The server's first flood is the one whose handshakes find
+             * no freed memory to reuse: its growth is their cost. */
+            long rss0 = rep == 0 && half == 0 ? rss_bytes(s.pid) : -1;
             pid_t pid = flood_start(s.addr, nflood, half, bench_secs * 0.8, &ctl);
             window w = gen_run(&g, bench_secs);
+            if (rss0 >= 0) {
+                long rss1 = rss_bytes(s.pid);
+                char mid[64];
+                snprintf(mid, sizeof mid, "hsmem_%s", tnames[t]);
+                if (rss1 >= 0)
+                    sample(mid, "mpconn", (double)(rss1 - rss0) / nflood, "bytes/handshake");
+            }
             close(ctl);
             bench_reap(pid);
             sample(id[half], "quiet", quiet.p99, "us");
