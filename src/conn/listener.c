@@ -729,6 +729,11 @@ int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout
     return result;
 }
 
+double mpci_listener_paused_until(const mpconn_listener *l)
+{
+    return l->accept_pause > 0 && mpci_now() < l->accept_pause ? l->accept_pause : 0;
+}
+
 const struct mpconn_opts *mpci_listener_opts(const mpconn_listener *l)
 {
     return &l->opts;
