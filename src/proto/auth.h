@@ -22,9 +22,11 @@ enum { MPCI_AUTH_NEED_INPUT, MPCI_AUTH_DONE, MPCI_AUTH_FAILED };
 #define MPCI_AUTH_QUEUE 3
 /* The longest message the machine sends: its challenge, "#CHALLENGE#" +
  * "{sha3_384}" + the nonce (61 bytes); an answer is at most "{sha3_384}" +
- * a 48-byte MAC. */
+ * a 48-byte MAC. The most it holds undrained: a server's challenge,
+ * WELCOME and answer, or a client's answer, challenge and verdict. */
 #define MPCI_AUTH_CHALLENGE_MAX (2 + 8 + MPCI_NONCE_LEN)
 #define MPCI_AUTH_OUT_MAX 64
+#define MPCI_AUTH_QUEUE_BYTES 128
 /* The room for a failure's reason: the longest the machine and the
  * handshake write is about 120 characters. */
 #define MPCI_AUTH_ERRMSG_MAX 160
@@ -53,10 +55,10 @@ typedef struct mpci_auth {
     uint8_t challenge_len;
     uint8_t nout, outhead;
     uint8_t outlen[MPCI_AUTH_QUEUE];
-    int expect_len;         /* 0: not made */
-    const char *own_digest; /* the digest our challenge asks for */
-    uint8_t expect[64];     /* client: the answer it wants, made with its challenge */
-    uint8_t out[MPCI_AUTH_QUEUE][MPCI_AUTH_OUT_MAX];
+    int expect_len;                     /* 0: not made */
+    const char *own_digest;             /* the digest our challenge asks for */
+    uint8_t expect[64];                 /* client: the answer it wants, made with its challenge */
+    uint8_t out[MPCI_AUTH_QUEUE_BYTES]; /* the queued messages back to back */
 } mpci_auth;
 
 /* digest: "sha256", "md5", "sha384", "sha3_256", "sha3_384" or "legacy".
