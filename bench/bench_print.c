@@ -83,15 +83,15 @@ int main(int argc, char **argv)
     int r = mpconn_value_decode(pk, sizeof pk, NULL, &bomb, NULL, 0);
     if (r < 0)
         bench_die("mpconn_value_decode", r);
-    job jd = {bomb, NULL, MPCONN_ELIMIT}, jc = {bomb, cut, 1};
+    job jd = {bomb, NULL, MPCONN_ERR_LIMIT}, jc = {bomb, cut, 1};
     double med_d, med_c;
     double td = seconds(&jd, 3, &med_d), tc = seconds(&jc, BENCH_MAX_REPS, &med_c);
     bench_result("print_bomb", "mpconn", td, med_d, "s");
     bench_result("print_bomb_cut", "mpconn", tc, med_c, "s");
 
-    mpconn_value_free(small);
-    mpconn_value_free(big);
-    mpconn_value_free(bomb);
+    mpconn_value_unref(small);
+    mpconn_value_unref(big);
+    mpconn_value_unref(bomb);
     mpconn_opts_free(lifted);
     mpconn_opts_free(cut);
     return 0;

@@ -44,7 +44,7 @@ static int op_decode(void *p)
     int r = mpconn_value_decode(c->pickle, c->len, NULL, &v, NULL, 0);
     if (r < 0)
         return r;
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     return 0;
 }
 
@@ -90,12 +90,12 @@ static void bench_codec(const char *name, const char *path, double scale, const 
         fprintf(stderr, "bench_values: %s does not survive encode+decode: %s\n", name, err);
         exit(1);
     }
-    mpconn_value_free(back);
+    mpconn_value_unref(back);
     free(out);
     ops[0] = op_encode;
     snprintf(id, sizeof id, "pickle_%s_encode", name);
     bench_compare(id, 1, impls, ops, ctxs, scale, unit, 10000000);
-    mpconn_value_free(c.value);
+    mpconn_value_unref(c.value);
     free(pickle);
 }
 
@@ -126,7 +126,7 @@ static int op_obj_pingpong(void *p)
         r = mpconn_conn_recv(s->conn, &v);
     if (r < 0)
         return r;
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     return 0;
 }
 
@@ -174,7 +174,7 @@ static void bench_objects(const char *small_path)
         mpconn_value *v;
         while (mpconn_conn_recv(b, &v) == 0) {
             r = mpconn_conn_send(b, v);
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             if (r < 0)
                 break;
         }
@@ -189,7 +189,7 @@ static void bench_objects(const char *small_path)
     bench_compare("obj_rtt_socketpair", 2, impls, ops, ctxs, 1e-3, "k round trips/s", 10000000);
     close(raw.fd);
     mpconn_conn_free(obj.conn);
-    mpconn_value_free(obj.value);
+    mpconn_value_unref(obj.value);
     bench_reap(p1);
     bench_reap(p2);
 }

@@ -37,7 +37,7 @@ static void echo_on_close(mpconn_async *a, int reason, const char *errmsg, void 
 {
     (void)a;
     echo_server *s = data;
-    if (reason == MPCONN_EEOF)
+    if (reason == MPCONN_ERR_EOF)
         printf("connection closed by the client\n");
     else
         printf("connection closed: %s\n", errmsg);

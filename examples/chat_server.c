@@ -67,7 +67,7 @@ static void on_close(mpconn_async *a, int reason, const char *errmsg, void *data
         r->members = m->next;
     if (m->next)
         m->next->prev = m->prev;
-    printf("client %d left (%s)\n", m->id, reason == MPCONN_EEOF ? "closed" : errmsg);
+    printf("client %d left (%s)\n", m->id, reason == MPCONN_ERR_EOF ? "closed" : errmsg);
     free(m);
 }
 

@@ -52,7 +52,7 @@ int main(int argc, char **argv)
             if (r < 0)
                 break;
         }
-        if (r != MPCONN_EEOF)
+        if (r != MPCONN_ERR_EOF)
             fprintf(stderr, "echo_listener: %s\n", mpconn_conn_errmsg(c));
         printf("connection closed\n");
         mpconn_conn_free(c);

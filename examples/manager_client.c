@@ -29,7 +29,7 @@ static mpconn_value *call(mpconn_conn *c, const char *ident, const char *method,
     if (req == NULL)
         return NULL;
     int r = mpconn_conn_send(c, req);
-    mpconn_value_free(req);
+    mpconn_value_unref(req);
     mpconn_value *reply;
     if (r < 0 || (r = mpconn_conn_recv(c, &reply)) < 0) {
         snprintf(why, whylen, "%s: %s", method, mpconn_conn_errmsg(c));
@@ -40,18 +40,18 @@ static mpconn_value *call(mpconn_conn *c, const char *ident, const char *method,
     char err[256];
     if (mpconn_unpack(reply, err, sizeof err, "(s O)", &kind, &result) < 0) {
         snprintf(why, whylen, "%s: unexpected reply: %s", method, err);
-        mpconn_value_free(reply);
+        mpconn_value_unref(reply);
         return NULL;
     }
     if (strcmp(kind, "#RETURN") != 0) {
         const char *text = "";
         mpconn_value_get_str(result, &text, NULL);
         snprintf(why, whylen, "%s: %s %s", method, kind, text);
-        mpconn_value_free(reply);
+        mpconn_value_unref(reply);
         return NULL;
     }
     result = mpconn_value_ref(result); /* outlives the reply */
-    mpconn_value_free(reply);
+    mpconn_value_unref(reply);
     return result;
 }
 
@@ -63,7 +63,7 @@ static mpconn_value *manager_call(const char *address, const mpconn_opts *opts, 
     char why[512];
     if (mpconn_client(&c, address, opts, why, sizeof why) < 0) {
         fprintf(stderr, "manager_client: %s: %s\n", method, why);
-        mpconn_value_free(args);
+        mpconn_value_unref(args);
         return NULL;
     }
     mpconn_value *result = call(c, NULL, method, args, why, sizeof why);
@@ -101,35 +101,35 @@ static int use_dict(mpconn_conn *c, const char *ident)
     if (!(r = object_call(c, ident, "__setitem__",
                           mpconn_pack("(s s)", "greeting", "hello from C"))))
         return -1;
-    mpconn_value_free(r);
+    mpconn_value_unref(r);
     if (!(r = object_call(
               c, ident, "update",
               mpconn_pack("({s:i, s:f, s:[i i i]})", "n", 3, "pi", 3.25, "list", 1, 2, 3))))
         return -1;
-    mpconn_value_free(r);
+    mpconn_value_unref(r);
     if (!(r = object_call(c, ident, "__len__", mpconn_pack("()"))))
         return -1;
     print_value("len(d) =", r);
-    mpconn_value_free(r);
+    mpconn_value_unref(r);
     if (!(r = object_call(c, ident, "get", mpconn_pack("(s)", "greeting"))))
         return -1;
     print_value("d.get('greeting') =", r);
-    mpconn_value_free(r);
+    mpconn_value_unref(r);
     if (!(r = object_call(c, ident, "copy", mpconn_pack("()"))))
         return -1;
     print_value("d.copy() =", r);
-    mpconn_value_free(r);
+    mpconn_value_unref(r);
     /* A KeyError comes back as '#ERROR' with the exception pickled: refused. */
     char why[512];
     if ((r = call(c, ident, "__getitem__", mpconn_pack("(s)", "missing"), why, sizeof why))) {
-        mpconn_value_free(r);
+        mpconn_value_unref(r);
         return -1;
     }
     printf("d['missing'] raised in the manager: %s\n", why);
     if (!(r = object_call(c, ident, "pop", mpconn_pack("(s)", "n"))))
         return -1;
     print_value("the connection still works: d.pop('n') =", r);
-    mpconn_value_free(r);
+    mpconn_value_unref(r);
     return 0;
 }
 
@@ -169,7 +169,7 @@ int main(int argc, char **argv)
     }
     if (!(r = object_call(c, NULL, "accept_connection", mpconn_pack("(s)", "mpconn-example"))))
         goto out;
-    mpconn_value_free(r);
+    mpconn_value_unref(r);
     if (use_dict(c, ident) < 0)
         goto out;
     mpconn_conn_free(c);
@@ -178,19 +178,19 @@ int main(int argc, char **argv)
     if (!(r = manager_call(address, opts, "number_of_objects", mpconn_pack("()"))))
         goto out;
     print_value("shared objects in the manager:", r);
-    mpconn_value_free(r);
+    mpconn_value_unref(r);
     /* create counted one reference for us; dropping it disposes of the dict. */
     if (!(r = manager_call(address, opts, "decref", mpconn_pack("(s)", ident))))
         goto out;
-    mpconn_value_free(r);
+    mpconn_value_unref(r);
     if (!(r = manager_call(address, opts, "number_of_objects", mpconn_pack("()"))))
         goto out;
     print_value("after decref:", r);
-    mpconn_value_free(r);
+    mpconn_value_unref(r);
     status = 0;
 out:
     mpconn_conn_free(c);
-    mpconn_value_free(token);
+    mpconn_value_unref(token);
     mpconn_opts_free(opts);
     return status;
 }

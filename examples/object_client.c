@@ -24,7 +24,7 @@ static int talk(mpconn_conn *c)
     if (mpconn_unpack(v, err, sizeof err, "[{s:s, s:O, s:b}]", "name", &name, "readings", &readings,
                       "ok", &ok) < 0) {
         fprintf(stderr, "object_client: unexpected value: %s\n", err);
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
         return -1;
     }
     size_t n = mpconn_value_len(readings);
@@ -35,7 +35,7 @@ static int talk(mpconn_conn *c)
             printf(" %g", d);
     }
     printf("\n");
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 
     void *bytes;
     size_t len;
@@ -55,7 +55,7 @@ static int talk(mpconn_conn *c)
     if (answer == NULL)
         return -1;
     r = mpconn_conn_send(c, answer);
-    mpconn_value_free(answer);
+    mpconn_value_unref(answer);
     return r;
 }
 

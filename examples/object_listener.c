@@ -24,7 +24,7 @@ static int serve(mpconn_conn *c)
         free(text);
     }
     int r = mpconn_conn_send(c, v);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     if (r < 0)
         return r;
     if ((r = mpconn_conn_send_bytes(c, "hello", 5)) < 0)
@@ -44,7 +44,7 @@ static int serve(mpconn_conn *c)
         printf("client answered (%s, %d)\n", word, count);
     else
         fprintf(stderr, "object_listener: unexpected answer: %s\n", err);
-    mpconn_value_free(answer); /* word pointed into it */
+    mpconn_value_unref(answer); /* word pointed into it */
     return r;
 }
 

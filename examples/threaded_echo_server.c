@@ -18,7 +18,7 @@ static int echo(mpconn_request *r, void *data)
     for (;;) {
         mpconn_value *v;
         int rc = mpconn_conn_recv(c, &v);
-        if (rc == MPCONN_EEOF)
+        if (rc == MPCONN_ERR_EOF)
             break;
         if (rc < 0)
             return rc; /* reported through handle_error */
@@ -28,7 +28,7 @@ static int echo(mpconn_request *r, void *data)
         fflush(stdout);
         free(text);
         rc = mpconn_conn_send(c, v);
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
         if (rc < 0)
             return rc;
     }

@@ -111,7 +111,7 @@ int main(int argc, char **argv)
                 messages++;
                 continue;
             }
-            if (r != MPCONN_EEOF) {
+            if (r != MPCONN_ERR_EOF) {
                 fprintf(stderr, "wait_server: %s\n", mpconn_conn_errmsg(c));
                 status = 1;
             }

@@ -31,54 +31,54 @@ MPCONN_API const char *mpconn_version(void);
 /* ------------------------------------------------------------------ errors */
 
 /* Negative errno values (-ECONNREFUSED, -ETIMEDOUT, -ENOMEM, ...) report OS
- * errors. The library's own codes live below MPCONN_EBASE; this one list,
+ * errors. The library's own codes live below MPCONN_ERR_BASE; this one list,
  * X(name, value, text), makes their enum, mpconn_strerror and
  * mpconn_errname, so the three cannot drift apart. */
 #define MPCONN_ERROR_LIST(X)                                                                       \
     /* peer closed between messages (EOFError) */                                                  \
-    X(EEOF, -10001, "end of file: the peer closed the connection")                                 \
+    X(ERR_EOF, -10001, "end of file: the peer closed the connection")                              \
     /* end of stream inside a message; connection broken */                                        \
-    X(EEOFMSG, -10002, "got end of file during message")                                           \
+    X(ERR_EOFMSG, -10002, "got end of file during message")                                        \
     /* message longer than maxlength / max message size */                                         \
-    X(EMSGSIZE, -10003, "bad message length")                                                      \
+    X(ERR_MSGSIZE, -10003, "bad message length")                                                   \
     /* recv_bytes_into: buffer too short; message kept */                                          \
-    X(ESHORTBUF, -10004, "buffer too short for the message")                                       \
+    X(ERR_SHORTBUF, -10004, "buffer too short for the message")                                    \
     /* authentication failed (wrong key, rejected) */                                              \
-    X(EAUTH, -10005, "authentication failed")                                                      \
-    X(EAUTHPROTO, -10006, "authentication protocol error")                                         \
+    X(ERR_AUTH, -10005, "authentication failed")                                                   \
+    X(ERR_AUTHPROTO, -10006, "authentication protocol error")                                      \
     /* one side has an authkey, the other none */                                                  \
-    X(ENOKEY, -10007, "authkey on one side only")                                                  \
-    X(EPROTO, -10008, "malformed message header")                                                  \
-    X(EBROKEN, -10009, "connection broken by an earlier error")                                    \
-    X(ECLOSED, -10010, "handle is closed")                                                         \
-    X(ENOTREADABLE, -10011, "connection is write-only")                                            \
-    X(ENOTWRITABLE, -10012, "connection is read-only")                                             \
-    X(EADDR, -10013, "bad address")                                                                \
-    X(ENOTSUP, -10014, "not available on this platform")                                           \
+    X(ERR_NOKEY, -10007, "authkey on one side only")                                               \
+    X(ERR_PROTO, -10008, "malformed message header")                                               \
+    X(ERR_BROKEN, -10009, "connection broken by an earlier error")                                 \
+    X(ERR_CLOSED, -10010, "handle is closed")                                                      \
+    X(ERR_NOTREADABLE, -10011, "connection is write-only")                                         \
+    X(ERR_NOTWRITABLE, -10012, "connection is read-only")                                          \
+    X(ERR_ADDR, -10013, "bad address")                                                             \
+    X(ERR_NOTSUP, -10014, "not available on this platform")                                        \
     /* a live socket (any type) is bound to the address */                                         \
-    X(EADDRINUSE, -10015, "address in use by a live socket")                                       \
+    X(ERR_ADDRINUSE, -10015, "address in use by a live socket")                                    \
     /* peer credentials refused (uid policy) */                                                    \
-    X(EPEER, -10016, "peer refused by policy")                                                     \
-    X(EPICKLE, -10017, "malformed pickle")                                                         \
-    X(EREFUSED, -10018, "pickle refused: it would import or call something")                       \
-    X(ELIMIT, -10019, "decoder limit exceeded")                                                    \
+    X(ERR_PEER, -10016, "peer refused by policy")                                                  \
+    X(ERR_PICKLE, -10017, "malformed pickle")                                                      \
+    X(ERR_REFUSED, -10018, "pickle refused: it would import or call something")                    \
+    X(ERR_LIMIT, -10019, "decoder limit exceeded")                                                 \
     /* pack/unpack/accessors */                                                                    \
-    X(ETYPE, -10020, "value of the wrong type")                                                    \
+    X(ERR_TYPE, -10020, "value of the wrong type")                                                 \
     /* Python literal syntax error */                                                              \
-    X(ESYNTAX, -10021, "syntax error")                                                             \
+    X(ERR_SYNTAX, -10021, "syntax error")                                                          \
     /* integer does not fit the requested C type */                                                \
-    X(ERANGE, -10022, "integer out of range")                                                      \
-    X(ERECURSIVE, -10023, "value contains itself")                                                 \
+    X(ERR_RANGE, -10022, "integer out of range")                                                   \
+    X(ERR_RECURSIVE, -10023, "value contains itself")                                              \
     /* unhashable dict key or set item */                                                          \
-    X(EUNHASHABLE, -10024, "unhashable value")
+    X(ERR_UNHASHABLE, -10024, "unhashable value")
 
 #define MPCONN_ERROR_ENUM(name, value, text) MPCONN_##name = value,
-enum { MPCONN_EBASE = -10000, MPCONN_ERROR_LIST(MPCONN_ERROR_ENUM) };
+enum { MPCONN_ERR_BASE = -10000, MPCONN_ERROR_LIST(MPCONN_ERROR_ENUM) };
 #undef MPCONN_ERROR_ENUM
 
 /* A short static description of any code (negative errno included). */
 MPCONN_API const char *mpconn_strerror(int code);
-/* The code's symbolic name, static: "MPCONN_EEOF", "ECONNREFUSED" for
+/* The code's symbolic name, static: "MPCONN_ERR_EOF", "ECONNREFUSED" for
  * -ECONNREFUSED, "0" for success, "UNKNOWN" for a code that is neither. */
 MPCONN_API const char *mpconn_errname(int code);
 
@@ -135,7 +135,7 @@ MPCONN_API int mpconn_opts_set_abstract_any_uid(mpconn_opts *o, int allow);
 /* Pickle protocol used by mpconn_conn_send (2..5); default 4. */
 MPCONN_API int mpconn_opts_set_pickle_protocol(mpconn_opts *o, int protocol);
 /* Decoder limits used by mpconn_conn_recv and mpconn_value_decode; 0 keeps
- * the default. A pickle that exceeds one fails with MPCONN_ELIMIT.
+ * the default. A pickle that exceeds one fails with MPCONN_ERR_LIMIT.
  *   max_depth  nesting of containers, and open MARKs; default 1000
  *   max_items  values made (each opcode that pushes one); default 10,000,000
  *   max_memo   highest memo index + 1; default 1,000,000
@@ -149,7 +149,7 @@ MPCONN_API int mpconn_opts_set_pickle_protocol(mpconn_opts *o, int protocol);
  * of text conversions. A string or a big int is checked before it is
  * allocated; a container's growth right after (so by at most one array).
  * Work is bounded too: a dict or set probe run stops at 512 slots (keys
- * crafted to collide fail with MPCONN_ELIMIT), and key comparisons
+ * crafted to collide fail with MPCONN_ERR_LIMIT), and key comparisons
  * remember the pairs of shared sub-values already compared. */
 MPCONN_API int mpconn_opts_set_decode_limits(mpconn_opts *o, size_t max_depth, size_t max_items,
                                              size_t max_memo, size_t max_alloc);
@@ -169,14 +169,14 @@ MPCONN_API int mpconn_opts_set_print_limits(mpconn_opts *o, size_t max_bytes,
                                             size_t max_int_digits);
 /* truncate 1: repr and JSON text longer than max_bytes is cut at a
  * character boundary at most max_bytes long and returned with 1 instead
- * of failing with MPCONN_ELIMIT. Default 0. An int over max_int_digits
+ * of failing with MPCONN_ERR_LIMIT. Default 0. An int over max_int_digits
  * fails all the same. */
 MPCONN_API int mpconn_opts_set_print_truncate(mpconn_opts *o, int truncate);
 
 /* For code that runs the handshake itself (the server kinds, a transport
  * of its own): a machine of <mpconn/proto.h> for role MPCONN_AUTH_SERVER or
  * MPCONN_AUTH_CLIENT with o's authkey, digest and MD5 policy. *out is the
- * caller's (mpconn_auth_free). MPCONN_ENOKEY when o (may be NULL) has no
+ * caller's (mpconn_auth_free). MPCONN_ERR_NOKEY when o (may be NULL) has no
  * authkey. */
 typedef struct mpconn_auth mpconn_auth;
 MPCONN_API int mpconn_opts_new_auth(const mpconn_opts *o, int role, mpconn_auth **out);
@@ -227,21 +227,21 @@ MPCONN_API const char *mpconn_conn_errmsg(const mpconn_conn *c);
 /* Which errors leave a connection usable. "usable": the stream is where it
  * was, and any call may follow. "lost": that direction is gone for good
  * (mpconn_conn_readable or _writable says 0, and later calls that way fail
- * with MPCONN_EBROKEN, or MPCONN_ENOTREADABLE after MPCONN_EMSGSIZE as in
+ * with MPCONN_ERR_BROKEN, or MPCONN_ERR_NOTREADABLE after MPCONN_ERR_MSGSIZE as in
  * CPython); the other direction still works unless said.
  *
  *  receiving (recv_bytes, recv_bytes_into, recv_string, recv)
  *   -ETIMEDOUT between messages     usable: nothing was taken
  *   -ETIMEDOUT inside a message     usable: what arrived is kept and the next
  *                                   receive, of any kind, continues it
- *   MPCONN_ESHORTBUF                usable: the message is kept whole for the
+ *   MPCONN_ERR_SHORTBUF                usable: the message is kept whole for the
  *                                   next receive
- *   MPCONN_EPICKLE, MPCONN_EREFUSED, MPCONN_ELIMIT, MPCONN_ERECURSIVE,
- *   MPCONN_EUNHASHABLE (recv)       usable: that message was consumed whole
- *   MPCONN_EEOF                     the peer closed between messages: every
+ *   MPCONN_ERR_PICKLE, MPCONN_ERR_REFUSED, MPCONN_ERR_LIMIT, MPCONN_ERR_RECURSIVE,
+ *   MPCONN_ERR_UNHASHABLE (recv)       usable: that message was consumed whole
+ *   MPCONN_ERR_EOF                     the peer closed between messages: every
  *                                   later receive says so again
- *   MPCONN_EMSGSIZE                 lost, as in CPython ("bad message length")
- *   MPCONN_EEOFMSG, MPCONN_EPROTO, other -errno     lost
+ *   MPCONN_ERR_MSGSIZE                 lost, as in CPython ("bad message length")
+ *   MPCONN_ERR_EOFMSG, MPCONN_ERR_PROTO, other -errno     lost
  *  sending (send_bytes, send_slice, send_string, send)
  *   -ETIMEDOUT before any byte      usable: nothing was sent
  *   -ETIMEDOUT after part of it     lost: the stream stops inside a frame
@@ -249,8 +249,8 @@ MPCONN_API const char *mpconn_conn_errmsg(const mpconn_conn *c);
  *   -EINVAL (a NULL value, slice bounds)   usable: nothing was sent
  *   -EPIPE, -ECONNRESET             the peer is gone: later sends fail too
  *  either
- *   MPCONN_ENOKEY                   lost both ways, and every later call
- *                                   says MPCONN_ENOKEY: a client without
+ *   MPCONN_ERR_NOKEY                   lost both ways, and every later call
+ *                                   says MPCONN_ERR_NOKEY: a client without
  *                                   authkey met the listener's challenge and
  *                                   hung up, at the first send when the
  *                                   challenge was already there (nothing was
@@ -277,11 +277,11 @@ MPCONN_API int mpconn_conn_send_string(mpconn_conn *c, const char *s);
 
 /* Receives one message into a new buffer (*out, freed by the caller with
  * free(); never NULL on success, even for an empty message). maxlength 0 is
- * no limit; a longer message fails with MPCONN_EMSGSIZE and the connection
+ * no limit; a longer message fails with MPCONN_ERR_MSGSIZE and the connection
  * is no longer readable (as in CPython). */
 MPCONN_API int mpconn_conn_recv_bytes(mpconn_conn *c, void **out, size_t *len, size_t maxlength);
 /* Receives one message into buf at offset; *len is its size. When it does
- * not fit, returns MPCONN_ESHORTBUF with *len set to its size and keeps the
+ * not fit, returns MPCONN_ERR_SHORTBUF with *len set to its size and keeps the
  * whole message: the next receive of any kind returns it. */
 MPCONN_API int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t offset,
                                            size_t *len);
@@ -299,7 +299,7 @@ MPCONN_API int mpconn_conn_poll(mpconn_conn *c, double seconds);
  * caller's; the received fd is the caller's (close-on-exec). */
 MPCONN_API int mpconn_conn_send_fd(mpconn_conn *c, int fd, int ack);
 /* *fd receives the descriptor passed by the peer: exactly the one that came
- * with its count byte. A count byte without one fails with MPCONN_EPROTO
+ * with its count byte. A count byte without one fails with MPCONN_ERR_PROTO
  * ("count byte arrived without a descriptor"), one the kernel discarded
  * (this process out of descriptors) with -EMFILE; the byte is consumed
  * either way. */
@@ -329,7 +329,7 @@ typedef struct mpconn_listener mpconn_listener;
 /* errmsg (may be NULL) receives the reason on failure. opts may be NULL.
  * A Unix socket path already taken is reused only when no socket of any
  * kind is bound to it (a stale file left by a dead process); otherwise
- * MPCONN_EADDRINUSE says what socket is there. A path that is not a socket
+ * MPCONN_ERR_ADDRINUSE says what socket is there. A path that is not a socket
  * is never removed or followed: -EEXIST (a file, a symlink, dangling or
  * not) or -EISDIR (a directory), the message saying which. */
 MPCONN_API int mpconn_listener_open(mpconn_listener **out, const char *address,
@@ -375,9 +375,9 @@ MPCONN_API int mpconn_listener_set_max_handshakes(mpconn_listener *l, size_t n);
 enum { MPCONN_ADDR_TCP = 1, MPCONN_ADDR_UNIX = 2, MPCONN_ADDR_ABSTRACT = 3 };
 /* What an address names, from its text alone (no name is resolved, nothing
  * is touched): MPCONN_ADDR_TCP, MPCONN_ADDR_UNIX (a socket file) or
- * MPCONN_ADDR_ABSTRACT. MPCONN_EADDR when it does not parse (errmsg, which
+ * MPCONN_ADDR_ABSTRACT. MPCONN_ERR_ADDR when it does not parse (errmsg, which
  * may be NULL, says why: a port out of range, a missing port, ...),
- * MPCONN_ENOTSUP for a form this platform lacks. */
+ * MPCONN_ERR_NOTSUP for a form this platform lacks. */
 MPCONN_API int mpconn_address_kind(const char *address, char *errmsg, size_t errlen);
 
 /* Connects and, with an authkey, authenticates. *out is the caller's. */
@@ -406,7 +406,7 @@ MPCONN_API int mpconn_wait(mpconn_waitable *items, size_t n, double seconds);
 /* Plain Python values: reference counted, shared when referenced twice. A
  * value is used by one thread at a time. Constructors return a new reference
  * (NULL only when out of memory or, for str, on invalid UTF-8);
- * mpconn_value_free drops one. */
+ * mpconn_value_unref drops one. */
 typedef struct mpconn_value mpconn_value;
 
 typedef enum mpconn_type {
@@ -428,7 +428,7 @@ typedef enum mpconn_type {
 MPCONN_API mpconn_value *mpconn_value_ref(mpconn_value *v);
 /* Drops one reference; the last one frees v and drops its items' (without
  * recursion, whatever the depth). NULL is a no-op. */
-MPCONN_API void mpconn_value_free(mpconn_value *v);
+MPCONN_API void mpconn_value_unref(mpconn_value *v);
 
 /* None; never NULL. */
 MPCONN_API mpconn_value *mpconn_value_none(void);
@@ -491,10 +491,10 @@ MPCONN_API mpconn_value *mpconn_value_dict_get(const mpconn_value *dict, const m
 /* The same for a str key given as a C string; no allocation. */
 MPCONN_API mpconn_value *mpconn_value_dict_get_str(const mpconn_value *dict, const char *key);
 
-/* Accessors: MPCONN_ETYPE (out untouched) when v is NULL or of another type.
+/* Accessors: MPCONN_ERR_TYPE (out untouched) when v is NULL or of another type.
  * get_bool takes a bool only: *out is 1 or 0. */
 MPCONN_API int mpconn_value_get_bool(const mpconn_value *v, int *out);
-/* MPCONN_ERANGE when the integer does not fit. Bools are ints, as in Python. */
+/* MPCONN_ERR_RANGE when the integer does not fit. Bools are ints, as in Python. */
 MPCONN_API int mpconn_value_get_int(const mpconn_value *v, int64_t *out);
 /* Sign and big-endian magnitude (no leading zero bytes; zero has len 0),
  * borrowed from v. */
@@ -523,7 +523,7 @@ MPCONN_API int mpconn_value_decode(const void *buf, size_t len, const mpconn_opt
                                    mpconn_value **out, char *errmsg, size_t errlen);
 
 /* Python's repr(v), NUL-terminated, freed with free(). Default print
- * limits: MPCONN_ELIMIT beyond 64 MiB of text or for an int of more than
+ * limits: MPCONN_ERR_LIMIT beyond 64 MiB of text or for an int of more than
  * 4300 digits (ValueError in CPython). */
 MPCONN_API int mpconn_value_repr(const mpconn_value *v, char **out, size_t *len);
 /* JSON text (mapping in docs/json.md), freed with free(); limits as repr. */
@@ -537,7 +537,7 @@ MPCONN_API int mpconn_value_json_opts(const mpconn_value *v, const mpconn_opts *
                                       size_t *len, char *errmsg, size_t errlen);
 /* Parses a Python literal as ast.literal_eval accepts it for these types.
  * On error errmsg says what and at which column (1-based). Decimal ints
- * of more than 4300 digits fail with MPCONN_ELIMIT, as in CPython. */
+ * of more than 4300 digits fail with MPCONN_ERR_LIMIT, as in CPython. */
 MPCONN_API int mpconn_value_parse(const char *text, size_t len, mpconn_value **out, char *errmsg,
                                   size_t errlen);
 /* The same with the int digit limit of opts (NULL: the default). */
@@ -564,7 +564,7 @@ MPCONN_API int mpconn_unpack(const mpconn_value *v, char *errmsg, size_t errlen,
  * unpickles with its limits. A decoding error consumes the message whole and
  * leaves the connection usable. */
 MPCONN_API int mpconn_conn_send(mpconn_conn *c, const mpconn_value *v);
-/* *out is the caller's, freed with mpconn_value_free. */
+/* *out is the caller's, freed with mpconn_value_unref. */
 MPCONN_API int mpconn_conn_recv(mpconn_conn *c, mpconn_value **out);
 
 #ifdef __cplusplus

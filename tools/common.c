@@ -45,7 +45,7 @@ int cli_check_address(const char *cmd, const char *address)
 {
     char err[256] = "";
     int kind = mpconn_address_kind(address, err, sizeof err);
-    if (kind == MPCONN_EADDR)
+    if (kind == MPCONN_ERR_ADDR)
         return -cli_usage_error(cmd, "%s", err[0] ? err : mpconn_strerror(kind));
     if (kind < 0) {
         cli_error("%s", err[0] ? err : mpconn_strerror(kind));
@@ -382,7 +382,7 @@ static char *format_value(int format, const mpconn_value *v, const mpconn_opts *
     size_t n;
     int r = format == CLI_FORMAT_JSON ? mpconn_value_json_opts(v, opts, &s, &n, err, sizeof err)
                                       : mpconn_value_repr_opts(v, opts, &s, &n, err, sizeof err);
-    if (r == MPCONN_ELIMIT)
+    if (r == MPCONN_ERR_LIMIT)
         cli_error("value shown as its bytes: %s (see --max-int-digits)", err);
     if (r == 1) {
         char *m = realloc(s, n + sizeof CLI_CUT_MARK);
@@ -408,12 +408,12 @@ static int print_line(FILE *out, int format, const void *buf, size_t len, const 
          * it is, so nothing that arrived is hidden. */
         if (!as_bytes && mpconn_value_decode(buf, len, limits, &v, NULL, 0) == 0) {
             text = format_value(format, v, limits);
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
         }
         if (!text) {
             mpconn_value *b = mpconn_value_bytes(buf, len);
             text = b ? format_value(format, b, limits) : NULL;
-            mpconn_value_free(b);
+            mpconn_value_unref(b);
         }
         if (text) {
             fputs(text, out);

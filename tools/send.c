@@ -109,7 +109,7 @@ static int add_value(payloads *ps, const char *text, size_t len, const char *whe
     void *buf;
     size_t n;
     r = mpconn_value_encode(v, ps->protocol, &buf, &n);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     if (r < 0) {
         cli_error("cannot pickle %s: %s", where, mpconn_strerror(r));
         return CLI_FAIL;
@@ -199,7 +199,7 @@ static int challenge_came(mpconn_conn *c)
     int r = mpconn_conn_recv_bytes(c, &buf, &len, 0);
     if (r == 0)
         free(buf);
-    return r == MPCONN_ENOKEY;
+    return r == MPCONN_ERR_NOKEY;
 }
 
 static int send_one(mpconn_conn *c, const char *address, const payloads *ps, size_t i,
@@ -209,7 +209,7 @@ static int send_one(mpconn_conn *c, const char *address, const payloads *ps, siz
     if (r == 0)
         return CLI_OK;
     char secs[48];
-    if (r == MPCONN_ENOKEY || ((r == -EPIPE || r == -ECONNRESET) && challenge_came(c)))
+    if (r == MPCONN_ERR_NOKEY || ((r == -EPIPE || r == -ECONNRESET) && challenge_came(c)))
         no_key(address);
     else if (r == -EPIPE || r == -ECONNRESET)
         cli_error("cannot send message %zu (%zu byte%s) to %s: the listener closed the "
@@ -231,7 +231,7 @@ static int reply_one(mpconn_conn *c, const char *address, const payloads *ps, si
     size_t len;
     char secs[48];
     int r = mpconn_conn_recv_bytes(c, &buf, &len, 0);
-    if (r == MPCONN_EEOF) {
+    if (r == MPCONN_ERR_EOF) {
         cli_error("%s closed the connection without replying to message %zu%s", address, i + 1,
                   protocol_hint(ps));
         return CLI_FAIL;
@@ -241,7 +241,7 @@ static int reply_one(mpconn_conn *c, const char *address, const payloads *ps, si
                   i + 1, strerror(-r), size_hint);
         return CLI_FAIL;
     }
-    if (r == MPCONN_ENOKEY) {
+    if (r == MPCONN_ERR_NOKEY) {
         no_key(address);
         return CLI_FAIL;
     }
@@ -294,7 +294,7 @@ static int wait_for_close(mpconn_conn *c, const char *address, double timeout)
             free(buf);
             continue;
         }
-        if (r == MPCONN_ENOKEY) {
+        if (r == MPCONN_ERR_NOKEY) {
             no_key(address);
             return CLI_FAIL;
         }

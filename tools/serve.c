@@ -243,8 +243,9 @@ static void watch_cleanup(void *state)
     free(w);
 }
 
-static const mpconn_adapter watch_adapter = {watch_attach, watch_set_io, watch_set_timer,
-                                             watch_set_pending, watch_cleanup};
+static const mpconn_adapter watch_adapter = {sizeof(mpconn_adapter), watch_attach,
+                                             watch_set_io,           watch_set_timer,
+                                             watch_set_pending,      watch_cleanup};
 
 /* ----------------------------------------------------------------- clients */
 
@@ -320,18 +321,18 @@ static void report_close(server *s, const client *c, int reason, const char *err
     char secs[48];
     switch (reason) {
     case 0: return; /* ours: already said why */
-    case MPCONN_EEOF:
+    case MPCONN_ERR_EOF:
         if (s->verbose)
             cli_error("%s closed the connection", c->peer);
         return;
-    case MPCONN_EEOFMSG:
+    case MPCONN_ERR_EOFMSG:
         peer_line(s, "%s: got end of file inside a %s", c->peer, s->termlen ? "line" : "message");
         return;
     case -ETIMEDOUT:
         peer_line(s, "%s: no message for %s; closing the connection", c->peer,
                   cli_seconds(secs, sizeof secs, s->timeout));
         return;
-    case MPCONN_EMSGSIZE:
+    case MPCONN_ERR_MSGSIZE:
         if (s->termlen)
             peer_line(s,
                       "%s: line longer than %llu bytes (--max-message) without the "

@@ -60,11 +60,11 @@ MPCONN_API const mpconn_adapter *mpconn_loop_adapter(void);
 typedef struct mpconn_async mpconn_async;
 
 /* Why a connection closed, as on_close's reason: 0 for a local close, else
- * MPCONN_EEOF (peer closed between messages), MPCONN_EEOFMSG (inside one),
- * -ECONNRESET, -EPIPE and other negative errno, MPCONN_EPROTO (bad frame
- * header), MPCONN_EMSGSIZE (message too large), -ETIMEDOUT (idle or read
- * timeout, or the connect's or handshake's deadline), MPCONN_EAUTH /
- * MPCONN_EAUTHPROTO / MPCONN_ENOKEY. Each callback may be NULL. */
+ * MPCONN_ERR_EOF (peer closed between messages), MPCONN_ERR_EOFMSG (inside one),
+ * -ECONNRESET, -EPIPE and other negative errno, MPCONN_ERR_PROTO (bad frame
+ * header), MPCONN_ERR_MSGSIZE (message too large), -ETIMEDOUT (idle or read
+ * timeout, or the connect's or handshake's deadline), MPCONN_ERR_AUTH /
+ * MPCONN_ERR_AUTHPROTO / MPCONN_ERR_NOKEY. Each callback may be NULL. */
 typedef struct mpconn_async_cbs {
     size_t size; /* sizeof(mpconn_async_cbs): lets the struct grow */
     /* The connection is open: connected and authenticated (when opts has
@@ -132,7 +132,7 @@ MPCONN_API const char *mpconn_async_errmsg(const mpconn_async *a);
 
 /* Queues one message, copied; never blocks. Writes at once when nothing is
  * queued before it; before the connection is open (not attached,
- * connecting, in the handshake) it waits in the queue. MPCONN_ECLOSED once
+ * connecting, in the handshake) it waits in the queue. MPCONN_ERR_CLOSED once
  * closing. A write error closes the connection inside the call: on_close
  * runs, and outside a's own callbacks a is freed, before the error is
  * returned. The same holds for the two sends below. */
@@ -157,10 +157,10 @@ MPCONN_API int mpconn_async_decode(mpconn_async *a, const void *msg, size_t len,
  * send_fd queues a duplicate of fd (fd stays the caller's) in order with
  * the messages around it; it needs no setting. expect_fd says the next
  * byte of input is such a count byte: its descriptor goes to on_fd, a byte
- * without one closes the connection with MPCONN_EPROTO; -EINVAL without
+ * without one closes the connection with MPCONN_ERR_PROTO; -EINVAL without
  * fd passing on. With fd passing on, descriptors that arrive unasked are
  * closed as soon as the byte they came with is read, and counted
- * (mpconn_async_dropped_fds). MPCONN_ENOTSUP on anything but a Unix
+ * (mpconn_async_dropped_fds). MPCONN_ERR_NOTSUP on anything but a Unix
  * socket. */
 MPCONN_API int mpconn_async_set_fd_passing(mpconn_async *a, int enable);
 MPCONN_API int mpconn_async_send_fd(mpconn_async *a, int fd);
@@ -257,7 +257,7 @@ MPCONN_API void mpconn_async_listener_free(mpconn_async_listener *l);
 
 /* Connects without blocking (a Unix path, @abstract, or a numeric
  * HOST:PORT — resolving names is the caller's, so the loop never blocks in
- * getaddrinfo: MPCONN_EADDR for a name), then runs the handshake; on_open
+ * getaddrinfo: MPCONN_ERR_ADDR for a name), then runs the handshake; on_open
  * when done, on_close on failure (the connect timeout is opts' connect
  * timeout, the handshake's its handshake timeout, counted from the
  * connect). A failure found at once (the address, a connect refused

@@ -150,9 +150,9 @@ static void mpconn_event_cleanup(void *state)
 /* The adapter; its loop argument is a struct event_base *. */
 static inline const mpconn_adapter *mpconn_event_adapter(void)
 {
-    static const mpconn_adapter ad = {mpconn_event_attach, mpconn_event_set_io,
-                                      mpconn_event_set_timer, mpconn_event_set_pending,
-                                      mpconn_event_cleanup};
+    static const mpconn_adapter ad = {sizeof(mpconn_adapter),   mpconn_event_attach,
+                                      mpconn_event_set_io,      mpconn_event_set_timer,
+                                      mpconn_event_set_pending, mpconn_event_cleanup};
     return &ad;
 }
 

@@ -3,7 +3,7 @@
  * per thread; only mpconn_loop_stop and mpconn_loop_post may be called from
  * another thread. Every handle is opaque; every function that can fail
  * returns 0 (or a documented count) or a negative code (negative errno, or
- * MPCONN_E* from mpconn.h). Reference: mpconn_loop(3). */
+ * MPCONN_ERR_* from mpconn.h). Reference: mpconn_loop(3). */
 #ifndef MPCONN_LOOP_H
 #define MPCONN_LOOP_H
 
@@ -77,7 +77,7 @@ typedef void (*mpconn_io_cb)(mpconn_io *io, int events, void *data);
 MPCONN_API int mpconn_io_new(mpconn_io **out, mpconn_loop *loop, int fd, mpconn_io_cb cb,
                              void *data);
 /* Sets the interest: 0, MPCONN_READABLE, MPCONN_WRITABLE or both. Returns
- * 0, the backend's negative errno, or MPCONN_ECLOSED once closed. */
+ * 0, the backend's negative errno, or MPCONN_ERR_CLOSED once closed. */
 MPCONN_API int mpconn_io_set(mpconn_io *io, int events);
 /* The interest. */
 MPCONN_API int mpconn_io_events(const mpconn_io *io);
@@ -110,7 +110,7 @@ MPCONN_API int mpconn_timer_new(mpconn_timer **out, mpconn_loop *loop, mpconn_ti
  * without a burst to catch up when the loop fell behind. Restarting a
  * running timer moves it. Timers due at the same time fire in the order
  * they were started; one started from a callback fires in a later
- * iteration at the earliest. -ENOMEM, or MPCONN_ECLOSED once closed. */
+ * iteration at the earliest. -ENOMEM, or MPCONN_ERR_CLOSED once closed. */
 MPCONN_API int mpconn_timer_start(mpconn_timer *t, double after, double repeat);
 /* Stops a running timer; a stopped one is left as it is. */
 MPCONN_API void mpconn_timer_stop(mpconn_timer *t);

@@ -53,16 +53,16 @@ MPCONN_API int mpconn_reader_feed(mpconn_reader *r, const void *buf, size_t len)
 /* The next whole message, in the order fed. Returns 1 with *msg and *len
  * set: the buffer is the caller's, freed with free(), never NULL (also for
  * an empty message). Returns 0 when more bytes are needed (*msg NULL, *len
- * 0). Returns a negative code on a malformed header (MPCONN_EPROTO) or a
- * message over the limit (MPCONN_EMSGSIZE): such an error is sticky, as the
+ * 0). Returns a negative code on a malformed header (MPCONN_ERR_PROTO) or a
+ * message over the limit (MPCONN_ERR_MSGSIZE): such an error is sticky, as the
  * stream has lost its place, and every later feed and get returns it; the
  * messages in front of the bad header are returned first. -ENOMEM is not
  * sticky: call again. Call it until it returns 0 after each feed. */
 MPCONN_API int mpconn_reader_get(mpconn_reader *r, void **msg, size_t *len);
 /* Bytes fed and not yet returned in a message. When the transport reaches
  * the end of the stream and mpconn_reader_get has returned 0, a count of 0
- * is a clean end between messages (CPython's EOFError, MPCONN_EEOF) and
- * anything else is an end inside a message (MPCONN_EEOFMSG). */
+ * is a clean end between messages (CPython's EOFError, MPCONN_ERR_EOF) and
+ * anything else is an end inside a message (MPCONN_ERR_EOFMSG). */
 MPCONN_API size_t mpconn_reader_pending(const mpconn_reader *r);
 /* What the sticky error was, "" while there is none. Owned by r. */
 MPCONN_API const char *mpconn_reader_errmsg(const mpconn_reader *r);
@@ -136,9 +136,9 @@ MPCONN_API int mpconn_auth_next(mpconn_auth *a, const void **msg, size_t *len);
 MPCONN_API int mpconn_auth_next_framed(mpconn_auth *a, const void **msg, size_t *len);
 /* 1 once both sides have proved they hold the key, 0 while the handshake
  * goes on (or has not started), or the negative code it failed with:
- * MPCONN_EAUTH (wrong key, answer rejected, MD5 refused), MPCONN_EAUTHPROTO
+ * MPCONN_ERR_AUTH (wrong key, answer rejected, MD5 refused), MPCONN_ERR_AUTHPROTO
  * (a message the handshake does not allow, or over its 256 bytes),
- * MPCONN_ENOKEY (the peer seems to have no authkey), -errno. */
+ * MPCONN_ERR_NOKEY (the peer seems to have no authkey), -errno. */
 MPCONN_API int mpconn_auth_done(const mpconn_auth *a);
 /* Why it failed, "" while it has not. Owned by a. */
 MPCONN_API const char *mpconn_auth_errmsg(const mpconn_auth *a);

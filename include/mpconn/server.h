@@ -67,8 +67,8 @@ typedef struct mpconn_server_hooks {
      * to release what setup made (mpconn_request_set_user). */
     void (*finish)(mpconn_request *r, void *data);
     /* A request failed: a hook returned nonzero (code is what it returned
-     * when negative, else MPCONN_EBROKEN), a handshake failed, a datagram
-     * was truncated (MPCONN_EMSGSIZE), a reply could not be sent, a child
+     * when negative, else MPCONN_ERR_BROKEN), a handshake failed, a datagram
+     * was truncated (MPCONN_ERR_MSGSIZE), a reply could not be sent, a child
      * died of a signal or exited with a status other than 0 and 1 (r is
      * NULL then; message names the pid and peer). message is valid during
      * the call. r may be NULL. In FORK it runs in the child for failures
@@ -88,7 +88,7 @@ typedef struct mpconn_server_hooks {
  * "unixgram:@NAME" for datagrams). opts (may be NULL, copied) gives the
  * backlog (default 128), the Unix socket file's mode, the authkey and
  * handshake settings, and the connections' limits. hooks is copied.
- * -EINVAL for FORK with datagrams, MPCONN_EADDR for a bad address; errmsg
+ * -EINVAL for FORK with datagrams, MPCONN_ERR_ADDR for a bad address; errmsg
  * (may be NULL) says more. *out is the caller's, freed with
  * mpconn_server_free. */
 MPCONN_API int mpconn_server_new(mpconn_server **out, const char *address, int kind, int form,
@@ -113,13 +113,13 @@ MPCONN_API int mpconn_server_set_timeout(mpconn_server *s, double seconds);
  * read until it returns), children are sent SIGTERM. */
 MPCONN_API int mpconn_server_set_drain(mpconn_server *s, int drain);
 /* Datagrams: the largest one taken whole (default 65536). A longer one is
- * reported to handle_error as MPCONN_EMSGSIZE, never handled cut. */
+ * reported to handle_error as MPCONN_ERR_MSGSIZE, never handled cut. */
 MPCONN_API int mpconn_server_set_max_datagram(mpconn_server *s, size_t bytes);
 
 /* Serves until mpconn_server_shutdown, then ends everything it started
  * before it returns: no worker thread, child, connection, descriptor or
  * socket file is left. Returns 0, or a negative code when the loop fails
- * (after the same cleanup). Once only: MPCONN_ECLOSED after. */
+ * (after the same cleanup). Once only: MPCONN_ERR_CLOSED after. */
 MPCONN_API int mpconn_server_serve_forever(mpconn_server *s);
 /* Asks serve_forever to end; returns at once, never waits, so it is safe
  * from any thread, from a handler (also in the serving thread), from a
@@ -167,7 +167,7 @@ MPCONN_API void *mpconn_request_user(const mpconn_request *r);
 /* Datagrams: the bytes received (borrowed for the request), NULL for
  * streams. */
 MPCONN_API const void *mpconn_request_data(const mpconn_request *r, size_t *len);
-/* Datagrams: sends buf back to the sender. MPCONN_EADDR when the sender
+/* Datagrams: sends buf back to the sender. MPCONN_ERR_ADDR when the sender
  * cannot be answered (a Unix datagram socket that is bound to no name);
  * -errno when sendto fails. Also reported to handle_error. */
 MPCONN_API int mpconn_request_reply(mpconn_request *r, const void *buf, size_t len);

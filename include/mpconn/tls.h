@@ -15,10 +15,11 @@ extern "C" {
  * the TLS transport is integrated; until then mpconn_tls_errmsg and
  * mpconn_tls_config_errmsg say what happened. */
 enum {
-    MPCONN_ETLS = -10100,       /* TLS protocol failure (alert, bad record, no common version) */
-    MPCONN_ETLSVERIFY = -10101, /* the peer's certificate was refused, or a required one missing */
-    MPCONN_ETRUNCATED = -10102, /* the stream ended without close_notify */
-    MPCONN_ETLSCONFIG = -10103  /* unusable certificate, key, trust anchors or option */
+    MPCONN_ERR_TLS = -10100, /* TLS protocol failure (alert, bad record, no common version) */
+    MPCONN_ERR_TLSVERIFY =
+        -10101, /* the peer's certificate was refused, or a required one missing */
+    MPCONN_ERR_TRUNCATED = -10102, /* the stream ended without close_notify */
+    MPCONN_ERR_TLSCONFIG = -10103  /* unusable certificate, key, trust anchors or option */
 };
 
 /* Results of the engine's steps that are neither done nor failed: the
@@ -47,7 +48,7 @@ typedef struct mpconn_tls_config mpconn_tls_config;
  * verifies the server's certificate and name, against the system's trust
  * store unless a CA file or directory is set; a server asks for no client
  * certificate. *out is the caller's, released with mpconn_tls_config_free.
- * -ENOMEM; -EINVAL for another role; MPCONN_ETLS when libssl fails. */
+ * -ENOMEM; -EINVAL for another role; MPCONN_ERR_TLS when libssl fails. */
 MPCONN_API int mpconn_tls_config_new(mpconn_tls_config **out, int role);
 /* Drops the caller's reference; the config goes when its last engine does.
  * NULL is a no-op. */
@@ -66,7 +67,7 @@ MPCONN_API int mpconn_tls_config_set_key_passphrase_cb(mpconn_tls_config *cfg,
 /* The certificate chain (this side's certificate first, then the
  * intermediates) and its private key, both PEM. key_path NULL: the key is
  * in chain_path too. Read at once; the files may go afterwards.
- * MPCONN_ETLSCONFIG when a file is missing or unreadable, the key is
+ * MPCONN_ERR_TLSCONFIG when a file is missing or unreadable, the key is
  * encrypted and no passphrase fits, or key and certificate do not match. */
 MPCONN_API int mpconn_tls_config_set_cert_file(mpconn_tls_config *cfg, const char *chain_path,
                                                const char *key_path);
@@ -78,7 +79,7 @@ MPCONN_API int mpconn_tls_config_set_cert_mem(mpconn_tls_config *cfg, const void
  * directory of them (hashed names, as `openssl rehash` makes; read by
  * libssl when a chain needs them). They add up. A server's trust anchors
  * are the ones client certificates are verified against, and the CA
- * file's names are sent as acceptable issuers. MPCONN_ETLSCONFIG when the
+ * file's names are sent as acceptable issuers. MPCONN_ERR_TLSCONFIG when the
  * file holds no certificate or the directory is not one. */
 MPCONN_API int mpconn_tls_config_set_ca_file(mpconn_tls_config *cfg, const char *path);
 MPCONN_API int mpconn_tls_config_set_ca_dir(mpconn_tls_config *cfg, const char *path);
@@ -97,7 +98,7 @@ MPCONN_API int mpconn_tls_config_set_min_version(mpconn_tls_config *cfg, int ver
 MPCONN_API int mpconn_tls_config_set_max_version(mpconn_tls_config *cfg, int version);
 /* Cipher lists in OpenSSL's syntax, for those who must set them: tls12 for
  * TLS 1.2 (SSL_CTX_set_cipher_list), tls13 for TLS 1.3's suites
- * (SSL_CTX_set_ciphersuites). NULL leaves one as it is. MPCONN_ETLSCONFIG
+ * (SSL_CTX_set_ciphersuites). NULL leaves one as it is. MPCONN_ERR_TLSCONFIG
  * when a list selects nothing. */
 MPCONN_API int mpconn_tls_config_set_ciphers(mpconn_tls_config *cfg, const char *tls12,
                                              const char *tls13);
@@ -123,7 +124,7 @@ MPCONN_API int mpconn_tls_config_set_insecure_no_verify(mpconn_tls_config *cfg, 
  *   - MPCONN_TLS_WANT_READ: nothing more to do until the peer sends;
  *   - before sleeping on the socket, mpconn_tls_readable() must be 0, or
  *     plaintext already decrypted would be stranded.
- * Fatal errors (MPCONN_ETLS, MPCONN_ETLSVERIFY, MPCONN_ETRUNCATED) are
+ * Fatal errors (MPCONN_ERR_TLS, MPCONN_ERR_TLSVERIFY, MPCONN_ERR_TRUNCATED) are
  * sticky: every later call returns the same code, with the same message;
  * mpconn_tls_pull still hands out the alert that tells the peer why. */
 typedef struct mpconn_tls mpconn_tls;
@@ -136,7 +137,7 @@ typedef struct mpconn_tls mpconn_tls;
  * IP entry and is not sent. NULL only with insecure_no_verify. A server
  * passes NULL. A client config with a session saved for peer_name offers
  * it. *out is the caller's, freed with mpconn_tls_free. -ENOMEM; -EINVAL
- * (no name, a bad one); MPCONN_ETLSCONFIG when the config cannot work (a
+ * (no name, a bad one); MPCONN_ERR_TLSCONFIG when the config cannot work (a
  * server without certificate, client certificates asked for without trust
  * anchors, no system trust store), and mpconn_tls_config_errmsg says why:
  * the config stays open to setters until an engine could be made. */
@@ -156,8 +157,8 @@ MPCONN_API int mpconn_tls_handshake(mpconn_tls *t);
  * reads a bounded chunk from its socket, feeds it, and reads plaintext
  * before feeding more. */
 MPCONN_API int mpconn_tls_feed(mpconn_tls *t, const void *buf, size_t len);
-/* The peer's stream has ended. A read then returns MPCONN_EEOF if its
- * close_notify came first, MPCONN_ETRUNCATED if not. */
+/* The peer's stream has ended. A read then returns MPCONN_ERR_EOF if its
+ * close_notify came first, MPCONN_ERR_TRUNCATED if not. */
 MPCONN_API int mpconn_tls_feed_eof(mpconn_tls *t);
 /* Ciphertext waiting to be sent. */
 MPCONN_API size_t mpconn_tls_outgoing(const mpconn_tls *t);
@@ -165,7 +166,7 @@ MPCONN_API size_t mpconn_tls_outgoing(const mpconn_tls *t);
 MPCONN_API int mpconn_tls_pull(mpconn_tls *t, void *buf, size_t cap, size_t *n);
 
 /* Plaintext into buf, up to cap bytes: 0 with *n >= 1; MPCONN_TLS_WANT_READ
- * when no whole record has arrived; MPCONN_EEOF (again on every later call)
+ * when no whole record has arrived; MPCONN_ERR_EOF (again on every later call)
  * once the peer's close_notify has come; or a fatal error. Runs the
  * handshake first if it is not done. */
 MPCONN_API int mpconn_tls_read(mpconn_tls *t, void *buf, size_t cap, size_t *n);
@@ -185,7 +186,7 @@ MPCONN_API int mpconn_tls_readable(const mpconn_tls *t);
 /* Closes the TLS layer both ways. The first call queues this side's
  * close_notify (pull it); then 0 once the peer's close_notify has been
  * read, else MPCONN_TLS_WANT_READ: feed more, or read first when the peer
- * still sends data (mpconn_tls_read returns it, then MPCONN_EEOF), and
+ * still sends data (mpconn_tls_read returns it, then MPCONN_ERR_EOF), and
  * call again. After a write, no more writes: -EPIPE. */
 MPCONN_API int mpconn_tls_shutdown(mpconn_tls *t);
 /* After a shutdown that returned 0: the bytes fed behind the peer's

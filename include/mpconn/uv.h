@@ -127,8 +127,9 @@ static void mpconn_uv_cleanup(void *state)
 /* The adapter; its loop argument is a uv_loop_t *. */
 static inline const mpconn_adapter *mpconn_uv_adapter(void)
 {
-    static const mpconn_adapter ad = {mpconn_uv_attach, mpconn_uv_set_io, mpconn_uv_set_timer,
-                                      mpconn_uv_set_pending, mpconn_uv_cleanup};
+    static const mpconn_adapter ad = {sizeof(mpconn_adapter), mpconn_uv_attach,
+                                      mpconn_uv_set_io,       mpconn_uv_set_timer,
+                                      mpconn_uv_set_pending,  mpconn_uv_cleanup};
     return &ad;
 }
 

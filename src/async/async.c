@@ -228,7 +228,7 @@ static void close_with(mpconn_async *a, int reason, const char *why)
     if (a->hs_done && !was_open) {
         mpci_async_hs_done done = a->hs_done;
         a->hs_done = NULL;
-        done(a, reason ? reason : MPCONN_ECLOSED, mpconn_async_errmsg(a), a->owner);
+        done(a, reason ? reason : MPCONN_ERR_CLOSED, mpconn_async_errmsg(a), a->owner);
     } else if (attached && a->cbs.on_close) {
         a->cbs.on_close(a, reason, mpconn_async_errmsg(a), a->data);
     }
@@ -528,7 +528,7 @@ static int enqueue(mpconn_async *a, const uint8_t *hdr, size_t hl, const uint8_t
     if (a->state == ST_CLOSING || a->state == ST_CLOSED) {
         if (release)
             release(ext, arg);
-        return MPCONN_ECLOSED;
+        return MPCONN_ERR_CLOSED;
     }
     size_t done = 0;
     a->accepted += hl + n + extlen;
@@ -635,9 +635,9 @@ int mpconn_async_send_value(mpconn_async *a, const mpconn_value *v)
 int mpconn_async_send_fd(mpconn_async *a, int fd)
 {
     if (!a->local)
-        return MPCONN_ENOTSUP;
+        return MPCONN_ERR_NOTSUP;
     if (a->state == ST_CLOSING || a->state == ST_CLOSED)
-        return MPCONN_ECLOSED;
+        return MPCONN_ERR_CLOSED;
     int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup < 0)
         return -errno;
@@ -660,7 +660,7 @@ int mpconn_async_send_fd(mpconn_async *a, int fd)
 int mpconn_async_set_fd_passing(mpconn_async *a, int enable)
 {
     if (!a->local)
-        return MPCONN_ENOTSUP;
+        return MPCONN_ERR_NOTSUP;
     a->fdpass = enable != 0;
     if (!a->fdpass && a->nrfd)
         drop_rfds(a);
@@ -670,9 +670,9 @@ int mpconn_async_set_fd_passing(mpconn_async *a, int enable)
 int mpconn_async_expect_fd(mpconn_async *a)
 {
     if (!a->fdpass)
-        return a->local ? -EINVAL : MPCONN_ENOTSUP;
+        return a->local ? -EINVAL : MPCONN_ERR_NOTSUP;
     if (a->state == ST_CLOSED)
-        return MPCONN_ECLOSED;
+        return MPCONN_ERR_CLOSED;
     a->want_fd = 1;
     if (a->ev.st && a->state == ST_OPEN && a->nheld > a->heldoff)
         want_io(a);
@@ -748,12 +748,12 @@ static void take_fd(mpconn_async *a, uint8_t count)
 {
     a->want_fd = 0;
     if (a->nrfd == 0 || a->rfd_at != a->inpos) {
-        close_with(a, MPCONN_EPROTO, "expected a passed descriptor, got a byte without one");
+        close_with(a, MPCONN_ERR_PROTO, "expected a passed descriptor, got a byte without one");
         return;
     }
     if (count != 1 || a->nrfd != 1) {
         drop_rfds(a);
-        close_with(a, MPCONN_EPROTO, "expected one passed descriptor");
+        close_with(a, MPCONN_ERR_PROTO, "expected one passed descriptor");
         return;
     }
     int fd = a->rfd[0];
@@ -785,16 +785,16 @@ static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
             drop_rfds(a); /* their byte was taken as data: nobody asked */
         if (r < 0) {
             char why[160];
-            if (r == MPCONN_EMSGSIZE && a->split.mode == MPCI_SPLIT_FRAME)
+            if (r == MPCONN_ERR_MSGSIZE && a->split.mode == MPCI_SPLIT_FRAME)
                 snprintf(why, sizeof why,
                          "bad message length: %llu bytes announced, over the limit of %llu",
                          (unsigned long long)a->split.want, (unsigned long long)a->split.max);
-            else if (r == MPCONN_EMSGSIZE)
+            else if (r == MPCONN_ERR_MSGSIZE)
                 snprintf(why, sizeof why, "message too large: longer than the limit of %llu bytes",
                          (unsigned long long)a->split.max);
             else
                 snprintf(why, sizeof why, "%s",
-                         r == MPCONN_EPROTO ? "bad frame header" : strerror(-r));
+                         r == MPCONN_ERR_PROTO ? "bad frame header" : strerror(-r));
             close_with(a, r, why);
             break;
         }
@@ -920,7 +920,7 @@ static void read_input(mpconn_async *a)
         }
         if (n == 0) {
             int inside = mpci_split_partial(&a->split) > 0;
-            close_with(a, inside ? MPCONN_EEOFMSG : MPCONN_EEOF,
+            close_with(a, inside ? MPCONN_ERR_EOFMSG : MPCONN_ERR_EOF,
                        inside ? "got end of file during message" : "peer closed the connection");
             return;
         }

@@ -28,7 +28,7 @@ int mpconn_async_connect(mpconn_async **out, const char *address, const mpconn_o
     if (r < 0)
         return r;
     if (addr.need_resolve)
-        return mpci_err(errmsg, errlen, MPCONN_EADDR,
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR,
                         "%s: async connections take numeric addresses; resolve the name first "
                         "(the loop must not block in getaddrinfo)",
                         address);

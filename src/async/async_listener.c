@@ -400,7 +400,7 @@ void mpconn_async_listener_free(mpconn_async_listener *l)
     while (l->oldest) {
         hs_node *n = l->oldest;
         unlink_node(l, n);
-        mpci_async_drop(n->a, MPCONN_ECLOSED, "listener closed");
+        mpci_async_drop(n->a, MPCONN_ERR_CLOSED, "listener closed");
         free(n);
     }
     l->ev.pins--;

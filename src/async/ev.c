@@ -163,8 +163,8 @@ static void att_cleanup(void *st)
     mpconn_io_close(a->io, att_free);
 }
 
-static const mpconn_adapter loop_adapter = {att_attach, att_set_io, att_set_timer, att_set_pending,
-                                            att_cleanup};
+static const mpconn_adapter loop_adapter = {sizeof(mpconn_adapter), att_attach,      att_set_io,
+                                            att_set_timer,          att_set_pending, att_cleanup};
 
 const mpconn_adapter *mpconn_loop_adapter(void)
 {

@@ -22,7 +22,7 @@ const char *mpconn_strerror(int code)
 #undef TEXT
     default: break;
     }
-    if (code < 0 && code > MPCONN_EBASE)
+    if (code < 0 && code > MPCONN_ERR_BASE)
         return strerror(-code);
     return "unknown error";
 }
@@ -71,7 +71,7 @@ const char *mpconn_errname(int code)
 #undef NAME
     default: break;
     }
-    const char *n = code < 0 && code > MPCONN_EBASE ? errno_name(-code) : NULL;
+    const char *n = code < 0 && code > MPCONN_ERR_BASE ? errno_name(-code) : NULL;
     return n ? n : "UNKNOWN";
 }
 

@@ -68,7 +68,7 @@ static int client(mpconn_conn **out, int role, const char *address, const mpconn
         opts = &defaults;
     }
     if (!address || !*address)
-        return mpci_err(errmsg, errlen, MPCONN_EADDR, "no address given");
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR, "no address given");
     mpci_addr a;
     int r = mpci_addr_parse(&a, address, errmsg, errlen);
     if (r < 0)

@@ -52,7 +52,7 @@ struct mpconn_conn {
     uint8_t *rbuf;
     size_t rpos, rend;
     /* The message being read: its payload so far survives a timeout, and a
-     * whole one is kept after MPCONN_ESHORTBUF. */
+     * whole one is kept after MPCONN_ERR_SHORTBUF. */
     mpci_msgdec dec;
     /* A passed descriptor waits only while its count byte sits unread in
      * rbuf, at pass_pos: the one recv_fd would take next. Once that byte is
@@ -76,7 +76,7 @@ void mpci_conn_seterr(mpconn_conn *c, const char *fmt, ...)
 
 static int fail(mpconn_conn *c, int code, const char *what)
 {
-    if (code > MPCONN_EBASE && code < 0)
+    if (code > MPCONN_ERR_BASE && code < 0)
         mpci_conn_seterr(c, "%s: %s", what, strerror(-code));
     else
         mpci_conn_seterr(c, "%s: %s", what, mpconn_strerror(code));
@@ -305,7 +305,7 @@ const char *mpconn_conn_errmsg(const mpconn_conn *c)
 {
     return c->errmsg;
 }
-/* A whole message waits in dec (kept after MPCONN_ESHORTBUF). */
+/* A whole message waits in dec (kept after MPCONN_ERR_SHORTBUF). */
 static int kept(const mpconn_conn *c)
 {
     return mpci_msgdec_complete(&c->dec);
@@ -430,19 +430,19 @@ static int challenge_waiting(mpconn_conn *c)
     shutdown(c->fd, SHUT_RDWR);
     mpci_conn_seterr(c, "the listener sent an authentication challenge but this side has no "
                         "authkey (found before sending: nothing was sent)");
-    return MPCONN_ENOKEY;
+    return MPCONN_ERR_NOKEY;
 }
 
 static int check_send(mpconn_conn *c)
 {
     if (c->closed)
-        return fail(c, MPCONN_ECLOSED, "send");
+        return fail(c, MPCONN_ERR_CLOSED, "send");
     if (!(c->flags & MPCONN_WRITABLE))
-        return fail(c, MPCONN_ENOTWRITABLE, "send");
+        return fail(c, MPCONN_ERR_NOTWRITABLE, "send");
     if (c->nokey)
-        return MPCONN_ENOKEY; /* the message that said why stays */
+        return MPCONN_ERR_NOKEY; /* the message that said why stays */
     if (c->write_broken)
-        return fail(c, MPCONN_EBROKEN, "send: an earlier send stopped inside a message");
+        return fail(c, MPCONN_ERR_BROKEN, "send: an earlier send stopped inside a message");
     return 0;
 }
 
@@ -592,7 +592,7 @@ static int read_error(mpconn_conn *c, ssize_t r, const char *what)
 {
     if (r == 0) {
         c->read_broken = 1;
-        return fail(c, MPCONN_EEOFMSG, what);
+        return fail(c, MPCONN_ERR_EOFMSG, what);
     }
     if (r != -ETIMEDOUT && r != -EAGAIN)
         c->read_broken = 1;
@@ -602,13 +602,13 @@ static int read_error(mpconn_conn *c, ssize_t r, const char *what)
 static int check_recv(mpconn_conn *c)
 {
     if (c->closed)
-        return fail(c, MPCONN_ECLOSED, "recv");
+        return fail(c, MPCONN_ERR_CLOSED, "recv");
     if (!(c->flags & MPCONN_READABLE))
-        return fail(c, MPCONN_ENOTREADABLE, "recv");
+        return fail(c, MPCONN_ERR_NOTREADABLE, "recv");
     if (c->nokey)
-        return MPCONN_ENOKEY;
+        return MPCONN_ERR_NOKEY;
     if (c->read_broken)
-        return fail(c, MPCONN_EBROKEN, "recv: the stream lost its place after an earlier error");
+        return fail(c, MPCONN_ERR_BROKEN, "recv: the stream lost its place after an earlier error");
     return 0;
 }
 
@@ -621,7 +621,7 @@ static int bad_length(mpconn_conn *c, uint64_t len, uint64_t limit, const char *
                      "bad message length: %llu bytes announced, %s is %llu; the connection is "
                      "no longer readable",
                      (unsigned long long)len, which, (unsigned long long)limit);
-    return MPCONN_EMSGSIZE;
+    return MPCONN_ERR_MSGSIZE;
 }
 
 /* Completes the header of the next message. */
@@ -644,7 +644,7 @@ static int read_header(mpconn_conn *c, double deadline, size_t maxlength)
         ssize_t n = fill(c, deadline);
         if (n == 0 && c->dec.hdr.have == 0) {
             mpci_conn_seterr(c, "recv: end of file (the peer closed the connection)");
-            return MPCONN_EEOF;
+            return MPCONN_ERR_EOF;
         }
         if (n <= 0)
             return read_error(c, n, "recv");
@@ -719,7 +719,7 @@ static int check_first_message(mpconn_conn *c, const uint8_t *p, size_t len)
     shutdown(c->fd, SHUT_RDWR);
     mpci_conn_seterr(c,
                      "the listener sent an authentication challenge but this side has no authkey");
-    return MPCONN_ENOKEY;
+    return MPCONN_ERR_NOKEY;
 }
 
 int mpconn_conn_recv_bytes(mpconn_conn *c, void **out, size_t *len, size_t maxlength)
@@ -811,7 +811,7 @@ int mpconn_conn_recv_bytes_into(mpconn_conn *c, void *buf, size_t buflen, size_t
                          "recv_bytes_into: message of %zu byte%s does not fit in %zu; it is "
                          "kept for the next receive",
                          n, n == 1 ? "" : "s", room);
-        return MPCONN_ESHORTBUF;
+        return MPCONN_ERR_SHORTBUF;
     }
     uint8_t *dst = (uint8_t *)buf + offset;
     size_t got = c->dec.got;
@@ -874,10 +874,10 @@ int mpconn_conn_poll(mpconn_conn *c, double seconds)
 static int need_unix(mpconn_conn *c, const char *what)
 {
     if (c->closed)
-        return fail(c, MPCONN_ECLOSED, what);
+        return fail(c, MPCONN_ERR_CLOSED, what);
     if (!c->is_unix) {
         mpci_conn_seterr(c, "%s: fd passing needs a Unix socket", what);
-        return MPCONN_ENOTSUP;
+        return MPCONN_ERR_NOTSUP;
     }
     return 0;
 }
@@ -910,7 +910,7 @@ int mpconn_conn_send_fd(mpconn_conn *c, int fd, int ack)
         return r;
     if (a != 'A') {
         mpci_conn_seterr(c, "send_fd: did not receive acknowledgement of fd");
-        return MPCONN_EPROTO;
+        return MPCONN_ERR_PROTO;
     }
     return 0;
 }
@@ -937,7 +937,7 @@ int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack)
         ssize_t n = read_some(c, &count, 1, mpci_deadline(c->recv_timeout), &in);
         if (n == 0) {
             mpci_conn_seterr(c, "recv_fd: end of file");
-            return MPCONN_EEOF;
+            return MPCONN_ERR_EOF;
         }
         if (n < 0)
             return read_error(c, n, "recv_fd");
@@ -951,7 +951,7 @@ int mpconn_conn_recv_fd(mpconn_conn *c, int *fd, int ack)
     }
     if (got < 0) {
         mpci_conn_seterr(c, "recv_fd: count byte %u arrived without a descriptor", count);
-        return MPCONN_EPROTO;
+        return MPCONN_ERR_PROTO;
     }
     if (ack) {
         uint8_t a = 'A';

@@ -43,7 +43,7 @@ void mpci_conn_scratch(mpconn_conn *c, uint8_t ***buf, size_t **cap);
 int mpci_conn_recv_view(mpconn_conn *c, const uint8_t **p, size_t *len, void **owned);
 /* The options the connection was made with (pickle protocol, limits). */
 const struct mpconn_opts *mpci_conn_opts(const mpconn_conn *c);
-/* This side has no authkey: treat a first #CHALLENGE# as MPCONN_ENOKEY. */
+/* This side has no authkey: treat a first #CHALLENGE# as MPCONN_ERR_NOKEY. */
 void mpci_conn_set_check_first(mpconn_conn *c);
 
 /* For benchmarks and tests only (tests/hooks/mpci_test.h declares it for

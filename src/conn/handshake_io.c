@@ -96,7 +96,7 @@ int mpci_hs_progress(mpci_hs *h, int fd, int readable, int blocking_reads)
             return h->state;
         }
         if (n == 0) {
-            mpci_hs_fail(h, MPCONN_EAUTH,
+            mpci_hs_fail(h, MPCONN_ERR_AUTH,
                          "peer closed the connection during the handshake (wrong or missing "
                          "authkey?)");
             return h->state;

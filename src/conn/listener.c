@@ -176,8 +176,8 @@ static int clear_stale(mpconn_listener *l, const char *path)
     char what[64];
     const char *who = bound_socket(path, &st, what, sizeof what);
     if (who)
-        return lerr(l, MPCONN_EADDRINUSE, "cannot bind %s: address in use: %s is bound to it", path,
-                    who);
+        return lerr(l, MPCONN_ERR_ADDRINUSE, "cannot bind %s: address in use: %s is bound to it",
+                    path, who);
     /* Stale. It is moved aside under a fresh name first and removed only if
      * what was moved is the file found stale, and still no socket is bound
      * by this name (an inode number can be reused at once): a socket that
@@ -239,11 +239,11 @@ static int bind_unix(mpconn_listener *l)
         if (e != EADDRINUSE)
             return lerr(l, -e, "cannot bind %s: %s", l->address, strerror(e));
         if (l->addr.abstract)
-            return lerr(l, MPCONN_EADDRINUSE,
+            return lerr(l, MPCONN_ERR_ADDRINUSE,
                         "cannot bind %s: address in use: a socket is bound to this abstract name",
                         l->address);
         if (attempt == 3)
-            return lerr(l, MPCONN_EADDRINUSE, "cannot bind %s: the path keeps being taken",
+            return lerr(l, MPCONN_ERR_ADDRINUSE, "cannot bind %s: the path keeps being taken",
                         l->address);
         int r = clear_stale(l, un->sun_path);
         if (r < 0)
@@ -315,8 +315,8 @@ static int open_socket(mpconn_listener *l, const char *address)
         setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         if (bind(l->fd, (const struct sockaddr *)&l->addr.sa, l->addr.salen) < 0) {
             int e = errno;
-            return lerr(l, e == EADDRINUSE ? MPCONN_EADDRINUSE : -e, "cannot bind %s: %s", address,
-                        strerror(e));
+            return lerr(l, e == EADDRINUSE ? MPCONN_ERR_ADDRINUSE : -e, "cannot bind %s: %s",
+                        address, strerror(e));
         }
     }
     if (listen(l->fd, l->opts.backlog) < 0)
@@ -554,7 +554,7 @@ static int accept_new(mpconn_listener *l)
         }
         char peer[2 * sizeof l->address];
         if (!peer_allowed(l, p)) {
-            reject(l, MPCONN_EPEER, "refused %s: uid not allowed",
+            reject(l, MPCONN_ERR_PEER, "refused %s: uid not allowed",
                    peer_text(l, &p->who, peer, sizeof peer));
             close(fd);
             free(p);
@@ -666,7 +666,7 @@ size_t mpci_listener_pending(const mpconn_listener *l, struct pollfd *out, size_
 int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout)
 {
     if (l->fd < 0)
-        return lerr(l, MPCONN_ECLOSED, "accept: listener is closed");
+        return lerr(l, MPCONN_ERR_CLOSED, "accept: listener is closed");
     double deadline = mpci_deadline(timeout);
     /* Room for the usual few pending peers without an allocation per call. */
     struct pollfd few[8], *pfd = few;
@@ -752,5 +752,5 @@ int mpci_listener_admit(mpconn_listener *l, int fd, const struct sockaddr_storag
     if (l->addr.family == AF_UNIX)
         mpci_sock_peercred(fd, &p.who.pid, &p.who.uid, &p.who.gid);
     peer_text(l, &p.who, peer, cap);
-    return peer_allowed(l, &p) ? 0 : MPCONN_EPEER;
+    return peer_allowed(l, &p) ? 0 : MPCONN_ERR_PEER;
 }

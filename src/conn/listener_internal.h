@@ -22,7 +22,7 @@ size_t mpci_listener_pending(const mpconn_listener *l, struct pollfd *out, size_
 double mpci_listener_paused_until(const mpconn_listener *l);
 /* For the async listener, which uses a listener for its socket and its
  * peer policy: the listener's options, and the policy applied to one
- * accepted fd (0, or MPCONN_EPEER; peer gets the peer's description). */
+ * accepted fd (0, or MPCONN_ERR_PEER; peer gets the peer's description). */
 const struct mpconn_opts *mpci_listener_opts(const mpconn_listener *l);
 int mpci_listener_admit(mpconn_listener *l, int fd, const struct sockaddr_storage *ss, socklen_t sl,
                         char *peer, size_t cap);

@@ -251,7 +251,7 @@ int mpconn_opts_new_auth(const mpconn_opts *o, int role, mpconn_auth **out)
 {
     *out = NULL;
     if (!o || !o->authkey)
-        return MPCONN_ENOKEY;
+        return MPCONN_ERR_NOKEY;
     return mpconn_auth_new(out, role, o->authkey, o->authkey_len, o->digest, o->allow_md5);
 }
 

@@ -168,7 +168,7 @@ int mpconn_timer_new(mpconn_timer **out, mpconn_loop *loop, mpconn_timer_cb cb, 
 int mpconn_timer_start(mpconn_timer *t, double after, double repeat)
 {
     if (t->h.closed)
-        return MPCONN_ECLOSED;
+        return MPCONN_ERR_CLOSED;
     mpconn_loop *loop = t->h.loop;
     if (t->slot != SIZE_MAX)
         heap_remove(loop, t);
@@ -267,7 +267,7 @@ static int internal_io(const mpconn_io *io)
 int mpconn_io_set(mpconn_io *io, int events)
 {
     if (io->h.closed)
-        return MPCONN_ECLOSED;
+        return MPCONN_ERR_CLOSED;
     events &= MPCONN_READABLE | MPCONN_WRITABLE;
     if (events == io->events)
         return 0;

@@ -22,14 +22,14 @@ static int parse_port(const char *s, const char *text, char *errmsg, size_t errl
     unsigned long v = 0;
     size_t n = strlen(s);
     if (n == 0)
-        return mpci_err(errmsg, errlen, MPCONN_EADDR, "address \"%s\": missing port", text);
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR, "address \"%s\": missing port", text);
     for (size_t i = 0; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')
-            return mpci_err(errmsg, errlen, MPCONN_EADDR,
+            return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR,
                             "address \"%s\": port \"%s\" is not a decimal number", text, s);
         v = v * 10 + (unsigned long)(s[i] - '0');
         if (v > 65535)
-            return mpci_err(errmsg, errlen, MPCONN_EADDR,
+            return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR,
                             "address \"%s\": port %s is out of range 0..65535", text, s);
     }
     *out = (uint16_t)v;
@@ -61,10 +61,10 @@ static int parse_unix(mpci_addr *a, const char *name, const char *text, char *er
         /* Abstract: a leading NUL, then exactly the name; its length is part
          * of the address, so no terminator is counted. */
         if (n == 1)
-            return mpci_err(errmsg, errlen, MPCONN_EADDR, "address \"%s\": empty abstract name",
+            return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR, "address \"%s\": empty abstract name",
                             text);
         if (n > SUN_PATH_CAP)
-            return mpci_err(errmsg, errlen, MPCONN_EADDR,
+            return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR,
                             "address \"%s\": abstract name longer than %zu bytes", text,
                             SUN_PATH_CAP - 1);
         su->sun_path[0] = 0;
@@ -74,9 +74,9 @@ static int parse_unix(mpci_addr *a, const char *name, const char *text, char *er
         return 0;
     }
     if (n == 0)
-        return mpci_err(errmsg, errlen, MPCONN_EADDR, "address \"%s\": empty socket path", text);
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR, "address \"%s\": empty socket path", text);
     if (n >= SUN_PATH_CAP)
-        return mpci_err(errmsg, errlen, MPCONN_EADDR,
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR,
                         "address \"%s\": socket path longer than %zu bytes", text,
                         SUN_PATH_CAP - 1);
     memcpy(su->sun_path, name, n + 1);
@@ -88,13 +88,13 @@ static int parse_v6(mpci_addr *a, const char *s, const char *text, char *errmsg,
 {
     const char *close = strchr(s, ']');
     if (!close)
-        return mpci_err(errmsg, errlen, MPCONN_EADDR, "address \"%s\": missing ']'", text);
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR, "address \"%s\": missing ']'", text);
     if (close[1] != ':')
-        return mpci_err(errmsg, errlen, MPCONN_EADDR,
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR,
                         "address \"%s\": expected \":PORT\" after ']'", text);
     size_t hlen = (size_t)(close - s - 1);
     if (hlen == 0 || hlen >= sizeof a->host)
-        return mpci_err(errmsg, errlen, MPCONN_EADDR, "address \"%s\": bad IPv6 address", text);
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR, "address \"%s\": bad IPv6 address", text);
     memcpy(a->host, s + 1, hlen);
     a->host[hlen] = 0;
     uint16_t port;
@@ -116,11 +116,11 @@ static int parse_v6(mpci_addr *a, const char *s, const char *text, char *errmsg,
         else if (*zone && (idx = if_nametoindex(zone)) != 0)
             sin6->sin6_scope_id = (uint32_t)idx;
         else
-            return mpci_err(errmsg, errlen, MPCONN_EADDR,
+            return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR,
                             "address \"%s\": unknown network interface \"%s\"", text, zone);
     }
     if (inet_pton(AF_INET6, addr, &sin6->sin6_addr) != 1)
-        return mpci_err(errmsg, errlen, MPCONN_EADDR,
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR,
                         "address \"%s\": \"%s\" is not an IPv6 address", text, a->host);
     sin6->sin6_family = AF_INET6;
     sin6->sin6_port = htons(port);
@@ -135,17 +135,19 @@ static int parse_tcp(mpci_addr *a, const char *s, const char *text, char *errmsg
         return parse_v6(a, s, text, errmsg, errlen);
     const char *colon = strrchr(s, ':');
     if (!colon)
-        return mpci_err(errmsg, errlen, MPCONN_EADDR, "address \"%s\": expected HOST:PORT", text);
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR, "address \"%s\": expected HOST:PORT",
+                        text);
     size_t hlen = (size_t)(colon - s);
     if (hlen == 0)
-        return mpci_err(errmsg, errlen, MPCONN_EADDR, "address \"%s\": missing host before ':'",
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR, "address \"%s\": missing host before ':'",
                         text);
     if (hlen >= sizeof a->host)
-        return mpci_err(errmsg, errlen, MPCONN_EADDR, "address \"%s\": host name too long", text);
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR, "address \"%s\": host name too long",
+                        text);
     memcpy(a->host, s, hlen);
     a->host[hlen] = 0;
     if (strchr(a->host, ':'))
-        return mpci_err(errmsg, errlen, MPCONN_EADDR,
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR,
                         "address \"%s\": an IPv6 address needs brackets: [V6]:PORT", text);
     uint16_t port;
     int r = parse_port(colon + 1, text, errmsg, errlen, &port);
@@ -160,7 +162,7 @@ static int parse_tcp(mpci_addr *a, const char *s, const char *text, char *errmsg
     if (inet_pton(AF_INET, a->host, &sin->sin_addr) == 1)
         return 0;
     if (!valid_hostname(a->host))
-        return mpci_err(errmsg, errlen, MPCONN_EADDR,
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR,
                         "address \"%s\": \"%s\" is neither an IPv4 address nor a host name", text,
                         a->host);
     a->need_resolve = 1;
@@ -171,9 +173,9 @@ int mpci_addr_parse(mpci_addr *a, const char *text, char *errmsg, size_t errlen)
 {
     memset(a, 0, sizeof *a);
     if (!text || !*text)
-        return mpci_err(errmsg, errlen, MPCONN_EADDR, "empty address");
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR, "empty address");
     if (strncmp(text, "\\\\", 2) == 0)
-        return mpci_err(errmsg, errlen, MPCONN_ENOTSUP,
+        return mpci_err(errmsg, errlen, MPCONN_ERR_NOTSUP,
                         "address \"%s\": named pipes are not available on this platform", text);
     if (strncmp(text, "unix:", 5) == 0)
         return parse_unix(a, text + 5, text, errmsg, errlen);
@@ -183,7 +185,7 @@ int mpci_addr_parse(mpci_addr *a, const char *text, char *errmsg, size_t errlen)
         return parse_unix(a, text, text, errmsg, errlen);
     if (text[0] == '[' || strchr(text, ':'))
         return parse_tcp(a, text, text, errmsg, errlen);
-    return mpci_err(errmsg, errlen, MPCONN_EADDR,
+    return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR,
                     "address \"%s\": expected HOST:PORT, [V6]:PORT, a path containing '/', "
                     "@NAME, or unix:NAME",
                     text);
@@ -214,15 +216,15 @@ int mpci_addr_resolve(mpci_addr *a, char *errmsg, size_t errlen)
     snprintf(port, sizeof port, "%u", (unsigned)ntohs(((struct sockaddr_in *)&a->sa)->sin_port));
     int r = getaddrinfo(a->host, port, &hints, &res);
     if (r != 0) {
-        int code = r == EAI_MEMORY ? -ENOMEM : r == EAI_SYSTEM ? -errno : MPCONN_EADDR;
+        int code = r == EAI_MEMORY ? -ENOMEM : r == EAI_SYSTEM ? -errno : MPCONN_ERR_ADDR;
         if (code == 0)
-            code = MPCONN_EADDR;
+            code = MPCONN_ERR_ADDR;
         return mpci_err(errmsg, errlen, code, "cannot resolve host \"%s\": %s", a->host,
                         r == EAI_SYSTEM ? mpconn_strerror(code) : gai_strerror(r));
     }
     if (!res || res->ai_addrlen > sizeof a->sa) {
         freeaddrinfo(res);
-        return mpci_err(errmsg, errlen, MPCONN_EADDR, "cannot resolve host \"%s\": no address",
+        return mpci_err(errmsg, errlen, MPCONN_ERR_ADDR, "cannot resolve host \"%s\": no address",
                         a->host);
     }
     memcpy(&a->sa, res->ai_addr, res->ai_addrlen);

@@ -156,7 +156,7 @@ static int verify_answer(mpci_auth *a, const uint8_t *msg, size_t len)
         name = "md5";
         if (!a->allow_md5) {
             queue_failure(a);
-            return fail(a, MPCONN_EAUTH,
+            return fail(a, MPCONN_ERR_AUTH,
                         "peer answered with a legacy HMAC-MD5 digest (CPython <= 3.11), "
                         "but MD5 is refused (allow_md5 is off)");
         }
@@ -164,18 +164,18 @@ static int verify_answer(mpci_auth *a, const uint8_t *msg, size_t len)
         size_t plen = brace_prefix(msg, len, &name);
         if (plen == 0) {
             queue_failure(a);
-            return fail(a, MPCONN_ENOKEY,
+            return fail(a, MPCONN_ERR_NOKEY,
                         "peer did not answer the challenge (does it have the authkey?)");
         }
         if (!name) {
             queue_failure(a);
             char shown[NAME_MAX_LEN + 3];
-            return fail(a, MPCONN_EAUTHPROTO, "peer answered with an unsupported digest %s",
+            return fail(a, MPCONN_ERR_AUTHPROTO, "peer answered with an unsupported digest %s",
                         printable(shown, sizeof shown, msg, plen));
         }
         if (strcmp(name, "md5") == 0 && !a->allow_md5) {
             queue_failure(a);
-            return fail(a, MPCONN_EAUTH,
+            return fail(a, MPCONN_ERR_AUTH,
                         "peer answered with an {md5} digest, but MD5 is refused "
                         "(allow_md5 is off)");
         }
@@ -198,7 +198,7 @@ static int verify_answer(mpci_auth *a, const uint8_t *msg, size_t len)
     }
     if ((size_t)n != maclen || CRYPTO_memcmp(expect, mac, maclen) != 0) {
         queue_failure(a);
-        return fail(a, MPCONN_EAUTH, "digest received was wrong");
+        return fail(a, MPCONN_ERR_AUTH, "digest received was wrong");
     }
     if (queue(a, WELCOME, WELCOME_LEN, NULL, 0) < 0)
         return fail(a, -ENOBUFS, "authentication output queue full");
@@ -212,8 +212,9 @@ static int answer_challenge(mpci_auth *a, const uint8_t *msg, size_t len)
     const uint8_t *m = msg + CHALLENGE_LEN;
     size_t mlen = len - CHALLENGE_LEN;
     if (mlen < MPCI_LEGACY_NONCE_LEN)
-        return fail(a, MPCONN_EAUTHPROTO, "challenge too short: %zu bytes (at least %d expected)",
-                    mlen, MPCI_LEGACY_NONCE_LEN);
+        return fail(a, MPCONN_ERR_AUTHPROTO,
+                    "challenge too short: %zu bytes (at least %d expected)", mlen,
+                    MPCI_LEGACY_NONCE_LEN);
 
     const char *name = NULL;
     size_t plen = 0;
@@ -223,20 +224,20 @@ static int answer_challenge(mpci_auth *a, const uint8_t *msg, size_t len)
         plen = brace_prefix(m, mlen, &name);
         if (m[0] == '{' && !name) {
             char shown[NAME_MAX_LEN + 3];
-            return fail(a, MPCONN_EAUTHPROTO, "challenge asks for an unsupported digest: %s",
+            return fail(a, MPCONN_ERR_AUTHPROTO, "challenge asks for an unsupported digest: %s",
                         printable(shown, sizeof shown, m, plen ? plen : sizeof shown - 1));
         }
     }
     if (!name) {
         /* Unprefixed: a CPython <= 3.11 server, which wants raw HMAC-MD5. */
         if (!a->allow_md5)
-            return fail(a, MPCONN_EAUTH,
+            return fail(a, MPCONN_ERR_AUTH,
                         "peer sent a legacy challenge (CPython <= 3.11) that must be answered "
                         "with HMAC-MD5, but MD5 is refused (allow_md5 is off)");
         name = "md5";
         plen = 0;
     } else if (strcmp(name, "md5") == 0 && !a->allow_md5) {
-        return fail(a, MPCONN_EAUTH,
+        return fail(a, MPCONN_ERR_AUTH,
                     "peer's challenge asks for an {md5} answer, but MD5 is refused "
                     "(allow_md5 is off)");
     }
@@ -330,8 +331,8 @@ static int read_verdict(mpci_auth *a, const uint8_t *msg, size_t len)
     if (is_exactly(msg, len, WELCOME, WELCOME_LEN))
         return 0;
     if (is_exactly(msg, len, FAILURE, FAILURE_LEN))
-        return fail(a, MPCONN_EAUTH, "digest sent was rejected");
-    return fail(a, MPCONN_EAUTHPROTO,
+        return fail(a, MPCONN_ERR_AUTH, "digest sent was rejected");
+    return fail(a, MPCONN_ERR_AUTHPROTO,
                 "expected #WELCOME# or #FAILURE# from the peer, got a %zu-byte message", len);
 }
 
@@ -345,8 +346,8 @@ int mpci_auth_feed(mpci_auth *a, const uint8_t *msg, size_t len)
     int first = a->step == SERVER_WAIT_ANSWER || a->step == CLIENT_WAIT_CHALLENGE ||
                 a->step == SERIAL_WAIT_CHALLENGE;
     if (len > MPCI_AUTH_MSG_MAX)
-        return fail(a, MPCONN_EAUTHPROTO, "handshake message of %zu bytes exceeds %d bytes%s", len,
-                    MPCI_AUTH_MSG_MAX, first ? " (does the peer have the authkey?)" : "");
+        return fail(a, MPCONN_ERR_AUTHPROTO, "handshake message of %zu bytes exceeds %d bytes%s",
+                    len, MPCI_AUTH_MSG_MAX, first ? " (does the peer have the authkey?)" : "");
 
     switch (a->step) {
     case SERVER_WAIT_ANSWER:
@@ -356,7 +357,7 @@ int mpci_auth_feed(mpci_auth *a, const uint8_t *msg, size_t len)
         break;
     case SERVER_WAIT_CHALLENGE:
         if (!has_prefix(msg, len, CHALLENGE, CHALLENGE_LEN))
-            return fail(a, MPCONN_EAUTHPROTO,
+            return fail(a, MPCONN_ERR_AUTHPROTO,
                         "expected the peer's #CHALLENGE#, got a %zu-byte message without it", len);
         if (answer_challenge(a, msg, len) != 0)
             return a->state;
@@ -371,7 +372,7 @@ int mpci_auth_feed(mpci_auth *a, const uint8_t *msg, size_t len)
     case SERIAL_WAIT_CHALLENGE: {
         int serial = a->step == SERIAL_WAIT_CHALLENGE;
         if (!has_prefix(msg, len, CHALLENGE, CHALLENGE_LEN))
-            return fail(a, MPCONN_ENOKEY,
+            return fail(a, MPCONN_ERR_NOKEY,
                         "peer sent data instead of a challenge (it has no authkey?)");
         if (answer_challenge(a, msg, len) != 0 || (!serial && queue_own_challenge(a) != 0))
             return a->state;

@@ -48,7 +48,7 @@ int mpci_hdr_feed(mpci_hdr *h, const uint8_t *p, size_t n, size_t *used, uint64_
             if (v == 0xffffffffu)
                 continue; /* the 8-byte length follows */
             if (v & 0x80000000u)
-                return MPCONN_EPROTO;
+                return MPCONN_ERR_PROTO;
             *len = v;
             return 1;
         }
@@ -84,7 +84,7 @@ int mpci_msgdec_header(mpci_msgdec *d, const uint8_t *p, size_t n, size_t *used)
     if (r <= 0)
         return r;
     if (d->max && d->len > d->max)
-        return MPCONN_EMSGSIZE;
+        return MPCONN_ERR_MSGSIZE;
     /* The header's bytes stay counted in hdr.have until the message is
      * done (mpconn_reader_pending counts them). */
     d->in_body = 1;

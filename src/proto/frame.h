@@ -26,7 +26,7 @@ static inline void mpci_hdr_reset(mpci_hdr *h)
 }
 /* Consumes at most what the header needs from p[0..n); *used says how much.
  * Returns 1 with *len set when the header is complete, 0 when more bytes are
- * needed, MPCONN_EPROTO for a negative length other than -1. */
+ * needed, MPCONN_ERR_PROTO for a negative length other than -1. */
 int mpci_hdr_feed(mpci_hdr *h, const uint8_t *p, size_t n, size_t *used, uint64_t *len);
 
 /* Whole-message decoder: the payload buffer grows only as bytes arrive,
@@ -47,7 +47,7 @@ void mpci_msgdec_init(mpci_msgdec *d, uint64_t max);
 void mpci_msgdec_free(mpci_msgdec *d);
 /* Returns 1 when a message is complete (*used bytes consumed; take it with
  * mpci_msgdec_take), 0 when all n bytes were consumed and more are needed,
- * or a negative code (MPCONN_EPROTO, MPCONN_EMSGSIZE, -ENOMEM). */
+ * or a negative code (MPCONN_ERR_PROTO, MPCONN_ERR_MSGSIZE, -ENOMEM). */
 int mpci_msgdec_feed(mpci_msgdec *d, const uint8_t *p, size_t n, size_t *used);
 /* Hands over the completed payload (caller frees; NULL only when out of
  * memory) and resets for the next message. */
@@ -55,7 +55,7 @@ uint8_t *mpci_msgdec_take(mpci_msgdec *d, size_t *len);
 
 /* The header step: consumes what the header still needs from p[0..n).
  * Returns 1 when it is complete (d->len set, the payload next), 0 when
- * more is needed, MPCONN_EPROTO or MPCONN_EMSGSIZE (over max). */
+ * more is needed, MPCONN_ERR_PROTO or MPCONN_ERR_MSGSIZE (over max). */
 int mpci_msgdec_header(mpci_msgdec *d, const uint8_t *p, size_t n, size_t *used);
 /* Where the payload's next bytes go, *room of them (> 0; call while
  * d->got < d->len): the buffer doubles, starting at first bytes, only once

@@ -96,15 +96,15 @@ void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n)
             int r = mpci_msgdec_feed(h->dec, p, n, &used);
             p += used;
             n -= used;
-            if (r == MPCONN_EMSGSIZE) {
-                mpci_hs_fail(h, MPCONN_EAUTHPROTO,
+            if (r == MPCONN_ERR_MSGSIZE) {
+                mpci_hs_fail(h, MPCONN_ERR_AUTHPROTO,
                              "peer sent a %llu-byte message where the handshake allows at most %d "
                              "(does it have the authkey?)",
                              (unsigned long long)h->dec->len, MPCI_AUTH_MSG_MAX);
                 return;
             }
             if (r < 0) {
-                mpci_hs_fail(h, r == MPCONN_EPROTO ? MPCONN_EAUTHPROTO : r,
+                mpci_hs_fail(h, r == MPCONN_ERR_PROTO ? MPCONN_ERR_AUTHPROTO : r,
                              "malformed message header during the handshake");
                 return;
             }
@@ -123,7 +123,7 @@ void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n)
                 return;
             /* Done: what follows is the first message of the connection. */
             if (n > MPCI_HS_LEFT_MAX) {
-                mpci_hs_fail(h, MPCONN_EAUTHPROTO, "too many bytes behind the handshake");
+                mpci_hs_fail(h, MPCONN_ERR_AUTHPROTO, "too many bytes behind the handshake");
                 return;
             }
             if (n && !(h->left = malloc(n))) {

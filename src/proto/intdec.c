@@ -267,7 +267,7 @@ int mpci_bigint_decimal(mpci_powers **pw, int neg, const uint8_t *mag, size_t le
     size_t lo = (size_t)floor((double)(bits - 1) * log10_2 - 1e-5) + 1;
     size_t hi = (size_t)floor((double)bits * log10_2 + 1e-5) + 1;
     if (lo > max_digits)
-        return mpci_err(errmsg, errlen, MPCONN_ELIMIT,
+        return mpci_err(errmsg, errlen, MPCONN_ERR_LIMIT,
                         "Exceeds the limit (%zu digits) for integer string conversion: value has "
                         "at least %zu digits; mpconn_opts_set_print_limits raises it",
                         max_digits, lo);
@@ -281,7 +281,7 @@ int mpci_bigint_decimal(mpci_powers **pw, int neg, const uint8_t *mag, size_t le
     if (rc == 0 && tmp.err)
         rc = tmp.err;
     if (rc == 0 && tmp.len > max_digits)
-        rc = mpci_err(errmsg, errlen, MPCONN_ELIMIT,
+        rc = mpci_err(errmsg, errlen, MPCONN_ERR_LIMIT,
                       "Exceeds the limit (%zu digits) for integer string conversion: value has "
                       "%zu digits; mpconn_opts_set_print_limits raises it",
                       max_digits, tmp.len);

@@ -20,7 +20,7 @@
  *                         or when two keys would become the same string, or when
  *                         the only key is "$bytes", "$dict" or "$float" (so a
  *                         tag is never forged): {"$dict": [[key, value], ...]}
- *   a value that contains itself: MPCONN_ERECURSIVE (json.dumps: "Circular
+ *   a value that contains itself: MPCONN_ERR_RECURSIVE (json.dumps: "Circular
  *   reference detected").
  *   a lone surrogate in a str  \udXXX, as json.dumps writes it.
  * Print limits as for repr (text length, int digits).
@@ -142,7 +142,7 @@ static int json_scalar(mpci_sbuf *b, const mpconn_value *v, mpconn_type t, mpci_
         }
         break;
     }
-    default: rc = MPCONN_ETYPE;
+    default: rc = MPCONN_ERR_TYPE;
     }
     return rc;
 }
@@ -269,7 +269,7 @@ static int begin_value(walk *w, const mpconn_value *v)
         return json_scalar(&w->out, v, t, w->pr);
     }
     if (mpci_ptrset_has(&w->open, v))
-        return mpci_err(w->pr->errmsg, w->pr->errlen, MPCONN_ERECURSIVE,
+        return mpci_err(w->pr->errmsg, w->pr->errlen, MPCONN_ERR_RECURSIVE,
                         "circular reference: a container contains itself");
     if (mpci_walk_push(w, v, mode) != 0)
         return -ENOMEM;

@@ -117,11 +117,11 @@ static int validate_text(lexer *lx)
     size_t i = 0;
     while (i < lx->len) {
         if (u[i] == 0)
-            return fail(lx, i, MPCONN_ESYNTAX, "source text cannot contain null bytes");
+            return fail(lx, i, MPCONN_ERR_SYNTAX, "source text cannot contain null bytes");
         size_t at = i;
         uint32_t cp = mpci_utf8_next(u, lx->len, &i);
         if ((cp >= 0x80 && i - at == 1) || (cp >= 0xD800 && cp <= 0xDFFF))
-            return fail(lx, at, MPCONN_ESYNTAX, "invalid UTF-8");
+            return fail(lx, at, MPCONN_ERR_SYNTAX, "invalid UTF-8");
     }
     return 0;
 }
@@ -190,9 +190,10 @@ static int lex_number(lexer *lx, token *t)
         size_t n = read_digits(lx, base, &dig);
         int next = ch(lx, lx->pos);
         if (n != (size_t)-1 && next >= '0' && next <= '9')
-            rc = fail(lx, lx->pos, MPCONN_ESYNTAX, "invalid digit '%c' in %s literal", next, name);
+            rc = fail(lx, lx->pos, MPCONN_ERR_SYNTAX, "invalid digit '%c' in %s literal", next,
+                      name);
         else if (n == (size_t)-1 || n == 0 || is_ident(next))
-            rc = fail(lx, start, MPCONN_ESYNTAX, "invalid %s literal", name);
+            rc = fail(lx, start, MPCONN_ERR_SYNTAX, "invalid %s literal", name);
         else
             rc = dig.err ? dig.err : digits_to_mag(t, dig.p, n, base);
         free(dig.p);
@@ -243,7 +244,7 @@ static int lex_number(lexer *lx, token *t)
     if (cj == 'j' || cj == 'J') {
         free(dig.p);
         lx->complex = 1;
-        return fail(lx, start, MPCONN_ESYNTAX, "complex numbers are not supported");
+        return fail(lx, start, MPCONN_ERR_SYNTAX, "complex numbers are not supported");
     }
     if (is_ident(cj))
         goto bad;
@@ -266,11 +267,11 @@ static int lex_number(lexer *lx, token *t)
     for (size_t i = 1; i < nint; i++)
         if (dig.p[0] == '0' && dig.p[i] != '0') {
             free(dig.p);
-            return fail(lx, start, MPCONN_ESYNTAX,
+            return fail(lx, start, MPCONN_ERR_SYNTAX,
                         "leading zeros in decimal integer literals are not permitted");
         }
     if (nint > lx->max_digits)
-        rc = fail(lx, start, MPCONN_ELIMIT,
+        rc = fail(lx, start, MPCONN_ERR_LIMIT,
                   "Exceeds the limit (%zu digits) for integer string conversion: value has %zu "
                   "digits; mpconn_opts_set_print_limits raises it",
                   lx->max_digits, nint);
@@ -282,7 +283,7 @@ static int lex_number(lexer *lx, token *t)
     return rc;
 bad:
     free(dig.p);
-    return fail(lx, start, MPCONN_ESYNTAX, "invalid decimal literal");
+    return fail(lx, start, MPCONN_ERR_SYNTAX, "invalid decimal literal");
 }
 
 /* ------------------------------------------------------------- strings */
@@ -345,7 +346,7 @@ static int lex_escape(lexer *lx, token *t, size_t bs)
         for (int k = 0; k < ndig; k++) {
             int d = mpci_hexval(ch(lx, lx->pos));
             if (d < 0)
-                return fail(lx, bs, MPCONN_ESYNTAX, "truncated \\%c escape", c);
+                return fail(lx, bs, MPCONN_ERR_SYNTAX, "truncated \\%c escape", c);
             v = v * 16 + (uint32_t)d;
             lx->pos++;
         }
@@ -354,14 +355,14 @@ static int lex_escape(lexer *lx, token *t, size_t bs)
             return 0;
         }
         if (v > 0x10FFFF)
-            return fail(lx, bs, MPCONN_ESYNTAX, "illegal Unicode character in \\U escape");
+            return fail(lx, bs, MPCONN_ERR_SYNTAX, "illegal Unicode character in \\U escape");
         if (v >= 0xD800 && v <= 0xDFFF)
             t->surrogate = 1;
         put_utf8(b, v);
         return 0;
     }
     if (c == 'N' && !t->is_bytes)
-        return fail(lx, bs, MPCONN_ESYNTAX,
+        return fail(lx, bs, MPCONN_ERR_SYNTAX,
                     "\\N{...} escapes are not supported (no Unicode name database)");
     /* Unknown escapes keep the backslash, as Python does (with a warning). */
     mpci_sbuf_putc(b, '\\');
@@ -379,7 +380,7 @@ static int lex_string(lexer *lx, token *t, size_t start, int raw)
     for (;;) {
         int c = ch(lx, lx->pos);
         if (c < 0)
-            return fail(lx, start, MPCONN_ESYNTAX, "unterminated %sstring literal",
+            return fail(lx, start, MPCONN_ERR_SYNTAX, "unterminated %sstring literal",
                         triple ? "triple-quoted " : "");
         if (c == q) {
             if (!triple) {
@@ -396,7 +397,7 @@ static int lex_string(lexer *lx, token *t, size_t start, int raw)
         }
         if (c == '\n' || c == '\r') {
             if (!triple)
-                return fail(lx, start, MPCONN_ESYNTAX, "unterminated string literal");
+                return fail(lx, start, MPCONN_ERR_SYNTAX, "unterminated string literal");
             eat_newline(lx); /* the tokenizer reads \r\n and \r as \n */
             mpci_sbuf_putc(&t->str, '\n');
             continue;
@@ -426,7 +427,7 @@ static int lex_string(lexer *lx, token *t, size_t start, int raw)
         }
         if (c >= 0x80) {
             if (t->is_bytes)
-                return fail(lx, lx->pos, MPCONN_ESYNTAX,
+                return fail(lx, lx->pos, MPCONN_ERR_SYNTAX,
                             "bytes can only contain ASCII literal characters");
             size_t at = lx->pos;
             mpci_utf8_next((const unsigned char *)lx->s, lx->len, &lx->pos);
@@ -456,7 +457,7 @@ static int skip_space(lexer *lx, token *t)
         } else if (c == '\\') {
             size_t at = lx->pos++;
             if (!eat_newline(lx))
-                return fail(lx, at, MPCONN_ESYNTAX,
+                return fail(lx, at, MPCONN_ERR_SYNTAX,
                             "unexpected character after line continuation character");
         } else if (c == '\n' || c == '\r') {
             eat_newline(lx);
@@ -489,7 +490,7 @@ static int lex(lexer *lx, token *t)
         lx->pos++;
         if (c == '(' || c == '[' || c == '{') {
             if (++lx->depth > MAX_DEPTH)
-                return fail(lx, start, MPCONN_ELIMIT, "nesting deeper than %d", MAX_DEPTH);
+                return fail(lx, start, MPCONN_ERR_LIMIT, "nesting deeper than %d", MAX_DEPTH);
         } else if ((c == ')' || c == ']' || c == '}') && lx->depth > 0) {
             lx->depth--;
         }
@@ -513,19 +514,19 @@ static int lex(lexer *lx, token *t)
                 ok &= p == 'r' || p == 'b' || p == 'u' || p == 'f';
             }
             if (!ok || raw > 1 || bytes > 1 || uni > 1 || fmt > 1 || (uni && n > 1))
-                return fail(lx, start, MPCONN_ESYNTAX, "invalid string prefix '%.*s'", (int)n,
+                return fail(lx, start, MPCONN_ERR_SYNTAX, "invalid string prefix '%.*s'", (int)n,
                             lx->s + start);
             if (fmt)
-                return fail(lx, start, MPCONN_ESYNTAX, "f-strings are not literals");
+                return fail(lx, start, MPCONN_ERR_SYNTAX, "f-strings are not literals");
             t->is_bytes = bytes;
             rc = lex_string(lx, t, start, raw);
         }
     } else if (c == '.') {
-        return fail(lx, start, MPCONN_ESYNTAX, "'...' and attributes are not supported");
+        return fail(lx, start, MPCONN_ERR_SYNTAX, "'...' and attributes are not supported");
     } else {
         size_t at = start;
         uint32_t cp = mpci_utf8_next((const unsigned char *)lx->s, lx->len, &at);
-        return fail(lx, start, MPCONN_ESYNTAX, "unexpected character '%.*s' (U+%04X)",
+        return fail(lx, start, MPCONN_ERR_SYNTAX, "unexpected character '%.*s' (U+%04X)",
                     (int)(at - start), lx->s + start, (unsigned)cp);
     }
     t->end = lx->pos;
@@ -546,9 +547,9 @@ static int next(lexer *lx, token *t)
     }
     if (rc == 0 && t->kind != T_END && t->nl) {
         if (t->indent)
-            rc = fail(lx, t->pos, MPCONN_ESYNTAX, "unexpected indent");
+            rc = fail(lx, t->pos, MPCONN_ERR_SYNTAX, "unexpected indent");
         else if (!lx->first)
-            rc = fail(lx, t->pos, MPCONN_ESYNTAX, "invalid syntax: newline outside brackets");
+            rc = fail(lx, t->pos, MPCONN_ERR_SYNTAX, "invalid syntax: newline outside brackets");
     }
     lx->first = 0;
     if (rc)
@@ -594,7 +595,7 @@ static int make_string(lexer *lx, token *tok, mpconn_value **out)
         if (nx->kind != T_STRING || nx->nl)
             break;
         if (nx->is_bytes != tok->is_bytes)
-            return fail(lx, nx->pos, MPCONN_ESYNTAX, "cannot mix bytes and nonbytes literals");
+            return fail(lx, nx->pos, MPCONN_ERR_SYNTAX, "cannot mix bytes and nonbytes literals");
         token more;
         if ((rc = next(lx, &more)) != 0)
             return rc;
@@ -652,7 +653,7 @@ static int push(parser *p, int kind, size_t pos)
 static mpconn_value *pop(parser *p)
 {
     frame *f = &p->st[--p->n];
-    mpconn_value_free(f->key);
+    mpconn_value_unref(f->key);
     return f->c;
 }
 
@@ -670,12 +671,12 @@ static int add_item(parser *p, mpconn_value *v, size_t vpos)
         rc = mpconn_value_add(f->c, v);
     } else {
         if (!f->c && !(f->c = f->kind == F_LIST ? mpconn_value_list() : mpconn_value_tuple())) {
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             return -ENOMEM;
         }
         rc = mpconn_value_append(f->c, v);
     }
-    if (rc == MPCONN_EUNHASHABLE)
+    if (rc == MPCONN_ERR_UNHASHABLE)
         return fail(&p->lx, vpos, rc, "unhashable %s",
                     f->bmode == B_DICT ? "dict key" : "set item");
     return rc;
@@ -706,7 +707,7 @@ static const char *tok_name(const token *t)
 
 static int unexpected(parser *p, const token *t, const char *wanted)
 {
-    return fail(&p->lx, t->pos, MPCONN_ESYNTAX, "expected %s, got %s", wanted, tok_name(t));
+    return fail(&p->lx, t->pos, MPCONN_ERR_SYNTAX, "expected %s, got %s", wanted, tok_name(t));
 }
 
 /* Reads one value that is not a container opener: a literal, signed number,
@@ -733,7 +734,7 @@ static int parse_atom(parser *p, token *tok, mpconn_value **out)
             parens++;
         }
         if (t.kind != T_NUMBER) {
-            rc = fail(lx, t.pos, MPCONN_ESYNTAX, "a sign applies only to a number");
+            rc = fail(lx, t.pos, MPCONN_ERR_SYNTAX, "a sign applies only to a number");
             token_clear(&t);
             return rc;
         }
@@ -745,7 +746,7 @@ static int parse_atom(parser *p, token *tok, mpconn_value **out)
             token_clear(&t);
         }
         if (rc) {
-            mpconn_value_free(*out);
+            mpconn_value_unref(*out);
             *out = NULL;
         }
         return rc;
@@ -766,7 +767,7 @@ static int parse_atom(parser *p, token *tok, mpconn_value **out)
                     return rc;
                 int want = k == 0 ? T_LPAR : T_RPAR;
                 if (t.kind != want) {
-                    rc = fail(lx, t.pos, MPCONN_ESYNTAX,
+                    rc = fail(lx, t.pos, MPCONN_ERR_SYNTAX,
                               "only set() with no arguments is a literal");
                     token_clear(&t);
                     return rc;
@@ -774,7 +775,7 @@ static int parse_atom(parser *p, token *tok, mpconn_value **out)
             }
             *out = mpconn_value_set();
         } else {
-            return fail(lx, tok->pos, MPCONN_ESYNTAX, "name '%.*s' is not a literal", (int)n, s);
+            return fail(lx, tok->pos, MPCONN_ERR_SYNTAX, "name '%.*s' is not a literal", (int)n, s);
         }
         return *out ? 0 : -ENOMEM;
     }
@@ -819,7 +820,7 @@ want_value:
 have_value:;
     frame *f = &p->st[p->n - 1];
     if ((rc = next(lx, &tok)) != 0) {
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
         return rc;
     }
     int k = tok.kind;
@@ -832,14 +833,14 @@ have_value:;
             f->c = mpconn_value_set();
         }
         if (!f->c && f->bmode != B_UNDECIDED) {
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             token_clear(&tok);
             return -ENOMEM;
         }
     }
     if (f->kind == F_BRACE && f->bmode == B_DICT && !f->key) {
         if (k != T_COLON) {
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             rc = unexpected(p, &tok, "':'");
             token_clear(&tok);
             return rc;
@@ -858,12 +859,12 @@ have_value:;
                                          [F_BRACE] = "',' or '}'"};
     int closer = closers[f->kind];
     if (k != T_COMMA && k != closer) {
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
         const token *nx;
         /* 1+2j: say what it is rather than that '+' is unexpected. */
         if ((k == T_PLUS || k == T_MINUS) && peek(lx, &nx) != 0 && lx->complex) {
             token_clear(&tok);
-            return MPCONN_ESYNTAX;
+            return MPCONN_ERR_SYNTAX;
         }
         rc = unexpected(p, &tok,
                         f->kind == F_BRACE && f->bmode == B_UNDECIDED ? "',', ':' or '}'"
@@ -911,12 +912,12 @@ int mpci_value_parse_limited(const char *text, size_t len, const mpci_print_limi
     if (rc == 0)
         rc = parse(&p, out);
     while (p.n > 0)
-        mpconn_value_free(pop(&p));
+        mpconn_value_unref(pop(&p));
     free(p.st);
     if (p.lx.has_la)
         token_clear(&p.lx.la);
     mpci_powers_free(p.lx.pow);
-    if (rc != 0 && rc != MPCONN_ESYNTAX && rc != MPCONN_ELIMIT && rc != MPCONN_EUNHASHABLE)
+    if (rc != 0 && rc != MPCONN_ERR_SYNTAX && rc != MPCONN_ERR_LIMIT && rc != MPCONN_ERR_UNHASHABLE)
         mpci_err(errmsg, errlen, rc, "%s", mpconn_strerror(rc));
     return rc;
 }

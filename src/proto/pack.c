@@ -27,12 +27,12 @@ static mpconn_value *pack_seq(const char **f, va_list *ap, char close, mpconn_va
             return c;
         }
         if (!**f) {
-            mpconn_value_free(c);
+            mpconn_value_unref(c);
             return NULL;
         }
         mpconn_value *k = pack_one(f, ap);
         if (!k) {
-            mpconn_value_free(c);
+            mpconn_value_unref(c);
             return NULL;
         }
         int rc;
@@ -44,7 +44,7 @@ static mpconn_value *pack_seq(const char **f, va_list *ap, char close, mpconn_va
             rc = mpconn_value_append(c, k);
         }
         if (rc < 0) {
-            mpconn_value_free(c);
+            mpconn_value_unref(c);
             return NULL;
         }
     }
@@ -106,7 +106,7 @@ mpconn_value *mpconn_pack(const char *fmt, ...)
     va_end(ap);
     skip_sep(&f);
     if (v && *f) {
-        mpconn_value_free(v); /* trailing junk: a bad format */
+        mpconn_value_unref(v); /* trailing junk: a bad format */
         return NULL;
     }
     return v;
@@ -165,7 +165,7 @@ static const char *tname(const mpconn_value *v)
 
 static int mismatch(unpacker *u, const char *want, const mpconn_value *v)
 {
-    return ufail(u, MPCONN_ETYPE, "expected %s, got %s", want, tname(v));
+    return ufail(u, MPCONN_ERR_TYPE, "expected %s, got %s", want, tname(v));
 }
 
 /* One format item against v. With v NULL (an absent optional key) the
@@ -196,10 +196,10 @@ static int unpack_one(unpacker *u, const char **f, va_list *ap, const mpconn_val
             return 0;
         int64_t x;
         int rc = mpconn_value_get_int(v, &x);
-        if (rc == MPCONN_ETYPE)
+        if (rc == MPCONN_ERR_TYPE)
             return mismatch(u, "int", v);
         if (rc < 0 || (oi && (x < INT_MIN || x > INT_MAX)))
-            return ufail(u, MPCONN_ERANGE, "int out of range");
+            return ufail(u, MPCONN_ERR_RANGE, "int out of range");
         if (oi)
             *oi = (int)x;
         else
@@ -211,7 +211,7 @@ static int unpack_one(unpacker *u, const char **f, va_list *ap, const mpconn_val
         if (!v)
             return 0;
         int rc = mpconn_value_get_float(v, out);
-        if (rc == MPCONN_ETYPE)
+        if (rc == MPCONN_ERR_TYPE)
             return mismatch(u, "float", v);
         if (rc < 0)
             return ufail(u, rc, "int too large for a float");
@@ -267,7 +267,7 @@ static int unpack_one(unpacker *u, const char **f, va_list *ap, const mpconn_val
             if (v) {
                 item = mpconn_value_item(v, i);
                 if (!item)
-                    return ufail(u, MPCONN_ETYPE, "expected %s of more than %zu items, got %zu",
+                    return ufail(u, MPCONN_ERR_TYPE, "expected %s of more than %zu items, got %zu",
                                  mpconn_type_name(want), i, mpconn_value_len(v));
             }
             size_t saved;
@@ -278,7 +278,7 @@ static int unpack_one(unpacker *u, const char **f, va_list *ap, const mpconn_val
             path_pop(u, saved);
         }
         if (v && i != mpconn_value_len(v))
-            return ufail(u, MPCONN_ETYPE, "expected %s of %zu items, got %zu",
+            return ufail(u, MPCONN_ERR_TYPE, "expected %s of %zu items, got %zu",
                          mpconn_type_name(want), i, mpconn_value_len(v));
         return 0;
     }
@@ -323,7 +323,7 @@ static int unpack_one(unpacker *u, const char **f, va_list *ap, const mpconn_val
                 optional = *q == '?';
             }
             if (v && !item && !optional)
-                return ufail(u, MPCONN_ETYPE, "missing key");
+                return ufail(u, MPCONN_ERR_TYPE, "missing key");
             int rc = unpack_one(u, f, ap, item);
             if (rc < 0)
                 return rc;

@@ -137,7 +137,7 @@ __attribute__((format(printf, 3, 4))) static int fail(dec *d, int code, const ch
 
 static int truncated(dec *d)
 {
-    return fail(d, MPCONN_EPICKLE, "pickle truncated");
+    return fail(d, MPCONN_ERR_PICKLE, "pickle truncated");
 }
 
 static size_t remaining(const dec *d)
@@ -149,7 +149,7 @@ static size_t remaining(const dec *d)
 
 static int over_alloc(dec *d)
 {
-    return fail(d, MPCONN_ELIMIT, "more than %zu bytes allocated", d->max_alloc);
+    return fail(d, MPCONN_ERR_LIMIT, "more than %zu bytes allocated", d->max_alloc);
 }
 
 /* Adds bytes just allocated (or about to be) to the total. */
@@ -196,22 +196,23 @@ static int push_new(dec *d, mpconn_value *v)
     if (!v)
         return fail(d, -ENOMEM, "out of memory");
     d->items++;
-    int rc = d->items > d->max_items ? fail(d, MPCONN_ELIMIT, "more than %zu values", d->max_items)
-                                     : charge_growth(d, v, 0);
+    int rc = d->items > d->max_items
+                 ? fail(d, MPCONN_ERR_LIMIT, "more than %zu values", d->max_items)
+                 : charge_growth(d, v, 0);
     if (rc < 0) {
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
         return rc;
     }
     if (mpci_is_container(v)) {
         if (d->nall == d->allcap) {
             size_t ncap = d->allcap * 2;
             if ((rc = charge_array(d, d->allcap, ncap, sizeof *d->all)) < 0) {
-                mpconn_value_free(v);
+                mpconn_value_unref(v);
                 return rc;
             }
             mpconn_value **n = mpci_resize(d->all, d->all0, d->allcap, ncap, sizeof *n);
             if (!n) {
-                mpconn_value_free(v);
+                mpconn_value_unref(v);
                 return fail(d, -ENOMEM, "out of memory");
             }
             d->all = n;
@@ -222,12 +223,12 @@ static int push_new(dec *d, mpconn_value *v)
     if (d->sp == d->scap) {
         size_t ncap = d->scap * 2;
         if ((rc = charge_array(d, d->scap, ncap, sizeof *d->stack)) < 0) {
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             return rc;
         }
         mpconn_value **n = mpci_resize(d->stack, d->stack0, d->scap, ncap, sizeof *n);
         if (!n) {
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             return fail(d, -ENOMEM, "out of memory");
         }
         d->stack = n;
@@ -266,14 +267,14 @@ static size_t floor_mark(const dec *d)
 static int need_stack(dec *d, size_t n)
 {
     if (d->sp - floor_mark(d) < n)
-        return fail(d, MPCONN_EPICKLE, "stack underflow");
+        return fail(d, MPCONN_ERR_PICKLE, "stack underflow");
     return 0;
 }
 
 static int pop_mark(dec *d, size_t *at)
 {
     if (!d->nmarks)
-        return fail(d, MPCONN_EPICKLE, "no MARK on the stack");
+        return fail(d, MPCONN_ERR_PICKLE, "no MARK on the stack");
     *at = d->marks[--d->nmarks];
     return 0;
 }
@@ -281,15 +282,15 @@ static int pop_mark(dec *d, size_t *at)
 static int check_item(dec *d, const mpconn_value *v)
 {
     if (v->type == MPCI_CALLABLE)
-        return fail(d, MPCONN_EREFUSED, "refused: a class object used as a value");
+        return fail(d, MPCONN_ERR_REFUSED, "refused: a class object used as a value");
     return 0;
 }
 
 static int insert_failed(dec *d, int rc, const char *what)
 {
-    if (rc == MPCONN_EUNHASHABLE)
+    if (rc == MPCONN_ERR_UNHASHABLE)
         return fail(d, rc, "unhashable %s", what);
-    if (rc == MPCONN_ELIMIT)
+    if (rc == MPCONN_ERR_LIMIT)
         return fail(d, rc, "%ss collide: a probe run over the limit", what);
     return fail(d, rc, "out of memory");
 }
@@ -297,7 +298,7 @@ static int insert_failed(dec *d, int rc, const char *what)
 static int check_depth(dec *d, const mpconn_value *c)
 {
     if (mpci_depth(c) > d->max_depth)
-        return fail(d, MPCONN_ELIMIT, "nesting deeper than %zu", d->max_depth);
+        return fail(d, MPCONN_ERR_LIMIT, "nesting deeper than %zu", d->max_depth);
     return 0;
 }
 
@@ -355,7 +356,7 @@ static mpconn_value *long_from_le(const uint8_t *p, size_t n)
 }
 
 /* Decimal digits (optional sign) to an int value; ESYNTAX-like failures
- * come back as MPCONN_EPICKLE through *bad. */
+ * come back as MPCONN_ERR_PICKLE through *bad. */
 static mpconn_value *decimal_int(const uint8_t *s, size_t n, int *bad)
 {
     *bad = 1;
@@ -410,7 +411,7 @@ static int push_text(dec *d, const char *s, size_t n)
 {
     int sur = mpci_utf8_check(s, n);
     if (sur < 0)
-        return fail(d, MPCONN_EPICKLE, "invalid UTF-8 in a string");
+        return fail(d, MPCONN_ERR_PICKLE, "invalid UTF-8 in a string");
     int rc = room_for(d, n);
     if (rc < 0)
         return rc;
@@ -457,20 +458,20 @@ static int raw_unicode_escape(dec *d, const uint8_t *s, size_t n)
         size_t digits = s[i] == 'u' ? 4 : 8;
         if (n - i - 1 < digits) {
             free(buf);
-            return fail(d, MPCONN_EPICKLE, "truncated \\u escape in UNICODE");
+            return fail(d, MPCONN_ERR_PICKLE, "truncated \\u escape in UNICODE");
         }
         uint32_t c = 0;
         for (size_t k = 0; k < digits; k++) {
             int h = mpci_hexval(s[i + 1 + k]);
             if (h < 0) {
                 free(buf);
-                return fail(d, MPCONN_EPICKLE, "bad \\u escape in UNICODE");
+                return fail(d, MPCONN_ERR_PICKLE, "bad \\u escape in UNICODE");
             }
             c = c << 4 | (uint32_t)h;
         }
         if (c > 0x10FFFF) {
             free(buf);
-            return fail(d, MPCONN_EPICKLE, "UNICODE escape is not a valid code point");
+            return fail(d, MPCONN_ERR_PICKLE, "UNICODE escape is not a valid code point");
         }
         put_utf8(&o, c); /* a surrogate becomes its surrogatepass bytes */
         i += 1 + digits;
@@ -487,7 +488,7 @@ static int push_py2_str(dec *d, const uint8_t *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (s[i] >= 0x80)
-            return fail(d, MPCONN_EPICKLE, "non-ASCII Python 2 string");
+            return fail(d, MPCONN_ERR_PICKLE, "non-ASCII Python 2 string");
     return push_new(d, mpconn_value_strn((const char *)s, n));
 }
 
@@ -555,7 +556,7 @@ static int load_string(dec *d)
     while (n && (s[n - 1] == '\r' || s[n - 1] == ' '))
         n--;
     if (n < 2 || (s[0] != '\'' && s[0] != '"') || s[n - 1] != s[0])
-        return fail(d, MPCONN_EPICKLE, "STRING is not quoted");
+        return fail(d, MPCONN_ERR_PICKLE, "STRING is not quoted");
     s++;
     n -= 2;
     if ((rc = room_for(d, n + 1)) < 0 || (rc = charge(d, mpci_malloc_cost(n + 1))) < 0)
@@ -589,7 +590,7 @@ static int load_string(dec *d)
                 break;
             }
             free(buf);
-            return fail(d, MPCONN_EPICKLE, "bad \\x escape in STRING");
+            return fail(d, MPCONN_ERR_PICKLE, "bad \\x escape in STRING");
         default:
             if (c >= '0' && c <= '7') {
                 unsigned v = c - '0';
@@ -612,7 +613,7 @@ static int load_string(dec *d)
 static int memo_put(dec *d, size_t idx, mpconn_value *v)
 {
     if (idx >= d->max_memo)
-        return fail(d, MPCONN_ELIMIT, "memo index %zu over the limit of %zu", idx, d->max_memo);
+        return fail(d, MPCONN_ERR_LIMIT, "memo index %zu over the limit of %zu", idx, d->max_memo);
     if (idx >= d->memocap) {
         size_t ncap = d->memocap;
         while (ncap <= idx)
@@ -639,7 +640,7 @@ static int memo_put(dec *d, size_t idx, mpconn_value *v)
         return 0;
     }
     if (d->memo[idx])
-        mpconn_value_free(d->memo[idx]);
+        mpconn_value_unref(d->memo[idx]);
     else
         d->memolen++;
     d->memo[idx] = mpconn_value_ref(v);
@@ -649,7 +650,7 @@ static int memo_put(dec *d, size_t idx, mpconn_value *v)
 static int memo_get(dec *d, size_t idx)
 {
     if (idx >= d->memo_hi || !d->memo[idx])
-        return fail(d, MPCONN_EPICKLE, "memo entry %zu is missing", idx);
+        return fail(d, MPCONN_ERR_PICKLE, "memo entry %zu is missing", idx);
     return push_ref(d, d->memo[idx]);
 }
 
@@ -661,11 +662,11 @@ static int parse_index(dec *d, size_t *idx)
     if (rc < 0)
         return rc;
     if (!n || n > 18)
-        return fail(d, MPCONN_EPICKLE, "bad memo index");
+        return fail(d, MPCONN_ERR_PICKLE, "bad memo index");
     size_t v = 0;
     for (size_t i = 0; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')
-            return fail(d, MPCONN_EPICKLE, "bad memo index");
+            return fail(d, MPCONN_ERR_PICKLE, "bad memo index");
         v = v * 10 + (size_t)(s[i] - '0');
     }
     *idx = v;
@@ -701,7 +702,7 @@ static int lookup_global(dec *d, const char *mod, size_t mlen, const char *name,
         for (i = 0; i < nlen && i + 1 < sizeof nm; i++)
             nm[i] = (name[i] >= 0x20 && name[i] < 0x7f) ? name[i] : '?';
         nm[i] = 0;
-        return fail(d, MPCONN_EREFUSED, "refused %s %s.%s", op_name(d->op), m, nm);
+        return fail(d, MPCONN_ERR_REFUSED, "refused %s %s.%s", op_name(d->op), m, nm);
     }
     return push_new(d, mpci_value_callable(sub));
 }
@@ -747,7 +748,7 @@ static mpconn_value *latin1_encode(const mpconn_value *s, int type, int *bad)
             i += 2;
         } else {
             *bad = 1;
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             return NULL;
         }
     }
@@ -791,19 +792,19 @@ static int apply(dec *d, const mpconn_value *fn, const mpconn_value *args)
         if (n == 0)
             break;
         if (n != 1 || (a0->type != MPCONN_LIST && a0->type != MPCONN_TUPLE)) {
-            mpconn_value_free(r);
+            mpconn_value_unref(r);
             goto refuse;
         }
         int rc = room_for(d, a0->u.seq.len * (sizeof(mpci_entry) + 2 * sizeof(uint32_t)));
         if (rc < 0) {
-            mpconn_value_free(r);
+            mpconn_value_unref(r);
             return rc;
         }
         rc = mpci_value_reserve(r, a0->u.seq.len);
         for (size_t i = 0; rc == 0 && i < a0->u.seq.len; i++)
             rc = mpci_map_insert(r, mpconn_value_ref(a0->u.seq.items[i]), NULL, &d->cx);
         if (rc < 0) {
-            mpconn_value_free(r);
+            mpconn_value_unref(r);
             return insert_failed(d, rc, "set item");
         }
         break;
@@ -811,10 +812,10 @@ static int apply(dec *d, const mpconn_value *fn, const mpconn_value *args)
     default: goto refuse;
     }
     if (bad)
-        return fail(d, MPCONN_EPICKLE, "latin-1 encode of a character above U+00FF");
+        return fail(d, MPCONN_ERR_PICKLE, "latin-1 encode of a character above U+00FF");
     return push_new(d, r);
 refuse:
-    return fail(d, MPCONN_EREFUSED, "refused REDUCE of %s with these arguments",
+    return fail(d, MPCONN_ERR_REFUSED, "refused REDUCE of %s with these arguments",
                 callable_name(fn->sub));
 }
 
@@ -838,15 +839,15 @@ static int make_tuple(dec *d, size_t at)
         rc = mpci_value_extend(t, d->stack + at, n) < 0 ? fail(d, -ENOMEM, "out of memory") : 0;
     else
         for (size_t i = at; i < d->sp; i++)
-            mpconn_value_free(d->stack[i]);
+            mpconn_value_unref(d->stack[i]);
     d->sp = at;
     if (rc < 0) {
-        mpconn_value_free(t);
+        mpconn_value_unref(t);
         return rc;
     }
     rc = check_depth(d, t);
     if (rc < 0) {
-        mpconn_value_free(t);
+        mpconn_value_unref(t);
         return rc;
     }
     return push_new(d, t);
@@ -856,10 +857,10 @@ static int make_tuple(dec *d, size_t at)
 static int do_appends(dec *d, size_t at)
 {
     if (at == 0)
-        return fail(d, MPCONN_EPICKLE, "stack underflow");
+        return fail(d, MPCONN_ERR_PICKLE, "stack underflow");
     mpconn_value *l = d->stack[at - 1];
     if (l->type != MPCONN_LIST)
-        return fail(d, MPCONN_EPICKLE, "append to a %s",
+        return fail(d, MPCONN_ERR_PICKLE, "append to a %s",
                     l->type == MPCI_CALLABLE ? "class" : mpconn_type_name(l->type));
     for (size_t i = at; i < d->sp; i++) {
         int rc = check_item(d, d->stack[i]);
@@ -884,13 +885,13 @@ static int do_appends(dec *d, size_t at)
 static int do_setitems(dec *d, size_t at)
 {
     if (at == 0)
-        return fail(d, MPCONN_EPICKLE, "stack underflow");
+        return fail(d, MPCONN_ERR_PICKLE, "stack underflow");
     mpconn_value *m = d->stack[at - 1];
     if (m->type != MPCONN_DICT)
-        return fail(d, MPCONN_EPICKLE, "set item on a %s",
+        return fail(d, MPCONN_ERR_PICKLE, "set item on a %s",
                     m->type == MPCI_CALLABLE ? "class" : mpconn_type_name(m->type));
     if ((d->sp - at) & 1)
-        return fail(d, MPCONN_EPICKLE, "odd number of items for SETITEMS");
+        return fail(d, MPCONN_ERR_PICKLE, "odd number of items for SETITEMS");
     for (size_t i = at; i < d->sp; i++) {
         int rc = check_item(d, d->stack[i]);
         if (rc < 0)
@@ -910,7 +911,7 @@ static int do_setitems(dec *d, size_t at)
     }
     if (rc < 0)
         for (size_t k = i + 2; k < d->sp; k++)
-            mpconn_value_free(d->stack[k]);
+            mpconn_value_unref(d->stack[k]);
     d->sp = at;
     if (rc < 0)
         return insert_failed(d, rc, "dict key");
@@ -941,7 +942,7 @@ static int do_additems(dec *d, mpconn_value *s, size_t at)
     }
     if (rc < 0)
         for (size_t k = i + 1; k < d->sp; k++)
-            mpconn_value_free(d->stack[k]);
+            mpconn_value_unref(d->stack[k]);
     d->sp = at;
     if (rc < 0)
         return insert_failed(d, rc, "set item");
@@ -955,7 +956,7 @@ static int do_additems(dec *d, mpconn_value *s, size_t at)
 static int load_binstr(dec *d, int type, size_t n)
 {
     if (n > remaining(d))
-        return fail(d, MPCONN_EPICKLE, "length %zu exceeds the %zu bytes left", n, remaining(d));
+        return fail(d, MPCONN_ERR_PICKLE, "length %zu exceeds the %zu bytes left", n, remaining(d));
     const uint8_t *s = d->p;
     d->p += n;
     if (type == MPCONN_STR)
@@ -974,7 +975,7 @@ static int run(dec *d, mpconn_value **out)
 {
     for (;;) {
         if (d->p >= d->end)
-            return fail(d, MPCONN_EPICKLE, "pickle ended without STOP");
+            return fail(d, MPCONN_ERR_PICKLE, "pickle ended without STOP");
         d->op_at = d->p;
         d->op = *d->p++;
         d->steps++;
@@ -987,7 +988,7 @@ static int run(dec *d, mpconn_value **out)
             if (remaining(d) < 1)
                 return truncated(d);
             if (*d->p > 5)
-                return fail(d, MPCONN_EPICKLE, "unsupported protocol %d", *d->p);
+                return fail(d, MPCONN_ERR_PICKLE, "unsupported protocol %d", *d->p);
             d->p++;
             break;
         case 0x95: /* FRAME */
@@ -997,19 +998,20 @@ static int run(dec *d, mpconn_value **out)
                 uint64_t flen = le(d->p, 8);
                 d->p += 8;
                 if (flen > remaining(d))
-                    return fail(d, MPCONN_EPICKLE, "frame of %llu bytes exceeds the %zu bytes left",
+                    return fail(d, MPCONN_ERR_PICKLE,
+                                "frame of %llu bytes exceeds the %zu bytes left",
                                 (unsigned long long)flen, remaining(d));
             }
             break;
         case 0x2e: /* STOP */
             if (d->nmarks)
-                return fail(d, MPCONN_EPICKLE, "MARK left open at STOP");
+                return fail(d, MPCONN_ERR_PICKLE, "MARK left open at STOP");
             if (d->sp == 0)
-                return fail(d, MPCONN_EPICKLE, "stack underflow");
+                return fail(d, MPCONN_ERR_PICKLE, "stack underflow");
             if (d->sp != 1)
-                return fail(d, MPCONN_EPICKLE, "%zu values left on the stack at STOP", d->sp);
+                return fail(d, MPCONN_ERR_PICKLE, "%zu values left on the stack at STOP", d->sp);
             if (d->p != d->end)
-                return fail(d, MPCONN_EPICKLE, "%zu trailing bytes after STOP", remaining(d));
+                return fail(d, MPCONN_ERR_PICKLE, "%zu trailing bytes after STOP", remaining(d));
             if ((rc = check_item(d, d->stack[0])) < 0)
                 return rc;
             *out = d->stack[--d->sp];
@@ -1027,7 +1029,7 @@ static int run(dec *d, mpconn_value **out)
                 d->mcap = ncap;
             }
             if (d->nmarks >= d->max_depth)
-                return fail(d, MPCONN_ELIMIT, "more than %zu open MARKs", d->max_depth);
+                return fail(d, MPCONN_ERR_LIMIT, "more than %zu open MARKs", d->max_depth);
             d->marks[d->nmarks++] = d->sp;
             break;
         case 0x30: /* POP */
@@ -1037,13 +1039,13 @@ static int run(dec *d, mpconn_value **out)
             }
             if ((rc = need_stack(d, 1)) < 0)
                 return rc;
-            mpconn_value_free(d->stack[--d->sp]);
+            mpconn_value_unref(d->stack[--d->sp]);
             break;
         case 0x31: /* POP_MARK */
             if ((rc = pop_mark(d, &at)) < 0)
                 return rc;
             while (d->sp > at)
-                mpconn_value_free(d->stack[--d->sp]);
+                mpconn_value_unref(d->stack[--d->sp]);
             break;
         case 0x32: /* DUP */
             if ((rc = need_stack(d, 1)) < 0)
@@ -1078,10 +1080,10 @@ static int run(dec *d, mpconn_value **out)
                 return truncated(d);
             uint64_t len = le(d->p, w);
             if (d->op == 0x8b && (len & 0x80000000u))
-                return fail(d, MPCONN_EPICKLE, "negative LONG4 length");
+                return fail(d, MPCONN_ERR_PICKLE, "negative LONG4 length");
             d->p += w;
             if (len > remaining(d))
-                return fail(d, MPCONN_EPICKLE, "length %llu exceeds the %zu bytes left",
+                return fail(d, MPCONN_ERR_PICKLE, "length %llu exceeds the %zu bytes left",
                             (unsigned long long)len, remaining(d));
             /* The value, and a scratch magnitude for a big one. */
             if ((rc = room_for(d, (size_t)len * 2 + 64)) < 0 ||
@@ -1105,7 +1107,7 @@ static int run(dec *d, mpconn_value **out)
             int bad;
             mpconn_value *v = decimal_int(s, n, &bad);
             if (bad)
-                return fail(d, MPCONN_EPICKLE, "bad integer text");
+                return fail(d, MPCONN_ERR_PICKLE, "bad integer text");
             rc = push_new(d, v);
             break;
         }
@@ -1115,7 +1117,7 @@ static int run(dec *d, mpconn_value **out)
                 return rc;
             double x;
             if (text_float(s, n, &x) < 0)
-                return fail(d, MPCONN_EPICKLE, "bad float text");
+                return fail(d, MPCONN_ERR_PICKLE, "bad float text");
             rc = push_new(d, mpconn_value_float(x));
             break;
         }
@@ -1154,7 +1156,7 @@ static int run(dec *d, mpconn_value **out)
             uint64_t len = le(d->p, 8);
             d->p += 8;
             if (len > remaining(d))
-                return fail(d, MPCONN_EPICKLE, "length %llu exceeds the %zu bytes left",
+                return fail(d, MPCONN_ERR_PICKLE, "length %llu exceeds the %zu bytes left",
                             (unsigned long long)len, remaining(d));
             rc = load_binstr(d,
                              d->op == 0x8d   ? MPCONN_STR
@@ -1190,10 +1192,10 @@ static int run(dec *d, mpconn_value **out)
                 return truncated(d);
             uint64_t len = le(d->p, w);
             if (w == 4 && (len & 0x80000000u))
-                return fail(d, MPCONN_EPICKLE, "negative BINSTRING length");
+                return fail(d, MPCONN_ERR_PICKLE, "negative BINSTRING length");
             d->p += w;
             if (len > remaining(d))
-                return fail(d, MPCONN_EPICKLE, "length %llu exceeds the %zu bytes left",
+                return fail(d, MPCONN_ERR_PICKLE, "length %llu exceeds the %zu bytes left",
                             (unsigned long long)len, remaining(d));
             s = d->p;
             d->p += len;
@@ -1266,9 +1268,9 @@ static int run(dec *d, mpconn_value **out)
             if ((rc = pop_mark(d, &at)) < 0)
                 return rc;
             if (at == 0)
-                return fail(d, MPCONN_EPICKLE, "stack underflow");
+                return fail(d, MPCONN_ERR_PICKLE, "stack underflow");
             if (d->stack[at - 1]->type != MPCONN_SET)
-                return fail(d, MPCONN_EPICKLE, "ADDITEMS to a non-set");
+                return fail(d, MPCONN_ERR_PICKLE, "ADDITEMS to a non-set");
             rc = do_additems(d, d->stack[at - 1], at);
             break;
         case 0x91: /* FROZENSET */
@@ -1281,7 +1283,7 @@ static int run(dec *d, mpconn_value **out)
             d->sp--; /* keep it off the stack while its items go in */
             rc = do_additems(d, f, at);
             if (rc < 0) {
-                mpconn_value_free(f);
+                mpconn_value_unref(f);
                 return rc;
             }
             d->stack[d->sp++] = f; /* room exists: the items were above */
@@ -1341,14 +1343,14 @@ static int run(dec *d, mpconn_value **out)
                 return rc;
             mpconn_value *mod = d->stack[d->sp - 2], *name = d->stack[d->sp - 1];
             if (mod->type != MPCONN_STR || name->type != MPCONN_STR)
-                return fail(d, MPCONN_EPICKLE, "STACK_GLOBAL needs two strings");
+                return fail(d, MPCONN_ERR_PICKLE, "STACK_GLOBAL needs two strings");
             rc = lookup_global(d, mod->u.s.p, mod->u.s.len, name->u.s.p, name->u.s.len);
             if (rc < 0)
                 return rc;
             mpconn_value *g = d->stack[--d->sp];
             d->sp -= 2;
-            mpconn_value_free(mod);
-            mpconn_value_free(name);
+            mpconn_value_unref(mod);
+            mpconn_value_unref(name);
             d->stack[d->sp++] = g;
             break;
         }
@@ -1358,16 +1360,16 @@ static int run(dec *d, mpconn_value **out)
                 return rc;
             mpconn_value *fn = d->stack[d->sp - 2], *args = d->stack[d->sp - 1];
             if (fn->type != MPCI_CALLABLE)
-                return fail(d, MPCONN_EREFUSED, "refused REDUCE of a %s",
+                return fail(d, MPCONN_ERR_REFUSED, "refused REDUCE of a %s",
                             mpconn_type_name(fn->type));
             if (args->type != MPCONN_TUPLE)
-                return fail(d, MPCONN_EPICKLE, "REDUCE arguments are not a tuple");
+                return fail(d, MPCONN_ERR_PICKLE, "REDUCE arguments are not a tuple");
             if ((rc = apply(d, fn, args)) < 0)
                 return rc;
             mpconn_value *r = d->stack[--d->sp];
             d->sp -= 2;
-            mpconn_value_free(fn);
-            mpconn_value_free(args);
+            mpconn_value_unref(fn);
+            mpconn_value_unref(args);
             d->stack[d->sp++] = r;
             break;
         }
@@ -1387,12 +1389,12 @@ static int run(dec *d, mpconn_value **out)
                 const uint8_t *name = NULL;
                 size_t nlen = 0;
                 if (read_line(d, &name, &nlen) == 0)
-                    return fail(d, MPCONN_EREFUSED, "refused INST %.*s.%.*s",
+                    return fail(d, MPCONN_ERR_REFUSED, "refused INST %.*s.%.*s",
                                 (int)(n < 60 ? n : 60), (const char *)s,
                                 (int)(nlen < 60 ? nlen : 60), (const char *)name);
             }
-            return fail(d, MPCONN_EREFUSED, "refused %s", op_name(d->op));
-        default: return fail(d, MPCONN_EPICKLE, "bad opcode 0x%02x", d->op);
+            return fail(d, MPCONN_ERR_REFUSED, "refused %s", op_name(d->op));
+        default: return fail(d, MPCONN_ERR_PICKLE, "bad opcode 0x%02x", d->op);
         }
         if (rc < 0)
             return rc;
@@ -1404,11 +1406,11 @@ static void dec_release(dec *d, int cyclic)
     if (cyclic)
         mpci_value_break_cycles(d->all, d->nall);
     for (size_t i = 0; i < d->sp; i++)
-        mpconn_value_free(d->stack[i]);
+        mpconn_value_unref(d->stack[i]);
     for (size_t i = 0; i < d->memo_hi; i++)
-        mpconn_value_free(d->memo[i]);
+        mpconn_value_unref(d->memo[i]);
     for (size_t i = 0; i < d->nall; i++)
-        mpconn_value_free(d->all[i]);
+        mpconn_value_unref(d->all[i]);
     if (d->stack != d->stack0)
         free(d->stack);
     if (d->marks != d->marks0)
@@ -1451,7 +1453,7 @@ int mpci_pickle_decode_metered(const uint8_t *buf, size_t len, const mpci_pickle
     if (!buf && len)
         return mpci_err(errmsg, errlen, -EINVAL, "no buffer");
     if (len == 0)
-        return mpci_err(errmsg, errlen, MPCONN_EPICKLE, "empty pickle");
+        return mpci_err(errmsg, errlen, MPCONN_ERR_PICKLE, "empty pickle");
     mpconn_value *v = NULL;
     int rc = run(&d, &v);
     if (m) {
@@ -1463,7 +1465,7 @@ int mpci_pickle_decode_metered(const uint8_t *buf, size_t len, const mpci_pickle
         /* Any cycle anywhere (even among discarded values) is refused; the
          * walk covers every container the pickle made. */
         rc = mpci_value_check_acyclic(d.all, d.nall);
-        if (rc == MPCONN_ERECURSIVE)
+        if (rc == MPCONN_ERR_RECURSIVE)
             mpci_err(errmsg, errlen, rc, "recursive structure: a container contains itself");
         else if (rc < 0)
             mpci_err(errmsg, errlen, rc, "out of memory");

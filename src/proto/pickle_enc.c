@@ -443,7 +443,7 @@ static int save_simple(enc *e, const mpconn_value *v)
         struct memo_slot *m = memo_find(e, v);
         if (m) {
             if (m->idx == IN_PROGRESS) {
-                e->err = MPCONN_ERECURSIVE;
+                e->err = MPCONN_ERR_RECURSIVE;
                 return 0;
             }
             memo_get(e, m->idx);
@@ -499,7 +499,7 @@ static int save_simple(enc *e, const mpconn_value *v)
     case MPCONN_DICT:
     case MPCONN_SET:
     case MPCONN_FROZENSET: return 1;
-    default: e->err = MPCONN_ETYPE; return 0;
+    default: e->err = MPCONN_ERR_TYPE; return 0;
     }
 }
 

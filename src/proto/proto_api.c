@@ -93,11 +93,11 @@ int mpconn_reader_feed(mpconn_reader *r, const void *buf, size_t len)
 
 static int reader_fail(mpconn_reader *r, int code)
 {
-    if (code == MPCONN_EMSGSIZE)
+    if (code == MPCONN_ERR_MSGSIZE)
         mpci_err(r->errmsg, sizeof r->errmsg, code,
                  "message of %llu bytes exceeds the limit of %llu bytes",
                  (unsigned long long)r->dec.len, (unsigned long long)r->dec.max);
-    else if (code == MPCONN_EPROTO)
+    else if (code == MPCONN_ERR_PROTO)
         mpci_err(r->errmsg, sizeof r->errmsg, code,
                  "malformed message header (a negative length other than -1)");
     else
@@ -257,7 +257,7 @@ int mpconn_auth_done(const mpconn_auth *a)
     if (a->m.state == MPCI_AUTH_DONE)
         return 1;
     if (a->m.state == MPCI_AUTH_FAILED)
-        return a->m.code < 0 ? a->m.code : MPCONN_EAUTH;
+        return a->m.code < 0 ? a->m.code : MPCONN_ERR_AUTH;
     return 0;
 }
 

@@ -139,7 +139,7 @@ static int repr_scalar(mpci_sbuf *b, const mpconn_value *v, mpconn_type t, mpci_
             mpci_sbuf_putc(b, ')');
         return 0;
     }
-    default: return MPCONN_ETYPE;
+    default: return MPCONN_ERR_TYPE;
     }
 }
 

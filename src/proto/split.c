@@ -127,11 +127,11 @@ static int feed_frame(mpci_split *s, const uint8_t *p, size_t n, size_t *used, c
         if (s->max && want > s->max) {
             s->want = want; /* for the error message: the claim */
             *used = off;
-            return MPCONN_EMSGSIZE;
+            return MPCONN_ERR_MSGSIZE;
         }
         if (want > SIZE_MAX / 2) {
             *used = off;
-            return MPCONN_EMSGSIZE;
+            return MPCONN_ERR_MSGSIZE;
         }
         s->want = want;
         s->in_body = 1;
@@ -189,7 +189,7 @@ static int feed_delim(mpci_split *s, const uint8_t *p, size_t n, size_t *used, c
         }
         if (at >= 0 || (s->max && n > limit)) {
             *used = 0;
-            return MPCONN_EMSGSIZE;
+            return MPCONN_ERR_MSGSIZE;
         }
     }
     /* The delimiter may straddle what was kept and what came: search the
@@ -209,7 +209,7 @@ static int feed_delim(mpci_split *s, const uint8_t *p, size_t n, size_t *used, c
         size_t past = end + s->dlen;    /* kept bytes through the delimiter */
         if (s->max && end > s->max) {
             *used = 0;
-            return MPCONN_EMSGSIZE;
+            return MPCONN_ERR_MSGSIZE;
         }
         *used = take - (s->got - past);
         s->got = end;
@@ -217,7 +217,7 @@ static int feed_delim(mpci_split *s, const uint8_t *p, size_t n, size_t *used, c
     }
     *used = take;
     if (limit && s->got >= limit)
-        return MPCONN_EMSGSIZE;
+        return MPCONN_ERR_MSGSIZE;
     return 0;
 }
 
@@ -226,7 +226,7 @@ static int feed_count(mpci_split *s, const uint8_t *p, size_t n, size_t *used, c
 {
     if (s->max && s->count > s->max) {
         *used = 0;
-        return MPCONN_EMSGSIZE;
+        return MPCONN_ERR_MSGSIZE;
     }
     if (s->got == 0 && n >= s->count) {
         *msg = p;

@@ -35,7 +35,7 @@ int mpci_split_set(mpci_split *s, int mode, const void *delim_or_null, size_t n)
 void mpci_split_free(mpci_split *s);
 /* Cuts the next message from p[0..n): returns 1 with the message in *msg, *len (borrowed:
  * inside p, or inside s until the next call), 0 when all n bytes were taken
- * and more are needed, or MPCONN_EPROTO / MPCONN_EMSGSIZE / -ENOMEM. *used
+ * and more are needed, or MPCONN_ERR_PROTO / MPCONN_ERR_MSGSIZE / -ENOMEM. *used
  * says how many bytes of p were consumed either way. */
 int mpci_split_feed(mpci_split *s, const uint8_t *p, size_t n, size_t *used, const uint8_t **msg,
                     size_t *len);

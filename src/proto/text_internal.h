@@ -19,7 +19,7 @@ int mpci_unicode_printable(uint32_t cp);
 /* Output text. Any failed append sets err (-ENOMEM) and later appends are
  * ignored, so writers check once at the end. With a limit, an append that
  * would pass it keeps what fits, cut at a UTF-8 character boundary, and
- * sets err to MPCONN_ELIMIT. */
+ * sets err to MPCONN_ERR_LIMIT. */
 typedef struct mpci_sbuf {
     char *p;
     size_t len, cap;
@@ -56,7 +56,7 @@ typedef struct mpci_powers mpci_powers;
 void mpci_powers_free(mpci_powers *pw);
 /* Appends sign and decimal digits of a big integer (big-endian magnitude
  * without leading zeros). More than max_digits digits (SIZE_MAX: no limit)
- * is MPCONN_ELIMIT with errmsg set, decided before converting except when
+ * is MPCONN_ERR_LIMIT with errmsg set, decided before converting except when
  * the bit length leaves the count one either side of the limit. *pw (NULL
  * at first) caches powers of ten; the caller frees it. */
 int mpci_bigint_decimal(mpci_powers **pw, int neg, const uint8_t *mag, size_t len,

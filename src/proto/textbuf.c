@@ -40,7 +40,7 @@ static void put_cut(mpci_sbuf *b, const char *s, size_t n)
             memcpy(b->p + b->len, s, k);
             b->len += k;
         }
-        b->err = MPCONN_ELIMIT;
+        b->err = MPCONN_ERR_LIMIT;
     }
 }
 
@@ -64,7 +64,7 @@ void mpci_sbuf_puts(mpci_sbuf *b, const char *s)
 void mpci_sbuf_putc(mpci_sbuf *b, char c)
 {
     if (b->limit && !b->err && b->len >= b->limit) {
-        b->err = MPCONN_ELIMIT;
+        b->err = MPCONN_ERR_LIMIT;
         return;
     }
     if (sbuf_reserve(b, 1) != 0)
@@ -319,7 +319,7 @@ int mpci_int_decimal(const mpconn_value *v, mpci_sbuf *b, mpci_print *pr)
         mpci_sbuf_put(b, tmp, (size_t)n);
         return 0;
     }
-    if (rc != MPCONN_ERANGE)
+    if (rc != MPCONN_ERR_RANGE)
         return rc;
     int neg;
     const uint8_t *mag;
@@ -350,9 +350,9 @@ int mpci_print_finish(mpci_print *pr, mpci_sbuf *b, int rc, const char *what, ch
 {
     mpci_powers_free(pr->pow);
     pr->pow = NULL;
-    int cut = rc == 0 && b->err == MPCONN_ELIMIT;
+    int cut = rc == 0 && b->err == MPCONN_ERR_LIMIT;
     if (cut && !pr->truncate)
-        rc = mpci_err(pr->errmsg, pr->errlen, MPCONN_ELIMIT,
+        rc = mpci_err(pr->errmsg, pr->errlen, MPCONN_ERR_LIMIT,
                       "%s longer than %zu bytes (the print limit; "
                       "mpconn_opts_set_print_limits raises it)",
                       what, pr->max_bytes);

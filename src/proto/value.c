@@ -182,7 +182,7 @@ static void drop_child(mpconn_value *c, mpconn_value **pending)
         release_one(c, pending);
 }
 
-void mpconn_value_free(mpconn_value *v)
+void mpconn_value_unref(mpconn_value *v)
 {
     if (!v || (v->flags & MPCI_F_IMMORTAL) || --v->refs > 0)
         return;
@@ -419,15 +419,15 @@ int mpci_value_reserve(mpconn_value *c, size_t n)
 int mpconn_value_append(mpconn_value *seq, mpconn_value *item)
 {
     if (!seq || !item) {
-        mpconn_value_free(item);
+        mpconn_value_unref(item);
         return -ENOMEM;
     }
     if (seq->type != MPCONN_LIST && seq->type != MPCONN_TUPLE) {
-        mpconn_value_free(item);
-        return MPCONN_ETYPE;
+        mpconn_value_unref(item);
+        return MPCONN_ERR_TYPE;
     }
     if (seq->u.seq.len == seq->u.seq.cap && mpci_value_reserve(seq, 1) < 0) {
-        mpconn_value_free(item);
+        mpconn_value_unref(item);
         return -ENOMEM;
     }
     seq->u.seq.items[seq->u.seq.len++] = item;
@@ -442,7 +442,7 @@ int mpci_value_extend(mpconn_value *seq, mpconn_value **items, size_t n)
         return 0;
     if (mpci_value_reserve(seq, n) < 0) {
         for (size_t i = 0; i < n; i++)
-            mpconn_value_free(items[i]);
+            mpconn_value_unref(items[i]);
         return -ENOMEM;
     }
     memcpy(seq->u.seq.items + seq->u.seq.len, items, n * sizeof *items);
@@ -573,12 +573,12 @@ int mpci_bigint_to_double(const mpconn_value *v, double *out)
         long shift = (long)(len - 8) * 8 - lead;
         if (shift > 2000) {
             *out = v->u.big.neg ? -HUGE_VAL : HUGE_VAL;
-            return MPCONN_ERANGE;
+            return MPCONN_ERR_RANGE;
         }
         double d = ldexp((double)top, (int)shift);
         if (isinf(d)) {
             *out = v->u.big.neg ? -HUGE_VAL : HUGE_VAL;
-            return MPCONN_ERANGE;
+            return MPCONN_ERR_RANGE;
         }
         *out = v->u.big.neg ? -d : d;
         return 0;
@@ -651,7 +651,7 @@ static int scalar_hash(const mpconn_value *v, uint64_t *out, size_t *steps)
         }
         *out = v->u.map.aux.hash;
         return 0;
-    default: return MPCONN_EUNHASHABLE;
+    default: return MPCONN_ERR_UNHASHABLE;
     }
 }
 
@@ -841,8 +841,8 @@ void mpci_eqctx_free(mpci_eqctx *cx)
     if (cx->hold)
         for (size_t i = 0; i < cx->cap; i++)
             if (cx->pairs[i].a) {
-                mpconn_value_free((mpconn_value *)cx->pairs[i].a);
-                mpconn_value_free((mpconn_value *)cx->pairs[i].b);
+                mpconn_value_unref((mpconn_value *)cx->pairs[i].a);
+                mpconn_value_unref((mpconn_value *)cx->pairs[i].b);
             }
     free(cx->pairs);
     cx->pairs = NULL;
@@ -1125,17 +1125,17 @@ int mpci_map_insert(mpconn_value *m, mpconn_value *key, mpconn_value *val, mpci_
         goto fail;
     long j = map_find(m, key, h, cx, 0);
     if (j == -2) {
-        rc = MPCONN_ELIMIT;
+        rc = MPCONN_ERR_LIMIT;
         goto fail;
     }
     if (j >= 0) {
         mpci_entry *e = &m->u.map.ents[j];
-        mpconn_value_free(key); /* Python keeps the first key */
+        mpconn_value_unref(key); /* Python keeps the first key */
         if (m->type == MPCONN_DICT) {
             mpconn_value *old = e->val;
             e->val = val;
             note_child(m, val);
-            mpconn_value_free(old);
+            mpconn_value_unref(old);
         }
         return 0;
     }
@@ -1158,8 +1158,8 @@ int mpci_map_insert(mpconn_value *m, mpconn_value *key, mpconn_value *val, mpci_
         m->flags &= (uint8_t)~MPCI_F_HASHED;
     return 0;
 fail:
-    mpconn_value_free(key);
-    mpconn_value_free(val);
+    mpconn_value_unref(key);
+    mpconn_value_unref(val);
     return rc;
 }
 
@@ -1176,14 +1176,14 @@ static int map_insert(mpconn_value *m, mpconn_value *key, mpconn_value *val)
 int mpconn_value_dict_set(mpconn_value *dict, mpconn_value *key, mpconn_value *val)
 {
     if (!dict || !key || !val) {
-        mpconn_value_free(key);
-        mpconn_value_free(val);
+        mpconn_value_unref(key);
+        mpconn_value_unref(val);
         return -ENOMEM;
     }
     if (dict->type != MPCONN_DICT) {
-        mpconn_value_free(key);
-        mpconn_value_free(val);
-        return MPCONN_ETYPE;
+        mpconn_value_unref(key);
+        mpconn_value_unref(val);
+        return MPCONN_ERR_TYPE;
     }
     return map_insert(dict, key, val);
 }
@@ -1191,12 +1191,12 @@ int mpconn_value_dict_set(mpconn_value *dict, mpconn_value *key, mpconn_value *v
 int mpconn_value_add(mpconn_value *set, mpconn_value *item)
 {
     if (!set || !item) {
-        mpconn_value_free(item);
+        mpconn_value_unref(item);
         return -ENOMEM;
     }
     if (set->type != MPCONN_SET && set->type != MPCONN_FROZENSET) {
-        mpconn_value_free(item);
-        return MPCONN_ETYPE;
+        mpconn_value_unref(item);
+        return MPCONN_ERR_TYPE;
     }
     return map_insert(set, item, NULL);
 }
@@ -1302,7 +1302,7 @@ mpconn_value *mpconn_value_dict_get_str(const mpconn_value *dict, const char *ke
 int mpconn_value_get_bool(const mpconn_value *v, int *out)
 {
     if (!v || v->type != MPCONN_BOOL)
-        return MPCONN_ETYPE;
+        return MPCONN_ERR_TYPE;
     *out = v->u.b;
     return 0;
 }
@@ -1310,15 +1310,15 @@ int mpconn_value_get_bool(const mpconn_value *v, int *out)
 int mpconn_value_get_int(const mpconn_value *v, int64_t *out)
 {
     if (!v)
-        return MPCONN_ETYPE;
+        return MPCONN_ERR_TYPE;
     if (v->type == MPCONN_BOOL) {
         *out = v->u.b;
         return 0;
     }
     if (v->type != MPCONN_INT)
-        return MPCONN_ETYPE;
+        return MPCONN_ERR_TYPE;
     if (v->flags & MPCI_F_BIG)
-        return MPCONN_ERANGE;
+        return MPCONN_ERR_RANGE;
     *out = v->u.i.v;
     return 0;
 }
@@ -1327,7 +1327,7 @@ int mpconn_value_get_bigint(const mpconn_value *v, int *negative, const uint8_t 
                             size_t *len)
 {
     if (!v || (v->type != MPCONN_INT && v->type != MPCONN_BOOL))
-        return MPCONN_ETYPE;
+        return MPCONN_ERR_TYPE;
     if (v->flags & MPCI_F_BIG) {
         *negative = v->u.big.neg;
         *magnitude = v->u.big.mag;
@@ -1364,7 +1364,7 @@ int mpconn_value_get_bigint(const mpconn_value *v, int *negative, const uint8_t 
 int mpconn_value_get_float(const mpconn_value *v, double *out)
 {
     if (!v)
-        return MPCONN_ETYPE;
+        return MPCONN_ERR_TYPE;
     switch (v->type) {
     case MPCONN_FLOAT: *out = v->u.d; return 0;
     case MPCONN_BOOL: *out = v->u.b; return 0;
@@ -1373,14 +1373,14 @@ int mpconn_value_get_float(const mpconn_value *v, double *out)
             return mpci_bigint_to_double(v, out);
         *out = (double)v->u.i.v;
         return 0;
-    default: return MPCONN_ETYPE;
+    default: return MPCONN_ERR_TYPE;
     }
 }
 
 int mpconn_value_get_str(const mpconn_value *v, const char **s, size_t *len)
 {
     if (!v || v->type != MPCONN_STR)
-        return MPCONN_ETYPE;
+        return MPCONN_ERR_TYPE;
     *s = v->u.s.p;
     if (len)
         *len = v->u.s.len;
@@ -1390,7 +1390,7 @@ int mpconn_value_get_str(const mpconn_value *v, const char **s, size_t *len)
 int mpconn_value_get_bytes(const mpconn_value *v, const void **p, size_t *len)
 {
     if (!v || (v->type != MPCONN_BYTES && v->type != MPCONN_BYTEARRAY))
-        return MPCONN_ETYPE;
+        return MPCONN_ERR_TYPE;
     *p = v->u.s.p;
     if (len)
         *len = v->u.s.len;
@@ -1502,7 +1502,7 @@ int mpci_value_check_acyclic(mpconn_value **roots, size_t n)
     free(seen);
     if (rc < 0)
         return rc;
-    return rc ? MPCONN_ERECURSIVE : 0;
+    return rc ? MPCONN_ERR_RECURSIVE : 0;
 }
 
 void mpci_value_break_cycles(mpconn_value **roots, size_t n)
@@ -1525,7 +1525,7 @@ void mpci_value_break_cycles(mpconn_value **roots, size_t n)
             size_t len = c->u.seq.len;
             c->u.seq.len = 0;
             for (size_t k = 0; k < len; k++)
-                mpconn_value_free(c->u.seq.items[k]);
+                mpconn_value_unref(c->u.seq.items[k]);
         } else {
             size_t len = c->u.map.len;
             c->u.map.len = 0;
@@ -1533,12 +1533,12 @@ void mpci_value_break_cycles(mpconn_value **roots, size_t n)
             c->u.map.index = NULL;
             c->u.map.icap = 0;
             for (size_t k = 0; k < len; k++) {
-                mpconn_value_free(c->u.map.ents[k].key);
-                mpconn_value_free(c->u.map.ents[k].val);
+                mpconn_value_unref(c->u.map.ents[k].key);
+                mpconn_value_unref(c->u.map.ents[k].val);
             }
         }
     }
     for (size_t i = 0; i < nseen; i++)
-        mpconn_value_free(seen[i]);
+        mpconn_value_unref(seen[i]);
     free(seen);
 }

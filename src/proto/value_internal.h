@@ -116,15 +116,15 @@ mpconn_value *mpci_value_alloc_str(int type, size_t len, char **data);
 int mpci_value_extend(mpconn_value *seq, mpconn_value **items, size_t n);
 /* Reserves room for n more items in a list, tuple, dict or set. */
 int mpci_value_reserve(mpconn_value *c, size_t n);
-/* Hash of a hashable value; MPCONN_EUNHASHABLE otherwise. */
+/* Hash of a hashable value; MPCONN_ERR_UNHASHABLE otherwise. */
 int mpci_value_hash(const mpconn_value *v, uint64_t *out);
 /* The bigint's magnitude converted as Python's float() does; -ERANGE-like
- * MPCONN_ERANGE when it overflows. */
+ * MPCONN_ERR_RANGE when it overflows. */
 int mpci_bigint_to_double(const mpconn_value *v, double *out);
 /* Drops every container reference reachable from roots so that cycles
  * among them can be freed; the roots themselves are not released. */
 void mpci_value_break_cycles(mpconn_value **roots, size_t n);
-/* MPCONN_ERECURSIVE when a container reachable from the roots contains
+/* MPCONN_ERR_RECURSIVE when a container reachable from the roots contains
  * itself, 0 when not, -ENOMEM. */
 int mpci_value_check_acyclic(mpconn_value **roots, size_t n);
 /* What malloc really hands out for a request of n bytes (glibc: 8 bytes of

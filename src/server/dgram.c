@@ -31,36 +31,36 @@ static int parse_udp(const char *address, const char *rest, struct sockaddr_stor
     if (rest[0] == '[') {
         const char *end = strchr(rest, ']');
         if (!end || end[1] != ':')
-            return bad(errmsg, errlen, MPCONN_EADDR, address, "expected [V6]:PORT");
+            return bad(errmsg, errlen, MPCONN_ERR_ADDR, address, "expected [V6]:PORT");
         if ((size_t)(end - rest - 1) >= sizeof host)
-            return bad(errmsg, errlen, MPCONN_EADDR, address, "host too long");
+            return bad(errmsg, errlen, MPCONN_ERR_ADDR, address, "host too long");
         memcpy(host, rest + 1, (size_t)(end - rest - 1));
         host[end - rest - 1] = 0;
         port = end + 2;
     } else {
         const char *colon = strrchr(rest, ':');
         if (!colon)
-            return bad(errmsg, errlen, MPCONN_EADDR, address, "missing port");
+            return bad(errmsg, errlen, MPCONN_ERR_ADDR, address, "missing port");
         if (memchr(rest, ':', (size_t)(colon - rest)))
-            return bad(errmsg, errlen, MPCONN_EADDR, address, "an IPv6 host goes in brackets");
+            return bad(errmsg, errlen, MPCONN_ERR_ADDR, address, "an IPv6 host goes in brackets");
         if ((size_t)(colon - rest) >= sizeof host)
-            return bad(errmsg, errlen, MPCONN_EADDR, address, "host too long");
+            return bad(errmsg, errlen, MPCONN_ERR_ADDR, address, "host too long");
         memcpy(host, rest, (size_t)(colon - rest));
         host[colon - rest] = 0;
         port = colon + 1;
     }
     if (!host[0])
-        return bad(errmsg, errlen, MPCONN_EADDR, address, "missing host");
+        return bad(errmsg, errlen, MPCONN_ERR_ADDR, address, "missing host");
     unsigned long p = 0;
     if (!*port || strlen(port) > 5)
-        return bad(errmsg, errlen, MPCONN_EADDR, address, "port must be 0..65535");
+        return bad(errmsg, errlen, MPCONN_ERR_ADDR, address, "port must be 0..65535");
     for (const char *c = port; *c; c++) {
         if (*c < '0' || *c > '9')
-            return bad(errmsg, errlen, MPCONN_EADDR, address, "port must be 0..65535");
+            return bad(errmsg, errlen, MPCONN_ERR_ADDR, address, "port must be 0..65535");
         p = p * 10 + (unsigned long)(*c - '0');
     }
     if (p > 65535)
-        return bad(errmsg, errlen, MPCONN_EADDR, address, "port must be 0..65535");
+        return bad(errmsg, errlen, MPCONN_ERR_ADDR, address, "port must be 0..65535");
     struct addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = rest[0] == '[' ? AF_INET6 : AF_UNSPEC;
@@ -70,7 +70,7 @@ static int parse_udp(const char *address, const char *rest, struct sockaddr_stor
     if (g != 0 || !ai) {
         if (errmsg && errlen)
             snprintf(errmsg, errlen, "address \"%s\": %s", address, gai_strerror(g));
-        return MPCONN_EADDR;
+        return MPCONN_ERR_ADDR;
     }
     memcpy(ss, ai->ai_addr, ai->ai_addrlen);
     *sl = ai->ai_addrlen;
@@ -96,7 +96,7 @@ static int clear_path(const char *address, const char *path, char *errmsg, size_
     int stale = connect(probe, (struct sockaddr *)&un, sizeof un) < 0 && errno == ECONNREFUSED;
     close(probe);
     if (!stale)
-        return bad(errmsg, errlen, MPCONN_EADDRINUSE, address, "a live socket is bound there");
+        return bad(errmsg, errlen, MPCONN_ERR_ADDRINUSE, address, "a live socket is bound there");
     unlink(path);
     return 0;
 }
@@ -119,9 +119,9 @@ int srv_dgram_open(mpconn_server *s, const char *address, char *errmsg, size_t e
         un->sun_family = AF_UNIX;
         size_t n = strlen(name);
         if (n == 0 || (name[0] == '@' && n == 1))
-            return bad(errmsg, errlen, MPCONN_EADDR, address, "empty name");
+            return bad(errmsg, errlen, MPCONN_ERR_ADDR, address, "empty name");
         if (n >= sizeof un->sun_path)
-            return bad(errmsg, errlen, MPCONN_EADDR, address, "name too long");
+            return bad(errmsg, errlen, MPCONN_ERR_ADDR, address, "name too long");
         if (name[0] == '@') {
             memcpy(un->sun_path + 1, name + 1, n - 1);
             sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
@@ -144,7 +144,8 @@ int srv_dgram_open(mpconn_server *s, const char *address, char *errmsg, size_t e
     if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
         int e = errno;
         close(fd);
-        return bad(errmsg, errlen, e == EADDRINUSE ? MPCONN_EADDRINUSE : -e, address, strerror(e));
+        return bad(errmsg, errlen, e == EADDRINUSE ? MPCONN_ERR_ADDRINUSE : -e, address,
+                   strerror(e));
     }
     if (path && !(s->unlink_path = strdup(path))) {
         close(fd);
@@ -193,7 +194,7 @@ int srv_dgram_recv(mpconn_server *s, mpconn_request *r, unsigned char *buf, size
     if ((size_t)n > cap) {
         r->dgram = NULL;
         r->dgram_len = 0;
-        srv_error(s, r, MPCONN_EMSGSIZE,
+        srv_error(s, r, MPCONN_ERR_MSGSIZE,
                   "datagram of %zd bytes from %s is longer than the %zu-byte buffer: dropped", n,
                   r->peer[0] ? r->peer : "an unbound sender", cap);
         return 2;
@@ -211,9 +212,9 @@ int mpconn_request_reply(mpconn_request *r, const void *buf, size_t len)
     /* The kernel gives an unbound sender's address as the family alone, or
      * as nothing at all. */
     if (s->family == AF_UNIX && r->sl <= offsetof(struct sockaddr_un, sun_path)) {
-        srv_error(s, r, MPCONN_EADDR,
+        srv_error(s, r, MPCONN_ERR_ADDR,
                   "reply to a Unix datagram sender bound to no name: it cannot be answered");
-        return MPCONN_EADDR;
+        return MPCONN_ERR_ADDR;
     }
     ssize_t n = sendto(r->fd, buf, len, MSG_NOSIGNAL, (struct sockaddr *)&r->ss, r->sl);
     if (n < 0) {

@@ -58,7 +58,7 @@ void srv_error(mpconn_server *s, mpconn_request *r, int code, const char *fmt, .
 
 int srv_hook_code(int rc)
 {
-    return rc < 0 ? rc : MPCONN_EBROKEN;
+    return rc < 0 ? rc : MPCONN_ERR_BROKEN;
 }
 
 int mpconn_server_new(mpconn_server **out, const char *address, int kind, int form,
@@ -281,7 +281,7 @@ again:
     /* The listener's uid policy, as mpconn_listener_accept applies it. */
     if (r->ss.ss_family == AF_UNIX &&
         !mpconn_opts_peer_allowed(s->opts, s->address[0] == '@', s->has_key, r->uid)) {
-        srv_error(s, r, MPCONN_EPEER, "refused peer pid %ld uid %ld on %s: uid not allowed",
+        srv_error(s, r, MPCONN_ERR_PEER, "refused peer pid %ld uid %ld on %s: uid not allowed",
                   (long)r->pid, (long)r->uid, s->address);
         close(fd);
         r->fd = -1;
@@ -371,7 +371,7 @@ static int hs_io(int fd, void *buf, size_t n, int writing, double deadline)
             continue;
         }
         if (k == 0)
-            return MPCONN_EEOF;
+            return MPCONN_ERR_EOF;
         p += k;
         n -= (size_t)k;
     }
@@ -404,7 +404,7 @@ static int handshake(mpconn_server *s, int fd, char *err, size_t cap)
         uint32_t n =
             (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
         if (n > sizeof body) {
-            r = fail(err, cap, MPCONN_EAUTHPROTO, "handshake: message of %u bytes", n);
+            r = fail(err, cap, MPCONN_ERR_AUTHPROTO, "handshake: message of %u bytes", n);
             mpconn_auth_free(a);
             return r;
         }
@@ -566,7 +566,7 @@ static void end(mpconn_server *s)
 int mpconn_server_serve_forever(mpconn_server *s)
 {
     if (s->started)
-        return MPCONN_ECLOSED;
+        return MPCONN_ERR_CLOSED;
     s->started = 1;
     int r = start(s);
     while (r >= 0 && !atomic_load(&s->stopping)) {

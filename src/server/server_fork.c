@@ -30,10 +30,10 @@ static void report(mpconn_server *s, srv_child *c, int st)
     if (WIFSIGNALED(st)) {
         int sig = WTERMSIG(st);
         if (!(atomic_load(&s->stopping) && sig == SIGTERM))
-            srv_error(s, NULL, MPCONN_EBROKEN, "child %ld serving %s: killed by signal %d (%s)",
+            srv_error(s, NULL, MPCONN_ERR_BROKEN, "child %ld serving %s: killed by signal %d (%s)",
                       (long)c->pid, c->peer[0] ? c->peer : "a peer", sig, strsignal(sig));
     } else if (WIFEXITED(st) && WEXITSTATUS(st) > 1) {
-        srv_error(s, NULL, MPCONN_EBROKEN, "child %ld serving %s: exited with status %d",
+        srv_error(s, NULL, MPCONN_ERR_BROKEN, "child %ld serving %s: exited with status %d",
                   (long)c->pid, c->peer[0] ? c->peer : "a peer", WEXITSTATUS(st));
     }
 }

@@ -151,7 +151,7 @@ int mpconn_tls_config_new(mpconn_tls_config **out, int role)
         ERR_clear_error();
         pthread_mutex_destroy(&cfg->lock);
         free(cfg);
-        return MPCONN_ETLS;
+        return MPCONN_ERR_TLS;
     }
     SSL_CTX *ctx = cfg->ctx;
     SSL_CTX_set_app_data(ctx, cfg);
@@ -183,7 +183,7 @@ int mpconn_tls_config_new(mpconn_tls_config **out, int role)
     if (SSL_CTX_set_cipher_list(ctx, default_tls12_ciphers) != 1) {
         ERR_clear_error();
         mpconn_tls_config_free(cfg);
-        return MPCONN_ETLS;
+        return MPCONN_ERR_TLS;
     }
     *out = cfg;
     return 0;
@@ -224,10 +224,10 @@ static int finish(mpconn_tls_config *cfg)
     if (cfg->role == MPCONN_TLS_SERVER) {
         if (!SSL_CTX_get0_certificate(ctx))
             return cfg_err(
-                cfg, MPCONN_ETLSCONFIG,
+                cfg, MPCONN_ERR_TLSCONFIG,
                 "a server needs its certificate and key (mpconn_tls_config_set_cert_file)");
         if (cfg->verify_client != MPCONN_TLS_VERIFY_NONE && !cfg->have_ca)
-            return cfg_err(cfg, MPCONN_ETLSCONFIG,
+            return cfg_err(cfg, MPCONN_ERR_TLSCONFIG,
                            "client certificates need trust anchors to be verified against "
                            "(mpconn_tls_config_set_ca_file)");
         if (cfg->verify_client == MPCONN_TLS_VERIFY_OPTIONAL)
@@ -239,7 +239,7 @@ static int finish(mpconn_tls_config *cfg)
         ERR_clear_error();
         if (!cfg->have_ca && SSL_CTX_set_default_verify_paths(ctx) != 1) {
             char why[256];
-            return cfg_err(cfg, MPCONN_ETLSCONFIG, "cannot load the system's trust store: %s",
+            return cfg_err(cfg, MPCONN_ERR_TLSCONFIG, "cannot load the system's trust store: %s",
                            mpci_tls_queue_text(why, sizeof why));
         }
         cfg->have_ca = 1;
@@ -267,12 +267,12 @@ static int read_file(mpconn_tls_config *cfg, const char *what, const char *path,
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return cfg_err(cfg, MPCONN_ETLSCONFIG, "cannot open the %s %s: %s", what, path,
+        return cfg_err(cfg, MPCONN_ERR_TLSCONFIG, "cannot open the %s %s: %s", what, path,
                        strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > MPCI_TLS_PEM_MAX) {
         close(fd);
-        return cfg_err(cfg, MPCONN_ETLSCONFIG,
+        return cfg_err(cfg, MPCONN_ERR_TLSCONFIG,
                        "the %s %s is not a regular file of at most %d bytes", what, path,
                        MPCI_TLS_PEM_MAX);
     }
@@ -290,7 +290,7 @@ static int read_file(mpconn_tls_config *cfg, const char *what, const char *path,
             int e = errno;
             free(b);
             close(fd);
-            return cfg_err(cfg, MPCONN_ETLSCONFIG, "cannot read the %s %s: %s", what, path,
+            return cfg_err(cfg, MPCONN_ERR_TLSCONFIG, "cannot read the %s %s: %s", what, path,
                            strerror(e));
         }
         if (r == 0)
@@ -320,8 +320,9 @@ static int load_cert_key(mpconn_tls_config *cfg, const char *chain_name, const v
 {
     char why[256];
     if (chain_len > MPCI_TLS_PEM_MAX || key_len > MPCI_TLS_PEM_MAX)
-        return cfg_err(cfg, MPCONN_ETLSCONFIG, "PEM text longer than %d bytes", MPCI_TLS_PEM_MAX);
-    int rc = MPCONN_ETLSCONFIG;
+        return cfg_err(cfg, MPCONN_ERR_TLSCONFIG, "PEM text longer than %d bytes",
+                       MPCI_TLS_PEM_MAX);
+    int rc = MPCONN_ERR_TLSCONFIG;
     X509 *leaf = NULL;
     EVP_PKEY *pkey = NULL;
     STACK_OF(X509) *extra = NULL;
@@ -462,11 +463,11 @@ int mpconn_tls_config_set_ca_file(mpconn_tls_config *cfg, const char *path)
         X509_free(c);
         if (!ok) {
             char why[256];
-            cfg_err(cfg, MPCONN_ETLSCONFIG, "cannot add a certificate of %s: %s", path,
+            cfg_err(cfg, MPCONN_ERR_TLSCONFIG, "cannot add a certificate of %s: %s", path,
                     mpci_tls_queue_text(why, sizeof why));
             BIO_free(b);
             free(text);
-            return MPCONN_ETLSCONFIG;
+            return MPCONN_ERR_TLSCONFIG;
         }
         count++;
     }
@@ -474,7 +475,7 @@ int mpconn_tls_config_set_ca_file(mpconn_tls_config *cfg, const char *path)
     BIO_free(b);
     free(text);
     if (count == 0)
-        return cfg_err(cfg, MPCONN_ETLSCONFIG, "no PEM certificate in the CA file %s", path);
+        return cfg_err(cfg, MPCONN_ERR_TLSCONFIG, "no PEM certificate in the CA file %s", path);
     cfg->have_ca = 1;
     return 0;
 }
@@ -488,11 +489,11 @@ int mpconn_tls_config_set_ca_dir(mpconn_tls_config *cfg, const char *path)
         return rc;
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return cfg_err(cfg, MPCONN_ETLSCONFIG, "the CA directory %s is not a directory", path);
+        return cfg_err(cfg, MPCONN_ERR_TLSCONFIG, "the CA directory %s is not a directory", path);
     ERR_clear_error();
     if (SSL_CTX_load_verify_locations(cfg->ctx, NULL, path) != 1) {
         char why[256];
-        return cfg_err(cfg, MPCONN_ETLSCONFIG, "cannot use the CA directory %s: %s", path,
+        return cfg_err(cfg, MPCONN_ERR_TLSCONFIG, "cannot use the CA directory %s: %s", path,
                        mpci_tls_queue_text(why, sizeof why));
     }
     cfg->have_ca = 1;
@@ -507,7 +508,7 @@ int mpconn_tls_config_use_system_ca(mpconn_tls_config *cfg)
     ERR_clear_error();
     if (SSL_CTX_set_default_verify_paths(cfg->ctx) != 1) {
         char why[256];
-        return cfg_err(cfg, MPCONN_ETLSCONFIG, "cannot use the system's trust store: %s",
+        return cfg_err(cfg, MPCONN_ERR_TLSCONFIG, "cannot use the system's trust store: %s",
                        mpci_tls_queue_text(why, sizeof why));
     }
     cfg->have_ca = 1;
@@ -549,7 +550,7 @@ static int set_version(mpconn_tls_config *cfg, int version, int max)
                  : SSL_CTX_set_min_proto_version(cfg->ctx, v);
     if (ok != 1) {
         ERR_clear_error();
-        return cfg_err(cfg, MPCONN_ETLSCONFIG, "libssl refuses %s as the %s version", name,
+        return cfg_err(cfg, MPCONN_ERR_TLSCONFIG, "libssl refuses %s as the %s version", name,
                        max ? "highest" : "lowest");
     }
     return 0;
@@ -573,10 +574,11 @@ int mpconn_tls_config_set_ciphers(mpconn_tls_config *cfg, const char *tls12, con
     char why[256];
     ERR_clear_error();
     if (tls12 && SSL_CTX_set_cipher_list(cfg->ctx, tls12) != 1)
-        return cfg_err(cfg, MPCONN_ETLSCONFIG, "the TLS 1.2 cipher list \"%s\" selects nothing: %s",
-                       tls12, mpci_tls_queue_text(why, sizeof why));
+        return cfg_err(cfg, MPCONN_ERR_TLSCONFIG,
+                       "the TLS 1.2 cipher list \"%s\" selects nothing: %s", tls12,
+                       mpci_tls_queue_text(why, sizeof why));
     if (tls13 && SSL_CTX_set_ciphersuites(cfg->ctx, tls13) != 1)
-        return cfg_err(cfg, MPCONN_ETLSCONFIG, "the TLS 1.3 suite list \"%s\" is not usable: %s",
+        return cfg_err(cfg, MPCONN_ERR_TLSCONFIG, "the TLS 1.3 suite list \"%s\" is not usable: %s",
                        tls13, mpci_tls_queue_text(why, sizeof why));
     return 0;
 }
@@ -590,7 +592,7 @@ int mpconn_tls_config_set_keylog_file(mpconn_tls_config *cfg, const char *path)
     if (path) {
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
         if (fd < 0)
-            return cfg_err(cfg, MPCONN_ETLSCONFIG, "cannot open the key-log file %s: %s", path,
+            return cfg_err(cfg, MPCONN_ERR_TLSCONFIG, "cannot open the key-log file %s: %s", path,
                            strerror(errno));
     }
     if (cfg->keylog_fd >= 0)

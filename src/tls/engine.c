@@ -297,7 +297,7 @@ int mpconn_tls_shutdown(mpconn_tls *t)
             return MPCONN_TLS_WANT_READ;
         }
         int rc = mpci_tls_result(t, r);
-        if (rc != MPCONN_EEOF)
+        if (rc != MPCONN_ERR_EOF)
             return rc;
     }
     ERR_clear_error();

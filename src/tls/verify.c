@@ -32,7 +32,7 @@ int mpci_tls_fail(mpconn_tls *t, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(t->errmsg, sizeof t->errmsg, fmt, ap);
     va_end(ap);
-    if (code == MPCONN_ETLS || code == MPCONN_ETLSVERIFY || code == MPCONN_ETRUNCATED)
+    if (code == MPCONN_ERR_TLS || code == MPCONN_ERR_TLSVERIFY || code == MPCONN_ERR_TRUNCATED)
         t->err = code;
     return code;
 }
@@ -96,7 +96,7 @@ static int verify_failure(mpconn_tls *t)
     char expected[300] = "";
     if (t->name && (code == X509_V_ERR_HOSTNAME_MISMATCH || code == X509_V_ERR_IP_ADDRESS_MISMATCH))
         snprintf(expected, sizeof expected, ": the certificate is not for \"%s\"", t->name);
-    return mpci_tls_fail(t, MPCONN_ETLSVERIFY,
+    return mpci_tls_fail(t, MPCONN_ERR_TLSVERIFY,
                          "certificate verify failed: %s%s (depth %d, subject \"%s\")", why,
                          expected, t->vdepth, t->vsubject[0] ? t->vsubject : "?");
 }
@@ -115,7 +115,7 @@ static int alert_failure(mpconn_tls *t, const char *rtext)
     char range[64];
     switch (a) {
     case 116: /* certificate_required (TLS 1.3) */
-        return mpci_tls_fail(t, MPCONN_ETLSVERIFY,
+        return mpci_tls_fail(t, MPCONN_ERR_TLSVERIFY,
                              "the server requires a client certificate and none was sent "
                              "(alert \"certificate required\")");
     case SSL3_AD_BAD_CERTIFICATE:
@@ -124,16 +124,16 @@ static int alert_failure(mpconn_tls *t, const char *rtext)
     case SSL3_AD_CERTIFICATE_EXPIRED:
     case SSL3_AD_CERTIFICATE_UNKNOWN:
     case TLS1_AD_UNKNOWN_CA:
-        return mpci_tls_fail(t, MPCONN_ETLSVERIFY,
+        return mpci_tls_fail(t, MPCONN_ERR_TLSVERIFY,
                              "the peer refused this side's certificate (alert \"%s\")", desc);
     case TLS1_AD_PROTOCOL_VERSION:
         version_range(t, range, sizeof range);
-        return mpci_tls_fail(t, MPCONN_ETLS,
+        return mpci_tls_fail(t, MPCONN_ERR_TLS,
                              "no TLS version in common with the peer (alert \"protocol "
                              "version\"); this side accepts %s",
                              range);
     default:
-        return mpci_tls_fail(t, MPCONN_ETLS,
+        return mpci_tls_fail(t, MPCONN_ERR_TLS,
                              "the peer ended the connection with the alert \"%s\" (%s)", desc,
                              rtext);
     }
@@ -150,7 +150,7 @@ int mpci_tls_result(mpconn_tls *t, int r)
         return MPCONN_TLS_WANT_WRITE;
     if (e == SSL_ERROR_ZERO_RETURN) {
         snprintf(t->errmsg, sizeof t->errmsg, "the peer closed the TLS stream (close_notify)");
-        return MPCONN_EEOF;
+        return MPCONN_ERR_EOF;
     }
     unsigned long ec = ERR_peek_error();
     int reason = ec ? ERR_GET_REASON(ec) : 0;
@@ -164,29 +164,29 @@ int mpci_tls_result(mpconn_tls *t, int r)
         eof = 1; /* libssl before 3.0 says so for an end of stream */
     if (eof) {
         if (!t->hs_done)
-            return mpci_tls_fail(t, MPCONN_ETLS,
+            return mpci_tls_fail(t, MPCONN_ERR_TLS,
                                  "the peer closed the stream during the TLS handshake");
-        return mpci_tls_fail(t, MPCONN_ETRUNCATED,
+        return mpci_tls_fail(t, MPCONN_ERR_TRUNCATED,
                              "the peer's stream ended without close_notify: what came may "
                              "be truncated");
     }
     if (e == SSL_ERROR_SYSCALL && !ec)
-        return mpci_tls_fail(t, MPCONN_ETLS, "TLS failure with no reason given");
+        return mpci_tls_fail(t, MPCONN_ERR_TLS, "TLS failure with no reason given");
     if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED)
         return verify_failure(t);
     if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
-        return mpci_tls_fail(t, MPCONN_ETLSVERIFY,
+        return mpci_tls_fail(t, MPCONN_ERR_TLSVERIFY,
                              "the client sent no certificate and this server requires one");
     if (t->alert_in >= 0)
         return alert_failure(t, rtext);
     if (reason == SSL_R_UNSUPPORTED_PROTOCOL || reason == SSL_R_NO_PROTOCOLS_AVAILABLE) {
         char range[64];
         version_range(t, range, sizeof range);
-        return mpci_tls_fail(t, MPCONN_ETLS,
+        return mpci_tls_fail(t, MPCONN_ERR_TLS,
                              "no TLS version in common with the peer (%s); this side accepts %s",
                              rtext, range);
     }
-    return mpci_tls_fail(t, MPCONN_ETLS, "TLS error: %s", rtext);
+    return mpci_tls_fail(t, MPCONN_ERR_TLS, "TLS error: %s", rtext);
 }
 
 X509 *mpci_tls_peer_cert(const mpconn_tls *t)

@@ -43,8 +43,8 @@ int main(void)
         return 1;
     printf("mpconn %s: %s\n", mpconn_version(), text);
     free(text);
-    mpconn_value_free(back);
-    mpconn_value_free(v);
+    mpconn_value_unref(back);
+    mpconn_value_unref(v);
     mpconn_conn_free(a);
     mpconn_conn_free(b);
     return 0;

@@ -60,8 +60,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     free(json);
     free(text);
-    mpconn_value_free(back);
-    mpconn_value_free(v);
+    mpconn_value_unref(back);
+    mpconn_value_unref(v);
     mpconn_opts_free(o);
     return 0;
 }

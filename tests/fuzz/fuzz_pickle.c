@@ -72,9 +72,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         free(a);
         free(b);
-        mpconn_value_free(w);
+        mpconn_value_unref(w);
     }
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     mpconn_opts_free(o);
     mpconn_opts_free(o2);
     return 0;

@@ -27,7 +27,7 @@ static void check(int json, const mpconn_value *v, mpconn_opts *o, int truncate,
         if (!s || len > LIMIT || strlen(s) != len || (rc == 1 && !truncate))
             abort();
         free(s);
-    } else if (!err[0] || (rc == MPCONN_ELIMIT && truncate && !strstr(err, "Exceeds"))) {
+    } else if (!err[0] || (rc == MPCONN_ERR_LIMIT && truncate && !strstr(err, "Exceeds"))) {
         abort(); /* refusals say why; cut text is no refusal */
     }
     /* Each step writes at least a byte; a dict's keys are looked at once
@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int json = 0; json < 2; json++)
             for (int truncate = 0; truncate < 2; truncate++)
                 check(json, v, o, truncate, size);
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
     }
     mpconn_opts_free(o);
     return 0;

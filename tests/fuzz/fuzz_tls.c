@@ -129,9 +129,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int r = drive(t);
         if (sticky && r != sticky)
             abort(); /* a fatal error stays */
-        if (r == MPCONN_ETLS || r == MPCONN_ETLSVERIFY || r == MPCONN_ETRUNCATED)
+        if (r == MPCONN_ERR_TLS || r == MPCONN_ERR_TLSVERIFY || r == MPCONN_ERR_TRUNCATED)
             sticky = r;
-        else if (r < 0 && r != MPCONN_EEOF)
+        else if (r < 0 && r != MPCONN_ERR_EOF)
             abort(); /* nothing but TLS codes from bytes alone */
     }
     mpconn_tls_feed_eof(t);

@@ -47,7 +47,7 @@ static void on_close(mpconn_async *a, int reason, const char *why, void *data)
     (void)a;
     server *s = data;
     s->open--;
-    if (reason != 0 && reason != MPCONN_EEOF) {
+    if (reason != 0 && reason != MPCONN_ERR_EOF) {
         printf("closed %s: %s\n", mpconn_strerror(reason), why);
         fflush(stdout);
     }

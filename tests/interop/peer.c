@@ -18,7 +18,7 @@
  *   echo        send back every message until end of file
  *   recvinto:B  recv_bytes_into a B-byte buffer; "short" on ESHORTBUF
  *   recvany     receive one message and print it (escaped)
- *   eof         expect MPCONN_EEOF        sendtext:T send the text T
+ *   eof         expect MPCONN_ERR_EOF        sendtext:T send the text T
  *   sendloop:N  send N-byte messages until one fails (at most 4096)
  *   sendfd:T    send the fd of a temporary file holding T
  *   recvfd      receive an fd and print what its file holds
@@ -83,22 +83,22 @@ static const char *code_name(int code)
 {
     static char buf[32];
     switch (code) {
-    case MPCONN_EEOF: return "EEOF";
-    case MPCONN_EEOFMSG: return "EEOFMSG";
-    case MPCONN_EMSGSIZE: return "EMSGSIZE";
-    case MPCONN_ESHORTBUF: return "ESHORTBUF";
-    case MPCONN_EAUTH: return "EAUTH";
-    case MPCONN_EAUTHPROTO: return "EAUTHPROTO";
-    case MPCONN_ENOKEY: return "ENOKEY";
-    case MPCONN_EPROTO: return "EPROTO";
-    case MPCONN_EBROKEN: return "EBROKEN";
-    case MPCONN_ECLOSED: return "ECLOSED";
-    case MPCONN_EADDR: return "EADDR";
-    case MPCONN_EADDRINUSE: return "EADDRINUSE";
-    case MPCONN_EPEER: return "EPEER";
-    case MPCONN_EPICKLE: return "EPICKLE";
-    case MPCONN_EREFUSED: return "EREFUSED";
-    case MPCONN_ESYNTAX: return "ESYNTAX";
+    case MPCONN_ERR_EOF: return "MPCONN_ERR_EOF";
+    case MPCONN_ERR_EOFMSG: return "MPCONN_ERR_EOFMSG";
+    case MPCONN_ERR_MSGSIZE: return "MPCONN_ERR_MSGSIZE";
+    case MPCONN_ERR_SHORTBUF: return "MPCONN_ERR_SHORTBUF";
+    case MPCONN_ERR_AUTH: return "MPCONN_ERR_AUTH";
+    case MPCONN_ERR_AUTHPROTO: return "MPCONN_ERR_AUTHPROTO";
+    case MPCONN_ERR_NOKEY: return "MPCONN_ERR_NOKEY";
+    case MPCONN_ERR_PROTO: return "MPCONN_ERR_PROTO";
+    case MPCONN_ERR_BROKEN: return "MPCONN_ERR_BROKEN";
+    case MPCONN_ERR_CLOSED: return "MPCONN_ERR_CLOSED";
+    case MPCONN_ERR_ADDR: return "MPCONN_ERR_ADDR";
+    case MPCONN_ERR_ADDRINUSE: return "MPCONN_ERR_ADDRINUSE";
+    case MPCONN_ERR_PEER: return "MPCONN_ERR_PEER";
+    case MPCONN_ERR_PICKLE: return "MPCONN_ERR_PICKLE";
+    case MPCONN_ERR_REFUSED: return "MPCONN_ERR_REFUSED";
+    case MPCONN_ERR_SYNTAX: return "MPCONN_ERR_SYNTAX";
     case -EPIPE: return "EPIPE";
     case -ECONNRESET: return "ECONNRESET";
     case -ECONNREFUSED: return "ECONNREFUSED";
@@ -188,7 +188,7 @@ static int do_echo(mpconn_conn *c)
         void *msg;
         size_t len;
         int r = mpconn_conn_recv_bytes(c, &msg, &len, 0);
-        if (r == MPCONN_EEOF) {
+        if (r == MPCONN_ERR_EOF) {
             printf("echo eof\n");
             return 0;
         }
@@ -210,7 +210,7 @@ static int do_recvinto(mpconn_conn *c, size_t bufsize)
     if (!buf)
         return conn_error("recvinto", c, -ENOMEM);
     int r = mpconn_conn_recv_bytes_into(c, buf, bufsize, 0, &len);
-    if (r == MPCONN_ESHORTBUF) {
+    if (r == MPCONN_ERR_SHORTBUF) {
         printf("recvinto short %zu\n", len);
     } else if (r < 0) {
         free(buf);
@@ -268,7 +268,7 @@ static int do_sendobj(mpconn_conn *c, const char *literal)
         return EXIT_ERROR;
     }
     r = mpconn_conn_send(c, v);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     if (r < 0)
         return conn_error("sendobj", c, r);
     printf("sendobj ok\n");
@@ -284,7 +284,7 @@ static int do_recvobj(mpconn_conn *c)
     char *text;
     size_t len;
     r = mpconn_value_repr(v, &text, &len);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     if (r < 0) {
         printf("error recvobj %s: repr failed\n", code_name(r));
         return EXIT_ERROR;
@@ -354,7 +354,7 @@ static int run_action(mpconn_conn *c, const char *action)
             printf("mismatch eof: got a %zu-byte message\n", len);
             return EXIT_MISMATCH;
         }
-        if (r != MPCONN_EEOF)
+        if (r != MPCONN_ERR_EOF)
             return conn_error(action, c, r);
         printf("eof ok\n");
     } else if (strcmp(name, "sendtext") == 0) {

@@ -74,7 +74,7 @@ static int answer(mpconn_value *v, mpconn_value **back)
 {
     int64_t n;
     int rc = mpconn_value_get_int(v, &n);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     if (rc < 0)
         return rc;
     if (n == -1)
@@ -93,12 +93,12 @@ static int handle_framed(mpconn_request *r, void *data)
     for (;;) {
         mpconn_value *v, *back;
         int rc = mpconn_conn_recv(c, &v);
-        if (rc == MPCONN_EEOF)
+        if (rc == MPCONN_ERR_EOF)
             return 0;
         if (rc < 0 || (rc = answer(v, &back)) < 0)
             return rc;
         rc = mpconn_conn_send(c, back);
-        mpconn_value_free(back);
+        mpconn_value_unref(back);
         if (rc < 0)
             return rc;
     }
@@ -165,7 +165,7 @@ static int message_loop(mpconn_request *r, const void *msg, size_t len, void *da
     if (rc < 0 || (rc = answer(v, &back)) < 0)
         return rc;
     rc = mpconn_async_send_value(a, back);
-    mpconn_value_free(back);
+    mpconn_value_unref(back);
     return rc;
 }
 
@@ -192,7 +192,7 @@ static int handle_dgram(mpconn_request *r, void *data)
         return -EINVAL;
     nap();
     int rc = mpconn_request_reply(r, p, len);
-    return rc == MPCONN_EADDR ? 0 : rc; /* already reported */
+    return rc == MPCONN_ERR_ADDR ? 0 : rc; /* already reported */
 }
 
 static void on_error(mpconn_server *s, mpconn_request *r, int code, const char *message, void *data)

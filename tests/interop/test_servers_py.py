@@ -222,7 +222,7 @@ def wrong_key_case(kind):
         except Exception as e:  # AuthenticationError, or the peer hanging up
             assert 'digest' in str(e) or isinstance(e, (EOFError, OSError)), repr(e)
         line = peer.expect('error ', timeout=10)
-        assert 'authentication' in line.lower() or 'EAUTH' in line or 'digest' in line, line
+        assert 'authentication' in line.lower() or 'MPCONN_ERR_AUTH' in line or 'digest' in line, line
         framed_client(addr, 1)
         stop(peer, addr)
 

@@ -299,13 +299,13 @@ EVERY.update(['c_listener_unix_key', 'c_listener_abstract_nokey', 'c_listener_tc
 @every
 def case_wrong_key_c_listener():
     """A Python Client with the wrong key: AuthenticationError there, and
-    the C listener rejects it (EAUTH) and serves the right key next."""
+    the C listener rejects it (MPCONN_ERR_AUTH) and serves the right key next."""
     peer, addr = t.start_listener('127.0.0.1:0', *key_args(KEY), 'recv:5')
     with peer:
         with py_client(addr, *key_args(WRONG), 'send:5') as py:
             py.finish(3, timeout=20)
             py.expect('error connect AuthenticationError', timeout=0)
-        peer.expect('reject EAUTH', timeout=5)
+        peer.expect('reject MPCONN_ERR_AUTH', timeout=5)
         with py_client(addr, *key_args(KEY), 'send:5') as py:
             py.finish(0, timeout=20)
         peer.finish(0)
@@ -315,12 +315,12 @@ def case_wrong_key_c_listener():
 @every
 def case_wrong_key_py_listener():
     """A C client with the wrong key: the Python Listener's accept raises
-    AuthenticationError, the C client fails with EAUTH."""
+    AuthenticationError, the C client fails with MPCONN_ERR_AUTH."""
     py, addr = py_listener('127.0.0.1:0', *key_args(KEY), 'recv:1')
     with py:
         with t.start_client(addr, *key_args(WRONG), 'send:1') as peer:
             peer.finish(3, timeout=20)
-            peer.expect('error connect EAUTH', timeout=0)
+            peer.expect('error connect MPCONN_ERR_AUTH', timeout=0)
         py.finish(3, timeout=20)
         py.expect('error accept AuthenticationError', timeout=0)
 
@@ -371,7 +371,7 @@ def case_no_md5_c_listener():
             else:
                 py.finish(3, timeout=20)
                 py.expect('error connect AuthenticationError', timeout=0)
-                line = peer.expect('reject EAUTH', timeout=5)
+                line = peer.expect('reject MPCONN_ERR_AUTH', timeout=5)
                 assert 'MD5' in line, line
         # and a C client still gets in
         with t.start_client(addr, *key_args(KEY), '--no-md5', 'send:2') as c:
@@ -382,7 +382,7 @@ def case_no_md5_c_listener():
 @every
 def case_no_md5_c_client():
     """A C client refusing MD5 against a Python Listener: with 3.12+ it
-    works; the legacy challenge of older ones needs MD5, so EAUTH."""
+    works; the legacy challenge of older ones needs MD5, so MPCONN_ERR_AUTH."""
     py, addr = py_listener(t.tmp_path(), *key_args(KEY), 'recv:2')
     with py:
         with t.start_client(addr, *key_args(KEY), '--no-md5', 'send:2') as peer:
@@ -390,7 +390,7 @@ def case_no_md5_c_client():
                 peer.finish(0, timeout=20)
             else:
                 peer.finish(3, timeout=20)
-                line = peer.expect('error connect EAUTH', timeout=0)
+                line = peer.expect('error connect MPCONN_ERR_AUTH', timeout=0)
                 assert 'MD5' in line, line
         py.finish(0 if digest_era() else 3, timeout=20)
 
@@ -520,7 +520,7 @@ def case_bytes_non_ascii_python_to_c():
     """Non-ASCII bytes from Python: 3.x bytes arrive as bytes. A 2.7 str
     (its bytes) is pickled as a Python 2 string, which CPython 3 reads
     with encoding='ASCII' and fails on non-ASCII; mpconn refuses it the
-    same way (EPICKLE). 2.7 programs send such bytes as bytearray."""
+    same way (MPCONN_ERR_PICKLE). 2.7 programs send such bytes as bytearray."""
     exprs = ["bytearray(b'\\x00\\xff')", "u'\\xff'", "b'\\x00\\xffbytes'"]
     peer, addr = t.start_listener(t.tmp_path(), *(['recvobj'] * len(exprs)))
     with peer:
@@ -528,7 +528,7 @@ def case_bytes_non_ascii_python_to_c():
             py.finish(0, timeout=20)
         if py2():
             peer.finish(3)
-            line = peer.expect('error recvobj EPICKLE', timeout=0)
+            line = peer.expect('error recvobj MPCONN_ERR_PICKLE', timeout=0)
             assert 'non-ASCII Python 2 string' in line, line
             got = [t.unescape(ln[8:]).decode() for ln in lines(peer, 'recvobj ')]
             assert got == ["bytearray(b'\\x00\\xff')", "'ÿ'"], got

@@ -59,7 +59,7 @@ static int run(const char *cmd, int proto, const unsigned char *in, size_t n, un
             }
         }
         free(buf);
-        mpconn_value_free(back);
+        mpconn_value_unref(back);
     } else if (!strcmp(cmd, "json")) {
         rc = mpconn_value_json_opts(v, o, &text, outlen, err, errlen);
         *out = (unsigned char *)text;
@@ -72,7 +72,7 @@ static int run(const char *cmd, int proto, const unsigned char *in, size_t n, un
     if (rc && !err[0])
         snprintf(err, errlen, "%s", mpconn_strerror(rc));
     free(text);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     mpconn_opts_free(o);
     return rc;
 }

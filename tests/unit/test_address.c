@@ -87,15 +87,15 @@ TEST(ipv4_literal)
 
 TEST(ports)
 {
-    parse_fails("127.0.0.1:65536", MPCONN_EADDR, "out of range");
-    parse_fails("127.0.0.1:99999999999999999999", MPCONN_EADDR, "out of range");
-    parse_fails("127.0.0.1:", MPCONN_EADDR, "missing port");
-    parse_fails("127.0.0.1:-1", MPCONN_EADDR, "not a decimal number");
-    parse_fails("127.0.0.1:+80", MPCONN_EADDR, "not a decimal number");
-    parse_fails("127.0.0.1:80a", MPCONN_EADDR, "not a decimal number");
-    parse_fails("127.0.0.1: 80", MPCONN_EADDR, "not a decimal number");
-    parse_fails("127.0.0.1:0x50", MPCONN_EADDR, "not a decimal number");
-    parse_fails("[::1]:70000", MPCONN_EADDR, "out of range");
+    parse_fails("127.0.0.1:65536", MPCONN_ERR_ADDR, "out of range");
+    parse_fails("127.0.0.1:99999999999999999999", MPCONN_ERR_ADDR, "out of range");
+    parse_fails("127.0.0.1:", MPCONN_ERR_ADDR, "missing port");
+    parse_fails("127.0.0.1:-1", MPCONN_ERR_ADDR, "not a decimal number");
+    parse_fails("127.0.0.1:+80", MPCONN_ERR_ADDR, "not a decimal number");
+    parse_fails("127.0.0.1:80a", MPCONN_ERR_ADDR, "not a decimal number");
+    parse_fails("127.0.0.1: 80", MPCONN_ERR_ADDR, "not a decimal number");
+    parse_fails("127.0.0.1:0x50", MPCONN_ERR_ADDR, "not a decimal number");
+    parse_fails("[::1]:70000", MPCONN_ERR_ADDR, "out of range");
 }
 
 TEST(hostname_needs_resolution)
@@ -109,8 +109,8 @@ TEST(hostname_needs_resolution)
     CHECK_INT(a.need_resolve, 1);
     CHECK_STR(a.host, "my-host.example_1.org");
     /* Not IPv4, not a name. */
-    parse_fails("ho st:80", MPCONN_EADDR, "neither an IPv4 address nor a host name");
-    parse_fails("a!b:80", MPCONN_EADDR, NULL);
+    parse_fails("ho st:80", MPCONN_ERR_ADDR, "neither an IPv4 address nor a host name");
+    parse_fails("a!b:80", MPCONN_ERR_ADDR, NULL);
 }
 
 TEST(resolve_localhost)
@@ -167,15 +167,15 @@ TEST(ipv6)
     CHECK(((const struct sockaddr_in6 *)&a.sa)->sin6_scope_id != 0);
     check_format(&a, "[fe80::1%lo]:80");
 
-    parse_fails("[::1]", MPCONN_EADDR, "expected \":PORT\"");
-    parse_fails("[::1]80", MPCONN_EADDR, "expected \":PORT\"");
-    parse_fails("[::1:80", MPCONN_EADDR, "missing ']'");
-    parse_fails("[]:80", MPCONN_EADDR, "bad IPv6");
-    parse_fails("[zz::1]:80", MPCONN_EADDR, "not an IPv6 address");
-    parse_fails("[1.2.3.4]:80", MPCONN_EADDR, "not an IPv6 address");
-    parse_fails("[fe80::1%nosuchif0]:80", MPCONN_EADDR, "unknown network interface");
-    parse_fails("::1:80", MPCONN_EADDR, "needs brackets");
-    parse_fails("tcp:::1:80", MPCONN_EADDR, NULL);
+    parse_fails("[::1]", MPCONN_ERR_ADDR, "expected \":PORT\"");
+    parse_fails("[::1]80", MPCONN_ERR_ADDR, "expected \":PORT\"");
+    parse_fails("[::1:80", MPCONN_ERR_ADDR, "missing ']'");
+    parse_fails("[]:80", MPCONN_ERR_ADDR, "bad IPv6");
+    parse_fails("[zz::1]:80", MPCONN_ERR_ADDR, "not an IPv6 address");
+    parse_fails("[1.2.3.4]:80", MPCONN_ERR_ADDR, "not an IPv6 address");
+    parse_fails("[fe80::1%nosuchif0]:80", MPCONN_ERR_ADDR, "unknown network interface");
+    parse_fails("::1:80", MPCONN_ERR_ADDR, "needs brackets");
+    parse_fails("tcp:::1:80", MPCONN_ERR_ADDR, NULL);
 }
 
 TEST(unix_paths)
@@ -206,7 +206,7 @@ TEST(unix_paths)
     a = parse_ok("unix:host:80");
     CHECK_INT(a.family, AF_UNIX);
     CHECK_STR(((const struct sockaddr_un *)&a.sa)->sun_path, "host:80");
-    parse_fails("unix:", MPCONN_EADDR, "empty socket path");
+    parse_fails("unix:", MPCONN_ERR_ADDR, "empty socket path");
     a = parse_ok("unix:/tmp/z");
     check_format(&a, "/tmp/z");
 }
@@ -222,7 +222,7 @@ TEST(unix_path_length)
     CHECK_INT(a.salen, SUN_OFF + cap);
     path[cap - 1] = 'p';
     path[cap] = 0; /* one too many */
-    parse_fails(path, MPCONN_EADDR, "socket path longer than");
+    parse_fails(path, MPCONN_ERR_ADDR, "socket path longer than");
 
     char name[256];
     memset(name, 'n', sizeof name);
@@ -232,7 +232,7 @@ TEST(unix_path_length)
     CHECK_INT(a.salen, SUN_OFF + cap);
     name[cap] = 'n';
     name[cap + 1] = 0;
-    parse_fails(name, MPCONN_EADDR, "abstract name longer than");
+    parse_fails(name, MPCONN_ERR_ADDR, "abstract name longer than");
 }
 
 TEST(abstract)
@@ -251,13 +251,13 @@ TEST(abstract)
     CHECK_INT(a.abstract, 1);
     CHECK_INT(a.salen, SUN_OFF + 1 + 3);
     check_format(&a, "@x/y");
-    parse_fails("@", MPCONN_EADDR, "empty abstract name");
-    parse_fails("unix:@", MPCONN_EADDR, "empty abstract name");
+    parse_fails("@", MPCONN_ERR_ADDR, "empty abstract name");
+    parse_fails("unix:@", MPCONN_ERR_ADDR, "empty abstract name");
 }
 
 TEST(named_pipes_not_supported)
 {
-    parse_fails("\\\\.\\pipe\\mpconn", MPCONN_ENOTSUP,
+    parse_fails("\\\\.\\pipe\\mpconn", MPCONN_ERR_NOTSUP,
                 "named pipes are not available on this platform");
 }
 
@@ -265,14 +265,14 @@ TEST(bad_forms)
 {
     mpci_addr a;
     char err[MPCI_ERRMSG_MAX] = "";
-    CHECK_INT(mpci_addr_parse(&a, NULL, err, sizeof err), MPCONN_EADDR);
+    CHECK_INT(mpci_addr_parse(&a, NULL, err, sizeof err), MPCONN_ERR_ADDR);
     CHECK(err[0] != 0);
-    CHECK_INT(mpci_addr_parse(&a, "", NULL, 0), MPCONN_EADDR); /* errmsg may be NULL */
-    parse_fails(":8000", MPCONN_EADDR, "missing host");
-    parse_fails("tcp::8000", MPCONN_EADDR, "missing host");
-    parse_fails("justaname", MPCONN_EADDR, "expected HOST:PORT");
-    parse_fails("tcp:localhost", MPCONN_EADDR, "expected HOST:PORT");
-    parse_fails("tcp:", MPCONN_EADDR, NULL);
+    CHECK_INT(mpci_addr_parse(&a, "", NULL, 0), MPCONN_ERR_ADDR); /* errmsg may be NULL */
+    parse_fails(":8000", MPCONN_ERR_ADDR, "missing host");
+    parse_fails("tcp::8000", MPCONN_ERR_ADDR, "missing host");
+    parse_fails("justaname", MPCONN_ERR_ADDR, "expected HOST:PORT");
+    parse_fails("tcp:localhost", MPCONN_ERR_ADDR, "expected HOST:PORT");
+    parse_fails("tcp:", MPCONN_ERR_ADDR, NULL);
 }
 
 TEST(format_other_forms)
@@ -343,11 +343,11 @@ TEST(address_kind_without_resolving)
     CHECK_INT(mpconn_address_kind("unix:rel", NULL, 0), MPCONN_ADDR_UNIX);
     CHECK_INT(mpconn_address_kind("@name", NULL, 0), MPCONN_ADDR_ABSTRACT);
     CHECK_INT(mpconn_address_kind("unix:@name", NULL, 0), MPCONN_ADDR_ABSTRACT);
-    CHECK_INT(mpconn_address_kind("127.0.0.1:99999", err, sizeof err), MPCONN_EADDR);
+    CHECK_INT(mpconn_address_kind("127.0.0.1:99999", err, sizeof err), MPCONN_ERR_ADDR);
     CHECK(strstr(err, "out of range") != NULL);
-    CHECK_INT(mpconn_address_kind("localhost", err, sizeof err), MPCONN_EADDR);
-    CHECK_INT(mpconn_address_kind("", NULL, 0), MPCONN_EADDR);
-    CHECK_INT(mpconn_address_kind("\\\\.\\pipe\\x", err, sizeof err), MPCONN_ENOTSUP);
+    CHECK_INT(mpconn_address_kind("localhost", err, sizeof err), MPCONN_ERR_ADDR);
+    CHECK_INT(mpconn_address_kind("", NULL, 0), MPCONN_ERR_ADDR);
+    CHECK_INT(mpconn_address_kind("\\\\.\\pipe\\x", err, sizeof err), MPCONN_ERR_NOTSUP);
 }
 
 TESTLIB_MAIN

@@ -381,7 +381,7 @@ static void echo_against_blocking_on(void)
     pthread_join(th, NULL);
     CHECK(j.ok);
     CHECK_INT(s.messages, 24);
-    CHECK_INT(s.reason, MPCONN_EEOF);
+    CHECK_INT(s.reason, MPCONN_ERR_EOF);
     free_loop(loop);
 }
 
@@ -416,11 +416,11 @@ static void reason_case(const void *bytes, size_t n, uint64_t max, int want_reas
 
 static void close_reasons_on(void)
 {
-    reason_case("\0\0\0\2hi", 6, 0, MPCONN_EEOF, NULL);
-    reason_case("\0\0\0\5hi", 6, 0, MPCONN_EEOFMSG, "during message");
-    reason_case("\0\0", 2, 0, MPCONN_EEOFMSG, NULL);
-    reason_case("\x80\0\0\0", 4, 0, MPCONN_EPROTO, NULL);
-    reason_case("\0\0\1\0", 4, 16, MPCONN_EMSGSIZE, "256 bytes announced, over the limit of 16");
+    reason_case("\0\0\0\2hi", 6, 0, MPCONN_ERR_EOF, NULL);
+    reason_case("\0\0\0\5hi", 6, 0, MPCONN_ERR_EOFMSG, "during message");
+    reason_case("\0\0", 2, 0, MPCONN_ERR_EOFMSG, NULL);
+    reason_case("\x80\0\0\0", 4, 0, MPCONN_ERR_PROTO, NULL);
+    reason_case("\0\0\1\0", 4, 16, MPCONN_ERR_MSGSIZE, "256 bytes announced, over the limit of 16");
 }
 
 TEST(each_close_reason)
@@ -431,8 +431,8 @@ TEST(each_close_reason)
 static void local_close_cb(mpconn_async *a, const void *msg, size_t len, void *data)
 {
     on_message(a, msg, len, data);
-    mpconn_async_close(a);                                   /* inside its own callback */
-    CHECK_INT(mpconn_async_send(a, "x", 1), MPCONN_ECLOSED); /* still valid until it returns */
+    mpconn_async_close(a);                                      /* inside its own callback */
+    CHECK_INT(mpconn_async_send(a, "x", 1), MPCONN_ERR_CLOSED); /* still valid until it returns */
 }
 
 static void local_close_inside_callback_on(void)
@@ -619,7 +619,7 @@ static void close_when_done_on(void)
     for (int i = 0; i < 20; i++)
         CHECK_INT(mpconn_async_send(a, block, sizeof block), 0);
     mpconn_async_close_when_done(a);
-    CHECK_INT(mpconn_async_send(a, "late", 4), MPCONN_ECLOSED);
+    CHECK_INT(mpconn_async_send(a, "late", 4), MPCONN_ERR_CLOSED);
     CHECK_INT(s.closed, 0); /* not before the queue is written */
     fcntl(peer, F_SETFL, O_NONBLOCK);
     size_t got = 0;
@@ -670,7 +670,7 @@ static void delimited_framing_on(void)
     CHECK_MEM(buf, "helloworld", 10);
     write_all(peer, "much too long a line\r\n", 22);
     CHECK(run_until(loop, &s.closed, 10));
-    CHECK_INT(s.reason, MPCONN_EMSGSIZE);
+    CHECK_INT(s.reason, MPCONN_ERR_MSGSIZE);
     close(peer);
     free_loop(loop);
 }
@@ -811,10 +811,10 @@ static void listener_handshakes_on(void)
     pthread_join(t2, NULL);
     CHECK_INT(good.ok, 5);
     CHECK_INT(bad.ok, 0);
-    CHECK(bad.err == MPCONN_EAUTH);
+    CHECK(bad.err == MPCONN_ERR_AUTH);
     CHECK_INT(sv.accepted, 5);
     CHECK(sv.rejects >= 1);
-    CHECK_INT(sv.last_reject, MPCONN_EAUTH);
+    CHECK_INT(sv.last_reject, MPCONN_ERR_AUTH);
     mpconn_async_listener_free(l);
     mpconn_opts_free(o);
     free_loop(sv.loop);
@@ -1003,7 +1003,7 @@ static void async_client_on(void)
     CHECK_INT(s.lastlen, 6);
     CHECK_MEM(s.last, "queued", 6);
     CHECK(run_until(loop, &s.closed, 10));
-    CHECK_INT(s.reason, MPCONN_EEOF);
+    CHECK_INT(s.reason, MPCONN_ERR_EOF);
     pthread_join(t, NULL);
     CHECK(b.ok);
     mpconn_listener_free(b.l);
@@ -1012,7 +1012,7 @@ static void async_client_on(void)
                                err, sizeof err) < 0 ||
           run_until(loop, &s.closed, 10));
     CHECK(mpconn_async_connect(&a, "localhost:80", NULL, &cbs, &s, adapter(), loop_arg(cur, loop),
-                               err, sizeof err) == MPCONN_EADDR);
+                               err, sizeof err) == MPCONN_ERR_ADDR);
     free_loop(loop);
 }
 
@@ -1096,7 +1096,7 @@ static void fd_passing_on(void)
     CHECK_INT(mpconn_conn_send_bytes(c, "4th", 3), 0);
     write_all(mpconn_conn_fileno(c), "\1", 1);
     CHECK(run_until(loop, &s.closed, 10));
-    CHECK_INT(s.reason, MPCONN_EPROTO);
+    CHECK_INT(s.reason, MPCONN_ERR_PROTO);
     mpconn_conn_free(c);
     close(p[0]);
     close(p[1]);

@@ -360,7 +360,7 @@ static void srv_close(mpconn_async *a, int reason, const char *why, void *data)
     if (reason == -ETIMEDOUT && s->idle > 0) {
         if (s->timed_out++ == 0)
             s->first_timeout = now_s();
-    } else if (reason != MPCONN_EEOF && reason != 0) {
+    } else if (reason != MPCONN_ERR_EOF && reason != 0) {
         s->bad_close++;
         s->last_bad = reason;
         snprintf(s->why, sizeof s->why, "%s", why);
@@ -901,7 +901,7 @@ static void *chatter_run(void *arg)
     for (int i = 0; i < n; i++) {
         void *back = NULL;
         size_t blen;
-        if (mpconn_conn_recv_bytes(c[i], &back, &blen, 0) != MPCONN_EEOF)
+        if (mpconn_conn_recv_bytes(c[i], &back, &blen, 0) != MPCONN_ERR_EOF)
             ch->failed++;
         free(back);
         mpconn_conn_free(c[i]);
@@ -1458,7 +1458,7 @@ static int real_client(const char *path, double timeout, char *err, size_t errle
     if (r < 0)
         snprintf(err, errlen, "%s", mpconn_conn_errmsg(c));
     else if (blen != 3 || memcmp(back, "bcd", 3) != 0)
-        r = MPCONN_EPROTO;
+        r = MPCONN_ERR_PROTO;
     free(back);
     mpconn_conn_free(c);
     return r;
@@ -1619,7 +1619,7 @@ static void slot_close(mpconn_async *a, int reason, const char *why, void *data)
     (void)a;
     slot *sl = data;
     churn *ch = sl->ch;
-    if (reason == MPCONN_EEOF && sl->answered == 1) {
+    if (reason == MPCONN_ERR_EOF && sl->answered == 1) {
         ch->ok++;
     } else {
         ch->failed++;
@@ -1803,7 +1803,7 @@ static void claims_on(int kind)
     for (int i = 0; i < CLAIMERS; i++)
         close(fds[i]);
     CHECK(run_until(lp, claims_closed, &s, 20));
-    CHECK_INT(s.last_bad, MPCONN_EEOFMSG); /* each ended inside its message */
+    CHECK_INT(s.last_bad, MPCONN_ERR_EOFMSG); /* each ended inside its message */
     CHECK_INT(s.open_now, 0);
     mpconn_async_listener_free(s.l);
     tloop_slice(lp, 0.01);

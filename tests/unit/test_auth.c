@@ -285,20 +285,20 @@ TEST(vectors_server_rejects_flipped_bytes)
             resp.p[at] ^= 0x01;
             expect_out_str(&s, "#FAILURE#");
             expect_no_out(&s);
-            expect_failed(&s, MPCONN_EAUTH, "digest received was wrong");
+            expect_failed(&s, MPCONN_ERR_AUTH, "digest received was wrong");
         }
         /* A MAC cut short or extended is wrong too. */
         mpci_auth s;
         if (digest) {
             server_for_challenge(&s, &ch, d, key.p, key.n, 1);
             CHECK_INT(feed(&s, resp.p, resp.n - 1), MPCI_AUTH_FAILED);
-            expect_failed(&s, MPCONN_EAUTH, "digest received was wrong");
+            expect_failed(&s, MPCONN_ERR_AUTH, "digest received was wrong");
         }
         /* The right answer under another key is wrong. */
         server_for_challenge(&s, &ch, d, (const uint8_t *)"other", 5, 1);
         CHECK_INT(feed(&s, resp.p, resp.n), MPCI_AUTH_FAILED);
         expect_out_str(&s, "#FAILURE#");
-        expect_failed(&s, MPCONN_EAUTH, "digest received was wrong");
+        expect_failed(&s, MPCONN_ERR_AUTH, "digest received was wrong");
         free(key.p);
         free(ch.p);
         free(resp.p);
@@ -326,7 +326,7 @@ TEST(vectors_server_refuses_md5)
             server_for_challenge(&s, &ch, digest, key.p, key.n, 0);
             CHECK_INT(feed(&s, lresp.p, lresp.n), MPCI_AUTH_FAILED);
             expect_out_str(&s, "#FAILURE#");
-            expect_failed(&s, MPCONN_EAUTH, "MD5 is refused");
+            expect_failed(&s, MPCONN_ERR_AUTH, "MD5 is refused");
 
             /* A correct {md5} answer to the same challenge is refused too. */
             uint8_t ans[64] = "{md5}";
@@ -336,7 +336,7 @@ TEST(vectors_server_refuses_md5)
             server_for_challenge(&s, &ch, digest, key.p, key.n, 0);
             CHECK_INT(feed(&s, ans, 21), MPCI_AUTH_FAILED);
             expect_out_str(&s, "#FAILURE#");
-            expect_failed(&s, MPCONN_EAUTH, "MD5 is refused");
+            expect_failed(&s, MPCONN_ERR_AUTH, "MD5 is refused");
             checked++;
         }
         free(key.p);
@@ -357,14 +357,14 @@ TEST(client_refuses_md5)
     init_ok(&c, MPCI_AUTH_CLIENT, (const uint8_t *)"k", 1, "sha256", 0, nonce_b);
     CHECK_INT(feed(&c, msg, challenge_msg(msg, nonce_a, 20)), MPCI_AUTH_FAILED);
     expect_no_out(&c);
-    expect_failed(&c, MPCONN_EAUTH, "MD5 is refused");
+    expect_failed(&c, MPCONN_ERR_AUTH, "MD5 is refused");
     /* {md5} challenge. */
     init_ok(&c, MPCI_AUTH_CLIENT, (const uint8_t *)"k", 1, "sha256", 0, nonce_b);
     uint8_t body[64] = "{md5}";
     memcpy(body + 5, nonce_a, 40);
     CHECK_INT(feed(&c, msg, challenge_msg(msg, body, 45)), MPCI_AUTH_FAILED);
     expect_no_out(&c);
-    expect_failed(&c, MPCONN_EAUTH, "MD5 is refused");
+    expect_failed(&c, MPCONN_ERR_AUTH, "MD5 is refused");
     /* The same with MD5 allowed is answered. */
     init_ok(&c, MPCI_AUTH_CLIENT, (const uint8_t *)"k", 1, "sha256", 1, nonce_b);
     CHECK_INT(feed(&c, msg, challenge_msg(msg, body, 45)), MPCI_AUTH_NEED_INPUT);
@@ -406,8 +406,8 @@ TEST(handshake_empty_key)
         init_ok(&s, MPCI_AUTH_SERVER, NULL, 0, digest_names[i], 1, nonce_a);
         init_ok(&c, MPCI_AUTH_CLIENT, (const uint8_t *)"x", 1, digest_names[i], 1, nonce_b);
         pump(&s, &c);
-        expect_failed(&s, MPCONN_EAUTH, "digest received was wrong");
-        expect_failed(&c, MPCONN_EAUTH, "digest sent was rejected");
+        expect_failed(&s, MPCONN_ERR_AUTH, "digest received was wrong");
+        expect_failed(&c, MPCONN_ERR_AUTH, "digest sent was rejected");
     }
 }
 
@@ -420,8 +420,8 @@ TEST(handshake_different_keys)
         /* challenge, answer + challenge (the latter to a failed server),
          * FAILURE: the FAILURE is sent although the server has failed. */
         CHECK_INT(pump(&s, &c), 4);
-        expect_failed(&s, MPCONN_EAUTH, "digest received was wrong");
-        expect_failed(&c, MPCONN_EAUTH, "digest sent was rejected");
+        expect_failed(&s, MPCONN_ERR_AUTH, "digest received was wrong");
+        expect_failed(&c, MPCONN_ERR_AUTH, "digest sent was rejected");
     }
 }
 
@@ -450,9 +450,9 @@ TEST(handshake_client_rejects_server_answer)
     bad[len - 1] ^= 0x80;
     CHECK_INT(feed(&c, bad, len), MPCI_AUTH_FAILED);
     expect_out_str(&c, "#FAILURE#");
-    expect_failed(&c, MPCONN_EAUTH, "digest received was wrong");
+    expect_failed(&c, MPCONN_ERR_AUTH, "digest received was wrong");
     CHECK_INT(feed_str(&s, "#FAILURE#"), MPCI_AUTH_FAILED);
-    expect_failed(&s, MPCONN_EAUTH, "digest sent was rejected");
+    expect_failed(&s, MPCONN_ERR_AUTH, "digest sent was rejected");
 }
 
 /* A server may answer the client's challenge with another digest than the
@@ -479,7 +479,7 @@ TEST(client_verifies_answers_in_any_digest)
         CHECK_INT(feed_str(&c, "#WELCOME#"), MPCI_AUTH_NEED_INPUT);
         CHECK_INT(feed(&c, ans, dl + 2 + (size_t)n), corrupt ? MPCI_AUTH_FAILED : MPCI_AUTH_DONE);
         if (corrupt)
-            CHECK_INT(c.code, MPCONN_EAUTH);
+            CHECK_INT(c.code, MPCONN_ERR_AUTH);
     }
 }
 
@@ -618,14 +618,14 @@ TEST(transcript_legacy_wrong_key)
     expect_out(&s, msg[0].p, msg[0].n);
     CHECK_INT(feed(&s, msg[1].p, msg[1].n), MPCI_AUTH_FAILED);
     expect_out(&s, msg[2].p, msg[2].n);
-    expect_failed(&s, MPCONN_EAUTH, "digest received was wrong");
+    expect_failed(&s, MPCONN_ERR_AUTH, "digest received was wrong");
 
     mpci_auth c;
     init_ok(&c, MPCI_AUTH_CLIENT, ckey.p, ckey.n, "legacy", 1, nonce_b);
     CHECK_INT(feed(&c, msg[0].p, msg[0].n), MPCI_AUTH_NEED_INPUT);
     expect_out(&c, msg[1].p, msg[1].n);
     CHECK_INT(feed(&c, msg[2].p, msg[2].n), MPCI_AUTH_FAILED);
-    expect_failed(&c, MPCONN_EAUTH, "digest sent was rejected");
+    expect_failed(&c, MPCONN_ERR_AUTH, "digest sent was rejected");
 
     for (int i = 0; i < 3; i++)
         free(msg[i].p);
@@ -674,7 +674,7 @@ TEST(oversize_messages)
     init_ok(&a, MPCI_AUTH_CLIENT, (const uint8_t *)"k", 1, "sha256", 1, nonce_b);
     CHECK_INT(feed(&a, big, sizeof big), MPCI_AUTH_FAILED);
     expect_no_out(&a);
-    expect_failed(&a, MPCONN_EAUTHPROTO, "exceeds 256");
+    expect_failed(&a, MPCONN_ERR_AUTHPROTO, "exceeds 256");
     init_ok(&a, MPCI_AUTH_CLIENT, (const uint8_t *)"k", 1, "sha256", 1, nonce_b);
     CHECK_INT(feed(&a, big, MPCI_AUTH_MSG_MAX), MPCI_AUTH_NEED_INPUT);
     uint8_t want[64] = "{sha256}";
@@ -685,13 +685,13 @@ TEST(oversize_messages)
     /* Server answer, client challenge, verdict: each capped. */
     init_ok(&a, MPCI_AUTH_SERVER, (const uint8_t *)"k", 1, "sha256", 1, nonce_a);
     CHECK_INT(feed(&a, big, sizeof big), MPCI_AUTH_FAILED);
-    expect_failed(&a, MPCONN_EAUTHPROTO, "exceeds 256");
+    expect_failed(&a, MPCONN_ERR_AUTHPROTO, "exceeds 256");
     server_after_welcome(&a, (const uint8_t *)"k", 1);
     CHECK_INT(feed(&a, big, sizeof big), MPCI_AUTH_FAILED);
-    expect_failed(&a, MPCONN_EAUTHPROTO, "exceeds 256");
+    expect_failed(&a, MPCONN_ERR_AUTHPROTO, "exceeds 256");
     client_after_answer(&a);
     CHECK_INT(feed(&a, big, sizeof big), MPCI_AUTH_FAILED);
-    expect_failed(&a, MPCONN_EAUTHPROTO, "exceeds 256");
+    expect_failed(&a, MPCONN_ERR_AUTHPROTO, "exceeds 256");
 }
 
 TEST(missing_challenge_prefix)
@@ -704,10 +704,10 @@ TEST(missing_challenge_prefix)
     msg[1] = 'c'; /* "#cHALLENGE#" */
     CHECK_INT(feed(&a, msg, n), MPCI_AUTH_FAILED);
     expect_no_out(&a);
-    expect_failed(&a, MPCONN_EAUTHPROTO, "#CHALLENGE#");
+    expect_failed(&a, MPCONN_ERR_AUTHPROTO, "#CHALLENGE#");
     server_after_welcome(&a, (const uint8_t *)"k", 1);
     CHECK_INT(feed(&a, "#CHALLENGE", 10), MPCI_AUTH_FAILED);
-    expect_failed(&a, MPCONN_EAUTHPROTO, NULL);
+    expect_failed(&a, MPCONN_ERR_AUTHPROTO, NULL);
 }
 
 TEST(short_challenge)
@@ -717,13 +717,13 @@ TEST(short_challenge)
     init_ok(&a, MPCI_AUTH_CLIENT, (const uint8_t *)"k", 1, "sha256", 1, nonce_b);
     CHECK_INT(feed(&a, msg, challenge_msg(msg, nonce_a, 19)), MPCI_AUTH_FAILED);
     expect_no_out(&a);
-    expect_failed(&a, MPCONN_EAUTHPROTO, "too short: 19 bytes");
+    expect_failed(&a, MPCONN_ERR_AUTHPROTO, "too short: 19 bytes");
     init_ok(&a, MPCI_AUTH_CLIENT, (const uint8_t *)"k", 1, "sha256", 1, nonce_b);
     CHECK_INT(feed(&a, msg, challenge_msg(msg, nonce_a, 0)), MPCI_AUTH_FAILED);
-    expect_failed(&a, MPCONN_EAUTHPROTO, "too short: 0 bytes");
+    expect_failed(&a, MPCONN_ERR_AUTHPROTO, "too short: 0 bytes");
     server_after_welcome(&a, (const uint8_t *)"k", 1);
     CHECK_INT(feed(&a, msg, challenge_msg(msg, nonce_a, 19)), MPCI_AUTH_FAILED);
-    expect_failed(&a, MPCONN_EAUTHPROTO, "too short");
+    expect_failed(&a, MPCONN_ERR_AUTHPROTO, "too short");
     /* Exactly 20 is a legacy challenge, answered with raw HMAC-MD5. */
     server_after_welcome(&a, (const uint8_t *)"k", 1);
     CHECK_INT(feed(&a, msg, challenge_msg(msg, nonce_a, 20)), MPCI_AUTH_NEED_INPUT);
@@ -780,7 +780,7 @@ TEST(unknown_digest)
         init_ok(&a, MPCI_AUTH_CLIENT, (const uint8_t *)"k", 1, "sha256", 1, nonce_b);
         CHECK_INT(feed(&a, msg, challenge_msg(msg, body, pl + 40)), MPCI_AUTH_FAILED);
         expect_no_out(&a);
-        expect_failed(&a, MPCONN_EAUTHPROTO, "unsupported digest");
+        expect_failed(&a, MPCONN_ERR_AUTHPROTO, "unsupported digest");
     }
     /* In an answer: the server tells the peer FAILURE. */
     init_ok(&a, MPCI_AUTH_SERVER, (const uint8_t *)"k", 1, "sha256", 1, nonce_a);
@@ -791,7 +791,7 @@ TEST(unknown_digest)
     memset(body + 6, 0x55, 20);
     CHECK_INT(feed(&a, body, 26), MPCI_AUTH_FAILED);
     expect_out_str(&a, "#FAILURE#");
-    expect_failed(&a, MPCONN_EAUTHPROTO, "unsupported digest {sha1}");
+    expect_failed(&a, MPCONN_ERR_AUTHPROTO, "unsupported digest {sha1}");
 }
 
 TEST(garbage_instead_of_verdict)
@@ -802,7 +802,7 @@ TEST(garbage_instead_of_verdict)
         client_after_answer(&a);
         CHECK_INT(feed_str(&a, bad[i]), MPCI_AUTH_FAILED);
         expect_no_out(&a);
-        expect_failed(&a, MPCONN_EAUTHPROTO, "#WELCOME# or #FAILURE#");
+        expect_failed(&a, MPCONN_ERR_AUTHPROTO, "#WELCOME# or #FAILURE#");
     }
     /* The server's last step. */
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -814,7 +814,7 @@ TEST(garbage_instead_of_verdict)
         CHECK_INT(mpci_auth_next_out(&a, &m, &len), 1);
         CHECK_INT(feed_str(&a, bad[i]), MPCI_AUTH_FAILED);
         expect_no_out(&a);
-        expect_failed(&a, MPCONN_EAUTHPROTO, "#WELCOME# or #FAILURE#");
+        expect_failed(&a, MPCONN_ERR_AUTHPROTO, "#WELCOME# or #FAILURE#");
     }
 }
 
@@ -834,7 +834,7 @@ TEST(detects_peer_without_authkey)
         CHECK_INT(mpci_auth_next_out(&s, &m, &len), 1);
         CHECK_INT(feed(&s, msgs[i], lens[i]), MPCI_AUTH_FAILED);
         expect_out_str(&s, "#FAILURE#");
-        expect_failed(&s, MPCONN_ENOKEY,
+        expect_failed(&s, MPCONN_ERR_NOKEY,
                       "peer did not answer the challenge (does it have the authkey?)");
     }
     /* A client whose server sends data first. */
@@ -842,10 +842,11 @@ TEST(detects_peer_without_authkey)
     init_ok(&c, MPCI_AUTH_CLIENT, (const uint8_t *)"k", 1, "sha256", 1, nonce_b);
     CHECK_INT(feed(&c, pickle, sizeof pickle), MPCI_AUTH_FAILED);
     expect_no_out(&c);
-    expect_failed(&c, MPCONN_ENOKEY, "peer sent data instead of a challenge (it has no authkey?)");
+    expect_failed(&c, MPCONN_ERR_NOKEY,
+                  "peer sent data instead of a challenge (it has no authkey?)");
     init_ok(&c, MPCI_AUTH_CLIENT, (const uint8_t *)"k", 1, "sha256", 1, nonce_b);
     CHECK_INT(feed_str(&c, "#WELCOME#"), MPCI_AUTH_FAILED);
-    expect_failed(&c, MPCONN_ENOKEY, NULL);
+    expect_failed(&c, MPCONN_ERR_NOKEY, NULL);
 }
 
 TEST(done_is_final)

@@ -156,12 +156,12 @@ TEST(recv_into_too_short_keeps_message)
     CHECK_INT(mpconn_conn_send_bytes(a, "next", 4), 0);
     uint8_t small[10];
     size_t len = 0;
-    CHECK_INT(mpconn_conn_recv_bytes_into(b, small, sizeof small, 0, &len), MPCONN_ESHORTBUF);
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, small, sizeof small, 0, &len), MPCONN_ERR_SHORTBUF);
     CHECK_INT(len, 100);
     CHECK(strstr(mpconn_conn_errmsg(b), "100") != NULL);
     CHECK_INT(mpconn_conn_poll(b, 0), 1);
     /* still too short: same answer, nothing lost */
-    CHECK_INT(mpconn_conn_recv_bytes_into(b, small, sizeof small, 5, &len), MPCONN_ESHORTBUF);
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, small, sizeof small, 5, &len), MPCONN_ERR_SHORTBUF);
     uint8_t big[200];
     CHECK_INT(mpconn_conn_recv_bytes_into(b, big, sizeof big, 50, &len), 0);
     CHECK_INT(len, 100);
@@ -181,7 +181,7 @@ TEST(recv_bytes_after_short_buffer)
     CHECK_INT(mpconn_conn_send_bytes(a, "0123456789abcdef", 16), 0);
     uint8_t small[4];
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes_into(b, small, sizeof small, 0, &len), MPCONN_ESHORTBUF);
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, small, sizeof small, 0, &len), MPCONN_ERR_SHORTBUF);
     void *m;
     CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), 0);
     CHECK_INT(len, 16);
@@ -198,11 +198,11 @@ TEST(maxlength_makes_unreadable)
     CHECK_INT(mpconn_conn_send_bytes(a, "0123456789", 10), 0);
     void *m;
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 5), MPCONN_EMSGSIZE);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 5), MPCONN_ERR_MSGSIZE);
     CHECK(strstr(mpconn_conn_errmsg(b), "bad message length") != NULL);
     CHECK_INT(mpconn_conn_readable(b), 0);
     CHECK_INT(mpconn_conn_writable(b), 1);
-    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_ENOTREADABLE);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_ERR_NOTREADABLE);
     mpconn_conn_free(a);
     mpconn_conn_free(b);
 }
@@ -227,9 +227,9 @@ TEST(huge_claim_allocates_nothing_up_front)
     close(fds[1]);
     void *m;
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EEOFMSG);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ERR_EOFMSG);
     CHECK(strstr(mpconn_conn_errmsg(c), "end of file during message") != NULL);
-    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EBROKEN);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ERR_BROKEN);
     mpconn_conn_free(c);
 }
 
@@ -242,7 +242,7 @@ TEST(max_message_checked_before_allocation)
     raw_write(fds[1], h, sizeof h);
     void *m;
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EMSGSIZE);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ERR_MSGSIZE);
     CHECK(strstr(mpconn_conn_errmsg(c), "4096") != NULL);
     mpconn_conn_free(c);
     close(fds[1]);
@@ -255,7 +255,7 @@ TEST(negative_length_is_protocol_error)
     raw_write(fds[1], "\xff\xff\xff\x00", 4);
     void *m;
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EPROTO);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ERR_PROTO);
     mpconn_conn_free(c);
     close(fds[1]);
 }
@@ -270,9 +270,9 @@ TEST(eof_between_messages)
     size_t len;
     CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), 0);
     free(m);
-    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_EEOF);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_ERR_EOF);
     /* EOF stays EOF, it is not a broken stream */
-    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_EEOF);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_ERR_EOF);
     mpconn_conn_free(b);
 }
 
@@ -284,7 +284,7 @@ TEST(eof_inside_header)
     close(fds[1]);
     void *m;
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EEOFMSG);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ERR_EOFMSG);
     mpconn_conn_free(c);
 }
 
@@ -332,7 +332,7 @@ TEST(send_timeout)
     uint8_t *p = calloc(1, n);
     CHECK_INT(mpconn_conn_send_bytes(a, p, n), -ETIMEDOUT);
     /* part of the message left: the stream can no longer carry messages */
-    CHECK_INT(mpconn_conn_send_bytes(a, "x", 1), MPCONN_EBROKEN);
+    CHECK_INT(mpconn_conn_send_bytes(a, "x", 1), MPCONN_ERR_BROKEN);
     free(p);
     mpconn_conn_free(a);
     mpconn_conn_free(b);
@@ -367,10 +367,10 @@ TEST(one_way_pipe_ends)
     CHECK_INT(mpconn_conn_writable(r), 0);
     CHECK_INT(mpconn_conn_readable(w), 0);
     CHECK_INT(mpconn_conn_writable(w), 1);
-    CHECK_INT(mpconn_conn_send_bytes(r, "x", 1), MPCONN_ENOTWRITABLE);
+    CHECK_INT(mpconn_conn_send_bytes(r, "x", 1), MPCONN_ERR_NOTWRITABLE);
     void *m;
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes(w, &m, &len, 0), MPCONN_ENOTREADABLE);
+    CHECK_INT(mpconn_conn_recv_bytes(w, &m, &len, 0), MPCONN_ERR_NOTREADABLE);
     CHECK_INT(mpconn_conn_send_bytes(w, "pipe", 4), 0);
     CHECK_INT(mpconn_conn_recv_bytes(r, &m, &len, 0), 0);
     CHECK_MEM(m, "pipe", 4);
@@ -388,7 +388,7 @@ TEST(close_and_state)
     CHECK_INT(mpconn_conn_close(a), 0);
     CHECK_INT(mpconn_conn_closed(a), 1);
     CHECK_INT(mpconn_conn_fileno(a), -1);
-    CHECK_INT(mpconn_conn_send_bytes(a, "x", 1), MPCONN_ECLOSED);
+    CHECK_INT(mpconn_conn_send_bytes(a, "x", 1), MPCONN_ERR_CLOSED);
     CHECK_INT(mpconn_conn_close(a), 0);
     mpconn_conn_free(a);
     mpconn_conn_free(b);
@@ -650,12 +650,12 @@ TEST(recv_fd_takes_the_fd_of_its_count_byte)
     CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), 0);
     free(m);
     got = -1;
-    CHECK_INT(mpconn_conn_recv_fd(c, &got, 0), MPCONN_EPROTO);
+    CHECK_INT(mpconn_conn_recv_fd(c, &got, 0), MPCONN_ERR_PROTO);
     CHECK_INT(got, -1);
     CHECK(strstr(mpconn_conn_errmsg(c), "without a descriptor") != NULL);
     /* and one read straight from the socket (nothing read ahead) */
     raw_write(fds[1], "\1", 1);
-    CHECK_INT(mpconn_conn_recv_fd(c, &got, 0), MPCONN_EPROTO);
+    CHECK_INT(mpconn_conn_recv_fd(c, &got, 0), MPCONN_ERR_PROTO);
     /* the stream goes on */
     CHECK_INT(mpconn_conn_send_fd(peer, real[1], 0), 0);
     CHECK_INT(mpconn_conn_recv_fd(c, &got, 0), 0);
@@ -689,7 +689,7 @@ TEST(held_fd_released_with_its_byte)
     /* read as the first byte of a header instead: \1 \0 \0 \0 is too
      * long for the limit, the descriptor is not kept for anybody */
     CHECK_INT(mpconn_conn_send_bytes(a, "", 0), 0);
-    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 5), MPCONN_EMSGSIZE);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 5), MPCONN_ERR_MSGSIZE);
     CHECK_INT(open_fds(), before);
     CHECK_INT(mpconn_conn_dropped_fds(b), 1);
     /* detach with one held */
@@ -742,7 +742,7 @@ TEST(fd_passing_needs_unix_socket)
 {
     mpconn_conn *r, *w;
     CHECK_INT(mpconn_pipe(&r, &w, 0, NULL), 0);
-    CHECK_INT(mpconn_conn_send_fd(w, 0, 0), MPCONN_ENOTSUP);
+    CHECK_INT(mpconn_conn_send_fd(w, 0, 0), MPCONN_ERR_NOTSUP);
     mpconn_conn_free(r);
     mpconn_conn_free(w);
 }
@@ -868,8 +868,8 @@ TEST(usable_recv_timeout_inside_message)
     raw_write(fds[1], (uint8_t *)pk + n / 2, n - n / 2);
     CHECK_INT(mpconn_conn_recv(c, &got), 0);
     CHECK(mpconn_value_equal(got, v));
-    mpconn_value_free(got);
-    mpconn_value_free(v);
+    mpconn_value_unref(got);
+    mpconn_value_unref(v);
     free(pk);
     mpconn_conn_free(c);
     close(fds[1]);
@@ -883,7 +883,7 @@ TEST(usable_recv_short_buffer)
     CHECK_INT(mpconn_conn_send_bytes(a, "after", 5), 0);
     uint8_t small[4];
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes_into(b, small, sizeof small, 0, &len), MPCONN_ESHORTBUF);
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, small, sizeof small, 0, &len), MPCONN_ERR_SHORTBUF);
     CHECK_INT(mpconn_conn_readable(b), 1);
     expect_next(b, "0123456789");
     expect_next(b, "after");
@@ -899,10 +899,10 @@ TEST(short_buffer_message_counts_bytes_in_words)
     CHECK_INT(mpconn_conn_send_bytes(a, "xy", 2), 0);
     uint8_t none[1];
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes_into(b, none, 0, 0, &len), MPCONN_ESHORTBUF);
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, none, 0, 0, &len), MPCONN_ERR_SHORTBUF);
     CHECK(strstr(mpconn_conn_errmsg(b), "message of 1 byte does not fit in 0") != NULL);
     expect_next(b, "x");
-    CHECK_INT(mpconn_conn_recv_bytes_into(b, none, 1, 0, &len), MPCONN_ESHORTBUF);
+    CHECK_INT(mpconn_conn_recv_bytes_into(b, none, 1, 0, &len), MPCONN_ERR_SHORTBUF);
     CHECK(strstr(mpconn_conn_errmsg(b), "message of 2 bytes does not fit in 1") != NULL);
     mpconn_conn_free(a);
     mpconn_conn_free(b);
@@ -925,14 +925,14 @@ static void decode_error_row(const char *bad, size_t badlen, int code, const mpc
     int64_t i = 0;
     CHECK_INT(mpconn_value_get_int(v, &i), 0);
     CHECK_INT(i, 42);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     mpconn_conn_free(c);
     close(fds[1]);
 }
 
 TEST(usable_recv_malformed_pickle)
 {
-    decode_error_row("\x80\x04K", 3, MPCONN_EPICKLE, NULL); /* no STOP */
+    decode_error_row("\x80\x04K", 3, MPCONN_ERR_PICKLE, NULL); /* no STOP */
 }
 
 TEST(usable_recv_refused_pickle)
@@ -940,7 +940,7 @@ TEST(usable_recv_refused_pickle)
     /* GLOBAL os.system */
     decode_error_row("\x80\x02"
                      "cos\nsystem\n.",
-                     14, MPCONN_EREFUSED, NULL);
+                     14, MPCONN_ERR_REFUSED, NULL);
 }
 
 TEST(usable_recv_decoder_limit)
@@ -949,18 +949,18 @@ TEST(usable_recv_decoder_limit)
     CHECK_INT(mpconn_opts_new(&o), 0);
     CHECK_INT(mpconn_opts_set_decode_limits(o, 2, 0, 0, 0), 0);
     /* [[[[]]]] */
-    decode_error_row("\x80\x02]q\x00]q\x01]q\x02]q\x03\x61\x61\x61.", 18, MPCONN_ELIMIT, o);
+    decode_error_row("\x80\x02]q\x00]q\x01]q\x02]q\x03\x61\x61\x61.", 18, MPCONN_ERR_LIMIT, o);
     mpconn_opts_free(o);
 }
 
 TEST(usable_recv_recursive_pickle)
 {
-    decode_error_row("\x80\x02]q\x00h\x00\x61.", 9, MPCONN_ERECURSIVE, NULL); /* l = [l] */
+    decode_error_row("\x80\x02]q\x00h\x00\x61.", 9, MPCONN_ERR_RECURSIVE, NULL); /* l = [l] */
 }
 
 TEST(usable_recv_unhashable_key)
 {
-    decode_error_row("\x80\x02}]K\x01s.", 8, MPCONN_EUNHASHABLE, NULL); /* {[]: 1} */
+    decode_error_row("\x80\x02}]K\x01s.", 8, MPCONN_ERR_UNHASHABLE, NULL); /* {[]: 1} */
 }
 
 TEST(lost_recv_eof_repeats)
@@ -970,8 +970,8 @@ TEST(lost_recv_eof_repeats)
     mpconn_conn_free(a);
     void *m;
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_EEOF);
-    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_EEOF);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_ERR_EOF);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 0), MPCONN_ERR_EOF);
     mpconn_conn_free(b);
 }
 
@@ -982,7 +982,7 @@ TEST(lost_recv_message_too_long)
     CHECK_INT(mpconn_conn_send_bytes(a, "0123456789", 10), 0);
     void *m;
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 4), MPCONN_EMSGSIZE);
+    CHECK_INT(mpconn_conn_recv_bytes(b, &m, &len, 4), MPCONN_ERR_MSGSIZE);
     CHECK_INT(mpconn_conn_readable(b), 0);
     /* sending still works */
     CHECK_INT(mpconn_conn_writable(b), 1);
@@ -1000,9 +1000,9 @@ TEST(lost_recv_eof_inside_message)
     close(fds[1]);
     void *m;
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EEOFMSG);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ERR_EOFMSG);
     CHECK_INT(mpconn_conn_readable(c), 0);
-    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EBROKEN);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ERR_BROKEN);
     mpconn_conn_free(c);
 }
 
@@ -1014,9 +1014,9 @@ TEST(lost_recv_bad_header)
     raw_frame(fds[1], "after", 5);
     void *m;
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EPROTO);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ERR_PROTO);
     CHECK_INT(mpconn_conn_readable(c), 0);
-    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_EBROKEN);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ERR_BROKEN);
     mpconn_conn_free(c);
     close(fds[1]);
 }
@@ -1061,7 +1061,7 @@ TEST(lost_send_timeout_inside_message)
     CHECK_INT(mpconn_conn_send_bytes(a, p, n), -ETIMEDOUT);
     CHECK(strstr(mpconn_conn_errmsg(a), "inside a message") != NULL);
     CHECK_INT(mpconn_conn_writable(a), 0);
-    CHECK_INT(mpconn_conn_send_bytes(a, "x", 1), MPCONN_EBROKEN);
+    CHECK_INT(mpconn_conn_send_bytes(a, "x", 1), MPCONN_ERR_BROKEN);
     /* receiving still works */
     CHECK_INT(mpconn_conn_send_bytes(b, "back", 4), 0);
     expect_next(a, "back");
@@ -1111,16 +1111,16 @@ TEST(lost_send_listener_wants_key)
 {
     int fds[2];
     mpconn_conn *c = keyless_client_facing_challenge(fds);
-    CHECK_INT(mpconn_conn_send_bytes(c, "hello", 5), MPCONN_ENOKEY);
+    CHECK_INT(mpconn_conn_send_bytes(c, "hello", 5), MPCONN_ERR_NOKEY);
     CHECK(strstr(mpconn_conn_errmsg(c), "nothing was sent") != NULL);
     CHECK_INT(mpconn_conn_writable(c), 0);
     CHECK_INT(mpconn_conn_readable(c), 0);
     mpconn_value *v = mpconn_value_int(1);
-    CHECK_INT(mpconn_conn_send(c, v), MPCONN_ENOKEY);
-    mpconn_value_free(v);
+    CHECK_INT(mpconn_conn_send(c, v), MPCONN_ERR_NOKEY);
+    mpconn_value_unref(v);
     void *m;
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ENOKEY);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ERR_NOKEY);
     /* not a byte of "hello" reached the listener, which sees the hang-up */
     uint8_t buf[16];
     CHECK_INT(read(fds[1], buf, sizeof buf), 0);
@@ -1133,8 +1133,8 @@ TEST(lost_send_object_listener_wants_key)
     int fds[2];
     mpconn_conn *c = keyless_client_facing_challenge(fds);
     mpconn_value *v = mpconn_value_str("hello");
-    CHECK_INT(mpconn_conn_send(c, v), MPCONN_ENOKEY);
-    mpconn_value_free(v);
+    CHECK_INT(mpconn_conn_send(c, v), MPCONN_ERR_NOKEY);
+    mpconn_value_unref(v);
     uint8_t buf[16];
     CHECK_INT(read(fds[1], buf, sizeof buf), 0);
     mpconn_conn_free(c);
@@ -1157,7 +1157,7 @@ TEST(send_without_challenge_goes_out)
     CHECK_INT(mpconn_conn_send_bytes(c, "again", 5), 0);
     void *m;
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ENOKEY);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &m, &len, 0), MPCONN_ERR_NOKEY);
     mpconn_conn_free(c);
     mpconn_conn_free(peer);
 }

@@ -24,14 +24,14 @@ TEST(every_code_has_name_and_text)
         const char *text = mpconn_strerror(codes[i].code);
         CHECK(text && *text);
         CHECK(strcmp(text, "unknown error") != 0);
-        /* the codes are the ones below MPCONN_EBASE, one each */
-        CHECK_INT(codes[i].code, MPCONN_EBASE - 1 - (int)i);
+        /* the codes are the ones below MPCONN_ERR_BASE, one each */
+        CHECK_INT(codes[i].code, MPCONN_ERR_BASE - 1 - (int)i);
         for (size_t j = 0; j < i; j++)
             CHECK(strcmp(mpconn_strerror(codes[j].code), text) != 0);
     }
-    CHECK_INT(MPCONN_EEOF, -10001);
-    CHECK_INT(MPCONN_EUNHASHABLE, -10024);
-    CHECK_STR(mpconn_strerror(MPCONN_EEOFMSG), "got end of file during message");
+    CHECK_INT(MPCONN_ERR_EOF, -10001);
+    CHECK_INT(MPCONN_ERR_UNHASHABLE, -10024);
+    CHECK_STR(mpconn_strerror(MPCONN_ERR_EOFMSG), "got end of file during message");
 }
 
 TEST(errno_codes_named_by_the_c_library)
@@ -42,16 +42,16 @@ TEST(errno_codes_named_by_the_c_library)
     CHECK_STR(mpconn_strerror(-ENOENT), strerror(ENOENT));
     CHECK_STR(mpconn_errname(0), "0");
     CHECK_STR(mpconn_strerror(0), "success");
-    CHECK_STR(mpconn_errname(MPCONN_EBASE), "UNKNOWN");
-    CHECK_STR(mpconn_errname(MPCONN_EBASE - 25), "UNKNOWN");
+    CHECK_STR(mpconn_errname(MPCONN_ERR_BASE), "UNKNOWN");
+    CHECK_STR(mpconn_errname(MPCONN_ERR_BASE - 25), "UNKNOWN");
     CHECK_STR(mpconn_errname(1), "UNKNOWN");
-    CHECK_STR(mpconn_strerror(MPCONN_EBASE - 25), "unknown error");
+    CHECK_STR(mpconn_strerror(MPCONN_ERR_BASE - 25), "unknown error");
 }
 
 TEST(messages_format_and_truncate)
 {
     char buf[16];
-    CHECK_INT(mpci_err(buf, sizeof buf, MPCONN_EADDR, "bad %s %d", "port", 7), MPCONN_EADDR);
+    CHECK_INT(mpci_err(buf, sizeof buf, MPCONN_ERR_ADDR, "bad %s %d", "port", 7), MPCONN_ERR_ADDR);
     CHECK_STR(buf, "bad port 7");
     CHECK_INT(mpci_err(buf, sizeof buf, -EINVAL, "%s", "a message longer than the buffer"),
               -EINVAL);

@@ -70,7 +70,7 @@ TEST(header_negative_rejected)
     mpci_hdr d = {0};
     size_t used;
     uint64_t len;
-    CHECK_INT(mpci_hdr_feed(&d, w, sizeof w, &used, &len), MPCONN_EPROTO);
+    CHECK_INT(mpci_hdr_feed(&d, w, sizeof w, &used, &len), MPCONN_ERR_PROTO);
 }
 
 TEST(header_every_split)
@@ -147,7 +147,7 @@ TEST(msgdec_limit_before_allocation)
     mpci_msgdec d;
     mpci_msgdec_init(&d, 256);
     size_t used;
-    CHECK_INT(mpci_msgdec_feed(&d, w, sizeof w, &used), MPCONN_EMSGSIZE);
+    CHECK_INT(mpci_msgdec_feed(&d, w, sizeof w, &used), MPCONN_ERR_MSGSIZE);
     CHECK(d.data == NULL);
     mpci_msgdec_free(&d);
 }

@@ -20,7 +20,7 @@ static void check_json(mpconn_value *v, const char *want)
     CHECK_INT(strlen(s), len);
     CHECK_STR(s, want);
     free(s);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 static mpconn_value *parse(const char *text)
@@ -56,7 +56,7 @@ TEST(vectors)
                 fprintf(stderr, "row: %.200s\n", l);
             CHECK_STR(got, want);
             free(got);
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             free(pk);
             free(hex);
             checked++;
@@ -141,10 +141,10 @@ TEST(recursive_is_an_error)
     mpconn_value *l = mpconn_value_list();
     CHECK_INT(mpconn_value_append(l, mpconn_value_ref(l)), 0);
     char *s = NULL;
-    CHECK_INT(mpconn_value_json(l, &s, NULL), MPCONN_ERECURSIVE);
+    CHECK_INT(mpconn_value_json(l, &s, NULL), MPCONN_ERR_RECURSIVE);
     CHECK(s == NULL);
     mpci_value_break_cycles(&l, 1);
-    mpconn_value_free(l);
+    mpconn_value_unref(l);
     /* Shared but acyclic is fine. */
     mpconn_value *x = parse("{'a': 1}");
     mpconn_value *t = mpconn_value_tuple();
@@ -168,7 +168,7 @@ TEST(deep_nesting)
     CHECK_INT(len, 2 * depth + 2);
     CHECK(s[depth - 1] == '[' && s[depth] == '{' && s[depth + 1] == '}' && s[len - 1] == ']');
     free(s);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(print_limit)
@@ -187,7 +187,7 @@ TEST(print_limit)
     size_t len = 0;
     CHECK_INT(mpconn_opts_new(&o), 0);
     CHECK_INT(mpconn_opts_set_print_limits(o, 64, 0), 0);
-    CHECK_INT(mpconn_value_json_opts(x, o, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_json_opts(x, o, &s, &len, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "JSON longer than 64 bytes") != NULL);
     CHECK_INT(mpconn_opts_set_print_truncate(o, 1), 0);
     CHECK_INT(mpconn_value_json_opts(x, o, &s, &len, NULL, 0), 1);
@@ -198,14 +198,14 @@ TEST(print_limit)
     CHECK_INT(mpci_value_json(x, &pr, &s, &len), 1);
     CHECK(pr.work <= 2 * 64);
     free(s);
-    mpconn_value_free(x);
+    mpconn_value_unref(x);
     /* A str cut inside an escape keeps the part that fits. */
     x = mpconn_value_str("\xc3\xa9\xc3\xa9");
     CHECK_INT(mpconn_opts_set_print_limits(o, 9, 0), 0);
     CHECK_INT(mpconn_value_json_opts(x, o, &s, &len, NULL, 0), 1);
     CHECK_STR(s, "\"\\u00e9\\u");
     free(s);
-    mpconn_value_free(x);
+    mpconn_value_unref(x);
     mpconn_opts_free(o);
 }
 
@@ -223,14 +223,14 @@ TEST(int_digit_limit)
     CHECK_INT(mpconn_value_parse_opts(t + 1, 4301, o, &v, NULL, 0), 0);
     mpconn_value *d = mpconn_value_dict();
     CHECK_INT(mpconn_value_dict_set(d, mpconn_value_ref(v), mpconn_value_none()), 0);
-    CHECK_INT(mpconn_value_json_opts(v, NULL, &s, NULL, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_json_opts(v, NULL, &s, NULL, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "Exceeds the limit (4300 digits)") != NULL);
-    CHECK_INT(mpconn_value_json_opts(d, NULL, &s, NULL, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_json_opts(d, NULL, &s, NULL, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK_INT(mpconn_value_json_opts(d, o, &s, NULL, err, sizeof err), 0);
     CHECK(strlen(s) == 4301 + 10 && memcmp(s, "{\"8888", 6) == 0);
     free(s);
-    mpconn_value_free(d);
-    mpconn_value_free(v);
+    mpconn_value_unref(d);
+    mpconn_value_unref(v);
     mpconn_opts_free(o);
     free(t);
 }

@@ -269,10 +269,10 @@ TEST(wrong_key_rejected_listener_keeps_serving)
     mpconn_conn *c;
     CHECK_INT(mpconn_listener_accept(l, &c, 1), -ETIMEDOUT);
     pthread_join(t, NULL);
-    CHECK_INT(jb.result, MPCONN_EAUTH);
+    CHECK_INT(jb.result, MPCONN_ERR_AUTH);
     CHECK(strstr(jb.errmsg, "rejected") != NULL);
     CHECK_INT(rj.count, 1);
-    CHECK_INT(rj.last_code, MPCONN_EAUTH);
+    CHECK_INT(rj.last_code, MPCONN_ERR_AUTH);
     CHECK(strstr(rj.last, "127.0.0.1") != NULL);
     struct client_job jg = {.address = mpconn_listener_address(l), .opts = good};
     pthread_create(&t, NULL, client_thread, &jg);
@@ -297,7 +297,7 @@ TEST(client_without_key_fails_promptly)
     CHECK_INT(mpconn_listener_accept(l, &c, 5), -ETIMEDOUT);
     pthread_join(t, NULL);
     CHECK_INT(j.result, 0);
-    CHECK_INT(j.recv_result, MPCONN_ENOKEY);
+    CHECK_INT(j.recv_result, MPCONN_ERR_NOKEY);
     CHECK(strstr(j.errmsg, "authkey") != NULL);
     CHECK_INT(rj.count, 1); /* the listener saw it fail long before its timeout */
     CHECK(mpci_now() - t0 < 6);
@@ -645,7 +645,7 @@ static int few_fds_client(few_fds *f, double *took)
     if (j.result < 0)
         fprintf(stderr, "client: %s\n", j.errmsg);
     else if (strcmp(j.reply, "pong") != 0)
-        return MPCONN_EPROTO;
+        return MPCONN_ERR_PROTO;
     return j.result;
 }
 
@@ -711,7 +711,7 @@ TEST(garbage_answer_rejected)
     mpconn_conn *c;
     CHECK_INT(mpconn_listener_accept(l, &c, 1), -ETIMEDOUT);
     CHECK_INT(rj.count, 1);
-    CHECK(rj.last_code == MPCONN_ENOKEY || rj.last_code == MPCONN_EAUTH);
+    CHECK(rj.last_code == MPCONN_ERR_NOKEY || rj.last_code == MPCONN_ERR_AUTH);
     /* and an oversized answer */
     int s2 = raw_connect(l);
     CHECK_INT(write(s2, "\0\0\x10\0", 4), 4);
@@ -778,7 +778,7 @@ TEST(live_listener_not_stolen_stale_replaced)
     mpconn_listener *l1, *l2;
     CHECK_INT(mpconn_listener_open(&l1, path, NULL, NULL, 0), 0);
     char err[256];
-    CHECK_INT(mpconn_listener_open(&l2, path, NULL, err, sizeof err), MPCONN_EADDRINUSE);
+    CHECK_INT(mpconn_listener_open(&l2, path, NULL, err, sizeof err), MPCONN_ERR_ADDRINUSE);
     CHECK(strstr(err, path) != NULL);
     /* telling live from stale did not knock on the live listener's door */
     mpconn_conn *c;
@@ -850,7 +850,7 @@ TEST(bound_sockets_of_any_kind_not_taken)
     char path[64];
     snprintf(path, sizeof path, "/tmp/mpconn-test-bound-%d.sock", (int)getpid());
     int d = bound_socket_at(path, SOCK_DGRAM);
-    refused_at(path, MPCONN_EADDRINUSE, "a datagram socket is bound");
+    refused_at(path, MPCONN_ERR_ADDRINUSE, "a datagram socket is bound");
     /* and it still receives at its name */
     int s = socket(AF_UNIX, SOCK_DGRAM, 0);
     struct sockaddr_un un = {.sun_family = AF_UNIX};
@@ -860,9 +860,9 @@ TEST(bound_sockets_of_any_kind_not_taken)
     close(d);
     unlink(path);
     int st = bound_socket_at(path, SOCK_STREAM);
-    refused_at(path, MPCONN_EADDRINUSE, "not listening");
+    refused_at(path, MPCONN_ERR_ADDRINUSE, "not listening");
     CHECK_INT(listen(st, 1), 0); /* the owner could go on to listen */
-    refused_at(path, MPCONN_EADDRINUSE, "a listening stream socket");
+    refused_at(path, MPCONN_ERR_ADDRINUSE, "a listening stream socket");
     close(st);
     /* closed: now stale, and taken */
     exchange(path, NULL, NULL);
@@ -907,7 +907,7 @@ TEST(stale_check_not_fooled_by_a_race)
     race_path = path;
     mpconn_listener *l;
     char err[256];
-    CHECK_INT(mpconn_listener_open(&l, path, NULL, err, sizeof err), MPCONN_EADDRINUSE);
+    CHECK_INT(mpconn_listener_open(&l, path, NULL, err, sizeof err), MPCONN_ERR_ADDRINUSE);
     CHECK(race_fd >= 0);
     CHECK(strstr(err, "a listening stream socket") != NULL);
     int s = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -1101,7 +1101,7 @@ TEST(peer_credentials_and_uid_policy)
     CHECK_INT(mpconn_listener_accept(l, &c, 1), -ETIMEDOUT);
     pthread_join(t, NULL);
     CHECK_INT(rj.count, 1);
-    CHECK_INT(rj.last_code, MPCONN_EPEER);
+    CHECK_INT(rj.last_code, MPCONN_ERR_PEER);
     char who[128];
     snprintf(who, sizeof who, "refused peer pid %ld uid %ld on %s:", (long)getpid(), (long)getuid(),
              path);
@@ -1187,13 +1187,14 @@ TEST(bad_addresses)
 {
     mpconn_listener *l;
     char err[256];
-    CHECK_INT(mpconn_listener_open(&l, "\\\\.\\pipe\\foo", NULL, err, sizeof err), MPCONN_ENOTSUP);
+    CHECK_INT(mpconn_listener_open(&l, "\\\\.\\pipe\\foo", NULL, err, sizeof err),
+              MPCONN_ERR_NOTSUP);
     CHECK(strstr(err, "not available") != NULL);
-    CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:99999", NULL, err, sizeof err), MPCONN_EADDR);
+    CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:99999", NULL, err, sizeof err), MPCONN_ERR_ADDR);
     mpconn_conn *c;
     CHECK_INT(mpconn_client(&c, "/nonexistent/dir/sock", NULL, err, sizeof err), -ENOENT);
     CHECK(strstr(err, "/nonexistent/dir/sock") != NULL);
-    CHECK_INT(mpconn_client(&c, "", NULL, err, sizeof err), MPCONN_EADDR);
+    CHECK_INT(mpconn_client(&c, "", NULL, err, sizeof err), MPCONN_ERR_ADDR);
 }
 
 TEST(connect_refused_names_address)

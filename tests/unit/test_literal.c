@@ -117,7 +117,7 @@ TEST(accepts)
             fprintf(stderr, "text: %s\n", accepted[i].text);
         CHECK_STR(s, accepted[i].repr);
         free(s);
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
     }
 }
 
@@ -127,69 +127,69 @@ static const struct {
     int column;
     const char *what; /* a piece of the message */
 } rejected[] = {
-    {"", MPCONN_ESYNTAX, 1, "end of input"},
-    {"   ", MPCONN_ESYNTAX, 4, "end of input"},
-    {"[1, 2,, 3]", MPCONN_ESYNTAX, 7, "expected a value"},
-    {"[1 2]", MPCONN_ESYNTAX, 4, "expected ',' or ']'"},
-    {"(,)", MPCONN_ESYNTAX, 2, "expected a value"},
-    {"1 2", MPCONN_ESYNTAX, 3, "end of input"},
-    {"01", MPCONN_ESYNTAX, 1, "leading zeros"},
-    {"0_1", MPCONN_ESYNTAX, 1, "leading zeros"},
-    {"1__0", MPCONN_ESYNTAX, 1, "invalid decimal literal"},
-    {"1_", MPCONN_ESYNTAX, 1, "invalid decimal literal"},
-    {"1e", MPCONN_ESYNTAX, 1, "invalid decimal literal"},
-    {"1abc", MPCONN_ESYNTAX, 1, "invalid decimal literal"},
-    {"0b2", MPCONN_ESYNTAX, 3, "invalid digit '2' in binary literal"},
-    {"0x", MPCONN_ESYNTAX, 1, "invalid hexadecimal literal"},
-    {"1j", MPCONN_ESYNTAX, 1, "complex"},
-    {"1+2j", MPCONN_ESYNTAX, 3, "complex numbers are not supported"},
-    {"(1-2.5j)", MPCONN_ESYNTAX, 4, "complex numbers are not supported"},
-    {"[0, -1 + 1e3J]", MPCONN_ESYNTAX, 10, "complex"},
-    {"2j", MPCONN_ESYNTAX, 1, "complex numbers are not supported"},
-    {"1+2", MPCONN_ESYNTAX, 2, "'+'"},
-    {"--1", MPCONN_ESYNTAX, 2, "sign"},
-    {"-True", MPCONN_ESYNTAX, 2, "sign"},
-    {"-'a'", MPCONN_ESYNTAX, 2, "sign"},
-    {"-(1,)", MPCONN_ESYNTAX, 4, "')'"},
-    {"f'x'", MPCONN_ESYNTAX, 1, "f-string"},
-    {"ur'x'", MPCONN_ESYNTAX, 1, "prefix"},
-    {"'a' b'b'", MPCONN_ESYNTAX, 5, "mix bytes"},
-    {"'abc", MPCONN_ESYNTAX, 1, "unterminated string"},
-    {"'a\012b'", MPCONN_ESYNTAX, 1, "unterminated string"},
-    {"'''abc''", MPCONN_ESYNTAX, 1, "unterminated triple-quoted"},
-    {"r'\\'", MPCONN_ESYNTAX, 1, "unterminated"},
-    {"'\\x4'", MPCONN_ESYNTAX, 2, "truncated \\x"},
-    {"'\\u12'", MPCONN_ESYNTAX, 2, "truncated \\u"},
-    {"'\\U00110000'", MPCONN_ESYNTAX, 2, "illegal Unicode"},
-    {"'\\N{DASH}'", MPCONN_ESYNTAX, 2, "\\N{...}"},
-    {"b'caf\303\251'", MPCONN_ESYNTAX, 6, "ASCII"},
-    {"x", MPCONN_ESYNTAX, 1, "name 'x'"},
-    {"Ellipsis", MPCONN_ESYNTAX, 1, "name"},
-    {"...", MPCONN_ESYNTAX, 1, "'...'"},
-    {"set(1)", MPCONN_ESYNTAX, 5, "set()"},
-    {"set", MPCONN_ESYNTAX, 4, "set()"},
-    {"{1: 2, 3}", MPCONN_ESYNTAX, 9, "':'"},
-    {"{1, 2: 3}", MPCONN_ESYNTAX, 6, "expected ',' or '}'"},
-    {"{1: }", MPCONN_ESYNTAX, 5, "expected a value"},
-    {"[1, 2", MPCONN_ESYNTAX, 6, "end of input"},
-    {"[1)", MPCONN_ESYNTAX, 3, "')'"},
-    {"1,\0122", MPCONN_ESYNTAX, 4, "newline"},
-    {"'a'\012'b'", MPCONN_ESYNTAX, 5, "newline"},
-    {"-\0121", MPCONN_ESYNTAX, 3, "newline"},
-    {"\012  1", MPCONN_ESYNTAX, 4, "indent"},
-    {"1\012 2", MPCONN_ESYNTAX, 4, "indent"},
-    {"'\303\251' x", MPCONN_ESYNTAX, 5, "got a name"}, /* columns count characters */
-    {"[\303\251]", MPCONN_ESYNTAX, 2, "name"},
-    {"\377", MPCONN_ESYNTAX, 1, "UTF-8"},
-    {"'\355\240\200'", MPCONN_ESYNTAX, 2, "UTF-8"},
-    {"1 if 1 else 2", MPCONN_ESYNTAX, 3, "a name"},
-    {"[*a]", MPCONN_ESYNTAX, 2, "'*'"},
-    {"{**a}", MPCONN_ESYNTAX, 2, "'*'"},
-    {"1 \\ 2", MPCONN_ESYNTAX, 3, "continuation"},
-    {"{[1]: 2}", MPCONN_EUNHASHABLE, 2, "unhashable dict key"},
-    {"{1, [2]}", MPCONN_EUNHASHABLE, 5, "unhashable set item"},
-    {"{0: 0, (1, [2]): 3}", MPCONN_EUNHASHABLE, 8, "unhashable"},
-    {"{{}}", MPCONN_EUNHASHABLE, 2, "unhashable"},
+    {"", MPCONN_ERR_SYNTAX, 1, "end of input"},
+    {"   ", MPCONN_ERR_SYNTAX, 4, "end of input"},
+    {"[1, 2,, 3]", MPCONN_ERR_SYNTAX, 7, "expected a value"},
+    {"[1 2]", MPCONN_ERR_SYNTAX, 4, "expected ',' or ']'"},
+    {"(,)", MPCONN_ERR_SYNTAX, 2, "expected a value"},
+    {"1 2", MPCONN_ERR_SYNTAX, 3, "end of input"},
+    {"01", MPCONN_ERR_SYNTAX, 1, "leading zeros"},
+    {"0_1", MPCONN_ERR_SYNTAX, 1, "leading zeros"},
+    {"1__0", MPCONN_ERR_SYNTAX, 1, "invalid decimal literal"},
+    {"1_", MPCONN_ERR_SYNTAX, 1, "invalid decimal literal"},
+    {"1e", MPCONN_ERR_SYNTAX, 1, "invalid decimal literal"},
+    {"1abc", MPCONN_ERR_SYNTAX, 1, "invalid decimal literal"},
+    {"0b2", MPCONN_ERR_SYNTAX, 3, "invalid digit '2' in binary literal"},
+    {"0x", MPCONN_ERR_SYNTAX, 1, "invalid hexadecimal literal"},
+    {"1j", MPCONN_ERR_SYNTAX, 1, "complex"},
+    {"1+2j", MPCONN_ERR_SYNTAX, 3, "complex numbers are not supported"},
+    {"(1-2.5j)", MPCONN_ERR_SYNTAX, 4, "complex numbers are not supported"},
+    {"[0, -1 + 1e3J]", MPCONN_ERR_SYNTAX, 10, "complex"},
+    {"2j", MPCONN_ERR_SYNTAX, 1, "complex numbers are not supported"},
+    {"1+2", MPCONN_ERR_SYNTAX, 2, "'+'"},
+    {"--1", MPCONN_ERR_SYNTAX, 2, "sign"},
+    {"-True", MPCONN_ERR_SYNTAX, 2, "sign"},
+    {"-'a'", MPCONN_ERR_SYNTAX, 2, "sign"},
+    {"-(1,)", MPCONN_ERR_SYNTAX, 4, "')'"},
+    {"f'x'", MPCONN_ERR_SYNTAX, 1, "f-string"},
+    {"ur'x'", MPCONN_ERR_SYNTAX, 1, "prefix"},
+    {"'a' b'b'", MPCONN_ERR_SYNTAX, 5, "mix bytes"},
+    {"'abc", MPCONN_ERR_SYNTAX, 1, "unterminated string"},
+    {"'a\012b'", MPCONN_ERR_SYNTAX, 1, "unterminated string"},
+    {"'''abc''", MPCONN_ERR_SYNTAX, 1, "unterminated triple-quoted"},
+    {"r'\\'", MPCONN_ERR_SYNTAX, 1, "unterminated"},
+    {"'\\x4'", MPCONN_ERR_SYNTAX, 2, "truncated \\x"},
+    {"'\\u12'", MPCONN_ERR_SYNTAX, 2, "truncated \\u"},
+    {"'\\U00110000'", MPCONN_ERR_SYNTAX, 2, "illegal Unicode"},
+    {"'\\N{DASH}'", MPCONN_ERR_SYNTAX, 2, "\\N{...}"},
+    {"b'caf\303\251'", MPCONN_ERR_SYNTAX, 6, "ASCII"},
+    {"x", MPCONN_ERR_SYNTAX, 1, "name 'x'"},
+    {"Ellipsis", MPCONN_ERR_SYNTAX, 1, "name"},
+    {"...", MPCONN_ERR_SYNTAX, 1, "'...'"},
+    {"set(1)", MPCONN_ERR_SYNTAX, 5, "set()"},
+    {"set", MPCONN_ERR_SYNTAX, 4, "set()"},
+    {"{1: 2, 3}", MPCONN_ERR_SYNTAX, 9, "':'"},
+    {"{1, 2: 3}", MPCONN_ERR_SYNTAX, 6, "expected ',' or '}'"},
+    {"{1: }", MPCONN_ERR_SYNTAX, 5, "expected a value"},
+    {"[1, 2", MPCONN_ERR_SYNTAX, 6, "end of input"},
+    {"[1)", MPCONN_ERR_SYNTAX, 3, "')'"},
+    {"1,\0122", MPCONN_ERR_SYNTAX, 4, "newline"},
+    {"'a'\012'b'", MPCONN_ERR_SYNTAX, 5, "newline"},
+    {"-\0121", MPCONN_ERR_SYNTAX, 3, "newline"},
+    {"\012  1", MPCONN_ERR_SYNTAX, 4, "indent"},
+    {"1\012 2", MPCONN_ERR_SYNTAX, 4, "indent"},
+    {"'\303\251' x", MPCONN_ERR_SYNTAX, 5, "got a name"}, /* columns count characters */
+    {"[\303\251]", MPCONN_ERR_SYNTAX, 2, "name"},
+    {"\377", MPCONN_ERR_SYNTAX, 1, "UTF-8"},
+    {"'\355\240\200'", MPCONN_ERR_SYNTAX, 2, "UTF-8"},
+    {"1 if 1 else 2", MPCONN_ERR_SYNTAX, 3, "a name"},
+    {"[*a]", MPCONN_ERR_SYNTAX, 2, "'*'"},
+    {"{**a}", MPCONN_ERR_SYNTAX, 2, "'*'"},
+    {"1 \\ 2", MPCONN_ERR_SYNTAX, 3, "continuation"},
+    {"{[1]: 2}", MPCONN_ERR_UNHASHABLE, 2, "unhashable dict key"},
+    {"{1, [2]}", MPCONN_ERR_UNHASHABLE, 5, "unhashable set item"},
+    {"{0: 0, (1, [2]): 3}", MPCONN_ERR_UNHASHABLE, 8, "unhashable"},
+    {"{{}}", MPCONN_ERR_UNHASHABLE, 2, "unhashable"},
 };
 
 TEST(rejects)
@@ -215,7 +215,7 @@ TEST(null_byte_and_length)
 {
     mpconn_value *v = NULL;
     char err[128] = "";
-    CHECK_INT(mpconn_value_parse("1\0", 2, &v, err, sizeof err), MPCONN_ESYNTAX);
+    CHECK_INT(mpconn_value_parse("1\0", 2, &v, err, sizeof err), MPCONN_ERR_SYNTAX);
     CHECK(strstr(err, "column 2: ") == err && strstr(err, "null"));
     /* Only len bytes are read: the text need not be NUL-terminated. */
     char buf[4] = {'[', '7', ']', 'x'};
@@ -223,8 +223,8 @@ TEST(null_byte_and_length)
     int64_t x = 0;
     CHECK_INT(mpconn_value_get_int(mpconn_value_item(v, 0), &x), 0);
     CHECK_INT(x, 7);
-    mpconn_value_free(v);
-    CHECK_INT(mpconn_value_parse(buf, 4, &v, NULL, 0), MPCONN_ESYNTAX); /* errmsg optional */
+    mpconn_value_unref(v);
+    CHECK_INT(mpconn_value_parse(buf, 4, &v, NULL, 0), MPCONN_ERR_SYNTAX); /* errmsg optional */
     CHECK_INT(mpconn_value_parse(NULL, 1, &v, NULL, 0), -EINVAL);
     CHECK_INT(mpconn_value_parse("1", 1, NULL, NULL, 0), -EINVAL);
 }
@@ -249,18 +249,18 @@ TEST(nesting_limit)
             CHECK_INT(len, 2000);
             CHECK(memcmp(s, t, len) == 0);
             free(s);
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
         } else {
-            CHECK_INT(rc, MPCONN_ELIMIT);
+            CHECK_INT(rc, MPCONN_ERR_LIMIT);
             CHECK(strncmp(err, "column 1001: ", 13) == 0);
         }
     }
     memset(t, '(', deep);
     memset(t + deep, ')', deep);
     mpconn_value *v = NULL;
-    CHECK_INT(mpconn_value_parse(t, 2 * deep, &v, NULL, 0), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_parse(t, 2 * deep, &v, NULL, 0), MPCONN_ERR_LIMIT);
     memset(t, '-', deep);
-    CHECK_INT(mpconn_value_parse(t, deep, &v, NULL, 0), MPCONN_ESYNTAX);
+    CHECK_INT(mpconn_value_parse(t, deep, &v, NULL, 0), MPCONN_ERR_SYNTAX);
     free(t);
 }
 
@@ -270,10 +270,10 @@ TEST(numbers_exact)
     int64_t x = 0;
     CHECK_INT(mpconn_value_get_int(v, &x), 0);
     CHECK(x == INT64_MIN);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = parse_ok("0x8000000000000000");
-    CHECK_INT(mpconn_value_get_int(v, &x), MPCONN_ERANGE);
-    mpconn_value_free(v);
+    CHECK_INT(mpconn_value_get_int(v, &x), MPCONN_ERR_RANGE);
+    mpconn_value_unref(v);
     /* The same big integer written four ways. */
     mpconn_value *a = parse_ok("1267650600228229401496703205376"); /* 2**100 */
     const char *same[] = {"0x10000000000000000000000000",
@@ -286,7 +286,7 @@ TEST(numbers_exact)
     for (size_t i = 0; i < 4; i++) {
         mpconn_value *b = parse_ok(same[i]);
         CHECK(mpconn_value_equal(a, b));
-        mpconn_value_free(b);
+        mpconn_value_unref(b);
     }
     const uint8_t *mag;
     size_t len;
@@ -295,30 +295,30 @@ TEST(numbers_exact)
     CHECK(!neg && len == 13 && mag[0] == 0x10);
     for (size_t i = 1; i < len; i++)
         CHECK(mag[i] == 0);
-    mpconn_value_free(a);
+    mpconn_value_unref(a);
     /* Floats are correctly rounded, underscores and all. */
     double d = 0;
     v = parse_ok("0.1");
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(d == 0.1);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = parse_ok("2.2250738585072011e-308");
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(d == 2.2250738585072011e-308);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = parse_ok("1"
                  "000000000000000000000000000000000000000000000000000000000000.000000001e-60");
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(d == 1.0);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = parse_ok("-0.0");
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(d == 0 && signbit(d));
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = parse_ok("1e-400");
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(d == 0 && !signbit(d));
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 static mpconn_opts *digit_limit(size_t n)
@@ -343,36 +343,36 @@ TEST(int_digit_limit)
     char *t = repeat('7', 20001), err[256] = "";
     mpconn_value *v = NULL;
     CHECK_INT(mpconn_value_parse(t, 4300, &v, err, sizeof err), 0);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = NULL;
-    CHECK_INT(mpconn_value_parse(t, 4301, &v, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_parse(t, 4301, &v, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(v == NULL);
     CHECK(strstr(err, "column 1: ") == err);
     CHECK(strstr(err, "limit (4300 digits)") && strstr(err, "has 4301 digits"));
     t[0] = '0';
     memset(t, '0', 4301); /* zeros count too, as in CPython */
-    CHECK_INT(mpconn_value_parse(t, 4301, &v, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_parse(t, 4301, &v, err, sizeof err), MPCONN_ERR_LIMIT);
     memset(t, '7', 4301);
     /* Other bases are not limited, in CPython either. */
     char *hex = repeat('f', 20000);
     hex[0] = '0';
     hex[1] = 'x';
     CHECK_INT(mpconn_value_parse(hex, 20000, &v, err, sizeof err), 0);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     free(hex);
     /* A raised limit; and lifted. */
     mpconn_opts *o = digit_limit(10000);
     CHECK_INT(mpconn_value_parse_opts(t, 10000, o, &v, err, sizeof err), 0);
-    mpconn_value_free(v);
-    CHECK_INT(mpconn_value_parse_opts(t, 10001, o, &v, err, sizeof err), MPCONN_ELIMIT);
+    mpconn_value_unref(v);
+    CHECK_INT(mpconn_value_parse_opts(t, 10001, o, &v, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "limit (10000 digits)") && strstr(err, "has 10001 digits"));
     mpconn_opts_free(o);
     o = digit_limit(MPCONN_UNLIMITED);
     CHECK_INT(mpconn_value_parse_opts(t, 20001, o, &v, err, sizeof err), 0);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     mpconn_opts_free(o);
     CHECK_INT(mpconn_value_parse_opts(t, 4300, NULL, &v, err, sizeof err), 0);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     free(t);
 }
 
@@ -406,7 +406,7 @@ TEST(big_decimal_round_trip)
             CHECK_INT(len, n + 1);
             CHECK(memcmp(s, t, len) == 0);
             free(s);
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             free(t);
         }
     }
@@ -443,9 +443,9 @@ TEST(lone_surrogates)
         CHECK_INT(mpconn_value_str_surrogates(v), 1);
         mpconn_value *w = mpconn_value_strn_surrogatepass(cases[i].bytes, n);
         CHECK(w && mpconn_value_equal(v, w));
-        mpconn_value_free(w);
+        mpconn_value_unref(w);
         free(s);
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
     }
 }
 
@@ -464,12 +464,12 @@ TEST(values_match_api)
     mpconn_value *got = parse_ok("{'k': [1, 2.5, 'x\\x00y', b'\\x00\\xff'], False: {None}}");
     CHECK(mpconn_value_equal(got, want));
     CHECK_INT(mpconn_value_type(mpconn_value_dict_get_str(got, "k")), MPCONN_LIST);
-    mpconn_value_free(got);
+    mpconn_value_unref(got);
     /* One difference must show. */
     got = parse_ok("{'k': [1, 2.5, 'x\\x00y', b'\\x00\\xfe'], False: {None}}");
     CHECK(!mpconn_value_equal(got, want));
-    mpconn_value_free(got);
-    mpconn_value_free(want);
+    mpconn_value_unref(got);
+    mpconn_value_unref(want);
 }
 
 TEST(repr_round_trip)
@@ -487,8 +487,8 @@ TEST(repr_round_trip)
         mpconn_value *b = parse_ok(s);
         CHECK(mpconn_value_equal(a, b));
         free(s);
-        mpconn_value_free(a);
-        mpconn_value_free(b);
+        mpconn_value_unref(a);
+        mpconn_value_unref(b);
     }
 }
 

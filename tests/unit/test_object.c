@@ -22,14 +22,14 @@ TEST(send_recv_many_small)
     for (int i = 0; i < 50; i++) {
         mpconn_value *v = small_dict(i);
         CHECK_INT(mpconn_conn_send(a, v), 0);
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
     }
     for (int i = 0; i < 50; i++) {
         mpconn_value *got, *want = small_dict(i);
         CHECK_INT(mpconn_conn_recv(b, &got), 0);
         CHECK(mpconn_value_equal(got, want));
-        mpconn_value_free(got);
-        mpconn_value_free(want);
+        mpconn_value_unref(got);
+        mpconn_value_unref(want);
     }
     mpconn_conn_free(a);
     mpconn_conn_free(b);
@@ -66,14 +66,14 @@ TEST(large_object_then_small)
     pthread_join(t, NULL);
     CHECK_INT(s.result, 0);
     CHECK(mpconn_value_equal(got, big));
-    mpconn_value_free(got);
+    mpconn_value_unref(got);
     mpconn_value *v = small_dict(7), *w;
     CHECK_INT(mpconn_conn_send(a, v), 0);
     CHECK_INT(mpconn_conn_recv(b, &w), 0);
     CHECK(mpconn_value_equal(v, w));
-    mpconn_value_free(v);
-    mpconn_value_free(w);
-    mpconn_value_free(big);
+    mpconn_value_unref(v);
+    mpconn_value_unref(w);
+    mpconn_value_unref(big);
     mpconn_conn_free(a);
     mpconn_conn_free(b);
 }
@@ -90,7 +90,7 @@ TEST(wire_is_framed_pickle)
     /* protocol 4: PROTO 4, NONE, STOP, in one frame header of 4 bytes */
     CHECK_INT(read(fds[1], got, sizeof got), 8);
     CHECK_MEM(got, "\x00\x00\x00\x04\x80\x04N.", 8);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     mpconn_conn_free(c);
     close(fds[1]);
 }
@@ -111,7 +111,7 @@ TEST(protocol_option)
     CHECK_INT(len, 5);
     CHECK_MEM(m, "\x80\x02K\x01.", 5);
     free(m);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     mpconn_conn_free(a);
     mpconn_conn_free(b);
     mpconn_opts_free(o);
@@ -127,13 +127,13 @@ TEST(decode_error_leaves_connection_usable)
     CHECK_INT(mpconn_conn_send_bytes(a, "not a pickle", 12), 0);
     mpconn_value *v = mpconn_value_str("after"), *got;
     CHECK_INT(mpconn_conn_send(a, v), 0);
-    CHECK_INT(mpconn_conn_recv(b, &got), MPCONN_EREFUSED);
+    CHECK_INT(mpconn_conn_recv(b, &got), MPCONN_ERR_REFUSED);
     CHECK(strstr(mpconn_conn_errmsg(b), "os.system") != NULL);
     CHECK(mpconn_conn_recv(b, &got) < 0);
     CHECK_INT(mpconn_conn_recv(b, &got), 0);
     CHECK(mpconn_value_equal(got, v));
-    mpconn_value_free(got);
-    mpconn_value_free(v);
+    mpconn_value_unref(got);
+    mpconn_value_unref(v);
     mpconn_conn_free(a);
     mpconn_conn_free(b);
 }
@@ -150,8 +150,8 @@ TEST(decode_limits_from_options)
         CHECK_INT(mpconn_value_append(l, mpconn_value_int(i)), 0);
     CHECK_INT(mpconn_conn_send(a, l), 0);
     mpconn_value *got;
-    CHECK_INT(mpconn_conn_recv(b, &got), MPCONN_ELIMIT);
-    mpconn_value_free(l);
+    CHECK_INT(mpconn_conn_recv(b, &got), MPCONN_ERR_LIMIT);
+    mpconn_value_unref(l);
     mpconn_conn_free(a);
     mpconn_conn_free(b);
     mpconn_opts_free(o);
@@ -171,17 +171,17 @@ TEST(value_decode_takes_the_opts_limits)
     CHECK_INT(mpconn_opts_new(&o), 0);
     CHECK_INT(mpconn_opts_set_decode_limits(o, 0, 4, 0, 0), 0);
     char err[256] = "";
-    CHECK_INT(mpconn_value_decode(pk, n, o, &got, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_decode(pk, n, o, &got, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(got == NULL && strstr(err, "more than 4 values"));
     CHECK_INT(mpconn_opts_set_decode_limits(o, 0, 5, 0, 0), 0);
     CHECK_INT(mpconn_value_decode(pk, n, o, &got, err, sizeof err), 0);
     CHECK(mpconn_value_equal(got, l));
-    mpconn_value_free(got);
+    mpconn_value_unref(got);
     CHECK_INT(mpconn_value_decode(pk, n, NULL, &got, err, sizeof err), 0);
-    mpconn_value_free(got);
+    mpconn_value_unref(got);
     CHECK_INT(mpconn_value_decode(pk, n, NULL, NULL, err, sizeof err), -EINVAL);
     free(pk);
-    mpconn_value_free(l);
+    mpconn_value_unref(l);
     mpconn_opts_free(o);
 }
 
@@ -200,7 +200,7 @@ static void *send_objects(void *arg)
     s->result = 0;
     for (int k = 0; k < 200 && s->result == 0; k++)
         s->result = mpconn_conn_send(s->c, v);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     return NULL;
 }
 
@@ -227,7 +227,7 @@ TEST(send_lock_covers_objects)
             CHECK_INT(mpconn_value_get_int(mpconn_value_item(got, i), &x), 0);
             CHECK_INT(x, first);
         }
-        mpconn_value_free(got);
+        mpconn_value_unref(got);
     }
     for (int i = 0; i < 3; i++) {
         pthread_join(t[i], NULL);

@@ -25,8 +25,8 @@ TEST(pack_builds)
     mpconn_value_append(want, mpconn_value_float(2.5));
     mpconn_value_append(want, mpconn_value_str("x"));
     CHECK(mpconn_value_equal(args, want));
-    mpconn_value_free(want);
-    mpconn_value_free(v);
+    mpconn_value_unref(want);
+    mpconn_value_unref(v);
 }
 
 TEST(pack_refs)
@@ -38,9 +38,9 @@ TEST(pack_refs)
     size_t n;
     CHECK_INT(mpconn_value_get_str(mpconn_value_item(v, 2), &str, &n), 0);
     CHECK_INT(n, 2);
-    mpconn_value_free(s); /* 'O' took its own reference */
+    mpconn_value_unref(s); /* 'O' took its own reference */
     CHECK(mpconn_value_type(mpconn_value_item(v, 0)) == MPCONN_STR);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(pack_bad_format)
@@ -78,7 +78,7 @@ TEST(unpack_fields)
     mpconn_value *o = NULL;
     CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:O}", "args", &o), 0);
     CHECK(o == mpconn_value_dict_get_str(v, "args"));
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(unpack_mismatch_path)
@@ -89,19 +89,19 @@ TEST(unpack_mismatch_path)
     char err[128];
     CHECK_INT(
         mpconn_unpack(v, err, sizeof err, "{s:s, s:[i, i, s]}", "op", &op, "args", &i, &j, &x),
-        MPCONN_ETYPE);
+        MPCONN_ERR_TYPE);
     CHECK_STR(err, "['args'][1]: expected int, got float");
     double d;
-    CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:[i, f]}", "args", &i, &d), MPCONN_ETYPE);
+    CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:[i, f]}", "args", &i, &d), MPCONN_ERR_TYPE);
     CHECK(strstr(err, "['args']") && strstr(err, "3"));
-    CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:i}", "missing", &i), MPCONN_ETYPE);
+    CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:i}", "missing", &i), MPCONN_ERR_TYPE);
     CHECK_STR(err, "['missing']: missing key");
-    CHECK_INT(mpconn_unpack(v, err, sizeof err, "[i]", &i), MPCONN_ETYPE);
+    CHECK_INT(mpconn_unpack(v, err, sizeof err, "[i]", &i), MPCONN_ERR_TYPE);
     CHECK_STR(err, "expected list, got dict");
     CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:(i,f,s)}", "args", &i, (double *)NULL, &x),
-              MPCONN_ETYPE);
+              MPCONN_ERR_TYPE);
     CHECK_STR(err, "['args']: expected tuple, got list");
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(unpack_optional)
@@ -117,9 +117,9 @@ TEST(unpack_optional)
     CHECK_STR(a, "untouched");
     CHECK_INT(flag, 1);
     /* Present but of the wrong type is still an error. */
-    CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:i?}", "op", &timeout), MPCONN_ETYPE);
+    CHECK_INT(mpconn_unpack(v, err, sizeof err, "{s:i?}", "op", &timeout), MPCONN_ERR_TYPE);
     CHECK_STR(err, "['op']: expected int, got str");
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(unpack_range)
@@ -128,12 +128,12 @@ TEST(unpack_range)
     int i;
     int64_t l;
     char err[128];
-    CHECK_INT(mpconn_unpack(v, err, sizeof err, "[i]", &i), MPCONN_ERANGE);
+    CHECK_INT(mpconn_unpack(v, err, sizeof err, "[i]", &i), MPCONN_ERR_RANGE);
     CHECK_INT(mpconn_unpack(v, err, sizeof err, "[I]", &l), 0);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = mpconn_value_none();
     CHECK_INT(mpconn_unpack(v, err, sizeof err, "n"), 0);
-    CHECK_INT(mpconn_unpack(v, err, sizeof err, "i", &i), MPCONN_ETYPE);
+    CHECK_INT(mpconn_unpack(v, err, sizeof err, "i", &i), MPCONN_ERR_TYPE);
     CHECK_STR(err, "expected int, got NoneType");
 }
 

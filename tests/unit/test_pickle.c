@@ -57,7 +57,7 @@ static int decode_rc(const void *p, size_t n, const mpci_pickle_limits *o, char 
     mpconn_value *v = NULL;
     int rc = mpci_pickle_decode(p, n, o, &v, err, errlen);
     if (rc == 0)
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
     else
         CHECK(v == NULL);
     return rc;
@@ -81,7 +81,7 @@ static void row_decode(const char *line, const char *name, const char *expect, i
     CHECK_STR(got, want);
     free(got);
     free(want);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(vectors_decode)
@@ -120,8 +120,8 @@ static void row_reencode(const char *line, const char *name, const char *expect,
     if (strcmp(name, "float_nan") != 0) /* nan != nan, as in Python */
         CHECK(mpconn_value_equal(v, w));
     free(out);
-    mpconn_value_free(w);
-    mpconn_value_free(v);
+    mpconn_value_unref(w);
+    mpconn_value_unref(v);
 }
 
 TEST(vectors_reencode_identical)
@@ -153,7 +153,7 @@ static void row_refuse(const char *line, const char *name, const char *expect, i
             want = names[i][1];
     CHECK(want != NULL);
     char err[256] = "";
-    CHECK_INT(decode_rc(pk, pklen, NULL, err, sizeof err), MPCONN_EREFUSED);
+    CHECK_INT(decode_rc(pk, pklen, NULL, err, sizeof err), MPCONN_ERR_REFUSED);
     if (!strstr(err, want))
         fprintf(stderr, "%s: message \"%s\" lacks %s\n", name, err, want);
     CHECK(strstr(err, want) != NULL);
@@ -173,7 +173,7 @@ static void row_error(const char *line, const char *name, const char *expect, in
         return;
     char err[256] = "";
     int rc = decode_rc(pk, pklen, NULL, err, sizeof err);
-    CHECK_INT(rc, MPCONN_EPICKLE);
+    CHECK_INT(rc, MPCONN_ERR_PICKLE);
     CHECK(err[0] != 0);
     (void)name;
 }
@@ -197,7 +197,7 @@ static void row_truncate(const char *line, const char *name, const char *expect,
         memcpy(cut, pk, n);
         char err[256];
         int rc = decode_rc(cut, n, NULL, err, sizeof err);
-        CHECK(rc == MPCONN_EPICKLE);
+        CHECK(rc == MPCONN_ERR_PICKLE);
         free(cut);
         if (pklen > 4000 && n > 64)
             n += 997; /* big vectors: a sample of the cut points */
@@ -214,31 +214,31 @@ TEST(truncation_every_length)
 TEST(error_messages)
 {
     char err[256];
-    CHECK_INT(decode_rc(PK("\x80\x04\xff."), NULL, err, sizeof err), MPCONN_EPICKLE);
+    CHECK_INT(decode_rc(PK("\x80\x04\xff."), NULL, err, sizeof err), MPCONN_ERR_PICKLE);
     CHECK(strstr(err, "0xff") && strstr(err, "offset 2"));
-    CHECK_INT(decode_rc(PK("\x80\x04N.N"), NULL, err, sizeof err), MPCONN_EPICKLE);
+    CHECK_INT(decode_rc(PK("\x80\x04N.N"), NULL, err, sizeof err), MPCONN_ERR_PICKLE);
     CHECK(strstr(err, "trailing"));
-    CHECK_INT(decode_rc(PK("\x80\x04h\x07."), NULL, err, sizeof err), MPCONN_EPICKLE);
+    CHECK_INT(decode_rc(PK("\x80\x04h\x07."), NULL, err, sizeof err), MPCONN_ERR_PICKLE);
     CHECK(strstr(err, "memo"));
     CHECK_INT(decode_rc(PK("\x80\x04"
                            "e."),
                         NULL, err, sizeof err),
-              MPCONN_EPICKLE);
+              MPCONN_ERR_PICKLE);
     CHECK(strstr(err, "MARK"));
     CHECK_INT(decode_rc(PK("\x80\x04"
                            "a."),
                         NULL, err, sizeof err),
-              MPCONN_EPICKLE);
+              MPCONN_ERR_PICKLE);
     CHECK(strstr(err, "underflow"));
-    CHECK_INT(decode_rc(PK("\x80\x04\x8c\x02\xc3\x28."), NULL, err, sizeof err), MPCONN_EPICKLE);
+    CHECK_INT(decode_rc(PK("\x80\x04\x8c\x02\xc3\x28."), NULL, err, sizeof err), MPCONN_ERR_PICKLE);
     CHECK(strstr(err, "UTF-8"));
     /* A surrogate's bytes cut short, or a code point above U+10FFFF, are
      * not even surrogatepass UTF-8. */
-    CHECK_INT(decode_rc(PK("\x80\x04\x8c\x02\xed\xa0."), NULL, err, sizeof err), MPCONN_EPICKLE);
+    CHECK_INT(decode_rc(PK("\x80\x04\x8c\x02\xed\xa0."), NULL, err, sizeof err), MPCONN_ERR_PICKLE);
     CHECK_INT(decode_rc(PK("\x80\x04\x8c\x04\xf4\x90\x80\x80."), NULL, err, sizeof err),
-              MPCONN_EPICKLE);
-    CHECK_INT(decode_rc(PK("\x80\x04}]K\x01s."), NULL, err, sizeof err), MPCONN_EUNHASHABLE);
-    CHECK_INT(decode_rc(PK("\x80\x04\x8f(]\x90."), NULL, err, sizeof err), MPCONN_EUNHASHABLE);
+              MPCONN_ERR_PICKLE);
+    CHECK_INT(decode_rc(PK("\x80\x04}]K\x01s."), NULL, err, sizeof err), MPCONN_ERR_UNHASHABLE);
+    CHECK_INT(decode_rc(PK("\x80\x04\x8f(]\x90."), NULL, err, sizeof err), MPCONN_ERR_UNHASHABLE);
 }
 
 TEST(huge_lengths_fail_fast)
@@ -247,14 +247,15 @@ TEST(huge_lengths_fail_fast)
     /* BINUNICODE8 claiming 2^62 bytes: an error, not an allocation. */
     CHECK_INT(
         decode_rc(PK("\x80\x04\x8d\x00\x00\x00\x00\x00\x00\x00\x40x."), NULL, err, sizeof err),
-        MPCONN_EPICKLE);
+        MPCONN_ERR_PICKLE);
     CHECK_INT(decode_rc(PK("\x80\x04\x8b\xff\xff\xff\x7f."), NULL, err, sizeof err),
-              MPCONN_EPICKLE);
-    CHECK_INT(decode_rc(PK("\x80\x04X\xff\xff\xff\xff."), NULL, err, sizeof err), MPCONN_EPICKLE);
+              MPCONN_ERR_PICKLE);
+    CHECK_INT(decode_rc(PK("\x80\x04X\xff\xff\xff\xff."), NULL, err, sizeof err),
+              MPCONN_ERR_PICKLE);
     CHECK_INT(decode_rc(PK("\x80\x04r\xff\xff\xff\xff"
                            "N."),
                         NULL, err, sizeof err),
-              MPCONN_EPICKLE);
+              MPCONN_ERR_PICKLE);
 }
 
 TEST(refused_opcodes)
@@ -276,7 +277,7 @@ TEST(refused_opcodes)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[256] = "";
         CHECK_INT(decode_rc(cases[i][0], strlen(cases[i][0]), NULL, err, sizeof err),
-                  MPCONN_EREFUSED);
+                  MPCONN_ERR_REFUSED);
         if (!strstr(err, cases[i][1]))
             fprintf(stderr, "\"%s\" lacks \"%s\"\n", err, cases[i][1]);
         CHECK(strstr(err, cases[i][1]) != NULL);
@@ -286,14 +287,14 @@ TEST(refused_opcodes)
     CHECK_INT(decode_rc(PK("\x80\x02"
                            "c__builtin__\nset\n."),
                         NULL, err, sizeof err),
-              MPCONN_EREFUSED);
+              MPCONN_ERR_REFUSED);
     CHECK_INT(decode_rc(PK("\x80\x02]c__builtin__\nset\na."), NULL, err, sizeof err),
-              MPCONN_EREFUSED);
+              MPCONN_ERR_REFUSED);
     /* An allowed callable with arguments of the wrong kind. */
     CHECK_INT(decode_rc(PK("\x80\x02"
                            "c__builtin__\nset\nK\x01\x85R."),
                         NULL, err, sizeof err),
-              MPCONN_EREFUSED);
+              MPCONN_ERR_REFUSED);
 }
 
 /* ---------------------------------------------------------- old opcodes */
@@ -302,47 +303,47 @@ TEST(protocol0_text_forms)
 {
     mpconn_value *v = decode_ok(PK("I01\n."));
     CHECK(mpconn_value_type(v) == MPCONN_BOOL);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = decode_ok(PK("I-123456789012\n."));
     int64_t i;
     CHECK_INT(mpconn_value_get_int(v, &i), 0);
     CHECK_INT(i, -123456789012LL);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = decode_ok(PK("L-1000000000000000000000000000000L\n."));
     mpconn_value *big =
         decode_ok(PK("\x80\x02\x8a\x0d\x00\x00\x00\xc0\x15\x12\x8b\xb9\x2f\x63\xd3\x60\xf3."));
     CHECK(mpconn_value_equal(v, big));
-    mpconn_value_free(big);
-    mpconn_value_free(v);
+    mpconn_value_unref(big);
+    mpconn_value_unref(v);
     v = decode_ok(PK("F-2.5e-3\n."));
     double d;
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(d == -2.5e-3);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     const char *s;
     size_t n;
     v = decode_ok(PK("V\\u20ac\\\\u0041\xe9\n."));
     CHECK_INT(mpconn_value_get_str(v, &s, &n), 0);
     CHECK_STR(s, "\xe2\x82\xac\\\\u0041\xc3\xa9"); /* an even run of backslashes escapes nothing */
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = decode_ok(PK("S'a\\'b\\n\\x41'\np0\n."));
     CHECK_INT(mpconn_value_get_str(v, &s, &n), 0);
     CHECK_STR(s, "a'b\nA");
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = decode_ok(PK("U\x03"
                      "abcq\x01."));
     CHECK_INT(mpconn_value_get_str(v, &s, &n), 0);
     CHECK_STR(s, "abc");
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     char err[256];
-    CHECK_INT(decode_rc(PK("U\x01\xe9."), NULL, err, sizeof err), MPCONN_EPICKLE);
+    CHECK_INT(decode_rc(PK("U\x01\xe9."), NULL, err, sizeof err), MPCONN_ERR_PICKLE);
     CHECK(strstr(err, "ASCII"));
     /* (1, 2) built with MARK/TUPLE, DUP, POP, POP_MARK, PUT/GET by text. */
     v = decode_ok(PK("(I1\nI2\ntp0\n(I9\n1g0\n0."));
     mpconn_value *want = mpconn_pack("(i,i)", 1, 2);
     CHECK(mpconn_value_equal(v, want));
-    mpconn_value_free(want);
-    mpconn_value_free(v);
+    mpconn_value_unref(want);
+    mpconn_value_unref(v);
 }
 
 TEST(old_protocol_reduce_forms)
@@ -357,14 +358,14 @@ TEST(old_protocol_reduce_forms)
     CHECK_INT(mpconn_value_get_bytes(v, &p, &n), 0);
     CHECK_INT(n, 1);
     CHECK_INT(((const unsigned char *)p)[0], 0xff);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     char err[256];
     /* Latin-1 cannot hold U+20AC. */
     CHECK_INT(decode_rc(PK("\x80\x02"
                            "c_codecs\nencode\nX\x03\x00\x00\x00\xe2\x82\xac"
                            "X\x06\x00\x00\x00latin1\x86R."),
                         NULL, err, sizeof err),
-              MPCONN_EPICKLE);
+              MPCONN_ERR_PICKLE);
 }
 
 /* ---------------------------------------------------------------- limits */
@@ -385,7 +386,7 @@ TEST(limit_items)
     char err[256];
     CHECK_INT(decode_rc(pk, n, &o, err, sizeof err), 0);
     o = limits(0, 4, 0, 0);
-    CHECK_INT(decode_rc(pk, n, &o, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(decode_rc(pk, n, &o, err, sizeof err), MPCONN_ERR_LIMIT);
 }
 
 TEST(limit_memo)
@@ -393,7 +394,7 @@ TEST(limit_memo)
     char err[256];
     mpci_pickle_limits o = limits(0, 0, 10, 0);
     CHECK_INT(decode_rc(PK("\x80\x04Nq\x09."), &o, err, sizeof err), 0);
-    CHECK_INT(decode_rc(PK("\x80\x04Nq\x0a."), &o, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(decode_rc(PK("\x80\x04Nq\x0a."), &o, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "memo"));
 }
 
@@ -406,7 +407,7 @@ TEST(limit_alloc)
     pk[n - 1] = '.';
     char err[256];
     mpci_pickle_limits o = limits(0, 0, 0, 50000);
-    CHECK_INT(decode_rc(pk, n, &o, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(decode_rc(pk, n, &o, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK_INT(decode_rc(pk, n, NULL, err, sizeof err), 0);
     free(pk);
 }
@@ -430,7 +431,7 @@ TEST(limit_depth)
     mpci_pickle_limits o = limits(10, 0, 0, 0);
     CHECK_INT(decode_rc(pk, len, &o, err, sizeof err), 0);
     o = limits(9, 0, 0, 0);
-    CHECK_INT(decode_rc(pk, len, &o, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(decode_rc(pk, len, &o, err, sizeof err), MPCONN_ERR_LIMIT);
     free(pk);
     /* Nested tuples by MARK count too. */
     char tup[2100];
@@ -438,7 +439,7 @@ TEST(limit_depth)
     memset(tup + 2, '(', 1001);
     memset(tup + 1003, 't', 1001);
     tup[2004] = '.';
-    CHECK_INT(decode_rc(tup, 2005, NULL, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(decode_rc(tup, 2005, NULL, err, sizeof err), MPCONN_ERR_LIMIT);
 }
 
 TEST(deep_million)
@@ -446,7 +447,7 @@ TEST(deep_million)
     size_t len;
     unsigned char *pk = nested_lists(1000000, &len);
     char err[256];
-    CHECK_INT(decode_rc(pk, len, NULL, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(decode_rc(pk, len, NULL, err, sizeof err), MPCONN_ERR_LIMIT);
     mpci_pickle_limits o = limits(2000000, 0, 0, 0);
     mpconn_value *v = NULL;
     CHECK_INT(mpci_pickle_decode(pk, len, &o, &v, err, sizeof err), 0);
@@ -465,8 +466,8 @@ TEST(deep_million)
     CHECK_INT(mpci_pickle_decode(out, olen, &o, &w, err, sizeof err), 0);
     CHECK(mpconn_value_equal(v, w));
     free(out);
-    mpconn_value_free(w);
-    mpconn_value_free(v);
+    mpconn_value_unref(w);
+    mpconn_value_unref(v);
     free(pk);
 }
 
@@ -479,20 +480,20 @@ TEST(recursive_refused)
     CHECK_INT(decode_rc(PK("\x80\x04]\x94h\x00"
                            "a."),
                         NULL, err, sizeof err),
-              MPCONN_ERECURSIVE);
+              MPCONN_ERR_RECURSIVE);
     /* The same cycle, built with DUP and then popped: still refused, and
      * (under ASan) not leaked. */
-    CHECK_INT(decode_rc(PK("\x80\x04]2a0N."), NULL, err, sizeof err), MPCONN_ERECURSIVE);
+    CHECK_INT(decode_rc(PK("\x80\x04]2a0N."), NULL, err, sizeof err), MPCONN_ERR_RECURSIVE);
     /* d = {}; d['k'] = [d] */
     CHECK_INT(decode_rc(PK("\x80\x04}\x94\x8c\x01k]h\x00"
                            "as."),
                         NULL, err, sizeof err),
-              MPCONN_ERECURSIVE);
+              MPCONN_ERR_RECURSIVE);
     /* A cycle then a truncation: the error path frees the cycle too. */
     CHECK_INT(decode_rc(PK("\x80\x04]\x94h\x00"
                            "a"),
                         NULL, err, sizeof err),
-              MPCONN_EPICKLE);
+              MPCONN_ERR_PICKLE);
 }
 
 TEST(memo_bomb_costs_references)
@@ -529,7 +530,7 @@ TEST(memo_bomb_costs_references)
     CHECK_INT(mpconn_value_encode(v, 4, &out, &olen), 0);
     CHECK(olen < n + 1000);
     free(out);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     free(pk);
 }
 
@@ -539,7 +540,7 @@ TEST(encode_shared_becomes_get)
 {
     mpconn_value *s = mpconn_value_str("shared");
     mpconn_value *l = mpconn_pack("[O,O]", s, s);
-    mpconn_value_free(s);
+    mpconn_value_unref(s);
     void *out;
     size_t n;
     CHECK_INT(mpconn_value_encode(l, 4, &out, &n), 0);
@@ -551,8 +552,8 @@ TEST(encode_shared_becomes_get)
     mpconn_value *w = decode_ok(out, n);
     CHECK(mpconn_value_item(w, 0) == mpconn_value_item(w, 1));
     free(out);
-    mpconn_value_free(w);
-    mpconn_value_free(l);
+    mpconn_value_unref(w);
+    mpconn_value_unref(l);
 }
 
 TEST(encode_recursive)
@@ -577,13 +578,13 @@ TEST(encode_recursive)
     CHECK_INT(mpconn_value_append(t, mpconn_value_ref(l2)), 0);
     /* A tuple reached again while its items are written: refused. */
     mpconn_value *outer = mpconn_pack("[O]", t);
-    CHECK_INT(mpconn_value_encode(t, 4, &out, &n), MPCONN_ERECURSIVE);
+    CHECK_INT(mpconn_value_encode(t, 4, &out, &n), MPCONN_ERR_RECURSIVE);
     mpconn_value *roots[] = {l, t, l2, outer};
     mpci_value_break_cycles(roots, 4);
-    mpconn_value_free(outer);
-    mpconn_value_free(l2);
-    mpconn_value_free(t);
-    mpconn_value_free(l);
+    mpconn_value_unref(outer);
+    mpconn_value_unref(l2);
+    mpconn_value_unref(t);
+    mpconn_value_unref(l);
 }
 
 TEST(encode_framing_large)
@@ -605,7 +606,7 @@ TEST(encode_framing_large)
               16);
     CHECK_INT(n, 10 + 70000 + 16);
     free(out);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     free(big);
 }
 
@@ -639,8 +640,8 @@ TEST(encode_ints)
         CHECK(mpconn_value_equal(v, w));
         free(want);
         free(out);
-        mpconn_value_free(w);
-        mpconn_value_free(v);
+        mpconn_value_unref(w);
+        mpconn_value_unref(v);
     }
 }
 
@@ -673,19 +674,19 @@ TEST(protocol0_float_text)
         CHECK_INT(mpconn_value_get_float(v, &d), 0);
         CHECK(d == ok[k].want);
         CHECK(signbit(d) == signbit(ok[k].want));
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
     }
     mpconn_value *v = decode_ok(PK("Fnan\n."));
     double d;
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(isnan(d));
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     /* "1,5" is what a comma locale would print: never a float on the wire */
     static const char *const bad[] = {".", "1.2.3", "1e", "abc", "1,5", "", "1e5x", "--1"};
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         char pk[64];
         int n = snprintf(pk, sizeof pk, "F%s\n.", bad[k]);
-        CHECK_INT(decode_rc((const uint8_t *)pk, (size_t)n, NULL, NULL, 0), MPCONN_EPICKLE);
+        CHECK_INT(decode_rc((const uint8_t *)pk, (size_t)n, NULL, NULL, 0), MPCONN_ERR_PICKLE);
     }
 }
 
@@ -764,8 +765,8 @@ TEST(equal_dag_keys_cost_their_size)
     CHECK(mpconn_value_equal(v, w));
     CHECK(cpu_seconds() - t0 < 2.0);
     free(out);
-    mpconn_value_free(w);
-    mpconn_value_free(v);
+    mpconn_value_unref(w);
+    mpconn_value_unref(v);
     free(b.p);
 }
 
@@ -786,7 +787,7 @@ TEST(neighbouring_big_ints_in_a_set)
     put(&b, "\x90.", 2);
     mpconn_value *v = decode_ok(b.p, b.len);
     CHECK_INT(mpconn_value_len(v), 600);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     free(b.p);
 }
 
@@ -803,7 +804,7 @@ TEST(nan_keys_are_distinct_unless_shared)
     put(&b, "u.", 2);
     mpconn_value *v = decode_ok(b.p, b.len);
     CHECK_INT(mpconn_value_len(v), 1000);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     free(b.p);
     /* One NaN object memoised and used twice is one key, as in CPython. */
     v = decode_ok(PK("\x80\x04}(G\x7f\xf8\x00\x00\x00\x00\x00\x00\x94K\x01h\x00K\x02u."));
@@ -811,7 +812,7 @@ TEST(nan_keys_are_distinct_unless_shared)
     int64_t x;
     CHECK_INT(mpconn_value_get_int(mpconn_value_dict_value(v, 0), &x), 0);
     CHECK_INT(x, 2);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(lone_surrogates)
@@ -857,7 +858,7 @@ TEST(lone_surrogates)
         mpconn_value *d = mpconn_value_dict();
         CHECK_INT(mpconn_value_dict_set(d, mpconn_value_ref(want), mpconn_value_none()), 0);
         CHECK(mpconn_value_dict_get(d, v) != NULL);
-        mpconn_value_free(d);
+        mpconn_value_unref(d);
         /* Encoded, it is CPython's own pickle again. */
         void *out;
         size_t olen;
@@ -865,20 +866,20 @@ TEST(lone_surrogates)
         CHECK_INT(olen, forms[0].n);
         CHECK_MEM(out, forms[0].p, olen);
         free(out);
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
     }
     /* Not the same text as the pair combined, nor as strict text. */
     mpconn_value *pair = mpconn_value_str("a\xed\x9f\xbf"
                                           "b\xf0\x9f\x98\x80");
     CHECK(!mpconn_value_equal(pair, want));
     CHECK_INT(mpconn_value_str_surrogates(pair), 0);
-    mpconn_value_free(pair);
+    mpconn_value_unref(pair);
     mpconn_value *plain = mpconn_value_strn_surrogatepass("abc", 3);
     CHECK_INT(mpconn_value_str_surrogates(plain), 0);
-    mpconn_value_free(plain);
+    mpconn_value_unref(plain);
     CHECK_INT(mpconn_value_str_surrogates(NULL), 0);
     CHECK(mpconn_value_strn_surrogatepass("\xed\xa0", 2) == NULL);
-    mpconn_value_free(want);
+    mpconn_value_unref(want);
 }
 
 /* [{} for _ in range(n)] */
@@ -899,7 +900,7 @@ TEST(limit_alloc_counts_real_bytes)
     pbuf b = empty_dicts(100000);
     char err[256];
     mpci_pickle_limits o = limits(0, 0, 0, 12 << 20);
-    CHECK_INT(decode_rc(b.p, b.len, &o, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(decode_rc(b.p, b.len, &o, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "bytes allocated"));
     o = limits(0, 0, 0, 20 << 20);
     CHECK_INT(decode_rc(b.p, b.len, &o, err, sizeof err), 0);
@@ -916,7 +917,7 @@ TEST(limit_alloc_counts_real_bytes)
         CHECK(m.bytes >= held * 9 / 10);
         CHECK(m.bytes <= held * 3 / 2);
     }
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 #endif
     free(b.p);
 }
@@ -942,7 +943,7 @@ TEST(small_ints_cost_a_pointer)
     CHECK_INT(mpci_pickle_decode_metered(b.p, b.len, NULL, &v, err, sizeof err, &m), 0);
     CHECK(mpconn_value_item(v, 7) == mpconn_value_item(v, 263));
     CHECK(m.bytes < 102400 * 10 + 65536); /* the list's slots */
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     free(b.p);
 }
 

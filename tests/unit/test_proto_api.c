@@ -287,7 +287,7 @@ TEST(reader_long_headers)
         feed(r, h.p, h.n);
         void *m;
         size_t len;
-        CHECK_INT(mpconn_reader_get(r, &m, &len), MPCONN_EMSGSIZE);
+        CHECK_INT(mpconn_reader_get(r, &m, &len), MPCONN_ERR_MSGSIZE);
         mpconn_reader_free(r);
         free(h.p);
         rows++;
@@ -330,13 +330,13 @@ TEST(reader_limit)
     expect_msg(r, "hello", 5); /* what came before the bad header comes first */
     void *m = (void *)1;
     size_t len = 1;
-    CHECK_INT(mpconn_reader_get(r, &m, &len), MPCONN_EMSGSIZE);
+    CHECK_INT(mpconn_reader_get(r, &m, &len), MPCONN_ERR_MSGSIZE);
     CHECK(m == NULL);
     CHECK_INT(len, 0);
     CHECK(strstr(mpconn_reader_errmsg(r), "6 bytes exceeds the limit of 5") != NULL);
     /* Sticky: the stream has lost its place. */
-    CHECK_INT(mpconn_reader_feed(r, ok, sizeof ok), MPCONN_EMSGSIZE);
-    CHECK_INT(mpconn_reader_get(r, &m, &len), MPCONN_EMSGSIZE);
+    CHECK_INT(mpconn_reader_feed(r, ok, sizeof ok), MPCONN_ERR_MSGSIZE);
+    CHECK_INT(mpconn_reader_get(r, &m, &len), MPCONN_ERR_MSGSIZE);
     mpconn_reader_free(r);
 }
 
@@ -349,10 +349,10 @@ TEST(reader_bad_header)
     expect_msg(r, "a", 1);
     void *m;
     size_t len;
-    CHECK_INT(mpconn_reader_get(r, &m, &len), MPCONN_EPROTO);
+    CHECK_INT(mpconn_reader_get(r, &m, &len), MPCONN_ERR_PROTO);
     CHECK(strstr(mpconn_reader_errmsg(r), "malformed message header") != NULL);
-    CHECK_INT(mpconn_reader_get(r, &m, &len), MPCONN_EPROTO);
-    CHECK_INT(mpconn_reader_feed(r, "x", 1), MPCONN_EPROTO);
+    CHECK_INT(mpconn_reader_get(r, &m, &len), MPCONN_ERR_PROTO);
+    CHECK_INT(mpconn_reader_feed(r, "x", 1), MPCONN_ERR_PROTO);
     mpconn_reader_free(r);
 }
 
@@ -576,17 +576,17 @@ TEST(auth_transcript_legacy_wrong_key)
         msg[i] = transcript_msg(lines[1], i);
     mpconn_auth *s = auth(MPCONN_AUTH_SERVER, skey.p, skey.n, "legacy", msg[0].p + CH_LEN);
     expect_out(s, msg[0].p, msg[0].n);
-    CHECK_INT(mpconn_auth_feed(s, msg[1].p, msg[1].n), MPCONN_EAUTH);
+    CHECK_INT(mpconn_auth_feed(s, msg[1].p, msg[1].n), MPCONN_ERR_AUTH);
     expect_out(s, msg[2].p, msg[2].n); /* #FAILURE#, to be sent after failing */
-    expect_failed(s, MPCONN_EAUTH, "digest received was wrong");
+    expect_failed(s, MPCONN_ERR_AUTH, "digest received was wrong");
 
     mpconn_auth *c = auth(MPCONN_AUTH_CLIENT, ckey.p, ckey.n, "legacy", NULL);
     CHECK_INT(mpconn_auth_feed(c, msg[0].p, msg[0].n), 0);
     expect_out(c, msg[1].p, msg[1].n);
-    CHECK_INT(mpconn_auth_feed(c, msg[2].p, msg[2].n), MPCONN_EAUTH);
-    expect_failed(c, MPCONN_EAUTH, "digest sent was rejected");
+    CHECK_INT(mpconn_auth_feed(c, msg[2].p, msg[2].n), MPCONN_ERR_AUTH);
+    expect_failed(c, MPCONN_ERR_AUTH, "digest sent was rejected");
     /* Failed is final. */
-    CHECK_INT(mpconn_auth_feed(c, "#WELCOME#", 9), MPCONN_EAUTH);
+    CHECK_INT(mpconn_auth_feed(c, "#WELCOME#", 9), MPCONN_ERR_AUTH);
 
     mpconn_auth_free(s);
     mpconn_auth_free(c);
@@ -668,8 +668,8 @@ TEST(auth_wrong_key)
         mpconn_auth *c = auth(MPCONN_AUTH_CLIENT, "wrong", 5, digest_names[i], NULL);
         /* challenge, answer + challenge, FAILURE */
         CHECK_INT(converse(s, c), 4);
-        expect_failed(s, MPCONN_EAUTH, "digest received was wrong");
-        expect_failed(c, MPCONN_EAUTH, "digest sent was rejected");
+        expect_failed(s, MPCONN_ERR_AUTH, "digest received was wrong");
+        expect_failed(c, MPCONN_ERR_AUTH, "digest sent was rejected");
         mpconn_auth_free(s);
         mpconn_auth_free(c);
     }
@@ -763,7 +763,7 @@ TEST(auth_refuses_md5)
     mpconn_auth *s = auth(MPCONN_AUTH_SERVER, "k", 1, "legacy", NULL), *c;
     CHECK_INT(mpconn_auth_new(&c, MPCONN_AUTH_CLIENT, "k", 1, "sha256", 0), 0);
     converse(s, c);
-    expect_failed(c, MPCONN_EAUTH, "MD5 is refused");
+    expect_failed(c, MPCONN_ERR_AUTH, "MD5 is refused");
     CHECK_INT(mpconn_auth_done(s), 0); /* the peer hangs up on it */
     mpconn_auth_free(s);
     mpconn_auth_free(c);
@@ -773,7 +773,7 @@ TEST(auth_refuses_md5)
 TEST(auth_peer_without_key)
 {
     mpconn_auth *c = auth(MPCONN_AUTH_CLIENT, "k", 1, "sha256", NULL);
-    CHECK_INT(mpconn_auth_feed(c, "\x80\x04N.", 4), MPCONN_ENOKEY);
+    CHECK_INT(mpconn_auth_feed(c, "\x80\x04N.", 4), MPCONN_ERR_NOKEY);
     CHECK(strstr(mpconn_auth_errmsg(c), "no authkey") != NULL);
     expect_no_out(c);
     mpconn_auth_free(c);
@@ -819,7 +819,8 @@ static int read_msg(int fd, mpconn_reader *r, void **m, size_t *len)
         uint8_t buf[4096];
         ssize_t n = recv(fd, buf, sizeof buf, 0);
         if (n <= 0)
-            return n == 0 ? (mpconn_reader_pending(r) ? MPCONN_EEOFMSG : MPCONN_EEOF) : -errno;
+            return n == 0 ? (mpconn_reader_pending(r) ? MPCONN_ERR_EOFMSG : MPCONN_ERR_EOF)
+                          : -errno;
         feed(r, buf, (size_t)n);
     }
     return -ETIMEDOUT;
@@ -899,7 +900,7 @@ TEST(interop_frames_with_conn)
     mpconn_conn_free(c);
     void *m;
     size_t len;
-    CHECK_INT(read_msg(sp[1], r, &m, &len), MPCONN_EEOF);
+    CHECK_INT(read_msg(sp[1], r, &m, &len), MPCONN_ERR_EOF);
     mpconn_reader_free(r);
     close(sp[1]);
     free(payload);
@@ -1024,8 +1025,8 @@ TEST(interop_wrong_key_refused_by_listener)
     }
     pthread_join(t, NULL);
     CHECK_INT(rj.n, 1);
-    CHECK_INT(rj.code, MPCONN_EAUTH);
-    CHECK_INT(pc.done, MPCONN_EAUTH);
+    CHECK_INT(rj.code, MPCONN_ERR_AUTH);
+    CHECK_INT(pc.done, MPCONN_ERR_AUTH);
     CHECK(strstr(pc.errmsg, "rejected") != NULL);
     mpconn_listener_free(l);
     mpconn_opts_free(o);

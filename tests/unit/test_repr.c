@@ -28,7 +28,7 @@ static void check_repr(mpconn_value *v, const char *want)
     char *s = repr(v);
     CHECK_STR(s, want);
     free(s);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(vectors)
@@ -52,7 +52,7 @@ TEST(vectors)
                 fprintf(stderr, "row: %.200s\n", l);
             CHECK_STR(got, want);
             free(got);
-            mpconn_value_free(v);
+            mpconn_value_unref(v);
             free(pk);
             free(hex);
             free(want);
@@ -249,7 +249,7 @@ TEST(bigints_large)
         CHECK_INT(mpconn_value_repr_opts(v, o, &s, NULL, NULL, 0), 0);
         CHECK_STR(s, want);
         free(s);
-        mpconn_value_free(v);
+        mpconn_value_unref(v);
         free(want);
         free(mag);
     }
@@ -283,33 +283,33 @@ TEST(int_digit_limit)
     CHECK_INT(mpconn_value_repr(v, &s, &len), 0);
     CHECK_INT(len, 4300);
     free(s);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     /* 10^4300 has 4301 digits, but its bit length allows 4300 too: the
      * case where the digits are counted. */
     v = power_of_ten(4300, 0);
-    CHECK_INT(mpconn_value_repr_opts(v, NULL, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_repr_opts(v, NULL, &s, &len, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "limit (4300 digits)") && strstr(err, "has 4301 digits"));
-    CHECK_INT(mpconn_value_json(v, &s, &len), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_json(v, &s, &len), MPCONN_ERR_LIMIT);
     mpconn_value *l = mpconn_value_list();
     CHECK_INT(mpconn_value_append(l, mpconn_value_ref(v)), 0);
-    CHECK_INT(mpconn_value_repr(l, &s, &len), MPCONN_ELIMIT);
-    mpconn_value_free(l);
+    CHECK_INT(mpconn_value_repr(l, &s, &len), MPCONN_ERR_LIMIT);
+    mpconn_value_unref(l);
     mpconn_opts *o = NULL;
     CHECK_INT(mpconn_opts_new(&o), 0);
     CHECK_INT(mpconn_opts_set_print_limits(o, 0, 4301), 0);
     CHECK_INT(mpconn_value_repr_opts(v, o, &s, &len, NULL, 0), 0);
     CHECK_INT(len, 4301);
     free(s);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     /* A megabyte of magnitude is refused from its length alone. */
     size_t big = (size_t)1 << 20;
     uint8_t *mag = malloc(big);
     memset(mag, 0xA5, big);
     v = mpconn_value_bigint(1, mag, big);
     free(mag);
-    CHECK_INT(mpconn_value_repr_opts(v, o, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_repr_opts(v, o, &s, &len, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "limit (4301 digits)") && strstr(err, "at least 2525223 digits"));
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     /* CPython's floor for the limit is 640. */
     CHECK_INT(mpconn_opts_set_print_limits(o, 0, 639), -EINVAL);
     CHECK_INT(mpconn_opts_set_print_limits(o, 0, 640), 0);
@@ -336,15 +336,15 @@ TEST(print_limit)
     mpconn_value *bomb = shared_tree(32);
     char *s = (char *)&s, err[256] = "";
     size_t len = 0;
-    CHECK_INT(mpconn_value_repr_opts(bomb, NULL, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_repr_opts(bomb, NULL, &s, &len, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "repr longer than 67108864 bytes") != NULL);
-    CHECK_INT(mpconn_value_json_opts(bomb, NULL, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_json_opts(bomb, NULL, &s, &len, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "JSON longer than 67108864 bytes") != NULL);
-    CHECK_INT(mpconn_value_repr(bomb, &s, &len), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_repr(bomb, &s, &len), MPCONN_ERR_LIMIT);
     /* Truncated: the start of the text, as a smaller tree shows it. */
     mpconn_value *small = shared_tree(10);
     char *part = repr(small);
-    mpconn_value_free(small);
+    mpconn_value_unref(small);
     char *want = malloc(1001);
     memset(want, '[', 22);
     memcpy(want + 22, part, 1000 - 22);
@@ -353,7 +353,7 @@ TEST(print_limit)
     mpconn_opts *o = NULL;
     CHECK_INT(mpconn_opts_new(&o), 0);
     CHECK_INT(mpconn_opts_set_print_limits(o, 1000, 0), 0);
-    CHECK_INT(mpconn_value_repr_opts(bomb, o, &s, &len, err, sizeof err), MPCONN_ELIMIT);
+    CHECK_INT(mpconn_value_repr_opts(bomb, o, &s, &len, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "repr longer than 1000 bytes") != NULL);
     CHECK_INT(mpconn_opts_set_print_truncate(o, 1), 0);
     CHECK_INT(mpconn_value_repr_opts(bomb, o, &s, &len, NULL, 0), 1);
@@ -385,7 +385,7 @@ TEST(print_limit)
     CHECK_INT(mpconn_value_repr_opts(t, o, &s, &len, NULL, 0), 1);
     CHECK_STR(s, "'abc");
     free(s);
-    mpconn_value_free(t);
+    mpconn_value_unref(t);
     /* The cut never splits a character. */
     t = mpconn_value_str("\xc3\xa9\xc3\xa9\xe2\x82\xac");
     size_t cuts[][2] = {{1, 1}, {2, 1}, {3, 3}, {4, 3}, {5, 5}, {6, 5}, {7, 5}, {8, 8}};
@@ -395,9 +395,9 @@ TEST(print_limit)
         CHECK_INT(len, cuts[i][1]);
         free(s);
     }
-    mpconn_value_free(t);
+    mpconn_value_unref(t);
     mpconn_opts_free(o);
-    mpconn_value_free(bomb);
+    mpconn_value_unref(bomb);
 }
 
 /* Strings made to hold lone surrogates in their "surrogatepass" bytes. */
@@ -424,7 +424,7 @@ TEST(lone_surrogates)
     CHECK_INT(mpconn_value_json(v, &s, NULL), 0);
     CHECK_STR(s, "\"\\udc00\\ud83d\\ude00\"");
     free(s);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(containers)
@@ -494,8 +494,8 @@ TEST(shared_and_recursive)
     free(s);
     mpconn_value *roots[] = {r, d};
     mpci_value_break_cycles(roots, 2);
-    mpconn_value_free(r);
-    mpconn_value_free(d);
+    mpconn_value_unref(r);
+    mpconn_value_unref(d);
 }
 
 TEST(deep_nesting)
@@ -515,7 +515,7 @@ TEST(deep_nesting)
     for (size_t i = 0; i <= depth; i++)
         CHECK(s[i] == '[' && s[len - 1 - i] == ']');
     free(s);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(bad_args)
@@ -527,7 +527,7 @@ TEST(bad_args)
     CHECK_INT(mpconn_value_repr(v, &s, NULL), 0); /* len is optional */
     CHECK_STR(s, "5");
     free(s);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TESTLIB_MAIN

@@ -77,7 +77,7 @@ static int echo_handle(mpconn_request *r, void *data)
         size_t len;
         int rc = mpconn_conn_recv_bytes(c, &msg, &len, 0);
         if (rc < 0)
-            return rc == MPCONN_EEOF ? 0 : rc;
+            return rc == MPCONN_ERR_EOF ? 0 : rc;
         rc = mpconn_conn_send_bytes(c, msg, len);
         free(msg);
         if (rc < 0)
@@ -229,7 +229,7 @@ static void shutdown_from_thread(int kind)
     for (int i = 0; i < 3; i++) {
         void *msg;
         size_t len;
-        CHECK_INT(mpconn_conn_recv_bytes(c[i], &msg, &len, 0), MPCONN_EEOF);
+        CHECK_INT(mpconn_conn_recv_bytes(c[i], &msg, &len, 0), MPCONN_ERR_EOF);
         mpconn_conn_free(c[i]);
     }
     mpconn_server_free(s);
@@ -261,7 +261,7 @@ TEST(shutdown_before_serving)
     double t0 = now();
     CHECK_INT(mpconn_server_serve_forever(s), 0);
     CHECK(now() - t0 < 5.0);
-    CHECK_INT(mpconn_server_serve_forever(s), MPCONN_ECLOSED);
+    CHECK_INT(mpconn_server_serve_forever(s), MPCONN_ERR_CLOSED);
     mpconn_server_free(s);
 }
 
@@ -400,7 +400,7 @@ static void count_error(mpconn_server *s, mpconn_request *r, int code, const cha
     (void)r;
     (void)message;
     fixture *f = data;
-    if (code == MPCONN_EPEER)
+    if (code == MPCONN_ERR_PEER)
         atomic_fetch_add(&f->verified, 1);
     if (code == -ETIMEDOUT)
         atomic_fetch_add(&f->timeouts, 1);
@@ -690,7 +690,7 @@ static void idle_timeout(int kind)
     mpconn_conn *c = connect_to(path);
     void *msg;
     size_t len;
-    CHECK_INT(mpconn_conn_recv_bytes(c, &msg, &len, 0), MPCONN_EEOF);
+    CHECK_INT(mpconn_conn_recv_bytes(c, &msg, &len, 0), MPCONN_ERR_EOF);
     mpconn_conn_free(c);
     stop_serving(s, &v, path);
 }
@@ -751,14 +751,14 @@ TEST(datagram_addresses)
     CHECK_INT(new_server("udp:127.0.0.1:0", MPCONN_SERVER_LOOP), 0);
     CHECK_INT(new_server("udp:127.0.0.1:0", MPCONN_SERVER_THREADS), 0);
     CHECK_INT(new_server("udp:127.0.0.1:0", MPCONN_SERVER_FORK), -EINVAL);
-    CHECK_INT(new_server("udp:127.0.0.1", MPCONN_SERVER_LOOP), MPCONN_EADDR);
-    CHECK_INT(new_server("udp:::1:5000", MPCONN_SERVER_LOOP), MPCONN_EADDR);
-    CHECK_INT(new_server("udp:[::1]:70000", MPCONN_SERVER_LOOP), MPCONN_EADDR);
-    CHECK_INT(new_server("udp:[::1:80", MPCONN_SERVER_LOOP), MPCONN_EADDR);
-    CHECK_INT(new_server("udp::80", MPCONN_SERVER_LOOP), MPCONN_EADDR);
-    CHECK_INT(new_server("udp:127.0.0.1:8x", MPCONN_SERVER_LOOP), MPCONN_EADDR);
-    CHECK_INT(new_server("unixgram:", MPCONN_SERVER_LOOP), MPCONN_EADDR);
-    CHECK_INT(new_server("unixgram:@", MPCONN_SERVER_LOOP), MPCONN_EADDR);
+    CHECK_INT(new_server("udp:127.0.0.1", MPCONN_SERVER_LOOP), MPCONN_ERR_ADDR);
+    CHECK_INT(new_server("udp:::1:5000", MPCONN_SERVER_LOOP), MPCONN_ERR_ADDR);
+    CHECK_INT(new_server("udp:[::1]:70000", MPCONN_SERVER_LOOP), MPCONN_ERR_ADDR);
+    CHECK_INT(new_server("udp:[::1:80", MPCONN_SERVER_LOOP), MPCONN_ERR_ADDR);
+    CHECK_INT(new_server("udp::80", MPCONN_SERVER_LOOP), MPCONN_ERR_ADDR);
+    CHECK_INT(new_server("udp:127.0.0.1:8x", MPCONN_SERVER_LOOP), MPCONN_ERR_ADDR);
+    CHECK_INT(new_server("unixgram:", MPCONN_SERVER_LOOP), MPCONN_ERR_ADDR);
+    CHECK_INT(new_server("unixgram:@", MPCONN_SERVER_LOOP), MPCONN_ERR_ADDR);
     char abstract[64];
     snprintf(abstract, sizeof abstract, "unixgram:@mpconn-test-%d", (int)getpid());
     CHECK_INT(new_server(abstract, MPCONN_SERVER_LOOP), 0);
@@ -771,7 +771,7 @@ TEST(datagram_addresses)
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     memcpy(un.sun_path, path, strlen(path));
     CHECK_INT(bind(fd, (struct sockaddr *)&un, sizeof un), 0);
-    CHECK_INT(new_server(addr, MPCONN_SERVER_LOOP), MPCONN_EADDRINUSE);
+    CHECK_INT(new_server(addr, MPCONN_SERVER_LOOP), MPCONN_ERR_ADDRINUSE);
     close(fd);
     CHECK_INT(new_server(addr, MPCONN_SERVER_LOOP), 0);
     struct stat st;

@@ -91,7 +91,7 @@ TEST(frames_in_every_split)
 TEST(frame_too_large_is_refused_before_any_body)
 {
     const char in[] = "\0\0\0\5hello";
-    every_split(MPCI_SPLIT_FRAME, NULL, 0, 4, in, sizeof in - 1, NULL, 0, MPCONN_EMSGSIZE);
+    every_split(MPCI_SPLIT_FRAME, NULL, 0, 4, in, sizeof in - 1, NULL, 0, MPCONN_ERR_MSGSIZE);
     /* Without a limit, a claim of 2^62 bytes is legal and allocates
      * nothing until bytes arrive. */
     mpci_split s;
@@ -107,7 +107,7 @@ TEST(frame_too_large_is_refused_before_any_body)
     CHECK(s.cap <= 256);
     mpci_split_free(&s);
     const char neg[] = "\x80\0\0\1";
-    every_split(MPCI_SPLIT_FRAME, NULL, 0, 0, neg, sizeof neg - 1, NULL, 0, MPCONN_EPROTO);
+    every_split(MPCI_SPLIT_FRAME, NULL, 0, 0, neg, sizeof neg - 1, NULL, 0, MPCONN_ERR_PROTO);
 }
 
 TEST(delimited_lines_in_every_split)
@@ -127,7 +127,7 @@ TEST(a_line_longer_than_the_limit_is_an_error)
     const char *want[] = {"abcd"};
     every_split(MPCI_SPLIT_DELIM, "\n", 1, 4, ok, sizeof ok - 1, want, 1, 0);
     const char bad[] = "abcde\n";
-    every_split(MPCI_SPLIT_DELIM, "\n", 1, 4, bad, sizeof bad - 1, NULL, 0, MPCONN_EMSGSIZE);
+    every_split(MPCI_SPLIT_DELIM, "\n", 1, 4, bad, sizeof bad - 1, NULL, 0, MPCONN_ERR_MSGSIZE);
     /* Without any delimiter, the error comes once the limit is passed, not
      * at the end of the stream (nothing grows without bound). */
     mpci_split s;
@@ -140,7 +140,7 @@ TEST(a_line_longer_than_the_limit_is_an_error)
         size_t len;
         r = mpci_split_feed(&s, (const uint8_t *)"xxx", 3, &used, &m, &len);
     }
-    CHECK_INT(r, MPCONN_EMSGSIZE);
+    CHECK_INT(r, MPCONN_ERR_MSGSIZE);
     CHECK(s.cap <= 64);
     mpci_split_free(&s);
 }

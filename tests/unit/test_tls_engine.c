@@ -441,42 +441,42 @@ static void client_refuses(mpconn_tls_config *cc, const char *name, const char *
 
 TEST(verify_untrusted_issuer)
 {
-    client_refuses(client_cfg(), "localhost", "untrusted", MPCONN_ETLSVERIFY,
+    client_refuses(client_cfg(), "localhost", "untrusted", MPCONN_ERR_TLSVERIFY,
                    "unable to get local issuer certificate (depth 0, subject \"CN=localhost\")");
 }
 
 TEST(verify_self_signed)
 {
-    client_refuses(client_cfg(), "localhost", "self", MPCONN_ETLSVERIFY, "self");
-    client_refuses(client_cfg(), "localhost", "self", MPCONN_ETLSVERIFY, "signed certificate");
+    client_refuses(client_cfg(), "localhost", "self", MPCONN_ERR_TLSVERIFY, "self");
+    client_refuses(client_cfg(), "localhost", "self", MPCONN_ERR_TLSVERIFY, "signed certificate");
 }
 
 TEST(verify_expired)
 {
-    client_refuses(client_cfg(), "localhost", "expired", MPCONN_ETLSVERIFY,
+    client_refuses(client_cfg(), "localhost", "expired", MPCONN_ERR_TLSVERIFY,
                    "certificate has expired (depth 0");
 }
 
 TEST(verify_not_yet_valid)
 {
-    client_refuses(client_cfg(), "localhost", "future", MPCONN_ETLSVERIFY,
+    client_refuses(client_cfg(), "localhost", "future", MPCONN_ERR_TLSVERIFY,
                    "certificate verify failed: certificate is not yet valid (depth 0");
 }
 
 TEST(verify_hostname_mismatch)
 {
-    client_refuses(client_cfg(), "localhost", "other", MPCONN_ETLSVERIFY,
+    client_refuses(client_cfg(), "localhost", "other", MPCONN_ERR_TLSVERIFY,
                    "hostname mismatch: the certificate is not for \"localhost\"");
     /* a wildcard-free certificate does not cover a sub-name either */
-    client_refuses(client_cfg(), "a.other.example", "other", MPCONN_ETLSVERIFY,
+    client_refuses(client_cfg(), "a.other.example", "other", MPCONN_ERR_TLSVERIFY,
                    "hostname mismatch");
 }
 
 TEST(verify_ip_mismatch)
 {
-    client_refuses(client_cfg(), "10.1.2.3", "server", MPCONN_ETLSVERIFY,
+    client_refuses(client_cfg(), "10.1.2.3", "server", MPCONN_ERR_TLSVERIFY,
                    "IP address mismatch: the certificate is not for \"10.1.2.3\"");
-    client_refuses(client_cfg(), "::2", "server", MPCONN_ETLSVERIFY, "IP address mismatch");
+    client_refuses(client_cfg(), "::2", "server", MPCONN_ERR_TLSVERIFY, "IP address mismatch");
 }
 
 TEST(verify_wildcards)
@@ -493,7 +493,7 @@ TEST(verify_wildcards)
     /* one whole label only: not two, not none, not part of one */
     const char *bad[] = {"a.b.wild.test", "wild.test", "foo.part.test"};
     for (size_t i = 0; i < 3; i++)
-        client_refuses(client_cfg(), bad[i], "wild", MPCONN_ETLSVERIFY, "hostname mismatch");
+        client_refuses(client_cfg(), bad[i], "wild", MPCONN_ERR_TLSVERIFY, "hostname mismatch");
 }
 
 TEST(verify_ip_match)
@@ -518,7 +518,7 @@ TEST(verify_no_trust_anchor_for_private_ca)
     /* The system store does not hold the test CA. */
     mpconn_tls_config *cc;
     CHECK_INT(mpconn_tls_config_new(&cc, MPCONN_TLS_CLIENT), 0);
-    client_refuses(cc, "localhost", "server", MPCONN_ETLSVERIFY, "certificate verify failed");
+    client_refuses(cc, "localhost", "server", MPCONN_ERR_TLSVERIFY, "certificate verify failed");
 }
 
 TEST(client_needs_a_name_to_verify)
@@ -571,11 +571,11 @@ TEST(client_cert_required_and_missing_tls13)
     handshake(c, s, &rc, &rs);
     /* TLS 1.3: the client is done before the server has looked */
     CHECK_INT(rc, 0);
-    CHECK_INT(rs, MPCONN_ETLSVERIFY);
+    CHECK_INT(rs, MPCONN_ERR_TLSVERIFY);
     CHECK(contains(mpconn_tls_errmsg(s), "the client sent no certificate"));
     unsigned char b[16];
     size_t n;
-    CHECK_INT(mpconn_tls_read(c, b, sizeof b, &n), MPCONN_ETLSVERIFY);
+    CHECK_INT(mpconn_tls_read(c, b, sizeof b, &n), MPCONN_ERR_TLSVERIFY);
     CHECK(contains(mpconn_tls_errmsg(c), "requires a client certificate and none was sent"));
     free_pair(c, s, cc, sc);
 }
@@ -588,9 +588,9 @@ TEST(client_cert_required_and_missing_tls12)
     new_pair(cc, "localhost", sc, &c, &s);
     int rc, rs;
     handshake(c, s, &rc, &rs);
-    CHECK_INT(rs, MPCONN_ETLSVERIFY);
+    CHECK_INT(rs, MPCONN_ERR_TLSVERIFY);
     CHECK(contains(mpconn_tls_errmsg(s), "the client sent no certificate"));
-    CHECK_INT(rc, MPCONN_ETLS);
+    CHECK_INT(rc, MPCONN_ERR_TLS);
     CHECK(contains(mpconn_tls_errmsg(c), "alert"));
     free_pair(c, s, cc, sc);
 }
@@ -627,14 +627,14 @@ TEST(client_cert_untrusted)
     new_pair(cc, "localhost", sc, &c, &s);
     int rc, rs;
     handshake(c, s, &rc, &rs);
-    CHECK_INT(rs, MPCONN_ETLSVERIFY);
+    CHECK_INT(rs, MPCONN_ERR_TLSVERIFY);
     CHECK(contains(mpconn_tls_errmsg(s), "unable to get local issuer certificate (depth 0, "
                                          "subject \"CN=client\")"));
     unsigned char b[16];
     size_t n;
     if (rc == 0)
         rc = mpconn_tls_read(c, b, sizeof b, &n);
-    CHECK_INT(rc, MPCONN_ETLSVERIFY);
+    CHECK_INT(rc, MPCONN_ERR_TLSVERIFY);
     CHECK(contains(mpconn_tls_errmsg(c), "the peer refused this side's certificate"));
     free_pair(c, s, cc, sc);
 }
@@ -648,10 +648,10 @@ TEST(min_version_tls13_against_tls12_peer)
     new_pair(cc, "localhost", sc, &c, &s);
     int rc, rs;
     handshake(c, s, &rc, &rs);
-    CHECK_INT(rs, MPCONN_ETLS);
+    CHECK_INT(rs, MPCONN_ERR_TLS);
     CHECK(contains(mpconn_tls_errmsg(s), "no TLS version in common with the peer"));
     CHECK(contains(mpconn_tls_errmsg(s), "this side accepts TLSv1.3 to TLSv1.3"));
-    CHECK_INT(rc, MPCONN_ETLS);
+    CHECK_INT(rc, MPCONN_ERR_TLS);
     CHECK(contains(mpconn_tls_errmsg(c), "no TLS version in common with the peer (alert"));
     CHECK(contains(mpconn_tls_errmsg(c), "this side accepts TLSv1.2 to TLSv1.2"));
     free_pair(c, s, cc, sc);
@@ -737,7 +737,7 @@ TEST(garbage_from_the_peer)
     mpconn_tls *s;
     CHECK_INT(mpconn_tls_new(&s, sc, NULL), 0);
     CHECK_INT(mpconn_tls_feed(s, "GET / HTTP/1.1\r\n\r\n", 18), 0);
-    CHECK_INT(mpconn_tls_handshake(s), MPCONN_ETLS);
+    CHECK_INT(mpconn_tls_handshake(s), MPCONN_ERR_TLS);
     CHECK(contains(mpconn_tls_errmsg(s), "TLS error: "));
     mpconn_tls_free(s);
     mpconn_tls_config_free(sc);
@@ -773,7 +773,7 @@ static void resume(int version)
     fill(junk, sizeof junk, 1);
     junk[0] = 23, junk[1] = 3, junk[2] = 3, junk[3] = 0, junk[4] = 59; /* a forged record */
     CHECK_INT(mpconn_tls_feed(c, junk, sizeof junk), 0);
-    CHECK_INT(mpconn_tls_read(c, b, sizeof b, &n), MPCONN_ETLS);
+    CHECK_INT(mpconn_tls_read(c, b, sizeof b, &n), MPCONN_ERR_TLS);
     mpconn_tls_free(c);
     mpconn_tls_free(s);
     connect_pair(cc, "localhost", sc, &c, &s);
@@ -843,9 +843,9 @@ TEST(close_notify_both_ways_and_unwrap)
     move(c, s, 4096);
     /* the server reads to the end, then closes its side */
     size_t have = 0;
-    CHECK_INT(drain(s, buf, sizeof buf, &have, 100), MPCONN_EEOF);
+    CHECK_INT(drain(s, buf, sizeof buf, &have, 100), MPCONN_ERR_EOF);
     CHECK_INT(have, 0);
-    CHECK_INT(mpconn_tls_read(s, buf, sizeof buf, &n), MPCONN_EEOF); /* again */
+    CHECK_INT(mpconn_tls_read(s, buf, sizeof buf, &n), MPCONN_ERR_EOF); /* again */
     CHECK_INT(mpconn_tls_shutdown(s), 0);
     /* its close_notify, then the clear stream that follows it */
     unsigned char wire[8192];
@@ -857,7 +857,7 @@ TEST(close_notify_both_ways_and_unwrap)
     /* the data before the close_notify is not lost to the shutdown */
     CHECK_INT(mpconn_tls_shutdown(c), WANT_READ);
     have = 0;
-    CHECK_INT(drain(c, buf, sizeof buf, &have, 100), MPCONN_EEOF);
+    CHECK_INT(drain(c, buf, sizeof buf, &have, 100), MPCONN_ERR_EOF);
     CHECK_INT(have, 10);
     CHECK_MEM(buf, "last words", 10);
     CHECK_INT(mpconn_tls_shutdown(c), 0);
@@ -903,9 +903,9 @@ TEST(truncation_detected)
     CHECK_INT(mpconn_tls_read(c, buf, sizeof buf, &n), 0);
     CHECK_INT(n, 7);
     CHECK_INT(mpconn_tls_readable(c), 1); /* the end is still to be told */
-    CHECK_INT(mpconn_tls_read(c, buf, sizeof buf, &n), MPCONN_ETRUNCATED);
+    CHECK_INT(mpconn_tls_read(c, buf, sizeof buf, &n), MPCONN_ERR_TRUNCATED);
     CHECK(contains(mpconn_tls_errmsg(c), "without close_notify"));
-    CHECK_INT(mpconn_tls_read(c, buf, sizeof buf, &n), MPCONN_ETRUNCATED);
+    CHECK_INT(mpconn_tls_read(c, buf, sizeof buf, &n), MPCONN_ERR_TRUNCATED);
     CHECK_INT(mpconn_tls_feed(c, "x", 1), -EINVAL);
     mpconn_tls_free(c);
     mpconn_tls_free(s);
@@ -915,7 +915,7 @@ TEST(truncation_detected)
     CHECK_INT(mpconn_tls_shutdown(s), WANT_READ);
     move(s, c, 4096);
     CHECK_INT(mpconn_tls_feed_eof(c), 0);
-    CHECK_INT(drain(c, buf, sizeof buf, &have, 100), MPCONN_EEOF);
+    CHECK_INT(drain(c, buf, sizeof buf, &have, 100), MPCONN_ERR_EOF);
     mpconn_tls_free(c);
     mpconn_tls_free(s);
 
@@ -923,7 +923,7 @@ TEST(truncation_detected)
     new_pair(cc, "localhost", sc, &c, &s);
     CHECK_INT(mpconn_tls_handshake(c), WANT_READ);
     CHECK_INT(mpconn_tls_feed_eof(c), 0);
-    CHECK_INT(mpconn_tls_handshake(c), MPCONN_ETLS);
+    CHECK_INT(mpconn_tls_handshake(c), MPCONN_ERR_TLS);
     CHECK(contains(mpconn_tls_errmsg(c), "closed the stream during the TLS handshake"));
     free_pair(c, s, cc, sc);
 }
@@ -945,11 +945,11 @@ TEST(config_encrypted_key)
     mpconn_tls_config *sc;
     CHECK_INT(mpconn_tls_config_new(&sc, MPCONN_TLS_SERVER), 0);
     CHECK_INT(mpconn_tls_config_set_cert_file(sc, cert("server.pem"), cert("server-enc.key")),
-              MPCONN_ETLSCONFIG);
+              MPCONN_ERR_TLSCONFIG);
     CHECK(contains(mpconn_tls_config_errmsg(sc), "needs a passphrase callback"));
     CHECK_INT(mpconn_tls_config_set_key_passphrase_cb(sc, passphrase, "wrong"), 0);
     CHECK_INT(mpconn_tls_config_set_cert_file(sc, cert("server.pem"), cert("server-enc.key")),
-              MPCONN_ETLSCONFIG);
+              MPCONN_ERR_TLSCONFIG);
     CHECK(contains(mpconn_tls_config_errmsg(sc), "cannot read the private key in "));
     CHECK_INT(mpconn_tls_config_set_key_passphrase_cb(sc, passphrase, "sesame"), 0);
     CHECK_INT(mpconn_tls_config_set_cert_file(sc, cert("server.pem"), cert("server-enc.key")), 0);
@@ -987,21 +987,21 @@ TEST(config_bad_material)
     mpconn_tls_config *sc;
     CHECK_INT(mpconn_tls_config_new(&sc, MPCONN_TLS_SERVER), 0);
     CHECK_INT(mpconn_tls_config_set_cert_file(sc, cert("server.pem"), cert("client.key")),
-              MPCONN_ETLSCONFIG);
+              MPCONN_ERR_TLSCONFIG);
     CHECK(contains(mpconn_tls_config_errmsg(sc), "does not belong to the certificate"));
     CHECK_INT(mpconn_tls_config_set_cert_file(sc, cert("nonexistent.pem"), NULL),
-              MPCONN_ETLSCONFIG);
+              MPCONN_ERR_TLSCONFIG);
     CHECK(contains(mpconn_tls_config_errmsg(sc), "No such file or directory"));
-    CHECK_INT(mpconn_tls_config_set_cert_file(sc, cert("server.ext"), NULL), MPCONN_ETLSCONFIG);
+    CHECK_INT(mpconn_tls_config_set_cert_file(sc, cert("server.ext"), NULL), MPCONN_ERR_TLSCONFIG);
     CHECK(contains(mpconn_tls_config_errmsg(sc), "no PEM certificate in "));
-    CHECK_INT(mpconn_tls_config_set_cert_file(sc, cert("server.pem"), NULL), MPCONN_ETLSCONFIG);
+    CHECK_INT(mpconn_tls_config_set_cert_file(sc, cert("server.pem"), NULL), MPCONN_ERR_TLSCONFIG);
     CHECK(contains(mpconn_tls_config_errmsg(sc), "cannot read the private key"));
-    CHECK_INT(mpconn_tls_config_set_ca_file(sc, cert("server.key")), MPCONN_ETLSCONFIG);
+    CHECK_INT(mpconn_tls_config_set_ca_file(sc, cert("server.key")), MPCONN_ERR_TLSCONFIG);
     CHECK(contains(mpconn_tls_config_errmsg(sc), "no PEM certificate in the CA file"));
-    CHECK_INT(mpconn_tls_config_set_ca_dir(sc, cert("ca.pem")), MPCONN_ETLSCONFIG);
-    CHECK_INT(mpconn_tls_config_set_ciphers(sc, "NOSUCHCIPHER", NULL), MPCONN_ETLSCONFIG);
+    CHECK_INT(mpconn_tls_config_set_ca_dir(sc, cert("ca.pem")), MPCONN_ERR_TLSCONFIG);
+    CHECK_INT(mpconn_tls_config_set_ciphers(sc, "NOSUCHCIPHER", NULL), MPCONN_ERR_TLSCONFIG);
     CHECK(contains(mpconn_tls_config_errmsg(sc), "selects nothing"));
-    CHECK_INT(mpconn_tls_config_set_ciphers(sc, NULL, "TLS_NO_SUCH"), MPCONN_ETLSCONFIG);
+    CHECK_INT(mpconn_tls_config_set_ciphers(sc, NULL, "TLS_NO_SUCH"), MPCONN_ERR_TLSCONFIG);
     CHECK_INT(mpconn_tls_config_set_min_version(sc, 0x0301), -EINVAL); /* TLS 1.0 */
     CHECK_INT(mpconn_tls_config_set_verify_client(sc, 7), -EINVAL);
     mpconn_tls_config_free(sc);
@@ -1020,13 +1020,13 @@ TEST(config_unusable_at_the_first_engine)
     mpconn_tls_config *sc;
     mpconn_tls *s = (mpconn_tls *)1;
     CHECK_INT(mpconn_tls_config_new(&sc, MPCONN_TLS_SERVER), 0);
-    CHECK_INT(mpconn_tls_new(&s, sc, NULL), MPCONN_ETLSCONFIG);
+    CHECK_INT(mpconn_tls_new(&s, sc, NULL), MPCONN_ERR_TLSCONFIG);
     CHECK(s == NULL);
     CHECK(contains(mpconn_tls_config_errmsg(sc), "a server needs its certificate and key"));
     /* still open to setters: mend it */
     CHECK_INT(mpconn_tls_config_set_cert_file(sc, cert("server.pem"), cert("server.key")), 0);
     CHECK_INT(mpconn_tls_config_set_verify_client(sc, MPCONN_TLS_VERIFY_REQUIRED), 0);
-    CHECK_INT(mpconn_tls_new(&s, sc, NULL), MPCONN_ETLSCONFIG);
+    CHECK_INT(mpconn_tls_new(&s, sc, NULL), MPCONN_ERR_TLSCONFIG);
     CHECK(contains(mpconn_tls_config_errmsg(sc), "client certificates need trust anchors"));
     CHECK_INT(mpconn_tls_config_set_ca_file(sc, cert("ca.pem")), 0);
     CHECK_INT(mpconn_tls_new(&s, sc, NULL), 0);
@@ -1310,7 +1310,7 @@ struct readbuf {
     size_t len;
 };
 
-/* Reads until the message ends with '!' (0), or the end (MPCONN_EEOF). */
+/* Reads until the message ends with '!' (0), or the end (MPCONN_ERR_EOF). */
 static int step_read(mpconn_tls *t, void *arg)
 {
     struct readbuf *b = arg;
@@ -1352,7 +1352,7 @@ TEST(python_server_engine_client)
     CHECK_STR(b.data, want);
     /* python's unwrap sends close_notify and waits for ours */
     b.len = 0;
-    CHECK_INT(blocking(c, fd, step_read, &b), MPCONN_EEOF);
+    CHECK_INT(blocking(c, fd, step_read, &b), MPCONN_ERR_EOF);
     CHECK_INT(blocking(c, fd, step_shutdown, NULL), 0);
     wait_python(pid);
     close(fd);

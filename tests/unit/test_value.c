@@ -20,18 +20,18 @@ TEST(scalars)
     CHECK_INT(mpconn_value_get_float(v, &d), 0);
     CHECK(d == -5.0);
     const char *s;
-    CHECK_INT(mpconn_value_get_str(v, &s, NULL), MPCONN_ETYPE);
-    mpconn_value_free(v);
+    CHECK_INT(mpconn_value_get_str(v, &s, NULL), MPCONN_ERR_TYPE);
+    mpconn_value_unref(v);
     CHECK_STR(mpconn_type_name(MPCONN_FROZENSET), "frozenset");
     CHECK_STR(mpconn_type_name(MPCONN_NONE), "NoneType");
-    mpconn_value_free(NULL);
+    mpconn_value_unref(NULL);
 }
 
 TEST(str_validation)
 {
     mpconn_value *ok = mpconn_value_str("\xc3\xa9");
     CHECK(ok != NULL);
-    mpconn_value_free(ok);
+    mpconn_value_unref(ok);
     CHECK(mpconn_value_str("\xc0\x80") == NULL);         /* overlong NUL */
     CHECK(mpconn_value_str("\xed\xa0\x80") == NULL);     /* surrogate */
     CHECK(mpconn_value_str("\xf4\x90\x80\x80") == NULL); /* above U+10FFFF */
@@ -43,7 +43,7 @@ TEST(str_validation)
     CHECK_INT(n, 3);
     CHECK_INT(s[3], 0);
     CHECK_INT(mpconn_value_len(v), 3);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
 }
 
 TEST(bigint_normalised)
@@ -55,15 +55,15 @@ TEST(bigint_normalised)
     CHECK_INT(i, -256);
     mpconn_value *w = mpconn_value_int(-256);
     CHECK(mpconn_value_equal(v, w));
-    mpconn_value_free(v);
-    mpconn_value_free(w);
+    mpconn_value_unref(v);
+    mpconn_value_unref(w);
     const uint8_t min[] = {0x80, 0, 0, 0, 0, 0, 0, 0};
     v = mpconn_value_bigint(1, min, 8);
     CHECK_INT(mpconn_value_get_int(v, &i), 0);
     CHECK(i == INT64_MIN);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     v = mpconn_value_bigint(0, min, 8); /* 2**63 does not fit */
-    CHECK_INT(mpconn_value_get_int(v, &i), MPCONN_ERANGE);
+    CHECK_INT(mpconn_value_get_int(v, &i), MPCONN_ERR_RANGE);
     int neg;
     const uint8_t *mag;
     size_t len;
@@ -79,20 +79,20 @@ TEST(bigint_normalised)
     mpconn_value *dict = mpconn_value_dict();
     CHECK_INT(mpconn_value_dict_set(dict, mpconn_value_ref(v), mpconn_value_int(1)), 0);
     CHECK(mpconn_value_dict_get(dict, f) != NULL);
-    mpconn_value_free(dict);
-    mpconn_value_free(f);
-    mpconn_value_free(v);
+    mpconn_value_unref(dict);
+    mpconn_value_unref(f);
+    mpconn_value_unref(v);
     v = mpconn_value_int(0);
     CHECK_INT(mpconn_value_get_bigint(v, &neg, &mag, &len), 0);
     CHECK_INT(len, 0);
-    mpconn_value_free(v);
+    mpconn_value_unref(v);
     /* 2**64 + 1 is not exactly a double: not equal to 2.0**64. */
     const uint8_t odd[] = {1, 0, 0, 0, 0, 0, 0, 0, 1};
     v = mpconn_value_bigint(0, odd, sizeof odd);
     f = mpconn_value_float(18446744073709551616.0);
     CHECK(!mpconn_value_equal(v, f));
-    mpconn_value_free(v);
-    mpconn_value_free(f);
+    mpconn_value_unref(v);
+    mpconn_value_unref(f);
 }
 
 TEST(numeric_equality_and_hash)
@@ -112,7 +112,7 @@ TEST(numeric_equality_and_hash)
     const char *s;
     CHECK_INT(mpconn_value_get_str(mpconn_value_dict_value(d, 0), &s, NULL), 0);
     CHECK_STR(s, "bool");
-    mpconn_value_free(d);
+    mpconn_value_unref(d);
     mpconn_value *z = mpconn_value_float(0.0), *mz = mpconn_value_float(-0.0);
     CHECK(mpconn_value_equal(z, mz));
     mpconn_value *nan = mpconn_value_float(NAN);
@@ -124,12 +124,12 @@ TEST(numeric_equality_and_hash)
     CHECK_INT(mpconn_value_len(set), 1);
     CHECK_INT(mpconn_value_add(set, mpconn_value_float(NAN)), 0);
     CHECK_INT(mpconn_value_len(set), 2);
-    mpconn_value_free(set);
-    mpconn_value_free(nan);
-    mpconn_value_free(z);
-    mpconn_value_free(mz);
-    mpconn_value_free(one);
-    mpconn_value_free(onef);
+    mpconn_value_unref(set);
+    mpconn_value_unref(nan);
+    mpconn_value_unref(z);
+    mpconn_value_unref(mz);
+    mpconn_value_unref(one);
+    mpconn_value_unref(onef);
 }
 
 TEST(container_equality)
@@ -154,46 +154,47 @@ TEST(container_equality)
     CHECK(!mpconn_value_equal(by, str));
     mpconn_value *objs[] = {a, b, c, l, t, s, fs, by, ba, str};
     for (size_t i = 0; i < sizeof objs / sizeof objs[0]; i++)
-        mpconn_value_free(objs[i]);
+        mpconn_value_unref(objs[i]);
 }
 
 TEST(unhashable)
 {
     mpconn_value *d = mpconn_value_dict();
     CHECK_INT(mpconn_value_dict_set(d, mpconn_value_list(), mpconn_value_none()),
-              MPCONN_EUNHASHABLE);
+              MPCONN_ERR_UNHASHABLE);
     CHECK_INT(mpconn_value_dict_set(d, mpconn_pack("(i,[])", 1), mpconn_value_none()),
-              MPCONN_EUNHASHABLE);
+              MPCONN_ERR_UNHASHABLE);
     CHECK_INT(mpconn_value_dict_set(d, mpconn_value_bytearray("", 0), mpconn_value_none()),
-              MPCONN_EUNHASHABLE);
+              MPCONN_ERR_UNHASHABLE);
     mpconn_value *s = mpconn_value_set();
-    CHECK_INT(mpconn_value_add(s, mpconn_value_dict()), MPCONN_EUNHASHABLE);
-    CHECK_INT(mpconn_value_add(s, mpconn_value_set()), MPCONN_EUNHASHABLE);
+    CHECK_INT(mpconn_value_add(s, mpconn_value_dict()), MPCONN_ERR_UNHASHABLE);
+    CHECK_INT(mpconn_value_add(s, mpconn_value_set()), MPCONN_ERR_UNHASHABLE);
     /* Hashable containers: tuples of scalars, frozensets. */
     CHECK_INT(mpconn_value_add(s, mpconn_pack("(i,(s,n))", 1, "a")), 0);
     CHECK_INT(mpconn_value_add(s, mpconn_value_frozenset()), 0);
     CHECK_INT(mpconn_value_len(s), 2);
     CHECK_INT(mpconn_value_len(d), 0);
-    mpconn_value_free(s);
-    mpconn_value_free(d);
+    mpconn_value_unref(s);
+    mpconn_value_unref(d);
 }
 
 TEST(builders_steal_on_failure)
 {
     /* Under ASan any leak here fails the test. */
     mpconn_value *i = mpconn_value_int(3);
-    CHECK_INT(mpconn_value_append(i, mpconn_value_str("x")), MPCONN_ETYPE);
+    CHECK_INT(mpconn_value_append(i, mpconn_value_str("x")), MPCONN_ERR_TYPE);
     CHECK_INT(mpconn_value_append(NULL, mpconn_value_str("x")), -ENOMEM);
-    CHECK_INT(mpconn_value_dict_set(i, mpconn_value_str("k"), mpconn_value_str("v")), MPCONN_ETYPE);
+    CHECK_INT(mpconn_value_dict_set(i, mpconn_value_str("k"), mpconn_value_str("v")),
+              MPCONN_ERR_TYPE);
     mpconn_value *d = mpconn_value_dict();
     CHECK_INT(mpconn_value_dict_set(d, NULL, mpconn_value_str("v")), -ENOMEM);
-    CHECK_INT(mpconn_value_add(i, mpconn_value_str("x")), MPCONN_ETYPE);
+    CHECK_INT(mpconn_value_add(i, mpconn_value_str("x")), MPCONN_ERR_TYPE);
     mpconn_value *t = mpconn_value_tuple();
     CHECK_INT(mpconn_value_append(t, mpconn_value_int(1)), 0); /* tuples build by append */
     CHECK_INT(mpconn_value_len(t), 1);
-    mpconn_value_free(t);
-    mpconn_value_free(d);
-    mpconn_value_free(i);
+    mpconn_value_unref(t);
+    mpconn_value_unref(d);
+    mpconn_value_unref(i);
 }
 
 TEST(dict_order_and_lookup)
@@ -222,7 +223,7 @@ TEST(dict_order_and_lookup)
     CHECK_INT(mpconn_value_len(d), 1001);
     CHECK(mpconn_value_type(mpconn_value_dict_value(d, 0)) == MPCONN_NONE);
     CHECK(mpconn_value_item(d, 1001) == NULL);
-    mpconn_value_free(d);
+    mpconn_value_unref(d);
 }
 
 TEST(big_set_is_indexed)
@@ -234,7 +235,7 @@ TEST(big_set_is_indexed)
     for (int i = 0; i < 200000; i++)
         CHECK_INT(mpconn_value_add(s, mpconn_value_float(i * 7919.0)), 0);
     CHECK_INT(mpconn_value_len(s), 200000);
-    mpconn_value_free(s);
+    mpconn_value_unref(s);
 }
 
 TEST(deep_free_and_equal)
@@ -252,8 +253,8 @@ TEST(deep_free_and_equal)
     CHECK(mpconn_value_equal(a, b));
     CHECK_INT(mpconn_value_append(mpconn_value_item(b, 0), mpconn_value_none()), 0);
     CHECK(!mpconn_value_equal(a, b));
-    mpconn_value_free(a);
-    mpconn_value_free(b);
+    mpconn_value_unref(a);
+    mpconn_value_unref(b);
     /* Deep tuples as a dict key: hashing is iterative too. */
     mpconn_value *t = mpconn_value_tuple();
     for (int i = 0; i < 200000; i++) {
@@ -263,7 +264,7 @@ TEST(deep_free_and_equal)
     }
     mpconn_value *d = mpconn_value_dict();
     CHECK_INT(mpconn_value_dict_set(d, t, mpconn_value_none()), 0);
-    mpconn_value_free(d);
+    mpconn_value_unref(d);
 }
 
 TEST(refcount_sharing)
@@ -272,13 +273,13 @@ TEST(refcount_sharing)
     mpconn_value *l = mpconn_value_list();
     mpconn_value_append(l, mpconn_value_ref(s));
     mpconn_value_append(l, mpconn_value_ref(s));
-    mpconn_value_free(s);
+    mpconn_value_unref(s);
     CHECK(mpconn_value_item(l, 0) == mpconn_value_item(l, 1));
-    mpconn_value_free(l);
+    mpconn_value_unref(l);
     /* None/True/False are shared and survive extra frees of references. */
     mpconn_value *n = mpconn_value_none();
     CHECK(n == mpconn_value_none());
-    mpconn_value_free(n);
+    mpconn_value_unref(n);
     CHECK(mpconn_value_type(mpconn_value_none()) == MPCONN_NONE);
 }
 
@@ -297,7 +298,7 @@ TEST(colliding_keys_are_bounded)
         key->flags |= MPCI_F_HASHED;
         rc = mpconn_value_dict_set(d, key, mpconn_value_int(n));
     }
-    CHECK_INT(rc, MPCONN_ELIMIT);
+    CHECK_INT(rc, MPCONN_ERR_LIMIT);
     CHECK(n > 500 && n < 600);
     /* what went in is still there and found */
     mpconn_value *probe = mpconn_value_str("k7");
@@ -306,8 +307,8 @@ TEST(colliding_keys_are_bounded)
     int64_t v;
     CHECK_INT(mpconn_value_get_int(mpconn_value_dict_get(d, probe), &v), 0);
     CHECK_INT(v, 7);
-    mpconn_value_free(probe);
-    mpconn_value_free(d);
+    mpconn_value_unref(probe);
+    mpconn_value_unref(d);
 }
 
 static uint64_t hash_of(const mpconn_value *v)
@@ -353,7 +354,7 @@ TEST(numbers_hash_exactly)
     mpconn_value *objs[] = {one,  onef,  z,     mz, half, big, b100,
                             f100, bm100, fm100, m1, m2,   max, max1};
     for (size_t i = 0; i < sizeof objs / sizeof objs[0]; i++)
-        mpconn_value_free(objs[i]);
+        mpconn_value_unref(objs[i]);
 }
 
 TEST(nan_keys_spread)
@@ -370,9 +371,9 @@ TEST(nan_keys_spread)
     mpconn_value *other = mpconn_value_float(NAN);
     CHECK(mpconn_value_dict_get(d, other) == NULL);
     CHECK(hash_of(first) == hash_of(first));
-    mpconn_value_free(other);
-    mpconn_value_free(first);
-    mpconn_value_free(d);
+    mpconn_value_unref(other);
+    mpconn_value_unref(first);
+    mpconn_value_unref(d);
 }
 
 /* x = leaf, then depth times x = ((x, x), (x, x)), through the API. */
@@ -417,11 +418,11 @@ TEST(equal_dags_compare_in_their_size)
     mpconn_value_append(e, mpconn_value_int(2));
     CHECK(!mpconn_value_equal(c, e));
     CHECK((double)clock() / CLOCKS_PER_SEC - t0 < 2.0);
-    mpconn_value_free(c);
-    mpconn_value_free(e);
-    mpconn_value_free(d);
-    mpconn_value_free(a);
-    mpconn_value_free(b);
+    mpconn_value_unref(c);
+    mpconn_value_unref(e);
+    mpconn_value_unref(d);
+    mpconn_value_unref(a);
+    mpconn_value_unref(b);
 }
 
 TEST(small_values_cost_what_they_need)
@@ -448,10 +449,10 @@ TEST(small_values_cost_what_they_need)
     CHECK(neg && len == 1 && mag[0] == 5);
     CHECK_INT(mpconn_value_get_bigint(mpconn_value_int(0), &neg, &mag, &len), 0);
     CHECK_INT(len, 0);
-    mpconn_value_free(mpconn_value_int(3)); /* freeing a shared one is harmless */
-    mpconn_value_free(i);
-    mpconn_value_free(f);
-    mpconn_value_free(s);
+    mpconn_value_unref(mpconn_value_int(3)); /* freeing a shared one is harmless */
+    mpconn_value_unref(i);
+    mpconn_value_unref(f);
+    mpconn_value_unref(s);
 }
 
 TESTLIB_MAIN
