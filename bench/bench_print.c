@@ -43,7 +43,7 @@ static mpconn_value *decimal(size_t n, const mpconn_opts *o)
         bench_die("malloc", -ENOMEM);
     memset(t, '7', n);
     mpconn_value *v = NULL;
-    int r = mpconn_value_parse_opts(t, n, o, &v, NULL, 0);
+    int r = mpconn_value_parse_opts(&v, t, n, o, NULL, 0);
     free(t);
     if (r < 0)
         bench_die("mpconn_value_parse_opts", r);
@@ -80,7 +80,7 @@ int main(int argc, char **argv)
         memcpy(pk + 3 + 2 * i, "2\x86", 2);
     memcpy(pk + 67, tail, 1);
     mpconn_value *bomb = NULL;
-    int r = mpconn_value_decode(pk, sizeof pk, NULL, &bomb, NULL, 0);
+    int r = mpconn_value_decode(&bomb, pk, sizeof pk, NULL, NULL, 0);
     if (r < 0)
         bench_die("mpconn_value_decode", r);
     job jd = {bomb, NULL, MPCONN_ERR_LIMIT}, jc = {bomb, cut, 1};

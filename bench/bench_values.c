@@ -41,7 +41,7 @@ static int op_decode(void *p)
 {
     codec *c = p;
     mpconn_value *v;
-    int r = mpconn_value_decode(c->pickle, c->len, NULL, &v, NULL, 0);
+    int r = mpconn_value_decode(&v, c->pickle, c->len, NULL, NULL, 0);
     if (r < 0)
         return r;
     mpconn_value_unref(v);
@@ -68,7 +68,7 @@ static void bench_codec(const char *name, const char *path, double scale, const 
     c.pickle = pickle;
     c.len = len;
     char err[256] = "";
-    int r = mpconn_value_decode(pickle, len, NULL, &c.value, err, sizeof err);
+    int r = mpconn_value_decode(&c.value, pickle, len, NULL, err, sizeof err);
     if (r < 0) {
         fprintf(stderr, "bench_values: decoding %s: %s\n", path, err);
         bench_die("mpconn_value_decode", r);
@@ -85,7 +85,7 @@ static void bench_codec(const char *name, const char *path, double scale, const 
     mpconn_value *back = NULL;
     if ((r = mpconn_value_encode(c.value, 4, &out, &olen)) < 0)
         bench_die("mpconn_value_encode", r);
-    if ((r = mpconn_value_decode(out, olen, NULL, &back, err, sizeof err)) < 0 ||
+    if ((r = mpconn_value_decode(&back, out, olen, NULL, err, sizeof err)) < 0 ||
         !mpconn_value_equal(back, c.value)) {
         fprintf(stderr, "bench_values: %s does not survive encode+decode: %s\n", name, err);
         exit(1);
@@ -137,7 +137,7 @@ static void bench_objects(const char *small_path)
     pingpong raw = {.fd = -1}, obj = {.fd = -1};
     size_t len;
     uint8_t *pickle = read_file(small_path, &len);
-    int r = mpconn_value_decode(pickle, len, NULL, &obj.value, NULL, 0);
+    int r = mpconn_value_decode(&obj.value, pickle, len, NULL, NULL, 0);
     free(pickle);
     if (r < 0)
         bench_die("mpconn_value_decode", r);
@@ -218,7 +218,7 @@ static int int_memory_child(const char *path)
     uint8_t *pickle = read_file(path, &len);
     long before = peak_rss_kib();
     mpconn_value *v = NULL;
-    int r = mpconn_value_decode(pickle, len, NULL, &v, NULL, 0);
+    int r = mpconn_value_decode(&v, pickle, len, NULL, NULL, 0);
     long after = peak_rss_kib();
     if (r < 0 || before < 0 || after < 0)
         return 1;

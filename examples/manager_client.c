@@ -12,23 +12,29 @@
  * shared objects until it closes. */
 #include <mpconn.h>
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Sends one request and returns the result of a '#RETURN' reply (a new
+/* Sends one request, its args tuple built from args_fmt (mpconn_pack's
+ * format) and ap, and returns the result of a '#RETURN' reply (a new
  * reference), or NULL with the reason in why. Other replies ('#ERROR' with
  * a pickled exception, '#TRACEBACK' with text) are errors; an exception
  * object is not a plain value, so mpconn refuses to decode it, and the
  * connection stays usable. */
-static mpconn_value *call(mpconn_conn *c, const char *ident, const char *method, mpconn_value *args,
-                          char *why, size_t whylen)
+static mpconn_value *call(mpconn_conn *c, const char *ident, const char *method, char *why,
+                          size_t whylen, const char *args_fmt, va_list ap)
 {
-    mpconn_value *req = ident ? mpconn_pack("(s s o {})", ident, method, args)
-                              : mpconn_pack("(n s o {})", method, args);
-    if (req == NULL)
+    mpconn_value *args, *req;
+    if (mpconn_vpack(&args, why, whylen, args_fmt, ap) < 0)
         return NULL;
-    int r = mpconn_conn_send(c, req);
+    int r = ident ? mpconn_pack(&req, why, whylen, "(s s O {})", ident, method, args)
+                  : mpconn_pack(&req, why, whylen, "(n s O {})", method, args);
+    mpconn_value_unref(args);
+    if (r < 0)
+        return NULL;
+    r = mpconn_conn_send(c, req);
     mpconn_value_unref(req);
     mpconn_value *reply;
     if (r < 0 || (r = mpconn_conn_recv(c, &reply)) < 0) {
@@ -57,28 +63,44 @@ static mpconn_value *call(mpconn_conn *c, const char *ident, const char *method,
 
 /* One request to the manager itself, on a connection of its own. */
 static mpconn_value *manager_call(const char *address, const mpconn_opts *opts, const char *method,
-                                  mpconn_value *args)
+                                  const char *args_fmt, ...)
 {
     mpconn_conn *c;
     char why[512];
     if (mpconn_client(&c, address, opts, why, sizeof why) < 0) {
         fprintf(stderr, "manager_client: %s: %s\n", method, why);
-        mpconn_value_unref(args);
         return NULL;
     }
-    mpconn_value *result = call(c, NULL, method, args, why, sizeof why);
+    va_list ap;
+    va_start(ap, args_fmt);
+    mpconn_value *result = call(c, NULL, method, why, sizeof why, args_fmt, ap);
+    va_end(ap);
     if (result == NULL)
         fprintf(stderr, "manager_client: %s\n", why);
     mpconn_conn_free(c);
     return result;
 }
 
-/* A method call on a shared object over c; NULL (reason printed) on failure. */
+/* A method call on a shared object over c; NULL with the reason in why. */
+static mpconn_value *method_call(mpconn_conn *c, const char *ident, const char *name, char *why,
+                                 size_t whylen, const char *args_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, args_fmt);
+    mpconn_value *result = call(c, ident, name, why, whylen, args_fmt, ap);
+    va_end(ap);
+    return result;
+}
+
+/* The same with the reason printed. */
 static mpconn_value *object_call(mpconn_conn *c, const char *ident, const char *name,
-                                 mpconn_value *args)
+                                 const char *args_fmt, ...)
 {
     char why[512];
-    mpconn_value *result = call(c, ident, name, args, why, sizeof why);
+    va_list ap;
+    va_start(ap, args_fmt);
+    mpconn_value *result = call(c, ident, name, why, sizeof why, args_fmt, ap);
+    va_end(ap);
     if (result == NULL)
         fprintf(stderr, "manager_client: %s\n", why);
     return result;
@@ -98,35 +120,33 @@ static void print_value(const char *what, const mpconn_value *v)
 static int use_dict(mpconn_conn *c, const char *ident)
 {
     mpconn_value *r;
-    if (!(r = object_call(c, ident, "__setitem__",
-                          mpconn_pack("(s s)", "greeting", "hello from C"))))
+    if (!(r = object_call(c, ident, "__setitem__", "(s s)", "greeting", "hello from C")))
         return -1;
     mpconn_value_unref(r);
-    if (!(r = object_call(
-              c, ident, "update",
-              mpconn_pack("({s:i, s:f, s:[i i i]})", "n", 3, "pi", 3.25, "list", 1, 2, 3))))
+    if (!(r = object_call(c, ident, "update", "({s:i, s:f, s:[i i i]})", "n", 3, "pi", 3.25, "list",
+                          1, 2, 3)))
         return -1;
     mpconn_value_unref(r);
-    if (!(r = object_call(c, ident, "__len__", mpconn_pack("()"))))
+    if (!(r = object_call(c, ident, "__len__", "()")))
         return -1;
     print_value("len(d) =", r);
     mpconn_value_unref(r);
-    if (!(r = object_call(c, ident, "get", mpconn_pack("(s)", "greeting"))))
+    if (!(r = object_call(c, ident, "get", "(s)", "greeting")))
         return -1;
     print_value("d.get('greeting') =", r);
     mpconn_value_unref(r);
-    if (!(r = object_call(c, ident, "copy", mpconn_pack("()"))))
+    if (!(r = object_call(c, ident, "copy", "()")))
         return -1;
     print_value("d.copy() =", r);
     mpconn_value_unref(r);
     /* A KeyError comes back as '#ERROR' with the exception pickled: refused. */
     char why[512];
-    if ((r = call(c, ident, "__getitem__", mpconn_pack("(s)", "missing"), why, sizeof why))) {
+    if ((r = method_call(c, ident, "__getitem__", why, sizeof why, "(s)", "missing"))) {
         mpconn_value_unref(r);
         return -1;
     }
     printf("d['missing'] raised in the manager: %s\n", why);
-    if (!(r = object_call(c, ident, "pop", mpconn_pack("(s)", "n"))))
+    if (!(r = object_call(c, ident, "pop", "(s)", "n")))
         return -1;
     print_value("the connection still works: d.pop('n') =", r);
     mpconn_value_unref(r);
@@ -148,8 +168,7 @@ int main(int argc, char **argv)
 
     int status = 1;
     mpconn_conn *c = NULL;
-    mpconn_value *r = NULL,
-                 *token = manager_call(address, opts, "create", mpconn_pack("(s)", "dict"));
+    mpconn_value *r = NULL, *token = manager_call(address, opts, "create", "(s)", "dict");
     const char *ident;
     mpconn_value *exposed;
     char err[256];
@@ -167,7 +186,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "accept_connection: %s\n", err);
         goto out;
     }
-    if (!(r = object_call(c, NULL, "accept_connection", mpconn_pack("(s)", "mpconn-example"))))
+    if (!(r = object_call(c, NULL, "accept_connection", "(s)", "mpconn-example")))
         goto out;
     mpconn_value_unref(r);
     if (use_dict(c, ident) < 0)
@@ -175,15 +194,15 @@ int main(int argc, char **argv)
     mpconn_conn_free(c);
     c = NULL;
 
-    if (!(r = manager_call(address, opts, "number_of_objects", mpconn_pack("()"))))
+    if (!(r = manager_call(address, opts, "number_of_objects", "()")))
         goto out;
     print_value("shared objects in the manager:", r);
     mpconn_value_unref(r);
     /* create counted one reference for us; dropping it disposes of the dict. */
-    if (!(r = manager_call(address, opts, "decref", mpconn_pack("(s)", ident))))
+    if (!(r = manager_call(address, opts, "decref", "(s)", ident)))
         goto out;
     mpconn_value_unref(r);
-    if (!(r = manager_call(address, opts, "number_of_objects", mpconn_pack("()"))))
+    if (!(r = manager_call(address, opts, "number_of_objects", "()")))
         goto out;
     print_value("after decref:", r);
     mpconn_value_unref(r);

@@ -51,8 +51,8 @@ static int talk(mpconn_conn *c)
     printf("received %zu bytes into int32[5]: %d %d %d %d %d\n", len, numbers[0], numbers[1],
            numbers[2], numbers[3], numbers[4]);
 
-    mpconn_value *answer = mpconn_pack("(s i)", "thanks", (int)n);
-    if (answer == NULL)
+    mpconn_value *answer;
+    if (mpconn_pack(&answer, NULL, 0, "(s i)", "thanks", (int)n) < 0)
         return -1;
     r = mpconn_conn_send(c, answer);
     mpconn_value_unref(answer);

@@ -13,9 +13,9 @@
 static int serve(mpconn_conn *c)
 {
     /* The record goes out boxed in a list, so the peer unpacks "[...]". */
-    mpconn_value *v = mpconn_pack("[{s:s, s:[f f f], s:b}]", "name", "sensor-1", "readings", 20.5,
-                                  21.0, 19.75, "ok", 1);
-    if (v == NULL)
+    mpconn_value *v;
+    if (mpconn_pack(&v, NULL, 0, "[{s:s, s:[f f f], s:b}]", "name", "sensor-1", "readings", 20.5,
+                    21.0, 19.75, "ok", 1) < 0)
         return -1;
     char *text;
     size_t len;

@@ -1,9 +1,25 @@
 /* mpconn: Python's multiprocessing.connection for C.
- * The one public header. Every type is opaque; every function returns 0 (or a
- * documented non-negative result) on success and a negative code on failure. */
+ * The one public header. Every function that can fail returns 0 (or a
+ * documented non-negative result) on success and a negative code on failure.
+ *
+ * Every object is an opaque handle (mpconn_opts, mpconn_conn, mpconn_value,
+ * mpconn_loop, ...), made by a constructor and released by its _free or
+ * _unref. The few structs whose members are public are plain records the
+ * caller fills in:
+ *   mpconn_waitable      one entry of mpconn_wait's array (a fixed layout:
+ *                        it never grows, so arrays of it stay valid)
+ *   mpconn_async_cbs     callbacks of an async connection  <mpconn/async.h>
+ *   mpconn_adapter       the hooks of an event-loop adapter <mpconn/async.h>
+ *   mpconn_server_hooks  the hooks of a server             <mpconn/server.h>
+ * The last three may grow: each starts with a size field the caller sets to
+ * its sizeof, so the library knows which members a program compiled against
+ * an older header has. mpconn_uv_state and mpconn_event_state in the
+ * header-only adapters <mpconn/uv.h>, <mpconn/event.h> belong to those
+ * adapters, not to the library's ABI. */
 #ifndef MPCONN_H
 #define MPCONN_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -19,9 +35,9 @@ extern "C" {
 #endif
 
 #define MPCONN_VERSION_MAJOR 0
-#define MPCONN_VERSION_MINOR 1
+#define MPCONN_VERSION_MINOR 2
 #define MPCONN_VERSION_PATCH 0
-#define MPCONN_VERSION_STRING "0.1.0"
+#define MPCONN_VERSION_STRING "0.2.0"
 
 /* The library's version as "MAJOR.MINOR.PATCH" (static). It differs from
  * MPCONN_VERSION_STRING when a program runs with another build than the
@@ -70,7 +86,15 @@ MPCONN_API const char *mpconn_version(void);
     X(ERR_RANGE, -10022, "integer out of range")                                                   \
     X(ERR_RECURSIVE, -10023, "value contains itself")                                              \
     /* unhashable dict key or set item */                                                          \
-    X(ERR_UNHASHABLE, -10024, "unhashable value")
+    X(ERR_UNHASHABLE, -10024, "unhashable value")                                                  \
+    /* TLS (<mpconn/tls.h>): an alert, a bad record, no common version */                          \
+    X(ERR_TLS, -10100, "TLS protocol failure")                                                     \
+    /* the peer's certificate was refused, or a required one missing */                            \
+    X(ERR_TLSVERIFY, -10101, "TLS certificate verification failed")                                \
+    /* the stream ended without close_notify */                                                    \
+    X(ERR_TRUNCATED, -10102, "TLS stream truncated: no close_notify")                              \
+    /* unusable certificate, key, trust anchors or option */                                       \
+    X(ERR_TLSCONFIG, -10103, "unusable TLS configuration")
 
 #define MPCONN_ERROR_ENUM(name, value, text) MPCONN_##name = value,
 enum { MPCONN_ERR_BASE = -10000, MPCONN_ERROR_LIST(MPCONN_ERROR_ENUM) };
@@ -179,7 +203,7 @@ MPCONN_API int mpconn_opts_set_print_truncate(mpconn_opts *o, int truncate);
  * caller's (mpconn_auth_free). MPCONN_ERR_NOKEY when o (may be NULL) has no
  * authkey. */
 typedef struct mpconn_auth mpconn_auth;
-MPCONN_API int mpconn_opts_new_auth(const mpconn_opts *o, int role, mpconn_auth **out);
+MPCONN_API int mpconn_opts_new_auth(mpconn_auth **out, const mpconn_opts *o, int role);
 /* o's handshake timeout in seconds (< 0: none); the default for NULL. */
 MPCONN_API double mpconn_opts_handshake_timeout(const mpconn_opts *o);
 /* The uid policy of a listener with o, for code that accepts Unix peers
@@ -386,7 +410,8 @@ MPCONN_API int mpconn_client(mpconn_conn **out, const char *address, const mpcon
 
 /* ------------------------------------------------------------------ wait */
 
-/* One entry of mpconn_wait: exactly one of conn, listener, or fd (>= 0). */
+/* One entry of mpconn_wait: exactly one of conn, listener, or fd (>= 0).
+ * A plain record of fixed layout (see the top of this header). */
 typedef struct mpconn_waitable {
     mpconn_conn *conn;
     mpconn_listener *listener;
@@ -404,9 +429,12 @@ MPCONN_API int mpconn_wait(mpconn_waitable *items, size_t n, double seconds);
 /* ---------------------------------------------------------------- values */
 
 /* Plain Python values: reference counted, shared when referenced twice. A
- * value is used by one thread at a time. Constructors return a new reference
- * (NULL only when out of memory or, for str, on invalid UTF-8);
- * mpconn_value_unref drops one. */
+ * value is used by one thread at a time. The constructors below
+ * (mpconn_value_none .. mpconn_value_frozenset) return a new reference, or
+ * NULL when memory runs out, and for no other reason: they accept every
+ * input (text that is not UTF-8, a NULL pointer with a length), so a NULL
+ * handed on to a builder rightly says -ENOMEM. mpconn_value_unref drops a
+ * reference. */
 typedef struct mpconn_value mpconn_value;
 
 typedef enum mpconn_type {
@@ -436,29 +464,38 @@ MPCONN_API mpconn_value *mpconn_value_none(void);
 MPCONN_API mpconn_value *mpconn_value_bool(int b);
 /* An int from any int64_t. */
 MPCONN_API mpconn_value *mpconn_value_int(int64_t i);
-/* An integer of any size: sign and big-endian magnitude (copied). */
+/* An integer of any size: sign and big-endian magnitude (copied);
+ * magnitude NULL stands for zero bytes. */
 MPCONN_API mpconn_value *mpconn_value_bigint(int negative, const uint8_t *magnitude, size_t len);
 /* A float; any double, NaN and infinities included. */
 MPCONN_API mpconn_value *mpconn_value_float(double d);
-/* UTF-8 text, validated (strict: no surrogates) and copied; NULL when
- * invalid. */
+/* UTF-8 text, copied. Bytes that are not strict UTF-8 (overlong forms,
+ * surrogates, stray bytes) are kept by Python's "surrogateescape" rule, as
+ * os.fsdecode does: each such byte B (0x80..0xFF) becomes the lone
+ * surrogate U+DC00 + B, and the str is one with surrogates
+ * (mpconn_value_str_surrogates), which CPython receives as the same
+ * surrogateescape'd str: text.encode("utf-8", "surrogateescape") gives the
+ * bytes back. s NULL is "". */
 MPCONN_API mpconn_value *mpconn_value_str(const char *s);
-/* The same for len bytes, which may hold NUL; s may be NULL when len is 0. */
+/* The same for len bytes, which may hold NUL; s NULL stands for len NUL
+ * characters. */
 MPCONN_API mpconn_value *mpconn_value_strn(const char *s, size_t len);
 /* Text that may hold lone surrogates (U+D800..U+DFFF), as CPython's str
  * can: s is UTF-8 in which each surrogate code point is its own 3-byte
  * sequence ED A0..BF 80..BF (Python's "surrogatepass" error handler; two
- * that would form a pair stay two code points). Copied; NULL when s is
- * neither that nor strict UTF-8. Strict UTF-8 gives the same value as
- * mpconn_value_strn. */
+ * that would form a pair stay two code points). Copied; any other byte that
+ * is not UTF-8 is escaped as by mpconn_value_strn. Strict UTF-8 gives the
+ * same value as mpconn_value_strn; s NULL as there. */
 MPCONN_API mpconn_value *mpconn_value_strn_surrogatepass(const char *s, size_t len);
 /* 1 when v is a str holding lone surrogates: its bytes (mpconn_value_get_str)
  * are then surrogatepass UTF-8, not strict UTF-8. 0 otherwise. Such strs
- * come from pickles of such Python strings and from
- * mpconn_value_strn_surrogatepass; they compare and hash as the code points
- * they hold, and pickle back to the same Python string. */
+ * come from pickles of such Python strings, from
+ * mpconn_value_strn_surrogatepass and from text given to mpconn_value_str
+ * that is not UTF-8; they compare and hash as the code points they hold,
+ * and pickle back to the same Python string. */
 MPCONN_API int mpconn_value_str_surrogates(const mpconn_value *v);
-/* bytes and bytearray of len bytes, copied; p may be NULL when len is 0. */
+/* bytes and bytearray of len bytes, copied; p NULL stands for len zero
+ * bytes, as Python's bytes(len). */
 MPCONN_API mpconn_value *mpconn_value_bytes(const void *p, size_t len);
 MPCONN_API mpconn_value *mpconn_value_bytearray(const void *p, size_t len);
 /* Empty containers, filled by the builders below. */
@@ -519,8 +556,8 @@ MPCONN_API int mpconn_value_equal(const mpconn_value *a, const mpconn_value *b);
 MPCONN_API int mpconn_value_encode(const mpconn_value *v, int protocol, void **out, size_t *len);
 /* Unpickles plain values only; opts (may be NULL) gives the limits. *out is
  * the caller's. errmsg (may be NULL) names what failed. */
-MPCONN_API int mpconn_value_decode(const void *buf, size_t len, const mpconn_opts *opts,
-                                   mpconn_value **out, char *errmsg, size_t errlen);
+MPCONN_API int mpconn_value_decode(mpconn_value **out, const void *buf, size_t len,
+                                   const mpconn_opts *opts, char *errmsg, size_t errlen);
 
 /* Python's repr(v), NUL-terminated, freed with free(). Default print
  * limits: MPCONN_ERR_LIMIT beyond 64 MiB of text or for an int of more than
@@ -538,20 +575,29 @@ MPCONN_API int mpconn_value_json_opts(const mpconn_value *v, const mpconn_opts *
 /* Parses a Python literal as ast.literal_eval accepts it for these types.
  * On error errmsg says what and at which column (1-based). Decimal ints
  * of more than 4300 digits fail with MPCONN_ERR_LIMIT, as in CPython. */
-MPCONN_API int mpconn_value_parse(const char *text, size_t len, mpconn_value **out, char *errmsg,
+MPCONN_API int mpconn_value_parse(mpconn_value **out, const char *text, size_t len, char *errmsg,
                                   size_t errlen);
 /* The same with the int digit limit of opts (NULL: the default). */
-MPCONN_API int mpconn_value_parse_opts(const char *text, size_t len, const mpconn_opts *opts,
-                                       mpconn_value **out, char *errmsg, size_t errlen);
+MPCONN_API int mpconn_value_parse_opts(mpconn_value **out, const char *text, size_t len,
+                                       const mpconn_opts *opts, char *errmsg, size_t errlen);
 
-/* Builds a value from a format (see README "Values at a glance"):
+/* Builds a value from a format (see README "Values at a glance") into *out,
+ * the caller's (NULL on failure):
  *   n None  b bool(int)  i int  I int64_t  f double  s str(const char *)
  *   s# str(const char *, size_t)  y# bytes(const void *, size_t)
  *   O value (new reference taken)  o value (stolen)
  *   [..] list  (..) tuple  {k:v ..} dict   separators ',' ':' and spaces
- * NULL when out of memory or the format is bad (then 'o' arguments after
- * the point of failure are not released). */
-MPCONN_API mpconn_value *mpconn_pack(const char *fmt, ...);
+ * s and s# are mpconn_value_str/_strn, y# mpconn_value_bytes. Fails with
+ * MPCONN_ERR_SYNTAX when the format is bad, -ENOMEM when memory runs out
+ * or an O/o argument is NULL (as the builders take it), or a builder's code
+ * (MPCONN_ERR_UNHASHABLE); errmsg (may be NULL) says what and at which
+ * offset of fmt. On failure 'o' arguments after the point of failure are
+ * not released. The mirror of mpconn_unpack. */
+MPCONN_API int mpconn_pack(mpconn_value **out, char *errmsg, size_t errlen, const char *fmt, ...);
+/* The same with the arguments as a va_list (left for the caller to
+ * va_end), for functions that take a format of their own. */
+MPCONN_API int mpconn_vpack(mpconn_value **out, char *errmsg, size_t errlen, const char *fmt,
+                            va_list ap);
 /* Pulls fields out of v by the same format with pointer arguments (s gives a
  * borrowed const char *, O a borrowed mpconn_value *); in a dict format
  * "{s:i}" the key is a const char * argument. '?' after a dict key's value
@@ -564,7 +610,7 @@ MPCONN_API int mpconn_unpack(const mpconn_value *v, char *errmsg, size_t errlen,
  * unpickles with its limits. A decoding error consumes the message whole and
  * leaves the connection usable. */
 MPCONN_API int mpconn_conn_send(mpconn_conn *c, const mpconn_value *v);
-/* *out is the caller's, freed with mpconn_value_unref. */
+/* *out is the caller's, released with mpconn_value_unref. */
 MPCONN_API int mpconn_conn_recv(mpconn_conn *c, mpconn_value **out);
 
 #ifdef __cplusplus

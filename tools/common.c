@@ -406,7 +406,7 @@ static int print_line(FILE *out, int format, const void *buf, size_t len, const 
         mpconn_value *v = NULL;
         /* Anything that is not a pickle of plain values is shown as the bytes
          * it is, so nothing that arrived is hidden. */
-        if (!as_bytes && mpconn_value_decode(buf, len, limits, &v, NULL, 0) == 0) {
+        if (!as_bytes && mpconn_value_decode(&v, buf, len, limits, NULL, 0) == 0) {
             text = format_value(format, v, limits);
             mpconn_value_unref(v);
         }

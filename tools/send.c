@@ -101,7 +101,7 @@ static int add_value(payloads *ps, const char *text, size_t len, const char *whe
     }
     mpconn_value *v;
     char err[256] = "";
-    int r = mpconn_value_parse_opts(text, len, ps->opts, &v, err, sizeof err);
+    int r = mpconn_value_parse_opts(&v, text, len, ps->opts, err, sizeof err);
     if (r < 0) {
         cli_error("bad literal in %s: %s", where, err[0] ? err : mpconn_strerror(r));
         return CLI_USAGE;

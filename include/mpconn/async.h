@@ -31,7 +31,12 @@ MPCONN_API void mpconn_ev_handle(mpconn_ev *ev, int events);
 /* The one-shot timer the object asked for has expired. Same rule. */
 MPCONN_API void mpconn_ev_timeout(mpconn_ev *ev);
 
-/* An adapter: the hooks an async object calls, every one required. `attach`
+/* An adapter: the hooks an async object calls, every one required but
+ * set_pending. size is sizeof(mpconn_adapter) of the header the table was
+ * compiled with (0 is taken as this one's), so hooks added later are known
+ * absent from an older table; a size that does not reach cleanup fails
+ * with -EINVAL at attach. The table is used in place: it outlives every
+ * object attached through it (a static table does). `attach`
  * makes the adapter's state for one object (NULL on failure); the other
  * hooks get that state, and may be called from inside the entry points.
  * set_io replaces the interest (idempotent); set_timer arms the one-shot
@@ -44,6 +49,7 @@ MPCONN_API void mpconn_ev_timeout(mpconn_ev *ev);
  * point may be called for ev — it may run from inside mpconn_ev_handle or
  * mpconn_ev_timeout, or outside both (mpconn_async_close). */
 typedef struct mpconn_adapter {
+    size_t size; /* sizeof(mpconn_adapter): lets the table grow */
     void *(*attach)(void *loop, mpconn_ev *ev);
     void (*set_io)(void *state, int events);
     void (*set_timer)(void *state, double seconds);
@@ -114,8 +120,8 @@ MPCONN_API int mpconn_async_from_fd(mpconn_async **out, int fd, int role, const 
  * challenge or a plain connection's queued messages go out, and on_open
  * (or, on a write error, on_close) may run inside the call, so a may be
  * gone when it returns 0. -EBUSY when a is attached already, -ENOMEM when
- * the adapter's attach fails. Before this succeeds, a is still the
- * caller's (mpconn_async_close frees it). */
+ * the adapter's attach fails, -EINVAL when ad's size is too small. Before this succeeds, a is still
+ * the caller's (mpconn_async_close frees it). */
 MPCONN_API int mpconn_async_attach(mpconn_async *a, const mpconn_adapter *ad, void *loop);
 /* Replaces the callbacks and their data (e.g. in the accept callback). */
 MPCONN_API void mpconn_async_set_callbacks(mpconn_async *a, const mpconn_async_cbs *cbs,
@@ -144,8 +150,8 @@ MPCONN_API int mpconn_async_send_owned(mpconn_async *a, void *buf, size_t len,
 /* Pickles v with the connection's protocol and queues it. */
 MPCONN_API int mpconn_async_send_value(mpconn_async *a, const mpconn_value *v);
 /* Decodes a message (from on_message) with the connection's limits. */
-MPCONN_API int mpconn_async_decode(mpconn_async *a, const void *msg, size_t len,
-                                   mpconn_value **out);
+MPCONN_API int mpconn_async_decode(mpconn_async *a, mpconn_value **out, const void *msg,
+                                   size_t len);
 
 /* Descriptor passing on a Unix socket, the wire form of
  * multiprocessing.reduction.send_handle / recv_handle (one count byte with

@@ -11,16 +11,10 @@
 extern "C" {
 #endif
 
-/* TLS error codes. They join mpconn.h's table (and mpconn_strerror) when
- * the TLS transport is integrated; until then mpconn_tls_errmsg and
+/* The TLS error codes (MPCONN_ERR_TLS, MPCONN_ERR_TLSVERIFY,
+ * MPCONN_ERR_TRUNCATED, MPCONN_ERR_TLSCONFIG) are in mpconn.h's table, so
+ * mpconn_strerror and mpconn_errname know them; mpconn_tls_errmsg and
  * mpconn_tls_config_errmsg say what happened. */
-enum {
-    MPCONN_ERR_TLS = -10100, /* TLS protocol failure (alert, bad record, no common version) */
-    MPCONN_ERR_TLSVERIFY =
-        -10101, /* the peer's certificate was refused, or a required one missing */
-    MPCONN_ERR_TRUNCATED = -10102, /* the stream ended without close_notify */
-    MPCONN_ERR_TLSCONFIG = -10103  /* unusable certificate, key, trust anchors or option */
-};
 
 /* Results of the engine's steps that are neither done nor failed: the
  * engine needs ciphertext from the peer (feed some, after sending what

@@ -684,7 +684,7 @@ size_t mpconn_async_dropped_fds(const mpconn_async *a)
     return a->dropped_fds;
 }
 
-int mpconn_async_decode(mpconn_async *a, const void *msg, size_t len, mpconn_value **out)
+int mpconn_async_decode(mpconn_async *a, mpconn_value **out, const void *msg, size_t len)
 {
     char err[MPCI_ERRMSG_MAX];
     int r = mpci_pickle_decode(msg, len, &a->lim, out, err, sizeof err);

@@ -6,6 +6,7 @@
 #include <mpconn/loop.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 int mpconn_ev_fd(const mpconn_ev *ev)
@@ -38,8 +39,14 @@ void mpconn_ev_timeout(mpconn_ev *ev)
         finish(ev);
 }
 
+/* Whether ad's table, as its size says, reaches hook m. */
+#define HAS_HOOK(ad, m)                                                                            \
+    ((ad)->size == 0 || (ad)->size >= offsetof(mpconn_adapter, m) + sizeof(ad)->m)
+
 int mpci_ev_attach(mpconn_ev *ev, const mpconn_adapter *ad, void *loop)
 {
+    if (!HAS_HOOK(ad, cleanup))
+        return -EINVAL;
     void *st = ad->attach(loop, ev);
     if (!st)
         return -ENOMEM;
@@ -65,7 +72,7 @@ void mpci_ev_set_timer(mpconn_ev *ev, double seconds)
 
 void mpci_ev_set_pending(mpconn_ev *ev, int pending)
 {
-    if (ev->st && ev->ad->set_pending)
+    if (ev->st && HAS_HOOK(ev->ad, set_pending) && ev->ad->set_pending)
         ev->ad->set_pending(ev->st, pending);
 }
 

@@ -23,4 +23,10 @@ int mpci_utf8_valid(const void *s, size_t n);
  * -1 for anything else. */
 int mpci_utf8_check(const void *s, size_t n);
 
+/* Text with Python's "surrogateescape" rule: valid sequences (strict, or
+ * surrogatepass when allow_surrogates) are copied, each other byte B
+ * becomes the lone surrogate U+DC00 + B as its 3-byte form. Writes to out
+ * (NULL: only counts) and returns the length, at most 3 * n. */
+size_t mpci_utf8_escape(uint8_t *out, const void *s, size_t n, int allow_surrogates);
+
 #endif

@@ -247,7 +247,7 @@ int mpconn_opts_set_print_truncate(mpconn_opts *o, int truncate)
     return 0;
 }
 
-int mpconn_opts_new_auth(const mpconn_opts *o, int role, mpconn_auth **out)
+int mpconn_opts_new_auth(mpconn_auth **out, const mpconn_opts *o, int role)
 {
     *out = NULL;
     if (!o || !o->authkey)

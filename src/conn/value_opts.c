@@ -5,7 +5,7 @@
 
 #include <errno.h>
 
-int mpconn_value_decode(const void *buf, size_t len, const mpconn_opts *opts, mpconn_value **out,
+int mpconn_value_decode(mpconn_value **out, const void *buf, size_t len, const mpconn_opts *opts,
                         char *errmsg, size_t errlen)
 {
     if (!out)
@@ -25,8 +25,8 @@ int mpconn_value_json_opts(const mpconn_value *v, const mpconn_opts *opts, char 
     return mpci_value_json_limited(v, opts ? &opts->print : NULL, out, len, errmsg, errlen);
 }
 
-int mpconn_value_parse_opts(const char *text, size_t len, const mpconn_opts *opts,
-                            mpconn_value **out, char *errmsg, size_t errlen)
+int mpconn_value_parse_opts(mpconn_value **out, const char *text, size_t len,
+                            const mpconn_opts *opts, char *errmsg, size_t errlen)
 {
     return mpci_value_parse_limited(text, len, opts ? &opts->print : NULL, out, errmsg, errlen);
 }

@@ -922,7 +922,7 @@ int mpci_value_parse_limited(const char *text, size_t len, const mpci_print_limi
     return rc;
 }
 
-int mpconn_value_parse(const char *text, size_t len, mpconn_value **out, char *errmsg,
+int mpconn_value_parse(mpconn_value **out, const char *text, size_t len, char *errmsg,
                        size_t errlen)
 {
     return mpci_value_parse_limited(text, len, NULL, out, errmsg, errlen);

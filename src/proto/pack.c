@@ -16,9 +16,24 @@ static void skip_sep(const char **f)
 
 /* ----------------------------------------------------------------- pack */
 
-static mpconn_value *pack_one(const char **f, va_list *ap);
+typedef struct packer {
+    va_list *ap;
+    const char *fmt;
+    int rc; /* why the last NULL: -ENOMEM unless the format was bad */
+    char *err;
+    size_t errlen;
+} packer;
 
-static mpconn_value *pack_seq(const char **f, va_list *ap, char close, mpconn_value *c)
+static mpconn_value *bad_format(packer *pk, const char *f, const char *what)
+{
+    pk->rc = mpci_err(pk->err, pk->errlen, MPCONN_ERR_SYNTAX, "bad format at offset %zu: %s",
+                      (size_t)(f - pk->fmt), what);
+    return NULL;
+}
+
+static mpconn_value *pack_one(packer *pk, const char **f);
+
+static mpconn_value *pack_seq(packer *pk, const char **f, char close, mpconn_value *c)
 {
     for (;;) {
         skip_sep(f);
@@ -28,9 +43,9 @@ static mpconn_value *pack_seq(const char **f, va_list *ap, char close, mpconn_va
         }
         if (!**f) {
             mpconn_value_unref(c);
-            return NULL;
+            return bad_format(pk, *f, "unclosed container");
         }
-        mpconn_value *k = pack_one(f, ap);
+        mpconn_value *k = pack_one(pk, f);
         if (!k) {
             mpconn_value_unref(c);
             return NULL;
@@ -38,20 +53,33 @@ static mpconn_value *pack_seq(const char **f, va_list *ap, char close, mpconn_va
         int rc;
         if (close == '}') {
             skip_sep(f);
-            mpconn_value *v = **f && **f != '}' ? pack_one(f, ap) : NULL;
+            if (!**f || **f == '}') {
+                mpconn_value_unref(k);
+                mpconn_value_unref(c);
+                return bad_format(pk, *f, "a dict key without a value");
+            }
+            mpconn_value *v = pack_one(pk, f);
+            if (!v) {
+                mpconn_value_unref(k);
+                mpconn_value_unref(c);
+                return NULL;
+            }
             rc = mpconn_value_dict_set(c, k, v);
         } else {
             rc = mpconn_value_append(c, k);
         }
         if (rc < 0) {
             mpconn_value_unref(c);
+            pk->rc = rc;
             return NULL;
         }
     }
 }
 
-static mpconn_value *pack_one(const char **f, va_list *ap)
+static mpconn_value *pack_one(packer *pk, const char **f)
 {
+    va_list *ap = pk->ap;
+    pk->rc = -ENOMEM;
     skip_sep(f);
     char c = *(*f)++;
     switch (c) {
@@ -71,7 +99,7 @@ static mpconn_value *pack_one(const char **f, va_list *ap)
     }
     case 'y': {
         if (**f != '#')
-            return NULL;
+            return bad_format(pk, *f - 1, "'y' without '#'");
         (*f)++;
         const void *p = va_arg(*ap, const void *);
         size_t n = va_arg(*ap, size_t);
@@ -81,35 +109,58 @@ static mpconn_value *pack_one(const char **f, va_list *ap)
     case 'o': return va_arg(*ap, mpconn_value *);
     case '[': {
         mpconn_value *l = mpconn_value_list();
-        return l ? pack_seq(f, ap, ']', l) : NULL;
+        return l ? pack_seq(pk, f, ']', l) : NULL;
     }
     case '(': {
         mpconn_value *t = mpconn_value_tuple();
-        return t ? pack_seq(f, ap, ')', t) : NULL;
+        return t ? pack_seq(pk, f, ')', t) : NULL;
     }
     case '{': {
         mpconn_value *d = mpconn_value_dict();
-        return d ? pack_seq(f, ap, '}', d) : NULL;
+        return d ? pack_seq(pk, f, '}', d) : NULL;
     }
-    default: (*f)--; return NULL;
+    case '\0': (*f)--; return bad_format(pk, *f, "a value is missing");
+    default: (*f)--; return bad_format(pk, *f, "unknown letter");
     }
 }
 
-mpconn_value *mpconn_pack(const char *fmt, ...)
+int mpconn_vpack(mpconn_value **out, char *errmsg, size_t errlen, const char *fmt, va_list ap)
 {
-    if (!fmt)
-        return NULL;
+    if (errmsg && errlen)
+        errmsg[0] = '\0';
+    if (!out || !fmt)
+        return mpci_err(errmsg, errlen, -EINVAL, "no %s", out ? "format" : "place for the value");
+    *out = NULL;
+    va_list aq;
+    va_copy(aq, ap);
+    packer pk = {&aq, fmt, -ENOMEM, errmsg, errlen};
+    const char *f = fmt;
+    mpconn_value *v = pack_one(&pk, &f);
+    va_end(aq);
+    if (!v) {
+        if (errmsg && errlen && !errmsg[0])
+            mpci_err(errmsg, errlen, pk.rc, "%s",
+                     pk.rc == -ENOMEM ? "out of memory, or a NULL value for 'O' or 'o'"
+                                      : mpconn_strerror(pk.rc));
+        return pk.rc;
+    }
+    skip_sep(&f);
+    if (*f) {
+        mpconn_value_unref(v);
+        bad_format(&pk, f, "text after the value");
+        return pk.rc;
+    }
+    *out = v;
+    return 0;
+}
+
+int mpconn_pack(mpconn_value **out, char *errmsg, size_t errlen, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    const char *f = fmt;
-    mpconn_value *v = pack_one(&f, &ap);
+    int rc = mpconn_vpack(out, errmsg, errlen, fmt, ap);
     va_end(ap);
-    skip_sep(&f);
-    if (v && *f) {
-        mpconn_value_unref(v); /* trailing junk: a bad format */
-        return NULL;
-    }
-    return v;
+    return rc;
 }
 
 /* --------------------------------------------------------------- unpack */

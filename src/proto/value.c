@@ -234,6 +234,8 @@ mpconn_value *mpconn_value_int(int64_t i)
 
 mpconn_value *mpconn_value_bigint(int negative, const uint8_t *magnitude, size_t len)
 {
+    if (!magnitude)
+        len = 0;
     while (len && magnitude[0] == 0) {
         magnitude++;
         len--;
@@ -283,36 +285,53 @@ mpconn_value *mpci_value_alloc_str(int type, size_t len, char **data)
     return v;
 }
 
+/* p NULL stands for len zero bytes, as Python's bytes(n). */
 static mpconn_value *make_str(int type, const void *p, size_t len)
 {
     char *d;
     mpconn_value *v = mpci_value_alloc_str(type, len, &d);
-    if (v && len)
-        memcpy(d, p, len);
+    if (v && len) {
+        if (p)
+            memcpy(d, p, len);
+        else
+            memset(d, 0, len);
+    }
+    return v;
+}
+
+/* Text that failed validation: its invalid bytes as lone surrogates
+ * (surrogateescape), so a constructor never refuses what it is given. */
+static mpconn_value *make_escaped_str(const char *s, size_t len, int allow_surrogates)
+{
+    if (len > SIZE_MAX / 3)
+        return NULL;
+    size_t n = mpci_utf8_escape(NULL, s, len, allow_surrogates);
+    char *d;
+    mpconn_value *v = mpci_value_alloc_str(MPCONN_STR, n, &d);
+    if (!v)
+        return NULL;
+    mpci_utf8_escape((uint8_t *)d, s, len, allow_surrogates);
+    v->flags |= MPCI_F_SURROGATES;
     return v;
 }
 
 mpconn_value *mpconn_value_strn(const char *s, size_t len)
 {
-    if (!s && len)
-        return NULL;
-    if (!mpci_utf8_valid(s, len))
-        return NULL;
-    return make_str(MPCONN_STR, s, len);
+    if (!s || mpci_utf8_valid(s, len))
+        return make_str(MPCONN_STR, s, len);
+    return make_escaped_str(s, len, 0);
 }
 
 mpconn_value *mpconn_value_str(const char *s)
 {
-    return s ? mpconn_value_strn(s, strlen(s)) : NULL;
+    return mpconn_value_strn(s, s ? strlen(s) : 0);
 }
 
 mpconn_value *mpconn_value_strn_surrogatepass(const char *s, size_t len)
 {
-    if (!s && len)
-        return NULL;
-    int rc = mpci_utf8_check(s, len);
+    int rc = s ? mpci_utf8_check(s, len) : 0;
     if (rc < 0)
-        return NULL;
+        return make_escaped_str(s, len, 1);
     mpconn_value *v = make_str(MPCONN_STR, s, len);
     if (v && rc)
         v->flags |= MPCI_F_SURROGATES;
@@ -326,12 +345,12 @@ int mpconn_value_str_surrogates(const mpconn_value *v)
 
 mpconn_value *mpconn_value_bytes(const void *p, size_t len)
 {
-    return (p || !len) ? make_str(MPCONN_BYTES, p, len) : NULL;
+    return make_str(MPCONN_BYTES, p, len);
 }
 
 mpconn_value *mpconn_value_bytearray(const void *p, size_t len)
 {
-    return (p || !len) ? make_str(MPCONN_BYTEARRAY, p, len) : NULL;
+    return make_str(MPCONN_BYTEARRAY, p, len);
 }
 
 mpconn_value *mpconn_value_list(void)

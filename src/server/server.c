@@ -98,7 +98,7 @@ int mpconn_server_new(mpconn_server **out, const char *address, int kind, int fo
     }
     mpconn_auth *probe = NULL;
     s->has_key = form == MPCONN_HANDLER_FRAMED &&
-                 mpconn_opts_new_auth(s->opts, MPCONN_AUTH_SERVER, &probe) == 0;
+                 mpconn_opts_new_auth(&probe, s->opts, MPCONN_AUTH_SERVER) == 0;
     mpconn_auth_free(probe);
     r = srv_dgram_open(s, address, errmsg, errlen);
     if (r == 0) {
@@ -383,7 +383,7 @@ static int hs_io(int fd, void *buf, size_t n, int writing, double deadline)
 static int handshake(mpconn_server *s, int fd, char *err, size_t cap)
 {
     mpconn_auth *a;
-    int r = mpconn_opts_new_auth(s->opts, MPCONN_AUTH_SERVER, &a);
+    int r = mpconn_opts_new_auth(&a, s->opts, MPCONN_AUTH_SERVER);
     if (r < 0)
         return fail(err, cap, r, "handshake: %s", mpconn_strerror(r));
     double t = mpconn_opts_handshake_timeout(s->opts);

@@ -22,6 +22,10 @@ BUILD = os.path.abspath(os.environ.get("MPCONN_BUILD", os.getcwd()))
 SOURCE = os.path.abspath(
     os.environ.get("MPCONN_SOURCE", os.path.join(os.path.dirname(__file__), "..", "..")))
 TIMEOUT = 120  # seconds for any one subprocess (a consumer's cmake configure is the slowest)
+with open(os.path.join(SOURCE, "CMakeLists.txt")) as _f:
+    VERSION = re.search(r"project\(mpconn VERSION (\S+)", _f.read()).group(1)
+# What a consumer asks for: SameMinorVersion offers no other minor while 0.x.
+WANT = ".".join(VERSION.split(".")[:2])
 
 # Valid C and C++ alike: a value through a Pipe, printed as Python's repr.
 CONSUMER = r"""
@@ -34,11 +38,11 @@ int main(void)
     mpconn_conn *a, *b;
     if (mpconn_pipe(&a, &b, 1, NULL) < 0)
         return 1;
-    mpconn_value *v = mpconn_pack("{s:[i f s]}", "consumer", 1, 2.5, "x");
-    mpconn_value *back = NULL;
+    mpconn_value *v = NULL, *back = NULL;
     char *text = NULL;
     size_t len;
-    if (v == NULL || mpconn_conn_send(a, v) < 0 || mpconn_conn_recv(b, &back) < 0 ||
+    if (mpconn_pack(&v, NULL, 0, "{s:[i f s]}", "consumer", 1, 2.5, "x") < 0 ||
+        mpconn_conn_send(a, v) < 0 || mpconn_conn_recv(b, &back) < 0 ||
         mpconn_value_repr(back, &text, &len) < 0)
         return 1;
     printf("mpconn %s: %s\n", mpconn_version(), text);
@@ -50,7 +54,7 @@ int main(void)
     return 0;
 }
 """
-EXPECTED = "mpconn 0.1.0: {'consumer': [1, 2.5, 'x']}"
+EXPECTED = "mpconn %s: {'consumer': [1, 2.5, 'x']}" % VERSION
 
 
 def sh(*args, env=None, cwd=None, ok=True):
@@ -117,7 +121,7 @@ def cmake_consumer(prefix, work, static=True, cxx=True, extra=(), ok=True):
     lists = [
         "cmake_minimum_required(VERSION 3.20)",
         f"project(consumer LANGUAGES {langs})",
-        f"find_package(mpconn 0.1 REQUIRED{comps})",
+        f"find_package(mpconn {WANT} REQUIRED{comps})",
         "add_executable(consumer_c main.c)",
         "target_link_libraries(consumer_c PRIVATE mpconn::mpconn)",
     ]

@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (mpconn_opts_new(&o) != 0)
         return 0;
     mpconn_opts_set_print_limits(o, 0, MPCONN_UNLIMITED);
-    int rc = mpconn_value_parse_opts((const char *)data, size, o, &v, err, sizeof err);
+    int rc = mpconn_value_parse_opts(&v, (const char *)data, size, o, err, sizeof err);
     if (rc != 0) {
         if (v || strncmp(err, "column ", 7) != 0)
             abort(); /* failures leave no value and always name a column */
@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (mpconn_value_repr_opts(v, o, &text, &len, NULL, 0) != 0)
         abort();
     if (!has_nonfinite(v)) {
-        if (mpconn_value_parse_opts(text, len, o, &back, err, sizeof err) != 0)
+        if (mpconn_value_parse_opts(&back, text, len, o, err, sizeof err) != 0)
             abort(); /* repr must be a literal again */
         if (!mpconn_value_equal(v, back))
             abort();

@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (mpconn_value_encode(v, proto, &a, &alen) != 0)
             continue; /* e.g. a value too large for protocol 2 */
         mpconn_value *w = NULL;
-        if (mpconn_value_decode(a, alen, o2, &w, err, sizeof err) != 0)
+        if (mpconn_value_decode(&w, a, alen, o2, err, sizeof err) != 0)
             abort();
         mpci_eqctx cx;
         mpci_eqctx_init(&cx, 0);

@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mpconn_opts_set_decode_limits(o, 200, 100000, 10000, 64 << 20);
     mpconn_opts_set_print_limits(o, LIMIT, 0);
     mpconn_value *v = NULL;
-    if (mpconn_value_decode(data, size, o, &v, NULL, 0) == 0) {
+    if (mpconn_value_decode(&v, data, size, o, NULL, 0) == 0) {
         for (int json = 0; json < 2; json++)
             for (int truncate = 0; truncate < 2; truncate++)
                 check(json, v, o, truncate, size);

@@ -79,35 +79,14 @@ _Noreturn static void finish(int status)
     exit(status);
 }
 
+/* The code's symbolic name, as the library spells it ("MPCONN_ERR_AUTH",
+ * "EPIPE"); a code it cannot name as a number. */
 static const char *code_name(int code)
 {
     static char buf[32];
-    switch (code) {
-    case MPCONN_ERR_EOF: return "MPCONN_ERR_EOF";
-    case MPCONN_ERR_EOFMSG: return "MPCONN_ERR_EOFMSG";
-    case MPCONN_ERR_MSGSIZE: return "MPCONN_ERR_MSGSIZE";
-    case MPCONN_ERR_SHORTBUF: return "MPCONN_ERR_SHORTBUF";
-    case MPCONN_ERR_AUTH: return "MPCONN_ERR_AUTH";
-    case MPCONN_ERR_AUTHPROTO: return "MPCONN_ERR_AUTHPROTO";
-    case MPCONN_ERR_NOKEY: return "MPCONN_ERR_NOKEY";
-    case MPCONN_ERR_PROTO: return "MPCONN_ERR_PROTO";
-    case MPCONN_ERR_BROKEN: return "MPCONN_ERR_BROKEN";
-    case MPCONN_ERR_CLOSED: return "MPCONN_ERR_CLOSED";
-    case MPCONN_ERR_ADDR: return "MPCONN_ERR_ADDR";
-    case MPCONN_ERR_ADDRINUSE: return "MPCONN_ERR_ADDRINUSE";
-    case MPCONN_ERR_PEER: return "MPCONN_ERR_PEER";
-    case MPCONN_ERR_PICKLE: return "MPCONN_ERR_PICKLE";
-    case MPCONN_ERR_REFUSED: return "MPCONN_ERR_REFUSED";
-    case MPCONN_ERR_SYNTAX: return "MPCONN_ERR_SYNTAX";
-    case -EPIPE: return "EPIPE";
-    case -ECONNRESET: return "ECONNRESET";
-    case -ECONNREFUSED: return "ECONNREFUSED";
-    case -ETIMEDOUT: return "ETIMEDOUT";
-    case -ENOENT: return "ENOENT";
-    case -ENOMEM: return "ENOMEM";
-    case -EINVAL: return "EINVAL";
-    default: break;
-    }
+    const char *name = mpconn_errname(code);
+    if (strcmp(name, "UNKNOWN") != 0)
+        return name;
     snprintf(buf, sizeof buf, "code%d", code);
     return buf;
 }
@@ -262,7 +241,7 @@ static int do_sendobj(mpconn_conn *c, const char *literal)
 {
     mpconn_value *v;
     char err[256];
-    int r = mpconn_value_parse(literal, strlen(literal), &v, err, sizeof err);
+    int r = mpconn_value_parse(&v, literal, strlen(literal), err, sizeof err);
     if (r < 0) {
         printf("error sendobj %s: cannot parse: %s\n", code_name(r), err);
         return EXIT_ERROR;

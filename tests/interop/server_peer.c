@@ -161,7 +161,7 @@ static int message_loop(mpconn_request *r, const void *msg, size_t len, void *da
     (void)data;
     mpconn_async *a = mpconn_request_async(r);
     mpconn_value *v, *back;
-    int rc = mpconn_async_decode(a, msg, len, &v);
+    int rc = mpconn_async_decode(a, &v, msg, len);
     if (rc < 0 || (rc = answer(v, &back)) < 0)
         return rc;
     rc = mpconn_async_send_value(a, back);

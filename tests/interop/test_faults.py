@@ -102,7 +102,7 @@ def case_max_message_allows_limit():
 
 
 def case_negative_length():
-    """Negative lengths other than -1 are malformed headers (EPROTO); the
+    """Negative lengths other than -1 are malformed headers (MPCONN_ERR_PROTO); the
     listener serves the next connection."""
     peer, addr = t.start_listener(t.tmp_path(), '--count', '3', '--keep-going', 'recvany')
     with peer:

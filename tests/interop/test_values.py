@@ -211,6 +211,27 @@ def case_encode_loads_in_python():
                   f'proto {proto}: {t} loaded as {got!r}')
 
 
+def case_text_not_utf8_as_surrogateescape():
+    """Bytes that are not all UTF-8, made a str in C (mpconn_value_strn),
+    load in CPython as b.decode('utf-8', 'surrogateescape'), every protocol
+    2-5: valid sequences kept, each other byte the lone surrogate
+    U+DC00 + byte."""
+    rng = random.Random(1010)
+    pieces = [b'a', b'\x00', b'\xc3\xa9', b'\xe2\x82\xac', b'\xf0\x9f\x98\x80', b'\xff', b'\x80',
+              b'\xc0\x80', b'\xed\xa0\x80', b'\xed\x9f\xbf', b'\xf4\x90\x80\x80', b'\xe2\x82',
+              b'\xf0\x9f\x98', b'\xc2', b'\xe0\x80\x80', b'\xf8\x88\x80\x80\x80']
+    texts = [b''.join(rng.choice(pieces) for _ in range(rng.randrange(0, 12))) for _ in range(N)]
+    texts += [bytes([b]) for b in range(256)]
+    for proto in range(2, 6):
+        outs = valtool('text', texts, proto)
+        for t, (ok, data) in zip(texts, outs):
+            check(ok, f'proto {proto}: failed: {data!r} for {t!r}')
+            want = t.decode('utf-8', 'surrogateescape')
+            got = pickle.loads(data)
+            check(got == want, f'proto {proto}: {t!r} loaded as {got!r}, not {want!r}')
+            check(got.encode('utf-8', 'surrogateescape') == t, f'{t!r} does not come back')
+
+
 def case_c_round_trip():
     """C encode then C decode gives an equal value, every protocol 2-5."""
     rng = random.Random(1003)

@@ -5,11 +5,13 @@
  *   valtool encode PROTO    literal on stdin -> pickle on stdout
  *   valtool roundtrip PROTO literal on stdin -> encode, decode, "equal" + repr
  *   valtool repickle PROTO  pickle on stdin  -> decode, encode -> pickle on stdout
+ *   valtool text PROTO      any bytes on stdin -> mpconn_value_strn -> pickle
  * Batch mode for speed: "-n" as the last argument reads records framed as a
  * 4-byte big-endian length plus payload and answers each the same way, with
  * a status byte (0 ok, 1 error) before the payload. */
 #include "mpconn.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,10 +29,14 @@ static int run(const char *cmd, int proto, const unsigned char *in, size_t n, un
     if ((rc = mpconn_opts_new(&o)) != 0)
         return rc;
     mpconn_opts_set_print_limits(o, 0, MPCONN_UNLIMITED);
-    if (!strcmp(cmd, "decode") || !strcmp(cmd, "repickle"))
-        rc = mpconn_value_decode(in, n, NULL, &v, err, errlen);
+    if (!strcmp(cmd, "text")) {
+        v = mpconn_value_strn((const char *)in, n);
+        rc = v ? 0 : -ENOMEM;
+        cmd = "encode";
+    } else if (!strcmp(cmd, "decode") || !strcmp(cmd, "repickle"))
+        rc = mpconn_value_decode(&v, in, n, NULL, err, errlen);
     else
-        rc = mpconn_value_parse_opts((const char *)in, n, o, &v, err, errlen);
+        rc = mpconn_value_parse_opts(&v, (const char *)in, n, o, err, errlen);
     if (rc != 0) {
         mpconn_opts_free(o);
         return rc;
@@ -47,7 +53,7 @@ static int run(const char *cmd, int proto, const unsigned char *in, size_t n, un
         mpconn_value *back = NULL;
         rc = mpconn_value_encode(v, proto, &buf, &blen);
         if (rc == 0)
-            rc = mpconn_value_decode(buf, blen, NULL, &back, err, errlen);
+            rc = mpconn_value_decode(&back, buf, blen, NULL, err, errlen);
         if (rc == 0) {
             const char *eq = mpconn_value_equal(v, back) ? "equal " : "unequal ";
             rc = mpconn_value_repr_opts(back, o, &text, outlen, err, errlen);
@@ -99,7 +105,8 @@ static int read_exact(unsigned char *p, size_t n)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: valtool decode|parse|json|encode P|roundtrip P|repickle P [-n]\n");
+        fprintf(stderr,
+                "usage: valtool decode|parse|json|encode P|roundtrip P|repickle P|text P [-n]\n");
         return 2;
     }
     const char *cmd = argv[1];

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -383,6 +384,27 @@ static void echo_against_blocking_on(void)
     CHECK_INT(s.messages, 24);
     CHECK_INT(s.reason, MPCONN_ERR_EOF);
     free_loop(loop);
+}
+
+TEST(adapter_size_checked)
+{
+    /* A table whose size does not reach cleanup is refused before any hook
+     * is called; size 0 stands for this header's sizeof. */
+    mpconn_loop *loop;
+    CHECK_INT(mpconn_loop_new(&loop, NULL), 0);
+    mpconn_adapter small = *mpconn_loop_adapter(), zero = small;
+    small.size = offsetof(mpconn_adapter, cleanup);
+    zero.size = 0;
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    mpconn_async *a;
+    CHECK_INT(mpconn_async_from_fd(&a, sv[0], MPCONN_ASYNC_PLAIN, NULL, NULL, NULL), 0);
+    CHECK_INT(mpconn_async_attach(a, &small, loop), -EINVAL);
+    CHECK_INT(mpconn_async_attach(a, &zero, loop), 0);
+    mpconn_async_close(a);
+    CHECK_INT(mpconn_loop_run(loop, MPCONN_RUN_NOWAIT) >= 0, 1);
+    close(sv[1]);
+    mpconn_loop_free(loop);
 }
 
 TEST(echo_against_blocking)

@@ -853,7 +853,8 @@ TEST(usable_recv_timeout_inside_message)
     CHECK_INT(mpconn_conn_set_timeouts(c, -1, 0.02), 0);
     void *pk;
     size_t n;
-    mpconn_value *v = mpconn_pack("[i s]", 7, "seven");
+    mpconn_value *v = NULL;
+    CHECK_INT(mpconn_pack(&v, NULL, 0, "[i s]", 7, "seven"), 0);
     CHECK_INT(mpconn_value_encode(v, 4, &pk, &n), 0);
     uint8_t h[4] = {0, 0, 0, (uint8_t)n};
     mpconn_value *got;

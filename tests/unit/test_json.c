@@ -27,7 +27,7 @@ static mpconn_value *parse(const char *text)
 {
     mpconn_value *v = NULL;
     char err[256] = "";
-    if (mpconn_value_parse(text, strlen(text), &v, err, sizeof err) != 0) {
+    if (mpconn_value_parse(&v, text, strlen(text), err, sizeof err) != 0) {
         fprintf(stderr, "parse %s: %s\n", text, err);
         exit(1);
     }
@@ -181,7 +181,7 @@ TEST(print_limit)
         memcpy(pk + 3 + 2 * i, "2\x86", 2);
     pk[63] = '.';
     mpconn_value *x = NULL;
-    CHECK_INT(mpconn_value_decode(pk, sizeof pk, NULL, &x, NULL, 0), 0);
+    CHECK_INT(mpconn_value_decode(&x, pk, sizeof pk, NULL, NULL, 0), 0);
     mpconn_opts *o = NULL;
     char *s = NULL, err[256] = "";
     size_t len = 0;
@@ -220,7 +220,7 @@ TEST(int_digit_limit)
     CHECK_INT(mpconn_opts_new(&o), 0);
     CHECK_INT(mpconn_opts_set_print_limits(o, 0, MPCONN_UNLIMITED), 0);
     mpconn_value *v = NULL;
-    CHECK_INT(mpconn_value_parse_opts(t + 1, 4301, o, &v, NULL, 0), 0);
+    CHECK_INT(mpconn_value_parse_opts(&v, t + 1, 4301, o, NULL, 0), 0);
     mpconn_value *d = mpconn_value_dict();
     CHECK_INT(mpconn_value_dict_set(d, mpconn_value_ref(v), mpconn_value_none()), 0);
     CHECK_INT(mpconn_value_json_opts(v, NULL, &s, NULL, err, sizeof err), MPCONN_ERR_LIMIT);

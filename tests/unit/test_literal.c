@@ -11,7 +11,7 @@ static mpconn_value *parse_ok(const char *text)
 {
     mpconn_value *v = NULL;
     char err[256] = "";
-    int rc = mpconn_value_parse(text, strlen(text), &v, err, sizeof err);
+    int rc = mpconn_value_parse(&v, text, strlen(text), err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "parse of \"%s\" failed (%d): %s\n", text, rc, err);
         exit(1);
@@ -198,7 +198,7 @@ TEST(rejects)
         mpconn_value *v = (mpconn_value *)&v; /* must come back NULL */
         char err[256] = "", prefix[32];
         const char *t = rejected[i].text;
-        int rc = mpconn_value_parse(t, strlen(t), &v, err, sizeof err);
+        int rc = mpconn_value_parse(&v, t, strlen(t), err, sizeof err);
         snprintf(prefix, sizeof prefix, "column %d: ", rejected[i].column);
         if (rc != rejected[i].code || strncmp(err, prefix, strlen(prefix)) != 0 ||
             !strstr(err, rejected[i].what))
@@ -215,18 +215,18 @@ TEST(null_byte_and_length)
 {
     mpconn_value *v = NULL;
     char err[128] = "";
-    CHECK_INT(mpconn_value_parse("1\0", 2, &v, err, sizeof err), MPCONN_ERR_SYNTAX);
+    CHECK_INT(mpconn_value_parse(&v, "1\0", 2, err, sizeof err), MPCONN_ERR_SYNTAX);
     CHECK(strstr(err, "column 2: ") == err && strstr(err, "null"));
     /* Only len bytes are read: the text need not be NUL-terminated. */
     char buf[4] = {'[', '7', ']', 'x'};
-    CHECK_INT(mpconn_value_parse(buf, 3, &v, NULL, 0), 0);
+    CHECK_INT(mpconn_value_parse(&v, buf, 3, NULL, 0), 0);
     int64_t x = 0;
     CHECK_INT(mpconn_value_get_int(mpconn_value_item(v, 0), &x), 0);
     CHECK_INT(x, 7);
     mpconn_value_unref(v);
-    CHECK_INT(mpconn_value_parse(buf, 4, &v, NULL, 0), MPCONN_ERR_SYNTAX); /* errmsg optional */
-    CHECK_INT(mpconn_value_parse(NULL, 1, &v, NULL, 0), -EINVAL);
-    CHECK_INT(mpconn_value_parse("1", 1, NULL, NULL, 0), -EINVAL);
+    CHECK_INT(mpconn_value_parse(&v, buf, 4, NULL, 0), MPCONN_ERR_SYNTAX); /* errmsg optional */
+    CHECK_INT(mpconn_value_parse(&v, NULL, 1, NULL, 0), -EINVAL);
+    CHECK_INT(mpconn_value_parse(NULL, "1", 1, NULL, 0), -EINVAL);
 }
 
 TEST(nesting_limit)
@@ -240,7 +240,7 @@ TEST(nesting_limit)
         memset(t + depth, ']', depth);
         mpconn_value *v = NULL;
         char err[128] = "";
-        int rc = mpconn_value_parse(t, 2 * depth, &v, err, sizeof err);
+        int rc = mpconn_value_parse(&v, t, 2 * depth, err, sizeof err);
         if (depth == 1000) {
             CHECK_INT(rc, 0);
             char *s = NULL;
@@ -258,9 +258,9 @@ TEST(nesting_limit)
     memset(t, '(', deep);
     memset(t + deep, ')', deep);
     mpconn_value *v = NULL;
-    CHECK_INT(mpconn_value_parse(t, 2 * deep, &v, NULL, 0), MPCONN_ERR_LIMIT);
+    CHECK_INT(mpconn_value_parse(&v, t, 2 * deep, NULL, 0), MPCONN_ERR_LIMIT);
     memset(t, '-', deep);
-    CHECK_INT(mpconn_value_parse(t, deep, &v, NULL, 0), MPCONN_ERR_SYNTAX);
+    CHECK_INT(mpconn_value_parse(&v, t, deep, NULL, 0), MPCONN_ERR_SYNTAX);
     free(t);
 }
 
@@ -342,36 +342,36 @@ TEST(int_digit_limit)
     /* As CPython's int(): 4300 decimal digits by default, then ValueError. */
     char *t = repeat('7', 20001), err[256] = "";
     mpconn_value *v = NULL;
-    CHECK_INT(mpconn_value_parse(t, 4300, &v, err, sizeof err), 0);
+    CHECK_INT(mpconn_value_parse(&v, t, 4300, err, sizeof err), 0);
     mpconn_value_unref(v);
     v = NULL;
-    CHECK_INT(mpconn_value_parse(t, 4301, &v, err, sizeof err), MPCONN_ERR_LIMIT);
+    CHECK_INT(mpconn_value_parse(&v, t, 4301, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(v == NULL);
     CHECK(strstr(err, "column 1: ") == err);
     CHECK(strstr(err, "limit (4300 digits)") && strstr(err, "has 4301 digits"));
     t[0] = '0';
     memset(t, '0', 4301); /* zeros count too, as in CPython */
-    CHECK_INT(mpconn_value_parse(t, 4301, &v, err, sizeof err), MPCONN_ERR_LIMIT);
+    CHECK_INT(mpconn_value_parse(&v, t, 4301, err, sizeof err), MPCONN_ERR_LIMIT);
     memset(t, '7', 4301);
     /* Other bases are not limited, in CPython either. */
     char *hex = repeat('f', 20000);
     hex[0] = '0';
     hex[1] = 'x';
-    CHECK_INT(mpconn_value_parse(hex, 20000, &v, err, sizeof err), 0);
+    CHECK_INT(mpconn_value_parse(&v, hex, 20000, err, sizeof err), 0);
     mpconn_value_unref(v);
     free(hex);
     /* A raised limit; and lifted. */
     mpconn_opts *o = digit_limit(10000);
-    CHECK_INT(mpconn_value_parse_opts(t, 10000, o, &v, err, sizeof err), 0);
+    CHECK_INT(mpconn_value_parse_opts(&v, t, 10000, o, err, sizeof err), 0);
     mpconn_value_unref(v);
-    CHECK_INT(mpconn_value_parse_opts(t, 10001, o, &v, err, sizeof err), MPCONN_ERR_LIMIT);
+    CHECK_INT(mpconn_value_parse_opts(&v, t, 10001, o, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(strstr(err, "limit (10000 digits)") && strstr(err, "has 10001 digits"));
     mpconn_opts_free(o);
     o = digit_limit(MPCONN_UNLIMITED);
-    CHECK_INT(mpconn_value_parse_opts(t, 20001, o, &v, err, sizeof err), 0);
+    CHECK_INT(mpconn_value_parse_opts(&v, t, 20001, o, err, sizeof err), 0);
     mpconn_value_unref(v);
     mpconn_opts_free(o);
-    CHECK_INT(mpconn_value_parse_opts(t, 4300, NULL, &v, err, sizeof err), 0);
+    CHECK_INT(mpconn_value_parse_opts(&v, t, 4300, NULL, err, sizeof err), 0);
     mpconn_value_unref(v);
     free(t);
 }
@@ -401,7 +401,7 @@ TEST(big_decimal_round_trip)
             mpconn_value *v = NULL;
             char *s = NULL, err[256] = "";
             size_t len = 0;
-            CHECK_INT(mpconn_value_parse_opts(t, n + 1, o, &v, err, sizeof err), 0);
+            CHECK_INT(mpconn_value_parse_opts(&v, t, n + 1, o, err, sizeof err), 0);
             CHECK_INT(mpconn_value_repr_opts(v, o, &s, &len, err, sizeof err), 0);
             CHECK_INT(len, n + 1);
             CHECK(memcmp(s, t, len) == 0);
@@ -431,7 +431,7 @@ TEST(lone_surrogates)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         mpconn_value *v = NULL;
         char err[256] = "", *s = NULL;
-        CHECK_INT(mpconn_value_parse(cases[i].text, strlen(cases[i].text), &v, err, sizeof err), 0);
+        CHECK_INT(mpconn_value_parse(&v, cases[i].text, strlen(cases[i].text), err, sizeof err), 0);
         const char *p;
         size_t n;
         CHECK_INT(mpconn_value_get_str(v, &p, &n), 0);

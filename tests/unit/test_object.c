@@ -11,7 +11,9 @@
 
 static mpconn_value *small_dict(int i)
 {
-    return mpconn_pack("{s:s,s:[i,f,s]}", "op", "add", "args", i, 2.5, "x");
+    mpconn_value *v = NULL;
+    mpconn_pack(&v, NULL, 0, "{s:s,s:[i,f,s]}", "op", "add", "args", i, 2.5, "x");
+    return v;
 }
 
 TEST(send_recv_many_small)
@@ -171,15 +173,15 @@ TEST(value_decode_takes_the_opts_limits)
     CHECK_INT(mpconn_opts_new(&o), 0);
     CHECK_INT(mpconn_opts_set_decode_limits(o, 0, 4, 0, 0), 0);
     char err[256] = "";
-    CHECK_INT(mpconn_value_decode(pk, n, o, &got, err, sizeof err), MPCONN_ERR_LIMIT);
+    CHECK_INT(mpconn_value_decode(&got, pk, n, o, err, sizeof err), MPCONN_ERR_LIMIT);
     CHECK(got == NULL && strstr(err, "more than 4 values"));
     CHECK_INT(mpconn_opts_set_decode_limits(o, 0, 5, 0, 0), 0);
-    CHECK_INT(mpconn_value_decode(pk, n, o, &got, err, sizeof err), 0);
+    CHECK_INT(mpconn_value_decode(&got, pk, n, o, err, sizeof err), 0);
     CHECK(mpconn_value_equal(got, l));
     mpconn_value_unref(got);
-    CHECK_INT(mpconn_value_decode(pk, n, NULL, &got, err, sizeof err), 0);
+    CHECK_INT(mpconn_value_decode(&got, pk, n, NULL, err, sizeof err), 0);
     mpconn_value_unref(got);
-    CHECK_INT(mpconn_value_decode(pk, n, NULL, NULL, err, sizeof err), -EINVAL);
+    CHECK_INT(mpconn_value_decode(NULL, pk, n, NULL, err, sizeof err), -EINVAL);
     free(pk);
     mpconn_value_unref(l);
     mpconn_opts_free(o);

@@ -4,12 +4,16 @@
 
 #include "mpconn.h"
 
+#include <errno.h>
 #include <stdint.h>
+#include <string.h>
 
 static mpconn_value *sample(void)
 {
-    return mpconn_pack("{s:s, s:[i, f, s], s:y#, s:b, s:n, s:I}", "op", "add", "args", 1, 2.5, "x",
-                       "blob", "\x00\x01", (size_t)2, "flag", 1, "none", "big", (int64_t)1 << 40);
+    mpconn_value *v = NULL;
+    mpconn_pack(&v, NULL, 0, "{s:s, s:[i, f, s], s:y#, s:b, s:n, s:I}", "op", "add", "args", 1, 2.5,
+                "x", "blob", "\x00\x01", (size_t)2, "flag", 1, "none", "big", (int64_t)1 << 40);
+    return v;
 }
 
 TEST(pack_builds)
@@ -32,7 +36,8 @@ TEST(pack_builds)
 TEST(pack_refs)
 {
     mpconn_value *s = mpconn_value_str("s");
-    mpconn_value *v = mpconn_pack("(O, o, s#)", s, mpconn_value_int(7), "abc", (size_t)2);
+    mpconn_value *v = NULL;
+    CHECK_INT(mpconn_pack(&v, NULL, 0, "(O, o, s#)", s, mpconn_value_int(7), "abc", (size_t)2), 0);
     CHECK(mpconn_value_item(v, 0) == s);
     const char *str;
     size_t n;
@@ -45,10 +50,56 @@ TEST(pack_refs)
 
 TEST(pack_bad_format)
 {
-    CHECK(mpconn_pack("[i", 1) == NULL);
-    CHECK(mpconn_pack("q") == NULL);
-    CHECK(mpconn_pack("i i", 1, 2) == NULL);
-    CHECK(mpconn_pack("s", "\xff") == NULL); /* invalid UTF-8 */
+    /* A bad format is MPCONN_ERR_SYNTAX, never a NULL that reads as "out of
+     * memory"; errmsg says where. */
+    char err[128];
+    mpconn_value *v = mpconn_value_none();
+    CHECK_INT(mpconn_pack(&v, err, sizeof err, "[i", 1), MPCONN_ERR_SYNTAX);
+    CHECK(v == NULL);
+    CHECK_STR(err, "bad format at offset 2: unclosed container");
+    CHECK_INT(mpconn_pack(&v, err, sizeof err, "q"), MPCONN_ERR_SYNTAX);
+    CHECK_STR(err, "bad format at offset 0: unknown letter");
+    CHECK_INT(mpconn_pack(&v, err, sizeof err, "i i", 1, 2), MPCONN_ERR_SYNTAX);
+    CHECK_STR(err, "bad format at offset 2: text after the value");
+    CHECK_INT(mpconn_pack(&v, err, sizeof err, "{s}", "k"), MPCONN_ERR_SYNTAX);
+    CHECK_INT(mpconn_pack(&v, err, sizeof err, "y", "x"), MPCONN_ERR_SYNTAX);
+    CHECK_INT(mpconn_pack(&v, err, sizeof err, ""), MPCONN_ERR_SYNTAX);
+    CHECK_INT(mpconn_pack(&v, NULL, 0, "q"), MPCONN_ERR_SYNTAX);
+    CHECK_INT(mpconn_pack(NULL, err, sizeof err, "n"), -EINVAL);
+    CHECK(v == NULL);
+}
+
+TEST(pack_null_value_is_enomem)
+{
+    /* A NULL from a failed constructor, as the builders take it. */
+    char err[128];
+    mpconn_value *v = NULL;
+    CHECK_INT(mpconn_pack(&v, err, sizeof err, "[i o]", 1, (mpconn_value *)NULL), -ENOMEM);
+    CHECK(v == NULL);
+    CHECK(strstr(err, "NULL value") != NULL);
+}
+
+TEST(pack_unhashable_key)
+{
+    char err[128];
+    mpconn_value *v = NULL;
+    CHECK_INT(mpconn_pack(&v, err, sizeof err, "{[]:n}"), MPCONN_ERR_UNHASHABLE);
+    CHECK(v == NULL);
+    CHECK_STR(err, "unhashable value");
+}
+
+TEST(pack_invalid_utf8_escaped)
+{
+    /* 's' is mpconn_value_str: invalid bytes become lone surrogates. */
+    mpconn_value *v = NULL;
+    CHECK_INT(mpconn_pack(&v, NULL, 0, "s", "a\xff"), 0);
+    CHECK(mpconn_value_str_surrogates(v));
+    const char *s;
+    size_t n;
+    CHECK_INT(mpconn_value_get_str(v, &s, &n), 0);
+    CHECK_MEM(s, "a\xed\xb3\xbf", 4);
+    CHECK_INT(n, 4);
+    mpconn_value_unref(v);
 }
 
 TEST(unpack_fields)
@@ -124,7 +175,8 @@ TEST(unpack_optional)
 
 TEST(unpack_range)
 {
-    mpconn_value *v = mpconn_pack("[I]", (int64_t)1 << 40);
+    mpconn_value *v = NULL;
+    CHECK_INT(mpconn_pack(&v, NULL, 0, "[I]", (int64_t)1 << 40), 0);
     int i;
     int64_t l;
     char err[128];

@@ -52,6 +52,21 @@ static mpconn_value *decode_ok(const void *p, size_t n)
     return v;
 }
 
+/* v pickles (protocol proto) to exactly the wn bytes want, which decode to
+ * a value equal to v. */
+static void check_encodes_to(const mpconn_value *v, int proto, const void *want, size_t wn)
+{
+    void *out;
+    size_t n;
+    CHECK_INT(mpconn_value_encode(v, proto, &out, &n), 0);
+    CHECK_INT(n, wn);
+    CHECK_MEM(out, want, n);
+    mpconn_value *w = decode_ok(out, n);
+    CHECK(mpconn_value_equal(v, w));
+    free(out);
+    mpconn_value_unref(w);
+}
+
 static int decode_rc(const void *p, size_t n, const mpci_pickle_limits *o, char *err, size_t errlen)
 {
     mpconn_value *v = NULL;
@@ -340,7 +355,8 @@ TEST(protocol0_text_forms)
     CHECK(strstr(err, "ASCII"));
     /* (1, 2) built with MARK/TUPLE, DUP, POP, POP_MARK, PUT/GET by text. */
     v = decode_ok(PK("(I1\nI2\ntp0\n(I9\n1g0\n0."));
-    mpconn_value *want = mpconn_pack("(i,i)", 1, 2);
+    mpconn_value *want = NULL;
+    CHECK_INT(mpconn_pack(&want, NULL, 0, "(i,i)", 1, 2), 0);
     CHECK(mpconn_value_equal(v, want));
     mpconn_value_unref(want);
     mpconn_value_unref(v);
@@ -539,7 +555,8 @@ TEST(memo_bomb_costs_references)
 TEST(encode_shared_becomes_get)
 {
     mpconn_value *s = mpconn_value_str("shared");
-    mpconn_value *l = mpconn_pack("[O,O]", s, s);
+    mpconn_value *l = NULL;
+    CHECK_INT(mpconn_pack(&l, NULL, 0, "[O,O]", s, s), 0);
     mpconn_value_unref(s);
     void *out;
     size_t n;
@@ -577,7 +594,8 @@ TEST(encode_recursive)
     CHECK_INT(mpconn_value_append(l2, mpconn_value_ref(t)), 0);
     CHECK_INT(mpconn_value_append(t, mpconn_value_ref(l2)), 0);
     /* A tuple reached again while its items are written: refused. */
-    mpconn_value *outer = mpconn_pack("[O]", t);
+    mpconn_value *outer = NULL;
+    CHECK_INT(mpconn_pack(&outer, NULL, 0, "[O]", t), 0);
     CHECK_INT(mpconn_value_encode(t, 4, &out, &n), MPCONN_ERR_RECURSIVE);
     mpconn_value *roots[] = {l, t, l2, outer};
     mpci_value_break_cycles(roots, 4);
@@ -594,7 +612,8 @@ TEST(encode_framing_large)
     char *big = malloc(70001);
     memset(big, 'x', 70000);
     big[70000] = 0;
-    mpconn_value *v = mpconn_pack("[s,s]", big, "y");
+    mpconn_value *v = NULL;
+    CHECK_INT(mpconn_pack(&v, NULL, 0, "[s,s]", big, "y"), 0);
     void *out;
     size_t n;
     CHECK_INT(mpconn_value_encode(v, 4, &out, &n), 0);
@@ -630,17 +649,10 @@ TEST(encode_ints)
         if (i == 8)
             break; /* last row checked by round trip only */
         mpconn_value *v = mpconn_value_int(cases[i].v);
-        void *out;
-        size_t n, wn;
-        CHECK_INT(mpconn_value_encode(v, 2, &out, &n), 0);
+        size_t wn;
         unsigned char *want = testlib_unhex(cases[i].hex, &wn);
-        CHECK_INT(n, wn);
-        CHECK_MEM(out, want, n);
-        mpconn_value *w = decode_ok(out, n);
-        CHECK(mpconn_value_equal(v, w));
+        check_encodes_to(v, 2, want, wn);
         free(want);
-        free(out);
-        mpconn_value_unref(w);
         mpconn_value_unref(v);
     }
 }
@@ -844,7 +856,10 @@ TEST(lone_surrogates)
     mpconn_value *want = mpconn_value_strn_surrogatepass(text, sizeof text - 1);
     CHECK(want != NULL);
     CHECK_INT(mpconn_value_str_surrogates(want), 1);
-    CHECK(mpconn_value_strn(text, sizeof text - 1) == NULL); /* the strict one refuses */
+    /* The strict one escapes the surrogate's bytes instead: other text. */
+    mpconn_value *escaped = mpconn_value_strn(text, sizeof text - 1);
+    CHECK(escaped != NULL && !mpconn_value_equal(escaped, want));
+    mpconn_value_unref(escaped);
     for (size_t k = 0; k < sizeof forms / sizeof forms[0]; k++) {
         mpconn_value *v = decode_ok(forms[k].p, forms[k].n);
         const char *s;
@@ -878,8 +893,30 @@ TEST(lone_surrogates)
     CHECK_INT(mpconn_value_str_surrogates(plain), 0);
     mpconn_value_unref(plain);
     CHECK_INT(mpconn_value_str_surrogates(NULL), 0);
-    CHECK(mpconn_value_strn_surrogatepass("\xed\xa0", 2) == NULL);
+    /* A truncated surrogate is two bytes escaped, as surrogateescape. */
+    mpconn_value *cut = mpconn_value_strn_surrogatepass("\xed\xa0", 2);
+    const char *s;
+    size_t n;
+    CHECK_INT(mpconn_value_get_str(cut, &s, &n), 0);
+    CHECK_INT(n, 6);
+    CHECK_MEM(s, "\xed\xb3\xad\xed\xb2\xa0", 6);
+    mpconn_value_unref(cut);
     mpconn_value_unref(want);
+}
+
+TEST(invalid_utf8_pickles_as_cpython_surrogateescape)
+{
+    /* pickle.dumps(b'a\xffb\xc3\xa9\xe2\x82z'.decode('utf-8',
+     * 'surrogateescape'), 4) in CPython 3.11 */
+    static const char want[] = "\x80\x04\x95\x12\x00\x00\x00\x00\x00\x00\x00\x8c\x0e"
+                               "a\xed\xb3\xbf"
+                               "b\xc3\xa9\xed\xb3\xa2\xed\xb2\x82z\x94.";
+    mpconn_value *v = mpconn_value_strn("a\xff"
+                                        "b\xc3\xa9\xe2\x82z",
+                                        8);
+    CHECK_INT(mpconn_value_str_surrogates(v), 1);
+    check_encodes_to(v, 4, want, sizeof want - 1);
+    mpconn_value_unref(v);
 }
 
 /* [{} for _ in range(n)] */

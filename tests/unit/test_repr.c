@@ -268,7 +268,7 @@ static mpconn_value *power_of_ten(size_t n, int minus_one)
     if (minus_one)
         memset(t, '9', n);
     mpconn_value *v = NULL;
-    CHECK_INT(mpconn_value_parse_opts(t, minus_one ? n : n + 1, o, &v, NULL, 0), 0);
+    CHECK_INT(mpconn_value_parse_opts(&v, t, minus_one ? n : n + 1, o, NULL, 0), 0);
     free(t);
     mpconn_opts_free(o);
     return v;

@@ -27,15 +27,37 @@ TEST(scalars)
     mpconn_value_unref(NULL);
 }
 
+/* v is a str of exactly the n bytes want, flagged as holding surrogates
+ * or not. */
+static void check_str(mpconn_value *v, const char *want, size_t n, int surrogates)
+{
+    const char *s;
+    size_t len;
+    CHECK(v != NULL);
+    CHECK_INT(mpconn_value_get_str(v, &s, &len), 0);
+    CHECK_INT(len, n);
+    CHECK_MEM(s, want, n);
+    CHECK_INT(mpconn_value_str_surrogates(v), surrogates);
+    mpconn_value_unref(v);
+}
+
 TEST(str_validation)
 {
-    mpconn_value *ok = mpconn_value_str("\xc3\xa9");
-    CHECK(ok != NULL);
-    mpconn_value_unref(ok);
-    CHECK(mpconn_value_str("\xc0\x80") == NULL);         /* overlong NUL */
-    CHECK(mpconn_value_str("\xed\xa0\x80") == NULL);     /* surrogate */
-    CHECK(mpconn_value_str("\xf4\x90\x80\x80") == NULL); /* above U+10FFFF */
-    CHECK(mpconn_value_str("\xe2\x82") == NULL);         /* truncated */
+    check_str(mpconn_value_str("\xc3\xa9"), "\xc3\xa9", 2, 0);
+    /* Not UTF-8: each bad byte B is U+DC00 + B, as CPython's
+     * b.decode('utf-8', 'surrogateescape') (vectors from CPython 3.11). */
+    check_str(mpconn_value_str("\xc0\x80"), "\xed\xb3\x80\xed\xb2\x80", 6, 1); /* overlong */
+    check_str(mpconn_value_str("\xed\xa0\x80"), "\xed\xb3\xad\xed\xb2\xa0\xed\xb2\x80", 9,
+              1); /* surrogate */
+    check_str(mpconn_value_str("\xf4\x90\x80\x80"),
+              "\xed\xb3\xb4\xed\xb2\x90\xed\xb2\x80\xed\xb2\x80", 12, 1);      /* > U+10FFFF */
+    check_str(mpconn_value_str("\xe2\x82"), "\xed\xb3\xa2\xed\xb2\x82", 6, 1); /* truncated */
+    check_str(mpconn_value_strn("a\xff"
+                                "b\xc3\xa9\xe2\x82z",
+                                8),
+              "a\xed\xb3\xbf"
+              "b\xc3\xa9\xed\xb3\xa2\xed\xb2\x82z",
+              14, 1);
     mpconn_value *v = mpconn_value_strn("a\0b", 3);
     const char *s;
     size_t n;
@@ -44,6 +66,38 @@ TEST(str_validation)
     CHECK_INT(s[3], 0);
     CHECK_INT(mpconn_value_len(v), 3);
     mpconn_value_unref(v);
+}
+
+TEST(constructors_take_null_data)
+{
+    /* NULL data with a length is that many zero bytes, never a NULL
+     * result that a builder would take for -ENOMEM. */
+    check_str(mpconn_value_str(NULL), "", 0, 0);
+    check_str(mpconn_value_strn(NULL, 0), "", 0, 0);
+    check_str(mpconn_value_strn(NULL, 3), "\0\0\0", 3, 0);
+    check_str(mpconn_value_strn_surrogatepass(NULL, 2), "\0\0", 2, 0);
+    mpconn_value *b = mpconn_value_bytes(NULL, 4);
+    const void *p;
+    size_t n;
+    CHECK(b != NULL);
+    CHECK_INT(mpconn_value_get_bytes(b, &p, &n), 0);
+    CHECK_INT(n, 4);
+    CHECK_MEM(p, "\0\0\0\0", 4);
+    mpconn_value_unref(b);
+    mpconn_value *ba = mpconn_value_bytearray(NULL, 2);
+    CHECK(ba != NULL && mpconn_value_type(ba) == MPCONN_BYTEARRAY && mpconn_value_len(ba) == 2);
+    mpconn_value_unref(ba);
+    mpconn_value *z = mpconn_value_bigint(1, NULL, 5);
+    int64_t i = -1;
+    CHECK_INT(mpconn_value_get_int(z, &i), 0);
+    CHECK_INT(i, 0);
+    mpconn_value_unref(z);
+    /* so a list built from them holds them all */
+    mpconn_value *l = mpconn_value_list();
+    CHECK_INT(mpconn_value_append(l, mpconn_value_str("\xff")), 0);
+    CHECK_INT(mpconn_value_append(l, mpconn_value_bytes(NULL, 1)), 0);
+    CHECK_INT(mpconn_value_len(l), 2);
+    mpconn_value_unref(l);
 }
 
 TEST(bigint_normalised)
@@ -134,13 +188,18 @@ TEST(numeric_equality_and_hash)
 
 TEST(container_equality)
 {
-    mpconn_value *a = mpconn_pack("{s:[i,f],s:(s,n)}", "x", 1, 2.0, "y", "z");
-    mpconn_value *b = mpconn_pack("{s:(s,n),s:[f,i]}", "y", "z", "x", 1.0, 2);
+    mpconn_value *a = NULL;
+    CHECK_INT(mpconn_pack(&a, NULL, 0, "{s:[i,f],s:(s,n)}", "x", 1, 2.0, "y", "z"), 0);
+    mpconn_value *b = NULL;
+    CHECK_INT(mpconn_pack(&b, NULL, 0, "{s:(s,n),s:[f,i]}", "y", "z", "x", 1.0, 2), 0);
     CHECK(mpconn_value_equal(a, b));
-    mpconn_value *c = mpconn_pack("{s:(s,n),s:[f,i,i]}", "y", "z", "x", 1.0, 2, 3);
+    mpconn_value *c = NULL;
+    CHECK_INT(mpconn_pack(&c, NULL, 0, "{s:(s,n),s:[f,i,i]}", "y", "z", "x", 1.0, 2, 3), 0);
     CHECK(!mpconn_value_equal(a, c));
     /* list != tuple, set == frozenset, bytes == bytearray as in Python. */
-    mpconn_value *l = mpconn_pack("[i]", 1), *t = mpconn_pack("(i)", 1);
+    mpconn_value *l = NULL, *t = NULL;
+    CHECK_INT(mpconn_pack(&l, NULL, 0, "[i]", 1), 0);
+    CHECK_INT(mpconn_pack(&t, NULL, 0, "(i)", 1), 0);
     CHECK(!mpconn_value_equal(l, t));
     mpconn_value *s = mpconn_value_set(), *fs = mpconn_value_frozenset();
     mpconn_value_add(s, mpconn_value_int(1));
@@ -162,15 +221,18 @@ TEST(unhashable)
     mpconn_value *d = mpconn_value_dict();
     CHECK_INT(mpconn_value_dict_set(d, mpconn_value_list(), mpconn_value_none()),
               MPCONN_ERR_UNHASHABLE);
-    CHECK_INT(mpconn_value_dict_set(d, mpconn_pack("(i,[])", 1), mpconn_value_none()),
-              MPCONN_ERR_UNHASHABLE);
+    mpconn_value *key = NULL;
+    CHECK_INT(mpconn_pack(&key, NULL, 0, "(i,[])", 1), 0);
+    CHECK_INT(mpconn_value_dict_set(d, key, mpconn_value_none()), MPCONN_ERR_UNHASHABLE);
     CHECK_INT(mpconn_value_dict_set(d, mpconn_value_bytearray("", 0), mpconn_value_none()),
               MPCONN_ERR_UNHASHABLE);
     mpconn_value *s = mpconn_value_set();
     CHECK_INT(mpconn_value_add(s, mpconn_value_dict()), MPCONN_ERR_UNHASHABLE);
     CHECK_INT(mpconn_value_add(s, mpconn_value_set()), MPCONN_ERR_UNHASHABLE);
     /* Hashable containers: tuples of scalars, frozensets. */
-    CHECK_INT(mpconn_value_add(s, mpconn_pack("(i,(s,n))", 1, "a")), 0);
+    mpconn_value *item = NULL;
+    CHECK_INT(mpconn_pack(&item, NULL, 0, "(i,(s,n))", 1, "a"), 0);
+    CHECK_INT(mpconn_value_add(s, item), 0);
     CHECK_INT(mpconn_value_add(s, mpconn_value_frozenset()), 0);
     CHECK_INT(mpconn_value_len(s), 2);
     CHECK_INT(mpconn_value_len(d), 0);
