@@ -1106,15 +1106,34 @@ static void bench_idle(int want)
     }
 }
 
+/* Pinned to one CPU (as run.sh pins everything), moves to the other
+ * CPUs: a flood from another host costs the server's CPU nothing of its
+ * own. Stays where it is when there is no other CPU. */
+static void move_to_another_cpu(void)
+{
+    cpu_set_t mine, rest;
+    if (sched_getaffinity(0, sizeof mine, &mine) < 0 || CPU_COUNT(&mine) != 1)
+        return;
+    CPU_ZERO(&rest);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    for (int c = 0; c < n && c < CPU_SETSIZE; c++)
+        if (!CPU_ISSET(c, &mine))
+            CPU_SET(c, &rest);
+    if (CPU_COUNT(&rest) > 0)
+        sched_setaffinity(0, sizeof rest, &rest);
+}
+
 /* A flood in a child of its own, as another host's would be: n peers
  * connect at an even pace over secs seconds and say nothing (half: send
  * half a frame header and stall); they hang up when the parent closes the
  * pipe whose other end it gets back. */
-static pid_t flood_start(const char *addr, int n, int half, double secs, int *ctl)
+static pid_t flood_start(const char *addr, int n, int half, int apart, double secs, int *ctl)
 {
     int p[2];
     pid_t pid = fork_piped(p, 0);
     if (pid == 0) {
+        if (apart)
+            move_to_another_cpu();
         struct sockaddr_storage ss;
         socklen_t sl;
         parse_addr(addr, &ss, &sl);
@@ -1150,20 +1169,33 @@ static void bench_flood(enum transport t, int nflood)
     gen_init(&g, 64, 100);
     gen_connect(&g, s.addr, 100, KEY);
     gen_run(&g, bench_secs / 3);
-    char id[2][64];
-    snprintf(id[0], sizeof id[0], "flood_silent_%s", tnames[t]);
-    snprintf(id[1], sizeof id[1], "flood_half_%s", tnames[t]);
+    /* The flooder on the server's CPU (its own CPU time slows everybody
+     * there) and on another CPU (what the server alone makes of it). */
+    char id[4][64];
+    for (int k = 0; k < 4; k++)
+        snprintf(id[k], sizeof id[k], "flood_%s_%s%s", k & 1 ? "half" : "silent", tnames[t],
+                 k & 2 ? "_apart" : "");
     for (int rep = 0; rep < bench_reps; rep++) {
         window quiet = gen_run(&g, bench_secs);
-        for (int half = 0; half < 2; half++) {
-            int ctl;
-            pid_t pid = flood_start(s.addr, nflood, half, bench_secs * 0.8, &ctl);
+        for (int k = 0; k < 4; k++) {
+            int ctl, half = k & 1;
+            /* The server's first flood is the one whose handshakes find
+             * no freed memory to reuse: its growth is their cost. */
+            long rss0 = rep == 0 && k == 0 ? rss_bytes(s.pid) : -1;
+            pid_t pid = flood_start(s.addr, nflood, half, k >> 1, bench_secs * 0.8, &ctl);
             window w = gen_run(&g, bench_secs);
+            if (rss0 >= 0) {
+                long rss1 = rss_bytes(s.pid);
+                char mid[64];
+                snprintf(mid, sizeof mid, "hsmem_%s", tnames[t]);
+                if (rss1 >= 0)
+                    sample(mid, "mpconn", (double)(rss1 - rss0) / nflood, "bytes/handshake");
+            }
             close(ctl);
             bench_reap(pid);
-            sample(id[half], "quiet", quiet.p99, "us");
-            sample(id[half], "flood", w.p99, "us");
-            sample(id[half], "flood/quiet", w.p99 / quiet.p99, "ratio");
+            sample(id[k], "quiet", quiet.p99, "us");
+            sample(id[k], "flood", w.p99, "us");
+            sample(id[k], "flood/quiet", w.p99 / quiet.p99, "ratio");
             usleep(50000); /* the server sees the flood go */
         }
     }

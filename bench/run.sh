@@ -340,6 +340,13 @@ flood_silent_unix|silent peers, Unix socket|flood/quiet<=2
 flood_half_unix|peers stalled after half a frame header, Unix socket|flood/quiet<=2
 flood_silent_tcp|silent peers, TCP|flood/quiet<=2
 flood_half_tcp|peers stalled after half a frame header, TCP|flood/quiet<=2
+flood_silent_unix_apart|silent peers, Unix socket, flooder on another CPU|flood/quiet<=2
+flood_half_unix_apart|peers stalled after half a frame header, Unix socket, flooder on another CPU|flood/quiet<=2
+flood_silent_tcp_apart|silent peers, TCP, flooder on another CPU|flood/quiet<=2
+flood_half_tcp_apart|peers stalled after half a frame header, TCP, flooder on another CPU|flood/quiet<=2
+#|Handshakes in progress, server VmRSS growth (bytes per handshake)|mpconn:mpconn
+hsmem_unix|1,000 silent peers in their handshakes, Unix socket|mpconn<=512
+hsmem_tcp|1,000 silent peers in their handshakes, TCP|mpconn<=512
 #|Authenticated connections accepted per second|blocking:mpconn_listener;mpconn:async listener;mpconn/blocking:async/blocking
 accept_unix|connect + handshake + close, Unix socket|mpconn/blocking>=1.0
 accept_tcp|connect + handshake + close, TCP|mpconn/blocking>=1.0

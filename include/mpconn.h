@@ -399,6 +399,11 @@ MPCONN_API const char *mpconn_listener_last_accepted(const mpconn_listener *l, p
  * peer; the message is valid during the call only. */
 typedef void (*mpconn_reject_cb)(void *data, int code, const char *message);
 MPCONN_API void mpconn_listener_on_reject(mpconn_listener *l, mpconn_reject_cb cb, void *data);
+/* Handshakes under way at once (default 4096; 0 is -EINVAL). At the cap,
+ * the oldest is dropped (reported -ETIMEDOUT) to admit the newest peer: a
+ * flood of silent peers never locks a real one out. Out of descriptors,
+ * the oldest handshake makes room the same way. */
+MPCONN_API int mpconn_listener_set_max_handshakes(mpconn_listener *l, size_t n);
 
 /* What mpconn_address_kind says an address names. */
 enum { MPCONN_ADDR_TCP = 1, MPCONN_ADDR_UNIX = 2, MPCONN_ADDR_ABSTRACT = 3 };

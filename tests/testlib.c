@@ -2,6 +2,7 @@
 #include "testlib.h"
 
 #include <ctype.h>
+#include <unistd.h>
 
 #define TESTLIB_MAX 512
 
@@ -227,4 +228,21 @@ size_t testlib_read_lines(const char *file, char **text, char *lines[], size_t m
         p = nl + 1;
     }
     return n;
+}
+
+double testlib_proc_cpu(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    CHECK(p != NULL);
+    unsigned long ut = 0, st = 0;
+    /* After ")": state, then fields 4..13, then utime (14) and stime (15). */
+    CHECK(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2);
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 typedef void (*testlib_fn)(void);
 void testlib_register(const char *name, testlib_fn fn);
@@ -69,6 +70,9 @@ unsigned char *testlib_json_hex(const char *line, const char *key, size_t *len);
 /* The non-empty lines of a file in tests/data, at most max, NUL-terminated
  * in place in *text (caller frees *text). Returns how many. */
 size_t testlib_read_lines(const char *file, char **text, char *lines[], size_t max);
+
+/* CPU seconds another process has used (utime + stime of /proc/PID/stat). */
+double testlib_proc_cpu(pid_t pid);
 
 #define TESTLIB_MAIN                                                                               \
     int main(int argc, char **argv)                                                                \

@@ -1202,7 +1202,9 @@ static int is_socket(int fd)
     return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
-static mpconn_async *alloc_async(int fd, int sock, const struct mpconn_opts *o)
+/* kind: MPCI_FD_UNIX or _INET when the caller knows the socket's family
+ * (the listener does, from accept), else MPCI_FD_UNKNOWN: asked here. */
+static mpconn_async *alloc_async(int fd, int sock, int kind, const struct mpconn_opts *o)
 {
     mpconn_async *a = calloc(1, sizeof *a);
     if (!a)
@@ -1216,7 +1218,9 @@ static mpconn_async *alloc_async(int fd, int sock, const struct mpconn_opts *o)
     a->protocol = (uint8_t)o->pickle_protocol;
     mpci_fdt_init(&a->fdt, fd, sock, 0);
     a->tp = &a->fdt.base;
-    if (sock) {
+    if (sock && kind != MPCI_FD_UNKNOWN) {
+        a->local = kind == MPCI_FD_UNIX;
+    } else if (sock) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         a->local = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX;
@@ -1296,7 +1300,7 @@ int mpconn_async_from_fd(mpconn_async **out, int fd, int role, const mpconn_opts
     int r = set_nonblock(fd);
     if (r < 0)
         return r;
-    mpconn_async *a = alloc_async(fd, is_socket(fd), opts);
+    mpconn_async *a = alloc_async(fd, is_socket(fd), MPCI_FD_UNKNOWN, opts);
     if (!a)
         return -ENOMEM;
     if (role != MPCONN_ASYNC_PLAIN && opts->authkey) {
@@ -1330,6 +1334,10 @@ static void start(mpconn_async *a)
     } else if (a->su && (a->su->hs || a->su->tls_phase)) {
         a->state = ST_HANDSHAKE;
         arm(a);
+        /* Watched before the challenge leaves: the peer, woken by it, may
+         * take the CPU, and the answer should find the fd registered. */
+        if (a->su->hs && a->su->hs->auth.role == MPCI_AUTH_SERVER)
+            mpci_ev_set_io(&a->ev, MPCONN_READABLE);
         handshake(a, 0); /* a server's challenge leaves now */
     } else {
         opened(a);
@@ -1351,20 +1359,23 @@ int mpconn_async_attach(mpconn_async *a, const mpconn_adapter *ad, void *loop)
     return 0;
 }
 
-int mpci_async_accepted(mpconn_async **out, int fd, int kind, const struct mpconn_opts *opts,
-                        mpci_async_hs_done done, void *owner)
+int mpci_async_accepted(mpconn_async **out, int fd, int kind, int flags,
+                        const struct mpconn_opts *opts, mpci_async_hs_done done, void *owner)
 {
     *out = NULL;
-    mpconn_async *a = alloc_async(fd, 1, opts);
+    mpconn_async *a = alloc_async(fd, 1, kind, opts);
     if (!a)
         return -ENOMEM;
     int r = su_of(a) ? 0 : -ENOMEM;
     if (r == 0 && opts->authkey)
         r = start_hs(a, MPCI_AUTH_SERVER, opts, 0);
-    if (r == 0 && (kind & MPCI_ASYNC_TLS) && (r = mpci_async_start_tls(a, opts->tls, NULL)) == 0) {
-        /* The TLS handshake counts in the deadline (authkey or not). */
-        double d = mpci_deadline(opts->handshake_timeout);
-        a->su->deadline = d > 0 ? d : 0;
+    if (r == 0 && (flags & MPCI_ASYNC_TLS))
+        r = mpci_async_start_tls(a, opts->tls, NULL);
+    if (r == 0) {
+        /* The listener keeps every handshake's deadline (TLS and authkey)
+         * with one timer of its own: its handshakes are in arrival order,
+         * which is the order of their deadlines. */
+        a->su->deadline = 0;
     }
     if (r < 0) {
         destroy(&a->ev);
@@ -1397,7 +1408,7 @@ int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *
                           socklen_t retry_len, const mpconn_async_cbs *cbs, void *data)
 {
     *out = NULL;
-    mpconn_async *a = alloc_async(fd, 1, opts);
+    mpconn_async *a = alloc_async(fd, 1, MPCI_FD_UNKNOWN, opts);
     if (!a)
         return -ENOMEM;
     int r = su_of(a) ? 0 : -ENOMEM;

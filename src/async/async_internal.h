@@ -42,14 +42,16 @@ void mpci_ev_doom(mpconn_ev *ev);
  * ends either way. */
 typedef void (*mpci_async_hs_done)(mpconn_async *a, int code, const char *errmsg, void *owner);
 
-/* mpci_async_accepted's kind: the peer speaks TLS first. */
+/* mpci_async_accepted's flags: the peer speaks TLS first. */
 #define MPCI_ASYNC_TLS 1
 
 /* A server-side connection whose handshake borrows opts (which must outlive
- * it); done is called once, with 0 when the connection is open. kind is 0
- * or MPCI_ASYNC_TLS (then opts has a server TLS config). */
-int mpci_async_accepted(mpconn_async **out, int fd, int kind, const struct mpconn_opts *opts,
-                        mpci_async_hs_done done, void *owner);
+ * it); done is called once, with 0 when the connection is open. kind
+ * (MPCI_FD_UNIX or _INET) is the socket's family; flags is 0 or
+ * MPCI_ASYNC_TLS (then opts has a server TLS config). The handshake's
+ * deadline is the caller's to keep: the connection arms no timer for it. */
+int mpci_async_accepted(mpconn_async **out, int fd, int kind, int flags,
+                        const struct mpconn_opts *opts, mpci_async_hs_done done, void *owner);
 /* Drops a connection still in its handshake, without calling done. */
 void mpci_async_drop(mpconn_async *a, int reason, const char *why);
 /* Monotonic seconds when the handshake began (for dropping the oldest). */

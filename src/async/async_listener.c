@@ -13,13 +13,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define ACCEPTS_PER_EVENT 64
-#define EMFILE_PAUSE 0.1 /* seconds without accepting when no spare fd is left */
+/* Accepts per readable event at most: each starts a handshake (a few
+ * microseconds with its challenge), and the connections already open
+ * that are ready in the same wake-up wait for all of them. More peers are
+ * taken at the next turn of the loop. */
+#define ACCEPTS_PER_EVENT 8
+#define PROBE_EVERY_MAX 64 /* wake-ups between asking whether a second peer waits */
+#define EMFILE_PAUSE 0.1   /* seconds without accepting when no spare fd is left */
 
 typedef struct hs_node {
     mpconn_async *a;
     mpconn_async_listener *l;
     struct hs_node *prev, *next;
+    double deadline; /* of the handshake; 0: none */
     char peer[96];
 } hs_node;
 
@@ -39,6 +45,12 @@ struct mpconn_async_listener {
     int spare;   /* a descriptor kept to shed peers when there are no others */
     int freed;   /* mpconn_async_listener_free was called */
     int burst;   /* accepts to try at the next wake-up */
+    /* With a burst of 1, whether a second peer waits is asked only every
+     * probe_every wake-ups (doubling while the answer is no), so peers
+     * that come one at a time cost no accept that says EAGAIN. */
+    int probe_every, probe_in;
+    double resume_at; /* when accepting resumes after a backoff; 0: not paused */
+    double timer_at;  /* what the timer is armed for; 0: not armed */
 };
 
 static void reject(mpconn_async_listener *l, int code, const char *fmt, ...)
@@ -73,6 +85,27 @@ static void want_accept(mpconn_async_listener *l)
     mpci_ev_set_io(&l->ev, l->paused || l->backoff || l->freed ? 0 : MPCONN_READABLE);
 }
 
+/* The one timer serves the end of a backoff and every handshake's
+ * deadline. Handshakes are kept in arrival order and share one timeout, so
+ * the oldest has the earliest deadline: the timer is armed for it alone,
+ * and moved only when it fires. A handshake that ends early costs no timer
+ * operation. */
+static void arm(mpconn_async_listener *l)
+{
+    double at = l->resume_at;
+    if (l->oldest && l->oldest->deadline > 0 && (at == 0 || l->oldest->deadline < at))
+        at = l->oldest->deadline;
+    if (at == l->timer_at)
+        return;
+    l->timer_at = at;
+    if (at == 0) {
+        mpci_ev_set_timer(&l->ev, -1);
+        return;
+    }
+    double left = at - mpci_now();
+    mpci_ev_set_timer(&l->ev, left > 0 ? left : 0);
+}
+
 /* A handshake ended: the connection goes to the user, or its peer to the
  * reject callback. */
 static void done_cb(mpconn_async *a, int code, const char *errmsg, void *owner)
@@ -98,6 +131,14 @@ static void done_cb(mpconn_async *a, int code, const char *errmsg, void *owner)
 static int open_spare(void)
 {
     return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void pause_accepting(mpconn_async_listener *l)
+{
+    l->backoff = 1;
+    want_accept(l);
+    l->resume_at = mpci_now() + EMFILE_PAUSE;
+    arm(l);
 }
 
 /* Out of descriptors: the reserve-fd trick sheds the waiting peer (it sees
@@ -132,9 +173,7 @@ static void shed(mpconn_async_listener *l, int err)
     }
     reject(l, -err, "out of file descriptors (%s): not accepting on %s for %g s", strerror(err),
            mpconn_listener_address(l->base), EMFILE_PAUSE);
-    l->backoff = 1;
-    want_accept(l);
-    mpci_ev_set_timer(&l->ev, EMFILE_PAUSE);
+    pause_accepting(l);
 }
 
 static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage *ss, socklen_t sl)
@@ -164,10 +203,16 @@ static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage
     }
     n->l = l;
     snprintf(n->peer, sizeof n->peer, "%s", peer);
-    mpconn_async *a;
+    const struct mpconn_opts *o = mpci_listener_opts(l->base);
     /* The base listener's address names TLS as a client must give it. */
-    int kind = strncmp(mpconn_listener_address(l->base), "tls:", 4) == 0 ? MPCI_ASYNC_TLS : 0;
-    r = mpci_async_accepted(&a, fd, kind, mpci_listener_opts(l->base), done_cb, n);
+    int flags = strncmp(mpconn_listener_address(l->base), "tls:", 4) == 0 ? MPCI_ASYNC_TLS : 0;
+    if (o->authkey || flags) {
+        double d = mpci_deadline(o->handshake_timeout);
+        n->deadline = d > 0 ? d : 0;
+    }
+    mpconn_async *a;
+    r = mpci_async_accepted(&a, fd, ss->ss_family == AF_UNIX ? MPCI_FD_UNIX : MPCI_FD_INET, flags,
+                            o, done_cb, n);
     if (r < 0) {
         close(fd);
         free(n);
@@ -182,6 +227,8 @@ static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage
         l->oldest = n;
     l->newest = n;
     l->nhs++;
+    if (!l->timer_at)
+        arm(l);
     r = mpconn_async_attach(a, l->ad, l->loop); /* may finish at once (no authkey) */
     if (r < 0) {
         unlink_node(l, n);
@@ -198,8 +245,10 @@ static void on_io(mpconn_ev *ev, int events)
     /* As many accepts as the last wake-up found peers, doubling while each
      * finds the backlog still full: one peer at a time costs no accept that
      * only says EAGAIN, and a burst is still taken in a few calls. */
-    int got = 0;
-    for (int i = 0; i < l->burst && !l->paused && !l->backoff && !l->freed; i++) {
+    int tries = l->burst, got = 0;
+    if (tries == 1 && --l->probe_in <= 0)
+        tries = 2;
+    for (int i = 0; i < tries && !l->paused && !l->backoff && !l->freed; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(ev->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -208,6 +257,12 @@ static void on_io(mpconn_ev *ev, int events)
             if (e == EINTR || e == ECONNABORTED)
                 continue;
             if (e == EAGAIN || e == EWOULDBLOCK) {
+                if (l->burst == 1 && got == 1) {
+                    /* The probe found nobody behind: ask again later. */
+                    if (l->probe_every < PROBE_EVERY_MAX)
+                        l->probe_every *= 2;
+                    l->probe_in = l->probe_every;
+                }
                 l->burst = got > 1 ? got : 1;
                 return;
             }
@@ -217,25 +272,39 @@ static void on_io(mpconn_ev *ev, int events)
             }
             /* ENOBUFS, ENOMEM and the like: report and try again later. */
             reject(l, -e, "accept on %s: %s", mpconn_listener_address(l->base), strerror(e));
-            l->backoff = 1;
-            want_accept(l);
-            mpci_ev_set_timer(&l->ev, EMFILE_PAUSE);
+            pause_accepting(l);
             return;
         }
         accept_one(l, fd, &ss, sl);
         got++;
     }
-    if (got == l->burst && l->burst < ACCEPTS_PER_EVENT)
-        l->burst *= 2;
+    if (got == tries && tries > 1) {
+        l->burst = tries < ACCEPTS_PER_EVENT ? 2 * tries : ACCEPTS_PER_EVENT;
+        l->probe_every = l->probe_in = 1;
+    }
 }
 
+/* Handshakes past their deadline, oldest first, and the end of a backoff. */
 static void on_timeout(mpconn_ev *ev)
 {
     mpconn_async_listener *l = (mpconn_async_listener *)ev;
-    l->backoff = 0;
-    if (l->spare < 0)
-        l->spare = open_spare();
-    want_accept(l);
+    l->timer_at = 0;
+    double t = mpci_now();
+    if (l->backoff && t >= l->resume_at) {
+        l->backoff = 0;
+        l->resume_at = 0;
+        if (l->spare < 0)
+            l->spare = open_spare();
+        want_accept(l);
+    }
+    while (l->oldest && l->oldest->deadline > 0 && t >= l->oldest->deadline) {
+        hs_node *n = l->oldest;
+        unlink_node(l, n);
+        mpci_async_drop(n->a, -ETIMEDOUT, "handshake timed out");
+        reject(l, -ETIMEDOUT, "authentication of %s failed: handshake timed out", n->peer);
+        free(n);
+    }
+    arm(l);
 }
 
 static void destroy(mpconn_ev *ev)
@@ -275,6 +344,7 @@ int mpconn_async_listener_open(mpconn_async_listener **out, const char *address,
     l->data = data;
     l->max_hs = 4096;
     l->burst = 1;
+    l->probe_every = l->probe_in = 1;
     l->spare = open_spare();
     r = mpci_ev_attach(&l->ev, ad, loop);
     if (r < 0) {

@@ -135,8 +135,8 @@ static int client(mpconn_conn **out, int role, const char *address, const mpconn
         return tls_client(out, fd, role, &a, address, opts, errmsg, errlen);
     if (opts->authkey) {
         r = handshake(fd, role, opts, address, &hs, errmsg, errlen);
-        mpci_hs_clear(&hs);
         if (r < 0) {
+            mpci_hs_clear(&hs);
             close(fd);
             return r;
         }
@@ -145,11 +145,16 @@ static int client(mpconn_conn **out, int role, const char *address, const mpconn
     }
     mpconn_conn *c;
     if ((r = mpci_conn_new(&c, fd, MPCONN_READABLE | MPCONN_WRITABLE, opts, kind)) < 0) {
+        if (opts->authkey)
+            mpci_hs_clear(&hs);
         close(fd);
         return mpci_err(errmsg, errlen, r, "cannot set up the connection: %s", mpconn_strerror(r));
     }
-    if (opts->authkey && hs.nleft)
-        mpci_conn_prefill(c, hs.left, hs.nleft);
+    if (opts->authkey) {
+        if (hs.nleft)
+            mpci_conn_prefill(c, hs.left, hs.nleft);
+        mpci_hs_clear(&hs); /* after its bytes are the connection's */
+    }
     if (!opts->authkey)
         mpci_conn_set_check_first(c);
     *out = c;

@@ -1151,7 +1151,7 @@ int mpci_conn_handshake(mpconn_conn *c, int role, const struct mpconn_opts *o, d
     if (!was)
         fcntl(c->fd, F_SETFL, c->fdflags);
     if (hs->state == MPCI_AUTH_FAILED && c->tlst && mpci_tls_code(hs->code))
-        snprintf(hs->errmsg, sizeof hs->errmsg, "%s", mpci_tlst_errmsg(c->tlst));
+        mpci_hs_fail(hs, hs->code, "%s", mpci_tlst_errmsg(c->tlst));
     if (hs->state == MPCI_AUTH_FAILED)
         return hs->code;
     if (hs->nleft)

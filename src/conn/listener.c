@@ -6,6 +6,7 @@
 #include "conn/listener_internal.h"
 #include "conn/conn_internal.h"
 #include "conn/handshake_io.h"
+#include "base/buf.h"
 #include "base/clock.h"
 #include "base/random.h"
 #include "net/address.h"
@@ -24,7 +25,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define MAX_PENDING 256
+/* Handshakes under way at once unless mpconn_listener_set_max_handshakes
+ * says otherwise: as many as the async listener's. */
+#define DEFAULT_MAX_HANDSHAKES 4096
+/* How long accepting stops when the process is out of descriptors and no
+ * handshake is left to make room. */
+#define EMFILE_PAUSE 0.1
 
 /* Who a peer is; turned into text only when somebody asks. */
 typedef struct peer_id {
@@ -39,6 +45,7 @@ typedef struct pending {
     mpci_hs hs;
     int fd;
     double deadline; /* of the handshake; < 0: none */
+    uint64_t seq;    /* arrival order: the smallest is dropped first at the cap */
     peer_id who;
     /* A TLS listener's peer: its session (the authkey handshake runs inside
      * it), and whether the TLS handshake is still under way. */
@@ -57,8 +64,12 @@ struct mpconn_listener {
     dev_t dev;
     ino_t ino;
     char tmpdir[64]; /* the temporary directory made for an unnamed listener */
-    pending *pend[MAX_PENDING];
-    size_t npend;
+    /* Handshakes under way, in no order (removal swaps the last in); seq
+     * finds the oldest, which is only looked for at the cap. */
+    pending **pend;
+    size_t npend, pend_cap, max_hs;
+    uint64_t next_seq;
+    double accept_pause; /* out of descriptors: not accepting before this; 0: accepting */
     peer_id last;
     int has_last;
     char last_text[224]; /* last, formatted by mpconn_listener_last_accepted */
@@ -357,6 +368,7 @@ int mpconn_listener_open(mpconn_listener **out, const char *address, const mpcon
     if (!l)
         return mpci_err(errmsg, errlen, -ENOMEM, "out of memory");
     l->fd = -1;
+    l->max_hs = DEFAULT_MAX_HANDSHAKES;
     mpci_opts_defaults(&l->opts);
     int r = opts ? mpci_opts_copy(&l->opts, opts) : 0;
     if (r == 0)
@@ -386,6 +398,7 @@ void mpconn_listener_free(mpconn_listener *l)
         return;
     while (l->npend)
         drop_pending(l, l->npend - 1);
+    free(l->pend);
     if (l->fd >= 0)
         close(l->fd);
     remove_socket_file(l);
@@ -451,6 +464,14 @@ void mpconn_listener_on_reject(mpconn_listener *l, mpconn_reject_cb cb, void *da
 {
     l->on_reject = cb;
     l->on_reject_data = data;
+}
+
+int mpconn_listener_set_max_handshakes(mpconn_listener *l, size_t n)
+{
+    if (n == 0)
+        return -EINVAL;
+    l->max_hs = n;
+    return 0;
 }
 
 /* Abstract sockets have no file permissions (CVE-2022-42919): without an
@@ -556,7 +577,35 @@ static void progress(mpconn_listener *l, pending *p, short revents)
     }
     mpci_hs_progress_tp(&p->hs, t);
     if (p->hs.state == MPCI_AUTH_FAILED && mpci_tls_code(p->hs.code))
-        snprintf(p->hs.errmsg, sizeof p->hs.errmsg, "%s", mpci_tlst_errmsg(p->tls));
+        mpci_hs_fail(&p->hs, p->hs.code, "%s", mpci_tlst_errmsg(p->tls));
+}
+
+/* The handshake that has waited longest. */
+static size_t oldest_pending(const mpconn_listener *l)
+{
+    size_t old = 0;
+    for (size_t i = 1; i < l->npend; i++)
+        if (l->pend[i]->seq < l->pend[old]->seq)
+            old = i;
+    return old;
+}
+
+/* The oldest handshake makes room for a newer peer: silent peers delay
+ * nobody for longer than it takes the others to arrive, and a flood of
+ * them never locks a real one out. */
+static void drop_oldest(mpconn_listener *l, int err)
+{
+    size_t i = oldest_pending(l);
+    char peer[2 * sizeof l->address];
+    peer_text(l, &l->pend[i]->who, peer, sizeof peer);
+    if (err)
+        reject(l, -ETIMEDOUT,
+               "out of file descriptors (%s): dropped the handshake of %s to make room",
+               strerror(err), peer);
+    else
+        reject(l, -ETIMEDOUT, "handshake of %s dropped for a newer peer: %zu handshakes under way",
+               peer, l->npend);
+    drop_pending(l, i);
 }
 
 /* Accepts one peer from the backlog, without blocking. One per wake-up:
@@ -564,21 +613,31 @@ static void progress(mpconn_listener *l, pending *p, short revents)
  * a system call per accepted peer. */
 static int accept_new(mpconn_listener *l)
 {
-    for (int round = 0; round < 4 && l->npend < MAX_PENDING; round++) {
+    for (int round = 0; round < 4; round++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
+            int e = errno;
+            if (e == EINTR || e == ECONNABORTED)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
+            if (e == EAGAIN || e == EWOULDBLOCK)
                 return 0;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* Out of resources: report, keep the listener, try later. */
-                reject(l, -errno, "accept on %s: %s", l->address, strerror(errno));
+            if ((e == EMFILE || e == ENFILE) && l->npend) {
+                /* Silent handshakes may be what holds the descriptors. */
+                drop_oldest(l, e);
+                continue;
+            }
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+                /* Out of resources with nothing to give back: report, and
+                 * stop polling the socket for a moment rather than spin on
+                 * a backlog that stays readable. */
+                reject(l, -e, "accept on %s: %s; not accepting for %g s", l->address, strerror(e),
+                       EMFILE_PAUSE);
+                l->accept_pause = mpci_now() + EMFILE_PAUSE;
                 return 0;
             }
-            return lerr(l, -errno, "accept on %s: %s", l->address, strerror(errno));
+            return lerr(l, -e, "accept on %s: %s", l->address, strerror(e));
         }
         pending *p = calloc(1, sizeof *p);
         if (!p) {
@@ -602,8 +661,22 @@ static int accept_new(mpconn_listener *l)
             free(p);
             continue;
         }
+        while (l->npend >= l->max_hs)
+            drop_oldest(l, 0);
+        pending **grown = l->npend < l->pend_cap
+                              ? l->pend
+                              : mpci_grow(l->pend, &l->pend_cap, l->npend + 1, sizeof *l->pend, 16);
+        if (!grown) {
+            reject(l, -ENOMEM, "out of memory accepting %s",
+                   peer_text(l, &p->who, peer, sizeof peer));
+            close(fd);
+            free(p);
+            continue;
+        }
+        l->pend = grown;
         p->fd = fd;
         p->deadline = -1;
+        p->seq = l->next_seq++;
         if (l->addr.tls) {
             if (start_tls(l, p) < 0) {
                 mpci_tlst_free(p->tls);
@@ -628,6 +701,21 @@ static int accept_new(mpconn_listener *l)
         l->pend[l->npend++] = p;
         return 0;
     }
+    return 0;
+}
+
+/* Whether to poll the listening socket: not while accepting is paused for
+ * want of descriptors (the pause's end is folded into *wake). */
+static int accepting(mpconn_listener *l, double *wake)
+{
+    if (l->accept_pause <= 0)
+        return 1;
+    if (mpci_now() >= l->accept_pause) {
+        l->accept_pause = 0;
+        return 1;
+    }
+    if (*wake < 0 || l->accept_pause < *wake)
+        *wake = l->accept_pause;
     return 0;
 }
 
@@ -716,7 +804,8 @@ int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout
         /* Sleep until the earliest of: the caller's deadline, a handshake's. */
         double wake = deadline;
         size_t n = 0;
-        if (l->npend < MAX_PENDING)
+        int listening = accepting(l, &wake);
+        if (listening)
             pfd[n++] = (struct pollfd){.fd = l->fd, .events = POLLIN};
         for (size_t i = 0; i < l->npend; i++) {
             pfd[n++] = (struct pollfd){.fd = l->pend[i]->fd, .events = pending_events(l->pend[i])};
@@ -729,7 +818,7 @@ int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout
             result = lerr(l, -errno, "accept: poll: %s", strerror(errno));
             break;
         }
-        size_t base = l->npend < MAX_PENDING ? 1 : 0;
+        size_t base = listening ? 1 : 0;
         size_t npend_polled = l->npend;
         if (pr > 0) {
             for (size_t i = 0; i < npend_polled; i++)
@@ -749,6 +838,11 @@ int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, double timeout
     if (pfd != few)
         free(pfd);
     return result;
+}
+
+double mpci_listener_paused_until(const mpconn_listener *l)
+{
+    return l->accept_pause > 0 && mpci_now() < l->accept_pause ? l->accept_pause : 0;
 }
 
 const struct mpconn_opts *mpci_listener_opts(const mpconn_listener *l)

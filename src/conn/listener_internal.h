@@ -16,6 +16,10 @@
 struct pollfd;
 size_t mpci_listener_pending(const mpconn_listener *l, struct pollfd *out, size_t cap, double *wake,
                              int *ready_now);
+/* When accepting resumes after running out of descriptors (0: it is not
+ * paused): until then the listening socket is not to be polled, or a loop
+ * on mpconn_wait would spin on a backlog that stays readable. */
+double mpci_listener_paused_until(const mpconn_listener *l);
 /* For the async listener, which uses a listener for its socket and its
  * peer policy: the listener's options, and the policy applied to one
  * accepted fd (0, or MPCONN_ERR_PEER; peer gets the peer's description). */

@@ -46,6 +46,12 @@ int mpconn_wait(mpconn_waitable *items, size_t n, double seconds)
     size_t k = n;
     for (size_t i = 0; i < n; i++) {
         p[i] = (struct pollfd){.fd = item_fd(&items[i]), .events = POLLIN};
+        double paused = items[i].listener ? mpci_listener_paused_until(items[i].listener) : 0;
+        if (paused > 0) {
+            p[i].fd = -1; /* out of descriptors: its backlog waits */
+            if (wake < 0 || paused < wake)
+                wake = paused;
+        }
         if (items[i].listener) {
             int done = 0;
             size_t m = mpci_listener_pending(items[i].listener, p + k, n + extra - k, &wake, &done);

@@ -13,6 +13,10 @@
 #define FAILURE "#FAILURE#"
 #define CHALLENGE_LEN (sizeof CHALLENGE - 1)
 _Static_assert(CHALLENGE_LEN == MPCI_AUTH_CHALLENGE_LEN, "the prefix a keyless side looks for");
+_Static_assert(CHALLENGE_LEN + MPCI_AUTH_CHALLENGE_MAX <= MPCI_AUTH_OUT_MAX,
+               "a queued message holds our challenge");
+_Static_assert(CHALLENGE_LEN + MPCI_AUTH_CHALLENGE_MAX + 9 + 10 + 48 <= MPCI_AUTH_QUEUE_BYTES,
+               "the queue holds challenge, verdict and answer at once");
 #define WELCOME_LEN (sizeof WELCOME - 1)
 #define FAILURE_LEN (sizeof FAILURE - 1)
 #define MD5_LEN 16
@@ -96,14 +100,25 @@ static int fail(mpci_auth *a, int code, const char *fmt, ...)
     return a->state;
 }
 
+/* Where queued message i starts in the flat queue. */
+static size_t out_at(const mpci_auth *a, int i)
+{
+    size_t at = 0;
+    for (int k = 0; k < i; k++)
+        at += a->outlen[k];
+    return at;
+}
+
 static int queue(mpci_auth *a, const void *head, size_t headlen, const void *body, size_t bodylen)
 {
-    if (a->nout == MPCI_AUTH_QUEUE || headlen + bodylen > sizeof a->out[0])
+    size_t at = out_at(a, a->nout);
+    if (a->nout == MPCI_AUTH_QUEUE || headlen + bodylen > MPCI_AUTH_OUT_MAX ||
+        at + headlen + bodylen > sizeof a->out)
         return -1;
-    memcpy(a->out[a->nout], head, headlen);
+    memcpy(a->out + at, head, headlen);
     if (bodylen)
-        memcpy(a->out[a->nout] + headlen, body, bodylen);
-    a->outlen[a->nout] = headlen + bodylen;
+        memcpy(a->out + at + headlen, body, bodylen);
+    a->outlen[a->nout] = (uint8_t)(headlen + bodylen);
     a->nout++;
     return 0;
 }
@@ -113,10 +128,10 @@ static int queue(mpci_auth *a, const void *head, size_t headlen, const void *bod
 static void compact(mpci_auth *a)
 {
     int keep = a->nout - a->outhead;
-    for (int i = 0; i < keep; i++) {
-        memmove(a->out[i], a->out[a->outhead + i], a->outlen[a->outhead + i]);
+    size_t from = out_at(a, a->outhead), n = out_at(a, a->nout) - from;
+    memmove(a->out, a->out + from, n);
+    for (int i = 0; i < keep; i++)
         a->outlen[i] = a->outlen[a->outhead + i];
-    }
     a->nout = keep;
     a->outhead = 0;
 }
@@ -289,14 +304,14 @@ int mpci_auth_init(mpci_auth *a, int role, const uint8_t *key, size_t keylen, co
     a->allow_md5 = allow_md5;
     if (legacy) {
         memcpy(a->challenge, nonce, MPCI_LEGACY_NONCE_LEN);
-        a->challenge_len = MPCI_LEGACY_NONCE_LEN;
+        a->challenge_len = (uint8_t)MPCI_LEGACY_NONCE_LEN;
     } else {
         size_t nlen = strlen(name);
         a->challenge[0] = '{';
         memcpy(a->challenge + 1, name, nlen);
         a->challenge[nlen + 1] = '}';
         memcpy(a->challenge + nlen + 2, nonce, MPCI_NONCE_LEN);
-        a->challenge_len = nlen + 2 + MPCI_NONCE_LEN;
+        a->challenge_len = (uint8_t)(nlen + 2 + MPCI_NONCE_LEN);
     }
     a->state = MPCI_AUTH_NEED_INPUT;
     a->code = 0;
@@ -385,7 +400,7 @@ int mpci_auth_next_out(mpci_auth *a, const uint8_t **msg, size_t *len)
 {
     if (a->outhead >= a->nout)
         return 0;
-    *msg = a->out[a->outhead];
+    *msg = a->out + out_at(a, a->outhead);
     *len = a->outlen[a->outhead];
     a->outhead++;
     return 1;

@@ -20,6 +20,16 @@ enum { MPCI_AUTH_SERVER, MPCI_AUTH_CLIENT, MPCI_AUTH_CLIENT_SERIAL };
 enum { MPCI_AUTH_NEED_INPUT, MPCI_AUTH_DONE, MPCI_AUTH_FAILED };
 
 #define MPCI_AUTH_QUEUE 3
+/* The longest message the machine sends: its challenge, "#CHALLENGE#" +
+ * "{sha3_384}" + the nonce (61 bytes); an answer is at most "{sha3_384}" +
+ * a 48-byte MAC. The most it holds undrained: a server's challenge,
+ * WELCOME and answer, or a client's answer, challenge and verdict. */
+#define MPCI_AUTH_CHALLENGE_MAX (2 + 8 + MPCI_NONCE_LEN)
+#define MPCI_AUTH_OUT_MAX 64
+#define MPCI_AUTH_QUEUE_BYTES 128
+/* The room for a failure's reason: the longest the machine and the
+ * handshake write is about 120 characters. */
+#define MPCI_AUTH_ERRMSG_MAX 160
 
 /* A MAC computed by the layer above (a cache of keyed contexts): the
  * machine's own mpci_hmac gives the same bytes, more slowly. Returns the
@@ -34,21 +44,21 @@ typedef int (*mpci_mac_fn)(void *ctx, const char *digest, const uint8_t *key, si
  * Randomness comes in through the nonce so the machine is deterministic. */
 typedef struct mpci_auth {
     int role, state, step;
-    int code;                     /* failure code once FAILED */
-    char errmsg[MPCI_ERRMSG_MAX]; /* failure reason once FAILED */
-    const uint8_t *key;           /* borrowed for the machine's life */
+    int code;                          /* failure code once FAILED */
+    char errmsg[MPCI_AUTH_ERRMSG_MAX]; /* failure reason once FAILED */
+    const uint8_t *key;                /* borrowed for the machine's life */
     size_t keylen;
     mpci_mac_fn mac; /* lent by the caller after init; NULL: mpci_hmac */
     void *mac_ctx;
     int allow_md5;
-    uint8_t challenge[MPCI_AUTH_MSG_MAX]; /* the MESSAGE we delivered (sans #CHALLENGE#) */
-    size_t challenge_len;
-    const char *own_digest; /* the digest our challenge asks for */
-    uint8_t expect[64];     /* client: the answer it wants, made with its challenge */
-    int expect_len;         /* 0: not made */
-    uint8_t out[MPCI_AUTH_QUEUE][MPCI_AUTH_MSG_MAX + 16];
-    size_t outlen[MPCI_AUTH_QUEUE];
-    int nout, outhead;
+    uint8_t challenge[MPCI_AUTH_CHALLENGE_MAX]; /* the MESSAGE we delivered (sans #CHALLENGE#) */
+    uint8_t challenge_len;
+    uint8_t nout, outhead;
+    uint8_t outlen[MPCI_AUTH_QUEUE];
+    int expect_len;                     /* 0: not made */
+    const char *own_digest;             /* the digest our challenge asks for */
+    uint8_t expect[64];                 /* client: the answer it wants, made with its challenge */
+    uint8_t out[MPCI_AUTH_QUEUE_BYTES]; /* the queued messages back to back */
 } mpci_auth;
 
 /* digest: "sha256", "md5", "sha384", "sha3_256", "sha3_384" or "legacy".

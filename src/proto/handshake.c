@@ -9,12 +9,15 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The reason goes into the machine's buffer: once the handshake fails the
+ * machine is done with too, and one buffer serves both. */
 void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    h->code = mpci_verr(h->errmsg, sizeof h->errmsg, code, fmt, ap);
+    h->code = mpci_verr(h->auth.errmsg, sizeof h->auth.errmsg, code, fmt, ap);
     va_end(ap);
+    h->errmsg = h->auth.errmsg;
     h->state = MPCI_AUTH_FAILED;
 }
 
@@ -39,7 +42,7 @@ static void take_output(mpci_hs *h)
 static void auth_failed(mpci_hs *h)
 {
     h->code = h->auth.code;
-    snprintf(h->errmsg, sizeof h->errmsg, "%s", h->auth.errmsg);
+    h->errmsg = h->auth.errmsg;
     h->state = MPCI_AUTH_FAILED;
 }
 
@@ -59,7 +62,7 @@ static int deliver(mpci_hs *h, const uint8_t *msg, size_t len)
  * it): then *hl is its header's length and *len its payload's. */
 static int whole_message(const mpci_hs *h, const uint8_t *p, size_t n, size_t *hl, size_t *len)
 {
-    if (h->dec.in_body || h->dec.hdr.have)
+    if (h->dec && (h->dec->in_body || h->dec->hdr.have))
         return 0;
     mpci_hdr hdr;
     mpci_hdr_reset(&hdr);
@@ -82,15 +85,22 @@ void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n)
             p += hl + len;
             n -= hl + len;
         } else {
+            if (!h->dec) {
+                if (!(h->dec = malloc(sizeof *h->dec))) {
+                    mpci_hs_fail(h, -ENOMEM, "out of memory during the handshake");
+                    return;
+                }
+                mpci_msgdec_init(h->dec, MPCI_AUTH_MSG_MAX);
+            }
             size_t used;
-            int r = mpci_msgdec_feed(&h->dec, p, n, &used);
+            int r = mpci_msgdec_feed(h->dec, p, n, &used);
             p += used;
             n -= used;
             if (r == MPCONN_ERR_MSGSIZE) {
                 mpci_hs_fail(h, MPCONN_ERR_AUTHPROTO,
                              "peer sent a %llu-byte message where the handshake allows at most %d "
                              "(does it have the authkey?)",
-                             (unsigned long long)h->dec.len, MPCI_AUTH_MSG_MAX);
+                             (unsigned long long)h->dec->len, MPCI_AUTH_MSG_MAX);
                 return;
             }
             if (r < 0) {
@@ -100,7 +110,7 @@ void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n)
             }
             if (r == 0)
                 continue;
-            uint8_t *msg = mpci_msgdec_take(&h->dec, &len);
+            uint8_t *msg = mpci_msgdec_take(h->dec, &len);
             if (!msg) {
                 mpci_hs_fail(h, -ENOMEM, "out of memory during the handshake");
                 return;
@@ -112,11 +122,16 @@ void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n)
             if (h->state == MPCI_AUTH_FAILED)
                 return;
             /* Done: what follows is the first message of the connection. */
-            if (n > sizeof h->left) {
+            if (n > MPCI_HS_LEFT_MAX) {
                 mpci_hs_fail(h, MPCONN_ERR_AUTHPROTO, "too many bytes behind the handshake");
                 return;
             }
-            memcpy(h->left, p, n);
+            if (n && !(h->left = malloc(n))) {
+                mpci_hs_fail(h, -ENOMEM, "out of memory during the handshake");
+                return;
+            }
+            if (n)
+                memcpy(h->left, p, n);
             h->nleft = n;
             return;
         }
@@ -127,7 +142,7 @@ int mpci_hs_start(mpci_hs *h, int role, const uint8_t *key, size_t keylen, const
                   int allow_md5, const uint8_t nonce[MPCI_NONCE_LEN])
 {
     memset(h, 0, sizeof *h);
-    mpci_msgdec_init(&h->dec, MPCI_AUTH_MSG_MAX);
+    h->errmsg = "";
     int r = mpci_auth_init(&h->auth, role, key, keylen, digest, allow_md5, nonce);
     if (r < 0)
         return r;
@@ -137,7 +152,14 @@ int mpci_hs_start(mpci_hs *h, int role, const uint8_t *key, size_t keylen, const
 
 void mpci_hs_clear(mpci_hs *h)
 {
-    mpci_msgdec_free(&h->dec);
+    if (h->dec) {
+        mpci_msgdec_free(h->dec);
+        free(h->dec);
+        h->dec = NULL;
+    }
+    free(h->left);
+    h->left = NULL;
+    h->nleft = 0;
     if (h->has_left_fd)
         close(h->left_fd);
     h->has_left_fd = 0;

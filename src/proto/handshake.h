@@ -8,20 +8,30 @@
 #include "proto/auth.h"
 #include "proto/frame.h"
 
+/* The framed output one step can leave unsent: a client's answer and its
+ * challenge (62 + 65 bytes), then a WELCOME, at most. */
+#define MPCI_HS_OUT_MAX 144
+/* Bytes kept from behind the last handshake message, at most. */
+#define MPCI_HS_LEFT_MAX 1024
+
+/* One handshake in progress, a few hundred bytes: buffers that only some
+ * handshakes need (a message split across reads, bytes behind the last
+ * message) are allocated when their bytes arrive. Not to be moved once
+ * started: errmsg points into it. */
 typedef struct mpci_hs {
     mpci_auth auth;
-    mpci_msgdec dec;
-    uint8_t out[2 * (MPCI_HDR_MAX + MPCI_AUTH_MSG_MAX + 16)];
-    size_t outlen, outpos; /* framed output; out[outpos..outlen) not yet sent */
-    uint8_t left[1024];    /* bytes that followed the last handshake message */
+    mpci_msgdec *dec; /* a message split across reads; NULL otherwise */
+    uint8_t *left;    /* bytes that followed the last handshake message (heap) */
     size_t nleft;
+    size_t outlen, outpos; /* framed output; out[outpos..outlen) not yet sent */
+    uint8_t out[MPCI_HS_OUT_MAX];
     /* Filled by the I/O side (conn/handshake_io.c), which reads them: */
     int has_left_fd;    /* left ends with a count byte and left_fd came with it */
     int left_fd;        /* owned until the connection takes it */
     size_t dropped_fds; /* descriptors the peer passed during the handshake, closed */
     int state;          /* MPCI_AUTH_NEED_INPUT, _DONE, _FAILED */
     int code;
-    char errmsg[MPCI_ERRMSG_MAX];
+    const char *errmsg; /* the reason once FAILED (in auth's buffer), else "" */
 } mpci_hs;
 
 /* Starts the machine (see mpci_auth_init); a server's challenge is framed
@@ -33,7 +43,8 @@ int mpci_hs_start(mpci_hs *h, int role, const uint8_t *key, size_t keylen, const
  * message to left. */
 void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n);
 void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Frees the decoder and closes left_fd if nobody took it. */
+/* Frees the decoder and the bytes kept (take left first), and closes
+ * left_fd if nobody took it. */
 void mpci_hs_clear(mpci_hs *h);
 
 /* Whether framed output waits to be sent (out[outpos..outlen)). */

@@ -166,7 +166,7 @@ struct mpconn_auth {
     int allow_md5;
     char digest[16];
     uint8_t nonce[MPCI_NONCE_LEN];
-    uint8_t framed[MPCI_HDR_MAX + sizeof(((mpci_auth *)0)->out[0])];
+    uint8_t framed[MPCI_HDR_MAX + MPCI_AUTH_OUT_MAX];
     size_t keylen;
     uint8_t key[];
 };

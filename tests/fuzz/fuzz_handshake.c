@@ -31,7 +31,7 @@ static void check_state(const mpci_hs *h, int *failed)
         if (h->code >= 0 || !h->errmsg[0])
             abort();
     }
-    if (h->nleft > sizeof h->left)
+    if (h->nleft > MPCI_HS_LEFT_MAX || (h->nleft && !h->left))
         abort();
 }
 
@@ -149,7 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort(); /* an honest peer with the same key always gets through */
         /* consume stops at the last message: what rode in the same chunk
          * is kept, later chunks are the caller's */
-        if (h.nleft > size || memcmp(h.left, data, h.nleft) != 0)
+        if (h.nleft > size || (h.nleft && memcmp(h.left, data, h.nleft) != 0))
             abort();
     }
     mpci_hs_clear(&h);

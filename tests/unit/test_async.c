@@ -795,19 +795,47 @@ static void *blocking_clients(void *data)
     return NULL;
 }
 
+/* An async listener with the key "secret" on a new loop of sv's, rejects
+ * counted in sv; hs_timeout > 0 sets the handshake timeout. */
+static mpconn_async_listener *keyed_listener(server *sv, mpconn_opts **o, double hs_timeout)
+{
+    sv->loop = new_loop();
+    mpconn_opts_new(o);
+    mpconn_opts_set_authkey(*o, "secret", 6);
+    if (hs_timeout > 0)
+        mpconn_opts_set_handshake_timeout(*o, hs_timeout);
+    mpconn_async_listener *l;
+    char err[256];
+    CHECK_INT(mpconn_async_listener_open(&l, "127.0.0.1:0", *o, adapter(), loop_arg(cur, sv->loop),
+                                         accept_cb, sv, err, sizeof err),
+              0);
+    mpconn_async_listener_on_reject(l, reject_cb, sv);
+    return l;
+}
+
+/* n blocking clients with the right key, one after the other, run against
+ * l while its loop turns; how many echoed. */
+static int good_clients(server *sv, mpconn_async_listener *l, int n)
+{
+    client_job good = {0};
+    snprintf(good.address, sizeof good.address, "%s", mpconn_async_listener_address(l));
+    good.key = "secret";
+    good.n = n;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, blocking_clients, &good) == 0);
+    volatile int never = 0;
+    double t0 = now_s();
+    while (!good.done && now_s() - t0 < 30)
+        run_until(sv->loop, &never, 0.02);
+    pthread_join(t, NULL);
+    return good.ok;
+}
+
 static void listener_handshakes_on(void)
 {
     server sv = {0};
-    sv.loop = new_loop();
     mpconn_opts *o;
-    mpconn_opts_new(&o);
-    mpconn_opts_set_authkey(o, "secret", 6);
-    mpconn_async_listener *l;
-    char err[256];
-    CHECK_INT(mpconn_async_listener_open(&l, "127.0.0.1:0", o, adapter(), loop_arg(cur, sv.loop),
-                                         accept_cb, &sv, err, sizeof err),
-              0);
-    mpconn_async_listener_on_reject(l, reject_cb, &sv);
+    mpconn_async_listener *l = keyed_listener(&sv, &o, 0);
     client_job good = {0}, bad = {0};
     snprintf(good.address, sizeof good.address, "%s", mpconn_async_listener_address(l));
     good.key = "secret";
@@ -857,17 +885,9 @@ static int raw_connect(const char *address)
 static void silent_flood_on(void)
 {
     server sv = {0};
-    sv.loop = new_loop();
     mpconn_opts *o;
-    mpconn_opts_new(&o);
-    mpconn_opts_set_authkey(o, "secret", 6);
-    mpconn_opts_set_handshake_timeout(o, 60); /* the silent ones never time out here */
-    mpconn_async_listener *l;
-    char err[256];
-    CHECK_INT(mpconn_async_listener_open(&l, "127.0.0.1:0", o, adapter(), loop_arg(cur, sv.loop),
-                                         accept_cb, &sv, err, sizeof err),
-              0);
-    mpconn_async_listener_on_reject(l, reject_cb, &sv);
+    /* the silent ones never time out here */
+    mpconn_async_listener *l = keyed_listener(&sv, &o, 60);
     CHECK_INT(mpconn_async_listener_set_max_handshakes(l, 50), 0);
     int silent[120];
     volatile int never = 0;
@@ -881,17 +901,7 @@ static void silent_flood_on(void)
     CHECK(sv.rejects >= 70); /* the oldest made room */
     CHECK_INT(sv.last_reject, -ETIMEDOUT);
     /* A real client still gets in at once. */
-    client_job good = {0};
-    snprintf(good.address, sizeof good.address, "%s", mpconn_async_listener_address(l));
-    good.key = "secret";
-    good.n = 3;
-    pthread_t t;
-    CHECK(pthread_create(&t, NULL, blocking_clients, &good) == 0);
-    double t0 = now_s();
-    while (!good.done && now_s() - t0 < 30)
-        run_until(sv.loop, &never, 0.02);
-    pthread_join(t, NULL);
-    CHECK_INT(good.ok, 3);
+    CHECK_INT(good_clients(&sv, l, 3), 3);
     for (int i = 0; i < 120; i++)
         close(silent[i]);
     mpconn_async_listener_free(l);
@@ -902,6 +912,91 @@ static void silent_flood_on(void)
 TEST(silent_flood_locks_nobody_out)
 {
     each_loop(silent_flood_on);
+}
+
+/* Handshake deadlines, kept by the listener with one timer: silent peers
+ * that came at different times each go at their own deadline, reported,
+ * and a real client in between is served. */
+static void deadlines_on(void)
+{
+    server sv = {0};
+    mpconn_opts *o;
+    mpconn_async_listener *l = keyed_listener(&sv, &o, 1.0);
+    volatile int never = 0;
+    int early = raw_connect(mpconn_async_listener_address(l));
+    run_until(sv.loop, &never, 0.6);
+    int late = raw_connect(mpconn_async_listener_address(l));
+    double late_at = now_s();
+    run_until(sv.loop, &never, 0.05);
+    CHECK_INT(mpconn_async_listener_handshakes(l), 2);
+    /* The first goes at its deadline; the second, 0.6 s younger, stays
+     * (unless the machine stalled past its deadline too). */
+    double t0 = now_s();
+    while (sv.rejects == 0 && now_s() - t0 < 5)
+        run_until(sv.loop, &never, 0.01);
+    CHECK_INT(sv.rejects, 1);
+    CHECK_INT(sv.last_reject, -ETIMEDOUT);
+    if (now_s() - late_at < 0.9)
+        CHECK_INT(mpconn_async_listener_handshakes(l), 1);
+    CHECK_INT(good_clients(&sv, l, 1), 1);
+    t0 = now_s();
+    while (mpconn_async_listener_handshakes(l) > 0 && now_s() - t0 < 5)
+        run_until(sv.loop, &never, 0.02);
+    CHECK_INT(mpconn_async_listener_handshakes(l), 0);
+    CHECK_INT(sv.rejects, 2);
+    CHECK_INT(sv.last_reject, -ETIMEDOUT);
+    /* each peer sees its connection closed */
+    char b[128];
+    CHECK(read(early, b, sizeof b) > 0); /* the challenge */
+    CHECK_INT(read(early, b, sizeof b), 0);
+    CHECK(read(late, b, sizeof b) > 0);
+    CHECK_INT(read(late, b, sizeof b), 0);
+    close(early);
+    close(late);
+    mpconn_async_listener_free(l);
+    mpconn_opts_free(o);
+    free_loop(sv.loop);
+}
+
+TEST(listener_handshake_deadlines_one_by_one)
+{
+    each_loop(deadlines_on);
+}
+
+/* A backlog of peers is taken a few per turn of the loop: connections
+ * already open that are ready in the same turn wait for a few handshakes
+ * to start, not for the whole backlog. */
+static void accept_batches_on(void)
+{
+    server sv = {0};
+    mpconn_opts *o;
+    mpconn_async_listener *l = keyed_listener(&sv, &o, 60);
+    enum { PEERS = 100 };
+    int fds[PEERS];
+    for (int i = 0; i < PEERS; i++)
+        fds[i] = raw_connect(mpconn_async_listener_address(l));
+    size_t before = 0, most = 0;
+    double t0 = now_s();
+    for (int turns = 0; before < PEERS && turns < 10000 && now_s() - t0 < 10; turns++) {
+        cur->wait(sv.loop, 1); /* one turn: the peers are there already */
+        size_t n = mpconn_async_listener_handshakes(l);
+        if (n - before > most)
+            most = n - before;
+        before = n;
+    }
+    fprintf(stderr, "at most %zu handshakes started in one turn\n", most);
+    CHECK_INT(before, PEERS);
+    CHECK(most <= 8);
+    for (int i = 0; i < PEERS; i++)
+        close(fds[i]);
+    mpconn_async_listener_free(l);
+    mpconn_opts_free(o);
+    free_loop(sv.loop);
+}
+
+TEST(listener_takes_a_backlog_a_few_per_turn)
+{
+    each_loop(accept_batches_on);
 }
 
 typedef struct {

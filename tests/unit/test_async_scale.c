@@ -58,24 +58,6 @@ static double cpu_s(void)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-/* CPU seconds of another process, from /proc/PID/stat (utime, stime). */
-static double proc_cpu_s(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    CHECK(f != NULL);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    CHECK(p != NULL);
-    unsigned long ut = 0, st = 0;
-    /* After ")": state, then fields 4..13, then utime (14) and stime (15). */
-    CHECK(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2);
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* A size line of /proc/self/status ("VmRSS:", resident; "VmData:", the
  * heap and private mappings, touched or not), in KiB. */
 static long status_kb(const char *field)
@@ -1537,9 +1519,9 @@ static void emfile_on(int kind)
         CHECK(fds[i] >= 0); /* the backlog holds them all */
     }
     sleep_s(0.5); /* the child accepts what it can and sheds the rest */
-    double cpu0 = proc_cpu_s(c.pid);
+    double cpu0 = testlib_proc_cpu(c.pid);
     sleep_s(EMFILE_WINDOW);
-    double cpu = proc_cpu_s(c.pid) - cpu0;
+    double cpu = testlib_proc_cpu(c.pid) - cpu0;
     for (int i = 0; i < EMFILE_CLIENTS; i++)
         close(fds[i]);
     sleep_s(0.3); /* the handshakes held see their end of file */

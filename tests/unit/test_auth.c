@@ -2,6 +2,7 @@
  * CPython vectors, CPython 3.11 transcripts replayed byte for byte, machine-to-
  * machine handshakes, and every failure path. */
 #include "proto/auth.h"
+#include "proto/handshake.h"
 #include "testlib.h"
 
 #include <errno.h>
@@ -885,6 +886,29 @@ TEST(client_without_pipelining)
     CHECK_INT(pump(&srv, &c), 2);
     CHECK_INT(srv.state, MPCI_AUTH_DONE);
     CHECK_INT(c.state, MPCI_AUTH_DONE);
+}
+
+/* A handshake in progress is its struct and nothing more while it waits:
+ * the decoder of a split message and the bytes behind the last one are
+ * allocated when such bytes come. The bound is what a listener pays per
+ * silent peer (it was 3.5 KB). */
+TEST(handshake_in_progress_is_small)
+{
+    CHECK(sizeof(mpci_hs) <= 704);
+    static const uint8_t nonce[MPCI_NONCE_LEN] = "0123456789abcdefghijABCDEFGHIJ0123456789";
+    mpci_hs h;
+    CHECK_INT(mpci_hs_start(&h, MPCI_AUTH_SERVER, (const uint8_t *)"k", 1, "sha256", 1, nonce), 0);
+    CHECK(mpci_hs_has_output(&h)); /* the challenge, framed */
+    CHECK(h.dec == NULL && h.left == NULL);
+    mpci_hs_consume(&h, (const uint8_t *)"\0\0", 2); /* half a header */
+    CHECK_INT(h.state, MPCI_AUTH_NEED_INPUT);
+    CHECK(h.dec != NULL);
+    mpci_hs_consume(&h, (const uint8_t *)"\0\x05", 2);
+    mpci_hs_consume(&h, (const uint8_t *)"hello", 5); /* not an answer */
+    CHECK_INT(h.state, MPCI_AUTH_FAILED);
+    CHECK(h.errmsg[0] != 0);
+    mpci_hs_clear(&h);
+    CHECK(h.dec == NULL);
 }
 
 TESTLIB_MAIN

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -476,6 +477,229 @@ TEST(many_silent_peers_then_a_real_one)
         close(silent[i]);
     mpconn_opts_free(co);
     mpconn_listener_free(l);
+}
+
+/* At the cap the oldest handshakes make room: ten silent peers against a
+ * cap of four lock nobody out, and each one dropped is reported. */
+TEST(handshake_cap_drops_the_oldest)
+{
+    struct rejects rj = {0};
+    mpconn_listener *l = keyed_listener("k", &rj, 30);
+    CHECK_INT(mpconn_listener_set_max_handshakes(l, 0), -EINVAL);
+    CHECK_INT(mpconn_listener_set_max_handshakes(l, 4), 0);
+    enum { SILENT = 10 };
+    int silent[SILENT];
+    mpconn_conn *c;
+    for (int i = 0; i < SILENT; i++) {
+        silent[i] = raw_connect(l);
+        /* Each one taken in (one accept per wake-up); none answers. */
+        CHECK_INT(mpconn_listener_accept(l, &c, 0.05), -ETIMEDOUT);
+    }
+    CHECK_INT(rj.count, SILENT - 4);
+    CHECK_INT(rj.last_code, -ETIMEDOUT);
+    CHECK(strstr(rj.last, "dropped for a newer peer") != NULL);
+    /* The oldest went first: its peer sees its connection closed. */
+    char b[64];
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(silent[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t n = read(silent[0], b, sizeof b); /* the challenge, then the end */
+    CHECK(n > 0);
+    while (n > 0)
+        n = read(silent[0], b, sizeof b);
+    CHECK_INT(n, 0);
+    /* A real client gets through at once, long before any 30 s deadline. */
+    mpconn_opts *co = opts_key("k", NULL);
+    double t0 = mpci_now();
+    CHECK_INT(serve_client(l, co), 0);
+    CHECK(mpci_now() - t0 < 5);
+    CHECK_INT(rj.count, SILENT - 4 + 1); /* it too pushed the oldest out */
+    for (int i = 0; i < SILENT; i++)
+        close(silent[i]);
+    mpconn_opts_free(co);
+    mpconn_listener_free(l);
+}
+
+/* Serves one ping/pong connection if accept hands one out. */
+static void serve_ping(mpconn_listener *l, double timeout)
+{
+    mpconn_conn *c;
+    if (mpconn_listener_accept(l, &c, timeout) < 0)
+        return;
+    char *s;
+    if (mpconn_conn_recv_string(c, &s, 0) == 0) {
+        mpconn_conn_send_string(c, "pong");
+        free(s);
+    }
+    mpconn_conn_free(c);
+}
+
+/* A listener in a child allowed few descriptors, serving ping/pong until
+ * its pipe closes. hoard: it takes every descriptor left for itself, so
+ * that accept finds none and no handshake to drop, and waits with
+ * mpconn_wait; a byte on the pipe gives 8 back. */
+_Noreturn static void few_fds_server(const char *path, int ready, int stop, int hoard)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = 32;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        _exit(5);
+    mpconn_opts *o = opts_key("k", NULL);
+    mpconn_opts_set_handshake_timeout(o, 60);
+    mpconn_listener *l;
+    if (mpconn_listener_open(&l, path, o, NULL, 0) < 0)
+        _exit(6);
+    int held[32], nheld = 0;
+    while (hoard && nheld < 32 && (held[nheld] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        nheld++;
+    if (write(ready, "r", 1) != 1)
+        _exit(7);
+    fcntl(stop, F_SETFL, O_NONBLOCK);
+    char ch;
+    /* Bounded in time rather than turns: a listener that spins shows as
+     * CPU, not as an early exit. */
+    double t0 = mpci_now();
+    for (long i = 0; i < 100000000 && mpci_now() - t0 < 30; i++) {
+        if (!hoard) {
+            if (read(stop, &ch, 1) >= 0 || errno != EAGAIN)
+                break;
+            serve_ping(l, 0.1);
+            continue;
+        }
+        mpconn_waitable w[2] = {{.listener = l}, {.fd = stop}};
+        if (mpconn_wait(w, 2, 0.1) < 0)
+            _exit(8);
+        if (w[1].ready) {
+            if (read(stop, &ch, 1) != 1)
+                break;
+            for (int k = 0; k < 8 && nheld > 0; k++)
+                close(held[--nheld]);
+        }
+        if (w[0].ready)
+            serve_ping(l, 0);
+    }
+    mpconn_listener_free(l);
+    mpconn_opts_free(o);
+    _exit(0);
+}
+
+typedef struct few_fds {
+    pid_t pid;
+    char dir[32], path[64];
+    int ready, stop;
+} few_fds;
+
+static void few_fds_start(few_fds *f, int hoard)
+{
+    snprintf(f->dir, sizeof f->dir, "/tmp/mpconn-lst-XXXXXX");
+    CHECK(mkdtemp(f->dir) != NULL);
+    snprintf(f->path, sizeof f->path, "%s/few.sock", f->dir);
+    int ready[2], stop[2];
+    CHECK(pipe(ready) == 0 && pipe(stop) == 0);
+    fflush(stderr);
+    f->pid = fork();
+    CHECK(f->pid >= 0);
+    if (f->pid == 0) {
+        close(ready[0]);
+        close(stop[1]);
+        few_fds_server(f->path, ready[1], stop[0], hoard);
+    }
+    close(ready[1]);
+    close(stop[0]);
+    f->ready = ready[0];
+    f->stop = stop[1];
+    char ch;
+    CHECK(read(f->ready, &ch, 1) == 1);
+}
+
+static void few_fds_stop(few_fds *f)
+{
+    close(f->stop);
+    int status;
+    CHECK(waitpid(f->pid, &status, 0) == f->pid);
+    close(f->ready);
+    unlink(f->path);
+    rmdir(f->dir);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static int unix_connect(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof un.sun_path, "%s", path);
+    CHECK_INT(connect(fd, (struct sockaddr *)&un, sizeof un), 0);
+    return fd;
+}
+
+/* A real client against the child: 0, or its failure; *took its time. */
+static int few_fds_client(few_fds *f, double *took)
+{
+    mpconn_opts *co = opts_key("k", NULL);
+    mpconn_opts_set_handshake_timeout(co, 10);
+    struct client_job j = {.address = f->path, .opts = co};
+    double t0 = mpci_now();
+    client_thread(&j);
+    *took = mpci_now() - t0;
+    mpconn_opts_free(co);
+    if (j.result < 0)
+        fprintf(stderr, "client: %s\n", j.errmsg);
+    else if (strcmp(j.reply, "pong") != 0)
+        return MPCONN_ERR_PROTO;
+    return j.result;
+}
+
+/* Out of descriptors with silent handshakes holding them: the listener
+ * neither spins nor locks a real client out; the oldest makes room. */
+TEST(out_of_descriptors_no_spin_no_lockout)
+{
+    few_fds f;
+    few_fds_start(&f, 0);
+    enum { SILENT = 60 }; /* more than the child's 32 descriptors */
+    int silent[SILENT];
+    for (int i = 0; i < SILENT; i++)
+        silent[i] = unix_connect(f.path);
+    usleep(300000); /* the child takes in what it can */
+    double cpu0 = testlib_proc_cpu(f.pid);
+    usleep(1000000);
+    double cpu = testlib_proc_cpu(f.pid) - cpu0;
+    double took;
+    int r = few_fds_client(&f, &took);
+    few_fds_stop(&f);
+    for (int i = 0; i < SILENT; i++)
+        close(silent[i]);
+    fprintf(stderr, "%.2f s CPU in 1 s at the descriptor limit; a real client in %.2f s\n", cpu,
+            took);
+    CHECK(cpu < 0.3);
+    CHECK_INT(r, 0);
+    CHECK(took < 8);
+}
+
+/* Out of descriptors with no handshake to drop: accepting pauses, and a
+ * loop on mpconn_wait does not spin on the backlog meanwhile; once
+ * descriptors are free, the waiting peers and a real client get in. */
+TEST(out_of_descriptors_nothing_to_drop_pauses)
+{
+    few_fds f;
+    few_fds_start(&f, 1);
+    int waiting[3];
+    for (int i = 0; i < 3; i++)
+        waiting[i] = unix_connect(f.path);
+    usleep(300000);
+    double cpu0 = testlib_proc_cpu(f.pid);
+    usleep(1000000);
+    double cpu = testlib_proc_cpu(f.pid) - cpu0;
+    CHECK(write(f.stop, "f", 1) == 1); /* 8 descriptors free again */
+    double took;
+    int r = few_fds_client(&f, &took);
+    few_fds_stop(&f);
+    for (int i = 0; i < 3; i++)
+        close(waiting[i]);
+    fprintf(stderr, "%.2f s CPU in 1 s with no descriptor left; a real client in %.2f s\n", cpu,
+            took);
+    CHECK(cpu < 0.3);
+    CHECK_INT(r, 0);
+    CHECK(took < 8);
 }
 
 TEST(garbage_answer_rejected)
