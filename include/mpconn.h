@@ -177,6 +177,16 @@ MPCONN_API int mpconn_opts_set_pickle_protocol(mpconn_opts *o, int protocol);
  * remember the pairs of shared sub-values already compared. */
 MPCONN_API int mpconn_opts_set_decode_limits(mpconn_opts *o, size_t max_depth, size_t max_items,
                                              size_t max_memo, size_t max_alloc);
+/* What a Python 2 str in a pickle (protocol 0-2 STRING opcodes, which
+ * Python 2 writes for its str) becomes, as CPython's Unpickler encoding=:
+ * MPCONN_PY2_STR_ASCII (the default, CPython's too): a str when ASCII,
+ * else MPCONN_ERR_PICKLE; MPCONN_PY2_STR_BYTES: bytes, always (binary data
+ * from Python 2); MPCONN_PY2_STR_LATIN1: a str, each byte the code point
+ * of its value. */
+enum { MPCONN_PY2_STR_ASCII = 0, MPCONN_PY2_STR_BYTES = 1, MPCONN_PY2_STR_LATIN1 = 2 };
+/* Sets what a Python 2 str becomes (MPCONN_PY2_STR_*, above) for decoders
+ * given o; -EINVAL for another value (nothing is changed). */
+MPCONN_API int mpconn_opts_set_py2_str(mpconn_opts *o, int as);
 /* A print limit of this value is lifted. */
 #define MPCONN_UNLIMITED SIZE_MAX
 /* Print limits used by the _opts forms of repr, JSON and the literal parser;

@@ -242,6 +242,14 @@ int mpconn_opts_set_decode_limits(mpconn_opts *o, size_t max_depth, size_t max_i
     return 0;
 }
 
+int mpconn_opts_set_py2_str(mpconn_opts *o, int as)
+{
+    if (as != MPCONN_PY2_STR_ASCII && as != MPCONN_PY2_STR_BYTES && as != MPCONN_PY2_STR_LATIN1)
+        return -EINVAL;
+    o->limits.py2_str = as;
+    return 0;
+}
+
 int mpconn_opts_set_print_limits(mpconn_opts *o, size_t max_bytes, size_t max_int_digits)
 {
     if (max_int_digits && max_int_digits < 640)

@@ -14,6 +14,7 @@ typedef struct mpci_pickle_limits {
     size_t max_items; /* items in all containers together */
     size_t max_memo;  /* memo entries */
     size_t max_alloc; /* bytes of values made */
+    int py2_str;      /* MPCONN_PY2_STR_*: what a Python 2 str becomes (0: ASCII str) */
 } mpci_pickle_limits;
 
 /* The defaults, written once: what a NULL limits and a zero field mean. */

@@ -36,6 +36,7 @@ typedef struct dec {
      * shared sub-values compared for one insert is known for the next. */
     mpci_eqctx cx;
     size_t max_depth, max_items, max_memo, max_alloc;
+    int py2_str;          /* MPCONN_PY2_STR_* */
     const uint8_t *op_at; /* the opcode being run, for messages */
     int op;
     char *err;
@@ -482,14 +483,41 @@ static int raw_unicode_escape(dec *d, const uint8_t *s, size_t n)
     return rc;
 }
 
-/* Python 2 str (STRING/BINSTRING/SHORT_BINSTRING): CPython's default
- * encoding="ASCII" applies, so non-ASCII text is an error, not a guess. */
+/* Python 2 str (STRING/BINSTRING/SHORT_BINSTRING), read as CPython's
+ * Unpickler reads it with encoding="ASCII" (its default: non-ASCII text is
+ * an error, not a guess), "bytes" or "latin1". */
 static int push_py2_str(dec *d, const uint8_t *s, size_t n)
 {
+    if (d->py2_str == MPCONN_PY2_STR_BYTES)
+        return push_new(d, mpconn_value_bytes(s, n));
+    size_t high = 0;
     for (size_t i = 0; i < n; i++)
-        if (s[i] >= 0x80)
-            return fail(d, MPCONN_ERR_PICKLE, "non-ASCII Python 2 string");
-    return push_new(d, mpconn_value_strn((const char *)s, n));
+        high += s[i] >= 0x80;
+    if (high == 0)
+        return push_new(d, mpconn_value_strn((const char *)s, n));
+    if (d->py2_str != MPCONN_PY2_STR_LATIN1)
+        return fail(d, MPCONN_ERR_PICKLE,
+                    "non-ASCII Python 2 string (read it as bytes or Latin-1: "
+                    "mpconn_opts_set_py2_str)");
+    /* Latin-1 is the first 256 code points: a high byte is two in UTF-8. */
+    int rc = room_for(d, n + high);
+    if (rc < 0)
+        return rc;
+    char *u = malloc(n + high);
+    if (!u)
+        return fail(d, -ENOMEM, "out of memory");
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < 0x80) {
+            u[o++] = (char)s[i];
+        } else {
+            u[o++] = (char)(0xC0 | (s[i] >> 6));
+            u[o++] = (char)(0x80 | (s[i] & 0x3F));
+        }
+    }
+    rc = push_new(d, mpconn_value_strn(u, o));
+    free(u);
+    return rc;
 }
 
 /* FLOAT's text ("1.5", "-2e-07", "inf"). strtod reads the decimal point
@@ -1443,6 +1471,7 @@ int mpci_pickle_decode_metered(const uint8_t *buf, size_t len, const mpci_pickle
     d.max_items = limits->max_items ? limits->max_items : def.max_items;
     d.max_memo = limits->max_memo ? limits->max_memo : def.max_memo;
     d.max_alloc = limits->max_alloc ? limits->max_alloc : def.max_alloc;
+    d.py2_str = limits->py2_str;
     d.err = errmsg;
     d.errlen = errlen;
     d.op = -1;

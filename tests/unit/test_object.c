@@ -6,6 +6,9 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -240,3 +243,80 @@ TEST(send_lock_covers_objects)
 }
 
 TESTLIB_MAIN
+
+/* ------------------------------------------------- Python 2 str, three ways */
+
+/* What `pickle.dumps(['caf\xe9', 'ok', {'k': '\xff\x00'}], 2)` makes in
+ * Python 2.7, and `pickle.dumps('caf\xe9', 0)`; the expected reprs are what
+ * CPython 3.11's pickle.loads gives with encoding="bytes" and "latin1". */
+static const char py2_list[] = "\x80\x02]q\x00(U\x04"
+                               "caf\xe9q\x01U\x02okq\x02}q\x03U\x01kq\x04U\x02\xff\x00q\x05se.";
+static const char py2_text[] = "S'caf\\xe9'\np0\n.";
+
+static char *decoded_repr(const char *pk, size_t n, int as, int *code)
+{
+    mpconn_opts *o;
+    if (mpconn_opts_new(&o) < 0)
+        return NULL;
+    if (as >= 0)
+        CHECK_INT(mpconn_opts_set_py2_str(o, as), 0);
+    mpconn_value *v = NULL;
+    char err[200];
+    *code = mpconn_value_decode(&v, pk, n, o, err, sizeof err);
+    mpconn_opts_free(o);
+    if (*code < 0) {
+        if (!strstr(err, "non-ASCII Python 2 string"))
+            fprintf(stderr, "error: %s\n", err);
+        CHECK(strstr(err, "non-ASCII Python 2 string") != NULL);
+        CHECK(strstr(err, "mpconn_opts_set_py2_str") != NULL);
+        return NULL;
+    }
+    char *text = NULL;
+    size_t len;
+    CHECK_INT(mpconn_value_repr(v, &text, &len), 0);
+    mpconn_value_unref(v);
+    return text;
+}
+
+TEST(py2_str_ascii_by_default)
+{
+    int code;
+    CHECK(decoded_repr(py2_list, sizeof py2_list - 1, -1, &code) == NULL);
+    CHECK_INT(code, MPCONN_ERR_PICKLE);
+    CHECK(decoded_repr(py2_text, sizeof py2_text - 1, MPCONN_PY2_STR_ASCII, &code) == NULL);
+    CHECK_INT(code, MPCONN_ERR_PICKLE);
+    char *t = decoded_repr("\x80\x02U\x02okq\x00.", 9, -1, &code);
+    CHECK(t && strcmp(t, "'ok'") == 0);
+    free(t);
+}
+
+TEST(py2_str_as_bytes)
+{
+    int code;
+    char *t = decoded_repr(py2_list, sizeof py2_list - 1, MPCONN_PY2_STR_BYTES, &code);
+    CHECK(t && strcmp(t, "[b'caf\\xe9', b'ok', {b'k': b'\\xff\\x00'}]") == 0);
+    free(t);
+    t = decoded_repr(py2_text, sizeof py2_text - 1, MPCONN_PY2_STR_BYTES, &code);
+    CHECK(t && strcmp(t, "b'caf\\xe9'") == 0);
+    free(t);
+}
+
+TEST(py2_str_as_latin1)
+{
+    int code;
+    char *t = decoded_repr(py2_list, sizeof py2_list - 1, MPCONN_PY2_STR_LATIN1, &code);
+    CHECK(t && strcmp(t, "['caf\xc3\xa9', 'ok', {'k': '\xc3\xbf\\x00'}]") == 0);
+    free(t);
+    t = decoded_repr(py2_text, sizeof py2_text - 1, MPCONN_PY2_STR_LATIN1, &code);
+    CHECK(t && strcmp(t, "'caf\xc3\xa9'") == 0);
+    free(t);
+}
+
+TEST(py2_str_bad_choice)
+{
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_py2_str(o, 3), -EINVAL);
+    CHECK_INT(mpconn_opts_set_py2_str(o, -1), -EINVAL);
+    mpconn_opts_free(o);
+}

@@ -389,7 +389,7 @@ TEST(old_protocol_reduce_forms)
 /* A zero keeps the default, as in mpconn_opts_set_decode_limits. */
 static mpci_pickle_limits limits(size_t depth, size_t items, size_t memo, size_t alloc)
 {
-    return (mpci_pickle_limits){depth, items, memo, alloc};
+    return (mpci_pickle_limits){depth, items, memo, alloc, 0};
 }
 
 TEST(limit_items)
