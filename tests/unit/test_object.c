@@ -278,6 +278,14 @@ static char *decoded_repr(const char *pk, size_t n, int as, int *code)
     return text;
 }
 
+static void expect_repr(const char *pk, size_t n, int as, const char *want)
+{
+    int code;
+    char *t = decoded_repr(pk, n, as, &code);
+    CHECK(t && strcmp(t, want) == 0);
+    free(t);
+}
+
 TEST(py2_str_ascii_by_default)
 {
     int code;
@@ -285,31 +293,21 @@ TEST(py2_str_ascii_by_default)
     CHECK_INT(code, MPCONN_ERR_PICKLE);
     CHECK(decoded_repr(py2_text, sizeof py2_text - 1, MPCONN_PY2_STR_ASCII, &code) == NULL);
     CHECK_INT(code, MPCONN_ERR_PICKLE);
-    char *t = decoded_repr("\x80\x02U\x02okq\x00.", 9, -1, &code);
-    CHECK(t && strcmp(t, "'ok'") == 0);
-    free(t);
+    expect_repr("\x80\x02U\x02okq\x00.", 9, -1, "'ok'");
 }
 
 TEST(py2_str_as_bytes)
 {
-    int code;
-    char *t = decoded_repr(py2_list, sizeof py2_list - 1, MPCONN_PY2_STR_BYTES, &code);
-    CHECK(t && strcmp(t, "[b'caf\\xe9', b'ok', {b'k': b'\\xff\\x00'}]") == 0);
-    free(t);
-    t = decoded_repr(py2_text, sizeof py2_text - 1, MPCONN_PY2_STR_BYTES, &code);
-    CHECK(t && strcmp(t, "b'caf\\xe9'") == 0);
-    free(t);
+    expect_repr(py2_list, sizeof py2_list - 1, MPCONN_PY2_STR_BYTES,
+                "[b'caf\\xe9', b'ok', {b'k': b'\\xff\\x00'}]");
+    expect_repr(py2_text, sizeof py2_text - 1, MPCONN_PY2_STR_BYTES, "b'caf\\xe9'");
 }
 
 TEST(py2_str_as_latin1)
 {
-    int code;
-    char *t = decoded_repr(py2_list, sizeof py2_list - 1, MPCONN_PY2_STR_LATIN1, &code);
-    CHECK(t && strcmp(t, "['caf\xc3\xa9', 'ok', {'k': '\xc3\xbf\\x00'}]") == 0);
-    free(t);
-    t = decoded_repr(py2_text, sizeof py2_text - 1, MPCONN_PY2_STR_LATIN1, &code);
-    CHECK(t && strcmp(t, "'caf\xc3\xa9'") == 0);
-    free(t);
+    expect_repr(py2_list, sizeof py2_list - 1, MPCONN_PY2_STR_LATIN1,
+                "['caf\xc3\xa9', 'ok', {'k': '\xc3\xbf\\x00'}]");
+    expect_repr(py2_text, sizeof py2_text - 1, MPCONN_PY2_STR_LATIN1, "'caf\xc3\xa9'");
 }
 
 TEST(py2_str_bad_choice)
