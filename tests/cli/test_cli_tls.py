@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """`mpconn serve tls:...` and `mpconn send tls:...` run as a user would: the certificate
-options, mutual TLS, the authkey inside TLS, SSLKEYLOGFILE, and what a failure says.
+options, mutual TLS, the authkey inside TLS, SSLKEYLOGFILE, what a failure says, every
+--kind and --terminator lines over TLS.
 
 Each `def case_NAME()` is its own CTest entry (`cli.test_cli_tls.NAME`), run from the build
 directory with MPCONN_BUILD set. The certificates are the unit tests' set (made by
@@ -9,6 +10,8 @@ timeout.
 """
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -195,6 +198,65 @@ def case_plaintext_send_to_a_tls_serve():
         check("did not speak TLS" in line, "serve's report", line)
     finally:
         s.stop()
+
+
+def kind_case(kind):
+    s = Serve("--kind", kind, "--echo", "-v", "--count", "2", "--max-clients", "4",
+              "--authkey-env", KEY_ENV)
+    try:
+        for v in ("[1, 'two']", "b'three'"):
+            r = send(s.address, "--ca", pem("ca"), "--authkey-env", KEY_ENV, "--reply", v)
+            check(r.returncode == 0 and r.stdout == v + "\n", "send to --kind " + kind, r.stdout,
+                  r.stderr)
+    except BaseException:
+        s.stop()
+        raise
+    status, out, err = s.finish()
+    check(status == 0 and out == "[1, 'two']\nb'three'\n", "serve --kind " + kind, status, out,
+          err)
+    check(re.search(r"connection from .*\(TLSv1\.[23], ", err), "-v names the TLS version", err)
+
+
+def case_kind_loop():
+    kind_case("loop")
+
+
+def case_kind_threads():
+    kind_case("threads")
+
+
+def case_kind_fork():
+    kind_case("fork")
+
+
+def case_terminator_lines_over_tls():
+    s = Serve("--terminator", "\\n", "--echo", "--count", "1")
+    try:
+        ctx = ssl.create_default_context(cafile=pem("ca"))
+        with socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as c:
+                c.sendall(b"one\ntw")
+                c.sendall(b"o\n")
+                got = b""
+                while len(got) < 8:
+                    chunk = c.recv(64)
+                    if not chunk:
+                        break
+                    got += chunk
+                check(got == b"one\ntwo\n", "the echoed lines", got)
+    except BaseException:
+        s.stop()
+        raise
+    status, out, err = s.finish()
+    check(status == 0 and out == "b'one'\nb'two'\n", "serve's lines", status, out, err)
+
+
+def case_terminator_over_tls_needs_the_loop_kind():
+    for kind in ("threads", "fork"):
+        r = subprocess.run([MPCONN, "serve", "tls:127.0.0.1:0", "--cert", pem("server"), "--key",
+                            key("server"), "--terminator", "\\n", "--kind", kind],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        check(r.returncode == 2 and "runs on --kind loop only" in r.stderr, kind, r.stderr)
 
 
 if __name__ == "__main__":
