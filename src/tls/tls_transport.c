@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,6 +318,12 @@ int mpci_tlst_new(mpci_tls_transport **out, int fd, int is_socket, mpconn_tls *e
     /* Never a Unix-socket reader: a descriptor passed to a TLS connection
      * cannot be one of its messages, and the plain reader closes it. */
     mpci_fdt_init(&t->inner, fd, is_socket, 0);
+    /* A message leaves as several records, each its own send: with Nagle's
+     * algorithm the second waits for the peer's delayed ACK (40 ms a round
+     * trip). Not a TCP socket: the call fails, harmlessly. */
+    int one = 1;
+    if (is_socket)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     t->base.ops = &mpci_tls_transport_ops;
     t->base.fd = fd;
     t->tls = engine;

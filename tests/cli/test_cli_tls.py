@@ -259,5 +259,36 @@ def case_terminator_over_tls_needs_the_loop_kind():
         check(r.returncode == 2 and "runs on --kind loop only" in r.stderr, kind, r.stderr)
 
 
+def bench(*args):
+    return subprocess.run([MPCONN, "bench", "--tls", "--seconds", "0.05", *args],
+                          capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def case_bench_tls_rows():
+    r = bench("--sizes", "64,4k", "--kind", "rtt,throughput,handshake")
+    check(r.returncode == 0, "bench --tls", r.stdout, r.stderr)
+    lines = r.stdout.splitlines()
+    check(lines[1].startswith("# tls: a throwaway self-signed"), "how it ran", r.stdout)
+    rows = [line.split() for line in lines if not line.startswith(("#", "kind"))]
+    check([(k, t, n) for k, t, n, *_ in rows] ==
+          [("rtt", "tls", "64"), ("rtt", "tls", "4096"), ("throughput", "tls", "64"),
+           ("throughput", "tls", "4096"), ("handshake", "tls", "-")], "the rows", r.stdout)
+    check(all(float(row[3]) > 0 for row in rows), "every row measured something", r.stdout)
+    check(re.match(r"# tls: TLSv1\.[23], \S+, \d+ bits$", lines[-1]), "the version", r.stdout)
+
+
+def case_bench_tls_with_a_given_certificate():
+    r = bench("--sizes", "64", "--cert", pem("server"), "--key", key("server"))
+    check(r.returncode == 0, "bench --tls --cert", r.stdout, r.stderr)
+    check("# tls: certificate " + pem("server") in r.stdout, "names the certificate", r.stdout)
+    check(re.search(r"^rtt +tls +64 ", r.stdout, flags=re.M), "its row", r.stdout)
+    r = subprocess.run([MPCONN, "bench", "--cert", pem("server")], capture_output=True,
+                       text=True, timeout=TIMEOUT)
+    check(r.returncode == 2 and "apply with --tls only" in r.stderr, "--cert without --tls",
+          r.stderr)
+    r = bench("--transport", "unix")
+    check(r.returncode == 2 and "--transport does not apply" in r.stderr, "--transport", r.stderr)
+
+
 if __name__ == "__main__":
     sys.exit(casemain.main(globals()))

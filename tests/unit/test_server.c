@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -931,6 +932,12 @@ static mpconn_conn *tls_connect(const char *address, int keyed)
 {
     mpconn_conn *c = connect_with(address, tls_opts(MPCONN_TLS_CLIENT, keyed, -1));
     CHECK(mpconn_conn_tls(c) != NULL);
+    /* A message goes as several records: Nagle's algorithm would hold the
+     * later ones for the peer's delayed ACK. */
+    int nodelay = 0;
+    socklen_t len = sizeof nodelay;
+    CHECK_INT(getsockopt(mpconn_conn_fileno(c), IPPROTO_TCP, TCP_NODELAY, &nodelay, &len), 0);
+    CHECK(nodelay != 0);
     return c;
 }
 
