@@ -1089,6 +1089,11 @@ TEST(tls_raw_handlers)
                   MPCONN_ERR_NOTSUP);
         CHECK(strstr(err, "LOOP") != NULL);
     }
+    /* Without a server config there is no TLS to serve, in any kind. */
+    for (int kind = MPCONN_SERVER_LOOP; kind <= MPCONN_SERVER_FORK; kind++)
+        CHECK_INT(mpconn_server_new(&s, "tls:127.0.0.1:0", kind, MPCONN_HANDLER_FRAMED, NULL, NULL,
+                                    NULL, err, sizeof err),
+                  MPCONN_ERR_TLSCONFIG);
     mpconn_server_hooks h = {.size = sizeof h, .on_message = raw_echo};
     CHECK_INT(mpconn_server_new(&s, "tls:127.0.0.1:0", MPCONN_SERVER_LOOP, MPCONN_HANDLER_RAW, &h,
                                 NULL, o, err, sizeof err),
