@@ -1069,6 +1069,61 @@ TEST(tls_fork_child_owns_session)
     CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
 }
 
+typedef struct second_client {
+    const char *address;
+    atomic_int done;
+} second_client;
+
+static void *second_main(void *arg)
+{
+    second_client *sc = arg;
+    mpconn_conn *c = tls_connect(sc->address, 1);
+    exchange(c);
+    mpconn_conn_free(c);
+    atomic_store(&sc->done, 1);
+    return NULL;
+}
+
+/* At the cap the server stops driving TLS handshakes, and when a handler
+ * ends it takes them up again: the waiting client is served then. */
+static void tls_at_the_cap(int kind)
+{
+    fixture f = {0};
+    mpconn_server *s = tls_server(kind, &f, -1);
+    CHECK_INT(mpconn_server_set_max_connections(s, 1), 0);
+    serving v;
+    serve_in_thread(&v, s);
+    mpconn_conn *first = tls_connect(mpconn_server_address(s), 1);
+    exchange(first);
+    second_client sc = {mpconn_server_address(s), 0};
+    pthread_t t;
+    CHECK_INT(pthread_create(&t, NULL, second_main, &sc), 0);
+    usleep(200000);
+    CHECK_INT(atomic_load(&sc.done), 0); /* the one handler is busy */
+    exchange(first);
+    mpconn_conn_free(first);
+    pthread_join(t, NULL);
+    CHECK_INT(atomic_load(&sc.done), 1);
+    mpconn_server_shutdown(s);
+    join_serving(&v, now());
+    mpconn_server_free(s);
+}
+
+TEST(tls_at_the_cap_threads)
+{
+    tls_at_the_cap(MPCONN_SERVER_THREADS);
+}
+
+TEST(tls_at_the_cap_fork)
+{
+    tls_at_the_cap(MPCONN_SERVER_FORK);
+}
+
+TEST(tls_at_the_cap_loop)
+{
+    tls_at_the_cap(MPCONN_SERVER_LOOP);
+}
+
 static int raw_echo(mpconn_request *r, const void *msg, size_t len, void *data)
 {
     (void)data;
