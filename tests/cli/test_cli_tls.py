@@ -9,9 +9,11 @@ directory with MPCONN_BUILD set. The certificates are the unit tests' set (made 
 timeout.
 """
 import os
+import pickle
 import re
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -257,6 +259,34 @@ def case_terminator_over_tls_needs_the_loop_kind():
                             key("server"), "--terminator", "\\n", "--kind", kind],
                            capture_output=True, text=True, timeout=TIMEOUT)
         check(r.returncode == 2 and "runs on --kind loop only" in r.stderr, kind, r.stderr)
+
+
+def case_python_ssl_clients_every_kind():
+    # CPython's ssl module speaking the multiprocessing framing by hand
+    ctx = ssl.create_default_context(cafile=pem("ca"))
+    for kind in ("loop", "threads", "fork"):
+        s = Serve("--kind", kind, "--echo", "--count", "3")
+        try:
+            conns = []
+            for i in range(3):  # all connected before any talks
+                raw = socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT)
+                conns.append(ctx.wrap_socket(raw, server_hostname="127.0.0.1"))
+            for i, c in enumerate(conns):
+                body = pickle.dumps({"n": i}, protocol=2)
+                c.sendall(struct.pack("!i", len(body)) + body)
+                got = b""
+                while len(got) < 4 + len(body):
+                    chunk = c.recv(4096)
+                    check(chunk, kind + ": the stream ended early", got)
+                    got += chunk
+                check(pickle.loads(got[4:]) == {"n": i}, kind + ": the echo", got)
+            for c in conns:
+                c.close()
+        except BaseException:
+            s.stop()
+            raise
+        status, out, err = s.finish()
+        check(status == 0 and out == "{'n': 0}\n{'n': 1}\n{'n': 2}\n", kind, status, out, err)
 
 
 def bench(*args):
