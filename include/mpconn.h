@@ -380,9 +380,9 @@ MPCONN_API int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, dou
  * Owned by l. */
 MPCONN_API const char *mpconn_listener_address(const mpconn_listener *l);
 /* The listening socket, owned by l (not to be closed), for an event loop of
- * the caller's. Readable means a peer connects or a handshake can move:
- * mpconn_listener_accept(l, &c, 0) then returns a connection or
- * -ETIMEDOUT. */
+ * the caller's. Readable means a peer connects: mpconn_listener_accept(l,
+ * &c, 0) then returns a connection or -ETIMEDOUT. Handshakes under way move
+ * on sockets of their own: mpconn_listener_handshakes. */
 MPCONN_API int mpconn_listener_fileno(const mpconn_listener *l);
 /* For an event loop of the caller's that drives accept(l, &c, 0): the
  * handshakes under way (their TLS and authkey steps run on their own
