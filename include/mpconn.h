@@ -390,10 +390,20 @@ MPCONN_API int mpconn_listener_accept(mpconn_listener *l, mpconn_conn **out, dou
  * Owned by l. */
 MPCONN_API const char *mpconn_listener_address(const mpconn_listener *l);
 /* The listening socket, owned by l (not to be closed), for an event loop of
- * the caller's. Readable means a peer connects or a handshake can move:
- * mpconn_listener_accept(l, &c, 0) then returns a connection or
- * -ETIMEDOUT. */
+ * the caller's. Readable means a peer connects: mpconn_listener_accept(l,
+ * &c, 0) then returns a connection or -ETIMEDOUT. Handshakes under way move
+ * on sockets of their own: mpconn_listener_handshakes. */
 MPCONN_API int mpconn_listener_fileno(const mpconn_listener *l);
+/* For an event loop of the caller's that drives accept(l, &c, 0): the
+ * handshakes under way (their TLS and authkey steps run on their own
+ * sockets, not on mpconn_listener_fileno). Up to cap of their fds go to
+ * fds and what each waits for (MPCONN_READABLE, MPCONN_WRITABLE) to
+ * events; the number under way is returned (it may exceed cap). *wait
+ * (may be NULL) gets the seconds until the earliest handshake deadline,
+ * < 0 when there is none, 0 when a handshake has finished or expired:
+ * accept now. The fds stay l's (not to be closed). */
+MPCONN_API size_t mpconn_listener_handshakes(const mpconn_listener *l, int *fds, int *events,
+                                             size_t cap, double *wait);
 /* What went wrong last: the last failed accept or rejected peer, with its
  * address and cause. Owned by l; "" when nothing has. */
 MPCONN_API const char *mpconn_listener_errmsg(const mpconn_listener *l);

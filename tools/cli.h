@@ -171,16 +171,6 @@ int cli_print_bytes(FILE *out, int format, const void *buf, size_t len, const mp
 
 /* ------------------------------------------------------------- commands */
 
-/* mpconn serve on a blocking listener, for what the loop does not serve
- * yet (tls: addresses): the settings serve parsed. */
-typedef struct cli_serve_settings {
-    int echo, quiet, verbose, format;
-    long count;         /* 0: no limit */
-    size_t max_clients; /* 0: no limit */
-    double timeout;     /* idle limit per client; < 0 none */
-} cli_serve_settings;
-int cli_serve_blocking(const char *address, mpconn_opts *opts, const cli_serve_settings *s);
-
 int cli_serve(int argc, char **argv);
 int cli_send(int argc, char **argv);
 int cli_bench(int argc, char **argv);

@@ -26,6 +26,9 @@ static const char serve_help[] =
     "served at once: from one thread on mpconn's event loop (--kind loop, the default), a\n"
     "thread each (--kind threads) or a child process each (--kind fork).\n"
     "\n"
+    "ADDRESS tls:HOST:PORT speaks TLS (--cert, --key): every kind and option works there,\n"
+    "the handshake inside TLS; --terminator lines over TLS run on --kind loop.\n"
+    "\n"
     "ADDRESS udp:HOST:PORT, udp:[V6]:PORT, unixgram:PATH or unixgram:@NAME takes datagrams:\n"
     "each prints as a bytes value (-v: its sender on standard error first), --echo sends it\n"
     "back, --max-message is the largest taken whole (default 65536; a longer one is\n"
@@ -336,7 +339,7 @@ static void on_accept(mpconn_async_listener *l, mpconn_async *a, void *data)
     if (cfg->timeout >= 0)
         mpconn_async_set_timeouts(a, cfg->timeout, -1);
     if (cfg->verbose)
-        cli_error("connection from %s", c->peer);
+        serve_report_connection(c->peer, mpconn_async_tls(a));
 }
 
 static void on_stop_signal(mpconn_signal *sig, int signum, void *data)
@@ -561,20 +564,11 @@ int cli_serve(int argc, char **argv)
         mpconn_opts_free(opts);
         return r;
     }
-    if (cli_is_tls(address)) {
-        /* The event loop's connections and the server kinds do not speak TLS
-         * yet: one thread on mpconn_wait serves a tls: address. */
-        cli_serve_settings bs = {cfg.echo,  cfg.quiet,       cfg.verbose,   common.format,
-                                 cfg.count, cfg.max_clients, common.timeout};
-        if (cfg.termlen)
-            r = cli_usage_error("serve", "--terminator does not apply to tls: addresses");
-        else if (cfg.kind != SERVE_LOOP)
-            r = cli_usage_error("serve",
-                                "--kind threads|fork does not apply to tls: addresses yet");
-        else
-            r = cli_serve_blocking(address, opts, &bs);
+    /* A THREADS or FORK line handler reads the socket itself, under the
+     * TLS session: lines over TLS are the loop's. */
+    if (cli_is_tls(address) && cfg.termlen && cfg.kind != SERVE_LOOP) {
         mpconn_opts_free(opts);
-        return r;
+        return cli_usage_error("serve", "--terminator on a tls: address runs on --kind loop only");
     }
     cfg.opts = opts;
     cfg.format = common.format;

@@ -6,6 +6,8 @@
 
 #include "cli.h"
 
+#include <mpconn/tls.h>
+
 #include <pthread.h>
 #include <sys/types.h>
 
@@ -73,6 +75,9 @@ int serve_report_end(const serve_cfg *c, serve_lines *l, const char *peer, int r
  * standard output is an error to report, not a silent death that leaves a
  * socket file behind). CLI_OK or CLI_FAIL after printing. */
 int serve_prepare_signals(void);
+/* -v's "connection from PEER" line; with tls (NULL: plain) the version,
+ * cipher and a verified client certificate's subject. */
+void serve_report_connection(const char *peer, mpconn_tls *tls);
 
 /* serve_kinds.c: what runs through mpconn_server: --kind threads and fork
  * on stream addresses, and datagram addresses (each datagram printed, and

@@ -141,3 +141,17 @@ int serve_prepare_signals(void)
     }
     return CLI_OK;
 }
+
+void serve_report_connection(const char *peer, mpconn_tls *tls)
+{
+    if (!tls) {
+        cli_error("connection from %s", peer);
+        return;
+    }
+    int bits = 0;
+    const char *cipher = mpconn_tls_cipher(tls, &bits);
+    int verified = mpconn_tls_peer_verified(tls);
+    cli_error("connection from %s (%s, %s, %d bits%s%s)", peer, mpconn_tls_version(tls), cipher,
+              bits, verified ? ", client certificate " : "",
+              verified ? mpconn_tls_peer_subject(tls) : "");
+}

@@ -202,7 +202,8 @@ static int on_handle(mpconn_request *r, void *data)
     char peer[160];
     name_of(r, peer, sizeof peer);
     if (k->cfg->verbose)
-        cli_error("connection from %s", peer);
+        serve_report_connection(
+            peer, mpconn_request_conn(r) ? mpconn_conn_tls(mpconn_request_conn(r)) : NULL);
     if (k->cfg->termlen)
         serve_lines_of(k, r, peer);
     else

@@ -1,7 +1,7 @@
 /* Servers, as Python's socketserver: a program names an address, a kind and
  * its handler hooks, and the library accepts, runs the handlers, caps them,
- * reaps them and shuts down. Stream servers (TCP, Unix paths, abstract) and
- * datagram servers (UDP, Unix datagram); see docs/server.md. */
+ * reaps them and shuts down. Stream servers (TCP, Unix paths, abstract,
+ * TLS) and datagram servers (UDP, Unix datagram); see docs/server.md. */
 #ifndef MPCONN_SERVER_H
 #define MPCONN_SERVER_H
 
@@ -50,7 +50,8 @@ enum { MPCONN_HANDLER_FRAMED = 0, MPCONN_HANDLER_RAW = 1 };
  * Datagrams: verify_request, then setup, handle, finish per datagram. */
 typedef struct mpconn_server_hooks {
     size_t size; /* sizeof(mpconn_server_hooks): lets the struct grow */
-    /* Before any byte is read or written: return 0 to serve the peer,
+    /* Before any byte is read or written (on tls: addresses, once the TLS
+     * and authkey handshakes have passed): return 0 to serve the peer,
      * anything else to close it (or drop the datagram) unanswered. */
     int (*verify_request)(mpconn_request *r, void *data);
     /* Nonzero: the request failed (handle_error), handle is skipped,
@@ -88,9 +89,14 @@ typedef struct mpconn_server_hooks {
  * "unixgram:@NAME" for datagrams). opts (may be NULL, copied) gives the
  * backlog (default 128), the Unix socket file's mode, the authkey and
  * handshake settings, and the connections' limits. hooks is copied.
- * -EINVAL for FORK with datagrams, MPCONN_ERR_ADDR for a bad address; errmsg
- * (may be NULL) says more. *out is the caller's, freed with
- * mpconn_server_free. */
+ * "tls:HOST:PORT" serves TLS in every kind with opts' server TLS config
+ * (mpconn_opts_set_tls), the handshake deadline counting the TLS handshake
+ * too; RAW handlers on it are LOOP's only (MPCONN_ERR_NOTSUP for THREADS
+ * and FORK, whose handlers would read the socket under the session).
+ * Datagrams have no TLS. -EINVAL for FORK with datagrams, MPCONN_ERR_ADDR
+ * for a bad address, MPCONN_ERR_TLSCONFIG for a tls: address without a
+ * server config; errmsg (may be NULL) says more. *out is the caller's,
+ * freed with mpconn_server_free. */
 MPCONN_API int mpconn_server_new(mpconn_server **out, const char *address, int kind, int form,
                                  const mpconn_server_hooks *hooks, void *data,
                                  const mpconn_opts *opts, char *errmsg, size_t errlen);

@@ -266,6 +266,10 @@ MPCONN_API int mpconn_conn_unwrap_tls(mpconn_conn *c);
  * plain. Owned by c, valid until it is freed or unwrapped. Not const: the
  * peer facts are made on first ask. */
 MPCONN_API mpconn_tls *mpconn_conn_tls(const mpconn_conn *c);
+/* The same for an async connection (<mpconn/async.h>): its engine once it
+ * speaks TLS, NULL for a plain one; owned by a, valid until it closes. */
+typedef struct mpconn_async mpconn_async;
+MPCONN_API mpconn_tls *mpconn_async_tls(const mpconn_async *a);
 
 #ifdef __cplusplus
 }

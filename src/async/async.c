@@ -1466,3 +1466,8 @@ int mpci_test_async_set_transport(mpconn_async *a, mpci_transport *t)
     a->local = 0; /* descriptors pass over the plain fd only */
     return 0;
 }
+
+mpconn_tls *mpconn_async_tls(const mpconn_async *a)
+{
+    return a && a->x && a->x->tls ? a->x->tls->tls : NULL;
+}

@@ -865,3 +865,25 @@ int mpci_listener_admit(mpconn_listener *l, int fd, const struct sockaddr_storag
     peer_text(l, &p.who, peer, cap);
     return peer_allowed(l, &p) ? 0 : MPCONN_ERR_PEER;
 }
+
+size_t mpconn_listener_handshakes(const mpconn_listener *l, int *fds, int *events, size_t cap,
+                                  double *wait)
+{
+    double wake = -1, now = mpci_now();
+    int ready = 0;
+    for (size_t i = 0; i < l->npend; i++) {
+        const pending *p = l->pend[i];
+        if (p->hs.state != MPCI_AUTH_NEED_INPUT || (p->deadline >= 0 && p->deadline <= now))
+            ready = 1;
+        if (p->deadline >= 0 && (wake < 0 || p->deadline < wake))
+            wake = p->deadline;
+        if (i < cap) {
+            short ev = pending_events(p);
+            fds[i] = p->fd;
+            events[i] = (ev & POLLIN ? MPCONN_READABLE : 0) | (ev & POLLOUT ? MPCONN_WRITABLE : 0);
+        }
+    }
+    if (wait)
+        *wait = ready ? 0 : wake < 0 ? -1 : wake - now;
+    return l->npend;
+}

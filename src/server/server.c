@@ -31,6 +31,11 @@ static const srv_kind *kind_of(const mpconn_server *s)
     return &srv_loop_kind;
 }
 
+void srv_kind_readable(mpconn_server *s)
+{
+    kind_of(s)->readable(s);
+}
+
 static int fail(char *errmsg, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int fail(char *errmsg, size_t errlen, int code, const char *fmt, ...)
@@ -72,10 +77,12 @@ int mpconn_server_new(mpconn_server **out, const char *address, int kind, int fo
         return fail(errmsg, errlen, -EINVAL, "server: unknown kind %d", kind);
     if (form != MPCONN_HANDLER_FRAMED && form != MPCONN_HANDLER_RAW)
         return fail(errmsg, errlen, -EINVAL, "server: unknown handler form %d", form);
-    /* Its kinds take connections from the socket itself: in clear. */
-    if (address && strncmp(address, "tls:", 4) == 0)
-        return fail(errmsg, errlen, MPCONN_ERR_NOTSUP, "server: %s: servers do not speak TLS yet",
-                    address);
+    /* A THREADS or FORK RAW handler reads the socket itself, which would
+     * bypass the TLS session. */
+    if (address && strncmp(address, "tls:", 4) == 0 && kind != MPCONN_SERVER_LOOP &&
+        form == MPCONN_HANDLER_RAW)
+        return fail(errmsg, errlen, MPCONN_ERR_NOTSUP,
+                    "server: %s: RAW handlers on tls: run in the LOOP kind only", address);
     mpconn_server *s = calloc(1, sizeof *s);
     if (!s)
         return fail(errmsg, errlen, -ENOMEM, "server: out of memory");
@@ -104,6 +111,20 @@ int mpconn_server_new(mpconn_server **out, const char *address, int kind, int fo
     s->has_key = form == MPCONN_HANDLER_FRAMED &&
                  mpconn_opts_new_auth(&probe, s->opts, MPCONN_AUTH_SERVER) == 0;
     mpconn_auth_free(probe);
+    s->tls = address && strncmp(address, "tls:", 4) == 0;
+    if (s->tls) {
+        r = mpconn_loop_new(&s->loop, NULL);
+        if (r < 0)
+            fail(errmsg, errlen, r, "server: event loop: %s", mpconn_strerror(r));
+        else
+            r = srv_tls_open(s, address, errmsg, errlen);
+        if (r < 0) {
+            mpconn_server_free(s);
+            return r;
+        }
+        *out = s;
+        return 0;
+    }
     r = srv_dgram_open(s, address, errmsg, errlen);
     if (r == 0) {
         r = mpconn_listener_open(&s->listener, address, s->opts, errmsg, errlen);
@@ -232,6 +253,14 @@ void srv_pause(mpconn_server *s, int pause)
 {
     if (s->lio)
         mpconn_io_set(s->lio, pause ? 0 : MPCONN_READABLE);
+    if (s->alistener) {
+        if (pause)
+            mpconn_async_listener_pause(s->alistener);
+        else
+            mpconn_async_listener_resume(s->alistener);
+    }
+    if (s->listener && s->tls)
+        srv_tls_watch(s, !pause);
 }
 
 void srv_request_seen(mpconn_server *s)
@@ -258,6 +287,8 @@ static void peer_creds(mpconn_request *r)
 
 int srv_accept(mpconn_server *s, mpconn_request *r)
 {
+    if (s->tls)
+        return srv_tls_accept(s, r);
     int fd, refused = 0;
 again:
     r->sl = sizeof r->ss;
@@ -451,13 +482,18 @@ int srv_serve_stream(mpconn_server *s, mpconn_request *r)
 {
     char err[SRV_ERRMSG_MAX];
     int rc;
-    if (s->has_key && (rc = handshake(s, r->fd, err, sizeof err)) < 0) {
+    /* A TLS request comes with its connection: the listener ran both
+     * handshakes. */
+    if (!r->conn && s->has_key && (rc = handshake(s, r->fd, err, sizeof err)) < 0) {
         if (!atomic_load(&s->stopping))
             srv_error(s, r, rc, "%s: %s", r->peer[0] ? r->peer : "peer", err);
         srv_close_fd(s, r);
         return 1;
     }
-    if (s->form == MPCONN_HANDLER_FRAMED) {
+    if (r->conn) {
+        if (s->idle >= 0)
+            mpconn_conn_set_timeouts(r->conn, -1, s->idle);
+    } else if (s->form == MPCONN_HANDLER_FRAMED) {
         mpconn_conn *c;
         rc = mpconn_conn_from_fd(&c, r->fd, MPCONN_READABLE | MPCONN_WRITABLE, s->opts);
         if (rc < 0) {
@@ -522,9 +558,11 @@ static int start(mpconn_server *s)
         (r = mpconn_io_set(s->wake_io, MPCONN_READABLE)) < 0 ||
         (r = mpconn_timer_new(&s->timeout_timer, s->loop, on_timeout, s)) < 0 ||
         (r = mpconn_timer_new(&s->retry_timer, s->loop, on_retry, s)) < 0 ||
-        (r = kind_of(s)->start(s)) < 0 ||
-        (r = mpconn_io_new(&s->lio, s->loop, s->lfd, on_listen, s)) < 0 ||
-        (r = mpconn_io_set(s->lio, MPCONN_READABLE)) < 0)
+        (r = kind_of(s)->start(s)) < 0)
+        return r;
+    /* A LOOP server on tls: accepts through its async listener instead. */
+    if (s->lfd >= 0 && ((r = mpconn_io_new(&s->lio, s->loop, s->lfd, on_listen, s)) < 0 ||
+                        (r = mpconn_io_set(s->lio, MPCONN_READABLE)) < 0))
         return r;
     srv_request_seen(s);
     return 0;
@@ -538,6 +576,7 @@ static void close_listening(mpconn_server *s)
         mpconn_io_close(s->lio, NULL);
         s->lio = NULL;
     }
+    srv_tls_close(s);
     if (s->dgram && s->started && !s->ended_kind)
         return; /* workers may still reply through it */
     if (s->listener) {

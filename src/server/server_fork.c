@@ -76,6 +76,7 @@ static _Noreturn void child_main(mpconn_server *s, mpconn_request *r)
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGTERM, SIG_DFL);
     close(s->lfd);
+    srv_tls_child(s);
     if (s->hooks.after_fork)
         s->hooks.after_fork(r, s->data);
     int failed = srv_serve_stream(s, r);
@@ -96,7 +97,7 @@ static void fork_readable(mpconn_server *s)
         if (srv_accept(s, &r) <= 0)
             return;
         if (!srv_verify(s, &r)) {
-            close(r.fd);
+            srv_close_fd(s, &r);
             continue;
         }
         srv_child *c = NULL;
@@ -107,7 +108,13 @@ static void fork_readable(mpconn_server *s)
         if (pid == 0)
             child_main(s, &r);
         int e = errno;
-        close(r.fd);
+        /* The child owns the TLS session now: the parent's copy goes
+         * without a close_notify, and without touching the socket's
+         * stream. */
+        if (r.conn)
+            close(mpconn_conn_detach(r.conn));
+        else
+            close(r.fd);
         if (pid < 0) {
             srv_error(s, &r, -e, "fork for %s: %s", r.peer[0] ? r.peer : "a peer", strerror(e));
             return;

@@ -90,6 +90,13 @@ struct mpconn_server {
     mpconn_request *conns;
     /* datagrams in LOOP */
     unsigned char *dbuf;
+    /* tls: addresses. LOOP: the async listener runs the handshakes. THREADS
+     * and FORK: s->listener does, and the loop watches its handshakes. */
+    int tls;
+    mpconn_async_listener *alistener;
+    mpconn_io **hs_io;
+    size_t hs_n, hs_cap;
+    mpconn_timer *hs_timer;
 };
 
 /* What each kind provides to server.c. */
@@ -109,6 +116,8 @@ extern const srv_kind srv_loop_kind, srv_threads_kind, srv_fork_kind, srv_dgram_
 /* server.c */
 void srv_error(mpconn_server *s, mpconn_request *r, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The kind's readable entry: peers or handshakes can move. */
+void srv_kind_readable(mpconn_server *s);
 /* Accepts one peer into r (fd, address, credentials). 1 with r filled, 0
  * when none waits, negative on a failure the acceptor pauses for. */
 int srv_accept(mpconn_server *s, mpconn_request *r);
@@ -143,6 +152,22 @@ int srv_dgram_open(mpconn_server *s, const char *address, char *errmsg, size_t e
 /* Reads one datagram into r (buf of cap bytes): 1, 0 when none waits,
  * negative on failure. A truncated one is reported and skipped. */
 int srv_dgram_recv(mpconn_server *s, mpconn_request *r, unsigned char *buf, size_t cap);
+
+/* server_tls.c */
+/* Opens a tls: address's listener (after the loop is made). */
+int srv_tls_open(mpconn_server *s, const char *address, char *errmsg, size_t errlen);
+/* THREADS and FORK: one peer whose TLS (and authkey) handshake passed,
+ * from s->listener, without blocking; as srv_accept. */
+int srv_tls_accept(mpconn_server *s, mpconn_request *r);
+/* Watches the listener's handshakes under way (on 1) or none (on 0). */
+void srv_tls_watch(mpconn_server *s, int on);
+/* Stops watching and closes the TLS listeners. */
+void srv_tls_close(mpconn_server *s);
+/* FORK, in the child: closes the other peers' handshake sockets. */
+void srv_tls_child(mpconn_server *s);
+
+/* server_loop.c: serves an accepted LOOP connection (r->async set). */
+void srv_loop_adopt(mpconn_server *s, mpconn_request *r);
 
 /* server_threads.c: the pool, shared by streams and datagrams. */
 int srv_pool_init(mpconn_server *s);

@@ -115,10 +115,36 @@ static int loop_start(mpconn_server *s)
     return 0;
 }
 
+static const mpconn_async_cbs cbs = {
+    .size = sizeof cbs, .on_open = on_open, .on_message = on_message, .on_close = on_close};
+
+/* The server's settings on a new connection, which joins the list. */
+static void enlist(mpconn_server *s, mpconn_request *r)
+{
+    if (s->form == MPCONN_HANDLER_RAW)
+        mpconn_async_set_framing(r->async, MPCONN_FRAME_RAW, NULL, 0);
+    if (s->idle >= 0)
+        mpconn_async_set_timeouts(r->async, s->idle, -1);
+    link_conn(s, r);
+}
+
+void srv_loop_adopt(mpconn_server *s, mpconn_request *r)
+{
+    mpconn_async_set_callbacks(r->async, &cbs, r);
+    enlist(s, r);
+    r->depth++;
+    opened(s, r);
+    r->depth--;
+    if (settle(r))
+        return;
+    if (s->active >= s->cap && !atomic_load(&s->stopping)) {
+        s->paused = 1;
+        srv_pause(s, 1);
+    }
+}
+
 static void admit(mpconn_server *s, mpconn_request *r)
 {
-    static const mpconn_async_cbs cbs = {
-        .size = sizeof cbs, .on_open = on_open, .on_message = on_message, .on_close = on_close};
     int role = s->has_key ? MPCONN_ASYNC_SERVER : MPCONN_ASYNC_PLAIN;
     int rc = mpconn_async_from_fd(&r->async, r->fd, role, s->opts, &cbs, r);
     if (rc < 0) {
@@ -128,11 +154,7 @@ static void admit(mpconn_server *s, mpconn_request *r)
         free(r);
         return;
     }
-    if (s->form == MPCONN_HANDLER_RAW)
-        mpconn_async_set_framing(r->async, MPCONN_FRAME_RAW, NULL, 0);
-    if (s->idle >= 0)
-        mpconn_async_set_timeouts(r->async, s->idle, -1);
-    link_conn(s, r);
+    enlist(s, r);
     r->depth++;
     rc = mpconn_async_attach(r->async, mpconn_loop_adapter(), s->loop);
     r->depth--;

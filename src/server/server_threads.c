@@ -73,8 +73,11 @@ static void *worker(void *arg)
         s->qlen--;
         if (s->quit && !s->drain) {
             /* Accepted but never begun: shut, as the running ones are. */
-            if (r->fd >= 0 && !s->dgram)
+            if (r->conn)
+                mpconn_conn_free(r->conn);
+            else if (r->fd >= 0 && !s->dgram)
                 close(r->fd);
+            r->conn = NULL;
             r->fd = -1;
             release(s, r);
             continue;
@@ -135,8 +138,11 @@ static void dispatch(mpconn_server *s, mpconn_request *r)
     int orphan = err && s->nthreads == 0;
     if (orphan) {
         s->qlen--;
-        if (r->fd >= 0 && !s->dgram)
+        if (r->conn)
+            mpconn_conn_free(r->conn);
+        else if (r->fd >= 0 && !s->dgram)
             close(r->fd);
+        r->conn = NULL;
         r->fd = -1;
         s->free_rq[s->nfree++] = r;
         s->active--;
@@ -158,8 +164,7 @@ static void threads_readable(mpconn_server *s)
             return;
         }
         if (!srv_verify(s, r)) {
-            close(r->fd);
-            r->fd = -1;
+            srv_close_fd(s, r);
             give_back(s, r);
             continue;
         }

@@ -319,10 +319,11 @@ int mpci_tlst_new(mpci_tls_transport **out, int fd, int is_socket, mpconn_tls *e
     /* Never a Unix-socket reader: a descriptor passed to a TLS connection
      * cannot be one of its messages, and the plain reader closes it. */
     mpci_fdt_init(&t->inner, fd, is_socket, 0);
-    /* TLS sends small records back to back that the peer answers only after
-     * all of them (a server's session tickets, then its authkey challenge):
-     * with Nagle the second waits out the peer's delayed ACK, 40 ms per
-     * connection. Fails harmlessly where there is no TCP. */
+    /* A message or a handshake's end leaves as several small records, each
+     * its own send (a server's session tickets, then its authkey
+     * challenge): with Nagle's algorithm the second waits out the peer's
+     * delayed ACK, 40 ms a round trip. Not a TCP socket: the call fails,
+     * harmlessly. */
     if (is_socket)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
     t->base.ops = &mpci_tls_transport_ops;

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """`mpconn serve tls:...` and `mpconn send tls:...` run as a user would: the certificate
-options, mutual TLS, the authkey inside TLS, SSLKEYLOGFILE, and what a failure says.
+options, mutual TLS, the authkey inside TLS, SSLKEYLOGFILE, what a failure says, every
+--kind and --terminator lines over TLS.
 
 Each `def case_NAME()` is its own CTest entry (`cli.test_cli_tls.NAME`), run from the build
 directory with MPCONN_BUILD set. The certificates are the unit tests' set (made by
@@ -8,7 +9,11 @@ directory with MPCONN_BUILD set. The certificates are the unit tests' set (made 
 timeout.
 """
 import os
+import pickle
 import re
+import socket
+import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -195,6 +200,124 @@ def case_plaintext_send_to_a_tls_serve():
         check("did not speak TLS" in line, "serve's report", line)
     finally:
         s.stop()
+
+
+def kind_case(kind):
+    s = Serve("--kind", kind, "--echo", "-v", "--count", "2", "--max-clients", "4",
+              "--authkey-env", KEY_ENV)
+    try:
+        for v in ("[1, 'two']", "b'three'"):
+            r = send(s.address, "--ca", pem("ca"), "--authkey-env", KEY_ENV, "--reply", v)
+            check(r.returncode == 0 and r.stdout == v + "\n", "send to --kind " + kind, r.stdout,
+                  r.stderr)
+    except BaseException:
+        s.stop()
+        raise
+    status, out, err = s.finish()
+    check(status == 0 and out == "[1, 'two']\nb'three'\n", "serve --kind " + kind, status, out,
+          err)
+    check(re.search(r"connection from .*\(TLSv1\.[23], ", err), "-v names the TLS version", err)
+
+
+def case_kind_loop():
+    kind_case("loop")
+
+
+def case_kind_threads():
+    kind_case("threads")
+
+
+def case_kind_fork():
+    kind_case("fork")
+
+
+def case_terminator_lines_over_tls():
+    s = Serve("--terminator", "\\n", "--echo", "--count", "1")
+    try:
+        ctx = ssl.create_default_context(cafile=pem("ca"))
+        with socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as c:
+                c.sendall(b"one\ntw")
+                c.sendall(b"o\n")
+                got = b""
+                while len(got) < 8:
+                    chunk = c.recv(64)
+                    if not chunk:
+                        break
+                    got += chunk
+                check(got == b"one\ntwo\n", "the echoed lines", got)
+    except BaseException:
+        s.stop()
+        raise
+    status, out, err = s.finish()
+    check(status == 0 and out == "b'one'\nb'two'\n", "serve's lines", status, out, err)
+
+
+def case_terminator_over_tls_needs_the_loop_kind():
+    for kind in ("threads", "fork"):
+        r = subprocess.run([MPCONN, "serve", "tls:127.0.0.1:0", "--cert", pem("server"), "--key",
+                            key("server"), "--terminator", "\\n", "--kind", kind],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        check(r.returncode == 2 and "runs on --kind loop only" in r.stderr, kind, r.stderr)
+
+
+def case_python_ssl_clients_every_kind():
+    # CPython's ssl module speaking the multiprocessing framing by hand
+    ctx = ssl.create_default_context(cafile=pem("ca"))
+    for kind in ("loop", "threads", "fork"):
+        s = Serve("--kind", kind, "--echo", "--count", "3")
+        try:
+            conns = []
+            for i in range(3):  # all connected before any talks
+                raw = socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT)
+                conns.append(ctx.wrap_socket(raw, server_hostname="127.0.0.1"))
+            for i, c in enumerate(conns):
+                body = pickle.dumps({"n": i}, protocol=2)
+                c.sendall(struct.pack("!i", len(body)) + body)
+                got = b""
+                while len(got) < 4 + len(body):
+                    chunk = c.recv(4096)
+                    check(chunk, kind + ": the stream ended early", got)
+                    got += chunk
+                check(pickle.loads(got[4:]) == {"n": i}, kind + ": the echo", got)
+            for c in conns:
+                c.close()
+        except BaseException:
+            s.stop()
+            raise
+        status, out, err = s.finish()
+        check(status == 0 and out == "{'n': 0}\n{'n': 1}\n{'n': 2}\n", kind, status, out, err)
+
+
+def bench(*args):
+    return subprocess.run([MPCONN, "bench", "--tls", "--seconds", "0.05", *args],
+                          capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def case_bench_tls_rows():
+    r = bench("--sizes", "64,4k", "--kind", "rtt,throughput,handshake")
+    check(r.returncode == 0, "bench --tls", r.stdout, r.stderr)
+    lines = r.stdout.splitlines()
+    check(lines[1].startswith("# tls: a throwaway self-signed"), "how it ran", r.stdout)
+    rows = [line.split() for line in lines if not line.startswith(("#", "kind"))]
+    check([(k, t, n) for k, t, n, *_ in rows] ==
+          [("rtt", "tls", "64"), ("rtt", "tls", "4096"), ("throughput", "tls", "64"),
+           ("throughput", "tls", "4096"), ("handshake", "tls", "-")], "the rows", r.stdout)
+    check(all(float(row[3]) > 0 for row in rows), "every row measured something", r.stdout)
+    check(re.match(r"# tls: TLSv1\.[23], \S+, \d+ bits$", lines[-1]), "the version", r.stdout)
+
+
+def case_bench_tls_with_a_given_certificate():
+    r = bench("--sizes", "64", "--cert", pem("server"), "--key", key("server"))
+    check(r.returncode == 0, "bench --tls --cert", r.stdout, r.stderr)
+    check("# tls: certificate " + pem("server") in r.stdout, "names the certificate", r.stdout)
+    check(re.search(r"^rtt +tls +64 ", r.stdout, flags=re.M), "its row", r.stdout)
+    r = subprocess.run([MPCONN, "bench", "--cert", pem("server")], capture_output=True,
+                       text=True, timeout=TIMEOUT)
+    check(r.returncode == 2 and "apply with --tls only" in r.stderr, "--cert without --tls",
+          r.stderr)
+    r = bench("--transport", "unix")
+    check(r.returncode == 2 and "--transport does not apply" in r.stderr, "--transport", r.stderr)
 
 
 if __name__ == "__main__":

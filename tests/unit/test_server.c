@@ -1,13 +1,20 @@
 /* mpconn_server in one process: shutdown from another thread, from a
  * handler and before serving, in each kind, leaving no thread or
  * descriptor; verify_request before any byte; handle_timeout; the idle
- * timeout; no thread kept per connection; addresses and settings. */
+ * timeout; no thread kept per connection; addresses and settings; each
+ * kind on a tls: address. */
 #define _GNU_SOURCE
 #include "testlib.h"
 
 #include <mpconn/server.h>
+#include <mpconn/tls.h>
 
+#include "tls_certs.h"
+
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -131,9 +138,9 @@ static mpconn_server *make(int kind, const char *address, fixture *f, mpconn_ser
     return make_opts(kind, address, f, h, NULL);
 }
 
-static mpconn_conn *connect_to(const char *address)
+/* A client of address with the options o (taken). */
+static mpconn_conn *connect_with(const char *address, mpconn_opts *o)
 {
-    mpconn_opts *o = keyed_opts();
     mpconn_conn *c;
     char err[256];
     int rc = mpconn_client(&c, address, o, err, sizeof err);
@@ -143,6 +150,11 @@ static mpconn_conn *connect_to(const char *address)
     mpconn_opts_free(o);
     CHECK_INT(mpconn_conn_set_timeouts(c, 10, 10), 0);
     return c;
+}
+
+static mpconn_conn *connect_to(const char *address)
+{
+    return connect_with(address, keyed_opts());
 }
 
 static void exchange(mpconn_conn *c)
@@ -891,6 +903,265 @@ TEST(settings)
     CHECK(mpconn_server_loop(s) != NULL);
     mpconn_server_free(s);
     mpconn_server_free(NULL);
+}
+
+/* ----------------------------------------------------------------- TLS */
+
+/* opts with the authkey (or none) and a TLS config of role, the test
+ * CA's server certificate or trust in it. */
+static mpconn_opts *tls_opts(int role, int keyed, double hs_timeout)
+{
+    mpconn_opts *o;
+    mpconn_tls_config *cfg;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    if (keyed)
+        CHECK_INT(mpconn_opts_set_authkey(o, KEY, strlen(KEY)), 0);
+    if (hs_timeout >= 0)
+        CHECK_INT(mpconn_opts_set_handshake_timeout(o, hs_timeout), 0);
+    CHECK_INT(mpconn_tls_config_new(&cfg, role), 0);
+    if (role == MPCONN_TLS_SERVER)
+        CHECK_INT(mpconn_tls_config_set_cert_file(cfg, cert("server.pem"), cert("server.key")), 0);
+    else
+        CHECK_INT(mpconn_tls_config_set_ca_file(cfg, cert("ca.pem")), 0);
+    CHECK_INT(mpconn_opts_set_tls(o, cfg), 0);
+    mpconn_tls_config_free(cfg);
+    return o;
+}
+
+static mpconn_conn *tls_connect(const char *address, int keyed)
+{
+    mpconn_conn *c = connect_with(address, tls_opts(MPCONN_TLS_CLIENT, keyed, -1));
+    CHECK(mpconn_conn_tls(c) != NULL);
+    /* A message goes as several records: Nagle's algorithm would hold the
+     * later ones for the peer's delayed ACK. */
+    int nodelay = 0;
+    socklen_t len = sizeof nodelay;
+    CHECK_INT(getsockopt(mpconn_conn_fileno(c), IPPROTO_TCP, TCP_NODELAY, &nodelay, &len), 0);
+    CHECK(nodelay != 0);
+    return c;
+}
+
+static mpconn_server *tls_server(int kind, fixture *f, double hs_timeout)
+{
+    return make_opts(kind, "tls:127.0.0.1:0", f, NULL, tls_opts(MPCONN_TLS_SERVER, 1, hs_timeout));
+}
+
+/* A plain TCP socket connected to a tls: address that says nothing. */
+static int silent_tcp(const char *address)
+{
+    const char *port = strrchr(address, ':') + 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in in = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)atoi(port)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK_INT(connect(fd, (struct sockaddr *)&in, sizeof in), 0);
+    return fd;
+}
+
+/* 20 TLS clients with the authkey, all connected before any of them talks,
+ * each answered; then nothing is left: no thread, descriptor or child. */
+static void tls_clients(int kind)
+{
+    int tasks0 = count_dir("/proc/self/task"), fds0 = count_dir("/proc/self/fd");
+    fixture f = {0};
+    mpconn_server *s = tls_server(kind, &f, -1);
+    const char *address = mpconn_server_address(s);
+    CHECK(strncmp(address, "tls:127.0.0.1:", 14) == 0);
+    serving v;
+    serve_in_thread(&v, s);
+    enum { N = 20 };
+    mpconn_conn *c[N];
+    for (int i = 0; i < N; i++)
+        c[i] = tls_connect(address, 1);
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < N; i++)
+            exchange(c[i]);
+    for (int i = 0; i < N; i++)
+        mpconn_conn_free(c[i]);
+    mpconn_server_shutdown(s);
+    join_serving(&v, now());
+    mpconn_server_free(s);
+    CHECK_INT(count_dir("/proc/self/task"), tasks0);
+    CHECK_INT(count_dir("/proc/self/fd"), fds0);
+    CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+}
+
+TEST(tls_clients_loop)
+{
+    tls_clients(MPCONN_SERVER_LOOP);
+}
+
+TEST(tls_clients_threads)
+{
+    tls_clients(MPCONN_SERVER_THREADS);
+}
+
+TEST(tls_clients_fork)
+{
+    tls_clients(MPCONN_SERVER_FORK);
+}
+
+/* Peers that open TCP and never send a ClientHello hold up no one, and the
+ * handshake deadline drops them (their sockets see the end of the stream). */
+static void tls_silent_peers(int kind)
+{
+    fixture f = {0};
+    mpconn_server *s = tls_server(kind, &f, 0.5);
+    const char *address = mpconn_server_address(s);
+    serving v;
+    serve_in_thread(&v, s);
+    int silent[5];
+    for (int i = 0; i < 5; i++)
+        silent[i] = silent_tcp(address);
+    double t0 = now();
+    for (int i = 0; i < 3; i++) {
+        mpconn_conn *c = tls_connect(address, 1);
+        exchange(c);
+        mpconn_conn_free(c);
+    }
+    CHECK(now() - t0 < 5.0);
+    for (int i = 0; i < 5; i++) {
+        struct pollfd p = {.fd = silent[i], .events = POLLIN};
+        CHECK_INT(poll(&p, 1, 10000), 1);
+        char b;
+        CHECK(recv(silent[i], &b, 1, 0) <= 0);
+        close(silent[i]);
+    }
+    mpconn_server_shutdown(s);
+    join_serving(&v, now());
+    mpconn_server_free(s);
+}
+
+TEST(tls_silent_peers_loop)
+{
+    tls_silent_peers(MPCONN_SERVER_LOOP);
+}
+
+TEST(tls_silent_peers_threads)
+{
+    tls_silent_peers(MPCONN_SERVER_THREADS);
+}
+
+TEST(tls_silent_peers_fork)
+{
+    tls_silent_peers(MPCONN_SERVER_FORK);
+}
+
+/* FORK: the parent drops its copy of the session without a close_notify,
+ * so the child's goes on (a close_notify would end the client's stream
+ * after its first exchange); the child is reaped as it ends. */
+TEST(tls_fork_child_owns_session)
+{
+    fixture f = {0};
+    mpconn_server *s = tls_server(MPCONN_SERVER_FORK, &f, -1);
+    serving v;
+    serve_in_thread(&v, s);
+    mpconn_conn *c = tls_connect(mpconn_server_address(s), 1);
+    exchange(c);
+    usleep(100000); /* the parent has long dropped its copy */
+    for (int i = 0; i < 5; i++)
+        exchange(c);
+    mpconn_conn_free(c);
+    /* The child ends when the client goes; nothing is left to reap. */
+    mpconn_server_shutdown(s);
+    join_serving(&v, now());
+    mpconn_server_free(s);
+    CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+}
+
+typedef struct second_client {
+    const char *address;
+    atomic_int done;
+} second_client;
+
+static void *second_main(void *arg)
+{
+    second_client *sc = arg;
+    mpconn_conn *c = tls_connect(sc->address, 1);
+    exchange(c);
+    mpconn_conn_free(c);
+    atomic_store(&sc->done, 1);
+    return NULL;
+}
+
+/* At the cap the server stops driving TLS handshakes, and when a handler
+ * ends it takes them up again: the waiting client is served then. */
+static void tls_at_the_cap(int kind)
+{
+    fixture f = {0};
+    mpconn_server *s = tls_server(kind, &f, -1);
+    CHECK_INT(mpconn_server_set_max_connections(s, 1), 0);
+    serving v;
+    serve_in_thread(&v, s);
+    mpconn_conn *first = tls_connect(mpconn_server_address(s), 1);
+    exchange(first);
+    second_client sc = {mpconn_server_address(s), 0};
+    pthread_t t;
+    CHECK_INT(pthread_create(&t, NULL, second_main, &sc), 0);
+    usleep(200000);
+    CHECK_INT(atomic_load(&sc.done), 0); /* the one handler is busy */
+    exchange(first);
+    mpconn_conn_free(first);
+    pthread_join(t, NULL);
+    CHECK_INT(atomic_load(&sc.done), 1);
+    mpconn_server_shutdown(s);
+    join_serving(&v, now());
+    mpconn_server_free(s);
+}
+
+TEST(tls_at_the_cap_threads)
+{
+    tls_at_the_cap(MPCONN_SERVER_THREADS);
+}
+
+TEST(tls_at_the_cap_fork)
+{
+    tls_at_the_cap(MPCONN_SERVER_FORK);
+}
+
+TEST(tls_at_the_cap_loop)
+{
+    tls_at_the_cap(MPCONN_SERVER_LOOP);
+}
+
+static int raw_echo(mpconn_request *r, const void *msg, size_t len, void *data)
+{
+    (void)data;
+    return mpconn_async_send(mpconn_request_async(r), msg, len);
+}
+
+/* RAW handlers on tls: LOOP's get the decrypted stream (the echo of a
+ * framed message comes back whole); THREADS and FORK, which would read the
+ * socket under the TLS session, are refused. */
+TEST(tls_raw_handlers)
+{
+    mpconn_server *s;
+    mpconn_opts *o = tls_opts(MPCONN_TLS_SERVER, 0, -1);
+    char err[256];
+    for (int kind = MPCONN_SERVER_THREADS; kind <= MPCONN_SERVER_FORK; kind++) {
+        CHECK_INT(mpconn_server_new(&s, "tls:127.0.0.1:0", kind, MPCONN_HANDLER_RAW, NULL, NULL, o,
+                                    err, sizeof err),
+                  MPCONN_ERR_NOTSUP);
+        CHECK(strstr(err, "LOOP") != NULL);
+    }
+    /* Without a server config there is no TLS to serve, in any kind. */
+    for (int kind = MPCONN_SERVER_LOOP; kind <= MPCONN_SERVER_FORK; kind++)
+        CHECK_INT(mpconn_server_new(&s, "tls:127.0.0.1:0", kind, MPCONN_HANDLER_FRAMED, NULL, NULL,
+                                    NULL, err, sizeof err),
+                  MPCONN_ERR_TLSCONFIG);
+    mpconn_server_hooks h = {.size = sizeof h, .on_message = raw_echo};
+    CHECK_INT(mpconn_server_new(&s, "tls:127.0.0.1:0", MPCONN_SERVER_LOOP, MPCONN_HANDLER_RAW, &h,
+                                NULL, o, err, sizeof err),
+              0);
+    mpconn_opts_free(o);
+    serving v;
+    serve_in_thread(&v, s);
+    mpconn_conn *c = tls_connect(mpconn_server_address(s), 0);
+    exchange(c);
+    mpconn_conn_free(c);
+    mpconn_server_shutdown(s);
+    join_serving(&v, now());
+    mpconn_server_free(s);
 }
 
 TESTLIB_MAIN

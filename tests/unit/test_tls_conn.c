@@ -895,15 +895,15 @@ TEST(silent_tls_peers_delay_nobody)
 
 TEST(what_does_not_speak_tls_refuses_tls_addresses)
 {
-    /* rather than serve a tls: address in clear (async connections speak
-     * TLS: test_async) */
+    /* rather than hand a THREADS RAW handler the socket under the session
+     * (servers speak TLS otherwise: test_server) */
     mpconn_tls_config *sc = server_cfg("server", 0), *cc = client_cfg(0);
     mpconn_opts *so = opts_with(sc, NULL, -1), *co = opts_with(cc, NULL, -1);
     char err[256];
     mpconn_server *srv;
     mpconn_server_hooks hooks = {.size = sizeof hooks};
-    CHECK_INT(mpconn_server_new(&srv, "tls:127.0.0.1:0", MPCONN_SERVER_THREADS,
-                                MPCONN_HANDLER_FRAMED, &hooks, NULL, so, err, sizeof err),
+    CHECK_INT(mpconn_server_new(&srv, "tls:127.0.0.1:0", MPCONN_SERVER_THREADS, MPCONN_HANDLER_RAW,
+                                &hooks, NULL, so, err, sizeof err),
               MPCONN_ERR_NOTSUP);
     mpconn_opts_free(so);
     mpconn_opts_free(co);
