@@ -807,16 +807,25 @@ void mpconn_async_set_producer(mpconn_async *a, int enable)
 
 /* The adapter's interest for what the connection wants of its transport
  * (POLLIN, POLLOUT): a transport may need the other direction to go on. */
-static int interest(const mpconn_async *a, short want)
+static int poll_mask(short ev)
 {
-    if (a->tp == &a->fdt.base) /* the plain fd wants what is asked, no call spent */
-        return ((want & POLLIN) ? MPCONN_READABLE : 0) | ((want & POLLOUT) ? MPCONN_WRITABLE : 0);
+    return ((ev & POLLIN) ? MPCONN_READABLE : 0) | ((ev & POLLOUT) ? MPCONN_WRITABLE : 0);
+}
+
+static int tp_interest(const mpconn_async *a, short want)
+{
     short ev = 0;
     if (want & POLLIN)
         ev |= a->tp->ops->events(a->tp, POLLIN);
     if (want & POLLOUT)
         ev |= a->tp->ops->events(a->tp, POLLOUT);
-    return ((ev & POLLIN) ? MPCONN_READABLE : 0) | ((ev & POLLOUT) ? MPCONN_WRITABLE : 0);
+    return poll_mask(ev);
+}
+
+/* Inline: the plain fd wants what is asked, and this runs on every event. */
+static inline int interest(const mpconn_async *a, short want)
+{
+    return a->tp == &a->fdt.base ? poll_mask(want) : tp_interest(a, want);
 }
 
 /* The plain fd holds nothing back. */
@@ -825,22 +834,31 @@ static int held_by_transport(const mpconn_async *a)
     return a->tp != &a->fdt.base && a->tp->ops->pending(a->tp) > 0;
 }
 
+/* want_io of an open or closing connection; inline, as it runs after
+ * every event. */
+static inline void want_io_open(mpconn_async *a)
+{
+    int reading = a->state == ST_OPEN && !a->paused;
+    mpci_ev_set_io(&a->ev, interest(a, (short)((reading ? POLLIN : 0) | (a->head ? POLLOUT : 0))));
+    /* Bytes already in user space (held here, or inside the transport)
+     * come through the loop's pending pass: no kernel event announces
+     * them. */
+    mpci_ev_set_pending(&a->ev, reading && (a->held || held_by_transport(a)));
+}
+
 static void want_io(mpconn_async *a)
 {
     int ev = 0, pending = 0;
+    if (a->state == ST_OPEN || a->state == ST_CLOSING) {
+        want_io_open(a);
+        return;
+    }
     if (a->state == ST_CONNECTING) {
         ev = a->su->retrying ? 0 : MPCONN_WRITABLE; /* the timer tries again */
     } else if (a->state == ST_HANDSHAKE) {
         short w = a->su->tls_phase ? POLLIN : mpci_hs_events(a->su->hs);
         ev = interest(a, w);
         pending = !a->su->tls_phase && (w & POLLIN) && held_by_transport(a);
-    } else if (a->state == ST_OPEN || a->state == ST_CLOSING) {
-        int reading = a->state == ST_OPEN && !a->paused;
-        ev = interest(a, (short)((reading ? POLLIN : 0) | (a->head ? POLLOUT : 0)));
-        /* Bytes already in user space (held here, or inside the transport)
-         * come through the loop's pending pass: no kernel event announces
-         * them. */
-        pending = reading && (a->held || held_by_transport(a));
     }
     mpci_ev_set_io(&a->ev, ev);
     mpci_ev_set_pending(&a->ev, pending);
@@ -1170,12 +1188,12 @@ static void on_io(mpconn_ev *ev, int events)
     case ST_CLOSING:
         /* An event in the direction the transport asked for counts for
          * the side that asked. */
-        if ((events & (MPCONN_READABLE | interest(a, POLLIN))) && a->state == ST_OPEN)
+        if (a->state == ST_OPEN && (events & (MPCONN_READABLE | interest(a, POLLIN))))
             read_input(a);
-        if ((events & (MPCONN_WRITABLE | interest(a, POLLOUT))) && a->head && a->state != ST_CLOSED)
+        if (a->head && a->state != ST_CLOSED && (events & (MPCONN_WRITABLE | interest(a, POLLOUT))))
             flush(a);
         if (a->state == ST_OPEN || a->state == ST_CLOSING)
-            want_io(a);
+            want_io_open(a);
         return;
     default: return;
     }

@@ -53,15 +53,14 @@ int mpci_ev_attach(mpconn_ev *ev, const mpconn_adapter *ad, void *loop)
     ev->ad = ad;
     ev->st = st;
     ev->want = 0;
+    ev->pending = 0;
     return 0;
 }
 
-void mpci_ev_set_io(mpconn_ev *ev, int events)
+void mpci_ev_change_io(mpconn_ev *ev, int events)
 {
-    if (ev->st && events != ev->want) {
-        ev->want = events;
-        ev->ad->set_io(ev->st, events);
-    }
+    ev->want = events;
+    ev->ad->set_io(ev->st, events);
 }
 
 void mpci_ev_set_timer(mpconn_ev *ev, double seconds)
@@ -70,9 +69,10 @@ void mpci_ev_set_timer(mpconn_ev *ev, double seconds)
         ev->ad->set_timer(ev->st, seconds);
 }
 
-void mpci_ev_set_pending(mpconn_ev *ev, int pending)
+void mpci_ev_change_pending(mpconn_ev *ev, int pending)
 {
-    if (ev->st && HAS_HOOK(ev->ad, set_pending) && ev->ad->set_pending)
+    ev->pending = (uint8_t)pending;
+    if (HAS_HOOK(ev->ad, set_pending) && ev->ad->set_pending)
         ev->ad->set_pending(ev->st, pending);
 }
 

@@ -1258,6 +1258,66 @@ TEST(pending_pass_delivers_what_the_transport_holds)
     each_loop(pending_pass_on);
 }
 
+/* The loop's adapter, counting the interest and pending calls it gets. */
+static const mpconn_adapter *counted_inner;
+static int counted_io, counted_pending;
+
+static void counted_set_io(void *st, int events)
+{
+    counted_io++;
+    counted_inner->set_io(st, events);
+}
+
+static void counted_set_pending(void *st, int pending)
+{
+    counted_pending++;
+    counted_inner->set_pending(st, pending);
+}
+
+/* An echo of one message at a time, as a busy server sees it: after the
+ * first event, the adapter hears nothing, since nothing changes. */
+static void adapter_told_changes_only_on(void)
+{
+    void *loop = new_loop();
+    counted_inner = adapter();
+    mpconn_adapter counting = *counted_inner;
+    counting.set_io = counted_set_io;
+    counting.set_pending = counted_set_pending;
+    counted_io = counted_pending = 0;
+    seen s = {0};
+    s.echo = 1;
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    mpconn_async *a;
+    CHECK_INT(mpconn_async_from_fd(&a, sv[0], MPCONN_ASYNC_PLAIN, NULL, &cbs, &s), 0);
+    CHECK_INT(mpconn_async_attach(a, &counting, loop_arg(cur, loop)), 0);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    for (int i = 0; i < 100; i++) {
+        write_all(sv[1], "\0\0\0\2hi", 6);
+        char back[6];
+        size_t got = 0;
+        for (int k = 0; k < 1000 && got < sizeof back; k++) {
+            ssize_t r = read(sv[1], back + got, sizeof back - got);
+            if (r > 0)
+                got += (size_t)r;
+            else
+                cur->wait(loop, 1);
+        }
+        CHECK_INT(got, sizeof back);
+    }
+    CHECK_INT(s.messages, 100);
+    CHECK(counted_io <= 2);
+    CHECK_INT(counted_pending, 0);
+    mpconn_async_close(a);
+    close(sv[1]);
+    free_loop(loop);
+}
+
+TEST(adapter_told_changes_only)
+{
+    each_loop(adapter_told_changes_only_on);
+}
+
 /* The transport has drained the socket but must see it writable before it
  * hands the bytes out: only an interest in writing, asked of the adapter
  * because the transport said so, gets the message delivered. */
