@@ -887,6 +887,24 @@ static void take_fd(mpconn_async *a, uint8_t count)
         close(fd);
 }
 
+/* Closes on what the splitter refused. Not inlined: its message buffer
+ * would enlarge the frame of the input path. */
+__attribute__((noinline)) static void split_failed(mpconn_async *a, int r)
+{
+    char why[160];
+    const mpci_msgdec *d = &a->split.dec;
+    if (r == MPCONN_ERR_MSGSIZE && a->split.mode == MPCI_SPLIT_FRAME)
+        snprintf(why, sizeof why,
+                 "bad message length: %llu bytes announced, over the limit of %llu",
+                 (unsigned long long)d->len, (unsigned long long)d->max);
+    else if (r == MPCONN_ERR_MSGSIZE)
+        snprintf(why, sizeof why, "message too large: longer than the limit of %llu bytes",
+                 (unsigned long long)d->max);
+    else
+        snprintf(why, sizeof why, "%s", r == MPCONN_ERR_PROTO ? "bad frame header" : strerror(-r));
+    close_with(a, r, why);
+}
+
 /* Cuts messages out of p[0..n) and hands them out; returns how many bytes
  * it took (fewer when reading was paused or the connection closed). */
 static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
@@ -902,6 +920,10 @@ static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
                 a->x->inpos++;
             continue;
         }
+        /* Nothing left yields no message; the feed would only drop the
+         * buffer of one handed out, which must not outlive its call. */
+        if (off == n && !a->split.delivered)
+            break;
         const uint8_t *msg;
         size_t len, used;
         int r = mpci_split_feed(&a->split, p + off, n - off, &used, &msg, &len);
@@ -913,19 +935,7 @@ static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
                 drop_rfd(a); /* its byte was taken as data: nobody asked */
         }
         if (r < 0) {
-            char why[160];
-            const mpci_msgdec *d = &a->split.dec;
-            if (r == MPCONN_ERR_MSGSIZE && a->split.mode == MPCI_SPLIT_FRAME)
-                snprintf(why, sizeof why,
-                         "bad message length: %llu bytes announced, over the limit of %llu",
-                         (unsigned long long)d->len, (unsigned long long)d->max);
-            else if (r == MPCONN_ERR_MSGSIZE)
-                snprintf(why, sizeof why, "message too large: longer than the limit of %llu bytes",
-                         (unsigned long long)d->max);
-            else
-                snprintf(why, sizeof why, "%s",
-                         r == MPCONN_ERR_PROTO ? "bad frame header" : strerror(-r));
-            close_with(a, r, why);
+            split_failed(a, r);
             break;
         }
         if (r == 0)
@@ -998,7 +1008,8 @@ static void read_input(mpconn_async *a)
     uint8_t buf[READ_CHUNK];
     for (int round = 0; round < READS_PER_EVENT && a->state == ST_OPEN && !a->paused; round++) {
         size_t room = sizeof buf;
-        uint8_t *dst = mpci_split_direct(&a->split, &room);
+        /* Only a payload under way can be read in place: no call otherwise. */
+        uint8_t *dst = a->split.dec.in_body ? mpci_split_direct(&a->split, &room) : NULL;
         if (!dst) {
             dst = buf;
             room = sizeof buf;
