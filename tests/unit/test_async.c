@@ -1070,6 +1070,7 @@ typedef struct test_tp {
     size_t dose;
     int must_write, owe;
     int closed;
+    int writes, most_iov; /* writev calls, and the most iovecs one had */
 } test_tp;
 
 static ssize_t ttp_read(mpci_transport *base, void *dst, size_t cap)
@@ -1100,6 +1101,10 @@ static ssize_t ttp_read(mpci_transport *base, void *dst, size_t cap)
 
 static ssize_t ttp_writev(mpci_transport *base, const struct iovec *iov, int n)
 {
+    test_tp *t = (test_tp *)base;
+    t->writes++;
+    if (n > t->most_iov)
+        t->most_iov = n;
     struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
     ssize_t w = sendmsg(base->fd, &m, MSG_NOSIGNAL);
     return w < 0 ? -errno : w;
@@ -1256,6 +1261,39 @@ TEST(take_message_echoes_long_messages_without_a_copy)
 TEST(pending_pass_delivers_what_the_transport_holds)
 {
     each_loop(pending_pass_on);
+}
+
+/* A small message, and a value of a few KiB, each leave in one write of
+ * one buffer: the header built in front of the payload, not beside it. */
+static void one_buffer_per_send_on(void)
+{
+    void *loop = new_loop();
+    seen s = {0};
+    int peer;
+    test_tp *tp;
+    mpconn_async *a = async_pair_tp(loop, &s, &tp, 65536, 0, &peer);
+    static char big[5000];
+    memset(big, 'v', sizeof big);
+    mpconn_value *v = mpconn_value_bytes(big, sizeof big);
+    CHECK(v != NULL);
+    int before = tp->writes;
+    CHECK_INT(mpconn_async_send(a, "hello", 5), 0);
+    CHECK_INT(mpconn_async_send_value(a, v), 0);
+    mpconn_value_unref(v);
+    CHECK_INT(tp->writes - before, 2);
+    CHECK_INT(tp->most_iov, 1);
+    char hello[9];
+    CHECK(read(peer, hello, sizeof hello) == (ssize_t)sizeof hello);
+    CHECK_MEM(hello, "\0\0\0\5hello", 9);
+    mpconn_async_close(a);
+    close(peer);
+    free(tp);
+    free_loop(loop);
+}
+
+TEST(one_buffer_per_send)
+{
+    each_loop(one_buffer_per_send_on);
 }
 
 /* The loop's adapter, counting the interest and pending calls it gets. */
