@@ -581,54 +581,14 @@ static void after_drain(mpconn_async *a)
         want_io(a);
 }
 
-/* Queues (or writes at once) the header hl bytes at hdr, then p[0..n), then
- * ext[0..extlen) without copying it. */
-static int enqueue(mpconn_async *a, const uint8_t *hdr, size_t hl, const uint8_t *p, size_t n,
-                   uint8_t *ext, size_t extlen, void (*release)(void *, void *), void *arg)
+/* Keeps what a write left of a message (done bytes went out): the inline
+ * part copied, ext by reference. Not inlined into enqueue, whose common
+ * case queues nothing. */
+__attribute__((noinline)) static int keep_rest(mpconn_async *a, const uint8_t *hdr, size_t hl,
+                                               const uint8_t *p, size_t n, uint8_t *ext,
+                                               size_t extlen, void (*release)(void *, void *),
+                                               void *arg, size_t done)
 {
-    if (a->state == ST_CLOSING || a->state == ST_CLOSED) {
-        if (release)
-            release(ext, arg);
-        return MPCONN_ERR_CLOSED;
-    }
-    size_t done = 0;
-    a->sends++;
-    if (!a->head && a->state == ST_OPEN) {
-        struct iovec iov[3];
-        int k = 0;
-        /* A small message goes out as one buffer: the copy costs less than
-         * the kernel's walk over two iovecs. */
-        uint8_t one[SMALL_SEND];
-        if (hl && n && !extlen && hl + n <= sizeof one) {
-            memcpy(one, hdr, hl);
-            memcpy(one + hl, p, n);
-            iov[k++] = (struct iovec){one, hl + n};
-        } else {
-            if (hl)
-                iov[k++] = (struct iovec){(void *)hdr, hl};
-            if (n)
-                iov[k++] = (struct iovec){(void *)p, n};
-        }
-        if (extlen)
-            iov[k++] = (struct iovec){ext, extlen};
-        if (k == 0)
-            return 0;
-        int r = write_some(a, iov, k, &done);
-        if (r < 0) {
-            if (release)
-                release(ext, arg);
-            write_failed(a, r);
-            return r;
-        }
-        if (done)
-            touch(a);
-        if (done == hl + n + extlen) {
-            if (release)
-                release(ext, arg);
-            return 0;
-        }
-    }
-    /* Keep what is left: the inline part copied, ext by reference. */
     size_t inl = hl + n > done ? hl + n - done : 0;
     size_t skip_ext = done > hl + n ? done - hl - n : 0;
     chunk *c = malloc(sizeof *c + inl);
@@ -660,8 +620,59 @@ static int enqueue(mpconn_async *a, const uint8_t *hdr, size_t hl, const uint8_t
     return 0;
 }
 
+/* Queues (or writes at once) the hl bytes at hdr (a header, or a whole
+ * frame), then p[0..n), then ext[0..extlen) without copying it. Inline:
+ * each kind of send gets its own copy, the unused parts folded away. */
+static inline int enqueue(mpconn_async *a, const uint8_t *hdr, size_t hl, const uint8_t *p,
+                          size_t n, uint8_t *ext, size_t extlen, void (*release)(void *, void *),
+                          void *arg)
+{
+    if (a->state == ST_CLOSING || a->state == ST_CLOSED) {
+        if (release)
+            release(ext, arg);
+        return MPCONN_ERR_CLOSED;
+    }
+    size_t done = 0;
+    a->sends++;
+    if (!a->head && a->state == ST_OPEN) {
+        struct iovec iov[3];
+        int k = 0;
+        if (hl)
+            iov[k++] = (struct iovec){(void *)hdr, hl};
+        if (n)
+            iov[k++] = (struct iovec){(void *)p, n};
+        if (extlen)
+            iov[k++] = (struct iovec){ext, extlen};
+        if (k == 0)
+            return 0;
+        int r = write_some(a, iov, k, &done);
+        if (r < 0) {
+            if (release)
+                release(ext, arg);
+            write_failed(a, r);
+            return r;
+        }
+        if (done)
+            touch(a);
+        if (done == hl + n + extlen) {
+            if (release)
+                release(ext, arg);
+            return 0;
+        }
+    }
+    return keep_rest(a, hdr, hl, p, n, ext, extlen, release, arg, done);
+}
+
 int mpconn_async_send(mpconn_async *a, const void *buf, size_t len)
 {
+    if (a->framed && !a->head && len <= SMALL_SEND - MPCI_HDR_MAX) {
+        /* A small message goes out as one buffer, built here: the copy
+         * costs less than the kernel's walk over two iovecs. */
+        uint8_t one[SMALL_SEND];
+        size_t hl = mpci_frame_header(one, len);
+        memcpy(one + hl, buf, len);
+        return enqueue(a, one, hl + len, NULL, 0, NULL, 0, NULL, NULL);
+    }
     uint8_t hdr[MPCI_HDR_MAX];
     size_t hl = a->framed ? mpci_frame_header(hdr, len) : 0;
     return enqueue(a, hdr, hl, buf, len, NULL, 0, NULL, NULL);
@@ -684,9 +695,11 @@ int mpconn_async_send_value(mpconn_async *a, const mpconn_value *v)
         free(buf);
         return r;
     }
+    /* The header goes in the room left before the pickle: one buffer. */
     uint8_t hdr[MPCI_HDR_MAX];
     size_t hl = a->framed ? mpci_frame_header(hdr, len) : 0;
-    r = enqueue(a, hdr, hl, buf + MPCI_HDR_MAX, len, NULL, 0, NULL, NULL);
+    memcpy(buf + MPCI_HDR_MAX - hl, hdr, hl);
+    r = enqueue(a, buf + MPCI_HDR_MAX - hl, hl + len, NULL, 0, NULL, 0, NULL, NULL);
     free(buf);
     return r;
 }
@@ -807,16 +820,25 @@ void mpconn_async_set_producer(mpconn_async *a, int enable)
 
 /* The adapter's interest for what the connection wants of its transport
  * (POLLIN, POLLOUT): a transport may need the other direction to go on. */
-static int interest(const mpconn_async *a, short want)
+static int poll_mask(short ev)
 {
-    if (a->tp == &a->fdt.base) /* the plain fd wants what is asked, no call spent */
-        return ((want & POLLIN) ? MPCONN_READABLE : 0) | ((want & POLLOUT) ? MPCONN_WRITABLE : 0);
+    return ((ev & POLLIN) ? MPCONN_READABLE : 0) | ((ev & POLLOUT) ? MPCONN_WRITABLE : 0);
+}
+
+static int tp_interest(const mpconn_async *a, short want)
+{
     short ev = 0;
     if (want & POLLIN)
         ev |= a->tp->ops->events(a->tp, POLLIN);
     if (want & POLLOUT)
         ev |= a->tp->ops->events(a->tp, POLLOUT);
-    return ((ev & POLLIN) ? MPCONN_READABLE : 0) | ((ev & POLLOUT) ? MPCONN_WRITABLE : 0);
+    return poll_mask(ev);
+}
+
+/* Inline: the plain fd wants what is asked, and this runs on every event. */
+static inline int interest(const mpconn_async *a, short want)
+{
+    return a->tp == &a->fdt.base ? poll_mask(want) : tp_interest(a, want);
 }
 
 /* The plain fd holds nothing back. */
@@ -825,22 +847,31 @@ static int held_by_transport(const mpconn_async *a)
     return a->tp != &a->fdt.base && a->tp->ops->pending(a->tp) > 0;
 }
 
+/* want_io of an open or closing connection; inline, as it runs after
+ * every event. */
+static inline void want_io_open(mpconn_async *a)
+{
+    int reading = a->state == ST_OPEN && !a->paused;
+    mpci_ev_set_io(&a->ev, interest(a, (short)((reading ? POLLIN : 0) | (a->head ? POLLOUT : 0))));
+    /* Bytes already in user space (held here, or inside the transport)
+     * come through the loop's pending pass: no kernel event announces
+     * them. */
+    mpci_ev_set_pending(&a->ev, reading && (a->held || held_by_transport(a)));
+}
+
 static void want_io(mpconn_async *a)
 {
     int ev = 0, pending = 0;
+    if (a->state == ST_OPEN || a->state == ST_CLOSING) {
+        want_io_open(a);
+        return;
+    }
     if (a->state == ST_CONNECTING) {
         ev = a->su->retrying ? 0 : MPCONN_WRITABLE; /* the timer tries again */
     } else if (a->state == ST_HANDSHAKE) {
         short w = a->su->tls_phase ? POLLIN : mpci_hs_events(a->su->hs);
         ev = interest(a, w);
         pending = !a->su->tls_phase && (w & POLLIN) && held_by_transport(a);
-    } else if (a->state == ST_OPEN || a->state == ST_CLOSING) {
-        int reading = a->state == ST_OPEN && !a->paused;
-        ev = interest(a, (short)((reading ? POLLIN : 0) | (a->head ? POLLOUT : 0)));
-        /* Bytes already in user space (held here, or inside the transport)
-         * come through the loop's pending pass: no kernel event announces
-         * them. */
-        pending = reading && (a->held || held_by_transport(a));
     }
     mpci_ev_set_io(&a->ev, ev);
     mpci_ev_set_pending(&a->ev, pending);
@@ -869,6 +900,24 @@ static void take_fd(mpconn_async *a, uint8_t count)
         close(fd);
 }
 
+/* Closes on what the splitter refused. Not inlined: its message buffer
+ * would enlarge the frame of the input path. */
+__attribute__((noinline)) static void split_failed(mpconn_async *a, int r)
+{
+    char why[160];
+    const mpci_msgdec *d = &a->split.dec;
+    if (r == MPCONN_ERR_MSGSIZE && a->split.mode == MPCI_SPLIT_FRAME)
+        snprintf(why, sizeof why,
+                 "bad message length: %llu bytes announced, over the limit of %llu",
+                 (unsigned long long)d->len, (unsigned long long)d->max);
+    else if (r == MPCONN_ERR_MSGSIZE)
+        snprintf(why, sizeof why, "message too large: longer than the limit of %llu bytes",
+                 (unsigned long long)d->max);
+    else
+        snprintf(why, sizeof why, "%s", r == MPCONN_ERR_PROTO ? "bad frame header" : strerror(-r));
+    close_with(a, r, why);
+}
+
 /* Cuts messages out of p[0..n) and hands them out; returns how many bytes
  * it took (fewer when reading was paused or the connection closed). */
 static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
@@ -884,6 +933,10 @@ static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
                 a->x->inpos++;
             continue;
         }
+        /* Nothing left yields no message; the feed would only drop the
+         * buffer of one handed out, which must not outlive its call. */
+        if (off == n && !a->split.delivered)
+            break;
         const uint8_t *msg;
         size_t len, used;
         int r = mpci_split_feed(&a->split, p + off, n - off, &used, &msg, &len);
@@ -895,19 +948,7 @@ static size_t take_input(mpconn_async *a, const uint8_t *p, size_t n)
                 drop_rfd(a); /* its byte was taken as data: nobody asked */
         }
         if (r < 0) {
-            char why[160];
-            const mpci_msgdec *d = &a->split.dec;
-            if (r == MPCONN_ERR_MSGSIZE && a->split.mode == MPCI_SPLIT_FRAME)
-                snprintf(why, sizeof why,
-                         "bad message length: %llu bytes announced, over the limit of %llu",
-                         (unsigned long long)d->len, (unsigned long long)d->max);
-            else if (r == MPCONN_ERR_MSGSIZE)
-                snprintf(why, sizeof why, "message too large: longer than the limit of %llu bytes",
-                         (unsigned long long)d->max);
-            else
-                snprintf(why, sizeof why, "%s",
-                         r == MPCONN_ERR_PROTO ? "bad frame header" : strerror(-r));
-            close_with(a, r, why);
+            split_failed(a, r);
             break;
         }
         if (r == 0)
@@ -980,7 +1021,8 @@ static void read_input(mpconn_async *a)
     uint8_t buf[READ_CHUNK];
     for (int round = 0; round < READS_PER_EVENT && a->state == ST_OPEN && !a->paused; round++) {
         size_t room = sizeof buf;
-        uint8_t *dst = mpci_split_direct(&a->split, &room);
+        /* Only a payload under way can be read in place: no call otherwise. */
+        uint8_t *dst = a->split.dec.in_body ? mpci_split_direct(&a->split, &room) : NULL;
         if (!dst) {
             dst = buf;
             room = sizeof buf;
@@ -1170,12 +1212,12 @@ static void on_io(mpconn_ev *ev, int events)
     case ST_CLOSING:
         /* An event in the direction the transport asked for counts for
          * the side that asked. */
-        if ((events & (MPCONN_READABLE | interest(a, POLLIN))) && a->state == ST_OPEN)
+        if (a->state == ST_OPEN && (events & (MPCONN_READABLE | interest(a, POLLIN))))
             read_input(a);
-        if ((events & (MPCONN_WRITABLE | interest(a, POLLOUT))) && a->head && a->state != ST_CLOSED)
+        if (a->head && a->state != ST_CLOSED && (events & (MPCONN_WRITABLE | interest(a, POLLOUT))))
             flush(a);
         if (a->state == ST_OPEN || a->state == ST_CLOSING)
-            want_io(a);
+            want_io_open(a);
         return;
     default: return;
     }

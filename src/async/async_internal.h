@@ -20,9 +20,10 @@
 
 struct mpconn_ev {
     int fd;
-    int want;   /* interest last asked of the adapter */
-    int pins;   /* entry points on the stack */
-    int doomed; /* free once the last pin is gone */
+    int want;        /* interest last asked of the adapter */
+    int pins;        /* entry points on the stack */
+    uint8_t doomed;  /* free once the last pin is gone */
+    uint8_t pending; /* last said to the adapter's set_pending */
     const mpconn_adapter *ad;
     void *st; /* the adapter's state; NULL until attached, and after cleanup */
     void (*on_io)(mpconn_ev *ev, int events);
@@ -31,9 +32,23 @@ struct mpconn_ev {
 };
 
 int mpci_ev_attach(mpconn_ev *ev, const mpconn_adapter *ad, void *loop);
-void mpci_ev_set_io(mpconn_ev *ev, int events);
+void mpci_ev_change_io(mpconn_ev *ev, int events);
+void mpci_ev_change_pending(mpconn_ev *ev, int pending);
 void mpci_ev_set_timer(mpconn_ev *ev, double seconds);
-void mpci_ev_set_pending(mpconn_ev *ev, int pending);
+
+/* Asked after every event: inline, and the adapter is called only for a
+ * change (its hooks are idempotent, so nothing else is lost). */
+static inline void mpci_ev_set_io(mpconn_ev *ev, int events)
+{
+    if (ev->st && events != ev->want)
+        mpci_ev_change_io(ev, events);
+}
+
+static inline void mpci_ev_set_pending(mpconn_ev *ev, int pending)
+{
+    if (ev->st && (pending != 0) != ev->pending)
+        mpci_ev_change_pending(ev, pending != 0);
+}
 /* Frees the object now, or when the last entry point on the stack returns;
  * the adapter's cleanup runs first. */
 void mpci_ev_doom(mpconn_ev *ev);

@@ -53,15 +53,14 @@ int mpci_ev_attach(mpconn_ev *ev, const mpconn_adapter *ad, void *loop)
     ev->ad = ad;
     ev->st = st;
     ev->want = 0;
+    ev->pending = 0;
     return 0;
 }
 
-void mpci_ev_set_io(mpconn_ev *ev, int events)
+void mpci_ev_change_io(mpconn_ev *ev, int events)
 {
-    if (ev->st && events != ev->want) {
-        ev->want = events;
-        ev->ad->set_io(ev->st, events);
-    }
+    ev->want = events;
+    ev->ad->set_io(ev->st, events);
 }
 
 void mpci_ev_set_timer(mpconn_ev *ev, double seconds)
@@ -70,9 +69,10 @@ void mpci_ev_set_timer(mpconn_ev *ev, double seconds)
         ev->ad->set_timer(ev->st, seconds);
 }
 
-void mpci_ev_set_pending(mpconn_ev *ev, int pending)
+void mpci_ev_change_pending(mpconn_ev *ev, int pending)
 {
-    if (ev->st && HAS_HOOK(ev->ad, set_pending) && ev->ad->set_pending)
+    ev->pending = (uint8_t)pending;
+    if (HAS_HOOK(ev->ad, set_pending) && ev->ad->set_pending)
         ev->ad->set_pending(ev->st, pending);
 }
 
@@ -100,18 +100,18 @@ typedef struct loop_att {
     mpconn_timer *timer; /* made at the first set_timer */
 } loop_att;
 
+/* The watcher and the timer carry the object itself: an event reaches it
+ * without a look at the attachment (one cache line fewer per event). */
 static void att_io(mpconn_io *io, int events, void *data)
 {
     (void)io;
-    loop_att *a = data;
-    mpconn_ev_handle(a->ev, events);
+    mpconn_ev_handle(data, events);
 }
 
 static void att_timer(mpconn_timer *t, void *data)
 {
     (void)t;
-    loop_att *a = data;
-    mpconn_ev_timeout(a->ev);
+    mpconn_ev_timeout(data);
 }
 
 static void *att_attach(void *loop, mpconn_ev *ev)
@@ -121,7 +121,7 @@ static void *att_attach(void *loop, mpconn_ev *ev)
         return NULL;
     a->loop = loop;
     a->ev = ev;
-    if (mpconn_io_new(&a->io, a->loop, ev->fd, att_io, a) < 0) {
+    if (mpconn_io_new(&a->io, a->loop, ev->fd, att_io, ev) < 0) {
         free(a);
         return NULL;
     }
@@ -144,7 +144,7 @@ static void att_set_timer(void *st, double seconds)
         a->timer = NULL;
         return;
     }
-    if (!a->timer && mpconn_timer_new(&a->timer, a->loop, att_timer, a) < 0)
+    if (!a->timer && mpconn_timer_new(&a->timer, a->loop, att_timer, a->ev) < 0)
         return; /* out of memory: the deadline is lost, the connection is not */
     mpconn_timer_start(a->timer, seconds, 0);
 }
@@ -155,19 +155,15 @@ static void att_set_pending(void *st, int pending)
     mpconn_io_set_pending(a->io, pending);
 }
 
-static void att_free(void *data)
-{
-    free(data);
-}
-
 static void att_cleanup(void *st)
 {
     loop_att *a = st;
     if (a->timer)
         mpconn_timer_close(a->timer, NULL);
-    /* The loop frees the watcher after this iteration; the attachment goes
-     * with it, since a batch may still name the watcher. */
-    mpconn_io_close(a->io, att_free);
+    /* Closed handles get no callback, and those never read the
+     * attachment: it goes at once, the handles after this iteration. */
+    mpconn_io_close(a->io, NULL);
+    free(a);
 }
 
 static const mpconn_adapter loop_adapter = {sizeof(mpconn_adapter), att_attach,      att_set_io,

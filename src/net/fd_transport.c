@@ -81,8 +81,9 @@ static ssize_t fdt_read(mpci_transport *base, void *dst, size_t cap)
 }
 
 /* Writes to a pipe with SIGPIPE blocked for this thread only; a SIGPIPE the
- * write raised is consumed so the process never sees it. */
-static ssize_t pipe_writev(int fd, const struct iovec *iov, int n)
+ * write raised is consumed so the process never sees it. Not inlined: its
+ * signal sets would give every socket write their stack frame. */
+__attribute__((noinline)) static ssize_t pipe_writev(int fd, const struct iovec *iov, int n)
 {
     sigset_t pipe_set, old, pending;
     sigemptyset(&pipe_set);

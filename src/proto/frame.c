@@ -31,6 +31,14 @@ static uint64_t be(const uint8_t *p, int n)
 
 int mpci_hdr_feed(mpci_hdr *h, const uint8_t *p, size_t n, size_t *used, uint64_t *len)
 {
+    /* Nearly every header arrives whole with its message: decode it where
+     * it lies, without the byte-wise collection below. */
+    if (h->have == 0 && mpci_hdr_short(p, n, len)) {
+        memcpy(h->buf, p, 4);
+        h->have = 4;
+        *used = 4;
+        return 1;
+    }
     size_t take = 0;
     for (;;) {
         size_t need = h->have < 4 ? 4 : MPCI_HDR_MAX;

@@ -24,6 +24,16 @@ static inline void mpci_hdr_reset(mpci_hdr *h)
 {
     h->have = 0;
 }
+/* The common header, whole at p: the 4-byte form of a length below 2 GiB.
+ * 1 with *len set, else 0 (fewer bytes, the long form, or a bad length:
+ * mpci_hdr_feed tells them apart). Inline, for the decoders' fast paths. */
+static inline int mpci_hdr_short(const uint8_t *p, size_t n, uint64_t *len)
+{
+    if (n < 4 || p[0] >= 0x80)
+        return 0;
+    *len = (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 8 | p[3];
+    return 1;
+}
 /* Consumes at most what the header needs from p[0..n); *used says how much.
  * Returns 1 with *len set when the header is complete, 0 when more bytes are
  * needed, MPCONN_ERR_PROTO for a negative length other than -1. */

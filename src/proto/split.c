@@ -240,8 +240,10 @@ static int feed_count(mpci_split *s, const uint8_t *p, size_t n, size_t *used, c
     return d->got == h->count ? hand_out(s, d->got, msg, len) : 0;
 }
 
-int mpci_split_feed(mpci_split *s, const uint8_t *p, size_t n, size_t *used, const uint8_t **msg,
-                    size_t *len)
+/* Everything but the common case below; not inlined into it, so that the
+ * common case sets up no stack frame. */
+__attribute__((noinline)) static int feed(mpci_split *s, const uint8_t *p, size_t n, size_t *used,
+                                          const uint8_t **msg, size_t *len)
 {
     settle(s);
     *used = 0;
@@ -263,6 +265,25 @@ int mpci_split_feed(mpci_split *s, const uint8_t *p, size_t n, size_t *used, con
         *used = *len;
         return 1;
     }
+}
+
+int mpci_split_feed(mpci_split *s, const uint8_t *p, size_t n, size_t *used, const uint8_t **msg,
+                    size_t *len)
+{
+    /* The common case, a whole message with the short header at a message
+     * boundary of FRAME mode: handed out where it lies, the decoder left as
+     * it is. Any other (a limit to report, a header in pieces, a buffer to
+     * drop) takes the steps of feed. */
+    const mpci_msgdec *d = &s->dec;
+    uint64_t hl;
+    if (s->mode == MPCI_SPLIT_FRAME && !s->delivered && !d->in_body && d->hdr.have == 0 &&
+        mpci_hdr_short(p, n, &hl) && n - 4 >= hl && (!d->max || hl <= d->max)) {
+        *msg = p + 4;
+        *len = (size_t)hl;
+        *used = 4 + (size_t)hl;
+        return 1;
+    }
+    return feed(s, p, n, used, msg, len);
 }
 
 uint8_t *mpci_split_direct(mpci_split *s, size_t *room)

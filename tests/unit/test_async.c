@@ -1165,6 +1165,7 @@ typedef struct test_tp {
     size_t dose;
     int must_write, owe;
     int closed;
+    int writes, most_iov; /* writev calls, and the most iovecs one had */
 } test_tp;
 
 static ssize_t ttp_read(mpci_transport *base, void *dst, size_t cap)
@@ -1195,6 +1196,10 @@ static ssize_t ttp_read(mpci_transport *base, void *dst, size_t cap)
 
 static ssize_t ttp_writev(mpci_transport *base, const struct iovec *iov, int n)
 {
+    test_tp *t = (test_tp *)base;
+    t->writes++;
+    if (n > t->most_iov)
+        t->most_iov = n;
     struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
     ssize_t w = sendmsg(base->fd, &m, MSG_NOSIGNAL);
     return w < 0 ? -errno : w;
@@ -1351,6 +1356,99 @@ TEST(take_message_echoes_long_messages_without_a_copy)
 TEST(pending_pass_delivers_what_the_transport_holds)
 {
     each_loop(pending_pass_on);
+}
+
+/* A small message, and a value of a few KiB, each leave in one write of
+ * one buffer: the header built in front of the payload, not beside it. */
+static void one_buffer_per_send_on(void)
+{
+    void *loop = new_loop();
+    seen s = {0};
+    int peer;
+    test_tp *tp;
+    mpconn_async *a = async_pair_tp(loop, &s, &tp, 65536, 0, &peer);
+    static char big[5000];
+    memset(big, 'v', sizeof big);
+    mpconn_value *v = mpconn_value_bytes(big, sizeof big);
+    CHECK(v != NULL);
+    int before = tp->writes;
+    CHECK_INT(mpconn_async_send(a, "hello", 5), 0);
+    CHECK_INT(mpconn_async_send_value(a, v), 0);
+    mpconn_value_unref(v);
+    CHECK_INT(tp->writes - before, 2);
+    CHECK_INT(tp->most_iov, 1);
+    char hello[9];
+    CHECK(read(peer, hello, sizeof hello) == (ssize_t)sizeof hello);
+    CHECK_MEM(hello, "\0\0\0\5hello", 9);
+    mpconn_async_close(a);
+    close(peer);
+    free(tp);
+    free_loop(loop);
+}
+
+TEST(one_buffer_per_send)
+{
+    each_loop(one_buffer_per_send_on);
+}
+
+/* The loop's adapter, counting the interest and pending calls it gets. */
+static const mpconn_adapter *counted_inner;
+static int counted_io, counted_pending;
+
+static void counted_set_io(void *st, int events)
+{
+    counted_io++;
+    counted_inner->set_io(st, events);
+}
+
+static void counted_set_pending(void *st, int pending)
+{
+    counted_pending++;
+    counted_inner->set_pending(st, pending);
+}
+
+/* An echo of one message at a time, as a busy server sees it: after the
+ * first event, the adapter hears nothing, since nothing changes. */
+static void adapter_told_changes_only_on(void)
+{
+    void *loop = new_loop();
+    counted_inner = adapter();
+    mpconn_adapter counting = *counted_inner;
+    counting.set_io = counted_set_io;
+    counting.set_pending = counted_set_pending;
+    counted_io = counted_pending = 0;
+    seen s = {0};
+    s.echo = 1;
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    mpconn_async *a;
+    CHECK_INT(mpconn_async_from_fd(&a, sv[0], MPCONN_ASYNC_PLAIN, NULL, &cbs, &s), 0);
+    CHECK_INT(mpconn_async_attach(a, &counting, loop_arg(cur, loop)), 0);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    for (int i = 0; i < 100; i++) {
+        write_all(sv[1], "\0\0\0\2hi", 6);
+        char back[6];
+        size_t got = 0;
+        for (int k = 0; k < 1000 && got < sizeof back; k++) {
+            ssize_t r = read(sv[1], back + got, sizeof back - got);
+            if (r > 0)
+                got += (size_t)r;
+            else
+                cur->wait(loop, 1);
+        }
+        CHECK_INT(got, sizeof back);
+    }
+    CHECK_INT(s.messages, 100);
+    CHECK(counted_io <= 2);
+    CHECK_INT(counted_pending, 0);
+    mpconn_async_close(a);
+    close(sv[1]);
+    free_loop(loop);
+}
+
+TEST(adapter_told_changes_only)
+{
+    each_loop(adapter_told_changes_only_on);
 }
 
 /* The transport has drained the socket but must see it writable before it
