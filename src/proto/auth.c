@@ -310,7 +310,7 @@ int mpci_auth_init(mpci_auth *a, int role, const uint8_t *key, size_t keylen, co
     a->own_digest = name;
     a->key = key;
     a->keylen = keylen;
-    a->allow_md5 = allow_md5;
+    a->allow_md5 = allow_md5 != 0;
     memcpy(a->prefix, CHALLENGE, CHALLENGE_LEN);
     if (legacy) {
         memcpy(a->challenge, nonce, MPCI_LEGACY_NONCE_LEN);

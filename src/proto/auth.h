@@ -49,14 +49,14 @@ typedef int (*mpci_mac_fn)(void *ctx, const char *digest, const uint8_t *key, si
  * room of the answer and the expected MAC, which a failed machine no longer
  * needs (an answer not yet taken is dropped when the machine fails). */
 typedef struct mpci_auth {
-    int role, state, step;
+    uint8_t role, state, step;
+    uint8_t allow_md5;
     int code;           /* failure code once FAILED */
     const uint8_t *key; /* borrowed for the machine's life */
     size_t keylen;
     mpci_mac_fn mac; /* lent by the caller after init; NULL: mpci_hmac */
     void *mac_ctx;
     const char *own_digest; /* the digest our challenge asks for */
-    int allow_md5;
     uint8_t challenge_len, answer_len;
     uint8_t expect_len; /* 0: not made */
     uint8_t nout, outhead;

@@ -148,7 +148,7 @@ void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n)
             }
             if (n)
                 memcpy(h->left, p, n);
-            h->nleft = n;
+            h->nleft = (uint16_t)n;
             return;
         }
     }

@@ -22,18 +22,18 @@
  * into it. */
 typedef struct mpci_hs {
     mpci_auth auth;
-    mpci_msgdec *dec; /* a message split across reads; NULL otherwise */
-    uint8_t *left;    /* bytes that followed the last handshake message (heap) */
-    uint8_t *out;     /* framed output, MPCI_HS_OUT_MAX bytes (heap); NULL once all is sent */
-    size_t nleft;
-    uint16_t outlen, outpos; /* out[outpos..outlen) not yet sent */
-    /* Filled by the I/O side (conn/handshake_io.c), which reads them: */
-    int has_left_fd;    /* left ends with a count byte and left_fd came with it */
-    int left_fd;        /* owned until the connection takes it */
-    size_t dropped_fds; /* descriptors the peer passed during the handshake, closed */
-    int state;          /* MPCI_AUTH_NEED_INPUT, _DONE, _FAILED */
-    int code;
+    mpci_msgdec *dec;   /* a message split across reads; NULL otherwise */
+    uint8_t *left;      /* bytes that followed the last handshake message (heap) */
+    uint8_t *out;       /* framed output, MPCI_HS_OUT_MAX bytes (heap); NULL once all is sent */
     const char *errmsg; /* the reason once FAILED (in auth's buffer), else "" */
+    size_t dropped_fds; /* descriptors the peer passed during the handshake, closed (I/O side) */
+    uint16_t nleft;     /* at most MPCI_HS_LEFT_MAX */
+    uint16_t outlen, outpos; /* out[outpos..outlen) not yet sent */
+    uint8_t state;           /* MPCI_AUTH_NEED_INPUT, _DONE, _FAILED */
+    /* Filled by the I/O side (conn/handshake_io.c), which reads them: */
+    uint8_t has_left_fd; /* left ends with a count byte and left_fd came with it */
+    int left_fd;         /* owned until the connection takes it */
+    int code;
 } mpci_hs;
 
 /* Starts the machine (see mpci_auth_init); a server's challenge is framed
