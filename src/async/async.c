@@ -70,6 +70,12 @@ typedef struct setup {
     int tls_phase;     /* the TLS handshake comes first (then hs, if any) */
 } setup;
 
+/* A setup with a handshake has it in the same block, right behind. */
+typedef struct setup_hs {
+    setup su;
+    mpci_hs hs;
+} setup_hs;
+
 /* What few connections use, made at its first use: timeouts, watermarks
  * and decoding limits other than the defaults, passed descriptors, the
  * peer's name, an error message. An idle connection of the defaults has
@@ -130,10 +136,8 @@ static void su_release(mpconn_async *a)
     setup *su = a->su;
     if (!su)
         return;
-    if (su->hs) {
-        mpci_hs_clear(su->hs);
-        free(su->hs);
-    }
+    if (su->hs)
+        mpci_hs_clear(su->hs); /* in su's block */
     if (su->own_opts) {
         mpci_opts_clear(su->own_opts);
         free(su->own_opts);
@@ -1279,12 +1283,13 @@ static int start_hs(mpconn_async *a, int role, const struct mpconn_opts *o, int 
         }
         o = su->own_opts;
     }
-    su->hs = malloc(sizeof *su->hs);
-    if (!su->hs)
+    setup_hs *grown = realloc(su, sizeof *grown);
+    if (!grown)
         return -ENOMEM;
+    a->su = su = &grown->su;
+    su->hs = &grown->hs;
     int r = mpci_hs_init(su->hs, role, o);
     if (r < 0) {
-        free(su->hs);
         su->hs = NULL;
         return r;
     }
