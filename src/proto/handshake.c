@@ -34,6 +34,8 @@ static void take_output(mpci_hs *h)
                 return;
             }
             h->outpos = h->outlen = 0;
+        } else if (h->outpos == h->outlen) {
+            h->outpos = h->outlen = 0;
         }
         if (h->outlen + MPCI_HDR_MAX + n > MPCI_HS_OUT_MAX) {
             mpci_hs_fail(h, -ENOBUFS, "handshake output overflow");
