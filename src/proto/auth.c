@@ -97,12 +97,13 @@ int mpci_auth_is_challenge(const uint8_t *msg, size_t len)
     return len >= CHALLENGE_LEN && memcmp(msg, CHALLENGE, CHALLENGE_LEN) == 0;
 }
 
-static void drop_answer(mpci_auth *a);
+static void drop_untaken(mpci_auth *a);
 
 static int fail(mpci_auth *a, int code, const char *fmt, ...)
 {
-    /* The reason takes the answer's room: an answer still queued goes. */
-    drop_answer(a);
+    /* The reason takes the room of the challenge and the answer: those
+     * still queued go. */
+    drop_untaken(a);
     va_list ap;
     va_start(ap, fmt);
     mpci_verr(a->errmsg, sizeof a->errmsg, code, fmt, ap);
@@ -130,11 +131,11 @@ static void compact(mpci_auth *a)
     a->outhead = 0;
 }
 
-static void drop_answer(mpci_auth *a)
+static void drop_untaken(mpci_auth *a)
 {
     int k = a->outhead;
     for (int i = a->outhead; i < a->nout; i++)
-        if (a->queue[i] != OUT_ANSWER)
+        if (a->queue[i] == OUT_WELCOME || a->queue[i] == OUT_FAILURE)
             a->queue[k++] = a->queue[i];
     a->nout = (uint8_t)k;
 }

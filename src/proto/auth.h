@@ -46,8 +46,9 @@ typedef int (*mpci_mac_fn)(void *ctx, const char *digest, const uint8_t *key, si
  * A listener keeps one per peer in its handshake, so it is laid out small:
  * the queue names its messages (the challenge and the answer are kept once,
  * WELCOME and FAILURE are constants), and the failure's reason takes the
- * room of the answer and the expected MAC, which a failed machine no longer
- * needs (an answer not yet taken is dropped when the machine fails). */
+ * room of the challenge, the answer and the expected MAC, which a failed
+ * machine no longer needs (a challenge or an answer not yet taken is
+ * dropped when the machine fails: only WELCOME and FAILURE are left). */
 typedef struct mpci_auth {
     uint8_t role, state, step;
     uint8_t allow_md5;
@@ -61,14 +62,14 @@ typedef struct mpci_auth {
     uint8_t expect_len; /* 0: not made */
     uint8_t nout, outhead;
     uint8_t queue[MPCI_AUTH_QUEUE]; /* what each queued message is */
-    /* "#CHALLENGE#" right before the MESSAGE we delivered: the challenge
-     * goes out from here. */
-    uint8_t prefix[MPCI_AUTH_CHALLENGE_LEN];
-    uint8_t challenge[MPCI_AUTH_CHALLENGE_MAX]; /* the MESSAGE we delivered (sans #CHALLENGE#) */
     union {
         struct {
-            uint8_t expect[MPCI_AUTH_MAC_MAX]; /* client: the MAC it wants back */
-            uint8_t answer[MPCI_AUTH_OUT_MAX]; /* our answer to the peer's challenge */
+            /* "#CHALLENGE#" right before the MESSAGE we delivered: the
+             * challenge goes out from here. */
+            uint8_t prefix[MPCI_AUTH_CHALLENGE_LEN];
+            uint8_t challenge[MPCI_AUTH_CHALLENGE_MAX]; /* the MESSAGE (sans #CHALLENGE#) */
+            uint8_t expect[MPCI_AUTH_MAC_MAX];          /* client: the MAC it wants back */
+            uint8_t answer[MPCI_AUTH_OUT_MAX];          /* our answer to the peer's challenge */
         };
         char errmsg[MPCI_AUTH_ERRMSG_MAX]; /* failure reason once FAILED */
     };

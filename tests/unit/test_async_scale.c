@@ -2126,11 +2126,11 @@ TEST(async_unix_connect_waits_for_room_in_the_backlog)
 /* What the async listener's heap grows by per silent peer whose handshake
  * waits for the answer to its challenge, in malloc's chunks: the
  * connection (320 bytes), the loop's watcher of its descriptor (48 + 112),
- * the setup with the handshake in the same block (416: the machine, its
+ * the setup with the handshake in the same block (368: the machine, its
  * challenge, the room of its answer or failure's reason), the listener's
  * node with the peer's name (64), and a share of the loop's descriptor
- * table. It was 1578 bytes; 1003 when this bound was set. */
-#define HS_HEAP_MAX 1024
+ * table. It was 1578 bytes; 955 when this bound was set. */
+#define HS_HEAP_MAX 976
 
 #ifndef UNDER_ASAN
 static size_t heap_used(void)
