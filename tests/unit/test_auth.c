@@ -514,6 +514,20 @@ TEST(output_queue_order_without_draining)
     expect_no_out(&s);
 }
 
+/* The failure's reason takes the room of the challenge and the answer: a
+ * machine that fails with them still queued sends #FAILURE# alone, and its
+ * reason is whole. */
+TEST(failure_with_untaken_output_sends_failure_alone)
+{
+    mpci_auth s;
+    init_ok(&s, MPCI_AUTH_SERVER, (const uint8_t *)"k", 1, "sha256", 1, nonce_a);
+    CHECK_INT(feed_str(&s, "{sha256}0123456789abcdef0123456789abcdef"), MPCI_AUTH_FAILED);
+    CHECK_INT(s.code, MPCONN_ERR_AUTH);
+    CHECK(strcmp(s.errmsg, "digest received was wrong") == 0);
+    expect_out_str(&s, "#FAILURE#");
+    expect_no_out(&s);
+}
+
 /* ------------------------------------------------------ CPython transcripts */
 
 /* The k-th "payload_hex" of a transcript line, and who sent it. */
