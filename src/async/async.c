@@ -47,8 +47,17 @@ typedef struct held {
     uint8_t data[];
 } held;
 
+/* A Unix connect refused for a full backlog (EAGAIN), tried again on the
+ * timer, as a blocking connect waits for room. */
+typedef struct retry {
+    socklen_t len;
+    double at, wait;
+    struct sockaddr_storage sa;
+} retry;
+
 /* What only connecting and the handshake need: made with the connection,
- * freed when it opens, so an open one carries none of it. */
+ * freed when it opens, so an open one carries none of it. Every accepted
+ * peer in its handshake has one, so what few need is apart (retry). */
 typedef struct setup {
     mpci_hs *hs;
     struct mpconn_opts *own_opts; /* a client's copy for its handshake */
@@ -56,15 +65,16 @@ typedef struct setup {
     double started;
     mpci_async_hs_done hs_done; /* set while an accepting listener waits */
     void *owner;
-    int tls_phase;     /* the TLS handshake comes first (then hs, if any) */
     double hs_timeout; /* the handshake's, counted from the end of the connect */
-    /* A Unix connect refused for a full backlog (EAGAIN), tried again on
-     * the timer, as a blocking connect waits for room. */
-    int retrying;
-    socklen_t retry_len;
-    double retry_at, retry_wait;
-    struct sockaddr_storage retry_sa;
+    retry *retry;      /* NULL unless a connect waits for room */
+    int tls_phase;     /* the TLS handshake comes first (then hs, if any) */
 } setup;
+
+/* A setup with a handshake has it in the same block, right behind. */
+typedef struct setup_hs {
+    setup su;
+    mpci_hs hs;
+} setup_hs;
 
 /* What few connections use, made at its first use: timeouts, watermarks
  * and decoding limits other than the defaults, passed descriptors, the
@@ -126,14 +136,13 @@ static void su_release(mpconn_async *a)
     setup *su = a->su;
     if (!su)
         return;
-    if (su->hs) {
-        mpci_hs_clear(su->hs);
-        free(su->hs);
-    }
+    if (su->hs)
+        mpci_hs_clear(su->hs); /* in su's block */
     if (su->own_opts) {
         mpci_opts_clear(su->own_opts);
         free(su->own_opts);
     }
+    free(su->retry);
     free(su);
     a->su = NULL;
 }
@@ -344,8 +353,8 @@ static double next_deadline(const mpconn_async *a)
     const setup *su = a->su;
     if (su && su->deadline > 0)
         d = su->deadline;
-    if (su && su->retrying && (d == 0 || su->retry_at < d))
-        d = su->retry_at;
+    if (su && su->retry && (d == 0 || su->retry->at < d))
+        d = su->retry->at;
     const extra *x = a->x;
     if (a->state >= ST_OPEN && x) {
         if (x->idle_to >= 0 && (d == 0 || x->last_io + x->idle_to < d))
@@ -386,7 +395,7 @@ static void on_timeout(mpconn_ev *ev)
                    a->state == ST_CONNECTING ? "connect timed out" : "handshake timed out");
         return;
     }
-    if (a->state == ST_CONNECTING && su && su->retrying && t >= su->retry_at) {
+    if (a->state == ST_CONNECTING && su && su->retry && t >= su->retry->at) {
         retry_connect(a);
         return;
     }
@@ -867,7 +876,7 @@ static void want_io(mpconn_async *a)
         return;
     }
     if (a->state == ST_CONNECTING) {
-        ev = a->su->retrying ? 0 : MPCONN_WRITABLE; /* the timer tries again */
+        ev = a->su->retry ? 0 : MPCONN_WRITABLE; /* the timer tries again */
     } else if (a->state == ST_HANDSHAKE) {
         short w = a->su->tls_phase ? POLLIN : mpci_hs_events(a->su->hs);
         ev = interest(a, w);
@@ -1181,12 +1190,14 @@ static void connected(mpconn_async *a)
 static void retry_connect(mpconn_async *a)
 {
     setup *su = a->su;
+    retry *rt = su->retry;
     int r;
     do
-        r = connect(a->ev.fd, (struct sockaddr *)&su->retry_sa, su->retry_len);
+        r = connect(a->ev.fd, (struct sockaddr *)&rt->sa, rt->len);
     while (r < 0 && errno == EINTR);
     if (r == 0 || errno == EISCONN) {
-        su->retrying = 0;
+        free(rt);
+        su->retry = NULL;
         connected(a);
         return;
     }
@@ -1195,8 +1206,8 @@ static void retry_connect(mpconn_async *a)
         close_with(a, -e, strerror(e));
         return;
     }
-    su->retry_wait = su->retry_wait * 2 < 0.1 ? su->retry_wait * 2 : 0.1;
-    su->retry_at = now() + su->retry_wait;
+    rt->wait = rt->wait * 2 < 0.1 ? rt->wait * 2 : 0.1;
+    rt->at = now() + rt->wait;
     arm(a);
 }
 
@@ -1314,12 +1325,13 @@ static int start_hs(mpconn_async *a, int role, const struct mpconn_opts *o, int 
         }
         o = su->own_opts;
     }
-    su->hs = malloc(sizeof *su->hs);
-    if (!su->hs)
+    setup_hs *grown = realloc(su, sizeof *grown);
+    if (!grown)
         return -ENOMEM;
+    a->su = su = &grown->su;
+    su->hs = &grown->hs;
     int r = mpci_hs_init(su->hs, role, o);
     if (r < 0) {
-        free(su->hs);
         su->hs = NULL;
         return r;
     }
@@ -1456,6 +1468,8 @@ int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *
     int r = su_of(a) ? 0 : -ENOMEM;
     if (r == 0 && opts->authkey)
         r = start_hs(a, MPCI_AUTH_CLIENT, opts, 1); /* its clock starts when the connect is done */
+    if (r == 0 && retry_sa && !(a->su->retry = malloc(sizeof *a->su->retry)))
+        r = -ENOMEM;
     if (r < 0) {
         destroy(&a->ev);
         return r;
@@ -1463,11 +1477,11 @@ int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *
     setup *su = a->su;
     su->hs_timeout = opts->handshake_timeout;
     if (retry_sa) {
-        memcpy(&su->retry_sa, retry_sa, retry_len);
-        su->retry_len = retry_len;
-        su->retrying = 1;
-        su->retry_wait = 0.001;
-        su->retry_at = now() + su->retry_wait;
+        retry *rt = su->retry;
+        memcpy(&rt->sa, retry_sa, retry_len);
+        rt->len = retry_len;
+        rt->wait = 0.001;
+        rt->at = now() + rt->wait;
     }
     a->state = ST_CONNECTING;
     su->deadline = connect_deadline > 0 ? connect_deadline : 0;

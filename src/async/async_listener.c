@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +22,19 @@
 #define PROBE_EVERY_MAX 64 /* wake-ups between asking whether a second peer waits */
 #define EMFILE_PAUSE 0.1   /* seconds without accepting when no spare fd is left */
 
+/* One per peer in its handshake: the peer's name is kept at its length,
+ * without the listener's address that ends it on a Unix socket (the same
+ * for every peer, put back when the name is reported). */
 typedef struct hs_node {
     mpconn_async *a;
     mpconn_async_listener *l;
     struct hs_node *prev, *next;
     double deadline; /* of the handshake; 0: none */
-    char peer[96];
+    uint8_t on_us;   /* the name ended with " on " and the listener's address */
+    char peer[];
 } hs_node;
+
+#define PEER_MAX 96 /* a peer's name as the listener writes it, at most */
 
 struct mpconn_async_listener {
     mpconn_ev ev;
@@ -65,6 +72,14 @@ static void reject(mpconn_async_listener *l, int code, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     l->on_reject(l->reject_data, code, msg);
+}
+
+/* The peer's name as the listener wrote it. */
+static const char *peer_of(const hs_node *n, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s%s%s", n->peer, n->on_us ? " on " : "",
+             n->on_us ? mpconn_listener_address(n->l->base) : "");
+    return buf;
 }
 
 static void unlink_node(mpconn_async_listener *l, hs_node *n)
@@ -120,7 +135,9 @@ static void done_cb(mpconn_async *a, int code, const char *errmsg, void *owner)
         else
             mpconn_async_close(a);
     } else {
-        reject(l, code, "authentication of %s failed: %s", n->peer, errmsg ? errmsg : "");
+        char peer[PEER_MAX];
+        reject(l, code, "authentication of %s failed: %s", peer_of(n, peer, sizeof peer),
+               errmsg ? errmsg : "");
     }
     free(n);
     l->ev.pins--;
@@ -153,8 +170,9 @@ static void shed(mpconn_async_listener *l, int err)
         hs_node *old = l->oldest;
         unlink_node(l, old);
         mpci_async_drop(old->a, -ETIMEDOUT, "dropped for a newer peer: out of descriptors");
+        char peer[PEER_MAX];
         reject(l, -err, "out of file descriptors (%s): dropped the handshake of %s to make room",
-               strerror(err), old->peer);
+               strerror(err), peer_of(old, peer, sizeof peer));
         free(old);
         return;
     }
@@ -178,7 +196,7 @@ static void shed(mpconn_async_listener *l, int err)
 
 static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage *ss, socklen_t sl)
 {
-    char peer[96];
+    char peer[PEER_MAX];
     int r = mpci_listener_admit(l->base, fd, ss, sl, peer, sizeof peer);
     if (r < 0) {
         close(fd);
@@ -191,18 +209,27 @@ static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage
         hs_node *old = l->oldest;
         mpci_async_drop(old->a, -ETIMEDOUT, "dropped for a newer peer");
         unlink_node(l, old);
-        reject(l, -ETIMEDOUT, "handshake of %s dropped: %zu handshakes under way", old->peer,
-               l->max_hs);
+        char name[PEER_MAX];
+        reject(l, -ETIMEDOUT, "handshake of %s dropped: %zu handshakes under way",
+               peer_of(old, name, sizeof name), l->max_hs);
         free(old);
     }
-    hs_node *n = calloc(1, sizeof *n);
+    size_t plen = strlen(peer), alen = strlen(mpconn_listener_address(l->base));
+    int on_us = plen > alen + 4 && memcmp(peer + plen - alen - 4, " on ", 4) == 0 &&
+                strcmp(peer + plen - alen, mpconn_listener_address(l->base)) == 0;
+    if (on_us)
+        plen -= alen + 4;
+    hs_node *n = malloc(offsetof(hs_node, peer) + plen + 1);
     if (!n) {
         close(fd);
         reject(l, -ENOMEM, "out of memory accepting %s", peer);
         return;
     }
+    memset(n, 0, offsetof(hs_node, peer));
     n->l = l;
-    snprintf(n->peer, sizeof n->peer, "%s", peer);
+    n->on_us = (uint8_t)on_us;
+    memcpy(n->peer, peer, plen);
+    n->peer[plen] = 0;
     const struct mpconn_opts *o = mpci_listener_opts(l->base);
     /* The base listener's address names TLS as a client must give it. */
     int flags = strncmp(mpconn_listener_address(l->base), "tls:", 4) == 0 ? MPCI_ASYNC_TLS : 0;
@@ -301,7 +328,9 @@ static void on_timeout(mpconn_ev *ev)
         hs_node *n = l->oldest;
         unlink_node(l, n);
         mpci_async_drop(n->a, -ETIMEDOUT, "handshake timed out");
-        reject(l, -ETIMEDOUT, "authentication of %s failed: handshake timed out", n->peer);
+        char peer[PEER_MAX];
+        reject(l, -ETIMEDOUT, "authentication of %s failed: handshake timed out",
+               peer_of(n, peer, sizeof peer));
         free(n);
     }
     arm(l);

@@ -46,8 +46,8 @@ short mpci_hs_wants(const mpci_hs *h, const mpci_transport *t)
 /* 1 when all output is written, 0 when t takes no more now, or -errno. */
 static int flush(mpci_hs *h, mpci_transport *t)
 {
-    while (h->outpos < h->outlen) {
-        struct iovec iov = {h->out + h->outpos, h->outlen - h->outpos};
+    while (mpci_hs_has_output(h)) {
+        struct iovec iov = {h->out + h->outpos, (size_t)(h->outlen - h->outpos)};
         ssize_t w = t->ops->writev(t, &iov, 1);
         if (w == -EINTR)
             continue;
@@ -55,7 +55,7 @@ static int flush(mpci_hs *h, mpci_transport *t)
             return 0;
         if (w < 0)
             return (int)w;
-        h->outpos += (size_t)w;
+        mpci_hs_sent(h, (size_t)w);
     }
     return 1;
 }

@@ -4,23 +4,31 @@
 #include "proto/auth.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #define CHALLENGE "#CHALLENGE#"
 #define WELCOME "#WELCOME#"
 #define FAILURE "#FAILURE#"
 #define CHALLENGE_LEN (sizeof CHALLENGE - 1)
-_Static_assert(CHALLENGE_LEN == MPCI_AUTH_CHALLENGE_LEN, "the prefix a keyless side looks for");
-_Static_assert(CHALLENGE_LEN + MPCI_AUTH_CHALLENGE_MAX <= MPCI_AUTH_OUT_MAX,
-               "a queued message holds our challenge");
-_Static_assert(CHALLENGE_LEN + MPCI_AUTH_CHALLENGE_MAX + 9 + 10 + 48 <= MPCI_AUTH_QUEUE_BYTES,
-               "the queue holds challenge, verdict and answer at once");
-#define WELCOME_LEN (sizeof WELCOME - 1)
-#define FAILURE_LEN (sizeof FAILURE - 1)
 #define MD5_LEN 16
 #define NAME_MAX_LEN 8 /* "sha3_384" */
+_Static_assert(CHALLENGE_LEN == MPCI_AUTH_CHALLENGE_LEN, "the prefix a keyless side looks for");
+_Static_assert(CHALLENGE_LEN + MPCI_AUTH_CHALLENGE_MAX <= MPCI_AUTH_OUT_MAX,
+               "our challenge is a message the machine may send");
+_Static_assert(2 + NAME_MAX_LEN + MPCI_AUTH_MAC_MAX <= MPCI_AUTH_OUT_MAX,
+               "the answer's room holds \"{sha3_384}\" and its MAC");
+_Static_assert(offsetof(mpci_auth, challenge) == offsetof(mpci_auth, prefix) + CHALLENGE_LEN,
+               "the challenge goes out as one message from its prefix");
+#define WELCOME_LEN (sizeof WELCOME - 1)
+#define FAILURE_LEN (sizeof FAILURE - 1)
+
+/* What a queued message is: its bytes are the machine's (the challenge,
+ * the answer) or constants. */
+enum { OUT_CHALLENGE, OUT_ANSWER, OUT_WELCOME, OUT_FAILURE };
 
 /* Where each role is in its sequence. The server delivers first, then
  * answers; the client answers first, then delivers. */
@@ -89,8 +97,13 @@ int mpci_auth_is_challenge(const uint8_t *msg, size_t len)
     return len >= CHALLENGE_LEN && memcmp(msg, CHALLENGE, CHALLENGE_LEN) == 0;
 }
 
+static void drop_untaken(mpci_auth *a);
+
 static int fail(mpci_auth *a, int code, const char *fmt, ...)
 {
+    /* The reason takes the room of the challenge and the answer: those
+     * still queued go. */
+    drop_untaken(a);
     va_list ap;
     va_start(ap, fmt);
     mpci_verr(a->errmsg, sizeof a->errmsg, code, fmt, ap);
@@ -100,26 +113,11 @@ static int fail(mpci_auth *a, int code, const char *fmt, ...)
     return a->state;
 }
 
-/* Where queued message i starts in the flat queue. */
-static size_t out_at(const mpci_auth *a, int i)
+static int queue(mpci_auth *a, int what)
 {
-    size_t at = 0;
-    for (int k = 0; k < i; k++)
-        at += a->outlen[k];
-    return at;
-}
-
-static int queue(mpci_auth *a, const void *head, size_t headlen, const void *body, size_t bodylen)
-{
-    size_t at = out_at(a, a->nout);
-    if (a->nout == MPCI_AUTH_QUEUE || headlen + bodylen > MPCI_AUTH_OUT_MAX ||
-        at + headlen + bodylen > sizeof a->out)
+    if (a->nout == MPCI_AUTH_QUEUE)
         return -1;
-    memcpy(a->out + at, head, headlen);
-    if (bodylen)
-        memcpy(a->out + at + headlen, body, bodylen);
-    a->outlen[a->nout] = (uint8_t)(headlen + bodylen);
-    a->nout++;
+    a->queue[a->nout++] = (uint8_t)what;
     return 0;
 }
 
@@ -128,19 +126,25 @@ static int queue(mpci_auth *a, const void *head, size_t headlen, const void *bod
 static void compact(mpci_auth *a)
 {
     int keep = a->nout - a->outhead;
-    size_t from = out_at(a, a->outhead), n = out_at(a, a->nout) - from;
-    memmove(a->out, a->out + from, n);
-    for (int i = 0; i < keep; i++)
-        a->outlen[i] = a->outlen[a->outhead + i];
-    a->nout = keep;
+    memmove(a->queue, a->queue + a->outhead, (size_t)keep);
+    a->nout = (uint8_t)keep;
     a->outhead = 0;
+}
+
+static void drop_untaken(mpci_auth *a)
+{
+    int k = a->outhead;
+    for (int i = a->outhead; i < a->nout; i++)
+        if (a->queue[i] == OUT_WELCOME || a->queue[i] == OUT_FAILURE)
+            a->queue[k++] = a->queue[i];
+    a->nout = (uint8_t)k;
 }
 
 static int queue_failure(mpci_auth *a)
 {
     /* Told to the peer before failing, as CPython does; the I/O layer
      * flushes it before closing. */
-    return queue(a, FAILURE, FAILURE_LEN, NULL, 0);
+    return queue(a, OUT_FAILURE);
 }
 
 /* Checks the peer's answer to the challenge we delivered and queues WELCOME
@@ -183,7 +187,7 @@ static int verify_answer(mpci_auth *a, const uint8_t *msg, size_t len)
         maclen -= plen;
     }
 
-    uint8_t made[64];
+    uint8_t made[EVP_MAX_MD_SIZE];
     const uint8_t *expect = made;
     int n;
     if (a->expect_len > 0 && strcmp(name, a->own_digest) == 0) {
@@ -200,7 +204,7 @@ static int verify_answer(mpci_auth *a, const uint8_t *msg, size_t len)
         queue_failure(a);
         return fail(a, MPCONN_ERR_AUTH, "digest received was wrong");
     }
-    if (queue(a, WELCOME, WELCOME_LEN, NULL, 0) < 0)
+    if (queue(a, OUT_WELCOME) < 0)
         return fail(a, -ENOBUFS, "authentication output queue full");
     return 0;
 }
@@ -242,12 +246,15 @@ static int answer_challenge(mpci_auth *a, const uint8_t *msg, size_t len)
                     "(allow_md5 is off)");
     }
 
-    uint8_t mac[64];
+    uint8_t mac[EVP_MAX_MD_SIZE];
     int n = mac_of(a, name, m, mlen, mac);
     if (n < 0)
         return fail(a, n, "cannot compute HMAC-%s: %s", name, mpconn_strerror(n));
-    if (queue(a, m, plen, mac, (size_t)n) < 0)
+    if (plen + (size_t)n > sizeof a->answer || queue(a, OUT_ANSWER) < 0)
         return fail(a, -ENOBUFS, "authentication output queue full");
+    memcpy(a->answer, m, plen);
+    memcpy(a->answer + plen, mac, (size_t)n);
+    a->answer_len = (uint8_t)(plen + (size_t)n);
     return 0;
 }
 
@@ -263,7 +270,7 @@ static int is_exactly(const uint8_t *msg, size_t len, const char *word, size_t w
 
 static int queue_own_challenge(mpci_auth *a)
 {
-    if (queue(a, CHALLENGE, CHALLENGE_LEN, a->challenge, a->challenge_len) < 0)
+    if (queue(a, OUT_CHALLENGE) < 0)
         return fail(a, -ENOBUFS, "authentication output queue full");
     /* The client makes the answer it expects now, right behind the MAC of
      * its own answer: a MAC costs a few times more as the first thing after
@@ -271,8 +278,11 @@ static int queue_own_challenge(mpci_auth *a)
      * caches, than as the second in a row. On failure verify_answer
      * computes again and reports. */
     if (a->role == MPCI_AUTH_CLIENT) {
-        int n = mac_of(a, a->own_digest, a->challenge, a->challenge_len, a->expect);
-        a->expect_len = n > 0 ? n : 0;
+        uint8_t mac[EVP_MAX_MD_SIZE];
+        int n = mac_of(a, a->own_digest, a->challenge, a->challenge_len, mac);
+        a->expect_len = n > 0 && (size_t)n <= sizeof a->expect ? (uint8_t)n : 0;
+        if (a->expect_len)
+            memcpy(a->expect, mac, a->expect_len);
     }
     return 0;
 }
@@ -301,7 +311,8 @@ int mpci_auth_init(mpci_auth *a, int role, const uint8_t *key, size_t keylen, co
     a->own_digest = name;
     a->key = key;
     a->keylen = keylen;
-    a->allow_md5 = allow_md5;
+    a->allow_md5 = allow_md5 != 0;
+    memcpy(a->prefix, CHALLENGE, CHALLENGE_LEN);
     if (legacy) {
         memcpy(a->challenge, nonce, MPCI_LEGACY_NONCE_LEN);
         a->challenge_len = (uint8_t)MPCI_LEGACY_NONCE_LEN;
@@ -400,8 +411,23 @@ int mpci_auth_next_out(mpci_auth *a, const uint8_t **msg, size_t *len)
 {
     if (a->outhead >= a->nout)
         return 0;
-    *msg = a->out + out_at(a, a->outhead);
-    *len = a->outlen[a->outhead];
-    a->outhead++;
+    switch (a->queue[a->outhead++]) {
+    case OUT_CHALLENGE:
+        *msg = a->prefix; /* the challenge follows it */
+        *len = CHALLENGE_LEN + a->challenge_len;
+        break;
+    case OUT_ANSWER:
+        *msg = a->answer;
+        *len = a->answer_len;
+        break;
+    case OUT_WELCOME:
+        *msg = (const uint8_t *)WELCOME;
+        *len = WELCOME_LEN;
+        break;
+    default:
+        *msg = (const uint8_t *)FAILURE;
+        *len = FAILURE_LEN;
+        break;
+    }
     return 1;
 }

@@ -12,6 +12,7 @@
 #define MPCI_AUTH_MSG_MAX 256 /* the cap CPython puts on handshake messages */
 #define MPCI_NONCE_LEN 40
 #define MPCI_LEGACY_NONCE_LEN 20
+#define MPCI_AUTH_CHALLENGE_LEN 11 /* "#CHALLENGE#" */
 
 /* MPCI_AUTH_CLIENT_SERIAL is a client in CPython's order: its challenge
  * goes out only after #WELCOME#, a round trip later than MPCI_AUTH_CLIENT
@@ -26,7 +27,7 @@ enum { MPCI_AUTH_NEED_INPUT, MPCI_AUTH_DONE, MPCI_AUTH_FAILED };
  * WELCOME and answer, or a client's answer, challenge and verdict. */
 #define MPCI_AUTH_CHALLENGE_MAX (2 + 8 + MPCI_NONCE_LEN)
 #define MPCI_AUTH_OUT_MAX 64
-#define MPCI_AUTH_QUEUE_BYTES 128
+#define MPCI_AUTH_MAC_MAX 48 /* the longest MAC of the digests allowed (sha384, sha3_384) */
 /* The room for a failure's reason: the longest the machine and the
  * handshake write is about 120 characters. */
 #define MPCI_AUTH_ERRMSG_MAX 160
@@ -41,24 +42,37 @@ typedef int (*mpci_mac_fn)(void *ctx, const char *digest, const uint8_t *key, si
  * produces whole messages (at most MPCI_AUTH_QUEUE queued at a time: the
  * client sends its own challenge right behind its answer, saving a round
  * trip; a server fed without draining holds challenge, WELCOME and answer).
- * Randomness comes in through the nonce so the machine is deterministic. */
+ * Randomness comes in through the nonce so the machine is deterministic.
+ * A listener keeps one per peer in its handshake, so it is laid out small:
+ * the queue names its messages (the challenge and the answer are kept once,
+ * WELCOME and FAILURE are constants), and the failure's reason takes the
+ * room of the challenge, the answer and the expected MAC, which a failed
+ * machine no longer needs (a challenge or an answer not yet taken is
+ * dropped when the machine fails: only WELCOME and FAILURE are left). */
 typedef struct mpci_auth {
-    int role, state, step;
-    int code;                          /* failure code once FAILED */
-    char errmsg[MPCI_AUTH_ERRMSG_MAX]; /* failure reason once FAILED */
-    const uint8_t *key;                /* borrowed for the machine's life */
+    uint8_t role, state, step;
+    uint8_t allow_md5;
+    int code;           /* failure code once FAILED */
+    const uint8_t *key; /* borrowed for the machine's life */
     size_t keylen;
     mpci_mac_fn mac; /* lent by the caller after init; NULL: mpci_hmac */
     void *mac_ctx;
-    int allow_md5;
-    uint8_t challenge[MPCI_AUTH_CHALLENGE_MAX]; /* the MESSAGE we delivered (sans #CHALLENGE#) */
-    uint8_t challenge_len;
+    const char *own_digest; /* the digest our challenge asks for */
+    uint8_t challenge_len, answer_len;
+    uint8_t expect_len; /* 0: not made */
     uint8_t nout, outhead;
-    uint8_t outlen[MPCI_AUTH_QUEUE];
-    int expect_len;                     /* 0: not made */
-    const char *own_digest;             /* the digest our challenge asks for */
-    uint8_t expect[64];                 /* client: the answer it wants, made with its challenge */
-    uint8_t out[MPCI_AUTH_QUEUE_BYTES]; /* the queued messages back to back */
+    uint8_t queue[MPCI_AUTH_QUEUE]; /* what each queued message is */
+    union {
+        struct {
+            /* "#CHALLENGE#" right before the MESSAGE we delivered: the
+             * challenge goes out from here. */
+            uint8_t prefix[MPCI_AUTH_CHALLENGE_LEN];
+            uint8_t challenge[MPCI_AUTH_CHALLENGE_MAX]; /* the MESSAGE (sans #CHALLENGE#) */
+            uint8_t expect[MPCI_AUTH_MAC_MAX];          /* client: the MAC it wants back */
+            uint8_t answer[MPCI_AUTH_OUT_MAX];          /* our answer to the peer's challenge */
+        };
+        char errmsg[MPCI_AUTH_ERRMSG_MAX]; /* failure reason once FAILED */
+    };
 } mpci_auth;
 
 /* digest: "sha256", "md5", "sha384", "sha3_256", "sha3_384" or "legacy".
@@ -75,7 +89,6 @@ int mpci_auth_next_out(mpci_auth *a, const uint8_t **msg, size_t *len);
 /* Whether a message is a server's challenge: what a side without an
  * authkey looks for in its first message, which starts with these
  * MPCI_AUTH_CHALLENGE_LEN bytes ("#CHALLENGE#"). */
-#define MPCI_AUTH_CHALLENGE_LEN 11
 int mpci_auth_is_challenge(const uint8_t *msg, size_t len);
 
 /* The digests a MAC can be made with (CPython's names). */

@@ -21,21 +21,39 @@ void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...)
     h->state = MPCI_AUTH_FAILED;
 }
 
-/* Moves the machine's queued messages, framed, to the output buffer. */
+/* Moves the machine's queued messages, framed, to the output buffer,
+ * which exists only while it holds bytes to send. */
 static void take_output(mpci_hs *h)
 {
     const uint8_t *m;
     size_t n;
     while (mpci_auth_next_out(&h->auth, &m, &n)) {
-        if (h->outpos == h->outlen)
+        if (!h->out) {
+            if (!(h->out = malloc(MPCI_HS_OUT_MAX))) {
+                mpci_hs_fail(h, -ENOMEM, "out of memory during the handshake");
+                return;
+            }
             h->outpos = h->outlen = 0;
-        if (h->outlen + MPCI_HDR_MAX + n > sizeof h->out) {
+        } else if (h->outpos == h->outlen) {
+            h->outpos = h->outlen = 0;
+        }
+        if (h->outlen + MPCI_HDR_MAX + n > MPCI_HS_OUT_MAX) {
             mpci_hs_fail(h, -ENOBUFS, "handshake output overflow");
             return;
         }
-        h->outlen += mpci_frame_header(h->out + h->outlen, n);
+        h->outlen = (uint16_t)(h->outlen + mpci_frame_header(h->out + h->outlen, n));
         memcpy(h->out + h->outlen, m, n);
-        h->outlen += n;
+        h->outlen = (uint16_t)(h->outlen + n);
+    }
+}
+
+void mpci_hs_sent(mpci_hs *h, size_t n)
+{
+    h->outpos = (uint16_t)(h->outpos + n);
+    if (h->outpos >= h->outlen) {
+        free(h->out);
+        h->out = NULL;
+        h->outpos = h->outlen = 0;
     }
 }
 
@@ -132,7 +150,7 @@ void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n)
             }
             if (n)
                 memcpy(h->left, p, n);
-            h->nleft = n;
+            h->nleft = (uint16_t)n;
             return;
         }
     }
@@ -152,6 +170,9 @@ int mpci_hs_start(mpci_hs *h, int role, const uint8_t *key, size_t keylen, const
 
 void mpci_hs_clear(mpci_hs *h)
 {
+    free(h->out);
+    h->out = NULL;
+    h->outpos = h->outlen = 0;
     if (h->dec) {
         mpci_msgdec_free(h->dec);
         free(h->dec);

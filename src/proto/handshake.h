@@ -16,22 +16,24 @@
 
 /* One handshake in progress, a few hundred bytes: buffers that only some
  * handshakes need (a message split across reads, bytes behind the last
- * message) are allocated when their bytes arrive. Not to be moved once
- * started: errmsg points into it. */
+ * message) are allocated when their bytes arrive, and the framed output
+ * only while some of it is unsent, so a server that has sent its challenge
+ * keeps the machine alone. Not to be moved once started: errmsg points
+ * into it. */
 typedef struct mpci_hs {
     mpci_auth auth;
-    mpci_msgdec *dec; /* a message split across reads; NULL otherwise */
-    uint8_t *left;    /* bytes that followed the last handshake message (heap) */
-    size_t nleft;
-    size_t outlen, outpos; /* framed output; out[outpos..outlen) not yet sent */
-    uint8_t out[MPCI_HS_OUT_MAX];
-    /* Filled by the I/O side (conn/handshake_io.c), which reads them: */
-    int has_left_fd;    /* left ends with a count byte and left_fd came with it */
-    int left_fd;        /* owned until the connection takes it */
-    size_t dropped_fds; /* descriptors the peer passed during the handshake, closed */
-    int state;          /* MPCI_AUTH_NEED_INPUT, _DONE, _FAILED */
-    int code;
+    mpci_msgdec *dec;   /* a message split across reads; NULL otherwise */
+    uint8_t *left;      /* bytes that followed the last handshake message (heap) */
+    uint8_t *out;       /* framed output, MPCI_HS_OUT_MAX bytes (heap); NULL once all is sent */
     const char *errmsg; /* the reason once FAILED (in auth's buffer), else "" */
+    size_t dropped_fds; /* descriptors the peer passed during the handshake, closed (I/O side) */
+    uint16_t nleft;     /* at most MPCI_HS_LEFT_MAX */
+    uint16_t outlen, outpos; /* out[outpos..outlen) not yet sent */
+    uint8_t state;           /* MPCI_AUTH_NEED_INPUT, _DONE, _FAILED */
+    /* Filled by the I/O side (conn/handshake_io.c), which reads them: */
+    uint8_t has_left_fd; /* left ends with a count byte and left_fd came with it */
+    int left_fd;         /* owned until the connection takes it */
+    int code;
 } mpci_hs;
 
 /* Starts the machine (see mpci_auth_init); a server's challenge is framed
@@ -43,14 +45,16 @@ int mpci_hs_start(mpci_hs *h, int role, const uint8_t *key, size_t keylen, const
  * message to left. */
 void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n);
 void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Frees the decoder and the bytes kept (take left first), and closes
- * left_fd if nobody took it. */
+/* Frees the decoder, the output and the bytes kept (take left first),
+ * and closes left_fd if nobody took it. */
 void mpci_hs_clear(mpci_hs *h);
+/* n more bytes of the output were sent: the buffer goes once all is. */
+void mpci_hs_sent(mpci_hs *h, size_t n);
 
 /* Whether framed output waits to be sent (out[outpos..outlen)). */
 static inline int mpci_hs_has_output(const mpci_hs *h)
 {
-    return h->outpos < h->outlen;
+    return h->out && h->outpos < h->outlen;
 }
 
 #endif

@@ -70,9 +70,8 @@ static size_t relay(mpci_hs *h, mpci_auth *peer, uint8_t *out, size_t cap)
     size_t len = 0;
     mpci_msgdec dec;
     mpci_msgdec_init(&dec, MPCI_AUTH_MSG_MAX);
-    const uint8_t *p = h->out + h->outpos;
-    size_t n = h->outlen - h->outpos;
-    h->outpos = h->outlen; /* as if flushed */
+    size_t n = mpci_hs_has_output(h) ? (size_t)(h->outlen - h->outpos) : 0, sent = n;
+    const uint8_t *p = n ? h->out + h->outpos : NULL;
     while (n > 0) {
         size_t used;
         int r = mpci_msgdec_feed(&dec, p, n, &used);
@@ -90,6 +89,7 @@ static size_t relay(mpci_hs *h, mpci_auth *peer, uint8_t *out, size_t cap)
         free(m);
     }
     mpci_msgdec_free(&dec);
+    mpci_hs_sent(h, sent); /* as if flushed */
     const uint8_t *m;
     size_t ml;
     while (mpci_auth_next_out(peer, &m, &ml)) {
