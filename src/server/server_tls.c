@@ -15,6 +15,15 @@ static void on_reject(void *data, int code, const char *message)
     mpconn_server *s = data;
     if (!atomic_load(&s->stopping))
         srv_error(s, NULL, code, "%s", message);
+    /* Out of descriptors or memory with no handshake to give back, the
+     * blocking listener stops accepting for a moment; its socket stays
+     * readable (the backlog), so the loop stops watching it as well rather
+     * than spin, and looks again when the retry timer fires. */
+    if (s->listener && !atomic_load(&s->stopping) &&
+        (code == -EMFILE || code == -ENFILE || code == -ENOBUFS || code == -ENOMEM)) {
+        srv_pause(s, 1);
+        mpconn_timer_start(s->retry_timer, 0.1, 0);
+    }
 }
 
 static void on_accept(mpconn_async_listener *l, mpconn_async *a, void *data)

@@ -17,8 +17,10 @@
 #include <netinet/tcp.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/resource.h>
@@ -1030,6 +1032,56 @@ static void tls_silent_peers(int kind)
     mpconn_server_shutdown(s);
     join_serving(&v, now());
     mpconn_server_free(s);
+}
+
+/* Out of descriptors, a THREADS server on tls: (whose blocking listener
+ * stops accepting for a moment) must stop watching the listening socket
+ * too: the backlog keeps it readable, and the loop would spin on it. */
+TEST(tls_out_of_descriptors_no_spin)
+{
+    int ready[2];
+    CHECK_INT(pipe(ready), 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives a failed test */
+        close(ready[0]);
+        fixture f = {0};
+        mpconn_server *s = tls_server(MPCONN_SERVER_THREADS, &f, -1);
+        char address[128];
+        snprintf(address, sizeof address, "%s", mpconn_server_address(s));
+        serving v;
+        serve_in_thread(&v, s);
+        /* Every descriptor below a limit a little above those in use. */
+        struct rlimit rl;
+        getrlimit(RLIMIT_NOFILE, &rl);
+        rl.rlim_cur = (rlim_t)count_dir("/proc/self/fd") + 16;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        for (int i = 0; i < 64 && dup(0) >= 0; i++)
+            ;
+        size_t n = strlen(address) + 1;
+        if (write(ready[1], address, n) != (ssize_t)n)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(ready[1]);
+    char address[128] = {0};
+    CHECK(read(ready[0], address, sizeof address - 1) > 0);
+    close(ready[0]);
+    int waiting[3];
+    for (int i = 0; i < 3; i++)
+        waiting[i] = silent_tcp(address);
+    usleep(300000);
+    double cpu0 = testlib_proc_cpu(pid);
+    usleep(1000000);
+    double cpu = testlib_proc_cpu(pid) - cpu0;
+    kill(pid, SIGKILL);
+    CHECK_INT(waitpid(pid, NULL, 0), pid);
+    for (int i = 0; i < 3; i++)
+        close(waiting[i]);
+    fprintf(stderr, "%.2f s of CPU in 1 s with no descriptor left\n", cpu);
+    CHECK(cpu < 0.3);
 }
 
 TEST(tls_silent_peers_loop)
