@@ -1052,6 +1052,10 @@ TEST(tls_out_of_descriptors_no_spin)
         snprintf(address, sizeof address, "%s", mpconn_server_address(s));
         serving v;
         serve_in_thread(&v, s);
+        /* Served once: the loop is up before the descriptors run out. */
+        mpconn_conn *c = tls_connect(address, 1);
+        exchange(c);
+        mpconn_conn_free(c);
         /* Every descriptor below a limit a little above those in use. */
         struct rlimit rl;
         getrlimit(RLIMIT_NOFILE, &rl);
