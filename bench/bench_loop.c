@@ -719,17 +719,10 @@ static int spawn(server *s, enum kind k, enum transport t, const char *key, int 
         _exit(1);
     }
     close(p[1]);
-    FILE *f = fdopen(p[0], "r");
-    if (!f || !fgets(s->addr, sizeof s->addr, f)) {
-        fprintf(stderr, "bench: the %s server did not start\n", snames[k]);
-        if (f)
-            fclose(f);
-        kill(pid, SIGKILL);
-        bench_reap(pid);
+    char who[64];
+    snprintf(who, sizeof who, "bench: the %s server", snames[k]);
+    if (bench_child_addr(p[0], pid, s->addr, sizeof s->addr, who) < 0)
         return -1;
-    }
-    fclose(f);
-    s->addr[strcspn(s->addr, "\n")] = 0;
     s->pid = pid;
     return 0;
 }

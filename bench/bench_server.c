@@ -183,17 +183,10 @@ static int spawn(peer *p, const char *kind)
         _exit(127);
     }
     close(fds[1]);
-    FILE *f = fdopen(fds[0], "r");
-    if (!f || !fgets(p->addr, sizeof p->addr, f)) {
-        fprintf(stderr, "bench_server: the %s server did not start\n", kind);
-        if (f)
-            fclose(f);
-        kill(pid, SIGKILL);
-        bench_reap(pid);
+    char who[64];
+    snprintf(who, sizeof who, "bench_server: the %s server", kind);
+    if (bench_child_addr(fds[0], pid, p->addr, sizeof p->addr, who) < 0)
         return -1;
-    }
-    fclose(f);
-    p->addr[strcspn(p->addr, "\n")] = 0;
     p->pid = pid;
     to_sockaddr(p);
     return 0;

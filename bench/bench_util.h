@@ -257,6 +257,27 @@ static inline void bench_reap(pid_t pid)
     }
 }
 
+/* Reads the first line a server child writes on fd (the read end of its
+ * pipe, taken): its address, into addr without the newline. When none
+ * comes, says "<who> did not start", kills and reaps pid: -1. */
+static inline int bench_child_addr(int fd, pid_t pid, char *addr, size_t cap, const char *who)
+{
+    FILE *f = fdopen(fd, "r");
+    if (!f || !fgets(addr, (int)cap, f)) {
+        fprintf(stderr, "%s did not start\n", who);
+        if (f)
+            fclose(f);
+        else
+            close(fd);
+        kill(pid, SIGKILL);
+        bench_reap(pid);
+        return -1;
+    }
+    fclose(f);
+    addr[strcspn(addr, "\n")] = 0;
+    return 0;
+}
+
 /* CPU time used so far, in nanoseconds: this process's (pid 0), or a
  * child's from /proc/PID/schedstat; -1 when unknown. */
 static inline double bench_cpu_ns(pid_t pid)

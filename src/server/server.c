@@ -466,15 +466,20 @@ out:
     return r < 0 ? r : 0;
 }
 
-void srv_close_fd(mpconn_server *s, mpconn_request *r)
+void srv_close_fd_locked(mpconn_server *s, mpconn_request *r)
 {
-    pthread_mutex_lock(&s->mu);
     if (r->conn)
         mpconn_conn_free(r->conn);
-    else if (r->fd >= 0)
+    else if (r->fd >= 0 && !s->dgram)
         close(r->fd);
     r->conn = NULL;
     r->fd = -1;
+}
+
+void srv_close_fd(mpconn_server *s, mpconn_request *r)
+{
+    pthread_mutex_lock(&s->mu);
+    srv_close_fd_locked(s, r);
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -142,6 +142,9 @@ int srv_hook_code(int rc);
 /* Closes r's socket under the pool lock, so a shutdown never hits a
  * reused number. */
 void srv_close_fd(mpconn_server *s, mpconn_request *r);
+/* The same with the pool lock already held; a datagram request's fd is the
+ * server's socket and stays open. */
+void srv_close_fd_locked(mpconn_server *s, mpconn_request *r);
 /* Starts a thread with every signal blocked. */
 int srv_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 

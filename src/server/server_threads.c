@@ -73,12 +73,7 @@ static void *worker(void *arg)
         s->qlen--;
         if (s->quit && !s->drain) {
             /* Accepted but never begun: shut, as the running ones are. */
-            if (r->conn)
-                mpconn_conn_free(r->conn);
-            else if (r->fd >= 0 && !s->dgram)
-                close(r->fd);
-            r->conn = NULL;
-            r->fd = -1;
+            srv_close_fd_locked(s, r);
             release(s, r);
             continue;
         }
@@ -138,12 +133,7 @@ static void dispatch(mpconn_server *s, mpconn_request *r)
     int orphan = err && s->nthreads == 0;
     if (orphan) {
         s->qlen--;
-        if (r->conn)
-            mpconn_conn_free(r->conn);
-        else if (r->fd >= 0 && !s->dgram)
-            close(r->fd);
-        r->conn = NULL;
-        r->fd = -1;
+        srv_close_fd_locked(s, r);
         s->free_rq[s->nfree++] = r;
         s->active--;
     }
