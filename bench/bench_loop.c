@@ -1151,30 +1151,36 @@ static pid_t flood_start(const char *addr, int n, int half, int apart, double se
     return pid;
 }
 
-/* p99 of 100 authenticated echo connections to mpconn's listener, quiet
- * and while 1,000 peers connect and say nothing (or half a header). */
-static void bench_flood(enum transport t, int nflood)
+/* p99 of 100 echo connections, quiet and while 1,000 peers connect and say
+ * nothing (or half a header): to mpconn's listener with an authkey, and to
+ * the hand-written server without one (the floor: it only accepts and
+ * watches each peer, so what it shows on the flooder's CPU is that CPU's
+ * share of the flood, which no server can refuse). */
+static void bench_flood(enum transport t, int nflood, enum kind kind)
 {
+    const char *key = kind == S_MP ? KEY : NULL;
     server s;
-    if (spawn(&s, S_MP, t, KEY, 0) < 0)
-        bench_die("the mpconn server", -1);
+    if (spawn(&s, kind, t, key, 0) < 0)
+        bench_die("the flooded server", -1);
     gen g;
     gen_init(&g, 64, 100);
-    gen_connect(&g, s.addr, 100, KEY);
+    gen_connect(&g, s.addr, 100, key);
     gen_run(&g, bench_secs / 3);
     /* The flooder on the server's CPU (its own CPU time slows everybody
-     * there) and on another CPU (what the server alone makes of it). */
+     * there) and on another CPU (what the server alone makes of it); the
+     * floor on the server's CPU only. */
+    int nk = kind == S_MP ? 4 : 2;
     char id[4][64];
-    for (int k = 0; k < 4; k++)
-        snprintf(id[k], sizeof id[k], "flood_%s_%s%s", k & 1 ? "half" : "silent", tnames[t],
-                 k & 2 ? "_apart" : "");
+    for (int k = 0; k < nk; k++)
+        snprintf(id[k], sizeof id[k], "flood_%s_%s%s%s", k & 1 ? "half" : "silent", tnames[t],
+                 k & 2 ? "_apart" : "", kind == S_MP ? "" : "_raw");
     for (int rep = 0; rep < bench_reps; rep++) {
         window quiet = gen_run(&g, bench_secs);
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < nk; k++) {
             int ctl, half = k & 1;
             /* The server's first flood is the one whose handshakes find
              * no freed memory to reuse: its growth is their cost. */
-            long rss0 = rep == 0 && k == 0 ? rss_bytes(s.pid) : -1;
+            long rss0 = kind == S_MP && rep == 0 && k == 0 ? rss_bytes(s.pid) : -1;
             pid_t pid = flood_start(s.addr, nflood, half, k >> 1, bench_secs * 0.8, &ctl);
             window w = gen_run(&g, bench_secs);
             if (rss0 >= 0) {
@@ -1303,8 +1309,10 @@ int main(int argc, char **argv)
         bench_idle(want);
     }
     if (bench_wants(argc, argv, "flood"))
-        for (int t = T_UNIX; t <= T_TCP; t++)
-            bench_flood((enum transport)t, 1000);
+        for (int t = T_UNIX; t <= T_TCP; t++) {
+            bench_flood((enum transport)t, 1000, S_MP);
+            bench_flood((enum transport)t, 1000, S_RAW);
+        }
     if (bench_wants(argc, argv, "accept"))
         for (int t = T_UNIX; t <= T_TCP; t++)
             bench_accept((enum transport)t);

@@ -344,6 +344,10 @@ flood_silent_unix_apart|silent peers, Unix socket, flooder on another CPU|flood/
 flood_half_unix_apart|peers stalled after half a frame header, Unix socket, flooder on another CPU|flood/quiet<=2
 flood_silent_tcp_apart|silent peers, TCP, flooder on another CPU|flood/quiet<=2
 flood_half_tcp_apart|peers stalled after half a frame header, TCP, flooder on another CPU|flood/quiet<=2
+flood_silent_unix_raw|silent peers, Unix socket, the hand-written server without authkey (the floor)|
+flood_half_unix_raw|peers stalled after half a frame header, Unix socket, the hand-written server (the floor)|
+flood_silent_tcp_raw|silent peers, TCP, the hand-written server (the floor)|
+flood_half_tcp_raw|peers stalled after half a frame header, TCP, the hand-written server (the floor)|
 #|Handshakes in progress, server VmRSS growth (bytes per handshake)|mpconn:mpconn
 hsmem_unix|1,000 silent peers in their handshakes, Unix socket|mpconn<=512
 hsmem_tcp|1,000 silent peers in their handshakes, TCP|mpconn<=512
