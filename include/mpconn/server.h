@@ -25,7 +25,15 @@ typedef struct mpconn_request mpconn_request;
  *  THREADS  one thread per connection (per datagram) from a pool capped by
  *           mpconn_server_set_max_connections;
  *  FORK     one child process per connection, capped the same way; streams
- *           only. */
+ *           only. The child is a fork() of the process that calls
+ *           mpconn_server_serve_forever and has that thread alone: a lock
+ *           another thread held at the fork stays held in the child for
+ *           good (POSIX). So while serve_forever runs, no other thread of
+ *           that process may be inside OpenSSL (a tls: client or
+ *           listener, an authkey handshake), inside a malloc that has no
+ *           fork handlers (AddressSanitizer's has none), or hold a lock
+ *           the handlers need: do that work in another process, forked
+ *           before any thread starts, or serve with THREADS or LOOP. */
 enum { MPCONN_SERVER_LOOP = 0, MPCONN_SERVER_THREADS = 1, MPCONN_SERVER_FORK = 2 };
 
 /* What a stream handler is given.

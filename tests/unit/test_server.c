@@ -111,6 +111,16 @@ static mpconn_opts *keyed_opts(void)
     return o;
 }
 
+/* A FORK server's child dies with the thread that forked it (the serving
+ * one, which ends after reaping it): a test that fails leaves no child
+ * behind to hold its output open, so ctest sees the failure at once. */
+static void die_with_server(mpconn_request *r, void *data)
+{
+    (void)r;
+    (void)data;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
 /* A FRAMED echo server with hooks h (NULL: none but the echo) and the
  * options o (taken; NULL: the key alone). */
 static mpconn_server *make_opts(int kind, const char *address, fixture *f, mpconn_server_hooks *h,
@@ -123,6 +133,8 @@ static mpconn_server *make_opts(int kind, const char *address, fixture *f, mpcon
         h->on_message = h->on_message ? h->on_message : echo_message;
     else
         h->handle = h->handle ? h->handle : echo_handle;
+    if (kind == MPCONN_SERVER_FORK && !h->after_fork)
+        h->after_fork = die_with_server;
     if (!o)
         o = keyed_opts();
     mpconn_server *s;
@@ -195,6 +207,46 @@ static void serve_in_thread(serving *v, mpconn_server *s)
     CHECK_INT(pthread_create(&v->t, NULL, serve_main, v), 0);
 }
 
+/* Clients in a process of their own. A FORK server forks the process that
+ * runs serve_forever, and the child has the serving thread only: a lock
+ * another thread held at that moment stays held in the child for good.
+ * With the clients on this process's main thread, a child forked while a
+ * client was in AddressSanitizer's malloc (which has no fork handlers)
+ * hung in its own first malloc of that size; OpenSSL's locks are the same
+ * trap. So the tests run their clients, fn(arg), in a process forked
+ * while this one has no other thread: after the server is made, before
+ * serve_in_thread. The server's children then hold none of the clients'
+ * sockets either. A failed CHECK there exits it with 1. */
+static pid_t clients_start(void (*fn)(const void *), const void *arg)
+{
+    pid_t parent = getpid(), pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives a failed test */
+        if (getppid() != parent)
+            _exit(1);
+        fn(arg);
+        _exit(0);
+    }
+    return pid;
+}
+
+/* Waits (bounded) for the clients' process, which passed its checks. */
+static void clients_end(pid_t pid)
+{
+    int st = 0;
+    pid_t p = 0;
+    for (int i = 0; i < 6000 && (p = waitpid(pid, &st, WNOHANG)) == 0; i++)
+        usleep(10000);
+    if (p == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+    CHECK_INT(p, pid);
+    CHECK(WIFEXITED(st));
+    CHECK_INT(WEXITSTATUS(st), 0);
+}
+
 /* Waits (bounded) for serve_forever to return; its latency since t0. */
 static double join_serving(serving *v, double t0)
 {
@@ -216,9 +268,34 @@ static void stop_serving(mpconn_server *s, serving *v, const char *path)
     remove_dir_of(path);
 }
 
+typedef struct until_shutdown {
+    const char *path;
+    int ready; /* written once every client is answered */
+} until_shutdown;
+
+/* Three clients answered, then the end of each one's stream (the
+ * shutdown's; the receive would time out without it). */
+static void clients_until_shutdown(const void *arg)
+{
+    const until_shutdown *u = arg;
+    mpconn_conn *c[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = connect_to(u->path);
+        exchange(c[i]);
+    }
+    CHECK(write(u->ready, "r", 1) == 1);
+    for (int i = 0; i < 3; i++) {
+        void *msg;
+        size_t len;
+        CHECK_INT(mpconn_conn_recv_bytes(c[i], &msg, &len, 0), MPCONN_ERR_EOF);
+        mpconn_conn_free(c[i]);
+    }
+}
+
 /* Clients connected and answered, then mpconn_server_shutdown from this
- * thread: serve_forever returns promptly (bounded generously), and once the
- * server and clients are freed nothing of them is left. */
+ * thread: serve_forever returns promptly (bounded generously), the clients
+ * see the end of their streams, and once the server is freed nothing of it
+ * is left. */
 static void shutdown_from_thread(int kind)
 {
     int tasks0 = count_dir("/proc/self/task"), fds0 = count_dir("/proc/self/fd");
@@ -226,26 +303,25 @@ static void shutdown_from_thread(int kind)
     tmp_sock(path, sizeof path);
     fixture f = {0};
     mpconn_server *s = make(kind, path, &f, NULL);
+    int ready[2];
+    CHECK_INT(pipe(ready), 0);
+    until_shutdown u = {path, ready[1]};
+    pid_t clients = clients_start(clients_until_shutdown, &u);
+    close(ready[1]);
     serving v;
     serve_in_thread(&v, s);
-    mpconn_conn *c[3];
-    for (int i = 0; i < 3; i++) {
-        c[i] = connect_to(path);
-        exchange(c[i]);
-    }
+    struct pollfd p = {.fd = ready[0], .events = POLLIN};
+    CHECK_INT(poll(&p, 1, 30000), 1);
+    char b;
+    CHECK_INT(read(ready[0], &b, 1), 1);
+    close(ready[0]);
     double t0 = now();
     mpconn_server_shutdown(s);
     double took = join_serving(&v, t0);
     CHECK(took < 5.0);
     struct stat st;
     CHECK(stat(path, &st) < 0 && errno == ENOENT);
-    /* The clients see the end of their streams. */
-    for (int i = 0; i < 3; i++) {
-        void *msg;
-        size_t len;
-        CHECK_INT(mpconn_conn_recv_bytes(c[i], &msg, &len, 0), MPCONN_ERR_EOF);
-        mpconn_conn_free(c[i]);
-    }
+    clients_end(clients);
     mpconn_server_free(s);
     CHECK_INT(count_dir("/proc/self/task"), tasks0);
     CHECK_INT(count_dir("/proc/self/fd"), fds0);
@@ -311,16 +387,10 @@ TEST(shutdown_from_handler_threads)
     shutdown_from_handler(MPCONN_SERVER_THREADS);
 }
 
-/* A peer that connects and never answers the challenge holds up no one:
- * the next client is served while it waits. */
-static void silent_peer(int kind)
+/* A peer that says nothing, and three clients served while it waits. */
+static void silent_then_three(const void *arg)
 {
-    char path[256];
-    tmp_sock(path, sizeof path);
-    fixture f = {0};
-    mpconn_server *s = make(kind, path, &f, NULL);
-    serving v;
-    serve_in_thread(&v, s);
+    const char *path = arg;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     memcpy(un.sun_path, path, strlen(path));
@@ -331,6 +401,20 @@ static void silent_peer(int kind)
         mpconn_conn_free(c);
     }
     close(fd);
+}
+
+/* A peer that connects and never answers the challenge holds up no one:
+ * the next client is served while it waits. */
+static void silent_peer(int kind)
+{
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server *s = make(kind, path, &f, NULL);
+    pid_t clients = clients_start(silent_then_three, path);
+    serving v;
+    serve_in_thread(&v, s);
+    clients_end(clients);
     stop_serving(s, &v, path);
 }
 
@@ -547,6 +631,13 @@ static void after_fork(mpconn_request *r, void *data)
     CHECK(write(report_fd, &rep, sizeof rep) == (ssize_t)sizeof rep);
 }
 
+static void one_client(const void *arg)
+{
+    mpconn_conn *c = connect_to(arg);
+    exchange(c);
+    mpconn_conn_free(c);
+}
+
 /* after_fork runs in the child, which holds no listening socket; the
  * socket file has the mode of the options. */
 TEST(after_fork_in_child_without_listener)
@@ -564,17 +655,16 @@ TEST(after_fork_in_child_without_listener)
     struct stat st;
     CHECK_INT(stat(path, &st), 0);
     CHECK_INT(st.st_mode & 0777, 0640);
+    pid_t clients = clients_start(one_client, path);
     serving v;
     serve_in_thread(&v, s);
-    mpconn_conn *c = connect_to(path);
-    exchange(c);
     fork_report rep;
     struct pollfd pf = {.fd = p[0], .events = POLLIN};
     CHECK_INT(poll(&pf, 1, 10000), 1);
     CHECK_INT(read(p[0], &rep, sizeof rep), sizeof rep);
-    CHECK(rep.pid != getpid());
+    CHECK(rep.pid != getpid() && rep.pid != clients);
     CHECK_INT(rep.listening, 0);
-    mpconn_conn_free(c);
+    clients_end(clients);
     stop_serving(s, &v, path);
     close(p[0]);
     close(p[1]);
@@ -960,8 +1050,23 @@ static int silent_tcp(const char *address)
     return fd;
 }
 
-/* 20 TLS clients with the authkey, all connected before any of them talks,
- * each answered; then nothing is left: no thread, descriptor or child. */
+/* 20 TLS clients with the authkey, all connected before any of them
+ * talks, each answered twice. */
+static void twenty_tls_clients(const void *arg)
+{
+    enum { N = 20 };
+    mpconn_conn *c[N];
+    for (int i = 0; i < N; i++)
+        c[i] = tls_connect(arg, 1);
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < N; i++)
+            exchange(c[i]);
+    for (int i = 0; i < N; i++)
+        mpconn_conn_free(c[i]);
+}
+
+/* TLS clients served at once (twenty_tls_clients); then nothing is left:
+ * no thread, descriptor or child. */
 static void tls_clients(int kind)
 {
     int tasks0 = count_dir("/proc/self/task"), fds0 = count_dir("/proc/self/fd");
@@ -969,17 +1074,10 @@ static void tls_clients(int kind)
     mpconn_server *s = tls_server(kind, &f, -1);
     const char *address = mpconn_server_address(s);
     CHECK(strncmp(address, "tls:127.0.0.1:", 14) == 0);
+    pid_t clients = clients_start(twenty_tls_clients, address);
     serving v;
     serve_in_thread(&v, s);
-    enum { N = 20 };
-    mpconn_conn *c[N];
-    for (int i = 0; i < N; i++)
-        c[i] = tls_connect(address, 1);
-    for (int round = 0; round < 2; round++)
-        for (int i = 0; i < N; i++)
-            exchange(c[i]);
-    for (int i = 0; i < N; i++)
-        mpconn_conn_free(c[i]);
+    clients_end(clients);
     mpconn_server_shutdown(s);
     join_serving(&v, now());
     mpconn_server_free(s);
@@ -1003,15 +1101,11 @@ TEST(tls_clients_fork)
     tls_clients(MPCONN_SERVER_FORK);
 }
 
-/* Peers that open TCP and never send a ClientHello hold up no one, and the
- * handshake deadline drops them (their sockets see the end of the stream). */
-static void tls_silent_peers(int kind)
+/* Five silent TCP peers, three TLS clients served meanwhile, then the end
+ * of each silent peer's stream. */
+static void silent_then_tls(const void *arg)
 {
-    fixture f = {0};
-    mpconn_server *s = tls_server(kind, &f, 0.5);
-    const char *address = mpconn_server_address(s);
-    serving v;
-    serve_in_thread(&v, s);
+    const char *address = arg;
     int silent[5];
     for (int i = 0; i < 5; i++)
         silent[i] = silent_tcp(address);
@@ -1029,6 +1123,18 @@ static void tls_silent_peers(int kind)
         CHECK(recv(silent[i], &b, 1, 0) <= 0);
         close(silent[i]);
     }
+}
+
+/* Peers that open TCP and never send a ClientHello hold up no one, and the
+ * handshake deadline drops them (their sockets see the end of the stream). */
+static void tls_silent_peers(int kind)
+{
+    fixture f = {0};
+    mpconn_server *s = tls_server(kind, &f, 0.5);
+    pid_t clients = clients_start(silent_then_tls, mpconn_server_address(s));
+    serving v;
+    serve_in_thread(&v, s);
+    clients_end(clients);
     mpconn_server_shutdown(s);
     join_serving(&v, now());
     mpconn_server_free(s);
@@ -1103,6 +1209,17 @@ TEST(tls_silent_peers_fork)
     tls_silent_peers(MPCONN_SERVER_FORK);
 }
 
+/* One TLS client that goes on talking after a pause. */
+static void tls_client_talking_on(const void *arg)
+{
+    mpconn_conn *c = tls_connect(arg, 1);
+    exchange(c);
+    usleep(100000); /* the parent has long dropped its copy */
+    for (int i = 0; i < 5; i++)
+        exchange(c);
+    mpconn_conn_free(c);
+}
+
 /* FORK: the parent drops its copy of the session without a close_notify,
  * so the child's goes on (a close_notify would end the client's stream
  * after its first exchange); the child is reaped as it ends. */
@@ -1110,14 +1227,10 @@ TEST(tls_fork_child_owns_session)
 {
     fixture f = {0};
     mpconn_server *s = tls_server(MPCONN_SERVER_FORK, &f, -1);
+    pid_t clients = clients_start(tls_client_talking_on, mpconn_server_address(s));
     serving v;
     serve_in_thread(&v, s);
-    mpconn_conn *c = tls_connect(mpconn_server_address(s), 1);
-    exchange(c);
-    usleep(100000); /* the parent has long dropped its copy */
-    for (int i = 0; i < 5; i++)
-        exchange(c);
-    mpconn_conn_free(c);
+    clients_end(clients);
     /* The child ends when the client goes; nothing is left to reap. */
     mpconn_server_shutdown(s);
     join_serving(&v, now());
@@ -1140,18 +1253,12 @@ static void *second_main(void *arg)
     return NULL;
 }
 
-/* At the cap the server stops driving TLS handshakes, and when a handler
- * ends it takes them up again: the waiting client is served then. */
-static void tls_at_the_cap(int kind)
+/* The first client holds the one handler while a second one waits. */
+static void second_waits_for_first(const void *arg)
 {
-    fixture f = {0};
-    mpconn_server *s = tls_server(kind, &f, -1);
-    CHECK_INT(mpconn_server_set_max_connections(s, 1), 0);
-    serving v;
-    serve_in_thread(&v, s);
-    mpconn_conn *first = tls_connect(mpconn_server_address(s), 1);
+    mpconn_conn *first = tls_connect(arg, 1);
     exchange(first);
-    second_client sc = {mpconn_server_address(s), 0};
+    second_client sc = {arg, 0};
     pthread_t t;
     CHECK_INT(pthread_create(&t, NULL, second_main, &sc), 0);
     usleep(200000);
@@ -1160,6 +1267,19 @@ static void tls_at_the_cap(int kind)
     mpconn_conn_free(first);
     pthread_join(t, NULL);
     CHECK_INT(atomic_load(&sc.done), 1);
+}
+
+/* At the cap the server stops driving TLS handshakes, and when a handler
+ * ends it takes them up again: the waiting client is served then. */
+static void tls_at_the_cap(int kind)
+{
+    fixture f = {0};
+    mpconn_server *s = tls_server(kind, &f, -1);
+    CHECK_INT(mpconn_server_set_max_connections(s, 1), 0);
+    pid_t clients = clients_start(second_waits_for_first, mpconn_server_address(s));
+    serving v;
+    serve_in_thread(&v, s);
+    clients_end(clients);
     mpconn_server_shutdown(s);
     join_serving(&v, now());
     mpconn_server_free(s);
