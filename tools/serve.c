@@ -225,9 +225,16 @@ static void watch_cleanup(void *state)
     free(w);
 }
 
-static const mpconn_adapter watch_adapter = {sizeof(mpconn_adapter), watch_attach,
-                                             watch_set_io,           watch_set_timer,
-                                             watch_set_pending,      watch_cleanup};
+/* A peer passes from its handshake to its connection: still one. */
+static void watch_rebind(void *state, mpconn_ev *ev)
+{
+    watch *w = state;
+    w->s->inner->rebind(w->inner, ev);
+}
+
+static const mpconn_adapter watch_adapter = {
+    sizeof(mpconn_adapter), watch_attach,  watch_set_io, watch_set_timer,
+    watch_set_pending,      watch_cleanup, watch_rebind};
 
 /* ----------------------------------------------------------------- clients */
 

@@ -47,7 +47,15 @@ MPCONN_API void mpconn_ev_timeout(mpconn_ev *ev);
  * MPCONN_READABLE without waiting for the fd, before it sleeps; cleanup
  * runs exactly once, before the object closes its fd, after which no entry
  * point may be called for ev — it may run from inside mpconn_ev_handle or
- * mpconn_ev_timeout, or outside both (mpconn_async_close). */
+ * mpconn_ev_timeout, or outside both (mpconn_async_close). rebind (may be
+ * NULL, or absent from an older table) hands the state to another object
+ * on the same fd, with its interest, pending mark and timer as they are:
+ * the entry points are called for ev from then on, and never again for the
+ * object it served before. It may run inside that object's
+ * mpconn_ev_handle. The async listener uses it to pass a peer from its
+ * handshake record to the connection without the loop unwatching and
+ * rewatching the fd; without it the state is cleaned up and a new one
+ * attached. */
 typedef struct mpconn_adapter {
     size_t size; /* sizeof(mpconn_adapter): lets the table grow */
     void *(*attach)(void *loop, mpconn_ev *ev);
@@ -55,6 +63,7 @@ typedef struct mpconn_adapter {
     void (*set_timer)(void *state, double seconds);
     void (*set_pending)(void *state, int pending);
     void (*cleanup)(void *state);
+    void (*rebind)(void *state, mpconn_ev *ev);
 } mpconn_adapter;
 
 /* The adapter for mpconn's own loop (<mpconn/loop.h>); its loop argument

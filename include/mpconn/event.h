@@ -147,12 +147,18 @@ static void mpconn_event_cleanup(void *state)
     mpconn_event_release(st);
 }
 
+/* The events carry st, which names the object: one pointer to change. */
+static void mpconn_event_rebind(void *state, mpconn_ev *ev)
+{
+    ((mpconn_event_state *)state)->ev = ev;
+}
+
 /* The adapter; its loop argument is a struct event_base *. */
 static inline const mpconn_adapter *mpconn_event_adapter(void)
 {
-    static const mpconn_adapter ad = {sizeof(mpconn_adapter),   mpconn_event_attach,
-                                      mpconn_event_set_io,      mpconn_event_set_timer,
-                                      mpconn_event_set_pending, mpconn_event_cleanup};
+    static const mpconn_adapter ad = {
+        sizeof(mpconn_adapter),   mpconn_event_attach,  mpconn_event_set_io, mpconn_event_set_timer,
+        mpconn_event_set_pending, mpconn_event_cleanup, mpconn_event_rebind};
     return &ad;
 }
 

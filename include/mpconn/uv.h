@@ -124,12 +124,18 @@ static void mpconn_uv_cleanup(void *state)
     uv_close((uv_handle_t *)&st->idle, mpconn_uv_on_close);
 }
 
+/* The handles carry st, which names the object: one pointer to change. */
+static void mpconn_uv_rebind(void *state, mpconn_ev *ev)
+{
+    ((mpconn_uv_state *)state)->ev = ev;
+}
+
 /* The adapter; its loop argument is a uv_loop_t *. */
 static inline const mpconn_adapter *mpconn_uv_adapter(void)
 {
-    static const mpconn_adapter ad = {sizeof(mpconn_adapter), mpconn_uv_attach,
-                                      mpconn_uv_set_io,       mpconn_uv_set_timer,
-                                      mpconn_uv_set_pending,  mpconn_uv_cleanup};
+    static const mpconn_adapter ad = {
+        sizeof(mpconn_adapter), mpconn_uv_attach,  mpconn_uv_set_io, mpconn_uv_set_timer,
+        mpconn_uv_set_pending,  mpconn_uv_cleanup, mpconn_uv_rebind};
     return &ad;
 }
 

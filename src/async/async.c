@@ -1158,7 +1158,7 @@ static void handshake(mpconn_async *a, int readable)
         return;
     }
     if (st == MPCI_AUTH_FAILED) {
-        close_with(a, hs->code, tp_why(a, hs->code, hs->errmsg));
+        close_with(a, hs->code, tp_why(a, hs->code, mpci_hs_errmsg(hs)));
         return;
     }
     want_io(a);
@@ -1255,6 +1255,8 @@ static int is_socket(int fd)
     return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+static const mpci_ev_ops conn_ops = {on_io, on_timeout, destroy};
+
 /* kind: MPCI_FD_UNIX or _INET when the caller knows the socket's family
  * (the listener does, from accept), else MPCI_FD_UNKNOWN: asked here. */
 static mpconn_async *alloc_async(int fd, int sock, int kind, const struct mpconn_opts *o)
@@ -1263,9 +1265,7 @@ static mpconn_async *alloc_async(int fd, int sock, int kind, const struct mpconn
     if (!a)
         return NULL;
     a->ev.fd = fd;
-    a->ev.on_io = on_io;
-    a->ev.on_timeout = on_timeout;
-    a->ev.destroy = destroy;
+    a->ev.ops = &conn_ops;
     a->sock = (uint8_t)sock;
     a->framed = 1;
     a->protocol = (uint8_t)o->pickle_protocol;
@@ -1438,6 +1438,32 @@ int mpci_async_accepted(mpconn_async **out, int fd, int kind, int flags,
     a->su->hs_done = done;
     a->su->owner = owner;
     *out = a;
+    return 0;
+}
+
+int mpci_async_adopt(mpconn_ev *from, void *loop, int kind, const struct mpconn_opts *opts,
+                     mpci_hs *hs, mpci_async_hs_done done, void *owner)
+{
+    mpconn_async *a = alloc_async(from->fd, 1, kind, opts);
+    if (!a)
+        return -ENOMEM;
+    setup *su = su_of(a);
+    int r = su ? mpci_ev_move(from, &a->ev, loop) : -ENOMEM;
+    if (r < 0) {
+        destroy(&a->ev); /* the fd stays the caller's */
+        return r;
+    }
+    /* Borrowed for opened(), which takes the bytes behind the handshake;
+     * su_release clears it and frees only su. */
+    su->hs = hs;
+    su->hs_done = done;
+    su->owner = owner;
+    a->state = ST_HANDSHAKE;
+    a->ev.pins++; /* done may close a */
+    opened(a);
+    a->ev.pins--;
+    if (a->ev.doomed && a->ev.pins == 0)
+        destroy(&a->ev);
     return 0;
 }
 

@@ -18,6 +18,14 @@
 #include "proto/pickle.h"
 #include "proto/split.h"
 
+/* What an object does with its events: one table per kind of object, so
+ * each object carries one pointer for the three. */
+typedef struct mpci_ev_ops {
+    void (*on_io)(mpconn_ev *ev, int events);
+    void (*on_timeout)(mpconn_ev *ev);
+    void (*destroy)(mpconn_ev *ev);
+} mpci_ev_ops;
+
 struct mpconn_ev {
     int fd;
     int want;        /* interest last asked of the adapter */
@@ -26,9 +34,7 @@ struct mpconn_ev {
     uint8_t pending; /* last said to the adapter's set_pending */
     const mpconn_adapter *ad;
     void *st; /* the adapter's state; NULL until attached, and after cleanup */
-    void (*on_io)(mpconn_ev *ev, int events);
-    void (*on_timeout)(mpconn_ev *ev);
-    void (*destroy)(mpconn_ev *ev);
+    const mpci_ev_ops *ops;
 };
 
 int mpci_ev_attach(mpconn_ev *ev, const mpconn_adapter *ad, void *loop);
@@ -52,6 +58,11 @@ static inline void mpci_ev_set_pending(mpconn_ev *ev, int pending)
 /* Frees the object now, or when the last entry point on the stack returns;
  * the adapter's cleanup runs first. */
 void mpci_ev_doom(mpconn_ev *ev);
+/* Hands from's attachment (interest and pending mark with it) to to, an
+ * object not attached, on the same fd: through the adapter's rebind, else
+ * by a cleanup and a new attach to loop. from is no longer attached after,
+ * either way; 0 or -ENOMEM (to then is not attached). */
+int mpci_ev_move(mpconn_ev *from, mpconn_ev *to, void *loop);
 
 /* The listener's hand in a connection it accepted: told when the handshake
  * ends either way. */
@@ -67,6 +78,15 @@ typedef void (*mpci_async_hs_done)(mpconn_async *a, int code, const char *errmsg
  * deadline is the caller's to keep: the connection arms no timer for it. */
 int mpci_async_accepted(mpconn_async **out, int fd, int kind, int flags,
                         const struct mpconn_opts *opts, mpci_async_hs_done done, void *owner);
+/* A server-side connection whose plain handshake ran elsewhere (the
+ * listener's record for it, watched through from), open at once: it takes
+ * from's fd and attachment (mpci_ev_move, with loop for an adapter that
+ * cannot rebind) and the bytes read behind the handshake (hs, which stays
+ * the caller's and is cleared), then done is called with 0 (or with an
+ * error, when those bytes already break the framing), inside. 0, or
+ * -ENOMEM with the fd still the caller's (from may be detached). */
+int mpci_async_adopt(mpconn_ev *from, void *loop, int kind, const struct mpconn_opts *opts,
+                     mpci_hs *hs, mpci_async_hs_done done, void *owner);
 /* Drops a connection still in its handshake, without calling done. */
 void mpci_async_drop(mpconn_async *a, int reason, const char *why);
 /* Monotonic seconds when the handshake began (for dropping the oldest). */

@@ -1,11 +1,12 @@
-/* The async listener: accepts on the loop, runs every handshake as an async
- * connection with its deadline, and hands over only open connections. The
- * socket, its file and the peer policy come from an mpconn_listener. */
+/* The async listener: accepts on the loop, runs every handshake with its
+ * deadline, and hands over only open connections. The socket, its file and
+ * the peer policy come from an mpconn_listener. */
 #define _GNU_SOURCE /* accept4 */
 #include "async_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -22,15 +23,24 @@
 #define PROBE_EVERY_MAX 64 /* wake-ups between asking whether a second peer waits */
 #define EMFILE_PAUSE 0.1   /* seconds without accepting when no spare fd is left */
 
-/* One per peer in its handshake: the peer's name is kept at its length,
- * without the listener's address that ends it on a Unix socket (the same
- * for every peer, put back when the name is reported). */
+/* One per peer in its handshake. The authkey handshake of a plain socket
+ * runs in the node itself, with the machine and a watcher of its own: a
+ * silent peer costs that and no more, and the connection is made only
+ * once the peer is in (mpci_async_adopt hands it the fd and the watcher).
+ * A TLS handshake runs in its connection (a), made at once, as does a
+ * connection without an authkey, which opens inside accept_one. The peer's
+ * name is kept at its length, without the listener's address that ends it
+ * on a Unix socket (the same for every peer, put back when the name is
+ * reported). */
 typedef struct hs_node {
-    mpconn_async *a;
+    mpconn_ev ev; /* the node's own: fd -1 once a connection has it */
     mpconn_async_listener *l;
     struct hs_node *prev, *next;
     double deadline; /* of the handshake; 0: none */
+    mpconn_async *a; /* the connection that runs the handshake, or NULL: the node does */
+    mpci_hs hs;      /* a's NULL */
     uint8_t on_us;   /* the name ended with " on " and the listener's address */
+    uint8_t local;   /* a Unix socket */
     char peer[];
 } hs_node;
 
@@ -122,12 +132,14 @@ static void arm(mpconn_async_listener *l)
 }
 
 /* A handshake ended: the connection goes to the user, or its peer to the
- * reject callback. */
+ * reject callback. A node that ran the handshake itself is unlinked
+ * already, and freed by its own watcher. */
 static void done_cb(mpconn_async *a, int code, const char *errmsg, void *owner)
 {
     hs_node *n = owner;
     mpconn_async_listener *l = n->l;
-    unlink_node(l, n);
+    if (n->a)
+        unlink_node(l, n);
     l->ev.pins++;
     if (code == 0) {
         if (l->on_accept && !l->freed)
@@ -139,10 +151,76 @@ static void done_cb(mpconn_async *a, int code, const char *errmsg, void *owner)
         reject(l, code, "authentication of %s failed: %s", peer_of(n, peer, sizeof peer),
                errmsg ? errmsg : "");
     }
-    free(n);
+    if (n->a)
+        free(n);
     l->ev.pins--;
     if (l->ev.doomed && l->ev.pins == 0)
-        l->ev.destroy(&l->ev);
+        l->ev.ops->destroy(&l->ev);
+}
+
+/* An unlinked node goes, its peer with it (reported by the caller first). */
+static void drop_node(hs_node *n, int reason, const char *why)
+{
+    if (n->a) {
+        mpci_async_drop(n->a, reason, why);
+        free(n);
+        return;
+    }
+    mpci_ev_doom(&n->ev); /* node_destroy closes the fd */
+}
+
+static void node_destroy(mpconn_ev *ev)
+{
+    hs_node *n = (hs_node *)ev;
+    mpci_hs_clear(&n->hs);
+    if (ev->fd >= 0)
+        close(ev->fd);
+    free(n);
+}
+
+static void node_timeout(mpconn_ev *ev)
+{
+    (void)ev; /* never armed: the listener's one timer keeps the deadlines */
+}
+
+/* The handshake the node ran has ended. */
+static void node_done(hs_node *n)
+{
+    mpconn_async_listener *l = n->l;
+    unlink_node(l, n);
+    l->ev.pins++;
+    if (n->hs.state == MPCI_AUTH_DONE) {
+        int r = mpci_async_adopt(&n->ev, l->loop, n->local ? MPCI_FD_UNIX : MPCI_FD_INET,
+                                 mpci_listener_opts(l->base), &n->hs, done_cb, n);
+        if (r == 0) {
+            n->ev.fd = -1; /* the connection's now */
+        } else {
+            char peer[PEER_MAX];
+            reject(l, r, "cannot open the connection of %s: %s", peer_of(n, peer, sizeof peer),
+                   mpconn_strerror(r));
+        }
+    } else {
+        char peer[PEER_MAX];
+        reject(l, n->hs.code, "authentication of %s failed: %s", peer_of(n, peer, sizeof peer),
+               mpci_hs_errmsg(&n->hs));
+    }
+    mpci_ev_doom(&n->ev);
+    l->ev.pins--;
+    if (l->ev.doomed && l->ev.pins == 0)
+        l->ev.ops->destroy(&l->ev);
+}
+
+static void node_io(mpconn_ev *ev, int events)
+{
+    hs_node *n = (hs_node *)ev;
+    mpci_fd_transport t;
+    mpci_fdt_init(&t, ev->fd, 1, 0); /* descriptors passed meanwhile: dropped by the kernel */
+    int st = mpci_hs_step(&n->hs, &t.base, events & MPCONN_READABLE, 0);
+    if (st != MPCI_AUTH_NEED_INPUT) {
+        node_done(n);
+        return;
+    }
+    mpci_ev_set_io(ev, mpci_hs_events(&n->hs) & POLLOUT ? MPCONN_WRITABLE : MPCONN_READABLE);
 }
 
 static int open_spare(void)
@@ -169,11 +247,10 @@ static void shed(mpconn_async_listener *l, int err)
     if (l->oldest) {
         hs_node *old = l->oldest;
         unlink_node(l, old);
-        mpci_async_drop(old->a, -ETIMEDOUT, "dropped for a newer peer: out of descriptors");
         char peer[PEER_MAX];
         reject(l, -err, "out of file descriptors (%s): dropped the handshake of %s to make room",
                strerror(err), peer_of(old, peer, sizeof peer));
-        free(old);
+        drop_node(old, -ETIMEDOUT, "dropped for a newer peer: out of descriptors");
         return;
     }
     if (l->spare >= 0) {
@@ -194,6 +271,48 @@ static void shed(mpconn_async_listener *l, int err)
     pause_accepting(l);
 }
 
+static void link_node(mpconn_async_listener *l, hs_node *n)
+{
+    n->prev = l->newest;
+    if (l->newest)
+        l->newest->next = n;
+    else
+        l->oldest = n;
+    l->newest = n;
+    l->nhs++;
+    if (!l->timer_at)
+        arm(l);
+}
+
+/* The node runs the plain authkey handshake itself; the challenge leaves
+ * at once. */
+static void start_node(mpconn_async_listener *l, hs_node *n, int fd, const struct mpconn_opts *o)
+{
+    n->ev.fd = fd;
+    static const mpci_ev_ops ops = {node_io, node_timeout, node_destroy};
+    n->ev.ops = &ops;
+    char peer[PEER_MAX];
+    int r = mpci_hs_init(&n->hs, MPCI_AUTH_SERVER, o);
+    if (r < 0) {
+        reject(l, r, "cannot start the handshake with %s: %s", peer_of(n, peer, sizeof peer),
+               mpconn_strerror(r));
+        node_destroy(&n->ev);
+        return;
+    }
+    r = mpci_ev_attach(&n->ev, l->ad, l->loop);
+    if (r < 0) {
+        reject(l, r, "cannot watch the connection of %s: %s", peer_of(n, peer, sizeof peer),
+               mpconn_strerror(r));
+        node_destroy(&n->ev);
+        return;
+    }
+    link_node(l, n);
+    /* Watched before the challenge leaves: the peer, woken by it, may take
+     * the CPU, and the answer should find the fd registered. */
+    mpci_ev_set_io(&n->ev, MPCONN_READABLE);
+    mpconn_ev_handle(&n->ev, 0);
+}
+
 static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage *ss, socklen_t sl)
 {
     char peer[PEER_MAX];
@@ -207,12 +326,11 @@ static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage
      * nobody for longer than it takes the others to arrive. */
     if (l->max_hs && l->nhs >= l->max_hs && l->oldest) {
         hs_node *old = l->oldest;
-        mpci_async_drop(old->a, -ETIMEDOUT, "dropped for a newer peer");
         unlink_node(l, old);
         char name[PEER_MAX];
         reject(l, -ETIMEDOUT, "handshake of %s dropped: %zu handshakes under way",
                peer_of(old, name, sizeof name), l->max_hs);
-        free(old);
+        drop_node(old, -ETIMEDOUT, "dropped for a newer peer");
     }
     size_t plen = strlen(peer), alen = strlen(mpconn_listener_address(l->base));
     int on_us = plen > alen + 4 && memcmp(peer + plen - alen - 4, " on ", 4) == 0 &&
@@ -228,6 +346,7 @@ static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage
     memset(n, 0, offsetof(hs_node, peer));
     n->l = l;
     n->on_us = (uint8_t)on_us;
+    n->local = ss->ss_family == AF_UNIX;
     memcpy(n->peer, peer, plen);
     n->peer[plen] = 0;
     const struct mpconn_opts *o = mpci_listener_opts(l->base);
@@ -236,6 +355,10 @@ static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage
     if (o->authkey || flags) {
         double d = mpci_deadline(o->handshake_timeout);
         n->deadline = d > 0 ? d : 0;
+    }
+    if (o->authkey && !flags) {
+        start_node(l, n, fd, o);
+        return;
     }
     mpconn_async *a;
     r = mpci_async_accepted(&a, fd, ss->ss_family == AF_UNIX ? MPCI_FD_UNIX : MPCI_FD_INET, flags,
@@ -247,15 +370,7 @@ static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage
         return;
     }
     n->a = a;
-    n->prev = l->newest;
-    if (l->newest)
-        l->newest->next = n;
-    else
-        l->oldest = n;
-    l->newest = n;
-    l->nhs++;
-    if (!l->timer_at)
-        arm(l);
+    link_node(l, n);
     r = mpconn_async_attach(a, l->ad, l->loop); /* may finish at once (no authkey) */
     if (r < 0) {
         unlink_node(l, n);
@@ -327,11 +442,10 @@ static void on_timeout(mpconn_ev *ev)
     while (l->oldest && l->oldest->deadline > 0 && t >= l->oldest->deadline) {
         hs_node *n = l->oldest;
         unlink_node(l, n);
-        mpci_async_drop(n->a, -ETIMEDOUT, "handshake timed out");
         char peer[PEER_MAX];
         reject(l, -ETIMEDOUT, "authentication of %s failed: handshake timed out",
                peer_of(n, peer, sizeof peer));
-        free(n);
+        drop_node(n, -ETIMEDOUT, "handshake timed out");
     }
     arm(l);
 }
@@ -364,9 +478,8 @@ int mpconn_async_listener_open(mpconn_async_listener **out, const char *address,
     if (fl >= 0)
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
     l->ev.fd = fd;
-    l->ev.on_io = on_io;
-    l->ev.on_timeout = on_timeout;
-    l->ev.destroy = destroy;
+    static const mpci_ev_ops ops = {on_io, on_timeout, destroy};
+    l->ev.ops = &ops;
     l->ad = ad;
     l->loop = loop;
     l->on_accept = on_accept;
@@ -431,8 +544,7 @@ void mpconn_async_listener_free(mpconn_async_listener *l)
     while (l->oldest) {
         hs_node *n = l->oldest;
         unlink_node(l, n);
-        mpci_async_drop(n->a, MPCONN_ERR_CLOSED, "listener closed");
-        free(n);
+        drop_node(n, MPCONN_ERR_CLOSED, "listener closed");
     }
     l->ev.pins--;
     mpci_ev_doom(&l->ev);

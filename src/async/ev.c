@@ -16,7 +16,7 @@ int mpconn_ev_fd(const mpconn_ev *ev)
 
 static void finish(mpconn_ev *ev)
 {
-    ev->destroy(ev);
+    ev->ops->destroy(ev);
 }
 
 void mpconn_ev_handle(mpconn_ev *ev, int events)
@@ -24,7 +24,7 @@ void mpconn_ev_handle(mpconn_ev *ev, int events)
     if (ev->doomed)
         return;
     ev->pins++;
-    ev->on_io(ev, events);
+    ev->ops->on_io(ev, events);
     if (--ev->pins == 0 && ev->doomed)
         finish(ev);
 }
@@ -34,7 +34,7 @@ void mpconn_ev_timeout(mpconn_ev *ev)
     if (ev->doomed)
         return;
     ev->pins++;
-    ev->on_timeout(ev);
+    ev->ops->on_timeout(ev);
     if (--ev->pins == 0 && ev->doomed)
         finish(ev);
 }
@@ -76,6 +76,29 @@ void mpci_ev_change_pending(mpconn_ev *ev, int pending)
         ev->ad->set_pending(ev->st, pending);
 }
 
+int mpci_ev_move(mpconn_ev *from, mpconn_ev *to, void *loop)
+{
+    const mpconn_adapter *ad = from->ad;
+    void *st = from->st;
+    int want = from->want, pending = from->pending;
+    from->st = NULL;
+    if (HAS_HOOK(ad, rebind) && ad->rebind) {
+        to->ad = ad;
+        to->st = st;
+        to->want = want;
+        to->pending = (uint8_t)pending;
+        ad->rebind(st, to);
+        return 0;
+    }
+    ad->cleanup(st);
+    int r = mpci_ev_attach(to, ad, loop);
+    if (r < 0)
+        return r;
+    mpci_ev_set_io(to, want);
+    mpci_ev_set_pending(to, pending);
+    return 0;
+}
+
 void mpci_ev_doom(mpconn_ev *ev)
 {
     if (ev->doomed)
@@ -100,8 +123,10 @@ typedef struct loop_att {
     mpconn_timer *timer; /* made at the first set_timer */
 } loop_att;
 
-/* The watcher and the timer carry the object itself: an event reaches it
- * without a look at the attachment (one cache line fewer per event). */
+/* The watcher carries the object itself: an event reaches it without a
+ * look at the attachment (one cache line fewer per event). Timers are
+ * rare, and go through the attachment, so that a rebind has one pointer
+ * to change. */
 static void att_io(mpconn_io *io, int events, void *data)
 {
     (void)io;
@@ -111,7 +136,8 @@ static void att_io(mpconn_io *io, int events, void *data)
 static void att_timer(mpconn_timer *t, void *data)
 {
     (void)t;
-    mpconn_ev_timeout(data);
+    loop_att *a = data;
+    mpconn_ev_timeout(a->ev);
 }
 
 static void *att_attach(void *loop, mpconn_ev *ev)
@@ -144,7 +170,7 @@ static void att_set_timer(void *st, double seconds)
         a->timer = NULL;
         return;
     }
-    if (!a->timer && mpconn_timer_new(&a->timer, a->loop, att_timer, a->ev) < 0)
+    if (!a->timer && mpconn_timer_new(&a->timer, a->loop, att_timer, a) < 0)
         return; /* out of memory: the deadline is lost, the connection is not */
     mpconn_timer_start(a->timer, seconds, 0);
 }
@@ -166,8 +192,16 @@ static void att_cleanup(void *st)
     free(a);
 }
 
-static const mpconn_adapter loop_adapter = {sizeof(mpconn_adapter), att_attach,      att_set_io,
-                                            att_set_timer,          att_set_pending, att_cleanup};
+static void att_rebind(void *st, mpconn_ev *ev)
+{
+    loop_att *a = st;
+    a->ev = ev;
+    mpconn_io_set_data(a->io, ev);
+}
+
+static const mpconn_adapter loop_adapter = {
+    sizeof(mpconn_adapter), att_attach,  att_set_io, att_set_timer,
+    att_set_pending,        att_cleanup, att_rebind};
 
 const mpconn_adapter *mpconn_loop_adapter(void)
 {

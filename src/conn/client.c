@@ -56,7 +56,7 @@ static int handshake(int fd, int role, const struct mpconn_opts *o, const char *
     }
     if (hs->state == MPCI_AUTH_FAILED)
         return mpci_err(errmsg, errlen, hs->code, "authentication with %s failed: %s", address,
-                        hs->errmsg);
+                        mpci_hs_errmsg(hs));
     return armed >= 0;
 }
 
@@ -95,7 +95,7 @@ static int tls_client(mpconn_conn **out, int fd, int role, const mpci_addr *a, c
         r = mpci_conn_handshake(c, role, opts, deadline, &hs);
         if (r < 0)
             mpci_err(errmsg, errlen, r, "authentication with %s failed: %s", address,
-                     hs.state == MPCI_AUTH_FAILED ? hs.errmsg : mpconn_strerror(r));
+                     hs.state == MPCI_AUTH_FAILED ? mpci_hs_errmsg(&hs) : mpconn_strerror(r));
         mpci_hs_clear(&hs);
         if (r < 0) {
             mpconn_conn_free(c);

@@ -742,7 +742,7 @@ static int harvest(mpconn_listener *l, mpconn_conn **out)
         if (p->hs.state == MPCI_AUTH_FAILED) {
             reject(l, p->hs.code, "%s %s failed: %s",
                    p->tls_phase ? "TLS with" : "authentication of",
-                   peer_text(l, &p->who, peer, sizeof peer), p->hs.errmsg);
+                   peer_text(l, &p->who, peer, sizeof peer), mpci_hs_errmsg(&p->hs));
             drop_pending(l, i);
             continue;
         }

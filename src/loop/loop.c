@@ -295,6 +295,11 @@ int mpconn_io_fd(const mpconn_io *io)
     return io->fd;
 }
 
+void mpconn_io_set_data(mpconn_io *io, void *data)
+{
+    io->h.data = data;
+}
+
 void mpconn_io_set_pending(mpconn_io *io, int pending)
 {
     pending = pending != 0;

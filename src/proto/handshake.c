@@ -17,7 +17,6 @@ void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...)
     va_start(ap, fmt);
     h->code = mpci_verr(h->auth.errmsg, sizeof h->auth.errmsg, code, fmt, ap);
     va_end(ap);
-    h->errmsg = h->auth.errmsg;
     h->state = MPCI_AUTH_FAILED;
 }
 
@@ -60,7 +59,6 @@ void mpci_hs_sent(mpci_hs *h, size_t n)
 static void auth_failed(mpci_hs *h)
 {
     h->code = h->auth.code;
-    h->errmsg = h->auth.errmsg;
     h->state = MPCI_AUTH_FAILED;
 }
 
@@ -160,7 +158,6 @@ int mpci_hs_start(mpci_hs *h, int role, const uint8_t *key, size_t keylen, const
                   int allow_md5, const uint8_t nonce[MPCI_NONCE_LEN])
 {
     memset(h, 0, sizeof *h);
-    h->errmsg = "";
     int r = mpci_auth_init(&h->auth, role, key, keylen, digest, allow_md5, nonce);
     if (r < 0)
         return r;

@@ -22,18 +22,17 @@
  * into it. */
 typedef struct mpci_hs {
     mpci_auth auth;
-    mpci_msgdec *dec;   /* a message split across reads; NULL otherwise */
-    uint8_t *left;      /* bytes that followed the last handshake message (heap) */
-    uint8_t *out;       /* framed output, MPCI_HS_OUT_MAX bytes (heap); NULL once all is sent */
-    const char *errmsg; /* the reason once FAILED (in auth's buffer), else "" */
-    size_t dropped_fds; /* descriptors the peer passed during the handshake, closed (I/O side) */
-    uint16_t nleft;     /* at most MPCI_HS_LEFT_MAX */
+    mpci_msgdec *dec; /* a message split across reads; NULL otherwise */
+    uint8_t *left;    /* bytes that followed the last handshake message (heap) */
+    uint8_t *out;     /* framed output, MPCI_HS_OUT_MAX bytes (heap); NULL once all is sent */
+    uint16_t nleft;   /* at most MPCI_HS_LEFT_MAX */
     uint16_t outlen, outpos; /* out[outpos..outlen) not yet sent */
     uint8_t state;           /* MPCI_AUTH_NEED_INPUT, _DONE, _FAILED */
     /* Filled by the I/O side (conn/handshake_io.c), which reads them: */
     uint8_t has_left_fd; /* left ends with a count byte and left_fd came with it */
     int left_fd;         /* owned until the connection takes it */
     int code;
+    uint32_t dropped_fds; /* descriptors the peer passed during the handshake, closed */
 } mpci_hs;
 
 /* Starts the machine (see mpci_auth_init); a server's challenge is framed
@@ -50,6 +49,12 @@ void mpci_hs_fail(mpci_hs *h, int code, const char *fmt, ...) __attribute__((for
 void mpci_hs_clear(mpci_hs *h);
 /* n more bytes of the output were sent: the buffer goes once all is. */
 void mpci_hs_sent(mpci_hs *h, size_t n);
+
+/* The reason once FAILED (in the machine's buffer), else "". */
+static inline const char *mpci_hs_errmsg(const mpci_hs *h)
+{
+    return h->state == MPCI_AUTH_FAILED ? h->auth.errmsg : "";
+}
 
 /* Whether framed output waits to be sent (out[outpos..outlen)). */
 static inline int mpci_hs_has_output(const mpci_hs *h)

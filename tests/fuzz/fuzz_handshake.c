@@ -28,7 +28,7 @@ static void check_state(const mpci_hs *h, int *failed)
         abort();
     if (h->state == MPCI_AUTH_FAILED) {
         *failed = 1;
-        if (h->code >= 0 || !h->errmsg[0])
+        if (h->code >= 0 || !mpci_hs_errmsg(h)[0])
             abort();
     }
     if (h->nleft > MPCI_HS_LEFT_MAX || (h->nleft && !h->left))

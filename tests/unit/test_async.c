@@ -868,6 +868,57 @@ TEST(listener_runs_handshakes_on_the_loop)
     each_loop(listener_handshakes_on);
 }
 
+/* The loop's adapter, counting attaches: a peer's handshake runs in the
+ * listener's record of it, whose watcher passes to the connection once
+ * the peer is in, through rebind, or, for a table without it, by a
+ * cleanup and a new attach. */
+static const mpconn_adapter *handed_inner;
+static int handed_attaches;
+
+static void *handed_attach(void *loop, mpconn_ev *ev)
+{
+    handed_attaches++;
+    return handed_inner->attach(loop, ev);
+}
+
+static void handed_over_with(int with_rebind)
+{
+    server sv = {0};
+    sv.loop = new_loop();
+    handed_inner = adapter();
+    mpconn_adapter ad = *handed_inner;
+    ad.attach = handed_attach;
+    if (!with_rebind)
+        ad.size = offsetof(mpconn_adapter, rebind); /* as a table built before it */
+    handed_attaches = 0;
+    mpconn_opts *o;
+    mpconn_opts_new(&o);
+    mpconn_opts_set_authkey(o, "secret", 6);
+    mpconn_async_listener *l;
+    char err[256];
+    CHECK_INT(mpconn_async_listener_open(&l, "127.0.0.1:0", o, &ad, loop_arg(cur, sv.loop),
+                                         accept_cb, &sv, err, sizeof err),
+              0);
+    CHECK_INT(good_clients(&sv, l, 3), 3);
+    CHECK_INT(sv.accepted, 3);
+    /* The listener's socket, then each peer once, or twice without rebind. */
+    CHECK_INT(handed_attaches, 1 + 3 * (with_rebind ? 1 : 2));
+    mpconn_async_listener_free(l);
+    mpconn_opts_free(o);
+    free_loop(sv.loop);
+}
+
+static void handed_over_on(void)
+{
+    handed_over_with(1);
+    handed_over_with(0);
+}
+
+TEST(listener_hands_the_watcher_over)
+{
+    each_loop(handed_over_on);
+}
+
 static int raw_connect(const char *address)
 {
     /* "127.0.0.1:PORT" */
