@@ -86,6 +86,8 @@ MPCONN_API int mpconn_io_fd(const mpconn_io *io);
 /* The data the callback (and close_cb) gets from now on: a watcher handed
  * to another owner. */
 MPCONN_API void mpconn_io_set_data(mpconn_io *io, void *data);
+/* The loop that watches io. */
+MPCONN_API mpconn_loop *mpconn_io_loop(const mpconn_io *io);
 /* Marks bytes as already buffered in user space for this fd (TLS records
  * decrypted ahead, a read-ahead buffer): while pending is set and the
  * interest includes MPCONN_READABLE, the loop does not sleep and delivers

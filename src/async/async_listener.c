@@ -37,10 +37,13 @@ typedef struct hs_node {
     mpconn_async_listener *l;
     struct hs_node *prev, *next;
     double deadline; /* of the handshake; 0: none */
-    mpconn_async *a; /* the connection that runs the handshake, or NULL: the node does */
-    mpci_hs hs;      /* a's NULL */
-    uint8_t on_us;   /* the name ended with " on " and the listener's address */
-    uint8_t local;   /* a Unix socket */
+    union {
+        mpconn_async *a; /* in_conn: the connection that runs the handshake */
+        mpci_hs hs;      /* else: the node runs it */
+    };
+    uint8_t in_conn;
+    uint8_t on_us; /* the name ended with " on " and the listener's address */
+    uint8_t local; /* a Unix socket */
     char peer[];
 } hs_node;
 
@@ -138,7 +141,7 @@ static void done_cb(mpconn_async *a, int code, const char *errmsg, void *owner)
 {
     hs_node *n = owner;
     mpconn_async_listener *l = n->l;
-    if (n->a)
+    if (n->in_conn)
         unlink_node(l, n);
     l->ev.pins++;
     if (code == 0) {
@@ -151,7 +154,7 @@ static void done_cb(mpconn_async *a, int code, const char *errmsg, void *owner)
         reject(l, code, "authentication of %s failed: %s", peer_of(n, peer, sizeof peer),
                errmsg ? errmsg : "");
     }
-    if (n->a)
+    if (n->in_conn)
         free(n);
     l->ev.pins--;
     if (l->ev.doomed && l->ev.pins == 0)
@@ -161,7 +164,7 @@ static void done_cb(mpconn_async *a, int code, const char *errmsg, void *owner)
 /* An unlinked node goes, its peer with it (reported by the caller first). */
 static void drop_node(hs_node *n, int reason, const char *why)
 {
-    if (n->a) {
+    if (n->in_conn) {
         mpci_async_drop(n->a, reason, why);
         free(n);
         return;
@@ -172,7 +175,7 @@ static void drop_node(hs_node *n, int reason, const char *why)
 static void node_destroy(mpconn_ev *ev)
 {
     hs_node *n = (hs_node *)ev;
-    mpci_hs_clear(&n->hs);
+    mpci_hs_clear(&n->hs); /* never a connection's node: those are freed by done_cb */
     if (ev->fd >= 0)
         close(ev->fd);
     free(n);
@@ -370,6 +373,7 @@ static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage
         return;
     }
     n->a = a;
+    n->in_conn = 1;
     link_node(l, n);
     r = mpconn_async_attach(a, l->ad, l->loop); /* may finish at once (no authkey) */
     if (r < 0) {

@@ -116,8 +116,8 @@ void mpci_ev_doom(mpconn_ev *ev)
 
 /* ------------------------------------------------ adapter: mpconn_loop */
 
+/* Three pointers: with malloc's header, its smallest chunk but one. */
 typedef struct loop_att {
-    mpconn_loop *loop;
     mpconn_ev *ev;
     mpconn_io *io;
     mpconn_timer *timer; /* made at the first set_timer */
@@ -145,9 +145,8 @@ static void *att_attach(void *loop, mpconn_ev *ev)
     loop_att *a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
-    a->loop = loop;
     a->ev = ev;
-    if (mpconn_io_new(&a->io, a->loop, ev->fd, att_io, ev) < 0) {
+    if (mpconn_io_new(&a->io, loop, ev->fd, att_io, ev) < 0) {
         free(a);
         return NULL;
     }
@@ -170,7 +169,7 @@ static void att_set_timer(void *st, double seconds)
         a->timer = NULL;
         return;
     }
-    if (!a->timer && mpconn_timer_new(&a->timer, a->loop, att_timer, a) < 0)
+    if (!a->timer && mpconn_timer_new(&a->timer, mpconn_io_loop(a->io), att_timer, a) < 0)
         return; /* out of memory: the deadline is lost, the connection is not */
     mpconn_timer_start(a->timer, seconds, 0);
 }

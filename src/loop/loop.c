@@ -39,7 +39,6 @@ static void handle_init(mpci_handle *h, int kind, mpconn_loop *loop, void *data)
     h->loop = loop;
     h->data = data;
     h->close_cb = NULL;
-    h->next_closed = NULL;
     h->all_prev = NULL;
     h->all_next = loop->all;
     if (loop->all)
@@ -298,6 +297,11 @@ int mpconn_io_fd(const mpconn_io *io)
 void mpconn_io_set_data(mpconn_io *io, void *data)
 {
     io->h.data = data;
+}
+
+mpconn_loop *mpconn_io_loop(const mpconn_io *io)
+{
+    return io->h.loop;
 }
 
 void mpconn_io_set_pending(mpconn_io *io, int pending)

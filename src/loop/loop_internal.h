@@ -21,15 +21,21 @@ typedef struct mpci_handle {
     mpconn_loop *loop;
     void *data;
     mpconn_close_cb close_cb;
-    struct mpci_handle *next_closed;
-    struct mpci_handle *all_prev, *all_next; /* every live handle of the loop */
+    struct mpci_handle *all_prev;
+    /* The next live handle of the loop; once closed, the next closed one
+     * (a closed handle has left the live list). */
+    union {
+        struct mpci_handle *all_next;
+        struct mpci_handle *next_closed;
+    };
 } mpci_handle;
 
+/* Laid out small: an idle connection on the loop has one. */
 struct mpconn_io {
     mpci_handle h;
     int fd;
-    int events;
-    int pending;
+    uint8_t events;
+    uint8_t pending;
     uint64_t stamp; /* the iteration whose batch holds this io */
     mpconn_io_cb cb;
     mpconn_io *pending_prev, *pending_next; /* list of ios with pending set */
