@@ -290,9 +290,12 @@ int srv_accept(mpconn_server *s, mpconn_request *r)
     if (s->tls)
         return srv_tls_accept(s, r);
     int fd, refused = 0;
+    /* A LOOP connection is made non-blocking anyway: asked here, it costs
+     * no fcntl. THREADS and FORK handlers read a blocking socket. */
+    int flags = SOCK_CLOEXEC | (s->kind == MPCONN_SERVER_LOOP ? SOCK_NONBLOCK : 0);
 again:
     r->sl = sizeof r->ss;
-    fd = accept4(s->lfd, (struct sockaddr *)&r->ss, &r->sl, SOCK_CLOEXEC);
+    fd = accept4(s->lfd, (struct sockaddr *)&r->ss, &r->sl, flags);
     if (fd < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
             return 0;
@@ -311,8 +314,8 @@ again:
     r->user = NULL;
     r->dgram = NULL;
     r->dgram_len = 0;
-    srv_format_addr(&r->ss, r->sl, r->peer, sizeof r->peer);
-    r->peer_done = 1;
+    r->peer[0] = 0;
+    r->peer_done = 0; /* formatted when a hook or a report asks for it */
     peer_creds(r);
     /* The listener's uid policy, as mpconn_listener_accept applies it. */
     if (r->ss.ss_family == AF_UNIX &&
@@ -341,6 +344,12 @@ const char *srv_peer(mpconn_request *r)
         r->peer_done = 1;
     }
     return r->peer;
+}
+
+const char *srv_peer_or(mpconn_request *r, const char *unnamed)
+{
+    const char *p = srv_peer(r);
+    return *p ? p : unnamed;
 }
 
 void srv_format_addr(const struct sockaddr_storage *ss, socklen_t sl, char *buf, size_t cap)
@@ -491,7 +500,7 @@ int srv_serve_stream(mpconn_server *s, mpconn_request *r)
      * handshakes. */
     if (!r->conn && s->has_key && (rc = handshake(s, r->fd, err, sizeof err)) < 0) {
         if (!atomic_load(&s->stopping))
-            srv_error(s, r, rc, "%s: %s", r->peer[0] ? r->peer : "peer", err);
+            srv_error(s, r, rc, "%s: %s", srv_peer_or(r, "peer"), err);
         srv_close_fd(s, r);
         return 1;
     }
@@ -520,8 +529,8 @@ int srv_serve_stream(mpconn_server *s, mpconn_request *r)
     if (rc == 0 && s->hooks.handle)
         rc = s->hooks.handle(r, s->data);
     if (rc != 0)
-        srv_error(s, r, srv_hook_code(rc), "handler for %s failed: %s",
-                  r->peer[0] ? r->peer : "peer", mpconn_strerror(srv_hook_code(rc)));
+        srv_error(s, r, srv_hook_code(rc), "handler for %s failed: %s", srv_peer_or(r, "peer"),
+                  mpconn_strerror(srv_hook_code(rc)));
     if (s->hooks.finish)
         s->hooks.finish(r, s->data);
     srv_close_fd(s, r);
@@ -535,7 +544,7 @@ void srv_serve_dgram(mpconn_server *s, mpconn_request *r)
         rc = s->hooks.handle(r, s->data);
     if (rc != 0)
         srv_error(s, r, srv_hook_code(rc), "handler for datagram from %s failed: %s",
-                  *srv_peer(r) ? r->peer : "an unbound sender", mpconn_strerror(srv_hook_code(rc)));
+                  srv_peer_or(r, "an unbound sender"), mpconn_strerror(srv_hook_code(rc)));
     if (s->hooks.finish)
         s->hooks.finish(r, s->data);
 }

@@ -31,7 +31,7 @@ struct mpconn_request {
     uid_t uid;
     gid_t gid;
     char peer[SRV_PEER_MAX];
-    int peer_done; /* peer is formatted (datagrams: only when asked, it costs) */
+    int peer_done; /* peer is formatted (only when asked: it costs) */
     /* THREADS: a request slot of the pool. */
     unsigned char *buf; /* datagrams: max_datagram bytes, kept with the slot */
     int busy;           /* taken by a worker (its fd may be shut down) */
@@ -133,8 +133,10 @@ void srv_request_seen(mpconn_server *s);
 int srv_serve_stream(mpconn_server *s, mpconn_request *r);
 /* Datagrams: setup, handle, finish. */
 void srv_serve_dgram(mpconn_server *s, mpconn_request *r);
-/* r's peer in mpconn syntax, formatted now if it was not yet. */
+/* r's peer in mpconn syntax, formatted now if it was not yet ("" for a
+ * peer without a name); the second gives unnamed for that. */
 const char *srv_peer(mpconn_request *r);
+const char *srv_peer_or(mpconn_request *r, const char *unnamed);
 /* Formats a socket address in mpconn syntax. */
 void srv_format_addr(const struct sockaddr_storage *ss, socklen_t sl, char *buf, size_t cap);
 /* The value a hook's nonzero return is reported with. */
