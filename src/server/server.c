@@ -101,7 +101,6 @@ int mpconn_server_new(mpconn_server **out, const char *address, int kind, int fo
     s->max_dgram = 65536;
     atomic_init(&s->stopping, 0);
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
     int r = mpconn_opts_dup(&s->opts, opts);
     if (r < 0) {
         mpconn_server_free(s);
@@ -487,9 +486,19 @@ void srv_close_fd_locked(mpconn_server *s, mpconn_request *r)
 
 void srv_close_fd(mpconn_server *s, mpconn_request *r)
 {
+    /* Out of the shutdown's reach under the lock, closed after it: a TCP
+     * close (a TLS one more so) takes a while, and the acceptor would wait
+     * for the lock meanwhile. */
     pthread_mutex_lock(&s->mu);
-    srv_close_fd_locked(s, r);
+    mpconn_conn *c = r->conn;
+    int fd = s->dgram ? -1 : r->fd;
+    r->conn = NULL;
+    r->fd = -1;
     pthread_mutex_unlock(&s->mu);
+    if (c)
+        mpconn_conn_free(c);
+    else if (fd >= 0)
+        close(fd);
 }
 
 int srv_serve_stream(mpconn_server *s, mpconn_request *r)
@@ -515,9 +524,7 @@ int srv_serve_stream(mpconn_server *s, mpconn_request *r)
             srv_close_fd(s, r);
             return 1;
         }
-        pthread_mutex_lock(&s->mu);
-        r->conn = c;
-        pthread_mutex_unlock(&s->mu);
+        r->conn = c; /* the shutdown only touches r->fd, under mu */
         if (s->idle >= 0)
             mpconn_conn_set_timeouts(c, -1, s->idle);
     } else if (s->idle >= 0) {
@@ -657,7 +664,6 @@ void mpconn_server_free(mpconn_server *s)
     mpconn_loop_free(s->loop);
     mpconn_opts_free(s->opts);
     pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
     free(s);
 }
 

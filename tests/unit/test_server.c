@@ -1,7 +1,8 @@
 /* mpconn_server in one process: shutdown from another thread, from a
  * handler and before serving, in each kind, leaving no thread or
  * descriptor; verify_request before any byte; handle_timeout; the idle
- * timeout; no thread kept per connection; the peer's name when asked;
+ * timeout; no thread kept per connection; every request handed over by a
+ * busy pool; the peer's name when asked;
  * addresses and settings; each kind on a tls: address. */
 #define _GNU_SOURCE
 #include "testlib.h"
@@ -719,9 +720,27 @@ TEST(idle_timeout_threads)
     idle_timeout(MPCONN_SERVER_THREADS);
 }
 
-/* bpo-37193: nothing is kept per finished connection; the pool never
- * holds more threads than the cap, however many connections came. */
-TEST(no_thread_kept_per_connection)
+/* Clients of a THREADS server with a cap of 3: each thread of them makes
+ * rounds connections one after the other, and the pool never holds more
+ * threads than the cap. */
+typedef struct burst {
+    const char *path;
+    int rounds, tasks_max;
+} burst;
+
+static void *burst_client(void *arg)
+{
+    burst *b = arg;
+    for (int i = 0; i < b->rounds; i++) {
+        mpconn_conn *c = connect_to(b->path);
+        exchange(c);
+        mpconn_conn_free(c);
+        CHECK(count_dir("/proc/self/task") <= b->tasks_max);
+    }
+    return NULL;
+}
+
+static void pool_of_three(int clients, int rounds)
 {
     int tasks0 = count_dir("/proc/self/task");
     char path[256];
@@ -731,18 +750,35 @@ TEST(no_thread_kept_per_connection)
     CHECK_INT(mpconn_server_set_max_connections(s, 3), 0);
     serving v;
     serve_in_thread(&v, s);
-    for (int i = 0; i < 60; i++) {
-        mpconn_conn *c = connect_to(path);
-        exchange(c);
-        mpconn_conn_free(c);
-        CHECK(count_dir("/proc/self/task") <= tasks0 + 1 + 3);
-    }
+    burst b = {path, rounds, tasks0 + 1 + 3 + (clients > 1 ? clients : 0)};
+    pthread_t t[8];
+    CHECK(clients >= 1 && clients <= 8);
+    if (clients == 1)
+        burst_client(&b);
+    for (int i = 0; clients > 1 && i < clients; i++)
+        CHECK_INT(pthread_create(&t[i], NULL, burst_client, &b), 0);
+    for (int i = 0; clients > 1 && i < clients; i++)
+        pthread_join(t[i], NULL);
     mpconn_server_shutdown(s);
     join_serving(&v, now());
-    CHECK_INT(atomic_load(&f.handled), 60);
+    CHECK_INT(atomic_load(&f.handled), clients * rounds);
     mpconn_server_free(s);
     CHECK_INT(count_dir("/proc/self/task"), tasks0);
     remove_dir_of(path);
+}
+
+/* bpo-37193: nothing is kept per finished connection. */
+TEST(no_thread_kept_per_connection)
+{
+    pool_of_three(1, 60);
+}
+
+/* Clients at once, more than the pool: each request is handed to an idle
+ * worker or queued for a busy one, and none is lost (a lost hand-off
+ * would leave its client waiting). */
+TEST(pool_hands_every_request_over)
+{
+    pool_of_three(6, 40);
 }
 
 /* The peer's name is made when asked for (not at accept): in
@@ -850,7 +886,7 @@ static void peer_named(int kind)
             CHECK_MEM(msg, want, len);
             free(msg);
             CHECK(strcmp(n.verified, want) == 0); /* verified before served */
-        } else if (kind != MPCONN_SERVER_FORK) { /* FORK's child reports its own */
+        } else if (kind != MPCONN_SERVER_FORK) {  /* FORK's child reports its own */
             /* Nobody asked before this report: it names the peer itself. */
             CHECK_INT(mpconn_conn_send_bytes(c, "fail", 4), 0);
             CHECK_INT(mpconn_conn_recv_bytes(c, &msg, &len, 0), MPCONN_ERR_EOF);
