@@ -1,6 +1,7 @@
 /* make bench, server part: mpconn_server's LOOP, THREADS and FORK kinds
  * against CPython's socketserver (ThreadingTCPServer, ForkingTCPServer,
- * bench_server_py.py) with the same echo handler; connection-per-request
+ * bench_server_py.py) with the same echo handler, and against a small
+ * epoll server written by hand (the ceiling); connection-per-request
  * rates; shutdown latency with 100 clients; UDP echo against a bare
  * recvfrom/sendto loop. Public headers only; SAMPLE lines for run.sh. */
 #define _GNU_SOURCE
@@ -15,9 +16,11 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
-/* The implementations, in the order their repetitions interleave. */
-enum { I_LOOP, I_THREADS, I_FORK, I_PY_THREADING, I_PY_FORKING, NIMPL };
-static const char *const inames[NIMPL] = {"loop", "threads", "fork", "py_threading", "py_forking"};
+/* The implementations, in the order their repetitions interleave: the
+ * three kinds first (their index is their place in mp_kind). */
+enum { I_LOOP, I_THREADS, I_FORK, I_RAW, I_PY_THREADING, I_PY_FORKING, NIMPL };
+static const char *const inames[NIMPL] = {"loop", "threads",      "fork",
+                                          "raw",  "py_threading", "py_forking"};
 static const int mp_kind[3] = {MPCONN_SERVER_LOOP, MPCONN_SERVER_THREADS, MPCONN_SERVER_FORK};
 
 /* The mpconn kind of an implementation's name (loop, threads, fork). */
@@ -99,6 +102,125 @@ static mpconn_server *new_server(const char *addr, int kind, int dgram)
     return s;
 }
 
+/* ------------------------------------------- the hand-written ceiling */
+
+/* What a server has to do, and nothing more: one epoll loop that accepts
+ * (TCP_NODELAY, as the others set it), reads frames of a 4-byte
+ * big-endian length and a payload, writes each whole frame back, and
+ * closes at end of stream. No handshake, no hooks, no caps. */
+#define RAW_CAP (4 + 65536)
+
+typedef struct rawconn {
+    int fd;
+    uint32_t events;  /* what ep watches: EPOLLIN, or EPOLLOUT while echo waits */
+    size_t have;      /* bytes in buf */
+    size_t out, sent; /* buf[sent..out) is echo the socket has not taken */
+    unsigned char buf[RAW_CAP];
+} rawconn;
+
+static size_t raw_frame_len(const unsigned char *p)
+{
+    return 4 + ((size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3]);
+}
+
+static void raw_watch(int ep, rawconn *c, uint32_t events)
+{
+    if (c->events == events)
+        return;
+    c->events = events;
+    struct epoll_event e = {.events = events, .data.ptr = c};
+    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e);
+}
+
+/* Writes back what is due, then echoes the whole frames read and keeps the
+ * rest at the start of buf; reading waits while the socket is full. 0, or
+ * -1 when the connection is done. */
+static int raw_echo(int ep, rawconn *c)
+{
+    for (;;) {
+        while (c->sent < c->out) {
+            ssize_t w = send(c->fd, c->buf + c->sent, c->out - c->sent, MSG_NOSIGNAL);
+            if (w < 0 && errno != EAGAIN)
+                return -1;
+            if (w < 0) {
+                raw_watch(ep, c, EPOLLOUT);
+                return 0;
+            }
+            c->sent += (size_t)w;
+        }
+        if (c->out) {
+            memmove(c->buf, c->buf + c->out, c->have - c->out);
+            c->have -= c->out;
+            c->out = c->sent = 0;
+        }
+        raw_watch(ep, c, EPOLLIN);
+        size_t whole = 0;
+        while (c->have - whole >= 4 && c->have - whole >= raw_frame_len(c->buf + whole))
+            whole += raw_frame_len(c->buf + whole);
+        if (whole == 0) /* a frame begun, unless it can never fit */
+            return c->have >= 4 && raw_frame_len(c->buf) > RAW_CAP ? -1 : 0;
+        c->out = whole;
+    }
+}
+
+static void raw_readable(int ep, rawconn *c)
+{
+    ssize_t n = read(c->fd, c->buf + c->have, RAW_CAP - c->have);
+    if (n < 0 && errno == EAGAIN)
+        return;
+    if (n > 0) {
+        c->have += (size_t)n;
+        if (raw_echo(ep, c) == 0)
+            return;
+    }
+    close(c->fd); /* which takes it out of ep */
+    free(c);
+}
+
+static _Noreturn void serve_raw(int wfd)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+    socklen_t sl = sizeof in;
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event le = {.events = EPOLLIN, .data.ptr = NULL};
+    if (lfd < 0 || ep < 0 || bind(lfd, (struct sockaddr *)&in, sizeof in) < 0 ||
+        listen(lfd, 128) < 0 || getsockname(lfd, (struct sockaddr *)&in, &sl) < 0 ||
+        epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &le) < 0)
+        bench_die("raw server", -errno);
+    char line[64];
+    int len = snprintf(line, sizeof line, "127.0.0.1:%u\n", ntohs(in.sin_port));
+    raw_write_all(wfd, line, (size_t)len);
+    close(wfd);
+    struct epoll_event evs[64];
+    for (;;) {
+        int n = epoll_wait(ep, evs, 64, -1);
+        for (int i = 0; i < n; i++) {
+            rawconn *c = evs[i].data.ptr;
+            if (c && c->events == EPOLLOUT) {
+                if (raw_echo(ep, c) < 0) {
+                    close(c->fd);
+                    free(c);
+                }
+            } else if (c) {
+                raw_readable(ep, c);
+            } else {
+                int fd;
+                while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+                    bench_nodelay(fd);
+                    if (!(c = malloc(sizeof *c)))
+                        bench_die("raw server", -ENOMEM);
+                    c->fd = fd;
+                    c->events = EPOLLIN;
+                    c->have = c->out = c->sent = 0;
+                    struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
+                    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+                }
+            }
+        }
+    }
+}
+
 /* The child that serves: kind (loop, threads, fork, udp_loop, udp_threads,
  * udp_raw), the bound address written to wfd, then serve until killed. */
 static int serve_child(const char *kind, int wfd)
@@ -106,6 +228,8 @@ static int serve_child(const char *kind, int wfd)
     int udp = strncmp(kind, "udp_", 4) == 0;
     const char *k = udp ? kind + 4 : kind;
     char line[160];
+    if (!udp && strcmp(k, "raw") == 0)
+        serve_raw(wfd);
     if (udp && strcmp(k, "raw") == 0) {
         /* The floor: recvfrom and sendto, nothing else. */
         int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -411,7 +535,13 @@ static void compare(const char *id, const char *what, const char *unit, rate_fn 
             snprintf(col, sizeof col, "%s/py", inames[k]);
             if (up[k] && up[py])
                 bench_sample(id, col, rate[k] / rate[py], "ratio");
+            snprintf(col, sizeof col, "%s/raw", inames[k]);
+            if (up[k] && up[I_RAW])
+                bench_sample(id, col, rate[k] / rate[I_RAW], "ratio");
         }
+        /* The ceiling of the targets over CPython's threading server. */
+        if (up[I_RAW] && up[I_PY_THREADING])
+            bench_sample(id, "raw/py", rate[I_RAW] / rate[I_PY_THREADING], "ratio");
     }
     for (int k = 0; k < NIMPL; k++)
         stop(&p[k]);

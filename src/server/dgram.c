@@ -271,7 +271,7 @@ int srv_dgram_recv(mpconn_server *s, mpconn_request *r, unsigned char *buf, size
         r->dgram_len = 0;
         srv_error(s, r, MPCONN_ERR_MSGSIZE,
                   "datagram of %zd bytes from %s is longer than the %zu-byte buffer: dropped", n,
-                  *srv_peer(r) ? r->peer : "an unbound sender", cap);
+                  srv_peer_or(r, "an unbound sender"), cap);
         return 2;
     }
     r->dgram = buf;

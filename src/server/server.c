@@ -101,7 +101,6 @@ int mpconn_server_new(mpconn_server **out, const char *address, int kind, int fo
     s->max_dgram = 65536;
     atomic_init(&s->stopping, 0);
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
     int r = mpconn_opts_dup(&s->opts, opts);
     if (r < 0) {
         mpconn_server_free(s);
@@ -290,9 +289,12 @@ int srv_accept(mpconn_server *s, mpconn_request *r)
     if (s->tls)
         return srv_tls_accept(s, r);
     int fd, refused = 0;
+    /* A LOOP connection is made non-blocking anyway: asked here, it costs
+     * no fcntl. THREADS and FORK handlers read a blocking socket. */
+    int flags = SOCK_CLOEXEC | (s->kind == MPCONN_SERVER_LOOP ? SOCK_NONBLOCK : 0);
 again:
     r->sl = sizeof r->ss;
-    fd = accept4(s->lfd, (struct sockaddr *)&r->ss, &r->sl, SOCK_CLOEXEC);
+    fd = accept4(s->lfd, (struct sockaddr *)&r->ss, &r->sl, flags);
     if (fd < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
             return 0;
@@ -311,8 +313,8 @@ again:
     r->user = NULL;
     r->dgram = NULL;
     r->dgram_len = 0;
-    srv_format_addr(&r->ss, r->sl, r->peer, sizeof r->peer);
-    r->peer_done = 1;
+    r->peer[0] = 0;
+    r->peer_done = 0; /* formatted when a hook or a report asks for it */
     peer_creds(r);
     /* The listener's uid policy, as mpconn_listener_accept applies it. */
     if (r->ss.ss_family == AF_UNIX &&
@@ -341,6 +343,12 @@ const char *srv_peer(mpconn_request *r)
         r->peer_done = 1;
     }
     return r->peer;
+}
+
+const char *srv_peer_or(mpconn_request *r, const char *unnamed)
+{
+    const char *p = srv_peer(r);
+    return *p ? p : unnamed;
 }
 
 void srv_format_addr(const struct sockaddr_storage *ss, socklen_t sl, char *buf, size_t cap)
@@ -478,9 +486,19 @@ void srv_close_fd_locked(mpconn_server *s, mpconn_request *r)
 
 void srv_close_fd(mpconn_server *s, mpconn_request *r)
 {
+    /* Out of the shutdown's reach under the lock, closed after it: a TCP
+     * close (a TLS one more so) takes a while, and the acceptor would wait
+     * for the lock meanwhile. */
     pthread_mutex_lock(&s->mu);
-    srv_close_fd_locked(s, r);
+    mpconn_conn *c = r->conn;
+    int fd = s->dgram ? -1 : r->fd;
+    r->conn = NULL;
+    r->fd = -1;
     pthread_mutex_unlock(&s->mu);
+    if (c)
+        mpconn_conn_free(c);
+    else if (fd >= 0)
+        close(fd);
 }
 
 int srv_serve_stream(mpconn_server *s, mpconn_request *r)
@@ -491,7 +509,7 @@ int srv_serve_stream(mpconn_server *s, mpconn_request *r)
      * handshakes. */
     if (!r->conn && s->has_key && (rc = handshake(s, r->fd, err, sizeof err)) < 0) {
         if (!atomic_load(&s->stopping))
-            srv_error(s, r, rc, "%s: %s", r->peer[0] ? r->peer : "peer", err);
+            srv_error(s, r, rc, "%s: %s", srv_peer_or(r, "peer"), err);
         srv_close_fd(s, r);
         return 1;
     }
@@ -506,9 +524,7 @@ int srv_serve_stream(mpconn_server *s, mpconn_request *r)
             srv_close_fd(s, r);
             return 1;
         }
-        pthread_mutex_lock(&s->mu);
-        r->conn = c;
-        pthread_mutex_unlock(&s->mu);
+        r->conn = c; /* the shutdown only touches r->fd, under mu */
         if (s->idle >= 0)
             mpconn_conn_set_timeouts(c, -1, s->idle);
     } else if (s->idle >= 0) {
@@ -520,8 +536,8 @@ int srv_serve_stream(mpconn_server *s, mpconn_request *r)
     if (rc == 0 && s->hooks.handle)
         rc = s->hooks.handle(r, s->data);
     if (rc != 0)
-        srv_error(s, r, srv_hook_code(rc), "handler for %s failed: %s",
-                  r->peer[0] ? r->peer : "peer", mpconn_strerror(srv_hook_code(rc)));
+        srv_error(s, r, srv_hook_code(rc), "handler for %s failed: %s", srv_peer_or(r, "peer"),
+                  mpconn_strerror(srv_hook_code(rc)));
     if (s->hooks.finish)
         s->hooks.finish(r, s->data);
     srv_close_fd(s, r);
@@ -535,7 +551,7 @@ void srv_serve_dgram(mpconn_server *s, mpconn_request *r)
         rc = s->hooks.handle(r, s->data);
     if (rc != 0)
         srv_error(s, r, srv_hook_code(rc), "handler for datagram from %s failed: %s",
-                  *srv_peer(r) ? r->peer : "an unbound sender", mpconn_strerror(srv_hook_code(rc)));
+                  srv_peer_or(r, "an unbound sender"), mpconn_strerror(srv_hook_code(rc)));
     if (s->hooks.finish)
         s->hooks.finish(r, s->data);
 }
@@ -648,7 +664,6 @@ void mpconn_server_free(mpconn_server *s)
     mpconn_loop_free(s->loop);
     mpconn_opts_free(s->opts);
     pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
     free(s);
 }
 

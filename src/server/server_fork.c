@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -116,12 +117,12 @@ static void fork_readable(mpconn_server *s)
         else
             close(r.fd);
         if (pid < 0) {
-            srv_error(s, &r, -e, "fork for %s: %s", r.peer[0] ? r.peer : "a peer", strerror(e));
+            srv_error(s, &r, -e, "fork for %s: %s", srv_peer_or(&r, "a peer"), strerror(e));
             return;
         }
         c->pid = pid;
         c->server = s;
-        memcpy(c->peer, r.peer, sizeof c->peer);
+        snprintf(c->peer, sizeof c->peer, "%s", srv_peer(&r));
         c->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
         int rc = c->pidfd < 0 ? -errno : mpconn_io_new(&c->io, s->loop, c->pidfd, on_child, c);
         if (rc == 0)

@@ -10,6 +10,7 @@
 #include <mpconn/server.h>
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -31,7 +32,7 @@ struct mpconn_request {
     uid_t uid;
     gid_t gid;
     char peer[SRV_PEER_MAX];
-    int peer_done; /* peer is formatted (datagrams: only when asked, it costs) */
+    int peer_done; /* peer is formatted (only when asked: it costs) */
     /* THREADS: a request slot of the pool. */
     unsigned char *buf; /* datagrams: max_datagram bytes, kept with the slot */
     int busy;           /* taken by a worker (its fd may be shut down) */
@@ -39,6 +40,16 @@ struct mpconn_request {
     mpconn_request *prev, *next;
     int opened, depth, dead;
 };
+
+/* THREADS: a worker thread. An idle one waits on its own semaphore for
+ * the request the acceptor hands it (NULL: the pool is ending), so a
+ * hand-off wakes exactly that thread and no lock is taken on its way. */
+typedef struct srv_worker {
+    pthread_t thread;
+    sem_t wake;
+    mpconn_request *req;
+    mpconn_server *server;
+} srv_worker;
 
 typedef struct srv_child {
     pid_t pid; /* 0: free slot */
@@ -75,14 +86,14 @@ struct mpconn_server {
     size_t active;
     /* THREADS */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
     int quit;
     mpconn_request *reqs;     /* cap slots */
     mpconn_request **free_rq; /* stack of free slots */
     size_t nfree;
-    mpconn_request **queue; /* ring of requests waiting for a worker */
+    mpconn_request **queue; /* ring of requests waiting for a busy worker */
     size_t qhead, qlen;
-    pthread_t *threads;
+    srv_worker *workers;  /* cap of them, nthreads started */
+    srv_worker **waiting; /* stack of the nidle idle ones, the last to finish on top */
     size_t nthreads, nidle;
     /* FORK */
     srv_child *children;
@@ -133,14 +144,16 @@ void srv_request_seen(mpconn_server *s);
 int srv_serve_stream(mpconn_server *s, mpconn_request *r);
 /* Datagrams: setup, handle, finish. */
 void srv_serve_dgram(mpconn_server *s, mpconn_request *r);
-/* r's peer in mpconn syntax, formatted now if it was not yet. */
+/* r's peer in mpconn syntax, formatted now if it was not yet ("" for a
+ * peer without a name); the second gives unnamed for that. */
 const char *srv_peer(mpconn_request *r);
+const char *srv_peer_or(mpconn_request *r, const char *unnamed);
 /* Formats a socket address in mpconn syntax. */
 void srv_format_addr(const struct sockaddr_storage *ss, socklen_t sl, char *buf, size_t cap);
 /* The value a hook's nonzero return is reported with. */
 int srv_hook_code(int rc);
-/* Closes r's socket under the pool lock, so a shutdown never hits a
- * reused number. */
+/* Closes r's socket, taken out of the shutdown's reach under the pool lock
+ * first, so a shutdown never hits a reused number. */
 void srv_close_fd(mpconn_server *s, mpconn_request *r);
 /* The same with the pool lock already held; a datagram request's fd is the
  * server's socket and stays open. */

@@ -55,7 +55,7 @@ static void opened(mpconn_server *s, mpconn_request *r)
     if (settle(r))
         return;
     if (rc != 0) {
-        srv_error(s, r, srv_hook_code(rc), "setup for %s failed: %s", r->peer[0] ? r->peer : "peer",
+        srv_error(s, r, srv_hook_code(rc), "setup for %s failed: %s", srv_peer_or(r, "peer"),
                   mpconn_strerror(srv_hook_code(rc)));
         mpconn_async_close(r->async);
     }
@@ -80,8 +80,8 @@ static void on_message(mpconn_async *a, const void *msg, size_t len, void *data)
     if (settle(r))
         return;
     if (rc != 0) {
-        srv_error(s, r, srv_hook_code(rc), "handler for %s failed: %s",
-                  r->peer[0] ? r->peer : "peer", mpconn_strerror(srv_hook_code(rc)));
+        srv_error(s, r, srv_hook_code(rc), "handler for %s failed: %s", srv_peer_or(r, "peer"),
+                  mpconn_strerror(srv_hook_code(rc)));
         mpconn_async_close(a);
     }
 }
@@ -92,7 +92,7 @@ static void on_close(mpconn_async *a, int reason, const char *errmsg, void *data
     mpconn_request *r = data;
     mpconn_server *s = r->server;
     if (!r->opened && reason != 0 && !atomic_load(&s->stopping))
-        srv_error(s, r, reason, "%s: %s", r->peer[0] ? r->peer : "peer",
+        srv_error(s, r, reason, "%s: %s", srv_peer_or(r, "peer"),
                   errmsg && *errmsg ? errmsg : mpconn_strerror(reason));
     if (r->opened && s->hooks.finish) {
         r->depth++;
@@ -148,8 +148,7 @@ static void admit(mpconn_server *s, mpconn_request *r)
     int role = s->has_key ? MPCONN_ASYNC_SERVER : MPCONN_ASYNC_PLAIN;
     int rc = mpconn_async_from_fd(&r->async, r->fd, role, s->opts, &cbs, r);
     if (rc < 0) {
-        srv_error(s, r, rc, "connection from %s: %s", r->peer[0] ? r->peer : "peer",
-                  mpconn_strerror(rc));
+        srv_error(s, r, rc, "connection from %s: %s", srv_peer_or(r, "peer"), mpconn_strerror(rc));
         close(r->fd);
         free(r);
         return;
@@ -160,7 +159,7 @@ static void admit(mpconn_server *s, mpconn_request *r)
     r->depth--;
     if (rc < 0) {
         if (!r->dead) {
-            srv_error(s, r, rc, "connection from %s: %s", r->peer[0] ? r->peer : "peer",
+            srv_error(s, r, rc, "connection from %s: %s", srv_peer_or(r, "peer"),
                       mpconn_strerror(rc));
             mpconn_async_close(r->async); /* not attached: freed without on_close */
             unlink_conn(s, r);

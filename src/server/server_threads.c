@@ -1,7 +1,8 @@
 /* The THREADS kind: a pool of at most cap worker threads, each serving one
- * connection (or datagram) at a time from a queue the acceptor fills. The
- * request slots are made once, so nothing is kept, or allocated, per
- * connection; at the cap the acceptor stops watching the socket. */
+ * connection (or datagram) at a time, handed to it by the acceptor (or
+ * queued while all are busy). The request slots are made once, so nothing
+ * is kept, or allocated, per connection; at the cap the acceptor stops
+ * watching the socket. */
 #define _GNU_SOURCE
 #include "server_internal.h"
 
@@ -16,8 +17,9 @@ int srv_pool_init(mpconn_server *s)
     s->reqs = calloc(s->cap, sizeof *s->reqs);
     s->free_rq = calloc(s->cap, sizeof *s->free_rq);
     s->queue = calloc(s->cap, sizeof *s->queue);
-    s->threads = calloc(s->cap, sizeof *s->threads);
-    if (!s->reqs || !s->free_rq || !s->queue || !s->threads)
+    s->workers = calloc(s->cap, sizeof *s->workers);
+    s->waiting = calloc(s->cap, sizeof *s->waiting);
+    if (!s->reqs || !s->free_rq || !s->queue || !s->workers || !s->waiting)
         return -ENOMEM;
     for (size_t i = 0; i < s->cap; i++) {
         s->reqs[i].server = s;
@@ -36,10 +38,12 @@ void srv_pool_free(mpconn_server *s)
     free(s->reqs);
     free(s->free_rq);
     free(s->queue);
-    free(s->threads);
+    free(s->workers);
+    free(s->waiting);
     s->reqs = NULL;
     s->free_rq = s->queue = NULL;
-    s->threads = NULL;
+    s->workers = NULL;
+    s->waiting = NULL;
 }
 
 /* Under mu. A slot is free again; the acceptor hears of it if it waits. */
@@ -56,38 +60,69 @@ static void release(mpconn_server *s, mpconn_request *r)
     }
 }
 
+static void serve(mpconn_server *s, mpconn_request *r)
+{
+    if (s->dgram)
+        srv_serve_dgram(s, r);
+    else
+        srv_serve_stream(s, r);
+}
+
 static void *worker(void *arg)
 {
-    mpconn_server *s = arg;
+    srv_worker *w = arg;
+    mpconn_server *s = w->server;
     pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (s->qlen == 0 && !s->quit) {
-            s->nidle++;
-            pthread_cond_wait(&s->cv, &s->mu);
-            s->nidle--;
+    while (s->qlen || !s->quit) {
+        mpconn_request *r;
+        if (s->qlen) {
+            r = s->queue[s->qhead];
+            s->qhead = (s->qhead + 1) % s->cap;
+            s->qlen--;
+            if (s->quit && !s->drain) {
+                /* Accepted but never begun: shut, as the running ones are. */
+                srv_close_fd_locked(s, r);
+                release(s, r);
+                continue;
+            }
+            r->busy = 1;
+            pthread_mutex_unlock(&s->mu);
+        } else {
+            s->waiting[s->nidle++] = w;
+            pthread_mutex_unlock(&s->mu);
+            while (sem_wait(&w->wake) < 0) { /* EINTR */
+            }
+            /* The post made the writes before it ours: w->req, its busy. */
+            r = w->req;
+            w->req = NULL;
+            if (!r) { /* the pool is ending: the queue, then out */
+                pthread_mutex_lock(&s->mu);
+                continue;
+            }
         }
-        if (s->qlen == 0)
-            break;
-        mpconn_request *r = s->queue[s->qhead];
-        s->qhead = (s->qhead + 1) % s->cap;
-        s->qlen--;
-        if (s->quit && !s->drain) {
-            /* Accepted but never begun: shut, as the running ones are. */
-            srv_close_fd_locked(s, r);
-            release(s, r);
-            continue;
-        }
-        r->busy = 1;
-        pthread_mutex_unlock(&s->mu);
-        if (s->dgram)
-            srv_serve_dgram(s, r);
-        else
-            srv_serve_stream(s, r);
+        serve(s, r); /* which closes r's socket */
         pthread_mutex_lock(&s->mu);
         release(s, r);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
+}
+
+/* Under mu: one more worker, which goes to the queue first. */
+static int start_worker(mpconn_server *s)
+{
+    srv_worker *w = &s->workers[s->nthreads];
+    w->server = s;
+    w->req = NULL;
+    if (sem_init(&w->wake, 0, 0) < 0)
+        return -errno;
+    int err = srv_thread_start(&w->thread, worker, w);
+    if (err) {
+        sem_destroy(&w->wake);
+        return err;
+    }
+    s->nthreads++;
+    return 0;
 }
 
 static int threads_start(mpconn_server *s)
@@ -117,18 +152,22 @@ static void give_back(mpconn_server *s, mpconn_request *r)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Queues r for a worker, starting one when none is idle. */
+/* Hands r to the idle worker that finished last, or queues it for the
+ * first that finishes, starting one more when the pool may grow. */
 static void dispatch(mpconn_server *s, mpconn_request *r)
 {
     pthread_mutex_lock(&s->mu);
-    s->queue[(s->qhead + s->qlen) % s->cap] = r;
-    s->qlen++;
     s->active++;
+    srv_worker *w = s->nidle ? s->waiting[--s->nidle] : NULL;
     int err = 0;
-    if (s->qlen > s->nidle && s->nthreads < s->cap) {
-        err = srv_thread_start(&s->threads[s->nthreads], worker, s);
-        if (err == 0)
-            s->nthreads++;
+    if (w) {
+        r->busy = 1;
+        w->req = r;
+    } else {
+        s->queue[(s->qhead + s->qlen) % s->cap] = r;
+        s->qlen++;
+        if (s->nthreads < s->cap)
+            err = start_worker(s);
     }
     int orphan = err && s->nthreads == 0;
     if (orphan) {
@@ -137,8 +176,10 @@ static void dispatch(mpconn_server *s, mpconn_request *r)
         s->free_rq[s->nfree++] = r;
         s->active--;
     }
-    pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    /* After the unlock, so the woken worker never waits for mu. */
+    if (w)
+        sem_post(&w->wake);
     if (orphan)
         srv_error(s, NULL, err, "server: no worker thread could start: %s", mpconn_strerror(err));
 }
@@ -205,11 +246,14 @@ static void threads_stop(mpconn_server *s)
         for (size_t i = 0; i < s->cap; i++)
             if (s->reqs[i].busy && s->reqs[i].fd >= 0)
                 shutdown(s->reqs[i].fd, SHUT_RDWR);
-    pthread_cond_broadcast(&s->cv);
+    while (s->nidle) /* each wakes with no request */
+        sem_post(&s->waiting[--s->nidle]->wake);
     size_t n = s->nthreads;
     pthread_mutex_unlock(&s->mu);
-    for (size_t i = 0; i < n; i++)
-        pthread_join(s->threads[i], NULL);
+    for (size_t i = 0; i < n; i++) {
+        pthread_join(s->workers[i].thread, NULL);
+        sem_destroy(&s->workers[i].wake);
+    }
     s->nthreads = 0;
 }
 

@@ -1,8 +1,9 @@
 /* mpconn_server in one process: shutdown from another thread, from a
  * handler and before serving, in each kind, leaving no thread or
  * descriptor; verify_request before any byte; handle_timeout; the idle
- * timeout; no thread kept per connection; addresses and settings; each
- * kind on a tls: address. */
+ * timeout; no thread kept per connection; every request handed over by a
+ * busy pool; the peer's name when asked;
+ * addresses and settings; each kind on a tls: address. */
 #define _GNU_SOURCE
 #include "testlib.h"
 
@@ -809,9 +810,27 @@ TEST(idle_timeout_threads)
     idle_timeout(MPCONN_SERVER_THREADS);
 }
 
-/* bpo-37193: nothing is kept per finished connection; the pool never
- * holds more threads than the cap, however many connections came. */
-TEST(no_thread_kept_per_connection)
+/* Clients of a THREADS server with a cap of 3: each thread of them makes
+ * rounds connections one after the other, and the pool never holds more
+ * threads than the cap. */
+typedef struct burst {
+    const char *path;
+    int rounds, tasks_max;
+} burst;
+
+static void *burst_client(void *arg)
+{
+    burst *b = arg;
+    for (int i = 0; i < b->rounds; i++) {
+        mpconn_conn *c = connect_to(b->path);
+        exchange(c);
+        mpconn_conn_free(c);
+        CHECK(count_dir("/proc/self/task") <= b->tasks_max);
+    }
+    return NULL;
+}
+
+static void pool_of_three(int clients, int rounds)
 {
     int tasks0 = count_dir("/proc/self/task");
     char path[256];
@@ -821,18 +840,171 @@ TEST(no_thread_kept_per_connection)
     CHECK_INT(mpconn_server_set_max_connections(s, 3), 0);
     serving v;
     serve_in_thread(&v, s);
-    for (int i = 0; i < 60; i++) {
-        mpconn_conn *c = connect_to(path);
-        exchange(c);
-        mpconn_conn_free(c);
-        CHECK(count_dir("/proc/self/task") <= tasks0 + 1 + 3);
-    }
+    burst b = {path, rounds, tasks0 + 1 + 3 + (clients > 1 ? clients : 0)};
+    pthread_t t[8];
+    CHECK(clients >= 1 && clients <= 8);
+    if (clients == 1)
+        burst_client(&b);
+    for (int i = 0; clients > 1 && i < clients; i++)
+        CHECK_INT(pthread_create(&t[i], NULL, burst_client, &b), 0);
+    for (int i = 0; clients > 1 && i < clients; i++)
+        pthread_join(t[i], NULL);
     mpconn_server_shutdown(s);
     join_serving(&v, now());
-    CHECK_INT(atomic_load(&f.handled), 60);
+    CHECK_INT(atomic_load(&f.handled), clients * rounds);
     mpconn_server_free(s);
     CHECK_INT(count_dir("/proc/self/task"), tasks0);
     remove_dir_of(path);
+}
+
+/* bpo-37193: nothing is kept per finished connection. */
+TEST(no_thread_kept_per_connection)
+{
+    pool_of_three(1, 60);
+}
+
+/* Clients at once, more than the pool: each request is handed to an idle
+ * worker or queued for a busy one, and none is lost (a lost hand-off
+ * would leave its client waiting). */
+TEST(pool_hands_every_request_over)
+{
+    pool_of_three(6, 40);
+}
+
+/* The peer's name is made when asked for (not at accept): in
+ * verify_request and in the handler (which sends it back, FORK's from its
+ * child) it is the client's own address; so it is in the report of a
+ * handler that failed before anyone asked, also from a THREADS pool slot
+ * whose previous peer was named (cap 1). */
+typedef struct naming {
+    char verified[128], reported[512];
+    atomic_int errors;
+} naming;
+
+/* Asks for the name of the first peer only. */
+static int name_in_verify(mpconn_request *r, void *data)
+{
+    naming *n = data;
+    if (!n->verified[0])
+        snprintf(n->verified, sizeof n->verified, "%s", mpconn_request_peer(r, NULL, NULL, NULL));
+    return 0;
+}
+
+/* The peer's name for "who", a failure for "fail". */
+static int name_reply(mpconn_request *r, const void *msg, size_t len, mpconn_conn *c)
+{
+    if (len == 4 && memcmp(msg, "fail", 4) == 0)
+        return -EPROTO;
+    const char *peer = mpconn_request_peer(r, NULL, NULL, NULL);
+    if (c)
+        return mpconn_conn_send_bytes(c, peer, strlen(peer));
+    return mpconn_async_send(mpconn_request_async(r), peer, strlen(peer));
+}
+
+static int name_message(mpconn_request *r, const void *msg, size_t len, void *data)
+{
+    (void)data;
+    return name_reply(r, msg, len, NULL);
+}
+
+static int name_handle(mpconn_request *r, void *data)
+{
+    (void)data;
+    mpconn_conn *c = mpconn_request_conn(r);
+    for (;;) {
+        char buf[64];
+        size_t len;
+        int rc = mpconn_conn_recv_bytes_into(c, buf, sizeof buf, 0, &len);
+        if (rc < 0)
+            return rc == MPCONN_ERR_EOF ? 0 : rc;
+        if ((rc = name_reply(r, buf, len, c)) != 0)
+            return rc;
+    }
+}
+
+static void name_error(mpconn_server *s, mpconn_request *r, int code, const char *message,
+                       void *data)
+{
+    (void)s;
+    (void)r;
+    naming *n = data;
+    if (code == -EPROTO) {
+        snprintf(n->reported, sizeof n->reported, "%s", message);
+        atomic_fetch_add(&n->errors, 1);
+    }
+}
+
+static void peer_named(int kind)
+{
+    naming n;
+    memset(&n, 0, sizeof n);
+    atomic_init(&n.errors, 0);
+    mpconn_server_hooks h = {
+        .size = sizeof h, .verify_request = name_in_verify, .handle_error = name_error};
+    if (kind == MPCONN_SERVER_LOOP)
+        h.on_message = name_message;
+    else
+        h.handle = name_handle;
+    mpconn_server *s;
+    char err[256];
+    CHECK_INT(mpconn_server_new(&s, "127.0.0.1:0", kind, MPCONN_HANDLER_FRAMED, &h, &n, NULL, err,
+                                sizeof err),
+              0);
+    /* FORK's children hold copies of this process's client sockets, so
+     * the first would never see its end of stream: no cap of 1 there. */
+    if (kind != MPCONN_SERVER_FORK)
+        CHECK_INT(mpconn_server_set_max_connections(s, 1), 0);
+    char address[128];
+    snprintf(address, sizeof address, "%s", mpconn_server_address(s));
+    serving v;
+    serve_in_thread(&v, s);
+    for (int i = 0; i < 2; i++) {
+        mpconn_opts *o;
+        CHECK_INT(mpconn_opts_new(&o), 0);
+        mpconn_conn *c = connect_with(address, o);
+        struct sockaddr_in in;
+        socklen_t sl = sizeof in;
+        CHECK_INT(getsockname(mpconn_conn_fileno(c), (struct sockaddr *)&in, &sl), 0);
+        char want[64];
+        snprintf(want, sizeof want, "127.0.0.1:%u", ntohs(in.sin_port));
+        void *msg;
+        size_t len;
+        if (i == 0) {
+            CHECK_INT(mpconn_conn_send_bytes(c, "who", 3), 0);
+            CHECK_INT(mpconn_conn_recv_bytes(c, &msg, &len, 0), 0);
+            CHECK_INT(len, strlen(want));
+            CHECK_MEM(msg, want, len);
+            free(msg);
+            CHECK(strcmp(n.verified, want) == 0); /* verified before served */
+        } else if (kind != MPCONN_SERVER_FORK) {  /* FORK's child reports its own */
+            /* Nobody asked before this report: it names the peer itself. */
+            CHECK_INT(mpconn_conn_send_bytes(c, "fail", 4), 0);
+            CHECK_INT(mpconn_conn_recv_bytes(c, &msg, &len, 0), MPCONN_ERR_EOF);
+            for (int t = 0; t < 1000 && atomic_load(&n.errors) < 1; t++)
+                usleep(10000);
+            CHECK_INT(atomic_load(&n.errors), 1);
+            CHECK(strstr(n.reported, want) != NULL);
+        }
+        mpconn_conn_free(c);
+    }
+    mpconn_server_shutdown(s);
+    join_serving(&v, now());
+    mpconn_server_free(s);
+}
+
+TEST(peer_named_when_asked_loop)
+{
+    peer_named(MPCONN_SERVER_LOOP);
+}
+
+TEST(peer_named_when_asked_threads)
+{
+    peer_named(MPCONN_SERVER_THREADS);
+}
+
+TEST(peer_named_when_asked_fork)
+{
+    peer_named(MPCONN_SERVER_FORK);
 }
 
 static int new_server(const char *address, int kind)
