@@ -934,6 +934,50 @@ static void name_error(mpconn_server *s, mpconn_request *r, int code, const char
     }
 }
 
+typedef struct naming_run {
+    const char *address;
+    int kind;
+    naming *n;
+} naming_run;
+
+/* Two clients, one after the other: the name the handler sends back, and
+ * (but for FORK, whose child reports its own) the name in the report of a
+ * handler that failed before anyone asked. */
+static void name_clients(const void *arg)
+{
+    const naming_run *r = arg;
+    for (int i = 0; i < 2; i++) {
+        mpconn_opts *o;
+        CHECK_INT(mpconn_opts_new(&o), 0);
+        mpconn_conn *c = connect_with(r->address, o);
+        struct sockaddr_in in;
+        socklen_t sl = sizeof in;
+        CHECK_INT(getsockname(mpconn_conn_fileno(c), (struct sockaddr *)&in, &sl), 0);
+        char want[64];
+        snprintf(want, sizeof want, "127.0.0.1:%u", ntohs(in.sin_port));
+        void *msg;
+        size_t len;
+        if (i == 0) {
+            CHECK_INT(mpconn_conn_send_bytes(c, "who", 3), 0);
+            CHECK_INT(mpconn_conn_recv_bytes(c, &msg, &len, 0), 0);
+            CHECK_INT(len, strlen(want));
+            CHECK_MEM(msg, want, len);
+            free(msg);
+            if (r->kind != MPCONN_SERVER_FORK)            /* else in the parent's memory */
+                CHECK(strcmp(r->n->verified, want) == 0); /* verified before served */
+        } else if (r->kind != MPCONN_SERVER_FORK) {       /* FORK's child reports its own */
+            /* Nobody asked before this report: it names the peer itself. */
+            CHECK_INT(mpconn_conn_send_bytes(c, "fail", 4), 0);
+            CHECK_INT(mpconn_conn_recv_bytes(c, &msg, &len, 0), MPCONN_ERR_EOF);
+            for (int t = 0; t < 1000 && atomic_load(&r->n->errors) < 1; t++)
+                usleep(10000);
+            CHECK_INT(atomic_load(&r->n->errors), 1);
+            CHECK(strstr(r->n->reported, want) != NULL);
+        }
+        mpconn_conn_free(c);
+    }
+}
+
 static void peer_named(int kind)
 {
     naming n;
@@ -956,36 +1000,18 @@ static void peer_named(int kind)
         CHECK_INT(mpconn_server_set_max_connections(s, 1), 0);
     char address[128];
     snprintf(address, sizeof address, "%s", mpconn_server_address(s));
+    naming_run run = {address, kind, &n};
     serving v;
-    serve_in_thread(&v, s);
-    for (int i = 0; i < 2; i++) {
-        mpconn_opts *o;
-        CHECK_INT(mpconn_opts_new(&o), 0);
-        mpconn_conn *c = connect_with(address, o);
-        struct sockaddr_in in;
-        socklen_t sl = sizeof in;
-        CHECK_INT(getsockname(mpconn_conn_fileno(c), (struct sockaddr *)&in, &sl), 0);
-        char want[64];
-        snprintf(want, sizeof want, "127.0.0.1:%u", ntohs(in.sin_port));
-        void *msg;
-        size_t len;
-        if (i == 0) {
-            CHECK_INT(mpconn_conn_send_bytes(c, "who", 3), 0);
-            CHECK_INT(mpconn_conn_recv_bytes(c, &msg, &len, 0), 0);
-            CHECK_INT(len, strlen(want));
-            CHECK_MEM(msg, want, len);
-            free(msg);
-            CHECK(strcmp(n.verified, want) == 0); /* verified before served */
-        } else if (kind != MPCONN_SERVER_FORK) {  /* FORK's child reports its own */
-            /* Nobody asked before this report: it names the peer itself. */
-            CHECK_INT(mpconn_conn_send_bytes(c, "fail", 4), 0);
-            CHECK_INT(mpconn_conn_recv_bytes(c, &msg, &len, 0), MPCONN_ERR_EOF);
-            for (int t = 0; t < 1000 && atomic_load(&n.errors) < 1; t++)
-                usleep(10000);
-            CHECK_INT(atomic_load(&n.errors), 1);
-            CHECK(strstr(n.reported, want) != NULL);
-        }
-        mpconn_conn_free(c);
+    if (kind == MPCONN_SERVER_FORK) {
+        /* Clients in a process of their own: the server forks while they
+         * run (see FORK and threads in docs/server.md). */
+        pid_t pid = clients_start(name_clients, &run);
+        serve_in_thread(&v, s);
+        clients_end(pid);
+        CHECK(strncmp(n.verified, "127.0.0.1:", 10) == 0); /* verify runs in the parent */
+    } else {
+        serve_in_thread(&v, s);
+        name_clients(&run);
     }
     mpconn_server_shutdown(s);
     join_serving(&v, now());
