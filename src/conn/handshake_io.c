@@ -9,12 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int cache_mac(void *cache, const char *digest, const uint8_t *key, size_t keylen,
-                     const uint8_t *msg, size_t len, uint8_t *out)
-{
-    return mpci_mac_compute(cache, digest, key, keylen, msg, len, out);
-}
-
 int mpci_hs_init(mpci_hs *h, int role, const struct mpconn_opts *o)
 {
     uint8_t nonce[MPCI_NONCE_LEN];
@@ -23,14 +17,7 @@ int mpci_hs_init(mpci_hs *h, int role, const struct mpconn_opts *o)
         memset(h, 0, sizeof *h);
         return r;
     }
-    r = mpci_hs_start(h, role, o->authkey, o->authkey_len, o->digest, o->allow_md5, nonce);
-    if (r < 0)
-        return r;
-    if (o->cache) {
-        h->auth.mac = cache_mac;
-        h->auth.mac_ctx = o->cache;
-    }
-    return 0;
+    return mpci_hs_start(h, role, &o->akey, o->digest, o->allow_md5, nonce);
 }
 
 short mpci_hs_events(const mpci_hs *h)

@@ -34,6 +34,13 @@ static void forget_key(struct mpconn_opts *o)
     }
     o->authkey = NULL;
     o->authkey_len = 0;
+    o->akey = (mpci_auth_key){0};
+}
+
+static int cache_mac(void *ctx, const char *digest, const uint8_t *key, size_t keylen,
+                     const uint8_t *msg, size_t len, uint8_t *out)
+{
+    return mpci_mac_compute(ctx, digest, key, keylen, msg, len, out);
 }
 
 /* Takes ownership of key (may be NULL). Without room for the cache the
@@ -44,6 +51,7 @@ static void take_key(struct mpconn_opts *o, unsigned char *key, size_t len)
     o->authkey = key;
     o->authkey_len = key ? len : 0;
     o->cache = key ? mpci_auth_cache_new(key, len) : NULL;
+    o->akey = (mpci_auth_key){key, o->authkey_len, o->cache ? cache_mac : NULL, o->cache};
 }
 
 void mpci_opts_clear(struct mpconn_opts *o)
@@ -61,6 +69,7 @@ void mpci_opts_copy_plain(struct mpconn_opts *dst, const struct mpconn_opts *src
     dst->authkey = NULL;
     dst->authkey_len = 0;
     dst->cache = NULL;
+    dst->akey = (mpci_auth_key){0};
     dst->uids = NULL;
     dst->nuids = 0;
     dst->tls = NULL;

@@ -5,6 +5,7 @@
 
 #include "mpconn.h"
 #include "mpconn/tls.h"
+#include "proto/auth.h"
 #include "proto/pickle.h"
 #include "proto/print.h"
 
@@ -30,6 +31,7 @@ struct mpconn_opts {
     mpci_pickle_limits limits;
     mpci_print_limits print;
     struct mpci_auth_cache *cache; /* for authkey, owned; may be NULL */
+    mpci_auth_key akey;            /* authkey and the cache's MAC, as handshakes borrow them */
     mpconn_tls_config *tls;        /* one reference, or NULL: no TLS */
 };
 

@@ -44,7 +44,8 @@ enum {
 };
 
 /* The names CPython accepts inside the braces; anything else is refused
- * before it reaches OpenSSL, whose name space is far larger. */
+ * before it reaches OpenSSL, whose name space is far larger. md5 comes
+ * first: it is also legacy's. A machine keeps its own as an index. */
 static const char *const digests[] = {"md5", "sha256", "sha384", "sha3_256", "sha3_384"};
 
 static const char *known_digest(const uint8_t *name, size_t len)
@@ -53,6 +54,11 @@ static const char *known_digest(const uint8_t *name, size_t len)
         if (strlen(digests[i]) == len && memcmp(digests[i], name, len) == 0)
             return digests[i];
     return NULL;
+}
+
+static const char *own_digest(const mpci_auth *a)
+{
+    return digests[a->own_digest];
 }
 
 /* A "{name}" prefix: returns the prefix length with *name set to a known
@@ -87,9 +93,10 @@ static int fail(mpci_auth *a, int code, const char *fmt, ...) __attribute__((for
 static int mac_of(const mpci_auth *a, const char *digest, const uint8_t *msg, size_t len,
                   uint8_t *out)
 {
-    if (a->mac)
-        return a->mac(a->mac_ctx, digest, a->key, a->keylen, msg, len, out);
-    return mpci_hmac(digest, a->key, a->keylen, msg, len, out);
+    const mpci_auth_key *k = a->k;
+    if (k->mac)
+        return k->mac(k->mac_ctx, digest, k->key, k->keylen, msg, len, out);
+    return mpci_hmac(digest, k->key, k->keylen, msg, len, out);
 }
 
 int mpci_auth_is_challenge(const uint8_t *msg, size_t len)
@@ -190,7 +197,7 @@ static int verify_answer(mpci_auth *a, const uint8_t *msg, size_t len)
     uint8_t made[EVP_MAX_MD_SIZE];
     const uint8_t *expect = made;
     int n;
-    if (a->expect_len > 0 && strcmp(name, a->own_digest) == 0) {
+    if (a->expect_len > 0 && strcmp(name, own_digest(a)) == 0) {
         expect = a->expect;
         n = a->expect_len;
     } else {
@@ -279,7 +286,7 @@ static int queue_own_challenge(mpci_auth *a)
      * computes again and reports. */
     if (a->role == MPCI_AUTH_CLIENT) {
         uint8_t mac[EVP_MAX_MD_SIZE];
-        int n = mac_of(a, a->own_digest, a->challenge, a->challenge_len, mac);
+        int n = mac_of(a, own_digest(a), a->challenge, a->challenge_len, mac);
         a->expect_len = n > 0 && (size_t)n <= sizeof a->expect ? (uint8_t)n : 0;
         if (a->expect_len)
             memcpy(a->expect, mac, a->expect_len);
@@ -287,7 +294,7 @@ static int queue_own_challenge(mpci_auth *a)
     return 0;
 }
 
-int mpci_auth_init(mpci_auth *a, int role, const uint8_t *key, size_t keylen, const char *digest,
+int mpci_auth_init(mpci_auth *a, int role, const mpci_auth_key *k, const char *digest,
                    int allow_md5, const uint8_t *nonce)
 {
     if (!a)
@@ -296,11 +303,11 @@ int mpci_auth_init(mpci_auth *a, int role, const uint8_t *key, size_t keylen, co
     a->state = MPCI_AUTH_FAILED;
     a->code = -EINVAL;
     if ((role != MPCI_AUTH_SERVER && role != MPCI_AUTH_CLIENT && role != MPCI_AUTH_CLIENT_SERIAL) ||
-        (!key && keylen) || !nonce || !digest)
+        !k || (!k->key && k->keylen) || !nonce || !digest)
         return mpci_err(a->errmsg, sizeof a->errmsg, -EINVAL, "invalid authentication setup");
 
     int legacy = strcmp(digest, "legacy") == 0;
-    const char *name = legacy ? "md5" : known_digest((const uint8_t *)digest, strlen(digest));
+    const char *name = legacy ? digests[0] : known_digest((const uint8_t *)digest, strlen(digest));
     if (!name)
         return mpci_err(a->errmsg, sizeof a->errmsg, -EINVAL, "unknown digest \"%s\"", digest);
     if (!allow_md5 && strcmp(name, "md5") == 0)
@@ -308,9 +315,9 @@ int mpci_auth_init(mpci_auth *a, int role, const uint8_t *key, size_t keylen, co
                         "digest \"%s\" needs MD5, which allow_md5 = 0 refuses", digest);
 
     a->role = role == MPCI_AUTH_SERVER ? MPCI_AUTH_SERVER : MPCI_AUTH_CLIENT;
-    a->own_digest = name;
-    a->key = key;
-    a->keylen = keylen;
+    while (digests[a->own_digest] != name)
+        a->own_digest++;
+    a->k = k;
     a->allow_md5 = allow_md5 != 0;
     memcpy(a->prefix, CHALLENGE, CHALLENGE_LEN);
     if (legacy) {

@@ -38,6 +38,16 @@ enum { MPCI_AUTH_NEED_INPUT, MPCI_AUTH_DONE, MPCI_AUTH_FAILED };
 typedef int (*mpci_mac_fn)(void *ctx, const char *digest, const uint8_t *key, size_t keylen,
                            const uint8_t *msg, size_t len, uint8_t *out);
 
+/* The key, and the MAC the layer above lends for it (NULL: mpci_hmac): the
+ * same for every machine of one authkey, so a listener's peers share one,
+ * which each machine borrows for its life. */
+typedef struct mpci_auth_key {
+    const uint8_t *key;
+    size_t keylen;
+    mpci_mac_fn mac;
+    void *mac_ctx;
+} mpci_auth_key;
+
 /* The challenge-response machine of one side. It consumes whole messages and
  * produces whole messages (at most MPCI_AUTH_QUEUE queued at a time: the
  * client sends its own challenge right behind its answer, saving a round
@@ -52,16 +62,13 @@ typedef int (*mpci_mac_fn)(void *ctx, const char *digest, const uint8_t *key, si
 typedef struct mpci_auth {
     uint8_t role, state, step;
     uint8_t allow_md5;
-    int code;           /* failure code once FAILED */
-    const uint8_t *key; /* borrowed for the machine's life */
-    size_t keylen;
-    mpci_mac_fn mac; /* lent by the caller after init; NULL: mpci_hmac */
-    void *mac_ctx;
-    const char *own_digest; /* the digest our challenge asks for */
+    int code;               /* failure code once FAILED */
+    const mpci_auth_key *k; /* borrowed for the machine's life */
     uint8_t challenge_len, answer_len;
     uint8_t expect_len; /* 0: not made */
     uint8_t nout, outhead;
     uint8_t queue[MPCI_AUTH_QUEUE]; /* what each queued message is */
+    uint8_t own_digest;             /* the digest our challenge asks for (auth.c's table) */
     union {
         struct {
             /* "#CHALLENGE#" right before the MESSAGE we delivered: the
@@ -78,7 +85,7 @@ typedef struct mpci_auth {
 /* digest: "sha256", "md5", "sha384", "sha3_256", "sha3_384" or "legacy".
  * nonce must hold MPCI_NONCE_LEN bytes (the first 20 are used for legacy).
  * A server queues its challenge at once. Returns 0 or -EINVAL. */
-int mpci_auth_init(mpci_auth *a, int role, const uint8_t *key, size_t keylen, const char *digest,
+int mpci_auth_init(mpci_auth *a, int role, const mpci_auth_key *k, const char *digest,
                    int allow_md5, const uint8_t *nonce);
 /* Feeds one received message; returns the new state. */
 int mpci_auth_feed(mpci_auth *a, const uint8_t *msg, size_t len);

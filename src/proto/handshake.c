@@ -154,11 +154,11 @@ void mpci_hs_consume(mpci_hs *h, const uint8_t *p, size_t n)
     }
 }
 
-int mpci_hs_start(mpci_hs *h, int role, const uint8_t *key, size_t keylen, const char *digest,
-                  int allow_md5, const uint8_t nonce[MPCI_NONCE_LEN])
+int mpci_hs_start(mpci_hs *h, int role, const mpci_auth_key *k, const char *digest, int allow_md5,
+                  const uint8_t nonce[MPCI_NONCE_LEN])
 {
     memset(h, 0, sizeof *h);
-    int r = mpci_auth_init(&h->auth, role, key, keylen, digest, allow_md5, nonce);
+    int r = mpci_auth_init(&h->auth, role, k, digest, allow_md5, nonce);
     if (r < 0)
         return r;
     take_output(h);

@@ -37,8 +37,8 @@ typedef struct mpci_hs {
 
 /* Starts the machine (see mpci_auth_init); a server's challenge is framed
  * into the output at once. 0 or a negative code. */
-int mpci_hs_start(mpci_hs *h, int role, const uint8_t *key, size_t keylen, const char *digest,
-                  int allow_md5, const uint8_t nonce[MPCI_NONCE_LEN]);
+int mpci_hs_start(mpci_hs *h, int role, const mpci_auth_key *k, const char *digest, int allow_md5,
+                  const uint8_t nonce[MPCI_NONCE_LEN]);
 /* Takes bytes from the peer: whole messages go to the auth machine, its
  * answers to the output buffer, and bytes behind the last handshake
  * message to left. */

@@ -167,6 +167,7 @@ struct mpconn_auth {
     char digest[16];
     uint8_t nonce[MPCI_NONCE_LEN];
     uint8_t framed[MPCI_HDR_MAX + MPCI_AUTH_OUT_MAX];
+    mpci_auth_key k; /* the machine's: key and keylen below */
     size_t keylen;
     uint8_t key[];
 };
@@ -189,7 +190,8 @@ int mpconn_auth_new(mpconn_auth **out, int role, const void *key, size_t keylen,
     if (!a)
         return -ENOMEM;
     static const uint8_t stand_in[MPCI_NONCE_LEN];
-    int r = mpci_auth_init(&a->m, mrole, key, keylen, digest, allow_md5 != 0, stand_in);
+    a->k = (mpci_auth_key){key, keylen, NULL, NULL}; /* a trial run, to check the setup */
+    int r = mpci_auth_init(&a->m, mrole, &a->k, digest, allow_md5 != 0, stand_in);
     if (r < 0) {
         free(a);
         return r;
@@ -201,6 +203,7 @@ int mpconn_auth_new(mpconn_auth **out, int role, const void *key, size_t keylen,
     if (keylen)
         memcpy(a->key, key, keylen);
     a->keylen = keylen;
+    a->k = (mpci_auth_key){a->key, keylen, NULL, NULL};
     *out = a;
     return 0;
 }
@@ -238,7 +241,7 @@ int mpconn_auth_start(mpconn_auth *a)
     a->started = 1;
     int r = a->have_nonce ? 0 : mpci_random(a->nonce, sizeof a->nonce);
     if (r == 0)
-        r = mpci_auth_init(&a->m, a->role, a->key, a->keylen, a->digest, a->allow_md5, a->nonce);
+        r = mpci_auth_init(&a->m, a->role, &a->k, a->digest, a->allow_md5, a->nonce);
     OPENSSL_cleanse(a->nonce, sizeof a->nonce); /* the machine has its copy */
     if (r < 0) {
         a->m.state = MPCI_AUTH_FAILED;

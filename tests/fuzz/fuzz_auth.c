@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const mpci_auth_key key = {(const uint8_t *)"key", 3, NULL, NULL};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const digests[] = {"sha256", "md5", "sha384", "sha3_256", "sha3_384", "legacy"};
@@ -23,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         digest = "sha256";
     static const uint8_t nonce[MPCI_NONCE_LEN] = "0123456789abcdefghijABCDEFGHIJ0123456789";
     mpci_auth a;
-    if (mpci_auth_init(&a, role, (const uint8_t *)"key", 3, digest, allow_md5, nonce) != 0)
+    if (mpci_auth_init(&a, role, &key, digest, allow_md5, nonce) != 0)
         abort();
     size_t pos = 1;
     int failed = 0;

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const mpci_auth_key key = {(const uint8_t *)"key", 3, NULL, NULL};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const digests[] = {"sha256", "md5", "sha384", "sha3_256", "sha3_384", "legacy"};
@@ -121,7 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* A fixed nonce keeps runs reproducible; the byte side never draws one. */
     static const uint8_t own_nonce[MPCI_NONCE_LEN] = "0123456789abcdefghijABCDEFGHIJ0123456789";
     mpci_hs h;
-    if (mpci_hs_start(&h, role, (const uint8_t *)"key", 3, digest, 1, own_nonce) != 0)
+    if (mpci_hs_start(&h, role, &key, digest, 1, own_nonce) != 0)
         abort();
     int failed = 0;
     if (!honest) {
@@ -130,7 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const uint8_t nonce[MPCI_NONCE_LEN] = "zyxwvutsrqponmlkjihgZYXWVUTSRQPONMLKJIHG";
         mpci_auth peer;
         int peer_role = role == MPCI_AUTH_CLIENT ? MPCI_AUTH_SERVER : MPCI_AUTH_CLIENT;
-        if (mpci_auth_init(&peer, peer_role, (const uint8_t *)"key", 3, "sha256", 1, nonce) != 0)
+        if (mpci_auth_init(&peer, peer_role, &key, "sha256", 1, nonce) != 0)
             abort();
         /* Two exchanges finish either role (the client pipelines); the
          * second carries the handshake's last message, and behind it the
