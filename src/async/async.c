@@ -1249,35 +1249,28 @@ void mpconn_async_close_when_done(mpconn_async *a)
 
 /* ------------------------------------------------------------- creation */
 
-static int is_socket(int fd)
-{
-    struct stat st;
-    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
 static const mpci_ev_ops conn_ops = {on_io, on_timeout, destroy};
 
 /* kind: MPCI_FD_UNIX or _INET when the caller knows the socket's family
- * (the listener does, from accept), else MPCI_FD_UNKNOWN: asked here. */
-static mpconn_async *alloc_async(int fd, int sock, int kind, const struct mpconn_opts *o)
+ * (the listener does, from accept), else MPCI_FD_UNKNOWN: asked here (a
+ * pipe or any other fd is not a socket). */
+static mpconn_async *alloc_async(int fd, int kind, const struct mpconn_opts *o)
 {
+    if (kind == MPCI_FD_UNKNOWN) {
+        int family = mpci_sock_family(fd);
+        kind = family == AF_UNIX ? MPCI_FD_UNIX : family >= 0 ? MPCI_FD_INET : MPCI_FD_PIPE;
+    }
     mpconn_async *a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
     a->ev.fd = fd;
     a->ev.ops = &conn_ops;
-    a->sock = (uint8_t)sock;
+    a->sock = kind != MPCI_FD_PIPE;
     a->framed = 1;
     a->protocol = (uint8_t)o->pickle_protocol;
-    mpci_fdt_init(&a->fdt, fd, sock, 0);
+    mpci_fdt_init(&a->fdt, fd, a->sock, 0);
     a->tp = &a->fdt.base;
-    if (sock && kind != MPCI_FD_UNKNOWN) {
-        a->local = kind == MPCI_FD_UNIX;
-    } else if (sock) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        a->local = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX;
-    }
+    a->local = kind == MPCI_FD_UNIX;
     mpci_split_init(&a->split, o->max_message);
     const mpci_pickle_limits def = MPCI_PICKLE_LIMITS_DEFAULT;
     if (memcmp(&o->limits, &def, sizeof def) != 0) {
@@ -1354,7 +1347,7 @@ int mpconn_async_from_fd(mpconn_async **out, int fd, int role, const mpconn_opts
     int r = set_nonblock(fd);
     if (r < 0)
         return r;
-    mpconn_async *a = alloc_async(fd, is_socket(fd), MPCI_FD_UNKNOWN, opts);
+    mpconn_async *a = alloc_async(fd, MPCI_FD_UNKNOWN, opts);
     if (!a)
         return -ENOMEM;
     if (role != MPCONN_ASYNC_PLAIN && opts->authkey) {
@@ -1417,7 +1410,7 @@ int mpci_async_accepted(mpconn_async **out, int fd, int kind, int flags,
                         const struct mpconn_opts *opts, mpci_async_hs_done done, void *owner)
 {
     *out = NULL;
-    mpconn_async *a = alloc_async(fd, 1, kind, opts);
+    mpconn_async *a = alloc_async(fd, kind, opts);
     if (!a)
         return -ENOMEM;
     int r = su_of(a) ? 0 : -ENOMEM;
@@ -1444,7 +1437,7 @@ int mpci_async_accepted(mpconn_async **out, int fd, int kind, int flags,
 int mpci_async_adopt(mpconn_ev *from, void *loop, int kind, const struct mpconn_opts *opts,
                      mpci_hs *hs, mpci_async_hs_done done, void *owner)
 {
-    mpconn_async *a = alloc_async(from->fd, 1, kind, opts);
+    mpconn_async *a = alloc_async(from->fd, kind, opts);
     if (!a)
         return -ENOMEM;
     setup *su = su_of(a);
@@ -1488,7 +1481,7 @@ int mpci_async_connecting(mpconn_async **out, int fd, const struct mpconn_opts *
                           socklen_t retry_len, const mpconn_async_cbs *cbs, void *data)
 {
     *out = NULL;
-    mpconn_async *a = alloc_async(fd, 1, MPCI_FD_UNKNOWN, opts);
+    mpconn_async *a = alloc_async(fd, MPCI_FD_UNKNOWN, opts);
     if (!a)
         return -ENOMEM;
     int r = su_of(a) ? 0 : -ENOMEM;

@@ -8,6 +8,7 @@
 #include "conn/handshake_io.h"
 #include "base/clock.h"
 #include "net/transport.h"
+#include "net/socket.h"
 #include "proto/auth.h"
 #include "tls/tls_transport.h"
 
@@ -125,12 +126,9 @@ int mpci_conn_new(mpconn_conn **out, int fd, int flags, const struct mpconn_opts
         mpci_opts_defaults(&c->opts);
     int is_socket;
     if ((kind & MPCI_FD_KIND) == MPCI_FD_UNKNOWN) {
-        struct stat st;
-        is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        c->is_unix = is_socket && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
-                     ss.ss_family == AF_UNIX;
+        int family = mpci_sock_family(fd);
+        is_socket = family >= 0;
+        c->is_unix = family == AF_UNIX;
         c->fdflags = fcntl(fd, F_GETFL);
         if (c->fdflags < 0)
             c->fdflags = 0;
@@ -168,7 +166,8 @@ int mpconn_conn_from_fd(mpconn_conn **out, int fd, int flags, const mpconn_opts 
     int fdfl = fcntl(fd, F_GETFD);
     if (fdfl < 0)
         return -errno;
-    fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC);
+    if (!(fdfl & FD_CLOEXEC)) /* an accepted socket mostly has it already */
+        fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC);
     return mpci_conn_new(out, fd, flags, opts, MPCI_FD_UNKNOWN);
 }
 

@@ -87,6 +87,13 @@ int mpci_sock_set_rcvtimeo(int fd, double seconds)
     return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ? -errno : 0;
 }
 
+int mpci_sock_family(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    return getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 ? ss.ss_family : -1;
+}
+
 int mpci_sock_peercred(int fd, pid_t *pid, uid_t *uid, gid_t *gid)
 {
     struct ucred cr;
