@@ -147,6 +147,11 @@ MPCONN_API int mpconn_opts_set_recv_timeout(mpconn_opts *o, double seconds);
 MPCONN_API int mpconn_opts_set_max_message(mpconn_opts *o, uint64_t bytes);
 /* listen() backlog; default 128. */
 MPCONN_API int mpconn_opts_set_backlog(mpconn_opts *o, int backlog);
+/* SO_REUSEADDR on a TCP or UDP socket a listener or server binds: 1
+ * (default, as CPython's Listener and socketserver's allow_reuse_address
+ * do) binds a port whose old connections linger in TIME_WAIT; 0 refuses
+ * it while they do. */
+MPCONN_API int mpconn_opts_set_reuse_address(mpconn_opts *o, int reuse);
 /* Permission bits of a Unix socket file, exactly, whatever the umask; the
  * file never exists with wider ones. Default: as the umask leaves them. */
 MPCONN_API int mpconn_opts_set_mode(mpconn_opts *o, unsigned mode);
@@ -219,6 +224,8 @@ MPCONN_API double mpconn_opts_handshake_timeout(const mpconn_opts *o);
 /* o's Unix socket file mode (mpconn_opts_set_mode), or -1 when none was
  * set (and for NULL): for code that binds a socket file itself. */
 MPCONN_API int mpconn_opts_mode(const mpconn_opts *o);
+/* o's address reuse (mpconn_opts_set_reuse_address): 1 or 0; 1 for NULL. */
+MPCONN_API int mpconn_opts_reuse_address(const mpconn_opts *o);
 /* The uid policy of a listener with o, for code that accepts Unix peers
  * itself: 1 when a peer of uid may connect, else 0. With an allowed-uid
  * list, uid must be in it; otherwise on an abstract socket (abstract != 0)

@@ -340,7 +340,8 @@ static int open_socket(mpconn_listener *l, const char *address)
             return r;
     } else {
         int one = 1;
-        setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (l->opts.reuse_address)
+            setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         if (bind(l->fd, (const struct sockaddr *)&l->addr.sa, l->addr.salen) < 0) {
             int e = errno;
             return lerr(l, e == EADDRINUSE ? MPCONN_ERR_ADDRINUSE : -e, "cannot bind %s: %s",

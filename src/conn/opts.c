@@ -18,6 +18,7 @@ void mpci_opts_defaults(struct mpconn_opts *o)
     o->recv_timeout = -1;
     o->backlog = 128;
     o->mode = -1;
+    o->reuse_address = 1;
     o->pickle_protocol = 4;
     o->limits = MPCI_PICKLE_LIMITS_DEFAULT;
     o->print = MPCI_PRINT_LIMITS_DEFAULT;
@@ -192,6 +193,12 @@ int mpconn_opts_set_backlog(mpconn_opts *o, int backlog)
     return 0;
 }
 
+int mpconn_opts_set_reuse_address(mpconn_opts *o, int reuse)
+{
+    o->reuse_address = reuse != 0;
+    return 0;
+}
+
 int mpconn_opts_set_mode(mpconn_opts *o, unsigned mode)
 {
     if (mode > 07777)
@@ -292,6 +299,11 @@ double mpconn_opts_handshake_timeout(const mpconn_opts *o)
 int mpconn_opts_mode(const mpconn_opts *o)
 {
     return o ? o->mode : -1;
+}
+
+int mpconn_opts_reuse_address(const mpconn_opts *o)
+{
+    return o ? o->reuse_address : 1;
 }
 
 int mpconn_opts_dup(mpconn_opts **out, const mpconn_opts *o)

@@ -24,6 +24,7 @@ struct mpconn_opts {
     uint64_t max_message;
     int backlog;
     int mode; /* -1: leave as umask gives */
+    int reuse_address;
     uid_t *uids;
     size_t nuids;
     int abstract_any_uid;

@@ -170,7 +170,7 @@ int srv_dgram_open(mpconn_server *s, const char *address, char *errmsg, size_t e
     if (fd < 0)
         return bad(errmsg, errlen, -errno, address, strerror(errno));
     int one = 1;
-    if (ss.ss_family != AF_UNIX)
+    if (ss.ss_family != AF_UNIX && mpconn_opts_reuse_address(s->opts))
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (mode >= 0 && fchmod(fd, (mode_t)mode) < 0) {
         int e = errno;

@@ -8,6 +8,7 @@
 #include "mpci_test.h"
 #include "testlib.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -148,6 +149,50 @@ TEST(tcp_port_zero)
     CHECK(atoi(a + 10) > 0);
     mpconn_listener_free(l);
     exchange("127.0.0.1:0", NULL, NULL);
+}
+
+/* A port whose last connection the server closed first (so it lingers in
+ * TIME_WAIT on the server's side) binds again at once with address reuse
+ * (the default) and not without it. */
+static void leave_time_wait(char *address, size_t cap)
+{
+    mpconn_listener *l;
+    CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:0", NULL, NULL, 0), 0);
+    int one = 0;
+    socklen_t ol = sizeof one;
+    CHECK_INT(getsockopt(mpconn_listener_fileno(l), SOL_SOCKET, SO_REUSEADDR, &one, &ol), 0);
+    CHECK(one != 0);
+    snprintf(address, cap, "%s", mpconn_listener_address(l));
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+    in.sin_port = htons((uint16_t)atoi(address + 10));
+    CHECK(connect(fd, (struct sockaddr *)&in, sizeof in) == 0);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_listener_accept(l, &c, 10), 0);
+    mpconn_conn_free(c); /* the server's side closes first */
+    char b;
+    CHECK(read(fd, &b, 1) == 0);
+    close(fd);
+    mpconn_listener_free(l);
+}
+
+TEST(tcp_reuse_address)
+{
+    char address[64];
+    leave_time_wait(address, sizeof address);
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_reuse_address(o), 1);
+    CHECK_INT(mpconn_opts_set_reuse_address(o, 0), 0);
+    CHECK_INT(mpconn_opts_reuse_address(o), 0);
+    mpconn_listener *l;
+    char err[256];
+    CHECK_INT(mpconn_listener_open(&l, address, o, err, sizeof err), MPCONN_ERR_ADDRINUSE);
+    CHECK(strstr(err, address) != NULL);
+    CHECK_INT(mpconn_opts_set_reuse_address(o, 1), 0);
+    CHECK_INT(mpconn_listener_open(&l, address, o, err, sizeof err), 0);
+    mpconn_listener_free(l);
+    mpconn_opts_free(o);
 }
 
 TEST(tcp_ipv6)

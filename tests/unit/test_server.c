@@ -1048,6 +1048,38 @@ static int new_server(const char *address, int kind)
     return rc;
 }
 
+/* Whether a second UDP socket that asks for address reuse can bind the
+ * port of a UDP server made with reuse (Linux lets both have it only when
+ * both asked). */
+static int udp_port_shared(int reuse)
+{
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    CHECK_INT(mpconn_opts_set_reuse_address(o, reuse), 0);
+    mpconn_server *s;
+    char err[256];
+    CHECK_INT(mpconn_server_new(&s, "udp:127.0.0.1:0", MPCONN_SERVER_LOOP, MPCONN_HANDLER_FRAMED,
+                                NULL, NULL, o, err, sizeof err),
+              0);
+    const char *a = mpconn_server_address(s);
+    struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+    in.sin_port = htons((uint16_t)atoi(strrchr(a, ':') + 1));
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    CHECK_INT(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
+    int shared = bind(fd, (struct sockaddr *)&in, sizeof in) == 0;
+    close(fd);
+    mpconn_server_free(s);
+    mpconn_opts_free(o);
+    return shared;
+}
+
+TEST(datagram_reuse_address)
+{
+    CHECK_INT(udp_port_shared(1), 1);
+    CHECK_INT(udp_port_shared(0), 0);
+}
+
 TEST(datagram_addresses)
 {
     CHECK_INT(new_server("udp:127.0.0.1:0", MPCONN_SERVER_LOOP), 0);
