@@ -686,8 +686,44 @@ static pid_t clients_child(const peer *p, int n, int *ready, int *hold)
  * mpconn_server_shutdown from this thread, and the milliseconds until
  * serve_forever returned on the serving one to wfd, or -1 when a thread
  * or child of the server was left. */
+/* The floor of FORK's row: in the same kind of fresh process, CONNS
+ * children that only wait (as a FORK child waits on its client), then the
+ * milliseconds to SIGTERM and reap them all: what the kernel's exit of
+ * that many processes of this program costs, with no server at all. */
+static int fork_floor_child(int wfd)
+{
+    int hold[2];
+    if (pipe(hold) < 0)
+        bench_die("pipe", -errno);
+    pid_t kids[CONNS];
+    for (int i = 0; i < CONNS; i++) {
+        if ((kids[i] = fork()) < 0)
+            bench_die("fork", -errno);
+        if (kids[i] == 0) {
+            char c;
+            close(hold[1]);
+            while (read(hold[0], &c, 1) < 0 && errno == EINTR) {
+            }
+            _exit(0);
+        }
+    }
+    usleep(100000); /* every child is waiting */
+    double t0 = bench_now();
+    for (int i = 0; i < CONNS; i++)
+        kill(kids[i], SIGTERM);
+    for (int i = 0; i < CONNS; i++)
+        while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR) {
+        }
+    char line[64];
+    int n = snprintf(line, sizeof line, "%.6f\n", (bench_now() - t0) * 1e3);
+    raw_write_all(wfd, line, (size_t)n);
+    return 0;
+}
+
 static int shutdown_child(const char *kind, int rfd, int wfd)
 {
+    if (strcmp(kind, "fork_floor") == 0)
+        return fork_floor_child(wfd);
     int k = kind_named(kind);
     int tasks0 = count_dir("/proc/self/task");
     mpconn_server *s = new_server("127.0.0.1:0", k, 0);
@@ -730,7 +766,11 @@ static double shutdown_ms(const char *kind)
     FILE *f = fdopen(up[0], "r");
     peer p = {0};
     double ms = -1;
-    if (f && fgets(p.addr, sizeof p.addr, f)) {
+    if (f && strcmp(kind, "fork_floor") == 0) {
+        char line[64];
+        if (fgets(line, sizeof line, f))
+            ms = atof(line);
+    } else if (f && fgets(p.addr, sizeof p.addr, f)) {
         p.addr[strcspn(p.addr, "\n")] = 0;
         to_sockaddr(&p);
         int ready, hold;
@@ -754,13 +794,17 @@ static void bench_shutdown(void)
 {
     for (int k = 0; k < 3; k++)
         shutdown_ms(inames[k]);
-    for (int rep = 0; rep < bench_reps; rep++)
+    for (int rep = 0; rep < bench_reps; rep++) {
         for (int k = 0; k < 3; k++) {
             double ms = shutdown_ms(inames[k]);
             if (ms < 0)
                 bench_die("shutdown: the server left a thread or a child, or failed", -EBUSY);
             bench_sample("srv_shutdown", inames[k], ms, "ms");
         }
+        double floor = shutdown_ms("fork_floor");
+        if (floor > 0)
+            bench_sample("srv_shutdown", "fork_floor", floor, "ms");
+    }
 }
 
 /* ------------------------------------------------------ (d) UDP echo */
