@@ -686,44 +686,57 @@ static pid_t clients_child(const peer *p, int n, int *ready, int *hold)
  * mpconn_server_shutdown from this thread, and the milliseconds until
  * serve_forever returned on the serving one to wfd, or -1 when a thread
  * or child of the server was left. */
-/* The floor of FORK's row: in the same kind of fresh process, CONNS
- * children that only wait (as a FORK child waits on its client), then the
- * milliseconds to SIGTERM and reap them all: what the kernel's exit of
- * that many processes of this program costs, with no server at all. */
-static int fork_floor_child(int wfd)
+/* The floor of FORK's row: in the same kind of fresh process, a forking
+ * server written by hand (accept, fork, the child echoes one frame and
+ * waits on its client), then at the byte on rfd the milliseconds to
+ * SIGTERM and reap its children: what the kernel's exit of that many
+ * processes of this program, each with its TCP connection, costs. */
+static int fork_floor_child(int rfd, int wfd)
 {
-    int hold[2];
-    if (pipe(hold) < 0)
-        bench_die("pipe", -errno);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+    socklen_t sl = sizeof in;
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&in, sizeof in) < 0 || listen(lfd, 128) < 0 ||
+        getsockname(lfd, (struct sockaddr *)&in, &sl) < 0)
+        bench_die("fork floor", -errno);
+    char line[64];
+    int n = snprintf(line, sizeof line, "127.0.0.1:%u\n", ntohs(in.sin_port));
+    raw_write_all(wfd, line, (size_t)n);
     pid_t kids[CONNS];
     for (int i = 0; i < CONNS; i++) {
-        if ((kids[i] = fork()) < 0)
-            bench_die("fork", -errno);
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0 || (kids[i] = fork()) < 0)
+            bench_die("fork floor", -errno);
         if (kids[i] == 0) {
-            char c;
-            close(hold[1]);
-            while (read(hold[0], &c, 1) < 0 && errno == EINTR) {
+            unsigned char buf[FRAME];
+            close(lfd);
+            if (raw_read_exact(fd, buf, FRAME) == 1)
+                raw_write_all(fd, buf, FRAME);
+            while (read(fd, buf, sizeof buf) > 0) {
             }
             _exit(0);
         }
+        close(fd);
     }
-    usleep(100000); /* every child is waiting */
+    char c;
+    if (raw_read_exact(rfd, &c, 1) != 1)
+        _exit(1);
     double t0 = bench_now();
     for (int i = 0; i < CONNS; i++)
         kill(kids[i], SIGTERM);
     for (int i = 0; i < CONNS; i++)
         while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR) {
         }
-    char line[64];
-    int n = snprintf(line, sizeof line, "%.6f\n", (bench_now() - t0) * 1e3);
+    n = snprintf(line, sizeof line, "%.6f\n", (bench_now() - t0) * 1e3);
     raw_write_all(wfd, line, (size_t)n);
+    close(lfd);
     return 0;
 }
 
 static int shutdown_child(const char *kind, int rfd, int wfd)
 {
     if (strcmp(kind, "fork_floor") == 0)
-        return fork_floor_child(wfd);
+        return fork_floor_child(rfd, wfd);
     int k = kind_named(kind);
     int tasks0 = count_dir("/proc/self/task");
     mpconn_server *s = new_server("127.0.0.1:0", k, 0);
@@ -766,11 +779,7 @@ static double shutdown_ms(const char *kind)
     FILE *f = fdopen(up[0], "r");
     peer p = {0};
     double ms = -1;
-    if (f && strcmp(kind, "fork_floor") == 0) {
-        char line[64];
-        if (fgets(line, sizeof line, f))
-            ms = atof(line);
-    } else if (f && fgets(p.addr, sizeof p.addr, f)) {
+    if (f && fgets(p.addr, sizeof p.addr, f)) {
         p.addr[strcspn(p.addr, "\n")] = 0;
         to_sockaddr(&p);
         int ready, hold;

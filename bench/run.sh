@@ -190,7 +190,7 @@ srv_echo64_unpinned|unpinned|threads/py>=3^raw/py
 #|Connection per request (connect, one 64 B echo, close), TCP, connections/s|loop:loop;threads:threads;fork:fork;raw:raw C;py_threading:CPython threading;py_forking:CPython forking;loop/py:loop/CPython threading;threads/py:threads/CPython;fork/py:fork/CPython;raw/py:raw/CPython threading;loop/raw:loop/raw;threads/raw:threads/raw;fork/raw:fork/raw
 srv_conn|pinned to one CPU|loop/py>=3^raw/py threads/py>=3^raw/py
 srv_conn_unpinned|unpinned|loop/py>=3^raw/py threads/py>=3^raw/py
-#|Shutdown with 100 clients connected, ms (mpconn_server_shutdown to serve_forever's return, all reaped)|loop:loop;threads:threads;fork:fork;fork_floor:100 bare children killed and reaped (FORK's floor)
+#|Shutdown with 100 clients connected, ms (mpconn_server_shutdown to serve_forever's return, all reaped)|loop:loop;threads:threads;fork:fork;fork_floor:a forking server by hand (FORK's floor)
 srv_shutdown|pinned to one CPU|loop<=10 threads<=10 fork<=10
 srv_shutdown_unpinned|unpinned|loop<=10 threads<=10 fork<=10
 #|UDP echo, 64 B, 16 datagrams in flight, datagrams/s|raw:recvfrom/sendto loop;loop:loop;threads:threads;loop/raw:loop/raw;threads/raw:threads/raw
