@@ -12,6 +12,7 @@
 
 #include <mpconn/async.h>
 #include <mpconn/loop.h>
+#include <mpconn/proto.h>
 #include <mpconn/tls.h>
 #ifdef MPCONN_HAVE_LIBUV
 #include <mpconn/uv.h>
@@ -931,6 +932,96 @@ static int raw_connect(const char *address)
     CHECK(fd >= 0);
     CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
     return fd;
+}
+
+/* A client that speaks the handshake by hand (the sans-I/O machine) and
+ * writes its last handshake message and its first message in one send: the
+ * listener, which runs the handshake in a record of its own, must hand the
+ * bytes behind it to the connection it makes. */
+typedef struct eager_job {
+    char address[64];
+    volatile int done, ok;
+} eager_job;
+
+static int read_frame(int fd, unsigned char *buf, size_t cap, size_t *len)
+{
+    unsigned char h[4];
+    size_t got = 0;
+    while (got < 4) {
+        ssize_t n = read(fd, h + got, 4 - got);
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+    }
+    *len = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
+    if (*len > cap)
+        return -1;
+    for (got = 0; got < *len;) {
+        ssize_t n = read(fd, buf + got, *len - got);
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+static void *eager_client(void *arg)
+{
+    eager_job *j = arg;
+    int fd = raw_connect(j->address);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    mpconn_auth *m;
+    CHECK_INT(mpconn_auth_new(&m, MPCONN_AUTH_CLIENT, "secret", 6, NULL, 1), 0);
+    unsigned char in[512], out[1024];
+    for (int round = 0; round < 8 && mpconn_auth_done(m) == 0; round++) {
+        size_t len, n = 0;
+        if (read_frame(fd, in, sizeof in, &len) < 0)
+            break;
+        mpconn_auth_feed(m, in, len);
+        const void *msg;
+        size_t mlen;
+        while (mpconn_auth_next_framed(m, &msg, &mlen) == 1 && n + mlen <= sizeof out) {
+            memcpy(out + n, msg, mlen);
+            n += mlen;
+        }
+        if (mpconn_auth_done(m) == 1) /* the first message rides with the last one */
+            memcpy(out + n, "\0\0\0\5hello", 9), n += 9;
+        write_all(fd, out, n);
+    }
+    size_t len;
+    j->ok = mpconn_auth_done(m) == 1 && read_frame(fd, in, sizeof in, &len) == 0 && len == 5 &&
+            memcmp(in, "hello", 5) == 0;
+    mpconn_auth_free(m);
+    close(fd);
+    j->done = 1;
+    return NULL;
+}
+
+static void bytes_behind_handshake_on(void)
+{
+    server sv = {0};
+    mpconn_opts *o;
+    mpconn_async_listener *l = keyed_listener(&sv, &o, 0);
+    eager_job j = {0};
+    snprintf(j.address, sizeof j.address, "%s", mpconn_async_listener_address(l));
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, eager_client, &j) == 0);
+    volatile int never = 0;
+    double t0 = now_s();
+    while (!j.done && now_s() - t0 < 30)
+        run_until(sv.loop, &never, 0.02);
+    pthread_join(t, NULL);
+    CHECK(j.ok);
+    CHECK_INT(sv.accepted, 1);
+    mpconn_async_listener_free(l);
+    mpconn_opts_free(o);
+    free_loop(sv.loop);
+}
+
+TEST(listener_keeps_the_bytes_behind_the_handshake)
+{
+    each_loop(bytes_behind_handshake_on);
 }
 
 static void silent_flood_on(void)
