@@ -1400,9 +1400,7 @@ int mpconn_async_attach(mpconn_async *a, const mpconn_adapter *ad, void *loop)
         return r;
     a->ev.pins++; /* a callback inside start may close a */
     start(a);
-    a->ev.pins--;
-    if (a->ev.doomed && a->ev.pins == 0)
-        destroy(&a->ev);
+    mpci_ev_unpin(&a->ev);
     return 0;
 }
 
@@ -1454,9 +1452,7 @@ int mpci_async_adopt(mpconn_ev *from, void *loop, int kind, const struct mpconn_
     a->state = ST_HANDSHAKE;
     a->ev.pins++; /* done may close a */
     opened(a);
-    a->ev.pins--;
-    if (a->ev.doomed && a->ev.pins == 0)
-        destroy(&a->ev);
+    mpci_ev_unpin(&a->ev);
     return 0;
 }
 

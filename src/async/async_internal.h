@@ -58,6 +58,13 @@ static inline void mpci_ev_set_pending(mpconn_ev *ev, int pending)
 /* Frees the object now, or when the last entry point on the stack returns;
  * the adapter's cleanup runs first. */
 void mpci_ev_doom(mpconn_ev *ev);
+/* An entry point on the stack returns (it took ev->pins++ on entry): the
+ * object is freed if it was doomed meanwhile and this was the last. */
+static inline void mpci_ev_unpin(mpconn_ev *ev)
+{
+    if (--ev->pins == 0 && ev->doomed)
+        ev->ops->destroy(ev);
+}
 /* Hands from's attachment (interest and pending mark with it) to to, an
  * object not attached, on the same fd: through the adapter's rebind, else
  * by a cleanup and a new attach to loop. from is no longer attached after,

@@ -156,9 +156,7 @@ static void done_cb(mpconn_async *a, int code, const char *errmsg, void *owner)
     }
     if (n->in_conn)
         free(n);
-    l->ev.pins--;
-    if (l->ev.doomed && l->ev.pins == 0)
-        l->ev.ops->destroy(&l->ev);
+    mpci_ev_unpin(&l->ev);
 }
 
 /* An unlinked node goes, its peer with it (reported by the caller first). */
@@ -186,13 +184,16 @@ static void node_timeout(mpconn_ev *ev)
     (void)ev; /* never armed: the listener's one timer keeps the deadlines */
 }
 
-/* The handshake the node ran has ended. */
+/* The handshake the node ran has ended: the connection is made and goes
+ * to done_cb, as does a failure. */
 static void node_done(hs_node *n)
 {
     mpconn_async_listener *l = n->l;
     unlink_node(l, n);
     l->ev.pins++;
-    if (n->hs.state == MPCI_AUTH_DONE) {
+    if (n->hs.state != MPCI_AUTH_DONE) {
+        done_cb(NULL, n->hs.code, mpci_hs_errmsg(&n->hs), n);
+    } else {
         int r = mpci_async_adopt(&n->ev, l->loop, n->local ? MPCI_FD_UNIX : MPCI_FD_INET,
                                  mpci_listener_opts(l->base), &n->hs, done_cb, n);
         if (r == 0) {
@@ -202,15 +203,9 @@ static void node_done(hs_node *n)
             reject(l, r, "cannot open the connection of %s: %s", peer_of(n, peer, sizeof peer),
                    mpconn_strerror(r));
         }
-    } else {
-        char peer[PEER_MAX];
-        reject(l, n->hs.code, "authentication of %s failed: %s", peer_of(n, peer, sizeof peer),
-               mpci_hs_errmsg(&n->hs));
     }
     mpci_ev_doom(&n->ev);
-    l->ev.pins--;
-    if (l->ev.doomed && l->ev.pins == 0)
-        l->ev.ops->destroy(&l->ev);
+    mpci_ev_unpin(&l->ev);
 }
 
 static void node_io(mpconn_ev *ev, int events)

@@ -14,19 +14,13 @@ int mpconn_ev_fd(const mpconn_ev *ev)
     return ev->fd;
 }
 
-static void finish(mpconn_ev *ev)
-{
-    ev->ops->destroy(ev);
-}
-
 void mpconn_ev_handle(mpconn_ev *ev, int events)
 {
     if (ev->doomed)
         return;
     ev->pins++;
     ev->ops->on_io(ev, events);
-    if (--ev->pins == 0 && ev->doomed)
-        finish(ev);
+    mpci_ev_unpin(ev);
 }
 
 void mpconn_ev_timeout(mpconn_ev *ev)
@@ -35,8 +29,7 @@ void mpconn_ev_timeout(mpconn_ev *ev)
         return;
     ev->pins++;
     ev->ops->on_timeout(ev);
-    if (--ev->pins == 0 && ev->doomed)
-        finish(ev);
+    mpci_ev_unpin(ev);
 }
 
 /* Whether ad's table, as its size says, reaches hook m. */
@@ -111,7 +104,7 @@ void mpci_ev_doom(mpconn_ev *ev)
         ev->st = NULL;
     }
     if (ev->pins == 0)
-        finish(ev);
+        ev->ops->destroy(ev);
 }
 
 /* ------------------------------------------------ adapter: mpconn_loop */
