@@ -48,12 +48,19 @@ enum {
  * first: it is also legacy's. A machine keeps its own as an index. */
 static const char *const digests[] = {"md5", "sha256", "sha384", "sha3_256", "sha3_384"};
 
-static const char *known_digest(const uint8_t *name, size_t len)
+/* The index of a known digest's name in digests, or -1. */
+static int digest_index(const uint8_t *name, size_t len)
 {
     for (size_t i = 0; i < sizeof digests / sizeof digests[0]; i++)
         if (strlen(digests[i]) == len && memcmp(digests[i], name, len) == 0)
-            return digests[i];
-    return NULL;
+            return (int)i;
+    return -1;
+}
+
+static const char *known_digest(const uint8_t *name, size_t len)
+{
+    int i = digest_index(name, len);
+    return i < 0 ? NULL : digests[i];
 }
 
 static const char *own_digest(const mpci_auth *a)
@@ -307,16 +314,16 @@ int mpci_auth_init(mpci_auth *a, int role, const mpci_auth_key *k, const char *d
         return mpci_err(a->errmsg, sizeof a->errmsg, -EINVAL, "invalid authentication setup");
 
     int legacy = strcmp(digest, "legacy") == 0;
-    const char *name = legacy ? digests[0] : known_digest((const uint8_t *)digest, strlen(digest));
-    if (!name)
+    int own = legacy ? 0 : digest_index((const uint8_t *)digest, strlen(digest));
+    if (own < 0)
         return mpci_err(a->errmsg, sizeof a->errmsg, -EINVAL, "unknown digest \"%s\"", digest);
+    const char *name = digests[own];
     if (!allow_md5 && strcmp(name, "md5") == 0)
         return mpci_err(a->errmsg, sizeof a->errmsg, -EINVAL,
                         "digest \"%s\" needs MD5, which allow_md5 = 0 refuses", digest);
 
     a->role = role == MPCI_AUTH_SERVER ? MPCI_AUTH_SERVER : MPCI_AUTH_CLIENT;
-    while (digests[a->own_digest] != name)
-        a->own_digest++;
+    a->own_digest = (uint8_t)own;
     a->k = k;
     a->allow_md5 = allow_md5 != 0;
     memcpy(a->prefix, CHALLENGE, CHALLENGE_LEN);
