@@ -177,20 +177,29 @@ static void raw_readable(int ep, rawconn *c)
     free(c);
 }
 
-static _Noreturn void serve_raw(int wfd)
+/* A TCP listener of the hand-written servers on 127.0.0.1, port 0 (flags:
+ * SOCK_NONBLOCK or 0); its address goes to wfd as the servers' line. */
+static int raw_listen(int flags, int wfd, const char *who)
 {
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
     struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
     socklen_t sl = sizeof in;
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event le = {.events = EPOLLIN, .data.ptr = NULL};
-    if (lfd < 0 || ep < 0 || bind(lfd, (struct sockaddr *)&in, sizeof in) < 0 ||
-        listen(lfd, 128) < 0 || getsockname(lfd, (struct sockaddr *)&in, &sl) < 0 ||
-        epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &le) < 0)
-        bench_die("raw server", -errno);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&in, sizeof in) < 0 || listen(lfd, 128) < 0 ||
+        getsockname(lfd, (struct sockaddr *)&in, &sl) < 0)
+        bench_die(who, -errno);
     char line[64];
     int len = snprintf(line, sizeof line, "127.0.0.1:%u\n", ntohs(in.sin_port));
     raw_write_all(wfd, line, (size_t)len);
+    return lfd;
+}
+
+static _Noreturn void serve_raw(int wfd)
+{
+    int lfd = raw_listen(SOCK_NONBLOCK, wfd, "raw server");
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event le = {.events = EPOLLIN, .data.ptr = NULL};
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &le) < 0)
+        bench_die("raw server", -errno);
     close(wfd);
     struct epoll_event evs[64];
     for (;;) {
@@ -693,15 +702,7 @@ static pid_t clients_child(const peer *p, int n, int *ready, int *hold)
  * processes of this program, each with its TCP connection, costs. */
 static int fork_floor_child(int rfd, int wfd)
 {
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
-    socklen_t sl = sizeof in;
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&in, sizeof in) < 0 || listen(lfd, 128) < 0 ||
-        getsockname(lfd, (struct sockaddr *)&in, &sl) < 0)
-        bench_die("fork floor", -errno);
-    char line[64];
-    int n = snprintf(line, sizeof line, "127.0.0.1:%u\n", ntohs(in.sin_port));
-    raw_write_all(wfd, line, (size_t)n);
+    int lfd = raw_listen(0, wfd, "fork floor");
     pid_t kids[CONNS];
     for (int i = 0; i < CONNS; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -727,7 +728,8 @@ static int fork_floor_child(int rfd, int wfd)
     for (int i = 0; i < CONNS; i++)
         while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR) {
         }
-    n = snprintf(line, sizeof line, "%.6f\n", (bench_now() - t0) * 1e3);
+    char line[64];
+    int n = snprintf(line, sizeof line, "%.6f\n", (bench_now() - t0) * 1e3);
     raw_write_all(wfd, line, (size_t)n);
     close(lfd);
     return 0;
