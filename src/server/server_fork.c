@@ -77,6 +77,13 @@ static _Noreturn void child_main(mpconn_server *s, mpconn_request *r)
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGTERM, SIG_DFL);
     close(s->lfd);
+    /* The siblings' pidfds: a handler has no business signalling them,
+     * and each one the child holds is one more file to put at its exit,
+     * in the shutdown's time. Only the descriptors: the watchers are the
+     * parent's, on an epoll set this child shares. */
+    for (size_t k = 0; k < s->cap; k++)
+        if (s->children[k].pid && s->children[k].pidfd >= 0)
+            close(s->children[k].pidfd);
     srv_tls_child(s);
     if (s->hooks.after_fork)
         s->hooks.after_fork(r, s->data);

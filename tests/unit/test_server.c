@@ -614,6 +614,7 @@ TEST(handshake_deadline_fork)
 typedef struct fork_report {
     pid_t pid;
     int listening; /* sockets in the listening state the child holds */
+    int pidfds;    /* pidfds, of its siblings, it holds */
 } fork_report;
 
 static int report_fd = -1;
@@ -622,12 +623,17 @@ static void after_fork(mpconn_request *r, void *data)
 {
     (void)r;
     (void)data;
-    fork_report rep = {getpid(), 0};
+    fork_report rep = {getpid(), 0, 0};
     for (int fd = 0; fd < 1024; fd++) {
         int on = 0;
         socklen_t len = sizeof on;
         if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on)
             rep.listening++;
+        char link[64], target[64] = "";
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n > 0 && (target[n] = 0, strcmp(target, "anon_inode:[pidfd]") == 0))
+            rep.pidfds++;
     }
     CHECK(write(report_fd, &rep, sizeof rep) == (ssize_t)sizeof rep);
 }
@@ -669,6 +675,58 @@ TEST(after_fork_in_child_without_listener)
     stop_serving(s, &v, path);
     close(p[0]);
     close(p[1]);
+}
+
+/* Two clients at once: the first stays connected until told (a byte on
+ * the pipe), so its child lives while the second is forked. */
+static int hold_fd = -1;
+
+static void two_clients_one_holding(const void *arg)
+{
+    mpconn_conn *c1 = connect_to(arg);
+    exchange(c1);
+    mpconn_conn *c2 = connect_to(arg);
+    exchange(c2);
+    mpconn_conn_free(c2);
+    char b;
+    struct pollfd pf = {.fd = hold_fd, .events = POLLIN};
+    CHECK_INT(poll(&pf, 1, 10000), 1);
+    CHECK_INT(read(hold_fd, &b, 1), 1);
+    mpconn_conn_free(c1);
+}
+
+/* A child holds no pidfd of a sibling that is still running (the parent
+ * watches one per child; the child would inherit them all). */
+TEST(fork_child_holds_no_sibling_pidfd)
+{
+    int p[2], h[2];
+    CHECK_INT(pipe(p), 0);
+    CHECK_INT(pipe(h), 0);
+    report_fd = p[1];
+    hold_fd = h[0];
+    char path[256];
+    tmp_sock(path, sizeof path);
+    fixture f = {0};
+    mpconn_server_hooks hk = {.size = sizeof hk, .after_fork = after_fork};
+    mpconn_server *s = make_opts(MPCONN_SERVER_FORK, path, &f, &hk, keyed_opts());
+    pid_t clients = clients_start(two_clients_one_holding, path);
+    serving v;
+    serve_in_thread(&v, s);
+    fork_report rep[2];
+    for (int i = 0; i < 2; i++) {
+        struct pollfd pf = {.fd = p[0], .events = POLLIN};
+        CHECK_INT(poll(&pf, 1, 10000), 1);
+        CHECK_INT(read(p[0], &rep[i], sizeof rep[i]), sizeof rep[i]);
+        CHECK_INT(rep[i].pidfds, 0);
+    }
+    CHECK(rep[0].pid != rep[1].pid);
+    CHECK_INT(write(h[1], "x", 1), 1);
+    clients_end(clients);
+    stop_serving(s, &v, path);
+    for (int i = 0; i < 2; i++) {
+        close(p[i]);
+        close(h[i]);
+    }
 }
 
 /* Out of descriptors: accept fails with EMFILE while the peer waits in the
