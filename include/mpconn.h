@@ -157,7 +157,8 @@ MPCONN_API int mpconn_opts_set_reuse_address(mpconn_opts *o, int reuse);
 MPCONN_API int mpconn_opts_set_mode(mpconn_opts *o, unsigned mode);
 /* Accept only Unix-socket peers whose uid is in the list (copied); n = 0
  * clears the list. Without a list an abstract-namespace listener that has
- * no authkey accepts only its own uid. */
+ * no authkey accepts only its own uid. Unix datagram servers apply the same
+ * rule to each datagram's sender (they have no authkey). */
 MPCONN_API int mpconn_opts_set_allowed_uids(mpconn_opts *o, const uid_t *uids, size_t n);
 /* Let an abstract-namespace listener without authkey accept any uid. */
 MPCONN_API int mpconn_opts_set_abstract_any_uid(mpconn_opts *o, int allow);

@@ -181,10 +181,16 @@ static int on_datagram(mpconn_request *r, void *data)
     kinds *k = data;
     size_t len;
     const void *msg = mpconn_request_data(r, &len);
-    const char *peer = mpconn_request_peer(r, NULL, NULL, NULL);
-    if (k->cfg->verbose)
-        cli_error("datagram of %zu byte%s from %s", len, len == 1 ? "" : "s",
-                  *peer ? peer : "an unbound sender");
+    pid_t pid;
+    uid_t uid;
+    const char *peer = mpconn_request_peer(r, &pid, &uid, NULL);
+    if (k->cfg->verbose) {
+        char who[64] = "";
+        if (pid != -1)
+            snprintf(who, sizeof who, " (pid %ld uid %ld)", (long)pid, (long)uid);
+        cli_error("datagram of %zu byte%s from %s%s", len, len == 1 ? "" : "s",
+                  *peer ? peer : "an unbound sender", who);
+    }
     if (serve_show(k->cfg, msg, len) < 0) {
         output_failed(k);
         return 0;

@@ -159,7 +159,9 @@ MPCONN_API void mpconn_server_free(mpconn_server *s);
 MPCONN_API mpconn_server *mpconn_request_server(const mpconn_request *r);
 /* The peer in mpconn syntax ("HOST:PORT", "[V6]:PORT", a Unix peer's
  * bound name or "" when it has none), owned by r. pid, uid and gid (each
- * may be NULL) receive a Unix stream peer's credentials, -1 otherwise. */
+ * may be NULL) receive a Unix peer's credentials (a stream peer's as it
+ * connected, a datagram's sender's, bound or not, as it sent), -1
+ * otherwise. */
 MPCONN_API const char *mpconn_request_peer(const mpconn_request *r, pid_t *pid, uid_t *uid,
                                            gid_t *gid);
 /* FRAMED streams in THREADS and FORK: the connection, owned by the server

@@ -61,7 +61,8 @@ typedef struct srv_child {
 
 struct mpconn_server {
     int kind, form, dgram;
-    int family; /* datagrams: of the socket */
+    int family;   /* datagrams: of the socket */
+    int abstract; /* datagrams: a Unix socket bound to an abstract name */
     mpconn_server_hooks hooks;
     void *data;
     mpconn_opts *opts;

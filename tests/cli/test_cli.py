@@ -1482,7 +1482,10 @@ def dgram_echo_case(address, *kind):
         check(peer.recvfrom(100)[0] == pickle.dumps(1), "echo of a pickle")
         check(s.lines(3) == ["b'hello'", "b\"\\x00\\xff'\"", repr(pickle.dumps(1))],
               "datagrams print as bytes", s.buf["out"])
-        s.wait_for("err", (r"datagram of 5 bytes from %s\n" % re.escape(name)).encode())
+        # A Unix sender's credentials come with its name.
+        who = "" if s.address.startswith("udp:") else r" \(pid %d uid %d\)" % (os.getpid(),
+                                                                             os.getuid())
+        s.wait_for("err", (r"datagram of 5 bytes from %s%s\n" % (re.escape(name), who)).encode())
         # Longer than --max-message: reported with its length, never printed cut.
         peer.sendto(b"y" * 40, target)
         s.wait_for("err", rb"datagram of 40 bytes from .* is longer than the 16-byte buffer")
@@ -1520,7 +1523,8 @@ def case_serve_unixgram_unbound_sender():
         with Serve("--echo", "-v", address="unixgram:" + path) as s:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as u:
                 u.sendto(b"anon", path)
-            s.wait_for("err", rb"datagram of 4 bytes from an unbound sender")
+            s.wait_for("err", rb"datagram of 4 bytes from an unbound sender \(pid %d uid %d\)"
+                       % (os.getpid(), os.getuid()))
             s.wait_for("err", rb"cannot be answered")
             check(s.lines(1) == ["b'anon'"], "printed", s.buf["out"])
             r = run("send", "--bytes", "--reply", s.address, "named")

@@ -1,7 +1,8 @@
 /* A small server for tests/interop/test_servers_py.py: any kind, handler
  * form and address, serving ints (FRAMED: n -> n + 1; -1 makes the handler
  * fail, -2 kills it with SIGABRT), lines (RAW: a line comes back in upper
- * case) or datagrams (echoed). SIGTERM shuts it down; it then prints what
+ * case) or datagrams (echoed; "who" also prints the sender's pid, uid
+ * and gid). SIGTERM shuts it down; it then prints what
  * it counted and what was left: threads, descriptors, children. */
 #define _GNU_SOURCE
 #include <mpconn/server.h>
@@ -190,6 +191,14 @@ static int handle_dgram(mpconn_request *r, void *data)
     const void *p = mpconn_request_data(r, &len);
     if (len == 4 && memcmp(p, "fail", 4) == 0)
         return -EINVAL;
+    if (len == 3 && memcmp(p, "who", 3) == 0) {
+        pid_t pid;
+        uid_t uid;
+        gid_t gid;
+        mpconn_request_peer(r, &pid, &uid, &gid);
+        printf("who pid=%ld uid=%ld gid=%ld\n", (long)pid, (long)uid, (long)gid);
+        fflush(stdout);
+    }
     nap();
     int rc = mpconn_request_reply(r, p, len);
     return rc == MPCONN_ERR_ADDR ? 0 : rc; /* already reported */

@@ -327,7 +327,10 @@ def dgram_unbound_case(kind):
     with peer:
         path = addr[9:]
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as u:
-            u.sendto(b'no return address', path)
+            u.sendto(b'who', path)
+        # Unanswerable, yet known: the kernel's credentials of the sender.
+        who = peer.expect('who ', timeout=10)
+        assert who == f'who pid={os.getpid()} uid={os.getuid()} gid={os.getgid()}', who
         line = peer.expect('error ', timeout=10)
         assert 'cannot be answered' in line, line
         s, target = dgram_socket(addr)

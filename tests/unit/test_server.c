@@ -1269,6 +1269,210 @@ TEST(datagram_client)
     CHECK_INT(count_dir("/proc/self/fd"), fds0);
 }
 
+/* What the credentials handler saw of its last sender, and the uid
+ * refusals reported. */
+static atomic_long seen_pid, seen_uid, seen_gid;
+static atomic_int seen_count, peer_refusals;
+
+static int dgram_creds(mpconn_request *r, void *data)
+{
+    (void)data;
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    mpconn_request_peer(r, &pid, &uid, &gid);
+    atomic_store(&seen_pid, (long)pid);
+    atomic_store(&seen_uid, (long)uid);
+    atomic_store(&seen_gid, (long)gid);
+    atomic_fetch_add(&seen_count, 1);
+    size_t len;
+    const void *msg = mpconn_request_data(r, &len);
+    int rc = mpconn_request_reply(r, msg, len);
+    return rc == MPCONN_ERR_ADDR ? 0 : rc; /* an unbound sender: reported */
+}
+
+static void count_refusals(mpconn_server *s, mpconn_request *r, int code, const char *message,
+                           void *data)
+{
+    (void)s;
+    (void)r;
+    (void)message;
+    (void)data;
+    if (code == MPCONN_ERR_PEER)
+        atomic_fetch_add(&peer_refusals, 1);
+}
+
+/* Until *n reaches want, 10 s at most. */
+static void wait_count(atomic_int *n, int want)
+{
+    for (int i = 0; i < 1000 && atomic_load(n) < want; i++)
+        usleep(10000);
+    CHECK_INT(atomic_load(n), want);
+}
+
+static mpconn_server *creds_server(int kind, const char *address, mpconn_opts *o)
+{
+    mpconn_server_hooks h = {
+        .size = sizeof h, .handle = dgram_creds, .handle_error = count_refusals};
+    mpconn_server *s;
+    char err[256];
+    int rc =
+        mpconn_server_new(&s, address, kind, MPCONN_HANDLER_FRAMED, &h, NULL, o, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "server_new: %s\n", err);
+    CHECK_INT(rc, 0);
+    atomic_store(&seen_count, 0);
+    atomic_store(&peer_refusals, 0);
+    return s;
+}
+
+/* A process of its own sends one datagram to path from an unbound socket,
+ * as uid when uid is not -1; its pid. */
+static pid_t send_from_child(const char *path, uid_t uid)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (uid != (uid_t)-1 && setresuid(uid, uid, uid) < 0)
+            _exit(1);
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un un = {.sun_family = AF_UNIX};
+        socklen_t sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+        memcpy(un.sun_path, path, strlen(path));
+        if (path[0] == '@')
+            un.sun_path[0] = 0;
+        else
+            sl++;
+        _exit(fd >= 0 && sendto(fd, "child", 5, 0, (struct sockaddr *)&un, sl) == 5 ? 0 : 1);
+    }
+    int st;
+    CHECK_INT(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    return pid;
+}
+
+/* A Unix datagram's handler knows its sender, bound or not: pid, uid and
+ * gid as the kernel gives them. A descriptor a sender attaches is never
+ * installed in the server's process. */
+static void sender_credentials(int kind)
+{
+    char path[256], addr[300];
+    tmp_sock(path, sizeof path);
+    snprintf(addr, sizeof addr, "unixgram:%s", path);
+    mpconn_server *s = creds_server(kind, addr, NULL);
+    serving v;
+    serve_in_thread(&v, s);
+    int fd;
+    char err[256], in[16];
+    CHECK_INT(mpconn_dgram_connect(&fd, addr, err, sizeof err), 0);
+    struct timeval tv = {.tv_sec = 10};
+    CHECK_INT(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    CHECK_INT(send(fd, "bound", 5, 0), 5);
+    CHECK_INT(recv(fd, in, sizeof in, 0), 5);
+    CHECK_INT(atomic_load(&seen_pid), (long)getpid());
+    CHECK_INT(atomic_load(&seen_uid), (long)getuid());
+    CHECK_INT(atomic_load(&seen_gid), (long)getgid());
+    /* Unbound, from another process: its own pid. */
+    pid_t child = send_from_child(path, (uid_t)-1);
+    wait_count(&seen_count, 2);
+    CHECK_INT(atomic_load(&seen_pid), (long)child);
+    CHECK_INT(atomic_load(&seen_uid), (long)getuid());
+    /* A pipe's end along with the datagram. */
+    int p[2];
+    CHECK_INT(pipe(p), 0);
+    int fds0 = count_dir("/proc/self/fd");
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {.iov_base = "with fd", .iov_len = 7};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &p[0], sizeof(int));
+    CHECK_INT(sendmsg(fd, &m, 0), 7);
+    CHECK_INT(recv(fd, in, sizeof in, 0), 7);
+    CHECK_MEM(in, "with fd", 7);
+    CHECK_INT(count_dir("/proc/self/fd"), fds0);
+    close(p[0]);
+    close(p[1]);
+    close(fd);
+    CHECK_INT(atomic_load(&peer_refusals), 0);
+    mpconn_server_shutdown(s);
+    join_serving(&v, now());
+    mpconn_server_free(s);
+    remove_dir_of(path);
+}
+
+TEST(datagram_sender_credentials_loop)
+{
+    sender_credentials(MPCONN_SERVER_LOOP);
+}
+
+TEST(datagram_sender_credentials_threads)
+{
+    sender_credentials(MPCONN_SERVER_THREADS);
+}
+
+/* The stream listeners' uid policy holds for Unix datagrams: a list of
+ * uids, and on an abstract name the server's own uid by default (a
+ * datagram has no handshake). A refused datagram is reported and dropped;
+ * the handler never sees it. */
+TEST(datagram_uid_policy)
+{
+    char path[256], addr[300];
+    tmp_sock(path, sizeof path);
+    snprintf(addr, sizeof addr, "unixgram:%s", path);
+    mpconn_opts *o;
+    CHECK_INT(mpconn_opts_new(&o), 0);
+    uid_t other = getuid() + 1;
+    CHECK_INT(mpconn_opts_set_allowed_uids(o, &other, 1), 0);
+    mpconn_server *s = creds_server(MPCONN_SERVER_LOOP, addr, o);
+    mpconn_opts_free(o);
+    serving v;
+    serve_in_thread(&v, s);
+    send_from_child(path, (uid_t)-1);
+    wait_count(&peer_refusals, 1);
+    CHECK_INT(atomic_load(&seen_count), 0);
+    mpconn_server_shutdown(s);
+    join_serving(&v, now());
+    mpconn_server_free(s);
+    remove_dir_of(path);
+
+    /* An abstract name: this uid only, unless any uid is let in. */
+    char name[80];
+    snprintf(name, sizeof name, "@mpconn-test-uid-%d", (int)getpid());
+    snprintf(addr, sizeof addr, "unixgram:%s", name);
+    for (int any = 0; any < 2; any++) {
+        CHECK_INT(mpconn_opts_new(&o), 0);
+        CHECK_INT(mpconn_opts_set_abstract_any_uid(o, any), 0);
+        s = creds_server(MPCONN_SERVER_LOOP, addr, o);
+        mpconn_opts_free(o);
+        serve_in_thread(&v, s);
+        send_from_child(name, (uid_t)-1);
+        wait_count(&seen_count, 1);
+        if (geteuid() == 0) {
+            send_from_child(name, 65534);
+            if (any) {
+                wait_count(&seen_count, 2);
+                CHECK_INT(atomic_load(&seen_uid), 65534);
+            } else {
+                wait_count(&peer_refusals, 1);
+                CHECK_INT(atomic_load(&seen_count), 1);
+            }
+        } else if (any) {
+            printf("not root: no sender of another uid was tried\n");
+        }
+        mpconn_server_shutdown(s);
+        join_serving(&v, now());
+        mpconn_server_free(s);
+    }
+}
+
 TEST(settings)
 {
     mpconn_server *s;
