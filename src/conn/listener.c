@@ -15,6 +15,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -342,6 +344,9 @@ static int open_socket(mpconn_listener *l, const char *address)
         int one = 1;
         if (l->opts.reuse_address)
             setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        /* Accepted sockets inherit it (as a client's, see mpci_sock_connect):
+         * no system call per connection. */
+        setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (bind(l->fd, (const struct sockaddr *)&l->addr.sa, l->addr.salen) < 0) {
             int e = errno;
             return lerr(l, e == EADDRINUSE ? MPCONN_ERR_ADDRINUSE : -e, "cannot bind %s: %s",

@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -27,6 +29,11 @@ int mpci_sock_connect(const mpci_addr *a, const char *address, double timeout, i
     if (fd < 0)
         return mpci_err(errmsg, errlen, -errno, "cannot create a socket for %s: %s", address,
                         strerror(errno));
+    /* Messages go out whole (one writev each), so Nagle's algorithm only
+     * ever holds back a message that follows another: the first one after
+     * the handshake would wait for the peer's delayed ACK of WELCOME. */
+    if (!is_unix)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
     int r = 0, sndtimeo = is_unix && timeout >= 0;
     if (sndtimeo) {
         struct timeval tv = {(time_t)timeout,

@@ -12,6 +12,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -42,6 +44,7 @@ struct client_job {
     int recv_result;
     char errmsg[256];
     char reply[64];
+    int client_nodelay; /* TCP_NODELAY on the client's socket */
 };
 
 /* Connects, sends "ping" right away, waits for one reply. */
@@ -54,6 +57,10 @@ static void *client_thread(void *arg)
                     : mpconn_client(&c, j->address, j->opts, j->errmsg, sizeof j->errmsg);
     if (j->result < 0)
         return NULL;
+    int on = 0;
+    socklen_t len = sizeof on;
+    j->client_nodelay =
+        getsockopt(mpconn_conn_fileno(c), IPPROTO_TCP, TCP_NODELAY, &on, &len) == 0 && on;
     mpconn_conn_send_string(c, "ping");
     char *s;
     j->recv_result = mpconn_conn_recv_string(c, &s, 0);
@@ -149,6 +156,43 @@ TEST(tcp_port_zero)
     CHECK(atoi(a + 10) > 0);
     mpconn_listener_free(l);
     exchange("127.0.0.1:0", NULL, NULL);
+}
+
+static int nodelay(int fd)
+{
+    int on = 0;
+    socklen_t len = sizeof on;
+    CHECK_INT(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+    return on != 0;
+}
+
+/* TCP without Nagle's algorithm on both ends: messages go out whole, and
+ * with it the client's first message after the handshake, written right
+ * behind its WELCOME, would wait for the listener's delayed ACK (40 ms on
+ * Linux). The accepted socket has it from the listening one. */
+TEST(tcp_no_delay_both_ends)
+{
+    mpconn_listener *l;
+    char err[256];
+    mpconn_opts *o = opts_key("nodelay key", NULL);
+    CHECK_INT(mpconn_listener_open(&l, "127.0.0.1:0", o, err, sizeof err), 0);
+    CHECK(nodelay(mpconn_listener_fileno(l)));
+    struct client_job j = {.address = mpconn_listener_address(l), .opts = o};
+    pthread_t t;
+    pthread_create(&t, NULL, client_thread, &j);
+    mpconn_conn *c;
+    CHECK_INT(mpconn_listener_accept(l, &c, 10), 0);
+    CHECK(nodelay(mpconn_conn_fileno(c)));
+    char *msg;
+    CHECK_INT(mpconn_conn_recv_string(c, &msg, 0), 0);
+    free(msg);
+    CHECK_INT(mpconn_conn_send_string(c, "pong"), 0);
+    mpconn_conn_free(c);
+    pthread_join(t, NULL);
+    CHECK_INT(j.result, 0);
+    CHECK(j.client_nodelay);
+    mpconn_listener_free(l);
+    mpconn_opts_free(o);
 }
 
 /* A port whose last connection the server closed first (so it lingers in
