@@ -70,6 +70,36 @@ typedef struct mpconn_adapter {
  * is an mpconn_loop *. Static; never freed. */
 MPCONN_API const mpconn_adapter *mpconn_loop_adapter(void);
 
+/* ------------------------------------------------------------- watchers */
+
+/* A watcher of one descriptor, with a one-shot timer, on the loop an
+ * adapter drives: the event base every async object is made of, bare, for
+ * descriptors of the caller's that must live on the same loop (a server's
+ * listening socket, an eventfd). */
+typedef struct mpconn_watch mpconn_watch;
+
+/* events: MPCONN_READABLE and/or MPCONN_WRITABLE (an error or hang-up on
+ * the fd reads as the interest), or MPCONN_WATCH_TIMER when the timer
+ * expired. */
+enum { MPCONN_WATCH_TIMER = 4 };
+typedef void (*mpconn_watch_cb)(mpconn_watch *w, int events, void *data);
+
+/* Watches fd (not taken: the caller closes it, after mpconn_watch_close)
+ * for nothing yet. *out is the caller's, until mpconn_watch_close. -EINVAL
+ * for fd < 0, a NULL adapter or cb, or a table too small; -ENOMEM. */
+MPCONN_API int mpconn_watch_new(mpconn_watch **out, int fd, const mpconn_adapter *ad, void *loop,
+                                mpconn_watch_cb cb, void *data);
+/* Replaces the interest: 0, MPCONN_READABLE, MPCONN_WRITABLE or both. */
+MPCONN_API void mpconn_watch_set(mpconn_watch *w, int events);
+/* Arms the one-shot timer (seconds >= 0, replacing one armed before) or
+ * cancels it (< 0). */
+MPCONN_API void mpconn_watch_set_timer(mpconn_watch *w, double seconds);
+MPCONN_API int mpconn_watch_fd(const mpconn_watch *w);
+/* Stops watching at once (the adapter lets go of the fd, which the caller
+ * may close right after) and frees w, or, inside its callback, when that
+ * returns; cb never runs again. NULL is a no-op. */
+MPCONN_API void mpconn_watch_close(mpconn_watch *w);
+
 /* ------------------------------------------------------ async connection */
 
 typedef struct mpconn_async mpconn_async;
@@ -257,6 +287,12 @@ MPCONN_API int mpconn_async_listener_open(mpconn_async_listener **out, const cha
                                           const mpconn_opts *opts, const mpconn_adapter *ad,
                                           void *loop, mpconn_accept_cb on_accept, void *data,
                                           char *errmsg, size_t errlen);
+/* A NULL ad above opens the listener unattached: bound and listening (its
+ * address known, peers waiting in the backlog), accepting nothing until
+ * attached here. -EBUSY when l is attached already, -ENOMEM, -EINVAL when
+ * ad's table is too small. */
+MPCONN_API int mpconn_async_listener_attach(mpconn_async_listener *l, const mpconn_adapter *ad,
+                                            void *loop);
 /* Called for each refused peer (uid policy, failed or timed-out handshake,
  * dropped for a newer one, out of descriptors) with the code and a message
  * naming the peer; the message is valid during the call only. */

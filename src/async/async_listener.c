@@ -487,14 +487,28 @@ int mpconn_async_listener_open(mpconn_async_listener **out, const char *address,
     l->burst = 1;
     l->probe_every = l->probe_in = 1;
     l->spare = open_spare();
-    r = mpci_ev_attach(&l->ev, ad, loop);
+    r = ad ? mpconn_async_listener_attach(l, ad, loop) : 0;
     if (r < 0) {
         destroy(&l->ev);
         return mpci_err(errmsg, errlen, r, "cannot watch the listening socket: %s",
                         mpconn_strerror(r));
     }
-    want_accept(l);
     *out = l;
+    return 0;
+}
+
+int mpconn_async_listener_attach(mpconn_async_listener *l, const mpconn_adapter *ad, void *loop)
+{
+    if (l->ev.st)
+        return -EBUSY;
+    if (!ad)
+        return -EINVAL;
+    int r = mpci_ev_attach(&l->ev, ad, loop);
+    if (r < 0)
+        return r;
+    l->ad = ad;
+    l->loop = loop;
+    want_accept(l);
     return 0;
 }
 

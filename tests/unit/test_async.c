@@ -7,6 +7,7 @@
  * runs in a thread with the blocking API, or as raw socket calls. */
 #include "mpci_test.h"
 #include "net/transport.h"
+#include "loop_drivers.h"
 #include "testlib.h"
 #include "tls_certs.h"
 
@@ -14,12 +15,6 @@
 #include <mpconn/loop.h>
 #include <mpconn/proto.h>
 #include <mpconn/tls.h>
-#ifdef MPCONN_HAVE_LIBUV
-#include <mpconn/uv.h>
-#endif
-#ifdef MPCONN_HAVE_LIBEVENT
-#include <mpconn/event.h>
-#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,205 +29,6 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-
-/* A loop to run the scenarios on: mpconn's (both backends), libuv and
- * libevent when the build found them. */
-typedef struct driver {
-    const char *name;
-    void *(*make)(void);
-    const mpconn_adapter *(*adapter)(void);
-    void (*wait)(void *loop, int block); /* one iteration; waits at most ~10 ms */
-    void (*destroy)(void *loop);
-} driver;
-
-static void tick(mpconn_timer *t, void *data)
-{
-    (void)t, (void)data;
-}
-
-typedef struct {
-    mpconn_loop *loop;
-    mpconn_timer *tick;
-} own_loop;
-
-static void *own_make(const char *backend)
-{
-    own_loop *o = calloc(1, sizeof *o);
-    CHECK_INT(mpconn_loop_new(&o->loop, backend), 0);
-    CHECK_INT(mpconn_timer_new(&o->tick, o->loop, tick, NULL), 0);
-    CHECK_INT(mpconn_timer_start(o->tick, 0.01, 0.01), 0);
-    return o;
-}
-static void *epoll_make(void)
-{
-    return own_make("epoll");
-}
-static void *poll_make(void)
-{
-    return own_make("poll");
-}
-static const mpconn_adapter *own_adapter(void)
-{
-    return mpconn_loop_adapter();
-}
-static void own_wait(void *loop, int block)
-{
-    mpconn_loop_run(((own_loop *)loop)->loop, block ? MPCONN_RUN_ONCE : MPCONN_RUN_NOWAIT);
-}
-static void own_destroy(void *loop)
-{
-    own_loop *o = loop;
-    mpconn_loop_free(o->loop);
-    free(o);
-}
-
-#ifdef MPCONN_HAVE_LIBUV
-typedef struct {
-    uv_loop_t loop;
-    uv_timer_t tick;
-} uv_drv;
-static void uv_tick(uv_timer_t *t)
-{
-    (void)t;
-}
-static void *uv_make(void)
-{
-    uv_drv *u = calloc(1, sizeof *u);
-    CHECK_INT(uv_loop_init(&u->loop), 0);
-    uv_timer_init(&u->loop, &u->tick);
-    uv_timer_start(&u->tick, uv_tick, 10, 10);
-    return u;
-}
-static void *uv_loop_of(void *loop)
-{
-    return &((uv_drv *)loop)->loop;
-}
-static void uv_wait(void *loop, int block)
-{
-    uv_run(uv_loop_of(loop), block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
-}
-static void uv_destroy(void *loop)
-{
-    uv_drv *u = loop;
-    uv_close((uv_handle_t *)&u->tick, NULL);
-    int r = uv_loop_close(&u->loop);
-    for (int i = 0; i < 100 && r == UV_EBUSY; i++) {
-        uv_run(&u->loop, UV_RUN_NOWAIT);
-        r = uv_loop_close(&u->loop);
-    }
-    CHECK_INT(r, 0); /* every handle of ours was closed */
-    free(u);
-}
-#endif
-
-#ifdef MPCONN_HAVE_LIBEVENT
-typedef struct {
-    struct event_base *base;
-    struct event *tick;
-} ev_drv;
-static void ev_tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what, (void)arg;
-}
-static void *ev_make(void)
-{
-    ev_drv *e = calloc(1, sizeof *e);
-    e->base = event_base_new();
-    CHECK(e->base != NULL);
-    e->tick = event_new(e->base, -1, EV_PERSIST, ev_tick, NULL);
-    struct timeval tv = {0, 10000};
-    event_add(e->tick, &tv);
-    return e;
-}
-static void ev_wait(void *loop, int block)
-{
-    event_base_loop(((ev_drv *)loop)->base, block ? EVLOOP_ONCE : EVLOOP_NONBLOCK);
-}
-static void ev_destroy(void *loop)
-{
-    ev_drv *e = loop;
-    event_free(e->tick);
-    event_base_free(e->base);
-    free(e);
-}
-#endif
-
-static const driver drivers[] = {
-    {"mpconn loop, epoll", epoll_make, own_adapter, own_wait, own_destroy},
-    {"mpconn loop, poll", poll_make, own_adapter, own_wait, own_destroy},
-#ifdef MPCONN_HAVE_LIBUV
-    {"libuv", uv_make, mpconn_uv_adapter, uv_wait, uv_destroy},
-#endif
-#ifdef MPCONN_HAVE_LIBEVENT
-    {"libevent", ev_make, mpconn_event_adapter, ev_wait, ev_destroy},
-#endif
-};
-
-/* The loop argument the adapter takes. */
-static void *loop_arg(const driver *d, void *loop)
-{
-    if (d->destroy == own_destroy)
-        return ((own_loop *)loop)->loop;
-#ifdef MPCONN_HAVE_LIBUV
-    if (d->destroy == uv_destroy)
-        return uv_loop_of(loop);
-#endif
-#ifdef MPCONN_HAVE_LIBEVENT
-    if (d->destroy == ev_destroy)
-        return ((ev_drv *)loop)->base;
-#endif
-    return loop;
-}
-
-static const driver *cur; /* the driver of the scenario running */
-
-static void each_loop(void (*fn)(void))
-{
-    signal(SIGPIPE, SIG_IGN);
-    for (size_t i = 0; i < sizeof drivers / sizeof drivers[0]; i++) {
-        fprintf(stderr, "loop: %s\n", drivers[i].name);
-        cur = &drivers[i];
-        fn();
-    }
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Runs the loop until *flag is set or max seconds pass. Returns whether
- * the flag was set. */
-static int run_until(void *loop, volatile int *flag, double max)
-{
-    double t0 = now_s();
-    while (!*flag && now_s() - t0 < max)
-        cur->wait(loop, 1);
-    cur->wait(loop, 0);
-    return *flag;
-}
-
-static void *new_loop(void)
-{
-    return cur->make();
-}
-
-static void free_loop(void *loop)
-{
-    cur->destroy(loop);
-}
-
-static const mpconn_adapter *adapter(void)
-{
-    return cur->adapter();
-}
-
-static void step(void *loop)
-{
-    cur->wait(loop, 0);
-}
 
 /* What a test's connection saw. */
 typedef struct {
@@ -867,6 +663,152 @@ static void listener_handshakes_on(void)
 TEST(listener_runs_handshakes_on_the_loop)
 {
     each_loop(listener_handshakes_on);
+}
+
+/* A listener opened unattached is bound (its address known) and accepts
+ * nothing: the peer waits in the backlog until it is attached. */
+static void listener_attached_later(void)
+{
+    server sv = {0};
+    sv.loop = new_loop();
+    mpconn_opts *o;
+    mpconn_opts_new(&o);
+    mpconn_opts_set_authkey(o, "secret", 6);
+    mpconn_async_listener *l;
+    char err[256];
+    CHECK_INT(mpconn_async_listener_open(&l, "127.0.0.1:0", o, NULL, NULL, accept_cb, &sv, err,
+                                         sizeof err),
+              0);
+    client_job good = {0};
+    snprintf(good.address, sizeof good.address, "%s", mpconn_async_listener_address(l));
+    good.key = "secret";
+    good.n = 1;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, blocking_clients, &good) == 0);
+    volatile int never = 0;
+    run_until(sv.loop, &never, 0.2);
+    CHECK_INT(sv.accepted, 0);
+    CHECK_INT(mpconn_async_listener_handshakes(l), 0);
+    CHECK_INT(mpconn_async_listener_attach(l, adapter(), loop_arg(cur, sv.loop)), 0);
+    CHECK_INT(mpconn_async_listener_attach(l, adapter(), loop_arg(cur, sv.loop)), -EBUSY);
+    double t0 = now_s();
+    while (!good.done && now_s() - t0 < 30)
+        run_until(sv.loop, &never, 0.02);
+    pthread_join(t, NULL);
+    CHECK_INT(good.ok, 1);
+    CHECK_INT(sv.accepted, 1);
+    mpconn_async_listener_free(l);
+    mpconn_opts_free(o);
+    free_loop(sv.loop);
+}
+
+TEST(listener_opened_unattached_accepts_once_attached)
+{
+    each_loop(listener_attached_later);
+}
+
+/* What a watcher's callback saw; it closes its watcher at close_at. */
+typedef struct watched {
+    int readable, timers, calls, close_at;
+    int fd;
+    mpconn_watch *w;
+} watched;
+
+static void watch_cb(mpconn_watch *w, int events, void *data)
+{
+    watched *m = data;
+    CHECK(w == m->w);
+    m->calls++;
+    if (events & MPCONN_WATCH_TIMER)
+        m->timers++;
+    if (events & MPCONN_READABLE) {
+        char b[16];
+        m->readable += read(m->fd, b, sizeof b) > 0;
+    }
+    if (m->calls == m->close_at) {
+        mpconn_watch_close(w);
+        m->w = NULL;
+    }
+}
+
+/* A watcher's fd events and its one-shot timer, on every loop: armed,
+ * replaced, cancelled; closed inside its callback, it is called no more. */
+static void watch_fd_and_timer(void)
+{
+    void *loop = new_loop();
+    void *la = loop_arg(cur, loop);
+    int p[2];
+    CHECK_INT(pipe(p), 0);
+    watched m = {.fd = p[0]};
+    mpconn_watch *bad;
+    CHECK_INT(mpconn_watch_new(&bad, -1, adapter(), la, watch_cb, &m), -EINVAL);
+    CHECK(bad == NULL);
+    CHECK_INT(mpconn_watch_new(&m.w, p[0], adapter(), la, watch_cb, &m), 0);
+    CHECK_INT(mpconn_watch_fd(m.w), p[0]);
+    volatile int never = 0;
+    /* No interest: a byte waits. */
+    CHECK_INT(write(p[1], "a", 1), 1);
+    run_until(loop, &never, 0.05);
+    CHECK_INT(m.calls, 0);
+    mpconn_watch_set(m.w, MPCONN_READABLE);
+    double t0 = now_s();
+    while (m.readable < 1 && now_s() - t0 < 5)
+        step(loop), cur->wait(loop, 1);
+    CHECK_INT(m.readable, 1);
+    /* The timer, armed twice (the second replaces the first), fires once;
+     * armed and cancelled, never. */
+    mpconn_watch_set(m.w, 0);
+    mpconn_watch_set_timer(m.w, 5);
+    mpconn_watch_set_timer(m.w, 0.02);
+    t0 = now_s();
+    while (m.timers < 1 && now_s() - t0 < 5)
+        cur->wait(loop, 1);
+    CHECK_INT(m.timers, 1);
+    run_until(loop, &never, 0.1);
+    CHECK_INT(m.timers, 1);
+    mpconn_watch_set_timer(m.w, 0.02);
+    mpconn_watch_set_timer(m.w, -1);
+    run_until(loop, &never, 0.1);
+    CHECK_INT(m.timers, 1);
+    /* Closed inside the callback that a byte brings: a second byte and a
+     * timer armed before find nobody. */
+    m.close_at = m.calls + 1;
+    mpconn_watch_set(m.w, MPCONN_READABLE);
+    mpconn_watch_set_timer(m.w, 0.03);
+    CHECK_INT(write(p[1], "b", 1), 1);
+    t0 = now_s();
+    while (m.w && now_s() - t0 < 5)
+        cur->wait(loop, 1);
+    CHECK(m.w == NULL);
+    int calls = m.calls;
+    CHECK_INT(write(p[1], "c", 1), 1);
+    run_until(loop, &never, 0.1);
+    CHECK_INT(m.calls, calls);
+    /* Closed outside a callback, with the fd's number taken again at once
+     * by another pipe: the old watcher sees none of the new one's bytes. */
+    close(p[0]);
+    close(p[1]);
+    CHECK_INT(pipe(p), 0);
+    watched m2 = {.fd = p[0]};
+    CHECK_INT(mpconn_watch_new(&m2.w, p[0], adapter(), la, watch_cb, &m2), 0);
+    mpconn_watch_set(m2.w, MPCONN_READABLE);
+    mpconn_watch_close(m2.w);
+    close(p[0]);
+    int q[2];
+    CHECK_INT(pipe(q), 0);
+    CHECK_INT(write(q[1], "d", 1), 1);
+    run_until(loop, &never, 0.05);
+    CHECK_INT(m2.calls, 0);
+    mpconn_watch_close(NULL);
+    close(q[0]);
+    close(q[1]);
+    close(p[1]);
+    free_loop(loop);
+}
+
+TEST(watch_fd_and_timer)
+{
+    each_loop(watch_fd_and_timer);
 }
 
 /* The loop's adapter, counting attaches: a peer's handshake runs in the
