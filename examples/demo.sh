@@ -166,8 +166,9 @@ if [ -x "$BUILD/mpconn" ] && [ -f "$HERE/demo_cli.sh" ]; then
 fi
 if command -v python3 >/dev/null 2>&1; then
     echo
-    echo "== 10. Echo servers on an event loop: mpconn's own, libuv's, libevent's (one thread each)"
-    for server in async_echo_server uv_echo_server event_echo_server; do
+    echo "== 10. Echo servers on an event loop: mpconn's own, libuv's, libevent's (one thread each),"
+    echo "       and an mpconn_server started on a libuv loop the program runs (uv_server)"
+    for server in async_echo_server uv_echo_server event_echo_server uv_server; do
         [ -x "$EX/$server" ] || { echo "$server: not built (no libuv / libevent found)"; continue; }
         ECHO_AUTHKEY="secret password" start "$TMP/$server.out" "$EX/$server" 127.0.0.1:0 1
         python3 - "$ADDR" "$server" <<'PY'

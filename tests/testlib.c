@@ -2,6 +2,8 @@
 #include "testlib.h"
 
 #include <ctype.h>
+#include <dirent.h>
+#include <string.h>
 #include <unistd.h>
 
 #define TESTLIB_MAX 512
@@ -245,4 +247,16 @@ double testlib_proc_cpu(pid_t pid)
     /* After ")": state, then fields 4..13, then utime (14) and stime (15). */
     CHECK(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2);
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+int testlib_count_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    CHECK(d != NULL);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - (strcmp(path, "/proc/self/fd") == 0);
 }

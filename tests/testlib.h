@@ -74,6 +74,10 @@ size_t testlib_read_lines(const char *file, char **text, char *lines[], size_t m
 /* CPU seconds another process has used (utime + stime of /proc/PID/stat). */
 double testlib_proc_cpu(pid_t pid);
 
+/* Entries of a directory but "." and ".."; for /proc/self/fd, without the
+ * descriptor that reads it. */
+int testlib_count_dir(const char *path);
+
 #define TESTLIB_MAIN                                                                               \
     int main(int argc, char **argv)                                                                \
     {                                                                                              \

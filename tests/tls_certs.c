@@ -4,6 +4,8 @@
 #include "tls_certs.h"
 #include "testlib.h"
 
+#include <mpconn/tls.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,4 +62,15 @@ const char *cert(const char *file)
     char *p = paths[next++ % 8];
     snprintf(p, sizeof paths[0], "%s/%s", cert_dir(), file);
     return p;
+}
+
+mpconn_tls_config *cert_config(int role)
+{
+    mpconn_tls_config *cfg;
+    CHECK_INT(mpconn_tls_config_new(&cfg, role), 0);
+    if (role == MPCONN_TLS_SERVER)
+        CHECK_INT(mpconn_tls_config_set_cert_file(cfg, cert("server.pem"), cert("server.key")), 0);
+    else
+        CHECK_INT(mpconn_tls_config_set_ca_file(cfg, cert("ca.pem")), 0);
+    return cfg;
 }

@@ -13,4 +13,8 @@ const char *cert_dir(void);
 /* A path in it; a few rotate, so several may be in use in one call. */
 const char *cert(const char *file);
 
+/* A TLS config of role (MPCONN_TLS_SERVER or _CLIENT, <mpconn/tls.h>): the
+ * server certificate, or trust in the CA that signed it. The caller's. */
+struct mpconn_tls_config *cert_config(int role);
+
 #endif

@@ -94,6 +94,7 @@ MPCONN_API void mpconn_watch_set(mpconn_watch *w, int events);
 /* Arms the one-shot timer (seconds >= 0, replacing one armed before) or
  * cancels it (< 0). */
 MPCONN_API void mpconn_watch_set_timer(mpconn_watch *w, double seconds);
+/* The descriptor watched. */
 MPCONN_API int mpconn_watch_fd(const mpconn_watch *w);
 /* Stops watching at once (the adapter lets go of the fd, which the caller
  * may close right after) and frees w, or, inside its callback, when that

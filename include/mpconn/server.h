@@ -135,21 +135,38 @@ MPCONN_API int mpconn_server_set_max_datagram(mpconn_server *s, size_t bytes);
  * socket file is left. Returns 0, or a negative code when the loop fails
  * (after the same cleanup). Once only: MPCONN_ERR_CLOSED after. */
 MPCONN_API int mpconn_server_serve_forever(mpconn_server *s);
-/* Asks serve_forever to end; returns at once, never waits, so it is safe
- * from any thread, from a handler (also in the serving thread), from a
- * signal watcher on mpconn_server_loop, and before serve_forever starts
- * (which then returns at once). Not from an asynchronous signal handler,
- * and not from a FORK child, whose copy of the server is its own (it ends
- * the parent's nothing). */
+/* Instead of serve_forever, for the LOOP kind: starts serving on a loop of
+ * the caller's, which an adapter drives (mpconn_loop_adapter() with an
+ * mpconn_loop, mpconn_uv_adapter() with a uv_loop_t, mpconn_event_adapter()
+ * with an event_base; the table outlives s), and returns; the caller runs
+ * the loop, and every callback of s runs on its thread. 0;
+ * MPCONN_ERR_NOTSUP for THREADS and FORK (their workers' wake-ups live on
+ * the server's own loop), -EINVAL for a NULL ad, MPCONN_ERR_CLOSED when s
+ * has started already, -ENOMEM (s is then ended). After
+ * mpconn_server_shutdown the loop's thread ends the serving at its next
+ * turn: the listening socket and the server's watchers close, and every
+ * connection (finish runs), or with drain each as it ends, so the loop has
+ * nothing of s's left. */
+MPCONN_API int mpconn_server_start(mpconn_server *s, const mpconn_adapter *ad, void *loop);
+/* Asks serve_forever (or a started server) to end; returns at once, never
+ * waits, so it is safe from any thread, from a handler (also in the
+ * serving thread), from a signal watcher on the loop, and before the
+ * server starts (which then returns at once). Not from an asynchronous
+ * signal handler, and not from a FORK child, whose copy of the server is
+ * its own (it ends the parent's nothing). */
 MPCONN_API void mpconn_server_shutdown(mpconn_server *s);
 /* The event loop serve_forever runs (the handlers' loop in LOOP): add a
  * signal watcher there (SIGTERM calling mpconn_server_shutdown, say).
- * Worker threads block every signal. Owned by s. */
+ * Worker threads block every signal. Owned by s. NULL once started on a
+ * loop of the caller's. */
 MPCONN_API mpconn_loop *mpconn_server_loop(mpconn_server *s);
 /* The bound address in mpconn syntax (owned by s). */
 MPCONN_API const char *mpconn_server_address(const mpconn_server *s);
 /* Closes what serve_forever left (all of it, when it never ran), removes a
- * socket file, frees s. Not while serve_forever runs. NULL is a no-op. */
+ * socket file, frees s. Not while serve_forever runs. Started on a loop of
+ * the caller's: on the loop's thread, outside s's callbacks, while the
+ * loop exists; it ends what is left, drained connections included. NULL
+ * is a no-op. */
 MPCONN_API void mpconn_server_free(mpconn_server *s);
 
 /* ------------------------------------------------------------- requests */

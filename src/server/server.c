@@ -94,7 +94,14 @@ int mpconn_server_new(mpconn_server **out, const char *address, int kind, int fo
     }
     s->data = data;
     s->lfd = -1;
-    s->wake_fd = -1;
+    /* Made now, so that a shutdown from any thread, at any time, has a
+     * descriptor to write to; closed only by the free. */
+    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->wake_fd < 0) {
+        int e = errno;
+        free(s);
+        return fail(errmsg, errlen, -e, "server: eventfd: %s", strerror(e));
+    }
     s->cap = kind == MPCONN_SERVER_LOOP ? 4096 : 64;
     s->idle = -1;
     s->timeout = -1;
@@ -198,7 +205,7 @@ int mpconn_server_set_max_datagram(mpconn_server *s, size_t bytes)
 
 mpconn_loop *mpconn_server_loop(mpconn_server *s)
 {
-    return s->loop;
+    return s->foreign ? NULL : s->loop;
 }
 
 const char *mpconn_server_address(const mpconn_server *s)
@@ -209,49 +216,56 @@ const char *mpconn_server_address(const mpconn_server *s)
 void mpconn_server_shutdown(mpconn_server *s)
 {
     atomic_store(&s->stopping, 1);
-    mpconn_loop_stop(s->loop);
+    /* The loop's thread takes it from there (on_wake), whichever loop it
+     * is; the eventfd is the server's until the free. */
+    uint64_t one = 1;
+    ssize_t n = write(s->wake_fd, &one, sizeof one);
+    (void)n; /* a full counter has woken the loop already */
 }
 
 /* ------------------------------------------------------------ acceptor */
 
-static void on_listen(mpconn_io *io, int events, void *data)
+static void end(mpconn_server *s);
+
+/* The listening socket; its timer: accepting again after EMFILE. */
+static void on_listen(mpconn_watch *w, int events, void *data)
 {
-    (void)io;
-    (void)events;
+    (void)w;
     mpconn_server *s = data;
-    if (!atomic_load(&s->stopping))
+    if (events & MPCONN_WATCH_TIMER)
+        kind_of(s)->woken(s);
+    else if (!atomic_load(&s->stopping))
         kind_of(s)->readable(s);
 }
 
-static void on_wake(mpconn_io *io, int events, void *data)
+/* The eventfd: a worker freed a slot, or the shutdown; its timer:
+ * handle_timeout. */
+static void on_wake(mpconn_watch *w, int events, void *data)
 {
-    (void)io;
-    (void)events;
     mpconn_server *s = data;
+    if (events & MPCONN_WATCH_TIMER) {
+        if (!atomic_load(&s->stopping)) {
+            mpconn_watch_set_timer(w, s->timeout);
+            if (s->hooks.handle_timeout)
+                s->hooks.handle_timeout(s, s->data);
+        }
+        return;
+    }
     uint64_t n;
     while (read(s->wake_fd, &n, sizeof n) > 0) {
     }
-    kind_of(s)->woken(s);
-}
-
-static void on_timeout(mpconn_timer *t, void *data)
-{
-    (void)t;
-    mpconn_server *s = data;
-    if (s->hooks.handle_timeout && !atomic_load(&s->stopping))
-        s->hooks.handle_timeout(s, s->data);
-}
-
-static void on_retry(mpconn_timer *t, void *data)
-{
-    (void)t;
-    kind_of(data)->woken(data);
+    if (!atomic_load(&s->stopping))
+        kind_of(s)->woken(s);
+    else if (s->foreign)
+        end(s);
+    else
+        mpconn_loop_stop(s->loop);
 }
 
 void srv_pause(mpconn_server *s, int pause)
 {
     if (s->lio)
-        mpconn_io_set(s->lio, pause ? 0 : MPCONN_READABLE);
+        mpconn_watch_set(s->lio, pause ? 0 : MPCONN_READABLE);
     if (s->alistener) {
         if (pause)
             mpconn_async_listener_pause(s->alistener);
@@ -264,8 +278,15 @@ void srv_pause(mpconn_server *s, int pause)
 
 void srv_request_seen(mpconn_server *s)
 {
-    if (s->timeout_timer && s->timeout >= 0)
-        mpconn_timer_start(s->timeout_timer, s->timeout, s->timeout);
+    if (s->wake && s->timeout >= 0)
+        mpconn_watch_set_timer(s->wake, s->timeout);
+}
+
+void srv_retry_later(mpconn_server *s)
+{
+    srv_pause(s, 1);
+    if (s->lio)
+        mpconn_watch_set_timer(s->lio, 0.1);
 }
 
 static void peer_creds(mpconn_request *r)
@@ -301,8 +322,7 @@ again:
         int e = errno;
         /* Out of descriptors or memory: accepting again at once would spin;
          * peers wait in the backlog a moment instead. */
-        srv_pause(s, 1);
-        mpconn_timer_start(s->retry_timer, 0.1, 0);
+        srv_retry_later(s);
         srv_error(s, NULL, -e, "accept on %s: %s (accepting again in 0.1 s)", s->address,
                   strerror(e));
         return -e;
@@ -572,19 +592,20 @@ int srv_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 static int start(mpconn_server *s)
 {
     int r;
-    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (s->wake_fd < 0)
-        return -errno;
-    if ((r = mpconn_io_new(&s->wake_io, s->loop, s->wake_fd, on_wake, s)) < 0 ||
-        (r = mpconn_io_set(s->wake_io, MPCONN_READABLE)) < 0 ||
-        (r = mpconn_timer_new(&s->timeout_timer, s->loop, on_timeout, s)) < 0 ||
-        (r = mpconn_timer_new(&s->retry_timer, s->loop, on_retry, s)) < 0 ||
-        (r = kind_of(s)->start(s)) < 0)
+    s->started = 1;
+    if ((r = mpconn_watch_new(&s->wake, s->wake_fd, s->ad, s->adloop, on_wake, s)) < 0)
+        return r;
+    mpconn_watch_set(s->wake, MPCONN_READABLE);
+    if ((r = kind_of(s)->start(s)) < 0)
         return r;
     /* A LOOP server on tls: accepts through its async listener instead. */
-    if (s->lfd >= 0 && ((r = mpconn_io_new(&s->lio, s->loop, s->lfd, on_listen, s)) < 0 ||
-                        (r = mpconn_io_set(s->lio, MPCONN_READABLE)) < 0))
+    if (s->alistener && (r = mpconn_async_listener_attach(s->alistener, s->ad, s->adloop)) < 0)
         return r;
+    if (s->lfd >= 0 && !s->alistener) {
+        if ((r = mpconn_watch_new(&s->lio, s->lfd, s->ad, s->adloop, on_listen, s)) < 0)
+            return r;
+        mpconn_watch_set(s->lio, MPCONN_READABLE);
+    }
     srv_request_seen(s);
     return 0;
 }
@@ -594,7 +615,7 @@ static int start(mpconn_server *s)
 static void close_listening(mpconn_server *s)
 {
     if (s->lio) {
-        mpconn_io_close(s->lio, NULL);
+        mpconn_watch_close(s->lio);
         s->lio = NULL;
     }
     srv_tls_close(s);
@@ -622,26 +643,18 @@ static void end(mpconn_server *s)
         kind_of(s)->stop(s);
     s->ended_kind = 1;
     close_listening(s);
-    if (s->timeout_timer)
-        mpconn_timer_close(s->timeout_timer, NULL);
-    if (s->retry_timer)
-        mpconn_timer_close(s->retry_timer, NULL);
-    if (s->wake_io)
-        mpconn_io_close(s->wake_io, NULL);
-    s->timeout_timer = s->retry_timer = NULL;
-    s->wake_io = NULL;
-    if (s->loop)
+    mpconn_watch_close(s->wake);
+    s->wake = NULL;
+    if (s->loop && !s->foreign)
         mpconn_loop_run(s->loop, MPCONN_RUN_NOWAIT); /* the close callbacks */
-    if (s->wake_fd >= 0)
-        close(s->wake_fd);
-    s->wake_fd = -1;
 }
 
 int mpconn_server_serve_forever(mpconn_server *s)
 {
     if (s->started)
         return MPCONN_ERR_CLOSED;
-    s->started = 1;
+    s->ad = mpconn_loop_adapter();
+    s->adloop = s->loop;
     int r = start(s);
     while (r >= 0 && !atomic_load(&s->stopping)) {
         r = mpconn_loop_run(s->loop, MPCONN_RUN_DEFAULT);
@@ -652,15 +665,35 @@ int mpconn_server_serve_forever(mpconn_server *s)
     return r < 0 ? r : 0;
 }
 
+int mpconn_server_start(mpconn_server *s, const mpconn_adapter *ad, void *loop)
+{
+    if (s->started)
+        return MPCONN_ERR_CLOSED;
+    if (!ad)
+        return -EINVAL;
+    if (s->kind != MPCONN_SERVER_LOOP)
+        return MPCONN_ERR_NOTSUP;
+    s->ad = ad;
+    s->adloop = loop;
+    s->foreign = 1;
+    int r = start(s);
+    if (r < 0 || atomic_load(&s->stopping))
+        end(s);
+    return r < 0 ? r : 0;
+}
+
 void mpconn_server_free(mpconn_server *s)
 {
     if (!s)
         return;
     end(s);
+    srv_loop_close_all(s); /* what a drain on the caller's loop left */
     srv_pool_free(s);
     free(s->children);
     free(s->dbuf);
     free(s->unlink_path);
+    if (s->wake_fd >= 0)
+        close(s->wake_fd);
     mpconn_loop_free(s->loop);
     mpconn_opts_free(s->opts);
     pthread_mutex_destroy(&s->mu);

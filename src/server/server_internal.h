@@ -71,12 +71,15 @@ struct mpconn_server {
     int lfd;           /* listening or datagram socket */
     char *unlink_path; /* unixgram socket file to remove */
     char address[128];
-    mpconn_loop *loop;
-    mpconn_io *lio;
-    mpconn_timer *timeout_timer; /* handle_timeout */
-    mpconn_timer *retry_timer;   /* accepting again after EMFILE */
-    int wake_fd;                 /* eventfd: a worker freed a slot */
-    mpconn_io *wake_io;
+    mpconn_loop *loop; /* the server's own: serve_forever runs it */
+    /* The loop everything is watched on: the own one through its adapter,
+     * or the caller's (mpconn_server_start). */
+    const mpconn_adapter *ad;
+    void *adloop;
+    int foreign;        /* started on the caller's loop */
+    mpconn_watch *lio;  /* the listening socket; its timer: accepting again after EMFILE */
+    int wake_fd;        /* eventfd: a worker freed a slot, or the shutdown */
+    mpconn_watch *wake; /* on wake_fd; its timer: handle_timeout */
     size_t cap;
     double idle, timeout;
     int drain;
@@ -139,6 +142,10 @@ int srv_verify(mpconn_server *s, mpconn_request *r);
 void srv_pause(mpconn_server *s, int pause);
 /* Restarts the handle_timeout clock: a request arrived. */
 void srv_request_seen(mpconn_server *s);
+/* Out of descriptors or memory: stops accepting for 0.1 s. */
+void srv_retry_later(mpconn_server *s);
+/* LOOP: closes the connections still open (their finish runs). */
+void srv_loop_close_all(mpconn_server *s);
 /* THREADS and FORK streams: handshake (FRAMED with a key), setup, handle,
  * finish; the socket is closed on return. 1 when something failed (and
  * was reported), else 0. */

@@ -155,7 +155,7 @@ static void admit(mpconn_server *s, mpconn_request *r)
     }
     enlist(s, r);
     r->depth++;
-    rc = mpconn_async_attach(r->async, mpconn_loop_adapter(), s->loop);
+    rc = mpconn_async_attach(r->async, s->ad, s->adloop);
     r->depth--;
     if (rc < 0) {
         if (!r->dead) {
@@ -209,14 +209,21 @@ static void loop_woken(mpconn_server *s)
     }
 }
 
+void srv_loop_close_all(mpconn_server *s)
+{
+    while (s->conns)
+        mpconn_async_close(s->conns->async);
+}
+
 static void loop_stop(mpconn_server *s)
 {
+    if (s->drain && s->foreign)
+        return; /* the caller's loop runs them to their end */
     if (s->drain) {
         while (s->conns && mpconn_loop_run(s->loop, MPCONN_RUN_ONCE) > 0) {
         }
     }
-    while (s->conns)
-        mpconn_async_close(s->conns->async);
+    srv_loop_close_all(s);
 }
 
 const srv_kind srv_loop_kind = {loop_start, loop_readable, loop_woken, loop_stop};

@@ -21,8 +21,7 @@ static void on_reject(void *data, int code, const char *message)
      * than spin, and looks again when the retry timer fires. */
     if (s->listener && !atomic_load(&s->stopping) &&
         (code == -EMFILE || code == -ENFILE || code == -ENOBUFS || code == -ENOMEM)) {
-        srv_pause(s, 1);
-        mpconn_timer_start(s->retry_timer, 0.1, 0);
+        srv_retry_later(s);
     }
 }
 
@@ -68,8 +67,10 @@ int srv_tls_open(mpconn_server *s, const char *address, char *errmsg, size_t err
         }
     }
     if (s->kind == MPCONN_SERVER_LOOP) {
-        r = mpconn_async_listener_open(&s->alistener, address, o, mpconn_loop_adapter(), s->loop,
-                                       on_accept, s, errmsg, errlen);
+        /* Bound now (the address is known at once), attached to a loop at
+         * the start. */
+        r = mpconn_async_listener_open(&s->alistener, address, o, NULL, NULL, on_accept, s, errmsg,
+                                       errlen);
         if (r == 0) {
             mpconn_async_listener_on_reject(s->alistener, on_reject, s);
             snprintf(s->address, sizeof s->address, "%s",

@@ -272,6 +272,32 @@ def case_uv_echo_server():
     echo_server_case("uv_echo_server", key=KEY)
 
 
+def case_uv_server():
+    # mpconn_server on the program's own libuv loop: after the last client
+    # the server shuts down and uv_run returns by itself.
+    echo_server_case("uv_server", key=KEY)
+
+
+def case_uv_server_sigterm():
+    path = example("uv_server")
+    if not os.access(path, os.X_OK):
+        print("skipped: uv_server not built (pkg-config did not find libuv)")
+        return
+    with Server(path, "127.0.0.1:0") as s:
+        with Client(py_address(s.address)) as c:
+            c.send("before the signal")
+            check(c.recv() == "before the signal", "echo")
+            s.proc.send_signal(signal.SIGTERM)
+            try:
+                c.recv()
+                raise Failure("the connection outlived the shutdown")
+            except EOFError:
+                pass
+        status, out, err = s.finish()
+    check(status == 0, f"uv_server exit status {status}", out, err)
+    check("signal 15: shutting down" in out and "the loop ran out of work" in out, out)
+
+
 def case_event_echo_server():
     echo_server_case("event_echo_server", key=KEY)
 

@@ -1609,17 +1609,6 @@ TEST(handshake_through_a_transport_that_holds_bytes)
 
 /* ------------------------------------------------------------------ TLS */
 
-static mpconn_tls_config *tls_cfg(int role)
-{
-    mpconn_tls_config *cfg;
-    CHECK_INT(mpconn_tls_config_new(&cfg, role), 0);
-    if (role == MPCONN_TLS_SERVER)
-        CHECK_INT(mpconn_tls_config_set_cert_file(cfg, cert("server.pem"), cert("server.key")), 0);
-    else
-        CHECK_INT(mpconn_tls_config_set_ca_file(cfg, cert("ca.pem")), 0);
-    return cfg;
-}
-
 /* A plain TCP socket to the port of a tls:127.0.0.1:PORT address. */
 static int tcp_connect_to(const char *address)
 {
@@ -1655,8 +1644,8 @@ static void tls_start(tls_fixture *f, const char *key, double hs_timeout)
 {
     memset(f, 0, sizeof *f);
     f->sv.loop = new_loop();
-    f->scfg = tls_cfg(MPCONN_TLS_SERVER);
-    f->ccfg = tls_cfg(MPCONN_TLS_CLIENT);
+    f->scfg = cert_config(MPCONN_TLS_SERVER);
+    f->ccfg = cert_config(MPCONN_TLS_CLIENT);
     f->so = tls_opts(f->scfg, key);
     CHECK_INT(mpconn_opts_set_handshake_timeout(f->so, hs_timeout), 0);
     char err[256];

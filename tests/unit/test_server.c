@@ -32,18 +32,6 @@
 
 static const char KEY[] = "server test key";
 
-static int count_dir(const char *path)
-{
-    DIR *d = opendir(path);
-    CHECK(d != NULL);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - (strcmp(path, "/proc/self/fd") == 0);
-}
-
 static double now(void)
 {
     struct timespec ts;
@@ -299,7 +287,7 @@ static void clients_until_shutdown(const void *arg)
  * is left. */
 static void shutdown_from_thread(int kind)
 {
-    int tasks0 = count_dir("/proc/self/task"), fds0 = count_dir("/proc/self/fd");
+    int tasks0 = testlib_count_dir("/proc/self/task"), fds0 = testlib_count_dir("/proc/self/fd");
     char path[256];
     tmp_sock(path, sizeof path);
     fixture f = {0};
@@ -324,8 +312,8 @@ static void shutdown_from_thread(int kind)
     CHECK(stat(path, &st) < 0 && errno == ENOENT);
     clients_end(clients);
     mpconn_server_free(s);
-    CHECK_INT(count_dir("/proc/self/task"), tasks0);
-    CHECK_INT(count_dir("/proc/self/fd"), fds0);
+    CHECK_INT(testlib_count_dir("/proc/self/task"), tasks0);
+    CHECK_INT(testlib_count_dir("/proc/self/fd"), fds0);
     remove_dir_of(path);
 }
 
@@ -883,14 +871,14 @@ static void *burst_client(void *arg)
         mpconn_conn *c = connect_to(b->path);
         exchange(c);
         mpconn_conn_free(c);
-        CHECK(count_dir("/proc/self/task") <= b->tasks_max);
+        CHECK(testlib_count_dir("/proc/self/task") <= b->tasks_max);
     }
     return NULL;
 }
 
 static void pool_of_three(int clients, int rounds)
 {
-    int tasks0 = count_dir("/proc/self/task");
+    int tasks0 = testlib_count_dir("/proc/self/task");
     char path[256];
     tmp_sock(path, sizeof path);
     fixture f = {0};
@@ -911,7 +899,7 @@ static void pool_of_three(int clients, int rounds)
     join_serving(&v, now());
     CHECK_INT(atomic_load(&f.handled), clients * rounds);
     mpconn_server_free(s);
-    CHECK_INT(count_dir("/proc/self/task"), tasks0);
+    CHECK_INT(testlib_count_dir("/proc/self/task"), tasks0);
     remove_dir_of(path);
 }
 
@@ -1248,7 +1236,7 @@ static void dgram_client_round(const char *address)
  * sender must have a name (autobound). */
 TEST(datagram_client)
 {
-    int fds0 = count_dir("/proc/self/fd");
+    int fds0 = testlib_count_dir("/proc/self/fd");
     dgram_client_round("udp:127.0.0.1:0");
     char name[64];
     snprintf(name, sizeof name, "unixgram:@mpconn-test-client-%d", (int)getpid());
@@ -1266,7 +1254,7 @@ TEST(datagram_client)
     CHECK_INT(mpconn_dgram_connect(&fd, "udp:127.0.0.1", err, sizeof err), MPCONN_ERR_ADDR);
     CHECK_INT(mpconn_dgram_connect(&fd, "unixgram:/nonexistent/mpconn/sock", err, sizeof err),
               -ENOENT);
-    CHECK_INT(count_dir("/proc/self/fd"), fds0);
+    CHECK_INT(testlib_count_dir("/proc/self/fd"), fds0);
 }
 
 /* What the credentials handler saw of its last sender, and the uid
@@ -1380,7 +1368,7 @@ static void sender_credentials(int kind)
     /* A pipe's end along with the datagram. */
     int p[2];
     CHECK_INT(pipe(p), 0);
-    int fds0 = count_dir("/proc/self/fd");
+    int fds0 = testlib_count_dir("/proc/self/fd");
     union {
         struct cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int))];
@@ -1397,7 +1385,7 @@ static void sender_credentials(int kind)
     CHECK_INT(sendmsg(fd, &m, 0), 7);
     CHECK_INT(recv(fd, in, sizeof in, 0), 7);
     CHECK_MEM(in, "with fd", 7);
-    CHECK_INT(count_dir("/proc/self/fd"), fds0);
+    CHECK_INT(testlib_count_dir("/proc/self/fd"), fds0);
     close(p[0]);
     close(p[1]);
     close(fd);
@@ -1502,11 +1490,7 @@ static mpconn_opts *tls_opts(int role, int keyed, double hs_timeout)
         CHECK_INT(mpconn_opts_set_authkey(o, KEY, strlen(KEY)), 0);
     if (hs_timeout >= 0)
         CHECK_INT(mpconn_opts_set_handshake_timeout(o, hs_timeout), 0);
-    CHECK_INT(mpconn_tls_config_new(&cfg, role), 0);
-    if (role == MPCONN_TLS_SERVER)
-        CHECK_INT(mpconn_tls_config_set_cert_file(cfg, cert("server.pem"), cert("server.key")), 0);
-    else
-        CHECK_INT(mpconn_tls_config_set_ca_file(cfg, cert("ca.pem")), 0);
+    cfg = cert_config(role);
     CHECK_INT(mpconn_opts_set_tls(o, cfg), 0);
     mpconn_tls_config_free(cfg);
     return o;
@@ -1561,7 +1545,7 @@ static void twenty_tls_clients(const void *arg)
  * no thread, descriptor or child. */
 static void tls_clients(int kind)
 {
-    int tasks0 = count_dir("/proc/self/task"), fds0 = count_dir("/proc/self/fd");
+    int tasks0 = testlib_count_dir("/proc/self/task"), fds0 = testlib_count_dir("/proc/self/fd");
     fixture f = {0};
     mpconn_server *s = tls_server(kind, &f, -1);
     const char *address = mpconn_server_address(s);
@@ -1573,8 +1557,8 @@ static void tls_clients(int kind)
     mpconn_server_shutdown(s);
     join_serving(&v, now());
     mpconn_server_free(s);
-    CHECK_INT(count_dir("/proc/self/task"), tasks0);
-    CHECK_INT(count_dir("/proc/self/fd"), fds0);
+    CHECK_INT(testlib_count_dir("/proc/self/task"), tasks0);
+    CHECK_INT(testlib_count_dir("/proc/self/fd"), fds0);
     CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
 }
 
@@ -1657,7 +1641,7 @@ TEST(tls_out_of_descriptors_no_spin)
         /* Every descriptor below a limit a little above those in use. */
         struct rlimit rl;
         getrlimit(RLIMIT_NOFILE, &rl);
-        rl.rlim_cur = (rlim_t)count_dir("/proc/self/fd") + 16;
+        rl.rlim_cur = (rlim_t)testlib_count_dir("/proc/self/fd") + 16;
         setrlimit(RLIMIT_NOFILE, &rl);
         for (int i = 0; i < 64 && dup(0) >= 0; i++)
             ;
