@@ -135,18 +135,18 @@ MPCONN_API int mpconn_server_set_max_datagram(mpconn_server *s, size_t bytes);
  * socket file is left. Returns 0, or a negative code when the loop fails
  * (after the same cleanup). Once only: MPCONN_ERR_CLOSED after. */
 MPCONN_API int mpconn_server_serve_forever(mpconn_server *s);
-/* Instead of serve_forever, for the LOOP kind: starts serving on a loop of
- * the caller's, which an adapter drives (mpconn_loop_adapter() with an
- * mpconn_loop, mpconn_uv_adapter() with a uv_loop_t, mpconn_event_adapter()
- * with an event_base; the table outlives s), and returns; the caller runs
- * the loop, and every callback of s runs on its thread. 0;
- * MPCONN_ERR_NOTSUP for THREADS and FORK (their workers' wake-ups live on
- * the server's own loop), -EINVAL for a NULL ad, MPCONN_ERR_CLOSED when s
- * has started already, -ENOMEM (s is then ended). After
- * mpconn_server_shutdown the loop's thread ends the serving at its next
- * turn: the listening socket and the server's watchers close, and every
- * connection (finish runs), or with drain each as it ends, so the loop has
- * nothing of s's left. */
+/* Instead of serve_forever: starts serving on a loop of the caller's, which
+ * an adapter drives (mpconn_loop_adapter() with an mpconn_loop,
+ * mpconn_uv_adapter() with a uv_loop_t, mpconn_event_adapter() with an
+ * event_base; the table outlives s), and returns; the caller runs the
+ * loop, and every callback of s but THREADS' and FORK's handlers runs on
+ * its thread. 0; -EINVAL for a NULL ad, MPCONN_ERR_CLOSED when s has
+ * started already, -ENOMEM (s is then ended). After mpconn_server_shutdown
+ * the loop's thread ends the serving at its next turn: the listening
+ * socket and the server's watchers close, and every LOOP connection
+ * (finish runs), or with drain each as it ends; THREADS' workers are
+ * joined and FORK's children reaped there, as serve_forever does. The
+ * loop then has nothing of s's left. */
 MPCONN_API int mpconn_server_start(mpconn_server *s, const mpconn_adapter *ad, void *loop);
 /* Asks serve_forever (or a started server) to end; returns at once, never
  * waits, so it is safe from any thread, from a handler (also in the

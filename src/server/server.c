@@ -555,7 +555,10 @@ int srv_serve_stream(mpconn_server *s, mpconn_request *r)
     rc = s->hooks.setup ? s->hooks.setup(r, s->data) : 0;
     if (rc == 0 && s->hooks.handle)
         rc = s->hooks.handle(r, s->data);
-    if (rc != 0)
+    /* An abort cuts running handlers' sockets: what fails after that (a
+     * TLS stream cut without its close_notify, say) is the shutdown's
+     * doing, not the handler's. */
+    if (rc != 0 && !(atomic_load(&s->stopping) && !s->drain))
         srv_error(s, r, srv_hook_code(rc), "handler for %s failed: %s", srv_peer_or(r, "peer"),
                   mpconn_strerror(srv_hook_code(rc)));
     if (s->hooks.finish)
@@ -671,8 +674,6 @@ int mpconn_server_start(mpconn_server *s, const mpconn_adapter *ad, void *loop)
         return MPCONN_ERR_CLOSED;
     if (!ad)
         return -EINVAL;
-    if (s->kind != MPCONN_SERVER_LOOP)
-        return MPCONN_ERR_NOTSUP;
     s->ad = ad;
     s->adloop = loop;
     s->foreign = 1;

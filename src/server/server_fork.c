@@ -41,7 +41,7 @@ static void report(mpconn_server *s, srv_child *c, int st)
 
 static void forget(mpconn_server *s, srv_child *c)
 {
-    mpconn_io_close(c->io, NULL);
+    mpconn_watch_close(c->io);
     close(c->pidfd);
     c->io = NULL;
     c->pidfd = -1;
@@ -49,9 +49,9 @@ static void forget(mpconn_server *s, srv_child *c)
     s->active--;
 }
 
-static void on_child(mpconn_io *io, int events, void *data)
+static void on_child(mpconn_watch *w, int events, void *data)
 {
-    (void)io;
+    (void)w;
     (void)events;
     srv_child *c = data;
     mpconn_server *s = c->server;
@@ -131,17 +131,17 @@ static void fork_readable(mpconn_server *s)
         c->server = s;
         snprintf(c->peer, sizeof c->peer, "%s", srv_peer(&r));
         c->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        int rc = c->pidfd < 0 ? -errno : mpconn_io_new(&c->io, s->loop, c->pidfd, on_child, c);
+        int rc = c->pidfd < 0 ? -errno
+                              : mpconn_watch_new(&c->io, c->pidfd, s->ad, s->adloop, on_child, c);
         if (rc == 0)
-            rc = mpconn_io_set(c->io, MPCONN_READABLE);
+            mpconn_watch_set(c->io, MPCONN_READABLE);
         s->active++;
         if (rc < 0) {
             /* Unwatched, it could not be reaped in time: end it now. */
             srv_error(s, &r, rc, "watching child %ld: %s", (long)pid, mpconn_strerror(rc));
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
-            if (c->io)
-                mpconn_io_close(c->io, NULL);
+            mpconn_watch_close(c->io);
             if (c->pidfd >= 0)
                 close(c->pidfd);
             c->io = NULL;

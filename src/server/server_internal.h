@@ -54,7 +54,7 @@ typedef struct srv_worker {
 typedef struct srv_child {
     pid_t pid; /* 0: free slot */
     int pidfd;
-    mpconn_io *io;
+    mpconn_watch *io;
     char peer[SRV_PEER_MAX];
     mpconn_server *server;
 } srv_child;
@@ -109,9 +109,8 @@ struct mpconn_server {
      * and FORK: s->listener does, and the loop watches its handshakes. */
     int tls;
     mpconn_async_listener *alistener;
-    mpconn_io **hs_io;
+    mpconn_watch **hs_io; /* the first one's timer: the oldest handshake's deadline */
     size_t hs_n, hs_cap;
-    mpconn_timer *hs_timer;
 };
 
 /* What each kind provides to server.c. */

@@ -89,19 +89,15 @@ int srv_tls_open(mpconn_server *s, const char *address, char *errmsg, size_t err
     return r;
 }
 
-static void on_handshake(mpconn_io *io, int events, void *data)
+/* A handshake's descriptor is ready, or the first watcher's timer (the
+ * oldest deadline) expired: the listener moves them on. */
+static void on_handshake(mpconn_watch *w, int events, void *data)
 {
-    (void)io;
+    (void)w;
     (void)events;
     mpconn_server *s = data;
     if (!atomic_load(&s->stopping))
         srv_kind_readable(s);
-}
-
-static void on_deadline(mpconn_timer *t, void *data)
-{
-    on_handshake(NULL, 0, data);
-    (void)t;
 }
 
 /* The listener's handshakes: n of them into fresh arrays (*fds and *events
@@ -124,13 +120,11 @@ void srv_tls_watch(mpconn_server *s, int on)
 {
     if (!s->listener)
         return;
-    if (!s->hs_timer && mpconn_timer_new(&s->hs_timer, s->loop, on_deadline, s) < 0)
-        s->hs_timer = NULL;
     int *fds = NULL, *events = NULL;
     double wait = -1;
     size_t n = on ? handshakes(s, &fds, &events, &wait) : 0;
     if (n > s->hs_cap) {
-        mpconn_io **v = realloc(s->hs_io, n * sizeof *v);
+        mpconn_watch **v = realloc(s->hs_io, n * sizeof *v);
         if (v) {
             for (size_t i = s->hs_cap; i < n; i++)
                 v[i] = NULL;
@@ -141,27 +135,28 @@ void srv_tls_watch(mpconn_server *s, int on)
         }
     }
     /* Same fd: change what it waits for. Another: a new watcher, so that an
-     * event of the old number is never taken for the new one. */
+     * event of the old number is never taken for the new one. A watcher
+     * stays at its index or goes, so only the first ever has its timer
+     * armed. */
     for (size_t i = 0; i < s->hs_n; i++)
-        if (s->hs_io[i] && (i >= n || mpconn_io_fd(s->hs_io[i]) != fds[i])) {
-            mpconn_io_close(s->hs_io[i], NULL);
+        if (s->hs_io[i] && (i >= n || mpconn_watch_fd(s->hs_io[i]) != fds[i])) {
+            mpconn_watch_close(s->hs_io[i]);
             s->hs_io[i] = NULL;
         }
     for (size_t i = 0; i < n; i++) {
-        if (!s->hs_io[i] && mpconn_io_new(&s->hs_io[i], s->loop, fds[i], on_handshake, s) < 0)
+        if (!s->hs_io[i] &&
+            mpconn_watch_new(&s->hs_io[i], fds[i], s->ad, s->adloop, on_handshake, s) < 0)
             s->hs_io[i] = NULL;
         if (s->hs_io[i])
-            mpconn_io_set(s->hs_io[i], events[i]);
+            mpconn_watch_set(s->hs_io[i], events[i]);
     }
     s->hs_n = n;
     free(fds);
     free(events);
-    if (s->hs_timer) {
-        if (on && wait >= 0)
-            mpconn_timer_start(s->hs_timer, wait, 0);
-        else
-            mpconn_timer_stop(s->hs_timer);
-    }
+    /* Out of memory for the first watcher, the deadline waits for the next
+     * event of the listener's. */
+    if (n && s->hs_io[0])
+        mpconn_watch_set_timer(s->hs_io[0], on && wait >= 0 ? wait : -1);
 }
 
 int srv_tls_accept(mpconn_server *s, mpconn_request *r)
@@ -194,15 +189,11 @@ int srv_tls_accept(mpconn_server *s, mpconn_request *r)
 void srv_tls_close(mpconn_server *s)
 {
     for (size_t i = 0; i < s->hs_n; i++)
-        if (s->hs_io[i])
-            mpconn_io_close(s->hs_io[i], NULL);
+        mpconn_watch_close(s->hs_io[i]);
     s->hs_n = 0;
     free(s->hs_io);
     s->hs_io = NULL;
     s->hs_cap = 0;
-    if (s->hs_timer)
-        mpconn_timer_close(s->hs_timer, NULL);
-    s->hs_timer = NULL;
     mpconn_async_listener_free(s->alistener);
     s->alistener = NULL;
 }
