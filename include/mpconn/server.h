@@ -155,10 +155,11 @@ MPCONN_API int mpconn_server_start(mpconn_server *s, const mpconn_adapter *ad, v
  * signal handler, and not from a FORK child, whose copy of the server is
  * its own (it ends the parent's nothing). */
 MPCONN_API void mpconn_server_shutdown(mpconn_server *s);
-/* The event loop serve_forever runs (the handlers' loop in LOOP): add a
- * signal watcher there (SIGTERM calling mpconn_server_shutdown, say).
- * Worker threads block every signal. Owned by s. NULL once started on a
- * loop of the caller's. */
+/* The event loop serve_forever runs (the handlers' loop in LOOP), made at
+ * the first call: add a signal watcher there (SIGTERM calling
+ * mpconn_server_shutdown, say). Worker threads block every signal. Owned
+ * by s. NULL once started on a loop of the caller's (such a server has no
+ * loop of its own), or when the loop cannot be made. */
 MPCONN_API mpconn_loop *mpconn_server_loop(mpconn_server *s);
 /* The bound address in mpconn syntax (owned by s). */
 MPCONN_API const char *mpconn_server_address(const mpconn_server *s);

@@ -119,11 +119,7 @@ int mpconn_server_new(mpconn_server **out, const char *address, int kind, int fo
     mpconn_auth_free(probe);
     s->tls = address && strncmp(address, "tls:", 4) == 0;
     if (s->tls) {
-        r = mpconn_loop_new(&s->loop, NULL);
-        if (r < 0)
-            fail(errmsg, errlen, r, "server: event loop: %s", mpconn_strerror(r));
-        else
-            r = srv_tls_open(s, address, errmsg, errlen);
+        r = srv_tls_open(s, address, errmsg, errlen);
         if (r < 0) {
             mpconn_server_free(s);
             return r;
@@ -149,10 +145,6 @@ int mpconn_server_new(mpconn_server **out, const char *address, int kind, int fo
     if (r < 0) {
         mpconn_server_free(s);
         return r;
-    }
-    if ((r = mpconn_loop_new(&s->loop, NULL)) < 0) {
-        mpconn_server_free(s);
-        return fail(errmsg, errlen, r, "server: event loop: %s", mpconn_strerror(r));
     }
     *out = s;
     return 0;
@@ -205,6 +197,10 @@ int mpconn_server_set_max_datagram(mpconn_server *s, size_t bytes)
 
 mpconn_loop *mpconn_server_loop(mpconn_server *s)
 {
+    /* Made when first asked for (here or by serve_forever): a server on a
+     * caller's loop never has one. */
+    if (!s->loop && !s->foreign && mpconn_loop_new(&s->loop, NULL) < 0)
+        s->loop = NULL;
     return s->foreign ? NULL : s->loop;
 }
 
@@ -656,9 +652,12 @@ int mpconn_server_serve_forever(mpconn_server *s)
 {
     if (s->started)
         return MPCONN_ERR_CLOSED;
+    int r = s->loop ? 0 : mpconn_loop_new(&s->loop, NULL);
+    if (r < 0)
+        return r;
     s->ad = mpconn_loop_adapter();
     s->adloop = s->loop;
-    int r = start(s);
+    r = start(s);
     while (r >= 0 && !atomic_load(&s->stopping)) {
         r = mpconn_loop_run(s->loop, MPCONN_RUN_DEFAULT);
         if (r == 0)

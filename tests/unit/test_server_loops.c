@@ -554,22 +554,35 @@ TEST(datagrams_and_handle_timeout)
     each_loop(datagrams_and_timeout);
 }
 
-/* What start refuses, and a server shut down before it starts. */
+/* What start refuses, and a server shut down before it starts. A server
+ * holds no loop of its own until serve_forever or mpconn_server_loop asks
+ * for one, and one started on a caller's loop never does. */
 TEST(start_refuses)
 {
     void *loop = own_make("epoll");
     mpconn_server *s;
     char err[256];
+    int fds0 = count_fds();
     CHECK_INT(mpconn_server_new(&s, "127.0.0.1:0", MPCONN_SERVER_LOOP, MPCONN_HANDLER_RAW, NULL,
                                 NULL, NULL, err, sizeof err),
               0);
+    CHECK_INT(count_fds(), fds0 + 2); /* the listening socket, the wake-up eventfd */
     CHECK_INT(mpconn_server_start(s, NULL, NULL), -EINVAL);
     /* Shut down before the start: it starts and ends at once. */
     mpconn_server_shutdown(s);
     CHECK_INT(mpconn_server_start(s, mpconn_loop_adapter(), ((own_loop *)loop)->loop), 0);
+    CHECK(mpconn_server_loop(s) == NULL);
     mpconn_conn *c;
     CHECK(mpconn_client(&c, mpconn_server_address(s), NULL, err, sizeof err) < 0);
     mpconn_server_free(s);
+    CHECK_INT(count_fds(), fds0);
+    CHECK_INT(mpconn_server_new(&s, "127.0.0.1:0", MPCONN_SERVER_THREADS, MPCONN_HANDLER_RAW, NULL,
+                                NULL, NULL, err, sizeof err),
+              0);
+    CHECK(mpconn_server_loop(s) != NULL);
+    CHECK(count_fds() > fds0 + 2);
+    mpconn_server_free(s);
+    CHECK_INT(count_fds(), fds0);
     own_destroy(loop);
 }
 
