@@ -138,9 +138,9 @@ MPCONN_API int mpconn_server_serve_forever(mpconn_server *s);
 /* Instead of serve_forever: starts serving on a loop of the caller's, which
  * an adapter drives (mpconn_loop_adapter() with an mpconn_loop,
  * mpconn_uv_adapter() with a uv_loop_t, mpconn_event_adapter() with an
- * event_base; the table outlives s), and returns; the caller runs the
- * loop, and every callback of s but THREADS' and FORK's handlers runs on
- * its thread. 0; -EINVAL for a NULL ad, MPCONN_ERR_CLOSED when s has
+ * event_base; the table outlives s), and returns; call it on the loop's
+ * thread. The caller runs the loop, and every callback of s but THREADS'
+ * and FORK's handlers runs on that thread. 0; -EINVAL for a NULL ad, MPCONN_ERR_CLOSED when s has
  * started already, -ENOMEM (s is then ended). After mpconn_server_shutdown
  * the loop's thread ends the serving at its next turn: the listening
  * socket and the server's watchers close, and every LOOP connection

@@ -731,8 +731,18 @@ static void watch_cb(mpconn_watch *w, int events, void *data)
     }
 }
 
-/* A watcher's fd events and its one-shot timer, on every loop: armed,
- * replaced, cancelled; closed inside its callback, it is called no more. */
+/* Counts a writable event, then stops asking (a pipe stays writable). */
+static void writable_cb(mpconn_watch *w, int events, void *data)
+{
+    watched *m = data;
+    CHECK(events == MPCONN_WRITABLE);
+    m->calls++;
+    mpconn_watch_set(w, 0);
+}
+
+/* A watcher's fd events (readable, writable) and its one-shot timer, on
+ * every loop: armed, replaced, cancelled; closed inside its callback, it
+ * is called no more. */
 static void watch_fd_and_timer(void)
 {
     void *loop = new_loop();
@@ -802,6 +812,18 @@ static void watch_fd_and_timer(void)
     mpconn_watch_close(NULL);
     close(q[0]);
     close(q[1]);
+    close(p[1]);
+    /* Writable: a pipe's empty write end is, at once. */
+    CHECK_INT(pipe(p), 0);
+    watched m3 = {.fd = -1};
+    CHECK_INT(mpconn_watch_new(&m3.w, p[1], adapter(), la, writable_cb, &m3), 0);
+    mpconn_watch_set(m3.w, MPCONN_WRITABLE);
+    t0 = now_s();
+    while (m3.calls < 1 && now_s() - t0 < 5)
+        cur->wait(loop, 1);
+    CHECK_INT(m3.calls, 1);
+    mpconn_watch_close(m3.w);
+    close(p[0]);
     close(p[1]);
     free_loop(loop);
 }
