@@ -479,8 +479,6 @@ int mpconn_async_listener_open(mpconn_async_listener **out, const char *address,
     l->ev.fd = fd;
     static const mpci_ev_ops ops = {on_io, on_timeout, destroy};
     l->ev.ops = &ops;
-    l->ad = ad;
-    l->loop = loop;
     l->on_accept = on_accept;
     l->data = data;
     l->max_hs = 4096;

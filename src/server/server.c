@@ -199,8 +199,8 @@ mpconn_loop *mpconn_server_loop(mpconn_server *s)
 {
     /* Made when first asked for (here or by serve_forever): a server on a
      * caller's loop never has one. */
-    if (!s->loop && !s->foreign && mpconn_loop_new(&s->loop, NULL) < 0)
-        s->loop = NULL;
+    if (!s->loop && !s->foreign)
+        mpconn_loop_new(&s->loop, NULL); /* NULL on failure */
     return s->foreign ? NULL : s->loop;
 }
 

@@ -15,7 +15,6 @@
 #include <mpconn/server.h>
 #include <mpconn/tls.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -221,11 +220,11 @@ static void run_clients(clients *c)
     atomic_store(&c->done, 1);
 }
 
-/* Turns the loop until *flag, 30 s at most. */
-static void turn_until(void *loop, atomic_int *flag)
+/* Turns the loop until *n reaches want, max seconds at most. */
+static void turn_until(void *loop, atomic_int *n, int want, double max)
 {
     double t0 = now_s();
-    while (!atomic_load(flag) && now_s() - t0 < 30)
+    while (atomic_load(n) < want && now_s() - t0 < max)
         cur->wait(loop, 1);
 }
 
@@ -283,7 +282,7 @@ static void scene_clients(scene *sc, clients c)
         run_clients(sc->c);
         _exit(0);
     }
-    turn_until(sc->loop, &sc->c->held_open);
+    turn_until(sc->loop, &sc->c->held_open, 1, 30);
     CHECK_INT(atomic_load(&sc->c->held_open), 1);
 }
 
@@ -292,7 +291,7 @@ static void scene_clients(scene *sc, clients c)
 static void scene_release(scene *sc)
 {
     atomic_store(&sc->c->release, 1);
-    turn_until(sc->loop, &sc->c->done);
+    turn_until(sc->loop, &sc->c->done, 1, 30);
     int st = 0;
     pid_t p = 0;
     for (int i = 0; i < 3000 && (p = waitpid(sc->pid, &st, WNOHANG)) == 0; i++)
@@ -315,31 +314,13 @@ static void scene_end(scene *sc)
     munmap(sc->m, sizeof *sc->m);
 }
 
-/* Children of this process that have exited and wait to be reaped. */
-static int zombies(void)
+/* Whether a child of this process has exited and waits to be reaped
+ * (asked without reaping it). */
+static int zombie_waits(void)
 {
-    DIR *d = opendir("/proc");
-    CHECK(d != NULL);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        char path[300], buf[512];
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t got = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[got] = 0;
-        char *paren = strrchr(buf, ')'), state;
-        int ppid;
-        if (paren && sscanf(paren + 1, " %c %d", &state, &ppid) == 2 && ppid == getpid() &&
-            state == 'Z')
-            n++;
-    }
-    closedir(d);
-    return n;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    return waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid != 0;
 }
 
 /* n round trips on fresh connections and one held open, then a shutdown
@@ -357,12 +338,11 @@ static void echo_and_shutdown(const char *address, int tls, int kind)
     CHECK_INT(atomic_load(&sc.c->ok), 20);
     /* FORK: the children of the 20 are reaped as they exit, through their
      * pidfds on this loop, not at the shutdown. */
-    double t0 = now_s();
-    while (kind == MPCONN_SERVER_FORK && atomic_load(&sc.v->finishes) < 20 && now_s() - t0 < 10)
+    if (kind == MPCONN_SERVER_FORK)
+        turn_until(sc.loop, &sc.v->finishes, 20, 10);
+    for (int i = 0; i < 20 && zombie_waits(); i++)
         cur->wait(sc.loop, 1);
-    for (int i = 0; i < 20 && zombies() > 0; i++)
-        cur->wait(sc.loop, 1);
-    CHECK_INT(zombies(), 0);
+    CHECK(!zombie_waits());
     mpconn_server_shutdown(sc.s);
     scene_release(&sc);
     CHECK_INT(atomic_load(&sc.c->held_eof), 1);
@@ -465,9 +445,7 @@ static void drain_on_loop(void)
     CHECK(client(sc.c) == NULL);
     /* The held connection is answered after the shutdown. */
     atomic_store(&sc.c->release, 1);
-    double t0 = now_s();
-    while (atomic_load(&sc.v->messages) < 2 && now_s() - t0 < 30)
-        cur->wait(sc.loop, 1);
+    turn_until(sc.loop, &sc.v->messages, 2, 30);
     CHECK_INT(atomic_load(&sc.v->messages), 2);
     CHECK_INT(atomic_load(&sc.v->finishes), 0);
     mpconn_server_free(sc.s); /* what is left: the held connection */
@@ -534,9 +512,7 @@ static void datagrams_and_timeout(void)
         CHECK_INT(got, n);
         CHECK_MEM(in, out, (size_t)n);
     }
-    double t0 = now_s();
-    while (atomic_load(&v->timeouts) < 2 && now_s() - t0 < 10)
-        cur->wait(loop, 1);
+    turn_until(loop, &v->timeouts, 2, 10);
     CHECK(atomic_load(&v->timeouts) >= 2);
     close(fd);
     mpconn_server_shutdown(s);
