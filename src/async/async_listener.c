@@ -28,10 +28,9 @@
  * silent peer costs that and no more, and the connection is made only
  * once the peer is in (mpci_async_adopt hands it the fd and the watcher).
  * A TLS handshake runs in its connection (a), made at once, as does a
- * connection without an authkey, which opens inside accept_one. The peer's
- * name is kept at its length, without the listener's address that ends it
- * on a Unix socket (the same for every peer, put back when the name is
- * reported). */
+ * connection without an authkey, which opens inside accept_one. The peer
+ * is kept as the kernel named it (its address, and a Unix peer's pid and
+ * uid), and put into words only if a message is about it. */
 typedef struct hs_node {
     mpconn_ev ev; /* the node's own: fd -1 once a connection has it */
     mpconn_async_listener *l;
@@ -42,12 +41,14 @@ typedef struct hs_node {
         mpci_hs hs;      /* else: the node runs it */
     };
     uint8_t in_conn;
-    uint8_t on_us; /* the name ended with " on " and the listener's address */
     uint8_t local; /* a Unix socket */
-    char peer[];
+    pid_t pid;
+    uid_t uid;
+    socklen_t sl;
+    unsigned char sa[]; /* the peer's address, sl bytes */
 } hs_node;
 
-#define PEER_MAX 96 /* a peer's name as the listener writes it, at most */
+#define PEER_MAX MPCI_PEER_TEXT_MAX
 
 struct mpconn_async_listener {
     mpconn_ev ev;
@@ -90,9 +91,7 @@ static void reject(mpconn_async_listener *l, int code, const char *fmt, ...)
 /* The peer's name as the listener wrote it. */
 static const char *peer_of(const hs_node *n, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s%s%s", n->peer, n->on_us ? " on " : "",
-             n->on_us ? mpconn_listener_address(n->l->base) : "");
-    return buf;
+    return mpci_listener_peer_text(n->l->base, n->sa, n->sl, n->pid, n->uid, buf, cap);
 }
 
 static void unlink_node(mpconn_async_listener *l, hs_node *n)
@@ -313,11 +312,14 @@ static void start_node(mpconn_async_listener *l, hs_node *n, int fd, const struc
 
 static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage *ss, socklen_t sl)
 {
+    pid_t pid;
+    uid_t uid;
+    int r = mpci_listener_admit(l->base, fd, ss, sl, &pid, &uid);
     char peer[PEER_MAX];
-    int r = mpci_listener_admit(l->base, fd, ss, sl, peer, sizeof peer);
     if (r < 0) {
         close(fd);
-        reject(l, r, "refused peer %s: uid not allowed", peer);
+        reject(l, r, "refused peer %s: uid not allowed",
+               mpci_listener_peer_text(l->base, ss, sl, pid, uid, peer, sizeof peer));
         return;
     }
     /* At the cap, the oldest handshake makes room: silent peers can delay
@@ -325,28 +327,26 @@ static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage
     if (l->max_hs && l->nhs >= l->max_hs && l->oldest) {
         hs_node *old = l->oldest;
         unlink_node(l, old);
-        char name[PEER_MAX];
         reject(l, -ETIMEDOUT, "handshake of %s dropped: %zu handshakes under way",
-               peer_of(old, name, sizeof name), l->max_hs);
+               peer_of(old, peer, sizeof peer), l->max_hs);
         drop_node(old, -ETIMEDOUT, "dropped for a newer peer");
     }
-    size_t plen = strlen(peer), alen = strlen(mpconn_listener_address(l->base));
-    int on_us = plen > alen + 4 && memcmp(peer + plen - alen - 4, " on ", 4) == 0 &&
-                strcmp(peer + plen - alen, mpconn_listener_address(l->base)) == 0;
-    if (on_us)
-        plen -= alen + 4;
-    hs_node *n = malloc(offsetof(hs_node, peer) + plen + 1);
+    if (sl > sizeof *ss)
+        sl = sizeof *ss;
+    hs_node *n = malloc(offsetof(hs_node, sa) + sl);
     if (!n) {
         close(fd);
-        reject(l, -ENOMEM, "out of memory accepting %s", peer);
+        reject(l, -ENOMEM, "out of memory accepting %s",
+               mpci_listener_peer_text(l->base, ss, sl, pid, uid, peer, sizeof peer));
         return;
     }
-    memset(n, 0, offsetof(hs_node, peer));
+    memset(n, 0, offsetof(hs_node, sa));
     n->l = l;
-    n->on_us = (uint8_t)on_us;
     n->local = ss->ss_family == AF_UNIX;
-    memcpy(n->peer, peer, plen);
-    n->peer[plen] = 0;
+    n->pid = pid;
+    n->uid = uid;
+    n->sl = sl;
+    memcpy(n->sa, ss, sl);
     const struct mpconn_opts *o = mpci_listener_opts(l->base);
     /* The base listener's address names TLS as a client must give it. */
     int flags = strncmp(mpconn_listener_address(l->base), "tls:", 4) == 0 ? MPCI_ASYNC_TLS : 0;
@@ -363,8 +363,9 @@ static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage
                             o, done_cb, n);
     if (r < 0) {
         close(fd);
+        reject(l, r, "cannot start the handshake with %s: %s", peer_of(n, peer, sizeof peer),
+               mpconn_strerror(r));
         free(n);
-        reject(l, r, "cannot start the handshake with %s: %s", peer, mpconn_strerror(r));
         return;
     }
     n->a = a;
@@ -373,9 +374,10 @@ static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage
     r = mpconn_async_attach(a, l->ad, l->loop); /* may finish at once (no authkey) */
     if (r < 0) {
         unlink_node(l, n);
+        reject(l, r, "cannot watch the connection of %s: %s", peer_of(n, peer, sizeof peer),
+               mpconn_strerror(r));
         free(n);
         mpconn_async_close(a);
-        reject(l, r, "cannot watch the connection of %s: %s", peer, mpconn_strerror(r));
     }
 }
 

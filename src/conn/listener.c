@@ -857,7 +857,7 @@ const struct mpconn_opts *mpci_listener_opts(const mpconn_listener *l)
 }
 
 int mpci_listener_admit(mpconn_listener *l, int fd, const struct sockaddr_storage *ss, socklen_t sl,
-                        char *peer, size_t cap)
+                        pid_t *pid, uid_t *uid)
 {
     pending p;
     memset(&p.who, 0, sizeof p.who);
@@ -868,8 +868,21 @@ int mpci_listener_admit(mpconn_listener *l, int fd, const struct sockaddr_storag
     p.who.gid = (gid_t)-1;
     if (l->addr.family == AF_UNIX)
         mpci_sock_peercred(fd, &p.who.pid, &p.who.uid, &p.who.gid);
-    peer_text(l, &p.who, peer, cap);
+    *pid = p.who.pid;
+    *uid = p.who.uid;
     return peer_allowed(l, &p) ? 0 : MPCONN_ERR_PEER;
+}
+
+const char *mpci_listener_peer_text(const mpconn_listener *l, const void *sa, socklen_t sl,
+                                    pid_t pid, uid_t uid, char *buf, size_t cap)
+{
+    peer_id w;
+    memset(&w, 0, sizeof w);
+    w.sl = sl < sizeof w.ss ? sl : sizeof w.ss;
+    memcpy(&w.ss, sa, w.sl);
+    w.pid = pid;
+    w.uid = uid;
+    return peer_text(l, &w, buf, cap);
 }
 
 size_t mpconn_listener_handshakes(const mpconn_listener *l, int *fds, int *events, size_t cap,

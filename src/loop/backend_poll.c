@@ -60,8 +60,7 @@ static int rebuild(mpconn_loop *loop, poll_state *st)
             st->cap = cap;
         }
         st->fds[st->n].fd = io->fd;
-        st->fds[st->n].events = (short)(((io->events & MPCONN_READABLE) ? POLLIN : 0) |
-                                        ((io->events & MPCONN_WRITABLE) ? POLLOUT : 0));
+        st->fds[st->n].events = mpci_poll_interest(io->events);
         st->ios[st->n] = io;
         st->n++;
     }
@@ -91,15 +90,8 @@ static int poll_wait(mpconn_loop *loop, int timeout_ms, mpci_event *out, int max
         if (!re)
             continue;
         r--;
-        int mask = 0;
-        if (re & (POLLIN | POLLPRI))
-            mask |= MPCONN_READABLE;
-        if (re & POLLOUT)
-            mask |= MPCONN_WRITABLE;
-        if (re & (POLLERR | POLLHUP | POLLNVAL))
-            mask |= MPCONN_READABLE | MPCONN_WRITABLE;
         out[n].io = st->ios[i];
-        out[n].events = mask;
+        out[n].events = mpci_poll_ready(re);
         n++;
     }
     st->next = n == max ? (start + k) % st->n : 0;

@@ -5,6 +5,7 @@
 
 #include <mpconn/loop.h>
 
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -36,7 +37,8 @@ struct mpconn_io {
     int fd;
     uint8_t events;
     uint8_t pending;
-    uint64_t stamp; /* the iteration whose batch holds this io */
+    uint8_t be_slot; /* the epoll backend's: 1 + its index in the poll set, 0 if not there */
+    uint64_t stamp;  /* the iteration whose batch holds this io */
     mpconn_io_cb cb;
     mpconn_io *pending_prev, *pending_next; /* list of ios with pending set */
 };
@@ -71,6 +73,25 @@ typedef struct mpci_backend {
     int (*change)(mpconn_loop *loop, mpconn_io *io, int old_events, int new_events);
     int (*wait)(mpconn_loop *loop, int timeout_ms, mpci_event *out, int max);
 } mpci_backend;
+
+/* poll(2)'s words for a watcher's interest and for what came back. */
+static inline short mpci_poll_interest(int events)
+{
+    return (short)(((events & MPCONN_READABLE) ? POLLIN : 0) |
+                   ((events & MPCONN_WRITABLE) ? POLLOUT : 0));
+}
+
+static inline int mpci_poll_ready(short revents)
+{
+    int mask = 0;
+    if (revents & (POLLIN | POLLPRI))
+        mask |= MPCONN_READABLE;
+    if (revents & POLLOUT)
+        mask |= MPCONN_WRITABLE;
+    if (revents & (POLLERR | POLLHUP | POLLNVAL))
+        mask |= MPCONN_READABLE | MPCONN_WRITABLE;
+    return mask;
+}
 
 extern const mpci_backend mpci_backend_poll;
 #ifdef __linux__

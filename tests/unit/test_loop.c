@@ -10,6 +10,8 @@
 #include <pthread.h>
 #include <sys/resource.h>
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -695,6 +697,125 @@ static void free_with_handles_still_open_on(const char *backend)
 TEST(free_with_handles_still_open)
 {
     each_backend(free_with_handles_still_open_on);
+}
+
+/* The epoll backend's poll set. The epoll fd is the one that appears with
+ * the loop; what it holds is read from /proc/self/fdinfo. */
+static int eventpoll_fds(int *out, int cap)
+{
+    int n = 0;
+    for (int fd = 0; fd < 1024 && n < cap; fd++) {
+        char path[64], link[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t k = readlink(path, link, sizeof link - 1);
+        if (k > 0 && (link[k] = 0, strcmp(link, "anon_inode:[eventpoll]") == 0))
+            out[n++] = fd;
+    }
+    return n;
+}
+
+static int in_epoll(int epfd, int fd)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", epfd);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    int found = 0, tfd;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "tfd: %d", &tfd) == 1 && tfd == fd)
+            found = 1;
+    fclose(f);
+    return found;
+}
+
+enum { NWATCH = 12 };
+
+TEST(epoll_backend_polls_few_or_new_watchers_without_epoll_ctl)
+{
+    int before[64], after[64];
+    int nb = eventpoll_fds(before, 64);
+    mpconn_loop *loop = new_loop("epoll");
+    int na = eventpoll_fds(after, 64), epfd = -1;
+    for (int i = 0; i < na; i++) {
+        int seen = 0;
+        for (int j = 0; j < nb; j++)
+            seen |= after[i] == before[j];
+        if (!seen)
+            epfd = after[i];
+    }
+    CHECK(epfd >= 0);
+    iostate st = {0};
+    ioctx c0 = {&st, 0};
+    int p[NWATCH][2];
+    mpconn_io *io[NWATCH];
+    for (int i = 0; i < NWATCH; i++)
+        make_pipe(p[i]);
+    /* A small loop is polled, epoll left empty; level triggered all along. */
+    CHECK_INT(mpconn_io_new(&io[0], loop, p[0][0], io_record, &c0), 0);
+    CHECK_INT(mpconn_io_set(io[0], MPCONN_READABLE), 0);
+    CHECK(write(p[0][1], "x", 1) == 1);
+    for (int k = 1; k <= 10; k++) {
+        CHECK_INT(mpconn_loop_run(loop, MPCONN_RUN_NOWAIT), 1);
+        CHECK_INT(st.calls[0], k);
+        CHECK(!in_epoll(epfd, p[0][0]));
+    }
+    /* More watchers than the poll set holds: the overflow goes to epoll,
+     * then the others follow within a few waits, their events intact. */
+    for (int i = 1; i < NWATCH; i++) {
+        CHECK_INT(mpconn_io_new(&io[i], loop, p[i][0], io_record, &c0), 0);
+        CHECK_INT(mpconn_io_set(io[i], MPCONN_READABLE), 0);
+    }
+    CHECK(in_epoll(epfd, p[NWATCH - 1][0]));
+    CHECK(!in_epoll(epfd, p[1][0]));
+    int calls = st.calls[0];
+    for (int k = 0; k < 6; k++)
+        CHECK_INT(mpconn_loop_run(loop, MPCONN_RUN_NOWAIT), 1);
+    CHECK_INT(st.calls[0], calls + 6); /* the byte still unread: every turn */
+    for (int i = 0; i < NWATCH; i++)
+        CHECK(in_epoll(epfd, p[i][0]));
+    for (int i = 1; i < NWATCH; i++)
+        CHECK(write(p[i][1], "y", 1) == 1);
+    calls = st.calls[0];
+    CHECK_INT(mpconn_loop_run(loop, MPCONN_RUN_NOWAIT), 1);
+    CHECK_INT(st.calls[0], calls + NWATCH);
+    /* A watcher that comes and goes within a few waits never enters
+     * epoll, although epoll has others. */
+    int q[2];
+    make_pipe(q);
+    mpconn_io *brief;
+    ioctx c1 = {&st, 1};
+    CHECK_INT(mpconn_io_new(&brief, loop, q[0], io_record, &c1), 0);
+    CHECK_INT(mpconn_io_set(brief, MPCONN_READABLE), 0);
+    CHECK(write(q[1], "z", 1) == 1);
+    for (int k = 1; k <= 2; k++) {
+        CHECK_INT(mpconn_loop_run(loop, MPCONN_RUN_NOWAIT), 1);
+        CHECK_INT(st.calls[1], k);
+        CHECK(!in_epoll(epfd, q[0]));
+    }
+    mpconn_io_close(brief, NULL);
+    close(q[0]);
+    close(q[1]);
+    /* What epoll refuses (a regular file) stays in the poll set, watched
+     * as the poll backend watches it: always ready. */
+    FILE *tf = tmpfile();
+    CHECK(tf != NULL);
+    mpconn_io *file;
+    ioctx c2 = {&st, 2};
+    CHECK_INT(mpconn_io_new(&file, loop, fileno(tf), io_record, &c2), 0);
+    CHECK_INT(mpconn_io_set(file, MPCONN_READABLE), 0);
+    for (int k = 1; k <= 8; k++) {
+        CHECK_INT(mpconn_loop_run(loop, MPCONN_RUN_NOWAIT), 1);
+        CHECK_INT(st.calls[2], k);
+    }
+    mpconn_io_close(file, NULL);
+    fclose(tf);
+    for (int i = 0; i < NWATCH; i++) {
+        mpconn_io_close(io[i], NULL);
+        close(p[i][0]);
+        close(p[i][1]);
+    }
+    CHECK_INT(mpconn_loop_run(loop, MPCONN_RUN_DEFAULT), 0);
+    mpconn_loop_free(loop);
 }
 
 /* No descriptor left for the signalfd: the watcher fails cleanly, the
