@@ -88,9 +88,14 @@ static void reject(mpconn_async_listener *l, int code, const char *fmt, ...)
     l->on_reject(l->reject_data, code, msg);
 }
 
-/* The peer's name as the listener wrote it. */
-static const char *peer_of(const hs_node *n, char *buf, size_t cap)
+/* The peer's name as the listener writes it. A Unix peer's credentials
+ * are asked for here when the policy did not need them at accept. */
+static const char *peer_of(hs_node *n, char *buf, size_t cap)
 {
+    if (n->local && n->pid < 0 && !n->in_conn && n->ev.fd >= 0) {
+        gid_t gid;
+        mpci_sock_peercred(n->ev.fd, &n->pid, &n->uid, &gid);
+    }
     return mpci_listener_peer_text(n->l->base, n->sa, n->sl, n->pid, n->uid, buf, cap);
 }
 

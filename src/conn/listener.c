@@ -482,19 +482,22 @@ int mpconn_listener_set_max_handshakes(mpconn_listener *l, size_t n)
 
 /* Abstract sockets have no file permissions (CVE-2022-42919): without an
  * authkey or an explicit uid list only our own uid gets in. */
+/* Whether the peer's uid decides: an allowed-uid list, or an abstract
+ * name without authkey, open to the listener's own uid alone. */
+static int policy_needs_uid(const mpconn_listener *l)
+{
+    return l->addr.family == AF_UNIX &&
+           (l->opts.nuids || (l->addr.abstract && !l->opts.authkey && !l->opts.abstract_any_uid));
+}
+
 static int peer_allowed(mpconn_listener *l, const pending *p)
 {
-    if (l->addr.family != AF_UNIX)
+    if (!policy_needs_uid(l))
         return 1;
-    if (l->opts.nuids) {
-        for (size_t i = 0; i < l->opts.nuids; i++)
-            if (l->opts.uids[i] == p->who.uid)
-                return 1;
-        return 0;
-    }
-    if (l->addr.abstract && !l->opts.authkey && !l->opts.abstract_any_uid)
-        return p->who.uid == getuid();
-    return 1;
+    for (size_t i = 0; i < l->opts.nuids; i++)
+        if (l->opts.uids[i] == p->who.uid)
+            return 1;
+    return !l->opts.nuids && p->who.uid == getuid();
 }
 
 static int make_conn(mpconn_listener *l, pending *p, mpconn_conn **out)
@@ -866,7 +869,9 @@ int mpci_listener_admit(mpconn_listener *l, int fd, const struct sockaddr_storag
     p.who.pid = -1;
     p.who.uid = (uid_t)-1;
     p.who.gid = (gid_t)-1;
-    if (l->addr.family == AF_UNIX)
+    /* The async listener asks for a Unix peer's credentials only when its
+     * policy needs them; a message that names the peer asks later. */
+    if (policy_needs_uid(l))
         mpci_sock_peercred(fd, &p.who.pid, &p.who.uid, &p.who.gid);
     *pid = p.who.pid;
     *uid = p.who.uid;

@@ -24,8 +24,9 @@ double mpci_listener_paused_until(const mpconn_listener *l);
 /* For the async listener, which uses a listener for its socket and its
  * peer policy: the listener's options, and the policy applied to one
  * accepted fd (0, or MPCONN_ERR_PEER; *pid and *uid get the credentials of
- * a Unix peer, -1 otherwise). A peer is put into words only when a message
- * names it: mpci_listener_peer_text writes at most cap bytes of it. */
+ * a Unix peer when the policy asked for them, -1 otherwise). A peer is put
+ * into words only when a message names it: mpci_listener_peer_text writes
+ * at most cap bytes of it. */
 const struct mpconn_opts *mpci_listener_opts(const mpconn_listener *l);
 int mpci_listener_admit(mpconn_listener *l, int fd, const struct sockaddr_storage *ss, socklen_t sl,
                         pid_t *pid, uid_t *uid);

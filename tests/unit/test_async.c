@@ -514,6 +514,7 @@ typedef struct {
     int accepted;
     int rejects;
     int last_reject;
+    char last_msg[512];
 } server;
 
 static void accept_cb(mpconn_async_listener *l, mpconn_async *a, void *data)
@@ -534,7 +535,7 @@ static void reject_cb(void *data, int code, const char *msg)
     server *sv = data;
     sv->rejects++;
     sv->last_reject = code;
-    (void)msg;
+    snprintf(sv->last_msg, sizeof sv->last_msg, "%s", msg);
 }
 
 typedef struct {
@@ -658,6 +659,48 @@ static void listener_handshakes_on(void)
     mpconn_async_listener_free(l);
     mpconn_opts_free(o);
     free_loop(sv.loop);
+}
+
+/* A Unix peer's credentials, not needed by the policy of a keyed
+ * listener, are asked for when a rejection names the peer. */
+static void listener_names_unix_peer_on(void)
+{
+    server sv = {0};
+    sv.loop = new_loop();
+    mpconn_opts *o;
+    mpconn_opts_new(&o);
+    mpconn_opts_set_authkey(o, "secret", 6);
+    char addr[64], err[256];
+    snprintf(addr, sizeof addr, "@mpconn-test-async-%ld-peer", (long)getpid());
+    mpconn_async_listener *l;
+    CHECK_INT(mpconn_async_listener_open(&l, addr, o, adapter(), loop_arg(cur, sv.loop), accept_cb,
+                                         &sv, err, sizeof err),
+              0);
+    mpconn_async_listener_on_reject(l, reject_cb, &sv);
+    client_job bad = {0};
+    snprintf(bad.address, sizeof bad.address, "%s", addr);
+    bad.key = "wrong";
+    bad.n = 1;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, blocking_clients, &bad) == 0);
+    volatile int never = 0;
+    double t0 = now_s();
+    while ((!bad.done || sv.rejects == 0) && now_s() - t0 < 10)
+        run_until(sv.loop, &never, 0.02);
+    pthread_join(t, NULL);
+    CHECK_INT(sv.rejects, 1);
+    char want[160];
+    snprintf(want, sizeof want, "authentication of peer pid %ld uid %ld on %s failed",
+             (long)getpid(), (long)getuid(), addr);
+    CHECK(strncmp(sv.last_msg, want, strlen(want)) == 0);
+    mpconn_async_listener_free(l);
+    mpconn_opts_free(o);
+    free_loop(sv.loop);
+}
+
+TEST(listener_names_a_unix_peer_when_it_rejects_one)
+{
+    each_loop(listener_names_unix_peer_on);
 }
 
 TEST(listener_runs_handshakes_on_the_loop)
