@@ -43,12 +43,13 @@ static const char *python, *pyserver;
 
 /* ------------------------------------------------------- mpconn servers */
 
-/* THREADS and FORK: a multiprocessing frame in, the same frame back. */
+/* THREADS and FORK: a multiprocessing frame in, the same frame back. An
+ * accepted socket has TCP_NODELAY from mpconn's listening one, as the raw
+ * server sets it by hand. */
 static int echo_handle(mpconn_request *r, void *data)
 {
     (void)data;
     mpconn_conn *c = mpconn_request_conn(r);
-    bench_nodelay(mpconn_request_fd(r));
     unsigned char buf[65536];
     for (;;) {
         size_t len;
@@ -58,13 +59,6 @@ static int echo_handle(mpconn_request *r, void *data)
         if ((rc = mpconn_conn_send_bytes(c, buf, len)) < 0)
             return rc;
     }
-}
-
-static int echo_setup(mpconn_request *r, void *data)
-{
-    (void)data;
-    bench_nodelay(mpconn_request_fd(r));
-    return 0;
 }
 
 static int echo_message(mpconn_request *r, const void *msg, size_t len, void *data)
@@ -87,7 +81,7 @@ static mpconn_server *new_server(const char *addr, int kind, int dgram)
     if (dgram)
         h.handle = dgram_echo;
     else if (kind == MPCONN_SERVER_LOOP)
-        h.setup = echo_setup, h.on_message = echo_message;
+        h.on_message = echo_message;
     else
         h.handle = echo_handle;
     mpconn_server *s;
