@@ -1,16 +1,15 @@
 /* The epoll backend (Linux). Each registration carries its watcher, so a
  * batch names watchers, never bare fd numbers.
  *
- * A new watcher does not enter the epoll set at once: it goes to a small
- * poll set, and a loop with no more watchers than that set holds polls
- * them all and leaves epoll empty. Once the loop has more, the overflow
- * goes to epoll, whose fd joins the poll set, and a watcher moves from
- * the poll set to epoll after a few waits. A connection that comes and
- * goes within its handshake (an accepting server's common case) then
- * costs neither EPOLL_CTL_ADD nor EPOLL_CTL_DEL, which is what a blocking
- * accept-and-poll server saves over a loop, and a busy loop still sleeps
- * in epoll_wait alone. Both sets are level triggered, so where a watcher
- * sits changes nothing it sees. */
+ * A small loop does without epoll: up to SMALL_MAX watchers are kept in a
+ * poll set and waited on with one poll(), so that a connection that comes
+ * and goes within its handshake (an accepting server's common case) costs
+ * neither EPOLL_CTL_ADD nor EPOLL_CTL_DEL, which is what a blocking
+ * accept-and-poll server saves over a loop. A watcher beyond that moves
+ * every one to epoll, and a busy loop sleeps in epoll_wait alone; when no
+ * more than SMALL_LOW are left they go back to the poll set (the gap keeps
+ * a loop near the limit from moving them at every change). Both sets are
+ * level triggered, so where a watcher sits changes nothing it sees. */
 #ifdef __linux__
 #include "loop_internal.h"
 
@@ -20,16 +19,15 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#define FRESH_MAX 8   /* watchers in the poll set at most; more go to epoll at once */
-#define FRESH_WAITS 4 /* waits there before a watcher moves to a non-empty epoll set */
+#define SMALL_MAX 8 /* watchers a loop polls without epoll, at most */
+#define SMALL_LOW 4 /* a loop on epoll with this few goes back to polling them */
 
 typedef struct {
     int epfd;
     size_t nepoll; /* watchers registered with epoll */
-    int nfresh;
-    mpconn_io *fresh[FRESH_MAX];
-    uint8_t age[FRESH_MAX]; /* waits survived; UINT8_MAX: epoll refused it, polled for good */
-    struct pollfd pfd[FRESH_MAX + 1];
+    int npolled;   /* in the poll set: all of a small loop's, or what epoll refused */
+    mpconn_io *polled[SMALL_MAX];
+    struct pollfd pfd[SMALL_MAX + 1];
     struct epoll_event ev[256];
 } epoll_state;
 
@@ -64,66 +62,86 @@ static int ctl(epoll_state *st, int op, mpconn_io *io, int events)
         ev.events |= EPOLLIN;
     if (events & MPCONN_WRITABLE)
         ev.events |= EPOLLOUT;
-    if (epoll_ctl(st->epfd, op, io->fd, &ev) == 0)
-        return 0;
-    return -errno; /* -EPERM for a regular file: epoll cannot watch one */
+    if (epoll_ctl(st->epfd, op, io->fd, &ev) < 0)
+        return -errno; /* -EPERM for a regular file: epoll cannot watch one */
+    st->nepoll += op == EPOLL_CTL_ADD;
+    return 0;
 }
 
-static void fresh_remove(epoll_state *st, mpconn_io *io)
+static void poll_add(epoll_state *st, mpconn_io *io)
 {
-    int i = io->be_slot - 1, last = --st->nfresh;
+    st->polled[st->npolled] = io;
+    io->be_slot = (uint8_t)++st->npolled;
+}
+
+static void poll_remove(epoll_state *st, mpconn_io *io)
+{
+    int i = io->be_slot - 1, last = --st->npolled;
     if (i != last) {
-        st->fresh[i] = st->fresh[last];
-        st->age[i] = st->age[last];
-        st->fresh[i]->be_slot = (uint8_t)(i + 1);
+        st->polled[i] = st->polled[last];
+        st->polled[i]->be_slot = (uint8_t)(i + 1);
     }
     io->be_slot = 0;
+}
+
+/* The poll set overflows: its watchers go to epoll, but for what epoll
+ * refuses, which stays polled as the poll backend would poll it. */
+static void to_epoll(epoll_state *st)
+{
+    for (int i = 0; i < st->npolled;) {
+        mpconn_io *io = st->polled[i];
+        if (ctl(st, EPOLL_CTL_ADD, io, io->events) == 0)
+            poll_remove(st, io); /* moves the last one into slot i */
+        else
+            i++;
+    }
+}
+
+/* Few watchers are left on epoll (leaving is one, whose interest the loop
+ * clears after this): the others come back to the poll set. */
+static void to_poll(mpconn_loop *loop, epoll_state *st, const mpconn_io *leaving)
+{
+    for (size_t fd = 0; fd < loop->fdcap && st->nepoll > 0; fd++) {
+        mpconn_io *io = loop->fdtab[fd];
+        if (!io || io == leaving || !io->events || io->be_slot || st->npolled == SMALL_MAX)
+            continue;
+        st->nepoll--;
+        if (ctl(st, EPOLL_CTL_DEL, io, 0) == 0)
+            poll_add(st, io);
+        else
+            st->nepoll++; /* still there: leave it */
+    }
 }
 
 static int epoll_change(mpconn_loop *loop, mpconn_io *io, int old_events, int new_events)
 {
     epoll_state *st = loop->be_state;
-    if (io->be_slot) { /* the poll set reads the interest from the watcher */
+    if (io->be_slot) { /* poll() reads the interest from the watcher */
         if (!new_events)
-            fresh_remove(st, io);
+            poll_remove(st, io);
         return 0;
     }
-    if (!old_events && st->nfresh < FRESH_MAX) {
-        st->fresh[st->nfresh] = io;
-        st->age[st->nfresh] = 0;
-        io->be_slot = (uint8_t)++st->nfresh;
-        return 0;
-    }
-    if (new_events && old_events)
+    if (old_events && new_events)
         return ctl(st, EPOLL_CTL_MOD, io, new_events);
-    if (new_events) {
-        int r = ctl(st, EPOLL_CTL_ADD, io, new_events);
-        st->nepoll += r == 0;
+    if (!new_events) {
+        st->nepoll--; /* gone even if DEL fails: its fd was closed first */
+        int r = ctl(st, EPOLL_CTL_DEL, io, 0);
+        if (st->nepoll + (size_t)st->npolled <= SMALL_LOW)
+            to_poll(loop, st, io);
         return r;
     }
-    st->nepoll--; /* gone even if DEL fails: its fd was closed first */
-    return ctl(st, EPOLL_CTL_DEL, io, 0);
-}
-
-/* Watchers that have outlived their stay in the poll set move to epoll;
- * one that epoll refuses (a regular file) stays, as the poll backend
- * would watch it. */
-static void migrate(epoll_state *st)
-{
-    for (int i = 0; i < st->nfresh;) {
-        if (st->age[i] < FRESH_WAITS) {
-            i++;
-            continue;
-        }
-        mpconn_io *io = st->fresh[i];
-        if (st->age[i] != UINT8_MAX && ctl(st, EPOLL_CTL_ADD, io, io->events) == 0) {
-            st->nepoll++;
-            fresh_remove(st, io); /* moves the last one into slot i */
-            continue;
-        }
-        st->age[i] = UINT8_MAX;
-        i++;
+    if (!st->nepoll && st->npolled < SMALL_MAX) {
+        poll_add(st, io);
+        return 0;
     }
+    if (!st->nepoll)
+        to_epoll(st);
+    int r = ctl(st, EPOLL_CTL_ADD, io, new_events);
+    if (r == -EPERM && st->npolled < SMALL_MAX) { /* a regular file: polled, always ready */
+        poll_add(st, io);
+        return 0;
+    }
+    return r;
 }
 
 static int from_epoll(epoll_state *st, int timeout_ms, mpci_event *out, int max)
@@ -151,27 +169,22 @@ static int epoll_wait_events(mpconn_loop *loop, int timeout_ms, mpci_event *out,
     epoll_state *st = loop->be_state;
     if (max > 256)
         max = 256;
-    if (st->nepoll)
-        migrate(st);
-    if (!st->nfresh)
+    if (!st->npolled)
         return from_epoll(st, timeout_ms, out, max);
     /* The poll set, after the epoll fd when epoll has watchers. */
-    int np = st->nfresh, e = st->nepoll > 0;
+    int np = st->npolled, e = st->nepoll > 0;
     struct pollfd *pfd = st->pfd + 1 - e;
     st->pfd[0] = (struct pollfd){.fd = st->epfd, .events = POLLIN};
-    for (int i = 0; i < np; i++) {
-        st->pfd[i + 1] = (struct pollfd){.fd = st->fresh[i]->fd,
-                                         .events = mpci_poll_interest(st->fresh[i]->events)};
-        if (st->age[i] < FRESH_WAITS)
-            st->age[i]++;
-    }
+    for (int i = 0; i < np; i++)
+        st->pfd[i + 1] = (struct pollfd){.fd = st->polled[i]->fd,
+                                         .events = mpci_poll_interest(st->polled[i]->events)};
     int r = poll(pfd, (nfds_t)(np + e), timeout_ms);
     if (r < 0)
         return errno == EINTR ? 0 : -errno;
     int n = 0;
     for (int i = 0; i < np && n < max; i++)
         if (st->pfd[i + 1].revents)
-            out[n++] = (mpci_event){st->fresh[i], mpci_poll_ready(st->pfd[i + 1].revents)};
+            out[n++] = (mpci_event){st->polled[i], mpci_poll_ready(st->pfd[i + 1].revents)};
     if (e && (st->pfd[0].revents & POLLIN) && n < max) {
         int m = from_epoll(st, 0, out + n, max - n);
         if (m < 0)
