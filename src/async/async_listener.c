@@ -42,11 +42,16 @@ typedef struct hs_node {
     };
     uint8_t in_conn;
     uint8_t local; /* a Unix socket */
+    uint8_t sl;    /* the length of the peer's address */
+    /* The address, then a Unix peer's pid and uid (-1: not asked yet):
+     * a TCP peer's record holds no credentials it cannot have. */
+    unsigned char tail[];
+} hs_node;
+
+typedef struct {
     pid_t pid;
     uid_t uid;
-    socklen_t sl;
-    unsigned char sa[]; /* the peer's address, sl bytes */
-} hs_node;
+} creds;
 
 #define PEER_MAX MPCI_PEER_TEXT_MAX
 
@@ -92,11 +97,16 @@ static void reject(mpconn_async_listener *l, int code, const char *fmt, ...)
  * are asked for here when the policy did not need them at accept. */
 static const char *peer_of(hs_node *n, char *buf, size_t cap)
 {
-    if (n->local && n->pid < 0 && !n->in_conn && n->ev.fd >= 0) {
-        gid_t gid;
-        mpci_sock_peercred(n->ev.fd, &n->pid, &n->uid, &gid);
+    creds c = {-1, (uid_t)-1};
+    if (n->local) {
+        memcpy(&c, n->tail + n->sl, sizeof c);
+        if (c.pid < 0 && !n->in_conn && n->ev.fd >= 0) {
+            gid_t gid;
+            mpci_sock_peercred(n->ev.fd, &c.pid, &c.uid, &gid);
+            memcpy(n->tail + n->sl, &c, sizeof c);
+        }
     }
-    return mpci_listener_peer_text(n->l->base, n->sa, n->sl, n->pid, n->uid, buf, cap);
+    return mpci_listener_peer_text(n->l->base, n->tail, n->sl, c.pid, c.uid, buf, cap);
 }
 
 static void unlink_node(mpconn_async_listener *l, hs_node *n)
@@ -338,20 +348,21 @@ static void accept_one(mpconn_async_listener *l, int fd, struct sockaddr_storage
     }
     if (sl > sizeof *ss)
         sl = sizeof *ss;
-    hs_node *n = malloc(offsetof(hs_node, sa) + sl);
+    int local = ss->ss_family == AF_UNIX;
+    hs_node *n = malloc(offsetof(hs_node, tail) + sl + (local ? sizeof(creds) : 0));
     if (!n) {
         close(fd);
         reject(l, -ENOMEM, "out of memory accepting %s",
                mpci_listener_peer_text(l->base, ss, sl, pid, uid, peer, sizeof peer));
         return;
     }
-    memset(n, 0, offsetof(hs_node, sa));
+    memset(n, 0, offsetof(hs_node, tail));
     n->l = l;
-    n->local = ss->ss_family == AF_UNIX;
-    n->pid = pid;
-    n->uid = uid;
-    n->sl = sl;
-    memcpy(n->sa, ss, sl);
+    n->local = (uint8_t)local;
+    n->sl = (uint8_t)sl;
+    memcpy(n->tail, ss, sl);
+    if (local)
+        memcpy(n->tail + sl, &(creds){pid, uid}, sizeof(creds));
     const struct mpconn_opts *o = mpci_listener_opts(l->base);
     /* The base listener's address names TLS as a client must give it. */
     int flags = strncmp(mpconn_listener_address(l->base), "tls:", 4) == 0 ? MPCI_ASYNC_TLS : 0;
