@@ -7,9 +7,11 @@
  * neither EPOLL_CTL_ADD nor EPOLL_CTL_DEL, which is what a blocking
  * accept-and-poll server saves over a loop. A watcher beyond that moves
  * every one to epoll, and a busy loop sleeps in epoll_wait alone; when no
- * more than SMALL_LOW are left they go back to the poll set (the gap keeps
+ * more than half of that are left they go back to the poll set (the gap keeps
  * a loop near the limit from moving them at every change). Both sets are
- * level triggered, so where a watcher sits changes nothing it sees. */
+ * level triggered, so where a watcher sits changes nothing it sees.
+ * MPCONN_LOOP_POLL_MAX lowers the limit (0: every watcher on epoll, as the
+ * loop tests run it too). */
 #ifdef __linux__
 #include "loop_internal.h"
 
@@ -20,12 +22,13 @@
 #include <unistd.h>
 
 #define SMALL_MAX 8 /* watchers a loop polls without epoll, at most */
-#define SMALL_LOW 4 /* a loop on epoll with this few goes back to polling them */
 
 typedef struct {
     int epfd;
     size_t nepoll; /* watchers registered with epoll */
     int npolled;   /* in the poll set: all of a small loop's, or what epoll refused */
+    int small_max; /* SMALL_MAX, or less by MPCONN_LOOP_POLL_MAX */
+    int small_low; /* a loop on epoll with this few goes back to polling them */
     mpconn_io *polled[SMALL_MAX];
     struct pollfd pfd[SMALL_MAX + 1];
     struct epoll_event ev[256];
@@ -36,6 +39,11 @@ static int epoll_init(mpconn_loop *loop)
     epoll_state *st = calloc(1, sizeof *st);
     if (!st)
         return -ENOMEM;
+    const char *env = getenv("MPCONN_LOOP_POLL_MAX");
+    char *end = NULL;
+    long v = env ? strtol(env, &end, 10) : SMALL_MAX;
+    st->small_max = env && *env && !*end && v >= 0 && v <= SMALL_MAX ? (int)v : SMALL_MAX;
+    st->small_low = st->small_max / 2;
     st->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (st->epfd < 0) {
         int e = errno;
@@ -103,7 +111,7 @@ static void to_poll(mpconn_loop *loop, epoll_state *st, const mpconn_io *leaving
 {
     for (size_t fd = 0; fd < loop->fdcap && st->nepoll > 0; fd++) {
         mpconn_io *io = loop->fdtab[fd];
-        if (!io || io == leaving || !io->events || io->be_slot || st->npolled == SMALL_MAX)
+        if (!io || io == leaving || !io->events || io->be_slot || st->npolled == st->small_max)
             continue;
         st->nepoll--;
         if (ctl(st, EPOLL_CTL_DEL, io, 0) == 0)
@@ -126,18 +134,18 @@ static int epoll_change(mpconn_loop *loop, mpconn_io *io, int old_events, int ne
     if (!new_events) {
         st->nepoll--; /* gone even if DEL fails: its fd was closed first */
         int r = ctl(st, EPOLL_CTL_DEL, io, 0);
-        if (st->nepoll + (size_t)st->npolled <= SMALL_LOW)
+        if (st->nepoll + (size_t)st->npolled <= (size_t)st->small_low)
             to_poll(loop, st, io);
         return r;
     }
-    if (!st->nepoll && st->npolled < SMALL_MAX) {
+    if (!st->nepoll && st->npolled < st->small_max) {
         poll_add(st, io);
         return 0;
     }
     if (!st->nepoll)
         to_epoll(st);
     int r = ctl(st, EPOLL_CTL_ADD, io, new_events);
-    if (r == -EPERM && st->npolled < SMALL_MAX) { /* a regular file: polled, always ready */
+    if (r == -EPERM && st->npolled < st->small_max) { /* a regular file: polled, always ready */
         poll_add(st, io);
         return 0;
     }

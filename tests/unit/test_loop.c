@@ -15,7 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *backends[] = {"epoll", "poll"};
+/* The epoll backend twice: as it runs, polling a small loop without
+ * epoll, and with every watcher on epoll (MPCONN_LOOP_POLL_MAX=0). */
+static const struct {
+    const char *name, *poll_max;
+} backends[] = {{"epoll", NULL}, {"epoll", "0"}, {"poll", NULL}};
 
 static double now_s(void)
 {
@@ -35,8 +39,13 @@ static mpconn_loop *new_loop(const char *backend)
 static void each_backend(void (*fn)(const char *backend))
 {
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
-        fprintf(stderr, "backend %s\n", backends[i]);
-        fn(backends[i]);
+        const char *max = backends[i].poll_max;
+        fprintf(stderr, "backend %s%s%s\n", backends[i].name, max ? ", MPCONN_LOOP_POLL_MAX=" : "",
+                max ? max : "");
+        if (max)
+            setenv("MPCONN_LOOP_POLL_MAX", max, 1);
+        fn(backends[i].name);
+        unsetenv("MPCONN_LOOP_POLL_MAX");
     }
 }
 
@@ -728,22 +737,31 @@ static int in_epoll(int epfd, int fd)
     return found;
 }
 
-enum { NWATCH = 12 };
-
-TEST(epoll_backend_polls_a_small_loop_without_epoll_ctl)
+/* An epoll loop and its epoll fd: the one that appeared with it. */
+static mpconn_loop *epoll_loop(int *epfd)
 {
     int before[64], after[64];
     int nb = eventpoll_fds(before, 64);
     mpconn_loop *loop = new_loop("epoll");
-    int na = eventpoll_fds(after, 64), epfd = -1;
+    int na = eventpoll_fds(after, 64);
+    *epfd = -1;
     for (int i = 0; i < na; i++) {
         int seen = 0;
         for (int j = 0; j < nb; j++)
             seen |= after[i] == before[j];
         if (!seen)
-            epfd = after[i];
+            *epfd = after[i];
     }
-    CHECK(epfd >= 0);
+    CHECK(*epfd >= 0);
+    return loop;
+}
+
+enum { NWATCH = 12 };
+
+TEST(epoll_backend_polls_a_small_loop_without_epoll_ctl)
+{
+    int epfd;
+    mpconn_loop *loop = epoll_loop(&epfd);
     iostate st = {0};
     ioctx c0 = {&st, 0}, c1 = {&st, 1};
     int p[NWATCH][2];
@@ -825,6 +843,18 @@ TEST(epoll_backend_polls_a_small_loop_without_epoll_ctl)
         close(p[i][1]);
     }
     CHECK_INT(mpconn_loop_run(loop, MPCONN_RUN_DEFAULT), 0);
+    mpconn_loop_free(loop);
+    /* MPCONN_LOOP_POLL_MAX=0: every watcher goes to epoll. */
+    setenv("MPCONN_LOOP_POLL_MAX", "0", 1);
+    loop = epoll_loop(&epfd);
+    unsetenv("MPCONN_LOOP_POLL_MAX");
+    make_pipe(q);
+    CHECK_INT(mpconn_io_new(&brief, loop, q[0], io_record, &c1), 0);
+    CHECK_INT(mpconn_io_set(brief, MPCONN_READABLE), 0);
+    CHECK(in_epoll(epfd, q[0]));
+    mpconn_io_close(brief, NULL);
+    close(q[0]);
+    close(q[1]);
     mpconn_loop_free(loop);
 }
 
