@@ -51,6 +51,14 @@ static inline void *epoll_make(void)
 {
     return own_make("epoll");
 }
+/* Every watcher on epoll, none in the small loop's poll set. */
+static inline void *epoll_only_make(void)
+{
+    setenv("MPCONN_LOOP_POLL_MAX", "0", 1);
+    void *o = own_make("epoll");
+    unsetenv("MPCONN_LOOP_POLL_MAX");
+    return o;
+}
 static inline void *poll_make(void)
 {
     return own_make("poll");
@@ -143,6 +151,7 @@ static inline void ev_destroy(void *loop)
 
 static const driver drivers[] = {
     {"mpconn loop, epoll", epoll_make, own_adapter, own_wait, own_destroy},
+    {"mpconn loop, epoll only", epoll_only_make, own_adapter, own_wait, own_destroy},
     {"mpconn loop, poll", poll_make, own_adapter, own_wait, own_destroy},
 #ifdef MPCONN_HAVE_LIBUV
     {"libuv", uv_make, mpconn_uv_adapter, uv_wait, uv_destroy},
