@@ -480,10 +480,10 @@ int mpconn_listener_set_max_handshakes(mpconn_listener *l, size_t n)
     return 0;
 }
 
-/* Abstract sockets have no file permissions (CVE-2022-42919): without an
- * authkey or an explicit uid list only our own uid gets in. */
-/* Whether the peer's uid decides: an allowed-uid list, or an abstract
- * name without authkey, open to the listener's own uid alone. */
+/* Whether a Unix peer's uid decides: an allowed-uid list, or an abstract
+ * name without authkey (no file permissions guard one, CVE-2022-42919),
+ * open to our own uid alone. The rule itself is mpconn_opts_peer_allowed's,
+ * which the servers apply too. */
 static int policy_needs_uid(const mpconn_listener *l)
 {
     return l->addr.family == AF_UNIX &&
@@ -492,12 +492,8 @@ static int policy_needs_uid(const mpconn_listener *l)
 
 static int peer_allowed(mpconn_listener *l, const pending *p)
 {
-    if (!policy_needs_uid(l))
-        return 1;
-    for (size_t i = 0; i < l->opts.nuids; i++)
-        if (l->opts.uids[i] == p->who.uid)
-            return 1;
-    return !l->opts.nuids && p->who.uid == getuid();
+    return !policy_needs_uid(l) || mpconn_opts_peer_allowed(&l->opts, l->addr.abstract,
+                                                            l->opts.authkey != NULL, p->who.uid);
 }
 
 static int make_conn(mpconn_listener *l, pending *p, mpconn_conn **out)
