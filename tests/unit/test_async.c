@@ -593,9 +593,10 @@ static void *blocking_clients(void *data)
     return NULL;
 }
 
-/* An async listener with the key "secret" on a new loop of sv's, rejects
- * counted in sv; hs_timeout > 0 sets the handshake timeout. */
-static mpconn_async_listener *keyed_listener(server *sv, mpconn_opts **o, double hs_timeout)
+/* An async listener on address with the key "secret" on a new loop of
+ * sv's, rejects counted in sv; hs_timeout > 0 sets the handshake timeout. */
+static mpconn_async_listener *keyed_listener_at(server *sv, mpconn_opts **o, const char *address,
+                                                double hs_timeout)
 {
     sv->loop = new_loop();
     mpconn_opts_new(o);
@@ -604,11 +605,16 @@ static mpconn_async_listener *keyed_listener(server *sv, mpconn_opts **o, double
         mpconn_opts_set_handshake_timeout(*o, hs_timeout);
     mpconn_async_listener *l;
     char err[256];
-    CHECK_INT(mpconn_async_listener_open(&l, "127.0.0.1:0", *o, adapter(), loop_arg(cur, sv->loop),
+    CHECK_INT(mpconn_async_listener_open(&l, address, *o, adapter(), loop_arg(cur, sv->loop),
                                          accept_cb, sv, err, sizeof err),
               0);
     mpconn_async_listener_on_reject(l, reject_cb, sv);
     return l;
+}
+
+static mpconn_async_listener *keyed_listener(server *sv, mpconn_opts **o, double hs_timeout)
+{
+    return keyed_listener_at(sv, o, "127.0.0.1:0", hs_timeout);
 }
 
 /* n blocking clients with the right key, one after the other, run against
@@ -666,17 +672,10 @@ static void listener_handshakes_on(void)
 static void listener_names_unix_peer_on(void)
 {
     server sv = {0};
-    sv.loop = new_loop();
     mpconn_opts *o;
-    mpconn_opts_new(&o);
-    mpconn_opts_set_authkey(o, "secret", 6);
-    char addr[64], err[256];
+    char addr[64];
     snprintf(addr, sizeof addr, "@mpconn-test-async-%ld-peer", (long)getpid());
-    mpconn_async_listener *l;
-    CHECK_INT(mpconn_async_listener_open(&l, addr, o, adapter(), loop_arg(cur, sv.loop), accept_cb,
-                                         &sv, err, sizeof err),
-              0);
-    mpconn_async_listener_on_reject(l, reject_cb, &sv);
+    mpconn_async_listener *l = keyed_listener_at(&sv, &o, addr, 0);
     client_job bad = {0};
     snprintf(bad.address, sizeof bad.address, "%s", addr);
     bad.key = "wrong";
