@@ -14,6 +14,12 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #endif
+#if defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define MPCI_KNOWS_THREADS 1
+#endif
+#endif
 
 static uint64_t clock_ns(void)
 {
@@ -415,6 +421,23 @@ void mpconn_loop_stop(mpconn_loop *loop)
     pthread_mutex_unlock(&loop->post_mu);
 }
 
+/* Only another thread can need the wake-up fd: the loop's own thread posts
+ * and stops through flags it reads before it waits. So a process that the C
+ * library knows to be single-threaded waits without it, as a libuv loop
+ * without an async handle does, and a small loop's poll() has one fd fewer.
+ * No thread can appear while the only one waits; the first pthread_create
+ * clears the flag before the new thread runs, and the next wait has the fd
+ * again (a wake-up written meanwhile is still there to see). */
+static int sync_wake(mpconn_loop *loop)
+{
+#ifdef MPCI_KNOWS_THREADS
+    int want = __libc_single_threaded ? 0 : MPCONN_READABLE;
+#else
+    int want = MPCONN_READABLE;
+#endif
+    return want == loop->wake_io->events ? 0 : mpconn_io_set(loop->wake_io, want);
+}
+
 static int open_wake(mpconn_loop *loop)
 {
 #ifdef __linux__
@@ -610,7 +633,7 @@ int mpconn_loop_new(mpconn_loop **out, const char *backend)
     if (rc == 0)
         rc = mpconn_io_new(&loop->wake_io, loop, loop->wake[0], wake_cb, NULL);
     if (rc == 0)
-        rc = mpconn_io_set(loop->wake_io, MPCONN_READABLE);
+        rc = sync_wake(loop);
     if (rc < 0) {
         mpconn_loop_free(loop);
         return rc;
@@ -708,7 +731,9 @@ static int iterate(mpconn_loop *loop, int mode, uint64_t until)
         if (!loop->batch)
             return -ENOMEM;
     }
-    int n = loop->be->wait(loop, wait_ms(loop, mode, until), loop->batch,
+    int n = sync_wake(loop);
+    if (n == 0)
+        n = loop->be->wait(loop, wait_ms(loop, mode, until), loop->batch,
                            loop->batchcap < 256 ? loop->batchcap : 256);
     if (n < 0)
         return n;

@@ -14,6 +14,12 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define TEST_KNOWS_THREADS 1
+#endif
+#endif
 
 /* The epoll backend twice: as it runs, polling a small loop without
  * epoll, and with every watcher on epoll (MPCONN_LOOP_POLL_MAX=0). */
@@ -708,16 +714,19 @@ TEST(free_with_handles_still_open)
     each_backend(free_with_handles_still_open_on);
 }
 
-/* The epoll backend's poll set. The epoll fd is the one that appears with
- * the loop; what it holds is read from /proc/self/fdinfo. */
-static int eventpoll_fds(int *out, int cap)
+/* The epoll backend's poll set. The loop's epoll fd and wake-up eventfd are
+ * the ones that appear with it; what epoll holds is read from
+ * /proc/self/fdinfo. */
+static int anon_fds(const char *kind, int *out, int cap)
 {
+    char want[64];
+    snprintf(want, sizeof want, "anon_inode:[%s]", kind);
     int n = 0;
     for (int fd = 0; fd < 1024 && n < cap; fd++) {
         char path[64], link[64];
         snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
         ssize_t k = readlink(path, link, sizeof link - 1);
-        if (k > 0 && (link[k] = 0, strcmp(link, "anon_inode:[eventpoll]") == 0))
+        if (k > 0 && (link[k] = 0, strcmp(link, want) == 0))
             out[n++] = fd;
     }
     return n;
@@ -737,23 +746,40 @@ static int in_epoll(int epfd, int fd)
     return found;
 }
 
-/* An epoll loop and its epoll fd: the one that appeared with it. */
-static mpconn_loop *epoll_loop(int *epfd)
+/* An epoll loop with its epoll fd and (wakefd not NULL) its wake-up
+ * eventfd. */
+static mpconn_loop *epoll_loop(int *epfd, int *wakefd)
 {
-    int before[64], after[64];
-    int nb = eventpoll_fds(before, 64);
+    static const char *const kinds[2] = {"eventpoll", "eventfd"};
+    int before[2][64], nb[2];
+    for (int k = 0; k < 2; k++)
+        nb[k] = anon_fds(kinds[k], before[k], 64);
     mpconn_loop *loop = new_loop("epoll");
-    int na = eventpoll_fds(after, 64);
-    *epfd = -1;
-    for (int i = 0; i < na; i++) {
-        int seen = 0;
-        for (int j = 0; j < nb; j++)
-            seen |= after[i] == before[j];
-        if (!seen)
-            *epfd = after[i];
+    int *out[2] = {epfd, wakefd};
+    for (int k = 0; k < 2 && out[k]; k++) {
+        int after[64], na = anon_fds(kinds[k], after, 64);
+        *out[k] = -1;
+        for (int i = 0; i < na; i++) {
+            int seen = 0;
+            for (int j = 0; j < nb[k]; j++)
+                seen |= after[i] == before[k][j];
+            if (!seen)
+                *out[k] = after[i];
+        }
+        CHECK(*out[k] >= 0);
     }
-    CHECK(*epfd >= 0);
     return loop;
+}
+
+/* 1 when a loop keeps its wake-up fd among its watchers: once the process
+ * has had a second thread, or always where the C library does not say. */
+static int wake_watched(void)
+{
+#ifdef TEST_KNOWS_THREADS
+    return !__libc_single_threaded;
+#else
+    return 1;
+#endif
 }
 
 enum { NWATCH = 12 };
@@ -761,15 +787,16 @@ enum { NWATCH = 12 };
 TEST(epoll_backend_polls_a_small_loop_without_epoll_ctl)
 {
     int epfd;
-    mpconn_loop *loop = epoll_loop(&epfd);
+    mpconn_loop *loop = epoll_loop(&epfd, NULL);
+    int w = wake_watched();
     iostate st = {0};
     ioctx c0 = {&st, 0}, c1 = {&st, 1};
     int p[NWATCH][2];
     mpconn_io *io[NWATCH];
     for (int i = 0; i < NWATCH; i++)
         make_pipe(p[i]);
-    /* A small loop (the wake-up and one watcher) is polled, epoll left
-     * empty; level triggered all along. */
+    /* A small loop (one watcher, and the wake-up if other threads could
+     * wake it) is polled, epoll left empty; level triggered all along. */
     CHECK_INT(mpconn_io_new(&io[0], loop, p[0][0], io_record, &c0), 0);
     CHECK_INT(mpconn_io_set(io[0], MPCONN_READABLE), 0);
     CHECK(write(p[0][1], "x", 1) == 1);
@@ -791,12 +818,12 @@ TEST(epoll_backend_polls_a_small_loop_without_epoll_ctl)
     mpconn_io_close(brief, NULL);
     close(q[0]);
     close(q[1]);
-    /* Past 8 watchers (the wake-up is one) every one moves to epoll, the
-     * unread byte still reported at every turn. */
+    /* Past 8 watchers (the wake-up is one when watched) every one moves to
+     * epoll, the unread byte still reported at every turn. */
     for (int i = 1; i < NWATCH; i++) {
         CHECK_INT(mpconn_io_new(&io[i], loop, p[i][0], io_record, &c0), 0);
         CHECK_INT(mpconn_io_set(io[i], MPCONN_READABLE), 0);
-        CHECK(in_epoll(epfd, p[0][0]) == (i >= 7));
+        CHECK(in_epoll(epfd, p[0][0]) == (i + w >= 8));
     }
     for (int i = 0; i < NWATCH; i++)
         CHECK(in_epoll(epfd, p[i][0]));
@@ -824,13 +851,12 @@ TEST(epoll_backend_polls_a_small_loop_without_epoll_ctl)
     CHECK_INT(st.calls[0], calls + 3 * NWATCH);
     mpconn_io_close(file, NULL);
     fclose(tf);
-    /* Down to 4 (the wake-up and three), they come back to the poll set;
-     * events as before. */
+    /* Down to 4, they come back to the poll set; events as before. */
     for (int i = NWATCH - 1; i >= 3; i--) {
         mpconn_io_close(io[i], NULL);
         close(p[i][0]);
         close(p[i][1]);
-        CHECK(in_epoll(epfd, p[0][0]) == (i > 3));
+        CHECK(in_epoll(epfd, p[0][0]) == (i + w > 4));
     }
     for (int i = 0; i < 3; i++)
         CHECK(!in_epoll(epfd, p[i][0]));
@@ -846,7 +872,7 @@ TEST(epoll_backend_polls_a_small_loop_without_epoll_ctl)
     mpconn_loop_free(loop);
     /* MPCONN_LOOP_POLL_MAX=0: every watcher goes to epoll. */
     setenv("MPCONN_LOOP_POLL_MAX", "0", 1);
-    loop = epoll_loop(&epfd);
+    loop = epoll_loop(&epfd, NULL);
     unsetenv("MPCONN_LOOP_POLL_MAX");
     make_pipe(q);
     CHECK_INT(mpconn_io_new(&brief, loop, q[0], io_record, &c1), 0);
@@ -856,6 +882,51 @@ TEST(epoll_backend_polls_a_small_loop_without_epoll_ctl)
     close(q[0]);
     close(q[1]);
     mpconn_loop_free(loop);
+}
+
+/* Made and run while the process has one thread (each test case runs in a
+ * process of its own), a loop waits without its wake-up fd: only another
+ * thread would write it. From the first wait after a thread appears it
+ * watches it again, on every backend: a stop from that thread ends a wait
+ * that a 60 s timer would otherwise end. */
+TEST(a_loop_watches_its_wake_up_once_the_process_has_threads)
+{
+    enum { N = sizeof backends / sizeof backends[0] };
+    mpconn_loop *loops[N];
+    int epfd = -1, wakefd = -1;
+    for (int i = 0; i < N; i++) {
+        const char *max = backends[i].poll_max;
+        if (max)
+            setenv("MPCONN_LOOP_POLL_MAX", max, 1);
+        /* The loop with every watcher on epoll shows its set in fdinfo. */
+        loops[i] =
+            max && strcmp(max, "0") == 0 ? epoll_loop(&epfd, &wakefd) : new_loop(backends[i].name);
+        unsetenv("MPCONN_LOOP_POLL_MAX");
+        mpconn_timer *keep;
+        CHECK_INT(mpconn_timer_new(&keep, loops[i], must_not_fire, NULL), 0);
+        CHECK_INT(mpconn_timer_start(keep, 60, 0), 0);
+        CHECK_INT(mpconn_loop_run(loops[i], MPCONN_RUN_NOWAIT), 1);
+    }
+    CHECK(epfd >= 0);
+    CHECK(in_epoll(epfd, wakefd) == wake_watched());
+#ifdef TEST_KNOWS_THREADS
+    CHECK(!in_epoll(epfd, wakefd)); /* glibc says: one thread */
+#endif
+    for (int i = 0; i < N; i++) {
+        fprintf(stderr, "backend %s%s%s\n", backends[i].name,
+                backends[i].poll_max ? ", MPCONN_LOOP_POLL_MAX=" : "",
+                backends[i].poll_max ? backends[i].poll_max : "");
+        pthread_t th;
+        double t0 = now_s();
+        CHECK(pthread_create(&th, NULL, stop_later, loops[i]) == 0);
+        CHECK_INT(mpconn_loop_run(loops[i], MPCONN_RUN_DEFAULT), 1);
+        double took = now_s() - t0;
+        pthread_join(th, NULL);
+        CHECK(took < 5);
+    }
+    CHECK(in_epoll(epfd, wakefd));
+    for (int i = 0; i < N; i++)
+        mpconn_loop_free(loops[i]);
 }
 
 /* No descriptor left for the signalfd: the watcher fails cleanly, the
