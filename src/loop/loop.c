@@ -358,12 +358,15 @@ static void drain_fd(int fd)
         ;
 }
 
+/* The mutex only when something was posted: every iteration reads the flag,
+ * few find it set. */
 static void run_posts(mpconn_loop *loop)
 {
+    if (!atomic_load(&loop->posted))
+        return;
     pthread_mutex_lock(&loop->post_mu);
     mpci_post *p = loop->posts;
     loop->posts = loop->posts_tail = NULL;
-    loop->woken = 0;
     atomic_store(&loop->posted, 0);
     pthread_mutex_unlock(&loop->post_mu);
     while (p) {
@@ -374,14 +377,20 @@ static void run_posts(mpconn_loop *loop)
     }
 }
 
+/* `woken` falls with the drain, not with the posts run: a stop posts
+ * nothing, and a wake-up left unread (the eventfd unwatched while the
+ * process had one thread) still wakes the loop when it is watched again. */
 static void wake_cb(mpconn_io *io, int events, void *data)
 {
     (void)events;
-    (void)data;
+    mpconn_loop *loop = data;
+    pthread_mutex_lock(&loop->post_mu);
     drain_fd(io->fd);
+    loop->woken = 0;
+    pthread_mutex_unlock(&loop->post_mu);
 }
 
-/* Writes one wake-up unless one is in flight already; under post_mu. */
+/* Writes one wake-up unless one is unread already; under post_mu. */
 static void wake_locked(mpconn_loop *loop)
 {
     if (loop->woken)
@@ -631,7 +640,7 @@ int mpconn_loop_new(mpconn_loop **out, const char *backend)
     if (rc == 0)
         rc = open_wake(loop);
     if (rc == 0)
-        rc = mpconn_io_new(&loop->wake_io, loop, loop->wake[0], wake_cb, NULL);
+        rc = mpconn_io_new(&loop->wake_io, loop, loop->wake[0], wake_cb, loop);
     if (rc == 0)
         rc = sync_wake(loop);
     if (rc < 0) {

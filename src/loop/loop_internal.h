@@ -134,7 +134,7 @@ struct mpconn_loop {
     mpconn_io *wake_io;
     pthread_mutex_t post_mu;
     mpci_post *posts, *posts_tail;
-    int woken;         /* a wake-up byte is in flight; under post_mu */
+    int woken;         /* a wake-up is written, not yet drained; under post_mu */
     atomic_int posted; /* posts wait: read without the mutex on every iteration */
 
     /* Signals: one signalfd for every signal watched. */
