@@ -72,8 +72,8 @@ static ssize_t fdt_read(mpci_transport *base, void *dst, size_t cap)
     mpci_fd_transport *t = (mpci_fd_transport *)base;
     if (!t->is_unix) {
         t->in = (mpci_fdin){.fd = -1};
-        if (t->dontwait)
-            return neg_errno(recv(base->fd, dst, cap, MSG_DONTWAIT));
+        if (t->is_socket) /* recv() skips the checks read() makes in the VFS */
+            return neg_errno(recv(base->fd, dst, cap, t->dontwait ? MSG_DONTWAIT : 0));
         return neg_errno(read(base->fd, dst, cap));
     }
     return neg_errno(

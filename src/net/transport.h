@@ -69,7 +69,7 @@ ssize_t mpci_recv_fds(int fd, void *dst, size_t cap, int flags, int keep, mpci_f
  * room for it would let the kernel drop it): the caller says before a read
  * whether it may keep one (keep_fd) and finds after it what came (in). An
  * async connection sets is_unix only while it takes descriptors, so that
- * otherwise the kernel discards them unseen and reads stay plain read()s.
+ * otherwise the kernel discards them unseen and reads stay plain recv()s.
  * Small fields: every idle async connection holds one. */
 typedef struct mpci_fd_transport {
     mpci_transport base;
