@@ -480,20 +480,18 @@ int mpconn_listener_set_max_handshakes(mpconn_listener *l, size_t n)
     return 0;
 }
 
-/* Whether a Unix peer's uid decides: an allowed-uid list, or an abstract
- * name without authkey (no file permissions guard one, CVE-2022-42919),
- * open to our own uid alone. The rule itself is mpconn_opts_peer_allowed's,
- * which the servers apply too. */
+/* The rule is mpconn_opts_peer_allowed's, which the servers apply too. */
 static int policy_needs_uid(const mpconn_listener *l)
 {
     return l->addr.family == AF_UNIX &&
-           (l->opts.nuids || (l->addr.abstract && !l->opts.authkey && !l->opts.abstract_any_uid));
+           mpci_opts_uid_decides(&l->opts, l->addr.abstract, l->opts.authkey != NULL);
 }
 
 static int peer_allowed(mpconn_listener *l, const pending *p)
 {
-    return !policy_needs_uid(l) || mpconn_opts_peer_allowed(&l->opts, l->addr.abstract,
-                                                            l->opts.authkey != NULL, p->who.uid);
+    return l->addr.family != AF_UNIX ||
+           mpconn_opts_peer_allowed(&l->opts, l->addr.abstract, l->opts.authkey != NULL,
+                                    p->who.uid);
 }
 
 static int make_conn(mpconn_listener *l, pending *p, mpconn_conn **out)

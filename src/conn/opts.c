@@ -319,6 +319,11 @@ int mpconn_opts_dup(mpconn_opts **out, const mpconn_opts *o)
     return r;
 }
 
+int mpci_opts_uid_decides(const struct mpconn_opts *o, int abstract, int authenticated)
+{
+    return o->nuids || (abstract && !authenticated && !o->abstract_any_uid);
+}
+
 int mpconn_opts_peer_allowed(const mpconn_opts *o, int abstract, int authenticated, uid_t uid)
 {
     struct mpconn_opts defaults;
@@ -326,14 +331,13 @@ int mpconn_opts_peer_allowed(const mpconn_opts *o, int abstract, int authenticat
         mpci_opts_defaults(&defaults);
         o = &defaults;
     }
+    if (!mpci_opts_uid_decides(o, abstract, authenticated))
+        return 1;
     if (o->nuids) {
         for (size_t i = 0; i < o->nuids; i++)
             if (o->uids[i] == uid)
                 return 1;
         return 0;
     }
-    /* Abstract sockets have no file permissions (CVE-2022-42919). */
-    if (abstract && !authenticated && !o->abstract_any_uid)
-        return uid == getuid();
-    return 1;
+    return uid == getuid();
 }

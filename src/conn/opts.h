@@ -37,6 +37,11 @@ struct mpconn_opts {
 };
 
 void mpci_opts_defaults(struct mpconn_opts *o);
+/* Whether a Unix peer's uid decides under o: an allowed-uid list, or an
+ * abstract name without authentication (no file permissions guard one,
+ * CVE-2022-42919), open to our own uid alone. mpconn_opts_peer_allowed
+ * lets every uid in otherwise. */
+int mpci_opts_uid_decides(const struct mpconn_opts *o, int abstract, int authenticated);
 /* Deep copy into dst, an initialised opts whose own storage is released. */
 int mpci_opts_copy(struct mpconn_opts *dst, const struct mpconn_opts *src);
 /* The plain settings only: no key, no uid list, no TLS config, nothing to
