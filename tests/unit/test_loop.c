@@ -42,14 +42,27 @@ static mpconn_loop *new_loop(const char *backend)
     return loop;
 }
 
+/* Names backend i on stderr, for the failure that may follow. */
+static void say_backend(size_t i)
+{
+    const char *max = backends[i].poll_max;
+    fprintf(stderr, "backend %s%s%s\n", backends[i].name, max ? ", MPCONN_LOOP_POLL_MAX=" : "",
+            max ? max : "");
+}
+
+/* Backend i's MPCONN_LOOP_POLL_MAX, which a loop reads when it is made; the
+ * caller unsets it after. */
+static void backend_env(size_t i)
+{
+    if (backends[i].poll_max)
+        setenv("MPCONN_LOOP_POLL_MAX", backends[i].poll_max, 1);
+}
+
 static void each_backend(void (*fn)(const char *backend))
 {
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
-        const char *max = backends[i].poll_max;
-        fprintf(stderr, "backend %s%s%s\n", backends[i].name, max ? ", MPCONN_LOOP_POLL_MAX=" : "",
-                max ? max : "");
-        if (max)
-            setenv("MPCONN_LOOP_POLL_MAX", max, 1);
+        say_backend(i);
+        backend_env(i);
         fn(backends[i].name);
         unsetenv("MPCONN_LOOP_POLL_MAX");
     }
@@ -896,8 +909,7 @@ TEST(a_loop_watches_its_wake_up_once_the_process_has_threads)
     int epfd = -1, wakefd = -1;
     for (int i = 0; i < N; i++) {
         const char *max = backends[i].poll_max;
-        if (max)
-            setenv("MPCONN_LOOP_POLL_MAX", max, 1);
+        backend_env((size_t)i);
         /* The loop with every watcher on epoll shows its set in fdinfo. */
         loops[i] =
             max && strcmp(max, "0") == 0 ? epoll_loop(&epfd, &wakefd) : new_loop(backends[i].name);
@@ -913,9 +925,7 @@ TEST(a_loop_watches_its_wake_up_once_the_process_has_threads)
     CHECK(!in_epoll(epfd, wakefd)); /* glibc says: one thread */
 #endif
     for (int i = 0; i < N; i++) {
-        fprintf(stderr, "backend %s%s%s\n", backends[i].name,
-                backends[i].poll_max ? ", MPCONN_LOOP_POLL_MAX=" : "",
-                backends[i].poll_max ? backends[i].poll_max : "");
+        say_backend((size_t)i);
         pthread_t th;
         double t0 = now_s();
         CHECK(pthread_create(&th, NULL, stop_later, loops[i]) == 0);
