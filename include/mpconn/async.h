@@ -184,7 +184,9 @@ MPCONN_API const char *mpconn_async_errmsg(const mpconn_async *a);
  * returned. The same holds for the two sends below. */
 MPCONN_API int mpconn_async_send(mpconn_async *a, const void *buf, size_t len);
 /* Queues buf without copying: release(buf, arg) runs once it is written or
- * dropped (also when this call fails). */
+ * dropped (also when this call fails). Outside MPCONN_FRAME_MP an empty
+ * message has no byte to write: it is not queued, and release runs inside
+ * the call. */
 MPCONN_API int mpconn_async_send_owned(mpconn_async *a, void *buf, size_t len,
                                        void (*release)(void *buf, void *arg), void *arg);
 /* From on_message: the message as a buffer of the caller's, freed with

@@ -643,6 +643,13 @@ static inline int enqueue(mpconn_async *a, const uint8_t *hdr, size_t hl, const 
     }
     size_t done = 0;
     a->sends++;
+    if (hl + n + extlen == 0) {
+        /* An empty message without a frame: nothing to write, so nothing
+         * queued (flush would find no byte to retire it with). */
+        if (release)
+            release(ext, arg);
+        return 0;
+    }
     if (!a->head && a->state == ST_OPEN) {
         struct iovec iov[3];
         int k = 0;
@@ -652,8 +659,6 @@ static inline int enqueue(mpconn_async *a, const uint8_t *hdr, size_t hl, const 
             iov[k++] = (struct iovec){(void *)p, n};
         if (extlen)
             iov[k++] = (struct iovec){ext, extlen};
-        if (k == 0)
-            return 0;
         int r = write_some(a, iov, k, &done);
         if (r < 0) {
             if (release)

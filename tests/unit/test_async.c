@@ -1496,6 +1496,55 @@ static void take_message_on(void)
     free_loop(loop);
 }
 
+static void count_release(void *buf, void *arg)
+{
+    free(buf);
+    (*(int *)arg)++;
+}
+
+/* An empty message sent unframed writes nothing and is not queued: an
+ * owned buffer comes back at once, and a queue with empty messages between
+ * and behind real ones drains and lets close_when_done close. */
+static void empty_unframed_on(void)
+{
+    void *loop = new_loop();
+    seen s = {0};
+    int peer, released = 0;
+    mpconn_async *a = async_pair(loop, &s, &peer);
+    CHECK_INT(mpconn_async_set_framing(a, MPCONN_FRAME_DELIM, "\n", 1), 0);
+    CHECK_INT(mpconn_async_send_owned(a, malloc(1), 0, count_release, &released), 0);
+    CHECK_INT(released, 1);
+    CHECK_INT(mpconn_async_queued(a), 0);
+    mpconn_async_close(a);
+    close(peer);
+
+    seen s2 = {0};
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    CHECK_INT(mpconn_async_from_fd(&a, sv[0], MPCONN_ASYNC_PLAIN, NULL, &cbs, &s2), 0);
+    CHECK_INT(mpconn_async_set_framing(a, MPCONN_FRAME_RAW, NULL, 0), 0);
+    CHECK_INT(mpconn_async_send(a, "x", 1), 0); /* queued until the attach */
+    CHECK_INT(mpconn_async_send_owned(a, malloc(1), 0, count_release, &released), 0);
+    CHECK_INT(released, 2);
+    CHECK_INT(mpconn_async_send(a, "", 0), 0);
+    CHECK_INT(mpconn_async_send(a, "y", 1), 0);
+    CHECK_INT(mpconn_async_send(a, "", 0), 0); /* last in the queue */
+    CHECK_INT(mpconn_async_queued(a), 2);
+    CHECK_INT(mpconn_async_attach(a, adapter(), loop_arg(cur, loop)), 0);
+    mpconn_async_close_when_done(a);
+    CHECK(run_until(loop, &s2.closed, 5));
+    CHECK_INT(s2.reason, 0);
+    char got[3];
+    CHECK(read(sv[1], got, sizeof got) == 2 && memcmp(got, "xy", 2) == 0);
+    close(sv[1]);
+    free_loop(loop);
+}
+
+TEST(empty_unframed_messages_are_not_queued)
+{
+    each_loop(empty_unframed_on);
+}
+
 TEST(take_message_echoes_long_messages_without_a_copy)
 {
     each_loop(take_message_on);
