@@ -3,7 +3,7 @@
  * in pieces (some carrying a descriptor), and the connection's on_message
  * does what the input's script says with each message: echo it, hand its
  * buffer back to send, decode it, pause reading, switch the framing, shrink
- * the limit, expect a descriptor, close. At the end the peer shuts its side
+ * the limit, expect a descriptor, start a producer, close. At the end the peer shuts its side
  * down. The connection must close within a bounded number of loop turns,
  * with exactly one on_close, and leave no descriptor open; ASan and UBSan
  * see the rest.
@@ -23,13 +23,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-enum { F_AUTHKEY = 1, F_FD_PASSING = 2, F_PASS_FDS = 4, F_WATERMARKS = 8 };
+enum { F_AUTHKEY = 1, F_FD_PASSING = 2, F_PASS_FDS = 4, F_WATERMARKS = 8, F_CLIENT = 16 };
 
 typedef struct fz {
     mpconn_async *a;
     const uint8_t *script;
     size_t nscript, k;
-    int closes, paused, fd_passing;
+    int closes, paused, produced;
 } fz;
 
 static void release(void *buf, void *arg)
@@ -41,7 +41,7 @@ static void release(void *buf, void *arg)
 static void on_message(mpconn_async *a, const void *msg, size_t len, void *data)
 {
     fz *f = data;
-    int act = f->nscript ? f->script[f->k++ % f->nscript] % 14 : 0;
+    int act = f->nscript ? f->script[f->k++ % f->nscript] % 15 : 0;
     mpconn_value *v = NULL;
     void *mine;
     switch (act) {
@@ -72,8 +72,18 @@ static void on_message(mpconn_async *a, const void *msg, size_t len, void *data)
     case 11: mpconn_async_expect_fd(a); break;
     case 12: mpconn_async_set_max_message(a, len / 2 + 1); break;
     case 13: mpconn_async_set_framing(a, MPCONN_FRAME_DELIM, "\0", 1); break;
+    case 14: mpconn_async_set_producer(a, 1); break;
     default: break;
     }
+}
+
+/* Three messages at a time while the queue is low, twelve in all. */
+static int produce(mpconn_async *a, void *data)
+{
+    fz *f = data;
+    for (int i = 0; i < 3 && f->produced < 12; i++, f->produced++)
+        mpconn_async_send(a, "produced", 8);
+    return f->produced < 12;
 }
 
 static void on_fd(mpconn_async *a, int fd, void *data)
@@ -163,9 +173,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         mpconn_opts_set_authkey(o, "key", 3);
     if (data[2])
         mpconn_opts_set_max_message(o, (uint64_t)data[2] * 7);
-    mpconn_async_cbs cbs = {
-        .size = sizeof cbs, .on_message = on_message, .on_close = on_close, .on_fd = on_fd};
-    int role = flags & F_AUTHKEY ? MPCONN_ASYNC_SERVER : MPCONN_ASYNC_PLAIN;
+    mpconn_async_cbs cbs = {.size = sizeof cbs,
+                            .on_message = on_message,
+                            .on_close = on_close,
+                            .on_fd = on_fd,
+                            .produce = produce};
+    /* With an authkey the peer is a client to answer, or a server whose
+     * challenge and welcome the connection must judge. */
+    int role = !(flags & F_AUTHKEY) ? MPCONN_ASYNC_PLAIN
+               : flags & F_CLIENT   ? MPCONN_ASYNC_CLIENT
+                                    : MPCONN_ASYNC_SERVER;
     if (mpconn_async_from_fd(&f.a, sv[0], role, o, &cbs, &f) != 0)
         abort();
     mpconn_opts_free(o);
