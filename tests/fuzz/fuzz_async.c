@@ -3,7 +3,11 @@
  * in pieces (some carrying a descriptor), and the connection's on_message
  * does what the input's script says with each message: echo it, hand its
  * buffer back to send, decode it, pause reading, switch the framing, shrink
- * the limit, expect a descriptor, start a producer, close. At the end the peer shuts its side
+ * the limit, expect a descriptor, start a producer, close. With an authkey
+ * the peer may first run its side of the handshake, so that the stream
+ * reaches an authenticated connection. The connection is one end of a
+ * socketpair, or comes from an async listener the peer connects to (whose
+ * handshake runs in a record of the listener's own). At the end the peer shuts its side
  * down. The connection must close within a bounded number of loop turns,
  * with exactly one on_close, and leave no descriptor open; ASan and UBSan
  * see the rest.
@@ -13,23 +17,37 @@
 #include <mpconn.h>
 #include <mpconn/async.h>
 #include <mpconn/loop.h>
+#include <mpconn/proto.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-enum { F_AUTHKEY = 1, F_FD_PASSING = 2, F_PASS_FDS = 4, F_WATERMARKS = 8, F_CLIENT = 16 };
+enum {
+    F_AUTHKEY = 1,
+    F_FD_PASSING = 2,
+    F_PASS_FDS = 4,
+    F_WATERMARKS = 8,
+    F_CLIENT = 16,   /* with F_AUTHKEY: the connection is the client */
+    F_ANSWER = 32,   /* with F_AUTHKEY: the peer runs its side of the handshake first */
+    F_LEGACY = 64,   /* the peer's challenge is the one of CPython <= 3.11 */
+    F_LISTENER = 128 /* the connection comes from an async listener the peer connects to */
+};
 
 typedef struct fz {
     mpconn_async *a;
     const uint8_t *script;
     size_t nscript, k;
-    int closes, paused, produced;
+    int closes, paused, produced, rejects;
+    uint8_t flags;
 } fz;
 
 static void release(void *buf, void *arg)
@@ -130,7 +148,7 @@ static ssize_t write_with_fd(int peer, const uint8_t *p, size_t n, int fd)
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    return sendmsg(peer, &m, MSG_DONTWAIT);
+    return sendmsg(peer, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 /* A few iterations of the loop, the peer reading all that came, reading
@@ -147,6 +165,108 @@ static void turn(mpconn_loop *loop, fz *f, int peer)
     }
 }
 
+/* The peer's side of the handshake, with the sans-I/O machine, so that the
+ * stream behind it reaches an authenticated connection. */
+static void peer_handshake(mpconn_loop *loop, fz *f, int peer, uint8_t flags)
+{
+    mpconn_auth *au;
+    mpconn_reader *rd;
+    int role = flags & F_CLIENT ? MPCONN_AUTH_SERVER : MPCONN_AUTH_CLIENT;
+    if (mpconn_auth_new(&au, role, "key", 3, flags & F_LEGACY ? "legacy" : NULL, 1) != 0 ||
+        mpconn_reader_new(&rd, 4096) != 0)
+        abort();
+    for (int i = 0; i < 64 && !f->closes; i++) {
+        const void *out;
+        size_t n;
+        int sent = 1;
+        while (sent && mpconn_auth_next_framed(au, &out, &n))
+            sent = send(peer, out, n, MSG_NOSIGNAL) == (ssize_t)n;
+        if (!sent || mpconn_auth_done(au) != 0)
+            break;
+        mpconn_loop_run(loop, MPCONN_RUN_NOWAIT);
+        uint8_t buf[4096];
+        ssize_t r = read(peer, buf, sizeof buf);
+        if (r > 0 && mpconn_reader_feed(rd, buf, (size_t)r) == 0) {
+            void *m;
+            size_t len;
+            while (mpconn_auth_done(au) == 0 && mpconn_reader_get(rd, &m, &len) == 1) {
+                mpconn_auth_feed(au, m, len);
+                free(m);
+            }
+        }
+    }
+    mpconn_reader_free(rd);
+    mpconn_auth_free(au);
+}
+
+static const mpconn_async_cbs cbs = {.size = sizeof cbs,
+                                     .on_message = on_message,
+                                     .on_close = on_close,
+                                     .on_fd = on_fd,
+                                     .produce = produce};
+
+static void setup(fz *f, mpconn_async *a)
+{
+    f->a = a;
+    if (f->flags & F_FD_PASSING)
+        mpconn_async_set_fd_passing(a, 1);
+    if (f->flags & F_WATERMARKS)
+        mpconn_async_set_watermarks(a, 64, 16);
+}
+
+static void on_accept(mpconn_async_listener *l, mpconn_async *a, void *data)
+{
+    (void)l;
+    mpconn_async_set_callbacks(a, &cbs, data);
+    setup(data, a);
+}
+
+static void on_reject(void *data, int code, const char *message)
+{
+    (void)code;
+    (void)message;
+    ((fz *)data)->rejects++;
+}
+
+/* A connection on one end of a socketpair; the other end is returned. */
+static int open_pair(fz *f, mpconn_loop *loop, const mpconn_opts *o)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+        abort();
+    /* With an authkey the peer is a client to answer, or a server whose
+     * challenge and welcome the connection must judge. */
+    int role = !(f->flags & F_AUTHKEY) ? MPCONN_ASYNC_PLAIN
+               : f->flags & F_CLIENT   ? MPCONN_ASYNC_CLIENT
+                                       : MPCONN_ASYNC_SERVER;
+    mpconn_async *a;
+    if (mpconn_async_from_fd(&a, sv[0], role, o, &cbs, f) != 0)
+        abort();
+    setup(f, a);
+    if (mpconn_async_attach(a, mpconn_loop_adapter(), loop) != 0)
+        abort();
+    return sv[1];
+}
+
+/* A listener on an abstract Unix name, and a peer connected to it. */
+static int open_listener(fz *f, mpconn_loop *loop, const mpconn_opts *o, mpconn_async_listener **l)
+{
+    char name[64], err[256];
+    snprintf(name, sizeof name, "@mpconn-fuzz-async-%d", (int)getpid());
+    if (mpconn_async_listener_open(l, name, o, mpconn_loop_adapter(), loop, on_accept, f, err,
+                                   sizeof err) != 0)
+        abort();
+    mpconn_async_listener_on_reject(*l, on_reject, f);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = strlen(name);
+    memcpy(sa.sun_path + 1, name + 1, n - 1); /* sun_path[0] = 0: abstract */
+    int peer = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (peer < 0 || connect(peer, (struct sockaddr *)&sa,
+                            (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) != 0)
+        abort();
+    return peer;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 4)
@@ -155,16 +275,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t step = data[1] ? data[1] : 1, nscript = data[3] % 16;
     if (size < 4 + nscript)
         return 0;
-    fz f = {.script = data + 4, .nscript = nscript};
+    fz f = {.script = data + 4, .nscript = nscript, .flags = flags};
     const uint8_t *stream = data + 4 + nscript;
     size_t len = size - 4 - nscript;
 
     int before = open_fds();
     mpconn_loop *loop;
     if (mpconn_loop_new(&loop, NULL) != 0)
-        abort();
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
         abort();
     mpconn_opts *o = NULL;
     if (mpconn_opts_new(&o) != 0)
@@ -173,33 +290,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         mpconn_opts_set_authkey(o, "key", 3);
     if (data[2])
         mpconn_opts_set_max_message(o, (uint64_t)data[2] * 7);
-    mpconn_async_cbs cbs = {.size = sizeof cbs,
-                            .on_message = on_message,
-                            .on_close = on_close,
-                            .on_fd = on_fd,
-                            .produce = produce};
-    /* With an authkey the peer is a client to answer, or a server whose
-     * challenge and welcome the connection must judge. */
-    int role = !(flags & F_AUTHKEY) ? MPCONN_ASYNC_PLAIN
-               : flags & F_CLIENT   ? MPCONN_ASYNC_CLIENT
-                                    : MPCONN_ASYNC_SERVER;
-    if (mpconn_async_from_fd(&f.a, sv[0], role, o, &cbs, &f) != 0)
-        abort();
+    mpconn_async_listener *l = NULL;
+    int peer = flags & F_LISTENER ? open_listener(&f, loop, o, &l) : open_pair(&f, loop, o);
     mpconn_opts_free(o);
-    if (flags & F_FD_PASSING)
-        mpconn_async_set_fd_passing(f.a, 1);
-    if (flags & F_WATERMARKS)
-        mpconn_async_set_watermarks(f.a, 64, 16);
-    if (mpconn_async_attach(f.a, mpconn_loop_adapter(), loop) != 0)
-        abort();
-    int peer = sv[1], spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
+    if ((flags & (F_AUTHKEY | F_ANSWER)) == (F_AUTHKEY | F_ANSWER))
+        peer_handshake(loop, &f, peer, flags);
     size_t pos = 0;
     for (int stuck = 0; pos < len && !f.closes && stuck < 64;) {
         size_t n = len - pos < step ? len - pos : step;
         ssize_t w = flags & F_PASS_FDS && stream[pos] & 1
                         ? write_with_fd(peer, stream + pos, 1, spare)
-                        : write(peer, stream + pos, n);
+                        : send(peer, stream + pos, n, MSG_NOSIGNAL);
         if (w > 0) {
             pos += (size_t)w;
             stuck = 0;
@@ -212,10 +315,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     shutdown(peer, SHUT_WR);
     /* Each message takes at least one byte: a turn per byte is enough. */
-    for (size_t i = 0; i < len + 64 && !f.closes; i++)
+    for (size_t i = 0; i < len + 64 && !f.closes && !f.rejects; i++)
         turn(loop, &f, peer);
-    if (f.closes != 1)
-        abort(); /* no close after the peer's EOF: the connection hangs */
+    /* Once the peer's EOF is in, the connection has closed, or the
+     * listener has refused the peer and made none. */
+    if (f.a ? f.closes != 1 : f.rejects != 1)
+        abort();
+    mpconn_async_listener_free(l);
     mpconn_loop_run(loop, MPCONN_RUN_NOWAIT);
     mpconn_loop_free(loop);
     close(peer);
