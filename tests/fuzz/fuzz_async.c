@@ -12,8 +12,9 @@
  * with exactly one on_close, and leave no descriptor open; ASan and UBSan
  * see the rest.
  *
- * Input: flags, step, max (x 7), script length, the script (one action per
- * message, cycling), then the stream. */
+ * Input: flags, step, max (x 7), script length (its top bit: the poll
+ * backend instead of epoll), the script (one action per message, cycling),
+ * then the stream. */
 #include <mpconn.h>
 #include <mpconn/async.h>
 #include <mpconn/loop.h>
@@ -281,7 +282,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     int before = open_fds();
     mpconn_loop *loop;
-    if (mpconn_loop_new(&loop, NULL) != 0)
+    if (mpconn_loop_new(&loop, data[3] & 0x80 ? "poll" : NULL) != 0)
         abort();
     mpconn_opts *o = NULL;
     if (mpconn_opts_new(&o) != 0)
