@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define TESTLIB_MAX 512
@@ -259,4 +260,26 @@ int testlib_count_dir(const char *path)
             n++;
     closedir(d);
     return n - (strcmp(path, "/proc/self/fd") == 0);
+}
+
+ssize_t testlib_send_fds(int sock, const struct iovec *iov, int niov, const int *fds, int nfd,
+                         int flags)
+{
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(TESTLIB_SEND_FDS_MAX * sizeof(int))];
+    } ctl;
+    CHECK(nfd > 0 && nfd <= TESTLIB_SEND_FDS_MAX);
+    memset(&ctl, 0, sizeof ctl);
+    struct msghdr m = {0};
+    m.msg_iov = (struct iovec *)iov;
+    m.msg_iovlen = (size_t)niov;
+    m.msg_control = ctl.buf;
+    m.msg_controllen = CMSG_SPACE((size_t)nfd * sizeof(int));
+    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN((size_t)nfd * sizeof(int));
+    memcpy(CMSG_DATA(h), fds, (size_t)nfd * sizeof(int));
+    return sendmsg(sock, &m, flags);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 typedef void (*testlib_fn)(void);
 void testlib_register(const char *name, testlib_fn fn);
@@ -77,6 +78,13 @@ double testlib_proc_cpu(pid_t pid);
 /* Entries of a directory but "." and ".."; for /proc/self/fd, without the
  * descriptor that reads it. */
 int testlib_count_dir(const char *path);
+
+/* The iov bytes with nfd descriptors attached (SCM_RIGHTS, at most
+ * TESTLIB_SEND_FDS_MAX), as a Unix socket peer passes them; sendmsg's
+ * result. */
+#define TESTLIB_SEND_FDS_MAX 8
+ssize_t testlib_send_fds(int sock, const struct iovec *iov, int niov, const int *fds, int nfd,
+                         int flags);
 
 #define TESTLIB_MAIN                                                                               \
     int main(int argc, char **argv)                                                                \

@@ -15,6 +15,8 @@
  * Input: flags, step, max (x 7), script length (its top bit: the poll
  * backend instead of epoll), the script (one action per message, cycling),
  * then the stream. */
+#include "testlib.h"
+
 #include <mpconn.h>
 #include <mpconn/async.h>
 #include <mpconn/loop.h>
@@ -121,35 +123,11 @@ static void on_close(mpconn_async *a, int reason, const char *errmsg, void *data
     f->closes++;
 }
 
-static int open_fds(void)
-{
-    int n = 0;
-    for (int fd = 0; fd < 256; fd++)
-        n += fcntl(fd, F_GETFD) >= 0;
-    return n;
-}
-
 static void drain(int peer)
 {
     uint8_t sink[65536];
     while (read(peer, sink, sizeof sink) > 0)
         ;
-}
-
-/* One byte with a descriptor, as multiprocessing.reduction sends one. */
-static ssize_t write_with_fd(int peer, const uint8_t *p, size_t n, int fd)
-{
-    struct iovec iov = {(void *)p, n};
-    char ctl[CMSG_SPACE(sizeof(int))];
-    memset(ctl, 0, sizeof ctl);
-    struct msghdr m = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    return sendmsg(peer, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 /* A few iterations of the loop, the peer reading all that came, reading
@@ -280,7 +258,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *stream = data + 4 + nscript;
     size_t len = size - 4 - nscript;
 
-    int before = open_fds();
+    int before = testlib_count_dir("/proc/self/fd");
     mpconn_loop *loop;
     if (mpconn_loop_new(&loop, data[3] & 0x80 ? "poll" : NULL) != 0)
         abort();
@@ -301,8 +279,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t pos = 0;
     for (int stuck = 0; pos < len && !f.closes && stuck < 64;) {
         size_t n = len - pos < step ? len - pos : step;
+        /* One byte with a descriptor, as multiprocessing.reduction sends one. */
+        struct iovec one = {(void *)(stream + pos), 1};
         ssize_t w = flags & F_PASS_FDS && stream[pos] & 1
-                        ? write_with_fd(peer, stream + pos, 1, spare)
+                        ? testlib_send_fds(peer, &one, 1, &spare, 1, MSG_DONTWAIT | MSG_NOSIGNAL)
                         : send(peer, stream + pos, n, MSG_NOSIGNAL);
         if (w > 0) {
             pos += (size_t)w;
@@ -327,7 +307,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mpconn_loop_free(loop);
     close(peer);
     close(spare);
-    if (open_fds() != before)
+    if (testlib_count_dir("/proc/self/fd") != before)
         abort(); /* a descriptor the connection took in was not closed */
     return 0;
 }

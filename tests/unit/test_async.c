@@ -1244,23 +1244,8 @@ static void fd_passing_on(void)
     close(s.fds[0]);
     /* A descriptor sent unasked, with message bytes: closed and counted. */
     {
-        union {
-            struct cmsghdr h;
-            char buf[CMSG_SPACE(sizeof(int))];
-        } ctl;
-        memset(&ctl, 0, sizeof ctl);
         struct iovec iov = {(void *)"\0\0\0\1x", 5};
-        struct msghdr m = {0};
-        m.msg_iov = &iov;
-        m.msg_iovlen = 1;
-        m.msg_control = ctl.buf;
-        m.msg_controllen = sizeof ctl.buf;
-        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-        h->cmsg_level = SOL_SOCKET;
-        h->cmsg_type = SCM_RIGHTS;
-        h->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(h), &p[1], sizeof(int));
-        CHECK(sendmsg(mpconn_conn_fileno(c), &m, 0) == 5);
+        CHECK(testlib_send_fds(mpconn_conn_fileno(c), &iov, 1, &p[1], 1, 0) == 5);
     }
     t0 = now_s();
     while (s.messages < 3 && now_s() - t0 < 10)

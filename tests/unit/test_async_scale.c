@@ -1867,36 +1867,15 @@ TEST(claimed_message_sizes_cost_only_what_arrives)
 #define PASSES 20  /* messages each, every one with descriptors attached */
 #define PASS_FDS 4 /* descriptors with each message */
 
-static int open_fds(void)
-{
-    int n = 0;
-    for (int fd = 0; fd < 65536; fd++)
-        n += fcntl(fd, F_GETFD) != -1;
-    return n;
-}
-
 /* Sends a framed message with nfd copies of fd attached (SCM_RIGHTS). */
 static void send_with_fds(int sock, const uint8_t *msg, size_t n, int fd, int nfd)
 {
     uint8_t hdr[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
     struct iovec iov[2] = {{hdr, 4}, {(void *)msg, n}};
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(PASS_FDS * sizeof(int))];
-    } ctl;
-    memset(&ctl, 0, sizeof ctl);
-    struct msghdr m = {0};
-    m.msg_iov = iov;
-    m.msg_iovlen = 2;
-    m.msg_control = ctl.buf;
-    m.msg_controllen = CMSG_SPACE((size_t)nfd * sizeof(int));
-    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-    h->cmsg_level = SOL_SOCKET;
-    h->cmsg_type = SCM_RIGHTS;
-    h->cmsg_len = CMSG_LEN((size_t)nfd * sizeof(int));
+    int fds[PASS_FDS];
     for (int i = 0; i < nfd; i++)
-        memcpy(CMSG_DATA(h) + (size_t)i * sizeof(int), &fd, sizeof fd);
-    CHECK(sendmsg(sock, &m, MSG_NOSIGNAL) == (ssize_t)(4 + n));
+        fds[i] = fd;
+    CHECK(testlib_send_fds(sock, iov, 2, fds, nfd, MSG_NOSIGNAL) == (ssize_t)(4 + n));
 }
 
 static int read_full(int fd, void *buf, size_t n)
@@ -1932,7 +1911,7 @@ static void passed_fds_on(int kind)
         s.fdpass = fdpass;
         int decoy = open("/dev/null", O_RDONLY | O_CLOEXEC);
         CHECK(decoy >= 0);
-        int base = open_fds();
+        int base = testlib_count_dir("/proc/self/fd");
         int peers[PASSERS];
         for (int i = 0; i < PASSERS; i++) {
             peers[i] = unix_connect(mpconn_async_listener_address(s.l));
@@ -1947,7 +1926,7 @@ static void passed_fds_on(int kind)
                 tloop_slice(lp, 0); /* the descriptors in flight stay few */
         }
         CHECK(run_until(lp, answered_all, &s, 20));
-        int peak = open_fds();
+        int peak = testlib_count_dir("/proc/self/fd");
         /* Every answer, in order, to every peer. */
         int ok = 0;
         for (int i = 0; i < PASSERS; i++) {
@@ -1964,7 +1943,7 @@ static void passed_fds_on(int kind)
             close(peers[i]);
         CHECK(run_until(lp, all_closed_rsrv, &s, 20));
         tloop_slice(lp, 0.01);
-        int after = open_fds();
+        int after = testlib_count_dir("/proc/self/fd");
         fprintf(stderr,
                 "%d peers x %d messages with %d descriptors each: %d answered; %zu descriptors "
                 "dropped; open fds %d, at most %d meanwhile, %d after\n",
