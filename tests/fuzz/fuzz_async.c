@@ -84,10 +84,10 @@ static void on_message(mpconn_async *a, const void *msg, size_t len, void *data)
     case 8: mpconn_async_close_when_done(a); break;
     case 9: mpconn_async_close(a); break; /* a is gone once the stack unwinds */
     case 10:
-        mine = mpconn_async_take_message(a, msg, len);
-        if (mine && mpconn_async_send_owned(a, mine, len, release, NULL) < 0)
-            break; /* release ran: the buffer is gone either way */
-        if (!mine)
+        /* release runs whatever send_owned returns */
+        if ((mine = mpconn_async_take_message(a, msg, len)))
+            mpconn_async_send_owned(a, mine, len, release, NULL);
+        else
             mpconn_async_send(a, msg, len);
         break;
     case 11: mpconn_async_expect_fd(a); break;
