@@ -493,6 +493,10 @@ flood_silent_unix_raw|silent peers, Unix socket, the hand-written server without
 flood_half_unix_raw|peers stalled after half a frame header, Unix socket, the hand-written server (the floor)|
 flood_silent_tcp_raw|silent peers, TCP, the hand-written server (the floor)|
 flood_half_tcp_raw|peers stalled after half a frame header, TCP, the hand-written server (the floor)|
+flood_silent_unix_uv|silent peers, Unix socket, the libuv server with the same authkey|
+flood_half_unix_uv|peers stalled after half a frame header, Unix socket, the libuv server with the same authkey|
+flood_silent_tcp_uv|silent peers, TCP, the libuv server with the same authkey|
+flood_half_tcp_uv|peers stalled after half a frame header, TCP, the libuv server with the same authkey|
 #|Handshakes in progress, server VmRSS growth (bytes per handshake)|mpconn:mpconn
 hsmem_unix|1,000 silent peers in their handshakes, Unix socket|mpconn<=512
 hsmem_tcp|1,000 silent peers in their handshakes, TCP|mpconn<=512
