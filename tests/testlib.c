@@ -3,6 +3,8 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -282,4 +284,18 @@ ssize_t testlib_send_fds(int sock, const struct iovec *iov, int niov, const int 
     h->cmsg_len = CMSG_LEN((size_t)nfd * sizeof(int));
     memcpy(CMSG_DATA(h), fds, (size_t)nfd * sizeof(int));
     return sendmsg(sock, &m, flags);
+}
+
+int testlib_tcp_connect(const char *address)
+{
+    const char *colon = strrchr(address, ':');
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_port = htons((uint16_t)atoi(colon ? colon + 1 : ""));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
 }

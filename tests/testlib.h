@@ -86,6 +86,11 @@ int testlib_count_dir(const char *path);
 ssize_t testlib_send_fds(int sock, const struct iovec *iov, int niov, const int *fds, int nfd,
                          int flags);
 
+/* A plain TCP socket connected to 127.0.0.1 at the port that ends
+ * address ("127.0.0.1:PORT", "tls:127.0.0.1:PORT"): blocking, close on
+ * exec; -1 when it cannot connect. */
+int testlib_tcp_connect(const char *address);
+
 #define TESTLIB_MAIN                                                                               \
     int main(int argc, char **argv)                                                                \
     {                                                                                              \

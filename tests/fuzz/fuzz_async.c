@@ -34,7 +34,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stddef.h>
@@ -356,28 +355,25 @@ static int open_listener(fz *f, mpconn_loop *loop, const mpconn_opts *o, int tls
                                    sizeof err) != 0)
         abort();
     mpconn_async_listener_on_reject(*l, on_reject, f);
-    struct sockaddr_storage ss = {0};
-    socklen_t sl;
+    int peer, one = 1;
     if (tls) {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        in->sin_family = AF_INET;
-        in->sin_port = htons((uint16_t)atoi(strrchr(mpconn_async_listener_address(*l), ':') + 1));
-        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        sl = sizeof *in;
+        /* Without TCP_NODELAY each small record after the first would wait
+         * for the listener's delayed acknowledgement, and every piece for
+         * the EOF. */
+        peer = testlib_tcp_connect(mpconn_async_listener_address(*l));
+        if (peer < 0 || setsockopt(peer, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+            abort();
     } else {
-        struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+        struct sockaddr_un un = {.sun_family = AF_UNIX};
         size_t n = strlen(name);
-        un->sun_family = AF_UNIX;
-        memcpy(un->sun_path + 1, name + 1, n - 1); /* sun_path[0] = 0: abstract */
-        sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+        memcpy(un.sun_path + 1, name + 1, n - 1); /* sun_path[0] = 0: abstract */
+        peer = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (peer < 0 || connect(peer, (struct sockaddr *)&un,
+                                (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) != 0)
+            abort();
     }
-    int peer = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-    /* Connected before it turns non-blocking: the loop is not running yet.
-     * Without TCP_NODELAY each small record after the first would wait for
-     * the listener's delayed acknowledgement, and every piece for the EOF. */
-    if (peer < 0 || connect(peer, (struct sockaddr *)&ss, sl) != 0 ||
-        fcntl(peer, F_SETFL, O_NONBLOCK) != 0 ||
-        (tls && setsockopt(peer, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0))
+    /* Connected before it turns non-blocking: the loop is not running yet. */
+    if (fcntl(peer, F_SETFL, O_NONBLOCK) != 0)
         abort();
     return peer;
 }

@@ -24,8 +24,6 @@
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -926,17 +924,12 @@ TEST(listener_hands_the_watcher_over)
     each_loop(handed_over_on);
 }
 
-static int raw_connect(const char *address)
+/* A plain TCP socket to the port of a 127.0.0.1:PORT or
+ * tls:127.0.0.1:PORT address. */
+static int tcp_connect_to(const char *address)
 {
-    /* "127.0.0.1:PORT" */
-    const char *colon = strrchr(address, ':');
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)atoi(colon + 1));
-    sa.sin_addr.s_addr = htonl(0x7f000001);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = testlib_tcp_connect(address);
     CHECK(fd >= 0);
-    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
     return fd;
 }
 
@@ -974,7 +967,7 @@ static int read_frame(int fd, unsigned char *buf, size_t cap, size_t *len)
 static void *eager_client(void *arg)
 {
     eager_job *j = arg;
-    int fd = raw_connect(j->address);
+    int fd = tcp_connect_to(j->address);
     struct timeval tv = {10, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     mpconn_auth *m;
@@ -1040,7 +1033,7 @@ static void silent_flood_on(void)
     int silent[120];
     volatile int never = 0;
     for (int i = 0; i < 120; i++) {
-        silent[i] = raw_connect(mpconn_async_listener_address(l));
+        silent[i] = tcp_connect_to(mpconn_async_listener_address(l));
         if (i % 10 == 9)
             run_until(sv.loop, &never, 0.005);
     }
@@ -1071,9 +1064,9 @@ static void deadlines_on(void)
     mpconn_opts *o;
     mpconn_async_listener *l = keyed_listener(&sv, &o, 1.0);
     volatile int never = 0;
-    int early = raw_connect(mpconn_async_listener_address(l));
+    int early = tcp_connect_to(mpconn_async_listener_address(l));
     run_until(sv.loop, &never, 0.6);
-    int late = raw_connect(mpconn_async_listener_address(l));
+    int late = tcp_connect_to(mpconn_async_listener_address(l));
     double late_at = now_s();
     run_until(sv.loop, &never, 0.05);
     CHECK_INT(mpconn_async_listener_handshakes(l), 2);
@@ -1122,7 +1115,7 @@ static void accept_batches_on(void)
     enum { PEERS = 100 };
     int fds[PEERS];
     for (int i = 0; i < PEERS; i++)
-        fds[i] = raw_connect(mpconn_async_listener_address(l));
+        fds[i] = tcp_connect_to(mpconn_async_listener_address(l));
     size_t before = 0, most = 0;
     double t0 = now_s();
     for (int turns = 0; before < PEERS && turns < 10000 && now_s() - t0 < 10; turns++) {
@@ -1706,17 +1699,6 @@ TEST(handshake_through_a_transport_that_holds_bytes)
 }
 
 /* ------------------------------------------------------------------ TLS */
-
-/* A plain TCP socket to the port of a tls:127.0.0.1:PORT address. */
-static int tcp_connect_to(const char *address)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
-    sin.sin_port = htons((uint16_t)atoi(strrchr(address, ':') + 1));
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    CHECK(connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0);
-    return fd;
-}
 
 static mpconn_opts *tls_opts(mpconn_tls_config *cfg, const char *key)
 {

@@ -1517,12 +1517,8 @@ static mpconn_server *tls_server(int kind, fixture *f, double hs_timeout)
 /* A plain TCP socket connected to a tls: address that says nothing. */
 static int silent_tcp(const char *address)
 {
-    const char *port = strrchr(address, ':') + 1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in in = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)atoi(port)),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    CHECK_INT(connect(fd, (struct sockaddr *)&in, sizeof in), 0);
+    int fd = testlib_tcp_connect(address);
+    CHECK(fd >= 0);
     return fd;
 }
 
