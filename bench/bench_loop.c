@@ -1172,6 +1172,9 @@ static void bench_flood(enum transport t, int nflood)
         if (!up[i]) {
             if (kinds[i] != S_UV) /* libuv is optional; the others are not */
                 bench_die("the flooded server", -1);
+            char what[96];
+            snprintf(what, sizeof what, "flood, %s: the %s server", tnames[t], snames[kinds[i]]);
+            missing(what);
             continue;
         }
         gen_init(&g[i], 64, 100);
